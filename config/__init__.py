@@ -1,0 +1,3 @@
+from config.settings import Settings, SettingsError, hide_password, load_settings
+
+__all__ = ["Settings", "SettingsError", "hide_password", "load_settings"]

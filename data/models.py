@@ -1,0 +1,255 @@
+"""The city model and history, as SQLAlchemy 2 tables.
+
+Portable between SQLite and PostgreSQL: geometries are GeoJSON text (no
+PostGIS needed), times are epoch seconds (UTC) as floats, ids of registered
+things are short strings chosen by the importer (``E000123``, ``I0042``).
+Alembic migrations in ``data/migrations`` create exactly these tables.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+RISK_COLOURS = ("red", "orange", "yellow", "blue")
+UNIT_KINDS = ("district_section", "street_office", "third_party")
+ROLES = ("wall", "dispatcher", "officer", "admin")
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+# --- the city ---------------------------------------------------------------
+
+
+class Street(Base):
+    __tablename__ = "streets"
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    name: Mapped[str] = mapped_column(String(64))
+    name_en: Mapped[str | None] = mapped_column(String(64))
+    geometry: Mapped[str] = mapped_column(Text)  # GeoJSON geometry, WGS-84
+
+
+class Grid(Base):
+    __tablename__ = "grids"
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    street_id: Mapped[str] = mapped_column(ForeignKey("streets.id"), index=True)
+    name: Mapped[str] = mapped_column(String(64))
+    staff_name: Mapped[str | None] = mapped_column(String(64))  # 网格员
+    staff_phone: Mapped[str | None] = mapped_column(String(32))
+    geometry: Mapped[str] = mapped_column(Text)
+
+
+class Unit(Base):
+    __tablename__ = "units"
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    name: Mapped[str] = mapped_column(String(128))
+    kind: Mapped[str] = mapped_column(String(32))  # one of UNIT_KINDS
+    street_id: Mapped[str | None] = mapped_column(ForeignKey("streets.id"))
+
+
+class Inspector(Base):
+    __tablename__ = "inspectors"
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    name: Mapped[str] = mapped_column(String(64))
+    unit_id: Mapped[str] = mapped_column(ForeignKey("units.id"), index=True)
+    phone: Mapped[str | None] = mapped_column(String(32))
+    owntracks_id: Mapped[str | None] = mapped_column(String(128), unique=True)  # "user/device"
+
+
+class Enterprise(Base):
+    __tablename__ = "enterprises"
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    name: Mapped[str] = mapped_column(String(256), index=True)
+    credit_code: Mapped[str | None] = mapped_column(String(18), unique=True)  # 统一社会信用代码
+    address: Mapped[str | None] = mapped_column(String(256))
+    lat: Mapped[float] = mapped_column(Float)
+    lon: Mapped[float] = mapped_column(Float)
+    industry: Mapped[str | None] = mapped_column(String(64))
+    risk: Mapped[str] = mapped_column(String(8), index=True)  # one of RISK_COLOURS
+    street_id: Mapped[str | None] = mapped_column(ForeignKey("streets.id"), index=True)
+    grid_id: Mapped[str | None] = mapped_column(ForeignKey("grids.id"), index=True)
+    last_inspected_at: Mapped[float | None] = mapped_column(Float)
+    next_due_at: Mapped[float | None] = mapped_column(Float, index=True)
+
+
+class Sensor(Base):
+    __tablename__ = "sensors"
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    enterprise_id: Mapped[str | None] = mapped_column(ForeignKey("enterprises.id"), index=True)
+    lat: Mapped[float] = mapped_column(Float)
+    lon: Mapped[float] = mapped_column(Float)
+    z2m_name: Mapped[str | None] = mapped_column(String(256), unique=True)
+    model: Mapped[str | None] = mapped_column(String(64))
+    low_lel: Mapped[float | None] = mapped_column(Float)  # None: the configured default
+    high_lel: Mapped[float | None] = mapped_column(Float)
+    heartbeat_s: Mapped[int | None] = mapped_column(Integer)
+    street_id: Mapped[str | None] = mapped_column(ForeignKey("streets.id"), index=True)
+    grid_id: Mapped[str | None] = mapped_column(ForeignKey("grids.id"), index=True)
+
+
+# --- history ------------------------------------------------------------------
+
+
+class PingRow(Base):
+    __tablename__ = "pings"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    inspector_id: Mapped[str] = mapped_column(String(32))
+    ts: Mapped[float] = mapped_column(Float)
+    lat: Mapped[float] = mapped_column(Float)
+    lon: Mapped[float] = mapped_column(Float)
+    acc_m: Mapped[float | None] = mapped_column(Float)
+    speed_mps: Mapped[float | None] = mapped_column(Float)
+    source: Mapped[str] = mapped_column(String(16))
+    received_at: Mapped[float] = mapped_column(Float)
+    __table_args__ = (Index("ix_pings_inspector_ts", "inspector_id", "ts"), Index("ix_pings_ts", "ts"))
+
+
+class SensorReadingRow(Base):
+    __tablename__ = "sensor_readings"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    sensor_id: Mapped[str] = mapped_column(String(32))
+    ts: Mapped[float] = mapped_column(Float)
+    lel_pct: Mapped[float | None] = mapped_column(Float)
+    ppm: Mapped[float | None] = mapped_column(Float)
+    alarm: Mapped[str | None] = mapped_column(String(16))
+    level: Mapped[str] = mapped_column(String(16))  # normal/low/high/fault/tamper/test
+    batt_pct: Mapped[float | None] = mapped_column(Float)
+    source: Mapped[str] = mapped_column(String(16))
+    received_at: Mapped[float] = mapped_column(Float)
+    __table_args__ = (Index("ix_readings_sensor_ts", "sensor_id", "ts"),)
+
+
+class Visit(Base):
+    __tablename__ = "visits"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    enterprise_id: Mapped[str] = mapped_column(ForeignKey("enterprises.id"))
+    inspector_id: Mapped[str] = mapped_column(ForeignKey("inspectors.id"))
+    unit_id: Mapped[str] = mapped_column(ForeignKey("units.id"))
+    start_ts: Mapped[float] = mapped_column(Float)
+    end_ts: Mapped[float] = mapped_column(Float)
+    duplicate_of: Mapped[int | None] = mapped_column(ForeignKey("visits.id"))
+    same_unit_repeat_of: Mapped[int | None] = mapped_column(ForeignKey("visits.id"))
+    __table_args__ = (
+        Index("ix_visits_enterprise_start", "enterprise_id", "start_ts"),
+        Index("ix_visits_start", "start_ts"),
+        # One visit per inspector and start: two workers finishing the same stay
+        # collapse into one row.
+        UniqueConstraint("inspector_id", "enterprise_id", "start_ts", name="uq_visit_stay"),
+    )
+
+
+class Alert(Base):
+    __tablename__ = "alerts"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    type: Mapped[str] = mapped_column(String(32), index=True)
+    subject: Mapped[str] = mapped_column(String(128))  # e.g. "sensor:S0001"
+    severity: Mapped[str] = mapped_column(String(16))  # info/warning/critical
+    state: Mapped[str] = mapped_column(String(16), index=True)
+    enterprise_id: Mapped[str | None] = mapped_column(String(32), index=True)
+    sensor_id: Mapped[str | None] = mapped_column(String(32))
+    inspector_id: Mapped[str | None] = mapped_column(String(32))
+    street_id: Mapped[str | None] = mapped_column(String(32), index=True)
+    grid_id: Mapped[str | None] = mapped_column(String(32), index=True)
+    assignee_id: Mapped[str | None] = mapped_column(String(32))
+    count: Mapped[int] = mapped_column(Integer, default=1)
+    peak_lel: Mapped[float | None] = mapped_column(Float)
+    last_value_lel: Mapped[float | None] = mapped_column(Float)
+    returned_to_normal_at: Mapped[float | None] = mapped_column(Float)
+    escalation_level: Mapped[int] = mapped_column(Integer, default=0)
+    escalate_at: Mapped[float | None] = mapped_column(Float, index=True)
+    outcome: Mapped[str | None] = mapped_column(String(32))
+    first_seen: Mapped[float] = mapped_column(Float)
+    last_seen: Mapped[float] = mapped_column(Float)
+    created_at: Mapped[float] = mapped_column(Float)
+    updated_at: Mapped[float] = mapped_column(Float)
+    version: Mapped[int] = mapped_column(Integer, default=1)  # optimistic lock
+    details: Mapped[dict | None] = mapped_column(JSON)
+    __table_args__ = (Index("ix_alerts_type_subject_state", "type", "subject", "state"),)
+    __mapper_args__ = {"version_id_col": version}
+
+
+class AlertEvent(Base):
+    __tablename__ = "alert_events"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    alert_id: Mapped[int] = mapped_column(ForeignKey("alerts.id"), index=True)
+    from_state: Mapped[str | None] = mapped_column(String(16))
+    to_state: Mapped[str] = mapped_column(String(16))
+    action: Mapped[str] = mapped_column(String(32))
+    actor: Mapped[str] = mapped_column(String(64))
+    at: Mapped[float] = mapped_column(Float)
+    note: Mapped[str | None] = mapped_column(Text)
+
+
+class DispatchTask(Base):
+    __tablename__ = "dispatch_tasks"
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(32))  # gas_alarm, reassign, inspection
+    alert_id: Mapped[int | None] = mapped_column(ForeignKey("alerts.id"))
+    inspector_id: Mapped[str] = mapped_column(ForeignKey("inspectors.id"), index=True)
+    enterprise_id: Mapped[str | None] = mapped_column(String(32))
+    reason: Mapped[str | None] = mapped_column(Text)
+    state: Mapped[str] = mapped_column(String(16))  # issued, done, cancelled
+    issued_at: Mapped[float] = mapped_column(Float)
+    issued_by: Mapped[str] = mapped_column(String(64))
+
+
+class DeadLetter(Base):
+    __tablename__ = "dead_letters"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    topic: Mapped[str] = mapped_column(String(512))
+    reason: Mapped[str] = mapped_column(String(48), index=True)
+    detail: Mapped[str | None] = mapped_column(Text)
+    received_at: Mapped[float] = mapped_column(Float, index=True)
+    payload_head: Mapped[bytes] = mapped_column(LargeBinary)
+    payload_size: Mapped[int] = mapped_column(Integer)
+    worker: Mapped[str | None] = mapped_column(String(64))
+
+
+# --- access and evidence -------------------------------------------------------
+
+
+class User(Base):
+    __tablename__ = "users"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    username: Mapped[str] = mapped_column(String(64), unique=True)
+    display_name: Mapped[str | None] = mapped_column(String(64))
+    password_hash: Mapped[str | None] = mapped_column(String(256))  # argon2
+    role: Mapped[str] = mapped_column(String(16))  # one of ROLES
+    streets: Mapped[list | None] = mapped_column(JSON)  # officer scope
+    grids: Mapped[list | None] = mapped_column(JSON)
+    inspector_id: Mapped[str | None] = mapped_column(String(32))
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+
+
+class ApiToken(Base):
+    __tablename__ = "api_tokens"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)  # sha256 hex of a 256-bit token
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    created_at: Mapped[float] = mapped_column(Float)
+    revoked: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class AuditEntry(Base):
+    __tablename__ = "audit_log"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    at: Mapped[float] = mapped_column(Float)
+    actor: Mapped[str] = mapped_column(String(64))
+    action: Mapped[str] = mapped_column(String(64), index=True)
+    target: Mapped[str | None] = mapped_column(String(128))
+    detail: Mapped[str | None] = mapped_column(Text)  # canonical JSON
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    hash: Mapped[str] = mapped_column(String(64), unique=True)

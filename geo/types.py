@@ -1,0 +1,58 @@
+"""Small dataclasses that flow from ingest through geo and alerts.
+
+Times are epoch seconds (UTC, float).  Coordinates are WGS-84 degrees.
+H3 cells are always ``str`` (h3-py's default representation) throughout.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(slots=True, frozen=True)
+class Ping:
+    """One GPS fix of an inspector."""
+
+    inspector_id: str
+    ts: float
+    lat: float
+    lon: float
+    acc_m: float | None = None
+    speed_mps: float | None = None
+    heading_deg: float | None = None
+    batt_pct: float | None = None
+    msg_id: str | None = None
+    # Which decoder made it: "anjian", "owntracks".  Before the device is
+    # resolved, ``inspector_id`` holds the external id (OwnTracks "user/device").
+    source: str = "anjian"
+
+
+@dataclass(slots=True, frozen=True)
+class GasReading:
+    """One state message of a gas detector."""
+
+    sensor_id: str
+    ts: float
+    lel_pct: float | None = None
+    ppm: float | None = None
+    # Device's own flag: none, low, high, fault, tamper, test; None when absent.
+    alarm: str | None = None
+    batt_pct: float | None = None
+    msg_id: str | None = None
+    source: str = "anjian"  # "anjian", "zigbee2mqtt"
+    # Set by zigbee2mqtt decoders: the raw fields that were recognised, for audit.
+    extra: dict = field(default_factory=dict, compare=False, hash=False)
+
+
+@dataclass(slots=True, frozen=True)
+class Availability:
+    """Online/offline of a device (LWT)."""
+
+    kind: str  # "inspector" | "sensor"
+    device_id: str
+    online: bool
+    ts: float
+    source: str = "anjian"
+
+
+Event = Ping | GasReading | Availability
