@@ -114,7 +114,13 @@ class PingRow(Base):
     speed_mps: Mapped[float | None] = mapped_column(Float)
     source: Mapped[str] = mapped_column(String(16))
     received_at: Mapped[float] = mapped_column(Float)
-    __table_args__ = (Index("ix_pings_inspector_ts", "inspector_id", "ts"), Index("ix_pings_ts", "ts"))
+    msg_id: Mapped[str | None] = mapped_column(String(64))
+    __table_args__ = (
+        Index("ix_pings_inspector_ts", "inspector_id", "ts"),
+        Index("ix_pings_ts", "ts"),
+        # A redelivered message (same msg_id) is stored once (NULLs never collide).
+        UniqueConstraint("inspector_id", "msg_id", name="uq_pings_msg"),
+    )
 
 
 class SensorReadingRow(Base):
@@ -129,7 +135,11 @@ class SensorReadingRow(Base):
     batt_pct: Mapped[float | None] = mapped_column(Float)
     source: Mapped[str] = mapped_column(String(16))
     received_at: Mapped[float] = mapped_column(Float)
-    __table_args__ = (Index("ix_readings_sensor_ts", "sensor_id", "ts"),)
+    msg_id: Mapped[str | None] = mapped_column(String(64))
+    __table_args__ = (
+        Index("ix_readings_sensor_ts", "sensor_id", "ts"),
+        UniqueConstraint("sensor_id", "msg_id", name="uq_readings_msg"),
+    )
 
 
 class Visit(Base):
@@ -251,5 +261,7 @@ class AuditEntry(Base):
     action: Mapped[str] = mapped_column(String(64), index=True)
     target: Mapped[str | None] = mapped_column(String(128))
     detail: Mapped[str | None] = mapped_column(Text)  # canonical JSON
-    prev_hash: Mapped[str] = mapped_column(String(64))
+    # Unique: an entry can have only one successor, so two writers racing to
+    # append cannot fork the chain (the loser retries on top of the winner).
+    prev_hash: Mapped[str] = mapped_column(String(64), unique=True)
     hash: Mapped[str] = mapped_column(String(64), unique=True)

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-22 02:37:57.308302
+Create Date: 2026-11-22 02:44:46.301990
 """
 from alembic import op
 import sqlalchemy as sa
@@ -62,7 +62,8 @@ def upgrade() -> None:
     sa.Column('prev_hash', sa.String(length=64), nullable=False),
     sa.Column('hash', sa.String(length=64), nullable=False),
     sa.PrimaryKeyConstraint('id'),
-    sa.UniqueConstraint('hash')
+    sa.UniqueConstraint('hash'),
+    sa.UniqueConstraint('prev_hash')
     )
     with op.batch_alter_table('audit_log', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_audit_log_action'), ['action'], unique=False)
@@ -92,7 +93,9 @@ def upgrade() -> None:
     sa.Column('speed_mps', sa.Float(), nullable=True),
     sa.Column('source', sa.String(length=16), nullable=False),
     sa.Column('received_at', sa.Float(), nullable=False),
-    sa.PrimaryKeyConstraint('id')
+    sa.Column('msg_id', sa.String(length=64), nullable=True),
+    sa.PrimaryKeyConstraint('id'),
+    sa.UniqueConstraint('inspector_id', 'msg_id', name='uq_pings_msg')
     )
     with op.batch_alter_table('pings', schema=None) as batch_op:
         batch_op.create_index('ix_pings_inspector_ts', ['inspector_id', 'ts'], unique=False)
@@ -109,7 +112,9 @@ def upgrade() -> None:
     sa.Column('batt_pct', sa.Float(), nullable=True),
     sa.Column('source', sa.String(length=16), nullable=False),
     sa.Column('received_at', sa.Float(), nullable=False),
-    sa.PrimaryKeyConstraint('id')
+    sa.Column('msg_id', sa.String(length=64), nullable=True),
+    sa.PrimaryKeyConstraint('id'),
+    sa.UniqueConstraint('sensor_id', 'msg_id', name='uq_readings_msg')
     )
     with op.batch_alter_table('sensor_readings', schema=None) as batch_op:
         batch_op.create_index('ix_readings_sensor_ts', ['sensor_id', 'ts'], unique=False)

@@ -1,0 +1,32 @@
+# The two commands of the README:
+#   make run    the demo city on embedded defaults (http://127.0.0.1:8050)
+#   make test   the test suite, against real Mosquitto, Redis, PostgreSQL and chromium
+PYTHON ?= python3
+VENV   ?= .venv
+PY      = $(VENV)/bin/python
+STAMP   = $(VENV)/.installed
+
+.PHONY: run test venv services bench clean
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[test,bench]'
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+run: $(STAMP)
+	$(PY) app.py
+
+services:
+	bash scripts/ensure-services.sh
+
+test: $(STAMP) services
+	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+bench: $(STAMP) services
+	$(PY) bench/run_all.py
+
+clean:
+	rm -rf var .pytest_cache

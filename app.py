@@ -1,0 +1,386 @@
+"""Anjian: the real-time command map for safety-production supervision.
+
+    python app.py                       the whole demo: embedded services, simulated city, web
+    python app.py ingest [--workers N]  ingest workers (start it N times, or with --workers)
+    python app.py web                   the dashboard and the HTTP API
+    python app.py simulate              the simulated city's devices, over MQTT
+    python app.py import KIND FILE      enterprises, sensors, inspectors, grids, streets, units
+    python app.py migrate               bring the database schema up to date
+    python app.py token create --role ROLE
+    python app.py user create NAME --role ROLE
+    python app.py audit verify
+
+This module only wires the packages together.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import secrets
+import signal
+import sys
+import threading
+from pathlib import Path
+
+log = logging.getLogger("anjian")
+
+RUNTIME_FILE = "runtime.json"
+
+
+# --- wiring ---------------------------------------------------------------------
+
+
+def setup_logging(settings) -> None:
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    fmt = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+    handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr),
+                                       logging.FileHandler(settings.data_dir / "anjian.log", encoding="utf-8")]
+    logging.basicConfig(level=settings.log_level.upper(), format=fmt, handlers=handlers, force=True)
+    for noisy in ("werkzeug", "amqtt", "transitions", "alembic"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+class Services:
+    """The broker, Redis and database in use: configured ones, or embedded ones we start."""
+
+    def __init__(self, settings, *, embed: bool):
+        self.settings = settings
+        self.embedded: list = []
+        runtime = self._read_runtime()
+        self.mqtt_url = settings.mqtt_url
+        self.redis_url = settings.redis_url
+        if not self.mqtt_url:
+            if embed:
+                from ingest.broker import EmbeddedBroker
+
+                b = EmbeddedBroker(settings.data_dir, settings.embedded_broker)
+                self.mqtt_url = b.start()
+                self.embedded.append(b)
+            else:
+                self.mqtt_url = runtime.get("mqtt_url")
+        if not self.redis_url:
+            if embed:
+                from data.embedded import EmbeddedRedis
+
+                r = EmbeddedRedis(settings.data_dir, settings.embedded_redis)
+                self.redis_url = r.start()
+                self.embedded.append(r)
+            else:
+                self.redis_url = runtime.get("redis_url")
+        missing = [n for n, v in (("ANJIAN_MQTT_URL", self.mqtt_url), ("ANJIAN_REDIS_URL", self.redis_url)) if not v]
+        if missing:
+            raise SystemExit(
+                f"{' and '.join(missing)} not set, and no running demo found in {settings.data_dir}. "
+                "Set them, or start `python app.py` first so the parts can join its embedded services."
+            )
+        if self.embedded:
+            (settings.data_dir / RUNTIME_FILE).write_text(
+                json.dumps({"mqtt_url": self.mqtt_url, "redis_url": self.redis_url, "pid": os.getpid()})
+            )
+        from data.db import make_engine
+
+        self.engine = make_engine(settings.effective_database_url)
+
+    def _read_runtime(self) -> dict:
+        path = self.settings.data_dir / RUNTIME_FILE
+        try:
+            return json.loads(path.read_text())
+        except (OSError, ValueError):
+            return {}
+
+    def redis(self):
+        import redis
+
+        return redis.Redis.from_url(self.redis_url, health_check_interval=30)
+
+    def close(self) -> None:
+        for e in reversed(self.embedded):
+            e.stop()
+        if self.embedded:
+            (self.settings.data_dir / RUNTIME_FILE).unlink(missing_ok=True)
+        self.engine.dispose()
+
+
+def start_ingest(settings, services, n: int, first_no: int = 0) -> list:
+    from ingest.worker import IngestWorker
+
+    workers = []
+    for k in range(n):
+        w = IngestWorker(settings, services.engine, services.redis(), worker_no=first_no + k,
+                         mqtt_url=services.mqtt_url)
+        if k > 0 and not w.conn.is_v5:
+            log.warning("broker speaks MQTT 3.1.1 only (no shared subscriptions): running 1 ingest worker, not %d", n)
+            break
+        w.start()
+        workers.append(w)
+    return workers
+
+
+def serve_web(settings, services, stop: threading.Event) -> None:
+    from werkzeug.serving import make_server
+
+    from dashboard.context import WebContext
+    from dashboard.server import create_server
+
+    ctx = WebContext(settings, services.engine, services.redis(), services.mqtt_url)
+    server = create_server(ctx)
+    try:
+        from dashboard.pages import create_dash  # the screens (may be absent in a minimal install)
+
+        create_dash(server, ctx)
+    except ImportError as e:
+        log.info("dashboard pages not loaded (%s); serving the API only", e)
+    httpd = make_server(settings.web_host, settings.web_port, server, threaded=True)
+    log.info("web: http://%s:%d", settings.web_host, settings.web_port)
+    threading.Thread(target=lambda: (stop.wait(), httpd.shutdown()), daemon=True).start()
+    httpd.serve_forever()
+
+
+def wait_for_signal() -> threading.Event:
+    stop = threading.Event()
+
+    def handler(signum, frame):
+        log.info("signal %s: stopping", signum)
+        stop.set()
+
+    signal.signal(signal.SIGINT, handler)
+    signal.signal(signal.SIGTERM, handler)
+    return stop
+
+
+def demo_accounts(settings, engine) -> dict[str, str]:
+    """Create the demo accounts (one per role) and return username -> password."""
+    from data.auth import create_user
+
+    password = settings.demo_password or secrets.token_urlsafe(9)
+    accounts = {"admin": ("admin", {}), "dispatcher": ("dispatcher", {}), "wall": ("wall", {})}
+    from sqlalchemy import select
+
+    from data.models import Grid
+
+    with engine.connect() as conn:
+        grid = conn.execute(select(Grid.id, Grid.street_id).order_by(Grid.id).limit(1)).first()
+    if grid:
+        accounts["officer"] = ("officer", {"streets": [grid.street_id], "grids": [grid.id]})
+    for username, (role, scope) in accounts.items():
+        create_user(engine, username, password, role, display_name=username, **scope)
+    return {u: password for u in accounts}
+
+
+# --- commands ---------------------------------------------------------------------
+
+
+def cmd_run(settings, args) -> int:
+    services = Services(settings, embed=True)
+    stop = wait_for_signal()
+    workers, extra = [], []
+    try:
+        from data.db import migrate
+
+        migrate(services.engine)
+        from data.demo_city import ensure_demo_city
+
+        if ensure_demo_city(services.engine, settings):
+            log.info("demo city generated (%s scale, seed %d)", settings.sim_scale, settings.sim_seed)
+        accounts = demo_accounts(settings, services.engine)
+        workers = start_ingest(settings, services, settings.ingest_workers)
+        extra = start_background(settings, services, stop, simulate=not args.no_simulate)
+        url = f"http://{settings.web_host}:{settings.web_port}"
+        print(f"\nAnjian is running: {url}  (API: {url}/api/v1/health)", flush=True)
+        print(f"MQTT broker: {services.mqtt_url}   Redis: {services.redis_url}", flush=True)
+        print("Demo accounts (username / password):", flush=True)
+        for user, pw in accounts.items():
+            print(f"  {user:<11} {pw}", flush=True)
+        serve_web(settings, services, stop)
+    finally:
+        stop.set()
+        for t in extra:
+            t.join(5)
+        for w in workers:
+            w.stop()
+        services.close()
+    return 0
+
+
+def start_background(settings, services, stop: threading.Event, *, simulate: bool) -> list[threading.Thread]:
+    """The simulator and the background engines that run beside the web server."""
+    threads = []
+    if simulate:
+        from ingest.simulator import run_simulator
+
+        sim_settings = settings.model_copy(update={"mqtt_url": services.mqtt_url})
+        t = threading.Thread(target=run_simulator, args=(sim_settings, services.engine, stop),
+                             name="simulator", daemon=True)
+        t.start()
+        threads.append(t)
+    return threads
+
+
+def cmd_ingest(settings, args) -> int:
+    services = Services(settings, embed=False)
+    stop = wait_for_signal()
+    workers = start_ingest(settings, services, args.workers, args.worker_no)
+    try:
+        while not stop.wait(1.0):
+            if workers and all(w.conn.fatal for w in workers):
+                return 2
+    finally:
+        for w in workers:
+            w.stop()
+        services.close()
+    return 0
+
+
+def cmd_web(settings, args) -> int:
+    services = Services(settings, embed=False)
+    stop = wait_for_signal()
+    try:
+        serve_web(settings, services, stop)
+    finally:
+        services.close()
+    return 0
+
+
+def cmd_simulate(settings, args) -> int:
+    services = Services(settings, embed=False)
+    stop = wait_for_signal()
+    from ingest.simulator import run_simulator
+
+    try:
+        run_simulator(settings.model_copy(update={"mqtt_url": services.mqtt_url}), services.engine, stop)
+    finally:
+        services.close()
+    return 0
+
+
+def _engine(settings):
+    from data.db import make_engine, migrate
+
+    engine = make_engine(settings.effective_database_url)
+    migrate(engine)
+    return engine
+
+
+def cmd_migrate(settings, args) -> int:
+    _engine(settings).dispose()
+    print("database schema is up to date")
+    return 0
+
+
+def cmd_import(settings, args) -> int:
+    from data import audit
+    from data.importer import import_file
+
+    engine = _engine(settings)
+    report = import_file(engine, args.kind, args.file, crs=args.crs, progress=not args.quiet)
+    print(report.summary())
+    if report.ok:
+        audit.append(engine, args.actor, "import", args.kind, {"file": str(args.file), "rows": report.rows_written})
+    return 0 if report.ok else 1
+
+
+def cmd_token(settings, args) -> int:
+    from data import audit
+    from data.auth import create_token
+
+    engine = _engine(settings)
+    token, principal = create_token(engine, args.role, args.user)
+    audit.append(engine, "cli", "token_create", principal.username, {"role": principal.role})
+    print(f"token for {principal.username} (role {principal.role}); it is shown only once:")
+    print(token)
+    return 0
+
+
+def cmd_user(settings, args) -> int:
+    import getpass
+
+    from data import audit
+    from data.auth import create_user
+
+    engine = _engine(settings)
+    password = os.environ.get("ANJIAN_NEW_USER_PASSWORD") or getpass.getpass(f"password for {args.username}: ")
+    p = create_user(engine, args.username, password, args.role, streets=args.streets or (), grids=args.grids or (),
+                    display_name=args.display_name)
+    audit.append(engine, "cli", "user_create", p.username, {"role": p.role, "streets": list(p.streets),
+                                                           "grids": list(p.grids)})
+    print(f"user {p.username} ({p.role}) saved")
+    return 0
+
+
+def cmd_audit(settings, args) -> int:
+    from data import audit
+
+    engine = _engine(settings)
+    broken = audit.verify(engine)
+    n = len(audit.entries(engine))
+    if broken is None:
+        print(f"audit chain OK: {n} entries")
+        return 0
+    print(f"audit chain BROKEN at entry {broken} (of {n})")
+    return 1
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="app.py", description="Anjian command map")
+    p.add_argument("--config", help="TOML settings file (default: $ANJIAN_CONFIG)")
+    sub = p.add_subparsers(dest="cmd")
+    run = sub.add_parser("run", help="the whole demo (the default)")
+    run.add_argument("--no-simulate", action="store_true", help="do not start the simulated city")
+    ing = sub.add_parser("ingest", help="ingest workers")
+    ing.add_argument("--workers", type=int, default=1, help="workers in this process")
+    ing.add_argument("--worker-no", type=int, default=int(os.environ.get("ANJIAN_WORKER_NO", "0")),
+                     help="number of the first worker (keeps its MQTT session across restarts)")
+    sub.add_parser("web", help="dashboard and HTTP API")
+    sub.add_parser("simulate", help="the simulated city's devices")
+    sub.add_parser("migrate", help="bring the database schema up to date")
+    imp = sub.add_parser("import", help="import a GeoJSON, GeoPackage, Shapefile or CSV file")
+    imp.add_argument("kind", choices=["enterprises", "sensors", "inspectors", "grids", "streets", "units"])
+    imp.add_argument("file", type=Path)
+    imp.add_argument("--crs", choices=["wgs84", "gcj02", "bd09"], help="coordinates are in this Chinese datum")
+    imp.add_argument("--quiet", action="store_true", help="no progress bar")
+    imp.add_argument("--actor", default=os.environ.get("USER", "cli"), help="who imports (for the audit log)")
+    tok = sub.add_parser("token", help="API tokens")
+    tok_sub = tok.add_subparsers(dest="token_cmd", required=True)
+    tc = tok_sub.add_parser("create", help="create a bearer token; printed as the last line")
+    tc.add_argument("--role", required=True, choices=["wall", "dispatcher", "officer", "admin"])
+    tc.add_argument("--user", help="an existing user (default: a new service account)")
+    usr = sub.add_parser("user", help="users")
+    usr_sub = usr.add_subparsers(dest="user_cmd", required=True)
+    uc = usr_sub.add_parser("create", help="create or update a user (password from ANJIAN_NEW_USER_PASSWORD or a prompt)")
+    uc.add_argument("username")
+    uc.add_argument("--role", required=True, choices=["wall", "dispatcher", "officer", "admin"])
+    uc.add_argument("--streets", nargs="*")
+    uc.add_argument("--grids", nargs="*")
+    uc.add_argument("--display-name")
+    aud = sub.add_parser("audit", help="the audit log")
+    aud_sub = aud.add_subparsers(dest="audit_cmd", required=True)
+    aud_sub.add_parser("verify", help="check the hash chain; names the first broken entry")
+    return p
+
+
+COMMANDS = {
+    None: cmd_run, "run": cmd_run, "ingest": cmd_ingest, "web": cmd_web, "simulate": cmd_simulate,
+    "migrate": cmd_migrate, "import": cmd_import, "token": cmd_token, "user": cmd_user, "audit": cmd_audit,
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.cmd is None:
+        args.no_simulate = False
+    from config.settings import SettingsError, load_settings
+
+    try:
+        settings = load_settings(args.config)
+    except (SettingsError, ValueError) as e:
+        print(f"settings: {e}", file=sys.stderr)
+        return 2
+    setup_logging(settings)
+    return COMMANDS[args.cmd](settings, args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

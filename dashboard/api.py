@@ -1,0 +1,175 @@
+"""The HTTP API under /api/v1 (CONTRACT.md §3), a Flask blueprint.
+
+Every route but ``health`` needs a credential: a bearer token
+(``Authorization: Bearer ...``) or the dashboard's login session.  401 without
+one, 403 for a role that may not use the route.  Routes answer JSON lists of
+objects; the live-state version rides along in the ``X-Anjian-Version`` header.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+from flask import Blueprint, Response, current_app, g, jsonify, request, session
+from sqlalchemy import select
+
+from data.models import DeadLetter
+
+SHANGHAI = ZoneInfo("Asia/Shanghai")
+api = Blueprint("api", __name__, url_prefix="/api/v1")
+
+READ_ROLES = ("wall", "dispatcher", "officer", "admin")
+OPS_ROLES = ("dispatcher", "admin")
+
+
+def web():
+    """The WebContext that app.py handed to create_server()."""
+    return current_app.extensions["anjian"]
+
+
+def iso(ts: float | None) -> str | None:
+    if ts is None:
+        return None
+    return datetime.fromtimestamp(ts, SHANGHAI).isoformat(timespec="seconds")
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, code: str, message: str):
+        super().__init__(message)
+        self.status, self.code, self.message = status, code, message
+
+
+@api.errorhandler(ApiError)
+def _api_error(e: ApiError):
+    return jsonify({"error": e.code, "message": e.message}), e.status
+
+
+def current_principal():
+    ctx = web()
+    header = request.headers.get("Authorization", "")
+    if header[:7].lower() == "bearer ":
+        return ctx.tokens.authenticate(header[7:].strip())
+    uid = session.get("uid")
+    if uid is not None:
+        return ctx.session_principal(uid)
+    return None
+
+
+def require(*roles: str) -> Callable:
+    """Route decorator: authenticate, then check the role on the server."""
+
+    def deco(fn):
+        @functools.wraps(fn)
+        def wrapper(*args, **kwargs):
+            p = current_principal()
+            if p is None:
+                resp = jsonify({"error": "unauthorized", "message": "a bearer token or a login session is required"})
+                resp.headers["WWW-Authenticate"] = 'Bearer realm="anjian"'
+                return resp, 401
+            if p.role not in roles:
+                web().audit_denied(p, request.method, request.path)
+                return jsonify({"error": "forbidden", "message": f"role {p.role} may not use {request.path}"}), 403
+            g.principal = p
+            return fn(*args, **kwargs)
+
+        return wrapper
+
+    return deco
+
+
+def int_arg(name: str, default: int, lo: int, hi: int) -> int:
+    raw = request.args.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        v = int(raw)
+    except ValueError:
+        raise ApiError(400, "bad_parameter", f"{name} must be an integer") from None
+    if not lo <= v <= hi:
+        raise ApiError(400, "bad_parameter", f"{name} must be between {lo} and {hi}")
+    return v
+
+
+def time_arg(name: str) -> float | None:
+    """Epoch seconds or ISO-8601 (no offset: Asia/Shanghai)."""
+    raw = request.args.get(name)
+    if not raw:
+        return None
+    try:
+        return float(raw)
+    except ValueError:
+        pass
+    try:
+        dt = datetime.fromisoformat(raw)
+    except ValueError:
+        raise ApiError(400, "bad_parameter", f"{name} must be epoch seconds or ISO-8601") from None
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=SHANGHAI)
+    return dt.timestamp()
+
+
+def versioned(payload, version: int | None = None):
+    resp = jsonify(payload)
+    if version is not None:
+        resp.headers["X-Anjian-Version"] = str(version)
+    return resp
+
+
+# --- routes ------------------------------------------------------------------
+
+
+@api.get("/health")
+def health():
+    return jsonify(web().health())
+
+
+@api.get("/inspectors")
+@require(*READ_ROLES)
+def inspectors():
+    snap = web().snapshot()
+    return versioned(snap.inspectors_json(), snap.version)
+
+
+@api.get("/sensors")
+@require(*READ_ROLES)
+def sensors():
+    snap = web().snapshot()
+    p = g.principal
+    return versioned([s for s in snap.sensors_json() if p.sees_area(s["street_id"], s["grid_id"])], snap.version)
+
+
+@api.get("/deadletters")
+@require(*OPS_ROLES)
+def deadletters():
+    limit = int_arg("limit", 100, 1, 1000)
+    reason = request.args.get("reason")
+    q = select(DeadLetter.__table__).order_by(DeadLetter.id.desc()).limit(limit)
+    if reason:
+        q = q.where(DeadLetter.reason == reason)
+    with web().engine.connect() as conn:
+        rows = conn.execute(q).all()
+    return jsonify([
+        {
+            "id": r.id,
+            "topic": r.topic,
+            "reason": r.reason,
+            "detail": r.detail,
+            "received_at": iso(r.received_at),
+            "received_ts": r.received_at,
+            "payload_head": bytes(r.payload_head).decode("utf-8", errors="replace"),
+            "payload_size": r.payload_size,
+            "worker": r.worker,
+        }
+        for r in rows
+    ])
+
+
+def metrics_response() -> Response:
+    return Response(web().metrics_text(), mimetype="text/plain; version=0.0.4")
+
+
+# ``GET /metrics`` sits at the root (CONTRACT.md §3); create_server registers it.
+metrics_route = require(*READ_ROLES)(metrics_response)

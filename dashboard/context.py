@@ -1,0 +1,235 @@
+"""What the web process needs, built once by app.py and handed to the server.
+
+``snapshot()`` is the one read of live state that API routes and Dash pages
+share: the city registry (names, units, areas) from SQL, cached, joined with
+the latest fixes and sensor states from Redis.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import threading
+import time
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+import redis
+from sqlalchemy import Engine, select, text
+
+from config.settings import Settings, hide_password
+from data import audit
+from data.auth import Principal, TokenAuthenticator, _principal
+from data.live import LATENCY_BUCKETS_S, LiveState
+from data.models import Enterprise, Inspector, Sensor, Unit, User
+
+log = logging.getLogger(__name__)
+
+# The registry (names, units, areas) changes only on import; 30 s staleness is fine.
+REGISTRY_TTL_S = 30.0
+# An inspector with no fix for this long is shown as offline.
+INSPECTOR_STALE_S = 600.0
+# Health probes are cached this long so a scraper polling /health costs little.
+HEALTH_TTL_S = 2.0
+# Ingest lag above this makes the system "degraded".
+LAG_DEGRADED_S = 10.0
+
+
+def _iso(ts):
+    from dashboard.api import iso
+
+    return iso(ts)
+
+
+@dataclass
+class Registry:
+    inspectors: dict  # id -> (name, unit_id, unit_name)
+    sensors: dict  # id -> (enterprise_id, lat, lon, street_id, grid_id, heartbeat_s)
+    enterprise_names: dict
+    loaded_at: float
+
+
+class Snapshot:
+    def __init__(self, ctx: WebContext, reg: Registry, version: int):
+        self.ctx, self.reg, self.version = ctx, reg, version
+        self.now = time.time()
+
+    def inspectors_json(self) -> list[dict]:
+        live = self.ctx.live
+        fixes = live.inspector_fixes(self.reg.inspectors)
+        avail = live.availability("inspector")
+        visiting = self.ctx.visiting()
+        out = []
+        for iid, fix in fixes.items():
+            name, unit_id, unit_name = self.reg.inspectors[iid]
+            online = avail.get(iid, (True, 0))[0]
+            stale = self.now - fix.ts > INSPECTOR_STALE_S
+            ent = visiting.get(iid)
+            status = "offline" if (not online or stale) else ("visiting" if ent else "on_duty")
+            out.append({
+                "id": iid, "name": name, "unit": unit_id, "unit_name": unit_name,
+                "lat": fix.lat, "lon": fix.lon, "acc_m": fix.acc_m, "speed_mps": fix.speed_mps,
+                "batt_pct": fix.batt_pct, "last_fix": _iso(fix.ts), "last_fix_ts": fix.ts,
+                "status": status, "visiting_enterprise_id": ent,
+                "visiting_enterprise": self.reg.enterprise_names.get(ent) if ent else None,
+                "source": fix.source,
+            })
+        out.sort(key=lambda d: d["id"])
+        return out
+
+    def sensors_json(self) -> list[dict]:
+        live = self.ctx.live
+        states = live.sensor_states(self.reg.sensors)
+        avail = live.availability("sensor")
+        offline_after = self.ctx.settings.sensor_offline_after
+        out = []
+        for sid, (eid, lat, lon, street, grid, hb) in self.reg.sensors.items():
+            st = states.get(sid)
+            heartbeat = hb or self.ctx.settings.sensor_heartbeat_s
+            if st is None:
+                state, lel, last = "unknown", None, None
+            else:
+                state, lel, last = st.level, st.lel_pct, st.ts
+                # A silent detector is offline, never "safe".
+                if self.now - st.ts > heartbeat * offline_after:
+                    state = "offline"
+            a = avail.get(sid)
+            if a is not None and not a[0] and (st is None or a[1] >= st.ts):
+                state = "offline"
+            out.append({
+                "id": sid, "enterprise_id": eid, "enterprise": self.reg.enterprise_names.get(eid),
+                "lat": lat, "lon": lon, "street_id": street, "grid_id": grid,
+                "state": state, "lel_pct": lel, "last_message": _iso(last), "last_message_ts": last,
+            })
+        return out
+
+
+class WebContext:
+    def __init__(self, settings: Settings, engine: Engine, redis_client: redis.Redis, mqtt_url: str):
+        self.settings = settings
+        self.engine = engine
+        self.redis = redis_client
+        self.live = LiveState(redis_client, settings.redis_namespace, settings.ingest_msg_id_ttl_s)
+        self.tokens = TokenAuthenticator(engine)
+        self.mqtt_url = mqtt_url
+        self._reg: Registry | None = None
+        self._reg_lock = threading.Lock()
+        self._health: tuple[float, dict] | None = None
+        self._principals: dict[int, tuple[float, Principal | None]] = {}
+
+    # --- registry and snapshot -----------------------------------------------
+    def registry(self) -> Registry:
+        reg = self._reg
+        if reg is not None and time.monotonic() - reg.loaded_at < REGISTRY_TTL_S:
+            return reg
+        with self._reg_lock:
+            if self._reg is not None and time.monotonic() - self._reg.loaded_at < REGISTRY_TTL_S:
+                return self._reg
+            with self.engine.connect() as conn:
+                units = dict(conn.execute(select(Unit.id, Unit.name)).all())
+                insp = {r.id: (r.name, r.unit_id, units.get(r.unit_id))
+                        for r in conn.execute(select(Inspector.id, Inspector.name, Inspector.unit_id))}
+                sens = {r.id: (r.enterprise_id, r.lat, r.lon, r.street_id, r.grid_id, r.heartbeat_s)
+                        for r in conn.execute(select(Sensor.id, Sensor.enterprise_id, Sensor.lat, Sensor.lon,
+                                                     Sensor.street_id, Sensor.grid_id, Sensor.heartbeat_s))}
+                names = dict(conn.execute(select(Enterprise.id, Enterprise.name)).all())
+            self._reg = Registry(insp, sens, names, time.monotonic())
+            return self._reg
+
+    def snapshot(self) -> Snapshot:
+        return Snapshot(self, self.registry(), self.live.version())
+
+    def visiting(self) -> dict[str, str]:
+        """inspector id -> enterprise id of the visit under way (kept by the geo engine)."""
+        raw = self.redis.hgetall(self.live.key("visiting"))
+        return {k.decode(): v.decode() for k, v in raw.items()}
+
+    # --- auth helpers ----------------------------------------------------------
+    def session_principal(self, uid: int) -> Principal | None:
+        hit = self._principals.get(uid)
+        if hit and time.monotonic() - hit[0] < 10.0:
+            return hit[1]
+        with self.engine.connect() as conn:
+            u = conn.execute(select(User.__table__).where(User.id == uid, User.active.is_(True))).first()
+        p = None if u is None else _principal(u)
+        self._principals[uid] = (time.monotonic(), p)
+        return p
+
+    def audit_denied(self, p: Principal, method: str, path: str) -> None:
+        if method != "GET":
+            audit.append(self.engine, p.username, "access_denied", path, {"method": method, "role": p.role})
+
+    # --- health and metrics -------------------------------------------------------
+    def health(self) -> dict:
+        cached = self._health
+        if cached and time.monotonic() - cached[0] < HEALTH_TTL_S:
+            return cached[1]
+        out: dict = {"mqtt_url": hide_password(self.mqtt_url)}
+        parts = urlsplit(self.mqtt_url)
+        try:
+            with socket.create_connection((parts.hostname, parts.port or 1883), timeout=1.0):
+                out["broker"] = "ok"
+        except OSError as e:
+            out["broker"] = f"unreachable: {e}"
+        try:
+            self.redis.ping()
+            out["redis"] = "ok"
+        except redis.RedisError as e:
+            out["redis"] = f"unreachable: {e}"
+        try:
+            with self.engine.connect() as conn:
+                conn.execute(text("SELECT 1"))
+            out["database"] = "ok"
+        except Exception as e:  # noqa: BLE001 - any driver error means "not ok"
+            out["database"] = f"unreachable: {type(e).__name__}"
+        out["database_url"] = self.engine.url.render_as_string(hide_password=True)
+        workers = {}
+        if out["redis"] == "ok":
+            workers = self.live.workers()
+        out["ingest_workers"] = len(workers)
+        out["ingest_lag_s"] = round(max((w.get("lag_s", 0.0) for w in workers.values()), default=0.0), 3)
+        out["ingest_queue"] = sum(w.get("queue", 0) for w in workers.values())
+        ok = (out["broker"] == out["redis"] == out["database"] == "ok" and workers
+              and out["ingest_lag_s"] < LAG_DEGRADED_S)
+        out["status"] = "ok" if ok else "degraded"
+        out["checked_at"] = _iso(time.time())
+        self._health = (time.monotonic(), out)
+        return out
+
+    def metrics_text(self) -> str:
+        live = self.live
+        lines: list[str] = []
+
+        def family(name: str, kind: str, help_: str, samples: list[tuple[str, float]]):
+            lines.append(f"# HELP {name} {help_}")
+            lines.append(f"# TYPE {name} {kind}")
+            for labels, v in samples:
+                lines.append(f"{name}{labels} {v}")
+
+        family("anjian_messages_in_total", "counter", "Messages accepted, by kind.",
+               [(f'{{kind="{k}"}}', v) for k, v in sorted(live.counters("in").items())])
+        family("anjian_messages_rejected_total", "counter", "Messages dead-lettered, by reason code.",
+               [(f'{{reason="{k}"}}', v) for k, v in sorted(live.counters("rejected").items())])
+        family("anjian_messages_dropped_total", "counter", "Messages dropped on purpose (duplicates), by reason.",
+               [(f'{{reason="{k}"}}', v) for k, v in sorted(live.counters("dropped").items())])
+        lat = live.counters("latency")
+        total = float(self.redis.hget(live.key("metrics", "latency_sum"), "sum") or 0.0)
+        buckets = sorted((float(k[3:]), v) for k, v in lat.items() if k.startswith("le_"))
+        seen = dict(buckets)
+        samples = [(f'{{le="{b}"}}', seen.get(b, 0)) for b in LATENCY_BUCKETS_S]
+        samples.append(('{le="+Inf"}', lat.get("count", 0)))
+        lines.append("# HELP anjian_processing_latency_seconds From receipt by a worker to stored, per message.")
+        lines.append("# TYPE anjian_processing_latency_seconds histogram")
+        for labels, v in samples:
+            lines.append(f"anjian_processing_latency_seconds_bucket{labels} {v}")
+        lines.append(f"anjian_processing_latency_seconds_sum {total}")
+        lines.append(f"anjian_processing_latency_seconds_count {lat.get('count', 0)}")
+        workers = live.workers()
+        family("anjian_ingest_queue_depth", "gauge", "Messages waiting in a worker's queues.",
+               [(f'{{worker="{w}"}}', d.get("queue", 0)) for w, d in sorted(workers.items())])
+        family("anjian_ingest_lag_seconds", "gauge", "Age of the oldest message a worker has not stored.",
+               [(f'{{worker="{w}"}}', d.get("lag_s", 0)) for w, d in sorted(workers.items())])
+        family("anjian_ingest_shed_total", "counter", "Pings shed because a worker's ping queue was full.",
+               [(f'{{worker="{w}"}}', d.get("shed", 0)) for w, d in sorted(workers.items())])
+        family("anjian_live_version", "gauge", "Live-state version counter.", [("", live.version())])
+        return "\n".join(lines) + "\n"

@@ -1,0 +1,33 @@
+"""The Flask server behind the API and the Dash pages."""
+
+from __future__ import annotations
+
+import logging
+import secrets
+
+from flask import Flask
+
+from dashboard.api import api, metrics_route
+from dashboard.context import WebContext
+
+log = logging.getLogger(__name__)
+
+
+def create_server(ctx: WebContext) -> Flask:
+    server = Flask("anjian")
+    key = ctx.settings.secret_key
+    if not key:
+        log.warning("ANJIAN_SECRET_KEY is not set: using a random key, so logins end when this process restarts")
+        key = secrets.token_hex(32)
+    server.config.update(
+        SECRET_KEY=key,
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        SESSION_COOKIE_NAME="anjian_session",
+        JSON_AS_ASCII=False,
+    )
+    server.json.ensure_ascii = False
+    server.extensions["anjian"] = ctx
+    server.register_blueprint(api)
+    server.add_url_rule("/metrics", "metrics", metrics_route)
+    return server

@@ -1,0 +1,272 @@
+"""Live state in Redis: the latest fix per inspector, a GEO index, sensor states,
+and a change stream with a version counter.
+
+Writes come from ingest workers in batches, one Lua call per batch: the script
+applies msg_id idempotency (``SET NX``), keeps an older fix from overwriting a
+newer one, bumps the version counter and appends one entry to the change
+stream.  Being one script, it is atomic, so any number of workers can apply
+batches concurrently without a lock.
+
+Key layout (``ns`` is ``settings.redis_namespace``):
+
+==============================  ===============================================
+``ns:insp:{id}``                hash: ts, lat, lon, acc, speed, batt, src
+``ns:insp:geo``                 GEO set of inspectors' latest fixes
+``ns:sensor:{id}``              hash: ts, level, lel, ppm, alarm, batt, src
+``ns:avail:{kind}``             hash: id -> "online"/"offline" ts
+``ns:msgid:{i|s}:{id}:{msg}``   idempotency marker, expires after a day
+``ns:ver``                      version counter, bumped by every change
+``ns:changes``                  stream of (v, kind, ids), capped
+``ns:gas:events``               stream of sensor level changes for the alert engine
+``ns:metrics:*``                counters shared by all processes (see metrics)
+``ns:workers``                  hash: worker id -> JSON heartbeat (lag, queue)
+==============================  ===============================================
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+import orjson
+import redis
+
+from geo.types import GasReading, Ping
+
+# Processing-latency histogram buckets, seconds (Prometheus convention).
+LATENCY_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+# Statuses the apply scripts return per message.
+APPLIED, OLDER, DUPLICATE = 0, 1, 2
+
+# The change stream is for screens catching up after a short disconnect; 10k
+# entries cover minutes of a busy city.  "~" lets Redis trim lazily (cheap).
+CHANGES_MAXLEN = 10_000
+GAS_EVENTS_MAXLEN = 100_000
+
+_APPLY_PINGS = """
+local ns, ttl = KEYS[1], tonumber(ARGV[1])
+local res, changed = {}, {}
+local n = (#ARGV - 1) / 9
+for i = 0, n - 1 do
+  local b = 1 + i * 9
+  local id, ts, msg = ARGV[b + 1], ARGV[b + 2], ARGV[b + 9]
+  local status = 0
+  if msg ~= '' and not redis.call('SET', ns .. ':msgid:i:' .. id .. ':' .. msg, '1', 'NX', 'EX', ttl) then
+    status = 2
+  end
+  if status == 0 then
+    local key = ns .. ':insp:' .. id
+    local cur = redis.call('HGET', key, 'ts')
+    if cur and tonumber(cur) >= tonumber(ts) then
+      status = 1
+    else
+      redis.call('HSET', key, 'ts', ts, 'lat', ARGV[b + 3], 'lon', ARGV[b + 4], 'acc', ARGV[b + 5],
+                 'speed', ARGV[b + 6], 'batt', ARGV[b + 7], 'src', ARGV[b + 8])
+      redis.call('GEOADD', ns .. ':insp:geo', ARGV[b + 4], ARGV[b + 3], id)
+      changed[#changed + 1] = id
+    end
+  end
+  res[#res + 1] = status
+end
+if #changed > 0 then
+  local v = redis.call('INCR', ns .. ':ver')
+  redis.call('XADD', ns .. ':changes', 'MAXLEN', '~', %(changes_maxlen)d, '*',
+             'v', v, 'kind', 'inspector', 'ids', table.concat(changed, ','))
+end
+return res
+"""
+
+# Sensors: same idempotency and ordering; additionally, when the level changes
+# (or the sensor was unknown), an event goes to ns:gas:events for the alert
+# engine, carrying the previous level.  The script returns per message
+# {status, previous level}.
+_APPLY_SENSORS = """
+local ns, ttl = KEYS[1], tonumber(ARGV[1])
+local res, changed = {}, {}
+local n = (#ARGV - 1) / 9
+for i = 0, n - 1 do
+  local b = 1 + i * 9
+  local id, ts, level, msg = ARGV[b + 1], ARGV[b + 2], ARGV[b + 3], ARGV[b + 9]
+  local status, prev = 0, ''
+  if msg ~= '' and not redis.call('SET', ns .. ':msgid:s:' .. id .. ':' .. msg, '1', 'NX', 'EX', ttl) then
+    status = 2
+  end
+  if status == 0 then
+    local key = ns .. ':sensor:' .. id
+    local cur = redis.call('HMGET', key, 'ts', 'level')
+    prev = cur[2] or ''
+    if cur[1] and tonumber(cur[1]) >= tonumber(ts) then
+      status = 1
+    else
+      redis.call('HSET', key, 'ts', ts, 'level', level, 'lel', ARGV[b + 4], 'ppm', ARGV[b + 5],
+                 'alarm', ARGV[b + 6], 'batt', ARGV[b + 7], 'src', ARGV[b + 8])
+      changed[#changed + 1] = id
+      redis.call('XADD', ns .. ':gas:events', 'MAXLEN', '~', %(gas_maxlen)d, '*',
+                 'sensor', id, 'ts', ts, 'level', level, 'prev', prev, 'lel', ARGV[b + 4],
+                 'alarm', ARGV[b + 6])
+    end
+  end
+  res[#res + 1] = {status, prev}
+end
+if #changed > 0 then
+  local v = redis.call('INCR', ns .. ':ver')
+  redis.call('XADD', ns .. ':changes', 'MAXLEN', '~', %(changes_maxlen)d, '*',
+             'v', v, 'kind', 'sensor', 'ids', table.concat(changed, ','))
+end
+return res
+"""
+
+
+def _s(v: float | None) -> str:
+    return "" if v is None else repr(float(v))
+
+
+def _f(v: bytes | str | None) -> float | None:
+    if v is None or v == b"" or v == "":
+        return None
+    return float(v)
+
+
+@dataclass(slots=True)
+class InspectorFix:
+    id: str
+    ts: float
+    lat: float
+    lon: float
+    acc_m: float | None
+    speed_mps: float | None
+    batt_pct: float | None
+    source: str
+
+
+@dataclass(slots=True)
+class SensorState:
+    id: str
+    ts: float
+    level: str
+    lel_pct: float | None
+    ppm: float | None
+    alarm: str | None
+    batt_pct: float | None
+    source: str
+
+
+class LiveState:
+    """All reads and writes of live state go through here."""
+
+    def __init__(self, client: redis.Redis, namespace: str, msg_id_ttl_s: int = 86400):
+        self.r = client
+        self.ns = namespace
+        self.msg_id_ttl_s = msg_id_ttl_s
+        fmt = {"changes_maxlen": CHANGES_MAXLEN, "gas_maxlen": GAS_EVENTS_MAXLEN}
+        self._apply_pings = client.register_script(_APPLY_PINGS % fmt)
+        self._apply_sensors = client.register_script(_APPLY_SENSORS % fmt)
+
+    def key(self, *parts: str) -> str:
+        return ":".join((self.ns, *parts))
+
+    # --- writes (ingest) ----------------------------------------------------
+    def apply_pings(self, pings: Sequence[Ping]) -> list[int]:
+        """Apply a batch of resolved pings; returns APPLIED/OLDER/DUPLICATE per ping."""
+        if not pings:
+            return []
+        args: list[str | int] = [self.msg_id_ttl_s]
+        for p in pings:
+            args += (p.inspector_id, repr(p.ts), repr(p.lat), repr(p.lon), _s(p.acc_m),
+                     _s(p.speed_mps), _s(p.batt_pct), p.source, p.msg_id or "")
+        return [int(x) for x in self._apply_pings(keys=[self.ns], args=args)]
+
+    def apply_sensor_readings(self, readings: Sequence[GasReading], levels: Sequence[str]) -> list[tuple[int, str]]:
+        """Apply readings with their computed levels; returns (status, previous level)."""
+        if not readings:
+            return []
+        args: list[str | int] = [self.msg_id_ttl_s]
+        for g, level in zip(readings, levels, strict=True):
+            args += (g.sensor_id, repr(g.ts), level, _s(g.lel_pct), _s(g.ppm), g.alarm or "",
+                     _s(g.batt_pct), g.source, g.msg_id or "")
+        out = self._apply_sensors(keys=[self.ns], args=args)
+        return [(int(s), p.decode() if isinstance(p, bytes) else p) for s, p in out]
+
+    def set_availability(self, kind: str, device_id: str, online: bool, ts: float) -> None:
+        state = "online" if online else "offline"
+        v = self.r.incr(self.key("ver"))
+        pipe = self.r.pipeline(transaction=True)
+        pipe.hset(self.key("avail", kind), device_id, f"{state} {ts!r}")
+        pipe.xadd(self.key("changes"), {"v": v, "kind": f"{kind}_availability", "ids": device_id},
+                  maxlen=CHANGES_MAXLEN, approximate=True)
+        if kind == "sensor":
+            pipe.xadd(self.key("gas", "events"),
+                      {"sensor": device_id, "ts": repr(ts), "level": state, "prev": "", "lel": "", "alarm": ""},
+                      maxlen=GAS_EVENTS_MAXLEN, approximate=True)
+        pipe.execute()
+
+    # --- reads (API, screens, alert engine) ---------------------------------
+    def version(self) -> int:
+        return int(self.r.get(self.key("ver")) or 0)
+
+    def inspector_fixes(self, ids: Iterable[str]) -> dict[str, InspectorFix]:
+        ids = list(ids)
+        pipe = self.r.pipeline(transaction=False)
+        for i in ids:
+            pipe.hgetall(self.key("insp", i))
+        out: dict[str, InspectorFix] = {}
+        for i, h in zip(ids, pipe.execute()):
+            if not h:
+                continue
+            out[i] = InspectorFix(
+                id=i, ts=float(h[b"ts"]), lat=float(h[b"lat"]), lon=float(h[b"lon"]),
+                acc_m=_f(h.get(b"acc")), speed_mps=_f(h.get(b"speed")), batt_pct=_f(h.get(b"batt")),
+                source=h.get(b"src", b"").decode(),
+            )
+        return out
+
+    def sensor_states(self, ids: Iterable[str]) -> dict[str, SensorState]:
+        ids = list(ids)
+        pipe = self.r.pipeline(transaction=False)
+        for i in ids:
+            pipe.hgetall(self.key("sensor", i))
+        out: dict[str, SensorState] = {}
+        for i, h in zip(ids, pipe.execute()):
+            if not h:
+                continue
+            alarm = h.get(b"alarm", b"").decode() or None
+            out[i] = SensorState(
+                id=i, ts=float(h[b"ts"]), level=h[b"level"].decode(), lel_pct=_f(h.get(b"lel")),
+                ppm=_f(h.get(b"ppm")), alarm=alarm, batt_pct=_f(h.get(b"batt")),
+                source=h.get(b"src", b"").decode(),
+            )
+        return out
+
+    def availability(self, kind: str) -> dict[str, tuple[bool, float]]:
+        out = {}
+        for k, v in self.r.hgetall(self.key("avail", kind)).items():
+            state, ts = v.decode().split(" ", 1)
+            out[k.decode()] = (state == "online", float(ts))
+        return out
+
+    def inspectors_near(self, lat: float, lon: float, radius_m: float, count: int | None = None) -> list[tuple[str, float]]:
+        res = self.r.geosearch(self.key("insp", "geo"), longitude=lon, latitude=lat, radius=radius_m,
+                               unit="m", sort="ASC", count=count, withdist=True)
+        return [(m.decode(), float(d)) for m, d in res]
+
+    # --- worker heartbeats and shared counters ------------------------------
+    def heartbeat(self, worker_id: str, **fields) -> None:
+        fields["at"] = time.time()
+        self.r.hset(self.key("workers"), worker_id, orjson.dumps(fields))
+
+    def workers(self, max_age_s: float = 15.0) -> dict[str, dict]:
+        now = time.time()
+        out = {}
+        for k, v in self.r.hgetall(self.key("workers")).items():
+            d = orjson.loads(v)
+            if now - d.get("at", 0) <= max_age_s:
+                out[k.decode()] = d
+        return out
+
+    def count(self, family: str, label: str, n: int = 1, pipe=None) -> None:
+        (pipe or self.r).hincrby(self.key("metrics", family), label, n)
+
+    def counters(self, family: str) -> dict[str, int]:
+        return {k.decode(): int(v) for k, v in self.r.hgetall(self.key("metrics", family)).items()}

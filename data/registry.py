@@ -1,0 +1,81 @@
+"""The device registry an ingest worker resolves messages against.
+
+Loaded from SQL into memory (a few MB at city scale) and refreshed every
+``registry_refresh_s``, or sooner when an unknown device shows up (so a device
+imported a moment ago is recognised without a restart).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+
+from sqlalchemy import Engine, select
+
+from data.models import Enterprise, Inspector, Sensor
+
+# An unknown device may trigger a reload, but not more often than this, so a
+# flood of messages from unregistered devices cannot hammer the database.
+MIN_RELOAD_INTERVAL_S = 2.0
+
+
+@dataclass(slots=True, frozen=True)
+class SensorInfo:
+    id: str
+    enterprise_id: str | None
+    low_lel: float | None
+    high_lel: float | None
+    heartbeat_s: int | None
+    street_id: str | None
+    grid_id: str | None
+
+
+@dataclass(slots=True, frozen=True)
+class InspectorInfo:
+    id: str
+    unit_id: str
+    name: str
+
+
+class Registry:
+    def __init__(self, engine: Engine, refresh_s: float = 30.0):
+        self.engine = engine
+        self.refresh_s = refresh_s
+        self.inspectors: dict[str, InspectorInfo] = {}
+        self.owntracks: dict[str, str] = {}
+        self.sensors: dict[str, SensorInfo] = {}
+        self.z2m: dict[str, str] = {}
+        self.loaded_at = 0.0
+        self._lock = threading.Lock()
+
+    def load(self) -> None:
+        with self.engine.connect() as conn:
+            insp = conn.execute(select(Inspector.id, Inspector.unit_id, Inspector.name, Inspector.owntracks_id)).all()
+            sens = conn.execute(
+                select(Sensor.id, Sensor.enterprise_id, Sensor.low_lel, Sensor.high_lel, Sensor.heartbeat_s,
+                       Sensor.street_id, Sensor.grid_id, Sensor.z2m_name)
+            ).all()
+        inspectors = {r.id: InspectorInfo(r.id, r.unit_id, r.name) for r in insp}
+        owntracks = {r.owntracks_id: r.id for r in insp if r.owntracks_id}
+        sensors = {
+            r.id: SensorInfo(r.id, r.enterprise_id, r.low_lel, r.high_lel, r.heartbeat_s, r.street_id, r.grid_id)
+            for r in sens
+        }
+        z2m = {r.z2m_name: r.id for r in sens if r.z2m_name}
+        with self._lock:
+            self.inspectors, self.owntracks, self.sensors, self.z2m = inspectors, owntracks, sensors, z2m
+            self.loaded_at = time.monotonic()
+
+    def maybe_refresh(self, *, unknown_seen: bool = False) -> bool:
+        age = time.monotonic() - self.loaded_at
+        if age >= self.refresh_s or (unknown_seen and age >= MIN_RELOAD_INTERVAL_S):
+            self.load()
+            return True
+        return False
+
+    def enterprise_points(self):
+        """(ids, lats, lons) of all enterprises, for the geo engine's index."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(Enterprise.id, Enterprise.lat, Enterprise.lon)).all()
+        return [r.id for r in rows], [r.lat for r in rows], [r.lon for r in rows]

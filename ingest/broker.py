@@ -1,0 +1,148 @@
+"""The embedded MQTT broker that `python app.py` starts when no broker is configured.
+
+``auto`` prefers a ``mosquitto`` binary on the PATH (MQTT 5, shared
+subscriptions, fast) and falls back to amqtt in-process (pure Python, MQTT
+3.1.1 only, no shared subscriptions, ~2k msg/s measured here).  Either way it
+binds 127.0.0.1 only, on 1883 or the next free port (CONTRACT.md §0).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import shutil
+import socket
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+# Ports tried after 1883 before giving up.
+PORT_SEARCH_SPAN = 100
+
+
+def free_port(start: int = 1883, host: str = "127.0.0.1") -> int:
+    for port in range(start, start + PORT_SEARCH_SPAN):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                s.bind((host, port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError(f"no free port in {start}..{start + PORT_SEARCH_SPAN}")
+
+
+def wait_listening(host: str, port: int, timeout_s: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection((host, port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"nothing listens on {host}:{port} after {timeout_s}s")
+
+
+class EmbeddedBroker:
+    """Start with ``start()``; ``url`` is then the broker's mqtt:// URL."""
+
+    def __init__(self, data_dir: Path, kind: str = "auto", port: int | None = None):
+        if kind == "auto":
+            kind = "mosquitto" if shutil.which("mosquitto") else "amqtt"
+        if kind not in ("mosquitto", "amqtt"):
+            raise ValueError(f"embedded_broker must be auto, mosquitto or amqtt, not {kind!r}")
+        self.kind = kind
+        self.data_dir = Path(data_dir)
+        self.port = port
+        self._proc: subprocess.Popen | None = None
+        self._thread: threading.Thread | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._broker = None
+
+    @property
+    def url(self) -> str:
+        return f"mqtt://127.0.0.1:{self.port}"
+
+    def start(self) -> str:
+        self.port = self.port or free_port(1883)
+        if self.kind == "mosquitto":
+            self._start_mosquitto()
+            wait_listening("127.0.0.1", self.port)
+        else:
+            self._start_amqtt()  # returns once the listener is up
+        log.info("embedded MQTT broker (%s) listening on %s", self.kind, self.url)
+        return self.url
+
+    def _start_mosquitto(self) -> None:
+        d = self.data_dir / "mosquitto"
+        d.mkdir(parents=True, exist_ok=True)
+        conf = d / "mosquitto.conf"
+        conf.write_text(
+            f"listener {self.port} 127.0.0.1\n"
+            "allow_anonymous true\n"
+            # Keep sessions and retained messages across a restart of the broker.
+            "persistence true\n"
+            f"persistence_location {d}/\n"
+            "autosave_interval 30\n"
+            # Enough in-flight room for a city's burst; the ingest acks in batches.
+            "max_inflight_messages 1000\n"
+            "max_queued_messages 100000\n"
+            f"log_dest file {d}/mosquitto.log\n"
+        )
+        self._proc = subprocess.Popen(["mosquitto", "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def _start_amqtt(self) -> None:
+        from amqtt.broker import Broker
+
+        config = {
+            "listeners": {"default": {"type": "tcp", "bind": f"127.0.0.1:{self.port}"}},
+            "plugins": {"amqtt.plugins.authentication.AnonymousAuthPlugin": {"allow_anonymous": True}},
+        }
+        started = threading.Event()
+        errors: list[BaseException] = []
+
+        def run() -> None:
+            loop = asyncio.new_event_loop()
+            self._loop = loop
+            asyncio.set_event_loop(loop)
+
+            async def main() -> None:
+                self._broker = Broker(config)
+                await self._broker.start()
+
+            try:
+                loop.run_until_complete(main())
+            except BaseException as e:  # noqa: BLE001 - reported to the starting thread
+                errors.append(e)
+                started.set()
+                return
+            started.set()
+            loop.run_forever()
+
+        logging.getLogger("amqtt").setLevel(logging.WARNING)
+        logging.getLogger("transitions").setLevel(logging.WARNING)
+        self._thread = threading.Thread(target=run, name="amqtt-broker", daemon=True)
+        self._thread.start()
+        started.wait(15)
+        if errors:
+            raise RuntimeError(f"embedded amqtt broker failed to start: {errors[0]}")
+
+    def stop(self) -> None:
+        if self._proc is not None:
+            self._proc.terminate()
+            try:
+                self._proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self._proc.kill()
+            self._proc = None
+        if self._loop is not None and self._broker is not None:
+            fut = asyncio.run_coroutine_threadsafe(self._broker.shutdown(), self._loop)
+            try:
+                fut.result(5)
+            except Exception:  # noqa: BLE001 - best effort on shutdown
+                log.debug("amqtt shutdown", exc_info=True)
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._loop = None

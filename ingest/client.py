@@ -1,0 +1,202 @@
+"""The MQTT connection, in code we own (after Home Assistant's mqtt client).
+
+- MQTT 5 where the broker speaks it, 3.1.1 otherwise (probed once at start).
+- A persistent session: clean start off with a session expiry (5) or
+  clean_session=False (3.1.1), QoS 1 on sensor topics, manual acks after the
+  batch is stored, so no alarm is lost while a worker restarts.
+- paho reconnects with backoff; we subscribe again in ``on_connect`` and log
+  each connect and disconnect once.
+- Bad credentials stop the client with a clear message instead of retrying.
+"""
+
+from __future__ import annotations
+
+import logging
+import ssl
+import threading
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from urllib.parse import unquote, urlsplit
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+log = logging.getLogger(__name__)
+
+# Reason codes (MQTT 5) / return codes (3.1.1) that retrying cannot fix.
+FATAL_CONNECT_REASONS = {"Bad user name or password", "Not authorized", "Banned", "Client identifier not valid"}
+
+
+class MqttAuthError(RuntimeError):
+    pass
+
+
+@dataclass(frozen=True)
+class BrokerAddress:
+    host: str
+    port: int
+    tls: bool
+    username: str | None
+    password: str | None
+
+    @classmethod
+    def parse(cls, url: str) -> BrokerAddress:
+        parts = urlsplit(url)
+        if parts.scheme not in ("mqtt", "mqtts", "tcp", "ssl"):
+            raise ValueError(f"MQTT URL must start with mqtt:// or mqtts://, not {parts.scheme}://")
+        tls = parts.scheme in ("mqtts", "ssl")
+        return cls(
+            host=parts.hostname or "127.0.0.1",
+            port=parts.port or (8883 if tls else 1883),
+            tls=tls,
+            username=unquote(parts.username) if parts.username else None,
+            password=unquote(parts.password) if parts.password else None,
+        )
+
+
+def _new_client(addr: BrokerAddress, client_id: str, protocol, *, manual_ack: bool, tls_ca=None, tls_insecure=False):
+    client = mqtt.Client(
+        CallbackAPIVersion.VERSION2,
+        client_id=client_id,
+        protocol=protocol,
+        clean_session=None if protocol == mqtt.MQTTv5 else False,
+        manual_ack=manual_ack,
+    )
+    if addr.username:
+        client.username_pw_set(addr.username, addr.password)
+    if addr.tls:
+        client.tls_set(ca_certs=str(tls_ca) if tls_ca else None, cert_reqs=ssl.CERT_REQUIRED)
+        client.tls_insecure_set(bool(tls_insecure))
+    return client
+
+
+def probe_protocol(addr: BrokerAddress, timeout_s: float = 5.0, **tls) -> int:
+    """Connect once with MQTT 5; answer MQTTv5 if the broker accepts it, else MQTTv311."""
+    done = threading.Event()
+    result: dict[str, object] = {}
+
+    def on_connect(client, userdata, flags, reason_code, properties):
+        result["rc"] = reason_code
+        done.set()
+
+    def on_disconnect(client, userdata, flags, reason_code, properties):
+        done.set()
+
+    client = _new_client(addr, f"anjian-probe-{uuid.uuid4().hex[:8]}", mqtt.MQTTv5, manual_ack=False, **tls)
+    client.on_connect = on_connect
+    client.on_disconnect = on_disconnect
+    try:
+        client.connect(addr.host, addr.port, keepalive=10, clean_start=True)
+    except OSError as e:
+        raise ConnectionError(f"cannot reach MQTT broker {addr.host}:{addr.port}: {e}") from e
+    client.loop_start()
+    done.wait(timeout_s)
+    client.disconnect()
+    client.loop_stop()
+    rc = result.get("rc")
+    if rc is not None and not rc.is_failure:
+        return mqtt.MQTTv5
+    if rc is not None and str(rc) in FATAL_CONNECT_REASONS:
+        raise MqttAuthError(f"MQTT broker {addr.host}:{addr.port} refused the credentials: {rc}")
+    return mqtt.MQTTv311
+
+
+class MqttConnection:
+    """A paho client with our connect/subscribe/backoff policy.
+
+    ``subscriptions`` is a list of (topic filter, qos); they are (re)subscribed
+    on every connect.  ``on_message(msg)`` runs in paho's network thread and
+    must only enqueue.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        client_id: str,
+        subscriptions: Callable[[int], list[tuple[str, int]]],
+        on_message: Callable[[mqtt.MQTTMessage], None],
+        *,
+        protocol: str = "auto",
+        session_expiry_s: int = 3600,
+        keepalive_s: int = 30,
+        reconnect_max_s: float = 30.0,
+        manual_ack: bool = True,
+        tls_ca=None,
+        tls_insecure: bool = False,
+    ):
+        self.addr = BrokerAddress.parse(url)
+        self._tls = {"tls_ca": tls_ca, "tls_insecure": tls_insecure}
+        if protocol == "auto":
+            self.protocol = probe_protocol(self.addr, **self._tls)
+        else:
+            self.protocol = mqtt.MQTTv5 if protocol in ("5", "5.0") else mqtt.MQTTv311
+        self.client_id = client_id
+        self.subscriptions = subscriptions
+        self.session_expiry_s = session_expiry_s
+        self.keepalive_s = keepalive_s
+        self.connected = threading.Event()
+        self.fatal: str | None = None
+        self.connects = 0
+        self.disconnects = 0
+        self.client = _new_client(self.addr, client_id, self.protocol, manual_ack=manual_ack, **self._tls)
+        self.client.reconnect_delay_set(min_delay=1, max_delay=int(max(1, reconnect_max_s)))
+        self.client.on_connect = self._on_connect
+        self.client.on_disconnect = self._on_disconnect
+        self.client.on_message = lambda c, u, msg: on_message(msg)
+
+    @property
+    def is_v5(self) -> bool:
+        return self.protocol == mqtt.MQTTv5
+
+    def start(self) -> None:
+        props = None
+        kwargs = {}
+        if self.is_v5:
+            props = Properties(PacketTypes.CONNECT)
+            props.SessionExpiryInterval = self.session_expiry_s
+            kwargs = {"clean_start": False, "properties": props}
+        # connect_async + loop_start: paho retries the first connection too.
+        self.client.connect_async(self.addr.host, self.addr.port, keepalive=self.keepalive_s, **kwargs)
+        self.client.loop_start()
+
+    def stop(self) -> None:
+        try:
+            self.client.disconnect()
+        finally:
+            self.client.loop_stop()
+
+    def ack(self, mid: int, qos: int) -> None:
+        if qos:
+            self.client.ack(mid, qos)
+
+    def _on_connect(self, client, userdata, flags, reason_code, properties):
+        if reason_code.is_failure:
+            if str(reason_code) in FATAL_CONNECT_REASONS:
+                self.fatal = f"MQTT broker {self.addr.host}:{self.addr.port} refused {self.client_id}: {reason_code}"
+                log.error("%s; not retrying. Check ANJIAN_MQTT_URL's user and password.", self.fatal)
+                client.disconnect()
+                client.loop_stop()
+            else:
+                log.warning("MQTT connect refused: %s; retrying", reason_code)
+            return
+        self.connects += 1
+        subs = self.subscriptions(self.protocol)
+        log.info(
+            "MQTT connected to %s:%s as %s (MQTT %s, session %s); subscribing to %d filters",
+            self.addr.host, self.addr.port, self.client_id, "5" if self.is_v5 else "3.1.1",
+            "resumed" if flags.session_present else "new", len(subs),
+        )
+        if subs:
+            client.subscribe(subs)
+        self.connected.set()
+
+    def _on_disconnect(self, client, userdata, flags, reason_code, properties):
+        self.connected.clear()
+        self.disconnects += 1
+        if self.fatal:
+            return
+        log.warning("MQTT disconnected from %s:%s (%s); reconnecting with backoff",
+                    self.addr.host, self.addr.port, reason_code)

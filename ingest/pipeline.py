@@ -1,0 +1,306 @@
+"""The ingest pipeline: one ordered list of steps, readable top to bottom.
+
+    Decode -> Validate -> ResolveDevice -> ClassifyGas -> ApplyLiveState
+           -> DetectVisits -> WriteHistory
+
+Each step takes the batch's surviving items and returns those that go on.  A
+step drops an item with a named reason: a *rejection* (bad input) goes to the
+dead-letter store with its reason code; a *drop* (a duplicate msg_id, a
+message ignored by design) is only counted.
+
+Failure handling:
+- A step that raises on ordinary data is re-run item by item; the item that
+  raises is dead-lettered as ``step_error`` and the rest flow on.
+- A step that raises because an outside service is down (Redis, SQL) stops the
+  batch where it is.  The worker retries the batch from that step later, so a
+  Redis or database restart loses nothing and applies nothing twice.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import Counter
+from dataclasses import dataclass, field, replace
+
+import redis
+import sqlalchemy.exc
+
+from alerts.rules import gas_level
+from data.history import DeadLetterRecord, HistoryWriter
+from data.live import APPLIED, DUPLICATE, LiveState
+from data.registry import Registry
+from geo.types import Availability, GasReading, Ping
+from ingest.decode import Rejected, TopicScheme, decode
+from ingest.validate import Limits, validate
+
+log = logging.getLogger(__name__)
+
+# Errors that mean "an outside service is away", not "this message is bad".
+INFRA_ERRORS = (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError,
+                sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError)
+
+
+@dataclass(slots=True)
+class Item:
+    topic: str
+    payload: bytes
+    qos: int
+    mid: int
+    received_at: float
+    event: Ping | GasReading | Availability | None = None
+    level: str | None = None  # gas level, set by ClassifyGas
+    status: int = APPLIED  # live-state result, set by ApplyLiveState
+    applied: bool = False  # live state written (a resumed batch must not apply it twice)
+
+
+@dataclass
+class Batch:
+    items: list[Item]
+    next_step: int = 0
+    rejected: list[DeadLetterRecord] = field(default_factory=list)
+    dropped: Counter = field(default_factory=Counter)
+    kinds: Counter = field(default_factory=Counter)
+    step_errors: int = 0
+
+
+@dataclass
+class Context:
+    scheme: TopicScheme
+    limits: Limits
+    live: LiveState
+    history: HistoryWriter
+    registry: Registry
+    gas_low_lel: float
+    gas_high_lel: float
+    worker_id: str = "ingest"
+    visits: object | None = None  # geo-engine hook, see DetectVisits
+
+    def now(self) -> float:
+        return time.time()
+
+
+class Step:
+    name = "step"
+    per_item = True  # per-item steps isolate errors themselves
+
+    def run(self, batch: Batch, items: list[Item], ctx: Context) -> list[Item]:
+        out = []
+        for item in items:
+            try:
+                kept = self.process(item, ctx)
+            except Rejected as r:
+                reject(batch, item, r.reason, r.detail, ctx)
+                continue
+            if kept is not None:
+                out.append(kept)
+        return out
+
+    def process(self, item: Item, ctx: Context) -> Item | None:
+        raise NotImplementedError
+
+
+def reject(batch: Batch, item: Item, reason: str, detail: str | None, ctx: Context) -> None:
+    log.debug("rejected %s (%s): %s; payload %r", item.topic, reason, detail, item.payload[:64])
+    batch.rejected.append(DeadLetterRecord(item.topic, reason, detail, item.received_at, item.payload, ctx.worker_id))
+
+
+class Decode(Step):
+    name = "decode"
+
+    def process(self, item, ctx):
+        item.event = decode(item.topic, item.payload, ctx.scheme, item.received_at)
+        return item if item.event is not None else None
+
+
+class Validate(Step):
+    name = "validate"
+
+    def process(self, item, ctx):
+        if isinstance(item.event, (Ping, GasReading)):
+            item.event = validate(item.event, ctx.limits, ctx.now())
+        return item
+
+
+class ResolveDevice(Step):
+    """Map external ids (OwnTracks user/device, Zigbee2MQTT names) to ours; refuse unknown devices."""
+
+    name = "resolve_device"
+    per_item = False
+
+    def run(self, batch, items, ctx):
+        out, unknown = self._resolve(batch, items, ctx, final=False)
+        if unknown and ctx.registry.maybe_refresh(unknown_seen=True):
+            more, _ = self._resolve(batch, unknown, ctx, final=True)
+            out += more
+        elif unknown:
+            self._resolve(batch, unknown, ctx, final=True)
+        return out
+
+    def _resolve(self, batch, items, ctx, final: bool):
+        reg = ctx.registry
+        out, unknown = [], []
+        for item in items:
+            ev = item.event
+            if isinstance(ev, Ping):
+                iid = reg.owntracks.get(ev.inspector_id) if ev.source == "owntracks" else ev.inspector_id
+                if iid in reg.inspectors:
+                    item.event = ev if iid == ev.inspector_id else replace(ev, inspector_id=iid)
+                    out.append(item)
+                    continue
+            elif isinstance(ev, GasReading):
+                sid = reg.z2m.get(ev.sensor_id) if ev.source == "zigbee2mqtt" else ev.sensor_id
+                if sid in reg.sensors:
+                    item.event = ev if sid == ev.sensor_id else replace(ev, sensor_id=sid)
+                    out.append(item)
+                    continue
+            elif isinstance(ev, Availability):
+                table, names = (reg.inspectors, reg.owntracks) if ev.kind == "inspector" else (reg.sensors, reg.z2m)
+                did = names.get(ev.device_id) if ev.source != "anjian" else ev.device_id
+                if did in table:
+                    item.event = ev if did == ev.device_id else replace(ev, device_id=did)
+                    out.append(item)
+                    continue
+            if final:
+                reject(batch, item, "unknown_device", f"no registered device for {_device_ref(ev)}", ctx)
+            else:
+                unknown.append(item)
+        return out, unknown
+
+
+def _device_ref(ev) -> str:
+    if isinstance(ev, Ping):
+        return f"{ev.source} inspector {ev.inspector_id!r}"
+    if isinstance(ev, GasReading):
+        return f"{ev.source} sensor {ev.sensor_id!r}"
+    return f"{ev.source} {ev.kind} {ev.device_id!r}"
+
+
+class ClassifyGas(Step):
+    """A reading's level from % LEL against the sensor's thresholds and the device's own flag."""
+
+    name = "classify_gas"
+
+    def process(self, item, ctx):
+        ev = item.event
+        if isinstance(ev, GasReading):
+            info = ctx.registry.sensors[ev.sensor_id]
+            low = info.low_lel if info.low_lel is not None else ctx.gas_low_lel
+            high = info.high_lel if info.high_lel is not None else ctx.gas_high_lel
+            item.level = gas_level(ev.lel_pct, ev.alarm, low, high)
+        return item
+
+
+class ApplyLiveState(Step):
+    """Redis: idempotency by msg_id, newest fix wins, GEO index, change stream."""
+
+    name = "apply_live_state"
+    per_item = False
+
+    def run(self, batch, items, ctx):
+        todo = [i for i in items if not i.applied]
+        pings = [i for i in todo if isinstance(i.event, Ping)]
+        gas = [i for i in todo if isinstance(i.event, GasReading)]
+        for item, status in zip(pings, ctx.live.apply_pings([i.event for i in pings])):
+            item.status, item.applied = status, True
+        results = ctx.live.apply_sensor_readings([i.event for i in gas], [i.level for i in gas])
+        for item, (status, _prev) in zip(gas, results):
+            item.status, item.applied = status, True
+        for item in todo:
+            if isinstance(item.event, Availability):
+                ev = item.event
+                ctx.live.set_availability(ev.kind, ev.device_id, ev.online, ev.ts)
+                item.applied = True
+        batch.dropped["duplicate_msg_id"] += sum(1 for i in todo if i.status == DUPLICATE)
+        # Duplicates go on to WriteHistory, which stores each msg_id once: a
+        # message redelivered after a crash before its history was written is
+        # not lost.  Later live steps skip them.
+        return items
+
+
+class DetectVisits(Step):
+    """Geo engine: visits, duplicates and overlaps (a no-op until a detector is wired in)."""
+
+    name = "detect_visits"
+    per_item = False
+
+    def run(self, batch, items, ctx):
+        if ctx.visits is not None:
+            ctx.visits.process([i.event for i in items if isinstance(i.event, Ping) and i.status != DUPLICATE])
+        return items
+
+
+class WriteHistory(Step):
+    """SQL, one transaction: pings, sensor readings and the batch's dead letters."""
+
+    name = "write_history"
+    per_item = False
+
+    def run(self, batch, items, ctx):
+        pings = [(i.event, i.received_at) for i in items if isinstance(i.event, Ping)]
+        readings = [(i.event, i.level, i.received_at) for i in items if isinstance(i.event, GasReading)]
+        ctx.history.write(pings, readings, batch.rejected)
+        return items
+
+
+PIPELINE: list[Step] = [
+    Decode(),
+    Validate(),
+    ResolveDevice(),
+    ClassifyGas(),
+    ApplyLiveState(),
+    DetectVisits(),
+    WriteHistory(),
+]
+
+
+def kind_of(item: Item) -> str:
+    ev = item.event
+    if isinstance(ev, Ping):
+        return "location"
+    if isinstance(ev, GasReading):
+        return "gas_state"
+    if isinstance(ev, Availability):
+        return "availability"
+    return "other"
+
+
+def run_pipeline(batch: Batch, ctx: Context, steps: list[Step] = PIPELINE) -> list[Item]:
+    """Run the batch from ``batch.next_step``.  Raises INFRA_ERRORS (batch resumable)."""
+    items = batch.items
+    while batch.next_step < len(steps):
+        step = steps[batch.next_step]
+        try:
+            items = step.run(batch, items, ctx)
+        except INFRA_ERRORS:
+            batch.items = items
+            raise
+        except Exception:
+            if len(items) <= 1 and not step.per_item:
+                log.exception("step %s failed on %s", step.name, items[0].topic if items else "-")
+                for item in items:
+                    reject(batch, item, "step_error", f"{step.name} raised; see the worker log", ctx)
+                    batch.step_errors += 1
+                items = []
+            else:
+                items = _isolate(step, batch, items, ctx)
+        batch.items = items
+        batch.next_step += 1
+    for item in items:
+        batch.kinds[kind_of(item)] += 1
+    return items
+
+
+def _isolate(step: Step, batch: Batch, items: list[Item], ctx: Context) -> list[Item]:
+    """Re-run a failing step item by item, so one bad item cannot stop the rest."""
+    out = []
+    for item in items:
+        try:
+            out += step.run(batch, [item], ctx)
+        except INFRA_ERRORS:
+            raise
+        except Exception:
+            log.exception("step %s failed on %s; payload %r", step.name, item.topic, item.payload[:64])
+            reject(batch, item, "step_error", f"{step.name} raised; see the worker log", ctx)
+            batch.step_errors += 1
+    return out

@@ -1,0 +1,248 @@
+"""An ingest worker: paho's thread enqueues, one worker thread drains in batches.
+
+Two bounded queues sit between them.  Alarms and every other sensor message go
+to the priority queue, which is drained first and never shed: when it is full,
+``on_message`` blocks, which pushes back on the broker (QoS 1 keeps the
+messages there).  Pings go to the ping queue; when it is full, a ping is shed
+and counted, because the next fix of the same inspector supersedes it anyway.
+
+QoS 1 messages are acknowledged only after their batch is stored, so a worker
+killed mid-stream gets them again from its persistent session.  Several
+workers share the stream through ``$share/<group>/...`` subscriptions (on
+brokers that support them); availability topics are subscribed plainly because
+retained messages are not delivered to shared subscribers.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+
+import paho.mqtt.client as mqtt
+import redis
+from sqlalchemy import Engine
+
+from config.settings import Settings
+from data.history import HistoryWriter
+from data.live import LATENCY_BUCKETS_S, LiveState
+from data.registry import Registry
+from ingest.client import MqttConnection
+from ingest.decode import TopicScheme, subscriptions
+from ingest.pipeline import INFRA_ERRORS, Batch, Context, Item, run_pipeline
+from ingest.validate import Limits
+
+log = logging.getLogger(__name__)
+
+# Backoff while Redis or SQL is away: start small, cap so recovery is noticed quickly.
+RETRY_MIN_S, RETRY_MAX_S = 0.2, 5.0
+HEARTBEAT_EVERY_S = 1.0
+
+
+class IngestWorker:
+    def __init__(self, settings: Settings, engine: Engine, redis_client: redis.Redis, *,
+                 worker_no: int = 0, mqtt_url: str | None = None, visits=None):
+        self.settings = settings
+        self.worker_id = f"{settings.mqtt_client_id}-{worker_no}"
+        self.scheme = TopicScheme.from_settings(settings)
+        self.live = LiveState(redis_client, settings.redis_namespace, settings.ingest_msg_id_ttl_s)
+        self.registry = Registry(engine, settings.registry_refresh_s)
+        self.ctx = Context(
+            scheme=self.scheme,
+            limits=Limits.from_settings(settings),
+            live=self.live,
+            history=HistoryWriter(engine),
+            registry=self.registry,
+            gas_low_lel=settings.gas_low_lel,
+            gas_high_lel=settings.gas_high_lel,
+            worker_id=self.worker_id,
+            visits=visits,
+        )
+        self.ping_q: queue.Queue[Item] = queue.Queue(maxsize=settings.ingest_queue_max)
+        self.prio_q: queue.Queue[Item] = queue.Queue(maxsize=settings.ingest_queue_max)
+        self.shed = 0
+        self.processed = 0
+        self.last_lag_s = 0.0
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._owntracks_prefix = settings.owntracks_topic + "/"
+        self.conn = MqttConnection(
+            mqtt_url or settings.mqtt_url,
+            self.worker_id,
+            self._subscriptions,
+            self._on_message,
+            protocol=settings.mqtt_protocol,
+            session_expiry_s=settings.mqtt_session_expiry_s,
+            keepalive_s=settings.mqtt_keepalive_s,
+            reconnect_max_s=settings.mqtt_reconnect_max_s,
+            tls_ca=settings.mqtt_tls_ca,
+            tls_insecure=settings.mqtt_tls_insecure,
+        )
+
+    # --- paho's thread: enqueue only -----------------------------------------
+    def _subscriptions(self, protocol: int) -> list[tuple[str, int]]:
+        # $share needs MQTT 5 semantics here; amqtt (3.1.1 only) has no shared
+        # subscriptions, so a 3.1.1 worker subscribes plainly (run one of them).
+        shared = protocol == mqtt.MQTTv5
+        group = self.settings.mqtt_share_group
+        return [
+            (f"$share/{group}/{flt}" if shared and shareable else flt, qos)
+            for flt, qos, shareable in subscriptions(self.scheme)
+        ]
+
+    def _is_ping(self, topic: str) -> bool:
+        return topic.endswith("/location") or (
+            topic.startswith(self._owntracks_prefix) and not topic.endswith("/availability")
+        )
+
+    def _on_message(self, msg: mqtt.MQTTMessage) -> None:
+        try:
+            item = Item(msg.topic, bytes(msg.payload), msg.qos, msg.mid, time.time())
+            if self._is_ping(item.topic):
+                try:
+                    self.ping_q.put_nowait(item)
+                except queue.Full:
+                    self.shed += 1
+                    self.conn.ack(item.mid, item.qos)
+            else:
+                # Never shed: block (back-pressure to the broker) until there is room.
+                while not self._stop.is_set():
+                    try:
+                        self.prio_q.put(item, timeout=0.5)
+                        break
+                    except queue.Full:
+                        continue
+        except Exception:  # noqa: BLE001 - never raise in paho's thread
+            log.exception("on_message failed for %s", getattr(msg, "topic", "?"))
+
+    # --- the worker thread ---------------------------------------------------
+    def start(self) -> None:
+        self._load_registry()
+        self.conn.start()
+        self._thread = threading.Thread(target=self.run, name=self.worker_id, daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout_s: float = 10.0) -> None:
+        self._stop.set()
+        self.conn.stop()
+        if self._thread:
+            self._thread.join(timeout_s)
+
+    def _load_registry(self) -> None:
+        delay = RETRY_MIN_S
+        while not self._stop.is_set():
+            try:
+                self.registry.load()
+                return
+            except INFRA_ERRORS as e:
+                log.warning("device registry not loadable yet (%s); retrying", e)
+                time.sleep(delay)
+                delay = min(delay * 2, RETRY_MAX_S)
+
+    def next_batch(self) -> list[Item]:
+        limit = self.settings.ingest_batch_max
+        wait_s = self.settings.ingest_batch_wait_ms / 1000.0
+        items: list[Item] = []
+        deadline = time.monotonic() + wait_s
+        while len(items) < limit:
+            # Alarms first, always.
+            try:
+                while len(items) < limit:
+                    items.append(self.prio_q.get_nowait())
+            except queue.Empty:
+                pass
+            try:
+                while len(items) < limit:
+                    items.append(self.ping_q.get_nowait())
+            except queue.Empty:
+                pass
+            remaining = deadline - time.monotonic()
+            if items or remaining <= 0:
+                break
+            try:
+                items.append(self.prio_q.get(timeout=min(remaining, 0.01)))
+            except queue.Empty:
+                continue
+        return items
+
+    def run(self) -> None:
+        last_beat = 0.0
+        while not self._stop.is_set():
+            if self.conn.fatal:
+                log.error("ingest worker %s stops: %s", self.worker_id, self.conn.fatal)
+                self._stop.set()
+                break
+            items = self.next_batch()
+            if items:
+                self.process(items)
+            now = time.monotonic()
+            if now - last_beat >= HEARTBEAT_EVERY_S:
+                last_beat = now
+                self._heartbeat()
+
+    def process(self, items: list[Item]) -> None:
+        batch = Batch(items=list(items))
+        delay = RETRY_MIN_S
+        while True:
+            try:
+                self.registry.maybe_refresh()
+                run_pipeline(batch, self.ctx)
+                break
+            except INFRA_ERRORS as e:
+                log.warning("batch of %d waits: %s unavailable (%s); retrying in %.1fs",
+                            len(items), type(e).__module__.split(".")[0], e, delay)
+                if self._stop.wait(delay):
+                    return  # not acked: the broker redelivers to our session later
+                delay = min(delay * 2, RETRY_MAX_S)
+        done = time.time()
+        for item in items:
+            self.conn.ack(item.mid, item.qos)
+        self.processed += len(items)
+        self.last_lag_s = max(done - i.received_at for i in items)
+        self._record_metrics(batch, items, done)
+
+    def _record_metrics(self, batch: Batch, items: list[Item], done: float) -> None:
+        try:
+            pipe = self.live.r.pipeline(transaction=False)
+            for kind, n in batch.kinds.items():
+                self.live.count("in", kind, n, pipe)
+            for rec in batch.rejected:
+                self.live.count("rejected", rec.reason, 1, pipe)
+            for reason, n in batch.dropped.items():
+                self.live.count("dropped", reason, n, pipe)
+            hist = {}
+            total = 0.0
+            for item in items:
+                lat = done - item.received_at
+                total += lat
+                for b in LATENCY_BUCKETS_S:
+                    if lat <= b:
+                        hist[b] = hist.get(b, 0) + 1
+            for b, n in hist.items():
+                self.live.count("latency", f"le_{b}", n, pipe)
+            self.live.count("latency", "count", len(items), pipe)
+            pipe.hincrbyfloat(self.live.key("metrics", "latency_sum"), "sum", total)
+            pipe.execute()
+        except INFRA_ERRORS:
+            log.debug("metrics not recorded (Redis away)")
+
+    def _heartbeat(self) -> None:
+        try:
+            oldest = 0.0
+            for q in (self.prio_q, self.ping_q):
+                with q.mutex:
+                    if q.queue:
+                        oldest = max(oldest, time.time() - q.queue[0].received_at)
+            self.live.heartbeat(
+                self.worker_id,
+                lag_s=max(self.last_lag_s, oldest),
+                queue=self.prio_q.qsize() + self.ping_q.qsize(),
+                shed=self.shed,
+                processed=self.processed,
+                connected=self.conn.connected.is_set(),
+                mqtt="5" if self.conn.is_v5 else "3.1.1",
+            )
+            self.last_lag_s = 0.0
+        except INFRA_ERRORS:
+            log.debug("heartbeat not written (Redis away)")

@@ -1,0 +1,148 @@
+"""End to end through the real Mosquitto, Redis and SQL: publish as devices do,
+then look where a user would look (live state, history, dead letters)."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from sqlalchemy import func, select
+
+from data.live import LiveState
+from data.models import DeadLetter, PingRow, SensorReadingRow
+from geo.coords import wgs84_to_gcj02
+from ingest.worker import IngestWorker
+from tests.citykit import ENTERPRISE_A, write_small_city
+from tests.mqttkit import Publisher, wait_until
+
+
+@pytest.fixture
+def city_engine(engine):
+    write_small_city(engine)
+    return engine
+
+
+@pytest.fixture
+def worker(settings, city_engine, redis_client):
+    w = IngestWorker(settings, city_engine, redis_client)
+    w.start()
+    assert w.conn.connected.wait(10), "worker did not connect to the broker"
+    yield w
+    w.stop()
+
+
+@pytest.fixture
+def pub(settings):
+    p = Publisher(settings.mqtt_url)
+    yield p
+    p.close()
+
+
+def count(engine, model, *where):
+    with engine.connect() as conn:
+        return conn.execute(select(func.count()).select_from(model).where(*where)).scalar_one()
+
+
+def dead_letter_reasons(engine):
+    with engine.connect() as conn:
+        return {r.topic: r.reason for r in conn.execute(select(DeadLetter.topic, DeadLetter.reason))}
+
+
+def test_three_formats_reach_live_state_and_history(settings, worker, pub, city_engine, redis_client):
+    p = settings.mqtt_prefix
+    now = time.time()
+    lat, lon = ENTERPRISE_A[1], ENTERPRISE_A[2]
+    pub.publish(f"{p}/v1/inspectors/I1/location", {"ts": now, "lat": lat, "lon": lon, "acc": 8, "msg_id": "m1"})
+    pub.publish(f"{settings.owntracks_topic}/liuyang/phone",
+                {"_type": "location", "tst": int(now), "lat": lat + 0.001, "lon": lon, "acc": 12, "vel": 18,
+                 "batt": 77, "tid": "ly"})
+    pub.publish(f"{settings.z2m_topic}/longhua/e2/kitchen/gas",
+                {"gas": True, "gas_density": 62, "battery": 90, "linkquality": 120})
+    pub.publish(f"{p}/v1/sensors/S1/state", {"ts": now, "lel": 3.5, "alarm": "none", "msg_id": "s1"})
+
+    live = LiveState(redis_client, settings.redis_namespace)
+    fixes = wait_until(lambda: (f := live.inspector_fixes(["I1", "I2"])) and len(f) == 2 and f)
+    assert fixes["I1"].lat == pytest.approx(lat) and fixes["I1"].acc_m == 8
+    assert fixes["I2"].source == "owntracks"
+    assert fixes["I2"].speed_mps == pytest.approx(5.0)  # OwnTracks vel is km/h
+    states = wait_until(lambda: (s := live.sensor_states(["S1", "S2"])) and len(s) == 2 and s)
+    assert states["S2"].level == "high"
+    assert states["S1"].level == "normal"
+    wait_until(lambda: count(city_engine, PingRow) == 2 and count(city_engine, SensorReadingRow) == 2)
+
+
+def test_gcj02_ping_is_stored_in_wgs84(settings, worker, pub, redis_client):
+    lat, lon = ENTERPRISE_A[1], ENTERPRISE_A[2]
+    glon, glat = wgs84_to_gcj02(lon, lat)
+    pub.publish(f"{settings.mqtt_prefix}/v1/inspectors/I1/location",
+                {"ts": time.time(), "lat": glat, "lon": glon, "crs": "gcj02"})
+    live = LiveState(redis_client, settings.redis_namespace)
+    fix = wait_until(lambda: live.inspector_fixes(["I1"]).get("I1"))
+    assert fix.lat == pytest.approx(lat, abs=1e-7) and fix.lon == pytest.approx(lon, abs=1e-7)
+
+
+def test_msg_id_applied_once_and_older_fix_never_overwrites(settings, worker, pub, city_engine, redis_client):
+    topic = f"{settings.mqtt_prefix}/v1/inspectors/I1/location"
+    now = time.time()
+    lat, lon = ENTERPRISE_A[1], ENTERPRISE_A[2]
+    pub.publish(topic, {"ts": now, "lat": lat, "lon": lon, "msg_id": "dup"})
+    pub.publish(topic, {"ts": now, "lat": lat, "lon": lon, "msg_id": "dup"})
+    pub.publish(topic, {"ts": now - 60, "lat": lat + 0.01, "lon": lon, "msg_id": "late"})
+    wait_until(lambda: count(city_engine, PingRow) == 2)
+    time.sleep(0.3)
+    assert count(city_engine, PingRow) == 2, "the duplicate msg_id was stored twice"
+    live = LiveState(redis_client, settings.redis_namespace)
+    assert live.inspector_fixes(["I1"])["I1"].lat == pytest.approx(lat), "an older fix overwrote the newer one"
+    assert live.counters("dropped").get("duplicate_msg_id") == 1
+
+
+def test_bad_messages_are_dead_lettered_with_reasons_and_ingest_keeps_running(settings, worker, pub, city_engine,
+                                                                              redis_client):
+    p = settings.mqtt_prefix
+    now = time.time()
+    bad = {
+        f"{p}/v1/inspectors/I1/location": b"{not json",
+        f"{p}/v1/inspectors/NOBODY/location": {"ts": now, "lat": 22.6, "lon": 114.0},
+        f"{p}/v1/inspectors/I2/location": {"ts": now, "lat": 39.9, "lon": 116.4},  # Beijing
+        f"{p}/v1/sensors/S1/state": {"ts": now + 86400, "lel": 3},
+        f"{p}/v1/sensors/S2/state": {"ts": now, "lel": 250},
+    }
+    for topic, payload in bad.items():
+        pub.publish(topic, payload)
+    reasons = wait_until(lambda: (r := dead_letter_reasons(city_engine)) and len(r) == len(bad) and r)
+    assert reasons == {
+        f"{p}/v1/inspectors/I1/location": "bad_json",
+        f"{p}/v1/inspectors/NOBODY/location": "unknown_device",
+        f"{p}/v1/inspectors/I2/location": "outside_service_area",
+        f"{p}/v1/sensors/S1/state": "ts_in_future",
+        f"{p}/v1/sensors/S2/state": "out_of_range",
+    }
+    # ...and a good message after them still flows.
+    pub.publish(f"{p}/v1/inspectors/I1/location", {"ts": now, "lat": 22.62, "lon": 114.02})
+    wait_until(lambda: count(city_engine, PingRow) == 1)
+    live = LiveState(redis_client, settings.redis_namespace)
+    assert sum(live.counters("rejected").values()) == len(bad)
+
+
+def test_alarms_are_never_shed_when_the_ping_queue_overflows(settings, city_engine, redis_client):
+    small = settings.model_copy(update={"ingest_queue_max": 5})
+    w = IngestWorker(small, city_engine, redis_client)
+    # Not started: on_message is fed directly, as paho's thread would, while
+    # the worker thread is not draining.
+    from paho.mqtt.client import MQTTMessage
+
+    def msg(topic, payload):
+        m = MQTTMessage(topic=topic.encode())
+        m.payload = payload
+        m.qos = 0
+        return m
+
+    p = small.mqtt_prefix
+    for i in range(20):
+        w._on_message(msg(f"{p}/v1/inspectors/I1/location", b'{"ts": 1, "lat": 22.6, "lon": 114.0}'))
+    for i in range(8):
+        w._on_message(msg(f"{p}/v1/sensors/S1/state", b'{"ts": 1, "lel": 60}'))
+    assert w.ping_q.qsize() == 5 and w.shed == 15
+    assert w.prio_q.qsize() == 8
+    batch = w.next_batch()
+    assert [i.topic.endswith("/state") for i in batch[:8]] == [True] * 8, "alarms did not come first"
