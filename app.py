@@ -104,6 +104,21 @@ class Services:
         self.engine.dispose()
 
 
+def start_alert_engine(settings, services):
+    """Every process that ingests also runs an alert engine; a Redis lease keeps one active."""
+    from alerts.escalation import Ladder
+    from data.alert_store import AlertStore
+    from data.live import LiveState
+    from ingest.alert_engine import AlertEngine
+
+    r = services.redis()
+    store = AlertStore(services.engine, LiveState(r, settings.redis_namespace), Ladder.from_settings(settings),
+                       mqtt_prefix=settings.mqtt_prefix)
+    engine = AlertEngine(settings, services.engine, r, store, services.mqtt_url)
+    engine.start()
+    return engine
+
+
 def start_ingest(settings, services, n: int, first_no: int = 0) -> list:
     from ingest.worker import IngestWorker
 
@@ -187,6 +202,7 @@ def cmd_run(settings, args) -> int:
             log.info("demo city generated (%s scale, seed %d)", settings.sim_scale, settings.sim_seed)
         accounts = demo_accounts(settings, services.engine)
         workers = start_ingest(settings, services, settings.ingest_workers)
+        workers.append(start_alert_engine(settings, services))
         extra = start_background(settings, services, stop, simulate=not args.no_simulate)
         url = f"http://{settings.web_host}:{settings.web_port}"
         print(f"\nAnjian is running: {url}  (API: {url}/api/v1/health)", flush=True)
@@ -223,11 +239,13 @@ def cmd_ingest(settings, args) -> int:
     services = Services(settings, embed=False)
     stop = wait_for_signal()
     workers = start_ingest(settings, services, args.workers, args.worker_no)
+    engine = start_alert_engine(settings, services)
     try:
         while not stop.wait(1.0):
             if workers and all(w.conn.fatal for w in workers):
                 return 2
     finally:
+        engine.stop()
         for w in workers:
             w.stop()
         services.close()

@@ -103,6 +103,11 @@ class Settings(BaseSettings):
         "Bound of the ping queue between paho's thread and the worker. Beyond it pings are "
         "shed (and counted); alarms never are.",
     )
+    ingest_priority_queue_max: int = _field(
+        100000,
+        "Bound of the queue for sensor messages (alarms). They are never shed: when it is full, "
+        "the MQTT thread waits, which pushes back on the broker.",
+    )
     ingest_batch_max: int = _field(
         1000, "Most messages a worker handles in one batch (one Redis round trip, one SQL insert)."
     )
@@ -160,6 +165,11 @@ class Settings(BaseSettings):
     # --- Alerts ---------------------------------------------------------------
     escalate_t1_s: int = _field(60, "An unacknowledged alert escalates from grid to street after this.")
     escalate_t2_s: int = _field(300, "...and from street to district after this.")
+    arrive_geofence_m: float = _field(
+        100.0,
+        "An assignee whose fix comes within this distance (plus the fix's accuracy, up to 50 m) of "
+        "the alarm's enterprise is confirmed on scene.",
+    )
     flap_window_s: int = _field(
         120, "Alarm/normal changes of one sensor inside this window count as flapping."
     )
@@ -184,6 +194,34 @@ class Settings(BaseSettings):
     )
     sim_alarm_rate_per_h: float = _field(
         6.0, "Gas alarms per simulated hour across the driven sensors."
+    )
+    sim_fault_rate_per_h: float = _field(
+        2.0, "Sensor faults per simulated hour across the driven sensors."
+    )
+    sim_offline_rate_per_h: float = _field(
+        2.0,
+        "Sensors that go offline (retained availability offline, then silence) per simulated hour "
+        "across the driven sensors.",
+    )
+    sim_bad_per_h: float = _field(
+        12.0,
+        "Deliberately bad messages (malformed JSON, out-of-range values, unknown devices...) per "
+        "simulated hour, so the dead-letter store shows something; 0 turns them off.",
+    )
+    sim_duplicate_visit_share: float = _field(
+        0.1,
+        "Share of inspector trips deliberately sent to an enterprise that another unit has just "
+        "visited (staged duplicate visits).",
+    )
+    sim_min_dwell_real_s: float = _field(
+        660.0,
+        "Shortest real time an inspector stays at an enterprise whatever the speed-up, so that the "
+        "ingest's visit detection (dwell_min_s, in real seconds) still sees the visits; 0 = no floor.",
+    )
+    sim_publish_window: int = _field(
+        1000,
+        "Most unacknowledged publishes the simulator keeps in flight (paho has no backpressure and "
+        "drops QoS 1 messages beyond 65,535 in flight).",
     )
 
     # --- Web -------------------------------------------------------------------

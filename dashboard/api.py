@@ -173,3 +173,95 @@ def metrics_response() -> Response:
 
 # ``GET /metrics`` sits at the root (CONTRACT.md §3); create_server registers it.
 metrics_route = require(*READ_ROLES)(metrics_response)
+
+
+# --- alerts -------------------------------------------------------------------------
+
+ACT_ROLES = ("dispatcher", "officer", "admin")
+
+
+@api.get("/alerts")
+@require(*READ_ROLES)
+def alerts_list():
+    state = request.args.get("state") or None
+    return jsonify(web().alerts.list(state=state, principal=g.principal, limit=int_arg("limit", 200, 1, 2000),
+                                      type=request.args.get("type") or None, since=time_arg("since")))
+
+
+@api.get("/alerts/<int:alert_id>")
+@require(*READ_ROLES)
+def alert_get(alert_id: int):
+    a = web().alerts.get(alert_id)
+    if a is None or not g.principal.sees_area(a["street_id"], a["grid_id"]):
+        raise ApiError(404, "not_found", f"no alert {alert_id}")
+    return jsonify(a)
+
+
+@api.get("/alerts/<int:alert_id>/nearest")
+@require("dispatcher", "admin")
+def alert_nearest(alert_id: int):
+    return jsonify(web().alerts.nearest(alert_id, k=int_arg("k", 5, 1, 50)))
+
+
+def _body() -> dict:
+    if not request.data:
+        return {}
+    body = request.get_json(silent=True)
+    if not isinstance(body, dict):
+        raise ApiError(400, "bad_json", "the body must be a JSON object")
+    return body
+
+
+def _act(alert_id: int, action: str, **kw):
+    from alerts.lifecycle import TransitionNotAllowed
+    from data.alert_store import Conflict
+
+    p = g.principal
+    try:
+        return jsonify(web().alerts.act(alert_id, action, p, **kw))
+    except LookupError:
+        raise ApiError(404, "not_found", f"no alert {alert_id}") from None
+    except PermissionError as e:
+        web().audit_denied(p, request.method, request.path)
+        raise ApiError(403, "forbidden", str(e)) from None
+    except (TransitionNotAllowed, Conflict) as e:
+        raise ApiError(409, "conflict", str(e)) from None
+    except ValueError as e:
+        raise ApiError(400, "bad_request", str(e)) from None
+
+
+@api.post("/alerts/<int:alert_id>/ack")
+@require(*ACT_ROLES)
+def alert_ack(alert_id: int):
+    return _act(alert_id, "ack", note=_body().get("note"))
+
+
+@api.post("/alerts/<int:alert_id>/assign")
+@require(*ACT_ROLES)
+def alert_assign(alert_id: int):
+    body = _body()
+    inspector_id = body.get("inspector_id")
+    if g.principal.role != "officer" and not inspector_id:
+        raise ApiError(400, "missing_field", "inspector_id is required")
+    return _act(alert_id, "assign", assignee_id=inspector_id, note=body.get("note"))
+
+
+@api.post("/alerts/<int:alert_id>/arrive")
+@require(*ACT_ROLES)
+def alert_arrive(alert_id: int):
+    return _act(alert_id, "arrive", note=_body().get("note"))
+
+
+@api.post("/alerts/<int:alert_id>/resolve")
+@require(*ACT_ROLES)
+def alert_resolve(alert_id: int):
+    body = _body()
+    if not body.get("outcome"):
+        raise ApiError(400, "missing_field", "outcome is required (leak_handled, false_alarm, device_fault, ...)")
+    return _act(alert_id, "resolve", outcome=body["outcome"], note=body.get("note"))
+
+
+@api.post("/alerts/<int:alert_id>/close")
+@require("dispatcher", "admin")
+def alert_close(alert_id: int):
+    return _act(alert_id, "close", note=_body().get("note"))

@@ -18,7 +18,9 @@ import redis
 from sqlalchemy import Engine, select, text
 
 from config.settings import Settings, hide_password
+from alerts.escalation import Ladder
 from data import audit
+from data.alert_store import AlertStore
 from data.auth import Principal, TokenAuthenticator, _principal
 from data.live import LATENCY_BUCKETS_S, LiveState
 from data.models import Enterprise, Inspector, Sensor, Unit, User
@@ -111,6 +113,7 @@ class WebContext:
         self.redis = redis_client
         self.live = LiveState(redis_client, settings.redis_namespace, settings.ingest_msg_id_ttl_s)
         self.tokens = TokenAuthenticator(engine)
+        self.alerts = AlertStore(engine, self.live, Ladder.from_settings(settings), mqtt_prefix=settings.mqtt_prefix)
         self.mqtt_url = mqtt_url
         self._reg: Registry | None = None
         self._reg_lock = threading.Lock()

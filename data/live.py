@@ -78,10 +78,11 @@ end
 return res
 """
 
-# Sensors: same idempotency and ordering; additionally, when the level changes
-# (or the sensor was unknown), an event goes to ns:gas:events for the alert
-# engine, carrying the previous level.  The script returns per message
-# {status, previous level}.
+# Sensors: same idempotency and ordering.  Every reading that is not a
+# duplicate also goes to ns:gas:events for the alert engine (which counts
+# alarming readings and needs heartbeats too), with the previous level and
+# whether it arrived late (older than the stored one).  The script returns per
+# message {status, previous level}.
 _APPLY_SENSORS = """
 local ns, ttl = KEYS[1], tonumber(ARGV[1])
 local res, changed = {}, {}
@@ -93,7 +94,7 @@ for i = 0, n - 1 do
   if msg ~= '' and not redis.call('SET', ns .. ':msgid:s:' .. id .. ':' .. msg, '1', 'NX', 'EX', ttl) then
     status = 2
   end
-  if status == 0 then
+  if status ~= 2 then
     local key = ns .. ':sensor:' .. id
     local cur = redis.call('HMGET', key, 'ts', 'level')
     prev = cur[2] or ''
@@ -103,10 +104,10 @@ for i = 0, n - 1 do
       redis.call('HSET', key, 'ts', ts, 'level', level, 'lel', ARGV[b + 4], 'ppm', ARGV[b + 5],
                  'alarm', ARGV[b + 6], 'batt', ARGV[b + 7], 'src', ARGV[b + 8])
       changed[#changed + 1] = id
-      redis.call('XADD', ns .. ':gas:events', 'MAXLEN', '~', %(gas_maxlen)d, '*',
-                 'sensor', id, 'ts', ts, 'level', level, 'prev', prev, 'lel', ARGV[b + 4],
-                 'alarm', ARGV[b + 6])
     end
+    redis.call('XADD', ns .. ':gas:events', 'MAXLEN', '~', %(gas_maxlen)d, '*',
+               'sensor', id, 'ts', ts, 'level', level, 'prev', prev, 'lel', ARGV[b + 4],
+               'alarm', ARGV[b + 6], 'late', tostring(status))
   end
   res[#res + 1] = {status, prev}
 end
@@ -201,6 +202,19 @@ class LiveState:
                       {"sensor": device_id, "ts": repr(ts), "level": state, "prev": "", "lel": "", "alarm": ""},
                       maxlen=GAS_EVENTS_MAXLEN, approximate=True)
         pipe.execute()
+
+    def watched_assignees(self, inspector_ids) -> dict[str, dict]:
+        """Dispatched assignees among ``inspector_ids``: id -> {alert_id, lat, lon}."""
+        ids = list(inspector_ids)
+        if not ids:
+            return {}
+        raw = self.r.hmget(self.key("tasks", "active"), ids)
+        return {i: orjson.loads(v) for i, v in zip(ids, raw) if v}
+
+    def report_arrival(self, alert_id: int, inspector_id: str, ts: float, distance_m: float) -> None:
+        self.r.hdel(self.key("tasks", "active"), inspector_id)
+        self.r.xadd(self.key("arrivals"), {"alert_id": alert_id, "inspector_id": inspector_id, "ts": repr(ts),
+                                           "distance_m": f"{distance_m:.1f}"}, maxlen=10000, approximate=True)
 
     # --- reads (API, screens, alert engine) ---------------------------------
     def version(self) -> int:

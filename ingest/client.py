@@ -139,6 +139,7 @@ class MqttConnection:
         self.keepalive_s = keepalive_s
         self.connected = threading.Event()
         self.fatal: str | None = None
+        self.stopping = False
         self.connects = 0
         self.disconnects = 0
         self.client = _new_client(self.addr, client_id, self.protocol, manual_ack=manual_ack, **self._tls)
@@ -163,6 +164,7 @@ class MqttConnection:
         self.client.loop_start()
 
     def stop(self) -> None:
+        self.stopping = True
         try:
             self.client.disconnect()
         finally:
@@ -196,7 +198,7 @@ class MqttConnection:
     def _on_disconnect(self, client, userdata, flags, reason_code, properties):
         self.connected.clear()
         self.disconnects += 1
-        if self.fatal:
+        if self.fatal or self.stopping:
             return
         log.warning("MQTT disconnected from %s:%s (%s); reconnecting with backoff",
                     self.addr.host, self.addr.port, reason_code)

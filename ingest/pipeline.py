@@ -1,7 +1,7 @@
 """The ingest pipeline: one ordered list of steps, readable top to bottom.
 
     Decode -> Validate -> ResolveDevice -> ClassifyGas -> ApplyLiveState
-           -> DetectVisits -> WriteHistory
+           -> DetectArrival -> DetectVisits -> WriteHistory
 
 Each step takes the batch's surviving items and returns those that go on.  A
 step drops an item with a named reason: a *rejection* (bad input) goes to the
@@ -30,6 +30,7 @@ from alerts.rules import gas_level
 from data.history import DeadLetterRecord, HistoryWriter
 from data.live import APPLIED, DUPLICATE, LiveState
 from data.registry import Registry
+from geo.coords import haversine_m
 from geo.types import Availability, GasReading, Ping
 from ingest.decode import Rejected, TopicScheme, decode
 from ingest.validate import Limits, validate
@@ -74,6 +75,7 @@ class Context:
     gas_low_lel: float
     gas_high_lel: float
     worker_id: str = "ingest"
+    arrive_geofence_m: float = 100.0
     visits: object | None = None  # geo-engine hook, see DetectVisits
 
     def now(self) -> float:
@@ -218,6 +220,30 @@ class ApplyLiveState(Step):
         return items
 
 
+class DetectArrival(Step):
+    """An assignee's fix inside the alarm's geofence confirms arrival (to the alert engine)."""
+
+    name = "detect_arrival"
+    per_item = False
+    # Accuracy widens the fence, but a fix worse than this says little.
+    MAX_ACC_BONUS_M = 50.0
+
+    def run(self, batch, items, ctx):
+        pings = [i.event for i in items if isinstance(i.event, Ping) and i.status != DUPLICATE]
+        if not pings:
+            return items
+        watched = ctx.live.watched_assignees({p.inspector_id for p in pings})
+        for p in pings:
+            task = watched.get(p.inspector_id)
+            if task is None:
+                continue
+            d = haversine_m(p.lon, p.lat, task["lon"], task["lat"])
+            if d <= ctx.arrive_geofence_m + min(p.acc_m or 0.0, self.MAX_ACC_BONUS_M):
+                ctx.live.report_arrival(task["alert_id"], p.inspector_id, p.ts, d)
+                del watched[p.inspector_id]
+        return items
+
+
 class DetectVisits(Step):
     """Geo engine: visits, duplicates and overlaps (a no-op until a detector is wired in)."""
 
@@ -249,6 +275,7 @@ PIPELINE: list[Step] = [
     ResolveDevice(),
     ClassifyGas(),
     ApplyLiveState(),
+    DetectArrival(),
     DetectVisits(),
     WriteHistory(),
 ]

@@ -57,10 +57,11 @@ class IngestWorker:
             gas_low_lel=settings.gas_low_lel,
             gas_high_lel=settings.gas_high_lel,
             worker_id=self.worker_id,
+            arrive_geofence_m=settings.arrive_geofence_m,
             visits=visits,
         )
         self.ping_q: queue.Queue[Item] = queue.Queue(maxsize=settings.ingest_queue_max)
-        self.prio_q: queue.Queue[Item] = queue.Queue(maxsize=settings.ingest_queue_max)
+        self.prio_q: queue.Queue[Item] = queue.Queue(maxsize=settings.ingest_priority_queue_max)
         self.shed = 0
         self.processed = 0
         self.last_lag_s = 0.0

@@ -1,0 +1,131 @@
+"""Every Dash component id of the screens, in one place.
+
+Ids are unique across pages: Dash checks callbacks against one validation
+layout that holds every page, and a browser test finds elements by these ids.
+Pattern-matching ids are dicts whose ``type`` is one of the ``*_TYPE``
+constants below.
+"""
+
+from __future__ import annotations
+
+# --- shared -------------------------------------------------------------------------
+LANG_TOGGLE = "lang-toggle"
+LOGOUT_BUTTON = "logout-button"
+USER_BADGE = "user-badge"
+CLOCK = "clock"
+
+# --- /wall --------------------------------------------------------------------------
+WALL_ROOT = "wall-root"
+WALL_MAP = "wall-map"
+WALL_TICK = "wall-tick"  # fast: live version poll (inspectors, alarms, ticker, takeover)
+WALL_SLOW_TICK = "wall-slow-tick"  # slow: SQL KPIs, trails, heat
+WALL_CYCLE_TICK = "wall-cycle-tick"  # idle street cycle
+WALL_STATE = "wall-state"  # small: versions and fingerprints the client holds
+WALL_ORDER = "wall-order"  # inspector ids in the order of the inspector layer's features
+WALL_STREETS = "wall-streets"  # street bounds for the idle cycle (display CRS)
+WALL_TAKEOVER = "wall-takeover"  # the pinned alarm: {id, lat, lon} or None
+WALL_TAKEOVER_CARD = "wall-takeover-card"
+WALL_CYCLE_STATE = "wall-cycle-state"
+WALL_INSPECTORS = "wall-inspectors"
+WALL_TRAILS = "wall-trails"
+WALL_ALARMS = "wall-alarms"
+WALL_ENTERPRISES = "wall-enterprises"
+WALL_HEAT = "wall-heat"
+WALL_HEAT_MODE = "wall-heat-mode"
+WALL_STREET_LAYER = "wall-street-layer"
+WALL_GRID_LAYER = "wall-grid-layer"
+WALL_TICKER = "wall-ticker"
+WALL_UNIT_LEGEND = "wall-unit-legend"
+WALL_STATUS = "wall-status"
+WALL_SOUND = "wall-sound"  # dummy output of the clientside alarm sound
+WALL_ALERT_LIST = "wall-alert-list"
+WALL_VIEW_NAME = "wall-view-name"
+WALL_ENT_STATE = "wall-ent-state"  # store: the area and zoom band the enterprise layer was drawn for
+WALL_UPDATED = "wall-updated"
+
+KPI_ON_DUTY = "kpi-on-duty"
+KPI_VISITS_TODAY = "kpi-visits-today"
+KPI_DUPLICATES_TODAY = "kpi-duplicates-today"
+KPI_OPEN_GAS = "kpi-open-gas"
+KPI_OVERDUE = "kpi-overdue"  # children: one value per risk colour
+KPI_COVERAGE = "kpi-coverage"
+KPI_IDS = (KPI_ON_DUTY, KPI_VISITS_TODAY, KPI_DUPLICATES_TODAY, KPI_OPEN_GAS, KPI_OVERDUE, KPI_COVERAGE)
+
+
+def kpi_value(kpi: str) -> str:
+    """Id of the number inside a KPI tile."""
+    return f"{kpi}-value"
+
+
+def overdue_value(colour: str) -> str:
+    return f"kpi-overdue-{colour}"
+
+
+# --- /dispatch ----------------------------------------------------------------------
+DISPATCH_ROOT = "dispatch-root"
+DISPATCH_TICK = "dispatch-tick"
+DISPATCH_MAP = "dispatch-map"
+DISPATCH_QUEUE = "dispatch-queue"
+DISPATCH_SELECTED = "dispatch-selected"  # store: selected alert id
+DISPATCH_DETAIL = "dispatch-detail"
+DISPATCH_FEEDBACK = "dispatch-feedback"
+DISPATCH_ALARMS = "dispatch-alarms"
+DISPATCH_SUGGESTIONS = "dispatch-suggestions"  # map layer: nearest inspectors
+DISPATCH_SUGGESTION_LINES = "dispatch-suggestion-lines"
+DISPATCH_INSPECTORS = "dispatch-inspectors"  # map layer
+DISPATCH_INSPECTOR_LIST = "dispatch-inspector-list"
+DISPATCH_DUPLICATES = "dispatch-duplicates"
+DISPATCH_SEARCH = "dispatch-search"
+DISPATCH_SEARCH_RESULTS = "dispatch-search-results"
+DISPATCH_VIEWPORT = "dispatch-viewport"
+DISPATCH_STATE = "dispatch-state"  # store: version fingerprint the queue was drawn from
+DISPATCH_ACTION_DONE = "dispatch-action-done"  # store: bumps after an action, forces a redraw
+
+# Pattern-matching ids: {"type": ..., "alert": id, "action": ...}.
+ALERT_ACTION_TYPE = "alert-action"
+ALERT_SELECT_TYPE = "alert-select"
+ASSIGN_TYPE = "alert-assign"  # {"type", "alert", "inspector"}
+REASSIGN_TYPE = "alert-reassign"  # {"type", "alert"}
+
+# --- /officer -----------------------------------------------------------------------
+OFFICER_ROOT = "officer-root"
+OFFICER_TICK = "officer-tick"
+OFFICER_LIST = "officer-list"
+OFFICER_SELECTED = "officer-selected"
+OFFICER_DETAIL = "officer-detail"
+OFFICER_MAP = "officer-map"
+OFFICER_ROUTE = "officer-route"
+OFFICER_TARGET = "officer-target"
+OFFICER_ME = "officer-me"
+OFFICER_FEEDBACK = "officer-feedback"
+OFFICER_STATE = "officer-state"
+OFFICER_ACTION_DONE = "officer-action-done"
+OFFICER_VIEWPORT = "officer-viewport"
+OFFICER_ACTION_TYPE = "officer-action"  # {"type", "alert", "action", "outcome"}
+OFFICER_SELECT_TYPE = "officer-select"
+
+# --- /enterprise/<id> --------------------------------------------------------------
+ENTERPRISE_ROOT = "enterprise-root"
+ENTERPRISE_MAP = "enterprise-map"
+ENTERPRISE_SENSORS = "enterprise-sensors"
+ENTERPRISE_VISITS = "enterprise-visits"
+ENTERPRISE_ALERTS = "enterprise-alerts"
+ENTERPRISE_RISK = "enterprise-risk"
+
+# --- /replay ------------------------------------------------------------------------
+REPLAY_ROOT = "replay-root"
+REPLAY_INSPECTOR = "replay-inspector"
+REPLAY_DAY = "replay-day"
+REPLAY_TRACK = "replay-track"  # store: {ts: [...], lat: [...], lon: [...]} (display CRS)
+REPLAY_SLIDER = "replay-slider"
+REPLAY_PLAY = "replay-play"
+REPLAY_SPEED = "replay-speed"
+REPLAY_FOLLOW = "replay-follow"
+REPLAY_TIMER = "replay-timer"
+REPLAY_MAP = "replay-map"
+REPLAY_LINE = "replay-line"
+REPLAY_MARKER = "replay-marker"
+REPLAY_VISITS = "replay-visits"
+REPLAY_CLOCK = "replay-clock"
+REPLAY_SUMMARY = "replay-summary"
+REPLAY_PLAYING = "replay-playing"  # store: bool

@@ -1,0 +1,622 @@
+"""Maps for the screens: tile presets, the display datum, the offline vector base,
+and the GeoJSON the map layers draw.
+
+Inside, every coordinate is WGS-84 (docs/architecture.md).  A map is drawn in
+the datum of its tiles: OpenStreetMap and Tianditu are WGS-84 (Tianditu's
+CGCS2000 differs from WGS-84 by centimetres), AutoNavi/Gaode is GCJ-02.  So
+every coordinate that goes to a map passes through one ``Projector``: for a
+GCJ-02 base it shifts WGS-84 to GCJ-02 (``geo.coords.wgs84_to_gcj02``), and
+markers land on the right street instead of 300-600 m off.  Coordinates coming
+back from the map (its bounds) go through ``Projector.to_wgs84``.
+
+Presets (``settings.tiles``):
+
+=========  =========  ==============================================================
+osm        WGS-84     tile.openstreetmap.org
+gaode      GCJ-02     AutoNavi road map (webrd0{1-4}.is.autonavi.com)
+tianditu   WGS-84     Tianditu vector map + labels; needs ``tianditu_key``
+custom     setting    ``tiles_custom_url`` in ``tiles_custom_crs``
+none       WGS-84     no tiles: a vector base from the street and grid boundaries
+=========  =========  ==============================================================
+
+A preset that cannot work (tianditu without a key, custom without a URL, an
+unknown name) falls back to ``none`` with a logged reason, so the page still
+renders.  A tile that fails to load is replaced by a transparent tile
+(``errorTileUrl``): a missing tile never breaks the page.
+
+The builders return plain dicts (GeoJSON), so callbacks send exactly what the
+map draws and tests can read it.  Texts in tooltips are HTML-escaped here:
+Leaflet puts tooltip strings into ``innerHTML`` and names come from imports.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import logging
+import math
+import threading
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+from sqlalchemy import Engine, select
+
+from data.models import Enterprise, Grid, Street, Unit
+from geo import cells as h3cells
+from geo.coords import gcj02_to_wgs84, wgs84_to_gcj02
+
+log = logging.getLogger(__name__)
+
+# A 1x1 transparent GIF: what Leaflet shows instead of a tile that failed.
+TRANSPARENT_TILE = "data:image/gif;base64,R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAABAAEAAAIBRAA7"
+
+RISK_ORDER = ("red", "orange", "yellow", "blue")
+# Risk colours as drawn: the national 红橙黄蓝 scheme, tuned for a dark map.
+RISK_HEX = {"red": "#ff3b30", "orange": "#ff9500", "yellow": "#ffd60a", "blue": "#0a84ff"}
+
+# Unit colours: 12 hues that stay apart from each other and from the risk
+# colours' meaning on a dark background (no pure red: red means danger here).
+UNIT_PALETTE = (
+    "#64d2ff", "#30d158", "#bf5af2", "#ffd6a5", "#5ac8fa", "#a2845e",
+    "#ff6ac1", "#98ff98", "#ffffff", "#c7b9ff", "#00c7be", "#e5e059",
+)
+
+# Coordinates go to the browser with 6 decimals: ~0.1 m, far below GPS error,
+# and every dropped digit is a byte per coordinate on each update.
+COORD_DECIMALS = 6
+
+# Enterprise layer: H3 bins up to zoom 14, single points from zoom 15.  At
+# zoom 15 a 1920x1080 wall shows ~3.5 x 2 km; even the densest street of the
+# 130,000-enterprise city then holds a few thousand points, which one canvas
+# GeoJSON layer draws without stutter.  Below that the bins keep the layer at a
+# few hundred markers whatever the city's size.
+ENTERPRISE_POINTS_MIN_ZOOM = 15
+# Cap on single points per view: beyond it the highest risks are drawn first
+# and the view says how many were left out (only at zoom 15 in a dense park).
+ENTERPRISE_POINTS_MAX = 6000
+# Bins are drawn only inside the view, padded by this share of its size, so a
+# small pan does not leave the edge empty while the next answer is on its way.
+VIEW_PAD = 0.25
+
+# City data (enterprise positions, areas) changes on import only; coverage
+# moves as visits complete.  Five minutes keeps a 130,000-row read (~0.5 s) off
+# most requests while a new import shows up within a shift change.
+CITY_TTL_S = 300.0
+
+
+# --- tiles ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class TileSpec:
+    url: str
+    attribution: str
+    subdomains: str | tuple[str, ...] = "abc"
+    max_native_zoom: int = 18
+
+
+@dataclass(frozen=True, slots=True)
+class TilePreset:
+    """What the map draws underneath: tile layers (none: the vector base) and their datum."""
+
+    name: str  # the preset in use (after any fallback)
+    crs: str  # datum of the tiles, and so of everything drawn: wgs84 or gcj02
+    tiles: tuple[TileSpec, ...] = ()
+    requested: str | None = None
+    fallback_reason: str | None = None
+
+    @property
+    def offline(self) -> bool:
+        return not self.tiles
+
+
+OSM = TileSpec("https://{s}.tile.openstreetmap.org/{z}/{x}/{y}.png",
+               '&copy; <a href="https://www.openstreetmap.org/copyright">OpenStreetMap</a>', "abc", 19)
+GAODE = TileSpec("https://webrd0{s}.is.autonavi.com/appmaptile?lang=zh_cn&size=1&scale=1&style=8&x={x}&y={y}&z={z}",
+                 "&copy; AutoNavi 高德地图", "1234", 18)
+_TIANDITU = ("https://t{s}.tianditu.gov.cn/{layer}_w/wmts?SERVICE=WMTS&REQUEST=GetTile&VERSION=1.0.0"
+             "&LAYER={layer}&STYLE=default&TILEMATRIXSET=w&FORMAT=tiles&TILEMATRIX={{z}}&TILEROW={{y}}"
+             "&TILECOL={{x}}&tk={key}")
+
+
+def tile_preset(settings) -> TilePreset:
+    """The preset ``settings.tiles`` names, or ``none`` with the reason it could not be used."""
+    name = (settings.tiles or "none").strip().lower()
+
+    def offline(reason: str | None) -> TilePreset:
+        if reason:
+            log.warning("map tiles: %s; drawing the offline vector base instead", reason)
+        return TilePreset("none", "wgs84", (), requested=name, fallback_reason=reason)
+
+    if name == "osm":
+        return TilePreset("osm", "wgs84", (OSM,), requested=name)
+    if name == "gaode":
+        return TilePreset("gaode", "gcj02", (GAODE,), requested=name)
+    if name == "tianditu":
+        key = settings.tianditu_key
+        if not key:
+            return offline("tiles=tianditu needs ANJIAN_TIANDITU_KEY")
+        subs = tuple("01234567")
+        attribution = "&copy; 天地图 Tianditu"
+        return TilePreset("tianditu", "wgs84", (
+            TileSpec(_TIANDITU.format(layer="vec", key=key), attribution, subs, 18),
+            TileSpec(_TIANDITU.format(layer="cva", key=key), attribution, subs, 18),
+        ), requested=name)
+    if name == "custom":
+        url = settings.tiles_custom_url
+        crs = (settings.tiles_custom_crs or "wgs84").lower()
+        if not url:
+            return offline("tiles=custom needs tiles_custom_url")
+        if crs not in ("wgs84", "gcj02"):
+            return offline(f"tiles_custom_crs must be wgs84 or gcj02, not {crs!r}")
+        subs = "abc" if "{s}" in url else ()
+        return TilePreset("custom", crs, (TileSpec(url, "", subs or (), 18),), requested=name)
+    if name == "none":
+        return offline(None)
+    return offline(f"unknown tiles preset {name!r} (osm, gaode, tianditu, custom, none)")
+
+
+# --- datum --------------------------------------------------------------------------
+
+
+class Projector:
+    """WGS-84 in, the map's datum out (and back for what the map reports)."""
+
+    def __init__(self, crs: str = "wgs84"):
+        if crs not in ("wgs84", "gcj02"):
+            raise ValueError(f"display crs must be wgs84 or gcj02, not {crs!r}")
+        self.crs = crs
+
+    @property
+    def shifts(self) -> bool:
+        return self.crs == "gcj02"
+
+    def lonlat(self, lons, lats) -> tuple[np.ndarray, np.ndarray]:
+        """Arrays of WGS-84 lon/lat to display lon/lat, rounded for the wire."""
+        lons = np.asarray(lons, dtype=float)
+        lats = np.asarray(lats, dtype=float)
+        if self.shifts and lons.size:
+            lons, lats = wgs84_to_gcj02(lons, lats)
+        return np.round(lons, COORD_DECIMALS), np.round(lats, COORD_DECIMALS)
+
+    def latlng(self, lat: float, lon: float) -> list[float]:
+        """One WGS-84 point as Leaflet's [lat, lng] in the display datum."""
+        x, y = self.lonlat(np.array([lon]), np.array([lat]))
+        return [float(y[0]), float(x[0])]
+
+    def to_wgs84(self, lons, lats) -> tuple[np.ndarray, np.ndarray]:
+        lons = np.asarray(lons, dtype=float)
+        lats = np.asarray(lats, dtype=float)
+        if self.shifts and lons.size:
+            return gcj02_to_wgs84(lons, lats)
+        return lons, lats
+
+    def bounds_to_wgs84(self, bounds) -> tuple[float, float, float, float] | None:
+        """Leaflet bounds [[south, west], [north, east]] (display) to WGS-84 (w, s, e, n)."""
+        try:
+            (s, w), (n, e) = bounds
+            xs, ys = self.to_wgs84(np.array([w, e], float), np.array([s, n], float))
+        except (TypeError, ValueError):
+            return None
+        return float(xs[0]), float(ys[0]), float(xs[1]), float(ys[1])
+
+    def geometry(self, geom: Mapping) -> dict:
+        """A GeoJSON geometry (WGS-84) in the display datum."""
+        return {"type": geom["type"], "coordinates": self._coords(geom["coordinates"])}
+
+    def _coords(self, coords):
+        if not coords:
+            return []
+        first = coords[0]
+        if isinstance(first, (int, float)):  # one position
+            x, y = self.lonlat(np.array([coords[0]]), np.array([coords[1]]))
+            return [float(x[0]), float(y[0])]
+        if first and isinstance(first[0], (int, float)):  # a list of positions
+            pts = np.asarray([c[:2] for c in coords], dtype=float)
+            x, y = self.lonlat(pts[:, 0], pts[:, 1])
+            return np.column_stack([x, y]).tolist()
+        return [self._coords(c) for c in coords]
+
+
+# --- small GeoJSON helpers --------------------------------------------------------------
+
+
+def esc(text) -> str:
+    return html.escape("" if text is None else str(text), quote=True)
+
+
+def feature_collection(features: list[dict]) -> dict:
+    return {"type": "FeatureCollection", "features": features}
+
+
+def point(lon: float, lat: float, props: dict, fid=None) -> dict:
+    f = {"type": "Feature", "geometry": {"type": "Point", "coordinates": [lon, lat]}, "properties": props}
+    if fid is not None:
+        f["id"] = fid
+    return f
+
+
+def unit_colours(unit_ids: Iterable[str]) -> dict[str, str]:
+    """A stable colour per unit (by sorted id), cycling the palette."""
+    return {u: UNIT_PALETTE[i % len(UNIT_PALETTE)] for i, u in enumerate(sorted(set(unit_ids)))}
+
+
+def bounds_of(geom: Mapping) -> tuple[float, float, float, float] | None:
+    """(west, south, east, north) of a GeoJSON geometry."""
+    xs: list[float] = []
+    ys: list[float] = []
+
+    def walk(c):
+        if c and isinstance(c[0], (int, float)):
+            xs.append(c[0])
+            ys.append(c[1])
+        else:
+            for sub in c:
+                walk(sub)
+
+    walk(geom.get("coordinates") or [])
+    if not xs:
+        return None
+    return min(xs), min(ys), max(xs), max(ys)
+
+
+def leaflet_bounds(b: tuple[float, float, float, float]) -> list[list[float]]:
+    w, s, e, n = b
+    return [[s, w], [n, e]]
+
+
+# --- the city as the maps need it (cached per process) ------------------------------------
+
+
+@dataclass
+class CityMap:
+    """Areas, unit colours and enterprise positions, loaded from SQL, in the display datum."""
+
+    projector: Projector
+    streets: dict  # FeatureCollection (display)
+    grids: dict
+    street_names: dict  # id -> (zh, en)
+    grid_names: dict  # id -> name
+    street_bounds: dict  # id -> [[s, w], [n, e]] (display)
+    district_bounds: list | None  # [[s, w], [n, e]] (display), None when no streets
+    unit_colour: dict
+    unit_names: dict
+    # enterprises (WGS-84 and display), parallel arrays
+    ent_ids: np.ndarray
+    ent_names: np.ndarray
+    ent_risk: np.ndarray  # int index into RISK_ORDER
+    ent_lat: np.ndarray
+    ent_lon: np.ndarray
+    ent_x: np.ndarray  # display lon
+    ent_y: np.ndarray  # display lat
+    loaded_at: float = field(default_factory=time.monotonic)
+    _bins: dict = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    # -- enterprises -----------------------------------------------------------------
+    def enterprise_position(self, enterprise_id: str | None) -> tuple[float, float] | None:
+        """(lat, lon) WGS-84 of one enterprise, or None."""
+        if not enterprise_id:
+            return None
+        index = self._bins.get("index")
+        if index is None:
+            index = {eid: i for i, eid in enumerate(self.ent_ids.tolist())}
+            with self._lock:
+                self._bins["index"] = index
+        i = index.get(enterprise_id)
+        return None if i is None else (float(self.ent_lat[i]), float(self.ent_lon[i]))
+
+    def enterprise_bins(self, res: int) -> dict:
+        """Per H3 cell at ``res``: centre (display) and counts per risk colour."""
+        with self._lock:
+            hit = self._bins.get(res)
+            if hit is not None:
+                return hit
+        if self.ent_ids.size == 0:
+            out = {"x": np.empty(0), "y": np.empty(0), "counts": np.zeros((0, 4), int), "cells": []}
+        else:
+            cells_u64 = h3cells.points_to_cells_u64(self.ent_lat, self.ent_lon, res)
+            uniq, inv = np.unique(cells_u64, return_inverse=True)
+            counts = np.zeros((uniq.size, len(RISK_ORDER)), dtype=np.int64)
+            np.add.at(counts, (inv, self.ent_risk), 1)
+            cells = h3cells.cells_u64_to_str(uniq)
+            centres = np.array([h3cells.cell_to_latlng(c) for c in cells], dtype=float)
+            x, y = self.projector.lonlat(centres[:, 1], centres[:, 0])
+            out = {"x": x, "y": y, "counts": counts, "cells": cells}
+        with self._lock:
+            self._bins[res] = out
+        return out
+
+
+def load_city_map(engine: Engine, projector: Projector) -> CityMap:
+    with engine.connect() as conn:
+        streets = conn.execute(select(Street.id, Street.name, Street.name_en, Street.geometry).order_by(Street.id)).all()
+        grids = conn.execute(select(Grid.id, Grid.street_id, Grid.name, Grid.geometry).order_by(Grid.id)).all()
+        units = conn.execute(select(Unit.id, Unit.name)).all()
+        ents = conn.execute(select(Enterprise.id, Enterprise.name, Enterprise.risk, Enterprise.lat,
+                                   Enterprise.lon).order_by(Enterprise.id)).all()
+    street_feats, street_bounds, names = [], {}, {}
+    all_b: list[tuple] = []
+    for s in streets:
+        geom = _parse_geometry(s.geometry)
+        if geom is None:
+            continue
+        shown = projector.geometry(geom)
+        b = bounds_of(shown)
+        if b:
+            street_bounds[s.id] = leaflet_bounds(b)
+            all_b.append(b)
+        names[s.id] = (s.name, s.name_en or s.name)
+        street_feats.append({"type": "Feature", "id": s.id, "geometry": shown,
+                             "properties": {"id": s.id, "name": s.name, "name_en": s.name_en or s.name}})
+    grid_feats, grid_names = [], {}
+    for g in grids:
+        geom = _parse_geometry(g.geometry)
+        if geom is None:
+            continue
+        grid_names[g.id] = g.name
+        grid_feats.append({"type": "Feature", "id": g.id, "geometry": projector.geometry(geom),
+                           "properties": {"id": g.id, "street": g.street_id, "name": g.name}})
+    district = None
+    if all_b:
+        district = leaflet_bounds((min(b[0] for b in all_b), min(b[1] for b in all_b),
+                                   max(b[2] for b in all_b), max(b[3] for b in all_b)))
+    risk_index = {c: i for i, c in enumerate(RISK_ORDER)}
+    n = len(ents)
+    ids = np.array([e.id for e in ents], dtype=object)
+    ent_names = np.array([e.name for e in ents], dtype=object)
+    risk = np.array([risk_index.get(e.risk, 3) for e in ents], dtype=np.int64)
+    lat = np.array([e.lat for e in ents], dtype=float) if n else np.empty(0)
+    lon = np.array([e.lon for e in ents], dtype=float) if n else np.empty(0)
+    ok = h3cells.valid_point_mask(lat, lon) if n else np.empty(0, bool)
+    if n and not ok.all():
+        ids, ent_names, risk, lat, lon = ids[ok], ent_names[ok], risk[ok], lat[ok], lon[ok]
+    x, y = projector.lonlat(lon, lat)
+    return CityMap(
+        projector=projector,
+        streets=feature_collection(street_feats), grids=feature_collection(grid_feats),
+        street_names=names, grid_names=grid_names, street_bounds=street_bounds, district_bounds=district,
+        unit_colour=unit_colours(u.id for u in units), unit_names={u.id: u.name for u in units},
+        ent_ids=ids, ent_names=ent_names, ent_risk=risk, ent_lat=lat, ent_lon=lon, ent_x=x, ent_y=y,
+    )
+
+
+def _parse_geometry(text_or_dict) -> dict | None:
+    if not text_or_dict:
+        return None
+    try:
+        geom = json.loads(text_or_dict) if isinstance(text_or_dict, str) else dict(text_or_dict)
+    except ValueError:
+        return None
+    if geom.get("type") == "Feature":
+        geom = geom.get("geometry") or {}
+    if geom.get("type") not in ("Polygon", "MultiPolygon", "LineString", "MultiLineString", "Point"):
+        return None
+    return geom
+
+
+class CityCache:
+    """One CityMap per process, reloaded after CITY_TTL_S (read-only data, shared safely)."""
+
+    def __init__(self, engine: Engine, projector: Projector, ttl_s: float = CITY_TTL_S):
+        self.engine, self.projector, self.ttl_s = engine, projector, ttl_s
+        self._city: CityMap | None = None
+        self._lock = threading.Lock()
+
+    def get(self) -> CityMap:
+        city = self._city
+        if city is not None and time.monotonic() - city.loaded_at < self.ttl_s:
+            return city
+        with self._lock:
+            if self._city is None or time.monotonic() - self._city.loaded_at >= self.ttl_s:
+                self._city = load_city_map(self.engine, self.projector)
+            return self._city
+
+    def invalidate(self) -> None:
+        with self._lock:
+            self._city = None
+
+
+# --- layer builders -------------------------------------------------------------------
+
+
+def _in_view(x: np.ndarray, y: np.ndarray, bounds, pad: float = VIEW_PAD) -> np.ndarray:
+    """Mask of display points inside Leaflet ``bounds`` (display), padded."""
+    if not bounds:
+        return np.ones(x.shape, dtype=bool)
+    try:
+        (s, w), (n, e) = bounds
+    except (TypeError, ValueError):
+        return np.ones(x.shape, dtype=bool)
+    dx, dy = (e - w) * pad, (n - s) * pad
+    return (x >= w - dx) & (x <= e + dx) & (y >= s - dy) & (y <= n + dy)
+
+
+def enterprise_res_for_zoom(zoom: float | None) -> int | None:
+    """H3 resolution of the enterprise bins at this zoom; None: draw single points."""
+    z = 12 if zoom is None else zoom
+    if z >= ENTERPRISE_POINTS_MIN_ZOOM:
+        return None
+    if z <= 11:
+        return 7
+    if z <= 13:
+        return 8
+    return 9
+
+
+def enterprise_layer(city: CityMap, zoom: float | None, bounds, risk_labels: Mapping[str, str]) -> dict:
+    """Enterprises in view: H3 bins (count, worst colour) when zoomed out, points when in.
+
+    Returns a FeatureCollection; ``properties.k`` is set on bins (their count).
+    """
+    res = enterprise_res_for_zoom(zoom)
+    if res is not None:
+        b = city.enterprise_bins(res)
+        mask = _in_view(b["x"], b["y"], bounds)
+        feats = []
+        for i in np.flatnonzero(mask):
+            counts = b["counts"][i]
+            worst = next(c for c, k in zip(RISK_ORDER, counts) if k) if counts.any() else "blue"
+            tip = " · ".join(f"{esc(risk_labels.get(c, c))} {int(k)}" for c, k in zip(RISK_ORDER, counts) if k)
+            feats.append(point(float(b["x"][i]), float(b["y"][i]),
+                               {"k": int(counts.sum()), "r": worst, "tooltip": tip}))
+        return feature_collection(feats)
+    mask = _in_view(city.ent_x, city.ent_y, bounds, pad=0.1)
+    idx = np.flatnonzero(mask)
+    if idx.size > ENTERPRISE_POINTS_MAX:
+        # Highest risk first (stable by id within a colour), so nothing red is dropped.
+        idx = idx[np.argsort(city.ent_risk[idx], kind="stable")[:ENTERPRISE_POINTS_MAX]]
+    feats = [
+        point(float(city.ent_x[i]), float(city.ent_y[i]),
+              {"id": city.ent_ids[i], "r": RISK_ORDER[city.ent_risk[i]], "tooltip": esc(city.ent_names[i])})
+        for i in idx
+    ]
+    return feature_collection(feats)
+
+
+def inspector_feature(d: Mapping, colour: str, projector: Projector, status_label: str) -> dict:
+    x, y = projector.lonlat(np.array([d["lon"]]), np.array([d["lat"]]))
+    tip = f"{esc(d.get('name'))} · {esc(d.get('unit_name'))} · {esc(status_label)}"
+    if d.get("visiting_enterprise"):
+        tip += f"<br>{esc(d['visiting_enterprise'])}"
+    return point(float(x[0]), float(y[0]), {"id": d["id"], "c": colour, "s": d.get("status"), "tooltip": tip},
+                 fid=d["id"])
+
+
+def trail_features(trails: Mapping[str, Sequence[tuple[float, float]]], colours: Mapping[str, str],
+                   projector: Projector) -> dict:
+    """One LineString per inspector from (lon, lat) WGS-84 points, oldest first."""
+    feats = []
+    for iid, pts in trails.items():
+        if len(pts) < 2:
+            continue
+        arr = np.asarray(pts, dtype=float)
+        x, y = projector.lonlat(arr[:, 0], arr[:, 1])
+        feats.append({"type": "Feature", "id": iid,
+                      "geometry": {"type": "LineString", "coordinates": np.column_stack([x, y]).tolist()},
+                      "properties": {"id": iid, "c": colours.get(iid, UNIT_PALETTE[0])}})
+    return feature_collection(feats)
+
+
+def alarm_feature(lat: float, lon: float, props: dict, projector: Projector, fid=None) -> dict:
+    x, y = projector.lonlat(np.array([lon]), np.array([lat]))
+    return point(float(x[0]), float(y[0]), props, fid=fid)
+
+
+def heat_layer(rows, projector: Projector) -> tuple[dict, float]:
+    """H3 heat rows (``[{"cell", "count"}]`` or ``{cell: value}``) as polygons
+    (points at the cell centres when ``geo.cells`` has no ``cell_to_boundary``).
+
+    Returns the FeatureCollection and the largest value (for the colour ramp).
+    """
+    if isinstance(rows, Mapping):
+        items = list(rows.items())
+    else:
+        items = []
+        for r in rows or ():
+            if isinstance(r, Mapping):
+                cell = r.get("cell")
+                value = r.get("count", r.get("value", r.get("weight", 0)))
+            else:
+                cell, value = r[0], r[1]
+            items.append((cell, value))
+    to_boundary = getattr(h3cells, "cell_to_boundary", None)
+    feats, vmax = [], 0.0
+    for cell, value in items:
+        try:
+            v = float(value)
+        except (TypeError, ValueError):
+            continue
+        if not cell or not math.isfinite(v) or v <= 0:
+            continue
+        try:
+            if to_boundary is not None:
+                ring = [(lon, lat) for lat, lon in to_boundary(cell)]
+                ring.append(ring[0])
+                arr = np.asarray(ring, float)
+                x, y = projector.lonlat(arr[:, 0], arr[:, 1])
+                geom = {"type": "Polygon", "coordinates": [np.column_stack([x, y]).tolist()]}
+            else:
+                lat, lon = h3cells.cell_to_latlng(cell)
+                x, y = projector.lonlat(np.array([lon]), np.array([lat]))
+                geom = {"type": "Point", "coordinates": [float(x[0]), float(y[0])]}
+        except Exception:  # noqa: BLE001 - an invalid cell id is skipped, not fatal
+            continue
+        vmax = max(vmax, v)
+        feats.append({"type": "Feature", "geometry": geom, "properties": {"v": v, "cell": cell}})
+    return feature_collection(feats), vmax
+
+
+def heat_res_for_zoom(zoom: float | None) -> int:
+    """Heat resolution per zoom, as geo.cells.HEAT_RESOLUTIONS documents (7 / 8 / 9)."""
+    z = 12 if zoom is None else zoom
+    if z <= 11:
+        return 7
+    if z <= 13:
+        return 8
+    return 9
+
+
+def line_positions(points: Sequence[tuple[float, float]], projector: Projector) -> list[list[float]]:
+    """(lat, lon) WGS-84 points as Leaflet positions in the display datum."""
+    if not points:
+        return []
+    arr = np.asarray(points, dtype=float)
+    x, y = projector.lonlat(arr[:, 1], arr[:, 0])
+    return np.column_stack([y, x]).tolist()
+
+
+# --- the base under every map ---------------------------------------------------------------
+
+
+def js(name: str) -> dict:
+    """A function from dashboard/assets/anjian.js, as dash-leaflet resolves it."""
+    return {"variable": f"dashExtensions.anjian.{name}"}
+
+
+def base_children(preset: TilePreset, city: CityMap, lang: str, *, grids: bool = True,
+                  street_id: str | None = None, grid_id: str | None = None) -> list:
+    """Tile layers (or the offline vector base) plus street and grid boundaries.
+
+    Offline, the streets are filled and labelled, so the map still shows where
+    things are with no tile server at all.
+    """
+    import dash_leaflet as dl
+
+    children: list = []
+    for spec in preset.tiles:
+        kw = {"attribution": spec.attribution} if spec.attribution else {}
+        if spec.subdomains:
+            kw["subdomains"] = list(spec.subdomains) if isinstance(spec.subdomains, tuple) else spec.subdomains
+        children.append(dl.TileLayer(url=spec.url, maxNativeZoom=spec.max_native_zoom, maxZoom=19,
+                                     errorTileUrl=TRANSPARENT_TILE, className="aj-tiles", **kw))
+    hideout = {"offline": preset.offline, "lang": lang}
+    children.append(dl.GeoJSON(
+        **_id(street_id), data=city.streets, style=js("streetStyle"), onEachFeature=js("streetLabel"),
+        hideout=hideout, interactive=False, className="aj-streets",
+    ))
+    if grids:
+        children.append(dl.GeoJSON(
+            **_id(grid_id), data=city.grids, style=js("gridStyle"), hideout=hideout, interactive=False,
+            className="aj-grids",
+        ))
+    return children
+
+
+def _id(component_id: str | None) -> dict:
+    return {"id": component_id} if component_id else {}
+
+
+def map_props(preset: TilePreset, city: CityMap) -> dict:
+    """Common MapContainer properties: the district in view, a canvas renderer."""
+    props: dict = {"preferCanvas": True, "zoomSnap": 0.25, "maxZoom": 19, "minZoom": 8,
+                   "className": "aj-map aj-map-offline" if preset.offline else "aj-map"}
+    if city.district_bounds:
+        props["bounds"] = city.district_bounds
+    else:
+        # No streets imported yet: Longhua district, Shenzhen.
+        props["center"] = city.projector.latlng(22.69, 114.03)
+        props["zoom"] = 12
+    return props

@@ -1,0 +1,187 @@
+"""The reads the screens make that no WebContext method covers yet.
+
+Each is one indexed query (the indexes are in data/models.py), sized for a
+poll: counts instead of rows where a count is all a tile shows, thinned trails
+instead of every ping.  ``changes_since`` reads the live-state change stream
+(data/live.py) to learn which inspectors moved since the version a browser
+last drew.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+
+from sqlalchemy import and_, case, func, or_, select
+
+from data.models import Enterprise, Grid, Inspector, PingRow, Sensor, Street, Unit, Visit
+from geo.heat import local_day_start
+
+# The wall's trail: ten minutes, at most one point per 30 s.  A simulated or
+# real phone reports every 5-30 s; 20 points draw the same line at a tenth of
+# the bytes, and the live marker carries the newest position anyway.
+TRAIL_WINDOW_S = 600
+TRAIL_MAX_POINTS = 20
+
+# How far the change stream is read back per poll.  A poll every second sees a
+# few hundred entries at city load; more than this means the browser is far
+# behind, and a full redraw is cheaper than catching up.
+CHANGES_READ_MAX = 2000
+# Versions are taken (INCR) a moment before their stream entry is added, so an
+# entry can land just after a higher one.  Reading this many versions past the
+# last one the browser saw catches such stragglers.
+CHANGES_SLACK = 5
+
+
+# --- live change stream -----------------------------------------------------------------
+
+
+def changes_since(ctx, version: int, kinds: tuple[str, ...] = ("inspector", "inspector_availability")
+                  ) -> tuple[set[str], bool]:
+    """Ids changed after ``version`` (by kind), and whether the stream still reached back that far."""
+    key = ctx.live.key("changes")
+    entries = ctx.redis.xrevrange(key, "+", "-", count=CHANGES_READ_MAX)
+    ids: set[str] = set()
+    reached = False
+    for _eid, fields in entries:
+        v = int(fields.get(b"v", 0))
+        if v <= version - CHANGES_SLACK:
+            reached = True
+            break
+        if v <= version:
+            continue
+        if fields.get(b"kind", b"").decode() in kinds:
+            ids.update(x for x in fields.get(b"ids", b"").decode().split(",") if x)
+    if not reached and len(entries) < CHANGES_READ_MAX:
+        reached = True  # the whole stream was read
+    return ids, reached
+
+
+# --- wall ------------------------------------------------------------------------------------
+
+
+def trail_points(engine, now: float, window_s: float = TRAIL_WINDOW_S, max_points: int = TRAIL_MAX_POINTS
+                 ) -> dict[str, list[tuple[float, float]]]:
+    """inspector id -> [(lon, lat), ...] WGS-84, oldest first, thinned to ``max_points``."""
+    since = now - window_s
+    q = (select(PingRow.inspector_id, PingRow.ts, PingRow.lon, PingRow.lat)
+         .where(PingRow.ts >= since, PingRow.ts <= now + 60).order_by(PingRow.inspector_id, PingRow.ts))
+    bucket_s = window_s / max(1, max_points)
+    out: dict[str, dict[int, tuple[float, float]]] = defaultdict(dict)
+    with engine.connect() as conn:
+        for iid, ts, lon, lat in conn.execute(q):
+            out[iid][int((ts - since) // bucket_s)] = (lon, lat)  # the last ping of each bucket wins
+    return {iid: [pts[k] for k in sorted(pts)] for iid, pts in out.items()}
+
+
+def visits_today(engine, now: float) -> tuple[int, int]:
+    """(visits started today, of which duplicates), today in Asia/Shanghai."""
+    start = local_day_start(now)
+    q = select(func.count(Visit.id), func.count(Visit.duplicate_of)).where(Visit.start_ts >= start)
+    with engine.connect() as conn:
+        n, dup = conn.execute(q).one()
+    return int(n or 0), int(dup or 0)
+
+
+def overdue_by_colour(engine, now: float) -> tuple[dict[str, int], int, int]:
+    """({colour: overdue count}, all enterprises, enterprises within their interval).
+
+    Overdue: past ``next_due_at``, or no due date at all (nothing proves it was
+    ever inspected; geo/coverage.py treats it the same way).
+    """
+    late = case((or_(Enterprise.next_due_at.is_(None), Enterprise.next_due_at < now), 1), else_=0)
+    q = select(Enterprise.risk, func.count(Enterprise.id), func.sum(late)).group_by(Enterprise.risk)
+    with engine.connect() as conn:
+        rows = conn.execute(q).all()
+    overdue = {r: int(n_late or 0) for r, _n, n_late in rows}
+    total = sum(int(n) for _r, n, _l in rows)
+    return overdue, total, total - sum(overdue.values())
+
+
+# --- dispatch ------------------------------------------------------------------------------
+
+
+def _like_escape(s: str) -> str:
+    return s.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def search_enterprises(engine, query: str, limit: int = 20) -> list[dict]:
+    q = (query or "").strip()
+    if not q:
+        return []
+    cond = or_(Enterprise.name.like(f"%{_like_escape(q)}%", escape="\\"), Enterprise.credit_code == q.upper())
+    stmt = (select(Enterprise.id, Enterprise.name, Enterprise.credit_code, Enterprise.risk, Enterprise.address,
+                   Enterprise.street_id)
+            .where(cond).order_by(Enterprise.name).limit(limit))
+    with engine.connect() as conn:
+        return [dict(r._mapping) for r in conn.execute(stmt)]
+
+
+# --- enterprise profile ------------------------------------------------------------------
+
+
+def enterprise(engine, enterprise_id: str) -> dict | None:
+    stmt = (select(Enterprise.__table__, Street.name.label("street_name"), Street.name_en.label("street_name_en"),
+                   Grid.name.label("grid_name"))
+            .select_from(Enterprise.__table__.outerjoin(Street, Street.id == Enterprise.street_id)
+                         .outerjoin(Grid, Grid.id == Enterprise.grid_id))
+            .where(Enterprise.id == enterprise_id))
+    with engine.connect() as conn:
+        row = conn.execute(stmt).first()
+    return None if row is None else dict(row._mapping)
+
+
+def sensors_of(engine, enterprise_id: str) -> list[dict]:
+    stmt = select(Sensor.id, Sensor.model, Sensor.lat, Sensor.lon).where(Sensor.enterprise_id == enterprise_id)
+    with engine.connect() as conn:
+        return [dict(r._mapping) for r in conn.execute(stmt.order_by(Sensor.id))]
+
+
+def visits_of(engine, enterprise_id: str, limit: int = 500) -> list[dict]:
+    """Every visit to an enterprise, newest first, with who and which unit."""
+    stmt = (select(Visit.id, Visit.start_ts, Visit.end_ts, Visit.duplicate_of, Visit.same_unit_repeat_of,
+                   Visit.inspector_id, Inspector.name.label("inspector_name"), Visit.unit_id,
+                   Unit.name.label("unit_name"))
+            .select_from(Visit.__table__.outerjoin(Inspector, Inspector.id == Visit.inspector_id)
+                         .outerjoin(Unit, Unit.id == Visit.unit_id))
+            .where(Visit.enterprise_id == enterprise_id).order_by(Visit.start_ts.desc()).limit(limit))
+    with engine.connect() as conn:
+        return [dict(r._mapping) for r in conn.execute(stmt)]
+
+
+# --- replay --------------------------------------------------------------------------------
+
+
+def inspectors(engine) -> list[dict]:
+    stmt = (select(Inspector.id, Inspector.name, Unit.name.label("unit_name"))
+            .select_from(Inspector.__table__.outerjoin(Unit, Unit.id == Inspector.unit_id))
+            .order_by(Inspector.id))
+    with engine.connect() as conn:
+        return [dict(r._mapping) for r in conn.execute(stmt)]
+
+
+def day_bounds(day_start: float) -> tuple[float, float]:
+    return day_start, day_start + 86400.0
+
+
+def pings_of(engine, inspector_id: str, start: float, end: float, limit: int = 20000) -> list[tuple]:
+    """(ts, lat, lon) of one inspector's pings in [start, end), oldest first."""
+    stmt = (select(PingRow.ts, PingRow.lat, PingRow.lon)
+            .where(and_(PingRow.inspector_id == inspector_id, PingRow.ts >= start, PingRow.ts < end))
+            .order_by(PingRow.ts).limit(limit))
+    with engine.connect() as conn:
+        return [tuple(r) for r in conn.execute(stmt)]
+
+
+def visits_by(engine, inspector_id: str, start: float, end: float) -> list[dict]:
+    stmt = (select(Visit.id, Visit.start_ts, Visit.end_ts, Visit.duplicate_of, Visit.enterprise_id,
+                   Enterprise.name.label("enterprise_name"), Enterprise.lat, Enterprise.lon, Enterprise.risk)
+            .select_from(Visit.__table__.join(Enterprise, Enterprise.id == Visit.enterprise_id))
+            .where(and_(Visit.inspector_id == inspector_id, Visit.start_ts < end, Visit.end_ts >= start))
+            .order_by(Visit.start_ts))
+    with engine.connect() as conn:
+        return [dict(r._mapping) for r in conn.execute(stmt)]
+
+
+def now() -> float:
+    return time.time()

@@ -1,0 +1,299 @@
+"""Alerts in SQL: the only place that writes them.
+
+The lifecycle, rules and ladder are pure logic in ``alerts/``; this module
+loads an ``AlertState``, asks ``alerts.lifecycle.transition`` (or the rules)
+for the next one, and stores it with its history rows and its audit entry in
+one transaction.  An UPDATE carries ``WHERE version = :seen``: of two
+dispatchers acknowledging the same alert at once, one wins and the other gets
+``Conflict`` (the API's 409), and nothing is half-written.
+
+After a commit, screens are told through the live-state change stream, and a
+dispatch goes to the outbox stream that the alert engine publishes over MQTT
+(so the web process needs no broker connection, and a dispatch issued while
+the broker is away is sent when it is back).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+import uuid
+from collections.abc import Iterable
+
+import orjson
+from sqlalchemy import Connection, Engine, and_, insert, select, update
+from sqlalchemy.exc import IntegrityError, OperationalError
+
+from alerts.audit import alert_audit
+from alerts.escalation import Ladder
+from alerts.lifecycle import TransitionNotAllowed, transition
+from alerts.model import ACTIVE_STATES, SEVERITY_RANK, AlertState, TransitionRecord
+from alerts.nearest import Candidate, rank_nearest
+from data import audit
+from data.auth import Principal
+from data.live import CHANGES_MAXLEN, LiveState
+from data.models import Alert, AlertEvent, DispatchTask, Enterprise, Inspector
+
+log = logging.getLogger(__name__)
+
+ALERT_FIELDS = [f.name for f in dataclasses.fields(AlertState)]
+# Retries of a transaction that lost a race (audit-chain append, SQLite lock).
+TX_RETRIES = 8
+# What officers may do: take an alarm in their own grid and see it through.
+OFFICER_ACTIONS = frozenset({"ack", "assign", "arrive", "resolve"})
+MANAGER_ROLES = frozenset({"dispatcher", "admin"})
+SYSTEM = Principal(0, "system", "admin")
+
+
+class Conflict(Exception):
+    """Someone else changed the alert first; reload and try again."""
+
+
+def state_from_row(row) -> AlertState:
+    d = {k: getattr(row, k) for k in ALERT_FIELDS if k != "details"}
+    d["details"] = dict(row.details or {})
+    return AlertState(**d)
+
+
+def _values(alert: AlertState) -> dict:
+    d = {k: getattr(alert, k) for k in ALERT_FIELDS if k != "id"}
+    d["details"] = dict(alert.details or {})
+    return d
+
+
+class AlertStore:
+    def __init__(self, engine: Engine, live: LiveState, ladder: Ladder, *, mqtt_prefix: str = "anjian"):
+        self.engine = engine
+        self.live = live
+        self.ladder = ladder
+        self.mqtt_prefix = mqtt_prefix
+
+    # --- reads ----------------------------------------------------------------
+    def list(self, state: str | None = None, principal: Principal | None = None, limit: int = 200,
+             type: str | None = None, since: float | None = None) -> list[dict]:
+        q = select(Alert.__table__)
+        if state == "open":
+            q = q.where(Alert.state.in_(ACTIVE_STATES))  # "open" in the API: not yet resolved
+        elif state:
+            q = q.where(Alert.state == state)
+        if type:
+            q = q.where(Alert.type == type)
+        if since is not None:
+            q = q.where(Alert.last_seen >= since)
+        if principal is not None and principal.role == "officer":
+            q = q.where(Alert.grid_id.in_(principal.grids) if principal.grids else Alert.street_id.in_(principal.streets))
+        q = q.order_by(Alert.id.desc()).limit(limit)
+        with self.engine.connect() as conn:
+            rows = conn.execute(q).all()
+            history = self._history(conn, [r.id for r in rows])
+        out = [self._json(r, history.get(r.id, [])) for r in rows]
+        # The queue order a dispatcher works in: most severe first, then oldest.
+        out.sort(key=lambda a: (-SEVERITY_RANK.get(a["severity"], 0), a["first_seen_ts"]))
+        return out
+
+    def get(self, alert_id: int) -> dict | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(select(Alert.__table__).where(Alert.id == alert_id)).first()
+            if row is None:
+                return None
+            return self._json(row, self._history(conn, [alert_id]).get(alert_id, []))
+
+    def _history(self, conn: Connection, ids: list[int]) -> dict[int, list[dict]]:
+        if not ids:
+            return {}
+        out: dict[int, list[dict]] = {}
+        rows = conn.execute(select(AlertEvent.__table__).where(AlertEvent.alert_id.in_(ids)).order_by(AlertEvent.id))
+        for e in rows:
+            out.setdefault(e.alert_id, []).append({
+                "from_state": e.from_state, "to_state": e.to_state, "action": e.action, "actor": e.actor,
+                "at": _iso(e.at), "at_ts": e.at, "note": e.note,
+            })
+        return out
+
+    def _json(self, r, history: list[dict]) -> dict:
+        from alerts.lifecycle import allowed_actions
+
+        st = state_from_row(r)
+        return {
+            "id": r.id, "type": r.type, "severity": r.severity, "state": r.state, "subject": r.subject,
+            "enterprise_id": r.enterprise_id, "sensor_id": r.sensor_id, "inspector_id": r.inspector_id,
+            "street_id": r.street_id, "grid_id": r.grid_id, "assignee_id": r.assignee_id, "count": r.count,
+            "peak_lel": r.peak_lel, "last_value_lel": r.last_value_lel,
+            "returned_to_normal_at": _iso(r.returned_to_normal_at), "escalation_level": r.escalation_level,
+            "outcome": r.outcome, "first_seen": _iso(r.first_seen), "first_seen_ts": r.first_seen,
+            "last_seen": _iso(r.last_seen), "last_seen_ts": r.last_seen, "details": r.details or {},
+            "allowed_actions": allowed_actions(st), "history": history,
+            "changes": {h["to_state"]: h["at"] for h in history if h["action"] != "escalate"},
+        }
+
+    def active(self, conn: Connection, alert_type: str, subject: str) -> tuple[AlertState, int] | None:
+        row = conn.execute(
+            select(Alert.__table__).where(Alert.type == alert_type, Alert.subject == subject,
+                                          Alert.state.in_(ACTIVE_STATES)).order_by(Alert.id.desc()).limit(1)
+        ).first()
+        return None if row is None else (state_from_row(row), row.version)
+
+    # --- writes (used by the engine and by act) --------------------------------------
+    def insert(self, conn: Connection, alert: AlertState, record: TransitionRecord, now: float) -> AlertState:
+        alert = self.ladder.arm(alert, now)
+        vals = _values(alert) | {"created_at": now, "updated_at": now, "version": 1}
+        alert_id = conn.execute(insert(Alert).values(**vals).returning(Alert.id)).scalar_one()
+        alert = dataclasses.replace(alert, id=alert_id)
+        self._record(conn, alert_id, [record])
+        return alert
+
+    def update(self, conn: Connection, alert: AlertState, seen_version: int, records: Iterable[TransitionRecord],
+               now: float) -> None:
+        res = conn.execute(
+            update(Alert).where(and_(Alert.id == alert.id, Alert.version == seen_version))
+            .values(**_values(alert), updated_at=now, version=seen_version + 1)
+            .execution_options(synchronize_session=False)
+        )
+        if res.rowcount != 1:
+            raise Conflict(f"alert {alert.id} was changed by someone else")
+        self._record(conn, alert.id, records)
+
+    def _record(self, conn: Connection, alert_id: int, records: Iterable[TransitionRecord]) -> None:
+        for rec in records:
+            for step in rec.steps():
+                conn.execute(insert(AlertEvent).values(
+                    alert_id=alert_id, from_state=step.from_state, to_state=step.to_state, action=step.action,
+                    actor=step.actor, at=step.at, note=step.note))
+            action, target, detail = alert_audit(alert_id, rec)
+            audit.append(conn, rec.actor, action, target, detail, at=rec.at)
+
+    def notify(self, alert_ids: Iterable[int]) -> None:
+        ids = ",".join(str(i) for i in alert_ids)
+        if not ids:
+            return
+        v = self.live.r.incr(self.live.key("ver"))
+        self.live.r.xadd(self.live.key("changes"), {"v": v, "kind": "alert", "ids": ids},
+                         maxlen=CHANGES_MAXLEN, approximate=True)
+
+    def run_tx(self, fn):
+        """Run fn(conn) in a transaction, retrying when it lost a race (not on Conflict)."""
+        for attempt in range(TX_RETRIES):
+            try:
+                with self.engine.begin() as conn:
+                    return fn(conn)
+            except IntegrityError:
+                if attempt == TX_RETRIES - 1:
+                    raise
+            except OperationalError as e:
+                if "locked" not in str(e) or attempt == TX_RETRIES - 1:
+                    raise
+            time.sleep(0.01 * (attempt + 1))
+        raise AssertionError("unreachable")
+
+    # --- people's actions -------------------------------------------------------
+    def act(self, alert_id: int, action: str, principal: Principal, *, note: str | None = None,
+            assignee_id: str | None = None, outcome: str | None = None, at: float | None = None) -> dict:
+        """One lifecycle step by a person (or by the system, e.g. arrival by GPS)."""
+        if principal.role not in MANAGER_ROLES and principal.role != "officer":
+            raise PermissionError(f"role {principal.role} may not change alerts")
+        if principal.role == "officer":
+            if action not in OFFICER_ACTIONS:
+                raise PermissionError(f"officers may not {action}")
+            if action == "assign":
+                # "On my way": an officer can take an alarm, not hand it to others.
+                me = principal.inspector_id or principal.username
+                if assignee_id not in (None, me):
+                    raise PermissionError("officers may assign alarms only to themselves")
+                assignee_id = me
+        now = time.time() if at is None else at
+        dispatch: dict | None = None
+
+        def tx(conn: Connection):
+            nonlocal dispatch
+            row = conn.execute(select(Alert.__table__).where(Alert.id == alert_id)).first()
+            if row is None:
+                raise LookupError(f"no alert {alert_id}")
+            if not principal.sees_area(row.street_id, row.grid_id):
+                raise PermissionError(f"alert {alert_id} is outside {principal.username}'s area")
+            alert = state_from_row(row)
+            new, rec = transition(alert, action, actor=principal.username, at=now, note=note,
+                                  assignee_id=assignee_id, outcome=outcome)
+            self.update(conn, new, row.version, [rec], now)
+            dispatch = None
+            if action in ("assign", "reassign") and new.assignee_id:
+                dispatch = self._dispatch(conn, new, principal.username, now, note)
+            return new
+
+        new = self.run_tx(tx)
+        self.after_transition(new, dispatch)
+        return self.get(alert_id)
+
+    def _dispatch(self, conn: Connection, alert: AlertState, issued_by: str, now: float, note: str | None) -> dict | None:
+        insp = conn.execute(select(Inspector.id).where(Inspector.id == alert.assignee_id)).first()
+        if insp is None or not alert.enterprise_id:
+            return None  # an officer taking it personally, or nothing to drive to
+        ent = conn.execute(select(Enterprise.id, Enterprise.name, Enterprise.lat, Enterprise.lon)
+                           .where(Enterprise.id == alert.enterprise_id)).first()
+        if ent is None:
+            return None
+        conn.execute(update(DispatchTask).where(DispatchTask.alert_id == alert.id, DispatchTask.state == "issued")
+                     .values(state="cancelled"))
+        task_id = uuid.uuid4().hex
+        kind = "gas_alarm" if alert.type == "gas_alarm" else "reassign"
+        reason = note or f"{alert.type} #{alert.id}"
+        conn.execute(insert(DispatchTask).values(
+            id=task_id, kind=kind, alert_id=alert.id, inspector_id=alert.assignee_id, enterprise_id=ent.id,
+            reason=reason, state="issued", issued_at=now, issued_by=issued_by))
+        audit.append(conn, issued_by, "dispatch", f"inspector:{alert.assignee_id}",
+                     {"task_id": task_id, "alert_id": alert.id, "enterprise_id": ent.id}, at=now)
+        return {"task_id": task_id, "kind": kind, "enterprise_id": ent.id, "name": ent.name, "lat": ent.lat,
+                "lon": ent.lon, "reason": reason, "issued_at": now, "issued_by": issued_by,
+                "inspector_id": alert.assignee_id, "alert_id": alert.id}
+
+    def after_transition(self, alert: AlertState, dispatch: dict | None) -> None:
+        """Tell screens, queue the MQTT dispatch, and keep the GPS-arrival watch list."""
+        r, key = self.live.r, self.live.key
+        pipe = r.pipeline(transaction=False)
+        if dispatch:
+            pipe.xadd(key("outbox"), {"task": orjson.dumps(dispatch)}, maxlen=10000, approximate=True)
+        watch = key("tasks", "active")
+        if alert.state == "dispatched" and alert.assignee_id and dispatch:
+            pipe.hset(watch, alert.assignee_id, orjson.dumps(
+                {"alert_id": alert.id, "lat": dispatch["lat"], "lon": dispatch["lon"]}))
+        elif alert.state not in ("dispatched",) and alert.assignee_id:
+            pipe.hdel(watch, alert.assignee_id)
+        pipe.execute()
+        self.notify([alert.id])
+
+    # --- suggestions -------------------------------------------------------------
+    def nearest(self, alert_id: int, k: int = 5) -> list[dict]:
+        with self.engine.connect() as conn:
+            row = conn.execute(select(Alert.enterprise_id, Alert.sensor_id).where(Alert.id == alert_id)).first()
+            if row is None or not row.enterprise_id:
+                return []
+            ent = conn.execute(select(Enterprise.lat, Enterprise.lon).where(Enterprise.id == row.enterprise_id)).first()
+            insp = {r.id: r for r in conn.execute(select(Inspector.id, Inspector.name, Inspector.unit_id))}
+            busy = {r.inspector_id for r in conn.execute(
+                select(DispatchTask.inspector_id).where(DispatchTask.state == "issued"))}
+        if ent is None:
+            return []
+        fixes = self.live.inspector_fixes(insp)
+        avail = self.live.availability("inspector")
+        now = time.time()
+        cands = [
+            Candidate(i, f.lat, f.lon, online=avail.get(i, (True, 0))[0] and now - f.ts < 600, busy=i in busy,
+                      unit_id=insp[i].unit_id, name=insp[i].name)
+            for i, f in fixes.items()
+        ]
+        return [
+            {"id": s.id, "name": s.name, "unit": s.unit_id, "distance_m": round(s.distance_m, 1),
+             "eta_s": round(s.eta_s), "lat": s.lat, "lon": s.lon}
+            for s in rank_nearest(ent.lat, ent.lon, cands, k=k)
+        ]
+
+
+def _iso(ts):
+    if ts is None:
+        return None
+    from alerts.dispatch import iso_cst
+
+    return iso_cst(ts)
+
+
+__all__ = ["AlertStore", "Conflict", "TransitionNotAllowed", "SYSTEM"]

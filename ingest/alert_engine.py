@@ -1,0 +1,307 @@
+"""The alert engine: turns live events into alerts, fires escalation timers,
+confirms arrival by GPS and publishes dispatches over MQTT.
+
+It reads Redis streams with a consumer group, so an event it had read but not
+finished before a crash is read again when it comes back (``XREADGROUP`` from
+``0`` first: its own pending entries).  Only one engine is active at a time
+(a Redis lease), so alerts for one sensor are decided in order.  Timers live in
+SQL (``alerts.escalate_at``), so they survive a restart of any process; an
+engine that was away catches up, firing each overdue rung once, in order.
+
+Streams read:
+    ns:gas:events   every sensor reading and availability change (from ingest)
+    ns:arrivals     an assignee's fix inside the alarm's geofence (from ingest)
+    ns:outbox       dispatches to publish (from the API)
+    ns:geo:events   duplicate / overlap / approach events (from the geo engine)
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import uuid
+
+import orjson
+import paho.mqtt.client as mqtt
+import redis
+from sqlalchemy import select
+
+from alerts.dispatch import dispatch_payload, dispatch_topic
+from alerts.model import GAS_ALARM, SENSOR_FAULT, SENSOR_OFFLINE, sensor_subject
+from alerts.rules import SensorMemory, evaluate_gas, evaluate_offline
+from data.alert_store import SYSTEM, AlertStore, Conflict, state_from_row
+from data.models import Alert
+from data.registry import Registry
+from ingest.client import MqttConnection
+from ingest.pipeline import INFRA_ERRORS
+
+log = logging.getLogger(__name__)
+
+GROUP = "alert-engine"
+STREAMS = ("gas:events", "arrivals", "outbox", "geo:events")
+# Escalation deadlines are checked this often: the ±1 s timer target with margin.
+TIMER_TICK_S = 0.25
+# Offline sweeps: sensors heartbeat every few minutes, so every 15 s is prompt.
+OFFLINE_SWEEP_S = 15.0
+# The leadership lease; renewed every third of it.
+LEASE_S = 6.0
+
+
+class AlertEngine:
+    def __init__(self, settings, engine, redis_client: redis.Redis, store: AlertStore, mqtt_url: str):
+        self.settings = settings
+        self.engine = engine
+        self.r = redis_client
+        self.store = store
+        self.live = store.live
+        self.registry = Registry(engine, settings.registry_refresh_s)
+        self.id = f"engine-{uuid.uuid4().hex[:8]}"
+        self.consumer = "engine"  # stable: a restarted engine re-reads its own pending entries
+        self.mqtt_url = mqtt_url
+        self.conn: MqttConnection | None = None
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.handlers = {
+            "gas:events": self.on_gas_event,
+            "arrivals": self.on_arrival,
+            "outbox": self.on_outbox,
+            "geo:events": self.on_geo_event,
+        }
+        self.geo_handler = None  # set by the geo engine wiring (duplicate/overlap alerts)
+
+    def key(self, *parts: str) -> str:
+        return self.live.key(*parts)
+
+    # --- lifecycle ---------------------------------------------------------------
+    def start(self) -> None:
+        self.conn = MqttConnection(self.mqtt_url, f"{self.settings.mqtt_client_id}-alerts", lambda p: [],
+                                   lambda m: None, protocol=self.settings.mqtt_protocol, manual_ack=False,
+                                   session_expiry_s=self.settings.mqtt_session_expiry_s)
+        self.conn.start()
+        self._thread = threading.Thread(target=self.run, name="alert-engine", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread:
+            self._thread.join(10)
+        if self.conn:
+            self.conn.stop()
+
+    def _ensure_groups(self) -> None:
+        for s in STREAMS:
+            try:
+                self.r.xgroup_create(self.key(*s.split(":")), GROUP, id="0", mkstream=True)
+            except redis.ResponseError as e:
+                if "BUSYGROUP" not in str(e):
+                    raise
+
+    def _lease(self) -> bool:
+        k = self.key("alert-engine", "leader")
+        if self.r.set(k, self.id, nx=True, px=int(LEASE_S * 1000)):
+            return True
+        if self.r.get(k) == self.id.encode():
+            self.r.pexpire(k, int(LEASE_S * 1000))
+            return True
+        return False
+
+    def run(self) -> None:
+        backlog = True  # first our own pending entries, then new ones
+        next_timer = next_sweep = next_lease = 0.0
+        leader = False
+        while not self._stop.is_set():
+            try:
+                now = time.monotonic()
+                if now >= next_lease:
+                    if not leader:
+                        self.registry.load()
+                        self._ensure_groups()
+                    was = leader
+                    leader = self._lease()
+                    if leader and not was:
+                        log.info("alert engine %s is active", self.id)
+                        backlog = True
+                    next_lease = now + LEASE_S / 3
+                if not leader:
+                    self._stop.wait(1.0)
+                    continue
+                if now >= next_timer:
+                    self.fire_escalations(time.time())
+                    next_timer = now + TIMER_TICK_S
+                if now >= next_sweep:
+                    self.registry.maybe_refresh()
+                    self.sweep_offline(time.time())
+                    next_sweep = now + OFFLINE_SWEEP_S
+                backlog = self.read_streams(backlog)
+            except INFRA_ERRORS as e:
+                log.warning("alert engine waits: %s", e)
+                leader = False
+                self._stop.wait(1.0)
+            except Exception:  # noqa: BLE001 - the engine must keep running
+                log.exception("alert engine loop error")
+                self._stop.wait(0.5)
+
+    def read_streams(self, backlog: bool) -> bool:
+        ids = ">" if not backlog else "0"
+        streams = {self.key(*s.split(":")): ids for s in STREAMS}
+        block = None if backlog else int(TIMER_TICK_S * 1000)
+        resp = self.r.xreadgroup(GROUP, self.consumer, streams, count=200, block=block)
+        got = 0
+        for stream, entries in resp or []:
+            name = stream.decode()[len(self.live.ns) + 1:]
+            handler = self.handlers[name]
+            for entry_id, fields in entries:
+                got += 1
+                if not fields:  # deleted entry in the pending list
+                    self.r.xack(stream, GROUP, entry_id)
+                    continue
+                try:
+                    handler({k.decode(): v.decode() for k, v in fields.items()})
+                except INFRA_ERRORS:
+                    raise  # not acked: read again later
+                except Exception:  # noqa: BLE001 - one bad event must not stop the engine
+                    log.exception("alert engine: %s entry %s failed; skipped", name, entry_id)
+                self.r.xack(stream, GROUP, entry_id)
+        return backlog and got > 0
+
+    # --- gas ------------------------------------------------------------------------
+    def on_gas_event(self, f: dict) -> None:
+        sid = f["sensor"]
+        info = self.registry.sensors.get(sid)
+        if info is None:
+            self.registry.maybe_refresh(unknown_seen=True)
+            info = self.registry.sensors.get(sid)
+        if info is None:
+            return
+        ts = float(f["ts"])
+        level = f["level"]
+        if level in ("online", "offline"):
+            self._availability(info, ts, online=level == "online")
+            return
+        lel = float(f["lel"]) if f.get("lel") else None
+        mem_key = self.key("sensor", "memory")
+        raw = self.r.hget(mem_key, sid)
+        memory = SensorMemory.from_json(raw) if raw else None
+        subject = sensor_subject(sid)
+        changed: list[int] = []
+
+        def tx(conn):
+            changed.clear()
+            gas = self.store.active(conn, GAS_ALARM, subject)
+            fault = self.store.active(conn, SENSOR_FAULT, subject)
+            versions = {x[0].id: x[1] for x in (gas, fault) if x is not None}
+            d = evaluate_gas(memory, level, lel, ts, gas[0] if gas else None, self.settings.flap_window_s,
+                             sensor_id=sid, open_fault=fault[0] if fault else None,
+                             enterprise_id=info.enterprise_id, street_id=info.street_id, grid_id=info.grid_id)
+            now = time.time()
+            if d.new_alert is not None:
+                changed.append(self.store.insert(conn, d.new_alert, d.new_record, now).id)
+            for upd in d.updated:
+                self.store.update(conn, self.store.ladder.arm(upd, now), versions[upd.id], [], now)
+                changed.append(upd.id)
+            return d
+
+        d = self.store.run_tx(tx)
+        if d.memory is not None:
+            self.r.hset(mem_key, sid, d.memory.to_json())
+        # A still-open offline alert learns the sensor is heard again.
+        self._availability(info, ts, online=True, heard=True)
+        if changed:
+            self.store.notify(changed)
+            if d.new_alert is not None:
+                log.info("alert opened: %s for %s (%s)", d.new_alert.type, sid, d.reason)
+
+    def _availability(self, info, ts: float, online: bool, heard: bool = False) -> None:
+        subject = sensor_subject(info.id)
+        heartbeat = info.heartbeat_s or self.settings.sensor_heartbeat_s
+
+        def tx(conn):
+            cur = self.store.active(conn, SENSOR_OFFLINE, subject)
+            if heard and cur is None:
+                return None
+            d = evaluate_offline(SENSOR_OFFLINE, info.id, ts, time.time(), heartbeat,
+                                 self.settings.sensor_offline_after, cur[0] if cur else None,
+                                 online=online, enterprise_id=info.enterprise_id, street_id=info.street_id,
+                                 grid_id=info.grid_id)
+            ids = []
+            if d.new_alert is not None:
+                ids.append(self.store.insert(conn, d.new_alert, d.new_record, time.time()).id)
+            for upd in d.updated:
+                self.store.update(conn, upd, cur[1], [], time.time())
+                ids.append(upd.id)
+            return ids
+
+        ids = self.store.run_tx(tx)
+        if ids:
+            self.store.notify(ids)
+
+    def sweep_offline(self, now: float) -> None:
+        """Sensors silent for N heartbeats are offline, never "safe"."""
+        ids = list(self.registry.sensors)
+        states = self.live.sensor_states(ids)
+        for sid, st in states.items():
+            info = self.registry.sensors[sid]
+            heartbeat = info.heartbeat_s or self.settings.sensor_heartbeat_s
+            if now - st.ts > heartbeat * self.settings.sensor_offline_after:
+                self._availability(info, st.ts, online=False)
+
+    # --- timers -------------------------------------------------------------------
+    def fire_escalations(self, now: float) -> None:
+        with self.engine.connect() as conn:
+            due = conn.execute(select(Alert.id).where(Alert.escalate_at <= now, Alert.state == "open")
+                               .order_by(Alert.escalate_at).limit(100)).scalars().all()
+        for alert_id in due:
+            fired = []
+
+            def tx(conn, alert_id=alert_id):
+                fired.clear()
+                row = conn.execute(select(Alert.__table__).where(Alert.id == alert_id)).first()
+                alert, version = state_from_row(row), row.version
+                records = []
+                while (step := self.store.ladder.escalate(alert, now)) is not None:
+                    alert, rec = step
+                    records.append(rec)
+                if records:
+                    self.store.update(conn, alert, version, records, now)
+                    fired.extend(records)
+
+            try:
+                self.store.run_tx(tx)
+            except Conflict:
+                continue  # acknowledged meanwhile
+            if fired:
+                self.store.notify([alert_id])
+                for rec in fired:
+                    self.publish(f"{self.settings.mqtt_prefix}/v1/alerts/{alert_id}/escalation",
+                                 {"alert_id": alert_id, "note": rec.note, "at": rec.at}, retain=False)
+                    log.warning("alert %s escalated: %s", alert_id, rec.note)
+
+    # --- arrivals, outbox, geo ------------------------------------------------------------
+    def on_arrival(self, f: dict) -> None:
+        alert_id = int(f["alert_id"])
+        note = f"GPS: {float(f['distance_m']):.0f} m from the enterprise at {f['ts']}"
+        try:
+            self.store.act(alert_id, "arrive", SYSTEM, note=note, at=float(f["ts"]))
+        except (Conflict, LookupError) as e:
+            log.info("arrival for alert %s not applied: %s", alert_id, e)
+        except Exception as e:  # noqa: BLE001 - TransitionNotAllowed: already on scene or resolved
+            log.info("arrival for alert %s not applied: %s", alert_id, e)
+
+    def on_outbox(self, f: dict) -> None:
+        task = orjson.loads(f["task"])
+        payload = dispatch_payload(task["task_id"], task["kind"], task["enterprise_id"], task["name"], task["lat"],
+                                   task["lon"], task["reason"], task["issued_at"], task["issued_by"])
+        # paho keeps QoS 1 publishes made while disconnected and sends them on reconnect.
+        self.publish(dispatch_topic(self.settings.mqtt_prefix, task["inspector_id"]), payload, qos=1)
+
+    def on_geo_event(self, f: dict) -> None:
+        if self.geo_handler is not None:
+            self.geo_handler(f)
+
+    def publish(self, topic: str, payload: dict, qos: int = 1, retain: bool = False) -> None:
+        if self.conn is None:
+            return
+        info = self.conn.client.publish(topic, orjson.dumps(payload), qos=qos, retain=retain)
+        if info.rc != mqtt.MQTT_ERR_SUCCESS and info.rc != mqtt.MQTT_ERR_NO_CONN:
+            log.warning("publish to %s failed: %s", topic, info.rc)

@@ -1,0 +1,211 @@
+"""The gas-alarm lifecycle on the real services: MQTT in, the alert engine,
+the HTTP API, the MQTT dispatch out, arrival by GPS, escalation across a
+restart, roles, concurrency, and the audit chain."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+
+import paho.mqtt.client as mqtt
+import pytest
+from paho.mqtt.enums import CallbackAPIVersion
+from sqlalchemy import update
+
+from alerts.escalation import Ladder
+from data import audit
+from data.alert_store import AlertStore
+from data.auth import create_token, create_user
+from data.live import LiveState
+from data.models import AuditEntry
+from dashboard.context import WebContext
+from dashboard.server import create_server
+from ingest.alert_engine import AlertEngine
+from ingest.worker import IngestWorker
+from tests.citykit import ENTERPRISE_A, write_small_city
+from tests.mqttkit import Publisher, wait_until
+
+
+@pytest.fixture
+def system(settings, engine, redis_client):
+    """Ingest worker + alert engine + API, as `python app.py` wires them."""
+    write_small_city(engine)
+    s = settings.model_copy(update={"escalate_t1_s": 2, "escalate_t2_s": 4})
+    worker = IngestWorker(s, engine, redis_client)
+    worker.start()
+    store = AlertStore(engine, LiveState(redis_client, s.redis_namespace), Ladder.from_settings(s),
+                       mqtt_prefix=s.mqtt_prefix)
+    eng = AlertEngine(s, engine, redis_client, store, s.mqtt_url)
+    eng.start()
+    ctx = WebContext(s, engine, redis_client, s.mqtt_url)
+    client = create_server(ctx).test_client()
+    tokens = {role: create_token(engine, role)[0] for role in ("wall", "dispatcher", "admin")}
+    create_user(engine, "officer-g2", "pw-officer-g2", "officer", streets=["ST2"], grids=["G2"])
+    tokens["officer_other_grid"] = create_token(engine, "officer", "officer-g2")[0]
+    assert worker.conn.connected.wait(10)
+    yield {"settings": s, "engine": engine, "client": client, "tokens": tokens, "worker": worker, "alert_engine": eng,
+           "redis": redis_client}
+    eng.stop()
+    worker.stop()
+
+
+def api(client, token, method, path, body=None):
+    r = client.open(f"/api/v1{path}", method=method, headers={"Authorization": f"Bearer {token}"},
+                    data=json.dumps(body) if body is not None else None, content_type="application/json")
+    return r.status_code, r.get_json()
+
+
+def open_alerts(sys_):
+    code, body = api(sys_["client"], sys_["tokens"]["dispatcher"], "GET", "/alerts?state=open")
+    assert code == 200
+    return [a for a in body if a["type"] == "gas_alarm"]
+
+
+def raise_alarm(sys_, lel=62.0, msg_id=None):
+    s = sys_["settings"]
+    with Publisher(s.mqtt_url) as pub:
+        pub.publish(f"{s.mqtt_prefix}/v1/sensors/S1/state",
+                    {"ts": time.time(), "lel": lel, "alarm": "high", "msg_id": msg_id or uuid.uuid4().hex})
+
+
+class DispatchListener:
+    def __init__(self, url_host, port, topic):
+        self.messages = []
+        self.c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"phone-{uuid.uuid4().hex[:6]}")
+        self.c.on_message = lambda c, u, m: self.messages.append((m.topic, json.loads(m.payload), m.qos))
+        self.c.connect(url_host, port)
+        self.c.subscribe(topic, qos=1)
+        self.c.loop_start()
+
+    def close(self):
+        self.c.disconnect()
+        self.c.loop_stop()
+
+
+def test_full_gas_alarm_lifecycle_over_mqtt_and_api(system):
+    s, client, tok = system["settings"], system["client"], system["tokens"]
+    phone = DispatchListener("127.0.0.1", 1883, f"{s.mqtt_prefix}/v1/inspectors/I1/dispatch")
+    try:
+        raise_alarm(system)
+        raise_alarm(system, lel=70.0)  # a repeat updates the one alert
+        alerts = wait_until(lambda: (a := open_alerts(system)) and a[0]["count"] >= 2 and a)
+        assert len(alerts) == 1, "a repeated alarm opened a second alert"
+        a = alerts[0]
+        assert a["severity"] == "critical" and a["peak_lel"] == 70.0 and a["enterprise_id"] == "E1"
+        assert a["street_id"] == "ST1" and a["grid_id"] == "G1"
+
+        code, body = api(client, tok["dispatcher"], "POST", f"/alerts/{a['id']}/ack", {"note": "seen"})
+        assert code == 200 and body["state"] == "acknowledged"
+        code, body = api(client, tok["dispatcher"], "POST", f"/alerts/{a['id']}/ack")
+        assert code == 409, "acknowledging twice must be refused"
+
+        # Put I1 somewhere so the nearest-inspector ranking has someone to suggest.
+        with Publisher(s.mqtt_url) as pub:
+            pub.publish(f"{s.mqtt_prefix}/v1/inspectors/I1/location",
+                        {"ts": time.time(), "lat": ENTERPRISE_A[1] + 0.01, "lon": ENTERPRISE_A[2]})
+        near = wait_until(lambda: api(client, tok["dispatcher"], "GET", f"/alerts/{a['id']}/nearest")[1])
+        assert near[0]["id"] == "I1" and 1000 < near[0]["distance_m"] < 1250
+
+        code, body = api(client, tok["dispatcher"], "POST", f"/alerts/{a['id']}/assign", {"inspector_id": "I1"})
+        assert code == 200 and body["state"] == "dispatched" and body["assignee_id"] == "I1"
+        topic, payload, qos = wait_until(lambda: phone.messages and phone.messages[0])
+        assert qos == 1 and topic.endswith("/v1/inspectors/I1/dispatch")
+        assert set(payload) == {"task_id", "kind", "enterprise_id", "name", "lat", "lon", "reason", "issued_at",
+                                "issued_by"}
+        assert payload["enterprise_id"] == "E1" and payload["kind"] == "gas_alarm"
+
+        # The assignee drives up: their fix inside the geofence confirms arrival.
+        with Publisher(s.mqtt_url) as pub:
+            pub.publish(f"{s.mqtt_prefix}/v1/inspectors/I1/location",
+                        {"ts": time.time(), "lat": ENTERPRISE_A[1] + 0.0003, "lon": ENTERPRISE_A[2], "acc": 10})
+        on_scene = wait_until(lambda: (x := api(client, tok["dispatcher"], "GET", f"/alerts/{a['id']}")[1])
+                              and x["state"] == "on_scene" and x)
+        assert any(h["actor"] == "system" and "GPS" in (h["note"] or "") for h in on_scene["history"])
+
+        code, body = api(client, tok["dispatcher"], "POST", f"/alerts/{a['id']}/resolve",
+                         {"outcome": "leak_handled", "note": "valve closed"})
+        assert code == 200 and body["state"] == "resolved" and body["outcome"] == "leak_handled"
+        states = [h["to_state"] for h in body["history"]]
+        assert states[:1] == ["open"] and states[-4:] == ["acknowledged", "dispatched", "on_scene", "resolved"]
+    finally:
+        phone.close()
+    actions = {e.action for e in audit.entries(system["engine"])}
+    assert {"alert.open", "alert.ack", "alert.assign", "dispatch", "alert.arrive", "alert.resolve"} <= actions
+    assert audit.verify(system["engine"]) is None
+
+
+def test_escalates_when_ignored_and_across_an_engine_restart(system):
+    raise_alarm(system)
+    a = wait_until(lambda: open_alerts(system))[0]
+    first = wait_until(lambda: (x := api(system["client"], system["tokens"]["admin"], "GET", f"/alerts/{a['id']}")[1])
+                       and x["escalation_level"] >= 1 and x, timeout_s=8)
+    assert first["escalation_level"] == 1
+    # The engine dies; the next rung falls due while it is away; a new one catches up.
+    system["alert_engine"].stop()
+    time.sleep(2.5)
+    s = system["settings"]
+    store = AlertStore(system["engine"], LiveState(system["redis"], s.redis_namespace), Ladder.from_settings(s),
+                       mqtt_prefix=s.mqtt_prefix)
+    eng = AlertEngine(s, system["engine"], system["redis"], store, s.mqtt_url)
+    system["redis"].delete(f"{s.redis_namespace}:alert-engine:leader")  # the old lease ran out
+    eng.start()
+    try:
+        second = wait_until(lambda: (x := store.get(a["id"])) and x["escalation_level"] == 2 and x, timeout_s=8)
+    finally:
+        eng.stop()
+    escalations = [h for h in second["history"] if h["action"] == "escalate"]
+    assert len(escalations) == 2, "each rung must fire exactly once"
+    system["alert_engine"] = eng
+
+
+def test_lower_roles_are_refused_on_every_changing_route(system):
+    raise_alarm(system)
+    a = wait_until(lambda: open_alerts(system))[0]
+    client, tok = system["client"], system["tokens"]
+    for action, body in (("ack", {}), ("assign", {"inspector_id": "I1"}), ("arrive", {}),
+                         ("resolve", {"outcome": "false_alarm"}), ("close", {})):
+        code, _ = api(client, tok["wall"], "POST", f"/alerts/{a['id']}/{action}", body)
+        assert code == 403, f"wall could {action}"
+        # An officer of another grid cannot touch this alarm either.
+        code, _ = api(client, tok["officer_other_grid"], "POST", f"/alerts/{a['id']}/{action}", body)
+        assert code in (403, 404), f"an officer of another grid could {action}"
+    code, _ = api(client, None, "POST", f"/alerts/{a['id']}/ack")
+    assert code == 401
+    assert api(client, tok["dispatcher"], "GET", f"/alerts/{a['id']}")[1]["state"] == "open"
+    denied = [e for e in audit.entries(system["engine"]) if e.action == "access_denied"]
+    assert len(denied) >= 5
+
+
+def test_two_dispatchers_ack_at_once_one_wins(system):
+    raise_alarm(system)
+    a = wait_until(lambda: open_alerts(system))[0]
+    s, engine = system["settings"], system["engine"]
+    tok = system["tokens"]["dispatcher"]
+    barrier = threading.Barrier(2)
+
+    def ack(_):
+        c = create_server(WebContext(s, engine, system["redis"], s.mqtt_url)).test_client()
+        barrier.wait()
+        return api(c, tok, "POST", f"/alerts/{a['id']}/ack")[0]
+
+    with ThreadPoolExecutor(2) as ex:
+        codes = sorted(ex.map(ack, range(2)))
+    assert codes == [200, 409]
+    body = api(system["client"], tok, "GET", f"/alerts/{a['id']}")[1]
+    assert [h["action"] for h in body["history"]].count("ack") == 1
+    assert audit.verify(engine) is None
+
+
+def test_audit_verify_catches_a_row_edited_in_sql(system):
+    raise_alarm(system)
+    a = wait_until(lambda: open_alerts(system))[0]
+    api(system["client"], system["tokens"]["dispatcher"], "POST", f"/alerts/{a['id']}/ack")
+    engine = system["engine"]
+    assert audit.verify(engine) is None
+    victim = [e for e in audit.entries(engine) if e.action == "alert.ack"][0]
+    with engine.begin() as conn:
+        conn.execute(update(AuditEntry).where(AuditEntry.id == victim.id).values(actor="somebody-else"))
+    assert audit.verify(engine) == victim.id
