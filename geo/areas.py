@@ -32,8 +32,10 @@ class AreaIndex:
         Where polygons overlap (shared borders), the first polygon in index
         order wins, so the answer is deterministic.
         """
-        lons = np.asarray(lons, dtype=float)
-        lats = np.asarray(lats, dtype=float)
+        lons = np.asarray(lons, dtype=float).ravel()
+        lats = np.asarray(lats, dtype=float).ravel()
+        if lons.shape != lats.shape:
+            raise ValueError("lons and lats differ in length")
         out = np.full(lons.shape[0], None, dtype=object)
         if lons.size == 0 or len(self.ids) == 0:
             return out

@@ -56,3 +56,23 @@ class Availability:
 
 
 Event = Ping | GasReading | Availability
+
+
+@dataclass(slots=True, frozen=True)
+class Visit:
+    """A stay of one inspector at one enterprise (``geo.visits`` detects them).
+
+    ``unit_id`` is the inspector's unit when the caller knows it (``None``
+    otherwise); ``id`` is the history row's id once stored (``None`` before).
+    """
+
+    enterprise_id: str
+    inspector_id: str
+    unit_id: str | None
+    start_ts: float
+    end_ts: float
+    id: int | str | None = None
+
+    @property
+    def dwell_s(self) -> float:
+        return self.end_ts - self.start_ts

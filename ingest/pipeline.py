@@ -163,7 +163,11 @@ class ResolveDevice(Step):
                     item.event = ev if did == ev.device_id else replace(ev, device_id=did)
                     out.append(item)
                     continue
-            if final:
+            if final and isinstance(ev, Availability) and ev.source == "zigbee2mqtt":
+                # A bridge reports availability for every Zigbee device (switches,
+                # lamps); only gas detectors are ours to register.  Not an error.
+                batch.dropped["unregistered_z2m_availability"] += 1
+            elif final:
                 reject(batch, item, "unknown_device", f"no registered device for {_device_ref(ev)}", ctx)
             else:
                 unknown.append(item)

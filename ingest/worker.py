@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import queue
+from bisect import bisect_left
 import threading
 import time
 
@@ -92,15 +93,17 @@ class IngestWorker:
             for flt, qos, shareable in subscriptions(self.scheme)
         ]
 
-    def _is_ping(self, topic: str) -> bool:
-        return topic.endswith("/location") or (
-            topic.startswith(self._owntracks_prefix) and not topic.endswith("/availability")
-        )
+    def _is_ping(self, topic: str, payload: bytes) -> bool:
+        """Sheddable: a location fix.  OwnTracks sends its last will on the same
+        topic as its fixes, so its payload decides (a cheap byte search)."""
+        if topic.startswith(self._owntracks_prefix):
+            return b'"lwt"' not in payload
+        return topic.endswith("/location")
 
     def _on_message(self, msg: mqtt.MQTTMessage) -> None:
         try:
             item = Item(msg.topic, bytes(msg.payload), msg.qos, msg.mid, time.time())
-            if self._is_ping(item.topic):
+            if self._is_ping(item.topic, item.payload):
                 try:
                     self.ping_q.put_nowait(item)
                 except queue.Full:
@@ -212,16 +215,18 @@ class IngestWorker:
                 self.live.count("rejected", rec.reason, 1, pipe)
             for reason, n in batch.dropped.items():
                 self.live.count("dropped", reason, n, pipe)
-            hist = {}
+            # Per-bucket counts, then cumulative (Prometheus buckets are "<= le").
+            per = [0] * (len(LATENCY_BUCKETS_S) + 1)
             total = 0.0
             for item in items:
                 lat = done - item.received_at
                 total += lat
-                for b in LATENCY_BUCKETS_S:
-                    if lat <= b:
-                        hist[b] = hist.get(b, 0) + 1
-            for b, n in hist.items():
-                self.live.count("latency", f"le_{b}", n, pipe)
+                per[bisect_left(LATENCY_BUCKETS_S, lat)] += 1
+            running = 0
+            for b, n in zip(LATENCY_BUCKETS_S, per):
+                running += n
+                if running:
+                    self.live.count("latency", f"le_{b}", running, pipe)
             self.live.count("latency", "count", len(items), pipe)
             pipe.hincrbyfloat(self.live.key("metrics", "latency_sum"), "sum", total)
             pipe.execute()

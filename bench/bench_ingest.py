@@ -1,0 +1,250 @@
+"""Ingest throughput against a real Mosquitto: the full ingest vs a bare counter.
+
+    .venv/bin/python bench/bench_ingest.py [--messages 100000] [--repeats 3] [--db sqlite|postgresql]
+
+Each consumer runs in its own process; the same publisher process publishes the
+same pre-encoded own-scheme location messages (QoS 0) for each.  Runs
+alternate bare / full, so machine noise hits both alike; the report gives
+medians and the ratio full/bare measured in the same run.
+
+- bare: a paho subscriber whose on_message only counts.
+- full: one IngestWorker (decode, validate, resolve, live state in Redis, history
+  in SQL) with its queue large enough that nothing is shed; done when every
+  message is stored in SQL.
+
+Reported per consumer: msg/s (first message in to last message done),
+CPU-seconds per 1,000 messages (user+system of the consumer process) and peak
+RSS.  ``--profile`` writes a yappi (all threads, CPU clock) profile of the full worker.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing as mp
+import os
+import resource
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+BROKER = os.environ.get("ANJIAN_BENCH_MQTT", "mqtt://127.0.0.1:1883")
+REDIS = os.environ.get("ANJIAN_BENCH_REDIS", "redis://127.0.0.1:6379/0")
+PG = os.environ.get("ANJIAN_BENCH_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
+N_INSPECTORS = 500
+# A consumer stops this long after its last message (QoS 0 may lose some).
+IDLE_STOP_S = 3.0
+
+
+def _client(client_id: str):
+    import paho.mqtt.client as mqtt
+    from paho.mqtt.enums import CallbackAPIVersion
+
+    c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
+    c.connect("127.0.0.1", 1883)
+    return c
+
+
+def publisher(prefix: str, n: int, ready: mp.Event, go: mp.Event) -> None:
+    base = time.time()
+    payloads = []
+    for i in range(n):
+        insp = f"I{i % N_INSPECTORS:04d}"
+        body = {"ts": base + i * 0.001, "lat": 22.60 + (i % 997) * 1e-4, "lon": 114.00 + (i % 991) * 1e-4,
+                "acc": 10, "msg_id": f"b{i}"}
+        payloads.append((f"{prefix}/v1/inspectors/{insp}/location", json.dumps(body).encode()))
+    c = _client(f"bench-pub-{uuid.uuid4().hex[:6]}")
+    c.loop_start()
+    ready.set()
+    go.wait()
+    for topic, body in payloads:
+        c.publish(topic, body, qos=0)
+    # paho's queue drains in its thread; wait until it has.
+    while c.want_write():
+        time.sleep(0.01)
+    time.sleep(0.5)
+    c.disconnect()
+    c.loop_stop()
+
+
+def _usage() -> dict:
+    ru = resource.getrusage(resource.RUSAGE_SELF)
+    return {"cpu_s": ru.ru_utime + ru.ru_stime, "peak_rss_mb": ru.ru_maxrss / 1024.0}
+
+
+def bare_consumer(prefix: str, n: int, ready: mp.Event, out: mp.Queue) -> None:
+    state = {"count": 0, "first": None, "last": None}
+
+    def on_message(c, u, m):
+        if state["first"] is None:
+            state["first"] = time.perf_counter()
+        state["count"] += 1
+        state["last"] = time.perf_counter()
+
+    c = _client(f"bench-bare-{uuid.uuid4().hex[:6]}")
+    c.on_message = on_message
+    c.subscribe(f"{prefix}/v1/inspectors/+/location", qos=0)
+    c.loop_start()
+    time.sleep(0.5)
+    cpu0 = _usage()["cpu_s"]
+    ready.set()
+    deadline = time.monotonic() + 300
+    while state["count"] < n and time.monotonic() < deadline:
+        # QoS 0: the broker may drop for a slow subscriber; stop when the stream has dried up.
+        if state["last"] is not None and time.perf_counter() - state["last"] > IDLE_STOP_S:
+            break
+        time.sleep(0.01)
+    c.disconnect()
+    c.loop_stop()
+    u = _usage()
+    out.put({"count": state["count"], "elapsed_s": (state["last"] or 0) - (state["first"] or 0),
+             "cpu_s": u["cpu_s"] - cpu0, "peak_rss_mb": u["peak_rss_mb"]})
+
+
+def full_consumer(prefix: str, n: int, db_url: str, ready: mp.Event, out: mp.Queue, profile: str | None) -> None:
+    import logging
+
+    import redis
+    from sqlalchemy import func, insert, select
+
+    from config.settings import load_settings
+    from data.db import make_engine, migrate
+    from data.models import Inspector, PingRow, Unit
+    from ingest.worker import IngestWorker
+
+    logging.basicConfig(level=logging.WARNING)
+    engine = make_engine(db_url)
+    migrate(engine)
+    with engine.begin() as conn:
+        conn.execute(insert(Unit), [{"id": "U1", "name": "bench", "kind": "district_section"}])
+        conn.execute(insert(Inspector), [{"id": f"I{i:04d}", "name": f"i{i}", "unit_id": "U1"}
+                                         for i in range(N_INSPECTORS)])
+    settings = load_settings(mqtt_url=BROKER, redis_url=REDIS, data_dir=Path(tempfile.mkdtemp()), mqtt_prefix=prefix,
+                             redis_namespace=prefix, mqtt_client_id=f"{prefix}-ingest", mqtt_share_group=prefix,
+                             owntracks_topic=f"{prefix}-ot", z2m_topic=f"{prefix}-z2m", ingest_queue_max=n + 10)
+    r = redis.Redis.from_url(REDIS)
+    w = IngestWorker(settings, engine, r)
+    if profile:
+        import yappi  # profiles every thread: paho's network thread and the worker
+
+        yappi.set_clock_type("cpu")
+        yappi.start()
+    w.start()
+    w.conn.connected.wait(10)
+    time.sleep(0.5)
+    cpu0 = _usage()["cpu_s"]
+    ready.set()
+    first = None
+    deadline = time.monotonic() + 600
+    done = 0
+    last = time.perf_counter()
+    while time.monotonic() < deadline:
+        if first is None and (w.processed or w.ping_q.qsize()):
+            first = time.perf_counter()
+        if w.processed != done:
+            done = w.processed
+            last = time.perf_counter()
+        if done >= n or (first is not None and time.perf_counter() - last > IDLE_STOP_S):
+            break
+        time.sleep(0.005)
+    if profile:
+        import io
+
+        yappi.stop()
+        buf = io.StringIO()
+        stats = yappi.get_func_stats()
+        stats.sort("tsub", "desc").print_all(out=buf, columns={0: ("name", 60), 1: ("ncall", 10),
+                                                                 2: ("tsub", 8), 3: ("ttot", 8)})
+        yappi.get_thread_stats().print_all(out=buf)
+        Path(profile).write_text(buf.getvalue())
+    u = _usage()
+    with engine.connect() as conn:
+        stored = conn.execute(select(func.count()).select_from(PingRow)).scalar_one()
+    w.stop()
+    for k in r.scan_iter(match=f"{prefix}:*", count=1000):
+        r.delete(k)
+    out.put({"count": done, "stored": stored, "shed": w.shed, "elapsed_s": last - (first or last),
+             "cpu_s": u["cpu_s"] - cpu0, "peak_rss_mb": u["peak_rss_mb"]})
+
+
+def run_once(kind: str, n: int, db: str, profile: str | None = None) -> dict:
+    ctx = mp.get_context("spawn")
+    prefix = f"bench{uuid.uuid4().hex[:8]}"
+    ready, go = ctx.Event(), ctx.Event()
+    out = ctx.Queue()
+    schema_url = None
+    if kind == "bare":
+        cons = ctx.Process(target=bare_consumer, args=(prefix, n, ready, out))
+    else:
+        if db == "postgresql":
+            from sqlalchemy import create_engine, text
+
+            schema_url = f"{PG}?options=-csearch_path%3D{prefix}"
+            with create_engine(PG).begin() as conn:
+                conn.execute(text(f'CREATE SCHEMA "{prefix}"'))
+            url = schema_url
+        else:
+            url = f"sqlite:///{tempfile.mkdtemp()}/bench.sqlite3"
+        cons = ctx.Process(target=full_consumer, args=(prefix, n, url, ready, out, profile))
+    cons.start()
+    ready.wait(120)
+    pub_ready = ctx.Event()
+    pub = ctx.Process(target=publisher, args=(prefix, n, pub_ready, go))
+    pub.start()
+    pub_ready.wait(120)
+    go.set()
+    res = out.get(timeout=900)
+    pub.join(60)
+    cons.join(60)
+    if schema_url:
+        from sqlalchemy import create_engine, text
+
+        with create_engine(PG).begin() as conn:
+            conn.execute(text(f'DROP SCHEMA "{prefix}" CASCADE'))
+    res["msg_per_s"] = res["count"] / res["elapsed_s"] if res["elapsed_s"] else 0.0
+    res["cpu_s_per_1000"] = res["cpu_s"] / max(res["count"], 1) * 1000
+    return res
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--messages", type=int, default=100_000)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--db", choices=["sqlite", "postgresql"], default="sqlite")
+    ap.add_argument("--profile", help="write a yappi CPU profile (all threads) of one extra full run here")
+    args = ap.parse_args()
+    results = {"bare": [], "full": []}
+    for i in range(args.repeats):
+        for kind in ("bare", "full"):
+            r = run_once(kind, args.messages, args.db)
+            results[kind].append(r)
+            print(f"run {i + 1} {kind:>4}: {r['msg_per_s']:>8.0f} msg/s  {r['cpu_s_per_1000']:.3f} CPU-s/1k  "
+                  f"peak RSS {r['peak_rss_mb']:.0f} MB  ({r['count']} msgs"
+                  + (f", {r['stored']} stored, {r['shed']} shed" if kind == "full" else "") + ")", flush=True)
+    if not args.repeats:
+        if args.profile:
+            run_once("full", args.messages, args.db, profile=args.profile)
+            print(f"profile written to {args.profile}")
+        return
+    med = {k: {m: statistics.median(r[m] for r in v) for m in ("msg_per_s", "cpu_s_per_1000", "peak_rss_mb")}
+           for k, v in results.items()}
+    ratio = med["full"]["msg_per_s"] / med["bare"]["msg_per_s"]
+    print(f"\nmedians over {args.repeats} runs of {args.messages} messages (db={args.db}):")
+    print("| consumer | msg/s | CPU-s per 1,000 msgs | peak RSS (MB) |")
+    print("|---|---|---|---|")
+    for k in ("bare", "full"):
+        m = med[k]
+        print(f"| {k} | {m['msg_per_s']:.0f} | {m['cpu_s_per_1000']:.3f} | {m['peak_rss_mb']:.0f} |")
+    print(f"\nfull / bare = {ratio:.2f} (target >= 0.60)")
+    if args.profile:
+        run_once("full", args.messages, args.db, profile=args.profile)
+        print(f"profile written to {args.profile}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,259 @@
+"""Enterprise index: which enterprises are within a radius of a point.
+
+Each enterprise is put in its H3 cell at ``ENTERPRISE_RES`` (vectorised with
+h3ronpy, then one sort).  A lookup takes the query point's cell, the
+``grid_disk`` of cells that can hold a point within the radius, the
+enterprises of those cells, and decides by exact great-circle distance.
+
+How big the disk must be: a point lies at most ``R`` (the cell's circumradius)
+from its cell's centre, so two points ``r`` apart have cell centres at most
+``r + 2R`` apart; and cells ``m`` steps apart in the grid have centres at
+least ``m * s * sqrt(3)/2`` apart (``s``: spacing of neighbouring centres; the
+nearest cells of a hexagonal ring sit at the middle of its sides).  So
+``k = ceil((r + 2R) / (s * sqrt(3)/2))`` rings hold every candidate.  ``R`` and
+``s`` are measured on the actual cells near the query (H3 cells vary in size
+and shape over the globe) and cached per region, with a 5 % safety margin.
+For a regular hexagon of edge ``e`` this is ``k = ceil((r + 2e) / 1.5e)``.
+
+Internally cells are ``int`` (h3's ``basic_int`` API: no string parsing on
+the hot path); everything public speaks ``str`` cells.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import h3
+import h3.api.basic_int as h3i
+import numpy as np
+from numpy.typing import ArrayLike
+
+from geo.cells import ENTERPRISE_RES, cells_u64_to_str, points_to_cells_u64, valid_point_mask
+from geo.coords import EARTH_RADIUS_M, haversine_m
+
+# Cells of the grid geometry cache: res 5 cells are ~250 km^2; H3's distortion
+# changes by far less than the 5 % margin across one of them.
+_GEOMETRY_CACHE_RES = 5
+# Shrink the measured ring spacing / grow the circumradius by this much, for
+# the distortion between the measured cell and the cells around it.
+_SAFETY = 1.05
+# Below this many candidates the distances are computed in plain Python
+# (numpy's per-call overhead is larger than the work).
+_NUMPY_MIN_CANDIDATES = 48
+
+
+def _geometry(cell: int) -> tuple[float, float]:
+    """(circumradius R, neighbour-centre spacing s) of a cell, metres."""
+    clat, clon = h3i.cell_to_latlng(cell)
+    verts = h3i.cell_to_boundary(cell)
+    r = max(haversine_m(clon, clat, vlon, vlat) for vlat, vlon in verts)
+    s = min(
+        haversine_m(clon, clat, nlon, nlat)
+        for nlat, nlon in (h3i.cell_to_latlng(n) for n in h3i.grid_disk(cell, 1) if n != cell)
+    )
+    return r, s
+
+
+class EnterpriseIndex:
+    """Enterprises bucketed by H3 cell; ``nearby`` answers radius queries exactly."""
+
+    def __init__(
+        self,
+        ids: np.ndarray,
+        lats: np.ndarray,
+        lons: np.ndarray,
+        cells: np.ndarray,
+        res: int,
+        skipped: int = 0,
+    ):
+        # Arrays sorted by cell; ``_slices`` maps cell -> (start, stop).
+        self.res = res
+        self.ids = ids
+        self.lats = lats
+        self.lons = lons
+        self.cells = cells
+        self.skipped = skipped  # enterprises without a usable coordinate
+        self._ids_list: list[str] = ids.tolist()
+        lat_r = np.radians(lats)
+        self._lat_r: list[float] = lat_r.tolist()
+        self._lon_r: list[float] = np.radians(lons).tolist()
+        self._cos_lat: list[float] = np.cos(lat_r).tolist()
+        self._lat_r_np = lat_r
+        self._lon_r_np = np.radians(lons)
+        self._cos_lat_np = np.cos(lat_r)
+        if cells.size:
+            starts = np.flatnonzero(np.r_[True, cells[1:] != cells[:-1]])
+            stops = np.r_[starts[1:], cells.size]
+            self._slices: dict[int, tuple[int, int]] = dict(
+                zip(cells[starts].tolist(), zip(starts.tolist(), stops.tolist()))
+            )
+        else:
+            self._slices = {}
+        self._pos: dict[str, int] | None = None
+        self._geom_cache: dict[int, tuple[float, float]] = {}
+
+    # --- building ---------------------------------------------------------------
+
+    @classmethod
+    def from_arrays(
+        cls,
+        ids: Sequence[str] | np.ndarray,
+        lats: ArrayLike,
+        lons: ArrayLike,
+        res: int = ENTERPRISE_RES,
+    ) -> EnterpriseIndex:
+        """Build from parallel arrays (WGS-84).  Enterprises without a valid coordinate are skipped."""
+        ids = np.asarray(ids, dtype=object).ravel()
+        lats = np.asarray(lats, dtype=np.float64).ravel()
+        lons = np.asarray(lons, dtype=np.float64).ravel()
+        if not (ids.size == lats.size == lons.size):
+            raise ValueError("ids, lats and lons differ in length")
+        ok = valid_point_mask(lats, lons)
+        skipped = int(ids.size - ok.sum())
+        if skipped:
+            ids, lats, lons = ids[ok], lats[ok], lons[ok]
+        cells = points_to_cells_u64(lats, lons, res)
+        order = np.argsort(cells, kind="stable")
+        return cls(ids[order], lats[order], lons[order], cells[order], res, skipped)
+
+    def __len__(self) -> int:
+        return int(self.ids.size)
+
+    # --- lookups ----------------------------------------------------------------
+
+    def _position(self, enterprise_id: str) -> int:
+        if self._pos is None:
+            self._pos = {eid: i for i, eid in enumerate(self._ids_list)}
+        return self._pos[enterprise_id]
+
+    def __contains__(self, enterprise_id: str) -> bool:
+        try:
+            self._position(enterprise_id)
+        except KeyError:
+            return False
+        return True
+
+    def location(self, enterprise_id: str) -> tuple[float, float]:
+        """(lat, lon) of an enterprise; ``KeyError`` when unknown."""
+        i = self._position(enterprise_id)
+        return float(self.lats[i]), float(self.lons[i])
+
+    def cell_of(self, enterprise_id: str) -> str:
+        """The enterprise's cell at ``self.res``."""
+        return h3.int_to_str(int(self.cells[self._position(enterprise_id)]))
+
+    def cells_str(self) -> list[str]:
+        """Cells of all enterprises, in the index's (cell-sorted) order."""
+        return cells_u64_to_str(self.cells)
+
+    def k_for_radius(self, radius_m: float, cell: int | None = None) -> int:
+        """Rings of ``grid_disk`` that hold every point within ``radius_m`` of a point in ``cell``."""
+        if cell is None:
+            cell = int(self.cells[0]) if self.cells.size else h3i.latlng_to_cell(0.0, 0.0, self.res)
+        region = h3i.cell_to_parent(cell, min(_GEOMETRY_CACHE_RES, self.res))
+        geom = self._geom_cache.get(region)
+        if geom is None:
+            geom = self._geom_cache[region] = _geometry(h3i.cell_to_center_child(region, self.res))
+        circum, spacing = geom
+        ring_step = spacing * math.sqrt(3.0) / 2.0 / _SAFETY
+        return max(0, math.ceil((max(radius_m, 0.0) + 2.0 * circum * _SAFETY) / ring_step))
+
+    def _candidates(self, cell: int, k: int) -> list[int]:
+        slices = self._slices
+        idx: list[int] = []
+        for c in h3i.grid_disk(cell, k):
+            sl = slices.get(c)
+            if sl is not None:
+                idx.extend(range(sl[0], sl[1]))
+        return idx
+
+    def nearby(self, lat: float, lon: float, radius_m: float) -> list[tuple[str, float]]:
+        """Enterprises within ``radius_m`` of (lat, lon): ``[(id, distance_m)]``, nearest first.
+
+        Distances are great-circle (haversine, mean Earth radius), exact to
+        floating point; ties are broken by id so the answer is deterministic.
+        """
+        if not self._slices or radius_m < 0 or not (math.isfinite(lat) and math.isfinite(lon)):
+            return []
+        cell = h3i.latlng_to_cell(lat, lon, self.res)
+        idx = self._candidates(cell, self.k_for_radius(radius_m, cell))
+        if not idx:
+            return []
+        out = self._within(lat, lon, radius_m, idx)
+        out.sort(key=lambda t: (t[1], t[0]))
+        return out
+
+    def _within(self, lat: float, lon: float, radius_m: float, idx: list[int]) -> list[tuple[str, float]]:
+        ids = self._ids_list
+        if len(idx) < _NUMPY_MIN_CANDIDATES:
+            phi = math.radians(lat)
+            lam = math.radians(lon)
+            cphi = math.cos(phi)
+            lat_r, lon_r, cos_lat = self._lat_r, self._lon_r, self._cos_lat
+            out = []
+            for i in idx:
+                h = math.sin((lat_r[i] - phi) / 2.0) ** 2 + cphi * cos_lat[i] * math.sin((lon_r[i] - lam) / 2.0) ** 2
+                d = 2.0 * EARTH_RADIUS_M * math.asin(math.sqrt(min(h, 1.0)))
+                if d <= radius_m:
+                    out.append((ids[i], d))
+            return out
+        ia = np.asarray(idx, dtype=np.int64)
+        phi = math.radians(lat)
+        lam = math.radians(lon)
+        h = (
+            np.sin((self._lat_r_np[ia] - phi) / 2.0) ** 2
+            + math.cos(phi) * self._cos_lat_np[ia] * np.sin((self._lon_r_np[ia] - lam) / 2.0) ** 2
+        )
+        d = 2.0 * EARTH_RADIUS_M * np.arcsin(np.sqrt(np.minimum(h, 1.0)))
+        hit = np.flatnonzero(d <= radius_m)
+        return [(ids[int(ia[j])], float(d[j])) for j in hit.tolist()]
+
+    def nearest(self, lat: float, lon: float, radius_m: float) -> tuple[str, float] | None:
+        """The nearest enterprise within ``radius_m``, or None."""
+        hits = self.nearby(lat, lon, radius_m)
+        return hits[0] if hits else None
+
+    def nearby_many(
+        self, lats: ArrayLike, lons: ArrayLike, radii_m: ArrayLike | float
+    ) -> list[list[tuple[str, float]]]:
+        """``nearby`` for many points (history), sharing work between points in one cell.
+
+        ``radii_m`` is one radius or one per point.  Points are grouped by
+        their cell; each group computes its grid disk once and its distances
+        as one matrix.
+        """
+        lats = np.asarray(lats, dtype=np.float64).ravel()
+        lons = np.asarray(lons, dtype=np.float64).ravel()
+        radii = np.broadcast_to(np.asarray(radii_m, dtype=np.float64), lats.shape)
+        out: list[list[tuple[str, float]]] = [[] for _ in range(lats.size)]
+        if lats.size == 0 or not self._slices:
+            return out
+        ok = valid_point_mask(lats, lons) & (radii >= 0)
+        pts = np.flatnonzero(ok)
+        if pts.size == 0:
+            return out
+        qcells = points_to_cells_u64(lats[pts], lons[pts], self.res)
+        order = np.argsort(qcells, kind="stable")
+        qcells, pts = qcells[order], pts[order]
+        starts = np.flatnonzero(np.r_[True, qcells[1:] != qcells[:-1]])
+        stops = np.r_[starts[1:], qcells.size]
+        ids = self.ids
+        for a, b in zip(starts.tolist(), stops.tolist()):
+            group = pts[a:b]
+            cell = int(qcells[a])
+            rmax = float(radii[group].max())
+            idx = self._candidates(cell, self.k_for_radius(rmax, cell))
+            if not idx:
+                continue
+            ia = np.asarray(idx, dtype=np.int64)
+            d = haversine_m(lons[group][:, None], lats[group][:, None], self.lons[ia][None, :], self.lats[ia][None, :])
+            d = np.atleast_2d(d)
+            inside = d <= radii[group][:, None]
+            for row, p in enumerate(group.tolist()):
+                cols = np.flatnonzero(inside[row])
+                if cols.size:
+                    hits = [(ids[int(ia[c])], float(d[row, c])) for c in cols.tolist()]
+                    hits.sort(key=lambda t: (t[1], t[0]))
+                    out[p] = hits
+        return out

@@ -1,0 +1,503 @@
+"""Visit detection: when an inspector stays at an enterprise.
+
+Definition
+----------
+A fix is *at* enterprise E when E lies within ``visit_radius_m`` plus the fix's
+accuracy (capped at ``acc_cap_m``) of it.  Each enterprise is judged on its
+own, so the fixes of a stay may be at several enterprises at once (see
+Limitations).  Taking an inspector's fixes in time order, two consecutive
+fixes at E belong to one *stay* when
+
+* they are at most ``gap_max_s`` apart (a shorter silence does not split), and
+* at most ``outliers_max`` fixes *not* at E lie between them (one wild fix
+  does not split; two in a row mean the inspector left).
+
+A stay runs from its first to its last fix at E; it is a *visit* when it
+lasts ``dwell_min_s`` or more.  Jitter that keeps the fixes inside the radius
+cannot split a visit, and the result depends only on the set of fixes, never
+on the order they arrived in.  Fixes whose accuracy is worse than
+``acc_ignore_m`` (cell-tower and Wi-Fi fallbacks) say nothing about where the
+inspector is: they neither extend nor interrupt a stay.
+
+Streaming
+---------
+``advance(state, pings, nearby, params)`` folds a batch of one inspector's
+pings into a JSON-serialisable ``state`` and returns the new state and
+events.  It never mutates its input, so a caller may retry it (Redis
+WATCH/MULTI: on a conflict, reload the state and call ``advance`` again with
+the same pings; the discarded attempt's events are discarded with it).
+
+* A ping arriving up to ``lateness_max_s`` behind the newest one seen is
+  placed in order: the state keeps a buffer of the recent pings, sorted by
+  time.  The *watermark* is ``newest ts - lateness_max_s``; pings at or below
+  it are settled and are folded out of the buffer into a few numbers per
+  enterprise (``live``).  A ping that arrives at or below the watermark is
+  too late and is dropped (``state["late"]`` counts them).  The buffer holds
+  at most ``buffer_max`` pings; beyond that the watermark is pushed forward.
+* A visit is *final* when no ping still to come can change it: its last fix
+  at E is at least ``gap_max_s`` below the watermark, or more than
+  ``outliers_max`` settled fixes away from E have followed it.
+
+Events (``VisitEvent.kind``):
+
+* ``confirmed`` - emitted by the call whose ping completes the dwell (not
+  delayed by the watermark: the duplicate check runs on it);
+* ``extended`` - the visit's bounds changed (normally its end grew by at least
+  ``extend_step_s``; a late ping just before the start may move the start);
+* ``ended`` - final, with the final (enterprise, inspector, start, end);
+* ``retracted`` - a confirmed visit that late pings took back (two away fixes
+  arriving late inside it split it into stays shorter than the dwell, or
+  two confirmed visits merged into one).  Rare; it needs pings out of order.
+
+Each event carries ``key``, fixed when the visit is confirmed
+(``"inspector|enterprise|start at confirmation"``, with a ``#n`` suffix in the
+rare case that is taken by an open visit whose start has moved), so the
+caller can upsert one row per visit even when the start moves.
+
+Given every ping within ``lateness_max_s`` of order, the ``ended`` visits of
+any arrival order, any batching and any number of workers sharing the state
+equal ``detect_visits`` over the same pings (after ``flush``); the tests
+check this with hypothesis.
+
+Limitations
+-----------
+* Enterprises closer together than the radius are judged independently: an
+  inspector between two neighbours in an industrial park gets a visit at
+  both.  Geocoded enterprise points are themselves good to tens of metres,
+  so a sharper rule would be guessing.
+* ``flush`` (and ``advance(now=...)`` after ``idle_close_s`` of silence) ends
+  every stay; a ping that arrives later and would have continued a stay
+  starts a new one instead.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+
+from geo.types import Ping, Visit
+
+STATE_VERSION = 1
+
+NearbyFn = Callable[[float, float, float], list[tuple[str, float]]]
+
+
+@dataclass(slots=True, frozen=True)
+class VisitParams:
+    # A stay shorter than this is no visit (Settings.dwell_min_s): ten minutes
+    # is the shortest on-site check the inspection rules count as a visit.
+    dwell_min_s: float = 600.0
+    # Base radius around the enterprise's point (Settings.visit_radius_m): the
+    # geocoded point is somewhere on a site that is itself tens of metres wide.
+    visit_radius_m: float = 50.0
+    # A silence shorter than this does not split a stay (Settings.visit_gap_max_s):
+    # phones stop reporting indoors and when the app is backgrounded.
+    gap_max_s: float = 600.0
+    # The fix's accuracy widens the radius, but by at most this much: a phone
+    # indoors reports 20-60 m; a 300 m "accuracy" would make every enterprise in
+    # a 0.35 km disk look visited.  So the radius is 50-100 m.
+    acc_cap_m: float = 50.0
+    # Fixes less accurate than this (network location, not GPS) are ignored
+    # for visits: they neither extend nor break a stay.
+    acc_ignore_m: float = 200.0
+    # Fixes away from the enterprise tolerated between two fixes at it: one
+    # wild fix (multipath in a yard of tanks and steel) does not end a visit;
+    # two in a row do.
+    outliers_max: int = 1
+    # How far behind the newest ping a ping may arrive and still be placed in
+    # order.  Workers of one broker reorder by well under a second and a
+    # phone's retry by seconds; OwnTracks' offline queue replays in order.
+    # Two minutes covers both while keeping the buffer small (4 pings at the
+    # simulator's 30 s interval, 120 at 1 Hz).
+    lateness_max_s: float = 120.0
+    # Hard cap on buffered pings, so the state stays small in Redis whatever a
+    # device sends (a 1 Hz tracker fills 120).
+    buffer_max: int = 256
+    # Emit ``extended`` when the end has grown by this much since the last
+    # event: the live map needs minutes, not every fix.
+    extend_step_s: float = 60.0
+    # ``advance(now=...)`` ends every stay after this much silence: a phone
+    # switched off at the end of the day must not keep its visit open forever.
+    idle_close_s: float = 3600.0
+    # Recent fixes kept for ``recent_pings`` (early warning of an approach).
+    tail_max: int = 5
+
+    @classmethod
+    def from_settings(cls, settings) -> VisitParams:
+        """From the one Settings object (duck-typed: geo imports no config)."""
+        return cls(
+            dwell_min_s=float(settings.dwell_min_s),
+            visit_radius_m=float(settings.visit_radius_m),
+            gap_max_s=float(settings.visit_gap_max_s),
+        )
+
+    def radius_m(self, acc_m: float | None) -> float:
+        """Radius within which a fix of accuracy ``acc_m`` is at an enterprise."""
+        if acc_m is None or not math.isfinite(acc_m) or acc_m <= 0:
+            return self.visit_radius_m
+        return self.visit_radius_m + min(acc_m, self.acc_cap_m)
+
+    def usable(self, acc_m: float | None) -> bool:
+        return acc_m is None or not math.isfinite(acc_m) or acc_m <= self.acc_ignore_m
+
+
+@dataclass(slots=True, frozen=True)
+class VisitEvent:
+    kind: str  # "confirmed" | "extended" | "ended" | "retracted"
+    key: str
+    visit: Visit
+
+
+# --- state ------------------------------------------------------------------------
+#
+# {"v": 1, "inspector_id": str, "max_ts": float|None, "wm": float|None,
+#  "buf":  [[ts, lat, lon, acc|None, [enterprise ids at this fix]], ...]  sorted, ts > wm
+#  "live": {enterprise_id: [start_ts, last_ts, away_count]}     settled part
+#  "rep":  {key: [enterprise_id, start_ts, reported end_ts, current end_ts]}
+#                                                               confirmed, not ended
+#  "tail": [[ts, lat, lon, acc|None], ...]                      newest last
+#  "late": int}
+
+
+def new_state(inspector_id: str | None = None) -> dict:
+    return {
+        "v": STATE_VERSION,
+        "inspector_id": inspector_id,
+        "max_ts": None,
+        "wm": None,
+        "buf": [],
+        "live": {},
+        "rep": {},
+        "tail": [],
+        "late": 0,
+    }
+
+
+def _copy_state(state: dict) -> dict:
+    return {
+        "v": state.get("v", STATE_VERSION),
+        "inspector_id": state.get("inspector_id"),
+        "max_ts": state.get("max_ts"),
+        "wm": state.get("wm"),
+        "buf": [list(e) for e in state.get("buf", [])],
+        "live": {k: list(v) for k, v in state.get("live", {}).items()},
+        "rep": {k: list(v) for k, v in state.get("rep", {}).items()},
+        "tail": [list(e) for e in state.get("tail", [])],
+        "late": int(state.get("late", 0)),
+    }
+
+
+# --- the fold ------------------------------------------------------------------------
+
+
+def _step(live: dict, ts: float, at: Iterable[str], params: VisitParams, closed: list) -> None:
+    """Fold one fix (at enterprises ``at``) into the open stays ``live``."""
+    at = set(at)
+    gap, outliers = params.gap_max_s, params.outliers_max
+    for eid in [e for e in live if e not in at]:
+        st = live[eid]
+        st[2] += 1
+        if st[2] > outliers:
+            closed.append((eid, st[0], st[1]))
+            del live[eid]
+    for eid in sorted(at):
+        st = live.get(eid)
+        if st is not None and ts - st[1] <= gap and st[2] <= outliers:
+            st[1] = ts
+            st[2] = 0
+        else:
+            if st is not None:
+                closed.append((eid, st[0], st[1]))
+            live[eid] = [ts, ts, 0]
+
+
+def _close_expired(live: dict, wm: float, params: VisitParams, closed: list) -> None:
+    """Close stays that no fix above ``wm`` can continue (last + gap <= wm)."""
+    for eid in [e for e, st in live.items() if st[1] + params.gap_max_s <= wm]:
+        st = live.pop(eid)
+        closed.append((eid, st[0], st[1]))
+
+
+def _is_visit(stay: tuple, params: VisitParams) -> bool:
+    return stay[2] - stay[1] >= params.dwell_min_s
+
+
+def _candidates(nearby: NearbyFn, p: Ping, params: VisitParams) -> list[str]:
+    r = params.radius_m(_acc(p))
+    # str: the ids become JSON object keys in the state.
+    return sorted({str(eid) for eid, d in nearby(p.lat, p.lon, r) if d <= r})
+
+
+def _valid(p: Ping) -> bool:
+    return math.isfinite(p.ts) and math.isfinite(p.lat) and math.isfinite(p.lon)
+
+
+def _acc(p: Ping) -> float | None:
+    """The fix's accuracy, or None when absent or meaningless (NaN, <= 0)."""
+    a = p.acc_m
+    return a if a is not None and math.isfinite(a) and a > 0 else None
+
+
+def _order_key(ts: float, lat: float, lon: float, acc: float | None) -> tuple:
+    """Total order of fixes: by time, then position and accuracy for equal times.
+
+    Two fixes with the same key are the same fix (a redelivery) and count once.
+    """
+    return (ts, lat, lon, -1.0 if acc is None else acc)
+
+
+# --- streaming -------------------------------------------------------------------------
+
+
+def advance(
+    state: dict | None,
+    pings: Sequence[Ping],
+    nearby: NearbyFn,
+    params: VisitParams = VisitParams(),
+    *,
+    unit_id: str | None = None,
+    now: float | None = None,
+) -> tuple[dict, list[VisitEvent]]:
+    """Fold a batch of one inspector's pings into ``state``; return the new state and events.
+
+    ``nearby(lat, lon, radius_m)`` lists ``(enterprise_id, distance_m)`` within
+    the radius (``EnterpriseIndex.nearby``).  ``unit_id`` is stamped on the
+    events' visits.  With ``now`` (wall clock), a state silent for
+    ``idle_close_s`` is flushed.  ``state`` is not modified.
+    """
+    st = new_state() if state is None else _copy_state(state)
+    if st["inspector_id"] is None and pings:
+        st["inspector_id"] = pings[0].inspector_id
+    inspector_id = st["inspector_id"]
+
+    wm = st["wm"]
+    max_ts = st["max_ts"]
+    buf = st["buf"]
+    keys = {_order_key(*e[:4]) for e in buf}
+    new_entries = []
+    tail_new = []
+    for p in pings:
+        if not _valid(p):
+            continue
+        if p.inspector_id != inspector_id:
+            raise ValueError(f"ping of {p.inspector_id!r} in the state of {inspector_id!r}")
+        # Late: at or below the watermark seen *before* this batch, so the
+        # order of pings inside one batch never matters.
+        if wm is not None and p.ts <= wm:
+            st["late"] += 1
+            continue
+        max_ts = p.ts if max_ts is None else max(max_ts, p.ts)
+        acc = _acc(p)
+        if not params.usable(acc):
+            continue
+        key = _order_key(p.ts, p.lat, p.lon, acc)
+        if key in keys:
+            continue  # the same fix again (redelivery)
+        keys.add(key)
+        new_entries.append([p.ts, p.lat, p.lon, acc, _candidates(nearby, p, params)])
+        tail_new.append([p.ts, p.lat, p.lon, acc])
+    if new_entries:
+        buf.extend(new_entries)
+        buf.sort(key=lambda e: _order_key(*e[:4]))
+    if tail_new:
+        tail = st["tail"] + tail_new
+        tail.sort(key=lambda e: _order_key(*e))
+        st["tail"] = tail[-params.tail_max :]
+    st["max_ts"] = max_ts
+
+    if max_ts is None:
+        return st, []
+
+    # Move the watermark and settle what lies at or below it.
+    new_wm = max_ts - params.lateness_max_s
+    if len(buf) > params.buffer_max:
+        new_wm = max(new_wm, buf[len(buf) - params.buffer_max - 1][0])
+    flush_all = now is not None and now - max_ts >= params.idle_close_s
+    if flush_all:
+        new_wm = max_ts
+    if wm is not None:
+        new_wm = max(new_wm, wm)
+    return _settle(st, new_wm, params, unit_id, close_all=flush_all)
+
+
+def flush(
+    state: dict | None, params: VisitParams = VisitParams(), *, unit_id: str | None = None
+) -> tuple[dict, list[VisitEvent]]:
+    """Settle everything: end every stay (end of a history replay, or a silent device).
+
+    Pings at or before the newest ts seen are too late afterwards.
+    """
+    st = new_state() if state is None else _copy_state(state)
+    if st["max_ts"] is None:
+        return st, []
+    new_wm = st["max_ts"] if st["wm"] is None else max(st["max_ts"], st["wm"])
+    return _settle(st, new_wm, params, unit_id, close_all=True)
+
+
+def _settle(
+    st: dict, new_wm: float, params: VisitParams, unit_id: str | None, close_all: bool
+) -> tuple[dict, list[VisitEvent]]:
+    buf, live = st["buf"], st["live"]
+    final: list[tuple] = []
+    n = 0
+    while n < len(buf) and buf[n][0] <= new_wm:
+        _step(live, buf[n][0], buf[n][4], params, final)
+        n += 1
+    del buf[:n]
+    if close_all:
+        for eid in list(live):
+            s = live.pop(eid)
+            final.append((eid, s[0], s[1]))
+    else:
+        _close_expired(live, new_wm, params, final)
+    st["wm"] = new_wm
+
+    # Provisional view: the settled open stays continued through the buffer.
+    prov_live = {k: list(v) for k, v in live.items()}
+    prov: list[tuple] = []
+    for e in buf:
+        _step(prov_live, e[0], e[4], params, prov)
+    prov.extend((eid, s[0], s[1]) for eid, s in prov_live.items())
+
+    final_visits = sorted((v for v in final if _is_visit(v, params)), key=lambda v: (v[1], v[0]))
+    prov_visits = sorted((v for v in prov if _is_visit(v, params)), key=lambda v: (v[1], v[0]))
+    events = _reconcile(st, final_visits, prov_visits, params, unit_id)
+    return st, events
+
+
+def _reconcile(
+    st: dict, final_visits: list, prov_visits: list, params: VisitParams, unit_id: str | None
+) -> list[VisitEvent]:
+    """Compare what was reported with what the pings now say; emit the differences."""
+    rep: dict = st["rep"]
+    inspector_id = st["inspector_id"]
+    events: list[VisitEvent] = []
+
+    def visit(eid, start, end) -> Visit:
+        return Visit(eid, inspector_id, unit_id, start, end)
+
+    def take_matches(eid, start, end) -> list[str]:
+        hits = [k for k, (e, s, t, t2) in rep.items() if e == eid and s <= end and start <= max(t, t2)]
+        hits.sort(key=lambda k: (rep[k][1], k))
+        return hits
+
+    def new_key(eid, start) -> str:
+        # The start at confirmation; a visit whose start later moved may
+        # still hold that key, so a second one gets a suffix.
+        key = base = f"{inspector_id}|{eid}|{start!r}"
+        n = 1
+        while key in rep:
+            n += 1
+            key = f"{base}#{n}"
+        return key
+
+    def retract(k):
+        e, s, t, _t2 = rep.pop(k)
+        events.append(VisitEvent("retracted", k, visit(e, s, t)))
+
+    for eid, start, end in final_visits:
+        hits = take_matches(eid, start, end)
+        if hits:
+            key = hits[0]
+            for k in hits[1:]:
+                retract(k)
+            del rep[key]
+        else:
+            key = new_key(eid, start)
+            events.append(VisitEvent("confirmed", key, visit(eid, start, end)))
+        events.append(VisitEvent("ended", key, visit(eid, start, end)))
+
+    matched = set()
+    for eid, start, end in prov_visits:
+        hits = [k for k in take_matches(eid, start, end) if k not in matched]
+        if not hits:
+            key = new_key(eid, start)
+            rep[key] = [eid, start, end, end]
+            matched.add(key)
+            events.append(VisitEvent("confirmed", key, visit(eid, start, end)))
+            continue
+        key = hits[0]
+        matched.add(key)
+        for k in hits[1:]:
+            retract(k)
+        _e, s0, t0, _t = rep[key]
+        if start != s0 or end < t0 or end - t0 >= params.extend_step_s:
+            rep[key] = [eid, start, end, end]
+            events.append(VisitEvent("extended", key, visit(eid, start, end)))
+        else:
+            rep[key][3] = end
+
+    for k in [k for k in rep if k not in matched]:
+        retract(k)
+    return events
+
+
+# --- reading the state ------------------------------------------------------------------
+
+
+def current_stays(state: dict | None, params: VisitParams = VisitParams()) -> list[tuple[str, float, float]]:
+    """Confirmed, not yet ended visits the inspector is still at: ``[(enterprise_id, start_ts, end_ts)]``.
+
+    "Still at" means a fix at the enterprise within ``gap_max_s`` of the
+    newest ping; feed these to ``geo.duplicates.detect_overlap_now``.
+    """
+    if not state or state.get("max_ts") is None:
+        return []
+    horizon = state["max_ts"] - params.gap_max_s
+    return sorted(
+        ((e, s, t) for e, s, _reported, t in state.get("rep", {}).values() if t >= horizon),
+        key=lambda v: (v[1], v[0]),
+    )
+
+
+def recent_pings(state: dict | None) -> list[Ping]:
+    """The last few usable fixes, oldest first (for ``geo.duplicates.detect_approach``)."""
+    if not state:
+        return []
+    iid = state.get("inspector_id") or ""
+    return [Ping(iid, ts, lat, lon, acc) for ts, lat, lon, acc in state.get("tail", [])]
+
+
+# --- batch ------------------------------------------------------------------------------
+
+
+def detect_visits(
+    pings: Iterable[Ping],
+    nearby: NearbyFn | object,
+    params: VisitParams = VisitParams(),
+    *,
+    unit_of: Callable[[str], str | None] | None = None,
+) -> list[Visit]:
+    """All visits in a history of pings (any inspectors, any order).
+
+    ``nearby`` is a callable like ``EnterpriseIndex.nearby``, or an object with
+    ``nearby_many(lats, lons, radii)`` (an ``EnterpriseIndex``), which is used
+    to look up all fixes at once.  ``unit_of(inspector_id)`` fills ``unit_id``.
+    Sorted by (start, inspector, enterprise).  The same visits as the
+    streaming path's ``ended`` events.
+    """
+    by_inspector: dict[str, dict[tuple, Ping]] = {}
+    for p in pings:
+        if _valid(p) and params.usable(_acc(p)):
+            by_inspector.setdefault(p.inspector_id, {})[_order_key(p.ts, p.lat, p.lon, _acc(p))] = p
+    many = getattr(nearby, "nearby_many", None)
+    one = nearby if callable(nearby) else getattr(nearby, "nearby")
+    out: list[Visit] = []
+    for iid, fixes in by_inspector.items():
+        ordered = [fixes[k] for k in sorted(fixes)]
+        if many is not None:
+            radii = [params.radius_m(_acc(p)) for p in ordered]
+            hits = many([p.lat for p in ordered], [p.lon for p in ordered], radii)
+            at_lists = [sorted({str(e) for e, d in h if d <= r}) for h, r in zip(hits, radii)]
+        else:
+            at_lists = [_candidates(one, p, params) for p in ordered]
+        live: dict = {}
+        closed: list = []
+        for p, at in zip(ordered, at_lists):
+            _step(live, p.ts, at, params, closed)
+        closed.extend((eid, s[0], s[1]) for eid, s in live.items())
+        unit = unit_of(iid) if unit_of else None
+        out.extend(Visit(e, iid, unit, s, t) for e, s, t in closed if t - s >= params.dwell_min_s)
+    out.sort(key=lambda v: (v.start_ts, v.inspector_id, v.enterprise_id))
+    return out
