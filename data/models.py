@@ -150,14 +150,16 @@ class Visit(Base):
     unit_id: Mapped[str] = mapped_column(ForeignKey("units.id"))
     start_ts: Mapped[float] = mapped_column(Float)
     end_ts: Mapped[float] = mapped_column(Float)
-    duplicate_of: Mapped[int | None] = mapped_column(ForeignKey("visits.id"))
-    same_unit_repeat_of: Mapped[int | None] = mapped_column(ForeignKey("visits.id"))
+    duplicate_of: Mapped[int | None] = mapped_column(ForeignKey("visits.id", ondelete="SET NULL"))
+    same_unit_repeat_of: Mapped[int | None] = mapped_column(ForeignKey("visits.id", ondelete="SET NULL"))
+    # The geo engine's key of the stay (inspector|enterprise|start at confirmation):
+    # the row is upserted by it while the visit grows, even if its start moves.
+    stay_key: Mapped[str] = mapped_column(String(160), unique=True)
+    ended: Mapped[bool] = mapped_column(Boolean, default=False)
     __table_args__ = (
         Index("ix_visits_enterprise_start", "enterprise_id", "start_ts"),
         Index("ix_visits_start", "start_ts"),
-        # One visit per inspector and start: two workers finishing the same stay
-        # collapse into one row.
-        UniqueConstraint("inspector_id", "enterprise_id", "start_ts", name="uq_visit_stay"),
+        Index("ix_visits_inspector_start", "inspector_id", "start_ts"),
     )
 
 

@@ -28,10 +28,12 @@ import redis
 from sqlalchemy import select
 
 from alerts.dispatch import dispatch_payload, dispatch_topic
-from alerts.model import GAS_ALARM, SENSOR_FAULT, SENSOR_OFFLINE, sensor_subject
-from alerts.rules import SensorMemory, evaluate_gas, evaluate_offline
+from alerts.lifecycle import new_alert
+from alerts.model import (APPROACH_WARNING, GAS_ALARM, SENSOR_FAULT, SENSOR_OFFLINE, approach_subject,
+                          enterprise_subject, sensor_subject)
+from alerts.rules import SensorMemory, evaluate_gas, evaluate_offline, severity_for
 from data.alert_store import SYSTEM, AlertStore, Conflict, state_from_row
-from data.models import Alert
+from data.models import Alert, Enterprise
 from data.registry import Registry
 from ingest.client import MqttConnection
 from ingest.pipeline import INFRA_ERRORS
@@ -68,7 +70,6 @@ class AlertEngine:
             "outbox": self.on_outbox,
             "geo:events": self.on_geo_event,
         }
-        self.geo_handler = None  # set by the geo engine wiring (duplicate/overlap alerts)
 
     def key(self, *parts: str) -> str:
         return self.live.key(*parts)
@@ -296,8 +297,31 @@ class AlertEngine:
         self.publish(dispatch_topic(self.settings.mqtt_prefix, task["inspector_id"]), payload, qos=1)
 
     def on_geo_event(self, f: dict) -> None:
-        if self.geo_handler is not None:
-            self.geo_handler(f)
+        """duplicate_visit / overlap_now / approach_warning from the geo engine: one open alert each."""
+        e = orjson.loads(f["e"])
+        kind, eid = e["type"], e["enterprise_id"]
+        if kind == APPROACH_WARNING:
+            subject, inspector = approach_subject(e["inspector_id"], eid), e["inspector_id"]
+        else:
+            subject, inspector = enterprise_subject(eid), e.get("inspector_id")
+        with self.engine.connect() as conn:
+            ent = conn.execute(select(Enterprise.street_id, Enterprise.grid_id).where(Enterprise.id == eid)).first()
+        at = float(e.get("at") or time.time())
+
+        def tx(conn):
+            cur = self.store.active(conn, kind, subject)
+            if cur is not None:
+                return None  # one open alert per (type, subject); the dispatcher already sees it
+            alert, rec = new_alert(kind, subject, severity=severity_for(kind), at=at, enterprise_id=eid,
+                                   inspector_id=inspector, street_id=ent.street_id if ent else None,
+                                   grid_id=ent.grid_id if ent else None,
+                                   details={k: v for k, v in e.items() if k not in ("type", "at")})
+            return self.store.insert(conn, alert, rec, time.time()).id
+
+        alert_id = self.store.run_tx(tx)
+        if alert_id:
+            self.store.notify([alert_id])
+            log.info("alert opened: %s at %s", kind, eid)
 
     def publish(self, topic: str, payload: dict, qos: int = 1, retain: bool = False) -> None:
         if self.conn is None:

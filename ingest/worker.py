@@ -49,6 +49,10 @@ class IngestWorker:
         self.scheme = TopicScheme.from_settings(settings)
         self.live = LiveState(redis_client, settings.redis_namespace, settings.ingest_msg_id_ttl_s)
         self.registry = Registry(engine, settings.registry_refresh_s)
+        if visits is None:
+            from data.geo_store import GeoStore
+
+            visits = GeoStore(settings, engine, redis_client, self.registry)
         self.ctx = Context(
             scheme=self.scheme,
             limits=Limits.from_settings(settings),

@@ -1,0 +1,157 @@
+"""The geo engine on real Redis and SQL: visits, duplicates, overlaps, heat,
+and two workers sharing one inspector's stream."""
+
+from __future__ import annotations
+
+import time
+
+import orjson
+import pytest
+from sqlalchemy import select
+
+from data.geo_store import GeoStore
+from data.models import Enterprise
+from data.models import Visit as VisitRow
+from data.registry import Registry
+from geo.types import Ping
+from ingest.worker import IngestWorker
+from tests.citykit import ENTERPRISE_A, write_small_city
+from tests.mqttkit import Publisher, wait_until
+
+E1_LAT, E1_LON = ENTERPRISE_A[1], ENTERPRISE_A[2]
+
+
+@pytest.fixture
+def geo(settings, engine, redis_client):
+    write_small_city(engine)
+    reg = Registry(engine)
+    reg.load()
+    return GeoStore(settings, engine, redis_client, reg)
+
+
+def stay(inspector: str, start: float, minutes: float, lat=E1_LAT, lon=E1_LON, step_s=30.0) -> list[Ping]:
+    """Fixes every step_s for ``minutes`` at a point, with a few metres of jitter."""
+    n = int(minutes * 60 / step_s) + 1
+    return [Ping(inspector, start + k * step_s, lat + ((k % 3) - 1) * 2e-5, lon + ((k % 2) - 0.5) * 2e-5, acc_m=8.0)
+            for k in range(n)]
+
+
+def leave(inspector: str, start: float) -> list[Ping]:
+    """Drive away: three fixes, 1 km and more from the enterprise, then silence past the gap."""
+    return [Ping(inspector, start + 30 * k, E1_LAT + 0.01 * (k + 1), E1_LON, acc_m=8.0) for k in range(3)] + [
+        Ping(inspector, start + 1500, E1_LAT + 0.05, E1_LON, acc_m=8.0)]
+
+
+def visits(engine):
+    with engine.connect() as conn:
+        return conn.execute(select(VisitRow.__table__).order_by(VisitRow.start_ts)).all()
+
+
+def geo_events(redis_client, ns):
+    return [orjson.loads(f[b"e"]) for _, f in redis_client.xrange(f"{ns}:geo:events")]
+
+
+def test_two_units_same_day_is_a_duplicate(geo, engine, redis_client, settings):
+    t0 = time.time() - 4 * 3600
+    geo.process(stay("I1", t0, 15))            # U1
+    geo.process(leave("I1", t0 + 15 * 60))
+    geo.process(stay("I2", t0 + 2 * 3600, 12))  # U2, the same enterprise two hours later
+    geo.process(leave("I2", t0 + 2 * 3600 + 12 * 60))
+    rows = visits(engine)
+    assert [(r.inspector_id, r.unit_id, r.enterprise_id) for r in rows] == [("I1", "U1", "E1"), ("I2", "U2", "E1")]
+    first, second = rows
+    assert first.duplicate_of is None and second.duplicate_of == first.id
+    assert first.ended and second.ended
+    assert second.end_ts - second.start_ts >= 11 * 60
+    ev = [e for e in geo_events(redis_client, settings.redis_namespace) if e["type"] == "duplicate_visit"]
+    assert len(ev) == 1 and ev[0]["visit_id"] == second.id and ev[0]["first_unit_id"] == "U1"
+    # The enterprise counts as inspected at the end of the latest visit.
+    with engine.connect() as conn:
+        ent = conn.execute(select(Enterprise.last_inspected_at, Enterprise.next_due_at)
+                           .where(Enterprise.id == "E1")).one()
+    assert ent.last_inspected_at == pytest.approx(second.end_ts)
+    assert ent.next_due_at == pytest.approx(second.end_ts + 30 * 86400)  # E1 is red
+
+
+def test_same_unit_repeat_is_counted_apart(geo, engine):
+    t0 = time.time() - 4 * 3600
+    geo.process(stay("I1", t0, 12) + leave("I1", t0 + 12 * 60))
+    geo.process(stay("I1", t0 + 3 * 3600, 12) + leave("I1", t0 + 3 * 3600 + 12 * 60))
+    first, second = visits(engine)
+    assert second.duplicate_of is None and second.same_unit_repeat_of == first.id
+
+
+def test_drive_by_without_dwell_is_no_visit(geo, engine):
+    t0 = time.time() - 3600
+    geo.process(stay("I1", t0, 4) + leave("I1", t0 + 4 * 60))
+    assert visits(engine) == []
+
+
+def test_two_workers_give_the_same_visits_as_one(settings, engine, redis_client):
+    write_small_city(engine)
+    reg = Registry(engine)
+    reg.load()
+    a, b = GeoStore(settings, engine, redis_client, reg), GeoStore(settings, engine, redis_client, reg)
+    t0 = time.time() - 4 * 3600
+    pings = stay("I1", t0, 20) + leave("I1", t0 + 20 * 60)
+    for k, p in enumerate(pings):  # alternate fixes between the two workers, in small batches
+        (a if k % 2 else b).process([p])
+    rows = visits(engine)
+    assert len(rows) == 1
+    assert rows[0].start_ts == pytest.approx(t0) and rows[0].end_ts == pytest.approx(t0 + 20 * 60)
+
+
+def test_two_units_on_site_at_once_is_an_overlap(geo, redis_client, settings):
+    t0 = time.time() - 1800
+    both = sorted(stay("I1", t0, 12) + stay("I2", t0 + 60, 12), key=lambda p: p.ts)
+    for k in range(0, len(both), 4):
+        geo.process(both[k:k + 4])
+    ev = [e for e in geo_events(redis_client, settings.redis_namespace) if e["type"] == "overlap_now"]
+    assert len(ev) == 1
+    assert ev[0]["enterprise_id"] == "E1" and ev[0]["unit_ids"] == ["U1", "U2"]
+
+
+def test_heat_counts_follow_the_pings(geo, redis_client, settings):
+    from geo.cells import latlng_to_cell
+    from geo.heat import hour_bucket
+
+    now = time.time()
+    pings = stay("I1", now - 600, 5)
+    geo.process(pings)
+    cell = latlng_to_cell(E1_LAT, E1_LON, 9)
+    counts = {}
+    for hour in {hour_bucket(p.ts) for p in pings}:
+        for k, v in redis_client.hgetall(f"{settings.redis_namespace}:heat:p:{hour}").items():
+            counts[k.decode()] = counts.get(k.decode(), 0) + int(v)
+    assert sum(counts.values()) == len(pings)
+    assert counts.get(cell, 0) >= len(pings) - 2  # jitter of 2 m may cross a 170 m cell edge, rarely
+
+
+def test_duplicate_through_mqtt_opens_a_duplicate_visit_alert(settings, engine, redis_client):
+    """Through the broker, the worker and the alert engine."""
+    from alerts.escalation import Ladder
+    from data.alert_store import AlertStore
+    from data.live import LiveState
+    from ingest.alert_engine import AlertEngine
+
+    write_small_city(engine)
+    s = settings.model_copy(update={"dwell_min_s": 120, "visit_gap_max_s": 120})
+    worker = IngestWorker(s, engine, redis_client)
+    worker.start()
+    store = AlertStore(engine, LiveState(redis_client, s.redis_namespace), Ladder.from_settings(s))
+    eng = AlertEngine(s, engine, redis_client, store, s.mqtt_url)
+    eng.start()
+    try:
+        assert worker.conn.connected.wait(10)
+        t0 = time.time() - 900
+        with Publisher(s.mqtt_url) as pub:
+            for p in stay("I1", t0, 3) + stay("I2", t0 + 300, 3, step_s=20):
+                pub.publish(f"{s.mqtt_prefix}/v1/inspectors/{p.inspector_id}/location",
+                            {"ts": p.ts, "lat": p.lat, "lon": p.lon, "acc": p.acc_m})
+        rows = wait_until(lambda: (v := visits(engine)) and len(v) == 2 and v)
+        assert rows[1].duplicate_of == rows[0].id
+        alerts = wait_until(lambda: store.list(state="open", type="duplicate_visit"))
+        assert alerts[0]["enterprise_id"] == "E1" and alerts[0]["street_id"] == "ST1"
+    finally:
+        eng.stop()
+        worker.stop()
