@@ -41,6 +41,8 @@ def setup_logging(settings) -> None:
     logging.basicConfig(level=settings.log_level.upper(), format=fmt, handlers=handlers, force=True)
     for noisy in ("werkzeug", "amqtt", "transitions", "alembic"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    # amqtt logs our MQTT 5 probe as an "invalid connection" before we fall back to 3.1.1.
+    logging.getLogger("amqtt.broker").setLevel(logging.ERROR)
 
 
 class Services:
