@@ -1,0 +1,217 @@
+"""Faults: a broker restart, a Redis restart, an ingest worker killed mid-stream.
+Each uses its own broker or Redis process (on a free port) so it can be killed
+without disturbing anything else.  Nothing valid may be lost."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+import redis
+from sqlalchemy import func, select
+
+from data.models import PingRow, SensorReadingRow
+from ingest.broker import free_port, wait_listening
+from ingest.worker import IngestWorker
+from tests.citykit import write_small_city
+from tests.mqttkit import Publisher, wait_until
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+class Mosquitto:
+    """A private, persistent Mosquitto that keeps sessions across restarts."""
+
+    def __init__(self, tmp: Path):
+        self.port = free_port(21883)
+        self.dir = tmp / "mosq"
+        self.dir.mkdir()
+        self.conf = self.dir / "m.conf"
+        self.conf.write_text(f"listener {self.port} 127.0.0.1\nallow_anonymous true\npersistence true\n"
+                             f"persistence_location {self.dir}/\nmax_queued_messages 100000\n")
+        self.proc = None
+
+    @property
+    def url(self):
+        return f"mqtt://127.0.0.1:{self.port}"
+
+    def start(self):
+        self.proc = subprocess.Popen(["mosquitto", "-c", str(self.conf)], stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.DEVNULL)
+        wait_listening("127.0.0.1", self.port)
+
+    def stop(self):
+        if self.proc:
+            self.proc.terminate()
+            self.proc.wait(10)
+            self.proc = None
+
+
+class RedisServer:
+    def __init__(self, tmp: Path):
+        self.port = free_port(26379)
+        self.dir = tmp / "redis"
+        self.dir.mkdir()
+        self.proc = None
+
+    @property
+    def url(self):
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self):
+        self.proc = subprocess.Popen(["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--dir",
+                                      str(self.dir), "--save", "", "--appendonly", "yes"],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_listening("127.0.0.1", self.port)
+
+    def stop(self):
+        if self.proc:
+            self.proc.terminate()
+            self.proc.wait(10)
+            self.proc = None
+
+
+def count(engine, model):
+    with engine.connect() as conn:
+        return conn.execute(select(func.count()).select_from(model)).scalar_one()
+
+
+def distinct_msg_ids(engine):
+    with engine.connect() as conn:
+        return set(conn.execute(select(SensorReadingRow.msg_id)).scalars())
+
+
+def readings(prefix: str, start: int, n: int):
+    now = time.time()
+    for i in range(start, start + n):
+        yield f"{prefix}/v1/sensors/S1/state", {"ts": now + i * 1e-3, "lel": i % 20, "msg_id": f"m{i}"}
+
+
+@pytest.fixture
+def broker(tmp_path):
+    b = Mosquitto(tmp_path)
+    b.start()
+    yield b
+    b.stop()
+
+
+def test_broker_restart_loses_no_alarm(settings, sqlite_engine, redis_client, broker):
+    write_small_city(sqlite_engine)
+    s = settings.model_copy(update={"mqtt_url": broker.url, "mqtt_reconnect_max_s": 1.0})
+    w = IngestWorker(s, sqlite_engine, redis_client)
+    w.start()
+    try:
+        assert w.conn.connected.wait(10)
+        with Publisher(broker.url) as pub:
+            for topic, body in readings(s.mqtt_prefix, 0, 50):
+                pub.publish(topic, body)
+        wait_until(lambda: count(sqlite_engine, SensorReadingRow) == 50)
+        broker.stop()
+        wait_until(lambda: not w.conn.connected.is_set())
+        broker.start()
+        # The worker reconnects and subscribes again by itself.
+        assert wait_until(lambda: w.conn.connected.is_set(), 15)
+        with Publisher(broker.url) as pub:
+            for topic, body in readings(s.mqtt_prefix, 50, 50):
+                pub.publish(topic, body)
+        wait_until(lambda: count(sqlite_engine, SensorReadingRow) == 100, 15)
+        assert w.conn.connects >= 2
+    finally:
+        w.stop()
+
+
+def test_messages_queued_while_the_worker_is_away_are_delivered(settings, sqlite_engine, redis_client, broker):
+    """The persistent session: alarms published while ingest restarts are not lost."""
+    write_small_city(sqlite_engine)
+    s = settings.model_copy(update={"mqtt_url": broker.url})
+    w = IngestWorker(s, sqlite_engine, redis_client)
+    w.start()
+    assert w.conn.connected.wait(10)
+    w.stop()
+    with Publisher(broker.url) as pub:
+        for topic, body in readings(s.mqtt_prefix, 0, 40):
+            pub.publish(topic, body, qos=1)
+    w2 = IngestWorker(s, sqlite_engine, redis_client)  # same client id: same session
+    w2.start()
+    try:
+        wait_until(lambda: count(sqlite_engine, SensorReadingRow) == 40, 15)
+    finally:
+        w2.stop()
+
+
+def test_redis_restart_loses_nothing_and_the_worker_keeps_running(settings, sqlite_engine, tmp_path):
+    write_small_city(sqlite_engine)
+    rs = RedisServer(tmp_path)
+    rs.start()
+    client = redis.Redis.from_url(rs.url, socket_timeout=2, retry_on_timeout=False)
+    s = settings.model_copy(update={"redis_url": rs.url})
+    w = IngestWorker(s, sqlite_engine, client)
+    w.start()
+    try:
+        assert w.conn.connected.wait(10)
+        with Publisher(s.mqtt_url) as pub:
+            for topic, body in readings(s.mqtt_prefix, 0, 30):
+                pub.publish(topic, body)
+            wait_until(lambda: count(sqlite_engine, SensorReadingRow) == 30)
+            rs.stop()
+            for topic, body in readings(s.mqtt_prefix, 30, 30):  # while Redis is down
+                pub.publish(topic, body)
+            time.sleep(1.0)
+            assert count(sqlite_engine, SensorReadingRow) == 30, "stored although Redis was down"
+            rs.start()
+        wait_until(lambda: count(sqlite_engine, SensorReadingRow) == 60, 20)
+        assert distinct_msg_ids(sqlite_engine) == {f"m{i}" for i in range(60)}
+        assert w._thread.is_alive()
+    finally:
+        w.stop()
+        rs.stop()
+
+
+def test_worker_killed_mid_stream_loses_nothing(settings, tmp_path, broker):
+    """kill -9 of an `app.py ingest` process while messages flow; a restart with
+    the same worker number picks up its session; every msg_id is stored once."""
+    db = tmp_path / "kill.sqlite3"
+    from data.db import make_engine, migrate
+
+    engine = make_engine(f"sqlite:///{db}")
+    migrate(engine)
+    write_small_city(engine)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ANJIAN_")}
+    env.update(ANJIAN_MQTT_URL=broker.url, ANJIAN_REDIS_URL=settings.redis_url, ANJIAN_DATABASE_URL=f"sqlite:///{db}",
+               ANJIAN_DATA_DIR=str(tmp_path / "var"), ANJIAN_MQTT_PREFIX=settings.mqtt_prefix,
+               ANJIAN_REDIS_NAMESPACE=settings.redis_namespace, ANJIAN_MQTT_CLIENT_ID=f"k{uuid.uuid4().hex[:6]}",
+               ANJIAN_INGEST_BATCH_MAX="50")
+
+    def start():
+        p = subprocess.Popen([sys.executable, str(ROOT / "app.py"), "ingest", "--worker-no", "0"], env=env,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        return p
+
+    n = 3000
+    proc = start()
+    try:
+        time.sleep(3)  # connected and subscribed (a persistent session from here on)
+        with Publisher(broker.url) as pub:
+            gen = list(readings(settings.mqtt_prefix, 0, n))
+            for k, (topic, body) in enumerate(gen):
+                pub.client.publish(topic, __import__("json").dumps(body), qos=1)
+                if k == n // 3:
+                    time.sleep(0.3)
+                    proc.send_signal(signal.SIGKILL)
+                    proc.wait(10)
+            time.sleep(1.0)
+        stored_at_kill = count(engine, SensorReadingRow)
+        assert stored_at_kill < n, "the worker finished before it was killed; the test proves nothing"
+        proc = start()
+        wait_until(lambda: count(engine, SensorReadingRow) == n, 60, 0.25)
+        assert distinct_msg_ids(engine) == {f"m{i}" for i in range(n)}
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(15)
+        engine.dispose()
