@@ -2,9 +2,9 @@
 live heat counters.  Pure logic is in ``geo/``; this module keeps its state.
 
 Per inspector, the visit state (``geo.visits``) lives in Redis and is updated
-with WATCH/MULTI: a worker reads the states of the inspectors in its batch,
-folds the pings in, and writes them back only if no other worker changed one
-meanwhile; otherwise it reads again and retries.  So the pings of one
+atomically by compare-and-set (a Lua script): a worker reads the states of
+the inspectors in its batch, folds the pings in, and writes them back only if
+no other worker changed one meanwhile; otherwise it reads again and retries.  So the pings of one
 inspector may land on any worker and the visits come out as from one.
 Events are acted on only after the write succeeded.
 
@@ -29,7 +29,6 @@ from config.settings import Settings
 from data.models import Enterprise, Visit as VisitRow
 from data.registry import Registry
 from geo.cells import latlng_to_cell
-from geo.coords import haversine_m
 from geo.duplicates import classify, detect_approach
 from geo.heat import hour_bucket
 from geo.index import EnterpriseIndex
@@ -41,11 +40,31 @@ log = logging.getLogger(__name__)
 HEAT_RES = 9  # live counters are kept at res 9; coarser ones are rolled up on read
 HEAT_TTL_S = 8 * 86400  # a week of rolling windows plus a day
 STATE_TTL_S = 2 * 86400  # an inspector silent for two days starts afresh
-WATCH_RETRIES = 20
+WATCH_RETRIES = 20  # compare-and-set attempts before a batch gives up
 # The enterprise index is rebuilt this often (new enterprises from imports).
 INDEX_REFRESH_S = 300.0
 # Early warning fires once per inspector and enterprise in this time.
 APPROACH_REPEAT_S = 1800
+# How stale the list of recently visited enterprises may be for the early warning.
+VISITED_REFRESH_S = 5.0
+
+# Compare-and-set of many visit states: all or nothing.
+_CAS_SCRIPT = """
+local ttl = tonumber(ARGV[1])
+local rows = cjson.decode(ARGV[2])
+local bad = {}
+for i = 1, #rows do
+  local cur = redis.call('GET', rows[i][1])
+  local rev = 0
+  if cur then rev = tonumber(string.match(cur, '^(%d+)|')) or 0 end
+  if rev ~= rows[i][2] then bad[#bad + 1] = rows[i][1] end
+end
+if #bad > 0 then return bad end
+for i = 1, #rows do
+  redis.call('SET', rows[i][1], rows[i][3], 'EX', ttl)
+end
+return bad
+"""
 
 _HEAT_SCRIPT = """
 local ttl = tonumber(ARGV[1])
@@ -70,9 +89,13 @@ class GeoStore:
         self.window_s = settings.duplicate_window_s
         self.intervals_s = {k: v * 86400.0 for k, v in settings.interval_days().items()}
         self._heat = redis_client.register_script(_HEAT_SCRIPT)
+        self._cas = redis_client.register_script(_CAS_SCRIPT)
         self.index: EnterpriseIndex | None = None
         self.enterprises: dict[str, tuple] = {}  # id -> (lat, lon, risk, street, grid, name)
         self._index_at = 0.0
+        self._visited: EnterpriseIndex | None = None
+        self._visited_units: dict[str, str | None] = {}
+        self._visited_at = -VISITED_REFRESH_S
 
     def key(self, *parts: str) -> str:
         return ":".join((self.ns, *parts))
@@ -105,27 +128,32 @@ class GeoStore:
         self._approaches(states, units)
 
     def _advance_all(self, by_insp, units, index):
+        """Fold each inspector's pings into its state; compare-and-set all of them at once.
+
+        States are stored as ``"<rev>|<json>"``.  One MGET reads them; one Lua
+        call writes them all only if every rev is still the one read (else
+        nothing is written, and we read again).  This replaced WATCH/MULTI with
+        a SET per inspector, whose replies cost a third of the geo engine."""
         ids = sorted(by_insp)
         keys = [self.key("visit", i) for i in ids]
         for attempt in range(WATCH_RETRIES):
-            with self.r.pipeline(transaction=True) as pipe:
-                try:
-                    pipe.watch(*keys)
-                    raw = pipe.mget(keys)
-                    new_states, events = {}, []
-                    for i, k, v in zip(ids, keys, raw):
-                        state = orjson.loads(v) if v else None
-                        st, ev = advance(state, sorted(by_insp[i], key=lambda p: p.ts), index.nearby, self.params,
-                                         unit_id=units[i])
-                        new_states[i] = st
-                        events += ev
-                    pipe.multi()
-                    for i, k in zip(ids, keys):
-                        pipe.set(k, orjson.dumps(new_states[i]), ex=STATE_TTL_S)
-                    pipe.execute()
-                    return new_states, events
-                except redis.WatchError:
-                    time.sleep(0.001 * (attempt + 1))
+            raw = self.r.mget(keys)
+            new_states, events, rows = {}, [], []
+            for i, k, v in zip(ids, keys, raw):
+                rev, state = 0, None
+                if v:
+                    head, _, body = v.partition(b"|")
+                    rev, state = int(head), orjson.loads(body)
+                st, ev = advance(state, sorted(by_insp[i], key=lambda p: p.ts), index.nearby, self.params,
+                                 unit_id=units[i])
+                new_states[i] = st
+                events += ev
+                rows.append((k, rev, f"{rev + 1}|".encode() + orjson.dumps(st)))
+            conflicts = self._cas(keys=[], args=[STATE_TTL_S, orjson.dumps(
+                [(k, rev, body.decode()) for k, rev, body in rows])])
+            if not conflicts:
+                return new_states, events
+            time.sleep(0.001 * (attempt + 1))
         raise RuntimeError(f"visit state of {len(ids)} inspectors kept changing under {WATCH_RETRIES} retries")
 
     def _count_heat(self, pings: Sequence[Ping], units: dict[str, str | None]) -> None:
@@ -255,43 +283,49 @@ class GeoStore:
                     "type": "overlap_now", "enterprise_id": eid, "inspector_ids": inspectors,
                     "unit_ids": sorted(units), "at": time.time()})}, maxlen=10000, approximate=True)
 
+    def _visited_index(self) -> EnterpriseIndex | None:
+        """Enterprises another unit may have visited inside the window, as a small
+        index, rebuilt from Redis every few seconds (not per batch: one GEOSEARCH per
+        moving inspector per batch was a fifth of the geo engine's cost)."""
+        now = time.monotonic()
+        if now - self._visited_at < VISITED_REFRESH_S:
+            return self._visited
+        cutoff = time.time() - self.window_s
+        raw = self.r.hgetall(self.key("visited", "last"))
+        last = {}
+        for k, v in raw.items():
+            unit, ts = orjson.loads(v)
+            if ts >= cutoff and k.decode() in self.enterprises:
+                last[k.decode()] = unit
+        ids = list(last)
+        self._visited_units = last
+        self._visited = EnterpriseIndex.from_arrays(ids, [self.enterprises[i][0] for i in ids],
+                                                    [self.enterprises[i][1] for i in ids]) if ids else None
+        self._visited_at = now
+        return self._visited
+
     def _approaches(self, states: dict[str, dict], units: dict[str, str | None]) -> None:
         """Early warning: closing in on an enterprise another unit visited inside the window."""
-        if not self.settings.approach_radius_m:
+        radius = self.settings.approach_radius_m
+        if not radius:
             return
-        visited = self.key("visited", "geo")
-        todo = []
+        index = self._visited_index()
+        if index is None:
+            return
         for iid, st in states.items():
+            if st.get("rep"):
+                continue  # at an enterprise now, not on the way
             pings = recent_pings(st)
-            if len(pings) >= 3 and not st.get("rep"):
-                todo.append((iid, pings))
-        if not todo:
-            return
-        pipe = self.r.pipeline(transaction=False)
-        reach = self.settings.approach_radius_m * 4
-        for _, pings in todo:
-            pipe.geosearch(visited, longitude=pings[-1].lon, latitude=pings[-1].lat, radius=reach, unit="m")
-        found = pipe.execute()
-        cutoff = time.time() - self.window_s
-        for (iid, pings), members in zip(todo, found):
-            if not members:
+            if len(pings) < 3:
                 continue
-            cands = []
-            last = self.r.hmget(self.key("visited", "last"), members)
-            for m, info in zip(members, last):
-                if not info:
-                    continue
-                unit, ts = orjson.loads(info)
-                eid = m.decode()
-                if ts >= cutoff and unit != units.get(iid) and eid in self.enterprises:
-                    cands.append((eid, self.enterprises[eid][0], self.enterprises[eid][1]))
+            mine = units.get(iid)
 
-            def visited_nearby(lat, lon, r, cands=cands):
-                return [(e, d) for e, elat, elon in cands if (d := haversine_m(lon, lat, elon, elat)) <= r]
+            def visited_nearby(lat, lon, r, mine=mine):
+                return [(e, d) for e, d in index.nearby(lat, lon, r) if self._visited_units.get(e) != mine]
 
-            for a in detect_approach(pings, visited_nearby, self.settings.approach_radius_m):
+            for a in detect_approach(pings, visited_nearby, radius):
                 if self.r.set(self.key("approach", iid, a.enterprise_id), 1, nx=True, ex=APPROACH_REPEAT_S):
                     self.r.xadd(self.key("geo", "events"), {"e": orjson.dumps({
-                        "type": "approach_warning", "inspector_id": iid, "unit_id": units.get(iid),
+                        "type": "approach_warning", "inspector_id": iid, "unit_id": mine,
                         "enterprise_id": a.enterprise_id, "distance_m": round(a.distance_m, 1), "at": a.ts})},
                         maxlen=10000, approximate=True)

@@ -55,6 +55,10 @@ def _geometry(cell: int) -> tuple[float, float]:
     return r, s
 
 
+# Cells whose candidate lists are remembered (each a short list of ints).
+_CANDIDATE_CACHE_MAX = 50_000
+
+
 class EnterpriseIndex:
     """Enterprises bucketed by H3 cell; ``nearby`` answers radius queries exactly."""
 
@@ -92,6 +96,8 @@ class EnterpriseIndex:
             self._slices = {}
         self._pos: dict[str, int] | None = None
         self._geom_cache: dict[int, tuple[float, float]] = {}
+        self._cand_cache: dict[tuple[int, int], list[int]] = {}
+        self._arr_cache: dict[tuple[int, int], tuple] = {}
 
     # --- building ---------------------------------------------------------------
 
@@ -160,13 +166,41 @@ class EnterpriseIndex:
         return max(0, math.ceil((max(radius_m, 0.0) + 2.0 * circum * _SAFETY) / ring_step))
 
     def _candidates(self, cell: int, k: int) -> list[int]:
+        # Inspectors mostly stand still (visits) or creep along a street, so
+        # consecutive fixes fall in the same cell: remembering each cell's
+        # candidates turns the grid-disk walk (~100 dict probes at k=5) into
+        # one probe.  The profile of bench/bench_ingest.py had that walk as the
+        # geo engine's largest cost.  Bounded: cleared when it grows past
+        # _CANDIDATE_CACHE_MAX (a city's worth of active cells).
+        key = (cell, k)
+        hit = self._cand_cache.get(key)
+        if hit is not None:
+            return hit
         slices = self._slices
         idx: list[int] = []
         for c in h3i.grid_disk(cell, k):
             sl = slices.get(c)
             if sl is not None:
                 idx.extend(range(sl[0], sl[1]))
+        if len(self._cand_cache) >= _CANDIDATE_CACHE_MAX:
+            self._cand_cache.clear()
+        self._cand_cache[key] = idx
         return idx
+
+    def _candidate_arrays(self, cell: int, k: int):
+        """The candidates of ``_candidates`` with their coordinates, ready for one
+        vectorised distance pass (cached with the same bound)."""
+        key = (cell, k)
+        hit = self._arr_cache.get(key)
+        if hit is not None:
+            return hit
+        idx = self._candidates(cell, k)
+        ia = np.asarray(idx, dtype=np.int64)
+        hit = (ia, self._lat_r_np[ia], self._lon_r_np[ia], self._cos_lat_np[ia])
+        if len(self._arr_cache) >= _CANDIDATE_CACHE_MAX:
+            self._arr_cache.clear()
+        self._arr_cache[key] = hit
+        return hit
 
     def nearby(self, lat: float, lon: float, radius_m: float) -> list[tuple[str, float]]:
         """Enterprises within ``radius_m`` of (lat, lon): ``[(id, distance_m)]``, nearest first.
@@ -177,10 +211,18 @@ class EnterpriseIndex:
         if not self._slices or radius_m < 0 or not (math.isfinite(lat) and math.isfinite(lon)):
             return []
         cell = h3i.latlng_to_cell(lat, lon, self.res)
-        idx = self._candidates(cell, self.k_for_radius(radius_m, cell))
-        if not idx:
+        ia, lat_r, lon_r, cos_lat = self._candidate_arrays(cell, self.k_for_radius(radius_m, cell))
+        if ia.size == 0:
             return []
-        out = self._within(lat, lon, radius_m, idx)
+        phi = math.radians(lat)
+        lam = math.radians(lon)
+        h = np.sin((lat_r - phi) * 0.5) ** 2 + math.cos(phi) * cos_lat * np.sin((lon_r - lam) * 0.5) ** 2
+        d = (2.0 * EARTH_RADIUS_M) * np.arcsin(np.sqrt(np.minimum(h, 1.0)))
+        hit = np.flatnonzero(d <= radius_m)
+        if hit.size == 0:
+            return []
+        ids = self._ids_list
+        out = [(ids[i], dd) for i, dd in zip(ia[hit].tolist(), d[hit].tolist())]
         out.sort(key=lambda t: (t[1], t[0]))
         return out
 
