@@ -43,13 +43,13 @@ HEARTBEAT_EVERY_S = 1.0
 
 class IngestWorker:
     def __init__(self, settings: Settings, engine: Engine, redis_client: redis.Redis, *,
-                 worker_no: int = 0, mqtt_url: str | None = None, visits=None):
+                 worker_no: int = 0, mqtt_url: str | None = None, visits=None, geo: bool = True):
         self.settings = settings
         self.worker_id = f"{settings.mqtt_client_id}-{worker_no}"
         self.scheme = TopicScheme.from_settings(settings)
         self.live = LiveState(redis_client, settings.redis_namespace, settings.ingest_msg_id_ttl_s)
         self.registry = Registry(engine, settings.registry_refresh_s)
-        if visits is None:
+        if visits is None and geo:
             from data.geo_store import GeoStore
 
             visits = GeoStore(settings, engine, redis_client, self.registry)
