@@ -98,6 +98,7 @@ class EnterpriseIndex:
         self._geom_cache: dict[int, tuple[float, float]] = {}
         self._cand_cache: dict[tuple[int, int], list[int]] = {}
         self._arr_cache: dict[tuple[int, int], tuple] = {}
+        self._k_cache: dict[tuple[int, float], int] = {}
 
     # --- building ---------------------------------------------------------------
 
@@ -211,9 +212,19 @@ class EnterpriseIndex:
         if not self._slices or radius_m < 0 or not (math.isfinite(lat) and math.isfinite(lon)):
             return []
         cell = h3i.latlng_to_cell(lat, lon, self.res)
-        ia, lat_r, lon_r, cos_lat = self._candidate_arrays(cell, self.k_for_radius(radius_m, cell))
+        kkey = (cell, radius_m)
+        k = self._k_cache.get(kkey)
+        if k is None:
+            if len(self._k_cache) >= _CANDIDATE_CACHE_MAX:
+                self._k_cache.clear()
+            k = self._k_cache[kkey] = self.k_for_radius(radius_m, cell)
+        ia, lat_r, lon_r, cos_lat = self._candidate_arrays(cell, k)
         if ia.size == 0:
             return []
+        if ia.size < _NUMPY_MIN_CANDIDATES:
+            out = self._within(lat, lon, radius_m, self._candidates(cell, k))
+            out.sort(key=lambda t: (t[1], t[0]))
+            return out
         phi = math.radians(lat)
         lam = math.radians(lon)
         h = np.sin((lat_r - phi) * 0.5) ** 2 + math.cos(phi) * cos_lat * np.sin((lon_r - lam) * 0.5) ** 2
