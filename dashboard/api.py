@@ -261,6 +261,33 @@ def alert_resolve(alert_id: int):
     return _act(alert_id, "resolve", outcome=body["outcome"], note=body.get("note"))
 
 
+@api.get("/alerts/<int:alert_id>/reassignment")
+@require("dispatcher", "admin")
+def alert_reassignment(alert_id: int):
+    """For duplicate_visit / overlap_now / approach_warning: where to send the second team instead."""
+    s = web().alerts.reassignment(alert_id)
+    if s is None:
+        raise ApiError(404, "no_suggestion", "no overdue enterprise of the team's unit to send it to")
+    return jsonify(s)
+
+
+@api.post("/alerts/<int:alert_id>/reassign")
+@require("dispatcher", "admin")
+def alert_reassign(alert_id: int):
+    """One action: move the second team to another enterprise (default: the suggestion),
+    dispatch it over MQTT, and resolve the alert with outcome ``reassigned``."""
+    body = _body()
+    inspector_id, enterprise_id = body.get("inspector_id"), body.get("enterprise_id")
+    if not (inspector_id and enterprise_id):
+        s = web().alerts.reassignment(alert_id)
+        if s is None:
+            raise ApiError(409, "no_suggestion", "no overdue enterprise to send the team to; give enterprise_id")
+        inspector_id = inspector_id or s["inspector_id"]
+        enterprise_id = enterprise_id or s["enterprise_id"]
+    return _act(alert_id, "reassign", assignee_id=inspector_id, target_enterprise_id=enterprise_id,
+                note=body.get("note"))
+
+
 @api.post("/alerts/<int:alert_id>/close")
 @require("dispatcher", "admin")
 def alert_close(alert_id: int):

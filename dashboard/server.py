@@ -8,6 +8,7 @@ import secrets
 from flask import Flask
 
 from dashboard.api import api, metrics_route
+from dashboard.api_geo import api_geo
 from dashboard.context import WebContext
 
 log = logging.getLogger(__name__)
@@ -29,5 +30,6 @@ def create_server(ctx: WebContext) -> Flask:
     server.json.ensure_ascii = False
     server.extensions["anjian"] = ctx
     server.register_blueprint(api)
+    server.register_blueprint(api_geo)
     server.add_url_rule("/metrics", "metrics", metrics_route)
     return server

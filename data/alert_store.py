@@ -188,7 +188,8 @@ class AlertStore:
 
     # --- people's actions -------------------------------------------------------
     def act(self, alert_id: int, action: str, principal: Principal, *, note: str | None = None,
-            assignee_id: str | None = None, outcome: str | None = None, at: float | None = None) -> dict:
+            assignee_id: str | None = None, outcome: str | None = None, at: float | None = None,
+            target_enterprise_id: str | None = None) -> dict:
         """One lifecycle step by a person (or by the system, e.g. arrival by GPS)."""
         if principal.role not in MANAGER_ROLES and principal.role != "officer":
             raise PermissionError(f"role {principal.role} may not change alerts")
@@ -217,26 +218,32 @@ class AlertStore:
             self.update(conn, new, row.version, [rec], now)
             dispatch = None
             if action in ("assign", "reassign") and new.assignee_id:
-                dispatch = self._dispatch(conn, new, principal.username, now, note)
+                dispatch = self._dispatch(conn, new, principal.username, now, note,
+                                          target_enterprise_id if action == "reassign" else None)
             return new
 
         new = self.run_tx(tx)
         self.after_transition(new, dispatch)
         return self.get(alert_id)
 
-    def _dispatch(self, conn: Connection, alert: AlertState, issued_by: str, now: float, note: str | None) -> dict | None:
+    def _dispatch(self, conn: Connection, alert: AlertState, issued_by: str, now: float, note: str | None,
+                  target_enterprise_id: str | None = None) -> dict | None:
+        """A dispatch task to the assignee: to the alert's enterprise, or (a
+        reassignment) to where the second team should go instead."""
         insp = conn.execute(select(Inspector.id).where(Inspector.id == alert.assignee_id)).first()
-        if insp is None or not alert.enterprise_id:
+        target = target_enterprise_id or alert.enterprise_id
+        if insp is None or not target:
             return None  # an officer taking it personally, or nothing to drive to
         ent = conn.execute(select(Enterprise.id, Enterprise.name, Enterprise.lat, Enterprise.lon)
-                           .where(Enterprise.id == alert.enterprise_id)).first()
+                           .where(Enterprise.id == target)).first()
         if ent is None:
             return None
         conn.execute(update(DispatchTask).where(DispatchTask.alert_id == alert.id, DispatchTask.state == "issued")
                      .values(state="cancelled"))
         task_id = uuid.uuid4().hex
         kind = "gas_alarm" if alert.type == "gas_alarm" else "reassign"
-        reason = note or f"{alert.type} #{alert.id}"
+        reason = note or (f"{alert.type} #{alert.id}" if not target_enterprise_id
+                          else f"{alert.type} #{alert.id} at {alert.enterprise_id}: go to overdue {ent.id} instead")
         conn.execute(insert(DispatchTask).values(
             id=task_id, kind=kind, alert_id=alert.id, inspector_id=alert.assignee_id, enterprise_id=ent.id,
             reason=reason, state="issued", issued_at=now, issued_by=issued_by))
@@ -256,12 +263,57 @@ class AlertStore:
         if alert.state == "dispatched" and alert.assignee_id and dispatch:
             pipe.hset(watch, alert.assignee_id, orjson.dumps(
                 {"alert_id": alert.id, "lat": dispatch["lat"], "lon": dispatch["lon"]}))
-        elif alert.state not in ("dispatched",) and alert.assignee_id:
+        elif alert.state != "dispatched" and alert.assignee_id and alert.type == "gas_alarm":
             pipe.hdel(watch, alert.assignee_id)
         pipe.execute()
         self.notify([alert.id])
 
     # --- suggestions -------------------------------------------------------------
+    def second_team(self, alert: dict) -> str | None:
+        """The inspector to move: the one who came second (duplicate, overlap) or is approaching."""
+        if alert["type"] == "overlap_now":
+            ids = (alert.get("details") or {}).get("inspector_ids") or []
+            return ids[-1] if ids else None
+        return alert.get("inspector_id")
+
+    def reassignment(self, alert_id: int) -> dict | None:
+        """Where to send the second team instead: the nearest overdue enterprise of its
+        own unit (a street office: its street; district sections and agencies: the district)."""
+        from alerts.dispatch import suggest_reassignment
+        from data.models import Unit
+
+        alert = self.get(alert_id)
+        if alert is None:
+            return None
+        iid = self.second_team(alert)
+        if not iid:
+            return None
+        fix = self.live.inspector_fixes([iid]).get(iid)
+        now = time.time()
+        with self.engine.connect() as conn:
+            row = conn.execute(select(Inspector.unit_id, Unit.street_id).join(Unit, Unit.id == Inspector.unit_id)
+                               .where(Inspector.id == iid)).first()
+            if row is None:
+                return None
+            q = select(Enterprise.id, Enterprise.name, Enterprise.lat, Enterprise.lon, Enterprise.risk).where(
+                Enterprise.next_due_at < now, Enterprise.id != alert["enterprise_id"])
+            if row.street_id:
+                q = q.where(Enterprise.street_id == row.street_id)
+            overdue = [tuple(r) for r in conn.execute(q)]
+            if fix is None:
+                ent = conn.execute(select(Enterprise.lat, Enterprise.lon)
+                                   .where(Enterprise.id == alert["enterprise_id"])).first()
+                lat, lon = (ent.lat, ent.lon) if ent else (None, None)
+            else:
+                lat, lon = fix.lat, fix.lon
+        if lat is None:
+            return None
+        s = suggest_reassignment(row.unit_id, lat, lon, overdue)
+        if s is None:
+            return None
+        return {"inspector_id": iid, "unit_id": row.unit_id, "enterprise_id": s.id, "name": s.name, "risk": s.risk,
+                "lat": s.lat, "lon": s.lon, "distance_m": round(s.distance_m, 1), "eta_s": round(s.eta_s)}
+
     def nearest(self, alert_id: int, k: int = 5) -> list[dict]:
         with self.engine.connect() as conn:
             row = conn.execute(select(Alert.enterprise_id, Alert.sensor_id).where(Alert.id == alert_id)).first()

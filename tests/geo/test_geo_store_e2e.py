@@ -152,6 +152,37 @@ def test_duplicate_through_mqtt_opens_a_duplicate_visit_alert(settings, engine, 
         assert rows[1].duplicate_of == rows[0].id
         alerts = wait_until(lambda: store.list(state="open", type="duplicate_visit"))
         assert alerts[0]["enterprise_id"] == "E1" and alerts[0]["street_id"] == "ST1"
+        assert alerts[0]["inspector_id"] == "I2"
+
+        # One action: send the second team (I2, street office of ST1) to an overdue enterprise of its street.
+        import json
+
+        from sqlalchemy import insert
+
+        from data.auth import create_token
+        from dashboard.context import WebContext
+        from dashboard.server import create_server
+        from tests.alerts.test_lifecycle_e2e import DispatchListener
+
+        with engine.begin() as conn:
+            conn.execute(insert(Enterprise).values(id="E3", name="逾期的五金店", lat=E1_LAT + 0.004, lon=E1_LON,
+                                                   risk="orange", street_id="ST1", grid_id="G1",
+                                                   next_due_at=time.time() - 86400))
+        token, _ = create_token(engine, "dispatcher")
+        client = create_server(WebContext(s, engine, redis_client, s.mqtt_url)).test_client()
+        hdr = {"Authorization": f"Bearer {token}"}
+        sug = client.get(f"/api/v1/alerts/{alerts[0]['id']}/reassignment", headers=hdr).get_json()
+        assert sug["inspector_id"] == "I2" and sug["enterprise_id"] == "E3"
+        phone = DispatchListener("127.0.0.1", 1883, f"{s.mqtt_prefix}/v1/inspectors/I2/dispatch")
+        try:
+            r = client.post(f"/api/v1/alerts/{alerts[0]['id']}/reassign", headers=hdr, data=json.dumps({}),
+                            content_type="application/json")
+            assert r.status_code == 200, r.get_json()
+            assert r.get_json()["state"] == "resolved" and r.get_json()["outcome"] == "reassigned"
+            _, payload, _ = wait_until(lambda: phone.messages and phone.messages[0])
+            assert payload["kind"] == "reassign" and payload["enterprise_id"] == "E3"
+        finally:
+            phone.close()
     finally:
         eng.stop()
         worker.stop()
