@@ -17,6 +17,7 @@ Streams read:
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 import time
@@ -29,8 +30,9 @@ from sqlalchemy import select
 
 from alerts.dispatch import dispatch_payload, dispatch_topic
 from alerts.lifecycle import new_alert
-from alerts.model import (APPROACH_WARNING, GAS_ALARM, SENSOR_FAULT, SENSOR_OFFLINE, approach_subject,
-                          enterprise_subject, sensor_subject)
+from alerts.model import (APPROACH_WARNING, GAS_ALARM, INSPECTOR_OFFLINE, OVERDUE_INSPECTION, SENSOR_FAULT,
+                          SENSOR_OFFLINE, approach_subject, enterprise_subject, inspector_subject, sensor_subject)
+from alerts.overdue import apply_rollup, local_day, overdue_subject
 from alerts.rules import SensorMemory, evaluate_gas, evaluate_offline, severity_for
 from data.alert_store import SYSTEM, AlertStore, Conflict, state_from_row
 from data.models import Alert, Enterprise
@@ -46,6 +48,12 @@ STREAMS = ("gas:events", "arrivals", "outbox", "geo:events")
 TIMER_TICK_S = 0.25
 # Offline sweeps: sensors heartbeat every few minutes, so every 15 s is prompt.
 OFFLINE_SWEEP_S = 15.0
+# Overdue inspections are rolled up per street per day; counts change slowly.
+OVERDUE_EVERY_S = 300.0
+# An inspector counts as on duty when heard within this long; on duty and
+# silent for INSPECTOR_SILENT_S is inspector_offline (going home is not).
+ON_DUTY_WINDOW_S = 2 * 3600.0
+INSPECTOR_SILENT_S = 900.0
 # The leadership lease; renewed every third of it.
 LEASE_S = 6.0
 
@@ -109,7 +117,7 @@ class AlertEngine:
 
     def run(self) -> None:
         backlog = True  # first our own pending entries, then new ones
-        next_timer = next_sweep = next_lease = 0.0
+        next_timer = next_sweep = next_lease = next_overdue = 0.0
         leader = False
         while not self._stop.is_set():
             try:
@@ -133,7 +141,11 @@ class AlertEngine:
                 if now >= next_sweep:
                     self.registry.maybe_refresh()
                     self.sweep_offline(time.time())
+                    self.sweep_inspectors(time.time())
                     next_sweep = now + OFFLINE_SWEEP_S
+                if now >= next_overdue:
+                    self.roll_up_overdue(time.time())
+                    next_overdue = now + OVERDUE_EVERY_S
                 backlog = self.read_streams(backlog)
             except INFRA_ERRORS as e:
                 log.warning("alert engine waits: %s", e)
@@ -246,6 +258,67 @@ class AlertEngine:
             heartbeat = info.heartbeat_s or self.settings.sensor_heartbeat_s
             if now - st.ts > heartbeat * self.settings.sensor_offline_after:
                 self._availability(info, st.ts, online=False)
+
+    def sweep_inspectors(self, now: float) -> None:
+        """inspector_offline: an inspector on duty whose phone has gone quiet (or sent its last will)."""
+        ids = list(self.registry.inspectors)
+        fixes = self.live.inspector_fixes(ids)
+        avail = self.live.availability("inspector")
+        for iid, fix in fixes.items():
+            if now - fix.ts > ON_DUTY_WINDOW_S:
+                continue  # off duty: silence is expected
+            online = avail.get(iid)
+            lwt_offline = online is not None and not online[0] and online[1] >= fix.ts
+            subject = inspector_subject(iid)
+
+            def tx(conn, iid=iid, fix=fix, lwt_offline=lwt_offline, subject=subject):
+                cur = self.store.active(conn, INSPECTOR_OFFLINE, subject)
+                silent = now - fix.ts > INSPECTOR_SILENT_S or lwt_offline
+                if cur is None and not silent:
+                    return None
+                d = evaluate_offline(INSPECTOR_OFFLINE, iid, fix.ts, now, INSPECTOR_SILENT_S, 1,
+                                     cur[0] if cur else None, online=False if lwt_offline else None)
+                ids = []
+                if d.new_alert is not None:
+                    ids.append(self.store.insert(conn, dataclasses.replace(d.new_alert, inspector_id=iid),
+                                                 d.new_record, now).id)
+                for upd in d.updated:
+                    self.store.update(conn, upd, cur[1], [], now)
+                    ids.append(upd.id)
+                return ids
+
+            ids = self.store.run_tx(tx)
+            if ids:
+                self.store.notify(ids)
+
+    def roll_up_overdue(self, now: float) -> None:
+        """One overdue_inspection alert per street per day, updated as counts change."""
+        from data.geo_queries import overdue_counts
+
+        day = local_day(now)
+        counts = overdue_counts(self.engine, self.settings.interval_days(), now)
+        changed = []
+        for street_id, by_colour in counts.items():
+            if not street_id:
+                continue
+            subject = overdue_subject(street_id, day)
+
+            def tx(conn, street_id=street_id, by_colour=by_colour, subject=subject):
+                cur = self.store.active(conn, OVERDUE_INSPECTION, subject)
+                res = apply_rollup(street_id, day, by_colour, now, cur[0] if cur else None)
+                if res is None:
+                    return None
+                alert, rec = res
+                if rec is not None:
+                    return self.store.insert(conn, alert, rec, now).id
+                self.store.update(conn, alert, cur[1], [], now)
+                return alert.id
+
+            alert_id = self.store.run_tx(tx)
+            if alert_id:
+                changed.append(alert_id)
+        if changed:
+            self.store.notify(changed)
 
     # --- timers -------------------------------------------------------------------
     def fire_escalations(self, now: float) -> None:

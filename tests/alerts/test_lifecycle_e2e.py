@@ -209,3 +209,38 @@ def test_audit_verify_catches_a_row_edited_in_sql(system):
     with engine.begin() as conn:
         conn.execute(update(AuditEntry).where(AuditEntry.id == victim.id).values(actor="somebody-else"))
     assert audit.verify(engine) == victim.id
+
+
+def test_overdue_inspections_roll_up_to_one_alert_per_street_per_day(system):
+    from data.models import Enterprise
+
+    engine, eng = system["engine"], system["alert_engine"]
+    now = time.time()
+    with engine.begin() as conn:  # E1 is red: unvisited for 31 days is overdue
+        conn.execute(update(Enterprise).where(Enterprise.id == "E1")
+                     .values(last_inspected_at=now - 31 * 86400, next_due_at=now - 86400))
+        conn.execute(update(Enterprise).where(Enterprise.id == "E2")  # blue, visited 100 days ago: not overdue
+                     .values(last_inspected_at=now - 100 * 86400, next_due_at=now + 265 * 86400))
+    eng.roll_up_overdue(now)
+    eng.roll_up_overdue(now + 60)  # the job runs again: no second alert, no spam
+    code, body = api(system["client"], system["tokens"]["dispatcher"], "GET", "/alerts?state=open&type=overdue_inspection")
+    st1 = [a for a in body if a["street_id"] == "ST1"]
+    assert code == 200 and len(st1) == 1, "one alert per street per day"
+    a = st1[0]
+    assert a["count"] == 1 and a["details"]["by_colour"]["red"] == 1
+    # ST2's only enterprise is within its interval (the engine's first run, before
+    # the dates above were set, may have counted it as never inspected).
+    assert all(x["count"] == 0 for x in body if x["street_id"] == "ST2")
+    assert a["severity"] == "warning"  # a red enterprise among them
+
+
+def test_an_inspector_gone_quiet_on_duty_is_an_alert(system):
+    s = system["settings"]
+    with Publisher(s.mqtt_url) as pub:
+        pub.publish(f"{s.mqtt_prefix}/v1/inspectors/I1/location",
+                    {"ts": time.time() - 1200, "lat": ENTERPRISE_A[1], "lon": ENTERPRISE_A[2]})
+    live = LiveState(system["redis"], s.redis_namespace)
+    wait_until(lambda: live.inspector_fixes(["I1"]))
+    system["alert_engine"].sweep_inspectors(time.time())
+    code, body = api(system["client"], system["tokens"]["dispatcher"], "GET", "/alerts?state=open&type=inspector_offline")
+    assert [a["inspector_id"] for a in body] == ["I1"]
