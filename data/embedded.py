@@ -65,13 +65,10 @@ class EmbeddedRedis:
                 time.sleep(0.05)
 
     def stop(self) -> None:
-        if self._proc is not None:
-            self._proc.terminate()
-            try:
-                self._proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self._proc.kill()
-            self._proc = None
+        from ingest.broker import stop_process  # plain process helpers, no MQTT involved
+
+        stop_process(self._proc)
+        self._proc = None
         if self._lite is not None:
             try:
                 self._lite.shutdown()

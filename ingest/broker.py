@@ -35,6 +35,17 @@ def free_port(start: int = 1883, host: str = "127.0.0.1") -> int:
     raise RuntimeError(f"no free port in {start}..{start + PORT_SEARCH_SPAN}")
 
 
+def stop_process(proc: subprocess.Popen | None, timeout_s: float = 5.0) -> None:
+    """Terminate a child server, and kill it if it does not go in time."""
+    if proc is None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(timeout_s)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
 def wait_listening(host: str, port: int, timeout_s: float = 10.0) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
@@ -131,13 +142,8 @@ class EmbeddedBroker:
             raise RuntimeError(f"embedded amqtt broker failed to start: {errors[0]}")
 
     def stop(self) -> None:
-        if self._proc is not None:
-            self._proc.terminate()
-            try:
-                self._proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self._proc.kill()
-            self._proc = None
+        stop_process(self._proc)
+        self._proc = None
         if self._loop is not None and self._broker is not None:
             fut = asyncio.run_coroutine_threadsafe(self._broker.shutdown(), self._loop)
             try:
