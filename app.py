@@ -178,10 +178,17 @@ def demo_accounts(settings, engine) -> dict[str, str]:
 
     from data.models import Grid
 
+    from data.models import Inspector, Unit
+
     with engine.connect() as conn:
         grid = conn.execute(select(Grid.id, Grid.street_id).order_by(Grid.id).limit(1)).first()
+        # The demo officer is one of the street office's inspectors, so "on my way"
+        # dispatches them and their phone's fixes confirm arrival.
+        me = None if grid is None else conn.execute(
+            select(Inspector.id).join(Unit, Unit.id == Inspector.unit_id)
+            .where(Unit.street_id == grid.street_id).order_by(Inspector.id).limit(1)).scalar()
     if grid:
-        accounts["officer"] = ("officer", {"streets": [grid.street_id], "grids": [grid.id]})
+        accounts["officer"] = ("officer", {"streets": [grid.street_id], "grids": [grid.id], "inspector_id": me})
     for username, (role, scope) in accounts.items():
         create_user(engine, username, password, role, display_name=username, **scope)
     return {u: password for u in accounts}

@@ -336,6 +336,10 @@ def install(server: Flask, ctx, policy: CallbackPolicy, page_roles: Mapping[str,
     @server.before_request
     def gate():
         path = request.path
+        if path.startswith("/api/") and (request.url_rule is None or "<path:" in request.url_rule.rule):
+            # Dash's catch-all page route would answer an unknown API path with
+            # its HTML shell (200): an API client gets a 404 in JSON instead.
+            return jsonify({"error": "not_found", "message": f"no route {path}"}), 404
         if path in PUBLIC_PATHS or path.startswith(PUBLIC_PREFIXES):
             return None
         p = current_principal()

@@ -32,6 +32,7 @@ WALL_ALARMS = "wall-alarms"
 WALL_ENTERPRISES = "wall-enterprises"
 WALL_HEAT = "wall-heat"
 WALL_HEAT_MODE = "wall-heat-mode"
+WALL_HEAT_WINDOW = "wall-heat-window"
 WALL_STREET_LAYER = "wall-street-layer"
 WALL_GRID_LAYER = "wall-grid-layer"
 WALL_TICKER = "wall-ticker"
@@ -80,6 +81,10 @@ DISPATCH_SEARCH_RESULTS = "dispatch-search-results"
 DISPATCH_VIEWPORT = "dispatch-viewport"
 DISPATCH_STATE = "dispatch-state"  # store: version fingerprint the queue was drawn from
 DISPATCH_ACTION_DONE = "dispatch-action-done"  # store: bumps after an action, forces a redraw
+DISPATCH_ORDER = "dispatch-order"
+DISPATCH_AFP = "dispatch-alerts-fp"  # store: fingerprint of the alerts, changes only when they do
+DISPATCH_ENTERPRISES = "dispatch-enterprises"
+DISPATCH_ENT_STATE = "dispatch-ent-state"
 
 # Pattern-matching ids: {"type": ..., "alert": id, "action": ...}.
 ALERT_ACTION_TYPE = "alert-action"
@@ -111,6 +116,9 @@ ENTERPRISE_SENSORS = "enterprise-sensors"
 ENTERPRISE_VISITS = "enterprise-visits"
 ENTERPRISE_ALERTS = "enterprise-alerts"
 ENTERPRISE_RISK = "enterprise-risk"
+ENTERPRISE_TICK = "enterprise-tick"
+ENTERPRISE_ID = "enterprise-id"  # store: the enterprise shown
+ENTERPRISE_FACTS = "enterprise-facts"
 
 # --- /replay ------------------------------------------------------------------------
 REPLAY_ROOT = "replay-root"

@@ -49,6 +49,13 @@ from geo.coords import gcj02_to_wgs84, wgs84_to_gcj02
 
 log = logging.getLogger(__name__)
 
+# Map pane of the street and grid boundaries: above the tiles (200), below the
+# live layers (overlayPane, 400).
+BASE_PANE = "aj-base"
+HEAT_PANE = "aj-heat"
+# Enterprises: above the heat, below the live layers, so bins never hide an inspector.
+ENTERPRISE_PANE = "aj-ent"
+
 # A 1x1 transparent GIF: what Leaflet shows instead of a tile that failed.
 TRANSPARENT_TILE = "data:image/gif;base64,R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAABAAEAAAIBRAA7"
 
@@ -66,6 +73,7 @@ UNIT_PALETTE = (
 # Coordinates go to the browser with 6 decimals: ~0.1 m, far below GPS error,
 # and every dropped digit is a byte per coordinate on each update.
 COORD_DECIMALS = 6
+TRAIL_DECIMALS = 5
 
 # Enterprise layer: H3 bins up to zoom 14, single points from zoom 15.  At
 # zoom 15 a 1920x1080 wall shows ~3.5 x 2 km; even the densest street of the
@@ -116,7 +124,7 @@ OSM = TileSpec("https://{s}.tile.openstreetmap.org/{z}/{x}/{y}.png",
                '&copy; <a href="https://www.openstreetmap.org/copyright">OpenStreetMap</a>', "abc", 19)
 GAODE = TileSpec("https://webrd0{s}.is.autonavi.com/appmaptile?lang=zh_cn&size=1&scale=1&style=8&x={x}&y={y}&z={z}",
                  "&copy; AutoNavi 高德地图", "1234", 18)
-_TIANDITU = ("https://t{s}.tianditu.gov.cn/{layer}_w/wmts?SERVICE=WMTS&REQUEST=GetTile&VERSION=1.0.0"
+_TIANDITU = ("https://t{{s}}.tianditu.gov.cn/{layer}_w/wmts?SERVICE=WMTS&REQUEST=GetTile&VERSION=1.0.0"
              "&LAYER={layer}&STYLE=default&TILEMATRIXSET=w&FORMAT=tiles&TILEMATRIX={{z}}&TILEROW={{y}}"
              "&TILECOL={{x}}&tk={key}")
 
@@ -414,11 +422,6 @@ class CityCache:
                 self._city = load_city_map(self.engine, self.projector)
             return self._city
 
-    def invalidate(self) -> None:
-        with self._lock:
-            self._city = None
-
-
 # --- layer builders -------------------------------------------------------------------
 
 
@@ -435,21 +438,28 @@ def _in_view(x: np.ndarray, y: np.ndarray, bounds, pad: float = VIEW_PAD) -> np.
 
 
 def enterprise_res_for_zoom(zoom: float | None) -> int | None:
-    """H3 resolution of the enterprise bins at this zoom; None: draw single points."""
+    """H3 resolution of the enterprise bins at this zoom; None: draw single points.
+
+    A bin should be drawn a few dozen pixels across: res 7 (edge 1.4 km) is
+    ~75 px at zoom 12.5, the whole-district view of a wall; res 8 suits a
+    street (zoom 13-14), res 9 a grid (zoom 14-15).
+    """
     z = 12 if zoom is None else zoom
     if z >= ENTERPRISE_POINTS_MIN_ZOOM:
         return None
-    if z <= 11:
+    if z < 12.75:
         return 7
-    if z <= 13:
+    if z < 14:
         return 8
     return 9
 
 
-def enterprise_layer(city: CityMap, zoom: float | None, bounds, risk_labels: Mapping[str, str]) -> dict:
+def enterprise_layer(city: CityMap, zoom: float | None, bounds, risk_labels: Mapping[str, str],
+                     tooltips: bool = True) -> dict:
     """Enterprises in view: H3 bins (count, worst colour) when zoomed out, points when in.
 
     Returns a FeatureCollection; ``properties.k`` is set on bins (their count).
+    Without ``tooltips`` (the wall: nobody hovers there) a feature is about half the bytes.
     """
     res = enterprise_res_for_zoom(zoom)
     if res is not None:
@@ -459,9 +469,11 @@ def enterprise_layer(city: CityMap, zoom: float | None, bounds, risk_labels: Map
         for i in np.flatnonzero(mask):
             counts = b["counts"][i]
             worst = next(c for c, k in zip(RISK_ORDER, counts) if k) if counts.any() else "blue"
-            tip = " · ".join(f"{esc(risk_labels.get(c, c))} {int(k)}" for c, k in zip(RISK_ORDER, counts) if k)
-            feats.append(point(float(b["x"][i]), float(b["y"][i]),
-                               {"k": int(counts.sum()), "r": worst, "tooltip": tip}))
+            props = {"k": int(counts.sum()), "r": worst, "rc": [int(k) for k in counts]}
+            if tooltips:
+                props["tooltip"] = " · ".join(f"{esc(risk_labels.get(c, c))} {int(k)}"
+                                              for c, k in zip(RISK_ORDER, counts) if k)
+            feats.append(point(float(b["x"][i]), float(b["y"][i]), props))
         return feature_collection(feats)
     mask = _in_view(city.ent_x, city.ent_y, bounds, pad=0.1)
     idx = np.flatnonzero(mask)
@@ -470,19 +482,24 @@ def enterprise_layer(city: CityMap, zoom: float | None, bounds, risk_labels: Map
         idx = idx[np.argsort(city.ent_risk[idx], kind="stable")[:ENTERPRISE_POINTS_MAX]]
     feats = [
         point(float(city.ent_x[i]), float(city.ent_y[i]),
-              {"id": city.ent_ids[i], "r": RISK_ORDER[city.ent_risk[i]], "tooltip": esc(city.ent_names[i])})
+              {"id": city.ent_ids[i], "r": RISK_ORDER[city.ent_risk[i]], "tooltip": esc(city.ent_names[i])}
+              if tooltips else {"r": RISK_ORDER[city.ent_risk[i]]})
         for i in idx
     ]
     return feature_collection(feats)
 
 
-def inspector_feature(d: Mapping, colour: str, projector: Projector, status_label: str) -> dict:
+def inspector_feature(d: Mapping, colour: str, projector: Projector, status_label: str | None = None) -> dict:
+    """One inspector as a point; with ``status_label`` it carries a hover tooltip (the
+    wall, which nobody hovers, leaves it out: a third of the bytes per update)."""
     x, y = projector.lonlat(np.array([d["lon"]]), np.array([d["lat"]]))
-    tip = f"{esc(d.get('name'))} · {esc(d.get('unit_name'))} · {esc(status_label)}"
-    if d.get("visiting_enterprise"):
-        tip += f"<br>{esc(d['visiting_enterprise'])}"
-    return point(float(x[0]), float(y[0]), {"id": d["id"], "c": colour, "s": d.get("status"), "tooltip": tip},
-                 fid=d["id"])
+    props = {"id": d["id"], "c": colour, "s": d.get("status")}
+    if status_label is not None:
+        tip = f"{esc(d.get('name'))} · {esc(d.get('unit_name'))} · {esc(status_label)}"
+        if d.get("visiting_enterprise"):
+            tip += f"<br>{esc(d['visiting_enterprise'])}"
+        props["tooltip"] = tip
+    return point(float(x[0]), float(y[0]), props, fid=d["id"])
 
 
 def trail_features(trails: Mapping[str, Sequence[tuple[float, float]]], colours: Mapping[str, str],
@@ -494,9 +511,11 @@ def trail_features(trails: Mapping[str, Sequence[tuple[float, float]]], colours:
             continue
         arr = np.asarray(pts, dtype=float)
         x, y = projector.lonlat(arr[:, 0], arr[:, 1])
+        # 5 decimals (~1 m) are plenty for a line under the live marker.
+        coords = np.round(np.column_stack([x, y]), TRAIL_DECIMALS).tolist()
         feats.append({"type": "Feature", "id": iid,
-                      "geometry": {"type": "LineString", "coordinates": np.column_stack([x, y]).tolist()},
-                      "properties": {"id": iid, "c": colours.get(iid, UNIT_PALETTE[0])}})
+                      "geometry": {"type": "LineString", "coordinates": coords},
+                      "properties": {"c": colours.get(iid, UNIT_PALETTE[0])}})
     return feature_collection(feats)
 
 
@@ -525,6 +544,7 @@ def heat_layer(rows, projector: Projector) -> tuple[dict, float]:
     to_boundary = getattr(h3cells, "cell_to_boundary", None)
     feats, vmax = [], 0.0
     for cell, value in items:
+        props_extra: dict = {}
         try:
             v = float(value)
         except (TypeError, ValueError):
@@ -542,11 +562,23 @@ def heat_layer(rows, projector: Projector) -> tuple[dict, float]:
                 lat, lon = h3cells.cell_to_latlng(cell)
                 x, y = projector.lonlat(np.array([lon]), np.array([lat]))
                 geom = {"type": "Point", "coordinates": [float(x[0]), float(y[0])]}
+                props_extra = {"rm": HEX_EDGE_M.get(_cell_res(cell), 200.0)}
         except Exception:  # noqa: BLE001 - an invalid cell id is skipped, not fatal
             continue
         vmax = max(vmax, v)
-        feats.append({"type": "Feature", "geometry": geom, "properties": {"v": v, "cell": cell}})
+        feats.append({"type": "Feature", "geometry": geom, "properties": {"v": v, **props_extra}})
     return feature_collection(feats), vmax
+
+
+# Average H3 hexagon edge in metres by resolution (h3's tables).  A heat cell
+# drawn as a circle of this radius (when geo.cells has no cell_to_boundary)
+# covers about its hexagon.
+HEX_EDGE_M = {5: 8544.0, 6: 3229.0, 7: 1407.0, 8: 531.0, 9: 201.0, 10: 76.0, 11: 29.0, 12: 11.0}
+
+
+def _cell_res(cell: str) -> int:
+    """Resolution of an h3 cell string (bits 52-55 of the index)."""
+    return (int(cell, 16) >> 52) & 0xF
 
 
 def heat_res_for_zoom(zoom: float | None) -> int:
@@ -593,15 +625,15 @@ def base_children(preset: TilePreset, city: CityMap, lang: str, *, grids: bool =
         children.append(dl.TileLayer(url=spec.url, maxNativeZoom=spec.max_native_zoom, maxZoom=19,
                                      errorTileUrl=TRANSPARENT_TILE, className="aj-tiles", **kw))
     hideout = {"offline": preset.offline, "lang": lang}
-    children.append(dl.GeoJSON(
-        **_id(street_id), data=city.streets, style=js("streetStyle"), onEachFeature=js("streetLabel"),
-        hideout=hideout, interactive=False, className="aj-streets",
-    ))
+    # The boundaries live in a pane under the overlay pane (z-index 400): with
+    # the canvas renderer each pane has its own canvas, so a filled offline base
+    # that arrives after the live layers still draws underneath them.
+    base = [dl.GeoJSON(**_id(street_id), data=city.streets, style=js("streetStyle"), onEachFeature=js("streetLabel"),
+                       hideout=hideout, interactive=False)]
     if grids:
-        children.append(dl.GeoJSON(
-            **_id(grid_id), data=city.grids, style=js("gridStyle"), hideout=hideout, interactive=False,
-            className="aj-grids",
-        ))
+        base.append(dl.GeoJSON(**_id(grid_id), data=city.grids, style=js("gridStyle"), hideout=hideout,
+                               interactive=False))
+    children.append(dl.Pane(base, name=BASE_PANE, style={"zIndex": 250}))
     return children
 
 
@@ -614,7 +646,13 @@ def map_props(preset: TilePreset, city: CityMap) -> dict:
     props: dict = {"preferCanvas": True, "zoomSnap": 0.25, "maxZoom": 19, "minZoom": 8,
                    "className": "aj-map aj-map-offline" if preset.offline else "aj-map"}
     if city.district_bounds:
+        (s, w), (n, e) = city.district_bounds
         props["bounds"] = city.district_bounds
+        props["boundsOptions"] = {"padding": [16, 16]}
+        # dash-leaflet compares its tracked centre on every move, so it needs one
+        # even when the initial view is given as bounds.  No zoom: that would
+        # override the fit to the bounds.
+        props["center"] = [(s + n) / 2.0, (w + e) / 2.0]
     else:
         # No streets imported yet: Longhua district, Shenzhen.
         props["center"] = city.projector.latlng(22.69, 114.03)

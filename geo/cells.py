@@ -120,3 +120,8 @@ def cells_u64_resolution(cells: ArrayLike) -> np.ndarray:
     """Resolution of each ``uint64`` cell (bits 52-55 of the index)."""
     cells = np.asarray(cells, dtype=np.uint64)
     return ((cells >> np.uint64(52)) & np.uint64(0xF)).astype(np.int8)
+
+
+def cell_to_boundary(cell: str) -> tuple[tuple[float, float], ...]:
+    """The cell's corners as (lat, lng) pairs (h3-py's order), for drawing hexagons."""
+    return h3.cell_to_boundary(cell)

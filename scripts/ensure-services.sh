@@ -14,6 +14,8 @@ have mosquitto_pub || need_pkgs+=(mosquitto-clients)
 have redis-server || need_pkgs+=(redis-server)
 { have pg_ctlcluster && ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1; } || need_pkgs+=(postgresql)
 [ -x /usr/bin/chromium ] || need_pkgs+=(chromium)
+# Chinese glyphs for the screenshots the browser tests save (the DOM checks do not need them).
+fc-list 2>/dev/null | grep -qiE 'wqy|noto.*cjk' || need_pkgs+=(fonts-wqy-microhei)
 have gdal-config >/dev/null 2>&1 || true  # geopandas uses pyogrio's bundled GDAL: nothing to install
 
 if [ ${#need_pkgs[@]} -gt 0 ]; then

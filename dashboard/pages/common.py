@@ -8,14 +8,14 @@ user and the language come from the request's session.
 
 from __future__ import annotations
 
+import hashlib
 import logging
-import time
 from collections.abc import Callable, Iterable
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
 from dash import dcc, html
-from flask import current_app, g, has_request_context, session
+from flask import current_app, g, has_request_context
 
 from dashboard import ids
 from dashboard.api import current_principal
@@ -61,11 +61,6 @@ def principal():
 
 def lang() -> str:
     return current_lang(web())
-
-
-def L(key: str, **fmt) -> str:
-    """``t(key)`` in the language of the request."""
-    return t(key, lang(), **fmt)
 
 
 def label(prefix: str, value, lang_: str) -> str:
@@ -138,22 +133,19 @@ def alert_store():
     return getattr(web(), "alerts", None)
 
 
-def active_alerts(p=None, types: Iterable[str] | None = None, limit: int = 200) -> list[dict] | None:
-    """Alerts in an active state the principal may see, most urgent first; None without a store."""
+def active_alerts(p=None, types: Iterable[str] | None = None, limit: int = 500) -> list[dict] | None:
+    """Alerts not yet resolved that the principal may see, most urgent first; None without a store.
+
+    ``state="open"`` is the store's (and the API's) "every active state".
+    """
     store = alert_store()
     if store is None:
         return None
-    out: dict = {}
-    for state in ACTIVE_STATES:
-        try:
-            rows = store.list(state=state, principal=p, limit=limit)
-        except TypeError:  # a store without the principal filter
-            rows = store.list(state=state, limit=limit)
-        for a in rows or ():
-            out[a.get("id")] = a
+    rows = store.list(state="open", principal=p, limit=limit)
     wanted = None if types is None else set(types)
-    alerts = [a for a in out.values()
+    alerts = [a for a in rows or ()
               if (wanted is None or a.get("type") in wanted)
+              and a.get("state") in ACTIVE_STATES
               and (p is None or p.sees_area(a.get("street_id"), a.get("grid_id")))]
     alerts.sort(key=urgency_key)
     return alerts
@@ -161,7 +153,17 @@ def active_alerts(p=None, types: Iterable[str] | None = None, limit: int = 200) 
 
 def urgency_key(a: dict):
     """Most severe first, then oldest first (the longest waiting)."""
-    return (-SEVERITY_RANK.get(a.get("severity"), 0), to_ts(a.get("first_seen")) or 0.0, str(a.get("id")))
+    return (-SEVERITY_RANK.get(a.get("severity"), 0), first_seen_ts(a), str(a.get("id")))
+
+
+def first_seen_ts(a: dict) -> float:
+    v = a.get("first_seen_ts")
+    return float(v) if v is not None else (to_ts(a.get("first_seen")) or 0.0)
+
+
+def last_seen_ts(a: dict) -> float:
+    v = a.get("last_seen_ts")
+    return float(v) if v is not None else (to_ts(a.get("last_seen")) or 0.0)
 
 
 def alerts_fingerprint(alerts: list[dict] | None) -> str:
@@ -169,13 +171,13 @@ def alerts_fingerprint(alerts: list[dict] | None) -> str:
         return "none"
     parts = [f"{a.get('id')}:{a.get('state')}:{a.get('severity')}:{a.get('count')}:{a.get('last_seen')}:"
              f"{a.get('assignee_id')}:{a.get('escalation_level')}:{a.get('peak_lel')}" for a in alerts]
-    import hashlib
-
     return hashlib.blake2s("|".join(parts).encode(), digest_size=8).hexdigest()
 
 
 def allowed_actions(a: dict) -> list[str]:
     """The lifecycle's actions from the alert's state (the buttons to show)."""
+    if a.get("allowed_actions") is not None:
+        return list(a["allowed_actions"])
     from alerts.lifecycle import LIFECYCLES
 
     table = LIFECYCLES.get(a.get("type"), {})
@@ -196,26 +198,29 @@ def act(alert_id, action: str, p, **kw) -> tuple[bool, str]:
         return False, t("common.no_alert_store", lang_)
     from alerts.lifecycle import TransitionNotAllowed
 
+    try:
+        from data.alert_store import Conflict
+    except ImportError:  # pragma: no cover - the store module is always there in a full install
+        Conflict = TransitionNotAllowed  # noqa: N806
     kw = {k: v for k, v in kw.items() if v is not None}
     try:
         store.act(alert_id, action, p, **kw)
     except TransitionNotAllowed as e:
         return False, t("alert.conflict", lang_, state=label("alert.state", getattr(e, "state", None), lang_))
-    except PermissionError:
+    except Conflict:
+        current = store.get(alert_id) or {}
+        return False, t("alert.conflict", lang_, state=label("alert.state", current.get("state"), lang_))
+    except PermissionError as e:
+        from data import audit
+
+        audit.append(web().engine, p.username, "access_denied", f"alert:{alert_id}",
+                     {"action": action, "role": p.role, "reason": str(e)[:200], "via": "dashboard"})
         return False, t("alert.denied", lang_)
     except LookupError:
         return False, t("alert.gone", lang_)
     except ValueError as e:
         return False, t("alert.failed", lang_, reason=str(e))
     return True, t("alert.done", lang_, action=label("alert.action", action, lang_))
-
-
-def audit_action(p, action: str, target: str, detail: dict | None = None) -> None:
-    """Screens audit nothing themselves: the store records every transition.  This is
-    for refusals the screen decides before reaching the store."""
-    from data import audit
-
-    audit.append(web().engine, p.username, action, target, detail or {})
 
 
 # --- frame -------------------------------------------------------------------------------------
@@ -286,5 +291,69 @@ def guarded_layout(roles: tuple[str, ...], build: Callable) -> Callable:
     return layout
 
 
-def now() -> float:
-    return time.time()
+def guard_callback(fn: Callable, roles: tuple[str, ...], changes_state: bool) -> Callable:
+    """The role check inside every server callback (the gate in auth_views checks first;
+    this holds even if a callback is reached some other way)."""
+    import functools
+
+    from flask import abort, request
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        p = principal()
+        if p is None:
+            abort(401)
+        if p.role not in roles:
+            from data import audit
+
+            audit.append(web().engine, p.username, "access_denied", request.path,
+                         {"method": request.method, "role": p.role, "callback": fn.__name__,
+                          "changes_state": changes_state, "reason": "role"})
+            abort(403)
+        return fn(*args, **kwargs)
+
+    return wrapper
+
+
+def triggered() -> tuple:
+    """(id, value) of what fired the running callback; (None, None) outside one (plain calls in tests)."""
+    from dash import callback_context
+    from dash.exceptions import MissingCallbackContextException
+
+    try:
+        trig = callback_context.triggered
+        if not trig:
+            return None, None
+        return callback_context.triggered_id, trig[0].get("value")
+    except MissingCallbackContextException:
+        return None, None
+
+
+class TTLCache:
+    """Answers shared by every screen of this process for a few seconds (read-only data:
+    KPIs, heat layers), so ten walls polling cost one query, not ten."""
+
+    def __init__(self):
+        import threading
+
+        self._data: dict = {}
+        self._lock = threading.Lock()
+
+    def get(self, key, ttl_s: float, compute: Callable):
+        import time
+
+        now = time.monotonic()
+        with self._lock:
+            hit = self._data.get(key)
+        if hit is not None and now - hit[0] < ttl_s:
+            return hit[1]
+        value = compute()
+        with self._lock:
+            if len(self._data) > 256:
+                self._data.clear()
+            self._data[key] = (now, value)
+        return value
+
+
+def cache() -> TTLCache:
+    return current_app.extensions["anjian_cache"]

@@ -1,27 +1,27 @@
-"""The reads the screens make that no WebContext method covers yet.
+"""The reads the screens make that neither WebContext nor data.geo_queries covers.
 
 Each is one indexed query (the indexes are in data/models.py), sized for a
-poll: counts instead of rows where a count is all a tile shows, thinned trails
-instead of every ping.  ``changes_since`` reads the live-state change stream
+poll: thinned trails instead of every ping, one page of search results.  The
+wall's KPIs and heat come from ``data.geo_queries`` (as the API's do), so the
+two always agree.  ``changes_since`` reads the live-state change stream
 (data/live.py) to learn which inspectors moved since the version a browser
 last drew.
 """
 
 from __future__ import annotations
 
-import time
 from collections import defaultdict
 
-from sqlalchemy import and_, case, func, or_, select
+from sqlalchemy import and_, or_, select
 
 from data.models import Enterprise, Grid, Inspector, PingRow, Sensor, Street, Unit, Visit
-from geo.heat import local_day_start
 
-# The wall's trail: ten minutes, at most one point per 30 s.  A simulated or
-# real phone reports every 5-30 s; 20 points draw the same line at a tenth of
-# the bytes, and the live marker carries the newest position anyway.
+# The wall's trail: ten minutes, at most one point per 50 s.  A simulated or
+# real phone reports every 5-30 s; 12 points draw the same street-level line
+# at a fraction of the bytes (300 inspectors on duty: ~90 KB per refresh), and
+# the live marker carries the newest position anyway.
 TRAIL_WINDOW_S = 600
-TRAIL_MAX_POINTS = 20
+TRAIL_MAX_POINTS = 12
 
 # How far the change stream is read back per poll.  A poll every second sees a
 # few hundred entries at city load; more than this means the browser is far
@@ -72,30 +72,6 @@ def trail_points(engine, now: float, window_s: float = TRAIL_WINDOW_S, max_point
         for iid, ts, lon, lat in conn.execute(q):
             out[iid][int((ts - since) // bucket_s)] = (lon, lat)  # the last ping of each bucket wins
     return {iid: [pts[k] for k in sorted(pts)] for iid, pts in out.items()}
-
-
-def visits_today(engine, now: float) -> tuple[int, int]:
-    """(visits started today, of which duplicates), today in Asia/Shanghai."""
-    start = local_day_start(now)
-    q = select(func.count(Visit.id), func.count(Visit.duplicate_of)).where(Visit.start_ts >= start)
-    with engine.connect() as conn:
-        n, dup = conn.execute(q).one()
-    return int(n or 0), int(dup or 0)
-
-
-def overdue_by_colour(engine, now: float) -> tuple[dict[str, int], int, int]:
-    """({colour: overdue count}, all enterprises, enterprises within their interval).
-
-    Overdue: past ``next_due_at``, or no due date at all (nothing proves it was
-    ever inspected; geo/coverage.py treats it the same way).
-    """
-    late = case((or_(Enterprise.next_due_at.is_(None), Enterprise.next_due_at < now), 1), else_=0)
-    q = select(Enterprise.risk, func.count(Enterprise.id), func.sum(late)).group_by(Enterprise.risk)
-    with engine.connect() as conn:
-        rows = conn.execute(q).all()
-    overdue = {r: int(n_late or 0) for r, _n, n_late in rows}
-    total = sum(int(n) for _r, n, _l in rows)
-    return overdue, total, total - sum(overdue.values())
 
 
 # --- dispatch ------------------------------------------------------------------------------
@@ -160,10 +136,6 @@ def inspectors(engine) -> list[dict]:
         return [dict(r._mapping) for r in conn.execute(stmt)]
 
 
-def day_bounds(day_start: float) -> tuple[float, float]:
-    return day_start, day_start + 86400.0
-
-
 def pings_of(engine, inspector_id: str, start: float, end: float, limit: int = 20000) -> list[tuple]:
     """(ts, lat, lon) of one inspector's pings in [start, end), oldest first."""
     stmt = (select(PingRow.ts, PingRow.lat, PingRow.lon)
@@ -183,5 +155,12 @@ def visits_by(engine, inspector_id: str, start: float, end: float) -> list[dict]
         return [dict(r._mapping) for r in conn.execute(stmt)]
 
 
-def now() -> float:
-    return time.time()
+def alerts_of(engine, enterprise_id: str, limit: int = 100) -> list[dict]:
+    """An enterprise's alerts, newest first (read-only; the store writes them)."""
+    from data.models import Alert
+
+    stmt = (select(Alert.id, Alert.type, Alert.severity, Alert.state, Alert.first_seen, Alert.last_seen,
+                   Alert.outcome, Alert.peak_lel, Alert.count, Alert.street_id, Alert.grid_id)
+            .where(Alert.enterprise_id == enterprise_id).order_by(Alert.first_seen.desc()).limit(limit))
+    with engine.connect() as conn:
+        return [dict(r._mapping) for r in conn.execute(stmt)]

@@ -1,0 +1,290 @@
+/*
+ * Anjian map functions and browser-side callbacks.
+ *
+ * window.dashExtensions.anjian.*  style / pointToLayer / onEachFeature functions
+ *   that dash-leaflet's GeoJSON layers name as {"variable": "dashExtensions.anjian.<fn>"}:
+ *   one layer per kind of thing, however many markers it holds.
+ * window.dash_clientside.anjian.*  clientside callbacks (idle cycle, takeover
+ *   flight, alarm sound, clock, replay playback).
+ *
+ * Every text that reaches the DOM from data is escaped (names come from imports).
+ */
+(function () {
+  "use strict";
+
+  var RISK = { red: "#ff3b30", orange: "#ff9500", yellow: "#ffd60a", blue: "#0a84ff" };
+  var OFFLINE = "#5b6675";
+
+  // Marker sizes grow with the screen: a 4K wall at 100 % zoom gets 2x markers.
+  function scale() {
+    var w = window.innerWidth || 1920;
+    return Math.max(1, Math.min(2.2, w / 1920));
+  }
+
+  function hideout(context) {
+    return (context && context.hideout) || {};
+  }
+
+  function escapeHtml(s) {
+    return String(s == null ? "" : s).replace(/[&<>"']/g, function (c) {
+      return { "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" }[c];
+    });
+  }
+
+  function abbreviate(n) {
+    if (n >= 10000) return Math.round(n / 1000) + "k";
+    if (n >= 1000) return (n / 1000).toFixed(1) + "k";
+    return String(n);
+  }
+
+  // Heat ramps: activity goes blue -> cyan -> yellow -> red; gaps go amber -> deep red.
+  function ramp(v, mode) {
+    v = Math.max(0, Math.min(1, v || 0));
+    var stops = mode === "gaps"
+      ? [[0, [255, 214, 10]], [0.5, [255, 120, 0]], [1, [200, 0, 40]]]
+      : [[0, [10, 132, 255]], [0.4, [0, 220, 220]], [0.7, [255, 214, 10]], [1, [255, 59, 48]]];
+    for (var i = 1; i < stops.length; i++) {
+      if (v <= stops[i][0]) {
+        var a = stops[i - 1], b = stops[i];
+        var f = (v - a[0]) / (b[0] - a[0] || 1);
+        var c = a[1].map(function (x, k) { return Math.round(x + f * (b[1][k] - x)); });
+        return "rgb(" + c.join(",") + ")";
+      }
+    }
+    return "rgb(" + stops[stops.length - 1][1].join(",") + ")";
+  }
+
+  var anjian = {
+    // --- boundaries -------------------------------------------------------------
+    streetStyle: function (feature, context) {
+      var h = hideout(context);
+      if (h.offline) {
+        return { color: "#3f7bc0", weight: 2, opacity: 0.9, fillColor: "#0f2644", fillOpacity: 0.9 };
+      }
+      return { color: h.light ? "#1f5fa8" : "#4aa3ff", weight: 2.2, opacity: 0.85, fill: false };
+    },
+    gridStyle: function (feature, context) {
+      var h = hideout(context);
+      return { color: h.light ? "#4a6a90" : "#7d9cc4", weight: 0.8, opacity: h.offline ? 0.5 : 0.45,
+               fill: false, dashArray: "3 5" };
+    },
+    streetLabel: function (feature, layer, context) {
+      var h = hideout(context);
+      var p = feature.properties || {};
+      var name = h.lang === "en" ? (p.name_en || p.name) : p.name;
+      if (name && !h.nolabels) {
+        layer.bindTooltip(escapeHtml(name), { permanent: true, direction: "center",
+                                              className: "aj-street-label", opacity: 0.9 });
+      }
+    },
+
+    // --- live things -------------------------------------------------------------
+    inspectorPoint: function (feature, latlng) {
+      var p = feature.properties || {};
+      var s = scale();
+      var off = p.s === "offline";
+      return L.circleMarker(latlng, {
+        radius: (p.s === "visiting" ? 7.5 : 5.5) * s, color: off ? OFFLINE : "#06101f", weight: 1.5 * s,
+        fillColor: off ? OFFLINE : (p.c || "#64d2ff"), fillOpacity: off ? 0.45 : 0.95
+      });
+    },
+    trailStyle: function (feature) {
+      return { color: (feature.properties || {}).c || "#64d2ff", weight: 2.5 * scale(), opacity: 0.5,
+               lineCap: "round", lineJoin: "round" };
+    },
+    alarmPoint: function (feature, latlng) {
+      var p = feature.properties || {};
+      var s = Math.round(30 * scale());
+      var cls = "aj-alarm aj-sev-" + (p.sev || "warning") + (p.st === "open" ? " aj-pulse" : "");
+      return L.marker(latlng, {
+        icon: L.divIcon({ className: cls, html: "<span class=\"aj-alarm-core\"></span>", iconSize: [s, s] }),
+        keyboard: false, zIndexOffset: 1000
+      });
+    },
+    enterprisePoint: function (feature, latlng, context) {
+      var p = feature.properties || {};
+      var s = scale();
+      var pane = hideout(context).pane;
+      if (p.k) { // an H3 bin: a ring of its risk colours, the count inside
+        var size = Math.round((20 + 7 * Math.log10(p.k + 1)) * s);
+        var rc = p.rc || [0, 0, 0, p.k], total = rc.reduce(function (a, b) { return a + b; }, 0) || 1;
+        var names = ["red", "orange", "yellow", "blue"], acc = 0, parts = [];
+        for (var i = 0; i < 4; i++) {
+          if (!rc[i]) continue;
+          var a0 = acc / total * 360, a1 = (acc + rc[i]) / total * 360;
+          parts.push(RISK[names[i]] + " " + a0.toFixed(1) + "deg " + a1.toFixed(1) + "deg");
+          acc += rc[i];
+        }
+        return L.marker(latlng, {
+          icon: L.divIcon({ className: "aj-bin", iconSize: [size, size],
+                            html: "<div class=\"aj-bin-ring\" style=\"background: conic-gradient(" + parts.join(",") +
+                                  ")\"><span>" + abbreviate(p.k) + "</span></div>" }),
+          keyboard: false, pane: pane || "markerPane"
+        });
+      }
+      return L.circleMarker(latlng, { radius: 3.5 * s, weight: 0.5, color: "#06101f", pane: pane || "overlayPane",
+                                      fillColor: RISK[p.r] || RISK.blue, fillOpacity: 0.9 });
+    },
+    heatStyle: function (feature, context) {
+      var h = hideout(context);
+      var v = (feature.properties || {}).v / (h.max || 1);
+      return { stroke: false, fillColor: ramp(v, h.mode), fillOpacity: 0.12 + 0.5 * Math.sqrt(Math.max(0, v)) };
+    },
+    heatPoint: function (feature, latlng, context) {
+      // A cell as a circle of its hexagon's size (metres), so it scales with the map.
+      var h = hideout(context), p = feature.properties || {};
+      var v = p.v / (h.max || 1);
+      return L.circle(latlng, { radius: p.rm || 200, stroke: false, fillColor: ramp(v, h.mode),
+                                fillOpacity: 0.12 + 0.45 * Math.sqrt(Math.max(0, v)) });
+    },
+
+    // --- dispatch / officer / replay ------------------------------------------------------
+    suggestionPoint: function (feature, latlng) {
+      var p = feature.properties || {};
+      return L.marker(latlng, {
+        icon: L.divIcon({ className: "aj-suggest", html: "<span>" + escapeHtml(p.rank) + "</span>",
+                          iconSize: [26, 26] })
+      });
+    },
+    suggestionStyle: function () {
+      return { color: "#30d158", weight: 2, opacity: 0.8, dashArray: "6 6" };
+    },
+    visitPoint: function (feature, latlng) {
+      var p = feature.properties || {};
+      return L.circleMarker(latlng, { radius: 7, weight: 2, color: p.dup ? "#ff9500" : "#ffffff",
+                                      fillColor: RISK[p.r] || RISK.blue, fillOpacity: 0.9 });
+    },
+    targetPoint: function (feature, latlng) {
+      return L.marker(latlng, {
+        icon: L.divIcon({ className: "aj-alarm aj-sev-critical aj-pulse",
+                          html: "<span class=\"aj-alarm-core\"></span>", iconSize: [34, 34] })
+      });
+    }
+  };
+
+  window.dashExtensions = Object.assign({}, window.dashExtensions, { anjian: anjian });
+
+  // A touch, click, key or wheel on the page pauses the wall's idle cycle.
+  window.anjianLastTouch = 0;
+  ["mousedown", "touchstart", "keydown", "wheel"].forEach(function (ev) {
+    document.addEventListener(ev, function () { window.anjianLastTouch = Date.now(); }, { passive: true });
+  });
+
+  // A session that ended (logout elsewhere, a server restarted without a fixed
+  // secret key) makes every poll answer 401: reload, which leads to the login
+  // page, instead of leaving a wall frozen on stale numbers.
+  if (window.fetch && !window.anjianFetchWrapped) {
+    var realFetch = window.fetch.bind(window);
+    window.anjianFetchWrapped = true;
+    window.fetch = function (input, init) {
+      return realFetch(input, init).then(function (resp) {
+        var url = typeof input === "string" ? input : (input && input.url) || "";
+        if (resp.status === 401 && url.indexOf("_dash-update-component") >= 0 && !window.anjianReloading) {
+          window.anjianReloading = true;
+          setTimeout(function () { window.location.reload(); }, 1000);
+        }
+        return resp;
+      });
+    };
+  }
+
+  var shanghai = null;
+  try {
+    shanghai = new Intl.DateTimeFormat("sv-SE", { timeZone: "Asia/Shanghai", year: "numeric", month: "2-digit",
+                                                  day: "2-digit", hour: "2-digit", minute: "2-digit",
+                                                  second: "2-digit", hour12: false });
+  } catch (e) { shanghai = null; }
+
+  function noUpdate() { return window.dash_clientside.no_update; }
+
+  var clientside = {
+    // The wall: fly to a pinned alarm; otherwise, when idle, the next stop of the cycle.
+    wallViewport: function (n, takeover, stops, cyc) {
+      var nu = noUpdate();
+      cyc = Object.assign({ i: 0, pinned: null, idle_ms: 120000 }, cyc || {});
+      if (takeover && takeover.id != null) {
+        if (cyc.pinned === takeover.id) { return [nu, nu, nu]; }
+        return [{ center: [takeover.lat, takeover.lon], zoom: 16, transition: "flyTo", options: { duration: 2 } },
+                nu, Object.assign({}, cyc, { pinned: takeover.id })];
+      }
+      if (!stops || !stops.length) { return [nu, nu, nu]; }
+      var released = cyc.pinned !== null && cyc.pinned !== undefined;
+      var trig = ((window.dash_clientside.callback_context || {}).triggered || []).map(function (x) {
+        return x.prop_id || "";
+      });
+      // First run (cyc.i starts at -1): Dash may call this first for the takeover
+      // store that the poll filled, not for the timer, so "first" is our own flag.
+      var initial = cyc.i < 0;
+      var byTick = initial || trig.some(function (p) { return p.indexOf("n_intervals") >= 0; });
+      if (!byTick && !released) { return [nu, nu, nu]; } // no takeover before or after: nothing to do
+      if (!released && Date.now() - (window.anjianLastTouch || 0) < cyc.idle_ms) { return [nu, nu, nu]; }
+      var i = released ? (Math.max(0, cyc.i) % stops.length) : ((cyc.i + 1) % stops.length);
+      var s = stops[i];
+      var out = [{ bounds: s.bounds, transition: initial ? "fitBounds" : "flyToBounds",
+                   options: { duration: 2.5, padding: [24, 24] } },
+                 s.name, Object.assign({}, cyc, { i: i, pinned: null })];
+      if (initial) {
+        // The map may mount before the page's grid has its final size; fit the
+        // district once layout has settled.
+        return new Promise(function (resolve) { setTimeout(function () { resolve(out); }, 700); });
+      }
+      return out;
+    },
+
+    // Three short beeps for a new takeover, if the browser lets the page make sound
+    // (kiosk browsers: --autoplay-policy=no-user-gesture-required).
+    alarmSound: function (takeover) {
+      var nu = noUpdate();
+      if (!takeover || takeover.id == null || window.anjianSoundFor === takeover.id) { return nu; }
+      window.anjianSoundFor = takeover.id;
+      try {
+        var AC = window.AudioContext || window.webkitAudioContext;
+        if (!AC) { return nu; }
+        var ac = window.anjianAudio || (window.anjianAudio = new AC());
+        if (ac.state === "suspended" && ac.resume) { ac.resume().catch(function () {}); }
+        if (ac.state !== "running") { return nu; }
+        [0, 0.35, 0.7].forEach(function (t0) {
+          var o = ac.createOscillator(), g = ac.createGain();
+          o.type = "square"; o.frequency.value = 880; g.gain.value = 0.06;
+          o.connect(g); g.connect(ac.destination);
+          o.start(ac.currentTime + t0); o.stop(ac.currentTime + t0 + 0.2);
+        });
+      } catch (e) { /* no sound: the pinned card still shows */ }
+      return nu;
+    },
+
+    clock: function () {
+      return shanghai ? shanghai.format(new Date()) : new Date().toISOString().slice(0, 19).replace("T", " ");
+    },
+
+    // Replay: advance the position while playing; the slider value is seconds since the day's first fix.
+    replayTick: function (n, playing, speed, value, track) {
+      var nu = noUpdate();
+      if (!playing || !track || !track.t || !track.t.length) { return nu; }
+      var end = track.t[track.t.length - 1] - track.t[0];
+      var step = (Number(speed) || 1) * 0.25; // the timer runs every 250 ms
+      var v = (Number(value) || 0) + step;
+      return v >= end ? end : v;
+    },
+
+    // Replay: marker position and follow mode for a slider value.
+    replayPosition: function (value, follow, track) {
+      var nu = noUpdate();
+      if (!track || !track.t || !track.t.length) { return [nu, nu, ""]; }
+      var t = track.t[0] + (Number(value) || 0);
+      var lo = 0, hi = track.t.length - 1;
+      while (lo < hi) { var mid = (lo + hi + 1) >> 1; if (track.t[mid] <= t) { lo = mid; } else { hi = mid - 1; } }
+      var i = lo, pos = [track.lat[i], track.lon[i]];
+      if (i < track.t.length - 1 && track.t[i + 1] > track.t[i]) {
+        var f = (t - track.t[i]) / (track.t[i + 1] - track.t[i]);
+        pos = [track.lat[i] + f * (track.lat[i + 1] - track.lat[i]), track.lon[i] + f * (track.lon[i + 1] - track.lon[i])];
+      }
+      var when = "";
+      if (shanghai) { when = shanghai.format(new Date(t * 1000)).slice(11); }
+      var view = (follow && follow.length) ? { center: pos, transition: "panTo" } : nu;
+      return [pos, view, when];
+    }
+  };
+
+  window.dash_clientside = Object.assign({}, window.dash_clientside, { anjian: clientside });
+})();

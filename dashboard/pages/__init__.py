@@ -1,0 +1,120 @@
+"""The screens: a Dash app with one page per module, on the Flask server app.py built.
+
+    create_dash(server, ctx) -> dash.Dash
+
+Pages (path: roles):
+
+    /wall              wall, dispatcher, admin      the video wall
+    /dispatch          dispatcher, admin            the dispatcher console
+    /officer           officer, admin               the street officer's phone view
+    /enterprise/<id>   dispatcher, admin, officer   one enterprise at a glance (一键全知道)
+    /replay            dispatcher, admin            one inspector's day
+
+``/login`` and ``/logout`` are plain Flask routes (``dashboard.auth_views``),
+which also installs the gate: every page and every Dash endpoint needs a login,
+and every callback is checked against the roles its page module declared.
+
+Pages never import the app object: they declare layouts and callbacks
+(``callbacks.PageCallbacks``), and this function registers them.  Everything a
+callback needs per request comes from ``flask.current_app.extensions``:
+``anjian`` (the WebContext), ``anjian_city`` (the cached city map),
+``anjian_tiles`` (the tile preset) and ``anjian_cache`` (answers shared for a
+few seconds by every screen of the process: KPIs, heat).
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import dash
+from dash import ClientsideFunction
+
+from dashboard import auth_views
+from dashboard.auth_views import CallbackPolicy, CallbackRule
+from dashboard.i18n import t
+from dashboard.mapkit import CityCache, Projector, tile_preset
+from dashboard.pages import dispatch, enterprise, officer, replay, wall
+from dashboard.pages.common import TTLCache
+
+log = logging.getLogger(__name__)
+
+ASSETS_DIR = Path(__file__).resolve().parent.parent / "assets"
+PAGE_MODULES = (wall, dispatch, officer, enterprise, replay)
+
+INDEX_STRING = """<!DOCTYPE html>
+<html lang="zh-CN">
+    <head>
+        {%metas%}
+        <title>{%title%}</title>
+        {%favicon%}
+        {%css%}
+    </head>
+    <body>
+        {%app_entry%}
+        <footer>
+            {%config%}
+            {%scripts%}
+            {%renderer%}
+        </footer>
+    </body>
+</html>"""
+
+
+def _register_page(module) -> None:
+    kwargs = {"layout": module.layout, "title": module.title, "name": module.__name__.rsplit(".", 1)[-1]}
+    if "<" in module.PATH:
+        kwargs["path_template"] = module.PATH
+    else:
+        kwargs["path"] = module.PATH
+    dash.register_page(module.__name__, **kwargs)
+
+
+def _register_callbacks(app: dash.Dash, module, policy: CallbackPolicy) -> None:
+    from dashboard.pages.common import guard_callback
+
+    cbs = module.cb
+    for spec in cbs.server:
+        before = set(app.callback_map)
+        app.callback(*spec.args, **spec.kwargs)(guard_callback(spec.fn, spec.roles, spec.changes_state))
+        added = set(app.callback_map) - before
+        if len(added) != 1:
+            raise RuntimeError(f"{module.__name__}.{spec.fn.__name__}: expected one callback key, got {added}")
+        policy.add(added.pop(), CallbackRule(cbs.page, spec.roles, spec.changes_state))
+    for spec in cbs.client:
+        app.clientside_callback(ClientsideFunction(spec.namespace, spec.function), *spec.args, **spec.kwargs)
+
+
+def create_dash(server, ctx) -> dash.Dash:
+    """Build the Dash app on ``server`` (a Flask app from dashboard.server.create_server)."""
+    preset = tile_preset(ctx.settings)
+    server.extensions["anjian_tiles"] = preset
+    server.extensions["anjian_city"] = CityCache(ctx.engine, Projector(preset.crs))
+    server.extensions["anjian_cache"] = TTLCache()
+    app = dash.Dash(
+        __name__,
+        server=server,
+        use_pages=True,
+        pages_folder="",
+        assets_folder=str(ASSETS_DIR),
+        suppress_callback_exceptions=True,  # layouts are built per request (role, language)
+        title=t("app.name", ctx.settings.language),
+        update_title=None,
+        serve_locally=True,
+        index_string=INDEX_STRING,
+        csrf_token_name=auth_views.CSRF_COOKIE,
+        csrf_header_name=auth_views.CSRF_HEADER,
+        enable_mcp=False,
+        meta_tags=[{"name": "viewport", "content": "width=device-width, initial-scale=1"}],
+    )
+    policy = CallbackPolicy()
+    for module in PAGE_MODULES:
+        _register_page(module)
+        _register_callbacks(app, module, policy)
+    page_roles = {m.PATH.split("/<", 1)[0]: m.ROLES for m in PAGE_MODULES}
+    auth_views.install(server, ctx, policy, page_roles, app.config.routes_pathname_prefix)
+    server.extensions["anjian_dash"] = app
+    server.extensions["anjian_policy"] = policy
+    log.info("dashboard: %d pages, %d callbacks (%d change state), tiles %s (%s)", len(PAGE_MODULES),
+             len(policy.rules), len(policy.changing_keys()), preset.name, preset.crs)
+    return app

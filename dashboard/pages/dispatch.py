@@ -1,0 +1,488 @@
+"""/dispatch — the dispatcher console.
+
+Left: the alert queue, most severe first and then oldest (the store's order),
+with one-click acknowledge; below it the duplicate / overlap panel with
+one-click reassignment.  Middle: the map (inspectors by unit, alarms,
+enterprises, and the nearest-inspector suggestions of the selected alert).
+Right: the selected alert (actions, nearest inspectors to send in one click,
+resolve with an outcome in one click, its history), the enterprise search and
+the inspector list with status and current task.
+
+Every action goes through ``ctx.alerts.act`` with the logged-in principal: the
+lifecycle (409 on a stale click), the area scope and the audit log are the
+store's.  The action callback is declared ``changes_state`` and admits only
+dispatcher and admin; the gate refuses and audits anyone else.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import dash_leaflet as dl
+from dash import ALL, Input, Output, State, dcc, html, no_update
+from dash.exceptions import PreventUpdate
+
+from dashboard import ids
+from dashboard.i18n import t
+from dashboard.mapkit import (
+    ENTERPRISE_PANE,
+    base_children,
+    esc,
+    feature_collection,
+    js,
+    line_positions,
+    map_props,
+    point,
+)
+from dashboard.pages import layers, queries
+from dashboard.pages.callbacks import PageCallbacks
+from dashboard.pages.common import (
+    act,
+    active_alerts,
+    alert_store,
+    alerts_fingerprint,
+    allowed_actions,
+    city,
+    first_seen_ts,
+    fmt_age,
+    fmt_distance,
+    fmt_time,
+    guarded_layout,
+    header,
+    label,
+    lang,
+    outcomes_for,
+    preset,
+    principal,
+    triggered,
+    web,
+)
+
+log = logging.getLogger(__name__)
+
+PATH = "/dispatch"
+ROLES = ("dispatcher", "admin")
+# A dispatcher's screen: fast enough that a new alarm shows within the wall's
+# latency, slow enough that a handful of consoles cost nothing.
+TICK_MS = 1500
+DUPLICATE_TYPES = ("duplicate_visit", "overlap_now", "approach_warning")
+QUEUE_MAX = 200
+INSPECTOR_ROWS_MAX = 300
+STATUS_ORDER = {"on_task": 0, "visiting": 1, "on_duty": 2, "offline": 3}
+
+cb = PageCallbacks("dispatch", ROLES)
+
+
+def title(**_):
+    return t("dispatch.title", lang())
+
+
+def build(p, lang_: str, **_):
+    c = city()
+    pr = preset()
+    the_map = dl.Map(
+        [*base_children(pr, c, lang_),
+         dl.Pane(dl.GeoJSON(id=ids.DISPATCH_ENTERPRISES, data=layers.EMPTY, pointToLayer=js("enterprisePoint"),
+                            hideout={"pane": ENTERPRISE_PANE}),
+                 name=ENTERPRISE_PANE, style={"zIndex": 350}),
+         dl.GeoJSON(id=ids.DISPATCH_INSPECTORS, data=layers.EMPTY, pointToLayer=js("inspectorPoint")),
+         dl.GeoJSON(id=ids.DISPATCH_ALARMS, data=layers.EMPTY, pointToLayer=js("alarmPoint")),
+         dl.GeoJSON(id=ids.DISPATCH_SUGGESTION_LINES, data=layers.EMPTY, style=js("suggestionStyle"),
+                    interactive=False),
+         dl.GeoJSON(id=ids.DISPATCH_SUGGESTIONS, data=layers.EMPTY, pointToLayer=js("suggestionPoint")),
+         dl.ScaleControl(position="bottomleft", imperial=False)],
+        id=ids.DISPATCH_MAP, style={"height": "100%"}, **map_props(pr, c),
+    )
+    return html.Div([
+        header("dispatch.title", lang_, p, PATH),
+        html.Main([
+            html.Section([
+                html.Div([html.H2(t("dispatch.queue", lang_)), html.Div(id=ids.DISPATCH_QUEUE)],
+                         className="aj-panel", style={"flex": "3"}),
+                html.Div([html.H2(t("dispatch.duplicates", lang_)), html.Ul(id=ids.DISPATCH_DUPLICATES,
+                                                                            className="aj-results")],
+                         className="aj-panel", style={"flex": "1"}),
+            ], className="aj-col"),
+            html.Section(the_map, className="aj-dispatch-map"),
+            html.Section([
+                html.Div([html.Div(id=ids.DISPATCH_FEEDBACK, className="aj-feedback", role="status"),
+                          html.Div(html.P(t("dispatch.detail.empty", lang_), className="aj-muted"),
+                                   id=ids.DISPATCH_DETAIL, className="aj-detail")], className="aj-panel"),
+                html.Div([html.H2(t("dispatch.search", lang_)),
+                          dcc.Input(id=ids.DISPATCH_SEARCH, type="search", debounce=True, className="aj-input",
+                                    placeholder=t("dispatch.search.placeholder", lang_)),
+                          html.Ul(id=ids.DISPATCH_SEARCH_RESULTS, className="aj-results")], className="aj-panel"),
+                html.Div([html.H2(t("dispatch.inspectors", lang_)), html.Div(id=ids.DISPATCH_INSPECTOR_LIST)],
+                         className="aj-panel", style={"flex": "1"}),
+            ], className="aj-col"),
+        ], className="aj-dispatch-main"),
+        dcc.Interval(id=ids.DISPATCH_TICK, interval=TICK_MS),
+        dcc.Store(id=ids.DISPATCH_STATE, data={}),
+        dcc.Store(id=ids.DISPATCH_ORDER, data=None),
+        dcc.Store(id=ids.DISPATCH_SELECTED, data=None),
+        dcc.Store(id=ids.DISPATCH_ACTION_DONE, data=0),
+        dcc.Store(id=ids.DISPATCH_ENT_STATE, data=None),
+        dcc.Store(id=ids.DISPATCH_AFP, data=None),
+    ], id=ids.DISPATCH_ROOT, className="aj-page aj-dispatch", lang=lang_)
+
+
+layout = guarded_layout(ROLES, build)
+
+
+# --- pieces ------------------------------------------------------------------------------------
+
+
+def _select_button(a: dict, text, k: str, cls: str = "aj-link"):
+    return html.Button(text, id={"type": ids.ALERT_SELECT_TYPE, "alert": a["id"], "k": k}, className=cls, n_clicks=0)
+
+
+def _action_button(a: dict, action: str, text: str, cls: str = "aj-btn", outcome: str = "", where: str = "q"):
+    # ``where`` keeps the ids of the queue's and the detail panel's buttons apart.
+    return html.Button(text, id={"type": ids.ALERT_ACTION_TYPE, "alert": a["id"], "action": action,
+                                 "outcome": outcome, "where": where}, className=cls, n_clicks=0)
+
+
+def queue_table(alerts: list[dict], reg, c, lang_: str, now: float, selected):
+    if not alerts:
+        return html.P(t("dispatch.queue.empty", lang_), className="aj-muted")
+    head = html.Thead(html.Tr([html.Th(t(k, lang_)) for k in (
+        "dispatch.col.severity", "dispatch.col.alert", "dispatch.col.where", "dispatch.col.age",
+        "dispatch.col.state", "dispatch.col.actions")]))
+    rows = []
+    for a in alerts[:QUEUE_MAX]:
+        acts = allowed_actions(a)
+        buttons = []
+        if "ack" in acts:
+            buttons.append(_action_button(a, "ack", t("alert.action.ack", lang_), "aj-btn aj-btn-primary"))
+        if "assign" in acts:
+            buttons.append(_select_button(a, t("alert.action.reassign" if a.get("assignee_id") else "alert.action.assign",
+                                               lang_) + "…", "assign", "aj-btn"))
+        if "resolve" in acts:
+            buttons.append(_select_button(a, t("alert.action.resolve", lang_) + "…", "resolve", "aj-btn"))
+        if "arrive" in acts:
+            buttons.append(_action_button(a, "arrive", t("alert.action.arrive", lang_)))
+        sev = a.get("severity")
+        cls = f"aj-row-{sev}" + (" aj-selected" if selected == a["id"] else "")
+        rows.append(html.Tr([
+            html.Td(html.Span(label("alert.severity", sev, lang_), className=f"aj-badge aj-sev-{sev}")),
+            html.Td([html.Div(label("alert.type", a.get("type"), lang_), className="aj-muted"),
+                     _select_button(a, html.Span(layers.alert_subject(a, reg, c, lang_), className="aj-data"), "row")]),
+            html.Td(layers.area_name(a, c, lang_), className="aj-data"),
+            html.Td([html.Div(fmt_age(now - first_seen_ts(a), lang_)),
+                     html.Div(fmt_time(first_seen_ts(a)), className="aj-muted")]),
+            html.Td(label("alert.state", a.get("state"), lang_), className=f"aj-state aj-state-{a.get('state')}"),
+            html.Td(buttons),
+        ], className=cls, id=f"queue-row-{a['id']}"))
+    return html.Table([head, html.Tbody(rows)], className="aj-queue")
+
+
+def duplicates_list(alerts: list[dict], reg, c, lang_: str):
+    if not alerts:
+        return [html.Li(t("dispatch.duplicates.empty", lang_), className="aj-muted")]
+    out = []
+    for a in alerts:
+        who = reg.inspectors.get(a.get("inspector_id"), (a.get("inspector_id") or "",))[0]
+        sugg = (a.get("details") or {}).get("suggestion") or {}
+        acts = allowed_actions(a)
+        item = [html.Div([html.Span(label("alert.type", a.get("type"), lang_), className="aj-badge aj-sev-info"),
+                          " ", html.Span(layers.alert_subject(a, reg, c, lang_), className="aj-data")]),
+                html.Div([html.Span(who, className="aj-data"),
+                          f" → {sugg.get('name')}" if sugg.get("name") else ""], className="aj-muted")]
+        if "reassign" in acts and a.get("inspector_id"):
+            item.append(html.Button(t("dispatch.reassign_one_click", lang_),
+                                    id={"type": ids.REASSIGN_TYPE, "alert": a["id"], "where": "p"},
+                                    className="aj-btn aj-btn-primary", n_clicks=0))
+        out.append(html.Li(item))
+    return out
+
+
+def inspector_table(rows: list[dict], alerts: list[dict], reg, lang_: str, now: float):
+    if not rows:
+        return html.P(t("dispatch.inspectors.empty", lang_), className="aj-muted")
+    tasks = {a.get("assignee_id"): a for a in alerts if a.get("assignee_id") and a.get("state") in ("dispatched", "on_scene")}
+    body = []
+
+    def status_of(d):
+        return "on_task" if d["id"] in tasks and d.get("status") != "offline" else d.get("status")
+
+    for d in sorted(rows, key=lambda d: (STATUS_ORDER.get(status_of(d), 9), d.get("name") or ""))[:INSPECTOR_ROWS_MAX]:
+        st = status_of(d)
+        task = tasks.get(d["id"])
+        if task is not None:
+            what = f"{label('alert.type', task.get('type'), lang_)}: {reg.enterprise_names.get(task.get('enterprise_id'), task.get('subject'))}"
+        else:
+            what = d.get("visiting_enterprise") or ""
+        body.append(html.Tr([
+            html.Td(d.get("name"), className="aj-data"),
+            html.Td(d.get("unit_name"), className="aj-data"),
+            html.Td(label("status", st, lang_), className=f"aj-status-{st}"),
+            html.Td(what, className="aj-data"),
+            html.Td(fmt_age(now - (d.get("last_fix_ts") or now), lang_), className="aj-muted"),
+        ]))
+    head = html.Thead(html.Tr([html.Th(t(k, lang_)) for k in (
+        "dispatch.col.name", "dispatch.col.unit", "dispatch.col.status", "dispatch.col.task", "dispatch.col.last_fix")]))
+    return html.Table([head, html.Tbody(body)], className="aj-table")
+
+
+# --- the poll ---------------------------------------------------------------------------------
+
+TICK_OUTPUTS = {
+    "queue": Output(ids.DISPATCH_QUEUE, "children"),
+    "duplicates": Output(ids.DISPATCH_DUPLICATES, "children"),
+    "inspector_list": Output(ids.DISPATCH_INSPECTOR_LIST, "children"),
+    "alarms": Output(ids.DISPATCH_ALARMS, "data"),
+    "inspectors": Output(ids.DISPATCH_INSPECTORS, "data"),
+    "order": Output(ids.DISPATCH_ORDER, "data"),
+    "afp": Output(ids.DISPATCH_AFP, "data"),
+    "state": Output(ids.DISPATCH_STATE, "data"),
+}
+
+
+@cb.callback(output=TICK_OUTPUTS,
+             inputs={"n": Input(ids.DISPATCH_TICK, "n_intervals"), "done": Input(ids.DISPATCH_ACTION_DONE, "data"),
+                     "selected": Input(ids.DISPATCH_SELECTED, "data")},
+             state={"state": State(ids.DISPATCH_STATE, "data"), "order": State(ids.DISPATCH_ORDER, "data")})
+def dispatch_tick(n, done, selected, state, order):
+    ctx = web()
+    state = dict(state or {})
+    now = time.time()
+    version = ctx.live.version()
+    if (version == state.get("v") and done == state.get("done") and selected == state.get("selected")
+            and order is not None and now - (state.get("full_at") or 0) < layers.FULL_REDRAW_S):
+        raise PreventUpdate
+    p = principal()
+    lang_ = lang()
+    c = city()
+    snap = ctx.snapshot()
+    rows = snap.inspectors_json()
+    alerts = active_alerts(p) or []
+    afp = alerts_fingerprint(alerts)
+    out = dict.fromkeys(TICK_OUTPUTS, no_update)
+    data, new_order, news = layers.inspectors_update(ctx, c, rows, state, order, version, now, lang_, tooltips=True)
+    out["inspectors"], out["order"] = data, new_order
+    redraw_lists = (afp != state.get("afp") or done != state.get("done") or selected != state.get("selected")
+                    or "full_at" in news)
+    if redraw_lists:
+        queue = [a for a in alerts if a.get("type") not in DUPLICATE_TYPES]
+        dups = [a for a in alerts if a.get("type") in DUPLICATE_TYPES]
+        out["queue"] = queue_table(queue, snap.reg, c, lang_, now, selected)
+        out["duplicates"] = duplicates_list(dups, snap.reg, c, lang_)
+        out["alarms"] = layers.alarm_features(alerts, snap.reg, c)
+    if redraw_lists or version != state.get("v"):
+        out["inspector_list"] = inspector_table(layers.shown_inspectors(rows, now), alerts, snap.reg, lang_, now)
+    if afp != state.get("afp"):
+        out["afp"] = afp
+    state.update(news)
+    state.update({"afp": afp, "done": done, "selected": selected})
+    out["state"] = state
+    return out
+
+
+# --- selection and the detail panel -------------------------------------------------------------
+
+
+@cb.callback(Output(ids.DISPATCH_SELECTED, "data"),
+             Input({"type": ids.ALERT_SELECT_TYPE, "alert": ALL, "k": ALL}, "n_clicks"),
+             prevent_initial_call=True)
+def dispatch_select(clicks):
+    trig, value = triggered()
+    if not isinstance(trig, dict) or not value:
+        raise PreventUpdate
+    return trig["alert"]
+
+
+def suggestions_layers(alert: dict, nearest: list[dict], reg, c) -> tuple[dict, dict, dict | None]:
+    """Numbered markers for the suggested inspectors, dashed lines to the alarm, and a view of both."""
+    pos = layers.alarm_position(alert, reg, c)
+    marks, lines = [], []
+    pts = [pos] if pos else []
+    for k, s in enumerate(nearest, 1):
+        if s.get("lat") is None or s.get("lon") is None:
+            continue
+        x, y = c.projector.lonlat([s["lon"]], [s["lat"]])
+        marks.append(point(float(x[0]), float(y[0]), {"rank": k, "id": s.get("id"),
+                                                      "tooltip": esc(s.get("name") or s.get("id"))}))
+        pts.append((s["lat"], s["lon"]))
+        if pos:
+            ll = line_positions([(s["lat"], s["lon"]), pos], c.projector)
+            lines.append({"type": "Feature", "geometry": {"type": "LineString",
+                                                          "coordinates": [[lo, la] for la, lo in ll]},
+                          "properties": {}})
+    view = None
+    if pts:
+        shown = line_positions(pts, c.projector)
+        lats = [q[0] for q in shown]
+        lons = [q[1] for q in shown]
+        pad = 0.003
+        view = {"bounds": [[min(lats) - pad, min(lons) - pad], [max(lats) + pad, max(lons) + pad]],
+                "transition": "flyToBounds", "options": {"duration": 1.2, "maxZoom": 16}}
+    return feature_collection(marks), feature_collection(lines), view
+
+
+def detail_panel(a: dict, nearest: list[dict] | None, reg, c, lang_: str, now: float):
+    acts = allowed_actions(a)
+    assignee = a.get("assignee_id")
+    assignee_name = reg.inspectors.get(assignee, (assignee,))[0] if assignee else None
+    facts = [label("alert.type", a.get("type"), lang_), label("alert.severity", a.get("severity"), lang_),
+             label("alert.state", a.get("state"), lang_), layers.area_name(a, c, lang_),
+             fmt_age(now - first_seen_ts(a), lang_)]
+    if a.get("count") and a["count"] > 1:
+        facts.append(t("alert.count", lang_, n=a["count"]))
+    if a.get("peak_lel") is not None:
+        facts.append(t("alert.peak", lang_, n=round(float(a["peak_lel"]))))
+    if a.get("escalation_level"):
+        facts.append(t("alert.escalated", lang_, n=a["escalation_level"]))
+    if assignee_name:
+        facts.append(t("alert.assignee", lang_, name=assignee_name))
+    parts = [html.H3(layers.alert_subject(a, reg, c, lang_), className="aj-data"),
+             html.Div(" · ".join(f for f in facts if f), className="aj-meta")]
+    if a.get("enterprise_id"):
+        parts.append(html.A(t("common.open_profile", lang_), href=f"/enterprise/{a['enterprise_id']}"))
+    buttons = []
+    if "ack" in acts:
+        buttons.append(_action_button(a, "ack", t("alert.action.ack", lang_), "aj-btn aj-btn-primary", where="d"))
+    if "arrive" in acts:
+        buttons.append(_action_button(a, "arrive", t("alert.action.arrive", lang_), where="d"))
+    if "close" in acts:
+        buttons.append(_action_button(a, "close", t("alert.action.close", lang_), where="d"))
+    if buttons:
+        parts.append(html.Div(buttons))
+    if "assign" in acts:
+        parts.append(html.H2(t("dispatch.nearest", lang_)))
+        if nearest is None:
+            parts.append(html.P(t("dispatch.nearest.unavailable", lang_), className="aj-muted"))
+        elif not nearest:
+            parts.append(html.P(t("dispatch.nearest.empty", lang_), className="aj-muted"))
+        else:
+            items = []
+            for k, s in enumerate(nearest, 1):
+                items.append(html.Li(html.Button(
+                    [f"{k}. ", t("dispatch.send", lang_, name=s.get("name") or s.get("id")), " · ",
+                     fmt_distance(s.get("distance_m"), lang_), " · ",
+                     t("dispatch.eta", lang_, n=max(1, round((s.get("eta_s") or 0) / 60)))],
+                    id={"type": ids.ASSIGN_TYPE, "alert": a["id"], "inspector": s["id"]},
+                    className="aj-btn aj-btn-ok", n_clicks=0, disabled=s["id"] == assignee)))
+            parts.append(html.Ul(items, className="aj-suggestions"))
+    if "resolve" in acts:
+        parts.append(html.H2(t("dispatch.resolve_as", lang_)))
+        parts.append(html.Div([_action_button(a, "resolve", label("alert.outcome", o, lang_), "aj-btn", outcome=o, where="d")
+                               for o in outcomes_for(a.get("type"))]))
+    if "reassign" in acts and a.get("inspector_id"):
+        parts.append(html.Button(t("dispatch.reassign_one_click", lang_),
+                                 id={"type": ids.REASSIGN_TYPE, "alert": a["id"], "where": "d"}, className="aj-btn aj-btn-primary",
+                                 n_clicks=0))
+    history = a.get("history") or []
+    if history:
+        parts.append(html.H2(t("dispatch.history", lang_)))
+        parts.append(html.Ul([html.Li(f"{fmt_time(h.get('at_ts'))} {h.get('actor')} · "
+                                      f"{label('alert.action', h.get('action'), lang_)} → "
+                                      f"{label('alert.state', h.get('to_state'), lang_)}"
+                                      + (f" · {h['note']}" if h.get("note") else ""))
+                              for h in history[-12:]], className="aj-history aj-data"))
+    return parts
+
+
+@cb.callback(output={"detail": Output(ids.DISPATCH_DETAIL, "children"),
+                     "marks": Output(ids.DISPATCH_SUGGESTIONS, "data"),
+                     "lines": Output(ids.DISPATCH_SUGGESTION_LINES, "data"),
+                     "view": Output(ids.DISPATCH_MAP, "viewport")},
+             inputs={"selected": Input(ids.DISPATCH_SELECTED, "data"), "afp": Input(ids.DISPATCH_AFP, "data"),
+                     "done": Input(ids.DISPATCH_ACTION_DONE, "data")},
+             prevent_initial_call=True)
+def dispatch_detail(selected, afp, done):
+    if selected is None:
+        raise PreventUpdate
+    store = alert_store()
+    lang_ = lang()
+    p = principal()
+    a = store.get(selected) if store is not None else None
+    if a is None or not p.sees_area(a.get("street_id"), a.get("grid_id")):
+        return {"detail": html.P(t("alert.gone", lang_), className="aj-muted"), "marks": layers.EMPTY,
+                "lines": layers.EMPTY, "view": no_update}
+    c = city()
+    reg = web().registry()
+    nearest = None
+    if "assign" in allowed_actions(a):
+        try:
+            nearest = store.nearest(a["id"], k=5)
+        except Exception:  # noqa: BLE001 - suggestions are help, not a precondition
+            log.exception("nearest inspectors for alert %s failed", a["id"])
+    marks, lines, view = suggestions_layers(a, nearest or [], reg, c)
+    trig, _value = triggered()
+    move = trig in (ids.DISPATCH_SELECTED, None)
+    return {"detail": detail_panel(a, nearest, reg, c, lang_, time.time()), "marks": marks, "lines": lines,
+            "view": view if (move and view) else no_update}
+
+
+# --- actions (the only callback here that changes state) -------------------------------------------
+
+
+def perform(trigger: dict, p) -> tuple[bool, str]:
+    """Run the action a clicked button names. ``trigger`` is the button's pattern id."""
+    kind = trigger.get("type")
+    alert_id = trigger.get("alert")
+    if kind == ids.ASSIGN_TYPE:
+        return act(alert_id, "assign", p, assignee_id=str(trigger.get("inspector")))
+    if kind == ids.REASSIGN_TYPE:
+        store = alert_store()
+        a = store.get(alert_id) if store is not None else None
+        if a is None:
+            return False, t("alert.gone", lang())
+        # Where the second team goes instead: the store's suggestion (the nearest
+        # overdue enterprise of its own unit); the dispatch goes there over MQTT.
+        sugg = store.reassignment(alert_id) or {}
+        if not sugg.get("enterprise_id"):
+            return False, t("alert.denied", lang())
+        note = f"→ {sugg['enterprise_id']} {sugg.get('name') or ''}".strip()
+        return act(alert_id, "reassign", p, assignee_id=sugg.get("inspector_id") or a.get("inspector_id"),
+                   target_enterprise_id=sugg["enterprise_id"], note=note)
+    if kind == ids.ALERT_ACTION_TYPE:
+        action = trigger.get("action")
+        if action not in ("ack", "arrive", "resolve", "close"):
+            return False, t("alert.denied", lang())
+        return act(alert_id, action, p, outcome=trigger.get("outcome") or None)
+    return False, t("alert.denied", lang())
+
+
+@cb.callback(output={"feedback": Output(ids.DISPATCH_FEEDBACK, "children"),
+                     "cls": Output(ids.DISPATCH_FEEDBACK, "className"),
+                     "done": Output(ids.DISPATCH_ACTION_DONE, "data")},
+             inputs={"actions": Input({"type": ids.ALERT_ACTION_TYPE, "alert": ALL, "action": ALL, "outcome": ALL,
+                                       "where": ALL}, "n_clicks"),
+                     "assigns": Input({"type": ids.ASSIGN_TYPE, "alert": ALL, "inspector": ALL}, "n_clicks"),
+                     "reassigns": Input({"type": ids.REASSIGN_TYPE, "alert": ALL, "where": ALL}, "n_clicks")},
+             state={"done": State(ids.DISPATCH_ACTION_DONE, "data")},
+             changes_state=True, prevent_initial_call=True)
+def dispatch_act(actions, assigns, reassigns, done):
+    trig, value = triggered()
+    if not isinstance(trig, dict) or not value:
+        raise PreventUpdate  # buttons re-rendered, not clicked
+    ok, message = perform(dict(trig), principal())
+    return {"feedback": message, "cls": "aj-feedback aj-ok" if ok else "aj-feedback", "done": (done or 0) + 1}
+
+
+# --- search and the enterprise layer ----------------------------------------------------------------
+
+
+@cb.callback(Output(ids.DISPATCH_SEARCH_RESULTS, "children"), Input(ids.DISPATCH_SEARCH, "value"),
+             prevent_initial_call=True)
+def dispatch_search(query):
+    lang_ = lang()
+    if not query or not query.strip():
+        return []
+    rows = queries.search_enterprises(web().engine, query)
+    if not rows:
+        return [html.Li(t("dispatch.search.empty", lang_), className="aj-muted")]
+    return [html.Li([html.Span(t(f"risk.{r['risk']}", lang_) if r.get("risk") else "",
+                               className=f"aj-risk-chip aj-risk-{r.get('risk')}"), " ",
+                     html.A(r["name"], href=f"/enterprise/{r['id']}", className="aj-data"),
+                     html.Div(r.get("credit_code") or "", className="aj-muted aj-data")]) for r in rows]
+
+
+@cb.callback(output={"data": Output(ids.DISPATCH_ENTERPRISES, "data"), "last": Output(ids.DISPATCH_ENT_STATE, "data")},
+             inputs={"zoom": Input(ids.DISPATCH_MAP, "zoom"), "bounds": Input(ids.DISPATCH_MAP, "bounds")},
+             state={"last": State(ids.DISPATCH_ENT_STATE, "data")})
+def dispatch_enterprises(zoom, bounds, last):
+    data, new_last = layers.enterprises_update(city(), zoom, bounds, last, lang())
+    return {"data": data, "last": new_last}

@@ -1,0 +1,209 @@
+"""/enterprise/<id> — one enterprise at a glance (一键全知道).
+
+Risk colour, registration facts, last inspection and next due date (overdue
+flagged), its gas detectors and their live state, every visit (who, which
+unit, when, how long, and which were duplicates of another unit's visit), and
+its alerts.  Detectors and alerts refresh every 5 s; the rest is history.
+
+Officers see only enterprises in their own streets/grids.
+"""
+
+from __future__ import annotations
+
+import time
+
+import dash_leaflet as dl
+import numpy as np
+from dash import Input, Output, State, dcc, html
+from dash.exceptions import PreventUpdate
+
+from dashboard import ids
+from dashboard.i18n import t
+from dashboard.mapkit import RISK_HEX, base_children, feature_collection, js, map_props, point
+from dashboard.pages import queries
+from dashboard.pages.callbacks import PageCallbacks
+from dashboard.pages.common import city, fmt_time, guarded_layout, header, label, lang, preset, principal, web
+
+PATH = "/enterprise/<enterprise_id>"
+ROLES = ("dispatcher", "admin", "officer")
+REFRESH_MS = 5000
+
+cb = PageCallbacks("enterprise", ROLES)
+
+
+def title(enterprise_id=None, **_):
+    return t("enterprise.title", lang())
+
+
+def _fmt_duration(seconds: float | None, lang_: str) -> str:
+    if seconds is None:
+        return "—"
+    return t("common.min", lang_, n=max(1, round(seconds / 60)))
+
+
+def visible(p, ent: dict | None) -> bool:
+    return ent is not None and p is not None and p.sees_area(ent.get("street_id"), ent.get("grid_id"))
+
+
+def next_due(ent: dict, intervals_d) -> float:
+    """When the next inspection is due, by the rule /api/v1/coverage uses
+    (``data.geo_queries.due_dates``): last inspection + the colour's interval."""
+    from data.geo_queries import due_dates
+
+    nan = float("nan")
+    last = ent.get("last_inspected_at")
+    planned = ent.get("next_due_at")
+    due = due_dates(np.array([nan if last is None else last], float), np.array([nan if planned is None else planned], float),
+                    np.array([ent.get("risk") or "blue"], dtype=object), intervals_d)
+    return float(due[0])
+
+
+def facts(ent: dict, lang_: str, now: float):
+    street = ent.get("street_name_en") if lang_ == "en" else ent.get("street_name")
+    due = next_due(ent, web().settings.interval_days())
+    overdue = now > due
+    return html.Dl([
+        html.Dt(t("enterprise.credit_code", lang_)), html.Dd(ent.get("credit_code") or "—", className="aj-data"),
+        html.Dt(t("enterprise.address", lang_)), html.Dd(ent.get("address") or "—", className="aj-data"),
+        html.Dt(t("enterprise.industry", lang_)), html.Dd(ent.get("industry") or "—", className="aj-data"),
+        html.Dt(t("enterprise.area", lang_)),
+        html.Dd(" / ".join(x for x in (street, ent.get("grid_name")) if x) or "—", className="aj-data"),
+        html.Dt(t("enterprise.last_inspection", lang_)),
+        html.Dd(fmt_time(ent.get("last_inspected_at"), with_date=True) if ent.get("last_inspected_at")
+                else t("common.never", lang_), id="enterprise-last-inspection"),
+        html.Dt(t("enterprise.next_due", lang_)),
+        html.Dd([fmt_time(due, with_date=True) if due > 0 else "—",
+                 html.Span(t("enterprise.overdue", lang_), className="aj-overdue-flag") if overdue else ""],
+                id="enterprise-next-due"),
+    ], className="aj-facts", id=ids.ENTERPRISE_FACTS)
+
+
+def visits_table(rows: list[dict], lang_: str):
+    if not rows:
+        return html.P(t("enterprise.visits.empty", lang_), className="aj-muted")
+    head = html.Thead(html.Tr([html.Th(t(k, lang_)) for k in (
+        "enterprise.col.when", "enterprise.col.who", "enterprise.col.unit", "enterprise.col.duration",
+        "enterprise.col.duplicate")]))
+    body = [html.Tr([
+        html.Td([f"#{v['id']} ", fmt_time(v.get("start_ts"), with_date=True)]),
+        html.Td(v.get("inspector_name") or v.get("inspector_id"), className="aj-data"),
+        html.Td(v.get("unit_name") or v.get("unit_id"), className="aj-data"),
+        html.Td(_fmt_duration((v.get("end_ts") or 0) - (v.get("start_ts") or 0), lang_)),
+        html.Td(t("enterprise.duplicate_of", lang_, id=v["duplicate_of"]) if v.get("duplicate_of") else "",
+                className="aj-dup"),
+    ], className="aj-visit-dup" if v.get("duplicate_of") else "aj-visit") for v in rows]
+    return html.Table([head, html.Tbody(body)], className="aj-table", id="enterprise-visits-table")
+
+
+def sensors_table(sensors: list[dict], states: dict, lang_: str):
+    if not sensors:
+        return html.P(t("enterprise.sensors.empty", lang_), className="aj-muted")
+    head = html.Thead(html.Tr([html.Th(t(k, lang_)) for k in (
+        "enterprise.col.sensor", "enterprise.col.state", "enterprise.col.lel", "enterprise.col.last")]))
+    body = []
+    for s in sensors:
+        st = states.get(s["id"], {})
+        state = st.get("state", "unknown")
+        lel = st.get("lel_pct")
+        body.append(html.Tr([
+            html.Td([s["id"], html.Span(f" {s.get('model') or ''}", className="aj-muted")], className="aj-data"),
+            html.Td(label("sensor", state, lang_), className=f"aj-sensor-{state}"),
+            html.Td(t("common.lel", lang_, n=round(lel, 1)) if lel is not None else "—"),
+            html.Td(fmt_time(st.get("last_message_ts"), with_date=True) if st.get("last_message_ts") else "—"),
+        ]))
+    return html.Table([head, html.Tbody(body)], className="aj-table")
+
+
+def alerts_table(rows: list[dict], lang_: str):
+    if not rows:
+        return html.P(t("enterprise.alerts.empty", lang_), className="aj-muted")
+    head = html.Thead(html.Tr([html.Th(t(k, lang_)) for k in (
+        "enterprise.col.when", "enterprise.col.type", "dispatch.col.severity", "enterprise.col.state_alert")]))
+    body = [html.Tr([
+        html.Td(fmt_time(a.get("first_seen"), with_date=True)),
+        html.Td(label("alert.type", a.get("type"), lang_)),
+        html.Td(html.Span(label("alert.severity", a.get("severity"), lang_),
+                          className=f"aj-badge aj-sev-{a.get('severity')}")),
+        html.Td([label("alert.state", a.get("state"), lang_),
+                 f" · {label('alert.outcome', a['outcome'], lang_)}" if a.get("outcome") else ""]),
+    ]) for a in rows]
+    return html.Table([head, html.Tbody(body)], className="aj-table")
+
+
+def live_parts(enterprise_id: str, lang_: str):
+    ctx = web()
+    sensors = queries.sensors_of(ctx.engine, enterprise_id)
+    wanted = {s["id"] for s in sensors}
+    states = {s["id"]: s for s in ctx.snapshot().sensors_json() if s["id"] in wanted} if wanted else {}
+    return sensors_table(sensors, states, lang_), alerts_table(queries.alerts_of(ctx.engine, enterprise_id), lang_)
+
+
+def build(p, lang_: str, enterprise_id: str | None = None, **_):
+    ctx = web()
+    ent = queries.enterprise(ctx.engine, enterprise_id) if enterprise_id else None
+    if not visible(p, ent):
+        return html.Div([header("enterprise.title", lang_, p, PATH),
+                         html.Div(html.H2(t("enterprise.not_found", lang_)), className="aj-forbidden")],
+                        id=ids.ENTERPRISE_ROOT, className="aj-page")
+    now = time.time()
+    c = city()
+    pr = preset()
+    risk = ent.get("risk") or "blue"
+    sensors = queries.sensors_of(ctx.engine, enterprise_id)
+    x, y = c.projector.lonlat([ent["lon"]] + [s["lon"] for s in sensors], [ent["lat"]] + [s["lat"] for s in sensors])
+    marks = [point(float(x[0]), float(y[0]), {"r": risk, "tooltip": ""})]
+    lat0, lon0 = float(y[0]), float(x[0])
+    sensors_table_, alerts_table_ = live_parts(enterprise_id, lang_)
+    props = map_props(pr, c)
+    props.pop("bounds", None)
+    props.update(center=[lat0, lon0], zoom=16)
+    the_map = dl.Map(
+        [*base_children(pr, c, lang_),
+         dl.GeoJSON(data=feature_collection(marks), pointToLayer=js("enterprisePoint")),
+         dl.CircleMarker(center=[lat0, lon0], radius=14, color=RISK_HEX.get(risk, "#0a84ff"), weight=3,
+                         fill=False)],
+        id=ids.ENTERPRISE_MAP, style={"height": "100%"},
+        **props,
+    )
+    return html.Div([
+        header("enterprise.title", lang_, p, PATH),
+        html.Main([
+            html.Section([
+                html.Div([
+                    html.Div([html.H2(ent["name"], className="aj-data", id="enterprise-name"),
+                              html.Span([t("risk.label", lang_), ": ", t(f"risk.{risk}", lang_)],
+                                        id=ids.ENTERPRISE_RISK, className=f"aj-risk-chip aj-risk-{risk}")],
+                             className="aj-profile-head"),
+                    facts(ent, lang_, now),
+                ], className="aj-panel"),
+                html.Div(the_map, className="aj-profile-map"),
+            ], className="aj-col"),
+            html.Section([
+                html.Div([html.H2(t("enterprise.sensors", lang_)), html.Div(sensors_table_, id=ids.ENTERPRISE_SENSORS)],
+                         className="aj-panel"),
+                html.Div([html.H2(t("enterprise.alerts", lang_)), html.Div(alerts_table_, id=ids.ENTERPRISE_ALERTS)],
+                         className="aj-panel"),
+                html.Div([html.H2(t("enterprise.visits", lang_)),
+                          html.Div(visits_table(queries.visits_of(ctx.engine, enterprise_id), lang_),
+                                   id=ids.ENTERPRISE_VISITS)], className="aj-panel"),
+            ], className="aj-col"),
+        ], className="aj-profile"),
+        dcc.Interval(id=ids.ENTERPRISE_TICK, interval=REFRESH_MS),
+        dcc.Store(id=ids.ENTERPRISE_ID, data=enterprise_id),
+    ], id=ids.ENTERPRISE_ROOT, className="aj-page", lang=lang_)
+
+
+layout = guarded_layout(ROLES, build)
+
+
+@cb.callback(output={"sensors": Output(ids.ENTERPRISE_SENSORS, "children"),
+                     "alerts": Output(ids.ENTERPRISE_ALERTS, "children")},
+             inputs={"n": Input(ids.ENTERPRISE_TICK, "n_intervals")},
+             state={"enterprise_id": State(ids.ENTERPRISE_ID, "data")}, prevent_initial_call=True)
+def enterprise_refresh(n, enterprise_id):
+    p = principal()
+    ent = queries.enterprise(web().engine, enterprise_id) if enterprise_id else None
+    if not visible(p, ent):
+        raise PreventUpdate
+    sensors, alerts = live_parts(enterprise_id, lang())
+    return {"sensors": sensors, "alerts": alerts}

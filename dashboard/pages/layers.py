@@ -1,0 +1,220 @@
+"""Map layers more than one page draws, and how they are kept up to date with small diffs.
+
+Inspectors: the first draw (and a safety redraw every ``FULL_REDRAW_S``) sends
+the whole FeatureCollection and the order of its features; after that a poll
+sends a ``Patch`` that replaces only the features of inspectors that changed
+since the version the browser drew (from the live-state change stream), went
+stale, or started or ended a visit.
+
+Enterprises: redrawn only when the view leaves the padded area the last answer
+covered, or the zoom crosses into another bin resolution.
+
+Alarms: small (tens of features), so they are sent whole, and only when their
+fingerprint changes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+from dash import Patch, no_update
+
+from dashboard.mapkit import (
+    VIEW_PAD,
+    CityMap,
+    alarm_feature,
+    enterprise_layer,
+    enterprise_res_for_zoom,
+    feature_collection,
+    inspector_feature,
+)
+from dashboard.pages import queries
+from dashboard.pages.common import first_seen_ts, fmt_time, label
+from dashboard.i18n import t
+
+EMPTY = {"type": "FeatureCollection", "features": []}
+
+# A full redraw of the inspector layer at least this often: it also catches
+# changes that leave no trace in the change stream (a visit's end written by
+# another process).  At 500 inspectors it is ~60 KB once a minute.
+FULL_REDRAW_S = 60.0
+# An inspector with no fix for this long is off shift and not drawn at all
+# (offline ones younger than this are drawn grey).
+OFF_SHIFT_S = 2 * 3600.0
+# Must match context.INSPECTOR_STALE_S: a fix older than this shows offline.
+STALE_S = 600.0
+
+
+def fingerprint(obj) -> str:
+    return hashlib.blake2s(json.dumps(obj, sort_keys=True, default=str).encode(), digest_size=8).hexdigest()
+
+
+# --- inspectors ---------------------------------------------------------------------------
+
+
+def shown_inspectors(snapshot_rows: list[dict], now: float) -> list[dict]:
+    return [d for d in snapshot_rows if now - (d.get("last_fix_ts") or 0) <= OFF_SHIFT_S]
+
+
+def inspector_features(rows: list[dict], city: CityMap, lang_: str, tooltips: bool) -> dict[str, dict]:
+    return {d["id"]: inspector_feature(d, city.unit_colour.get(d.get("unit"), "#64d2ff"), city.projector,
+                                       label("status", d.get("status"), lang_) if tooltips else None)
+            for d in rows}
+
+
+def inspectors_update(ctx, city: CityMap, rows: list[dict], state: dict, order: list | None, version: int,
+                      now: float, lang_: str, tooltips: bool = False) -> tuple:
+    """(layer data or Patch or no_update, new order or no_update, state changes).
+
+    ``state`` holds what the browser has: ``v`` (live version drawn), ``full_at``
+    (time of the last full draw), ``t`` (time of the last poll), ``vis`` (ids
+    that were visiting).
+    """
+    rows = shown_inspectors(rows, now)
+    feats = inspector_features(rows, city, lang_, tooltips)
+    vis_now = sorted(d["id"] for d in rows if d.get("status") == "visiting")
+    news = {"v": version, "t": now, "vis": vis_now}
+    last_v = state.get("v")
+    full_due = (order is None or last_v is None or now - (state.get("full_at") or 0) >= FULL_REDRAW_S)
+    changed: set[str] = set()
+    if not full_due:
+        if version != last_v:
+            ids_changed, complete = queries.changes_since(ctx, int(last_v))
+            if not complete:
+                full_due = True
+            changed |= ids_changed
+        # Went stale since the last poll (no version bump marks that).
+        last_t = state.get("t") or now
+        changed |= {d["id"] for d in rows if last_t - STALE_S < (d.get("last_fix_ts") or 0) <= now - STALE_S}
+        changed |= set(state.get("vis") or ()) ^ set(vis_now)
+    if full_due:
+        new_order = sorted(feats)
+        news["full_at"] = now
+        return feature_collection([feats[i] for i in new_order]), new_order, news
+    if not changed:
+        return no_update, no_update, news
+    index = {iid: k for k, iid in enumerate(order)}
+    patch = Patch()
+    new_order = list(order)
+    appended = False
+    for iid in sorted(changed):
+        f = feats.get(iid)
+        if iid in index:
+            if f is None:
+                # Went off shift or was removed: redraw everything next time (rare).
+                news["full_at"] = 0
+                continue
+            patch["features"][index[iid]] = f
+        elif f is not None:
+            patch["features"].append(f)
+            new_order.append(iid)
+            appended = True
+    return patch, (new_order if appended else no_update), news
+
+
+# --- enterprises ------------------------------------------------------------------------------
+
+
+def _covers(area, bounds) -> bool:
+    try:
+        (s0, w0), (n0, e0) = area
+        (s, w), (n, e) = bounds
+    except (TypeError, ValueError):
+        return False
+    return s >= s0 and w >= w0 and n <= n0 and e <= e0
+
+
+def _padded(bounds, pad: float):
+    (s, w), (n, e) = bounds
+    dy, dx = (n - s) * pad, (e - w) * pad
+    return [[s - dy, w - dx], [n + dy, e + dx]]
+
+
+def enterprises_update(city: CityMap, zoom, bounds, last: dict | None, lang_: str, tooltips: bool = True) -> tuple:
+    """(layer data or no_update, new last) for a view change."""
+    res = enterprise_res_for_zoom(zoom)
+    band = "points" if res is None else f"r{res}"
+    if last and last.get("band") == band and bounds and _covers(last.get("area"), bounds):
+        return no_update, no_update
+    labels = {c: t(f"risk.{c}", lang_) for c in ("red", "orange", "yellow", "blue")}
+    data = enterprise_layer(city, zoom, bounds, labels, tooltips=tooltips)
+    pad = VIEW_PAD if res is not None else 0.1
+    area = _padded(bounds, pad) if bounds else None
+    return data, {"band": band, "area": area}
+
+
+# --- alarms -------------------------------------------------------------------------------------
+
+
+def alarm_position(alert: dict, reg, city: CityMap) -> tuple[float, float] | None:
+    sid = alert.get("sensor_id")
+    if sid and sid in reg.sensors:
+        _eid, lat, lon, *_ = reg.sensors[sid]
+        return lat, lon
+    return city.enterprise_position(alert.get("enterprise_id"))
+
+
+def sensor_alarms(sensor_rows: list[dict]) -> list[dict]:
+    """Gas alarms read straight from the detectors' live states (used while no alert store is wired in)."""
+    out = []
+    for s in sensor_rows:
+        if s.get("state") not in ("low", "high"):
+            continue
+        ts = s.get("last_message_ts")
+        out.append({
+            "id": f"sensor:{s['id']}", "type": "gas_alarm", "severity": "critical" if s["state"] == "high" else "warning",
+            "state": "open", "sensor_id": s["id"], "enterprise_id": s.get("enterprise_id"),
+            "street_id": s.get("street_id"), "grid_id": s.get("grid_id"), "peak_lel": s.get("lel_pct"),
+            "first_seen_ts": ts, "last_seen_ts": ts, "count": 1, "escalation_level": 0, "from_sensor": True,
+        })
+    return out
+
+
+def alarm_features(alarms: list[dict], reg, city: CityMap) -> dict:
+    feats = []
+    for a in alarms:
+        if a.get("type") != "gas_alarm":
+            continue
+        pos = alarm_position(a, reg, city)
+        if pos is None:
+            continue
+        feats.append(alarm_feature(pos[0], pos[1], {"id": str(a.get("id")), "sev": a.get("severity"),
+                                                    "st": a.get("state")}, city.projector, fid=str(a.get("id"))))
+    return feature_collection(feats)
+
+
+def alert_subject(a: dict, reg, city: CityMap, lang_: str) -> str:
+    """What an alert is about, in words: the enterprise, else the inspector, else its subject."""
+    eid = a.get("enterprise_id")
+    if eid and eid in reg.enterprise_names:
+        return reg.enterprise_names[eid]
+    iid = a.get("inspector_id")
+    if iid and iid in reg.inspectors:
+        return reg.inspectors[iid][0]
+    if a.get("type") == "overdue_inspection" and a.get("street_id"):
+        return area_name(a, city, lang_)
+    return str(a.get("subject") or a.get("id"))
+
+
+def area_name(a: dict, city: CityMap, lang_: str) -> str:
+    sid, gid = a.get("street_id"), a.get("grid_id")
+    parts = []
+    if sid in city.street_names:
+        zh, en = city.street_names[sid]
+        parts.append(en if lang_ == "en" else zh)
+    if gid in city.grid_names:
+        parts.append(city.grid_names[gid])
+    return " · ".join(parts)
+
+
+def alert_line(a: dict, reg, city: CityMap, lang_: str) -> str:
+    bits = [fmt_time(first_seen_ts(a)), label("alert.severity", a.get("severity"), lang_),
+            label("alert.type", a.get("type"), lang_), alert_subject(a, reg, city, lang_)]
+    where = area_name(a, city, lang_)
+    if where:
+        bits.append(where)
+    if a.get("peak_lel") is not None:
+        bits.append(t("alert.peak", lang_, n=round(float(a["peak_lel"]))))
+    bits.append(label("alert.state", a.get("state"), lang_))
+    return " · ".join(b for b in bits if b)

@@ -1,0 +1,256 @@
+"""/officer — the street officer's phone view (375 px first).
+
+Only the gas alarms of the officer's own grids (the store filters by the
+principal's scope, and ``Principal.sees_area`` filters again here).  One alarm
+at a time gets four large buttons: acknowledge, on my way (assign the alarm to
+myself), arrived, and resolved with an outcome.  Below them a map with the
+straight line from the officer's last fix to the alarm.
+
+The action callback is ``changes_state``: only officer and admin may call it,
+and the store refuses an alarm outside the officer's grids (and audits it).
+"""
+
+from __future__ import annotations
+
+import time
+
+import dash_leaflet as dl
+from dash import ALL, Input, Output, State, dcc, html, no_update
+from dash.exceptions import PreventUpdate
+
+from dashboard import ids
+from dashboard.i18n import t
+from dashboard.mapkit import base_children, feature_collection, js, line_positions, map_props, point
+from dashboard.pages import layers
+from dashboard.pages.callbacks import PageCallbacks
+from dashboard.pages.common import (
+    act,
+    active_alerts,
+    alerts_fingerprint,
+    allowed_actions,
+    city,
+    first_seen_ts,
+    fmt_age,
+    fmt_distance,
+    fmt_time,
+    guarded_layout,
+    header,
+    label,
+    lang,
+    outcomes_for,
+    preset,
+    principal,
+    triggered,
+    web,
+)
+from geo.coords import haversine_m
+
+PATH = "/officer"
+ROLES = ("officer", "admin")
+# A phone on mobile data: every 2 s is prompt for a person walking to a
+# restaurant, and an unchanged state answers 204 (no body).
+TICK_MS = 2000
+
+cb = PageCallbacks("officer", ROLES)
+
+
+def title(**_):
+    return t("officer.title", lang())
+
+
+def build(p, lang_: str, **_):
+    c = city()
+    pr = preset()
+    the_map = dl.Map(
+        [*base_children(pr, c, lang_),
+         dl.Polyline(id=ids.OFFICER_ROUTE, positions=[], color="#30d158", weight=5, dashArray="10 8"),
+         dl.GeoJSON(id=ids.OFFICER_ME, data=layers.EMPTY, pointToLayer=js("inspectorPoint")),
+         dl.GeoJSON(id=ids.OFFICER_TARGET, data=layers.EMPTY, pointToLayer=js("targetPoint"))],
+        id=ids.OFFICER_MAP, style={"height": "100%"}, zoomControl=True, **map_props(pr, c),
+    )
+    return html.Div([
+        header("officer.title", lang_, p, PATH),
+        html.Div([
+            html.Div(id=ids.OFFICER_FEEDBACK, className="aj-feedback", role="status"),
+            html.Ul(id=ids.OFFICER_LIST, className="aj-officer-list"),
+            html.Div(id=ids.OFFICER_DETAIL),
+            html.Div(the_map, className="aj-officer-map"),
+        ], className="aj-officer-body"),
+        dcc.Interval(id=ids.OFFICER_TICK, interval=TICK_MS),
+        dcc.Store(id=ids.OFFICER_STATE, data={}),
+        dcc.Store(id=ids.OFFICER_SELECTED, data=None),
+        dcc.Store(id=ids.OFFICER_ACTION_DONE, data=0),
+    ], id=ids.OFFICER_ROOT, className="aj-officer", lang=lang_)
+
+
+layout = guarded_layout(ROLES, build)
+
+
+# --- pieces --------------------------------------------------------------------------------------
+
+
+def my_alarms(p) -> list[dict]:
+    """Active gas alarms in the principal's grids, most urgent first."""
+    return active_alerts(p, types=("gas_alarm",)) or []
+
+
+def alarm_card(a: dict, reg, c, lang_: str, now: float, selected: bool):
+    sev = a.get("severity")
+    lel = a.get("peak_lel")
+    return html.Li(html.Button([
+        html.Span([html.Span(label("alert.severity", sev, lang_), className=f"aj-badge aj-sev-{sev}"), " ",
+                   label("alert.state", a.get("state"), lang_)]),
+        html.Span(layers.alert_subject(a, reg, c, lang_), className="aj-name aj-data"),
+        html.Span(layers.area_name(a, c, lang_), className="aj-muted aj-data"),
+        html.Span(" · ".join(x for x in (
+            t("alert.peak", lang_, n=round(float(lel))) if lel is not None else "",
+            fmt_time(first_seen_ts(a)), fmt_age(now - first_seen_ts(a), lang_)) if x)),
+    ], id={"type": ids.OFFICER_SELECT_TYPE, "alert": a["id"]}, n_clicks=0,
+        className=f"aj-officer-card aj-sev-{sev}" + (" aj-selected" if selected else "")))
+
+
+def _big(a: dict, action: str, text: str, cls: str, enabled: bool, outcome: str = ""):
+    return html.Button(text, id={"type": ids.OFFICER_ACTION_TYPE, "alert": a["id"], "action": action,
+                                 "outcome": outcome},
+                       className=f"aj-big {cls}", disabled=not enabled, n_clicks=0)
+
+
+def action_buttons(a: dict, p, lang_: str):
+    acts = allowed_actions(a)
+    me = p.inspector_id or p.username
+    mine = a.get("assignee_id") == me
+    outcomes = outcomes_for("gas_alarm")
+    return html.Div([
+        html.Div([
+            _big(a, "ack", t("officer.ack", lang_), "aj-big-ack", "ack" in acts),
+            _big(a, "go", t("officer.on_my_way", lang_), "aj-big-go", "assign" in acts and not mine),
+            _big(a, "arrive", t("officer.arrived", lang_), "aj-big-arrive", "arrive" in acts),
+        ], className="aj-big-buttons"),
+        html.Div([html.Div(t("officer.resolved", lang_), className="aj-resolve-label"),
+                  *[_big(a, "resolve", label("alert.outcome", o, lang_), "aj-big-resolve", "resolve" in acts, o)
+                    for o in outcomes]], className="aj-resolve-row", style={"marginTop": "10px"}),
+    ])
+
+
+def route_of(a: dict | None, p, reg, c, lang_: str):
+    """(route positions, me layer, target layer, distance text, view) for the selected alarm."""
+    target = layers.alarm_position(a, reg, c) if a else None
+    me = None
+    iid = p.inspector_id
+    if iid:
+        fix = web().live.inspector_fixes([iid]).get(iid)
+        if fix is not None:
+            me = (fix.lat, fix.lon)
+    tgt_layer = feature_collection([])
+    me_layer = feature_collection([])
+    if target:
+        x, y = c.projector.lonlat([target[1]], [target[0]])
+        tgt_layer = feature_collection([point(float(x[0]), float(y[0]), {"id": str(a["id"])})])
+    if me:
+        x, y = c.projector.lonlat([me[1]], [me[0]])
+        me_layer = feature_collection([point(float(x[0]), float(y[0]), {"id": iid, "c": "#64d2ff", "s": "on_duty"})])
+    route = line_positions([me, target], c.projector) if (me and target) else []
+    if me and target:
+        dist = t("officer.distance", lang_, d=fmt_distance(haversine_m(me[1], me[0], target[1], target[0]), lang_))
+    elif target and iid:
+        dist = t("officer.no_fix", lang_)
+    elif target:
+        dist = t("officer.no_inspector", lang_)
+    else:
+        dist = ""
+    pts = [q for q in (me, target) if q]
+    view = no_update
+    if pts:
+        shown = line_positions(pts, c.projector)
+        lats = [q[0] for q in shown]
+        lons = [q[1] for q in shown]
+        pad = 0.002
+        view = {"bounds": [[min(lats) - pad, min(lons) - pad], [max(lats) + pad, max(lons) + pad]],
+                "transition": "fitBounds", "options": {"maxZoom": 17}}
+    return route, me_layer, tgt_layer, dist, view
+
+
+# --- the poll --------------------------------------------------------------------------------
+
+TICK_OUTPUTS = {
+    "list": Output(ids.OFFICER_LIST, "children"),
+    "detail": Output(ids.OFFICER_DETAIL, "children"),
+    "route": Output(ids.OFFICER_ROUTE, "positions"),
+    "me": Output(ids.OFFICER_ME, "data"),
+    "target": Output(ids.OFFICER_TARGET, "data"),
+    "view": Output(ids.OFFICER_MAP, "viewport"),
+    "state": Output(ids.OFFICER_STATE, "data"),
+}
+
+
+@cb.callback(output=TICK_OUTPUTS,
+             inputs={"n": Input(ids.OFFICER_TICK, "n_intervals"), "done": Input(ids.OFFICER_ACTION_DONE, "data"),
+                     "selected": Input(ids.OFFICER_SELECTED, "data")},
+             state={"state": State(ids.OFFICER_STATE, "data")})
+def officer_tick(n, done, selected, state):
+    ctx = web()
+    state = dict(state or {})
+    version = ctx.live.version()
+    if version == state.get("v") and done == state.get("done") and selected == state.get("selected"):
+        raise PreventUpdate
+    p = principal()
+    lang_ = lang()
+    c = city()
+    reg = ctx.registry()
+    now = time.time()
+    alarms = my_alarms(p)
+    current = next((a for a in alarms if a["id"] == selected), alarms[0] if alarms else None)
+    route, me_layer, tgt_layer, dist, view = route_of(current, p, reg, c, lang_)
+    fp = alerts_fingerprint(alarms) + f":{current['id'] if current else ''}:{route}"
+    out = dict.fromkeys(TICK_OUTPUTS, no_update)
+    if fp != state.get("fp") or done != state.get("done"):
+        if not alarms:
+            out["list"] = [html.Li(t("officer.empty", lang_), className="aj-empty")]
+            out["detail"] = []
+        else:
+            out["list"] = [alarm_card(a, reg, c, lang_, now, current is a) for a in alarms]
+            out["detail"] = [action_buttons(current, p, lang_), html.P(dist, className="aj-muted")]
+        out["route"], out["me"], out["target"] = route, me_layer, tgt_layer
+        focus = current["id"] if current else None
+        if focus != state.get("focus"):
+            out["view"] = view
+    state.update({"v": version, "done": done, "selected": selected, "fp": fp,
+                  "focus": current["id"] if current else None})
+    out["state"] = state
+    return out
+
+
+@cb.callback(Output(ids.OFFICER_SELECTED, "data"),
+             Input({"type": ids.OFFICER_SELECT_TYPE, "alert": ALL}, "n_clicks"), prevent_initial_call=True)
+def officer_select(clicks):
+    trig, value = triggered()
+    if not isinstance(trig, dict) or not value:
+        raise PreventUpdate
+    return trig["alert"]
+
+
+def perform(trigger: dict, p) -> tuple[bool, str]:
+    alert_id = trigger.get("alert")
+    action = trigger.get("action")
+    if action == "go":
+        return act(alert_id, "assign", p, assignee_id=p.inspector_id or (p.username if p.role == "officer" else None))
+    if action in ("ack", "arrive"):
+        return act(alert_id, action, p)
+    if action == "resolve":
+        return act(alert_id, "resolve", p, outcome=trigger.get("outcome") or None)
+    return False, t("alert.denied", lang())
+
+
+@cb.callback(output={"feedback": Output(ids.OFFICER_FEEDBACK, "children"),
+                     "cls": Output(ids.OFFICER_FEEDBACK, "className"),
+                     "done": Output(ids.OFFICER_ACTION_DONE, "data")},
+             inputs={"clicks": Input({"type": ids.OFFICER_ACTION_TYPE, "alert": ALL, "action": ALL, "outcome": ALL},
+                                     "n_clicks")},
+             state={"done": State(ids.OFFICER_ACTION_DONE, "data")},
+             changes_state=True, prevent_initial_call=True)
+def officer_act(clicks, done):
+    trig, value = triggered()
+    if not isinstance(trig, dict) or not value:
+        raise PreventUpdate
+    ok, message = perform(dict(trig), principal())
+    return {"feedback": message, "cls": "aj-feedback aj-ok" if ok else "aj-feedback", "done": (done or 0) + 1}

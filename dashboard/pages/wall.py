@@ -1,0 +1,451 @@
+"""/wall — the video wall: a dark, full-screen map of the district that needs nobody at it.
+
+Layers (bottom to top): tiles or the offline vector base, street and grid
+boundaries, the H3 heat layer (activity or coverage gaps), enterprises by risk
+colour (H3 bins when zoomed out, points when zoomed in), inspectors coloured by
+unit with a 10-minute trail, and pulsing gas alarms.  On the right, the KPI
+tiles and the live alerts; along the bottom, a ticker.
+
+A critical gas alarm that nobody has acknowledged takes the wall over: the map
+flies to it and a card stays pinned (with a beep, if the browser allows sound)
+until someone acknowledges it anywhere.  Otherwise, when nobody has touched the
+screen for two minutes, the view cycles through the district and its streets.
+
+Updates: a 1 s poll that answers 204 (PreventUpdate) when neither the live
+version nor the alerts changed; otherwise small diffs (``layers.py``).  SQL
+KPIs, trails and heat refresh on a slow 15 s poll.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import dash_leaflet as dl
+from dash import Input, Output, State, dcc, html, no_update
+from dash.exceptions import PreventUpdate
+
+from dashboard import ids
+from dashboard.i18n import t
+from dashboard.mapkit import (
+    ENTERPRISE_PANE,
+    HEAT_PANE,
+    RISK_HEX,
+    RISK_ORDER,
+    base_children,
+    heat_layer,
+    heat_res_for_zoom,
+    js,
+    map_props,
+    trail_features,
+)
+from dashboard.pages import layers, queries
+from dashboard.pages.callbacks import PageCallbacks
+from dashboard.pages.common import (
+    active_alerts,
+    alert_store,
+    alerts_fingerprint,
+    cache,
+    city,
+    first_seen_ts,
+    fmt_time,
+    guarded_layout,
+    last_seen_ts,
+    label,
+    lang,
+    lang_toggle,
+    preset,
+    principal,
+    web,
+)
+
+log = logging.getLogger(__name__)
+
+PATH = "/wall"
+ROLES = ("wall", "dispatcher", "admin")
+
+# The fast poll.  Alarm latency (publish -> wall DOM) is the alert engine's
+# time plus on average half of this; 1 s keeps p95 near the 1 s target while a
+# wall that has nothing new costs one Redis GET and one alerts query a second.
+TICK_MS = 1000
+# SQL KPIs (visits, overdue, coverage), trails and heat.  They move by the
+# minute; 15 s keeps the wall visibly alive without loading the database.
+SLOW_TICK_MS = 15_000
+# Idle cycle: each street for 20 s, after two minutes without a touch.
+CYCLE_MS = 20_000
+IDLE_MS = 120_000
+TICKER_ITEMS = 15
+SIDE_ITEMS = 8
+
+cb = PageCallbacks("wall", ROLES)
+
+
+def title(**_):
+    return t("wall.title", lang())
+
+
+# --- layout ------------------------------------------------------------------------------------
+
+
+def _kpi(kpi: str, key: str, lang_: str, body=None) -> html.Div:
+    return html.Div([
+        html.Div(t(key, lang_), className="aj-kpi-label"),
+        body if body is not None else html.Div("—", id=ids.kpi_value(kpi), className="aj-kpi-value"),
+    ], id=kpi, className="aj-kpi")
+
+
+def _overdue_body() -> html.Div:
+    return html.Div([
+        html.Span("—", id=ids.overdue_value(c), className=f"aj-overdue aj-risk-{c}", **{"data-colour": c})
+        for c in RISK_ORDER
+    ], id=ids.kpi_value(ids.KPI_OVERDUE), className="aj-kpi-value aj-overdue-row")
+
+
+def stops_for(c, lang_: str) -> list[dict]:
+    """The idle cycle: the district, then each street."""
+    stops = []
+    if c.district_bounds:
+        stops.append({"name": t("wall.cycle.district", lang_), "bounds": c.district_bounds})
+    for sid, b in c.street_bounds.items():
+        zh, en = c.street_names.get(sid, (sid, sid))
+        stops.append({"name": en if lang_ == "en" else zh, "bounds": b})
+    return stops
+
+
+def build(p, lang_: str, **_):
+    c = city()
+    pr = preset()
+    stops = stops_for(c, lang_)
+    legend_units = [html.Li([html.Span(className="aj-dot", style={"background": colour}),
+                             html.Span(c.unit_names.get(uid, uid), className="aj-data")])
+                    for uid, colour in sorted(c.unit_colour.items())]
+    risk_legend = [html.Li([html.Span(className="aj-dot", style={"background": RISK_HEX[r]}),
+                            t(f"risk.{r}", lang_)]) for r in RISK_ORDER]
+    the_map = dl.Map(
+        [*base_children(pr, c, lang_, street_id=ids.WALL_STREET_LAYER, grid_id=ids.WALL_GRID_LAYER),
+         dl.Pane(dl.GeoJSON(id=ids.WALL_HEAT, data=layers.EMPTY, style=js("heatStyle"), pointToLayer=js("heatPoint"),
+                            hideout={"max": 1, "mode": "activity"}, interactive=False),
+                 name=HEAT_PANE, style={"zIndex": 300}),
+         dl.Pane(dl.GeoJSON(id=ids.WALL_ENTERPRISES, data=layers.EMPTY, pointToLayer=js("enterprisePoint"),
+                            hideout={"pane": ENTERPRISE_PANE}, interactive=False),
+                 name=ENTERPRISE_PANE, style={"zIndex": 350}),
+         dl.GeoJSON(id=ids.WALL_TRAILS, data=layers.EMPTY, style=js("trailStyle"), interactive=False),
+         dl.GeoJSON(id=ids.WALL_INSPECTORS, data=layers.EMPTY, pointToLayer=js("inspectorPoint"),
+                    interactive=False),
+         dl.GeoJSON(id=ids.WALL_ALARMS, data=layers.EMPTY, pointToLayer=js("alarmPoint"), interactive=False),
+         dl.ScaleControl(position="bottomleft", imperial=False)],
+        id=ids.WALL_MAP, zoomControl=False, attributionControl=not pr.offline, style={"height": "100%"},
+        **map_props(pr, c),
+    )
+    return html.Div([
+        html.Header([
+            html.Div([html.Span(t("app.district", lang_), className="aj-brand"),
+                      html.H1(t("wall.title", lang_), className="aj-title")], className="aj-head-left"),
+            html.Div([html.Span(id=ids.WALL_STATUS, className="aj-status"),
+                      html.Span(id=ids.CLOCK, className="aj-clock"),
+                      lang_toggle(lang_)], className="aj-head-right"),
+        ], className="aj-wall-head"),
+        html.Main([
+            html.Section([
+                the_map,
+                html.Div(id=ids.WALL_TAKEOVER_CARD, className="aj-takeover"),
+                html.Div(stops[0]["name"] if stops else "", id=ids.WALL_VIEW_NAME, className="aj-view-name"),
+                html.Div([
+                    html.Div(t("wall.heat.label", lang_), className="aj-legend-title"),
+                    dcc.RadioItems(id=ids.WALL_HEAT_MODE, value="activity", inline=True, className="aj-radio",
+                                   options=[{"label": t("wall.heat.activity", lang_), "value": "activity"},
+                                            {"label": t("wall.heat.gaps", lang_), "value": "gaps"}]),
+                    dcc.RadioItems(id=ids.WALL_HEAT_WINDOW, value="today", inline=True, className="aj-radio",
+                                   options=[{"label": t(f"wall.heat.window.{w}", lang_), "value": w}
+                                            for w in HEAT_WINDOWS]),
+                    html.Div(t("wall.legend.enterprise", lang_), className="aj-legend-title"),
+                    html.Ul(risk_legend, className="aj-legend"),
+                    html.Div([html.Span(className="aj-dot aj-dot-alarm"), t("wall.legend.alarm", lang_)],
+                             className="aj-legend-title"),
+                ], className="aj-map-legend"),
+            ], className="aj-wall-map"),
+            html.Aside([
+                html.Div([
+                    _kpi(ids.KPI_ON_DUTY, "wall.kpi.on_duty", lang_),
+                    _kpi(ids.KPI_VISITS_TODAY, "wall.kpi.visits_today", lang_),
+                    _kpi(ids.KPI_DUPLICATES_TODAY, "wall.kpi.duplicates_today", lang_),
+                    _kpi(ids.KPI_OPEN_GAS, "wall.kpi.open_gas", lang_),
+                    _kpi(ids.KPI_OVERDUE, "wall.kpi.overdue", lang_, _overdue_body()),
+                    _kpi(ids.KPI_COVERAGE, "wall.kpi.coverage", lang_),
+                ], className="aj-kpis"),
+                html.H2(t("wall.alerts", lang_), className="aj-side-title"),
+                html.Ul(id=ids.WALL_ALERT_LIST, className="aj-alert-list"),
+                html.H2(t("wall.units", lang_), className="aj-side-title"),
+                html.Ul(legend_units, id=ids.WALL_UNIT_LEGEND, className="aj-legend aj-legend-units"),
+                html.Div(id=ids.WALL_UPDATED, className="aj-updated"),
+            ], className="aj-wall-side"),
+        ], className="aj-wall-main"),
+        html.Footer(html.Div(id=ids.WALL_TICKER, className="aj-ticker-track"), className="aj-ticker"),
+        dcc.Interval(id=ids.WALL_TICK, interval=TICK_MS),
+        dcc.Interval(id=ids.WALL_SLOW_TICK, interval=SLOW_TICK_MS),
+        dcc.Interval(id=ids.WALL_CYCLE_TICK, interval=CYCLE_MS),
+        dcc.Store(id=ids.WALL_STATE, data={}),
+        dcc.Store(id=ids.WALL_ORDER, data=None),
+        dcc.Store(id=ids.WALL_ENT_STATE, data=None),
+        dcc.Store(id=ids.WALL_TAKEOVER, data=None),
+        dcc.Store(id=ids.WALL_CYCLE_STATE, data={"i": -1, "pinned": None, "idle_ms": IDLE_MS}),
+        dcc.Store(id=ids.WALL_STREETS, data=stops),
+        html.Div(id=ids.WALL_SOUND, style={"display": "none"}),
+    ], id=ids.WALL_ROOT, className="aj-wall", lang=lang_)
+
+
+layout = guarded_layout(ROLES, build)
+
+
+# --- the fast poll -------------------------------------------------------------------------
+
+
+def wall_alarms(ctx, snap, p) -> list[dict]:
+    """Active alerts (all types) from the store; without a store, the detectors in alarm."""
+    alerts = active_alerts(p)
+    if alerts is None:
+        return layers.sensor_alarms(snap.sensors_json())
+    return alerts
+
+
+def takeover_of(alarms: list[dict]) -> dict | None:
+    """The alarm that takes the wall over: the oldest critical gas alarm nobody acknowledged."""
+    waiting = [a for a in alarms if a.get("type") == "gas_alarm" and a.get("severity") == "critical"
+               and a.get("state") == "open"]
+    waiting.sort(key=lambda a: (first_seen_ts(a), str(a.get("id"))))
+    return waiting[0] if waiting else None
+
+
+def takeover_card(a: dict | None, others: int, reg, c, lang_: str):
+    if a is None:
+        return [], "aj-takeover"
+    lel = a.get("peak_lel")
+    body = [
+        html.Div(t("wall.takeover.title", lang_), className="aj-takeover-title"),
+        html.Div(layers.alert_subject(a, reg, c, lang_), className="aj-takeover-name aj-data"),
+        html.Div(layers.area_name(a, c, lang_), className="aj-takeover-area aj-data"),
+        html.Div([
+            html.Span(t("alert.peak", lang_, n=round(float(lel))) if lel is not None else "",
+                      className="aj-takeover-lel"),
+            html.Span(t("wall.takeover.since", lang_, time=fmt_time(first_seen_ts(a)))),
+        ], className="aj-takeover-facts"),
+        html.Div([t("wall.takeover.waiting", lang_),
+                  f" · {t('alert.escalated', lang_, n=a['escalation_level'])}" if a.get("escalation_level") else ""],
+                 className="aj-takeover-wait"),
+    ]
+    if others:
+        body.append(html.Div(t("common.more", lang_, n=others), className="aj-takeover-more"))
+    return body, "aj-takeover aj-show"
+
+
+def ticker(alarms: list[dict], reg, c, lang_: str):
+    if not alarms:
+        return [html.Span(t("wall.ticker.empty", lang_), className="aj-ticker-item aj-ticker-calm")]
+    items = [html.Span(layers.alert_line(a, reg, c, lang_), className=f"aj-ticker-item aj-sev-{a.get('severity')}")
+             for a in sorted(alarms, key=lambda a: -last_seen_ts(a))[:TICKER_ITEMS]]
+    # Twice, so the CSS marquee wraps around without a gap.
+    return items + [html.Span(i.children, className=i.className, **{"aria-hidden": "true"}) for i in items]
+
+
+def side_list(alarms: list[dict], reg, c, lang_: str):
+    if not alarms:
+        return [html.Li(t("common.none", lang_), className="aj-alert-none")]
+    out = []
+    for a in alarms[:SIDE_ITEMS]:
+        out.append(html.Li([
+            html.Span(label("alert.severity", a.get("severity"), lang_), className=f"aj-badge aj-sev-{a.get('severity')}"),
+            html.Span(label("alert.type", a.get("type"), lang_), className="aj-alert-type"),
+            html.Span(layers.alert_subject(a, reg, c, lang_), className="aj-alert-subject aj-data"),
+            html.Span(label("alert.state", a.get("state"), lang_), className=f"aj-state aj-state-{a.get('state')}"),
+        ], className="aj-alert-item"))
+    if len(alarms) > SIDE_ITEMS:
+        out.append(html.Li(t("common.more", lang_, n=len(alarms) - SIDE_ITEMS), className="aj-alert-more"))
+    return out
+
+
+FAST_OUTPUTS = {
+    "inspectors": Output(ids.WALL_INSPECTORS, "data"),
+    "order": Output(ids.WALL_ORDER, "data"),
+    "alarms": Output(ids.WALL_ALARMS, "data"),
+    "on_duty": Output(ids.kpi_value(ids.KPI_ON_DUTY), "children"),
+    "open_gas": Output(ids.kpi_value(ids.KPI_OPEN_GAS), "children"),
+    "ticker": Output(ids.WALL_TICKER, "children"),
+    "takeover": Output(ids.WALL_TAKEOVER, "data"),
+    "card": Output(ids.WALL_TAKEOVER_CARD, "children"),
+    "card_class": Output(ids.WALL_TAKEOVER_CARD, "className"),
+    "side": Output(ids.WALL_ALERT_LIST, "children"),
+    "state": Output(ids.WALL_STATE, "data"),
+}
+
+
+@cb.callback(output=FAST_OUTPUTS, inputs={"n": Input(ids.WALL_TICK, "n_intervals")},
+             state={"state": State(ids.WALL_STATE, "data"), "order": State(ids.WALL_ORDER, "data")})
+def wall_tick(n, state, order):
+    """The 1 s poll: nothing (204) when nothing changed, else only the parts that did."""
+    ctx = web()
+    state = dict(state or {})
+    now = time.time()
+    version = ctx.live.version()
+    p = principal()
+    store = alert_store()
+    lang_ = lang()
+    # Cheap exit: the live version is bumped by every fix, sensor state and alert
+    # change (AlertStore.notify), so an unchanged version means nothing to send,
+    # unless a periodic redraw or the staleness check is due.
+    quiet = (version == state.get("v") and order is not None
+             and now - (state.get("full_at") or 0) < layers.FULL_REDRAW_S
+             and now - (state.get("t") or 0) < layers.STALE_S / 4)
+    if quiet:
+        raise PreventUpdate
+    alerts = active_alerts(p) if store is not None else None
+    afp = alerts_fingerprint(alerts)
+    snap = ctx.snapshot()
+    rows = snap.inspectors_json()
+    c = city()
+    out = dict.fromkeys(FAST_OUTPUTS, no_update)
+    data, new_order, news = layers.inspectors_update(ctx, c, rows, state, order, version, now, lang_)
+    out["inspectors"], out["order"] = data, new_order
+    on_duty = sum(1 for d in rows if d.get("status") != "offline")
+    if on_duty != state.get("on_duty"):
+        out["on_duty"] = str(on_duty)
+    alarms = alerts if alerts is not None else layers.sensor_alarms(snap.sensors_json())
+    gas = [a for a in alarms if a.get("type") == "gas_alarm"]
+    alarm_fp = alerts_fingerprint(alarms) + f":{lang_}"
+    if alarm_fp != state.get("alarm_fp"):
+        reg = snap.reg
+        out["alarms"] = layers.alarm_features(gas, reg, c)
+        out["open_gas"] = str(len(gas))
+        out["ticker"] = ticker(alarms, reg, c, lang_)
+        out["side"] = side_list(alarms, reg, c, lang_)
+        take = takeover_of(alarms)
+        others = sum(1 for a in gas if a.get("severity") == "critical" and a.get("state") == "open") - (1 if take else 0)
+        out["card"], out["card_class"] = takeover_card(take, others, reg, c, lang_)
+        pos = layers.alarm_position(take, reg, c) if take else None
+        if take and pos:
+            lat, lon = c.projector.latlng(*pos)
+            out["takeover"] = {"id": str(take.get("id")), "lat": lat, "lon": lon}
+        else:
+            out["takeover"] = None
+    state.update(news)
+    state.update({"afp": afp, "alarm_fp": alarm_fp, "on_duty": on_duty})
+    out["state"] = state
+    return out
+
+
+# --- the slow poll -----------------------------------------------------------------------------
+
+SLOW_OUTPUTS = {
+    "visits": Output(ids.kpi_value(ids.KPI_VISITS_TODAY), "children"),
+    "duplicates": Output(ids.kpi_value(ids.KPI_DUPLICATES_TODAY), "children"),
+    "coverage": Output(ids.kpi_value(ids.KPI_COVERAGE), "children"),
+    **{f"overdue_{c}": Output(ids.overdue_value(c), "children") for c in RISK_ORDER},
+    "status": Output(ids.WALL_STATUS, "children"),
+    "status_class": Output(ids.WALL_STATUS, "className"),
+    "updated": Output(ids.WALL_UPDATED, "children"),
+}
+
+
+# KPIs and heat are the same for every wall: computed once per process for this long.
+KPI_TTL_S = 10.0
+HEAT_TTL_S = 30.0
+HEAT_WINDOWS = ("1h", "today", "7d")
+
+
+def kpis(ctx, now: float) -> dict:
+    """The wall's SQL numbers, the same function (and so the same numbers) as ``GET /api/v1/kpis``."""
+    from data import geo_queries
+
+    return cache().get("kpis", KPI_TTL_S, lambda: geo_queries.kpis(
+        ctx.engine, ctx.redis, ctx.settings.redis_namespace, ctx.settings.interval_days(), now))
+
+
+@cb.callback(output=SLOW_OUTPUTS, inputs={"n": Input(ids.WALL_SLOW_TICK, "n_intervals")})
+def wall_slow_tick(n):
+    ctx = web()
+    lang_ = lang()
+    now = time.time()
+    k = kpis(ctx, now)
+    health = ctx.health()
+    live = health.get("status") == "ok"
+    out = {
+        "visits": str(k["visits_today"]), "duplicates": str(k["duplicates_today"]),
+        "coverage": f"{k['coverage_pct']:.1f}%",
+        **{f"overdue_{c_}": str(k["overdue"].get(c_, 0)) for c_ in RISK_ORDER},
+        "status": t("common.live", lang_) if live else t("common.stale", lang_),
+        "status_class": "aj-status aj-live" if live else "aj-status aj-degraded",
+        "updated": t("common.updated", lang_, time=fmt_time(now)),
+    }
+    return out
+
+
+@cb.callback(Output(ids.WALL_TRAILS, "data"), Input(ids.WALL_SLOW_TICK, "n_intervals"))
+def wall_trails(n):
+    """Each inspector on duty: a line through the last ten minutes of fixes, in the unit's colour."""
+    ctx = web()
+    c = city()
+    rows = ctx.snapshot().inspectors_json()
+    colours = {d["id"]: c.unit_colour.get(d.get("unit"), "#64d2ff") for d in rows}
+    online = {d["id"] for d in rows if d.get("status") != "offline"}
+    trails = queries.trail_points(ctx.engine, time.time())
+    return trail_features({iid: pts for iid, pts in trails.items() if iid in online}, colours, c.projector)
+
+
+# --- heat and enterprises ------------------------------------------------------------------------
+
+
+def heat_rows(ctx, mode: str, res: int, window: str):
+    """Activity (pings in the window) or coverage gaps (risk weight of overdue enterprises) per cell.
+
+    From the context when it offers the layers, else from data.geo_queries (the
+    functions behind ``/api/v1/heatmap`` and ``/api/v1/coverage/gaps``).
+    """
+    from data import geo_queries
+
+    if mode == "gaps":
+        fn = getattr(ctx, "coverage_gaps", None)
+        if fn is not None:
+            return fn(res)
+        return geo_queries.gap_cells(ctx.engine, ctx.settings.interval_days(), time.time(), res)
+    fn = getattr(ctx, "heat", None)
+    if fn is not None:
+        return fn(res, window)
+    return geo_queries.heat(ctx.engine, ctx.redis, ctx.settings.redis_namespace, res=res, kind="pings",
+                            window=window)
+
+
+@cb.callback(output={"data": Output(ids.WALL_HEAT, "data"), "hideout": Output(ids.WALL_HEAT, "hideout")},
+             inputs={"n": Input(ids.WALL_SLOW_TICK, "n_intervals"), "mode": Input(ids.WALL_HEAT_MODE, "value"),
+                     "window": Input(ids.WALL_HEAT_WINDOW, "value"), "zoom": Input(ids.WALL_MAP, "zoom")})
+def wall_heat(n, mode, window, zoom):
+    """The H3 heat layer: activity or coverage gaps, at the resolution that suits the zoom."""
+    ctx = web()
+    res = heat_res_for_zoom(zoom)
+    mode = "gaps" if mode == "gaps" else "activity"
+    window = window if window in HEAT_WINDOWS else "today"
+    try:
+        rows = cache().get(("heat", mode, res, window), HEAT_TTL_S, lambda: heat_rows(ctx, mode, res, window))
+    except Exception:  # noqa: BLE001 - a failing heat source must not take the wall down
+        log.exception("heat layer (%s, res %s) failed", mode, res)
+        rows = []
+    data, vmax = heat_layer(rows, city().projector)
+    return {"data": data, "hideout": {"max": vmax or 1, "mode": mode}}
+
+
+@cb.callback(output={"data": Output(ids.WALL_ENTERPRISES, "data"), "last": Output(ids.WALL_ENT_STATE, "data")},
+             inputs={"zoom": Input(ids.WALL_MAP, "zoom"), "bounds": Input(ids.WALL_MAP, "bounds")},
+             state={"last": State(ids.WALL_ENT_STATE, "data")})
+def wall_enterprises(zoom, bounds, last):
+    data, new_last = layers.enterprises_update(city(), zoom, bounds, last, lang(), tooltips=False)
+    return {"data": data, "last": new_last}
+
+
+# --- in the browser: idle cycle, takeover flight, sound, clock --------------------------------------
+
+cb.clientside("wallViewport",
+              Output(ids.WALL_MAP, "viewport"), Output(ids.WALL_VIEW_NAME, "children"),
+              Output(ids.WALL_CYCLE_STATE, "data"),
+              Input(ids.WALL_CYCLE_TICK, "n_intervals"), Input(ids.WALL_TAKEOVER, "data"),
+              State(ids.WALL_STREETS, "data"), State(ids.WALL_CYCLE_STATE, "data"))
+cb.clientside("alarmSound", Output(ids.WALL_SOUND, "children"), Input(ids.WALL_TAKEOVER, "data"),
+              prevent_initial_call=True)
+cb.clientside("clock", Output(ids.CLOCK, "children"), Input(ids.WALL_TICK, "n_intervals"))

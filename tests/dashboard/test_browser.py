@@ -1,0 +1,304 @@
+"""What a person sees, in a real browser: Playwright drives Debian's chromium
+(/usr/bin/chromium; never a downloaded browser) against the dashboard served by
+werkzeug in a thread, on the test services, with the tiny demo city of Longhua,
+an ingest worker and the alert engine.  Tiles are "none": no network needed.
+
+One module-scoped stack and browser keep the whole file well under two minutes.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+import uuid
+
+import pytest
+import redis
+
+from tests.conftest import TEST_MQTT_URL, TEST_REDIS_URL, unique
+from tests.dashboard import webkit
+from tests.mqttkit import Publisher, wait_until
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--no-first-run", "--disable-sync"]
+CJK = re.compile(r"[\u4e00-\u9fff]")
+
+# Visible text of a page, minus what is data (names from imports carry aj-data;
+# street labels switch to name_en themselves) and Leaflet's attribution.
+VISIBLE_TEXT_JS = """() => {
+  const skip = el => el.closest('.aj-data, .leaflet-control-attribution, script, style, noscript');
+  const out = [];
+  const walker = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT);
+  while (walker.nextNode()) {
+    const n = walker.currentNode, el = n.parentElement, s = n.textContent.trim();
+    if (!s || !el || skip(el)) continue;
+    const r = el.getBoundingClientRect(), cs = getComputedStyle(el);
+    if (r.width === 0 || r.height === 0 || cs.visibility === 'hidden' || cs.display === 'none') continue;
+    out.push(s);
+  }
+  for (const el of document.querySelectorAll('input[placeholder]')) {
+    if (!skip(el) && el.getBoundingClientRect().width > 0) out.push(el.placeholder);
+  }
+  return out;
+}"""
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory):
+    from alerts.escalation import Ladder
+    from config.settings import load_settings
+    from data.alert_store import AlertStore
+    from data.auth import create_user
+    from data.db import make_engine, migrate
+    from data.demo_city import ensure_demo_city
+    from data.live import LiveState
+    from ingest.alert_engine import AlertEngine
+    from ingest.worker import IngestWorker
+
+    ns = unique("b")
+    tmp = tmp_path_factory.mktemp("browser")
+    s = load_settings(mqtt_url=TEST_MQTT_URL, redis_url=TEST_REDIS_URL, database_url=None, data_dir=tmp,
+                      mqtt_prefix=ns, owntracks_topic=f"{ns}-owntracks", z2m_topic=f"{ns}-z2m", redis_namespace=ns,
+                      mqtt_client_id=f"{ns}-ingest", mqtt_share_group=ns, tiles="none", sim_scale="tiny")
+    engine = make_engine(f"sqlite:///{tmp / 'anjian.sqlite3'}")
+    migrate(engine)
+    ensure_demo_city(engine, s)
+    r = redis.Redis.from_url(TEST_REDIS_URL)
+    webkit.make_users(engine)
+    fed = webkit.feed_city(engine, LiveState(r, ns), time.time(), n_inspectors=24, high_sensors=0, low_sensors=0)
+    ctx, server, _app = webkit.build_web(s, engine, r)
+    reg = ctx.registry()
+    # Two alarm sensors in different grids, an officer for each grid.
+    by_grid: dict = {}
+    for sid, (eid, _lat, _lon, street, grid, _hb) in sorted(reg.sensors.items()):
+        if grid and grid not in by_grid and eid in reg.enterprise_names:
+            by_grid[grid] = (sid, eid, street)
+        if len(by_grid) == 2:
+            break
+    (grid_a, (sensor_a, ent_a, street_a)), (grid_b, (sensor_b, ent_b, street_b)) = list(by_grid.items())
+    create_user(engine, "officer-a", webkit.PASSWORD, "officer", streets=[street_a], grids=[grid_a],
+                inspector_id=fed["inspectors"][0])
+    create_user(engine, "officer-b", webkit.PASSWORD, "officer", streets=[street_b], grids=[grid_b],
+                inspector_id=fed["inspectors"][1])
+    worker = IngestWorker(s, engine, r)
+    worker.start()
+    store = AlertStore(engine, LiveState(r, ns), Ladder.from_settings(s), mqtt_prefix=ns)
+    alert_engine = AlertEngine(s, engine, r, store, s.mqtt_url)
+    alert_engine.start()
+    assert worker.conn.connected.wait(10)
+    srv = webkit.ServerThread(server)
+    srv.__enter__()
+    try:
+        yield {"settings": s, "engine": engine, "ctx": ctx, "server": server, "url": srv.url, "fed": fed,
+               "a": {"sensor": sensor_a, "enterprise": ent_a, "name": reg.enterprise_names[ent_a]},
+               "b": {"sensor": sensor_b, "enterprise": ent_b, "name": reg.enterprise_names[ent_b]}}
+    finally:
+        srv.__exit__(None, None, None)
+        alert_engine.stop()
+        worker.stop()
+        keys = list(r.scan_iter(match=f"{ns}:*", count=1000))
+        if keys:
+            r.delete(*keys)
+        r.close()
+        engine.dispose()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield b
+        b.close()
+
+
+class Screen:
+    """One logged-in browser context, with what went wrong in it recorded."""
+
+    def __init__(self, browser, url: str, width: int = 1920, height: int = 1080):
+        self.context = browser.new_context(viewport={"width": width, "height": height}, locale="zh-CN")
+        self.page = self.context.new_page()
+        self.url = url
+        self.errors: list[str] = []
+        self.requests: list[str] = []
+        self.page.on("console", lambda m: self.errors.append(m.text) if m.type == "error" else None)
+        self.page.on("pageerror", lambda e: self.errors.append(f"pageerror: {e}"))
+        self.page.on("request", lambda req: self.requests.append(req.url))
+
+    def login(self, username: str, path: str):
+        self.page.goto(self.url + path)
+        self.page.fill("#username", username)
+        self.page.fill("#password", webkit.PASSWORD)
+        self.page.click("#login-submit")
+        self.page.wait_for_url(f"**{path}")
+        return self
+
+    def api(self, path: str):
+        return self.page.evaluate(f"fetch({json.dumps(path)}).then(r => r.json())")
+
+    def text(self) -> list[str]:
+        return self.page.evaluate(VISIBLE_TEXT_JS)
+
+    def close(self):
+        self.context.close()
+
+
+def wait_number(page, selector: str, timeout_ms: int = 15000) -> int:
+    page.wait_for_function(f"() => /\\d/.test((document.querySelector({json.dumps(selector)}) || {{}}).textContent || '')",
+                           timeout=timeout_ms)
+    return int(re.sub(r"\D", "", page.inner_text(selector)))
+
+
+def test_wall_loads_cleanly_and_its_kpis_match_the_api(stack, browser):
+    scr = Screen(browser, stack["url"]).login("wall1", "/wall")
+    try:
+        page = scr.page
+        on_duty = wait_number(page, "#kpi-on-duty-value")
+        visits = wait_number(page, "#kpi-visits-today-value")
+        open_gas = wait_number(page, "#kpi-open-gas-value")
+        inspectors = scr.api("/api/v1/inspectors")
+        assert on_duty == sum(1 for d in inspectors if d["status"] != "offline") == 24
+        alerts = scr.api("/api/v1/alerts?state=open")
+        assert open_gas == sum(1 for a in alerts if a["type"] == "gas_alarm")
+        assert visits == stack["fed"]["visits"]
+        # The SQL tiles: the same numbers /api/v1/kpis gives (data.geo_queries.kpis).
+        from data import geo_queries
+
+        ctx = stack["ctx"]
+        k = geo_queries.kpis(ctx.engine, ctx.redis, ctx.settings.redis_namespace, ctx.settings.interval_days(),
+                             time.time())
+        assert wait_number(page, "#kpi-duplicates-today-value") == k["duplicates_today"]
+        assert page.inner_text("#kpi-coverage-value") == f"{k['coverage_pct']:.1f}%"
+        for colour in ("red", "orange", "yellow", "blue"):
+            assert page.inner_text(f"#kpi-overdue-{colour}") == str(k["overdue"].get(colour, 0))
+        time.sleep(1.5)  # a few polls
+        assert not [e for e in scr.errors if "tile" not in e.lower()], scr.errors
+    finally:
+        scr.close()
+
+
+def test_offline_basemap_renders_with_no_tile_server(stack, browser):
+    scr = Screen(browser, stack["url"]).login("wall1", "/wall")
+    try:
+        page = scr.page
+        page.wait_for_selector(".aj-street-label", timeout=15000)
+        assert page.locator(".aj-street-label").count() == 6  # the six streets of Longhua
+        assert page.locator("img.leaflet-tile").count() == 0
+        # The street polygons are drawn on the base pane's canvas: count painted pixels.
+        painted = page.evaluate("""() => {
+          const c = document.querySelector('.leaflet-aj-base-pane canvas');
+          if (!c) return 0;
+          const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+          let n = 0; for (let i = 3; i < d.length; i += 4 * 97) if (d[i] > 0) n++;
+          return n; }""")
+        assert painted > 100
+        hosts = {re.sub(r"^https?://([^/]+).*$", r"\1", u) for u in scr.requests if u.startswith("http")}
+        assert hosts == {stack["url"].split("//")[1]}, hosts  # nothing fetched from anywhere else
+    finally:
+        scr.close()
+
+
+def _check_language(lines: list[str], lang: str, where: str) -> None:
+    assert lines, where
+    if lang == "en":
+        bad = [s for s in lines if CJK.search(s) and s != "中文"]
+        assert not bad, f"{where}: Chinese left on the English page: {bad[:10]}"
+    else:
+        words = {w for s in lines for w in re.findall(r"[A-Za-z]{3,}", s)}
+        bad = words - {"LEL", "English"}
+        assert not bad, f"{where}: English left on the Chinese page: {sorted(bad)[:10]}"
+
+
+@pytest.mark.parametrize("user,path,size,ready", [
+    ("wall1", "/wall", (1920, 1080), "#kpi-on-duty-value"),
+    ("disp1", "/dispatch", (1920, 1080), "#dispatch-inspector-list table"),
+    ("officer-a", "/officer", (375, 812), "#officer-list li"),
+])
+def test_the_language_switch_changes_every_visible_string(stack, browser, user, path, size, ready):
+    scr = Screen(browser, stack["url"], *size).login(user, path)
+    try:
+        page = scr.page
+        page.wait_for_selector(ready, timeout=15000)
+        time.sleep(0.5)
+        zh = scr.text()
+        _check_language(zh, "zh-CN", path)
+        title_zh = page.inner_text("h1")
+        page.click("#lang-toggle")
+        page.wait_for_url("**lang=en")
+        page.wait_for_selector(ready, timeout=15000)
+        time.sleep(0.5)
+        en = scr.text()
+        _check_language(en, "en", path)
+        assert page.inner_text("h1") != title_zh
+        assert set(zh) != set(en)
+        page.click("#lang-toggle")  # and back
+        page.wait_for_url("**lang=zh-CN")
+        page.wait_for_selector(ready, timeout=15000)
+        assert page.inner_text("h1") == title_zh
+    finally:
+        scr.close()
+
+
+def test_gas_alarm_end_to_end(stack, browser):
+    """An alarm published over MQTT takes the wall over and reaches the right officer only;
+    a wall account cannot acknowledge it; a dispatcher's acknowledgement unpins the wall card."""
+    s, a, b = stack["settings"], stack["a"], stack["b"]
+    wall = Screen(browser, stack["url"]).login("wall1", "/wall")
+    officer_a = Screen(browser, stack["url"], 375, 812).login("officer-a", "/officer")
+    officer_b = Screen(browser, stack["url"], 375, 812).login("officer-b", "/officer")
+    dispatcher = Screen(browser, stack["url"]).login("disp1", "/dispatch")
+    try:
+        wall.page.wait_for_selector("#kpi-on-duty-value:not(:text('—'))", timeout=15000)
+        officer_b.page.wait_for_selector("#officer-list li", timeout=15000)
+        with Publisher(s.mqtt_url) as pub:
+            t0 = time.monotonic()
+            pub.publish(f"{s.mqtt_prefix}/v1/sensors/{a['sensor']}/state",
+                        {"ts": time.time(), "lel": 64.0, "alarm": "high", "msg_id": uuid.uuid4().hex})
+            wall.page.wait_for_selector("#wall-takeover-card.aj-show", timeout=15000)
+            latency_s = time.monotonic() - t0
+        print(f"MQTT publish -> wall takeover card: {latency_s:.2f} s")
+        assert a["name"] in wall.page.inner_text("#wall-takeover-card")
+        assert wall.page.locator(".aj-alarm.aj-pulse").count() >= 1
+        # The officer of that grid sees it, at phone width, without sideways scrolling.
+        officer_a.page.wait_for_selector(f"#officer-list :text('{a['name']}')", timeout=15000)
+        assert officer_a.page.evaluate("document.scrollingElement.scrollWidth") <= 375
+        assert officer_a.page.locator("button.aj-big").count() >= 4
+        # The officer of another grid does not.
+        time.sleep(2.5)  # more than one officer poll
+        assert a["name"] not in officer_b.page.inner_text("#officer-list")
+        assert "没有未处理的燃气报警" in officer_b.page.inner_text("#officer-list")
+
+        alert_id = wait_until(lambda: next((x["id"] for x in wall.api("/api/v1/alerts?state=open")
+                                            if x["sensor_id"] == a["sensor"]), None))
+        # The wall has no button to acknowledge with...
+        assert wall.page.locator("button:has-text('确认')").count() == 0
+        # ...and a request crafted to Dash's callback endpoint from the wall's own session is refused.
+        trigger = {"type": "alert-action", "alert": alert_id, "action": "ack", "outcome": "", "where": "q"}
+        key = webkit.key_of(stack["server"], "dispatch", "dispatch_act")
+        status = wall.page.evaluate("""([key, trigger]) => {
+          const csrf = (document.cookie.match(/anjian_csrf=([^;]+)/) || [])[1] || '';
+          return fetch('/_dash-update-component', {method: 'POST',
+            headers: {'Content-Type': 'application/json', 'X-CSRFToken': csrf},
+            body: JSON.stringify({output: key, outputs: [], changedPropIds: [JSON.stringify(trigger) + '.n_clicks'],
+                                  inputs: [[{id: trigger, property: 'n_clicks', value: 1}], [], []],
+                                  state: [{id: 'dispatch-action-done', property: 'data', value: 0}]})
+          }).then(r => r.status); }""", [key, trigger])
+        assert status == 403
+        assert wall.page.locator("#wall-takeover-card.aj-show").count() == 1  # still pinned
+
+        # The dispatcher acknowledges it in one click; the wall card goes.
+        dispatcher.page.wait_for_selector(f"#queue-row-{alert_id}", timeout=15000)
+        dispatcher.page.click(f"#queue-row-{alert_id} button.aj-btn-primary")
+        wall.page.wait_for_selector("#wall-takeover-card.aj-show", state="detached", timeout=10000)
+        state = next(x for x in dispatcher.api("/api/v1/alerts?state=open") if x["id"] == alert_id)["state"]
+        assert state == "acknowledged"
+        for scr in (wall, officer_a, officer_b, dispatcher):
+            assert not [e for e in scr.errors if "tile" not in e.lower() and "403" not in e], scr.errors
+    finally:
+        for scr in (wall, officer_a, officer_b, dispatcher):
+            scr.close()

@@ -1,0 +1,215 @@
+"""The dispatcher console, the officer view, the enterprise profile and replay, as plain
+functions against the real alert store."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+from dash.exceptions import PreventUpdate
+from sqlalchemy import select
+
+from dashboard import ids
+from dashboard.pages import dispatch, enterprise, officer, replay
+from data import audit
+from data.models import Alert
+from tests.dashboard import webkit
+
+
+def text_of(component) -> str:
+    return json.dumps(component, default=lambda c: c.to_plotly_json(), ensure_ascii=False)
+
+
+def state_of(ctx, alert_id):
+    with ctx.engine.connect() as conn:
+        return conn.execute(select(Alert.state, Alert.assignee_id, Alert.outcome).where(Alert.id == alert_id)).one()
+
+
+@pytest.fixture
+def city_live(web):
+    ctx, server, _app, users = web
+    webkit.feed_city(ctx.engine, ctx.live, time.time(), n_inspectors=2, visits=2, duplicates=1)
+    return ctx, server, users
+
+
+# --- dispatch -----------------------------------------------------------------------------------
+
+
+def test_queue_is_sorted_by_severity_then_age(city_live):
+    ctx, server, users = city_live
+    now = time.time()
+    warn = webkit.open_alert(ctx, sensor_id="S2", severity="warning", lel=25, at=now - 600)
+    crit = webkit.open_alert(ctx, sensor_id="S1", severity="critical", at=now - 10)
+    with webkit.as_user(server, users["dispatcher"]):
+        out = dispatch.dispatch_tick(1, 0, None, {}, None)
+    text = text_of(out["queue"])
+    assert text.index(f"queue-row-{crit}") < text.index(f"queue-row-{warn}")
+    assert "深圳市龙华区老王餐饮店" in text
+    # Nothing changed: 204.
+    with webkit.as_user(server, users["dispatcher"]), pytest.raises(PreventUpdate):
+        dispatch.dispatch_tick(2, 0, None, out["state"], out["order"])
+
+
+def test_ack_assign_resolve_in_one_or_two_clicks(city_live):
+    ctx, server, users = city_live
+    alert_id = webkit.open_alert(ctx, sensor_id="S1")
+    with webkit.as_user(server, users["dispatcher"]):
+        ok, msg = dispatch.perform({"type": ids.ALERT_ACTION_TYPE, "alert": alert_id, "action": "ack"}, users["dispatcher"])
+        assert ok, msg
+        assert state_of(ctx, alert_id).state == "acknowledged"
+        # A second, stale click on the same button: a clear message, no change.
+        ok, msg = dispatch.perform({"type": ids.ALERT_ACTION_TYPE, "alert": alert_id, "action": "ack"}, users["dispatcher"])
+        assert not ok and "已确认" in msg
+        # Assign: the detail panel offers the nearest inspectors; one click sends one.
+        detail = dispatch.dispatch_detail(alert_id, "fp", 0)
+        text = text_of(detail["detail"])
+        assert ids.ASSIGN_TYPE in text
+        nearest = ctx.alerts.nearest(alert_id)
+        assert nearest and detail["marks"]["features"]
+        ok, msg = dispatch.perform({"type": ids.ASSIGN_TYPE, "alert": alert_id, "inspector": nearest[0]["id"]},
+                                   users["dispatcher"])
+        assert ok, msg
+        assert tuple(state_of(ctx, alert_id))[:2] == ("dispatched", nearest[0]["id"])
+        ok, msg = dispatch.perform({"type": ids.ALERT_ACTION_TYPE, "alert": alert_id, "action": "resolve",
+                                    "outcome": "false_alarm"}, users["dispatcher"])
+        assert ok, msg
+    assert tuple(state_of(ctx, alert_id)) == ("resolved", nearest[0]["id"], "false_alarm")
+
+
+def test_actions_the_console_never_offers_are_refused(city_live):
+    ctx, server, users = city_live
+    alert_id = webkit.open_alert(ctx, sensor_id="S1")
+    with webkit.as_user(server, users["dispatcher"]):
+        ok, _ = dispatch.perform({"type": ids.ALERT_ACTION_TYPE, "alert": alert_id, "action": "escalate"},
+                                 users["dispatcher"])
+    assert not ok and state_of(ctx, alert_id).state == "open"
+
+
+def test_duplicate_panel_reassigns_in_one_click(city_live):
+    ctx, server, users = city_live
+    import time
+
+    from sqlalchemy import select, update
+
+    from data.models import DispatchTask, Enterprise
+
+    # E1 (street ST1, like I2's street office) is overdue: that is where I2 should go instead.
+    with ctx.engine.begin() as conn:
+        conn.execute(update(Enterprise).where(Enterprise.id == "E1").values(next_due_at=time.time() - 86400))
+    alert_id = webkit.open_alert(ctx, "duplicate_visit", enterprise_id="E2", inspector_id="I2", severity="info",
+                                 lel=None)
+    with webkit.as_user(server, users["dispatcher"]):
+        out = dispatch.dispatch_tick(1, 0, None, {}, None)
+        assert ids.REASSIGN_TYPE in text_of(out["duplicates"])
+        ok, msg = dispatch.perform({"type": ids.REASSIGN_TYPE, "alert": alert_id}, users["dispatcher"])
+    assert ok, msg
+    st = state_of(ctx, alert_id)
+    assert st.state == "resolved" and st.outcome == "reassigned"
+    with ctx.engine.connect() as conn:
+        task = conn.execute(select(DispatchTask.inspector_id, DispatchTask.enterprise_id, DispatchTask.kind)
+                            .where(DispatchTask.alert_id == alert_id)).one()
+    assert tuple(task) == ("I2", "E1", "reassign")
+
+
+def test_enterprise_search_by_name_and_credit_code(city_live):
+    ctx, server, users = city_live
+    from sqlalchemy import update
+
+    from data.models import Enterprise
+
+    with ctx.engine.begin() as conn:
+        conn.execute(update(Enterprise).where(Enterprise.id == "E2").values(credit_code="91440300MA5FXXXX1X"))
+    with webkit.as_user(server, users["dispatcher"]):
+        by_name = text_of(dispatch.dispatch_search("华丰"))
+        by_code = text_of(dispatch.dispatch_search("91440300ma5fxxxx1x"))
+        nothing = text_of(dispatch.dispatch_search("100%_"))
+    assert "/enterprise/E2" in by_name and "/enterprise/E2" in by_code
+    assert "没有找到企业" in nothing
+
+
+def test_inspector_list_shows_status_and_current_task(city_live):
+    ctx, server, users = city_live
+    alert_id = webkit.open_alert(ctx, sensor_id="S1")
+    ctx.alerts.act(alert_id, "assign", users["dispatcher"], assignee_id="I1")
+    with webkit.as_user(server, users["dispatcher"]):
+        out = dispatch.dispatch_tick(1, 0, None, {}, None)
+    text = text_of(out["inspector_list"])
+    assert "执行任务" in text and "燃气报警: 深圳市龙华区老王餐饮店" in text
+
+
+# --- officer ---------------------------------------------------------------------------------------
+
+
+def test_officer_sees_only_the_alarms_of_own_grids(city_live):
+    ctx, server, users = city_live
+    mine = webkit.open_alert(ctx, sensor_id="S1")  # grid G1
+    theirs = webkit.open_alert(ctx, sensor_id="S2")  # grid G2
+    with webkit.as_user(server, users["officer"]):
+        assert [a["id"] for a in officer.my_alarms(users["officer"])] == [mine]
+        out = officer.officer_tick(1, 0, None, {})
+    text = text_of(out["list"])
+    assert "老王餐饮店" in text and "华丰电子" not in text
+    assert out["route"] and len(out["route"]) == 2  # from I1's last fix to the alarm
+    with webkit.as_user(server, users["officer2"]):
+        assert [a["id"] for a in officer.my_alarms(users["officer2"])] == [theirs]
+
+
+def test_officer_buttons_walk_the_lifecycle(city_live):
+    ctx, server, users = city_live
+    alert_id = webkit.open_alert(ctx, sensor_id="S1")
+    me = users["officer"]
+    with webkit.as_user(server, me):
+        for action, expect in (("ack", "acknowledged"), ("go", "dispatched"), ("arrive", "on_scene")):
+            ok, msg = officer.perform({"alert": alert_id, "action": action}, me)
+            assert ok, (action, msg)
+            assert state_of(ctx, alert_id).state == expect
+        assert state_of(ctx, alert_id).assignee_id == "I1"  # "on my way" assigns the alarm to the officer
+        ok, msg = officer.perform({"alert": alert_id, "action": "resolve", "outcome": "leak_handled"}, me)
+    assert ok, msg
+    assert tuple(state_of(ctx, alert_id)) == ("resolved", "I1", "leak_handled")
+
+
+def test_officer_cannot_act_on_another_grid(city_live):
+    ctx, server, users = city_live
+    theirs = webkit.open_alert(ctx, sensor_id="S2")
+    with webkit.as_user(server, users["officer"]):
+        ok, msg = officer.perform({"alert": theirs, "action": "ack"}, users["officer"])
+    assert not ok and msg == "无权执行此操作。"
+    assert state_of(ctx, theirs).state == "open"
+    denied = audit.entries(ctx.engine, action="access_denied")
+    assert denied and denied[-1].actor == "off1" and denied[-1].target == f"alert:{theirs}"
+
+
+def test_officer_view_when_there_is_nothing(city_live):
+    _ctx, server, users = city_live
+    with webkit.as_user(server, users["officer"], "en"):
+        out = officer.officer_tick(1, 0, None, {})
+    assert "No open gas alarms in your grids" in text_of(out["list"])
+
+
+# --- enterprise profile and replay -------------------------------------------------------------------
+
+
+def test_enterprise_profile(city_live):
+    ctx, server, users = city_live
+    webkit.open_alert(ctx, sensor_id="S1")
+    with webkit.as_user(server, users["dispatcher"]):
+        page = text_of(enterprise.layout(enterprise_id="E1"))
+    assert "深圳市龙华区老王餐饮店" in page and "S1" in page and "燃气报警" in page
+    assert "aj-risk-red" in page and "enterprise-visits-table" in page
+    assert "重复（见 #1）" in page  # the duplicate visit names the visit it repeats
+    with webkit.as_user(server, users["officer2"]):  # E1 is in G1, not officer2's G2
+        assert "没有这家企业" in text_of(enterprise.layout(enterprise_id="E1"))
+    with webkit.as_user(server, users["dispatcher"]):
+        assert "没有这家企业" in text_of(enterprise.layout(enterprise_id="NOPE"))
+
+
+def test_replay_loads_a_day(city_live):
+    ctx, server, users = city_live
+    with webkit.as_user(server, users["dispatcher"]):
+        out = replay.replay_load("I1", None)
+        empty = replay.replay_load("I1", "2001-01-01")
+    assert len(out["track"]["t"]) == 20 and len(out["line"]) == 20 and out["max"] > 500
+    assert "20 个定位点" in out["summary"]
+    assert empty["track"] is None and empty["summary"] == "当天没有轨迹"
