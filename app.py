@@ -2,6 +2,7 @@
 
     python app.py                       the whole demo: embedded services, simulated city, web
     python app.py ingest [--workers N]  ingest workers (start it N times, or with --workers)
+    python app.py alerts                the alert engine alone (with ingest --no-alerts)
     python app.py web                   the dashboard and the HTTP API
     python app.py simulate              the simulated city's devices, over MQTT
     python app.py import KIND FILE      enterprises, sensors, inspectors, grids, streets, units
@@ -145,9 +146,10 @@ def serve_web(settings, services, stop: threading.Event) -> None:
     ctx = WebContext(settings, services.engine, services.redis(), services.mqtt_url)
     server = create_server(ctx)
     try:
-        from dashboard.pages import create_dash  # the screens (may be absent in a minimal install)
+        from dashboard.pages import create_dash, warm_up  # the screens (may be absent in a minimal install)
 
         create_dash(server, ctx)
+        warm_up(server)
     except ImportError as e:
         log.info("dashboard pages not loaded (%s); serving the API only", e)
     httpd = make_server(settings.web_host, settings.web_port, server, threaded=True)
@@ -248,15 +250,30 @@ def cmd_ingest(settings, args) -> int:
     services = Services(settings, embed=False)
     stop = wait_for_signal()
     workers = start_ingest(settings, services, args.workers, args.worker_no)
-    engine = start_alert_engine(settings, services)
+    engine = None if args.no_alerts else start_alert_engine(settings, services)
     try:
         while not stop.wait(1.0):
             if workers and all(w.conn.fatal for w in workers):
                 return 2
     finally:
-        engine.stop()
+        if engine is not None:
+            engine.stop()
         for w in workers:
             w.stop()
+        services.close()
+    return 0
+
+
+def cmd_alerts(settings, args) -> int:
+    """The alert engine alone, in its own process: at city load it should not share a
+    core (and the GIL) with an ingest worker (docs/benchmarks.md, section 4)."""
+    services = Services(settings, embed=False)
+    stop = wait_for_signal()
+    engine = start_alert_engine(settings, services)
+    try:
+        stop.wait()
+    finally:
+        engine.stop()
         services.close()
     return 0
 
@@ -360,6 +377,9 @@ def build_parser() -> argparse.ArgumentParser:
     ing.add_argument("--workers", type=int, default=1, help="workers in this process")
     ing.add_argument("--worker-no", type=int, default=int(os.environ.get("ANJIAN_WORKER_NO", "0")),
                      help="number of the first worker (keeps its MQTT session across restarts)")
+    ing.add_argument("--no-alerts", action="store_true",
+                     help="no alert engine in this process (run `app.py alerts` beside it)")
+    sub.add_parser("alerts", help="the alert engine alone (escalations, offline sweeps, dispatch)")
     sub.add_parser("web", help="dashboard and HTTP API")
     sub.add_parser("simulate", help="the simulated city's devices")
     sub.add_parser("migrate", help="bring the database schema up to date")
@@ -389,7 +409,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 COMMANDS = {
-    None: cmd_run, "run": cmd_run, "ingest": cmd_ingest, "web": cmd_web, "simulate": cmd_simulate,
+    None: cmd_run, "run": cmd_run, "ingest": cmd_ingest, "alerts": cmd_alerts, "web": cmd_web, "simulate": cmd_simulate,
     "migrate": cmd_migrate, "import": cmd_import, "token": cmd_token, "user": cmd_user, "audit": cmd_audit,
 }
 

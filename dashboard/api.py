@@ -9,6 +9,7 @@ objects; the live-state version rides along in the ``X-Anjian-Version`` header.
 from __future__ import annotations
 
 import functools
+import math
 from collections.abc import Callable
 from datetime import datetime
 from zoneinfo import ZoneInfo
@@ -33,7 +34,13 @@ def web():
 def iso(ts: float | None) -> str | None:
     if ts is None:
         return None
-    return datetime.fromtimestamp(ts, SHANGHAI).isoformat(timespec="seconds")
+    return _iso_second(math.floor(ts))
+
+
+@functools.lru_cache(maxsize=65536)
+def _iso_second(second: int) -> str:
+    # Screens format thousands of the same fix times every second; the memo makes it a lookup.
+    return datetime.fromtimestamp(second, SHANGHAI).isoformat(timespec="seconds")
 
 
 class ApiError(Exception):

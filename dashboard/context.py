@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import socket
-import threading
 import time
 from dataclasses import dataclass
 from urllib.parse import urlsplit
@@ -24,6 +23,7 @@ from data.alert_store import AlertStore
 from data.auth import Principal, TokenAuthenticator, _principal
 from data.live import LATENCY_BUCKETS_S, LiveState
 from data.models import Enterprise, Inspector, Sensor, Unit, User
+from dashboard.reloading import Reloading
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +48,6 @@ class Registry:
     inspectors: dict  # id -> (name, unit_id, unit_name)
     sensors: dict  # id -> (enterprise_id, lat, lon, street_id, grid_id, heartbeat_s)
     enterprise_names: dict
-    loaded_at: float
 
 
 class Snapshot:
@@ -79,13 +78,16 @@ class Snapshot:
         out.sort(key=lambda d: d["id"])
         return out
 
-    def sensors_json(self) -> list[dict]:
+    def sensors_json(self, only: set[str] | None = None) -> list[dict]:
+        """Every sensor's live state, or only those in ``only`` (one enterprise's, say)."""
         live = self.ctx.live
-        states = live.sensor_states(self.reg.sensors)
+        sensors = self.reg.sensors
+        wanted = sensors if only is None else {k: sensors[k] for k in sorted(only) if k in sensors}
+        states = live.sensor_states(wanted)
         avail = live.availability("sensor")
         offline_after = self.ctx.settings.sensor_offline_after
         out = []
-        for sid, (eid, lat, lon, street, grid, hb) in self.reg.sensors.items():
+        for sid, (eid, lat, lon, street, grid, hb) in wanted.items():
             st = states.get(sid)
             heartbeat = hb or self.ctx.settings.sensor_heartbeat_s
             if st is None:
@@ -115,29 +117,26 @@ class WebContext:
         self.tokens = TokenAuthenticator(engine)
         self.alerts = AlertStore(engine, self.live, Ladder.from_settings(settings), mqtt_prefix=settings.mqtt_prefix)
         self.mqtt_url = mqtt_url
-        self._reg: Registry | None = None
-        self._reg_lock = threading.Lock()
+        self._registry = Reloading(self._load_registry, REGISTRY_TTL_S, "registry")
         self._health: tuple[float, dict] | None = None
         self._principals: dict[int, tuple[float, Principal | None]] = {}
 
     # --- registry and snapshot -----------------------------------------------
     def registry(self) -> Registry:
-        reg = self._reg
-        if reg is not None and time.monotonic() - reg.loaded_at < REGISTRY_TTL_S:
-            return reg
-        with self._reg_lock:
-            if self._reg is not None and time.monotonic() - self._reg.loaded_at < REGISTRY_TTL_S:
-                return self._reg
-            with self.engine.connect() as conn:
-                units = dict(conn.execute(select(Unit.id, Unit.name)).all())
-                insp = {r.id: (r.name, r.unit_id, units.get(r.unit_id))
-                        for r in conn.execute(select(Inspector.id, Inspector.name, Inspector.unit_id))}
-                sens = {r.id: (r.enterprise_id, r.lat, r.lon, r.street_id, r.grid_id, r.heartbeat_s)
-                        for r in conn.execute(select(Sensor.id, Sensor.enterprise_id, Sensor.lat, Sensor.lon,
-                                                     Sensor.street_id, Sensor.grid_id, Sensor.heartbeat_s))}
-                names = dict(conn.execute(select(Enterprise.id, Enterprise.name)).all())
-            self._reg = Registry(insp, sens, names, time.monotonic())
-            return self._reg
+        """Names and places of inspectors, sensors and enterprises (reloaded every
+        REGISTRY_TTL_S in the background: ``dashboard.reloading``)."""
+        return self._registry.get()
+
+    def _load_registry(self) -> Registry:
+        with self.engine.connect() as conn:
+            units = dict(conn.execute(select(Unit.id, Unit.name)).all())
+            insp = {r.id: (r.name, r.unit_id, units.get(r.unit_id))
+                    for r in conn.execute(select(Inspector.id, Inspector.name, Inspector.unit_id))}
+            sens = {r.id: (r.enterprise_id, r.lat, r.lon, r.street_id, r.grid_id, r.heartbeat_s)
+                    for r in conn.execute(select(Sensor.id, Sensor.enterprise_id, Sensor.lat, Sensor.lon,
+                                                 Sensor.street_id, Sensor.grid_id, Sensor.heartbeat_s))}
+            names = dict(conn.execute(select(Enterprise.id, Enterprise.name)).all())
+        return Registry(insp, sens, names)
 
     def snapshot(self) -> Snapshot:
         return Snapshot(self, self.registry(), self.live.version())
@@ -234,5 +233,13 @@ class WebContext:
                [(f'{{worker="{w}"}}', d.get("lag_s", 0)) for w, d in sorted(workers.items())])
         family("anjian_ingest_shed_total", "counter", "Pings shed because a worker's ping queue was full.",
                [(f'{{worker="{w}"}}', d.get("shed", 0)) for w, d in sorted(workers.items())])
+        lines.append("# HELP anjian_web_callback_seconds Server time of a screen's Dash callback, by page.callback.")
+        lines.append("# TYPE anjian_web_callback_seconds histogram")
+        for name, h in sorted(live.histograms("web_callback").items()):
+            for b in LATENCY_BUCKETS_S:
+                lines.append(f'anjian_web_callback_seconds_bucket{{callback="{name}",le="{b}"}} {h["buckets"].get(b, 0)}')
+            lines.append(f'anjian_web_callback_seconds_bucket{{callback="{name}",le="+Inf"}} {h["count"]}')
+            lines.append(f'anjian_web_callback_seconds_sum{{callback="{name}"}} {h["sum"]}')
+            lines.append(f'anjian_web_callback_seconds_count{{callback="{name}"}} {h["count"]}')
         family("anjian_live_version", "gauge", "Live-state version counter.", [("", live.version())])
         return "\n".join(lines) + "\n"

@@ -41,6 +41,7 @@ WALL_STATUS = "wall-status"
 WALL_SOUND = "wall-sound"  # dummy output of the clientside alarm sound
 WALL_ALERT_LIST = "wall-alert-list"
 WALL_VIEW_NAME = "wall-view-name"
+WALL_VIEW = "wall-view"  # store: the map's zoom and bounds once settled (not every frame of a flight)
 WALL_ENT_STATE = "wall-ent-state"  # store: the area and zoom band the enterprise layer was drawn for
 WALL_UPDATED = "wall-updated"
 

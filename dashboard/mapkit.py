@@ -44,6 +44,7 @@ import numpy as np
 from sqlalchemy import Engine, select
 
 from data.models import Enterprise, Grid, Street, Unit
+from dashboard.reloading import Reloading
 from geo import cells as h3cells
 from geo.coords import gcj02_to_wgs84, wgs84_to_gcj02
 
@@ -299,7 +300,6 @@ class CityMap:
     ent_lon: np.ndarray
     ent_x: np.ndarray  # display lon
     ent_y: np.ndarray  # display lat
-    loaded_at: float = field(default_factory=time.monotonic)
     _bins: dict = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -405,27 +405,18 @@ def _parse_geometry(text_or_dict) -> dict | None:
     return geom
 
 
-class CityCache:
-    """One CityMap per process, reloaded after CITY_TTL_S (read-only data, shared safely)."""
+class CityCache(Reloading[CityMap]):
+    """One CityMap per process, reloaded every CITY_TTL_S in the background (read-only
+    data, shared safely; 130,000 enterprises take over a second to load)."""
 
     def __init__(self, engine: Engine, projector: Projector, ttl_s: float = CITY_TTL_S):
-        self.engine, self.projector, self.ttl_s = engine, projector, ttl_s
-        self._city: CityMap | None = None
-        self._lock = threading.Lock()
-
-    def get(self) -> CityMap:
-        city = self._city
-        if city is not None and time.monotonic() - city.loaded_at < self.ttl_s:
-            return city
-        with self._lock:
-            if self._city is None or time.monotonic() - self._city.loaded_at >= self.ttl_s:
-                self._city = load_city_map(self.engine, self.projector)
-            return self._city
+        self.engine, self.projector = engine, projector
+        super().__init__(lambda: load_city_map(engine, projector), ttl_s, "city map")
 
 # --- layer builders -------------------------------------------------------------------
 
 
-def _in_view(x: np.ndarray, y: np.ndarray, bounds, pad: float = VIEW_PAD) -> np.ndarray:
+def in_view(x: np.ndarray, y: np.ndarray, bounds, pad: float = VIEW_PAD) -> np.ndarray:
     """Mask of display points inside Leaflet ``bounds`` (display), padded."""
     if not bounds:
         return np.ones(x.shape, dtype=bool)
@@ -464,7 +455,7 @@ def enterprise_layer(city: CityMap, zoom: float | None, bounds, risk_labels: Map
     res = enterprise_res_for_zoom(zoom)
     if res is not None:
         b = city.enterprise_bins(res)
-        mask = _in_view(b["x"], b["y"], bounds)
+        mask = in_view(b["x"], b["y"], bounds)
         feats = []
         for i in np.flatnonzero(mask):
             counts = b["counts"][i]
@@ -475,7 +466,7 @@ def enterprise_layer(city: CityMap, zoom: float | None, bounds, risk_labels: Map
                                               for c, k in zip(RISK_ORDER, counts) if k)
             feats.append(point(float(b["x"][i]), float(b["y"][i]), props))
         return feature_collection(feats)
-    mask = _in_view(city.ent_x, city.ent_y, bounds, pad=0.1)
+    mask = in_view(city.ent_x, city.ent_y, bounds, pad=0.1)
     idx = np.flatnonzero(mask)
     if idx.size > ENTERPRISE_POINTS_MAX:
         # Highest risk first (stable by id within a colour), so nothing red is dropped.
@@ -489,17 +480,24 @@ def enterprise_layer(city: CityMap, zoom: float | None, bounds, risk_labels: Map
     return feature_collection(feats)
 
 
-def inspector_feature(d: Mapping, colour: str, projector: Projector, status_label: str | None = None) -> dict:
-    """One inspector as a point; with ``status_label`` it carries a hover tooltip (the
-    wall, which nobody hovers, leaves it out: a third of the bytes per update)."""
-    x, y = projector.lonlat(np.array([d["lon"]]), np.array([d["lat"]]))
-    props = {"id": d["id"], "c": colour, "s": d.get("status")}
-    if status_label is not None:
-        tip = f"{esc(d.get('name'))} · {esc(d.get('unit_name'))} · {esc(status_label)}"
-        if d.get("visiting_enterprise"):
-            tip += f"<br>{esc(d['visiting_enterprise'])}"
-        props["tooltip"] = tip
-    return point(float(x[0]), float(y[0]), props, fid=d["id"])
+def inspector_features(rows: Sequence[Mapping], colours: Sequence[str], projector: Projector,
+                       status_labels: Sequence[str] | None = None) -> list[dict]:
+    """Inspectors as points (one projection over all of them); with ``status_labels`` each
+    carries a hover tooltip (the wall, which nobody hovers, leaves it out: a third of the
+    bytes per update)."""
+    if not rows:
+        return []
+    xs, ys = projector.lonlat([d["lon"] for d in rows], [d["lat"] for d in rows])
+    out = []
+    for k, (d, x, y) in enumerate(zip(rows, xs.tolist(), ys.tolist())):
+        props = {"id": d["id"], "c": colours[k], "s": d.get("status")}
+        if status_labels is not None:
+            tip = f"{esc(d.get('name'))} · {esc(d.get('unit_name'))} · {esc(status_labels[k])}"
+            if d.get("visiting_enterprise"):
+                tip += f"<br>{esc(d['visiting_enterprise'])}"
+            props["tooltip"] = tip
+        out.append(point(x, y, props, fid=d["id"]))
+    return out
 
 
 def trail_features(trails: Mapping[str, Sequence[tuple[float, float]]], colours: Mapping[str, str],
@@ -557,7 +555,9 @@ def heat_layer(rows, projector: Projector) -> tuple[dict, float]:
                 ring.append(ring[0])
                 arr = np.asarray(ring, float)
                 x, y = projector.lonlat(arr[:, 0], arr[:, 1])
-                geom = {"type": "Polygon", "coordinates": [np.column_stack([x, y]).tolist()]}
+                # 5 decimals (~1 m) for a hexagon hundreds of metres across: a sixth fewer bytes.
+                geom = {"type": "Polygon",
+                        "coordinates": [np.round(np.column_stack([x, y]), TRAIL_DECIMALS).tolist()]}
             else:
                 lat, lon = h3cells.cell_to_latlng(cell)
                 x, y = projector.lonlat(np.array([lon]), np.array([lat]))
@@ -582,11 +582,15 @@ def _cell_res(cell: str) -> int:
 
 
 def heat_res_for_zoom(zoom: float | None) -> int:
-    """Heat resolution per zoom, as geo.cells.HEAT_RESOLUTIONS documents (7 / 8 / 9)."""
+    """Heat resolution per zoom, as geo.cells.HEAT_RESOLUTIONS documents (7 / 8 / 9).
+
+    The wall's whole-district view is zoom 12 on a 1080p panel: res 7 there
+    (~75 px a cell, a few hundred cells, ~40 KB), not res 8 (~1,800 cells, 280 KB
+    a refresh at city load, over the wall's 100 KB a tick)."""
     z = 12 if zoom is None else zoom
-    if z <= 11:
+    if z < 12.5:
         return 7
-    if z <= 13:
+    if z < 14:
         return 8
     return 9
 

@@ -43,6 +43,9 @@ TX_RETRIES = 8
 # What officers may do: take an alarm in their own grid and see it through.
 OFFICER_ACTIONS = frozenset({"ack", "assign", "arrive", "resolve"})
 MANAGER_ROLES = frozenset({"dispatcher", "admin"})
+# Subjects bound into one IN (...) of active_subjects: the engine's whole batch,
+# and far below SQLite's limit on bound parameters (999 in old builds).
+SUBJECTS_PER_QUERY = 500
 SYSTEM = Principal(0, "system", "admin")
 
 
@@ -133,6 +136,26 @@ class AlertStore:
                                           Alert.state.in_(ACTIVE_STATES)).order_by(Alert.id.desc()).limit(1)
         ).first()
         return None if row is None else (state_from_row(row), row.version)
+
+    def active_subjects(self, alert_types: Iterable[str], subjects: Iterable[str]) -> set[str]:
+        """Those of ``subjects`` that have an alert of one of ``alert_types`` in ``ACTIVE_STATES``.
+
+        The alert engine's batch read: one query tells which sensors of a batch
+        can skip SQL altogether.  It reads no lock and may be stale by the time
+        it is used (a dispatcher resolves an alert); callers treat "active" as
+        "look again in a transaction".
+        """
+        types = list(alert_types)
+        wanted = list(dict.fromkeys(subjects))
+        found: set[str] = set()
+        with self.engine.connect() as conn:
+            for i in range(0, len(wanted), SUBJECTS_PER_QUERY):
+                found.update(conn.execute(
+                    select(Alert.subject).distinct()
+                    .where(Alert.type.in_(types), Alert.subject.in_(wanted[i:i + SUBJECTS_PER_QUERY]),
+                           Alert.state.in_(ACTIVE_STATES))
+                ).scalars())
+        return found
 
     # --- writes (used by the engine and by act) --------------------------------------
     def insert(self, conn: Connection, alert: AlertState, record: TransitionRecord, now: float) -> AlertState:

@@ -47,11 +47,17 @@ GAS_EVENTS_MAXLEN = 100_000
 
 # The batch travels as one JSON argument (decoded by cjson inside Redis):
 # packing it as thousands of separate arguments cost more than everything
-# else in the worker (measured with bench/bench_ingest.py --profile).
+# else in the worker (measured with bench/bench_ingest.py --profile).  An
+# inspector's hash and GEO entry are written once per batch, with its newest
+# fix: with a backlog a batch holds several fixes per inspector, and the
+# script's run time is the worker's wait.
 _APPLY_PINGS = """
 local ns, ttl = KEYS[1], tonumber(ARGV[1])
 local rows = cjson.decode(ARGV[2])
 local res, changed = {}, {}
+-- best[id]: newest ts of the inspector so far (stored, then this batch's), or
+-- false when it has none; last[id]: its newest applied row of this batch.
+local best, last, ids = {}, {}, {}
 for i = 1, #rows do
   local p = rows[i]
   local id, ts, msg = p[1], p[2], p[9]
@@ -60,25 +66,39 @@ for i = 1, #rows do
     status = 2
   end
   if status == 0 then
-    local key = ns .. ':insp:' .. id
-    local cur = redis.call('HGET', key, 'ts')
-    if cur and tonumber(cur) >= ts then
+    local b = best[id]
+    if b == nil then
+      local cur = redis.call('HGET', ns .. ':insp:' .. id, 'ts')
+      b = cur and tonumber(cur) or false
+    end
+    if b and b >= ts then
       status = 1
+      best[id] = b
     else
-      redis.call('HSET', key, 'ts', string.format('%%.17g', ts), 'lat', string.format('%%.17g', p[3]),
-                 'lon', string.format('%%.17g', p[4]), 'acc', p[5], 'speed', p[6], 'batt', p[7], 'src', p[8])
-      redis.call('GEOADD', ns .. ':insp:geo', p[4], p[3], id)
+      best[id] = ts
+      if not last[id] then ids[#ids + 1] = id end
+      last[id] = p
       changed[#changed + 1] = id
     end
   end
   res[#res + 1] = status
+end
+-- One write per inspector: its newest fix (the hash and the GEO entry end up
+-- as they would after writing every applied fix in turn).
+for _, id in ipairs(ids) do
+  local p = last[id]
+  redis.call('HSET', ns .. ':insp:' .. id, 'ts', string.format('%%.17g', p[2]), 'lat', string.format('%%.17g', p[3]),
+             'lon', string.format('%%.17g', p[4]), 'acc', p[5], 'speed', p[6], 'batt', p[7], 'src', p[8])
+  redis.call('GEOADD', ns .. ':insp:geo', p[4], p[3], id)
 end
 if #changed > 0 then
   local v = redis.call('INCR', ns .. ':ver')
   redis.call('XADD', ns .. ':changes', 'MAXLEN', '~', %(changes_maxlen)d, '*',
              'v', v, 'kind', 'inspector', 'ids', table.concat(changed, ','))
 end
-return res
+-- One digit per ping, as one string: a reply of a thousand integers cost the
+-- client more to parse than the rest of this step.
+return table.concat(res)
 """
 
 # Sensors: same idempotency and ordering.  Every reading that is not a
@@ -127,6 +147,28 @@ def _s(v: float | None) -> str:
     return "" if v is None else repr(float(v))
 
 
+# Reads of many hashes in one round trip: redis-py parsing thousands of HGETALL
+# replies costs ~50 us each in Python; one JSON string decoded by orjson costs ~1 us
+# a hash.  KEYS[1] is the key prefix, ARGV the ids, the rest names the fields.
+_READ_HASHES = """
+local fields = cjson.decode(KEYS[2])
+local out = {}
+for _, id in ipairs(ARGV) do
+  local v = redis.call('HMGET', KEYS[1] .. id, unpack(fields))
+  if v[1] then
+    local row = {id}
+    for k = 1, #fields do row[k + 1] = v[k] or '' end
+    out[#out + 1] = row
+  end
+end
+return cjson.encode(out)
+"""
+_FIX_FIELDS = ("ts", "lat", "lon", "acc", "speed", "batt", "src")
+_SENSOR_FIELDS = ("ts", "level", "lel", "ppm", "alarm", "batt", "src")
+# Ids per script call: one call blocks Redis for ~1 ms per thousand hashes.
+_READ_CHUNK = 5000
+
+
 def _f(v: bytes | str | None) -> float | None:
     if v is None or v == b"" or v == "":
         return None
@@ -167,6 +209,7 @@ class LiveState:
         fmt = {"changes_maxlen": CHANGES_MAXLEN, "gas_maxlen": GAS_EVENTS_MAXLEN}
         self._apply_pings = client.register_script(_APPLY_PINGS % fmt)
         self._apply_sensors = client.register_script(_APPLY_SENSORS % fmt)
+        self._read_hashes = client.register_script(_READ_HASHES)
 
     def key(self, *parts: str) -> str:
         return ":".join((self.ns, *parts))
@@ -178,7 +221,8 @@ class LiveState:
             return []
         rows = [(p.inspector_id, p.ts, p.lat, p.lon, _s(p.acc_m), _s(p.speed_mps), _s(p.batt_pct), p.source,
                  p.msg_id or "") for p in pings]
-        return [int(x) for x in self._apply_pings(keys=[self.ns], args=[self.msg_id_ttl_s, orjson.dumps(rows)])]
+        reply = self._apply_pings(keys=[self.ns], args=[self.msg_id_ttl_s, orjson.dumps(rows)])
+        return [c - 48 for c in reply]  # b"0012" -> [0, 0, 1, 2]
 
     def apply_sensor_readings(self, readings: Sequence[GasReading], levels: Sequence[str]) -> list[tuple[int, str]]:
         """Apply readings with their computed levels; returns (status, previous level)."""
@@ -221,38 +265,30 @@ class LiveState:
     def version(self) -> int:
         return int(self.r.get(self.key("ver")) or 0)
 
-    def inspector_fixes(self, ids: Iterable[str]) -> dict[str, InspectorFix]:
+    def _hashes(self, kind: str, ids: Iterable[str], fields: tuple[str, ...]) -> list[list[str]]:
+        """[id, *field values ('' when absent)] of each ``ns:kind:id`` hash that exists."""
         ids = list(ids)
-        pipe = self.r.pipeline(transaction=False)
-        for i in ids:
-            pipe.hgetall(self.key("insp", i))
-        out: dict[str, InspectorFix] = {}
-        for i, h in zip(ids, pipe.execute()):
-            if not h:
-                continue
-            out[i] = InspectorFix(
-                id=i, ts=float(h[b"ts"]), lat=float(h[b"lat"]), lon=float(h[b"lon"]),
-                acc_m=_f(h.get(b"acc")), speed_mps=_f(h.get(b"speed")), batt_pct=_f(h.get(b"batt")),
-                source=h.get(b"src", b"").decode(),
-            )
-        return out
+        spec = orjson.dumps(fields).decode()
+        rows: list[list[str]] = []
+        for k in range(0, len(ids), _READ_CHUNK):
+            chunk = ids[k:k + _READ_CHUNK]
+            if chunk:
+                rows += orjson.loads(self._read_hashes(keys=[self.key(kind, ""), spec], args=chunk))
+        return rows
+
+    def inspector_fixes(self, ids: Iterable[str]) -> dict[str, InspectorFix]:
+        return {
+            i: InspectorFix(id=i, ts=float(ts), lat=float(lat), lon=float(lon), acc_m=_f(acc), speed_mps=_f(speed),
+                            batt_pct=_f(batt), source=src)
+            for i, ts, lat, lon, acc, speed, batt, src in self._hashes("insp", ids, _FIX_FIELDS)
+        }
 
     def sensor_states(self, ids: Iterable[str]) -> dict[str, SensorState]:
-        ids = list(ids)
-        pipe = self.r.pipeline(transaction=False)
-        for i in ids:
-            pipe.hgetall(self.key("sensor", i))
-        out: dict[str, SensorState] = {}
-        for i, h in zip(ids, pipe.execute()):
-            if not h:
-                continue
-            alarm = h.get(b"alarm", b"").decode() or None
-            out[i] = SensorState(
-                id=i, ts=float(h[b"ts"]), level=h[b"level"].decode(), lel_pct=_f(h.get(b"lel")),
-                ppm=_f(h.get(b"ppm")), alarm=alarm, batt_pct=_f(h.get(b"batt")),
-                source=h.get(b"src", b"").decode(),
-            )
-        return out
+        return {
+            i: SensorState(id=i, ts=float(ts), level=level, lel_pct=_f(lel), ppm=_f(ppm), alarm=alarm or None,
+                           batt_pct=_f(batt), source=src)
+            for i, ts, level, lel, ppm, alarm, batt, src in self._hashes("sensor", ids, _SENSOR_FIELDS)
+        }
 
     def availability(self, kind: str) -> dict[str, tuple[bool, float]]:
         out = {}
@@ -282,6 +318,31 @@ class LiveState:
 
     def count(self, family: str, label: str, n: int = 1, pipe=None) -> None:
         (pipe or self.r).hincrby(self.key("metrics", family), label, n)
+
+    def observe(self, family: str, label: str, seconds: float) -> None:
+        """One sample of a latency histogram kept per ``label`` (LATENCY_BUCKETS_S), shared by all processes."""
+        key = self.key("metrics", family)
+        pipe = self.r.pipeline(transaction=False)
+        for b in LATENCY_BUCKETS_S:
+            if seconds <= b:
+                pipe.hincrby(key, f"{label}|le_{b}", 1)
+        pipe.hincrby(key, f"{label}|count", 1)
+        pipe.hincrbyfloat(key, f"{label}|sum", seconds)
+        pipe.execute()
+
+    def histograms(self, family: str) -> dict[str, dict]:
+        """``observe``'s samples: label -> {"buckets": {le: n}, "count": n, "sum": s}."""
+        out: dict[str, dict] = {}
+        for k, v in self.r.hgetall(self.key("metrics", family)).items():
+            label, _, field = k.decode().rpartition("|")
+            h = out.setdefault(label, {"buckets": {}, "count": 0, "sum": 0.0})
+            if field.startswith("le_"):
+                h["buckets"][float(field[3:])] = int(v)
+            elif field == "count":
+                h["count"] = int(v)
+            elif field == "sum":
+                h["sum"] = float(v)
+        return out
 
     def counters(self, family: str) -> dict[str, int]:
         return {k.decode(): int(v) for k, v in self.r.hgetall(self.key("metrics", family)).items()}

@@ -17,9 +17,9 @@ from h3ronpy.vector import coordinates_to_cells
 from numpy.typing import ArrayLike
 
 # Heatmap resolutions, coarse to fine.  Average hexagon edge / area:
-#   res 7: 1.41 km / 5.2 km^2  - a whole district at once (map zoom <= 11): a
-#          few hundred cells across Shenzhen, readable on the wall screen;
-#   res 8: 531 m / 0.74 km^2   - a street (街道) at zoom 12-13: several cells per
+#   res 7: 1.41 km / 5.2 km^2  - a whole district at once (map zoom < 12.5): a
+#          few hundred cells across a district, readable on the wall screen;
+#   res 8: 531 m / 0.74 km^2   - a street (街道) at zoom 12.5-14: several cells per
 #          community, so hot blocks stand out from quiet ones;
 #   res 9: 201 m / 0.105 km^2  - a grid (网格) or an industrial park at zoom >= 14:
 #          about a city block, still coarser than GPS error (5-50 m) so a

@@ -174,6 +174,9 @@ def new_state(inspector_id: str | None = None) -> dict:
     }
 
 
+_STATE_KEYS = frozenset(new_state())
+
+
 def _copy_state(state: dict) -> dict:
     return {
         "v": state.get("v", STATE_VERSION),
@@ -223,6 +226,24 @@ def _is_visit(stay: tuple, params: VisitParams) -> bool:
     return stay[2] - stay[1] >= params.dwell_min_s
 
 
+def _may_dwell(live: dict, buf: list, params: VisitParams) -> bool:
+    """Whether a provisional stay could last ``dwell_min_s``.
+
+    Every provisional stay starts at an open stay's start or at a buffered
+    fix and ends at an open stay's last fix or at a buffered fix, so it lies
+    inside [earliest of those, latest of those]; float subtraction is
+    monotonic, so a span under the dwell rules out every visit exactly.
+    """
+    if not live and not buf:
+        return False
+    lo = min(st[0] for st in live.values()) if live else buf[0][0]
+    hi = max(st[1] for st in live.values()) if live else buf[-1][0]
+    if buf:
+        lo = min(lo, buf[0][0])
+        hi = max(hi, buf[-1][0])
+    return hi - lo >= params.dwell_min_s
+
+
 def _candidates(nearby: NearbyFn, p: Ping, params: VisitParams) -> list[str]:
     r = params.radius_m(_acc(p))
     # str: the ids become JSON object keys in the state.
@@ -237,6 +258,26 @@ def _acc(p: Ping) -> float | None:
     """The fix's accuracy, or None when absent or meaningless (NaN, <= 0)."""
     a = p.acc_m
     return a if a is not None and math.isfinite(a) and a > 0 else None
+
+
+def _entry_key(e: list) -> tuple:
+    return _order_key(e[0], e[1], e[2], e[3])
+
+
+def _extend_sorted(entries: list, new: list) -> None:
+    """Add ``new`` to the sorted ``entries`` (both ``[ts, lat, lon, acc, ...]``), keeping order.
+
+    Fixes mostly arrive in order: then the new ones only go after the old
+    ones, and re-sorting the whole buffer (a key tuple per entry, per call)
+    is skipped.  The result is the same as a stable sort of both.
+    """
+    if len(new) > 1:
+        new.sort(key=_entry_key)
+    if entries and not _entry_key(new[0]) > _entry_key(entries[-1]):
+        entries.extend(new)
+        entries.sort(key=_entry_key)
+    else:
+        entries.extend(new)
 
 
 def _order_key(ts: float, lat: float, lon: float, acc: float | None) -> tuple:
@@ -258,15 +299,23 @@ def advance(
     *,
     unit_id: str | None = None,
     now: float | None = None,
+    consume: bool = False,
 ) -> tuple[dict, list[VisitEvent]]:
     """Fold a batch of one inspector's pings into ``state``; return the new state and events.
 
     ``nearby(lat, lon, radius_m)`` lists ``(enterprise_id, distance_m)`` within
     the radius (``EnterpriseIndex.nearby``).  ``unit_id`` is stamped on the
     events' visits.  With ``now`` (wall clock), a state silent for
-    ``idle_close_s`` is flushed.  ``state`` is not modified.
+    ``idle_close_s`` is flushed.  ``state`` is not modified, unless the caller
+    hands it over with ``consume=True`` (a state it has just decoded and will
+    not use again: copying it was a tenth of advance() in the ingest profile).
     """
-    st = new_state() if state is None else _copy_state(state)
+    if state is None:
+        st = new_state()
+    elif consume and state.keys() == _STATE_KEYS:
+        st = state
+    else:
+        st = _copy_state(state)
     if st["inspector_id"] is None and pings:
         st["inspector_id"] = pings[0].inspector_id
     inspector_id = st["inspector_id"]
@@ -274,7 +323,11 @@ def advance(
     wm = st["wm"]
     max_ts = st["max_ts"]
     buf = st["buf"]
-    keys = {_order_key(*e[:4]) for e in buf}
+    # Keys of the buffered fixes, for spotting redeliveries; built only when a
+    # fix does not sort after the whole buffer (a later fix cannot be in it).
+    last_key = _entry_key(buf[-1]) if buf else None
+    buf_keys: set | None = None
+    new_keys: set = set()
     new_entries = []
     tail_new = []
     for p in pings:
@@ -292,17 +345,18 @@ def advance(
         if not params.usable(acc):
             continue
         key = _order_key(p.ts, p.lat, p.lon, acc)
-        if key in keys:
+        if buf_keys is None and last_key is not None and not key > last_key:
+            buf_keys = {_entry_key(e) for e in buf}
+        if key in new_keys or (buf_keys is not None and key in buf_keys):
             continue  # the same fix again (redelivery)
-        keys.add(key)
+        new_keys.add(key)
         new_entries.append([p.ts, p.lat, p.lon, acc, _candidates(nearby, p, params)])
         tail_new.append([p.ts, p.lat, p.lon, acc])
     if new_entries:
-        buf.extend(new_entries)
-        buf.sort(key=lambda e: _order_key(*e[:4]))
+        _extend_sorted(buf, new_entries)
     if tail_new:
-        tail = st["tail"] + tail_new
-        tail.sort(key=lambda e: _order_key(*e))
+        tail = st["tail"]
+        _extend_sorted(tail, tail_new)
         st["tail"] = tail[-params.tail_max :]
     st["max_ts"] = max_ts
 
@@ -354,14 +408,20 @@ def _settle(
     st["wm"] = new_wm
 
     # Provisional view: the settled open stays continued through the buffer.
-    prov_live = {k: list(v) for k, v in live.items()}
-    prov: list[tuple] = []
-    for e in buf:
-        _step(prov_live, e[0], e[4], params, prov)
-    prov.extend((eid, s[0], s[1]) for eid, s in prov_live.items())
+    # Skipped when it cannot change anything: nothing is reported (``rep``
+    # empty) and no provisional stay can last the dwell (see _may_dwell).
+    # Most calls are of that kind (an inspector on the move, or early in a
+    # stay), and the pass was a third of advance() in the ingest profile.
+    prov_visits: list[tuple] = []
+    if st["rep"] or _may_dwell(live, buf, params):
+        prov_live = {k: list(v) for k, v in live.items()}
+        prov: list[tuple] = []
+        for e in buf:
+            _step(prov_live, e[0], e[4], params, prov)
+        prov.extend((eid, s[0], s[1]) for eid, s in prov_live.items())
+        prov_visits = sorted((v for v in prov if _is_visit(v, params)), key=lambda v: (v[1], v[0]))
 
     final_visits = sorted((v for v in final if _is_visit(v, params)), key=lambda v: (v[1], v[0]))
-    prov_visits = sorted((v for v in prov if _is_visit(v, params)), key=lambda v: (v[1], v[0]))
     events = _reconcile(st, final_visits, prov_visits, params, unit_id)
     return st, events
 

@@ -110,6 +110,21 @@ def reject(batch: Batch, item: Item, reason: str, detail: str | None, ctx: Conte
 class Decode(Step):
     name = "decode"
 
+    def run(self, batch, items, ctx):
+        # The loop of Step.run, inlined: this step sees every message, and a
+        # method call per item was a visible share of the worker's profile.
+        out = []
+        scheme = ctx.scheme
+        for item in items:
+            try:
+                item.event = decode(item.topic, item.payload, scheme, item.received_at)
+            except Rejected as r:
+                reject(batch, item, r.reason, r.detail, ctx)
+                continue
+            if item.event is not None:
+                out.append(item)
+        return out
+
     def process(self, item, ctx):
         item.event = decode(item.topic, item.payload, ctx.scheme, item.received_at)
         return item if item.event is not None else None
@@ -117,6 +132,23 @@ class Decode(Step):
 
 class Validate(Step):
     name = "validate"
+
+    def run(self, batch, items, ctx):
+        # Inlined like Decode's; one clock reading per batch (a batch takes
+        # milliseconds, the time limits are seconds to days).
+        out = []
+        limits = ctx.limits
+        now = ctx.now()
+        for item in items:
+            ev = item.event
+            if isinstance(ev, (Ping, GasReading)):
+                try:
+                    item.event = validate(ev, limits, now)
+                except Rejected as r:
+                    reject(batch, item, r.reason, r.detail, ctx)
+                    continue
+            out.append(item)
+        return out
 
     def process(self, item, ctx):
         if isinstance(item.event, (Ping, GasReading)):

@@ -253,6 +253,22 @@
       return nu;
     },
 
+    // The wall's map view, settled: the frames of a flight (idle cycle, takeover) each
+    // move the map, and every move would ask the server for heat and enterprises.  The
+    // first view goes through at once; after that, only a view held for 700 ms.
+    settleView: function (zoom, bounds) {
+      var view = { zoom: zoom, bounds: bounds };
+      if (!window.anjianViewSettled) {
+        window.anjianViewSettled = true;
+        return view;
+      }
+      if (window.anjianViewTimer) { clearTimeout(window.anjianViewTimer); }
+      window.anjianViewTimer = setTimeout(function () {
+        window.dash_clientside.set_props("wall-view", { data: view });
+      }, 700);
+      return noUpdate();
+    },
+
     clock: function () {
       return shanghai ? shanghai.format(new Date()) : new Date().toISOString().slice(0, 19).replace("T", " ");
     },

@@ -25,6 +25,8 @@ few seconds by every screen of the process: KPIs, heat).
 from __future__ import annotations
 
 import logging
+import threading
+import time
 from pathlib import Path
 
 import dash
@@ -83,6 +85,27 @@ def _register_callbacks(app: dash.Dash, module, policy: CallbackPolicy) -> None:
         policy.add(added.pop(), CallbackRule(cbs.page, spec.roles, spec.changes_state))
     for spec in cbs.client:
         app.clientside_callback(ClientsideFunction(spec.namespace, spec.function), *spec.args, **spec.kwargs)
+
+
+def warm_up(server) -> threading.Thread:
+    """Load the registry, the city map and the wall's KPIs in the background as the web
+    process starts, so the first screen served does not wait for them (seconds at city scale)."""
+
+    def run():
+        t0 = time.perf_counter()
+        try:
+            server.extensions["anjian"].registry()
+            server.extensions["anjian_city"].get()
+            with server.app_context():
+                wall.kpis(server.extensions["anjian"])
+        except Exception:  # noqa: BLE001 - the first request loads them instead
+            log.warning("warm-up failed; the first screen will load the city", exc_info=True)
+            return
+        log.info("city map, registry and KPIs loaded in %.1f s", time.perf_counter() - t0)
+
+    t = threading.Thread(target=run, name="warm-up", daemon=True)
+    t.start()
+    return t
 
 
 def create_dash(server, ctx) -> dash.Dash:

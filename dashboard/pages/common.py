@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import time
 from collections.abc import Callable, Iterable
 from datetime import datetime
 from zoneinfo import ZoneInfo
@@ -298,6 +299,8 @@ def guard_callback(fn: Callable, roles: tuple[str, ...], changes_state: bool) ->
 
     from flask import abort, request
 
+    name = f"{fn.__module__.rsplit('.', 1)[-1]}.{fn.__name__}"
+
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         p = principal()
@@ -310,7 +313,12 @@ def guard_callback(fn: Callable, roles: tuple[str, ...], changes_state: bool) ->
                          {"method": request.method, "role": p.role, "callback": fn.__name__,
                           "changes_state": changes_state, "reason": "role"})
             abort(403)
-        return fn(*args, **kwargs)
+        t0 = time.perf_counter()
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            # Read by dashboard.server: a Server-Timing header and the callback histogram.
+            g.anjian_callback = (name, time.perf_counter() - t0)
 
     return wrapper
 
@@ -331,28 +339,57 @@ def triggered() -> tuple:
 
 class TTLCache:
     """Answers shared by every screen of this process for a few seconds (read-only data:
-    KPIs, heat layers), so ten walls polling cost one query, not ten."""
+    KPIs, heat layers), so ten walls polling cost one query, not ten.
+
+    Stale while revalidating: once an answer is older than its ``ttl_s`` the next
+    caller still gets it at once, and one background thread computes the new one
+    (at city scale the KPIs take a second of SQL, which no poll should wait for).
+    Only the first call for a key, or one for an answer older than ``max_stale``
+    times its ttl, waits for ``compute``; ``compute`` must therefore not need the
+    request (no flask globals)."""
+
+    MAX_STALE = 6.0
 
     def __init__(self):
         import threading
 
         self._data: dict = {}
+        self._refreshing: set = set()
         self._lock = threading.Lock()
 
     def get(self, key, ttl_s: float, compute: Callable):
-        import time
+        import threading
 
         now = time.monotonic()
         with self._lock:
             hit = self._data.get(key)
-        if hit is not None and now - hit[0] < ttl_s:
-            return hit[1]
+            if hit is not None and now - hit[0] < ttl_s:
+                return hit[1]
+            if hit is not None and now - hit[0] < ttl_s * self.MAX_STALE:
+                if key not in self._refreshing:
+                    self._refreshing.add(key)
+                    threading.Thread(target=self._refresh, args=(key, compute), name="cache-refresh",
+                                     daemon=True).start()
+                return hit[1]
         value = compute()
+        self._put(key, now, value)
+        return value
+
+    def _refresh(self, key, compute: Callable) -> None:
+        try:
+            t0 = time.monotonic()
+            self._put(key, t0, compute())
+        except Exception:  # noqa: BLE001 - keep the old answer; the next call tries again
+            log.warning("background refresh of %r failed", key, exc_info=True)
+        finally:
+            with self._lock:
+                self._refreshing.discard(key)
+
+    def _put(self, key, at: float, value) -> None:
         with self._lock:
             if len(self._data) > 256:
                 self._data.clear()
-            self._data[key] = (now, value)
-        return value
+            self._data[key] = (at, value)
 
 
 def cache() -> TTLCache:

@@ -67,8 +67,14 @@ ROLES = ("dispatcher", "admin")
 # latency, slow enough that a handful of consoles cost nothing.
 TICK_MS = 1500
 DUPLICATE_TYPES = ("duplicate_visit", "overlap_now", "approach_warning")
-QUEUE_MAX = 200
-INSPECTOR_ROWS_MAX = 300
+# Rows drawn, most urgent first; the rest are counted ("N more").  A dispatcher works
+# the top of the queue, and at city scale a 200-row queue redrawn on every change
+# was 200 KB a poll and slowed the browser's alarm display to seconds.
+QUEUE_MAX = 50
+DUPLICATES_MAX = 30
+INSPECTOR_ROWS_MAX = 100
+# The inspector list follows the live fixes, but redraws at most this often.
+INSPECTOR_LIST_EVERY_S = 5.0
 STATUS_ORDER = {"on_task": 0, "visiting": 1, "on_duty": 2, "offline": 3}
 
 cb = PageCallbacks("dispatch", ROLES)
@@ -174,14 +180,17 @@ def queue_table(alerts: list[dict], reg, c, lang_: str, now: float, selected):
             html.Td(label("alert.state", a.get("state"), lang_), className=f"aj-state aj-state-{a.get('state')}"),
             html.Td(buttons),
         ], className=cls, id=f"queue-row-{a['id']}"))
-    return html.Table([head, html.Tbody(rows)], className="aj-queue")
+    table = html.Table([head, html.Tbody(rows)], className="aj-queue")
+    if len(alerts) <= QUEUE_MAX:
+        return table
+    return html.Div([table, html.P(t("common.more", lang_, n=len(alerts) - QUEUE_MAX), className="aj-muted")])
 
 
 def duplicates_list(alerts: list[dict], reg, c, lang_: str):
     if not alerts:
         return [html.Li(t("dispatch.duplicates.empty", lang_), className="aj-muted")]
     out = []
-    for a in alerts:
+    for a in alerts[:DUPLICATES_MAX]:
         who = reg.inspectors.get(a.get("inspector_id"), (a.get("inspector_id") or "",))[0]
         sugg = (a.get("details") or {}).get("suggestion") or {}
         acts = allowed_actions(a)
@@ -194,6 +203,8 @@ def duplicates_list(alerts: list[dict], reg, c, lang_: str):
                                     id={"type": ids.REASSIGN_TYPE, "alert": a["id"], "where": "p"},
                                     className="aj-btn aj-btn-primary", n_clicks=0))
         out.append(html.Li(item))
+    if len(alerts) > DUPLICATES_MAX:
+        out.append(html.Li(t("common.more", lang_, n=len(alerts) - DUPLICATES_MAX), className="aj-muted"))
     return out
 
 
@@ -222,7 +233,10 @@ def inspector_table(rows: list[dict], alerts: list[dict], reg, lang_: str, now: 
         ]))
     head = html.Thead(html.Tr([html.Th(t(k, lang_)) for k in (
         "dispatch.col.name", "dispatch.col.unit", "dispatch.col.status", "dispatch.col.task", "dispatch.col.last_fix")]))
-    return html.Table([head, html.Tbody(body)], className="aj-table")
+    table = html.Table([head, html.Tbody(body)], className="aj-table")
+    if len(rows) <= INSPECTOR_ROWS_MAX:
+        return table
+    return html.Div([table, html.P(t("common.more", lang_, n=len(rows) - INSPECTOR_ROWS_MAX), className="aj-muted")])
 
 
 # --- the poll ---------------------------------------------------------------------------------
@@ -249,7 +263,7 @@ def dispatch_tick(n, done, selected, state, order):
     now = time.time()
     version = ctx.live.version()
     if (version == state.get("v") and done == state.get("done") and selected == state.get("selected")
-            and order is not None and now - (state.get("full_at") or 0) < layers.FULL_REDRAW_S):
+            and order is not None and not layers.roll_due(state, now)):
         raise PreventUpdate
     p = principal()
     lang_ = lang()
@@ -269,8 +283,9 @@ def dispatch_tick(n, done, selected, state, order):
         out["queue"] = queue_table(queue, snap.reg, c, lang_, now, selected)
         out["duplicates"] = duplicates_list(dups, snap.reg, c, lang_)
         out["alarms"] = layers.alarm_features(alerts, snap.reg, c)
-    if redraw_lists or version != state.get("v"):
+    if redraw_lists or (version != state.get("v") and now - (state.get("il_at") or 0) >= INSPECTOR_LIST_EVERY_S):
         out["inspector_list"] = inspector_table(layers.shown_inspectors(rows, now), alerts, snap.reg, lang_, now)
+        state["il_at"] = now
     if afp != state.get("afp"):
         out["afp"] = afp
     state.update(news)

@@ -134,7 +134,7 @@ def live_parts(enterprise_id: str, lang_: str):
     ctx = web()
     sensors = queries.sensors_of(ctx.engine, enterprise_id)
     wanted = {s["id"] for s in sensors}
-    states = {s["id"]: s for s in ctx.snapshot().sensors_json() if s["id"] in wanted} if wanted else {}
+    states = {s["id"]: s for s in ctx.snapshot().sensors_json(only=wanted)} if wanted else {}
     return sensors_table(sensors, states, lang_), alerts_table(queries.alerts_of(ctx.engine, enterprise_id), lang_)
 
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 
 from dash import Patch, no_update
 
@@ -27,7 +28,7 @@ from dashboard.mapkit import (
     enterprise_layer,
     enterprise_res_for_zoom,
     feature_collection,
-    inspector_feature,
+    inspector_features as _inspector_features,
 )
 from dashboard.pages import queries
 from dashboard.pages.common import first_seen_ts, fmt_time, label
@@ -35,10 +36,13 @@ from dashboard.i18n import t
 
 EMPTY = {"type": "FeatureCollection", "features": []}
 
-# A full redraw of the inspector layer at least this often: it also catches
-# changes that leave no trace in the change stream (a visit's end written by
-# another process).  At 500 inspectors it is ~60 KB once a minute.
+# Every inspector's feature is re-sent at least this often, whether or not the
+# change stream named it: that catches changes that leave no trace there (a
+# visit's end written by another process).  Not as one full redraw (2,000
+# inspectors are 300 KB in one tick) but rolling: every ROLL_EVERY_S a slice of
+# the layer, so the whole of it goes round once per FULL_REDRAW_S.
 FULL_REDRAW_S = 60.0
+ROLL_EVERY_S = 5.0
 # An inspector with no fix for this long is off shift and not drawn at all
 # (offline ones younger than this are drawn grey).
 OFF_SHIFT_S = 2 * 3600.0
@@ -58,9 +62,10 @@ def shown_inspectors(snapshot_rows: list[dict], now: float) -> list[dict]:
 
 
 def inspector_features(rows: list[dict], city: CityMap, lang_: str, tooltips: bool) -> dict[str, dict]:
-    return {d["id"]: inspector_feature(d, city.unit_colour.get(d.get("unit"), "#64d2ff"), city.projector,
-                                       label("status", d.get("status"), lang_) if tooltips else None)
-            for d in rows}
+    colours = [city.unit_colour.get(d.get("unit"), "#64d2ff") for d in rows]
+    labels = [label("status", d.get("status"), lang_) for d in rows] if tooltips else None
+    feats = _inspector_features(rows, colours, city.projector, labels)
+    return {d["id"]: f for d, f in zip(rows, feats)}
 
 
 def inspectors_update(ctx, city: CityMap, rows: list[dict], state: dict, order: list | None, version: int,
@@ -72,11 +77,11 @@ def inspectors_update(ctx, city: CityMap, rows: list[dict], state: dict, order: 
     that were visiting).
     """
     rows = shown_inspectors(rows, now)
-    feats = inspector_features(rows, city, lang_, tooltips)
+    by_id = {d["id"]: d for d in rows}
     vis_now = sorted(d["id"] for d in rows if d.get("status") == "visiting")
     news = {"v": version, "t": now, "vis": vis_now}
     last_v = state.get("v")
-    full_due = (order is None or last_v is None or now - (state.get("full_at") or 0) >= FULL_REDRAW_S)
+    full_due = order is None or last_v is None
     changed: set[str] = set()
     if not full_due:
         if version != last_v:
@@ -88,29 +93,49 @@ def inspectors_update(ctx, city: CityMap, rows: list[dict], state: dict, order: 
         last_t = state.get("t") or now
         changed |= {d["id"] for d in rows if last_t - STALE_S < (d.get("last_fix_ts") or 0) <= now - STALE_S}
         changed |= set(state.get("vis") or ()) ^ set(vis_now)
+        # Went off shift (or was removed): drawn, but no longer shown.
+        changed |= set(order) - by_id.keys()
+        if roll_due(state, now) and order:
+            n = math.ceil(len(order) * ROLL_EVERY_S / FULL_REDRAW_S)
+            k = int(state.get("roll") or 0) % len(order)
+            changed |= set(order[k:k + n]) | set(order[:max(0, k + n - len(order))])
+            news.update(roll=(k + n) % len(order), rt=now)
     if full_due:
-        new_order = sorted(feats)
-        news["full_at"] = now
+        new_order = sorted(by_id)
+        news.update(full_at=now, rt=now, roll=0)
+        feats = inspector_features([by_id[i] for i in new_order], city, lang_, tooltips)
         return feature_collection([feats[i] for i in new_order]), new_order, news
     if not changed:
         return no_update, no_update, news
+    # Features only for what goes out: a poll at city load patches a few dozen of thousands.
+    feats = inspector_features([by_id[i] for i in sorted(changed) if i in by_id], city, lang_, tooltips)
     index = {iid: k for k, iid in enumerate(order)}
     patch = Patch()
-    new_order = list(order)
-    appended = False
+    gone, added = [], []
     for iid in sorted(changed):
         f = feats.get(iid)
         if iid in index:
             if f is None:
-                # Went off shift or was removed: redraw everything next time (rare).
-                news["full_at"] = 0
-                continue
-            patch["features"][index[iid]] = f
+                gone.append(iid)  # went off shift, or was removed
+            else:
+                patch["features"][index[iid]] = f
         elif f is not None:
-            patch["features"].append(f)
-            new_order.append(iid)
-            appended = True
-    return patch, (new_order if appended else no_update), news
+            added.append((iid, f))
+    # Assignments first (at the indices the browser has), then deletions from the end
+    # backwards (so no index moves under a later one), then appends.
+    for iid in sorted(gone, key=index.__getitem__, reverse=True):
+        del patch["features"][index[iid]]
+    for _iid, f in added:
+        patch["features"].append(f)
+    if not gone and not added:
+        return patch, no_update, news
+    dropped = set(gone)
+    return patch, [i for i in order if i not in dropped] + [i for i, _f in added], news
+
+
+def roll_due(state: dict, now: float) -> bool:
+    """Whether the next slice of the rolling refresh is due (see ROLL_EVERY_S)."""
+    return now - (state.get("rt") or state.get("full_at") or 0) >= ROLL_EVERY_S
 
 
 # --- enterprises ------------------------------------------------------------------------------

@@ -19,9 +19,11 @@ KPIs, trails and heat refresh on a slow 15 s poll.
 from __future__ import annotations
 
 import logging
+import math
 import time
 
 import dash_leaflet as dl
+import numpy as np
 from dash import Input, Output, State, dcc, html, no_update
 from dash.exceptions import PreventUpdate
 
@@ -35,6 +37,7 @@ from dashboard.mapkit import (
     base_children,
     heat_layer,
     heat_res_for_zoom,
+    in_view,
     js,
     map_props,
     trail_features,
@@ -112,9 +115,24 @@ def stops_for(c, lang_: str) -> list[dict]:
     return stops
 
 
+def first_inspectors(c, lang_: str) -> tuple[dict, list, dict]:
+    """The inspector layer as the page is served: (data, order, state).
+
+    Drawn into the layout rather than by the first poll, so the first poll already
+    sends a diff; otherwise at city scale every poll that fires before the first
+    full draw arrives would send the whole layer again (2,000 inspectors, 300 KB).
+    """
+    ctx = web()
+    snap = ctx.snapshot()
+    rows = snap.inspectors_json()
+    data, order, news = layers.inspectors_update(ctx, c, rows, {}, None, snap.version, time.time(), lang_)
+    return data, order, news
+
+
 def build(p, lang_: str, **_):
     c = city()
     pr = preset()
+    insp_data, insp_order, insp_state = first_inspectors(c, lang_)
     stops = stops_for(c, lang_)
     legend_units = [html.Li([html.Span(className="aj-dot", style={"background": colour}),
                              html.Span(c.unit_names.get(uid, uid), className="aj-data")])
@@ -130,7 +148,7 @@ def build(p, lang_: str, **_):
                             hideout={"pane": ENTERPRISE_PANE}, interactive=False),
                  name=ENTERPRISE_PANE, style={"zIndex": 350}),
          dl.GeoJSON(id=ids.WALL_TRAILS, data=layers.EMPTY, style=js("trailStyle"), interactive=False),
-         dl.GeoJSON(id=ids.WALL_INSPECTORS, data=layers.EMPTY, pointToLayer=js("inspectorPoint"),
+         dl.GeoJSON(id=ids.WALL_INSPECTORS, data=insp_data, pointToLayer=js("inspectorPoint"),
                     interactive=False),
          dl.GeoJSON(id=ids.WALL_ALARMS, data=layers.EMPTY, pointToLayer=js("alarmPoint"), interactive=False),
          dl.ScaleControl(position="bottomleft", imperial=False)],
@@ -184,9 +202,10 @@ def build(p, lang_: str, **_):
         dcc.Interval(id=ids.WALL_TICK, interval=TICK_MS),
         dcc.Interval(id=ids.WALL_SLOW_TICK, interval=SLOW_TICK_MS),
         dcc.Interval(id=ids.WALL_CYCLE_TICK, interval=CYCLE_MS),
-        dcc.Store(id=ids.WALL_STATE, data={}),
-        dcc.Store(id=ids.WALL_ORDER, data=None),
+        dcc.Store(id=ids.WALL_STATE, data=insp_state),
+        dcc.Store(id=ids.WALL_ORDER, data=insp_order),
         dcc.Store(id=ids.WALL_ENT_STATE, data=None),
+        dcc.Store(id=ids.WALL_VIEW, data=None),
         dcc.Store(id=ids.WALL_TAKEOVER, data=None),
         dcc.Store(id=ids.WALL_CYCLE_STATE, data={"i": -1, "pinned": None, "idle_ms": IDLE_MS}),
         dcc.Store(id=ids.WALL_STREETS, data=stops),
@@ -292,8 +311,9 @@ def wall_tick(n, state, order):
     # Cheap exit: the live version is bumped by every fix, sensor state and alert
     # change (AlertStore.notify), so an unchanged version means nothing to send,
     # unless a periodic redraw or the staleness check is due.
-    quiet = (version == state.get("v") and order is not None
-             and now - (state.get("full_at") or 0) < layers.FULL_REDRAW_S
+    # (The layout draws the inspectors but not the alarms and KPIs: no alarm_fp yet.)
+    quiet = (version == state.get("v") and order is not None and "alarm_fp" in state
+             and not layers.roll_due(state, now)
              and now - (state.get("t") or 0) < layers.STALE_S / 4)
     if quiet:
         raise PreventUpdate
@@ -348,15 +368,16 @@ SLOW_OUTPUTS = {
 # KPIs and heat are the same for every wall: computed once per process for this long.
 KPI_TTL_S = 10.0
 HEAT_TTL_S = 30.0
+TRAILS_TTL_S = 10.0
 HEAT_WINDOWS = ("1h", "today", "7d")
 
 
-def kpis(ctx, now: float) -> dict:
+def kpis(ctx) -> dict:
     """The wall's SQL numbers, the same function (and so the same numbers) as ``GET /api/v1/kpis``."""
     from data import geo_queries
 
     return cache().get("kpis", KPI_TTL_S, lambda: geo_queries.kpis(
-        ctx.engine, ctx.redis, ctx.settings.redis_namespace, ctx.settings.interval_days(), now))
+        ctx.engine, ctx.redis, ctx.settings.redis_namespace, ctx.settings.interval_days(), time.time()))
 
 
 @cb.callback(output=SLOW_OUTPUTS, inputs={"n": Input(ids.WALL_SLOW_TICK, "n_intervals")})
@@ -364,7 +385,7 @@ def wall_slow_tick(n):
     ctx = web()
     lang_ = lang()
     now = time.time()
-    k = kpis(ctx, now)
+    k = kpis(ctx)
     health = ctx.health()
     live = health.get("status") == "ok"
     out = {
@@ -378,16 +399,23 @@ def wall_slow_tick(n):
     return out
 
 
-@cb.callback(Output(ids.WALL_TRAILS, "data"), Input(ids.WALL_SLOW_TICK, "n_intervals"))
-def wall_trails(n):
-    """Each inspector on duty: a line through the last ten minutes of fixes, in the unit's colour."""
+@cb.callback(Output(ids.WALL_TRAILS, "data"), Input(ids.WALL_SLOW_TICK, "n_intervals"),
+             State(ids.WALL_MAP, "bounds"))
+def wall_trails(n, bounds=None):
+    """Each inspector on duty in (and around) the view: a line through the last ten
+    minutes of fixes, in the unit's colour."""
     ctx = web()
     c = city()
     rows = ctx.snapshot().inspectors_json()
     colours = {d["id"]: c.unit_colour.get(d.get("unit"), "#64d2ff") for d in rows}
     online = {d["id"] for d in rows if d.get("status") != "offline"}
-    trails = queries.trail_points(ctx.engine, time.time())
-    return trail_features({iid: pts for iid, pts in trails.items() if iid in online}, colours, c.projector)
+    trails = cache().get("trails", TRAILS_TTL_S, lambda: queries.trail_points(ctx.engine, time.time()))
+    shown = {iid: pts for iid, pts in trails.items() if iid in online and pts}
+    if bounds and shown:
+        x, y = c.projector.lonlat([p[-1][0] for p in shown.values()], [p[-1][1] for p in shown.values()])
+        inside = in_view(x, y, bounds)
+        shown = {iid: pts for (iid, pts), ok in zip(shown.items(), inside) if ok}
+    return trail_features(shown, colours, c.projector)
 
 
 # --- heat and enterprises ------------------------------------------------------------------------
@@ -415,25 +443,76 @@ def heat_rows(ctx, mode: str, res: int, window: str):
 
 @cb.callback(output={"data": Output(ids.WALL_HEAT, "data"), "hideout": Output(ids.WALL_HEAT, "hideout")},
              inputs={"n": Input(ids.WALL_SLOW_TICK, "n_intervals"), "mode": Input(ids.WALL_HEAT_MODE, "value"),
-                     "window": Input(ids.WALL_HEAT_WINDOW, "value"), "zoom": Input(ids.WALL_MAP, "zoom")})
-def wall_heat(n, mode, window, zoom):
-    """The H3 heat layer: activity or coverage gaps, at the resolution that suits the zoom."""
+                     "window": Input(ids.WALL_HEAT_WINDOW, "value"), "view": Input(ids.WALL_VIEW, "data")},
+             state={"drawn": State(ids.WALL_HEAT, "hideout")})
+def wall_heat_view(n, mode, window, view, drawn):
+    view = view or {}
+    return wall_heat(n, mode, window, view.get("zoom"), view.get("bounds"), drawn)
+
+
+def wall_heat(n, mode, window, zoom, bounds=None, drawn=None):
+    """The H3 heat layer: activity or coverage gaps, at the resolution that suits the zoom,
+    for the cells in (and around) the view.
+
+    The layer is built once per refresh of its rows and shared by every wall of the
+    process; each wall gets the cells of its view, and nothing (204) when it already
+    draws exactly those (same fingerprint)."""
     ctx = web()
     res = heat_res_for_zoom(zoom)
     mode = "gaps" if mode == "gaps" else "activity"
     window = window if window in HEAT_WINDOWS else "today"
+    projector = city().projector
+
+    def build():
+        data, vmax = heat_layer(heat_rows(ctx, mode, res, window), projector)
+        # Where each cell is (its first vertex), to cut the view out of the layer.
+        at = np.array([_first_vertex(f) for f in data["features"]], dtype=float).reshape(-1, 2)
+        return data, vmax, at, layers.fingerprint([mode, res, window, data])
+
     try:
-        rows = cache().get(("heat", mode, res, window), HEAT_TTL_S, lambda: heat_rows(ctx, mode, res, window))
+        data, vmax, at, fp = cache().get(("heat", mode, res, window), HEAT_TTL_S, build)
     except Exception:  # noqa: BLE001 - a failing heat source must not take the wall down
         log.exception("heat layer (%s, res %s) failed", mode, res)
-        rows = []
-    data, vmax = heat_layer(rows, city().projector)
-    return {"data": data, "hideout": {"max": vmax or 1, "mode": mode}}
+        return {"data": layers.EMPTY, "hideout": {"max": 1, "mode": mode, "fp": None}}
+    if bounds and len(at):
+        keep = np.flatnonzero(in_view(at[:, 0], at[:, 1], snapped(bounds), pad=0.0))
+        if len(keep) < len(at):
+            data = {**data, "features": [data["features"][i] for i in keep]}
+            fp = layers.fingerprint([fp, keep.tobytes().hex()])
+    if (drawn or {}).get("fp") == fp:
+        raise PreventUpdate
+    return {"data": data, "hideout": {"max": vmax or 1, "mode": mode, "fp": fp}}
+
+
+# The view a heat layer is cut for: padded by a quarter, then widened to a grid of
+# this many degrees (~4 km), so the frames of a flight, or a small pan, ask for the
+# same box and get nothing new (204) instead of a slightly different layer each.
+HEAT_VIEW_STEP_DEG = 0.04
+
+
+def snapped(bounds) -> list[list[float]] | None:
+    try:
+        (s, w), (n, e) = bounds
+    except (TypeError, ValueError):
+        return None
+    dy, dx = (n - s) * 0.25, (e - w) * 0.25
+    q = HEAT_VIEW_STEP_DEG
+    return [[math.floor((s - dy) / q) * q, math.floor((w - dx) / q) * q],
+            [math.ceil((n + dy) / q) * q, math.ceil((e + dx) / q) * q]]
+
+
+def _first_vertex(feature: dict) -> tuple[float, float]:
+    g = feature["geometry"]
+    return tuple(g["coordinates"][0][0]) if g["type"] == "Polygon" else tuple(g["coordinates"])
 
 
 @cb.callback(output={"data": Output(ids.WALL_ENTERPRISES, "data"), "last": Output(ids.WALL_ENT_STATE, "data")},
-             inputs={"zoom": Input(ids.WALL_MAP, "zoom"), "bounds": Input(ids.WALL_MAP, "bounds")},
-             state={"last": State(ids.WALL_ENT_STATE, "data")})
+             inputs={"view": Input(ids.WALL_VIEW, "data")}, state={"last": State(ids.WALL_ENT_STATE, "data")})
+def wall_enterprises_view(view, last):
+    view = view or {}
+    return wall_enterprises(view.get("zoom"), view.get("bounds"), last)
+
+
 def wall_enterprises(zoom, bounds, last):
     data, new_last = layers.enterprises_update(city(), zoom, bounds, last, lang(), tooltips=False)
     return {"data": data, "last": new_last}
@@ -446,6 +525,8 @@ cb.clientside("wallViewport",
               Output(ids.WALL_CYCLE_STATE, "data"),
               Input(ids.WALL_CYCLE_TICK, "n_intervals"), Input(ids.WALL_TAKEOVER, "data"),
               State(ids.WALL_STREETS, "data"), State(ids.WALL_CYCLE_STATE, "data"))
+cb.clientside("settleView", Output(ids.WALL_VIEW, "data"), Input(ids.WALL_MAP, "zoom"),
+              Input(ids.WALL_MAP, "bounds"))
 cb.clientside("alarmSound", Output(ids.WALL_SOUND, "children"), Input(ids.WALL_TAKEOVER, "data"),
               prevent_initial_call=True)
 cb.clientside("clock", Output(ids.CLOCK, "children"), Input(ids.WALL_TICK, "n_intervals"))

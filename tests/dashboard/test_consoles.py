@@ -51,6 +51,20 @@ def test_queue_is_sorted_by_severity_then_age(city_live):
         dispatch.dispatch_tick(2, 0, None, out["state"], out["order"])
 
 
+def test_a_long_queue_shows_the_most_urgent_and_counts_the_rest(city_live):
+    ctx, server, users = city_live
+    with webkit.as_user(server, users["dispatcher"]):
+        from dashboard.pages.common import city
+
+        alerts = [{"id": k, "type": "sensor_offline", "severity": "warning", "state": "open", "subject": f"s{k}",
+                   "first_seen_ts": time.time() - k} for k in range(dispatch.QUEUE_MAX + 7)]
+        table = dispatch.queue_table(alerts, ctx.registry(), city(), "zh-CN", time.time(), None)
+    text = text_of(table)
+    assert text.count('"queue-row-') == dispatch.QUEUE_MAX
+    assert "queue-row-0" in text and f"queue-row-{dispatch.QUEUE_MAX}\"" not in text
+    assert "另有 7 条" in text
+
+
 def test_ack_assign_resolve_in_one_or_two_clicks(city_live):
     ctx, server, users = city_live
     alert_id = webkit.open_alert(ctx, sensor_id="S1")

@@ -148,8 +148,15 @@ def test_heat_layer_uses_the_context_when_it_has_a_heat_source(fed, monkeypatch)
                             raising=False)
         act = wall.wall_heat(1, "activity", "today", 12)
         gaps = wall.wall_heat(1, "gaps", "today", 14)
-    assert len(act["data"]["features"]) == 1 and act["hideout"] == {"max": 4.0, "mode": "activity"}
+    assert len(act["data"]["features"]) == 1
+    assert (act["hideout"]["max"], act["hideout"]["mode"]) == (4.0, "activity")
     assert gaps["hideout"]["mode"] == "gaps" and gaps["hideout"]["max"] == 12.2
+    # A wall that already draws this layer is sent nothing; another mode or zoom is sent.
+    with webkit.as_user(server, users["wall"]):
+        with pytest.raises(PreventUpdate):
+            wall.wall_heat(2, "activity", "today", 12, drawn=act["hideout"])
+        finer = wall.wall_heat(2, "activity", "today", 15, drawn=act["hideout"])
+    assert finer["hideout"]["fp"] != act["hideout"]["fp"]
 
 
 def test_heat_layer_survives_a_failing_source(fed, monkeypatch):
@@ -208,3 +215,138 @@ def test_stale_inspectors_are_patched_without_a_version_bump(fed):
     ops = data.to_plotly_json()["operations"]
     assert len(ops) == len(info["inspectors"]) and order is no_update
     assert all(op["params"]["value"]["properties"]["s"] == "offline" for op in ops)
+
+
+def test_each_callback_reports_its_server_time(fed, client_as):
+    """What an operator reads to see a slow screen: a Server-Timing header per callback
+    answer, and a per-callback histogram in /metrics."""
+    ctx, server, _users, _info, _now = fed
+    c = client_as("wall")
+    key = webkit.key_of(server, "wall", "wall_slow_tick")
+    outputs = [{"id": o.component_id, "property": o.component_property} for o in wall.SLOW_OUTPUTS.values()]
+    body = webkit.callback_body(key, [{"id": "wall-slow-tick", "property": "n_intervals", "value": 1}],
+                                outputs=outputs)
+    resp = webkit.call_callback(c, body)
+    assert resp.status_code == 200, resp.get_data(as_text=True)[:300]
+    timing = resp.headers["Server-Timing"]
+    assert timing.startswith('cb;desc="wall.wall_slow_tick";dur=')
+    assert float(timing.rsplit("=", 1)[1]) > 0
+    webkit.call_callback(c, body)
+    metrics = client_as("dispatcher").get("/metrics").get_data(as_text=True)
+    assert 'anjian_web_callback_seconds_count{callback="wall.wall_slow_tick"} 2' in metrics
+    assert 'anjian_web_callback_seconds_bucket{callback="wall.wall_slow_tick",le="+Inf"} 2' in metrics
+
+
+def test_changes_since_reads_back_only_to_what_the_browser_has(web):
+    """The wall's diff source: inspectors moved after a version, across page boundaries of
+    the change stream; a version older than the stream keeps is reported incomplete."""
+    from dashboard.pages import queries
+
+    ctx, _server, _app, _users = web
+    now = time.time()
+    versions = {}
+    for k in range(300):
+        iid = f"I{k % 3 + 1}"
+        ctx.live.apply_pings([Ping(iid, now - 300 + k, 22.65 + k * 1e-5, 114.03, acc_m=5.0, msg_id=f"c{k}")])
+        versions[k] = ctx.live.version()
+    ids, complete = queries.changes_since(ctx, versions[299])
+    assert (ids, complete) == (set(), True)
+    ids, complete = queries.changes_since(ctx, versions[297])
+    assert complete and ids == {"I2", "I3"}  # moves 298 and 299 (I{k % 3 + 1})
+    ids, complete = queries.changes_since(ctx, versions[100])  # 199 entries back: over several pages
+    assert complete and ids == {"I1", "I2", "I3"}
+    old = queries.CHANGES_READ_MAX
+    try:
+        queries.CHANGES_READ_MAX = 150
+        assert queries.changes_since(ctx, versions[10]) == ({"I1", "I2", "I3"}, False)
+    finally:
+        queries.CHANGES_READ_MAX = old
+
+
+def _find(component, cid):
+    if getattr(component, "id", None) == cid:
+        return component
+    children = getattr(component, "children", None)
+    for child in children if isinstance(children, list) else [children]:
+        if child is not None and hasattr(child, "to_plotly_json"):
+            hit = _find(child, cid)
+            if hit is not None:
+                return hit
+    return None
+
+
+def test_the_page_arrives_with_the_inspectors_drawn_and_the_first_poll_sends_no_layer(fed):
+    """At city scale a full inspector layer is 300 KB: it comes with the page, once; the
+    first poll draws the alarms and KPIs and sends the inspectors only if one moved."""
+    ctx, server, users, info, _now = fed
+    with webkit.as_user(server, users["wall"]):
+        page = wall.build(users["wall"], "zh-CN")
+    layer = _find(page, "wall-inspectors")
+    order = _find(page, "wall-order").data
+    state = _find(page, "wall-state").data
+    assert [f["id"] for f in layer.data["features"]] == order == sorted(info["inspectors"])
+    out = tick(server, users["wall"], state, order)
+    assert out["inspectors"] is no_update and out["order"] is no_update
+    assert out["on_duty"] == "2"
+    with pytest.raises(PreventUpdate):
+        tick(server, users["wall"], out["state"], order)
+
+
+def _rows(ctx, n: int, now: float) -> list[dict]:
+    return [{"id": f"R{k:04d}", "unit": "U1", "lat": 22.6 + k * 1e-4, "lon": 114.0, "status": "on_duty",
+             "last_fix_ts": now - 5} for k in range(n)]
+
+
+def test_the_whole_inspector_layer_is_refreshed_in_rolling_slices_not_one_redraw(fed):
+    """At city scale a full redraw is 300 KB in one tick; instead a slice goes out every
+    ROLL_EVERY_S and the whole layer goes round within FULL_REDRAW_S."""
+    ctx, server, users, _info, now = fed
+    rows = _rows(ctx, 240, now)
+    with webkit.as_user(server, users["wall"]):
+        from dashboard.pages.common import city
+
+        data, order, state = layers.inspectors_update(ctx, city(), rows, {}, None, 7, now, "zh-CN")
+        assert len(data["features"]) == 240
+        seen: set[int] = set()
+        t = now
+        while t < now + layers.FULL_REDRAW_S:
+            t += layers.ROLL_EVERY_S
+            patch, new_order, news = layers.inspectors_update(ctx, city(), rows, state, order, 7, t, "zh-CN")
+            state = dict(state, **news)
+            ops = patch.to_plotly_json()["operations"]
+            assert new_order is no_update and 0 < len(ops) <= 240 * layers.ROLL_EVERY_S / layers.FULL_REDRAW_S + 1
+            seen |= {op["location"][1] for op in ops}
+    assert seen == set(range(240))
+
+
+def test_an_inspector_going_off_shift_is_deleted_by_patch_not_by_a_full_redraw(fed):
+    ctx, server, users, _info, now = fed
+    rows = _rows(ctx, 5, now)
+    with webkit.as_user(server, users["wall"]):
+        from dashboard.pages.common import city
+
+        _data, order, state = layers.inspectors_update(ctx, city(), rows, {}, None, 7, now, "zh-CN")
+        rows[1]["last_fix_ts"] = rows[3]["last_fix_ts"] = now - layers.OFF_SHIFT_S - 10
+        state = dict(state, t=now - 1)
+        patch, new_order, _news = layers.inspectors_update(ctx, city(), rows, state, order, 7, now + 1, "zh-CN")
+    ops = patch.to_plotly_json()["operations"]
+    assert [(op["operation"], op["location"]) for op in ops if op["operation"] == "Delete"] == [
+        ("Delete", ["features", 3]), ("Delete", ["features", 1])]
+    assert new_order == ["R0000", "R0002", "R0004"]
+
+
+def test_heat_layer_sends_the_cells_of_the_view(fed, monkeypatch):
+    """A wall zoomed on one street gets that street's cells, not the district's."""
+    ctx, server, users, _info, _now = fed
+    from geo.cells import latlng_to_cell
+
+    near, far = latlng_to_cell(22.62, 114.02, 8), latlng_to_cell(22.75, 113.90, 8)
+    monkeypatch.setattr(ctx, "heat", lambda res, window: [{"cell": near, "count": 4}, {"cell": far, "count": 9}],
+                        raising=False)
+    with webkit.as_user(server, users["wall"]):
+        whole = wall.wall_heat(1, "activity", "today", 13)
+        street = wall.wall_heat(1, "activity", "today", 13, bounds=[[22.60, 114.00], [22.64, 114.04]],
+                                drawn=whole["hideout"])
+    assert len(whole["data"]["features"]) == 2
+    assert len(street["data"]["features"]) == 1
+    assert street["hideout"]["max"] == 9.0  # the colour ramp stays the district's

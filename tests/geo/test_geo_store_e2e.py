@@ -87,11 +87,16 @@ def test_drive_by_without_dwell_is_no_visit(geo, engine):
     assert visits(engine) == []
 
 
-def test_two_workers_give_the_same_visits_as_one(settings, engine, redis_client):
+def two_workers(settings, engine, redis_client) -> tuple[GeoStore, GeoStore]:
+    """Two ingest workers' geo engines over the small city, sharing Redis and SQL."""
     write_small_city(engine)
     reg = Registry(engine)
     reg.load()
-    a, b = GeoStore(settings, engine, redis_client, reg), GeoStore(settings, engine, redis_client, reg)
+    return GeoStore(settings, engine, redis_client, reg), GeoStore(settings, engine, redis_client, reg)
+
+
+def test_two_workers_give_the_same_visits_as_one(settings, engine, redis_client):
+    a, b = two_workers(settings, engine, redis_client)
     t0 = time.time() - 4 * 3600
     pings = stay("I1", t0, 20) + leave("I1", t0 + 20 * 60)
     for k, p in enumerate(pings):  # alternate fixes between the two workers, in small batches
@@ -99,6 +104,28 @@ def test_two_workers_give_the_same_visits_as_one(settings, engine, redis_client)
     rows = visits(engine)
     assert len(rows) == 1
     assert rows[0].start_ts == pytest.approx(t0) and rows[0].end_ts == pytest.approx(t0 + 20 * 60)
+
+
+def test_held_states_follow_other_workers_and_deleted_keys(settings, engine, redis_client):
+    """A worker reuses the visit state it wrote last only while Redis still holds that rev."""
+    a, b = two_workers(settings, engine, redis_client)
+    t0 = time.time() - 4 * 3600
+    p = stay("I1", t0, 3)
+    key = f"{settings.redis_namespace}:visit:I1"
+
+    def stored_ts():
+        return [e[0] for e in orjson.loads(redis_client.get(key).partition(b"|")[2])["tail"]]
+
+    a.process(p[0:1])
+    b.process(p[1:2])  # a's held state is now stale
+    a.process(p[2:3])
+    assert stored_ts() == [q.ts for q in p[0:3]]
+    a.process(p[3:4])  # held and current: reused
+    assert stored_ts() == [q.ts for q in p[0:4]]
+    redis_client.delete(key)  # gone (expired, or reset), then written afresh by b
+    b.process(p[4:5])
+    a.process(p[5:6])
+    assert stored_ts() == [q.ts for q in p[4:6]]
 
 
 def test_two_units_on_site_at_once_is_an_overlap(geo, redis_client, settings):

@@ -93,6 +93,10 @@ def test_msg_id_applied_once_and_older_fix_never_overwrites(settings, worker, pu
     assert count(city_engine, PingRow) == 2, "the duplicate msg_id was stored twice"
     live = LiveState(redis_client, settings.redis_namespace)
     assert live.inspector_fixes(["I1"])["I1"].lat == pytest.approx(lat), "an older fix overwrote the newer one"
+    # Counters are flushed after the batch is acked: wait for them, then check
+    # that the duplicate is counted once.
+    wait_until(lambda: live.counters("dropped").get("duplicate_msg_id") == 1)
+    time.sleep(0.3)
     assert live.counters("dropped").get("duplicate_msg_id") == 1
 
 
