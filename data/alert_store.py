@@ -137,8 +137,12 @@ class AlertStore:
         ).first()
         return None if row is None else (state_from_row(row), row.version)
 
-    def active_subjects(self, alert_types: Iterable[str], subjects: Iterable[str]) -> set[str]:
+    def active_subjects(self, alert_types: Iterable[str], subjects: Iterable[str], *,
+                        still_away: bool = False) -> set[str]:
         """Those of ``subjects`` that have an alert of one of ``alert_types`` in ``ACTIVE_STATES``.
+
+        ``still_away``: only alerts not marked back to normal (an offline device
+        not heard again since).
 
         The alert engine's batch read: one query tells which sensors of a batch
         can skip SQL altogether.  It reads no lock and may be stale by the time
@@ -150,11 +154,12 @@ class AlertStore:
         found: set[str] = set()
         with self.engine.connect() as conn:
             for i in range(0, len(wanted), SUBJECTS_PER_QUERY):
-                found.update(conn.execute(
-                    select(Alert.subject).distinct()
-                    .where(Alert.type.in_(types), Alert.subject.in_(wanted[i:i + SUBJECTS_PER_QUERY]),
-                           Alert.state.in_(ACTIVE_STATES))
-                ).scalars())
+                q = (select(Alert.subject).distinct()
+                     .where(Alert.type.in_(types), Alert.subject.in_(wanted[i:i + SUBJECTS_PER_QUERY]),
+                            Alert.state.in_(ACTIVE_STATES)))
+                if still_away:
+                    q = q.where(Alert.returned_to_normal_at.is_(None))
+                found.update(conn.execute(q).scalars())
         return found
 
     # --- writes (used by the engine and by act) --------------------------------------

@@ -290,6 +290,10 @@ class LiveState:
             for i, ts, level, lel, ppm, alarm, batt, src in self._hashes("sensor", ids, _SENSOR_FIELDS)
         }
 
+    def sensor_last_heard(self, ids: Iterable[str]) -> dict[str, float]:
+        """Sensor id -> time of its newest reading, for those ever heard (one field read per sensor)."""
+        return {i: float(ts) for i, ts in self._hashes("sensor", ids, ("ts",))}
+
     def availability(self, kind: str) -> dict[str, tuple[bool, float]]:
         out = {}
         for k, v in self.r.hgetall(self.key("avail", kind)).items():

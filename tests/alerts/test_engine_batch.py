@@ -18,6 +18,7 @@ from alerts.rules import SensorMemory
 from data.alert_store import ALERT_FIELDS, AlertStore
 from data.live import LiveState
 from data.models import Alert, AlertEvent, AuditEntry, Sensor
+from geo.types import GasReading
 from ingest.alert_engine import READ_COUNT, AlertEngine
 from tests.citykit import write_small_city
 
@@ -327,3 +328,49 @@ def test_a_stale_active_prefetch_only_takes_the_slow_path(city, monkeypatch):
     assert [a["sensor_id"] for a in alerts(city)] == ["A0005"]
     assert memory(city, "A0019").last_seen == max(float(f["ts"]) for f in heartbeats(20, 200, t)
                                                   if f["sensor"] == "A0019")
+
+
+def offline_alerts(city) -> dict[str, dict]:
+    return {a["sensor_id"]: a for a in alerts(city) if a["type"] == SENSOR_OFFLINE}
+
+
+def test_the_sweep_marks_silent_sensors_offline_once_and_again_after_they_were_heard(city):
+    s, eng = city["settings"], city["alert_engine"]
+    silence = s.sensor_heartbeat_s * s.sensor_offline_after
+    now = time.time()
+    push(city, [ev("A0001", now - silence - 60), ev("A0002", now - 5)])
+    drain(city)
+
+    eng.sweep_offline(now)
+    off = offline_alerts(city)
+    assert list(off) == ["A0001"], "only the sensor silent for longer than its heartbeats allow is offline"
+    assert off["A0001"]["details"]["last_seen"] == now - silence - 60
+    first_id = off["A0001"]["id"]
+    before = row_counts(city)
+    eng.sweep_offline(now + 15)
+    assert row_counts(city) == before, "a sensor still offline changes nothing on the next sweep"
+
+    # A0001 is heard again, then both fall silent: A0001 is offline again (same alert, count 2), A0002 opens.
+    push(city, [ev("A0001", now + 20)])
+    drain(city)
+    assert offline_alerts(city)["A0001"]["returned_to_normal_at"] == now + 20
+    eng.sweep_offline(now + 20 + silence + 60)
+    off = offline_alerts(city)
+    assert sorted(off) == ["A0001", "A0002"]
+    assert off["A0001"]["id"] == first_id and off["A0001"]["count"] == 2
+    assert off["A0001"]["returned_to_normal_at"] is None
+
+
+def test_a_new_engine_sweeps_sensors_it_never_read_events_of(city):
+    """Readings written by ingest before this engine started count as heard (read from Redis once)."""
+    s = city["settings"]
+    silence = s.sensor_heartbeat_s * s.sensor_offline_after
+    live = LiveState(city["redis"], s.redis_namespace)
+    now = time.time()
+    readings = [GasReading(sensor_id="B0001", ts=now - silence - 30, lel_pct=0.0, source="anjian"),
+                GasReading(sensor_id="B0002", ts=now - 1, lel_pct=0.0, source="anjian")]
+    live.apply_sensor_readings(readings, ["normal", "normal"])
+    eng = AlertEngine(s, city["engine"], city["redis"], city["store"], s.mqtt_url)
+    eng.registry.load()
+    eng.sweep_offline(now)
+    assert list(offline_alerts(city)) == ["B0001"]
