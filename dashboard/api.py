@@ -14,7 +14,7 @@ from collections.abc import Callable
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
-from flask import Blueprint, Response, current_app, g, jsonify, request, session
+from flask import Blueprint, Response, current_app, g, jsonify, request, session, stream_with_context
 from sqlalchemy import select
 
 from data.models import DeadLetter
@@ -146,6 +146,16 @@ def sensors():
     snap = web().snapshot()
     p = g.principal
     return versioned([s for s in snap.sensors_json() if p.sees_area(s["street_id"], s["grid_id"])], snap.version)
+
+
+@api.get("/events")
+@require(*READ_ROLES)
+def events():
+    """Server-sent events: ``event: alert`` with ``{"v", "ids"}`` whenever alerts change (dashboard.push)."""
+    resp = Response(stream_with_context(web().feed.stream()), mimetype="text/event-stream")
+    resp.headers["Cache-Control"] = "no-cache"
+    resp.headers["X-Accel-Buffering"] = "no"  # nginx: pass events on as they come
+    return resp
 
 
 @api.get("/deadletters")

@@ -23,6 +23,7 @@ from data.alert_store import AlertStore
 from data.auth import Principal, TokenAuthenticator, _principal
 from data.live import LATENCY_BUCKETS_S, LiveState
 from data.models import Enterprise, Inspector, Sensor, Unit, User
+from dashboard.push import ChangeFeed
 from dashboard.reloading import Reloading
 
 log = logging.getLogger(__name__)
@@ -117,6 +118,7 @@ class WebContext:
         self.tokens = TokenAuthenticator(engine)
         self.alerts = AlertStore(engine, self.live, Ladder.from_settings(settings), mqtt_prefix=settings.mqtt_prefix)
         self.mqtt_url = mqtt_url
+        self.feed = ChangeFeed(self.live)  # alert changes to /api/v1/events (started by the first client)
         self._registry = Reloading(self._load_registry, REGISTRY_TTL_S, "registry")
         self._health: tuple[float, dict] | None = None
         self._principals: dict[int, tuple[float, Principal | None]] = {}

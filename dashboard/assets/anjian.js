@@ -188,6 +188,35 @@
     };
   }
 
+  // Alert changes pushed by the server (GET /api/v1/events, dashboard/push.py).
+  // Each event goes into the page's push store (a .aj-push wrapper names it),
+  // an input of the page's tick callback, which then runs at once instead of
+  // at its next poll.  The pages keep polling, so a lost stream costs only speed;
+  // EventSource reconnects by itself, and a closed one is reopened here.
+  window.anjianPushed = 0;
+  function openPush() {
+    if (!window.EventSource || window.anjianPush) { return; }
+    var es = new EventSource("/api/v1/events");
+    window.anjianPush = es;
+    es.addEventListener("alert", function (ev) {
+      var box = document.querySelector(".aj-push[data-store]");
+      var dc = window.dash_clientside;
+      if (!box || !dc || !dc.set_props) { return; }
+      var d;
+      try { d = JSON.parse(ev.data); } catch (e) { return; }
+      window.anjianPushed += 1;
+      dc.set_props(box.getAttribute("data-store"), { data: { v: d.v, ids: d.ids, n: window.anjianPushed } });
+    });
+    es.onerror = function () {
+      if (es.readyState === 2) { window.anjianPush = null; setTimeout(openPush, 5000); }
+    };
+  }
+  if (document.readyState === "loading") {
+    document.addEventListener("DOMContentLoaded", openPush);
+  } else {
+    openPush();
+  }
+
   var shanghai = null;
   try {
     shanghai = new Intl.DateTimeFormat("sv-SE", { timeZone: "Asia/Shanghai", year: "numeric", month: "2-digit",

@@ -249,6 +249,14 @@ def nav_links(p, lang_: str, current: str) -> list:
     return links
 
 
+def push_listener(store_id: str) -> html.Div:
+    """Where the page's script puts alert events pushed by ``/api/v1/events``
+    (``assets/anjian.js``): the store's data changes, and the page's tick
+    callback, which takes it as an input, runs at once instead of at its next
+    poll.  The wrapper tells the script which store this page has."""
+    return html.Div(dcc.Store(id=store_id, data=None), className="aj-push", **{"data-store": store_id})
+
+
 def header(title_key: str, lang_: str, p, current: str, extra: list | None = None,
            class_name: str = "aj-head") -> html.Header:
     who = (p.display_name or p.username) if p else ""

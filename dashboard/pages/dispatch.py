@@ -55,6 +55,7 @@ from dashboard.pages.common import (
     outcomes_for,
     preset,
     principal,
+    push_listener,
     triggered,
     web,
 )
@@ -124,6 +125,7 @@ def build(p, lang_: str, **_):
             ], className="aj-col"),
         ], className="aj-dispatch-main"),
         dcc.Interval(id=ids.DISPATCH_TICK, interval=TICK_MS),
+        push_listener(ids.DISPATCH_PUSH),
         dcc.Store(id=ids.DISPATCH_STATE, data={}),
         dcc.Store(id=ids.DISPATCH_ORDER, data=None),
         dcc.Store(id=ids.DISPATCH_SELECTED, data=None),
@@ -255,9 +257,9 @@ TICK_OUTPUTS = {
 
 @cb.callback(output=TICK_OUTPUTS,
              inputs={"n": Input(ids.DISPATCH_TICK, "n_intervals"), "done": Input(ids.DISPATCH_ACTION_DONE, "data"),
-                     "selected": Input(ids.DISPATCH_SELECTED, "data")},
+                     "selected": Input(ids.DISPATCH_SELECTED, "data"), "push": Input(ids.DISPATCH_PUSH, "data")},
              state={"state": State(ids.DISPATCH_STATE, "data"), "order": State(ids.DISPATCH_ORDER, "data")})
-def dispatch_tick(n, done, selected, state, order):
+def dispatch_tick(n, done, selected, state, order, push=None):
     ctx = web()
     state = dict(state or {})
     now = time.time()

@@ -40,6 +40,7 @@ from dashboard.pages.common import (
     outcomes_for,
     preset,
     principal,
+    push_listener,
     triggered,
     web,
 )
@@ -77,6 +78,7 @@ def build(p, lang_: str, **_):
             html.Div(the_map, className="aj-officer-map"),
         ], className="aj-officer-body"),
         dcc.Interval(id=ids.OFFICER_TICK, interval=TICK_MS),
+        push_listener(ids.OFFICER_PUSH),
         dcc.Store(id=ids.OFFICER_STATE, data={}),
         dcc.Store(id=ids.OFFICER_SELECTED, data=None),
         dcc.Store(id=ids.OFFICER_ACTION_DONE, data=0),
@@ -185,9 +187,9 @@ TICK_OUTPUTS = {
 
 @cb.callback(output=TICK_OUTPUTS,
              inputs={"n": Input(ids.OFFICER_TICK, "n_intervals"), "done": Input(ids.OFFICER_ACTION_DONE, "data"),
-                     "selected": Input(ids.OFFICER_SELECTED, "data")},
+                     "selected": Input(ids.OFFICER_SELECTED, "data"), "push": Input(ids.OFFICER_PUSH, "data")},
              state={"state": State(ids.OFFICER_STATE, "data")})
-def officer_tick(n, done, selected, state):
+def officer_tick(n, done, selected, state, push=None):
     ctx = web()
     state = dict(state or {})
     version = ctx.live.version()

@@ -53,12 +53,13 @@ from dashboard.pages.common import (
     first_seen_ts,
     fmt_time,
     guarded_layout,
-    last_seen_ts,
     label,
     lang,
     lang_toggle,
+    last_seen_ts,
     preset,
     principal,
+    push_listener,
     web,
 )
 
@@ -200,6 +201,7 @@ def build(p, lang_: str, **_):
         ], className="aj-wall-main"),
         html.Footer(html.Div(id=ids.WALL_TICKER, className="aj-ticker-track"), className="aj-ticker"),
         dcc.Interval(id=ids.WALL_TICK, interval=TICK_MS),
+        push_listener(ids.WALL_PUSH),
         dcc.Interval(id=ids.WALL_SLOW_TICK, interval=SLOW_TICK_MS),
         dcc.Interval(id=ids.WALL_CYCLE_TICK, interval=CYCLE_MS),
         dcc.Store(id=ids.WALL_STATE, data=insp_state),
@@ -297,10 +299,12 @@ FAST_OUTPUTS = {
 }
 
 
-@cb.callback(output=FAST_OUTPUTS, inputs={"n": Input(ids.WALL_TICK, "n_intervals")},
+@cb.callback(output=FAST_OUTPUTS,
+             inputs={"n": Input(ids.WALL_TICK, "n_intervals"), "push": Input(ids.WALL_PUSH, "data")},
              state={"state": State(ids.WALL_STATE, "data"), "order": State(ids.WALL_ORDER, "data")})
-def wall_tick(n, state, order):
-    """The 1 s poll: nothing (204) when nothing changed, else only the parts that did."""
+def wall_tick(n, state, order, push=None):
+    """The 1 s poll, and at once on an alert event pushed to the page: nothing
+    (204) when nothing changed, else only the parts that did."""
     ctx = web()
     state = dict(state or {})
     now = time.time()

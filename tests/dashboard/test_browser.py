@@ -263,6 +263,9 @@ def test_gas_alarm_end_to_end(stack, browser):
             latency_s = time.monotonic() - t0
         print(f"MQTT publish -> wall takeover card: {latency_s:.2f} s")
         assert a["name"] in wall.page.inner_text("#wall-takeover-card")
+        # The alarm was pushed to the screens (GET /api/v1/events), not only found by their polls.
+        for scr in (wall, officer_a, dispatcher):
+            scr.page.wait_for_function("window.anjianPushed >= 1", timeout=5000)
         assert wall.page.locator(".aj-alarm.aj-pulse").count() >= 1
         # The officer of that grid sees it, at phone width, without sideways scrolling.
         officer_a.page.wait_for_selector(f"#officer-list :text('{a['name']}')", timeout=15000)
