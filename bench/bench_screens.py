@@ -162,6 +162,18 @@ class System:
         with urllib.request.urlopen(req, timeout=5) as resp:
             return any(a.get("sensor_id") == sensor_id for a in json.loads(resp.read()))
 
+    def callback_means(self) -> dict[str, tuple[int, float]]:
+        """callback -> (answers, mean server ms) over the whole run, from /metrics (every page's callbacks)."""
+        import re
+        import urllib.request
+
+        req = urllib.request.Request(f"{self.url}/metrics", headers={"Authorization": f"Bearer {self.token}"})
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            text = resp.read().decode()
+        sums = dict(re.findall(r'anjian_web_callback_seconds_sum\{callback="([^"]+)"\} (\S+)', text))
+        counts = dict(re.findall(r'anjian_web_callback_seconds_count\{callback="([^"]+)"\} (\S+)', text))
+        return {k: (int(float(counts[k])), 1000 * float(sums[k]) / max(1, float(counts[k]))) for k in sums}
+
     def inflow(self) -> int:
         import redis
 
@@ -351,6 +363,7 @@ def main() -> None:
             lat, missed = alarm_latencies(browser, system, args.alarms)
             browser.close()
         rate = (system.inflow() - in0) / (time.monotonic() - t_in0)
+        means = system.callback_means()
         alive = {k: p.poll() is None for k, p in system.procs.items()}
     finally:
         system.stop()
@@ -370,6 +383,9 @@ def main() -> None:
     for name, v in sorted(timings.items()):
         print(f"  {name:<28} n={len(v):<4} median {statistics.median(v):7.1f} ms   max {max(v):7.1f} ms   "
               f"{volume.get(name, 0) / 1024:8.1f} KB in all")
+    print("mean server time per callback over the whole run, every page (/metrics):")
+    for name, (n, ms) in sorted(means.items()):
+        print(f"  {name:<28} n={n:<5} mean {ms:7.1f} ms")
     for where, v in lat.items():
         if not v:
             print(f"alarm latency, MQTT publish -> {where} DOM: no alarm shown ({missed[where]} missed)")

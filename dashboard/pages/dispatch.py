@@ -271,12 +271,21 @@ def dispatch_tick(n, done, selected, state, order, push=None):
     lang_ = lang()
     c = city()
     snap = ctx.snapshot()
-    rows = snap.inspectors_json()
     alerts = active_alerts(p) or []
     afp = alerts_fingerprint(alerts)
     out = dict.fromkeys(TICK_OUTPUTS, no_update)
-    data, new_order, news = layers.inspectors_update(ctx, c, rows, state, order, version, now, lang_, tooltips=True)
-    out["inspectors"], out["order"] = data, new_order
+    # Run by a pushed alert event: the queue at once; the inspector layer and list
+    # wait for the next poll (their version stays as drawn, so it catches up).
+    pushed = triggered()[0] == ids.DISPATCH_PUSH
+    if pushed:
+        if afp == state.get("afp"):
+            raise PreventUpdate
+        rows, news = [], {}
+    else:
+        rows = snap.inspectors_json()
+        data, new_order, news = layers.inspectors_update(ctx, c, rows, state, order, version, now, lang_,
+                                                         tooltips=True)
+        out["inspectors"], out["order"] = data, new_order
     redraw_lists = (afp != state.get("afp") or done != state.get("done") or selected != state.get("selected")
                     or "full_at" in news)
     if redraw_lists:
@@ -285,7 +294,8 @@ def dispatch_tick(n, done, selected, state, order, push=None):
         out["queue"] = queue_table(queue, snap.reg, c, lang_, now, selected)
         out["duplicates"] = duplicates_list(dups, snap.reg, c, lang_)
         out["alarms"] = layers.alarm_features(alerts, snap.reg, c)
-    if redraw_lists or (version != state.get("v") and now - (state.get("il_at") or 0) >= INSPECTOR_LIST_EVERY_S):
+    if not pushed and (redraw_lists or (version != state.get("v")
+                                        and now - (state.get("il_at") or 0) >= INSPECTOR_LIST_EVERY_S)):
         out["inspector_list"] = inspector_table(layers.shown_inspectors(rows, now), alerts, snap.reg, lang_, now)
         state["il_at"] = now
     if afp != state.get("afp"):

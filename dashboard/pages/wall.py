@@ -60,6 +60,7 @@ from dashboard.pages.common import (
     preset,
     principal,
     push_listener,
+    triggered,
     web,
 )
 
@@ -324,14 +325,20 @@ def wall_tick(n, state, order, push=None):
     alerts = active_alerts(p) if store is not None else None
     afp = alerts_fingerprint(alerts)
     snap = ctx.snapshot()
-    rows = snap.inspectors_json()
     c = city()
     out = dict.fromkeys(FAST_OUTPUTS, no_update)
-    data, new_order, news = layers.inspectors_update(ctx, c, rows, state, order, version, now, lang_)
-    out["inspectors"], out["order"] = data, new_order
-    on_duty = sum(1 for d in rows if d.get("status") != "offline")
-    if on_duty != state.get("on_duty"):
-        out["on_duty"] = str(on_duty)
+    # Run by a pushed alert event: the alerts only, at once; the inspectors wait
+    # for the next poll (their version stays as drawn, so it catches up).
+    pushed = store is not None and triggered()[0] == ids.WALL_PUSH
+    news: dict = {}
+    on_duty = state.get("on_duty")
+    if not pushed:
+        rows = snap.inspectors_json()
+        data, new_order, news = layers.inspectors_update(ctx, c, rows, state, order, version, now, lang_)
+        out["inspectors"], out["order"] = data, new_order
+        on_duty = sum(1 for d in rows if d.get("status") != "offline")
+        if on_duty != state.get("on_duty"):
+            out["on_duty"] = str(on_duty)
     alarms = alerts if alerts is not None else layers.sensor_alarms(snap.sensors_json())
     gas = [a for a in alarms if a.get("type") == "gas_alarm"]
     alarm_fp = alerts_fingerprint(alarms) + f":{lang_}"
