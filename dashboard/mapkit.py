@@ -500,11 +500,45 @@ def inspector_features(rows: Sequence[Mapping], colours: Sequence[str], projecto
     return out
 
 
+def metres_per_pixel(zoom: float, lat: float = 22.65) -> float:
+    """Ground size of one screen pixel of a Web-Mercator map at ``zoom``."""
+    return 156543.03392 * math.cos(math.radians(lat)) / 2 ** zoom
+
+
+def thin_track(pts: Sequence[tuple[float, float]], min_step_m: float) -> list[tuple[float, float]]:
+    """The points of a (lon, lat) track at least ``min_step_m`` from the last one kept;
+    the newest point is always kept (the line ends under the live marker)."""
+    if min_step_m <= 0 or len(pts) < 2:
+        return list(pts)
+    k_lat = 111_320.0
+    k_lon = k_lat * math.cos(math.radians(pts[-1][1]))
+    step2 = min_step_m * min_step_m
+    kept = [pts[0]]
+    for p in pts[1:-1]:
+        q = kept[-1]
+        if ((p[0] - q[0]) * k_lon) ** 2 + ((p[1] - q[1]) * k_lat) ** 2 >= step2:
+            kept.append(p)
+    last, q = pts[-1], kept[-1]
+    if ((last[0] - q[0]) * k_lon) ** 2 + ((last[1] - q[1]) * k_lat) ** 2 < step2:
+        kept[-1] = last  # within a step of the last kept point: the newest takes its place
+    else:
+        kept.append(last)
+    return kept
+
+
 def trail_features(trails: Mapping[str, Sequence[tuple[float, float]]], colours: Mapping[str, str],
-                   projector: Projector) -> dict:
-    """One LineString per inspector from (lon, lat) WGS-84 points, oldest first."""
+                   projector: Projector, min_step_m: float = 0.0) -> dict:
+    """One LineString per inspector from (lon, lat) WGS-84 points, oldest first.
+
+    ``min_step_m`` (about a screen pixel or two at the map's zoom): points closer
+    than that to the previous one are left out, and a trail that shrinks to under
+    two points (an inspector who stayed put) is not sent: at the district view
+    most inspectors are inside an enterprise and their trails are invisible dots.
+    """
     feats = []
     for iid, pts in trails.items():
+        if min_step_m > 0:
+            pts = thin_track(pts, min_step_m)
         if len(pts) < 2:
             continue
         arr = np.asarray(pts, dtype=float)

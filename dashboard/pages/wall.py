@@ -40,6 +40,7 @@ from dashboard.mapkit import (
     in_view,
     js,
     map_props,
+    metres_per_pixel,
     trail_features,
 )
 from dashboard.pages import layers, queries
@@ -76,6 +77,8 @@ TICK_MS = 1000
 # SQL KPIs (visits, overdue, coverage), trails and heat.  They move by the
 # minute; 15 s keeps the wall visibly alive without loading the database.
 SLOW_TICK_MS = 15_000
+# Trail points closer than this many screen pixels to the previous one are left out.
+TRAIL_STEP_PX = 2.0
 # Idle cycle: each street for 20 s, after two minutes without a touch.
 CYCLE_MS = 20_000
 IDLE_MS = 120_000
@@ -411,10 +414,11 @@ def wall_slow_tick(n):
 
 
 @cb.callback(Output(ids.WALL_TRAILS, "data"), Input(ids.WALL_SLOW_TICK, "n_intervals"),
-             State(ids.WALL_MAP, "bounds"))
-def wall_trails(n, bounds=None):
+             State(ids.WALL_MAP, "bounds"), State(ids.WALL_MAP, "zoom"))
+def wall_trails(n, bounds=None, zoom=None):
     """Each inspector on duty in (and around) the view: a line through the last ten
-    minutes of fixes, in the unit's colour."""
+    minutes of fixes, in the unit's colour, without the detail the zoom cannot show
+    (points under TRAIL_STEP_PX apart)."""
     ctx = web()
     c = city()
     rows = ctx.snapshot().inspectors_json()
@@ -426,7 +430,8 @@ def wall_trails(n, bounds=None):
         x, y = c.projector.lonlat([p[-1][0] for p in shown.values()], [p[-1][1] for p in shown.values()])
         inside = in_view(x, y, bounds)
         shown = {iid: pts for (iid, pts), ok in zip(shown.items(), inside) if ok}
-    return trail_features(shown, colours, c.projector)
+    step = TRAIL_STEP_PX * metres_per_pixel(zoom) if zoom is not None else 0.0
+    return trail_features(shown, colours, c.projector, min_step_m=step)
 
 
 # --- heat and enterprises ------------------------------------------------------------------------

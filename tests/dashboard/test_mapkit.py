@@ -151,3 +151,29 @@ def test_heat_layer_accepts_rows_and_dicts_and_skips_bad_cells():
     fc2, vmax2 = heat_layer({c1: 1.5}, Projector("gcj02"))
     assert vmax2 == 1.5 and len(fc2["features"]) == 1
     assert heat_layer([], Projector("wgs84")) == ({"type": "FeatureCollection", "features": []}, 0.0)
+
+
+def test_trails_keep_what_the_zoom_can_show():
+    rng = np.random.default_rng(3)
+    lon0, lat0 = 114.03, 22.65
+    # One inspector inside an enterprise (GPS jitter of a few metres), one walking ~400 m east.
+    stayed = [(lon0 + rng.normal(0, 3e-5), lat0 + rng.normal(0, 3e-5)) for _ in range(12)]
+    walked = [(lon0 + k * 3.5e-4, lat0 + rng.normal(0, 2e-5)) for k in range(12)]
+    proj = Projector("wgs84")
+    colours = {"I1": "#fff", "I2": "#fff"}
+
+    close = mapkit.trail_features({"I1": stayed, "I2": walked}, colours, proj,
+                                  min_step_m=2 * mapkit.metres_per_pixel(18))
+    assert {f["id"] for f in close["features"]} == {"I1", "I2"}, "zoomed in, both trails show"
+
+    far = mapkit.trail_features({"I1": stayed, "I2": walked}, colours, proj,
+                                min_step_m=2 * mapkit.metres_per_pixel(12))
+    (line,) = far["features"]
+    assert line["id"] == "I2", "at the district view an inspector who stayed put has no trail"
+    coords = line["geometry"]["coordinates"]
+    assert 2 <= len(coords) < 12
+    assert coords[0] == pytest.approx(list(walked[0]), abs=1e-5), "the trail starts where it started"
+    assert coords[-1] == pytest.approx(list(walked[-1]), abs=1e-5), "and ends under the live marker"
+    step = 2 * mapkit.metres_per_pixel(12)
+    for a, b in zip(coords, coords[1:]):
+        assert haversine_m(a[0], a[1], b[0], b[1]) >= step * 0.5
