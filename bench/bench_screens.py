@@ -71,8 +71,12 @@ WALL_READY_JS = """() => {
 WATCH_JS = """() => {
   window.__watch = window.__watch || {};
   window.__seen = window.__seen || {};
+  // textContent of the alert containers, not body.innerText: innerText forces a
+  // layout of the whole page on every mutation, which slowed the pages it measured.
+  const where = ['wall-ticker', 'wall-alert-list', 'dispatch-queue']
+    .map(id => document.getElementById(id)).filter(Boolean);
   const check = () => {
-    const body = document.body.innerText;
+    const body = where.length ? where.map(el => el.textContent).join('|') : document.body.textContent;
     for (const name of Object.keys(window.__watch)) {
       if (!(name in window.__seen) && body.includes(name)) window.__seen[name] = Date.now();
     }
