@@ -47,6 +47,7 @@ def changes_since(ctx, version: int, kinds: tuple[str, ...] = ("inspector", "ins
     """
     key = ctx.live.key("changes")
     ids: set[str] = set()
+    lowest = None
     read, page, end, last = 0, CHANGES_FIRST_PAGE, "+", None
     while read < CHANGES_READ_MAX:
         entries = ctx.redis.xrevrange(key, end, "-", count=page + (last is not None))
@@ -56,11 +57,14 @@ def changes_since(ctx, version: int, kinds: tuple[str, ...] = ("inspector", "ins
             v = int(fields.get(b"v", 0))
             if v <= version - CHANGES_SLACK:
                 return ids, True
+            lowest = v if lowest is None else min(lowest, v)
             if v > version and fields.get(b"kind", b"").decode() in kinds:
                 ids.update(x for x in fields.get(b"ids", b"").decode().split(",") if x)
         read += len(entries)
         if len(entries) < page:
-            return ids, True  # the whole stream was read
+            # The whole stream was read: it tells everything only if it still holds
+            # the change right after ``version`` (trimmed, or Redis restarted: not).
+            return ids, lowest is not None and lowest <= version + 1
         last = end = entries[-1][0]
         page = min(page * 4, CHANGES_READ_MAX - read)
     return ids, False

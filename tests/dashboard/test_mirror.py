@@ -1,0 +1,45 @@
+"""The web process's mirror of inspector fixes (dashboard.context.InspectorMirror)
+against what Redis holds, on the test Redis: after any run of updates a screen
+sees the same fixes as a full read."""
+
+from __future__ import annotations
+
+import random
+import time
+
+from geo.types import Ping
+
+
+def full_read(ctx, ids):
+    return {i: (f.ts, f.lat, f.lon) for i, f in ctx.live.inspector_fixes(ids).items()}
+
+
+def mirrored(ctx, ids):
+    return {i: (f.ts, f.lat, f.lon) for i, f in ctx.mirror.fixes(ids).items()}
+
+
+def test_the_mirror_follows_every_fix_and_a_trimmed_stream(web):
+    ctx = web[0]
+    ids = {f"I{k}": None for k in range(1, 41)}  # the mirror is asked for the registry's dict of inspectors
+    rng = random.Random(7)
+    now = time.time()
+    assert mirrored(ctx, ids) == {}, "nobody has reported yet"
+    for step in range(30):
+        batch = [Ping(inspector_id=f"I{rng.randint(1, 40)}", ts=now + step + rng.random(),
+                      lat=22.6 + rng.random() / 100, lon=114.0 + rng.random() / 100) for _ in range(rng.randint(1, 8))]
+        # Now and then a fix older than the one stored: it must not win in the mirror either.
+        batch.append(Ping(inspector_id="I1", ts=now - 100, lat=22.5, lon=113.9))
+        ctx.live.apply_pings(batch)
+        if step % 3 == 0:
+            assert mirrored(ctx, ids) == full_read(ctx, ids), f"after step {step}"
+    assert mirrored(ctx, ids) == full_read(ctx, ids)
+
+    # The change stream trimmed behind the mirror (a web process asleep for long): it reads everything again.
+    ctx.live.apply_pings([Ping(inspector_id="I2", ts=now + 100, lat=22.61, lon=114.01)])
+    ctx.redis.xtrim(ctx.live.key("changes"), maxlen=0)
+    ctx.live.apply_pings([Ping(inspector_id="I3", ts=now + 100, lat=22.62, lon=114.02)])
+    for _ in range(10):  # bump the version past the stream's slack without an inspector entry
+        ctx.redis.incr(ctx.live.key("ver"))
+    got = mirrored(ctx, ids)
+    assert got["I2"] == (now + 100, 22.61, 114.01) and got["I3"] == (now + 100, 22.62, 114.02)
+    assert got == full_read(ctx, ids)
