@@ -35,6 +35,9 @@ REGISTRY_TTL_S = 30.0
 INSPECTOR_STALE_S = 600.0
 # Health probes are cached this long so a scraper polling /health costs little.
 HEALTH_TTL_S = 2.0
+# The open alerts, read once for every screen of the process, are read again when
+# an alert changes (the alerts version) or after this long, whichever comes first.
+OPEN_ALERTS_MAX_AGE_S = 5.0
 # Ingest lag above this makes the system "degraded".
 LAG_DEGRADED_S = 10.0
 
@@ -168,6 +171,8 @@ class WebContext:
         self.alerts = AlertStore(engine, self.live, Ladder.from_settings(settings), mqtt_prefix=settings.mqtt_prefix)
         self.mqtt_url = mqtt_url
         self.mirror = InspectorMirror(self)
+        self._open_alerts_lock = threading.Lock()
+        self._open_alerts: tuple | None = None
         self.feed = ChangeFeed(self.live)  # alert changes to /api/v1/events (started by the first client)
         self._registry = Reloading(self._load_registry, REGISTRY_TTL_S, "registry")
         self._health: tuple[float, dict] | None = None
@@ -189,6 +194,20 @@ class WebContext:
                                                  Sensor.street_id, Sensor.grid_id, Sensor.heartbeat_s))}
             names = dict(conn.execute(select(Enterprise.id, Enterprise.name)).all())
         return Registry(insp, sens, names)
+
+    def open_alerts(self, limit: int) -> list[dict]:
+        """The store's active alerts (the ``limit`` newest), shared by every poll of
+        this process until an alert changes: the wall and the dispatcher asked SQL
+        for up to 500 alerts and their histories on every tick."""
+        with self._open_alerts_lock:
+            version = self.alerts.alerts_version()
+            hit = self._open_alerts
+            now = time.monotonic()
+            if hit is not None and hit[0] == (version, limit) and now - hit[1] < OPEN_ALERTS_MAX_AGE_S:
+                return hit[2]
+            rows = self.alerts.list(state="open", limit=limit)
+            self._open_alerts = ((version, limit), now, rows)
+            return rows
 
     def snapshot(self) -> Snapshot:
         return Snapshot(self, self.registry(), self.live.version())

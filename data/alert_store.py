@@ -192,12 +192,19 @@ class AlertStore:
             audit.append(conn, rec.actor, action, target, detail, at=rec.at)
 
     def notify(self, alert_ids: Iterable[int]) -> None:
+        """Tell the screens (after the commit): the alerts version, then the live
+        version and the change stream (which the event stream pushes)."""
         ids = ",".join(str(i) for i in alert_ids)
         if not ids:
             return
+        self.live.r.incr(self.live.key("alerts", "ver"))
         v = self.live.r.incr(self.live.key("ver"))
         self.live.r.xadd(self.live.key("changes"), {"v": v, "kind": "alert", "ids": ids},
                          maxlen=CHANGES_MAXLEN, approximate=True)
+
+    def alerts_version(self) -> int:
+        """Bumped by every alert change (``notify``): an unchanged version means unchanged alerts."""
+        return int(self.live.r.get(self.live.key("alerts", "ver")) or 0)
 
     def run_tx(self, fn):
         """Run fn(conn) in a transaction, retrying when it lost a race (not on Conflict)."""

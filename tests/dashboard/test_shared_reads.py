@@ -1,13 +1,16 @@
-"""The web process's mirror of inspector fixes (dashboard.context.InspectorMirror)
-against what Redis holds, on the test Redis: after any run of updates a screen
-sees the same fixes as a full read."""
+"""What the web process reads once for all its screens, against the real stores:
+the mirror of inspector fixes (dashboard.context.InspectorMirror) must equal a
+full read of Redis after any run of updates, and the shared open-alerts read
+(WebContext.open_alerts) must show every alert change at once."""
 
 from __future__ import annotations
 
 import random
 import time
 
+from data.auth import Principal
 from geo.types import Ping
+from tests.dashboard import webkit
 
 
 def full_read(ctx, ids):
@@ -43,3 +46,19 @@ def test_the_mirror_follows_every_fix_and_a_trimmed_stream(web):
     got = mirrored(ctx, ids)
     assert got["I2"] == (now + 100, 22.61, 114.01) and got["I3"] == (now + 100, 22.62, 114.02)
     assert got == full_read(ctx, ids)
+
+
+def test_the_shared_open_alerts_show_every_change_at_once(web):
+    ctx = web[0]
+    assert ctx.open_alerts(500) == []
+    a = webkit.open_alert(ctx, "inspector_offline", inspector_id="I1", severity="warning")
+    (row,) = ctx.open_alerts(500)
+    assert row["id"] == a and row["state"] == "open"
+    assert ctx.open_alerts(500) is ctx.open_alerts(500), "unchanged alerts are read once"
+
+    disp = Principal(user_id=web[3]["dispatcher"], username="disp1", role="dispatcher")
+    ctx.alerts.act(a, "ack", disp)
+    (row,) = ctx.open_alerts(500)
+    assert row["state"] == "acknowledged", "an action is seen by the very next read"
+    ctx.alerts.act(a, "resolve", disp, outcome="back_online")
+    assert ctx.open_alerts(500) == [], "a resolved alert leaves the open list"
