@@ -205,7 +205,7 @@ class WebContext:
             now = time.monotonic()
             if hit is not None and hit[0] == (version, limit) and now - hit[1] < OPEN_ALERTS_MAX_AGE_S:
                 return hit[2]
-            rows = self.alerts.list(state="open", limit=limit)
+            rows = self.alerts.list(state="open", limit=limit, most_urgent=True)
             self._open_alerts = ((version, limit), now, rows)
             return rows
 

@@ -22,7 +22,7 @@ import uuid
 from collections.abc import Iterable
 
 import orjson
-from sqlalchemy import Connection, Engine, and_, insert, select, update
+from sqlalchemy import Connection, Engine, and_, case, insert, select, update
 from sqlalchemy.exc import IntegrityError, OperationalError
 
 from alerts.audit import alert_audit
@@ -74,7 +74,13 @@ class AlertStore:
 
     # --- reads ----------------------------------------------------------------
     def list(self, state: str | None = None, principal: Principal | None = None, limit: int = 200,
-             type: str | None = None, since: float | None = None) -> list[dict]:
+             type: str | None = None, since: float | None = None, most_urgent: bool = False) -> list[dict]:
+        """Alerts as the API shows them, in the order a dispatcher works them.
+
+        ``limit`` keeps the newest (by id), or with ``most_urgent`` the most severe
+        and then oldest: what a screen must never leave out when a city has more
+        active alerts than it can draw.
+        """
         q = select(Alert.__table__)
         if state == "open":
             q = q.where(Alert.state.in_(ACTIVE_STATES))  # "open" in the API: not yet resolved
@@ -86,7 +92,11 @@ class AlertStore:
             q = q.where(Alert.last_seen >= since)
         if principal is not None and principal.role == "officer":
             q = q.where(Alert.grid_id.in_(principal.grids) if principal.grids else Alert.street_id.in_(principal.streets))
-        q = q.order_by(Alert.id.desc()).limit(limit)
+        if most_urgent:
+            rank = case(dict(SEVERITY_RANK), value=Alert.severity, else_=-1)
+            q = q.order_by(rank.desc(), Alert.first_seen, Alert.id).limit(limit)
+        else:
+            q = q.order_by(Alert.id.desc()).limit(limit)
         with self.engine.connect() as conn:
             rows = conn.execute(q).all()
             history = self._history(conn, [r.id for r in rows])

@@ -145,7 +145,7 @@ def active_alerts(p=None, types: Iterable[str] | None = None, limit: int = 500) 
     if p is None or p.role != "officer":
         rows = web().open_alerts(limit)  # one read for every screen of the process while nothing changes
     else:
-        rows = store.list(state="open", principal=p, limit=limit)
+        rows = store.list(state="open", principal=p, limit=limit, most_urgent=True)
     wanted = None if types is None else set(types)
     alerts = [a for a in rows or ()
               if (wanted is None or a.get("type") in wanted)

@@ -62,3 +62,16 @@ def test_the_shared_open_alerts_show_every_change_at_once(web):
     assert row["state"] == "acknowledged", "an action is seen by the very next read"
     ctx.alerts.act(a, "resolve", disp, outcome="back_online")
     assert ctx.open_alerts(500) == [], "a resolved alert leaves the open list"
+
+
+def test_with_more_active_alerts_than_a_screen_reads_the_critical_ones_stay(web):
+    """A city with hundreds of detectors offline must not push an older gas alarm off the screens."""
+    ctx = web[0]
+    now = time.time()
+    gas = webkit.open_alert(ctx, "gas_alarm", enterprise_id="E1", severity="critical", at=now - 3600)
+    for k in range(30):
+        webkit.open_alert(ctx, "inspector_offline", inspector_id=f"X{k}", severity="warning", at=now - 60 + k)
+    rows = ctx.open_alerts(10)
+    assert len(rows) == 10
+    assert rows[0]["id"] == gas, "the oldest alert, but the only critical one, comes first"
+    assert [r["first_seen_ts"] for r in rows[1:]] == sorted(r["first_seen_ts"] for r in rows[1:])
