@@ -194,6 +194,7 @@
   // at its next poll.  The pages keep polling, so a lost stream costs only speed;
   // EventSource reconnects by itself, and a closed one is reopened here.
   window.anjianPushed = 0;
+  window.anjianPushLog = [];  // the latest events' arrival times and ids (the screens bench reads it)
   function openPush() {
     if (!window.EventSource || window.anjianPush) { return; }
     var es = new EventSource("/api/v1/events");
@@ -205,6 +206,8 @@
       var d;
       try { d = JSON.parse(ev.data); } catch (e) { return; }
       window.anjianPushed += 1;
+      window.anjianPushLog.push({ t: Date.now(), ids: d.ids || [] });
+      if (window.anjianPushLog.length > 200) { window.anjianPushLog.shift(); }
       dc.set_props(box.getAttribute("data-store"), { data: { v: d.v, ids: d.ids, n: window.anjianPushed } });
     });
     es.onerror = function () {
