@@ -291,9 +291,16 @@ def dispatch_tick(n, done, selected, state, order, push=None):
     if redraw_lists:
         queue = [a for a in alerts if a.get("type") not in DUPLICATE_TYPES]
         dups = [a for a in alerts if a.get("type") in DUPLICATE_TYPES]
-        out["queue"] = queue_table(queue, snap.reg, c, lang_, now, selected)
-        out["duplicates"] = duplicates_list(dups, snap.reg, c, lang_)
-        out["alarms"] = layers.alarm_features(alerts, snap.reg, c)
+        # Each panel only when its own alerts changed: a new gas alarm does not
+        # re-send (and the browser re-render) the duplicate panel's buttons.
+        qfp, dfp = alerts_fingerprint(queue), alerts_fingerprint(dups)
+        every = done != state.get("done") or selected != state.get("selected") or "full_at" in news
+        if every or qfp != state.get("qfp"):
+            out["queue"] = queue_table(queue, snap.reg, c, lang_, now, selected)
+            out["alarms"] = layers.alarm_features(alerts, snap.reg, c)
+        if every or dfp != state.get("dfp"):
+            out["duplicates"] = duplicates_list(dups, snap.reg, c, lang_)
+        state.update(qfp=qfp, dfp=dfp)
     if not pushed and (redraw_lists or (version != state.get("v")
                                         and now - (state.get("il_at") or 0) >= INSPECTOR_LIST_EVERY_S)):
         out["inspector_list"] = inspector_table(layers.shown_inspectors(rows, now), alerts, snap.reg, lang_, now)
