@@ -238,8 +238,11 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--db", choices=["sqlite", "postgresql"], default="sqlite")
     ap.add_argument("--profile", help="write a yappi CPU profile (all threads) of one extra full run here")
+    ap.add_argument("--kinds", default="bare,nogeo,full",
+                    help="consumers to run (comma-separated; the ratios need all three), e.g. full alone "
+                         "to attach py-spy to its process")
     args = ap.parse_args()
-    kinds = ("bare", "nogeo", "full")
+    kinds = tuple(args.kinds.split(","))
     results = {k: [] for k in kinds}
     for i in range(args.repeats):
         for kind in kinds:
@@ -252,6 +255,8 @@ def main() -> None:
         if args.profile:
             run_once("full", args.messages, args.db, profile=args.profile)
             print(f"profile written to {args.profile}")
+        return
+    if set(kinds) != {"bare", "nogeo", "full"}:
         return
     med = {k: {m: statistics.median(r[m] for r in v) for m in ("msg_per_s", "cpu_s_per_1000", "peak_rss_mb")}
            for k, v in results.items()}

@@ -79,7 +79,79 @@ class _Client(mqtt.Client):
     here and gets an empty ``Properties``; everything else (properties,
     malformed packets, MQTT 3.1.1) takes paho's own path.  The rest mirrors
     paho 2.x's ``Client._handle_publish``.
+
+    Two more per-message costs of paho's thread, both from the py-spy profile
+    of ``bench/bench_ingest.py``'s worker process (see docs/benchmarks.md):
+
+    - Reads.  paho reads each packet with three ``recv`` calls (the command
+      byte, the remaining length byte by byte, the rest) and goes through
+      ``select`` once per packet.  Every ``recv`` releases and re-takes the
+      GIL, and with the worker thread busy each re-take waits for it: about a
+      third of paho's thread was in ``_loop`` and ``_sock_recv``.  Here
+      ``_sock_recv`` reads up to ``RECV_CHUNK_BYTES`` at once and serves
+      paho's small reads from that buffer, and ``loop_read`` goes on until the
+      buffer is used up, so a burst of messages costs one ``select`` and one
+      ``recv`` per chunk.  paho's packet parser is unchanged; it only sees its
+      bytes arrive from memory.  The buffer belongs to one socket: a new
+      connection starts with an empty one.
+    - Dispatch.  For every message paho matches the topic against the
+      callbacks of ``message_callback_add`` (a recursive generator,
+      ``MQTTMatcher.iter_match``, 16% of paho's thread), which we never use.
+      With none registered, the fast path calls ``on_message`` directly,
+      under the same lock and with the same error handling as paho.
     """
+
+    # One read: a few hundred small messages.  The socket's receive buffer
+    # holds far more, so this bounds only the Python bytes object per read.
+    RECV_CHUNK_BYTES = 65536
+
+    _rbuf: bytes = b""
+    _rbuf_pos: int = 0
+    _rbuf_sock: object = None
+
+    def _sock_recv(self, bufsize: int) -> bytes:
+        buf, pos = self._rbuf, self._rbuf_pos
+        if pos < len(buf) and self._rbuf_sock is self._sock and self._sock is not None:
+            end = pos + bufsize
+            self._rbuf_pos = end
+            return buf[pos:end]
+        data = super()._sock_recv(max(bufsize, self.RECV_CHUNK_BYTES))
+        if len(data) <= bufsize:
+            self._rbuf, self._rbuf_pos = b"", 0
+            return data
+        self._rbuf, self._rbuf_pos, self._rbuf_sock = data, bufsize, self._sock
+        return data[:bufsize]
+
+    def _buffered(self) -> bool:
+        return self._rbuf_pos < len(self._rbuf) and self._rbuf_sock is self._sock and self._sock is not None
+
+    def loop_read(self, max_packets: int = 1) -> mqtt.MQTTErrorCode:
+        # Packets already read into the buffer are not seen by select(): handle
+        # them all now.  A partial packet at the end of the buffer is taken up
+        # by paho's parser, whose next read then finds the socket empty
+        # (MQTT_ERR_AGAIN, reported as success), so this ends with the buffer
+        # empty.
+        rc = super().loop_read(max_packets)
+        while rc == mqtt.MQTTErrorCode.MQTT_ERR_SUCCESS and self._buffered():
+            rc = super().loop_read(max_packets)
+        return rc
+
+    def _deliver(self, message: mqtt.MQTTMessage) -> None:
+        """paho's ``_handle_on_message`` without the topic match when no filtered
+        callback is registered (the match finds nothing then)."""
+        filtered = self._on_message_filtered
+        if getattr(getattr(filtered, "_root", None), "_children", True):
+            return self._handle_on_message(message)  # message_callback_add in use
+        with self._callback_mutex:
+            on_message = self.on_message
+        if on_message:
+            with self._in_callback_mutex:
+                try:
+                    on_message(self, self._userdata, message)
+                except Exception as err:
+                    self._easy_log(mqtt.MQTT_LOG_ERR, "Caught exception in on_message: %s", err)
+                    if not self.suppress_exceptions:
+                        raise
 
     def _handle_publish(self) -> mqtt.MQTTErrorCode:
         if self._protocol != mqtt.MQTTv5:
@@ -108,10 +180,10 @@ class _Client(mqtt.Client):
         message.payload = bytes(packet[pos + 1:])
         message.timestamp = mqtt.time_func()
         if qos == 0:
-            self._handle_on_message(message)
+            self._deliver(message)
             return mqtt.MQTTErrorCode.MQTT_ERR_SUCCESS
         if qos == 1:
-            self._handle_on_message(message)
+            self._deliver(message)
             if self._manual_ack:
                 return mqtt.MQTTErrorCode.MQTT_ERR_SUCCESS
             return self._send_puback(message.mid)
