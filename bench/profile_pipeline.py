@@ -15,6 +15,7 @@ where the worker's time goes; use ``bench_ingest.py`` for the targets.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import tempfile
 import time
@@ -87,8 +88,34 @@ def main() -> None:
     if w.ctx.visits is not None:
         w.ctx.visits.ensure_index()
     msgs = _messages(prefix, args.messages)
+    if os.environ.get("PROF_GC_FREEZE"):
+        import gc as _gc
+        _gc.freeze()
 
     step_cpu: dict[str, float] = defaultdict(float)
+    geo_cpu: dict[str, float] = defaultdict(float)
+    if args.steps and w.ctx.visits is not None:
+        # The geo engine's parts, by the same CPU clock.
+        import data.geo_store as gs
+
+        def clocked(owner, attr, label):
+            orig = getattr(owner, attr)
+
+            def f(*a, **k):
+                t = time.process_time()
+                try:
+                    return orig(*a, **k)
+                finally:
+                    geo_cpu[label] += time.process_time() - t
+
+            setattr(owner, attr, f)
+
+        store = w.ctx.visits
+        for attr in ("_batch_at", "_load_states", "_count_heat", "_apply_events", "_approaches", "_cas"):
+            clocked(store, attr, attr.lstrip("_"))
+        clocked(gs, "advance", "advance (visit state machine)")
+        clocked(gs.orjson, "dumps", "orjson.dumps") if False else None
+
     if args.steps:
         for step in pl.PIPELINE:
             orig = step.run
@@ -102,6 +129,19 @@ def main() -> None:
 
             step.run = timed
 
+    import gc
+
+    gc_s = [0.0, [0, 0, 0]]
+    gc_t0 = [0.0]
+
+    def on_gc(phase, info):
+        if phase == "start":
+            gc_t0[0] = time.perf_counter()
+        else:
+            gc_s[0] += time.perf_counter() - gc_t0[0]
+            gc_s[1][info["generation"]] += 1
+
+    gc.callbacks.append(on_gc)
     prof = None
     if args.cprofile:
         import cProfile
@@ -122,9 +162,12 @@ def main() -> None:
         stored = conn.execute(select(func.count()).select_from(PingRow)).scalar_one()
     print(f"{'nogeo' if args.nogeo else 'full'}: {n} msgs in batches of {args.batch}: "
           f"{cpu / n * 1e6:.1f} us CPU/msg, {wall / n * 1e6:.1f} us wall/msg, {stored} stored")
+    print(f"  cyclic GC: {gc_s[0] / n * 1e6:.1f} us/msg, collections per generation {gc_s[1]}")
     if args.steps:
         for name, s in step_cpu.items():
             print(f"  {name:<18} {s / n * 1e6:7.1f} us CPU/msg")
+        for name, s in geo_cpu.items():
+            print(f"    geo {name:<28} {s / n * 1e6:7.1f} us CPU/msg")
     for k in r.scan_iter(match=f"{prefix}:*", count=1000):
         r.delete(k)
 
