@@ -85,12 +85,11 @@ def main() -> None:
     r = redis.Redis.from_url(bi.REDIS)
     w = IngestWorker(settings, engine, r, geo=not args.nogeo)
     w._load_registry()
-    if w.ctx.visits is not None:
-        w.ctx.visits.ensure_index()
+    w._warm_up()  # as IngestWorker.start does: the index, then gc.freeze()
     msgs = _messages(prefix, args.messages)
-    if os.environ.get("PROF_GC_FREEZE"):
+    if os.environ.get("PROF_GC_OFF"):
         import gc as _gc
-        _gc.freeze()
+        _gc.disable()
 
     step_cpu: dict[str, float] = defaultdict(float)
     geo_cpu: dict[str, float] = defaultdict(float)

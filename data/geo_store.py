@@ -145,8 +145,9 @@ class GeoStore:
                 rows = conn.execute(select(Enterprise.id, Enterprise.lat, Enterprise.lon, Enterprise.risk,
                                            Enterprise.street_id, Enterprise.grid_id, Enterprise.name)).all()
             self.enterprises = {r.id: (r.lat, r.lon, r.risk, r.street_id, r.grid_id, r.name) for r in rows}
-            self.index = EnterpriseIndex.from_arrays([r.id for r in rows], [r.lat for r in rows],
-                                                     [r.lon for r in rows])
+            index = EnterpriseIndex.from_arrays([r.id for r in rows], [r.lat for r in rows], [r.lon for r in rows])
+            index.prepare_many()
+            self.index = index
             self._index_at = time.monotonic()
         return self.index
 

@@ -336,6 +336,12 @@ class EnterpriseIndex:
             self._nearby_chunk(lats, lons, radii, pts[a:a + _MANY_CHUNK], out)
         return out
 
+    def prepare_many(self) -> None:
+        """Build what ``nearby_many`` and ``ids_within_many`` use now rather than on
+        their first call (an ingest worker does it before messages arrive)."""
+        self._grid()
+        self._plain_ids()
+
     def _grid(self) -> tuple:
         """(row height in degrees, sorted grid keys, index positions in key order,
         rank of each position's id in id order), built on first use."""

@@ -326,7 +326,8 @@ def advance(
     (``str``, sorted, each once) of the enterprises within
     ``params.radius_m(acc)`` of it.  A caller that looked every fix of a batch
     up at once (``EnterpriseIndex.ids_within_many``) passes them, and
-    ``nearby`` is not called.
+    ``nearby`` is not called.  The lists are taken into the state as they
+    are: the caller must not change them afterwards.
     """
     if state is None:
         st = new_state()
@@ -377,7 +378,7 @@ def advance(
         if key in new_keys or (buf_keys is not None and key in buf_keys):
             continue  # the same fix again (redelivery)
         new_keys.add(key)
-        new_entries.append([ts, lat, lon, acc, list(at[k]) if at is not None else _candidates(nearby, p, params)])
+        new_entries.append([ts, lat, lon, acc, at[k] if at is not None else _candidates(nearby, p, params)])
         tail_new.append([ts, lat, lon, acc])
     if new_entries:
         _extend_sorted(buf, new_entries)
