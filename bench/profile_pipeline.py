@@ -93,6 +93,9 @@ def main() -> None:
 
     step_cpu: dict[str, float] = defaultdict(float)
     geo_cpu: dict[str, float] = defaultdict(float)
+    geo_wall: dict[str, float] = defaultdict(float)
+    if args.steps and w.ctx.visits is None:
+        import data.geo_store as gs  # noqa: F401
     if args.steps and w.ctx.visits is not None:
         # The geo engine's parts, by the same CPU clock.
         import data.geo_store as gs
@@ -101,11 +104,12 @@ def main() -> None:
             orig = getattr(owner, attr)
 
             def f(*a, **k):
-                t = time.process_time()
+                t, w0 = time.process_time(), time.perf_counter()
                 try:
                     return orig(*a, **k)
                 finally:
                     geo_cpu[label] += time.process_time() - t
+                    geo_wall[label] += time.perf_counter() - w0
 
             setattr(owner, attr, f)
 
@@ -113,7 +117,8 @@ def main() -> None:
         for attr in ("_batch_at", "_load_states", "_count_heat", "_apply_events", "_approaches", "_cas"):
             clocked(store, attr, attr.lstrip("_"))
         clocked(gs, "advance", "advance (visit state machine)")
-        clocked(gs.orjson, "dumps", "orjson.dumps") if False else None
+        clocked(store, "_heat", "heat script")
+        clocked(w.ctx.live, "_apply_pings", "apply_pings script")
 
     if args.steps:
         for step in pl.PIPELINE:
@@ -166,7 +171,7 @@ def main() -> None:
         for name, s in step_cpu.items():
             print(f"  {name:<18} {s / n * 1e6:7.1f} us CPU/msg")
         for name, s in geo_cpu.items():
-            print(f"    geo {name:<28} {s / n * 1e6:7.1f} us CPU/msg")
+            print(f"    geo {name:<28} {s / n * 1e6:7.1f} us CPU/msg  {geo_wall[name] / n * 1e6:7.1f} us wall/msg")
     for k in r.scan_iter(match=f"{prefix}:*", count=1000):
         r.delete(k)
 

@@ -54,20 +54,28 @@ APPROACH_REPEAT_S = 1800
 # How stale the list of recently visited enterprises may be for the early warning.
 VISITED_REFRESH_S = 5.0
 
-# Compare-and-set of many visit states: all or nothing.
+# Compare-and-set of many visit states: all or nothing.  ARGV[2] is
+# [[key, expected rev, byte length of the new value], ...], ARGV[3] the new
+# values back to back.  (The states used to travel as JSON strings inside the
+# JSON of the rows: escaping them, and cjson decoding them again, was most of
+# the script's time, which the worker waits for.)  Only the rev at the head
+# of each stored value is read (GETRANGE), not the whole state.
 _CAS_SCRIPT = """
 local ttl = tonumber(ARGV[1])
 local rows = cjson.decode(ARGV[2])
+local blob = ARGV[3]
 local bad = {}
 for i = 1, #rows do
-  local cur = redis.call('GET', rows[i][1])
-  local rev = 0
-  if cur then rev = tonumber(string.match(cur, '^(%d+)|')) or 0 end
+  local head = redis.call('GETRANGE', rows[i][1], 0, 23)
+  local rev = tonumber(string.match(head, '^(%d+)|')) or 0
   if rev ~= rows[i][2] then bad[#bad + 1] = rows[i][1] end
 end
 if #bad > 0 then return bad end
+local pos = 1
 for i = 1, #rows do
-  redis.call('SET', rows[i][1], rows[i][3], 'EX', ttl)
+  local n = rows[i][3]
+  redis.call('SET', rows[i][1], string.sub(blob, pos, pos + n - 1), 'EX', ttl)
+  pos = pos + n
 end
 return bad
 """
@@ -180,19 +188,23 @@ class GeoStore:
         at = self._batch_at(ordered, index)
         for attempt in range(WATCH_RETRIES):
             loaded = self._load_states(ids, keys)
-            new_states, events, rows = {}, [], []
+            new_states, events, rows, bodies, revs = {}, [], [], [], []
             for i, k, (rev, state), ps, ps_at in zip(ids, keys, loaded, ordered, at):
                 st, ev = advance(state, ps, index.nearby, self.params, unit_id=units[i], consume=True, at=ps_at)
                 new_states[i] = st
                 events += ev
-                rows.append((k, rev, f"{_next_rev(rev)}|" + orjson.dumps(st).decode()))
-            conflicts = self._cas(keys=[], args=[STATE_TTL_S, orjson.dumps(rows)])
+                nxt = _next_rev(rev)
+                body = b"%d|%b" % (nxt, orjson.dumps(st))
+                rows.append((k, rev, len(body)))
+                bodies.append(body)
+                revs.append(nxt)
+            conflicts = self._cas(keys=[], args=[STATE_TTL_S, orjson.dumps(rows), b"".join(bodies)])
             if not conflicts:
                 now = time.monotonic()
                 if len(self._states) + len(ids) > STATE_CACHE_MAX:
                     self._states.clear()
-                for i, (_k, _rev, body) in zip(ids, rows):
-                    self._states[i] = (int(body[:body.index("|")]), new_states[i], now)
+                for i, nxt in zip(ids, revs):
+                    self._states[i] = (nxt, new_states[i], now)
                 return new_states, events
             time.sleep(0.001 * (attempt + 1))
         raise RuntimeError(f"visit state of {len(ids)} inspectors kept changing under {WATCH_RETRIES} retries")
