@@ -194,17 +194,20 @@ def _copy_state(state: dict) -> dict:
 # --- the fold ------------------------------------------------------------------------
 
 
-def _step(live: dict, ts: float, at: Iterable[str], params: VisitParams, closed: list) -> None:
+def _step(live: dict, ts: float, at: Sequence[str], params: VisitParams, closed: list) -> None:
     """Fold one fix (at enterprises ``at``) into the open stays ``live``."""
-    at = set(at)
-    gap, outliers = params.gap_max_s, params.outliers_max
-    for eid in [e for e in live if e not in at]:
-        st = live[eid]
-        st[2] += 1
-        if st[2] > outliers:
-            closed.append((eid, st[0], st[1]))
-            del live[eid]
-    for eid in sorted(at):
+    if len(at) > 1:
+        at = sorted(set(at))  # each once, in id order (what callers pass anyway)
+    outliers = params.outliers_max
+    if live:
+        for eid in [e for e in live if e not in at]:
+            st = live[eid]
+            st[2] += 1
+            if st[2] > outliers:
+                closed.append((eid, st[0], st[1]))
+                del live[eid]
+    gap = params.gap_max_s
+    for eid in at:
         st = live.get(eid)
         if st is not None and ts - st[1] <= gap and st[2] <= outliers:
             st[1] = ts
@@ -217,7 +220,10 @@ def _step(live: dict, ts: float, at: Iterable[str], params: VisitParams, closed:
 
 def _close_expired(live: dict, wm: float, params: VisitParams, closed: list) -> None:
     """Close stays that no fix above ``wm`` can continue (last + gap <= wm)."""
-    for eid in [e for e, st in live.items() if st[1] + params.gap_max_s <= wm]:
+    if not live:
+        return
+    gap = params.gap_max_s
+    for eid in [e for e, st in live.items() if st[1] + gap <= wm]:
         st = live.pop(eid)
         closed.append((eid, st[0], st[1]))
 
@@ -234,13 +240,18 @@ def _may_dwell(live: dict, buf: list, params: VisitParams) -> bool:
     inside [earliest of those, latest of those]; float subtraction is
     monotonic, so a span under the dwell rules out every visit exactly.
     """
-    if not live and not buf:
-        return False
-    lo = min(st[0] for st in live.values()) if live else buf[0][0]
-    hi = max(st[1] for st in live.values()) if live else buf[-1][0]
     if buf:
-        lo = min(lo, buf[0][0])
-        hi = max(hi, buf[-1][0])
+        lo, hi = buf[0][0], buf[-1][0]
+    elif live:
+        lo, hi = next(iter(live.values()))[:2]
+    else:
+        return False
+    # A loop, not min()/max() over generators: this runs on every call.
+    for st in live.values():
+        if st[0] < lo:
+            lo = st[0]
+        if st[1] > hi:
+            hi = st[1]
     return hi - lo >= params.dwell_min_s
 
 
