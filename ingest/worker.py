@@ -97,6 +97,7 @@ class IngestWorker:
             reconnect_max_s=settings.mqtt_reconnect_max_s,
             tls_ca=settings.mqtt_tls_ca,
             tls_insecure=settings.mqtt_tls_insecure,
+            on_raw_publish=self._on_raw_publish,
         )
 
     # --- paho's thread: enqueue only -----------------------------------------
@@ -119,23 +120,32 @@ class IngestWorker:
 
     def _on_message(self, msg: mqtt.MQTTMessage) -> None:
         try:
-            item = Item(msg.topic, bytes(msg.payload), msg.qos, msg.mid, time.time())
-            if self._is_ping(item.topic, item.payload):
-                try:
-                    self.ping_q.put_nowait(item)
-                except queue.Full:
-                    self.shed += 1
-                    self.conn.ack(item.mid, item.qos)
-            else:
-                # Never shed: block (back-pressure to the broker) until there is room.
-                while not self._stop.is_set():
-                    try:
-                        self.prio_q.put(item, timeout=0.5)
-                        break
-                    except queue.Full:
-                        continue
+            self._enqueue(Item(msg.topic, bytes(msg.payload), msg.qos, msg.mid, time.time()))
         except Exception:  # noqa: BLE001 - never raise in paho's thread
             log.exception("on_message failed for %s", getattr(msg, "topic", "?"))
+
+    def _on_raw_publish(self, topic: bytes, payload: bytes, qos: int, mid: int) -> None:
+        """``_on_message`` for the client's fast path (no MQTTMessage built)."""
+        try:
+            self._enqueue(Item(topic.decode(), payload, qos, mid, time.time()))
+        except Exception:  # noqa: BLE001 - never raise in paho's thread
+            log.exception("on_message failed for %r", topic[:120])
+
+    def _enqueue(self, item: Item) -> None:
+        if self._is_ping(item.topic, item.payload):
+            try:
+                self.ping_q.put_nowait(item)
+            except queue.Full:
+                self.shed += 1
+                self.conn.ack(item.mid, item.qos)
+        else:
+            # Never shed: block (back-pressure to the broker) until there is room.
+            while not self._stop.is_set():
+                try:
+                    self.prio_q.put(item, timeout=0.5)
+                    break
+                except queue.Full:
+                    continue
 
     # --- the worker thread ---------------------------------------------------
     def start(self) -> None:
