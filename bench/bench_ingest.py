@@ -161,6 +161,14 @@ def full_consumer(prefix: str, n: int, db_url: str, ready: mp.Event, out: mp.Que
                              owntracks_topic=f"{prefix}-ot", z2m_topic=f"{prefix}-z2m", ingest_queue_max=n + 10)
     r = redis.Redis.from_url(REDIS)
     w = IngestWorker(settings, engine, r, geo=geo)
+    batches = [0]
+    process = w.process
+
+    def counted(items):
+        batches[0] += 1
+        return process(items)
+
+    w.process = counted
     if profile:
         import yappi  # profiles every thread: paho's network thread and the worker
 
@@ -205,7 +213,8 @@ def full_consumer(prefix: str, n: int, db_url: str, ready: mp.Event, out: mp.Que
     for k in r.scan_iter(match=f"{prefix}:*", count=1000):
         r.delete(k)
     out.put({"count": done, "stored": stored, "shed": w.shed, "elapsed_s": last - (first or last),
-             "cpu_s": u["cpu_s"] - cpu0, "peak_rss_mb": u["peak_rss_mb"], "thread_cpu_s": tcpu})
+             "cpu_s": u["cpu_s"] - cpu0, "peak_rss_mb": u["peak_rss_mb"], "thread_cpu_s": tcpu,
+             "batches": batches[0]})
 
 
 def run_once(kind: str, n: int, db: str, profile: str | None = None) -> dict:
@@ -266,7 +275,8 @@ def main() -> None:
             print(f"run {i + 1} {kind:>4}: {r['msg_per_s']:>8.0f} msg/s  {r['cpu_s_per_1000']:.3f} CPU-s/1k  "
                   f"peak RSS {r['peak_rss_mb']:.0f} MB  ({r['count']} msgs"
                   + (f", {r['stored']} stored, {r['shed']} shed" if kind != "bare" else "") + ")"
-                  + "".join(f"  {t} {c / max(r['count'], 1) * 1000:.3f}" for t, c in r.get("thread_cpu_s", {}).items()),
+                  + "".join(f"  {t} {c / max(r['count'], 1) * 1000:.3f}" for t, c in r.get("thread_cpu_s", {}).items())
+                  + (f"  {r['count'] / r['batches']:.0f} msgs/batch" if r.get("batches") else ""),
                   flush=True)
     if not args.repeats:
         if args.profile:
