@@ -85,6 +85,17 @@ def publisher(prefix: str, n: int, ready: mp.Event, go: mp.Event) -> None:
     c.loop_stop()
 
 
+def _thread_cpu_s(native_id: int | None) -> float:
+    """CPU seconds (user + system) of one thread of this process (Linux /proc; 0 elsewhere)."""
+    if native_id is None:
+        return 0.0
+    try:
+        fields = Path(f"/proc/self/task/{native_id}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def _usage() -> dict:
     ru = resource.getrusage(resource.RUSAGE_SELF)
     return {"cpu_s": ru.ru_utime + ru.ru_stime, "peak_rss_mb": ru.ru_maxrss / 1024.0}
@@ -150,6 +161,14 @@ def full_consumer(prefix: str, n: int, db_url: str, ready: mp.Event, out: mp.Que
                              owntracks_topic=f"{prefix}-ot", z2m_topic=f"{prefix}-z2m", ingest_queue_max=n + 10)
     r = redis.Redis.from_url(REDIS)
     w = IngestWorker(settings, engine, r, geo=geo)
+    batches = [0]
+    process = w.process
+
+    def counted(items):
+        batches[0] += 1
+        return process(items)
+
+    w.process = counted
     if profile:
         import yappi  # profiles every thread: paho's network thread and the worker
 
@@ -159,6 +178,9 @@ def full_consumer(prefix: str, n: int, db_url: str, ready: mp.Event, out: mp.Que
     w.conn.connected.wait(10)
     time.sleep(0.5)
     cpu0 = _usage()["cpu_s"]
+    # Where the CPU goes: paho's network thread and the worker thread.
+    tids = {"paho": w.conn.client._thread.native_id, "worker": w._thread.native_id}
+    tcpu0 = {k: _thread_cpu_s(t) for k, t in tids.items()}
     ready.set()
     first = None
     deadline = time.monotonic() + 600
@@ -184,13 +206,15 @@ def full_consumer(prefix: str, n: int, db_url: str, ready: mp.Event, out: mp.Que
         yappi.get_thread_stats().print_all(out=buf)
         Path(profile).write_text(buf.getvalue())
     u = _usage()
+    tcpu = {k: _thread_cpu_s(t) - tcpu0[k] for k, t in tids.items()}
     with engine.connect() as conn:
         stored = conn.execute(select(func.count()).select_from(PingRow)).scalar_one()
     w.stop()
     for k in r.scan_iter(match=f"{prefix}:*", count=1000):
         r.delete(k)
     out.put({"count": done, "stored": stored, "shed": w.shed, "elapsed_s": last - (first or last),
-             "cpu_s": u["cpu_s"] - cpu0, "peak_rss_mb": u["peak_rss_mb"]})
+             "cpu_s": u["cpu_s"] - cpu0, "peak_rss_mb": u["peak_rss_mb"], "thread_cpu_s": tcpu,
+             "batches": batches[0]})
 
 
 def run_once(kind: str, n: int, db: str, profile: str | None = None) -> dict:
@@ -238,8 +262,11 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--db", choices=["sqlite", "postgresql"], default="sqlite")
     ap.add_argument("--profile", help="write a yappi CPU profile (all threads) of one extra full run here")
+    ap.add_argument("--kinds", default="bare,nogeo,full",
+                    help="consumers to run (comma-separated; the ratios need all three), e.g. full alone "
+                         "to attach py-spy to its process")
     args = ap.parse_args()
-    kinds = ("bare", "nogeo", "full")
+    kinds = tuple(args.kinds.split(","))
     results = {k: [] for k in kinds}
     for i in range(args.repeats):
         for kind in kinds:
@@ -247,11 +274,16 @@ def main() -> None:
             results[kind].append(r)
             print(f"run {i + 1} {kind:>4}: {r['msg_per_s']:>8.0f} msg/s  {r['cpu_s_per_1000']:.3f} CPU-s/1k  "
                   f"peak RSS {r['peak_rss_mb']:.0f} MB  ({r['count']} msgs"
-                  + (f", {r['stored']} stored, {r['shed']} shed" if kind != "bare" else "") + ")", flush=True)
+                  + (f", {r['stored']} stored, {r['shed']} shed" if kind != "bare" else "") + ")"
+                  + "".join(f"  {t} {c / max(r['count'], 1) * 1000:.3f}" for t, c in r.get("thread_cpu_s", {}).items())
+                  + (f"  {r['count'] / r['batches']:.0f} msgs/batch" if r.get("batches") else ""),
+                  flush=True)
     if not args.repeats:
         if args.profile:
             run_once("full", args.messages, args.db, profile=args.profile)
             print(f"profile written to {args.profile}")
+        return
+    if set(kinds) != {"bare", "nogeo", "full"}:
         return
     med = {k: {m: statistics.median(r[m] for r in v) for m in ("msg_per_s", "cpu_s_per_1000", "peak_rss_mb")}
            for k, v in results.items()}

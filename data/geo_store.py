@@ -33,7 +33,7 @@ from data.models import Enterprise, Visit as VisitRow
 from data.registry import Registry
 from geo.cells import cells_u64_to_str, latlng_to_cell, points_to_cells_u64
 from geo.duplicates import classify, detect_approach
-from geo.heat import hour_bucket
+from geo.heat import hour_bucket, hour_buckets_of
 from geo.index import EnterpriseIndex
 from geo.types import Ping, Visit
 from geo.visits import VisitParams, advance, recent_pings
@@ -54,20 +54,28 @@ APPROACH_REPEAT_S = 1800
 # How stale the list of recently visited enterprises may be for the early warning.
 VISITED_REFRESH_S = 5.0
 
-# Compare-and-set of many visit states: all or nothing.
+# Compare-and-set of many visit states: all or nothing.  ARGV[2] is
+# [[key, expected rev, byte length of the new value], ...], ARGV[3] the new
+# values back to back.  (The states used to travel as JSON strings inside the
+# JSON of the rows: escaping them, and cjson decoding them again, was most of
+# the script's time, which the worker waits for.)  Only the rev at the head
+# of each stored value is read (GETRANGE), not the whole state.
 _CAS_SCRIPT = """
 local ttl = tonumber(ARGV[1])
 local rows = cjson.decode(ARGV[2])
+local blob = ARGV[3]
 local bad = {}
 for i = 1, #rows do
-  local cur = redis.call('GET', rows[i][1])
-  local rev = 0
-  if cur then rev = tonumber(string.match(cur, '^(%d+)|')) or 0 end
+  local head = redis.call('GETRANGE', rows[i][1], 0, 23)
+  local rev = tonumber(string.match(head, '^(%d+)|')) or 0
   if rev ~= rows[i][2] then bad[#bad + 1] = rows[i][1] end
 end
 if #bad > 0 then return bad end
+local pos = 1
 for i = 1, #rows do
-  redis.call('SET', rows[i][1], rows[i][3], 'EX', ttl)
+  local n = rows[i][3]
+  redis.call('SET', rows[i][1], string.sub(blob, pos, pos + n - 1), 'EX', ttl)
+  pos = pos + n
 end
 return bad
 """
@@ -98,6 +106,10 @@ for i = 1, #rows do
 end
 return #rows
 """
+
+
+def _ts(p: Ping) -> float:
+    return p.ts
 
 
 def _next_rev(rev: int) -> int:
@@ -141,8 +153,9 @@ class GeoStore:
                 rows = conn.execute(select(Enterprise.id, Enterprise.lat, Enterprise.lon, Enterprise.risk,
                                            Enterprise.street_id, Enterprise.grid_id, Enterprise.name)).all()
             self.enterprises = {r.id: (r.lat, r.lon, r.risk, r.street_id, r.grid_id, r.name) for r in rows}
-            self.index = EnterpriseIndex.from_arrays([r.id for r in rows], [r.lat for r in rows],
-                                                     [r.lon for r in rows])
+            index = EnterpriseIndex.from_arrays([r.id for r in rows], [r.lat for r in rows], [r.lon for r in rows])
+            index.prepare_many()
+            self.index = index
             self._index_at = time.monotonic()
         return self.index
 
@@ -171,23 +184,27 @@ class GeoStore:
         third of the geo engine."""
         ids = sorted(by_insp)
         keys = [self.key("visit", i) for i in ids]
-        nearby = self._batch_nearby(by_insp, index)
+        ordered = [sorted(by_insp[i], key=_ts) for i in ids]
+        at = self._batch_at(ordered, index)
         for attempt in range(WATCH_RETRIES):
             loaded = self._load_states(ids, keys)
-            new_states, events, rows = {}, [], []
-            for i, k, (rev, state) in zip(ids, keys, loaded):
-                st, ev = advance(state, sorted(by_insp[i], key=lambda p: p.ts), nearby, self.params,
-                                 unit_id=units[i], consume=True)
+            new_states, events, rows, bodies, revs = {}, [], [], [], []
+            for i, k, (rev, state), ps, ps_at in zip(ids, keys, loaded, ordered, at):
+                st, ev = advance(state, ps, index.nearby, self.params, unit_id=units[i], consume=True, at=ps_at)
                 new_states[i] = st
                 events += ev
-                rows.append((k, rev, f"{_next_rev(rev)}|" + orjson.dumps(st).decode()))
-            conflicts = self._cas(keys=[], args=[STATE_TTL_S, orjson.dumps(rows)])
+                nxt = _next_rev(rev)
+                body = b"%d|%b" % (nxt, orjson.dumps(st))
+                rows.append((k, rev, len(body)))
+                bodies.append(body)
+                revs.append(nxt)
+            conflicts = self._cas(keys=[], args=[STATE_TTL_S, orjson.dumps(rows), b"".join(bodies)])
             if not conflicts:
                 now = time.monotonic()
                 if len(self._states) + len(ids) > STATE_CACHE_MAX:
                     self._states.clear()
-                for i, (_k, _rev, body) in zip(ids, rows):
-                    self._states[i] = (int(body[:body.index("|")]), new_states[i], now)
+                for i, nxt in zip(ids, revs):
+                    self._states[i] = (nxt, new_states[i], now)
                 return new_states, events
             time.sleep(0.001 * (attempt + 1))
         raise RuntimeError(f"visit state of {len(ids)} inspectors kept changing under {WATCH_RETRIES} retries")
@@ -226,41 +243,55 @@ class GeoStore:
                     out[n] = (0, None)
         return out  # type: ignore[return-value]
 
-    def _batch_nearby(self, by_insp: dict[str, list[Ping]], index: EnterpriseIndex):
-        """``index.nearby`` for every fix of the batch in one vectorised call, served
-        to ``advance`` from a dict (the per-fix lookup was the geo engine's largest
-        cost in the profile).  A query not in the batch falls through to the index."""
-        pings = [p for ps in by_insp.values() for p in ps]
-        radii = [self.params.radius_m(p.acc_m) for p in pings]
-        hits = index.nearby_many([p.lat for p in pings], [p.lon for p in pings], radii)
-        memo = {(p.lat, p.lon, r): h for p, r, h in zip(pings, radii, hits)}
-
-        def nearby(lat: float, lon: float, radius_m: float) -> list[tuple[str, float]]:
-            h = memo.get((lat, lon, radius_m))
-            return h if h is not None else index.nearby(lat, lon, radius_m)
-
-        return nearby
+    def _batch_at(self, ordered: list[list[Ping]], index: EnterpriseIndex) -> list[list[list[str]]]:
+        """For every fix of the batch, the enterprises it is at (``advance``'s ``at``),
+        from one vectorised lookup of the whole batch (``ids_within_many``; the
+        per-fix lookup was the geo engine's largest cost in the profile)."""
+        flat = [p for ps in ordered for p in ps]
+        radius_m = self.params.radius_m
+        found = index.ids_within_many([p.lat for p in flat], [p.lon for p in flat], [radius_m(p.acc_m) for p in flat])
+        out, a = [], 0
+        for ps in ordered:
+            out.append(found[a:a + len(ps)])
+            a += len(ps)
+        return out
 
     def _count_heat(self, pings: Sequence[Ping], units: dict[str, str | None]) -> None:
-        """Hourly ping counters per res-9 cell, one Lua call per batch.  The cells of
-        the whole batch come from one vectorised h3ronpy call, and the counts are
-        aggregated per (hour, unit, cell) before they travel (per-ping h3 calls and
-        key building were most of this in the profile)."""
+        """Hourly ping counters per res-9 cell, one Lua call per batch.  Cells, hours
+        and the counts per (hour, cell) and per (unit, hour, cell) come from a few
+        vectorised calls over the whole batch (per-ping h3 calls, then a Counter of
+        per-ping tuples, were most of this in the profile)."""
         # h3ronpy refuses a whole array for one bad point; validated pings have none.
         pts = [p for p in pings if -90.0 <= p.lat <= 90.0 and -180.0 <= p.lon <= 180.0 and math.isfinite(p.ts)]
         if not pts:
             return
-        cells = points_to_cells_u64(np.fromiter((p.lat for p in pts), np.float64, len(pts)),
-                                    np.fromiter((p.lon for p in pts), np.float64, len(pts)), HEAT_RES).tolist()
-        c: Counter = Counter((hour_bucket(p.ts), units.get(p.inspector_id), cell) for p, cell in zip(pts, cells))
-        uniq = list(set(cells))
-        names = dict(zip(uniq, cells_u64_to_str(np.array(uniq, dtype=np.uint64))))
-        per: Counter = Counter()
-        for (hour, unit, cell), n in c.items():
-            per[(self.key("heat", "p", str(hour)), names[cell])] += n
-            if unit:
-                per[(self.key("heat", "pu", unit, str(hour)), names[cell])] += n
-        rows = [(k, cell, n) for (k, cell), n in per.items()]
+        n = len(pts)
+        cells = points_to_cells_u64(np.fromiter((p.lat for p in pts), np.float64, n),
+                                    np.fromiter((p.lon for p in pts), np.float64, n), HEAT_RES)
+        hours = hour_buckets_of(np.fromiter((p.ts for p in pts), np.float64, n))
+        unit_names = sorted({u for u in units.values() if u})
+        code = {u: c for c, u in enumerate(unit_names)}
+        unit_of = np.fromiter((code.get(units.get(p.inspector_id), -1) for p in pts), np.int64, n)
+        rows = []
+        # All units ("p"), then each unit ("pu"), with its count per (hour, cell).
+        for key_of, sel in ((lambda u, h: self.key("heat", "p", str(h)), None),
+                            (lambda u, h: self.key("heat", "pu", unit_names[u], str(h)), unit_of >= 0)):
+            c, h, u = (cells, hours, unit_of) if sel is None else (cells[sel], hours[sel], unit_of[sel])
+            if c.size == 0:
+                continue
+            if sel is None:
+                u = np.zeros_like(u)
+            order = np.lexsort((c, h, u))
+            c, h, u = c[order], h[order], u[order]
+            first = np.flatnonzero(np.r_[True, (c[1:] != c[:-1]) | (h[1:] != h[:-1]) | (u[1:] != u[:-1])])
+            counts = np.diff(np.r_[first, c.size]).tolist()
+            names = cells_u64_to_str(c[first])
+            keys: dict[tuple[int, int], str] = {}
+            for uu, hh, name, k in zip(u[first].tolist(), h[first].tolist(), names, counts):
+                key = keys.get((uu, hh))
+                if key is None:
+                    key = keys[(uu, hh)] = key_of(uu, hh)
+                rows.append((key, name, k))
         self._heat(keys=[], args=[HEAT_TTL_S, orjson.dumps(rows)])
 
     # --- visits ---------------------------------------------------------------------------

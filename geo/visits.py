@@ -194,17 +194,20 @@ def _copy_state(state: dict) -> dict:
 # --- the fold ------------------------------------------------------------------------
 
 
-def _step(live: dict, ts: float, at: Iterable[str], params: VisitParams, closed: list) -> None:
+def _step(live: dict, ts: float, at: Sequence[str], params: VisitParams, closed: list) -> None:
     """Fold one fix (at enterprises ``at``) into the open stays ``live``."""
-    at = set(at)
-    gap, outliers = params.gap_max_s, params.outliers_max
-    for eid in [e for e in live if e not in at]:
-        st = live[eid]
-        st[2] += 1
-        if st[2] > outliers:
-            closed.append((eid, st[0], st[1]))
-            del live[eid]
-    for eid in sorted(at):
+    if len(at) > 1:
+        at = sorted(set(at))  # each once, in id order (what callers pass anyway)
+    outliers = params.outliers_max
+    if live:
+        for eid in [e for e in live if e not in at]:
+            st = live[eid]
+            st[2] += 1
+            if st[2] > outliers:
+                closed.append((eid, st[0], st[1]))
+                del live[eid]
+    gap = params.gap_max_s
+    for eid in at:
         st = live.get(eid)
         if st is not None and ts - st[1] <= gap and st[2] <= outliers:
             st[1] = ts
@@ -217,7 +220,10 @@ def _step(live: dict, ts: float, at: Iterable[str], params: VisitParams, closed:
 
 def _close_expired(live: dict, wm: float, params: VisitParams, closed: list) -> None:
     """Close stays that no fix above ``wm`` can continue (last + gap <= wm)."""
-    for eid in [e for e, st in live.items() if st[1] + params.gap_max_s <= wm]:
+    if not live:
+        return
+    gap = params.gap_max_s
+    for eid in [e for e, st in live.items() if st[1] + gap <= wm]:
         st = live.pop(eid)
         closed.append((eid, st[0], st[1]))
 
@@ -234,13 +240,18 @@ def _may_dwell(live: dict, buf: list, params: VisitParams) -> bool:
     inside [earliest of those, latest of those]; float subtraction is
     monotonic, so a span under the dwell rules out every visit exactly.
     """
-    if not live and not buf:
-        return False
-    lo = min(st[0] for st in live.values()) if live else buf[0][0]
-    hi = max(st[1] for st in live.values()) if live else buf[-1][0]
     if buf:
-        lo = min(lo, buf[0][0])
-        hi = max(hi, buf[-1][0])
+        lo, hi = buf[0][0], buf[-1][0]
+    elif live:
+        lo, hi = next(iter(live.values()))[:2]
+    else:
+        return False
+    # A loop, not min()/max() over generators: this runs on every call.
+    for st in live.values():
+        if st[0] < lo:
+            lo = st[0]
+        if st[1] > hi:
+            hi = st[1]
     return hi - lo >= params.dwell_min_s
 
 
@@ -271,6 +282,17 @@ def _extend_sorted(entries: list, new: list) -> None:
     ones, and re-sorting the whole buffer (a key tuple per entry, per call)
     is skipped.  The result is the same as a stable sort of both.
     """
+    # Strictly increasing times order the entries by key as well (time is
+    # the key's first part), so the key tuples are only built on a tie or
+    # when something is out of order.
+    prev = entries[-1][0] if entries else None
+    for e in new:
+        if prev is not None and not e[0] > prev:
+            break
+        prev = e[0]
+    else:
+        entries.extend(new)
+        return
     if len(new) > 1:
         new.sort(key=_entry_key)
     if entries and not _entry_key(new[0]) > _entry_key(entries[-1]):
@@ -300,6 +322,7 @@ def advance(
     unit_id: str | None = None,
     now: float | None = None,
     consume: bool = False,
+    at: Sequence[list[str]] | None = None,
 ) -> tuple[dict, list[VisitEvent]]:
     """Fold a batch of one inspector's pings into ``state``; return the new state and events.
 
@@ -309,6 +332,13 @@ def advance(
     ``idle_close_s`` is flushed.  ``state`` is not modified, unless the caller
     hands it over with ``consume=True`` (a state it has just decoded and will
     not use again: copying it was a tenth of advance() in the ingest profile).
+
+    ``at[k]``, when given, is what ``nearby`` says of ``pings[k]``: the ids
+    (``str``, sorted, each once) of the enterprises within
+    ``params.radius_m(acc)`` of it.  A caller that looked every fix of a batch
+    up at once (``EnterpriseIndex.ids_within_many``) passes them, and
+    ``nearby`` is not called.  The lists are taken into the state as they
+    are: the caller must not change them afterwards.
     """
     if state is None:
         st = new_state()
@@ -330,28 +360,37 @@ def advance(
     new_keys: set = set()
     new_entries = []
     tail_new = []
-    for p in pings:
-        if not _valid(p):
+    # The loop body inlines _valid, _acc, params.usable and _order_key: it
+    # runs for every fix of every batch (advance() was the geo engine's
+    # largest cost in the ingest profile).
+    isfinite = math.isfinite
+    acc_ignore_m = params.acc_ignore_m
+    for k, p in enumerate(pings):
+        ts, lat, lon = p.ts, p.lat, p.lon
+        if not (isfinite(ts) and isfinite(lat) and isfinite(lon)):
             continue
         if p.inspector_id != inspector_id:
             raise ValueError(f"ping of {p.inspector_id!r} in the state of {inspector_id!r}")
         # Late: at or below the watermark seen *before* this batch, so the
         # order of pings inside one batch never matters.
-        if wm is not None and p.ts <= wm:
+        if wm is not None and ts <= wm:
             st["late"] += 1
             continue
-        max_ts = p.ts if max_ts is None else max(max_ts, p.ts)
-        acc = _acc(p)
-        if not params.usable(acc):
-            continue
-        key = _order_key(p.ts, p.lat, p.lon, acc)
+        if max_ts is None or ts > max_ts:
+            max_ts = ts
+        acc = p.acc_m
+        if acc is not None and not (isfinite(acc) and acc > 0):
+            acc = None
+        if acc is not None and acc > acc_ignore_m:
+            continue  # not usable (network location)
+        key = (ts, lat, lon, -1.0 if acc is None else acc)
         if buf_keys is None and last_key is not None and not key > last_key:
             buf_keys = {_entry_key(e) for e in buf}
         if key in new_keys or (buf_keys is not None and key in buf_keys):
             continue  # the same fix again (redelivery)
         new_keys.add(key)
-        new_entries.append([p.ts, p.lat, p.lon, acc, _candidates(nearby, p, params)])
-        tail_new.append([p.ts, p.lat, p.lon, acc])
+        new_entries.append([ts, lat, lon, acc, at[k] if at is not None else _candidates(nearby, p, params)])
+        tail_new.append([ts, lat, lon, acc])
     if new_entries:
         _extend_sorted(buf, new_entries)
     if tail_new:
@@ -421,7 +460,7 @@ def _settle(
         prov.extend((eid, s[0], s[1]) for eid, s in prov_live.items())
         prov_visits = sorted((v for v in prov if _is_visit(v, params)), key=lambda v: (v[1], v[0]))
 
-    final_visits = sorted((v for v in final if _is_visit(v, params)), key=lambda v: (v[1], v[0]))
+    final_visits = sorted((v for v in final if _is_visit(v, params)), key=lambda v: (v[1], v[0])) if final else []
     events = _reconcile(st, final_visits, prov_visits, params, unit_id)
     return st, events
 
@@ -431,6 +470,8 @@ def _reconcile(
 ) -> list[VisitEvent]:
     """Compare what was reported with what the pings now say; emit the differences."""
     rep: dict = st["rep"]
+    if not (rep or final_visits or prov_visits):
+        return []  # the usual call: nothing reported, nothing to report
     inspector_id = st["inspector_id"]
     events: list[VisitEvent] = []
 

@@ -157,3 +157,77 @@ def test_nearby_many_equals_nearby(city):
     many = idx.nearby_many([FUTIAN[0], np.nan], [FUTIAN[1], 0.0], 100.0)
     same(many[0], idx.nearby(*FUTIAN, 100.0))
     assert many[1] == []
+
+
+# --- nearby_many's latitude/longitude grid ------------------------------------------------
+
+
+def _wrap(lon: float) -> float:
+    return (lon + 180.0) % 360.0 - 180.0
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.floats(-89.9, 89.9), st.floats(-180.0, 179.999), st.integers(0, 2**31 - 1))
+def test_nearby_many_equals_brute_force_anywhere(lat, lon, seed):
+    # Anywhere on the globe: the grid where it applies, the H3 path near the
+    # poles and across the antimeridian; the answers must be the same.
+    rng = np.random.default_rng(seed)
+    pts = [destination(lat, lon, float(d), float(b)) for d, b in zip(rng.uniform(0, 3000, 150), rng.uniform(0, 360, 150))]
+    ids = [f"X{i:03d}" for i in range(len(pts))]
+    e_lats, e_lons = [p[0] for p in pts], [_wrap(p[1]) for p in pts]
+    idx = EnterpriseIndex.from_arrays(ids, e_lats, e_lons)
+    brute = BruteNearby(ids, e_lats, e_lons)
+    q = [destination(lat, lon, float(d), float(b)) for d, b in zip(rng.uniform(0, 2000, 25), rng.uniform(0, 360, 25))]
+    radii = rng.uniform(0, 1500, len(q))
+    many = idx.nearby_many([p[0] for p in q], [_wrap(p[1]) for p in q], radii)
+    for (qlat, qlon), r, got in zip(q, radii, many):
+        expected = brute(qlat, _wrap(qlon), float(r))
+        same(got, expected)
+        same(got, idx.nearby(qlat, _wrap(qlon), float(r)))
+
+
+@settings(max_examples=120, deadline=None)
+@given(st.floats(-79.0, 79.0), st.sampled_from([0.0, 45.0, 90.0, 135.0, 180.0, 225.0, 270.0, 315.0]),
+       st.floats(0.0, 300.0), st.floats(0.0, 300.0))
+def test_nearby_many_right_at_the_radius(lat, bearing, dist, radius):
+    # The longitude bound is the delicate one: due east and west, at any latitude
+    # the grid serves, an enterprise just inside the radius is found.
+    lat2, lon2 = destination(lat, 114.0, dist, bearing)
+    idx = EnterpriseIndex.from_arrays(["X"], [lat2], [lon2])
+    (got,) = idx.nearby_many([lat], [114.0], radius)
+    if dist < radius - 1e-6:
+        assert [g[0] for g in got] == ["X"]
+    elif dist > radius + 1e-6:
+        assert got == []
+    if abs(dist - radius) > 1e-6:
+        same(got, idx.nearby(lat, 114.0, radius))
+
+
+def test_nearby_many_at_a_city_scale_equals_nearby(city):
+    # Many points over the whole city at once, several rows per radius.
+    idx, brute = city
+    rng = np.random.default_rng(11)
+    lats, lons = rng.uniform(22.45, 22.85, 3000), rng.uniform(113.75, 114.6, 3000)
+    radii = rng.uniform(0, 2500, 3000)
+    many = idx.nearby_many(lats, lons, radii)
+    assert sum(len(m) for m in many) > 3000  # the test looks at real hits
+    for lat, lon, r, got in zip(lats[:300], lons[:300], radii[:300], many[:300]):
+        same(got, brute(float(lat), float(lon), float(r)))
+    for lat, lon, r, got in zip(lats, lons, radii, many):
+        assert [g[0] for g in got] == [g[0] for g in idx.nearby(float(lat), float(lon), float(r))]
+
+
+def test_ids_within_many_is_the_set_of_nearby_many(city):
+    idx, _ = city
+    rng = np.random.default_rng(13)
+    lats = np.r_[FUTIAN[0] + rng.normal(0, 0.002, 500), np.nan]
+    lons = np.r_[FUTIAN[1] + rng.normal(0, 0.002, 500), 0.0]
+    radii = rng.uniform(0, 150, 501)
+    got = idx.ids_within_many(lats, lons, radii)
+    assert got[-1] == []
+    for ids, hits in zip(got, idx.nearby_many(lats, lons, radii)):
+        assert ids == sorted({e for e, _d in hits})
+    assert sum(map(len, got)) > 500
+    # Ids that are not distinct strings: str, sorted, each once.
+    odd = EnterpriseIndex.from_arrays([7, 7, 12], [FUTIAN[0]] * 3, [FUTIAN[1]] * 3)
+    assert odd.ids_within_many([FUTIAN[0]], [FUTIAN[1]], 10.0) == [["12", "7"]]
