@@ -76,6 +76,11 @@ DUPLICATES_MAX = 30
 INSPECTOR_ROWS_MAX = 100
 # The inspector list follows the live fixes, but redraws at most this often.
 INSPECTOR_LIST_EVERY_S = 5.0
+# And the inspector layer: dash-leaflet redraws a GeoJSON layer whole on every
+# data change (clearLayers + addData: 2,000 markers and their tooltips), which
+# held the page's main thread so that a pushed alarm waited behind it.  The
+# wall is the live picture; the console's map is for choosing whom to send.
+INSPECTOR_LAYER_EVERY_S = 4.0
 STATUS_ORDER = {"on_task": 0, "visiting": 1, "on_duty": 2, "offline": 3}
 
 cb = PageCallbacks("dispatch", ROLES)
@@ -283,9 +288,11 @@ def dispatch_tick(n, done, selected, state, order, push=None):
         rows, news = [], {}
     else:
         rows = snap.inspectors_json()
-        data, new_order, news = layers.inspectors_update(ctx, c, rows, state, order, version, now, lang_,
-                                                         tooltips=True)
-        out["inspectors"], out["order"] = data, new_order
+        news = {}
+        if order is None or now - (state.get("t") or 0) >= INSPECTOR_LAYER_EVERY_S:
+            data, new_order, news = layers.inspectors_update(ctx, c, rows, state, order, version, now, lang_,
+                                                             tooltips=True)
+            out["inspectors"], out["order"] = data, new_order
     redraw_lists = (afp != state.get("afp") or done != state.get("done") or selected != state.get("selected")
                     or "full_at" in news)
     if redraw_lists:
