@@ -100,6 +100,19 @@ class Registry:
             log.warning("registry refresh failed (%s); keeping the registry loaded %.0f s ago", e,
                         time.monotonic() - self.loaded_at)
 
+    def any_registered(self, inspectors=(), owntracks=(), sensors=(), z2m=()) -> bool:
+        """Whether SQL knows any of these devices (by our id, OwnTracks id or
+        Zigbee2MQTT name): one indexed query each, for when a reload is not
+        allowed yet but an unknown device may just have been imported."""
+        checks = [(Inspector.id, inspectors), (Inspector.owntracks_id, owntracks), (Sensor.id, sensors),
+                  (Sensor.z2m_name, z2m)]
+        with self.engine.connect() as conn:
+            for col, values in checks:
+                values = list(dict.fromkeys(values))[:500]
+                if values and conn.execute(select(col).where(col.in_(values)).limit(1)).first() is not None:
+                    return True
+        return False
+
     def enterprise_points(self):
         """(ids, lats, lons) of all enterprises, for the geo engine's index."""
         with self.engine.connect() as conn:

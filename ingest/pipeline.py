@@ -164,11 +164,14 @@ class ResolveDevice(Step):
 
     def run(self, batch, items, ctx):
         out, unknown = self._resolve(batch, items, ctx, final=False)
-        if unknown and ctx.registry.maybe_refresh(unknown_seen=True):
+        if unknown:
+            reg = ctx.registry
+            if not reg.maybe_refresh(unknown_seen=True) and reg.any_registered(**_lookups(unknown)):
+                # Reloaded less than MIN_RELOAD_INTERVAL_S ago, and a device was
+                # imported since: reload now rather than dead-letter its messages.
+                reg.load()
             more, _ = self._resolve(batch, unknown, ctx, final=True)
             out += more
-        elif unknown:
-            self._resolve(batch, unknown, ctx, final=True)
         return out
 
     def _resolve(self, batch, items, ctx, final: bool):
@@ -204,6 +207,23 @@ class ResolveDevice(Step):
             else:
                 unknown.append(item)
         return out, unknown
+
+
+def _lookups(items) -> dict[str, list[str]]:
+    """The external ids of unresolved items, by where the registry keeps them."""
+    out: dict[str, list[str]] = {"inspectors": [], "owntracks": [], "sensors": [], "z2m": []}
+    for item in items:
+        ev = item.event
+        if isinstance(ev, Ping):
+            out["owntracks" if ev.source == "owntracks" else "inspectors"].append(ev.inspector_id)
+        elif isinstance(ev, GasReading):
+            out["z2m" if ev.source == "zigbee2mqtt" else "sensors"].append(ev.sensor_id)
+        elif isinstance(ev, Availability):
+            if ev.kind == "inspector":
+                out["inspectors" if ev.source == "anjian" else "owntracks"].append(ev.device_id)
+            else:
+                out["sensors" if ev.source == "anjian" else "z2m"].append(ev.device_id)
+    return out
 
 
 def _device_ref(ev) -> str:

@@ -128,6 +128,25 @@ def test_bad_messages_are_dead_lettered_with_reasons_and_ingest_keeps_running(se
     assert sum(live.counters("rejected").values()) == len(bad)
 
 
+def test_a_device_imported_just_after_a_registry_reload_is_not_dead_lettered(settings, worker, pub, city_engine):
+    """An unknown device makes the worker reload its registry, at most every 2 s; a
+    device imported within those 2 s must still have its first messages applied."""
+    from sqlalchemy import insert
+
+    from data.models import Sensor
+
+    p = settings.mqtt_prefix
+    now = time.time()
+    pub.publish(f"{p}/v1/sensors/NOBODY/state", {"ts": now, "lel": 1})  # unknown: the worker reloads now
+    wait_until(lambda: dead_letter_reasons(city_engine).get(f"{p}/v1/sensors/NOBODY/state") == "unknown_device")
+    with city_engine.begin() as conn:  # imported a moment later
+        conn.execute(insert(Sensor), [{"id": "SNEW", "enterprise_id": "E1", "lat": 22.62, "lon": 114.02,
+                                       "street_id": "ST1", "grid_id": "G1"}])
+    pub.publish(f"{p}/v1/sensors/SNEW/state", {"ts": now + 0.5, "lel": 2})
+    wait_until(lambda: count(city_engine, SensorReadingRow, SensorReadingRow.sensor_id == "SNEW") == 1, 5)
+    assert f"{p}/v1/sensors/SNEW/state" not in dead_letter_reasons(city_engine)
+
+
 def test_alarms_are_never_shed_when_the_ping_queue_overflows(settings, city_engine, redis_client):
     small = settings.model_copy(update={"ingest_queue_max": 5})
     w = IngestWorker(small, city_engine, redis_client)
