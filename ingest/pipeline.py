@@ -53,6 +53,9 @@ class Item:
     level: str | None = None  # gas level, set by ClassifyGas
     status: int = APPLIED  # live-state result, set by ApplyLiveState
     applied: bool = False  # live state written (a resumed batch must not apply it twice)
+    # Why the topic could not be read (it is then kept with \\x escapes for the
+    # dead letter); Decode rejects such an item as ``unknown_topic``.
+    topic_error: str | None = None
 
 
 @dataclass
@@ -117,6 +120,8 @@ class Decode(Step):
         scheme = ctx.scheme
         for item in items:
             try:
+                if item.topic_error is not None:
+                    raise Rejected("unknown_topic", item.topic_error)
                 item.event = decode(item.topic, item.payload, scheme, item.received_at)
             except Rejected as r:
                 reject(batch, item, r.reason, r.detail, ctx)
@@ -126,6 +131,8 @@ class Decode(Step):
         return out
 
     def process(self, item, ctx):
+        if item.topic_error is not None:
+            raise Rejected("unknown_topic", item.topic_error)
         item.event = decode(item.topic, item.payload, ctx.scheme, item.received_at)
         return item if item.event is not None else None
 

@@ -123,20 +123,26 @@ class IngestWorker:
         return topic.endswith("/location")
 
     def _on_message(self, msg: mqtt.MQTTMessage) -> None:
-        try:
-            self._enqueue(Item(msg.topic, bytes(msg.payload), msg.qos, msg.mid, time.time()))
-        except Exception:  # noqa: BLE001 - never raise in paho's thread
-            log.exception("on_message failed for %s", getattr(msg, "topic", "?"))
+        # msg.topic decodes the topic's bytes, and raises on invalid UTF-8.
+        self._on_raw_publish(msg._topic, bytes(msg.payload), msg.qos, msg.mid)
 
     def _on_raw_publish(self, topic: bytes, payload: bytes, qos: int, mid: int) -> None:
         """``_on_message`` for the client's fast path (no MQTTMessage built)."""
         try:
-            self._enqueue(Item(topic.decode(), payload, qos, mid, time.time()))
+            try:
+                item = Item(topic.decode(), payload, qos, mid, time.time())
+            except UnicodeDecodeError as e:
+                # MQTT requires UTF-8 topics and Mosquitto refuses others, but a
+                # bridge or a lax broker may pass one on: dead-letter it, with
+                # the bytes shown as \x escapes.
+                item = Item(topic.decode("utf-8", "backslashreplace"), payload, qos, mid, time.time(),
+                            topic_error=f"topic is not valid UTF-8 (byte {e.start}: {topic[e.start:e.start + 1]!r})")
+            self._enqueue(item)
         except Exception:  # noqa: BLE001 - never raise in paho's thread
             log.exception("on_message failed for %r", topic[:120])
 
     def _enqueue(self, item: Item) -> None:
-        if self._is_ping(item.topic, item.payload):
+        if item.topic_error is None and self._is_ping(item.topic, item.payload):
             try:
                 self.ping_q.put_nowait(item)
             except queue.Full:

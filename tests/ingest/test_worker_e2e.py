@@ -169,3 +169,29 @@ def test_alarms_are_never_shed_when_the_ping_queue_overflows(settings, city_engi
     assert w.prio_q.qsize() == 8
     batch = w.next_batch()
     assert [i.topic.endswith("/state") for i in batch[:8]] == [True] * 8, "alarms did not come first"
+
+
+def test_a_topic_that_is_not_utf8_is_dead_lettered_and_the_rest_flow_on(settings, city_engine, redis_client):
+    """Mosquitto refuses such topics, but a bridge or a lax broker may pass one on:
+    both of paho's paths into the worker (its MQTTMessage and the client's fast
+    path) must dead-letter it with a reason, not drop it in paho's thread."""
+    from paho.mqtt.client import MQTTMessage
+
+    w = IngestWorker(settings, city_engine, redis_client)
+    w._load_registry()
+    p = settings.mqtt_prefix
+    m = MQTTMessage(topic=f"{p}/v1/sensors/".encode() + b"\xe7\x93/state")  # 瓦 (e7 93 a6) cut short
+    m.payload, m.qos = b'{"ts": 1, "lel": 60}', 1
+    w._on_message(m)
+    w._on_raw_publish(f"{p}/v1/inspectors/".encode() + b"\xff/location", b'{"ts": 1, "lat": 22.6, "lon": 114.0}', 0, 0)
+    now = time.time()
+    w._on_raw_publish(f"{p}/v1/inspectors/I1/location".encode(),
+                      f'{{"ts": {now}, "lat": {ENTERPRISE_A[1]}, "lon": {ENTERPRISE_A[2]}}}'.encode(), 0, 0)
+    w.process(w.next_batch())
+    reasons = dead_letter_reasons(city_engine)
+    assert reasons == {f"{p}/v1/sensors/\\xe7\\x93/state": "unknown_topic",
+                       f"{p}/v1/inspectors/\\xff/location": "unknown_topic"}
+    with city_engine.connect() as conn:
+        details = sorted(conn.execute(select(DeadLetter.detail)).scalars())
+    assert all("not valid UTF-8" in d for d in details), details
+    assert count(city_engine, PingRow, PingRow.inspector_id == "I1") == 1, "the valid fix beside them was lost"
