@@ -122,13 +122,13 @@ def start_alert_engine(settings, services):
     return engine
 
 
-def start_ingest(settings, services, n: int, first_no: int = 0) -> list:
+def start_ingest(settings, services, n: int, first_no: int = 0, *, tune_gc: bool = False) -> list:
     from ingest.worker import IngestWorker
 
     workers = []
     for k in range(n):
         w = IngestWorker(settings, services.engine, services.redis(), worker_no=first_no + k,
-                         mqtt_url=services.mqtt_url)
+                         mqtt_url=services.mqtt_url, tune_gc=tune_gc)
         if k > 0 and not w.conn.is_v5:
             log.warning("broker speaks MQTT 3.1.1 only (no shared subscriptions): running 1 ingest worker, not %d", n)
             break
@@ -249,7 +249,8 @@ def start_background(settings, services, stop: threading.Event, *, simulate: boo
 def cmd_ingest(settings, args) -> int:
     services = Services(settings, embed=False)
     stop = wait_for_signal()
-    workers = start_ingest(settings, services, args.workers, args.worker_no)
+    # A process of ingest workers only: they may tune its garbage collector.
+    workers = start_ingest(settings, services, args.workers, args.worker_no, tune_gc=True)
     engine = None if args.no_alerts else start_alert_engine(settings, services)
     try:
         while not stop.wait(1.0):

@@ -160,7 +160,7 @@ def full_consumer(prefix: str, n: int, db_url: str, ready: mp.Event, out: mp.Que
                              redis_namespace=prefix, mqtt_client_id=f"{prefix}-ingest", mqtt_share_group=prefix,
                              owntracks_topic=f"{prefix}-ot", z2m_topic=f"{prefix}-z2m", ingest_queue_max=n + 10)
     r = redis.Redis.from_url(REDIS)
-    w = IngestWorker(settings, engine, r, geo=geo)
+    w = IngestWorker(settings, engine, r, geo=geo, tune_gc=True)
     batches = [0]
     process = w.process
 

@@ -83,7 +83,7 @@ def main() -> None:
                              mqtt_prefix=prefix, redis_namespace=prefix, mqtt_client_id=f"{prefix}-ingest",
                              mqtt_share_group=prefix, owntracks_topic=f"{prefix}-ot", z2m_topic=f"{prefix}-z2m")
     r = redis.Redis.from_url(bi.REDIS)
-    w = IngestWorker(settings, engine, r, geo=not args.nogeo)
+    w = IngestWorker(settings, engine, r, geo=not args.nogeo, tune_gc=True)
     w._load_registry()
     w._warm_up()  # as IngestWorker.start does: the index, then gc.freeze()
     msgs = _messages(prefix, args.messages)

@@ -60,8 +60,13 @@ def _drain(q: queue.Queue, n: int) -> list[Item]:
 
 class IngestWorker:
     def __init__(self, settings: Settings, engine: Engine, redis_client: redis.Redis, *,
-                 worker_no: int = 0, mqtt_url: str | None = None, visits=None, geo: bool = True):
+                 worker_no: int = 0, mqtt_url: str | None = None, visits=None, geo: bool = True,
+                 tune_gc: bool = False):
         self.settings = settings
+        # gc.freeze() and a higher GC threshold act on the whole process: only a
+        # process that is an ingest worker and nothing else (``app.py ingest``)
+        # asks for them, not the all-in-one demo, whose web app shares it.
+        self.tune_gc = tune_gc
         self.worker_id = f"{settings.mqtt_client_id}-{worker_no}"
         self.scheme = TopicScheme.from_settings(settings)
         self.live = LiveState(redis_client, settings.redis_namespace, settings.ingest_msg_id_ttl_s)
@@ -202,13 +207,15 @@ class IngestWorker:
         states), so with 700 the collector walked them about six times per
         batch, for no garbage (reference counting frees a batch's objects).
         0 of 6 collections per batch and ~1.7 us per message less in
-        bench/profile_pipeline.py."""
+        bench/profile_pipeline.py.  Both only with ``tune_gc`` (a process of its own)."""
         warm = getattr(self.ctx.visits, "ensure_index", None)
         if warm is not None:
             try:
                 warm()
             except INFRA_ERRORS as e:
                 log.warning("enterprise index not built yet (%s); the first batch builds it", e)
+        if not self.tune_gc:
+            return
         gc.freeze()
         _gen0, gen1, gen2 = gc.get_threshold()
         gc.set_threshold(GC_GEN0_THRESHOLD, gen1, gen2)
