@@ -97,4 +97,8 @@ def settings(tmp_path, namespace, request):
         redis_namespace=namespace,
         mqtt_client_id=f"{namespace}-ingest",
         mqtt_share_group=namespace,
+        # Every test's worker has a client id of its own: with the default hour
+        # the broker kept each one's session (and queued QoS 1 messages) long
+        # after the test, and a developer's Mosquitto grew run after run.
+        mqtt_session_expiry_s=120,
     )
