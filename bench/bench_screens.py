@@ -242,9 +242,11 @@ def first_renders(browser, url: str, n: int) -> list[float]:
 
 
 def steady_state(browser, url: str, seconds: float) -> tuple:
-    """(bytes per 1 s window, server ms per callback name, answer sizes, bytes per callback name)
-    of one wall left alone."""
-    answers: list[tuple[float, int, str, float]] = []
+    """(bytes per 1 s window, the same on the wire, server ms per callback name,
+    answer sizes, bytes per callback name) of one wall left alone.  "Bytes" are
+    the answers' bodies as decoded; "on the wire" as sent (gzipped, see
+    dashboard/server.py)."""
+    answers: list[tuple[float, int, int, str, float]] = []
 
     def on_response(resp):
         if "/_dash-update-component" not in resp.url:
@@ -253,9 +255,10 @@ def steady_state(browser, url: str, seconds: float) -> tuple:
         m = re.search(r'desc="([^"]+)";dur=([\d.]+)', timing)
         try:
             size = len(resp.body()) if resp.status == 200 else 0
+            wire = resp.request.sizes()["responseBodySize"] if resp.status == 200 else 0
         except Exception:  # noqa: BLE001 - a body the browser already dropped
-            size = 0
-        answers.append((time.monotonic(), size, m.group(1) if m else "?", float(m.group(2)) if m else -1))
+            size = wire = 0
+        answers.append((time.monotonic(), size, wire, m.group(1) if m else "?", float(m.group(2)) if m else -1))
 
     scr = Screen(browser, url).login("wall-b", "/wall")
     try:
@@ -269,16 +272,18 @@ def steady_state(browser, url: str, seconds: float) -> tuple:
     finally:
         scr.close()
     windows = [0] * int(seconds)
+    wire_windows = [0] * int(seconds)
     timings: dict[str, list[float]] = defaultdict(list)
     volume: dict[str, int] = defaultdict(int)
-    for at, size, name, ms in answers:
+    for at, size, wire, name, ms in answers:
         volume[name] += size
         k = int(at - t0)
         if 0 <= k < len(windows):
             windows[k] += size
+            wire_windows[k] += wire
         if ms >= 0:
             timings[name].append(ms)
-    return windows, timings, [a[1] for a in answers], volume
+    return windows, wire_windows, timings, [a[1] for a in answers], volume
 
 
 def alarm_latencies(browser, system: System, n: int) -> tuple[dict[str, list[float]], dict[str, int]]:
@@ -379,7 +384,7 @@ def main() -> None:
             browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
             renders = first_renders(browser, system.url, args.renders)
             print(f"first renders (ms): {[round(r) for r in renders]}", flush=True)
-            windows, timings, sizes, volume = steady_state(browser, system.url, args.steady_s)
+            windows, wire, timings, sizes, volume = steady_state(browser, system.url, args.steady_s)
             print(f"bytes per 1 s window: {windows}", flush=True)
             print(f"bytes per callback: { {k: v for k, v in sorted(volume.items())} }", flush=True)
             lat, missed = alarm_latencies(browser, system, args.alarms)
@@ -399,6 +404,8 @@ def main() -> None:
           f"p95 {pct(windows, 95) / 1024:.1f} KB, max {max(windows) / 1024:.1f} KB "
           f"({len(sizes)} callback answers, {sum(1 for s in sizes if s == 0)} of them empty 204s) "
           f"(target <= 100 KB)")
+    print(f"  the same on the wire (gzip): median {statistics.median(wire) / 1024:.1f} KB, "
+          f"p95 {pct(wire, 95) / 1024:.1f} KB, max {max(wire) / 1024:.1f} KB")
     every = [ms for v in timings.values() for ms in v]
     print(f"server time per callback over {len(every)} answers: median {statistics.median(every):.1f} ms, "
           f"p95 {pct(every, 95):.1f} ms (target median <= 100 ms)")
