@@ -15,7 +15,8 @@ chromium at 1920x1080:
   and max;
 - **bytes per update tick**: for ``--steady-s`` seconds, the body bytes of every
   Dash callback answer the wall receives, summed per 1 s fast tick (the slow
-  15 s tick lands in one of them); median, p95 and max;
+  15 s tick lands in one of them); median, p95 and max; as decoded, and as
+  sent on the wire (gzip, ``dashboard/server.py``);
 - **server time per callback**: the ``Server-Timing`` header each callback
   answer carries (the callback's own time, measured in the web process);
   median per callback and over all answers;
