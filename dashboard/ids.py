@@ -88,10 +88,15 @@ DISPATCH_ORDER = "dispatch-order"
 DISPATCH_AFP = "dispatch-alerts-fp"  # store: fingerprint of the alerts, changes only when they do
 DISPATCH_ENTERPRISES = "dispatch-enterprises"
 DISPATCH_ENT_STATE = "dispatch-ent-state"
+# The panels built as HTML strings (dashboard/markup.py): a store per box.
+DISPATCH_QUEUE_HTML = "dispatch-queue-html"
+DISPATCH_DUPLICATES_HTML = "dispatch-duplicates-html"
+DISPATCH_INSPECTOR_LIST_HTML = "dispatch-inspector-list-html"
+DISPATCH_DETAIL_HTML = "dispatch-detail-html"
+DISPATCH_COMMAND = "dispatch-command"  # store: the action a button asked for ({"type", "alert", ...})
 
-# Pattern-matching ids: {"type": ..., "alert": id, "action": ...}.
-ALERT_ACTION_TYPE = "alert-action"
-ALERT_SELECT_TYPE = "alert-select"
+# The kinds of DISPATCH_COMMAND: {"type": ..., "alert": id, ...}.
+ALERT_ACTION_TYPE = "alert-action"  # {"type", "alert", "action", "outcome"}
 ASSIGN_TYPE = "alert-assign"  # {"type", "alert", "inspector"}
 REASSIGN_TYPE = "alert-reassign"  # {"type", "alert"}
 

@@ -220,6 +220,22 @@
     openPush();
   }
 
+  // Buttons in panels built as HTML strings (dashboard/markup.py) carry what a
+  // click does: data-aj-store names a store, data-aj-value the JSON to put in it
+  // (an object also gets a click counter n, so two clicks are two changes).  The
+  // store is the input of a server callback that checks role and action.
+  window.anjianClicks = 0;
+  document.addEventListener("click", function (ev) {
+    var el = ev.target && ev.target.closest ? ev.target.closest("button[data-aj-store]") : null;
+    var dc = window.dash_clientside;
+    if (!el || el.disabled || !dc || !dc.set_props) { return; }
+    var value;
+    try { value = JSON.parse(el.getAttribute("data-aj-value")); } catch (e) { return; }
+    window.anjianClicks += 1;
+    if (value && typeof value === "object") { value.n = window.anjianClicks; }
+    dc.set_props(el.getAttribute("data-aj-store"), { data: value });
+  });
+
   var shanghai = null;
   try {
     shanghai = new Intl.DateTimeFormat("sv-SE", { timeZone: "Asia/Shanghai", year: "numeric", month: "2-digit",
@@ -301,6 +317,13 @@
       return noUpdate();
     },
 
+    // A panel's HTML (built and escaped on the server) into its box; React
+    // renders the box without children and never touches what is put here.
+    fillHtml: function (markup, boxId) {
+      var el = document.getElementById(boxId);
+      if (el && typeof markup === "string") { el.innerHTML = markup; }
+      return noUpdate();
+    },
     clock: function () {
       return shanghai ? shanghai.format(new Date()) : new Date().toISOString().slice(0, 19).replace("T", " ");
     },

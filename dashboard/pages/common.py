@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
-from dash import dcc, html
+from dash import Input, Output, State, dcc, html
 from flask import current_app, g, has_request_context
 
 from dashboard import ids
@@ -250,6 +250,18 @@ def nav_links(p, lang_: str, current: str) -> list:
             cls = "aj-nav-link aj-current" if path == current else "aj-nav-link"
             links.append(html.A(t(key, lang_), href=path, className=cls))
     return links
+
+
+def html_box(box_id: str, store_id: str, initial: str | None = None, **div) -> html.Div:
+    """A box whose content is an HTML string (dashboard/markup.py) that callbacks
+    put into ``store_id``; ``fill_html`` makes the browser write it in."""
+    return html.Div([dcc.Store(id=store_id, data=initial), html.Div(id=box_id, **div)])
+
+
+def fill_html(cb, box_id: str, store_id: str) -> None:
+    """Register ``dash_clientside.anjian.fillHtml``: the store's HTML into the box.
+    React renders the box empty and never touches what the script put in it."""
+    cb.clientside("fillHtml", Output(box_id, "data-filled"), Input(store_id, "data"), State(box_id, "id"))
 
 
 def push_listener(store_id: str) -> html.Div:

@@ -20,11 +20,12 @@ import logging
 import time
 
 import dash_leaflet as dl
-from dash import ALL, Input, Output, State, dcc, html, no_update
+from dash import Input, Output, State, dcc, html, no_update
 from dash.exceptions import PreventUpdate
 
 from dashboard import ids
 from dashboard.i18n import t
+from dashboard.markup import Markup, button, join, tag
 from dashboard.mapkit import (
     ENTERPRISE_PANE,
     base_children,
@@ -47,9 +48,11 @@ from dashboard.pages.common import (
     first_seen_ts,
     fmt_age,
     fmt_distance,
+    fill_html,
     fmt_time,
     guarded_layout,
     header,
+    html_box,
     label,
     lang,
     outcomes_for,
@@ -110,22 +113,25 @@ def build(p, lang_: str, **_):
         header("dispatch.title", lang_, p, PATH),
         html.Main([
             html.Section([
-                html.Div([html.H2(t("dispatch.queue", lang_)), html.Div(id=ids.DISPATCH_QUEUE)],
+                html.Div([html.H2(t("dispatch.queue", lang_)),
+                          html_box(ids.DISPATCH_QUEUE, ids.DISPATCH_QUEUE_HTML)],
                          className="aj-panel", style={"flex": "3"}),
-                html.Div([html.H2(t("dispatch.duplicates", lang_)), html.Ul(id=ids.DISPATCH_DUPLICATES,
-                                                                            className="aj-results")],
+                html.Div([html.H2(t("dispatch.duplicates", lang_)),
+                          html_box(ids.DISPATCH_DUPLICATES, ids.DISPATCH_DUPLICATES_HTML)],
                          className="aj-panel", style={"flex": "1"}),
             ], className="aj-col"),
             html.Section(the_map, className="aj-dispatch-map"),
             html.Section([
                 html.Div([html.Div(id=ids.DISPATCH_FEEDBACK, className="aj-feedback", role="status"),
-                          html.Div(html.P(t("dispatch.detail.empty", lang_), className="aj-muted"),
-                                   id=ids.DISPATCH_DETAIL, className="aj-detail")], className="aj-panel"),
+                          html_box(ids.DISPATCH_DETAIL, ids.DISPATCH_DETAIL_HTML,
+                                   str(_muted(t("dispatch.detail.empty", lang_))), className="aj-detail")],
+                         className="aj-panel"),
                 html.Div([html.H2(t("dispatch.search", lang_)),
                           dcc.Input(id=ids.DISPATCH_SEARCH, type="search", debounce=True, className="aj-input",
                                     placeholder=t("dispatch.search.placeholder", lang_)),
                           html.Ul(id=ids.DISPATCH_SEARCH_RESULTS, className="aj-results")], className="aj-panel"),
-                html.Div([html.H2(t("dispatch.inspectors", lang_)), html.Div(id=ids.DISPATCH_INSPECTOR_LIST)],
+                html.Div([html.H2(t("dispatch.inspectors", lang_)),
+                          html_box(ids.DISPATCH_INSPECTOR_LIST, ids.DISPATCH_INSPECTOR_LIST_HTML)],
                          className="aj-panel", style={"flex": "1"}),
             ], className="aj-col"),
         ], className="aj-dispatch-main"),
@@ -135,6 +141,7 @@ def build(p, lang_: str, **_):
         dcc.Store(id=ids.DISPATCH_ORDER, data=None),
         dcc.Store(id=ids.DISPATCH_SELECTED, data=None),
         dcc.Store(id=ids.DISPATCH_ACTION_DONE, data=0),
+        dcc.Store(id=ids.DISPATCH_COMMAND, data=None),
         dcc.Store(id=ids.DISPATCH_ENT_STATE, data=None),
         dcc.Store(id=ids.DISPATCH_AFP, data=None),
     ], id=ids.DISPATCH_ROOT, className="aj-page aj-dispatch", lang=lang_)
@@ -144,22 +151,39 @@ layout = guarded_layout(ROLES, build)
 
 
 # --- pieces ------------------------------------------------------------------------------------
+# Each panel is one HTML string (dashboard/markup.py): a Dash component per cell
+# and a pattern-matching id per button made the console's main thread the
+# bottleneck of alarm latency.  A button names the store its click goes to:
+# DISPATCH_SELECTED (an alert id) or DISPATCH_COMMAND (an action, checked on
+# the server by dispatch_act).
 
 
-def _select_button(a: dict, text, k: str, cls: str = "aj-link"):
-    return html.Button(text, id={"type": ids.ALERT_SELECT_TYPE, "alert": a["id"], "k": k}, className=cls, n_clicks=0)
+def _select_button(a: dict, text, cls: str = "aj-link"):
+    return button(text, ids.DISPATCH_SELECTED, a["id"], class_=cls)
 
 
-def _action_button(a: dict, action: str, text: str, cls: str = "aj-btn", outcome: str = "", where: str = "q"):
-    # ``where`` keeps the ids of the queue's and the detail panel's buttons apart.
-    return html.Button(text, id={"type": ids.ALERT_ACTION_TYPE, "alert": a["id"], "action": action,
-                                 "outcome": outcome, "where": where}, className=cls, n_clicks=0)
+def _action_button(a: dict, action: str, text: str, cls: str = "aj-btn", outcome: str = ""):
+    return button(text, ids.DISPATCH_COMMAND, {"type": ids.ALERT_ACTION_TYPE, "alert": a["id"], "action": action,
+                                               "outcome": outcome}, class_=cls)
 
 
-def queue_table(alerts: list[dict], reg, c, lang_: str, now: float, selected):
+def _reassign_button(a: dict, lang_: str):
+    return button(t("dispatch.reassign_one_click", lang_), ids.DISPATCH_COMMAND,
+                  {"type": ids.REASSIGN_TYPE, "alert": a["id"]}, class_="aj-btn aj-btn-primary")
+
+
+def _muted(text, name: str = "p"):
+    return tag(name, text, class_="aj-muted")
+
+
+def _more(n_all: int, n_shown: int, lang_: str):
+    return _muted(t("common.more", lang_, n=n_all - n_shown)) if n_all > n_shown else None
+
+
+def queue_table(alerts: list[dict], reg, c, lang_: str, now: float, selected) -> Markup:
     if not alerts:
-        return html.P(t("dispatch.queue.empty", lang_), className="aj-muted")
-    head = html.Thead(html.Tr([html.Th(t(k, lang_)) for k in (
+        return _muted(t("dispatch.queue.empty", lang_))
+    head = tag("thead", tag("tr", *[tag("th", t(k, lang_)) for k in (
         "dispatch.col.severity", "dispatch.col.alert", "dispatch.col.where", "dispatch.col.age",
         "dispatch.col.state", "dispatch.col.actions")]))
     rows = []
@@ -170,54 +194,51 @@ def queue_table(alerts: list[dict], reg, c, lang_: str, now: float, selected):
             buttons.append(_action_button(a, "ack", t("alert.action.ack", lang_), "aj-btn aj-btn-primary"))
         if "assign" in acts:
             buttons.append(_select_button(a, t("alert.action.reassign" if a.get("assignee_id") else "alert.action.assign",
-                                               lang_) + "…", "assign", "aj-btn"))
+                                               lang_) + "…", "aj-btn"))
         if "resolve" in acts:
-            buttons.append(_select_button(a, t("alert.action.resolve", lang_) + "…", "resolve", "aj-btn"))
+            buttons.append(_select_button(a, t("alert.action.resolve", lang_) + "…", "aj-btn"))
         if "arrive" in acts:
             buttons.append(_action_button(a, "arrive", t("alert.action.arrive", lang_)))
         sev = a.get("severity")
-        cls = f"aj-row-{sev}" + (" aj-selected" if selected == a["id"] else "")
-        rows.append(html.Tr([
-            html.Td(html.Span(label("alert.severity", sev, lang_), className=f"aj-badge aj-sev-{sev}")),
-            html.Td([html.Div(label("alert.type", a.get("type"), lang_), className="aj-muted"),
-                     _select_button(a, html.Span(layers.alert_subject(a, reg, c, lang_), className="aj-data"), "row")]),
-            html.Td(layers.area_name(a, c, lang_), className="aj-data"),
-            html.Td([html.Div(fmt_age(now - first_seen_ts(a), lang_)),
-                     html.Div(fmt_time(first_seen_ts(a)), className="aj-muted")]),
-            html.Td(label("alert.state", a.get("state"), lang_), className=f"aj-state aj-state-{a.get('state')}"),
-            html.Td(buttons),
-        ], className=cls, id=f"queue-row-{a['id']}"))
-    table = html.Table([head, html.Tbody(rows)], className="aj-queue")
-    if len(alerts) <= QUEUE_MAX:
-        return table
-    return html.Div([table, html.P(t("common.more", lang_, n=len(alerts) - QUEUE_MAX), className="aj-muted")])
+        state = a.get("state")
+        rows.append(tag(
+            "tr",
+            tag("td", tag("span", label("alert.severity", sev, lang_), class_=f"aj-badge aj-sev-{sev}")),
+            tag("td", tag("div", label("alert.type", a.get("type"), lang_), class_="aj-muted"),
+                _select_button(a, tag("span", layers.alert_subject(a, reg, c, lang_), class_="aj-data"))),
+            tag("td", layers.area_name(a, c, lang_), class_="aj-data"),
+            tag("td", tag("div", fmt_age(now - first_seen_ts(a), lang_)),
+                tag("div", fmt_time(first_seen_ts(a)), class_="aj-muted")),
+            tag("td", label("alert.state", state, lang_), class_=f"aj-state aj-state-{state}"),
+            tag("td", *buttons),
+            class_=f"aj-row-{sev}" + (" aj-selected" if selected == a["id"] else ""), id=f"queue-row-{a['id']}"))
+    table = tag("table", head, tag("tbody", *rows), class_="aj-queue")
+    return join([table, _more(len(alerts), QUEUE_MAX, lang_)])
 
 
-def duplicates_list(alerts: list[dict], reg, c, lang_: str):
+def duplicates_list(alerts: list[dict], reg, c, lang_: str) -> Markup:
     if not alerts:
-        return [html.Li(t("dispatch.duplicates.empty", lang_), className="aj-muted")]
+        return tag("ul", tag("li", t("dispatch.duplicates.empty", lang_), class_="aj-muted"), class_="aj-results")
     out = []
     for a in alerts[:DUPLICATES_MAX]:
         who = reg.inspectors.get(a.get("inspector_id"), (a.get("inspector_id") or "",))[0]
         sugg = (a.get("details") or {}).get("suggestion") or {}
         acts = allowed_actions(a)
-        item = [html.Div([html.Span(label("alert.type", a.get("type"), lang_), className="aj-badge aj-sev-info"),
-                          " ", html.Span(layers.alert_subject(a, reg, c, lang_), className="aj-data")]),
-                html.Div([html.Span(who, className="aj-data"),
-                          f" → {sugg.get('name')}" if sugg.get("name") else ""], className="aj-muted")]
+        item = [tag("div", tag("span", label("alert.type", a.get("type"), lang_), class_="aj-badge aj-sev-info"),
+                    " ", tag("span", layers.alert_subject(a, reg, c, lang_), class_="aj-data")),
+                tag("div", tag("span", who, class_="aj-data"), f" → {sugg.get('name')}" if sugg.get("name") else "",
+                    class_="aj-muted")]
         if "reassign" in acts and a.get("inspector_id"):
-            item.append(html.Button(t("dispatch.reassign_one_click", lang_),
-                                    id={"type": ids.REASSIGN_TYPE, "alert": a["id"], "where": "p"},
-                                    className="aj-btn aj-btn-primary", n_clicks=0))
-        out.append(html.Li(item))
+            item.append(_reassign_button(a, lang_))
+        out.append(tag("li", *item))
     if len(alerts) > DUPLICATES_MAX:
-        out.append(html.Li(t("common.more", lang_, n=len(alerts) - DUPLICATES_MAX), className="aj-muted"))
-    return out
+        out.append(tag("li", t("common.more", lang_, n=len(alerts) - DUPLICATES_MAX), class_="aj-muted"))
+    return tag("ul", *out, class_="aj-results")
 
 
-def inspector_table(rows: list[dict], alerts: list[dict], reg, lang_: str, now: float):
+def inspector_table(rows: list[dict], alerts: list[dict], reg, lang_: str, now: float) -> Markup:
     if not rows:
-        return html.P(t("dispatch.inspectors.empty", lang_), className="aj-muted")
+        return _muted(t("dispatch.inspectors.empty", lang_))
     tasks = {a.get("assignee_id"): a for a in alerts if a.get("assignee_id") and a.get("state") in ("dispatched", "on_scene")}
     body = []
 
@@ -231,27 +252,26 @@ def inspector_table(rows: list[dict], alerts: list[dict], reg, lang_: str, now: 
             what = f"{label('alert.type', task.get('type'), lang_)}: {reg.enterprise_names.get(task.get('enterprise_id'), task.get('subject'))}"
         else:
             what = d.get("visiting_enterprise") or ""
-        body.append(html.Tr([
-            html.Td(d.get("name"), className="aj-data"),
-            html.Td(d.get("unit_name"), className="aj-data"),
-            html.Td(label("status", st, lang_), className=f"aj-status-{st}"),
-            html.Td(what, className="aj-data"),
-            html.Td(fmt_age(now - (d.get("last_fix_ts") or now), lang_), className="aj-muted"),
-        ]))
-    head = html.Thead(html.Tr([html.Th(t(k, lang_)) for k in (
+        body.append(tag(
+            "tr",
+            tag("td", d.get("name"), class_="aj-data"),
+            tag("td", d.get("unit_name"), class_="aj-data"),
+            tag("td", label("status", st, lang_), class_=f"aj-status-{st}"),
+            tag("td", what, class_="aj-data"),
+            tag("td", fmt_age(now - (d.get("last_fix_ts") or now), lang_), class_="aj-muted"),
+        ))
+    head = tag("thead", tag("tr", *[tag("th", t(k, lang_)) for k in (
         "dispatch.col.name", "dispatch.col.unit", "dispatch.col.status", "dispatch.col.task", "dispatch.col.last_fix")]))
-    table = html.Table([head, html.Tbody(body)], className="aj-table")
-    if len(rows) <= INSPECTOR_ROWS_MAX:
-        return table
-    return html.Div([table, html.P(t("common.more", lang_, n=len(rows) - INSPECTOR_ROWS_MAX), className="aj-muted")])
+    table = tag("table", head, tag("tbody", *body), class_="aj-table")
+    return join([table, _more(len(rows), INSPECTOR_ROWS_MAX, lang_)])
 
 
 # --- the poll ---------------------------------------------------------------------------------
 
 TICK_OUTPUTS = {
-    "queue": Output(ids.DISPATCH_QUEUE, "children"),
-    "duplicates": Output(ids.DISPATCH_DUPLICATES, "children"),
-    "inspector_list": Output(ids.DISPATCH_INSPECTOR_LIST, "children"),
+    "queue": Output(ids.DISPATCH_QUEUE_HTML, "data"),
+    "duplicates": Output(ids.DISPATCH_DUPLICATES_HTML, "data"),
+    "inspector_list": Output(ids.DISPATCH_INSPECTOR_LIST_HTML, "data"),
     "alarms": Output(ids.DISPATCH_ALARMS, "data"),
     "inspectors": Output(ids.DISPATCH_INSPECTORS, "data"),
     "order": Output(ids.DISPATCH_ORDER, "data"),
@@ -303,14 +323,14 @@ def dispatch_tick(n, done, selected, state, order, push=None):
         qfp, dfp = alerts_fingerprint(queue), alerts_fingerprint(dups)
         every = done != state.get("done") or selected != state.get("selected") or "full_at" in news
         if every or qfp != state.get("qfp"):
-            out["queue"] = queue_table(queue, snap.reg, c, lang_, now, selected)
+            out["queue"] = str(queue_table(queue, snap.reg, c, lang_, now, selected))
             out["alarms"] = layers.alarm_features(alerts, snap.reg, c)
         if every or dfp != state.get("dfp"):
-            out["duplicates"] = duplicates_list(dups, snap.reg, c, lang_)
+            out["duplicates"] = str(duplicates_list(dups, snap.reg, c, lang_))
         state.update(qfp=qfp, dfp=dfp)
     if not pushed and (redraw_lists or (version != state.get("v")
                                         and now - (state.get("il_at") or 0) >= INSPECTOR_LIST_EVERY_S)):
-        out["inspector_list"] = inspector_table(layers.shown_inspectors(rows, now), alerts, snap.reg, lang_, now)
+        out["inspector_list"] = str(inspector_table(layers.shown_inspectors(rows, now), alerts, snap.reg, lang_, now))
         state["il_at"] = now
     if afp != state.get("afp"):
         out["afp"] = afp
@@ -321,16 +341,6 @@ def dispatch_tick(n, done, selected, state, order, push=None):
 
 
 # --- selection and the detail panel -------------------------------------------------------------
-
-
-@cb.callback(Output(ids.DISPATCH_SELECTED, "data"),
-             Input({"type": ids.ALERT_SELECT_TYPE, "alert": ALL, "k": ALL}, "n_clicks"),
-             prevent_initial_call=True)
-def dispatch_select(clicks):
-    trig, value = triggered()
-    if not isinstance(trig, dict) or not value:
-        raise PreventUpdate
-    return trig["alert"]
 
 
 def suggestions_layers(alert: dict, nearest: list[dict], reg, c) -> tuple[dict, dict, dict | None]:
@@ -361,7 +371,7 @@ def suggestions_layers(alert: dict, nearest: list[dict], reg, c) -> tuple[dict, 
     return feature_collection(marks), feature_collection(lines), view
 
 
-def detail_panel(a: dict, nearest: list[dict] | None, reg, c, lang_: str, now: float):
+def detail_panel(a: dict, nearest: list[dict] | None, reg, c, lang_: str, now: float) -> Markup:
     acts = allowed_actions(a)
     assignee = a.get("assignee_id")
     assignee_name = reg.inspectors.get(assignee, (assignee,))[0] if assignee else None
@@ -376,55 +386,53 @@ def detail_panel(a: dict, nearest: list[dict] | None, reg, c, lang_: str, now: f
         facts.append(t("alert.escalated", lang_, n=a["escalation_level"]))
     if assignee_name:
         facts.append(t("alert.assignee", lang_, name=assignee_name))
-    parts = [html.H3(layers.alert_subject(a, reg, c, lang_), className="aj-data"),
-             html.Div(" · ".join(f for f in facts if f), className="aj-meta")]
+    parts = [tag("h3", layers.alert_subject(a, reg, c, lang_), class_="aj-data"),
+             tag("div", " · ".join(f for f in facts if f), class_="aj-meta")]
     if a.get("enterprise_id"):
-        parts.append(html.A(t("common.open_profile", lang_), href=f"/enterprise/{a['enterprise_id']}"))
+        parts.append(tag("a", t("common.open_profile", lang_), href=f"/enterprise/{a['enterprise_id']}"))
     buttons = []
     if "ack" in acts:
-        buttons.append(_action_button(a, "ack", t("alert.action.ack", lang_), "aj-btn aj-btn-primary", where="d"))
+        buttons.append(_action_button(a, "ack", t("alert.action.ack", lang_), "aj-btn aj-btn-primary"))
     if "arrive" in acts:
-        buttons.append(_action_button(a, "arrive", t("alert.action.arrive", lang_), where="d"))
+        buttons.append(_action_button(a, "arrive", t("alert.action.arrive", lang_)))
     if "close" in acts:
-        buttons.append(_action_button(a, "close", t("alert.action.close", lang_), where="d"))
+        buttons.append(_action_button(a, "close", t("alert.action.close", lang_)))
     if buttons:
-        parts.append(html.Div(buttons))
+        parts.append(tag("div", *buttons))
     if "assign" in acts:
-        parts.append(html.H2(t("dispatch.nearest", lang_)))
+        parts.append(tag("h2", t("dispatch.nearest", lang_)))
         if nearest is None:
-            parts.append(html.P(t("dispatch.nearest.unavailable", lang_), className="aj-muted"))
+            parts.append(_muted(t("dispatch.nearest.unavailable", lang_)))
         elif not nearest:
-            parts.append(html.P(t("dispatch.nearest.empty", lang_), className="aj-muted"))
+            parts.append(_muted(t("dispatch.nearest.empty", lang_)))
         else:
             items = []
             for k, s in enumerate(nearest, 1):
-                items.append(html.Li(html.Button(
-                    [f"{k}. ", t("dispatch.send", lang_, name=s.get("name") or s.get("id")), " · ",
-                     fmt_distance(s.get("distance_m"), lang_), " · ",
-                     t("dispatch.eta", lang_, n=max(1, round((s.get("eta_s") or 0) / 60)))],
-                    id={"type": ids.ASSIGN_TYPE, "alert": a["id"], "inspector": s["id"]},
-                    className="aj-btn aj-btn-ok", n_clicks=0, disabled=s["id"] == assignee)))
-            parts.append(html.Ul(items, className="aj-suggestions"))
+                text = (f"{k}. {t('dispatch.send', lang_, name=s.get('name') or s.get('id'))} · "
+                        f"{fmt_distance(s.get('distance_m'), lang_)} · "
+                        f"{t('dispatch.eta', lang_, n=max(1, round((s.get('eta_s') or 0) / 60)))}")
+                items.append(tag("li", button(text, ids.DISPATCH_COMMAND,
+                                              {"type": ids.ASSIGN_TYPE, "alert": a["id"], "inspector": s["id"]},
+                                              class_="aj-btn aj-btn-ok", disabled=s["id"] == assignee)))
+            parts.append(tag("ul", *items, class_="aj-suggestions"))
     if "resolve" in acts:
-        parts.append(html.H2(t("dispatch.resolve_as", lang_)))
-        parts.append(html.Div([_action_button(a, "resolve", label("alert.outcome", o, lang_), "aj-btn", outcome=o, where="d")
-                               for o in outcomes_for(a.get("type"))]))
+        parts.append(tag("h2", t("dispatch.resolve_as", lang_)))
+        parts.append(tag("div", *[_action_button(a, "resolve", label("alert.outcome", o, lang_), "aj-btn", outcome=o)
+                                  for o in outcomes_for(a.get("type"))]))
     if "reassign" in acts and a.get("inspector_id"):
-        parts.append(html.Button(t("dispatch.reassign_one_click", lang_),
-                                 id={"type": ids.REASSIGN_TYPE, "alert": a["id"], "where": "d"}, className="aj-btn aj-btn-primary",
-                                 n_clicks=0))
+        parts.append(_reassign_button(a, lang_))
     history = a.get("history") or []
     if history:
-        parts.append(html.H2(t("dispatch.history", lang_)))
-        parts.append(html.Ul([html.Li(f"{fmt_time(h.get('at_ts'))} {h.get('actor')} · "
-                                      f"{label('alert.action', h.get('action'), lang_)} → "
-                                      f"{label('alert.state', h.get('to_state'), lang_)}"
-                                      + (f" · {h['note']}" if h.get("note") else ""))
-                              for h in history[-12:]], className="aj-history aj-data"))
-    return parts
+        parts.append(tag("h2", t("dispatch.history", lang_)))
+        parts.append(tag("ul", *[tag("li", f"{fmt_time(h.get('at_ts'))} {h.get('actor')} · "
+                                           f"{label('alert.action', h.get('action'), lang_)} → "
+                                           f"{label('alert.state', h.get('to_state'), lang_)}"
+                                           + (f" · {h['note']}" if h.get("note") else ""))
+                                 for h in history[-12:]], class_="aj-history aj-data"))
+    return join(parts)
 
 
-@cb.callback(output={"detail": Output(ids.DISPATCH_DETAIL, "children"),
+@cb.callback(output={"detail": Output(ids.DISPATCH_DETAIL_HTML, "data"),
                      "marks": Output(ids.DISPATCH_SUGGESTIONS, "data"),
                      "lines": Output(ids.DISPATCH_SUGGESTION_LINES, "data"),
                      "view": Output(ids.DISPATCH_MAP, "viewport")},
@@ -439,7 +447,7 @@ def dispatch_detail(selected, afp, done):
     p = principal()
     a = store.get(selected) if store is not None else None
     if a is None or not p.sees_area(a.get("street_id"), a.get("grid_id")):
-        return {"detail": html.P(t("alert.gone", lang_), className="aj-muted"), "marks": layers.EMPTY,
+        return {"detail": str(_muted(t("alert.gone", lang_))), "marks": layers.EMPTY,
                 "lines": layers.EMPTY, "view": no_update}
     c = city()
     reg = web().registry()
@@ -452,7 +460,7 @@ def dispatch_detail(selected, afp, done):
     marks, lines, view = suggestions_layers(a, nearest or [], reg, c)
     trig, _value = triggered()
     move = trig in (ids.DISPATCH_SELECTED, None)
-    return {"detail": detail_panel(a, nearest, reg, c, lang_, time.time()), "marks": marks, "lines": lines,
+    return {"detail": str(detail_panel(a, nearest, reg, c, lang_, time.time())), "marks": marks, "lines": lines,
             "view": view if (move and view) else no_update}
 
 
@@ -460,7 +468,10 @@ def dispatch_detail(selected, afp, done):
 
 
 def perform(trigger: dict, p) -> tuple[bool, str]:
-    """Run the action a clicked button names. ``trigger`` is the button's pattern id."""
+    """Run the action a clicked button names: ``trigger`` is the value its click put
+    into DISPATCH_COMMAND (``{"type", "alert", ...}``), as the browser sent it."""
+    if not isinstance(trigger, dict):
+        return False, t("alert.denied", lang())
     kind = trigger.get("type")
     alert_id = trigger.get("alert")
     if kind == ids.ASSIGN_TYPE:
@@ -489,17 +500,13 @@ def perform(trigger: dict, p) -> tuple[bool, str]:
 @cb.callback(output={"feedback": Output(ids.DISPATCH_FEEDBACK, "children"),
                      "cls": Output(ids.DISPATCH_FEEDBACK, "className"),
                      "done": Output(ids.DISPATCH_ACTION_DONE, "data")},
-             inputs={"actions": Input({"type": ids.ALERT_ACTION_TYPE, "alert": ALL, "action": ALL, "outcome": ALL,
-                                       "where": ALL}, "n_clicks"),
-                     "assigns": Input({"type": ids.ASSIGN_TYPE, "alert": ALL, "inspector": ALL}, "n_clicks"),
-                     "reassigns": Input({"type": ids.REASSIGN_TYPE, "alert": ALL, "where": ALL}, "n_clicks")},
+             inputs={"command": Input(ids.DISPATCH_COMMAND, "data")},
              state={"done": State(ids.DISPATCH_ACTION_DONE, "data")},
              changes_state=True, prevent_initial_call=True)
-def dispatch_act(actions, assigns, reassigns, done):
-    trig, value = triggered()
-    if not isinstance(trig, dict) or not value:
-        raise PreventUpdate  # buttons re-rendered, not clicked
-    ok, message = perform(dict(trig), principal())
+def dispatch_act(command, done):
+    if not command:
+        raise PreventUpdate
+    ok, message = perform(command, principal())
     return {"feedback": message, "cls": "aj-feedback aj-ok" if ok else "aj-feedback", "done": (done or 0) + 1}
 
 
@@ -527,3 +534,10 @@ def dispatch_search(query):
 def dispatch_enterprises(zoom, bounds, last):
     data, new_last = layers.enterprises_update(city(), zoom, bounds, last, lang())
     return {"data": data, "last": new_last}
+
+
+for _box, _store in ((ids.DISPATCH_QUEUE, ids.DISPATCH_QUEUE_HTML),
+                     (ids.DISPATCH_DUPLICATES, ids.DISPATCH_DUPLICATES_HTML),
+                     (ids.DISPATCH_INSPECTOR_LIST, ids.DISPATCH_INSPECTOR_LIST_HTML),
+                     (ids.DISPATCH_DETAIL, ids.DISPATCH_DETAIL_HTML)):
+    fill_html(cb, _box, _store)

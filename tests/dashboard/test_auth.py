@@ -153,16 +153,17 @@ def test_language_choice_sticks_to_the_session(client_as):
 
 
 def _ack_body(server, alert_id: int) -> dict:
-    trigger = {"type": "alert-action", "alert": alert_id, "action": "ack", "outcome": "", "where": "q"}
+    # What the console's ack button puts into its command store (anjian.js).
+    command = {"type": "alert-action", "alert": alert_id, "action": "ack", "outcome": "", "n": 1}
     key = webkit.key_of(server, "dispatch", "dispatch_act")
     return {
         "output": key,
         "outputs": [{"id": "dispatch-feedback", "property": "children"},
                     {"id": "dispatch-feedback", "property": "className"},
                     {"id": "dispatch-action-done", "property": "data"}],
-        "inputs": [[{"id": trigger, "property": "n_clicks", "value": 1}], [], []],
+        "inputs": [{"id": "dispatch-command", "property": "data", "value": command}],
         "state": [{"id": "dispatch-action-done", "property": "data", "value": 0}],
-        "changedPropIds": [json.dumps(trigger, separators=(",", ":"), sort_keys=True) + ".n_clicks"],
+        "changedPropIds": ["dispatch-command.data"],
     }
 
 

@@ -281,16 +281,16 @@ def test_gas_alarm_end_to_end(stack, browser):
         # The wall has no button to acknowledge with...
         assert wall.page.locator("button:has-text('确认')").count() == 0
         # ...and a request crafted to Dash's callback endpoint from the wall's own session is refused.
-        trigger = {"type": "alert-action", "alert": alert_id, "action": "ack", "outcome": "", "where": "q"}
+        command = {"type": "alert-action", "alert": alert_id, "action": "ack", "outcome": "", "n": 1}
         key = webkit.key_of(stack["server"], "dispatch", "dispatch_act")
-        status = wall.page.evaluate("""([key, trigger]) => {
+        status = wall.page.evaluate("""([key, command]) => {
           const csrf = (document.cookie.match(/anjian_csrf=([^;]+)/) || [])[1] || '';
           return fetch('/_dash-update-component', {method: 'POST',
             headers: {'Content-Type': 'application/json', 'X-CSRFToken': csrf},
-            body: JSON.stringify({output: key, outputs: [], changedPropIds: [JSON.stringify(trigger) + '.n_clicks'],
-                                  inputs: [[{id: trigger, property: 'n_clicks', value: 1}], [], []],
+            body: JSON.stringify({output: key, outputs: [], changedPropIds: ['dispatch-command.data'],
+                                  inputs: [{id: 'dispatch-command', property: 'data', value: command}],
                                   state: [{id: 'dispatch-action-done', property: 'data', value: 0}]})
-          }).then(r => r.status); }""", [key, trigger])
+          }).then(r => r.status); }""", [key, command])
         assert status == 403
         assert wall.page.locator("#wall-takeover-card.aj-show").count() == 1  # still pinned
 
@@ -300,6 +300,16 @@ def test_gas_alarm_end_to_end(stack, browser):
         wall.page.wait_for_selector("#wall-takeover-card.aj-show", state="detached", timeout=10000)
         state = next(x for x in dispatcher.api("/api/v1/alerts?state=open") if x["id"] == alert_id)["state"]
         assert state == "acknowledged"
+
+        # Then assigns it: the row's "assign…" opens it in the detail panel with the
+        # nearest inspectors; one click sends the first.
+        dispatcher.page.click(f"#queue-row-{alert_id} button:has-text('派遣')")
+        send = dispatcher.page.wait_for_selector("#dispatch-detail .aj-suggestions button", timeout=10000)
+        who = send.inner_text()
+        send.click()
+        dispatched = wait_until(lambda: next((x for x in dispatcher.api("/api/v1/alerts?state=open")
+                                              if x["id"] == alert_id and x["state"] == "dispatched"), None))
+        assert dispatched["assignee_id"] and dispatcher.page.inner_text("#dispatch-feedback"), who
         for scr in (wall, officer_a, officer_b, dispatcher):
             assert not [e for e in scr.errors if "tile" not in e.lower() and "403" not in e], scr.errors
     finally:
