@@ -12,6 +12,9 @@ medians and the ratio full/bare measured in the same run.
   and heat, history in SQL) with its queue large enough that nothing is shed.
 - nogeo: the same without the geo engine (visits, duplicates, heat), to measure
   what the geo engine costs.
+- full1 (optional, ``--kinds bare,nogeo,full,full1``): full with the whole
+  pipeline on one worker thread, as before the worker had a front and a back
+  thread (ingest/worker.py), for a before/after in the same run.
 
 Reported per consumer: msg/s (first message in to last message done),
 CPU-seconds per 1,000 messages (user+system of the consumer process) and peak
@@ -131,7 +134,7 @@ def bare_consumer(prefix: str, n: int, ready: mp.Event, out: mp.Queue) -> None:
 
 
 def full_consumer(prefix: str, n: int, db_url: str, ready: mp.Event, out: mp.Queue, profile: str | None,
-                  geo: bool = True) -> None:
+                  geo: bool = True, threads: int = 2) -> None:
     import logging
 
     import redis
@@ -160,15 +163,7 @@ def full_consumer(prefix: str, n: int, db_url: str, ready: mp.Event, out: mp.Que
                              redis_namespace=prefix, mqtt_client_id=f"{prefix}-ingest", mqtt_share_group=prefix,
                              owntracks_topic=f"{prefix}-ot", z2m_topic=f"{prefix}-z2m", ingest_queue_max=n + 10)
     r = redis.Redis.from_url(REDIS)
-    w = IngestWorker(settings, engine, r, geo=geo, tune_gc=True)
-    batches = [0]
-    process = w.process
-
-    def counted(items):
-        batches[0] += 1
-        return process(items)
-
-    w.process = counted
+    w = IngestWorker(settings, engine, r, geo=geo, tune_gc=True, threads=threads)
     if profile:
         import yappi  # profiles every thread: paho's network thread and the worker
 
@@ -180,6 +175,8 @@ def full_consumer(prefix: str, n: int, db_url: str, ready: mp.Event, out: mp.Que
     cpu0 = _usage()["cpu_s"]
     # Where the CPU goes: paho's network thread and the worker thread.
     tids = {"paho": w.conn.client._thread.native_id, "worker": w._thread.native_id}
+    if w._back is not None:
+        tids["back"] = w._back.native_id
     tcpu0 = {k: _thread_cpu_s(t) for k, t in tids.items()}
     ready.set()
     first = None
@@ -214,7 +211,7 @@ def full_consumer(prefix: str, n: int, db_url: str, ready: mp.Event, out: mp.Que
         r.delete(k)
     out.put({"count": done, "stored": stored, "shed": w.shed, "elapsed_s": last - (first or last),
              "cpu_s": u["cpu_s"] - cpu0, "peak_rss_mb": u["peak_rss_mb"], "thread_cpu_s": tcpu,
-             "batches": batches[0]})
+             "batches": w.batches})
 
 
 def run_once(kind: str, n: int, db: str, profile: str | None = None) -> dict:
@@ -235,7 +232,8 @@ def run_once(kind: str, n: int, db: str, profile: str | None = None) -> dict:
             url = schema_url
         else:
             url = f"sqlite:///{tempfile.mkdtemp()}/bench.sqlite3"
-        cons = ctx.Process(target=full_consumer, args=(prefix, n, url, ready, out, profile, kind == "full"))
+        cons = ctx.Process(target=full_consumer, args=(prefix, n, url, ready, out, profile, kind != "nogeo",
+                                                       1 if kind == "full1" else 2))
     cons.start()
     ready.wait(120)
     pub_ready = ctx.Event()
@@ -263,8 +261,9 @@ def main() -> None:
     ap.add_argument("--db", choices=["sqlite", "postgresql"], default="sqlite")
     ap.add_argument("--profile", help="write a yappi CPU profile (all threads) of one extra full run here")
     ap.add_argument("--kinds", default="bare,nogeo,full",
-                    help="consumers to run (comma-separated; the ratios need all three), e.g. full alone "
-                         "to attach py-spy to its process")
+                    help="consumers to run (comma-separated; the ratios need bare, nogeo and full), e.g. full "
+                         "alone to attach py-spy to its process; full1 is full on one worker thread (before "
+                         "the worker had two)")
     args = ap.parse_args()
     kinds = tuple(args.kinds.split(","))
     results = {k: [] for k in kinds}
@@ -283,7 +282,7 @@ def main() -> None:
             run_once("full", args.messages, args.db, profile=args.profile)
             print(f"profile written to {args.profile}")
         return
-    if set(kinds) != {"bare", "nogeo", "full"}:
+    if not {"bare", "nogeo", "full"} <= set(kinds):
         return
     med = {k: {m: statistics.median(r[m] for r in v) for m in ("msg_per_s", "cpu_s_per_1000", "peak_rss_mb")}
            for k, v in results.items()}
@@ -297,6 +296,9 @@ def main() -> None:
     geo_cost = 1 - med["full"]["msg_per_s"] / med["nogeo"]["msg_per_s"]
     print(f"\nfull / bare = {ratio:.2f} (target >= 0.60)")
     print(f"geo engine (visits, duplicates, heat) costs {geo_cost:.0%} of ingest throughput (target < 20%)")
+    if "full1" in med:
+        print(f"full on one worker thread: full1 / bare = {med['full1']['msg_per_s'] / med['bare']['msg_per_s']:.2f}, "
+              f"geo cost {1 - med['full1']['msg_per_s'] / med['nogeo']['msg_per_s']:.0%}")
     if args.profile:
         run_once("full", args.messages, args.db, profile=args.profile)
         print(f"profile written to {args.profile}")

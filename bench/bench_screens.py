@@ -287,7 +287,37 @@ def steady_state(browser, url: str, seconds: float) -> tuple:
     return windows, wire_windows, timings, [a[1] for a in answers], volume
 
 
-def alarm_latencies(browser, system: System, n: int) -> tuple[dict[str, list[float]], dict[str, int]]:
+def profile_summary(profile: dict, top: int = 14) -> list[str]:
+    """Self time of a CDP CPU profile (Profiler.stop), by function and script,
+    and by script alone: where a page's main thread went."""
+    import os
+
+    by_id = {node["id"]: node for node in profile["nodes"]}
+    self_ms: dict[int, float] = defaultdict(float)
+    for node_id, dt in zip(profile["samples"], profile["timeDeltas"]):
+        self_ms[node_id] += dt / 1000.0
+    by_fn: dict[tuple[str, str], float] = defaultdict(float)
+    by_script: dict[str, float] = defaultdict(float)
+    for node_id, ms in self_ms.items():
+        frame = by_id[node_id]["callFrame"]
+        script = os.path.basename(frame.get("url", "").split("?")[0]) or "(" + (frame.get("functionName") or "?") + ")"
+        by_fn[(frame.get("functionName") or "(anonymous)", script)] += ms
+        by_script[script] += ms
+    total = sum(self_ms.values()) or 1.0
+    idle = by_script.get("(idle)", 0.0)
+    lines = [f"    {total / 1000:.1f} s sampled, {idle / 1000:.1f} s idle; busy by script:"]
+    for script, ms in sorted(by_script.items(), key=lambda kv: -kv[1])[:8]:
+        if script != "(idle)":
+            lines.append(f"      {ms / 1000:6.2f} s  {ms / (total - idle) * 100:4.1f} %  {script}")
+    lines.append("    by function (self time):")
+    for (fn, script), ms in sorted(by_fn.items(), key=lambda kv: -kv[1])[:top]:
+        if script != "(idle)":
+            lines.append(f"      {ms / 1000:6.2f} s  {fn} ({script})")
+    return lines
+
+
+def alarm_latencies(browser, system: System, n: int, profile_dir: Path | None = None
+                    ) -> tuple[dict[str, list[float]], dict[str, int]]:
     from playwright.sync_api import TimeoutError as PlaywrightTimeout
     from sqlalchemy import select
 
@@ -314,6 +344,13 @@ def alarm_latencies(browser, system: System, n: int) -> tuple[dict[str, list[flo
         disp.page.wait_for_selector("#dispatch-queue", timeout=60_000)
         for scr in (wall, disp):
             scr.page.evaluate(WATCH_JS)
+        cdp = {}
+        if profile_dir is not None:
+            for where, scr in (("wall", wall), ("dispatch", disp)):
+                cdp[where] = scr.context.new_cdp_session(scr.page)
+                cdp[where].send("Profiler.enable")
+                cdp[where].send("Profiler.setSamplingInterval", {"interval": 1000})
+                cdp[where].send("Profiler.start")
         out: dict[str, list[float]] = {"api": [], "wall": [], "dispatch": [], "wall_push": [],
                                        "wall_push_to_dom": [], "dispatch_push": [], "dispatch_push_to_dom": []}
         missed = {"api": 0, "wall": 0, "dispatch": 0}
@@ -356,6 +393,12 @@ def alarm_latencies(browser, system: System, n: int) -> tuple[dict[str, list[flo
         for where, scr in (("wall", wall), ("dispatch", disp)):
             longs = scr.page.evaluate("window.__long || []")
             out[f"{where}_longtasks"] = longs
+        for where, session in cdp.items():
+            profile = session.send("Profiler.stop")["profile"]
+            (profile_dir / f"{where}.cpuprofile").write_text(json.dumps(profile))
+            print(f"  CPU profile of the {where} page during the alarms ({profile_dir / where}.cpuprofile):")
+            for line in profile_summary(profile):
+                print(line, flush=True)
         return out, missed
     finally:
         wall.close()
@@ -369,6 +412,9 @@ def main() -> None:
     ap.add_argument("--renders", type=int, default=5)
     ap.add_argument("--steady-s", type=int, default=60)
     ap.add_argument("--warmup-s", type=int, default=20)
+    ap.add_argument("--profile-pages", type=Path, default=None, metavar="DIR",
+                    help="record a CPU profile of each page during the alarms (Chrome DevTools' .cpuprofile, "
+                         "written to DIR) and print where its main thread went")
     args = ap.parse_args()
 
     from playwright.sync_api import sync_playwright
@@ -388,7 +434,9 @@ def main() -> None:
             windows, wire, timings, sizes, volume = steady_state(browser, system.url, args.steady_s)
             print(f"bytes per 1 s window: {windows}", flush=True)
             print(f"bytes per callback: { {k: v for k, v in sorted(volume.items())} }", flush=True)
-            lat, missed = alarm_latencies(browser, system, args.alarms)
+            if args.profile_pages:
+                args.profile_pages.mkdir(parents=True, exist_ok=True)
+            lat, missed = alarm_latencies(browser, system, args.alarms, args.profile_pages)
             browser.close()
         rate = (system.inflow() - in0) / (time.monotonic() - t_in0)
         means = system.callback_means()

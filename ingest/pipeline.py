@@ -355,10 +355,17 @@ def kind_of(item: Item) -> str:
     return "other"
 
 
-def run_pipeline(batch: Batch, ctx: Context, steps: list[Step] = PIPELINE) -> list[Item]:
-    """Run the batch from ``batch.next_step``.  Raises INFRA_ERRORS (batch resumable)."""
+# Where a worker splits the pipeline between its two threads (IngestWorker): the
+# steps before run on the front thread, DetectVisits and WriteHistory on the back.
+BACK_FROM = next(k for k, step in enumerate(PIPELINE) if isinstance(step, DetectVisits))
+
+
+def run_pipeline(batch: Batch, ctx: Context, steps: list[Step] = PIPELINE, until: int | None = None) -> list[Item]:
+    """Run the batch from ``batch.next_step`` up to ``until`` (default: to the end).
+    Raises INFRA_ERRORS (batch resumable)."""
     items = batch.items
-    while batch.next_step < len(steps):
+    end = len(steps) if until is None else until
+    while batch.next_step < end:
         step = steps[batch.next_step]
         try:
             items = step.run(batch, items, ctx)
@@ -376,8 +383,9 @@ def run_pipeline(batch: Batch, ctx: Context, steps: list[Step] = PIPELINE) -> li
                 items = _isolate(step, batch, items, ctx)
         batch.items = items
         batch.next_step += 1
-    for item in items:
-        batch.kinds[kind_of(item)] += 1
+    if batch.next_step >= len(steps):
+        for item in items:
+            batch.kinds[kind_of(item)] += 1
     return items
 
 

@@ -1,4 +1,14 @@
-"""An ingest worker: paho's thread enqueues, one worker thread drains in batches.
+"""An ingest worker: paho's thread enqueues, two worker threads drain in batches.
+
+The front thread takes a batch and runs the pipeline up to the geo engine
+(decode, validate, resolve, live state, arrivals); the back thread runs the
+rest (visits and duplicates, SQL history) and acknowledges.  Each waits for
+Redis or SQL for a good part of its time, and the other computes meanwhile:
+while the back thread waits for the visit states' compare-and-set, the front
+thread decodes the next batch (docs/benchmarks.md section 1).  One batch at a
+time is handed over, in order, so the geo engine still sees batches in
+arrival order, and an alarm's live state is written as soon as the front
+thread gets to it.
 
 Two bounded queues sit between them.  Alarms and every other sensor message go
 to the priority queue, which is drained first and never shed: when it is full,
@@ -32,7 +42,7 @@ from data.live import LATENCY_BUCKETS_S, LiveState
 from data.registry import Registry
 from ingest.client import MqttConnection
 from ingest.decode import TopicScheme, subscriptions
-from ingest.pipeline import INFRA_ERRORS, Batch, Context, Item, run_pipeline
+from ingest.pipeline import BACK_FROM, INFRA_ERRORS, Batch, Context, Item, run_pipeline
 from ingest.validate import Limits
 
 log = logging.getLogger(__name__)
@@ -61,12 +71,16 @@ def _drain(q: queue.Queue, n: int) -> list[Item]:
 class IngestWorker:
     def __init__(self, settings: Settings, engine: Engine, redis_client: redis.Redis, *,
                  worker_no: int = 0, mqtt_url: str | None = None, visits=None, geo: bool = True,
-                 tune_gc: bool = False):
+                 tune_gc: bool = False, threads: int = 2):
         self.settings = settings
         # gc.freeze() and a higher GC threshold act on the whole process: only a
         # process that is an ingest worker and nothing else (``app.py ingest``)
         # asks for them, not the all-in-one demo, whose web app shares it.
         self.tune_gc = tune_gc
+        # 2: front and back threads (see the module docstring); 1: one thread runs
+        # the whole pipeline per batch (the benches compare the two).
+        self.threads = threads
+        self.batches = 0
         self.worker_id = f"{settings.mqtt_client_id}-{worker_no}"
         self.scheme = TopicScheme.from_settings(settings)
         self.live = LiveState(redis_client, settings.redis_namespace, settings.ingest_msg_id_ttl_s)
@@ -94,6 +108,11 @@ class IngestWorker:
         self.last_lag_s = 0.0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._back: threading.Thread | None = None
+        # Batches the front thread has run up to the geo engine, for the back
+        # thread: (batch, every item of it, for the acks).  One waits here while
+        # the back thread works on another.
+        self._handoff: queue.Queue[tuple[Batch, list[Item]]] = queue.Queue(maxsize=1)
         self._owntracks_prefix = settings.owntracks_topic + "/"
         self.conn = MqttConnection(
             mqtt_url or settings.mqtt_url,
@@ -169,12 +188,17 @@ class IngestWorker:
         self.conn.start()
         self._thread = threading.Thread(target=self.run, name=self.worker_id, daemon=True)
         self._thread.start()
+        if self.threads > 1:
+            self._back = threading.Thread(target=self._run_back, name=f"{self.worker_id}-back", daemon=True)
+            self._back.start()
 
     def stop(self, timeout_s: float = 10.0) -> None:
         self._stop.set()
         self.conn.stop()
-        if self._thread:
-            self._thread.join(timeout_s)
+        deadline = time.monotonic() + timeout_s
+        for t in (self._thread, self._back):
+            if t:
+                t.join(max(0.0, deadline - time.monotonic()))
 
     def _load_registry(self) -> None:
         delay = RETRY_MIN_S
@@ -239,6 +263,8 @@ class IngestWorker:
         return items
 
     def run(self) -> None:
+        """The front thread: batches up to the geo engine, handed to the back thread
+        (or, with ``threads=1``, the whole pipeline here)."""
         last_beat = 0.0
         while not self._stop.is_set():
             if self.conn.fatal:
@@ -247,30 +273,67 @@ class IngestWorker:
                 break
             items = self.next_batch()
             if items:
-                self.process(items)
+                if self.threads > 1:
+                    batch = self._run_steps(Batch(items=list(items)), BACK_FROM)
+                    if batch is not None:
+                        self._hand_over(batch, items)
+                else:
+                    self.process(items)
             now = time.monotonic()
             if now - last_beat >= HEARTBEAT_EVERY_S:
                 last_beat = now
                 self._heartbeat()
 
+    def _hand_over(self, batch: Batch, items: list[Item]) -> None:
+        while not self._stop.is_set():
+            try:
+                self._handoff.put((batch, items), timeout=0.1)
+                return
+            except queue.Full:
+                continue
+        # Stopping: the batch is not acked; the broker redelivers it to our session.
+
+    def _run_back(self) -> None:
+        """The back thread: the rest of each batch, in the order handed over, then the acks."""
+        while True:
+            try:
+                batch, items = self._handoff.get(timeout=0.1)
+            except queue.Empty:
+                if self._stop.is_set():
+                    return
+                continue
+            if self._run_steps(batch, None) is not None:
+                self._done(batch, items)
+
     def process(self, items: list[Item]) -> None:
-        batch = Batch(items=list(items))
+        """The whole pipeline for one batch on the calling thread, then the acks."""
+        batch = self._run_steps(Batch(items=list(items)), None)
+        if batch is not None:
+            self._done(batch, items)
+
+    def _run_steps(self, batch: Batch, until: int | None) -> Batch | None:
+        """Run ``batch`` up to step ``until``, retrying while Redis or SQL is away;
+        None if the worker stops first (then nothing is acked: redelivered later)."""
         delay = RETRY_MIN_S
         while True:
             try:
-                self.registry.maybe_refresh()
-                run_pipeline(batch, self.ctx)
-                break
+                if batch.next_step == 0:
+                    self.registry.maybe_refresh()
+                run_pipeline(batch, self.ctx, until=until)
+                return batch
             except INFRA_ERRORS as e:
                 log.warning("batch of %d waits: %s unavailable (%s); retrying in %.1fs",
-                            len(items), type(e).__module__.split(".")[0], e, delay)
+                            len(batch.items), type(e).__module__.split(".")[0], e, delay)
                 if self._stop.wait(delay):
-                    return  # not acked: the broker redelivers to our session later
+                    return None
                 delay = min(delay * 2, RETRY_MAX_S)
+
+    def _done(self, batch: Batch, items: list[Item]) -> None:
         done = time.time()
         for item in items:
             self.conn.ack(item.mid, item.qos)
         self.processed += len(items)
+        self.batches += 1
         self.last_lag_s = max(done - i.received_at for i in items)
         self._record_metrics(batch, items, done)
 
