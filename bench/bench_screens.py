@@ -300,7 +300,8 @@ def profile_summary(profile: dict, top: int = 14) -> list[str]:
     by_script: dict[str, float] = defaultdict(float)
     for node_id, ms in self_ms.items():
         frame = by_id[node_id]["callFrame"]
-        script = os.path.basename(frame.get("url", "").split("?")[0]) or "(" + (frame.get("functionName") or "?") + ")"
+        # Native work has no script: "(program)" (layout, style, paint), "(idle)", "(garbage collector)".
+        script = os.path.basename(frame.get("url", "").split("?")[0]) or frame.get("functionName") or "(?)"
         by_fn[(frame.get("functionName") or "(anonymous)", script)] += ms
         by_script[script] += ms
     total = sum(self_ms.values()) or 1.0
