@@ -85,6 +85,11 @@ INSPECTOR_LIST_EVERY_S = 5.0
 # wall is the live picture; the console's map is for choosing whom to send.
 INSPECTOR_LAYER_EVERY_S = 4.0
 STATUS_ORDER = {"on_task": 0, "visiting": 1, "on_duty": 2, "offline": 3}
+# The panels built as HTML strings: box -> the store its HTML goes into.
+HTML_BOXES = {ids.DISPATCH_QUEUE: ids.DISPATCH_QUEUE_HTML,
+              ids.DISPATCH_DUPLICATES: ids.DISPATCH_DUPLICATES_HTML,
+              ids.DISPATCH_INSPECTOR_LIST: ids.DISPATCH_INSPECTOR_LIST_HTML,
+              ids.DISPATCH_DETAIL: ids.DISPATCH_DETAIL_HTML}
 
 cb = PageCallbacks("dispatch", ROLES)
 
@@ -114,16 +119,16 @@ def build(p, lang_: str, **_):
         html.Main([
             html.Section([
                 html.Div([html.H2(t("dispatch.queue", lang_)),
-                          html_box(ids.DISPATCH_QUEUE, ids.DISPATCH_QUEUE_HTML)],
+                          html_box(ids.DISPATCH_QUEUE, HTML_BOXES[ids.DISPATCH_QUEUE])],
                          className="aj-panel", style={"flex": "3"}),
                 html.Div([html.H2(t("dispatch.duplicates", lang_)),
-                          html_box(ids.DISPATCH_DUPLICATES, ids.DISPATCH_DUPLICATES_HTML)],
+                          html_box(ids.DISPATCH_DUPLICATES, HTML_BOXES[ids.DISPATCH_DUPLICATES])],
                          className="aj-panel", style={"flex": "1"}),
             ], className="aj-col"),
             html.Section(the_map, className="aj-dispatch-map"),
             html.Section([
                 html.Div([html.Div(id=ids.DISPATCH_FEEDBACK, className="aj-feedback", role="status"),
-                          html_box(ids.DISPATCH_DETAIL, ids.DISPATCH_DETAIL_HTML,
+                          html_box(ids.DISPATCH_DETAIL, HTML_BOXES[ids.DISPATCH_DETAIL],
                                    str(_muted(t("dispatch.detail.empty", lang_))), className="aj-detail")],
                          className="aj-panel"),
                 html.Div([html.H2(t("dispatch.search", lang_)),
@@ -131,7 +136,7 @@ def build(p, lang_: str, **_):
                                     placeholder=t("dispatch.search.placeholder", lang_)),
                           html.Ul(id=ids.DISPATCH_SEARCH_RESULTS, className="aj-results")], className="aj-panel"),
                 html.Div([html.H2(t("dispatch.inspectors", lang_)),
-                          html_box(ids.DISPATCH_INSPECTOR_LIST, ids.DISPATCH_INSPECTOR_LIST_HTML)],
+                          html_box(ids.DISPATCH_INSPECTOR_LIST, HTML_BOXES[ids.DISPATCH_INSPECTOR_LIST])],
                          className="aj-panel", style={"flex": "1"}),
             ], className="aj-col"),
         ], className="aj-dispatch-main"),
@@ -172,8 +177,8 @@ def _reassign_button(a: dict, lang_: str):
                   {"type": ids.REASSIGN_TYPE, "alert": a["id"]}, class_="aj-btn aj-btn-primary")
 
 
-def _muted(text, name: str = "p"):
-    return tag(name, text, class_="aj-muted")
+def _muted(text):
+    return tag("p", text, class_="aj-muted")
 
 
 def _more(n_all: int, n_shown: int, lang_: str):
@@ -536,8 +541,5 @@ def dispatch_enterprises(zoom, bounds, last):
     return {"data": data, "last": new_last}
 
 
-for _box, _store in ((ids.DISPATCH_QUEUE, ids.DISPATCH_QUEUE_HTML),
-                     (ids.DISPATCH_DUPLICATES, ids.DISPATCH_DUPLICATES_HTML),
-                     (ids.DISPATCH_INSPECTOR_LIST, ids.DISPATCH_INSPECTOR_LIST_HTML),
-                     (ids.DISPATCH_DETAIL, ids.DISPATCH_DETAIL_HTML)):
+for _box, _store in HTML_BOXES.items():
     fill_html(cb, _box, _store)
