@@ -120,9 +120,7 @@ class Decode(Step):
         scheme = ctx.scheme
         for item in items:
             try:
-                if item.topic_error is not None:
-                    raise Rejected("unknown_topic", item.topic_error)
-                item.event = decode(item.topic, item.payload, scheme, item.received_at)
+                item.event = _decode_item(item, scheme)
             except Rejected as r:
                 reject(batch, item, r.reason, r.detail, ctx)
                 continue
@@ -131,10 +129,14 @@ class Decode(Step):
         return out
 
     def process(self, item, ctx):
-        if item.topic_error is not None:
-            raise Rejected("unknown_topic", item.topic_error)
-        item.event = decode(item.topic, item.payload, ctx.scheme, item.received_at)
+        item.event = _decode_item(item, ctx.scheme)
         return item if item.event is not None else None
+
+
+def _decode_item(item: Item, scheme: TopicScheme):
+    if item.topic_error is not None:
+        raise Rejected("unknown_topic", item.topic_error)
+    return decode(item.topic, item.payload, scheme, item.received_at)
 
 
 class Validate(Step):
