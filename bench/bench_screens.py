@@ -290,8 +290,6 @@ def steady_state(browser, url: str, seconds: float) -> tuple:
 def profile_summary(profile: dict, top: int = 14) -> list[str]:
     """Self time of a CDP CPU profile (Profiler.stop), by function and script,
     and by script alone: where a page's main thread went."""
-    import os
-
     by_id = {node["id"]: node for node in profile["nodes"]}
     self_ms: dict[int, float] = defaultdict(float)
     for node_id, dt in zip(profile["samples"], profile["timeDeltas"]):
