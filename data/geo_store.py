@@ -22,7 +22,6 @@ import secrets
 import time
 from collections import Counter, defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import numpy as np
 import orjson
@@ -121,18 +120,6 @@ def _next_rev(rev: int) -> int:
     return rev + 1 if rev else secrets.randbelow(1 << 40) + 1
 
 
-@dataclass(slots=True)
-class Prepared:
-    """A batch after ``GeoStore.prepare``, for ``GeoStore.apply``."""
-
-    pings: list[Ping]  # as handed to prepare, for a caller to check it has the right batch
-    index: EnterpriseIndex  # the index ``at`` was looked up in
-    units: dict[str, str | None]  # inspector -> unit
-    ids: list[str]  # inspectors, sorted
-    ordered: list[list[Ping]]  # each inspector's pings, by time
-    at: list[list[list[str]]]  # per fix, the enterprises it is at (advance's ``at``)
-
-
 class GeoStore:
     def __init__(self, settings: Settings, engine: Engine, redis_client: redis.Redis, registry: Registry):
         self.settings = settings
@@ -173,45 +160,21 @@ class GeoStore:
         return self.index
 
     # --- the pipeline step ---------------------------------------------------------------
-    def process(self, pings: Sequence[Ping], *, heat: bool = True) -> None:
-        """The whole geo engine on one batch of pings: ``apply(prepare(pings))``.
-        With ``heat=False`` the pings are not counted into the heatmap (a caller
-        whose ``prepare`` already counted them)."""
-        prep = self.prepare(pings, heat=heat)
-        if prep is not None:
-            self.apply(prep)
-
-    def prepare(self, pings: Sequence[Ping], *, heat: bool = True) -> Prepared | None:
-        """The half of the geo engine that needs no visit state: the pings grouped
-        and sorted per inspector, the enterprises each fix is at (one vectorised
-        lookup), and the heat counters (which depend on nothing else).  The ingest
-        worker runs it on its front thread and ``apply`` on its back thread: the
-        back thread, which runs batches one at a time in order, held all of it
-        and set the worker's pace (ingest/worker.py)."""
+    def process(self, pings: Sequence[Ping]) -> None:
         if not pings:
-            return None
+            return
         index = self.ensure_index()
         by_insp: dict[str, list[Ping]] = defaultdict(list)
         for p in pings:
             by_insp[p.inspector_id].append(p)
         units = {i: (self.registry.inspectors[i].unit_id if i in self.registry.inspectors else None) for i in by_insp}
-        ids = sorted(by_insp)
-        ordered = [sorted(by_insp[i], key=_ts) for i in ids]
-        prep = Prepared(pings=list(pings), index=index, units=units, ids=ids, ordered=ordered,
-                        at=self._batch_at(ordered, index))
-        if heat:
-            self._count_heat(pings, units)
-        return prep
-
-    def apply(self, prep: Prepared) -> None:
-        """The half that folds the pings into the visit states (compare-and-set in
-        Redis), then stores visits and duplicates and looks for approaches."""
-        states, events = self._advance_all(prep)
+        states, events = self._advance_all(by_insp, units, index)
+        self._count_heat(pings, units)
         if events:
             self._apply_events(events)
-        self._approaches(states, prep.units)
+        self._approaches(states, units)
 
-    def _advance_all(self, prep: Prepared):
+    def _advance_all(self, by_insp, units, index):
         """Fold each inspector's pings into its state; compare-and-set all of them at once.
 
         States are stored as ``"<rev>|<json>"``.  One Lua call reads them (see
@@ -219,8 +182,10 @@ class GeoStore:
         the one read (else nothing is written, and we read again).  This
         replaced WATCH/MULTI with a SET per inspector, whose replies cost a
         third of the geo engine."""
-        ids, ordered, at, units, index = prep.ids, prep.ordered, prep.at, prep.units, prep.index
+        ids = sorted(by_insp)
         keys = [self.key("visit", i) for i in ids]
+        ordered = [sorted(by_insp[i], key=_ts) for i in ids]
+        at = self._batch_at(ordered, index)
         for attempt in range(WATCH_RETRIES):
             loaded = self._load_states(ids, keys)
             new_states, events, rows, bodies, revs = {}, [], [], [], []

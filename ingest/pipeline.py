@@ -66,7 +66,6 @@ class Batch:
     dropped: Counter = field(default_factory=Counter)
     kinds: Counter = field(default_factory=Counter)
     step_errors: int = 0
-    geo: object | None = None  # PrepareVisits' work, for DetectVisits (GeoStore.Prepared)
 
 
 @dataclass
@@ -310,27 +309,6 @@ class DetectArrival(Step):
         return items
 
 
-def _geo_pings(items: list[Item]) -> list[Ping]:
-    """The pings the geo engine takes: every fix but a redelivered msg_id."""
-    return [i.event for i in items if isinstance(i.event, Ping) and i.status != DUPLICATE]
-
-
-class PrepareVisits(Step):
-    """Geo engine, the part that needs no visit state (``GeoStore.prepare``): the
-    enterprises each fix is at, and the heat counters.  It runs on the worker's
-    front thread, so the back thread (DetectVisits, WriteHistory), which runs
-    one batch at a time in order, has less to do."""
-
-    name = "prepare_visits"
-    per_item = False
-
-    def run(self, batch, items, ctx):
-        prepare = getattr(ctx.visits, "prepare", None)
-        if prepare is not None:
-            batch.geo = prepare(_geo_pings(items))
-        return items
-
-
 class DetectVisits(Step):
     """Geo engine: visits, duplicates and overlaps (a no-op until a detector is wired in)."""
 
@@ -338,16 +316,8 @@ class DetectVisits(Step):
     per_item = False
 
     def run(self, batch, items, ctx):
-        if ctx.visits is None:
-            return items
-        pings = _geo_pings(items)
-        prep = batch.geo
-        if prep is not None and len(prep.pings) == len(pings) and all(a is b for a, b in zip(prep.pings, pings)):
-            ctx.visits.apply(prep)
-        elif pings:
-            # Not the batch PrepareVisits saw (a failing batch re-run item by
-            # item, _isolate): the whole engine, without counting heat twice.
-            ctx.visits.process(pings, heat=prep is None)
+        if ctx.visits is not None:
+            ctx.visits.process([i.event for i in items if isinstance(i.event, Ping) and i.status != DUPLICATE])
         return items
 
 
@@ -371,7 +341,6 @@ PIPELINE: list[Step] = [
     ClassifyGas(),
     ApplyLiveState(),
     DetectArrival(),
-    PrepareVisits(),
     DetectVisits(),
     WriteHistory(),
 ]

@@ -1,9 +1,8 @@
 """An ingest worker: paho's thread enqueues, two worker threads drain in batches.
 
-The front thread takes a batch and runs the pipeline up to the visit states
-(decode, validate, resolve, live state, arrivals, and the geo engine's
-stateless half: enterprise lookups and heat counters); the back thread runs
-the rest (visits and duplicates, SQL history) and acknowledges.  Each waits for
+The front thread takes a batch and runs the pipeline up to the geo engine
+(decode, validate, resolve, live state, arrivals); the back thread runs the
+rest (visits and duplicates, SQL history) and acknowledges.  Each waits for
 Redis or SQL for a good part of its time, and the other computes meanwhile:
 while the back thread waits for the visit states' compare-and-set, the front
 thread decodes the next batch (docs/benchmarks.md section 1).  One batch at a
