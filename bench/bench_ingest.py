@@ -12,9 +12,10 @@ medians and the ratio full/bare measured in the same run.
   and heat, history in SQL) with its queue large enough that nothing is shed.
 - nogeo: the same without the geo engine (visits, duplicates, heat), to measure
   what the geo engine costs.
-- full1 (optional, ``--kinds bare,nogeo,full,full1``): full with the whole
-  pipeline on one worker thread, as before the worker had a front and a back
-  thread (ingest/worker.py), for a before/after in the same run.
+- full1, full2 (optional, ``--kinds bare,nogeo,full,full2,full1``): full with
+  the whole pipeline on one worker thread, or on two (front; geo and history
+  on one back thread), as before the worker had three (ingest/worker.py), for
+  a before/after in the same run.
 
 Reported per consumer: msg/s (first message in to last message done),
 CPU-seconds per 1,000 messages (user+system of the consumer process) and peak
@@ -134,7 +135,7 @@ def bare_consumer(prefix: str, n: int, ready: mp.Event, out: mp.Queue) -> None:
 
 
 def full_consumer(prefix: str, n: int, db_url: str, ready: mp.Event, out: mp.Queue, profile: str | None,
-                  geo: bool = True, threads: int = 2) -> None:
+                  geo: bool = True, threads: int = 3) -> None:
     import logging
 
     import redis
@@ -175,8 +176,7 @@ def full_consumer(prefix: str, n: int, db_url: str, ready: mp.Event, out: mp.Que
     cpu0 = _usage()["cpu_s"]
     # Where the CPU goes: paho's network thread and the worker thread.
     tids = {"paho": w.conn.client._thread.native_id, "worker": w._thread.native_id}
-    if w._back is not None:
-        tids["back"] = w._back.native_id
+    tids.update({name: t.native_id for name, t in w.stage_threads.items()})
     tcpu0 = {k: _thread_cpu_s(t) for k, t in tids.items()}
     ready.set()
     first = None
@@ -233,7 +233,7 @@ def run_once(kind: str, n: int, db: str, profile: str | None = None) -> dict:
         else:
             url = f"sqlite:///{tempfile.mkdtemp()}/bench.sqlite3"
         cons = ctx.Process(target=full_consumer, args=(prefix, n, url, ready, out, profile, kind != "nogeo",
-                                                       1 if kind == "full1" else 2))
+                                                       {"full1": 1, "full2": 2}.get(kind, 3)))
     cons.start()
     ready.wait(120)
     pub_ready = ctx.Event()
@@ -262,8 +262,8 @@ def main() -> None:
     ap.add_argument("--profile", help="write a yappi CPU profile (all threads) of one extra full run here")
     ap.add_argument("--kinds", default="bare,nogeo,full",
                     help="consumers to run (comma-separated; the ratios need bare, nogeo and full), e.g. full "
-                         "alone to attach py-spy to its process; full1 is full on one worker thread (before "
-                         "the worker had two)")
+                         "alone to attach py-spy to its process; full1 and full2 are full on one and two "
+                         "worker threads (the default is three)")
     args = ap.parse_args()
     kinds = tuple(args.kinds.split(","))
     results = {k: [] for k in kinds}
@@ -296,9 +296,10 @@ def main() -> None:
     geo_cost = 1 - med["full"]["msg_per_s"] / med["nogeo"]["msg_per_s"]
     print(f"\nfull / bare = {ratio:.2f} (target >= 0.60)")
     print(f"geo engine (visits, duplicates, heat) costs {geo_cost:.0%} of ingest throughput (target < 20%)")
-    if "full1" in med:
-        print(f"full on one worker thread: full1 / bare = {med['full1']['msg_per_s'] / med['bare']['msg_per_s']:.2f}, "
-              f"geo cost {1 - med['full1']['msg_per_s'] / med['nogeo']['msg_per_s']:.0%}")
+    for k, n in (("full2", "two worker threads"), ("full1", "one worker thread")):
+        if k in med:
+            print(f"full on {n}: {k} / bare = {med[k]['msg_per_s'] / med['bare']['msg_per_s']:.2f}, "
+                  f"geo cost {1 - med[k]['msg_per_s'] / med['nogeo']['msg_per_s']:.0%}")
     if args.profile:
         run_once("full", args.messages, args.db, profile=args.profile)
         print(f"profile written to {args.profile}")

@@ -357,9 +357,11 @@ def kind_of(item: Item) -> str:
     return "other"
 
 
-# Where a worker splits the pipeline between its two threads (IngestWorker): the
-# steps before run on the front thread, DetectVisits and WriteHistory on the back.
+# Where a worker splits the pipeline between its threads (IngestWorker): the
+# steps before BACK_FROM run on the front thread; DetectVisits on the next; and,
+# with three threads, WriteHistory on a third.
 BACK_FROM = next(k for k, step in enumerate(PIPELINE) if isinstance(step, DetectVisits))
+HISTORY_FROM = next(k for k, step in enumerate(PIPELINE) if isinstance(step, WriteHistory))
 
 
 def run_pipeline(batch: Batch, ctx: Context, steps: list[Step] = PIPELINE, until: int | None = None) -> list[Item]:

@@ -1,14 +1,16 @@
-"""An ingest worker: paho's thread enqueues, two worker threads drain in batches.
+"""An ingest worker: paho's thread enqueues, three worker threads drain in batches.
 
 The front thread takes a batch and runs the pipeline up to the geo engine
-(decode, validate, resolve, live state, arrivals); the back thread runs the
-rest (visits and duplicates, SQL history) and acknowledges.  Each waits for
-Redis or SQL for a good part of its time, and the other computes meanwhile:
-while the back thread waits for the visit states' compare-and-set, the front
-thread decodes the next batch (docs/benchmarks.md section 1).  One batch at a
-time is handed over, in order, so the geo engine still sees batches in
-arrival order, and an alarm's live state is written as soon as the front
-thread gets to it.
+(decode, validate, resolve, live state, arrivals); the geo thread runs visits
+and duplicates; the history thread writes the batch to SQL and acknowledges.
+Each waits for Redis or SQL for a good part of its time, and the others
+compute meanwhile: while the geo thread waits for the visit states'
+compare-and-set, the front thread decodes the next batch and the history
+thread commits the previous one (docs/benchmarks.md section 1).  One batch at a
+time is handed from each thread to the next, in order, so the geo engine
+still sees batches in arrival order, and an alarm's live state is written as
+soon as the front thread gets to it.  (``threads=2`` runs geo and history on
+one back thread, ``threads=1`` everything on one, for the benches.)
 
 Two bounded queues sit between them.  Alarms and every other sensor message go
 to the priority queue, which is drained first and never shed: when it is full,
@@ -42,7 +44,7 @@ from data.live import LATENCY_BUCKETS_S, LiveState
 from data.registry import Registry
 from ingest.client import MqttConnection
 from ingest.decode import TopicScheme, subscriptions
-from ingest.pipeline import BACK_FROM, INFRA_ERRORS, Batch, Context, Item, run_pipeline
+from ingest.pipeline import BACK_FROM, HISTORY_FROM, INFRA_ERRORS, Batch, Context, Item, run_pipeline
 from ingest.validate import Limits
 
 log = logging.getLogger(__name__)
@@ -68,18 +70,29 @@ def _drain(q: queue.Queue, n: int) -> list[Item]:
     return items
 
 
+# Per number of worker threads, the step each thread runs a batch up to
+# (ingest/pipeline.py; None: to the end).
+STAGE_BOUNDS: dict[int, list[int | None]] = {1: [None], 2: [BACK_FROM, None], 3: [BACK_FROM, HISTORY_FROM, None]}
+STAGE_NAMES = ("front", "geo", "history")
+
+
 class IngestWorker:
     def __init__(self, settings: Settings, engine: Engine, redis_client: redis.Redis, *,
                  worker_no: int = 0, mqtt_url: str | None = None, visits=None, geo: bool = True,
-                 tune_gc: bool = False, threads: int = 2):
+                 tune_gc: bool = False, threads: int = 3):
         self.settings = settings
         # gc.freeze() and a higher GC threshold act on the whole process: only a
         # process that is an ingest worker and nothing else (``app.py ingest``)
         # asks for them, not the all-in-one demo, whose web app shares it.
         self.tune_gc = tune_gc
-        # 2: front and back threads (see the module docstring); 1: one thread runs
-        # the whole pipeline per batch (the benches compare the two).
+        # 3: front, geo and history threads (see the module docstring); 2: front
+        # and back (geo and history on one); 1: one thread runs the whole
+        # pipeline per batch (the benches compare them).
+        if threads not in STAGE_BOUNDS:
+            raise ValueError(f"threads must be one of {sorted(STAGE_BOUNDS)}, not {threads!r}")
         self.threads = threads
+        # Each thread runs a batch up to its bound (None: to the end, then acks).
+        self._bounds = STAGE_BOUNDS[threads]
         self.batches = 0
         self.worker_id = f"{settings.mqtt_client_id}-{worker_no}"
         self.scheme = TopicScheme.from_settings(settings)
@@ -108,11 +121,13 @@ class IngestWorker:
         self.last_lag_s = 0.0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._back: threading.Thread | None = None
-        # Batches the front thread has run up to the geo engine, for the back
-        # thread: (batch, every item of it, for the acks).  One waits here while
-        # the back thread works on another.
-        self._handoff: queue.Queue[tuple[Batch, list[Item]]] = queue.Queue(maxsize=1)
+        # The threads after the front one, in pipeline order.
+        self._stages: list[threading.Thread] = []
+        # Batches a thread has run up to its bound, for the next thread: (batch,
+        # every item of it, for the acks).  One waits in each while the next
+        # thread works on another, so batches stay in arrival order.
+        self._handoffs: list[queue.Queue[tuple[Batch, list[Item]]]] = [
+            queue.Queue(maxsize=1) for _ in self._bounds[1:]]
         self._owntracks_prefix = settings.owntracks_topic + "/"
         self.conn = MqttConnection(
             mqtt_url or settings.mqtt_url,
@@ -188,15 +203,25 @@ class IngestWorker:
         self.conn.start()
         self._thread = threading.Thread(target=self.run, name=self.worker_id, daemon=True)
         self._thread.start()
-        if self.threads > 1:
-            self._back = threading.Thread(target=self._run_back, name=f"{self.worker_id}-back", daemon=True)
-            self._back.start()
+        for k in range(1, len(self._bounds)):
+            t = threading.Thread(target=self._run_stage, args=(k,), name=f"{self.worker_id}-{self.stage_name(k)}",
+                                 daemon=True)
+            self._stages.append(t)
+            t.start()
+
+    def stage_name(self, k: int) -> str:
+        return "back" if self.threads == 2 and k == 1 else STAGE_NAMES[k]
+
+    @property
+    def stage_threads(self) -> dict[str, threading.Thread]:
+        """The threads after the front one, by name (geo, history; or back)."""
+        return {self.stage_name(k): t for k, t in enumerate(self._stages, start=1)}
 
     def stop(self, timeout_s: float = 10.0) -> None:
         self._stop.set()
         self.conn.stop()
         deadline = time.monotonic() + timeout_s
-        for t in (self._thread, self._back):
+        for t in (self._thread, *self._stages):
             if t:
                 t.join(max(0.0, deadline - time.monotonic()))
 
@@ -274,9 +299,9 @@ class IngestWorker:
             items = self.next_batch()
             if items:
                 if self.threads > 1:
-                    batch = self._run_steps(Batch(items=list(items)), BACK_FROM)
+                    batch = self._run_steps(Batch(items=list(items)), self._bounds[0])
                     if batch is not None:
-                        self._hand_over(batch, items)
+                        self._hand_over(0, batch, items)
                 else:
                     self.process(items)
             now = time.monotonic()
@@ -284,26 +309,33 @@ class IngestWorker:
                 last_beat = now
                 self._heartbeat()
 
-    def _hand_over(self, batch: Batch, items: list[Item]) -> None:
+    def _hand_over(self, k: int, batch: Batch, items: list[Item]) -> None:
+        """Hand ``batch`` from thread ``k`` to thread ``k + 1``, waiting while it is busy."""
         while not self._stop.is_set():
             try:
-                self._handoff.put((batch, items), timeout=0.1)
+                self._handoffs[k].put((batch, items), timeout=0.1)
                 return
             except queue.Full:
                 continue
         # Stopping: the batch is not acked; the broker redelivers it to our session.
 
-    def _run_back(self) -> None:
-        """The back thread: the rest of each batch, in the order handed over, then the acks."""
+    def _run_stage(self, k: int) -> None:
+        """Thread ``k`` (1, 2): its part of each batch, in the order handed over; the
+        last thread then acknowledges."""
+        until = self._bounds[k]
         while True:
             try:
-                batch, items = self._handoff.get(timeout=0.1)
+                batch, items = self._handoffs[k - 1].get(timeout=0.1)
             except queue.Empty:
                 if self._stop.is_set():
                     return
                 continue
-            if self._run_steps(batch, None) is not None:
+            if self._run_steps(batch, until) is None:
+                continue  # stopping: not acked, redelivered to our session
+            if until is None:
                 self._done(batch, items)
+            else:
+                self._hand_over(k, batch, items)
 
     def process(self, items: list[Item]) -> None:
         """The whole pipeline for one batch on the calling thread, then the acks."""

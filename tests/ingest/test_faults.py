@@ -266,7 +266,7 @@ def test_a_stalled_database_holds_back_only_history(settings, tmp_path, redis_cl
         blocker.execute("ROLLBACK")
         wait_until(lambda: count(engine, SensorReadingRow) == 5, 20)
         assert distinct_msg_ids(engine) == {f"m{i}" for i in range(5)}
-        assert w._thread.is_alive() and w._back.is_alive()
+        assert w._thread.is_alive() and all(t.is_alive() for t in w.stage_threads.values())
     finally:
         blocker.close()
         w.stop()

@@ -23,8 +23,9 @@ def city_engine(engine):
 
 
 @pytest.fixture
-def worker(settings, city_engine, redis_client):
-    w = IngestWorker(settings, city_engine, redis_client)
+def worker(request, settings, city_engine, redis_client):
+    # The number of worker threads (ingest/worker.py), 3 unless a test asks.
+    w = IngestWorker(settings, city_engine, redis_client, threads=getattr(request, "param", 3))
     w.start()
     assert w.conn.connected.wait(10), "worker did not connect to the broker"
     yield w
@@ -48,6 +49,7 @@ def dead_letter_reasons(engine):
         return {r.topic: r.reason for r in conn.execute(select(DeadLetter.topic, DeadLetter.reason))}
 
 
+@pytest.mark.parametrize("worker", [1, 2, 3], indirect=True, ids=lambda n: f"{n}-threads")
 def test_three_formats_reach_live_state_and_history(settings, worker, pub, city_engine, redis_client):
     p = settings.mqtt_prefix
     now = time.time()
@@ -69,6 +71,7 @@ def test_three_formats_reach_live_state_and_history(settings, worker, pub, city_
     assert states["S2"].level == "high"
     assert states["S1"].level == "normal"
     wait_until(lambda: count(city_engine, PingRow) == 2 and count(city_engine, SensorReadingRow) == 2)
+    wait_until(lambda: worker.processed == 4)  # every message through the last thread, acknowledged
 
 
 def test_gcj02_ping_is_stored_in_wgs84(settings, worker, pub, redis_client):
@@ -195,3 +198,8 @@ def test_a_topic_that_is_not_utf8_is_dead_lettered_and_the_rest_flow_on(settings
         details = sorted(conn.execute(select(DeadLetter.detail)).scalars())
     assert all("not valid UTF-8" in d for d in details), details
     assert count(city_engine, PingRow, PingRow.inspector_id == "I1") == 1, "the valid fix beside them was lost"
+
+
+def test_a_worker_refuses_a_thread_count_it_has_no_split_for(settings, city_engine, redis_client):
+    with pytest.raises(ValueError, match="threads must be one of"):
+        IngestWorker(settings, city_engine, redis_client, threads=4)
