@@ -70,10 +70,13 @@ def _drain(q: queue.Queue, n: int) -> list[Item]:
     return items
 
 
-# Per number of worker threads, the step each thread runs a batch up to
-# (ingest/pipeline.py; None: to the end).
-STAGE_BOUNDS: dict[int, list[int | None]] = {1: [None], 2: [BACK_FROM, None], 3: [BACK_FROM, HISTORY_FROM, None]}
-STAGE_NAMES = ("front", "geo", "history")
+# Per number of worker threads, each thread's name and the step it runs a batch
+# up to (ingest/pipeline.py; None: to the end, then the acks).
+STAGES: dict[int, list[tuple[str, int | None]]] = {
+    1: [("front", None)],
+    2: [("front", BACK_FROM), ("back", None)],
+    3: [("front", BACK_FROM), ("geo", HISTORY_FROM), ("history", None)],
+}
 
 
 class IngestWorker:
@@ -88,11 +91,12 @@ class IngestWorker:
         # 3: front, geo and history threads (see the module docstring); 2: front
         # and back (geo and history on one); 1: one thread runs the whole
         # pipeline per batch (the benches compare them).
-        if threads not in STAGE_BOUNDS:
-            raise ValueError(f"threads must be one of {sorted(STAGE_BOUNDS)}, not {threads!r}")
+        if threads not in STAGES:
+            raise ValueError(f"threads must be one of {sorted(STAGES)}, not {threads!r}")
         self.threads = threads
+        self._names = [name for name, _ in STAGES[threads]]
         # Each thread runs a batch up to its bound (None: to the end, then acks).
-        self._bounds = STAGE_BOUNDS[threads]
+        self._bounds = [bound for _, bound in STAGES[threads]]
         self.batches = 0
         self.worker_id = f"{settings.mqtt_client_id}-{worker_no}"
         self.scheme = TopicScheme.from_settings(settings)
@@ -204,18 +208,15 @@ class IngestWorker:
         self._thread = threading.Thread(target=self.run, name=self.worker_id, daemon=True)
         self._thread.start()
         for k in range(1, len(self._bounds)):
-            t = threading.Thread(target=self._run_stage, args=(k,), name=f"{self.worker_id}-{self.stage_name(k)}",
+            t = threading.Thread(target=self._run_stage, args=(k,), name=f"{self.worker_id}-{self._names[k]}",
                                  daemon=True)
             self._stages.append(t)
             t.start()
 
-    def stage_name(self, k: int) -> str:
-        return "back" if self.threads == 2 and k == 1 else STAGE_NAMES[k]
-
     @property
     def stage_threads(self) -> dict[str, threading.Thread]:
         """The threads after the front one, by name (geo, history; or back)."""
-        return {self.stage_name(k): t for k, t in enumerate(self._stages, start=1)}
+        return dict(zip(self._names[1:], self._stages))
 
     def stop(self, timeout_s: float = 10.0) -> None:
         self._stop.set()
