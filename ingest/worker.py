@@ -93,7 +93,6 @@ class IngestWorker:
         # pipeline per batch (the benches compare them).
         if threads not in STAGES:
             raise ValueError(f"threads must be one of {sorted(STAGES)}, not {threads!r}")
-        self.threads = threads
         self._names = [name for name, _ in STAGES[threads]]
         # Each thread runs a batch up to its bound (None: to the end, then acks).
         self._bounds = [bound for _, bound in STAGES[threads]]
@@ -289,8 +288,8 @@ class IngestWorker:
         return items
 
     def run(self) -> None:
-        """The front thread: batches up to the geo engine, handed to the back thread
-        (or, with ``threads=1``, the whole pipeline here)."""
+        """The front thread: each batch up to its bound, then on to the next thread
+        (or, with ``threads=1``, the whole pipeline here, then the acks)."""
         last_beat = 0.0
         while not self._stop.is_set():
             if self.conn.fatal:
@@ -299,16 +298,21 @@ class IngestWorker:
                 break
             items = self.next_batch()
             if items:
-                if self.threads > 1:
-                    batch = self._run_steps(Batch(items=list(items)), self._bounds[0])
-                    if batch is not None:
-                        self._hand_over(0, batch, items)
-                else:
-                    self.process(items)
+                batch = self._run_steps(Batch(items=list(items)), self._bounds[0])
+                if batch is not None:
+                    self._pass_on(0, batch, items)
             now = time.monotonic()
             if now - last_beat >= HEARTBEAT_EVERY_S:
                 last_beat = now
                 self._heartbeat()
+
+    def _pass_on(self, k: int, batch: Batch, items: list[Item]) -> None:
+        """Thread ``k`` is done with ``batch``: the acks if it was the last thread,
+        else the next thread's turn."""
+        if self._bounds[k] is None:
+            self._done(batch, items)
+        else:
+            self._hand_over(k, batch, items)
 
     def _hand_over(self, k: int, batch: Batch, items: list[Item]) -> None:
         """Hand ``batch`` from thread ``k`` to thread ``k + 1``, waiting while it is busy."""
@@ -323,7 +327,6 @@ class IngestWorker:
     def _run_stage(self, k: int) -> None:
         """Thread ``k`` (1, 2): its part of each batch, in the order handed over; the
         last thread then acknowledges."""
-        until = self._bounds[k]
         while True:
             try:
                 batch, items = self._handoffs[k - 1].get(timeout=0.1)
@@ -331,12 +334,9 @@ class IngestWorker:
                 if self._stop.is_set():
                     return
                 continue
-            if self._run_steps(batch, until) is None:
-                continue  # stopping: not acked, redelivered to our session
-            if until is None:
-                self._done(batch, items)
-            else:
-                self._hand_over(k, batch, items)
+            if self._run_steps(batch, self._bounds[k]) is not None:
+                self._pass_on(k, batch, items)
+            # else stopping: not acked, redelivered to our session
 
     def process(self, items: list[Item]) -> None:
         """The whole pipeline for one batch on the calling thread, then the acks."""
