@@ -16,6 +16,10 @@ medians and the ratio full/bare measured in the same run.
   the whole pipeline on one worker thread, or on two (front; geo and history
   on one back thread), as before the worker had three (ingest/worker.py), for
   a before/after in the same run.
+- any kind but bare with ``@N`` (e.g. ``full@1000``): the worker's
+  ingest_batch_max set to N instead of the default.
+- fullx2, nogeox2 (optional): two worker processes in one shared subscription
+  ($share), one database and one Redis namespace, reported as one consumer.
 
 Reported per consumer: msg/s (first message in to last message done),
 CPU-seconds per 1,000 messages (user+system of the consumer process) and peak
@@ -134,37 +138,49 @@ def bare_consumer(prefix: str, n: int, ready: mp.Event, out: mp.Queue) -> None:
              "cpu_s": u["cpu_s"] - cpu0, "peak_rss_mb": u["peak_rss_mb"]})
 
 
-def full_consumer(prefix: str, n: int, db_url: str, ready: mp.Event, out: mp.Queue, profile: str | None,
-                  geo: bool = True, threads: int = 3) -> None:
-    import logging
+def _seed_city(engine) -> None:
+    """The units, inspectors and a demo-sized city for the geo engine to look pings up against."""
+    import numpy as np
+    from sqlalchemy import insert
 
-    import redis
-    from sqlalchemy import func, insert, select
+    from data.models import Enterprise, Inspector, Unit
 
-    from config.settings import load_settings
-    from data.db import make_engine, migrate
-    from data.models import Enterprise, Inspector, PingRow, Unit
-    from ingest.worker import IngestWorker
-
-    logging.basicConfig(level=logging.WARNING)
-    engine = make_engine(db_url)
-    migrate(engine)
     with engine.begin() as conn:
         conn.execute(insert(Unit), [{"id": "U1", "name": "bench", "kind": "district_section"}])
         conn.execute(insert(Inspector), [{"id": f"I{i:04d}", "name": f"i{i}", "unit_id": "U1"}
                                          for i in range(N_INSPECTORS)])
-        # A demo-sized city for the geo engine to look pings up against.
-        import numpy as np
-
         rng = np.random.default_rng(1)
         lats, lons = rng.uniform(22.60, 22.70, N_ENTERPRISES), rng.uniform(114.00, 114.10, N_ENTERPRISES)
         conn.execute(insert(Enterprise), [{"id": f"E{i:06d}", "name": f"e{i}", "lat": float(la), "lon": float(lo),
                                            "risk": "blue"} for i, (la, lo) in enumerate(zip(lats, lons))])
+
+
+def full_consumer(prefix: str, n: int, db_url: str, ready: mp.Event, out: mp.Queue, profile: str | None,
+                  geo: bool = True, threads: int = 3, worker_no: int = 0, seed: bool = True,
+                  batch_max: int | None = None) -> None:
+    """One ingest worker process.  ``seed``: create the schema and the city (the
+    second of two processes sharing a database and the stream does not)."""
+    import logging
+
+    import redis
+    from sqlalchemy import func, select
+
+    from config.settings import load_settings
+    from data.db import make_engine, migrate
+    from data.models import PingRow
+    from ingest.worker import IngestWorker
+
+    logging.basicConfig(level=logging.WARNING)
+    engine = make_engine(db_url)
+    if seed:
+        migrate(engine)
+        _seed_city(engine)
     settings = load_settings(mqtt_url=BROKER, redis_url=REDIS, data_dir=Path(tempfile.mkdtemp()), mqtt_prefix=prefix,
                              redis_namespace=prefix, mqtt_client_id=f"{prefix}-ingest", mqtt_share_group=prefix,
-                             owntracks_topic=f"{prefix}-ot", z2m_topic=f"{prefix}-z2m", ingest_queue_max=n + 10)
+                             owntracks_topic=f"{prefix}-ot", z2m_topic=f"{prefix}-z2m", ingest_queue_max=n + 10,
+                             **({"ingest_batch_max": batch_max} if batch_max else {}))
     r = redis.Redis.from_url(REDIS)
-    w = IngestWorker(settings, engine, r, geo=geo, tune_gc=True, threads=threads)
+    w = IngestWorker(settings, engine, r, worker_no=worker_no, geo=geo, tune_gc=True, threads=threads)
     if profile:
         import yappi  # profiles every thread: paho's network thread and the worker
 
@@ -207,21 +223,28 @@ def full_consumer(prefix: str, n: int, db_url: str, ready: mp.Event, out: mp.Que
     with engine.connect() as conn:
         stored = conn.execute(select(func.count()).select_from(PingRow)).scalar_one()
     w.stop()
-    for k in r.scan_iter(match=f"{prefix}:*", count=1000):
-        r.delete(k)
     out.put({"count": done, "stored": stored, "shed": w.shed, "elapsed_s": last - (first or last),
+             # perf_counter is CLOCK_MONOTONIC here: comparable across processes.
+             "first_t": first or last, "last_t": last,
              "cpu_s": u["cpu_s"] - cpu0, "peak_rss_mb": u["peak_rss_mb"], "thread_cpu_s": tcpu,
              "batches": w.batches})
 
 
 def run_once(kind: str, n: int, db: str, profile: str | None = None) -> dict:
+    """One consumer kind against one publisher.  A kind ending in ``x2`` (fullx2,
+    nogeox2) is two worker processes in one shared subscription, one database and
+    one Redis namespace: the way a city scales ingest out (issue 3: one
+    inspector's pings may land on either)."""
     ctx = mp.get_context("spawn")
     prefix = f"bench{uuid.uuid4().hex[:8]}"
-    ready, go = ctx.Event(), ctx.Event()
     out = ctx.Queue()
     schema_url = None
-    if kind == "bare":
-        cons = ctx.Process(target=bare_consumer, args=(prefix, n, ready, out))
+    base, _, batch_max = kind.partition("@")
+    base, procs = (base[:-2], 2) if base.endswith("x2") else (base, 1)
+    consumers = []
+    if base == "bare":
+        ready = ctx.Event()
+        consumers.append((ctx.Process(target=bare_consumer, args=(prefix, n, ready, out)), ready))
     else:
         if db == "postgresql":
             from sqlalchemy import create_engine, text
@@ -232,25 +255,57 @@ def run_once(kind: str, n: int, db: str, profile: str | None = None) -> dict:
             url = schema_url
         else:
             url = f"sqlite:///{tempfile.mkdtemp()}/bench.sqlite3"
-        cons = ctx.Process(target=full_consumer, args=(prefix, n, url, ready, out, profile, kind != "nogeo",
-                                                       {"full1": 1, "full2": 2}.get(kind, 3)))
-    cons.start()
-    ready.wait(120)
+        for no in range(procs):
+            ready = ctx.Event()
+            consumers.append((ctx.Process(target=full_consumer, args=(
+                prefix, n, url, ready, out, profile, base != "nogeo", {"full1": 1, "full2": 2}.get(base, 3),
+                no, no == 0, int(batch_max) if batch_max else None)), ready))
+    for cons, ready in consumers:  # one after the other: the first seeds the database
+        cons.start()
+        ready.wait(120)
+    go = ctx.Event()
     pub_ready = ctx.Event()
     pub = ctx.Process(target=publisher, args=(prefix, n, pub_ready, go))
     pub.start()
     pub_ready.wait(120)
     go.set()
-    res = out.get(timeout=900)
+    parts = [out.get(timeout=900) for _ in consumers]
     pub.join(60)
-    cons.join(60)
+    for cons, _ in consumers:
+        cons.join(60)
+    import redis
+
+    r = redis.Redis.from_url(REDIS)
+    for k in r.scan_iter(match=f"{prefix}:*", count=1000):
+        r.delete(k)
     if schema_url:
         from sqlalchemy import create_engine, text
 
         with create_engine(PG).begin() as conn:
             conn.execute(text(f'DROP SCHEMA "{prefix}" CASCADE'))
+    res = _combine(parts)
     res["msg_per_s"] = res["count"] / res["elapsed_s"] if res["elapsed_s"] else 0.0
     res["cpu_s_per_1000"] = res["cpu_s"] / max(res["count"], 1) * 1000
+    return res
+
+
+def _combine(parts: list[dict]) -> dict:
+    """Two processes' results as one consumer's: messages summed over the span from
+    the first message in (either) to the last done (either); CPU summed; RSS the
+    larger (each process's own peak)."""
+    if len(parts) == 1:
+        return parts[0]
+    res = {"count": sum(p["count"] for p in parts), "cpu_s": sum(p["cpu_s"] for p in parts),
+           "peak_rss_mb": max(p["peak_rss_mb"] for p in parts),
+           "stored": max(p["stored"] for p in parts),  # both count the one shared table
+           "shed": sum(p["shed"] for p in parts), "batches": sum(p["batches"] for p in parts),
+           "elapsed_s": max(p["last_t"] for p in parts) - min(p["first_t"] for p in parts),
+           "split": [p["count"] for p in parts]}
+    tcpu: dict[str, float] = {}
+    for p in parts:
+        for t, c in p.get("thread_cpu_s", {}).items():
+            tcpu[t] = tcpu.get(t, 0.0) + c
+    res["thread_cpu_s"] = tcpu
     return res
 
 
@@ -263,7 +318,7 @@ def main() -> None:
     ap.add_argument("--kinds", default="bare,nogeo,full",
                     help="consumers to run (comma-separated; the ratios need bare, nogeo and full), e.g. full "
                          "alone to attach py-spy to its process; full1 and full2 are full on one and two "
-                         "worker threads (the default is three)")
+                         "worker threads (the default is three); fullx2 and nogeox2 are two worker processes")
     args = ap.parse_args()
     kinds = tuple(args.kinds.split(","))
     results = {k: [] for k in kinds}
@@ -275,7 +330,8 @@ def main() -> None:
                   f"peak RSS {r['peak_rss_mb']:.0f} MB  ({r['count']} msgs"
                   + (f", {r['stored']} stored, {r['shed']} shed" if kind != "bare" else "") + ")"
                   + "".join(f"  {t} {c / max(r['count'], 1) * 1000:.3f}" for t, c in r.get("thread_cpu_s", {}).items())
-                  + (f"  {r['count'] / r['batches']:.0f} msgs/batch" if r.get("batches") else ""),
+                  + (f"  {r['count'] / r['batches']:.0f} msgs/batch" if r.get("batches") else "")
+                  + (f"  split {'/'.join(map(str, r['split']))}" if "split" in r else ""),
                   flush=True)
     if not args.repeats:
         if args.profile:
@@ -300,6 +356,10 @@ def main() -> None:
         if k in med:
             print(f"full on {n}: {k} / bare = {med[k]['msg_per_s'] / med['bare']['msg_per_s']:.2f}, "
                   f"geo cost {1 - med[k]['msg_per_s'] / med['nogeo']['msg_per_s']:.0%}")
+    if {"fullx2", "nogeox2"} <= set(med):
+        print(f"two worker processes: fullx2 / bare = {med['fullx2']['msg_per_s'] / med['bare']['msg_per_s']:.2f}, "
+              f"geo cost {1 - med['fullx2']['msg_per_s'] / med['nogeox2']['msg_per_s']:.0%} "
+              f"(fullx2 / full = {med['fullx2']['msg_per_s'] / med['full']['msg_per_s']:.2f})")
     if args.profile:
         run_once("full", args.messages, args.db, profile=args.profile)
         print(f"profile written to {args.profile}")
