@@ -52,10 +52,11 @@ log = logging.getLogger(__name__)
 # Backoff while Redis or SQL is away: start small, cap so recovery is noticed quickly.
 RETRY_MIN_S, RETRY_MAX_S = 0.2, 5.0
 HEARTBEAT_EVERY_S = 1.0
-# Net new container objects before the cyclic GC's first generation runs (see
-# IngestWorker._warm_up): above what one batch of ingest_batch_max messages
-# keeps alive, so the collector does not walk a live batch over and over.
-GC_GEN0_THRESHOLD = 20_000
+# Net new container objects per message of ingest_batch_max before the cyclic
+# GC's first generation runs (see IngestWorker._warm_up): above what one batch
+# keeps alive (about 10 per message), so the collector does not walk a live
+# batch over and over.
+GC_GEN0_PER_MSG = 20
 
 
 def _drain(q: queue.Queue, n: int) -> list[Item]:
@@ -250,9 +251,10 @@ class IngestWorker:
         bench/profile_pipeline.py.  Reference counting still frees these
         objects; only cycles among them would stay.
 
-        And the collector's first generation runs after ``GC_GEN0_THRESHOLD``
-        net new container objects instead of Python's 700: a batch keeps
-        some ten thousand of them alive while it runs (items, pings, visit
+        And the collector's first generation runs after ``GC_GEN0_PER_MSG``
+        times ``ingest_batch_max`` net new container objects instead of
+        Python's 700: a batch of 1000 messages keeps some ten thousand of them
+        alive while it runs (items, pings, visit
         states), so with 700 the collector walked them about six times per
         batch, for no garbage (reference counting frees a batch's objects).
         0 of 6 collections per batch and ~1.7 us per message less in
@@ -267,7 +269,7 @@ class IngestWorker:
             return
         gc.freeze()
         _gen0, gen1, gen2 = gc.get_threshold()
-        gc.set_threshold(GC_GEN0_THRESHOLD, gen1, gen2)
+        gc.set_threshold(GC_GEN0_PER_MSG * max(self.settings.ingest_batch_max, 1000), gen1, gen2)
 
     def next_batch(self) -> list[Item]:
         limit = self.settings.ingest_batch_max
