@@ -109,10 +109,11 @@ class Settings(BaseSettings):
         "the MQTT thread waits, which pushes back on the broker.",
     )
     ingest_batch_max: int = _field(
-        # 2000, not 1000: the geo engine's work is mostly per inspector per
-        # batch, and twice the messages per batch cut the worker's CPU per
-        # message by a fifth (docs/benchmarks.md section 1, stop 11).
-        2000, "Most messages a worker handles in one batch (one Redis round trip, one SQL insert)."
+        # 3000, not 1000: the geo engine's work is mostly per inspector per
+        # batch. In the same runs, 2000 did 1.14-1.29x the msg/s of 1000, and
+        # 3000 did 1.09-1.14x that of 2000 (docs/benchmarks.md section 1, stop 11).
+        # A batch only fills this far when messages queue up.
+        3000, "Most messages a worker handles in one batch (one Redis round trip, one SQL insert)."
     )
     ingest_batch_wait_ms: int = _field(
         50, "Longest a worker waits to fill a batch before it handles what it has."
