@@ -76,7 +76,7 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp())
     s = load_settings(mqtt_url="mqtt://127.0.0.1:1883", redis_url="redis://127.0.0.1:6379/0", data_dir=tmp,
                       mqtt_prefix=ns, redis_namespace=ns, owntracks_topic=f"{ns}-ot", z2m_topic=f"{ns}-z2m",
-                      mqtt_client_id=f"{ns}-ingest", mqtt_share_group=ns, web_port=free_port(18400),
+                      mqtt_client_id=f"{ns}-ingest", mqtt_share_group=ns, mqtt_session_expiry_s=60, web_port=free_port(18400),
                       escalate_t1_s=3 if args.escalation else 60, escalate_t2_s=6 if args.escalation else 300,
                       sim_scale=args.scale, dwell_min_s=60, visit_gap_max_s=120)
     engine = make_engine(s.effective_database_url)

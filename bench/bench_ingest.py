@@ -44,6 +44,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 BROKER = os.environ.get("ANJIAN_BENCH_MQTT", "mqtt://127.0.0.1:1883")
 REDIS = os.environ.get("ANJIAN_BENCH_REDIS", "redis://127.0.0.1:6379/0")
+# Each run subscribes under fresh client ids; a session (and what the broker
+# queues for it) need not outlive the run by the production default of an hour.
+BENCH_SESSION_EXPIRY_S = 60
 PG = os.environ.get("ANJIAN_BENCH_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 N_INSPECTORS = 500
 N_ENTERPRISES = 20_000
@@ -177,7 +180,7 @@ def full_consumer(prefix: str, n: int, db_url: str, ready: mp.Event, out: mp.Que
         _seed_city(engine)
     settings = load_settings(mqtt_url=BROKER, redis_url=REDIS, data_dir=Path(tempfile.mkdtemp()), mqtt_prefix=prefix,
                              redis_namespace=prefix, mqtt_client_id=f"{prefix}-ingest", mqtt_share_group=prefix,
-                             owntracks_topic=f"{prefix}-ot", z2m_topic=f"{prefix}-z2m", ingest_queue_max=n + 10,
+                             mqtt_session_expiry_s=BENCH_SESSION_EXPIRY_S, owntracks_topic=f"{prefix}-ot", z2m_topic=f"{prefix}-z2m", ingest_queue_max=n + 10,
                              **({"ingest_batch_max": batch_max} if batch_max else {}))
     r = redis.Redis.from_url(REDIS)
     w = IngestWorker(settings, engine, r, worker_no=worker_no, geo=geo, tune_gc=True, threads=threads)

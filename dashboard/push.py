@@ -68,6 +68,7 @@ class ChangeFeed:
         timeout = r.connection_pool.connection_kwargs.get("socket_timeout")
         block_ms = int(min(BLOCK_MS, timeout * 500)) if timeout else BLOCK_MS
         last = None  # from now on (a screen that connects draws the present from its own poll)
+        down_since = None  # when the current Redis outage began: one warning per outage, not one per second
         while not self._stop.is_set():
             try:
                 if last is None:
@@ -75,9 +76,18 @@ class ChangeFeed:
                     last = newest[0][0] if newest else b"0-0"
                 resp = r.xread({key: last}, count=500, block=block_ms)
             except Exception as e:  # noqa: BLE001 - Redis restarts; the screens still poll meanwhile
-                log.warning("change feed waits: %s", e)
+                if self._stop.is_set():
+                    break  # shutting down: the connection went with the server
+                if down_since is None:
+                    down_since = time.monotonic()
+                    log.warning("change feed waits for Redis: %s", e)
+                else:
+                    log.debug("change feed still waits for Redis: %s", e)
                 self._stop.wait(1.0)
                 continue
+            if down_since is not None:
+                log.info("change feed resumed after %.1f s", time.monotonic() - down_since)
+                down_since = None
             got = []
             for _stream, entries in resp or []:
                 for entry_id, f in entries:

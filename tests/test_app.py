@@ -93,7 +93,11 @@ def publish_three_formats(demo: Demo, port: int, prefix="anjian", ot="owntracks"
         sensor, z2m_name = conn.execute(select(Sensor.id, Sensor.z2m_name).where(Sensor.z2m_name.is_not(None))
                                         .order_by(Sensor.id.desc()).limit(1)).one()
     engine.dispose()
-    now = int(time.time()) + 1  # newer than anything the simulator sent
+    # The simulator may be driving these inspectors (it drives the OwnTracks one in
+    # the demo city), and the live view shows each inspector's newest fix: stamp
+    # ours two minutes ahead (inside the five-minute clock-skew allowance), so
+    # that the simulator's next pings do not replace it before the test reads it.
+    now = int(time.time()) + 120
     lat, lon = 22.6789, 114.0432
     pub = ["mosquitto_pub", "-h", "127.0.0.1", "-p", str(port), "-q", "1", "-t"]
     subprocess.run([*pub, f"{prefix}/v1/inspectors/{own}/location", "-m",

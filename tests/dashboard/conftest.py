@@ -21,7 +21,8 @@ def web(web_settings, sqlite_engine, redis_client):
     write_small_city(sqlite_engine)
     users = webkit.make_users(sqlite_engine)
     ctx, server, app = webkit.build_web(web_settings, sqlite_engine, redis_client)
-    return ctx, server, app, users
+    yield ctx, server, app, users
+    ctx.feed.stop()  # its reader thread would outlive the test, waiting on the test Redis
 
 
 @pytest.fixture

@@ -98,6 +98,7 @@ def stack(tmp_path_factory):
                "b": {"sensor": sensor_b, "enterprise": ent_b, "name": reg.enterprise_names[ent_b]}}
     finally:
         srv.__exit__(None, None, None)
+        ctx.feed.stop()
         alert_engine.stop()
         worker.stop()
         keys = list(r.scan_iter(match=f"{ns}:*", count=1000))

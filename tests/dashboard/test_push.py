@@ -5,12 +5,18 @@ from __future__ import annotations
 
 import http.client
 import json
+import logging
 import time
 
 import pytest
+import redis
 
+from dashboard.push import ChangeFeed
 from data.auth import create_token
+from data.live import LiveState
 from tests.dashboard import webkit
+from tests.mqttkit import wait_until
+from tests.servicekit import RedisServer
 
 
 class EventStream:
@@ -88,3 +94,47 @@ def test_the_event_stream_needs_a_credential(served):
         assert json.loads(stream.resp.read())["error"] == "unauthorized"
     finally:
         stream.close()
+
+
+def test_the_change_feed_survives_a_redis_restart(tmp_path, caplog):
+    """Redis restarts: the feed warns once for the outage, not once a second, and the
+    alert changes written after the restart still reach the event streams."""
+    server = RedisServer(tmp_path)
+    server.start()
+    r = redis.Redis.from_url(server.url, socket_timeout=2, socket_connect_timeout=1)
+    feed = ChangeFeed(LiveState(r, "feed-restart"))
+    key = feed.live.key("changes")
+    try:
+        with caplog.at_level(logging.DEBUG, logger="dashboard.push"):
+            feed.start()
+            # The feed starts from the stream's end ("from now on"): write until it has seen one.
+            assert wait_until(lambda: r.xadd(key, {"v": 1, "kind": "alert", "ids": "7"})
+                              and feed.wait(0, 0.5)[0])
+            events, pos = feed.wait(0, 0)
+            assert {tuple(e["ids"]) for e in events} == {(7,)}
+
+            server.stop()
+            time.sleep(3.5)  # several of the feed's one-second retries
+            server.start()
+            assert wait_until(lambda: _writes(r, key, {"v": 2, "kind": "alert", "ids": "8,9"}), 10)
+            deadline = time.monotonic() + 10
+            got: list = []
+            while not got and time.monotonic() < deadline:
+                got, pos = feed.wait(pos, 1)
+            assert [e["ids"] for e in got] == [[8, 9]]
+            assert feed._thread.is_alive()  # noqa: SLF001
+
+        warnings = [rec for rec in caplog.records if rec.levelno == logging.WARNING]
+        assert len(warnings) == 1 and "waits for Redis" in warnings[0].getMessage()
+        assert any("resumed after" in rec.getMessage() for rec in caplog.records)
+    finally:
+        feed.stop()
+        server.stop()
+
+
+def _writes(r, key, fields) -> bool:
+    try:
+        r.xadd(key, fields)
+        return True
+    except redis.ConnectionError:
+        return False

@@ -16,65 +16,13 @@ import pytest
 import redis
 from sqlalchemy import func, select
 
-from data.models import PingRow, SensorReadingRow
-from ingest.broker import free_port, wait_listening
+from data.models import SensorReadingRow
 from ingest.worker import IngestWorker
 from tests.citykit import write_small_city
 from tests.mqttkit import Publisher, wait_until
+from tests.servicekit import Mosquitto, RedisServer
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-class Mosquitto:
-    """A private, persistent Mosquitto that keeps sessions across restarts."""
-
-    def __init__(self, tmp: Path):
-        self.port = free_port(21883)
-        self.dir = tmp / "mosq"
-        self.dir.mkdir()
-        self.conf = self.dir / "m.conf"
-        self.conf.write_text(f"listener {self.port} 127.0.0.1\nallow_anonymous true\npersistence true\n"
-                             f"persistence_location {self.dir}/\nmax_queued_messages 100000\n")
-        self.proc = None
-
-    @property
-    def url(self):
-        return f"mqtt://127.0.0.1:{self.port}"
-
-    def start(self):
-        self.proc = subprocess.Popen(["mosquitto", "-c", str(self.conf)], stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.DEVNULL)
-        wait_listening("127.0.0.1", self.port)
-
-    def stop(self):
-        if self.proc:
-            self.proc.terminate()
-            self.proc.wait(10)
-            self.proc = None
-
-
-class RedisServer:
-    def __init__(self, tmp: Path):
-        self.port = free_port(26379)
-        self.dir = tmp / "redis"
-        self.dir.mkdir()
-        self.proc = None
-
-    @property
-    def url(self):
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self):
-        self.proc = subprocess.Popen(["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--dir",
-                                      str(self.dir), "--save", "", "--appendonly", "yes"],
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        wait_listening("127.0.0.1", self.port)
-
-    def stop(self):
-        if self.proc:
-            self.proc.terminate()
-            self.proc.wait(10)
-            self.proc = None
 
 
 def count(engine, model):

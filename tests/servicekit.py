@@ -1,0 +1,62 @@
+"""Private service processes for fault tests: a Mosquitto or a Redis on a free
+port of its own, so a test can stop and start it without disturbing anything
+else."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+from ingest.broker import free_port, wait_listening
+
+
+class Mosquitto:
+    """A private, persistent Mosquitto that keeps sessions across restarts."""
+
+    def __init__(self, tmp: Path):
+        self.port = free_port(21883)
+        self.dir = tmp / "mosq"
+        self.dir.mkdir()
+        self.conf = self.dir / "m.conf"
+        self.conf.write_text(f"listener {self.port} 127.0.0.1\nallow_anonymous true\npersistence true\n"
+                             f"persistence_location {self.dir}/\nmax_queued_messages 100000\n")
+        self.proc = None
+
+    @property
+    def url(self):
+        return f"mqtt://127.0.0.1:{self.port}"
+
+    def start(self):
+        self.proc = subprocess.Popen(["mosquitto", "-c", str(self.conf)], stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.DEVNULL)
+        wait_listening("127.0.0.1", self.port)
+
+    def stop(self):
+        if self.proc:
+            self.proc.terminate()
+            self.proc.wait(10)
+            self.proc = None
+
+
+class RedisServer:
+    def __init__(self, tmp: Path):
+        self.port = free_port(26379)
+        self.dir = tmp / "redis"
+        self.dir.mkdir()
+        self.proc = None
+
+    @property
+    def url(self):
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self):
+        self.proc = subprocess.Popen(["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--dir",
+                                      str(self.dir), "--save", "", "--appendonly", "yes"],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_listening("127.0.0.1", self.port)
+
+    def stop(self):
+        if self.proc:
+            self.proc.terminate()
+            self.proc.wait(10)
+            self.proc = None
