@@ -17,7 +17,9 @@ medians and the ratio full/bare measured in the same run.
   on one back thread), as before the worker had three (ingest/worker.py), for
   a before/after in the same run.
 - any kind but bare with ``@N`` (e.g. ``full@1000``): the worker's
-  ingest_batch_max set to N instead of the default.
+  ingest_batch_max set to N instead of the default; with ``/G`` (e.g.
+  ``full/3000``, ``full@1000/1000``), its ingest_geo_batch_max set to G
+  (G no larger than the batch: the geo engine never takes batches together).
 - fullx2, nogeox2 (optional): two worker processes in one shared subscription
   ($share), one database and one Redis namespace, reported as one consumer.
 
@@ -160,7 +162,7 @@ def _seed_city(engine) -> None:
 
 def full_consumer(prefix: str, n: int, db_url: str, ready: mp.Event, out: mp.Queue, profile: str | None,
                   geo: bool = True, threads: int = 3, worker_no: int = 0, seed: bool = True,
-                  batch_max: int | None = None) -> None:
+                  overrides: dict | None = None) -> None:
     """One ingest worker process.  ``seed``: create the schema and the city (the
     second of two processes sharing a database and the stream does not)."""
     import logging
@@ -180,8 +182,9 @@ def full_consumer(prefix: str, n: int, db_url: str, ready: mp.Event, out: mp.Que
         _seed_city(engine)
     settings = load_settings(mqtt_url=BROKER, redis_url=REDIS, data_dir=Path(tempfile.mkdtemp()), mqtt_prefix=prefix,
                              redis_namespace=prefix, mqtt_client_id=f"{prefix}-ingest", mqtt_share_group=prefix,
-                             mqtt_session_expiry_s=BENCH_SESSION_EXPIRY_S, owntracks_topic=f"{prefix}-ot", z2m_topic=f"{prefix}-z2m", ingest_queue_max=n + 10,
-                             **({"ingest_batch_max": batch_max} if batch_max else {}))
+                             mqtt_session_expiry_s=BENCH_SESSION_EXPIRY_S, owntracks_topic=f"{prefix}-ot",
+                             z2m_topic=f"{prefix}-z2m", ingest_queue_max=n + 10,
+                             **(overrides or {}))
     r = redis.Redis.from_url(REDIS)
     w = IngestWorker(settings, engine, r, worker_no=worker_no, geo=geo, tune_gc=True, threads=threads)
     if profile:
@@ -230,7 +233,7 @@ def full_consumer(prefix: str, n: int, db_url: str, ready: mp.Event, out: mp.Que
              # perf_counter is CLOCK_MONOTONIC here: comparable across processes.
              "first_t": first or last, "last_t": last,
              "cpu_s": u["cpu_s"] - cpu0, "peak_rss_mb": u["peak_rss_mb"], "thread_cpu_s": tcpu,
-             "batches": w.batches})
+             "batches": w.batches, "geo_calls": w.geo_calls})
 
 
 def run_once(kind: str, n: int, db: str, profile: str | None = None) -> dict:
@@ -242,7 +245,10 @@ def run_once(kind: str, n: int, db: str, profile: str | None = None) -> dict:
     prefix = f"bench{uuid.uuid4().hex[:8]}"
     out = ctx.Queue()
     schema_url = None
-    base, _, batch_max = kind.partition("@")
+    base, _, geo_max = kind.partition("/")
+    base, _, batch_max = base.partition("@")
+    overrides = {**({"ingest_batch_max": int(batch_max)} if batch_max else {}),
+                 **({"ingest_geo_batch_max": int(geo_max)} if geo_max else {})}
     base, procs = (base[:-2], 2) if base.endswith("x2") else (base, 1)
     consumers = []
     if base == "bare":
@@ -262,7 +268,7 @@ def run_once(kind: str, n: int, db: str, profile: str | None = None) -> dict:
             ready = ctx.Event()
             consumers.append((ctx.Process(target=full_consumer, args=(
                 prefix, n, url, ready, out, profile, base != "nogeo", {"full1": 1, "full2": 2}.get(base, 3),
-                no, no == 0, int(batch_max) if batch_max else None)), ready))
+                no, no == 0, overrides)), ready))
     for cons, ready in consumers:  # one after the other: the first seeds the database
         cons.start()
         ready.wait(120)
@@ -302,6 +308,7 @@ def _combine(parts: list[dict]) -> dict:
            "peak_rss_mb": max(p["peak_rss_mb"] for p in parts),
            "stored": max(p["stored"] for p in parts),  # both count the one shared table
            "shed": sum(p["shed"] for p in parts), "batches": sum(p["batches"] for p in parts),
+           "geo_calls": sum(p["geo_calls"] for p in parts),
            "elapsed_s": max(p["last_t"] for p in parts) - min(p["first_t"] for p in parts),
            "split": [p["count"] for p in parts]}
     tcpu: dict[str, float] = {}
@@ -334,6 +341,7 @@ def main() -> None:
                   + (f", {r['stored']} stored, {r['shed']} shed" if kind != "bare" else "") + ")"
                   + "".join(f"  {t} {c / max(r['count'], 1) * 1000:.3f}" for t, c in r.get("thread_cpu_s", {}).items())
                   + (f"  {r['count'] / r['batches']:.0f} msgs/batch" if r.get("batches") else "")
+                  + (f"  {r['count'] / r['geo_calls']:.0f} msgs/geo call" if r.get("geo_calls") else "")
                   + (f"  split {'/'.join(map(str, r['split']))}" if "split" in r else ""),
                   flush=True)
     if not args.repeats:

@@ -115,6 +115,14 @@ class Settings(BaseSettings):
         # A batch only fills this far when messages queue up.
         3000, "Most messages a worker handles in one batch (one Redis round trip, one SQL insert)."
     )
+    ingest_geo_batch_max: int = _field(
+        # When the geo engine falls behind, the batches waiting for it go
+        # through it together: its work is mostly per inspector per call, so a
+        # call over 12,000 messages cost about half as much per message as one
+        # over 3000 (bench/profile_pipeline.py; docs/benchmarks.md section 1).
+        # Alarms and live state do not wait for it (the front thread).
+        12000, "Most messages whose fixes the geo engine takes in one call, when batches queue up before it."
+    )
     ingest_batch_wait_ms: int = _field(
         50, "Longest a worker waits to fill a batch before it handles what it has."
     )

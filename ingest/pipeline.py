@@ -317,8 +317,13 @@ class DetectVisits(Step):
 
     def run(self, batch, items, ctx):
         if ctx.visits is not None:
-            ctx.visits.process([i.event for i in items if isinstance(i.event, Ping) and i.status != DUPLICATE])
+            ctx.visits.process(self.pings(items))
         return items
+
+    @staticmethod
+    def pings(items: list[Item]) -> list[Ping]:
+        """The fixes of ``items`` the geo engine folds in (not a redelivered msg_id)."""
+        return [i.event for i in items if isinstance(i.event, Ping) and i.status != DUPLICATE]
 
 
 class WriteHistory(Step):
@@ -391,6 +396,27 @@ def run_pipeline(batch: Batch, ctx: Context, steps: list[Step] = PIPELINE, until
         for item in items:
             batch.kinds[kind_of(item)] += 1
     return items
+
+
+def detect_visits_together(batches: list[Batch], ctx: Context) -> None:
+    """DetectVisits for several batches, all waiting at it, in one call of the geo engine.
+
+    Its cost is mostly per inspector per call (advance(), the state's JSON and
+    compare-and-set, the lookups' and the heat counters' fixed parts), so a
+    worker whose geo thread fell behind takes every batch waiting for it at
+    once.  The result is that of one batch holding all their fixes: the
+    order of fixes inside a call never matters to the geo engine, only the
+    watermark before it.  Raises INFRA_ERRORS (nothing marked done: the
+    caller retries, as for one batch) and anything else the geo engine
+    raises; then every batch is still at DetectVisits, and running each on
+    its own isolates the bad fix as usual.
+    """
+    if any(b.next_step != BACK_FROM for b in batches):
+        raise ValueError("every batch must be waiting at DetectVisits")
+    if ctx.visits is not None:
+        ctx.visits.process([p for b in batches for p in DetectVisits.pings(b.items)])
+    for b in batches:
+        b.next_step = BACK_FROM + 1
 
 
 def _isolate(step: Step, batch: Batch, items: list[Item], ctx: Context) -> list[Item]:

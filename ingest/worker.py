@@ -12,6 +12,12 @@ still sees batches in arrival order, and an alarm's live state is written as
 soon as the front thread gets to it.  (``threads=2`` runs geo and history on
 one back thread, ``threads=1`` everything on one, for the benches.)
 
+When the geo engine falls behind, batches wait for it (up to
+``ingest_geo_batch_max`` messages), and it takes every one waiting in one
+call (``detect_visits_together``): its cost is mostly per inspector per call,
+so it catches up by working in larger steps, while the front thread keeps
+writing live state batch by batch.  The batches still go on one by one.
+
 Two bounded queues sit between them.  Alarms and every other sensor message go
 to the priority queue, which is drained first and never shed: when it is full,
 ``on_message`` blocks, which pushes back on the broker (QoS 1 keeps the
@@ -44,7 +50,8 @@ from data.live import LATENCY_BUCKETS_S, LiveState
 from data.registry import Registry
 from ingest.client import MqttConnection
 from ingest.decode import TopicScheme, subscriptions
-from ingest.pipeline import BACK_FROM, HISTORY_FROM, INFRA_ERRORS, Batch, Context, Item, run_pipeline
+from ingest.pipeline import (BACK_FROM, HISTORY_FROM, INFRA_ERRORS, Batch, Context, Item,
+                             detect_visits_together, run_pipeline)
 from ingest.validate import Limits
 
 log = logging.getLogger(__name__)
@@ -98,6 +105,7 @@ class IngestWorker:
         # Each thread runs a batch up to its bound (None: to the end, then acks).
         self._bounds = [bound for _, bound in STAGES[threads]]
         self.batches = 0
+        self.geo_calls = 0  # calls of the geo engine (fewer than batches when it takes several at once)
         self.worker_id = f"{settings.mqtt_client_id}-{worker_no}"
         self.scheme = TopicScheme.from_settings(settings)
         self.live = LiveState(redis_client, settings.redis_namespace, settings.ingest_msg_id_ttl_s)
@@ -128,10 +136,13 @@ class IngestWorker:
         # The threads after the front one, in pipeline order.
         self._stages: list[threading.Thread] = []
         # Batches a thread has run up to its bound, for the next thread: (batch,
-        # every item of it, for the acks).  One waits in each while the next
-        # thread works on another, so batches stay in arrival order.
+        # every item of it, for the acks), in arrival order.  One waits in each
+        # while the next thread works on another; before the geo engine, as
+        # many as it takes in one call (see _geo_batches).
+        geo_waiting = -(-max(settings.ingest_geo_batch_max, 1) // max(settings.ingest_batch_max, 1))
         self._handoffs: list[queue.Queue[tuple[Batch, list[Item]]]] = [
-            queue.Queue(maxsize=1) for _ in self._bounds[1:]]
+            queue.Queue(maxsize=geo_waiting if self._bounds[k] == BACK_FROM else 1)
+            for k in range(len(self._bounds) - 1)]
         self._owntracks_prefix = settings.owntracks_topic + "/"
         self.conn = MqttConnection(
             mqtt_url or settings.mqtt_url,
@@ -329,16 +340,48 @@ class IngestWorker:
     def _run_stage(self, k: int) -> None:
         """Thread ``k`` (1, 2): its part of each batch, in the order handed over; the
         last thread then acknowledges."""
+        geo = self._bounds[k - 1] == BACK_FROM  # this thread starts at the geo engine
         while True:
             try:
-                batch, items = self._handoffs[k - 1].get(timeout=0.1)
+                first = self._handoffs[k - 1].get(timeout=0.1)
             except queue.Empty:
                 if self._stop.is_set():
                     return
                 continue
-            if self._run_steps(batch, self._bounds[k]) is not None:
+            work = self._geo_batches(first) if geo else [first]
+            self.geo_calls += geo and self.ctx.visits is not None
+            if len(work) > 1 and not self._retrying(lambda: self._geo_together(work),
+                                                    sum(len(b.items) for b, _ in work)):
+                continue  # stopping: not acked, redelivered to our session
+            for batch, items in work:
+                if self._run_steps(batch, self._bounds[k]) is None:
+                    break  # stopping, as above
                 self._pass_on(k, batch, items)
-            # else stopping: not acked, redelivered to our session
+
+    def _geo_together(self, work: list[tuple[Batch, list[Item]]]) -> None:
+        """The geo engine over all of ``work`` at once.  If it fails for another
+        reason than Redis or SQL being away, each batch runs it on its own next
+        (run_pipeline then isolates the message it fails on)."""
+        try:
+            detect_visits_together([b for b, _ in work], self.ctx)
+        except INFRA_ERRORS:
+            raise
+        except Exception:  # noqa: BLE001 - see the docstring
+            log.exception("geo engine failed on %d batches together; running them one by one", len(work))
+
+    def _geo_batches(self, first: tuple[Batch, list[Item]]) -> list[tuple[Batch, list[Item]]]:
+        """``first`` and the batches waiting behind it for the geo engine, in order,
+        up to ``ingest_geo_batch_max`` messages in all."""
+        work = [first]
+        room = self.settings.ingest_geo_batch_max - len(first[0].items)
+        q = self._handoffs[0]
+        with q.mutex:
+            while q.queue and len(q.queue[0][0].items) <= room:
+                work.append(q.queue.popleft())
+                room -= len(work[-1][0].items)
+            if len(work) > 1:
+                q.not_full.notify(len(work) - 1)
+        return work
 
     def process(self, items: list[Item]) -> None:
         """The whole pipeline for one batch on the calling thread, then the acks."""
@@ -349,18 +392,27 @@ class IngestWorker:
     def _run_steps(self, batch: Batch, until: int | None) -> Batch | None:
         """Run ``batch`` up to step ``until``, retrying while Redis or SQL is away;
         None if the worker stops first (then nothing is acked: redelivered later)."""
+
+        def run() -> None:
+            if batch.next_step == 0:
+                self.registry.maybe_refresh()
+            run_pipeline(batch, self.ctx, until=until)
+
+        return batch if self._retrying(run, len(batch.items)) else None
+
+    def _retrying(self, fn, n_items: int) -> bool:
+        """Call ``fn`` until it gets through, waiting while Redis or SQL is away;
+        False if the worker stops first."""
         delay = RETRY_MIN_S
         while True:
             try:
-                if batch.next_step == 0:
-                    self.registry.maybe_refresh()
-                run_pipeline(batch, self.ctx, until=until)
-                return batch
+                fn()
+                return True
             except INFRA_ERRORS as e:
                 log.warning("batch of %d waits: %s unavailable (%s); retrying in %.1fs",
-                            len(batch.items), type(e).__module__.split(".")[0], e, delay)
+                            n_items, type(e).__module__.split(".")[0], e, delay)
                 if self._stop.wait(delay):
-                    return None
+                    return False
                 delay = min(delay * 2, RETRY_MAX_S)
 
     def _done(self, batch: Batch, items: list[Item]) -> None:

@@ -3,11 +3,12 @@ and two workers sharing one inspector's stream."""
 
 from __future__ import annotations
 
+import threading
 import time
 
 import orjson
 import pytest
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from data.geo_store import GeoStore
 from data.models import Enterprise
@@ -212,4 +213,66 @@ def test_duplicate_through_mqtt_opens_a_duplicate_visit_alert(settings, engine, 
             phone.close()
     finally:
         eng.stop()
+        worker.stop()
+
+
+class HeldGeo:
+    """The real GeoStore, with its first call held until the test lets it go,
+    and the number of fixes of each call recorded."""
+
+    def __init__(self, inner: GeoStore):
+        self.inner = inner
+        self.gate = threading.Event()
+        self.calls: list[int] = []
+
+    def ensure_index(self):
+        return self.inner.ensure_index()
+
+    def process(self, pings):
+        self.calls.append(len(pings))
+        if len(self.calls) == 1:
+            assert self.gate.wait(30), "the test never let the geo engine go"
+        self.inner.process(pings)
+
+
+def test_a_geo_engine_that_fell_behind_takes_the_waiting_batches_together(settings, engine, redis_client):
+    """Batches queue up before a busy geo engine; it then takes them in one call,
+    and the visits and the duplicate are those of fix-by-fix processing."""
+    from data.live import LiveState
+    from data.models import PingRow
+
+    write_small_city(engine)
+    s = settings.model_copy(update={"ingest_batch_max": 5, "ingest_geo_batch_max": 1000})
+    reg = Registry(engine)
+    reg.load()
+    geo = HeldGeo(GeoStore(s, engine, redis_client, reg))
+    worker = IngestWorker(s, engine, redis_client, visits=geo)
+    worker.start()
+    try:
+        assert worker.conn.connected.wait(10)
+        t0 = time.time() - 3 * 3600
+        pings = (stay("I1", t0, 15) + leave("I1", t0 + 15 * 60)
+                 + stay("I2", t0 + 3600, 12) + leave("I2", t0 + 3600 + 12 * 60))
+        with Publisher(s.mqtt_url) as pub:
+            for p in pings:
+                pub.publish(f"{s.mqtt_prefix}/v1/inspectors/{p.inspector_id}/location",
+                            {"ts": p.ts, "lat": p.lat, "lon": p.lon, "acc": p.acc_m})
+        # The front thread goes on while the geo engine is held: the live map has every last fix.
+        live = LiveState(redis_client, s.redis_namespace)
+        assert wait_until(lambda: {i: f.ts for i, f in live.inspector_fixes(["I1", "I2"]).items()}
+                          == {"I1": pings[len(stay("I1", t0, 15)) + 3].ts, "I2": pings[-1].ts})
+        assert worker.processed == 0 and visits(engine) == []
+        geo.gate.set()
+
+        wait_until(lambda: worker.processed == len(pings), 20)
+        with engine.connect() as conn:
+            assert conn.execute(select(func.count()).select_from(PingRow)).scalar_one() == len(pings)
+        assert sum(geo.calls) == len(pings), "every fix went through the geo engine once"
+        assert len(geo.calls) >= 2 and max(geo.calls[1:]) > 5, f"no batches taken together: {geo.calls}"
+        rows = visits(engine)
+        assert [(r.inspector_id, r.enterprise_id) for r in rows] == [("I1", "E1"), ("I2", "E1")]
+        assert rows[0].start_ts == pytest.approx(t0) and rows[0].end_ts == pytest.approx(t0 + 15 * 60)
+        assert rows[1].duplicate_of == rows[0].id and rows[0].ended and rows[1].ended
+    finally:
+        geo.gate.set()
         worker.stop()
