@@ -17,6 +17,12 @@ units at one enterprise, see ``time_duplicates``), times each from the fix
 that completes the second dwell to the duplicate event, checks that
 ``GET /api/v1/visits`` lists each with ``duplicate_of`` set, and says why
 any staged duplicate was missed.
+
+``--load R`` adds R location fixes per second from another process (500 more
+inspectors, each staying ten minutes at an enterprise, then moving on), so
+that the worker's batches fill and its geo engine takes several at once, as
+under a city's peak.  The report then gives the rate the worker took in and
+how many fixes it shed (its ping queue full: a sign R is past its capacity).
 """
 
 from __future__ import annotations
@@ -35,6 +41,49 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+LOAD_INSPECTORS = 500
+
+
+def load_publisher(url: str, prefix: str, ids: list[str], spots: list[tuple[float, float]], rate: float,
+                   started, stop, sent) -> None:
+    """Location fixes of ``ids``, ``rate`` per second in all, until ``stop``: each
+    inspector reports every len(ids) / rate s, stays at one of ``spots`` for 20
+    fixes with a few metres of jitter, then moves to the next."""
+    import random
+    from urllib.parse import urlsplit
+
+    import paho.mqtt.client as mqtt
+    from paho.mqtt.enums import CallbackAPIVersion
+
+    u = urlsplit(url)
+    c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"{prefix}-load", protocol=mqtt.MQTTv5)
+    c.connect(u.hostname, u.port or 1883)
+    c.loop_start()
+    rnd = random.Random(11)
+    at = [rnd.randrange(len(spots)) for _ in ids]
+    fixes = [0] * len(ids)
+    topics = [f"{prefix}/v1/inspectors/{i}/location" for i in ids]
+    period, credit, k, n = 0.01, 0.0, 0, 0
+    started.set()
+    next_t = time.perf_counter()
+    while not stop.is_set():
+        credit += rate * period
+        while credit >= 1.0:
+            credit -= 1.0
+            fixes[k] += 1
+            if fixes[k] % 20 == 0:
+                at[k] = (at[k] + 1) % len(spots)
+            lat, lon = spots[at[k]]
+            body = {"ts": time.time(), "lat": lat + rnd.gauss(0, 2e-5), "lon": lon + rnd.gauss(0, 2e-5), "acc": 8}
+            c.publish(topics[k], json.dumps(body), qos=0)
+            k = (k + 1) % len(ids)
+            n += 1
+        next_t += period
+        time.sleep(max(0.0, next_t - time.perf_counter()))
+    sent.value = n
+    c.disconnect()
+    c.loop_stop()
+
 
 def pct(xs, q):
     xs = sorted(xs)
@@ -49,6 +98,10 @@ def main() -> None:
     ap.add_argument("--duplicates", type=int, default=20,
                     help="also time this many staged duplicate visits: from the ping that completes the dwell "
                          "to the duplicate event (0: skip)")
+    ap.add_argument("--load", type=float, default=0.0,
+                    help="extra location fixes per second from another process, during the whole run (0: none)")
+    ap.add_argument("--catch-up", type=int, default=None,
+                    help="the worker's ingest_catch_up_max (3000, the batch size: no thread takes batches together)")
     args = ap.parse_args()
 
     import logging
@@ -78,11 +131,13 @@ def main() -> None:
                       mqtt_prefix=ns, redis_namespace=ns, owntracks_topic=f"{ns}-ot", z2m_topic=f"{ns}-z2m",
                       mqtt_client_id=f"{ns}-ingest", mqtt_share_group=ns, mqtt_session_expiry_s=60, web_port=free_port(18400),
                       escalate_t1_s=3 if args.escalation else 60, escalate_t2_s=6 if args.escalation else 300,
-                      sim_scale=args.scale, dwell_min_s=60, visit_gap_max_s=120)
+                      sim_scale=args.scale, dwell_min_s=60, visit_gap_max_s=120,
+                      **({"ingest_catch_up_max": args.catch_up} if args.catch_up else {}))
     engine = make_engine(s.effective_database_url)
     migrate(engine)
     city = generate_city(s.sim_seed, args.scale)
     write_city(engine, city)
+    load = start_load(s, engine, city, args.load) if args.load > 0 else None
     r = redis.Redis.from_url(s.redis_url)
     worker = IngestWorker(s, engine, r)
     worker.start()
@@ -120,6 +175,8 @@ def main() -> None:
     inflow = LiveState(r, ns).counters("in")
     print(f"alarm latency over {len(latencies)} alarms (scale {args.scale}, background {sum(inflow.values())} "
           f"messages in during the run):")
+    if load is not None:
+        print(f"  with --load {args.load:.0f}: {_load_report(load, worker, r, ns)}")
     print(f"p50 {statistics.median(latencies):.0f} ms, p95 {pct(latencies, 95):.0f} ms, "
           f"p99 {pct(latencies, 99):.0f} ms, max {max(latencies):.0f} ms (target p95 <= 200 ms)")
     if args.escalation:
@@ -151,12 +208,56 @@ def main() -> None:
               f"unit's visit")
         for line in missed:
             print(f"missed: {line}")
+        if load is not None:
+            print(f"  with --load {args.load:.0f}: {_load_report(load, worker, r, ns)}")
+    if load is not None:
+        load["stop"].set()
+        load["proc"].join(10)
     stop.set()
     alert_engine.stop()
     worker.stop()
     httpd.shutdown()
     for k in r.scan_iter(match=f"{ns}:*", count=1000):
         r.delete(k)
+
+
+def start_load(s, engine, city, rate: float) -> dict:
+    """Register LOAD_INSPECTORS more inspectors and start ``load_publisher`` for them.
+
+    Their spots are enterprises of the first half by id; the staged duplicates
+    (``time_duplicates``) are at enterprises of the last part, so the load's
+    own visits never touch them."""
+    import multiprocessing as mp
+
+    from sqlalchemy import insert
+
+    from data.models import Inspector
+
+    units = sorted(set(city.inspectors["unit_id"]))
+    ids = [f"ILOAD-{k:04d}" for k in range(LOAD_INSPECTORS)]
+    with engine.begin() as conn:
+        conn.execute(insert(Inspector), [{"id": i, "name": i, "unit_id": units[k % len(units)]}
+                                         for k, i in enumerate(ids)])
+    ents = city.enterprises.sort_values("id")
+    spots = [(float(a), float(b)) for a, b in zip(ents["lat"][: len(ents) // 2], ents["lon"][: len(ents) // 2])]
+    ctx = mp.get_context("spawn")
+    load = {"started": ctx.Event(), "stop": ctx.Event(), "sent": ctx.Value("q", 0), "t0": time.monotonic()}
+    load["proc"] = ctx.Process(target=load_publisher, args=(s.mqtt_url, s.mqtt_prefix, ids, spots, rate,
+                                                            load["started"], load["stop"], load["sent"]), daemon=True)
+    load["proc"].start()
+    load["started"].wait(60)
+    load["t0"] = time.monotonic()
+    return load
+
+
+def _load_report(load: dict, worker, r, ns: str) -> str:
+    from data.live import LiveState
+
+    elapsed = time.monotonic() - load["t0"]
+    loc = LiveState(r, ns).counters("in").get("location", 0)
+    return (f"the worker took in {loc / elapsed:.0f} location fixes/s over {elapsed:.0f} s (all sources), "
+            f"shed {worker.shed}, {worker.processed / max(worker.batches, 1):.0f} msgs/batch, "
+            f"{worker.processed / max(worker.geo_calls, 1):.0f} msgs/geo call")
 
 
 def time_duplicates(s, engine, r, city, n: int, api_get) -> tuple[list[float], list[str], int]:

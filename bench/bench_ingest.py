@@ -18,8 +18,8 @@ medians and the ratio full/bare measured in the same run.
   a before/after in the same run.
 - any kind but bare with ``@N`` (e.g. ``full@1000``): the worker's
   ingest_batch_max set to N instead of the default; with ``/G`` (e.g.
-  ``full/3000``, ``full@1000/1000``), its ingest_geo_batch_max set to G
-  (G no larger than the batch: the geo engine never takes batches together).
+  ``full/3000``, ``full@1000/1000``), its ingest_catch_up_max set to G
+  (G no larger than the batch: no thread takes batches together).
 - fullx2, nogeox2 (optional): two worker processes in one shared subscription
   ($share), one database and one Redis namespace, reported as one consumer.
 
@@ -248,7 +248,7 @@ def run_once(kind: str, n: int, db: str, profile: str | None = None) -> dict:
     base, _, geo_max = kind.partition("/")
     base, _, batch_max = base.partition("@")
     overrides = {**({"ingest_batch_max": int(batch_max)} if batch_max else {}),
-                 **({"ingest_geo_batch_max": int(geo_max)} if geo_max else {})}
+                 **({"ingest_catch_up_max": int(geo_max)} if geo_max else {})}
     base, procs = (base[:-2], 2) if base.endswith("x2") else (base, 1)
     consumers = []
     if base == "bare":

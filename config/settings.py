@@ -115,13 +115,15 @@ class Settings(BaseSettings):
         # A batch only fills this far when messages queue up.
         3000, "Most messages a worker handles in one batch (one Redis round trip, one SQL insert)."
     )
-    ingest_geo_batch_max: int = _field(
-        # When the geo engine falls behind, the batches waiting for it go
-        # through it together: its work is mostly per inspector per call, so a
-        # call over 12,000 messages cost about half as much per message as one
-        # over 3000 (bench/profile_pipeline.py; docs/benchmarks.md section 1).
-        # Alarms and live state do not wait for it (the front thread).
-        12000, "Most messages whose fixes the geo engine takes in one call, when batches queue up before it."
+    ingest_catch_up_max: int = _field(
+        # A worker thread that fell behind (the geo engine, history) takes the
+        # batches waiting for it together, up to this many messages: the geo
+        # engine's work is mostly per inspector per call, and a call over
+        # 10,000 messages cost about half as much per message as one over 3000
+        # (bench/profile_pipeline.py; docs/benchmarks.md section 1). Alarms
+        # and live state do not wait for it (the front thread).
+        12000, "Most messages a worker thread that fell behind (geo engine, history) takes in one step, "
+        "from the batches waiting for it."
     )
     ingest_batch_wait_ms: int = _field(
         50, "Longest a worker waits to fill a batch before it handles what it has."

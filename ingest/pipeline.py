@@ -392,31 +392,45 @@ def run_pipeline(batch: Batch, ctx: Context, steps: list[Step] = PIPELINE, until
                 items = _isolate(step, batch, items, ctx)
         batch.items = items
         batch.next_step += 1
-    if batch.next_step >= len(steps):
-        for item in items:
-            batch.kinds[kind_of(item)] += 1
+        if batch.next_step == len(steps):
+            _count_kinds(batch, items)  # once, when the last step ran (here or in run_together)
     return items
 
 
-def detect_visits_together(batches: list[Batch], ctx: Context) -> None:
-    """DetectVisits for several batches, all waiting at it, in one call of the geo engine.
+def run_together(batches: list[Batch], ctx: Context, until: int | None = None) -> None:
+    """Run several batches, all at the same step after the front thread's part,
+    up to step ``until`` (default: to the end), each step once for all of them.
 
-    Its cost is mostly per inspector per call (advance(), the state's JSON and
-    compare-and-set, the lookups' and the heat counters' fixed parts), so a
-    worker whose geo thread fell behind takes every batch waiting for it at
-    once.  The result is that of one batch holding all their fixes: the
-    order of fixes inside a call never matters to the geo engine, only the
-    watermark before it.  Raises INFRA_ERRORS (nothing marked done: the
-    caller retries, as for one batch) and anything else the geo engine
-    raises; then every batch is still at DetectVisits, and running each on
-    its own isolates the bad fix as usual.
+    The geo engine's cost is mostly per inspector per call (advance(), the
+    state's JSON and compare-and-set, the lookups' and heat counters' fixed
+    parts), and history's per transaction and statement: a worker thread that
+    fell behind takes every batch waiting for it at once and catches up in
+    larger steps.  Those steps (DetectVisits, WriteHistory) work on the whole
+    batch and keep every item, so the result is that of one batch holding all
+    the items; the geo engine does not care about the order of fixes inside
+    a call, only about the watermark before it.
+
+    Raises INFRA_ERRORS (the batches stay at the step that failed, together:
+    the caller retries) and anything else a step raises; then every batch is
+    still at that step, and running each on its own (run_pipeline) isolates
+    the message it fails on, as usual.
     """
-    if any(b.next_step != BACK_FROM for b in batches):
-        raise ValueError("every batch must be waiting at DetectVisits")
-    if ctx.visits is not None:
-        ctx.visits.process([p for b in batches for p in DetectVisits.pings(b.items)])
-    for b in batches:
-        b.next_step = BACK_FROM + 1
+    at = batches[0].next_step
+    if at < BACK_FROM or any(b.next_step != at for b in batches):
+        raise ValueError("the batches must all be at the same step, at or after DetectVisits")
+    end = len(PIPELINE) if until is None else until
+    for k in range(at, end):
+        merged = Batch(items=[i for b in batches for i in b.items], rejected=[r for b in batches for r in b.rejected])
+        PIPELINE[k].run(merged, merged.items, ctx)
+        for b in batches:
+            b.next_step = k + 1
+            if b.next_step >= len(PIPELINE):
+                _count_kinds(b, b.items)
+
+
+def _count_kinds(batch: Batch, items: list[Item]) -> None:
+    for item in items:
+        batch.kinds[kind_of(item)] += 1
 
 
 def _isolate(step: Step, batch: Batch, items: list[Item], ctx: Context) -> list[Item]:

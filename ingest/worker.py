@@ -12,11 +12,12 @@ still sees batches in arrival order, and an alarm's live state is written as
 soon as the front thread gets to it.  (``threads=2`` runs geo and history on
 one back thread, ``threads=1`` everything on one, for the benches.)
 
-When the geo engine falls behind, batches wait for it (up to
-``ingest_geo_batch_max`` messages), and it takes every one waiting in one
-call (``detect_visits_together``): its cost is mostly per inspector per call,
-so it catches up by working in larger steps, while the front thread keeps
-writing live state batch by batch.  The batches still go on one by one.
+When the geo thread or the history thread falls behind, batches wait for it
+(up to ``ingest_catch_up_max`` messages), and it takes every one waiting in
+one step (``run_together``): the geo engine's cost is mostly per inspector
+per call, and history's per transaction, so they catch up by working in
+larger steps, while the front thread keeps writing live state batch by
+batch.  The batches are still acknowledged one by one, in order.
 
 Two bounded queues sit between them.  Alarms and every other sensor message go
 to the priority queue, which is drained first and never shed: when it is full,
@@ -50,8 +51,8 @@ from data.live import LATENCY_BUCKETS_S, LiveState
 from data.registry import Registry
 from ingest.client import MqttConnection
 from ingest.decode import TopicScheme, subscriptions
-from ingest.pipeline import (BACK_FROM, HISTORY_FROM, INFRA_ERRORS, Batch, Context, Item,
-                             detect_visits_together, run_pipeline)
+from ingest.pipeline import (BACK_FROM, HISTORY_FROM, INFRA_ERRORS, Batch, Context, Item, run_pipeline,
+                             run_together)
 from ingest.validate import Limits
 
 log = logging.getLogger(__name__)
@@ -136,13 +137,12 @@ class IngestWorker:
         # The threads after the front one, in pipeline order.
         self._stages: list[threading.Thread] = []
         # Batches a thread has run up to its bound, for the next thread: (batch,
-        # every item of it, for the acks), in arrival order.  One waits in each
-        # while the next thread works on another; before the geo engine, as
-        # many as it takes in one call (see _geo_batches).
-        geo_waiting = -(-max(settings.ingest_geo_batch_max, 1) // max(settings.ingest_batch_max, 1))
+        # every item of it, for the acks), in arrival order.  They wait in each
+        # while the next thread works on others, as many as it takes in one
+        # step when it falls behind (see _waiting_batches).
+        waiting = -(-max(settings.ingest_catch_up_max, 1) // max(settings.ingest_batch_max, 1))
         self._handoffs: list[queue.Queue[tuple[Batch, list[Item]]]] = [
-            queue.Queue(maxsize=geo_waiting if self._bounds[k] == BACK_FROM else 1)
-            for k in range(len(self._bounds) - 1)]
+            queue.Queue(maxsize=waiting) for _ in self._bounds[1:]]
         self._owntracks_prefix = settings.owntracks_topic + "/"
         self.conn = MqttConnection(
             mqtt_url or settings.mqtt_url,
@@ -340,7 +340,7 @@ class IngestWorker:
     def _run_stage(self, k: int) -> None:
         """Thread ``k`` (1, 2): its part of each batch, in the order handed over; the
         last thread then acknowledges."""
-        geo = self._bounds[k - 1] == BACK_FROM  # this thread starts at the geo engine
+        geo = self._bounds[k - 1] == BACK_FROM and self.ctx.visits is not None  # this thread calls the geo engine
         while True:
             try:
                 first = self._handoffs[k - 1].get(timeout=0.1)
@@ -348,9 +348,9 @@ class IngestWorker:
                 if self._stop.is_set():
                     return
                 continue
-            work = self._geo_batches(first) if geo else [first]
-            self.geo_calls += geo and self.ctx.visits is not None
-            if len(work) > 1 and not self._retrying(lambda: self._geo_together(work),
+            work = self._waiting_batches(k, first)
+            self.geo_calls += geo
+            if len(work) > 1 and not self._retrying(lambda: self._together(work, self._bounds[k]),
                                                     sum(len(b.items) for b, _ in work)):
                 continue  # stopping: not acked, redelivered to our session
             for batch, items in work:
@@ -358,23 +358,23 @@ class IngestWorker:
                     break  # stopping, as above
                 self._pass_on(k, batch, items)
 
-    def _geo_together(self, work: list[tuple[Batch, list[Item]]]) -> None:
-        """The geo engine over all of ``work`` at once.  If it fails for another
+    def _together(self, work: list[tuple[Batch, list[Item]]], until: int | None) -> None:
+        """All of ``work`` up to step ``until`` at once.  If a step fails for another
         reason than Redis or SQL being away, each batch runs it on its own next
         (run_pipeline then isolates the message it fails on)."""
         try:
-            detect_visits_together([b for b, _ in work], self.ctx)
+            run_together([b for b, _ in work], self.ctx, until)
         except INFRA_ERRORS:
             raise
         except Exception:  # noqa: BLE001 - see the docstring
-            log.exception("geo engine failed on %d batches together; running them one by one", len(work))
+            log.exception("%d batches failed together; running them one by one", len(work))
 
-    def _geo_batches(self, first: tuple[Batch, list[Item]]) -> list[tuple[Batch, list[Item]]]:
-        """``first`` and the batches waiting behind it for the geo engine, in order,
-        up to ``ingest_geo_batch_max`` messages in all."""
+    def _waiting_batches(self, k: int, first: tuple[Batch, list[Item]]) -> list[tuple[Batch, list[Item]]]:
+        """``first`` and the batches waiting behind it for thread ``k``, in order,
+        up to ``ingest_catch_up_max`` messages in all."""
         work = [first]
-        room = self.settings.ingest_geo_batch_max - len(first[0].items)
-        q = self._handoffs[0]
+        room = self.settings.ingest_catch_up_max - len(first[0].items)
+        q = self._handoffs[k - 1]
         with q.mutex:
             while q.queue and len(q.queue[0][0].items) <= room:
                 work.append(q.queue.popleft())

@@ -242,7 +242,7 @@ def test_a_geo_engine_that_fell_behind_takes_the_waiting_batches_together(settin
     from data.models import PingRow
 
     write_small_city(engine)
-    s = settings.model_copy(update={"ingest_batch_max": 5, "ingest_geo_batch_max": 1000})
+    s = settings.model_copy(update={"ingest_batch_max": 5, "ingest_catch_up_max": 1000})
     reg = Registry(engine)
     reg.load()
     geo = HeldGeo(GeoStore(s, engine, redis_client, reg))
@@ -268,6 +268,9 @@ def test_a_geo_engine_that_fell_behind_takes_the_waiting_batches_together(settin
         with engine.connect() as conn:
             assert conn.execute(select(func.count()).select_from(PingRow)).scalar_one() == len(pings)
         assert sum(geo.calls) == len(pings), "every fix went through the geo engine once"
+        wait_until(lambda: live.counters("in").get("location", 0) >= len(pings))  # written just after the acks
+        time.sleep(0.3)
+        assert live.counters("in")["location"] == len(pings), "each message counted once"
         assert len(geo.calls) >= 2 and max(geo.calls[1:]) > 5, f"no batches taken together: {geo.calls}"
         rows = visits(engine)
         assert [(r.inspector_id, r.enterprise_id) for r in rows] == [("I1", "E1"), ("I2", "E1")]

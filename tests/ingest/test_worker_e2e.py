@@ -203,3 +203,43 @@ def test_a_topic_that_is_not_utf8_is_dead_lettered_and_the_rest_flow_on(settings
 def test_a_worker_refuses_a_thread_count_it_has_no_split_for(settings, city_engine, redis_client):
     with pytest.raises(ValueError, match="threads must be one of"):
         IngestWorker(settings, city_engine, redis_client, threads=4)
+
+
+def test_batches_that_waited_are_stored_together_as_if_one_by_one(settings, city_engine, redis_client):
+    """A history thread that fell behind writes the batches waiting for it in one
+    transaction: every fix, reading and dead letter of each is stored, a msg_id
+    repeated across them once, and each batch still counts its own messages."""
+    import json
+
+    from ingest.pipeline import HISTORY_FROM, PIPELINE, Batch, Item, run_pipeline, run_together
+
+    w = IngestWorker(settings, city_engine, redis_client)  # not started: its pipeline, without MQTT
+    w.registry.load()
+    p = settings.mqtt_prefix
+    now = time.time()
+
+    def item(topic, body):
+        return Item(topic, body if isinstance(body, bytes) else json.dumps(body).encode(), 1, 0, time.time())
+
+    fixes = [item(f"{p}/v1/inspectors/I1/location", {"ts": now - 60 + k, "lat": 22.62, "lon": 114.02,
+                                                       "msg_id": f"f{k}"}) for k in range(5)]
+    batches = [
+        Batch(items=fixes[:2] + [item(f"{p}/v1/sensors/S1/state", {"ts": now, "lel": 4, "msg_id": "s1"})]),
+        Batch(items=fixes[2:4] + [item(f"{p}/v1/inspectors/I1/location", b"{not json")]),
+        # f3 again: a redelivery that landed in the next batch
+        Batch(items=[fixes[4], item(f"{p}/v1/inspectors/I1/location", {"ts": now - 57, "lat": 22.62, "lon": 114.02,
+                                                                         "msg_id": "f3"})]),
+    ]
+    for b in batches:
+        run_pipeline(b, w.ctx, until=HISTORY_FROM)
+    assert count(city_engine, PingRow) == 0, "nothing is written before the history step"
+
+    run_together(batches, w.ctx)
+
+    assert [b.next_step for b in batches] == [len(PIPELINE)] * 3
+    assert count(city_engine, PingRow) == 5 and count(city_engine, SensorReadingRow) == 1
+    assert dead_letter_reasons(city_engine) == {f"{p}/v1/inspectors/I1/location": "bad_json"}
+    assert [dict(b.kinds) for b in batches] == [{"location": 2, "gas_state": 1}, {"location": 2},
+                                                {"location": 2}]
+    with pytest.raises(ValueError, match="same step"):
+        run_together([Batch(items=[]), batches[0]], w.ctx)
