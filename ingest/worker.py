@@ -6,9 +6,9 @@ and duplicates; the history thread writes the batch to SQL and acknowledges.
 Each waits for Redis or SQL for a good part of its time, and the others
 compute meanwhile: while the geo thread waits for the visit states'
 compare-and-set, the front thread decodes the next batch and the history
-thread commits the previous one (docs/benchmarks.md section 1).  One batch at a
-time is handed from each thread to the next, in order, so the geo engine
-still sees batches in arrival order, and an alarm's live state is written as
+thread commits the previous one (docs/benchmarks.md section 1).  Batches are
+handed from each thread to the next in order, so the geo engine still sees
+them in arrival order, and an alarm's live state is written as
 soon as the front thread gets to it.  (``threads=2`` runs geo and history on
 one back thread, ``threads=1`` everything on one, for the benches.)
 
