@@ -10,7 +10,27 @@ from pathlib import Path
 from ingest.broker import free_port, wait_listening
 
 
-class Mosquitto:
+class _ServerProcess:
+    """A server process on its own port: ``start`` runs ``argv()`` and waits for the port."""
+
+    port: int
+    proc: subprocess.Popen | None = None
+
+    def argv(self) -> list[str]:
+        raise NotImplementedError
+
+    def start(self):
+        self.proc = subprocess.Popen(self.argv(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_listening("127.0.0.1", self.port)
+
+    def stop(self):
+        if self.proc:
+            self.proc.terminate()
+            self.proc.wait(10)
+            self.proc = None
+
+
+class Mosquitto(_ServerProcess):
     """A private, persistent Mosquitto that keeps sessions across restarts."""
 
     def __init__(self, tmp: Path):
@@ -20,43 +40,27 @@ class Mosquitto:
         self.conf = self.dir / "m.conf"
         self.conf.write_text(f"listener {self.port} 127.0.0.1\nallow_anonymous true\npersistence true\n"
                              f"persistence_location {self.dir}/\nmax_queued_messages 100000\n")
-        self.proc = None
 
     @property
     def url(self):
         return f"mqtt://127.0.0.1:{self.port}"
 
-    def start(self):
-        self.proc = subprocess.Popen(["mosquitto", "-c", str(self.conf)], stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.DEVNULL)
-        wait_listening("127.0.0.1", self.port)
-
-    def stop(self):
-        if self.proc:
-            self.proc.terminate()
-            self.proc.wait(10)
-            self.proc = None
+    def argv(self) -> list[str]:
+        return ["mosquitto", "-c", str(self.conf)]
 
 
-class RedisServer:
+class RedisServer(_ServerProcess):
+    """A private Redis that keeps its data (append-only file) across restarts."""
+
     def __init__(self, tmp: Path):
         self.port = free_port(26379)
         self.dir = tmp / "redis"
         self.dir.mkdir()
-        self.proc = None
 
     @property
     def url(self):
         return f"redis://127.0.0.1:{self.port}/0"
 
-    def start(self):
-        self.proc = subprocess.Popen(["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--dir",
-                                      str(self.dir), "--save", "", "--appendonly", "yes"],
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        wait_listening("127.0.0.1", self.port)
-
-    def stop(self):
-        if self.proc:
-            self.proc.terminate()
-            self.proc.wait(10)
-            self.proc = None
+    def argv(self) -> list[str]:
+        return ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.dir),
+                "--save", "", "--appendonly", "yes"]
