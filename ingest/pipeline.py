@@ -317,13 +317,8 @@ class DetectVisits(Step):
 
     def run(self, batch, items, ctx):
         if ctx.visits is not None:
-            ctx.visits.process(self.pings(items))
+            ctx.visits.process([i.event for i in items if isinstance(i.event, Ping) and i.status != DUPLICATE])
         return items
-
-    @staticmethod
-    def pings(items: list[Item]) -> list[Ping]:
-        """The fixes of ``items`` the geo engine folds in (not a redelivered msg_id)."""
-        return [i.event for i in items if isinstance(i.event, Ping) and i.status != DUPLICATE]
 
 
 class WriteHistory(Step):
