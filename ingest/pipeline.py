@@ -385,10 +385,7 @@ def run_pipeline(batch: Batch, ctx: Context, steps: list[Step] = PIPELINE, until
                 items = []
             else:
                 items = _isolate(step, batch, items, ctx)
-        batch.items = items
-        batch.next_step += 1
-        if batch.next_step == len(steps):
-            _count_kinds(batch, items)  # once, when the last step ran (here or in run_together)
+        _step_done(batch, items, len(steps))
     return items
 
 
@@ -414,18 +411,21 @@ def run_together(batches: list[Batch], ctx: Context, until: int | None = None) -
     if at < BACK_FROM or any(b.next_step != at for b in batches):
         raise ValueError("the batches must all be at the same step, at or after DetectVisits")
     end = len(PIPELINE) if until is None else until
+    merged = Batch(items=[i for b in batches for i in b.items], rejected=[r for b in batches for r in b.rejected])
     for k in range(at, end):
-        merged = Batch(items=[i for b in batches for i in b.items], rejected=[r for b in batches for r in b.rejected])
         PIPELINE[k].run(merged, merged.items, ctx)
         for b in batches:
-            b.next_step = k + 1
-            if b.next_step >= len(PIPELINE):
-                _count_kinds(b, b.items)
+            _step_done(b, b.items, len(PIPELINE))
 
 
-def _count_kinds(batch: Batch, items: list[Item]) -> None:
-    for item in items:
-        batch.kinds[kind_of(item)] += 1
+def _step_done(batch: Batch, items: list[Item], n_steps: int) -> None:
+    """``batch`` has run its next step, keeping ``items``; after the last step,
+    count its messages by kind (once: a resumed batch does not count again)."""
+    batch.items = items
+    batch.next_step += 1
+    if batch.next_step == n_steps:
+        for item in items:
+            batch.kinds[kind_of(item)] += 1
 
 
 def _isolate(step: Step, batch: Batch, items: list[Item], ctx: Context) -> list[Item]:
