@@ -245,10 +245,10 @@ def run_once(kind: str, n: int, db: str, profile: str | None = None) -> dict:
     prefix = f"bench{uuid.uuid4().hex[:8]}"
     out = ctx.Queue()
     schema_url = None
-    base, _, geo_max = kind.partition("/")
+    base, _, catch_up = kind.partition("/")
     base, _, batch_max = base.partition("@")
     overrides = {**({"ingest_batch_max": int(batch_max)} if batch_max else {}),
-                 **({"ingest_catch_up_max": int(geo_max)} if geo_max else {})}
+                 **({"ingest_catch_up_max": int(catch_up)} if catch_up else {})}
     base, procs = (base[:-2], 2) if base.endswith("x2") else (base, 1)
     consumers = []
     if base == "bare":

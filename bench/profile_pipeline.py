@@ -81,7 +81,8 @@ def main() -> None:
                                            "risk": "blue"} for i, (la, lo) in enumerate(zip(lats, lons))])
     settings = load_settings(mqtt_url=bi.BROKER, redis_url=bi.REDIS, data_dir=Path(tempfile.mkdtemp()),
                              mqtt_prefix=prefix, redis_namespace=prefix, mqtt_client_id=f"{prefix}-ingest",
-                             mqtt_share_group=prefix, mqtt_session_expiry_s=bi.BENCH_SESSION_EXPIRY_S, owntracks_topic=f"{prefix}-ot", z2m_topic=f"{prefix}-z2m")
+                             mqtt_share_group=prefix, mqtt_session_expiry_s=bi.BENCH_SESSION_EXPIRY_S,
+                             owntracks_topic=f"{prefix}-ot", z2m_topic=f"{prefix}-z2m")
     r = redis.Redis.from_url(bi.REDIS)
     w = IngestWorker(settings, engine, r, geo=not args.nogeo, tune_gc=True)
     w._load_registry()
