@@ -52,6 +52,14 @@ class Services:
     def __init__(self, settings, *, embed: bool):
         self.settings = settings
         self.embedded: list = []
+        try:
+            self._start(settings, embed)
+        except BaseException:
+            # One embedded service failed (or Ctrl-C came): stop the ones already up.
+            self._stop_embedded()
+            raise
+
+    def _start(self, settings, embed: bool) -> None:
         runtime = self._read_runtime()
         self.mqtt_url = settings.mqtt_url
         self.redis_url = settings.redis_url
@@ -60,8 +68,8 @@ class Services:
                 from ingest.broker import EmbeddedBroker
 
                 b = EmbeddedBroker(settings.data_dir, settings.embedded_broker)
-                self.mqtt_url = b.start()
                 self.embedded.append(b)
+                self.mqtt_url = b.start()
             else:
                 self.mqtt_url = runtime.get("mqtt_url")
         if not self.redis_url:
@@ -69,8 +77,8 @@ class Services:
                 from data.embedded import EmbeddedRedis
 
                 r = EmbeddedRedis(settings.data_dir, settings.embedded_redis)
-                self.redis_url = r.start()
                 self.embedded.append(r)
+                self.redis_url = r.start()
             else:
                 self.redis_url = runtime.get("redis_url")
         missing = [n for n, v in (("ANJIAN_MQTT_URL", self.mqtt_url), ("ANJIAN_REDIS_URL", self.redis_url)) if not v]
@@ -99,11 +107,15 @@ class Services:
 
         return redis.Redis.from_url(self.redis_url, health_check_interval=30)
 
-    def close(self) -> None:
+    def _stop_embedded(self) -> None:
         for e in reversed(self.embedded):
             e.stop()
         if self.embedded:
             (self.settings.data_dir / RUNTIME_FILE).unlink(missing_ok=True)
+        self.embedded = []
+
+    def close(self) -> None:
+        self._stop_embedded()
         self.engine.dispose()
 
 
@@ -427,7 +439,15 @@ def main(argv: list[str] | None = None) -> int:
         print(f"settings: {e}", file=sys.stderr)
         return 2
     setup_logging(settings)
-    return COMMANDS[args.cmd](settings, args)
+    from data.embedded import EmbeddedServiceError
+
+    try:
+        return COMMANDS[args.cmd](settings, args)
+    except EmbeddedServiceError as e:
+        print(f"error: {e}", file=sys.stderr, flush=True)
+        return 1
+    except KeyboardInterrupt:  # Ctrl-C before the signal handlers were set: children are stopped
+        return 130
 
 
 if __name__ == "__main__":

@@ -49,7 +49,10 @@ class Settings(BaseSettings):
         "SQLAlchemy URL for history (postgresql+psycopg://...). Unset: a SQLite file in the data directory.",
     )
     data_dir: Path = _field(
-        Path("./var"), "Where runtime files go: the SQLite file, the embedded Redis's files, logs."
+        Path("./var"),
+        "Where runtime files go: the SQLite file, the embedded Redis's files, logs. A relative path is "
+        "taken from the directory the command starts in, and made absolute once, when settings load.",
+        validate_default=True,
     )
     mqtt_prefix: str = _field("anjian", "Topic prefix of our own MQTT scheme (PREFIX in CONTRACT.md).")
     owntracks_topic: str = _field(
@@ -259,6 +262,13 @@ class Settings(BaseSettings):
     login_max_failures: int = _field(5, "Failed logins per user and address before throttling.")
     login_lockout_s: int = _field(300, "How long a throttled login waits.")
     log_level: str = _field("INFO", "Logging level.")
+
+    @field_validator("data_dir")
+    @classmethod
+    def _data_dir_absolute(cls, v: Path) -> Path:
+        # Resolved once, here: child servers (redis-server) change directory before
+        # they open the paths we give them, so a relative ./var would break them.
+        return Path(v).expanduser().resolve()
 
     @field_validator("mqtt_prefix")
     @classmethod

@@ -3,7 +3,7 @@
 ``auto`` prefers a ``mosquitto`` binary on the PATH (MQTT 5, shared
 subscriptions, fast) and falls back to amqtt in-process (pure Python, MQTT
 3.1.1 only, no shared subscriptions, ~2k msg/s measured here).  Either way it
-binds 127.0.0.1 only, on 1883 or the next free port (CONTRACT.md §0).
+binds 127.0.0.1 only, on 1883 or the next free port (docs/configuration.md).
 """
 
 from __future__ import annotations
@@ -11,50 +11,17 @@ from __future__ import annotations
 import asyncio
 import logging
 import shutil
-import socket
 import subprocess
 import threading
-import time
 from pathlib import Path
 
+# The process helpers live with the embedded Redis's (a lower layer); re-exported
+# here for the tests and benches that start private brokers.
+from data.embedded import free_port, spawn, stop_process, wait_listening
+
+__all__ = ["EmbeddedBroker", "free_port", "stop_process", "wait_listening"]
+
 log = logging.getLogger(__name__)
-
-# Ports tried after 1883 before giving up.
-PORT_SEARCH_SPAN = 100
-
-
-def free_port(start: int = 1883, host: str = "127.0.0.1") -> int:
-    for port in range(start, start + PORT_SEARCH_SPAN):
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            try:
-                s.bind((host, port))
-            except OSError:
-                continue
-            return port
-    raise RuntimeError(f"no free port in {start}..{start + PORT_SEARCH_SPAN}")
-
-
-def stop_process(proc: subprocess.Popen | None, timeout_s: float = 5.0) -> None:
-    """Terminate a child server, and kill it if it does not go in time."""
-    if proc is None:
-        return
-    proc.terminate()
-    try:
-        proc.wait(timeout_s)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-
-
-def wait_listening(host: str, port: int, timeout_s: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection((host, port), timeout=0.5):
-                return
-        except OSError:
-            time.sleep(0.05)
-    raise RuntimeError(f"nothing listens on {host}:{port} after {timeout_s}s")
 
 
 class EmbeddedBroker:
@@ -66,7 +33,7 @@ class EmbeddedBroker:
         if kind not in ("mosquitto", "amqtt"):
             raise ValueError(f"embedded_broker must be auto, mosquitto or amqtt, not {kind!r}")
         self.kind = kind
-        self.data_dir = Path(data_dir)
+        self.data_dir = Path(data_dir).resolve()
         self.port = port
         self._proc: subprocess.Popen | None = None
         self._thread: threading.Thread | None = None
@@ -81,7 +48,13 @@ class EmbeddedBroker:
         self.port = self.port or free_port(1883)
         if self.kind == "mosquitto":
             self._start_mosquitto()
-            wait_listening("127.0.0.1", self.port)
+            d = self.data_dir / "mosquitto"
+            try:
+                wait_listening("127.0.0.1", self.port, proc=self._proc, name="MQTT broker (mosquitto)",
+                               logs=(d / "mosquitto.out", d / "mosquitto.log"))
+            except Exception:
+                self.stop()
+                raise
         else:
             self._start_amqtt()  # returns once the listener is up
         log.info("embedded MQTT broker (%s) listening on %s", self.kind, self.url)
@@ -103,7 +76,7 @@ class EmbeddedBroker:
             "max_queued_messages 100000\n"
             f"log_dest file {d}/mosquitto.log\n"
         )
-        self._proc = subprocess.Popen(["mosquitto", "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self._proc = spawn(["mosquitto", "-c", str(conf)], d / "mosquitto.out")
 
     def _start_amqtt(self) -> None:
         from amqtt.broker import Broker
