@@ -150,24 +150,10 @@ def start_ingest(settings, services, n: int, first_no: int = 0, *, tune_gc: bool
 
 
 def serve_web(settings, services, stop: threading.Event) -> None:
-    from werkzeug.serving import make_server
+    """The demo's web server, in this process until ``stop`` (``app.py web`` uses gunicorn)."""
+    from dashboard.wsgi import serve_in_thread
 
-    from dashboard.context import WebContext
-    from dashboard.server import create_server
-
-    ctx = WebContext(settings, services.engine, services.redis(), services.mqtt_url)
-    server = create_server(ctx)
-    try:
-        from dashboard.pages import create_dash, warm_up  # the screens (may be absent in a minimal install)
-
-        create_dash(server, ctx)
-        warm_up(server)
-    except ImportError as e:
-        log.info("dashboard pages not loaded (%s); serving the API only", e)
-    httpd = make_server(settings.web_host, settings.web_port, server, threaded=True)
-    log.info("web: http://%s:%d", settings.web_host, settings.web_port)
-    threading.Thread(target=lambda: (stop.wait(), httpd.shutdown()), daemon=True).start()
-    httpd.serve_forever()
+    serve_in_thread(settings, services.engine, services.redis(), services.mqtt_url, stop)
 
 
 def wait_for_signal() -> threading.Event:
@@ -292,10 +278,15 @@ def cmd_alerts(settings, args) -> int:
 
 
 def cmd_web(settings, args) -> int:
+    """gunicorn's master: its workers build the app after the fork (dashboard/wsgi.py)."""
+    from dashboard.wsgi import serve
+
     services = Services(settings, embed=False)
-    stop = wait_for_signal()
+    services.engine.dispose()  # the master serves nothing; each worker opens its own
     try:
-        serve_web(settings, services, stop)
+        serve(settings, services.mqtt_url, services.redis_url)
+    except SystemExit as e:  # gunicorn's master exits this way on SIGINT and SIGTERM
+        return e.code if isinstance(e.code, int) else 0
     finally:
         services.close()
     return 0

@@ -66,6 +66,13 @@ class Settings(BaseSettings):
     )
     web_host: str = _field("127.0.0.1", "Address the dashboard and the API listen on.")
     web_port: int = _field(8050, "Port the dashboard and the API listen on.")
+    web_workers: int = _field(
+        2, "Worker processes of `app.py web` (gunicorn). The all-in-one `python app.py` serves from one process.",
+        ge=1,
+    )
+    web_threads: int = _field(
+        32, "Threads per web worker process; each open event stream (one per screen) holds one.", ge=1
+    )
 
     # --- MQTT connection --------------------------------------------------
     mqtt_client_id: str = _field(

@@ -8,6 +8,7 @@ the latest fixes and sensor states from Redis.
 from __future__ import annotations
 
 import logging
+import os
 import socket
 import threading
 import time
@@ -266,6 +267,7 @@ class WebContext:
               and out["ingest_lag_s"] < LAG_DEGRADED_S)
         out["status"] = "ok" if ok else "degraded"
         out["checked_at"] = _iso(time.time())
+        out["web_pid"] = os.getpid()  # which web worker process answered
         self._health = (time.monotonic(), out)
         return out
 
