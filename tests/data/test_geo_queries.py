@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import random
-import time
 from collections import Counter
 from datetime import datetime
 from zoneinfo import ZoneInfo
@@ -437,7 +436,8 @@ def test_overdue_list_counts_and_gaps(city):
         h3.latlng_to_cell(22.615, 114.090, 8): pytest.approx(w["red"])}  # only E5: due at once
 
 
-def test_coverage_of_130k_enterprises_is_fast(sqlite_engine):
+def test_coverage_of_130k_enterprises(sqlite_engine):
+    """Right at city scale (its speed is measured in bench/bench_coverage.py, not here)."""
     n = 130_000
     rng = np.random.default_rng(7)
     colours = np.array(["red", "orange", "yellow", "blue"])
@@ -453,16 +453,11 @@ def test_coverage_of_130k_enterprises_is_fast(sqlite_engine):
              "last_inspected_at": None if never[i] else float(last[i]), "next_due_at": None}
             for i in range(n)
         ])
-    elapsed = []
-    for _ in range(3):  # the best of three: other processes share this machine
-        t0 = time.perf_counter()
-        cov = gq.coverage(sqlite_engine, INTERVALS, NOW)
-        elapsed.append(time.perf_counter() - t0)
+    cov = gq.coverage(sqlite_engine, INTERVALS, NOW)
     within = ~never & (last + days * DAY >= NOW)
     assert cov["total"] == n and cov["within"] == int(within.sum())
     assert cov["by_colour"]["red"] == pytest.approx(100 * within[risk == "red"].mean())
     assert len(cov["by_street"]) == 10
-    assert min(elapsed) < 1.0, f"coverage of 130k enterprises took {min(elapsed):.2f} s"
 
 
 # --- visits and KPIs ------------------------------------------------------------------------------
