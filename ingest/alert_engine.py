@@ -115,7 +115,8 @@ class AlertEngine:
     def start(self) -> None:
         self.conn = MqttConnection(self.mqtt_url, f"{self.settings.mqtt_client_id}-alerts", lambda p: [],
                                    lambda m: None, protocol=self.settings.mqtt_protocol, manual_ack=False,
-                                   session_expiry_s=self.settings.mqtt_session_expiry_s)
+                                   session_expiry_s=self.settings.mqtt_session_expiry_s,
+                                   fast_path=self.settings.mqtt_fast_path)
         self.conn.start()
         self._thread = threading.Thread(target=self.run, name="alert-engine", daemon=True)
         self._thread.start()

@@ -146,7 +146,14 @@ def sqlite_engine(tmp_path):
 
 
 @pytest.fixture
-def settings(tmp_path, namespace, request):
+def mqtt_fast_path() -> bool:
+    """The ``mqtt_fast_path`` setting of ``settings``: the default (on), unless a test
+    is parametrised over it (``tests.mqttkit.both_mqtt_paths``)."""
+    return True
+
+
+@pytest.fixture
+def settings(tmp_path, namespace, request, mqtt_fast_path):
     """Settings pointing at the real test services, isolated by namespace."""
     return load_settings(
         mqtt_url=TEST_MQTT_URL,
@@ -163,4 +170,5 @@ def settings(tmp_path, namespace, request):
         # the broker kept each one's session (and queued QoS 1 messages) long
         # after the test, and a developer's Mosquitto grew run after run.
         mqtt_session_expiry_s=120,
+        mqtt_fast_path=mqtt_fast_path,
     )
