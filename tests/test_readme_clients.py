@@ -72,7 +72,8 @@ def test_the_readme_names_devices_kept_for_trying_by_hand(settings):
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not shutil.which("mosquitto_pub") or not shutil.which("curl"), reason="needs mosquitto-clients, curl")
+@pytest.mark.skipif(not shutil.which("mosquitto_pub") or not shutil.which("curl"),
+                    reason="needs mosquitto-clients and curl")
 def test_each_readme_example_shows_its_effect_through_the_api(settings, sqlite_engine, redis_client):
     from alerts.escalation import Ladder
     from data.alert_store import AlertStore
@@ -93,7 +94,8 @@ def test_each_readme_example_shows_its_effect_through_the_api(settings, sqlite_e
     ctx, server, _app = webkit.build_web(s, sqlite_engine, redis_client)
     # The simulator drives every other device of the city, fast.
     rec = Recorder(s)
-    sim = Simulator(sim_settings(s, sim_bad_per_h=0.0, sim_alarm_rate_per_h=0.0), CitySnapshot.from_engine(sqlite_engine))
+    sim = Simulator(sim_settings(s, sim_bad_per_h=0.0, sim_alarm_rate_per_h=0.0),
+                    CitySnapshot.from_engine(sqlite_engine))
     stop = threading.Event()
     sim_thread = threading.Thread(target=sim.run, args=(stop,), daemon=True)
     worker.start()

@@ -183,8 +183,8 @@ def test_a_burst_in_three_formats_is_stored_once_and_acknowledged(settings, sqli
             pub.publish(f"{settings.owntracks_topic}/liuyang/phone",
                         {"_type": "location", "tst": int(now), "lat": lat, "lon": lon, "acc": 12})
             pub.publish(f"{settings.z2m_topic}/longhua/e2/kitchen/gas", {"gas": True, "gas_density": 62})
-        wait_until(lambda: count(sqlite_engine, SensorReadingRow) == n + 1 and count(sqlite_engine, PingRow) == n // 3 + 1,
-                   30)
+        wait_until(lambda: count(sqlite_engine, SensorReadingRow) == n + 1
+                   and count(sqlite_engine, PingRow) == n // 3 + 1, 30)
         wait_until(lambda: w.processed == n + n // 3 + 2)
         live = LiveState(redis_client, settings.redis_namespace)
         assert live.sensor_states(["S2"])["S2"].level == "high"
