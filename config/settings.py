@@ -95,6 +95,13 @@ class Settings(BaseSettings):
         "auto", "MQTT protocol: auto (5, falling back to 3.1.1), 5 or 3.1.1."
     )
     mqtt_reconnect_max_s: float = _field(30.0, "Longest wait between reconnect attempts.")
+    mqtt_fast_path: bool = _field(
+        True,
+        "Ingest's MQTT fast path: MQTT 5 PUBLISH packets without properties are read and decoded "
+        "by our own code over paho's private internals (checked on paho-mqtt 2.2; at start, a "
+        "paho lacking one of them turns it off with one warning). false: paho's own message path "
+        "(slower, public API only).",
+    )
     embedded_broker: str = _field(
         "auto",
         "Which embedded broker to start when mqtt_url is unset: auto (mosquitto if on PATH, "

@@ -23,6 +23,7 @@ from collections.abc import Iterator
 import orjson
 
 from data.live import LiveState
+from data.redis_wait import block_ms
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +34,8 @@ KEEPALIVE_S = 15.0
 RETRY_MS = 2000
 # Events kept for subscribers that were busy writing when they arrived.
 BACKLOG = 256
-# XREAD blocks this long, so the thread notices a stop.
+# XREAD blocks this long, so the thread notices a stop (at most half the
+# Redis client's socket timeout: data/redis_wait.py).
 BLOCK_MS = 5000
 
 
@@ -64,9 +66,9 @@ class ChangeFeed:
     def _run(self) -> None:
         r = self.live.r
         key = self.live.key("changes")
-        # Block for less than the client's socket timeout, or the read times out.
-        timeout = r.connection_pool.connection_kwargs.get("socket_timeout")
-        block_ms = int(min(BLOCK_MS, timeout * 500)) if timeout else BLOCK_MS
+        # Block for less than the client's socket timeout (redis-py's default is
+        # 5 s even when the URL names none), or every idle read times out.
+        block = block_ms(r, BLOCK_MS)
         last = None  # from now on (a screen that connects draws the present from its own poll)
         down_since = None  # when the current Redis outage began: one warning per outage, not one per second
         while not self._stop.is_set():
@@ -74,7 +76,7 @@ class ChangeFeed:
                 if last is None:
                     newest = r.xrevrange(key, count=1)
                     last = newest[0][0] if newest else b"0-0"
-                resp = r.xread({key: last}, count=500, block=block_ms)
+                resp = r.xread({key: last}, count=500, block=block)
             except Exception as e:  # noqa: BLE001 - Redis restarts; the screens still poll meanwhile
                 if self._stop.is_set():
                     break  # shutting down: the connection went with the server

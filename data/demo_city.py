@@ -101,6 +101,19 @@ SCALES: dict[str, Scale] = {
 
 DEFAULT_INTERVALS_D = {"red": 30, "orange": 90, "yellow": 182, "blue": 365}
 
+# Devices of the demo city kept for trying the system by hand (the README's
+# "Try it with real clients"): the simulator never drives them, so what a
+# person publishes for them stays as published.  They come on top of the
+# scale's generated inspectors and sensors, after them.
+MANUAL_INSPECTOR = "I9001"  # our own scheme
+MANUAL_OWNTRACKS_INSPECTOR = "I9002"  # an OwnTracks phone
+MANUAL_OWNTRACKS_ID = "demo/phone"  # its OwnTracks user/device: topic owntracks/demo/phone
+MANUAL_SENSOR = "S900001"  # our own scheme: gas alarms by hand
+MANUAL_Z2M_SENSOR = "S900002"  # a Zigbee2MQTT gas detector
+MANUAL_Z2M_NAME = "demo/kitchen/gas"  # its friendly name: topic zigbee2mqtt/demo/kitchen/gas
+RESERVED_INSPECTOR_IDS = frozenset({MANUAL_INSPECTOR, MANUAL_OWNTRACKS_INSPECTOR})
+RESERVED_SENSOR_IDS = frozenset({MANUAL_SENSOR, MANUAL_Z2M_SENSOR})
+
 
 @dataclass
 class City:
@@ -730,6 +743,7 @@ def generate_city(
     )
 
     sensors = _make_sensors(rng, enterprises, size.sensors, street_index, grid_index)
+    inspectors, sensors = _add_reserved_devices(inspectors, sensors, units, enterprises)
     return City(
         seed=seed,
         scale=scale,
@@ -810,6 +824,44 @@ def _make_sensors(
             "grid_id": grid_id,
         }
     )
+
+
+def _add_reserved_devices(
+    inspectors: pd.DataFrame, sensors: pd.DataFrame, units: pd.DataFrame, ents: pd.DataFrame
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The devices kept for trying by hand (``RESERVED_*_IDS``), after the generated
+    ones: two inspectors of the first street office, two detectors in the first
+    restaurant (no random draw: the generated rows stay as they were)."""
+    unit = units[units.kind == "street_office"].id.iloc[0]
+    manual = pd.DataFrame(
+        {
+            "id": [MANUAL_INSPECTOR, MANUAL_OWNTRACKS_INSPECTOR],
+            "name": ["演示甲", "演示乙"],
+            "unit_id": [unit, unit],
+            "phone": [None, None],
+            "owntracks_id": [None, MANUAL_OWNTRACKS_ID],
+        }
+    )
+    inspectors = pd.concat([inspectors, manual], ignore_index=True)
+    if sensors.empty:
+        return inspectors, sensors
+    shop = ents[(ents.industry == "餐饮") & ents.street_id.notna() & ents.grid_id.notna()].iloc[0]
+    detectors = pd.DataFrame(
+        {
+            "id": [MANUAL_SENSOR, MANUAL_Z2M_SENSOR],
+            "enterprise_id": [shop.id, shop.id],
+            "lat": [shop.lat, shop.lat],
+            "lon": [shop.lon, shop.lon],
+            "z2m_name": [None, MANUAL_Z2M_NAME],
+            "model": [SENSOR_MODELS_OWN[0], SENSOR_MODEL_Z2M],
+            "low_lel": [np.nan, np.nan],
+            "high_lel": [np.nan, np.nan],
+            "heartbeat_s": pd.array([pd.NA, pd.NA], dtype="Int64"),
+            "street_id": [shop.street_id, shop.street_id],
+            "grid_id": [shop.grid_id, shop.grid_id],
+        }
+    )
+    return inspectors, pd.concat([sensors, detectors], ignore_index=True)
 
 
 # --- writing --------------------------------------------------------------------------

@@ -45,6 +45,7 @@ from alerts.overdue import apply_rollup, local_day, overdue_subject
 from alerts.rules import Decision, SensorMemory, evaluate_gas, evaluate_offline, severity_for
 from data.alert_store import SYSTEM, AlertStore, Conflict, state_from_row
 from data.models import Alert, Enterprise
+from data.redis_wait import block_ms
 from data.registry import Registry
 from ingest.client import MqttConnection
 from ingest.pipeline import INFRA_ERRORS
@@ -99,6 +100,7 @@ class AlertEngine:
         self._heard: dict[str, float] = {}
         self._heard_synced = False
         self._rollup: threading.Thread | None = None
+        self._block_ms: int | None = None
         self.handlers = {
             "gas:events": self.on_gas_event,
             "arrivals": self.on_arrival,
@@ -113,7 +115,8 @@ class AlertEngine:
     def start(self) -> None:
         self.conn = MqttConnection(self.mqtt_url, f"{self.settings.mqtt_client_id}-alerts", lambda p: [],
                                    lambda m: None, protocol=self.settings.mqtt_protocol, manual_ack=False,
-                                   session_expiry_s=self.settings.mqtt_session_expiry_s)
+                                   session_expiry_s=self.settings.mqtt_session_expiry_s,
+                                   fast_path=self.settings.mqtt_fast_path)
         self.conn.start()
         self._thread = threading.Thread(target=self.run, name="alert-engine", daemon=True)
         self._thread.start()
@@ -188,7 +191,9 @@ class AlertEngine:
     def read_streams(self, backlog: bool) -> bool:
         ids = ">" if not backlog else "0"
         streams = {self.key(*s.split(":")): ids for s in STREAMS}
-        block = None if backlog else int(TIMER_TICK_S * 1000)
+        if self._block_ms is None:  # under the client's socket timeout (data/redis_wait.py)
+            self._block_ms = block_ms(self.r, int(TIMER_TICK_S * 1000))
+        block = None if backlog else self._block_ms
         resp = self.r.xreadgroup(GROUP, self.consumer, streams, count=READ_COUNT, block=block)
         got = 0
         for stream, entries in resp or []:

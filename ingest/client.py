@@ -260,8 +260,74 @@ class _Client(mqtt.Client):
                 return rc
         return super()._packet_read()
 
-def _new_client(addr: BrokerAddress, client_id: str, protocol, *, manual_ack: bool, tls_ca=None, tls_insecure=False):
-    client = _Client(
+# What _Client reads, calls or overrides of paho's private code.  They were
+# checked on paho-mqtt 2.2 (pyproject.toml pins >=2.2,<2.3): paho 2.1 has no
+# ``_last_bytes_received`` (its keepalive reads ``_last_msg_in``), so there the
+# fast path's keepalive bookkeeping would silently do nothing.
+FAST_PATH_CLIENT_METHODS = (
+    "_sock_recv", "_handle_publish", "_packet_read", "_handle_on_message", "_send_puback", "_send_pubrec",
+    "_easy_log",
+)
+FAST_PATH_CLIENT_ATTRIBUTES = (
+    "_sock", "_callback_mutex", "_in_callback_mutex", "_userdata", "_in_packet", "_protocol", "_manual_ack",
+    "_in_message_mutex", "_in_messages", "_msgtime_mutex", "_last_bytes_received", "_on_message_filtered",
+    "suppress_exceptions",
+)
+FAST_PATH_MODULE_NAMES = ("time_func", "mqtt_ms_wait_for_pubrel")
+
+_fast_path_checked: dict[type, list[str]] = {}
+_fast_path_lock = threading.Lock()
+
+
+def fast_path_missing(client_cls: type = mqtt.Client) -> list[str]:
+    """The private paho names the fast path needs that ``client_cls`` (an
+    installed paho's Client) lacks; [] when the fast path can run."""
+    missing = [n for n in FAST_PATH_MODULE_NAMES if not hasattr(mqtt, n)]
+    missing += [n for n in FAST_PATH_CLIENT_METHODS if not hasattr(client_cls, n)]
+    try:
+        probe = client_cls(CallbackAPIVersion.VERSION2, client_id="anjian-fast-path-check", protocol=mqtt.MQTTv5)
+    except Exception as e:  # noqa: BLE001 - a paho whose constructor differs
+        return [*missing, f"Client(...): {e}"]
+    missing += [n for n in FAST_PATH_CLIENT_ATTRIBUTES if not hasattr(probe, n)]
+    if not isinstance(getattr(probe, "_in_packet", None), dict) or "command" not in probe._in_packet:
+        missing.append("_in_packet['command']")
+    root = getattr(getattr(probe, "_on_message_filtered", None), "_root", None)
+    if not isinstance(getattr(root, "_children", None), dict):
+        missing.append("_on_message_filtered._root._children")
+    return missing
+
+
+def use_fast_path(wanted: bool, client_cls: type = mqtt.Client) -> bool:
+    """Whether MQTT connections use the fast path: when the setting asks for it
+    and the installed paho has every name it needs.  Checked once per process;
+    one warning when the fast path is wanted but paho lacks a name."""
+    if not wanted:
+        return False
+    with _fast_path_lock:
+        first = client_cls not in _fast_path_checked
+        if first:
+            _fast_path_checked[client_cls] = fast_path_missing(client_cls)
+        missing = _fast_path_checked[client_cls]
+    if missing and first:
+        log.warning("paho-mqtt %s lacks %s, which the MQTT fast path needs (checked on paho-mqtt 2.2); "
+                    "using paho's own message path (set ANJIAN_MQTT_FAST_PATH=false to silence this)",
+                    _paho_version(), ", ".join(missing))
+    return not missing
+
+
+def _paho_version() -> str:
+    try:
+        from importlib.metadata import version
+
+        return version("paho-mqtt")
+    except Exception:  # noqa: BLE001
+        return "?"
+
+
+def _new_client(addr: BrokerAddress, client_id: str, protocol, *, manual_ack: bool, tls_ca=None, tls_insecure=False,
+                fast_path: bool = False):
+    cls = _Client if fast_path else mqtt.Client
+    client = cls(
         CallbackAPIVersion.VERSION2,
         client_id=client_id,
         protocol=protocol,
@@ -315,7 +381,9 @@ class MqttConnection:
     must only enqueue.  ``on_raw_publish(topic, payload, qos, mid)``, when
     given, gets the messages of the fast path instead (MQTT 5, QoS 0/1, no
     properties: nearly all), with the topic as bytes and no MQTTMessage built;
-    every other message still goes to ``on_message``.
+    every other message still goes to ``on_message``.  ``fast_path=False`` (the
+    ``mqtt_fast_path`` setting) uses paho's own Client: every message goes to
+    ``on_message``.
     """
 
     def __init__(
@@ -333,6 +401,7 @@ class MqttConnection:
         tls_ca=None,
         tls_insecure: bool = False,
         on_raw_publish: Callable[[bytes, bytes, int, int], None] | None = None,
+        fast_path: bool = True,
     ):
         self.addr = BrokerAddress.parse(url)
         self._tls = {"tls_ca": tls_ca, "tls_insecure": tls_insecure}
@@ -349,12 +418,17 @@ class MqttConnection:
         self.stopping = False
         self.connects = 0
         self.disconnects = 0
-        self.client = _new_client(self.addr, client_id, self.protocol, manual_ack=manual_ack, **self._tls)
+        # The fast path (_Client) when wanted and the installed paho has what it
+        # needs; otherwise paho's own Client, through its public API only.
+        self.fast_path = use_fast_path(fast_path)
+        self.client = _new_client(self.addr, client_id, self.protocol, manual_ack=manual_ack, fast_path=self.fast_path,
+                                  **self._tls)
         self.client.reconnect_delay_set(min_delay=1, max_delay=int(max(1, reconnect_max_s)))
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = self._on_disconnect
         self.client.on_message = lambda c, u, msg: on_message(msg)
-        self.client.on_raw_publish = on_raw_publish
+        if self.fast_path:
+            self.client.on_raw_publish = on_raw_publish
 
     @property
     def is_v5(self) -> bool:

@@ -34,6 +34,9 @@ counts real seconds (``dwell_min_s``); set it to 0 to get the pure speed-up.
   silence, then ``online`` again. At start every driven device publishes a
   retained ``online``; at stop nothing is published (a clean demo shutdown
   should not raise hundreds of offline alerts; silence does that in time).
+- The devices the demo city keeps for trying by hand
+  (``data.demo_city.RESERVED_INSPECTOR_IDS`` and ``RESERVED_SENSOR_IDS``) are
+  never driven: what a person publishes for them stays as published.
 - ``sim_bad_per_h`` deliberately bad messages per simulated hour (each kind
   of dead letter: bad JSON, NaN, out of range, unknown device, ...), counted
   in ``stats.bad`` by the reason code the ingest should give.
@@ -69,6 +72,7 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 from sqlalchemy import Engine, select
 
 from data import models
+from data.demo_city import RESERVED_INSPECTOR_IDS, RESERVED_SENSOR_IDS
 from geo.coords import haversine_m, wgs84_to_gcj02
 from ingest.client import BrokerAddress
 
@@ -287,7 +291,9 @@ class Simulator:
             raise ValueError("the city has no enterprises with a street: nothing for inspectors to visit")
 
         unit_street = dict(zip(self.snapshot.units.id, self.snapshot.units.street_id))
+        # The devices kept for trying by hand (README) are never driven.
         insp = self.snapshot.inspectors
+        insp = insp[~insp.id.isin(RESERVED_INSPECTOR_IDS)]
         # Round-robin over units so every unit has someone on the road.
         order = []
         groups = [rng.permutation(g.index.to_numpy()) for _, g in insp.groupby("unit_id", sort=True)]
@@ -314,6 +320,7 @@ class Simulator:
             )
 
         sens = self.snapshot.sensors
+        sens = sens[~sens.id.isin(RESERVED_SENSOR_IDS)].reset_index(drop=True)
         pick = rng.permutation(len(sens))[: max(0, int(s.sim_active_sensors))]
         self.sensors: list[_Sensor] = []
         for row in sens.iloc[np.sort(pick)].itertuples(index=False):

@@ -156,6 +156,7 @@ class IngestWorker:
             tls_ca=settings.mqtt_tls_ca,
             tls_insecure=settings.mqtt_tls_insecure,
             on_raw_publish=self._on_raw_publish,
+            fast_path=settings.mqtt_fast_path,
         )
 
     # --- paho's thread: enqueue only -----------------------------------------
@@ -177,8 +178,12 @@ class IngestWorker:
         return topic.endswith("/location")
 
     def _on_message(self, msg: mqtt.MQTTMessage) -> None:
-        # msg.topic decodes the topic's bytes, and raises on invalid UTF-8.
-        self._on_raw_publish(msg._topic, bytes(msg.payload), msg.qos, msg.mid)
+        # msg.topic decodes the topic's bytes, and raises on invalid UTF-8: the
+        # bytes, where this paho keeps them.
+        topic = getattr(msg, "_topic", None)
+        if not isinstance(topic, bytes):
+            topic = msg.topic.encode()
+        self._on_raw_publish(topic, bytes(msg.payload), msg.qos, msg.mid)
 
     def _on_raw_publish(self, topic: bytes, payload: bytes, qos: int, mid: int) -> None:
         """``_on_message`` for the client's fast path (no MQTTMessage built)."""

@@ -24,22 +24,84 @@ TEST_REDIS_URL = os.environ.get("ANJIAN_TEST_REDIS_URL", "redis://127.0.0.1:6379
 TEST_PG_URL = os.environ.get("ANJIAN_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 
 
+# Every namespace this run handed out (Redis key prefix, MQTT topic prefix,
+# schema name): the session-end check looks for keys under these, and only
+# these, since other runs may share the test Redis.
+CREATED_NAMESPACES: set[str] = set()
+
+
 def unique(prefix: str = "t") -> str:
-    return f"{prefix}{uuid.uuid4().hex[:10]}"
+    ns = f"{prefix}{uuid.uuid4().hex[:10]}"
+    CREATED_NAMESPACES.add(ns)
+    return ns
+
+
+def delete_namespace_keys(client: redis.Redis, ns: str) -> int:
+    keys = list(client.scan_iter(match=f"{ns}:*", count=1000))
+    if keys:
+        client.delete(*keys)
+    return len(keys)
+
+
+def leftover_keys(client: redis.Redis, namespaces: set[str]) -> dict[str, list[bytes]]:
+    """Keys under any of ``namespaces`` (``ns:...``), by namespace: one SCAN of the database."""
+    left: dict[str, list[bytes]] = {}
+    if not namespaces:
+        return left
+    for key in client.scan_iter(count=5000):
+        ns = key.split(b":", 1)[0].decode(errors="replace")
+        if ns in namespaces:
+            left.setdefault(ns, []).append(key)
+    return left
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_keys_left_behind():
+    """Fails the run (an error at the last test's teardown, so pytest exits 1) when
+    a test of this run left Redis keys under a namespace it was handed: every test
+    cleans up after itself.  The leftovers are deleted after they are reported."""
+    yield
+    if not CREATED_NAMESPACES:
+        return
+    client = redis.Redis.from_url(TEST_REDIS_URL, socket_timeout=30)
+    try:
+        left = leftover_keys(client, CREATED_NAMESPACES)
+    except redis.ConnectionError:
+        return  # no test Redis: the tests that needed it failed already
+    try:
+        if left:
+            total = sum(len(v) for v in left.values())
+            persistent = sum(1 for keys in left.values() for k in keys if client.ttl(k) == -1)
+            detail = "; ".join(f"{ns}: {len(keys)} ({', '.join(sorted(k.decode(errors='replace') for k in keys)[:3])}"
+                               f"{', ...' if len(keys) > 3 else ''})" for ns, keys in sorted(left.items()))
+            for ns in left:
+                delete_namespace_keys(client, ns)
+            pytest.fail(f"tests left {total} Redis keys behind in {TEST_REDIS_URL} ({persistent} without expiry), "
+                        f"under {len(left)} namespaces of this run: {detail}", pytrace=False)
+    finally:
+        client.close()
 
 
 @pytest.fixture
 def namespace() -> str:
-    return unique()
+    ns = unique()
+    yield ns
+    # Whatever a test's workers wrote under its namespace goes with it (they are
+    # stopped by now: every fixture that uses the namespace is torn down first).
+    client = redis.Redis.from_url(TEST_REDIS_URL)
+    try:
+        delete_namespace_keys(client, ns)
+    except redis.ConnectionError:
+        pass  # no test Redis: nothing was written
+    finally:
+        client.close()
 
 
 @pytest.fixture
 def redis_client(namespace):
     client = redis.Redis.from_url(TEST_REDIS_URL)
     yield client
-    keys = list(client.scan_iter(match=f"{namespace}:*", count=1000))
-    if keys:
-        client.delete(*keys)
+    delete_namespace_keys(client, namespace)
     client.close()
 
 
@@ -84,7 +146,14 @@ def sqlite_engine(tmp_path):
 
 
 @pytest.fixture
-def settings(tmp_path, namespace, request):
+def mqtt_fast_path() -> bool:
+    """The ``mqtt_fast_path`` setting of ``settings``: the default (on), unless a test
+    is parametrised over it (``tests.mqttkit.both_mqtt_paths``)."""
+    return True
+
+
+@pytest.fixture
+def settings(tmp_path, namespace, request, mqtt_fast_path):
     """Settings pointing at the real test services, isolated by namespace."""
     return load_settings(
         mqtt_url=TEST_MQTT_URL,
@@ -101,4 +170,5 @@ def settings(tmp_path, namespace, request):
         # the broker kept each one's session (and queued QoS 1 messages) long
         # after the test, and a developer's Mosquitto grew run after run.
         mqtt_session_expiry_s=120,
+        mqtt_fast_path=mqtt_fast_path,
     )

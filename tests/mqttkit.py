@@ -8,7 +8,12 @@ import uuid
 from urllib.parse import urlsplit
 
 import paho.mqtt.client as mqtt
+import pytest
 from paho.mqtt.enums import CallbackAPIVersion
+
+# Runs an ingest test with the client's fast path (ingest/client.py) and with
+# paho's own message path (the mqtt_fast_path setting off).
+both_mqtt_paths = pytest.mark.parametrize("mqtt_fast_path", [True, False], ids=["fast-path", "paho-path"])
 
 
 class Publisher:

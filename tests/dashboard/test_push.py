@@ -138,3 +138,34 @@ def _writes(r, key, fields) -> bool:
         return True
     except redis.ConnectionError:
         return False
+
+
+def test_an_idle_change_feed_reads_without_socket_timeouts(redis_client, namespace, caplog):
+    """The web's Redis client has redis-py's default socket timeout (5 s, not named
+    in the URL).  The feed's blocking read must end before it: an idle feed logs no
+    'Timeout reading from socket', and a change after the idle time arrives at once."""
+    feed = ChangeFeed(LiveState(redis_client, namespace))
+    key = feed.live.key("changes")
+    try:
+        with caplog.at_level(logging.DEBUG, logger="dashboard.push"):
+            feed.start()
+            time.sleep(6.5)  # longer than one 5 s block and the 5 s socket timeout
+            redis_client.xadd(key, {"v": 1, "kind": "alert", "ids": "5"})
+            got, _ = feed.wait(0, 3)
+            assert [e["ids"] for e in got] == [[5]]
+        waits = [rec.getMessage() for rec in caplog.records if "waits for Redis" in rec.getMessage()]
+        assert waits == [], waits
+    finally:
+        feed.stop()
+        feed._thread.join(10)  # noqa: SLF001 - its last read ends before the key is deleted
+
+
+def test_blocking_reads_stay_under_the_socket_timeout():
+    from data.redis_wait import block_ms
+
+    url = "redis://127.0.0.1:6379/0"
+    assert block_ms(redis.Redis.from_url(url), 5000) == 2500, "redis-py's default 5 s socket timeout"
+    assert block_ms(redis.Redis.from_url(url + "?socket_timeout=0.4"), 5000) == 200
+    assert block_ms(redis.Redis.from_url(url, socket_timeout=None), 5000) == 5000
+    assert block_ms(redis.Redis.from_url(url, socket_timeout=60), 250) == 250
+    assert block_ms(redis.Redis.from_url(url, socket_timeout=0.001), 250) == 1, "BLOCK 0 would wait forever"

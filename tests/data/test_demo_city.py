@@ -12,6 +12,14 @@ from sqlalchemy import func, select
 
 from data import models
 from data.demo_city import (
+    MANUAL_INSPECTOR,
+    MANUAL_OWNTRACKS_ID,
+    MANUAL_OWNTRACKS_INSPECTOR,
+    MANUAL_SENSOR,
+    MANUAL_Z2M_NAME,
+    MANUAL_Z2M_SENSOR,
+    RESERVED_INSPECTOR_IDS,
+    RESERVED_SENSOR_IDS,
     BOUNDARY_PATH,
     SCALES,
     STREETS,
@@ -107,7 +115,8 @@ def test_grids_partition_each_street(demo):
 def test_demo_scale_sizes_and_units(demo):
     scale = SCALES["demo"]
     assert len(demo.enterprises) == scale.enterprises == 20_000
-    assert len(demo.inspectors) == 300 and len(demo.sensors) == 3_000
+    # The scale's devices, and four kept for trying by hand (README).
+    assert len(demo.inspectors) == 300 + 2 and len(demo.sensors) == 3_000 + 2
     assert len(demo.units) == 12
     assert demo.units.kind.value_counts().to_dict() == {"street_office": 6, "district_section": 3, "third_party": 3}
     assert demo.units[demo.units.kind == "street_office"].street_id.notna().all()
@@ -193,10 +202,12 @@ def test_inspection_dates(demo):
 
 
 def test_devices(demo):
-    ot = demo.inspectors.owntracks_id.dropna()
-    assert 0.15 < len(ot) / len(demo.inspectors) < 0.25
-    assert ot.str.fullmatch(r"[a-z]+\d{4}/[a-z]+").all() and ot.is_unique
-    s = demo.sensors
+    generated = demo.inspectors[~demo.inspectors.id.isin(RESERVED_INSPECTOR_IDS)]
+    ot = generated.owntracks_id.dropna()
+    assert 0.15 < len(ot) / len(generated) < 0.25
+    assert ot.str.fullmatch(r"[a-z]+\d{4}/[a-z]+").all() and demo.inspectors.owntracks_id.dropna().is_unique
+    assert demo.sensors.z2m_name.dropna().is_unique
+    s = demo.sensors[~demo.sensors.id.isin(RESERVED_SENSOR_IDS)]
     assert s.enterprise_id.isin(demo.enterprises.id).all()
     industries = s.enterprise_id.map(dict(zip(demo.enterprises.id, demo.enterprises.industry)))
     assert industries.isin(["餐饮", "零售", "住宿", "燃气", "娱乐场所"]).all()
@@ -216,7 +227,7 @@ def test_city_scale_sizes():
     t0 = time.perf_counter()
     city = generate_city(440309, "city", now=NOW)
     assert time.perf_counter() - t0 < 30
-    assert (len(city.enterprises), len(city.inspectors), len(city.sensors)) == (130_000, 2_000, 50_000)
+    assert (len(city.enterprises), len(city.inspectors), len(city.sensors)) == (130_000, 2_000 + 2, 50_000 + 2)
     assert city.enterprises.credit_code.is_unique and city.sensors.z2m_name.dropna().is_unique
     assert city.enterprises.street_id.notna().all() and city.enterprises.grid_id.notna().all()
     assert city.sensors.street_id.notna().all() and city.sensors.grid_id.notna().all()
@@ -263,3 +274,18 @@ def test_write_speed_demo_scale_sqlite(sqlite_engine, demo):
     t0 = time.perf_counter()
     write_city(sqlite_engine, demo)
     assert time.perf_counter() - t0 < 15  # ~0.4 s here; generous for slow CI disks
+
+
+def test_devices_kept_for_trying_by_hand(demo, tiny):
+    """The README's client examples address these: the same ids at every scale, after
+    the generated ones (which they leave as they were)."""
+    for city in (demo, tiny):
+        insp = city.inspectors.set_index("id")
+        assert insp.loc[MANUAL_INSPECTOR].owntracks_id is None or pd.isna(insp.loc[MANUAL_INSPECTOR].owntracks_id)
+        assert insp.loc[MANUAL_OWNTRACKS_INSPECTOR].owntracks_id == MANUAL_OWNTRACKS_ID == "demo/phone"
+        assert list(city.inspectors.id[-2:]) == [MANUAL_INSPECTOR, MANUAL_OWNTRACKS_INSPECTOR]
+        sens = city.sensors.set_index("id")
+        assert sens.loc[MANUAL_Z2M_SENSOR].z2m_name == MANUAL_Z2M_NAME == "demo/kitchen/gas"
+        assert pd.isna(sens.loc[MANUAL_SENSOR].z2m_name)
+        assert list(city.sensors.id[-2:]) == [MANUAL_SENSOR, MANUAL_Z2M_SENSOR]
+        assert sens.loc[[MANUAL_SENSOR, MANUAL_Z2M_SENSOR]].enterprise_id.isin(city.enterprises.id).all()

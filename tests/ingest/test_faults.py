@@ -19,7 +19,7 @@ from sqlalchemy import func, select
 from data.models import SensorReadingRow
 from ingest.worker import IngestWorker
 from tests.citykit import write_small_city
-from tests.mqttkit import Publisher, wait_until
+from tests.mqttkit import Publisher, both_mqtt_paths, wait_until
 from tests.servicekit import Mosquitto, RedisServer
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -121,6 +121,7 @@ def test_redis_restart_loses_nothing_and_the_worker_keeps_running(settings, sqli
         rs.stop()
 
 
+@both_mqtt_paths
 def test_worker_killed_mid_stream_loses_nothing(settings, tmp_path, broker):
     """kill -9 of an `app.py ingest` process while messages flow; a restart with
     the same worker number picks up its session; every msg_id is stored once."""
@@ -134,7 +135,7 @@ def test_worker_killed_mid_stream_loses_nothing(settings, tmp_path, broker):
     env.update(ANJIAN_MQTT_URL=broker.url, ANJIAN_REDIS_URL=settings.redis_url, ANJIAN_DATABASE_URL=f"sqlite:///{db}",
                ANJIAN_DATA_DIR=str(tmp_path / "var"), ANJIAN_MQTT_PREFIX=settings.mqtt_prefix,
                ANJIAN_REDIS_NAMESPACE=settings.redis_namespace, ANJIAN_MQTT_CLIENT_ID=f"k{uuid.uuid4().hex[:6]}",
-               ANJIAN_INGEST_BATCH_MAX="50")
+               ANJIAN_INGEST_BATCH_MAX="50", ANJIAN_MQTT_FAST_PATH=str(settings.mqtt_fast_path).lower())
 
     def start():
         p = subprocess.Popen([sys.executable, str(ROOT / "app.py"), "ingest", "--worker-no", "0"], env=env,

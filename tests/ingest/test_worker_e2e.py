@@ -13,7 +13,7 @@ from data.models import DeadLetter, PingRow, SensorReadingRow
 from geo.coords import wgs84_to_gcj02
 from ingest.worker import IngestWorker
 from tests.citykit import ENTERPRISE_A, write_small_city
-from tests.mqttkit import Publisher, wait_until
+from tests.mqttkit import Publisher, both_mqtt_paths, wait_until
 
 
 @pytest.fixture
@@ -84,6 +84,7 @@ def test_gcj02_ping_is_stored_in_wgs84(settings, worker, pub, redis_client):
     assert fix.lat == pytest.approx(lat, abs=1e-7) and fix.lon == pytest.approx(lon, abs=1e-7)
 
 
+@both_mqtt_paths
 def test_msg_id_applied_once_and_older_fix_never_overwrites(settings, worker, pub, city_engine, redis_client):
     topic = f"{settings.mqtt_prefix}/v1/inspectors/I1/location"
     now = time.time()
@@ -103,6 +104,7 @@ def test_msg_id_applied_once_and_older_fix_never_overwrites(settings, worker, pu
     assert live.counters("dropped").get("duplicate_msg_id") == 1
 
 
+@both_mqtt_paths
 def test_bad_messages_are_dead_lettered_with_reasons_and_ingest_keeps_running(settings, worker, pub, city_engine,
                                                                               redis_client):
     p = settings.mqtt_prefix
@@ -148,6 +150,56 @@ def test_a_device_imported_just_after_a_registry_reload_is_not_dead_lettered(set
     pub.publish(f"{p}/v1/sensors/SNEW/state", {"ts": now + 0.5, "lel": 2})
     wait_until(lambda: count(city_engine, SensorReadingRow, SensorReadingRow.sensor_id == "SNEW") == 1, 5)
     assert f"{p}/v1/sensors/SNEW/state" not in dead_letter_reasons(city_engine)
+
+
+@both_mqtt_paths
+def test_a_burst_in_three_formats_is_stored_once_and_acknowledged(settings, sqlite_engine, redis_client):
+    """Both message paths (the client's fast path, and paho's own with the
+    mqtt_fast_path setting off): a burst of QoS 1 readings and QoS 0 fixes in our
+    scheme, OwnTracks and Zigbee2MQTT is stored once each, and acknowledged: a
+    worker that takes over the session afterwards gets nothing again."""
+    import paho.mqtt.client as mqtt
+
+    from ingest.client import _Client
+
+    write_small_city(sqlite_engine)
+    p = settings.mqtt_prefix
+    w = IngestWorker(settings, sqlite_engine, redis_client)
+    assert w.conn.fast_path is settings.mqtt_fast_path
+    assert type(w.conn.client) is (_Client if settings.mqtt_fast_path else mqtt.Client)
+    w.start()
+    try:
+        assert w.conn.connected.wait(10)
+        now = time.time()
+        lat, lon = ENTERPRISE_A[1], ENTERPRISE_A[2]
+        n = 600
+        with Publisher(settings.mqtt_url) as pub:
+            for i in range(n):
+                pub.client.publish(f"{p}/v1/sensors/S1/state",
+                                   f'{{"ts": {now - n + i}, "lel": {i % 20}, "msg_id": "r{i}"}}', qos=1)
+                if i % 3 == 0:
+                    pub.client.publish(f"{p}/v1/inspectors/I1/location",
+                                       f'{{"ts": {now - n + i}, "lat": {lat}, "lon": {lon}, "msg_id": "f{i}"}}', qos=0)
+            pub.publish(f"{settings.owntracks_topic}/liuyang/phone",
+                        {"_type": "location", "tst": int(now), "lat": lat, "lon": lon, "acc": 12})
+            pub.publish(f"{settings.z2m_topic}/longhua/e2/kitchen/gas", {"gas": True, "gas_density": 62})
+        wait_until(lambda: count(sqlite_engine, SensorReadingRow) == n + 1
+                   and count(sqlite_engine, PingRow) == n // 3 + 1, 30)
+        wait_until(lambda: w.processed == n + n // 3 + 2)
+        live = LiveState(redis_client, settings.redis_namespace)
+        assert live.sensor_states(["S2"])["S2"].level == "high"
+        assert live.inspector_fixes(["I2"])["I2"].source == "owntracks"
+    finally:
+        w.stop()
+    again = IngestWorker(settings, sqlite_engine, redis_client)  # the same client id: the same session
+    again.start()
+    try:
+        assert again.conn.connected.wait(10)
+        time.sleep(1.5)
+        assert again.processed == 0, "messages came again: they were not acknowledged"
+    finally:
+        again.stop()
+    assert count(sqlite_engine, SensorReadingRow) == n + 1
 
 
 def test_alarms_are_never_shed_when_the_ping_queue_overflows(settings, city_engine, redis_client):
