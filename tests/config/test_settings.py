@@ -25,8 +25,16 @@ def test_contract_defaults():
     s = Settings()
     assert s.mqtt_url is None and s.redis_url is None and s.database_url is None
     assert s.mqtt_prefix == "anjian" and s.web_host == "127.0.0.1" and s.web_port == 8050
-    assert str(s.data_dir) == "var"
+    # ./var, made absolute once, where settings load (redis-server changes directory
+    # before it opens the paths it is given: a relative one broke `make run`).
+    assert s.data_dir == Path.cwd() / "var" and s.data_dir.is_absolute()
     assert s.effective_database_url.startswith("sqlite:///") and s.effective_database_url.endswith("anjian.sqlite3")
+
+
+def test_a_relative_data_dir_is_made_absolute_from_where_the_command_starts(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("ANJIAN_DATA_DIR", "run/data")
+    assert Settings().data_dir == tmp_path / "run" / "data"
 
 
 def test_environment_overrides_file(tmp_path, monkeypatch):
