@@ -35,7 +35,7 @@ def _field(default: Any, help: str, **kw: Any) -> Any:
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="forbid", frozen=True)
 
-    # --- CONTRACT.md §0 -------------------------------------------------
+    # --- Defaults an operator relies on (docs/configuration.md) ---------
     mqtt_url: str | None = _field(
         None,
         "MQTT broker, mqtt:// or mqtts://user:pass@host:port. Unset: start the embedded "
@@ -51,7 +51,7 @@ class Settings(BaseSettings):
     data_dir: Path = _field(
         Path("./var"), "Where runtime files go: the SQLite file, the embedded Redis's files, logs."
     )
-    mqtt_prefix: str = _field("anjian", "Topic prefix of our own MQTT scheme (PREFIX in CONTRACT.md).")
+    mqtt_prefix: str = _field("anjian", "Topic prefix of our own MQTT scheme (PREFIX in docs/mqtt.md).")
     owntracks_topic: str = _field(
         "owntracks", "Base topic the OwnTracks apps publish under (the app's default is owntracks)."
     )

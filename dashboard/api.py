@@ -1,4 +1,4 @@
-"""The HTTP API under /api/v1 (CONTRACT.md §3), a Flask blueprint.
+"""The HTTP API under /api/v1 (docs/api.md), a Flask blueprint.
 
 Every route but ``health`` needs a credential: a bearer token
 (``Authorization: Bearer ...``) or the dashboard's login session.  401 without
@@ -188,7 +188,7 @@ def metrics_response() -> Response:
     return Response(web().metrics_text(), mimetype="text/plain; version=0.0.4")
 
 
-# ``GET /metrics`` sits at the root (CONTRACT.md §3); create_server registers it.
+# ``GET /metrics`` sits at the root (docs/api.md); create_server registers it.
 metrics_route = require(*READ_ROLES)(metrics_response)
 
 

@@ -1,6 +1,6 @@
 """Simulated inspectors and gas detectors, publishing over MQTT what real devices publish.
 
-Every message is one a real device sends (CONTRACT.md §1): our own scheme
+Every message is one a real device sends (docs/mqtt.md): our own scheme
 (``PREFIX/v1/...``), OwnTracks (``{owntracks_topic}/{user}/{device}``) for
 inspectors registered with an ``owntracks_id``, and Zigbee2MQTT
 (``{z2m_topic}/{friendly_name}``, Aqara JT-BZ-01AQ/A fields) for sensors with a

@@ -1,6 +1,6 @@
 """Timestamps as devices send them -> epoch seconds (UTC, float).
 
-CONTRACT.md §1 accepts:
+docs/mqtt.md (Rules common to all dialects) accepts:
 
 * epoch seconds, int or float (``1700000000``, ``1700000000.25``);
 * epoch milliseconds: any number above ``MS_THRESHOLD`` (``1700000000123``);
