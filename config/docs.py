@@ -16,6 +16,14 @@ environment wins over the file. Secrets (marked 🔒) come only from the
 environment; a file that sets one is refused. Tuples are given as JSON in the
 environment (`ANJIAN_SERVICE_AREA='[113.7,22.4,114.65,22.9]'`).
 
+Every value is checked, wherever it comes from (environment, file, or the overrides
+that tests and benches pass to `load_settings`): a wrong type, an out-of-range value
+or a name that is not a setting is refused, and an enumerated setting (the meanings
+below list their values) accepts only those values, ignoring case and surrounding
+blanks. `python app.py` then stops with one line per refused value, naming the
+setting, its variable and where the value came from, e.g. `mqtt_protocol
+(ANJIAN_MQTT_PROTOCOL, environment): '3.11' is not one of auto, 5, 3.1.1`.
+
 **Defaults an operator relies on.** With no settings at all, `python app.py` runs
 on one machine: `ANJIAN_MQTT_URL` unset starts the embedded broker on
 `127.0.0.1:1883` (the next free port when 1883 is taken), `ANJIAN_REDIS_URL` unset
