@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, Literal, get_args
 from urllib.parse import urlsplit, urlunsplit
 
+from geo.china import DEFAULT_INTERVALS_D
 from pydantic import Field, ValidationError, ValidationInfo, field_validator
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
@@ -207,10 +208,10 @@ class Settings(BaseSettings):
     approach_radius_m: float = _field(
         300.0, "Early warning: an inspector closing in within this distance of an already visited enterprise."
     )
-    interval_red_d: int = _field(30, "Required inspection interval of a red enterprise, days.")
-    interval_orange_d: int = _field(90, "Required inspection interval of an orange enterprise, days.")
-    interval_yellow_d: int = _field(182, "Required inspection interval of a yellow enterprise, days.")
-    interval_blue_d: int = _field(365, "Required inspection interval of a blue enterprise, days.")
+    interval_red_d: int = _field(DEFAULT_INTERVALS_D["red"], "Required inspection interval of a red enterprise, days.")
+    interval_orange_d: int = _field(DEFAULT_INTERVALS_D["orange"], "Required inspection interval of an orange enterprise, days.")
+    interval_yellow_d: int = _field(DEFAULT_INTERVALS_D["yellow"], "Required inspection interval of a yellow enterprise, days.")
+    interval_blue_d: int = _field(DEFAULT_INTERVALS_D["blue"], "Required inspection interval of a blue enterprise, days.")
 
     # --- Alerts ---------------------------------------------------------------
     escalate_t1_s: int = _field(60, "An unacknowledged alert escalates from grid to street after this.")

@@ -12,14 +12,13 @@ import functools
 import math
 from collections.abc import Callable
 from datetime import datetime
-from zoneinfo import ZoneInfo
 
 from flask import Blueprint, Response, current_app, g, jsonify, request, session, stream_with_context
 from sqlalchemy import select
 
 from data.models import DeadLetter
+from geo.china import CHINA_TZ as SHANGHAI  # the name _iso_second uses
 
-SHANGHAI = ZoneInfo("Asia/Shanghai")
 api = Blueprint("api", __name__, url_prefix="/api/v1")
 
 READ_ROLES = ("wall", "dispatcher", "officer", "admin")

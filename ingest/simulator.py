@@ -60,7 +60,6 @@ from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from zoneinfo import ZoneInfo
 
 import numpy as np
 import pandas as pd
@@ -69,12 +68,12 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 from sqlalchemy import Engine, select
 
 from data import models
+from geo.china import CHINA_TZ
 from geo.coords import haversine_m, wgs84_to_gcj02
 from ingest.client import BrokerAddress
 
 log = logging.getLogger(__name__)
 
-CHINA_TZ = ZoneInfo("Asia/Shanghai")
 M_PER_DEG = 111_320.0
 
 # --- behaviour constants (simulated time unless the name says real) -------------------
