@@ -1,6 +1,7 @@
 # The two commands of the README:
 #   make run    the demo city on embedded defaults (http://127.0.0.1:8050)
 #   make test   the test suite, against real Mosquitto, Redis, PostgreSQL and chromium
+# and: make bench [BENCH_ARGS=--full]   the benches of docs/benchmarks.md (bench/run_all.py)
 PYTHON ?= python3
 VENV   ?= .venv
 PY      = $(VENV)/bin/python
@@ -26,7 +27,7 @@ test: $(STAMP) services
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
 bench: $(STAMP) services
-	$(PY) bench/run_all.py
+	$(PY) bench/run_all.py $(BENCH_ARGS)
 
 clean:
 	rm -rf var .pytest_cache

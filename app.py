@@ -103,9 +103,9 @@ class Services:
             return {}
 
     def redis(self):
-        import redis
+        from data.live import connect
 
-        return redis.Redis.from_url(self.redis_url, health_check_interval=30)
+        return connect(self.redis_url)
 
     def _stop_embedded(self) -> None:
         for e in reversed(self.embedded):

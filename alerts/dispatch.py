@@ -1,4 +1,4 @@
-"""Dispatch: the MQTT assignment payload (CONTRACT.md §2) and the
+"""Dispatch: the MQTT assignment payload (docs/mqtt.md, MQTT out) and the
 duplicate/overlap resolution suggestion.
 
 ``issued_at`` in the payload is ISO-8601 in China Standard Time with its
@@ -51,7 +51,7 @@ def dispatch_payload(
     issued_at: float,
     issued_by: str,
 ) -> dict:
-    """Exactly the CONTRACT.md §2 payload, nothing more."""
+    """Exactly the payload of docs/mqtt.md (MQTT out), nothing more."""
     if kind not in DISPATCH_KINDS:
         raise ValueError(f"kind must be one of {DISPATCH_KINDS}, not {kind!r}")
     if not task_id or not enterprise_id or not issued_by:

@@ -20,9 +20,9 @@ from dataclasses import dataclass
 from alerts.lifecycle import new_alert
 from alerts.model import OVERDUE_INSPECTION, SYSTEM_ACTOR, AlertState, TransitionRecord
 from alerts.rules import severity_for
+from geo.china import CHINA_TZ as CST  # China Standard Time; dispatch.iso_cst uses this name
 
 RISK_COLOURS = ("red", "orange", "yellow", "blue")  # highest risk first (as data.models)
-CST = dt.timezone(dt.timedelta(hours=8), "CST")
 
 
 @dataclass(frozen=True, slots=True)

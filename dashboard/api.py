@@ -1,4 +1,4 @@
-"""The HTTP API under /api/v1 (CONTRACT.md §3), a Flask blueprint.
+"""The HTTP API under /api/v1 (docs/api.md), a Flask blueprint.
 
 Every route but ``health`` needs a credential: a bearer token
 (``Authorization: Bearer ...``) or the dashboard's login session.  401 without
@@ -12,14 +12,13 @@ import functools
 import math
 from collections.abc import Callable
 from datetime import datetime
-from zoneinfo import ZoneInfo
 
 from flask import Blueprint, Response, current_app, g, jsonify, request, session, stream_with_context
 from sqlalchemy import select
 
 from data.models import DeadLetter
+from geo.china import CHINA_TZ as SHANGHAI  # the name _iso_second uses
 
-SHANGHAI = ZoneInfo("Asia/Shanghai")
 api = Blueprint("api", __name__, url_prefix="/api/v1")
 
 READ_ROLES = ("wall", "dispatcher", "officer", "admin")
@@ -188,7 +187,7 @@ def metrics_response() -> Response:
     return Response(web().metrics_text(), mimetype="text/plain; version=0.0.4")
 
 
-# ``GET /metrics`` sits at the root (CONTRACT.md §3); create_server registers it.
+# ``GET /metrics`` sits at the root (docs/api.md); create_server registers it.
 metrics_route = require(*READ_ROLES)(metrics_response)
 
 

@@ -1,4 +1,4 @@
-"""The geo routes of the HTTP API under /api/v1 (CONTRACT.md §3), a second Flask blueprint.
+"""The geo routes of the HTTP API under /api/v1 (docs/api.md), a second Flask blueprint.
 
 Heatmap, visits, coverage, overdue lists, the coverage-gap layer and the
 wall's KPIs.  Every route needs a credential (``dashboard.api.require``) and

@@ -84,13 +84,11 @@ class WebApplication(BaseApplication):
 
     def load(self):
         """In each worker, after the fork."""
-        import redis
-
         from data.db import make_engine
+        from data.live import connect
 
         engine = make_engine(self.settings.effective_database_url)
-        client = redis.Redis.from_url(self.redis_url, health_check_interval=30)
-        return build_app(self.settings, engine, client, self.mqtt_url)
+        return build_app(self.settings, engine, connect(self.redis_url), self.mqtt_url)
 
 
 def serve(settings, mqtt_url: str, redis_url: str) -> None:

@@ -40,6 +40,7 @@ from sqlalchemy.exc import IntegrityError
 
 from data import models
 from geo.areas import AreaIndex
+from geo.china import DEFAULT_INTERVALS_D
 from geo.coords import gcj02_to_wgs84
 
 log = logging.getLogger(__name__)
@@ -98,8 +99,6 @@ SCALES: dict[str, Scale] = {
     "demo": Scale(enterprises=20_000, inspectors=300, sensors=3_000),
     "city": Scale(enterprises=130_000, inspectors=2_000, sensors=50_000),
 }
-
-DEFAULT_INTERVALS_D = {"red": 30, "orange": 90, "yellow": 182, "blue": 365}
 
 # Devices of the demo city kept for trying the system by hand (the README's
 # "Try it with real clients"): the simulator never drives them, so what a
@@ -660,7 +659,7 @@ def generate_city(
 
     ``now`` (epoch s, default: the current time) anchors inspection dates;
     ``intervals_d`` maps risk colour to the required inspection interval in
-    days (default: red 30, orange 90, yellow 182, blue 365, as in Settings).
+    days (default: ``geo.china.DEFAULT_INTERVALS_D``, as in Settings).
     """
     if scale not in SCALES:
         raise ValueError(f"unknown scale {scale!r}; expected one of {sorted(SCALES)}")

@@ -30,7 +30,6 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
-from zoneinfo import ZoneInfo
 
 import numpy as np
 import pandas as pd
@@ -38,14 +37,14 @@ import shapely
 from sqlalchemy import Engine, String, bindparam, insert, select, update
 
 from data import models
-from data.demo_city import DEFAULT_INTERVALS_D, is_valid_credit_code
+from data.demo_city import is_valid_credit_code
 from geo.areas import AreaIndex
+from geo.china import CHINA_TZ, DEFAULT_INTERVALS_D
 from geo.coords import to_wgs84
 
 log = logging.getLogger(__name__)
 
 KINDS = ("streets", "grids", "units", "inspectors", "enterprises", "sensors")
-CHINA_TZ = ZoneInfo("Asia/Shanghai")
 
 # Header aliases (lower-cased) -> canonical column. Chinese headers as they
 # appear in registers exported from the 安全生产 information systems.

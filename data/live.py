@@ -34,6 +34,11 @@ import redis
 
 from geo.types import GasReading, Ping
 
+def connect(url: str) -> redis.Redis:
+    """A client for the live-state Redis, as every process opens it."""
+    return redis.Redis.from_url(url, health_check_interval=30)
+
+
 # Processing-latency histogram buckets, seconds (Prometheus convention).
 LATENCY_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 

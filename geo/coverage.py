@@ -2,7 +2,7 @@
 
 The risk colour (红橙黄蓝) sets how often an enterprise must be inspected.  The
 intervals are data, passed in (``Settings.interval_days()``);
-``DEFAULT_INTERVALS_D`` mirrors the settings' defaults for tests and batch use.
+``DEFAULT_INTERVALS_D`` (``geo.china``) are the settings' defaults, for tests and batch use.
 
 An enterprise is *overdue* when ``now`` is past its next due date, and *within
 interval* otherwise.  The next due date is the last inspection plus the
@@ -21,14 +21,11 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import ArrayLike
 
+from geo.china import DEFAULT_INTERVALS_D
+
 DAY_S = 86400.0
 
 RISK_COLOURS = ("red", "orange", "yellow", "blue")
-
-# Days between required inspections per colour; these are the defaults of
-# Settings.interval_*_d: monthly for red (major hazard), quarterly for orange,
-# half-yearly for yellow, yearly for blue.
-DEFAULT_INTERVALS_D: dict[str, int] = {"red": 30, "orange": 90, "yellow": 182, "blue": 365}
 
 # Due date of an enterprise with neither an inspection nor a registration date.
 DUE_AT_ONCE = 0.0

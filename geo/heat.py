@@ -31,6 +31,7 @@ import h3
 import numpy as np
 from numpy.typing import ArrayLike
 
+from geo.china import CHINA_UTC_OFFSET_S, DEFAULT_INTERVALS_D
 from geo.cells import (
     HEAT_RESOLUTIONS,
     cells_str_to_u64,
@@ -43,9 +44,6 @@ from geo.cells import (
 
 HOUR_S = 3600
 DAY_S = 86400
-# Asia/Shanghai has had no daylight saving time since 1991: "today" starts at
-# local midnight, UTC+8, all year.
-SHANGHAI_UTC_OFFSET_S = 8 * HOUR_S
 
 
 # --- binning ------------------------------------------------------------------
@@ -258,12 +256,12 @@ def window_buckets(now: float, window_s: float, bucket_s: int = HOUR_S) -> range
     return range(time_bucket(now - window_s, bucket_s), time_bucket(now, bucket_s) + 1)
 
 
-def local_day_start(now: float, utc_offset_s: int = SHANGHAI_UTC_OFFSET_S) -> float:
+def local_day_start(now: float, utc_offset_s: int = CHINA_UTC_OFFSET_S) -> float:
     """Epoch seconds of the local midnight that starts ``now``'s day (Asia/Shanghai by default)."""
     return float((now + utc_offset_s) // DAY_S * DAY_S - utc_offset_s)
 
 
-def today_buckets(now: float, bucket_s: int = HOUR_S, utc_offset_s: int = SHANGHAI_UTC_OFFSET_S) -> range:
+def today_buckets(now: float, bucket_s: int = HOUR_S, utc_offset_s: int = CHINA_UTC_OFFSET_S) -> range:
     """Buckets from local midnight to ``now`` ("today" on the wall screen).
 
     Exact with hourly buckets: Shanghai's midnight is a whole UTC hour.
@@ -307,13 +305,11 @@ def gap_cells(
 
     Pass only overdue enterprises (``geo.coverage.overdue_mask``).  Weights per
     colour come from ``weights`` or, by default, ``risk_weights(intervals_d)``
-    (``intervals_d`` defaults to ``geo.coverage.DEFAULT_INTERVALS_D``).  An
+    (``intervals_d`` defaults to ``geo.china.DEFAULT_INTERVALS_D``).  An
     unknown colour is a ``ValueError``: a silent default would hide bad data.
     """
     if weights is None:
         if intervals_d is None:
-            from geo.coverage import DEFAULT_INTERVALS_D
-
             intervals_d = DEFAULT_INTERVALS_D
         weights = risk_weights(intervals_d)
     risks = np.asarray(risks, dtype=object).ravel()

@@ -1,6 +1,6 @@
 """Simulated inspectors and gas detectors, publishing over MQTT what real devices publish.
 
-Every message is one a real device sends (CONTRACT.md §1): our own scheme
+Every message is one a real device sends (docs/mqtt.md): our own scheme
 (``PREFIX/v1/...``), OwnTracks (``{owntracks_topic}/{user}/{device}``) for
 inspectors registered with an ``owntracks_id``, and Zigbee2MQTT
 (``{z2m_topic}/{friendly_name}``, Aqara JT-BZ-01AQ/A fields) for sensors with a
@@ -63,7 +63,6 @@ from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from zoneinfo import ZoneInfo
 
 import numpy as np
 import pandas as pd
@@ -73,12 +72,12 @@ from sqlalchemy import Engine, select
 
 from data import models
 from data.demo_city import RESERVED_INSPECTOR_IDS, RESERVED_SENSOR_IDS
+from geo.china import CHINA_TZ
 from geo.coords import haversine_m, wgs84_to_gcj02
 from ingest.client import BrokerAddress
 
 log = logging.getLogger(__name__)
 
-CHINA_TZ = ZoneInfo("Asia/Shanghai")
 M_PER_DEG = 111_320.0
 
 # --- behaviour constants (simulated time unless the name says real) -------------------

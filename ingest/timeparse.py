@@ -1,6 +1,6 @@
 """Timestamps as devices send them -> epoch seconds (UTC, float).
 
-CONTRACT.md §1 accepts:
+docs/mqtt.md (Rules common to all dialects) accepts:
 
 * epoch seconds, int or float (``1700000000``, ``1700000000.25``);
 * epoch milliseconds: any number above ``MS_THRESHOLD`` (``1700000000123``);
@@ -19,8 +19,8 @@ from __future__ import annotations
 
 import math
 from datetime import datetime
-from zoneinfo import ZoneInfo
 
+from geo.china import CHINA_TZ
 from ingest.validate import Rejected
 
 # A number above this is epoch *milliseconds*.  1e11 s is the year 5138, so no
@@ -30,7 +30,6 @@ MS_THRESHOLD = 1e11
 
 # Local time of a naive ISO string.  China has had one zone without DST since
 # 1991, so a naive wall-clock time maps to exactly one instant.
-LOCAL_TZ = ZoneInfo("Asia/Shanghai")
 
 _INF = math.inf
 
@@ -63,7 +62,7 @@ def _parse_iso(s: str, field: str) -> float:
     except ValueError:
         raise Rejected("bad_type", f"{field}: {s!r} is neither a number nor an ISO-8601 time") from None
     if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=LOCAL_TZ)
+        dt = dt.replace(tzinfo=CHINA_TZ)
     try:
         return dt.timestamp()
     except (OverflowError, ValueError, OSError):

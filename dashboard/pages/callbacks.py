@@ -1,6 +1,6 @@
 """How a page module declares its callbacks, and how ``create_dash`` puts them on an app.
 
-A page module holds its layout and its callbacks (docs/STYLE.md), but it does
+A page module holds its layout and its callbacks (docs/architecture.md), but it does
 not use ``@dash.callback``: Dash keeps those in a process-global list that the
 first app to serve a request takes and empties, so a second app in the same
 process (every test builds one) would have none.  Instead each module fills a

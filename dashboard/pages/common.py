@@ -13,7 +13,6 @@ import logging
 import time
 from collections.abc import Callable, Iterable
 from datetime import datetime
-from zoneinfo import ZoneInfo
 
 from dash import Input, Output, State, dcc, html
 from flask import current_app, g, has_request_context
@@ -22,10 +21,10 @@ from dashboard import ids
 from dashboard.api import current_principal
 from dashboard.auth_views import HOME_BY_ROLE, current_lang, ensure_csrf
 from dashboard.i18n import has, t
+from geo.china import CHINA_TZ
 
 log = logging.getLogger(__name__)
 
-SHANGHAI = ZoneInfo("Asia/Shanghai")
 SEVERITY_RANK = {"critical": 2, "warning": 1, "info": 0}
 ACTIVE_STATES = ("open", "acknowledged", "dispatched", "on_scene")
 
@@ -76,7 +75,7 @@ def label(prefix: str, value, lang_: str) -> str:
 
 
 def local(ts: float | None) -> datetime | None:
-    return None if ts is None else datetime.fromtimestamp(float(ts), SHANGHAI)
+    return None if ts is None else datetime.fromtimestamp(float(ts), CHINA_TZ)
 
 
 def fmt_time(ts: float | None, with_date: bool = False) -> str:
@@ -122,7 +121,7 @@ def to_ts(value) -> float | None:
     except ValueError:
         return None
     if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=SHANGHAI)
+        dt = dt.replace(tzinfo=CHINA_TZ)
     return dt.timestamp()
 
 

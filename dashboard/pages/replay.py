@@ -22,7 +22,8 @@ from dashboard.i18n import t
 from dashboard.mapkit import base_children, esc, feature_collection, js, map_props, point
 from dashboard.pages import layers, queries
 from dashboard.pages.callbacks import PageCallbacks
-from dashboard.pages.common import SHANGHAI, city, fmt_time, guarded_layout, header, lang, preset, web
+from dashboard.pages.common import city, fmt_time, guarded_layout, header, lang, preset, web
+from geo.china import CHINA_TZ
 from geo.coords import haversine_m
 
 PATH = "/replay"
@@ -46,17 +47,17 @@ def day_start_of(day: str | None) -> float:
         try:
             d = date.fromisoformat(str(day)[:10])
         except ValueError:
-            d = datetime.now(SHANGHAI).date()
+            d = datetime.now(CHINA_TZ).date()
     else:
-        d = datetime.now(SHANGHAI).date()
-    return datetime(d.year, d.month, d.day, tzinfo=SHANGHAI).timestamp()
+        d = datetime.now(CHINA_TZ).date()
+    return datetime(d.year, d.month, d.day, tzinfo=CHINA_TZ).timestamp()
 
 
 def build(p, lang_: str, inspector=None, day=None, **_):
     c = city()
     pr = preset()
     insp = queries.inspectors(web().engine)
-    today = datetime.now(SHANGHAI).date().isoformat()
+    today = datetime.now(CHINA_TZ).date().isoformat()
     the_map = dl.Map(
         [*base_children(pr, c, lang_),
          dl.Polyline(id=ids.REPLAY_LINE, positions=[], color="#64d2ff", weight=4, opacity=0.8),

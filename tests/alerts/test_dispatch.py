@@ -1,4 +1,4 @@
-"""The CONTRACT.md §2 payload and the duplicate/overlap reassignment suggestion."""
+"""The dispatch payload (docs/mqtt.md, MQTT out) and the duplicate/overlap reassignment suggestion."""
 
 from __future__ import annotations
 

