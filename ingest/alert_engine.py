@@ -46,7 +46,7 @@ from alerts.rules import Decision, SensorMemory, evaluate_gas, evaluate_offline,
 from data.alert_store import SYSTEM, AlertStore, Conflict, state_from_row
 from data.models import Alert, Enterprise
 from data.registry import Registry
-from ingest.client import MqttConnection
+from ingest.client import MqttConnection, publisher_client_id
 from ingest.pipeline import INFRA_ERRORS
 
 log = logging.getLogger(__name__)
@@ -111,9 +111,14 @@ class AlertEngine:
 
     # --- lifecycle ---------------------------------------------------------------
     def start(self) -> None:
-        self.conn = MqttConnection(self.mqtt_url, f"{self.settings.mqtt_client_id}-alerts", lambda p: [],
-                                   lambda m: None, protocol=self.settings.mqtt_protocol, manual_ack=False,
-                                   session_expiry_s=self.settings.mqtt_session_expiry_s)
+        s = self.settings
+        # Publish only: a client id of its own per process, in a clean session.
+        # One shared id (every ingest process runs an engine) made the broker
+        # drop each holder for the next, several times a second.
+        self.conn = MqttConnection(self.mqtt_url, publisher_client_id(s.mqtt_client_id, "alerts"), lambda p: [],
+                                   lambda m: None, protocol=s.mqtt_protocol, manual_ack=False, clean=True,
+                                   keepalive_s=s.mqtt_keepalive_s, reconnect_max_s=s.mqtt_reconnect_max_s,
+                                   tls_ca=s.mqtt_tls_ca, tls_insecure=s.mqtt_tls_insecure)
         self.conn.start()
         self._thread = threading.Thread(target=self.run, name="alert-engine", daemon=True)
         self._thread.start()
