@@ -169,3 +169,213 @@ def test_two_ingest_workers_the_alert_engine_and_the_web_keep_their_connections(
         bad = [ln for ln in procs.output(name).splitlines() if RECONNECT_WARNINGS.search(ln)]
         assert not bad, (name, bad[:5])
     assert codes == {n: 0 for n in codes}, codes
+
+
+CONNECTING = [["migrate"], ["demo-city"], ["ingest"], ["alerts"], ["web"], ["simulate"],
+              ["import", "enterprises", str(ROOT / "data" / "samples" / "enterprises.gpkg")],
+              ["token", "create", "--role", "admin"], ["user", "create", "chen", "--role", "dispatcher"],
+              ["audit", "verify"]]
+
+
+def _pg_url(user: str, db: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    from tests.conftest import TEST_PG_URL
+
+    u = make_url(TEST_PG_URL).set(username=user, database=db, query={})
+    return u.render_as_string(hide_password=False)
+
+
+def test_every_connecting_command_answers_a_missing_role_or_database_with_one_line(tmp_path):
+    """A real PostgreSQL URL naming a role (or a database) that does not exist: every
+    command that connects says so in one line and exits 1 (it printed 118 lines of
+    traceback), and the line tells how to create them."""
+    from tests.conftest import unique
+
+    role, db = unique("norole"), unique("nodb")
+    base = dict(ANJIAN_DATA_DIR=tmp_path, ANJIAN_MQTT_URL="mqtt://127.0.0.1:1883",
+                ANJIAN_REDIS_URL="redis://127.0.0.1:6379/0", ANJIAN_NEW_USER_PASSWORD="pw-not-used")
+    runs = {(" ".join(c), "role"): (c, clean_env(**base, ANJIAN_DATABASE_URL=_pg_url(role, "anjian")))
+            for c in CONNECTING}
+    runs[("migrate", "database")] = (["migrate"], clean_env(**base, ANJIAN_DATABASE_URL=_pg_url("postgres", db)))
+    procs = {k: subprocess.Popen([*APP, *c], env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                 text=True) for k, (c, env) in runs.items()}
+    out = {}
+    for k, p in procs.items():
+        try:
+            out[k] = (p.communicate(timeout=180)[0], p.returncode)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            out[k] = (p.communicate()[0], "timeout")
+    for (cmd, what), (text, rc) in out.items():
+        lines = [ln for ln in text.splitlines() if ln.strip()]
+        assert rc == 1 and len(lines) == 1, (cmd, what, rc, text[-3000:])
+        if what == "role":
+            assert f'role "{role}" does not exist' in lines[0], (cmd, lines)
+            assert f"sudo -u postgres createuser {role}" in lines[0]
+        else:
+            assert f'database "{db}" does not exist' in lines[0], (cmd, lines)
+            assert f"sudo -u postgres createdb -O postgres {db}" in lines[0]
+
+
+def test_the_sample_files_import_into_an_empty_database_and_beside_the_demo_city(engine, settings):
+    """The files the README imports exist, import without errors into a fresh database,
+    and, beside the demo city, land inside Longhua's streets without clashing with it."""
+    from sqlalchemy import select
+
+    from data.demo_city import ensure_demo_city
+    from data.importer import import_file
+    from data.models import Enterprise, Sensor
+
+    samples = ROOT / "data" / "samples"
+    assert ensure_demo_city(engine, settings.model_copy(update={"sim_scale": "tiny"}))
+    reports = [import_file(engine, "enterprises", samples / "enterprises.gpkg", progress=False),
+               import_file(engine, "sensors", samples / "sensors.csv", progress=False),
+               import_file(engine, "enterprises", samples / "enterprises.csv", progress=False)]
+    assert all(r.ok for r in reports), [r.summary() for r in reports]
+    assert [(r.inserted, r.unchanged) for r in reports] == [(20, 0), (10, 0), (0, 20)], "the CSV is the same rows"
+    with engine.connect() as conn:
+        ents = conn.execute(select(Enterprise.id, Enterprise.street_id).where(Enterprise.id.like("SAMPLE-%"))).all()
+        sensors = conn.execute(select(Sensor.id, Sensor.street_id).where(Sensor.id.like("SAMPLE-%"))).all()
+    assert len(ents) == 20 and all(street for _, street in ents), ents
+    assert len(sensors) == 10 and all(street for _, street in sensors), sensors
+
+
+def readme_parts_lines() -> list[str]:
+    """The sh block of the README's "Running the parts separately" section, line by line."""
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = text.split("## Running the parts separately", 1)[1].split("\n## ", 1)[0]
+    block = re.search(r"```sh\n(.*?)```", section, re.S)
+    assert block, "the section has an sh block"
+    return [ln for ln in block.group(1).splitlines() if ln.strip() and not ln.lstrip().startswith("#")]
+
+
+def substitute(lines: list[str], subs: dict[str, str]) -> list[str]:
+    """Replace each README value by the test's; each must occur in the block (else the
+    README changed its addresses or names, and the test must be looked at)."""
+    block = "\n".join(lines)
+    missing = [old for old in subs if old not in block]
+    assert not missing, f"the README's parts block no longer contains {missing}"
+    out = []
+    for ln in lines:
+        for old, new in subs.items():
+            ln = ln.replace(old, new)
+        out.append(ln)
+    return out
+
+
+def login(base: str, username: str, password: str):
+    """Log in through /login as a browser does; returns an opener with the session cookie."""
+    import http.cookiejar
+    import urllib.parse
+
+    opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar()))
+    with opener.open(f"{base}/login", timeout=10) as r:
+        csrf = re.search(r'name="csrf" value="([^"]+)"', r.read().decode()).group(1)
+    form = urllib.parse.urlencode({"username": username, "password": password, "csrf": csrf}).encode()
+    with opener.open(f"{base}/login", data=form, timeout=10) as r:
+        assert r.status == 200 and "/login" not in r.url, (r.status, r.url)
+    return opener
+
+
+@pytest.mark.slow
+def test_the_readme_parts_section_line_by_line(tmp_path):
+    """Every line of the README's parts block, as written, against PostgreSQL (a role and
+    a database of the test's own, dropped afterwards), a private Redis and a private
+    Mosquitto.  Substituted: the service addresses and ports, the role and database
+    names, the web port, and `.venv/bin/python` by the interpreter running the tests
+    (CI's is that .venv).  Added to the environment: a data directory in tmp_path and
+    the new login's password (ANJIAN_NEW_USER_PASSWORD, which the README names).  Lines
+    ending in `&` run in the background; before the first `mosquitto_pub` the test
+    waits, as a user would, until /api/v1/health shows the two ingest workers; the
+    `curl` line is repeated until the gas alarm is in its answer.  Then the new login
+    sees the same alarm, and every background process stops on SIGINT."""
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+
+    from tests.conftest import TEST_PG_URL, unique
+
+    pg = make_url(TEST_PG_URL)
+    role, db = unique("anjian_r"), unique("anjian_d")
+    broker, redis_server = Mosquitto(tmp_path), RedisServer(tmp_path)
+    broker.start()
+    redis_server.start()
+    port = free_port(18250)
+    base = f"http://127.0.0.1:{port}"
+    password = "pw-" + unique()
+    lines = substitute(readme_parts_lines(), {
+        "sudo -u postgres ": f"env PGHOST={pg.host} PGPORT={pg.port or 5432} PGUSER={pg.username} ",
+        "createuser anjian": f"createuser {role}",
+        "createdb -O anjian anjian": f"createdb -O {role} {db}",
+        "mqtt://127.0.0.1:1883": broker.url,
+        "redis://127.0.0.1:6379/0": redis_server.url,
+        "postgresql+psycopg://anjian@127.0.0.1:5432/anjian":
+            f"postgresql+psycopg://{role}@{pg.host}:{pg.port or 5432}/{db}",
+        "-p 1883": f"-p {broker.port}",
+        "http://127.0.0.1:8050": base,
+        ".venv/bin/python": sys.executable,
+    })
+    env = clean_env(ANJIAN_DATA_DIR=tmp_path / "var", ANJIAN_WEB_PORT=port, ANJIAN_NEW_USER_PASSWORD=password)
+    procs = Procs(tmp_path)
+    admin = create_engine(TEST_PG_URL, isolation_level="AUTOCOMMIT")
+    ran: list[tuple[str, str]] = []
+    alarm = None
+    try:
+        for k, line in enumerate(lines):
+            if m := re.fullmatch(r"export (\w+)=(\S+)", line.strip()):
+                env[m.group(1)] = m.group(2)
+                continue
+            if m := re.fullmatch(r"(.*?)\s*&\s*(#.*)?", line.strip()):
+                procs.start(f"bg{k}", ["bash", "-c", f"exec {m.group(1)}"], env, ROOT)
+                continue
+            if line.startswith("mosquitto_pub"):
+                def ready():
+                    procs.check_alive()
+                    try:
+                        return get_json(f"{base}/api/v1/health")["ingest_workers"] == 2
+                    except OSError:
+                        return False
+
+                wait_until(ready, 180, 0.5)
+            if m := re.fullmatch(r"(\w+)=\$\((.*)\)", line.strip()):
+                out = subprocess.run(["bash", "-c", m.group(2)], env=env, cwd=ROOT, capture_output=True, text=True,
+                                     timeout=300)
+                assert out.returncode == 0 and out.stdout.strip(), (line, out.stdout, out.stderr[-2000:])
+                env[m.group(1)] = out.stdout.strip()
+                ran.append((line, out.stdout))
+                continue
+            deadline = time.monotonic() + (90 if line.startswith("curl") else 0)
+            while True:
+                out = subprocess.run(["bash", "-c", line], env=env, cwd=ROOT, capture_output=True, text=True,
+                                     timeout=300)
+                assert out.returncode == 0, (line, out.stdout[-2000:], out.stderr[-3000:])
+                if not line.startswith("curl"):
+                    break
+                body = json.loads(out.stdout)
+                found = [a for a in (body if isinstance(body, list) else body.get("alerts", []))
+                         if a["type"] == "gas_alarm" and a["sensor_id"] == "SAMPLE-S01"]
+                if found or time.monotonic() > deadline:
+                    break
+                procs.check_alive()
+                time.sleep(1)
+            if line.startswith("curl"):
+                assert found, ("the gas alarm published with mosquitto_pub is not in", line, out.stdout[-2000:])
+                alarm = found[0]
+            ran.append((line, out.stdout))
+        assert alarm is not None, "the block ends with a curl of the alerts"
+        assert alarm["state"] == "open" and alarm["enterprise_id"] == "SAMPLE-E01" and alarm["street_id"]
+        assert ran[-1][1].startswith("audit chain OK"), ran[-1]
+        # The login made by `user create` sees the alarm too.
+        user = next(ln for ln in lines if " user create " in ln).split(" user create ", 1)[1].split()[0]
+        with login(base, user, password).open(f"{base}/api/v1/alerts?state=open", timeout=10) as r:
+            assert any(a["id"] == alarm["id"] for a in json.loads(r.read()))
+        procs.check_alive()
+    finally:
+        codes = procs.stop()
+        broker.stop()
+        redis_server.stop()
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)'))
+            conn.execute(text(f'DROP ROLE IF EXISTS "{role}"'))
+        admin.dispose()
+    assert codes == {n: 0 for n in codes}, {n: (c, procs.output(n)[-1500:]) for n, c in codes.items() if c}
