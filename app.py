@@ -177,7 +177,12 @@ def start_ingest(settings, services, n: int, first_no: int = 0, *, tune_gc: bool
         if k > 0 and not w.conn.is_v5:
             log.warning("broker speaks MQTT 3.1.1 only (no shared subscriptions): running 1 ingest worker, not %d", n)
             break
-        w.start()
+        try:
+            w.start()
+        except Exception:
+            for started in workers:  # e.g. WorkerIdInUse: none of this process's workers stays
+                started.stop()
+            raise
         workers.append(w)
     return workers
 
@@ -294,8 +299,14 @@ def start_background(settings, services, stop: threading.Event, *, simulate: boo
 def cmd_ingest(settings, args) -> int:
     services = Services(settings, embed=False)
     stop = wait_for_signal()
+    from ingest.worker import WorkerIdInUse
+
     # A process of ingest workers only: they may tune its garbage collector.
-    workers = start_ingest(settings, services, args.workers, args.worker_no, tune_gc=True)
+    try:
+        workers = start_ingest(settings, services, args.workers, args.worker_no, tune_gc=True)
+    except WorkerIdInUse as e:
+        services.close()
+        raise SystemExit(str(e)) from None
     engine = None if args.no_alerts else start_alert_engine(settings, services)
     try:
         while not stop.wait(1.0):
@@ -453,7 +464,8 @@ def build_parser() -> argparse.ArgumentParser:
     ing = sub.add_parser("ingest", help="ingest workers")
     ing.add_argument("--workers", type=int, default=1, help="workers in this process")
     ing.add_argument("--worker-no", type=int, default=int(os.environ.get("ANJIAN_WORKER_NO", "0")),
-                     help="number of the first worker (keeps its MQTT session across restarts)")
+                     help="number of the first worker (keeps its MQTT session across restarts); "
+                          "distinct per running process, which refuses a number in use")
     ing.add_argument("--no-alerts", action="store_true",
                      help="no alert engine in this process (run `app.py alerts` beside it)")
     sub.add_parser("alerts", help="the alert engine alone (escalations, offline sweeps, dispatch)")

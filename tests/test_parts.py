@@ -149,7 +149,15 @@ def test_two_ingest_workers_the_alert_engine_and_the_web_keep_their_connections(
             return h["ingest_workers"] == 2 and engines == 3 and h
 
         assert wait_until(up, 120, 0.5)
-        time.sleep(watch_s)
+        t0 = time.monotonic()
+        # A third process asking for a worker number in use is refused, in one line,
+        # before it connects (it would take worker 1's session over).
+        clash = subprocess.run([*APP, "ingest", "--worker-no", "1"], env=env, cwd=tmp_path, capture_output=True,
+                               text=True, timeout=120)
+        lines = [ln for ln in (clash.stdout + clash.stderr).splitlines() if ln.strip() and " INFO " not in ln]
+        assert clash.returncode == 1 and len(lines) == 1, (clash.returncode, lines)
+        assert "anjian-ingest-1" in lines[0] and "already running" in lines[0] and "--worker-no" in lines[0]
+        time.sleep(max(0.0, watch_s - (time.monotonic() - t0)))
         procs.check_alive()
         health = get_json(f"http://127.0.0.1:{port}/api/v1/health")
         assert health["ingest_workers"] == 2
