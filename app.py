@@ -347,6 +347,17 @@ def cmd_web(settings, args) -> int:
 
 def cmd_simulate(settings, args) -> int:
     services = Services(settings, embed=False)
+    from sqlalchemy import func, select
+
+    from data.models import Enterprise
+
+    with services.engine.connect() as conn:
+        placed = conn.execute(select(func.count()).select_from(Enterprise)
+                              .where(Enterprise.street_id.is_not(None))).scalar_one()
+    if not placed:
+        services.close()
+        raise SystemExit("the database holds no city (no enterprise in a street) for the simulator to run: "
+                         "write the demo city with `python app.py demo-city`, or import one (docs/import.md)")
     stop = wait_for_signal()
     from ingest.simulator import run_simulator
 

@@ -387,3 +387,19 @@ def test_the_readme_parts_section_line_by_line(tmp_path):
             conn.execute(text(f'DROP ROLE IF EXISTS "{role}"'))
         admin.dispose()
     assert codes == {n: 0 for n in codes}, {n: (c, procs.output(n)[-1500:]) for n, c in codes.items() if c}
+
+
+def test_simulate_on_an_empty_database_says_to_write_a_city(tmp_path):
+    """After `migrate` alone the database holds no city: `simulate` said so with a
+    ValueError traceback; now one line names `demo-city`, and `demo-city` makes it run."""
+    env = clean_env(ANJIAN_DATA_DIR=tmp_path, ANJIAN_MQTT_URL="mqtt://127.0.0.1:1883",
+                    ANJIAN_REDIS_URL="redis://127.0.0.1:6379/0")
+    subprocess.run([*APP, "migrate"], env=env, cwd=tmp_path, check=True, capture_output=True, timeout=120)
+    out = subprocess.run([*APP, "simulate"], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    lines = [ln for ln in (out.stdout + out.stderr).splitlines() if ln.strip()]
+    assert out.returncode == 1 and len(lines) == 1 and "python app.py demo-city" in lines[0], (out.returncode, lines)
+    out = subprocess.run([*APP, "demo-city", "--scale", "tiny"], env=env, cwd=tmp_path, capture_output=True,
+                         text=True, timeout=300)
+    assert out.returncode == 0 and out.stdout.startswith("demo city written (tiny"), out
+    again = subprocess.run([*APP, "demo-city"], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0 and "already holds a city" in again.stdout and "600 enterprises" in again.stdout
