@@ -122,8 +122,9 @@ def database_error(url, e: Exception) -> str:
     if u.get_backend_name() == "postgresql":
         role, db = u.username or "anjian", u.database or "anjian"
         if re.search(r'role ".*" does not exist', reason):
-            hint = (f"; create the role and its database as the PostgreSQL superuser: "
-                    f"sudo -u postgres createuser {role} && sudo -u postgres createdb -O {role} {db}")
+            hint = (f"; create the role and its database as the PostgreSQL superuser: sudo -u postgres psql -c "
+                    f"\"CREATE ROLE {role} LOGIN PASSWORD '<the URL's password>'\" && "
+                    f"sudo -u postgres createdb -O {role} {db}")
         elif re.search(r'database ".*" does not exist', reason):
             hint = f"; create it as the PostgreSQL superuser: sudo -u postgres createdb -O {role} {db}"
         elif "refused" in reason or "timeout" in reason.lower():

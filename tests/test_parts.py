@@ -220,7 +220,8 @@ def test_every_connecting_command_answers_a_missing_role_or_database_with_one_li
         assert rc == 1 and len(lines) == 1, (cmd, what, rc, text[-3000:])
         if what == "role":
             assert f'role "{role}" does not exist' in lines[0], (cmd, lines)
-            assert f"sudo -u postgres createuser {role}" in lines[0]
+            assert f"sudo -u postgres psql -c \"CREATE ROLE {role} LOGIN PASSWORD" in lines[0]
+            assert f"sudo -u postgres createdb -O {role} anjian" in lines[0]
         else:
             assert f'database "{db}" does not exist' in lines[0], (cmd, lines)
             assert f"sudo -u postgres createdb -O postgres {db}" in lines[0]
@@ -313,12 +314,12 @@ def test_the_readme_parts_section_line_by_line(tmp_path):
     password = "pw-" + unique()
     lines = substitute(readme_parts_lines(), {
         "sudo -u postgres ": f"env PGHOST={pg.host} PGPORT={pg.port or 5432} PGUSER={pg.username} ",
-        "createuser anjian": f"createuser {role}",
+        "CREATE ROLE anjian ": f"CREATE ROLE {role} ",
         "createdb -O anjian anjian": f"createdb -O {role} {db}",
         "mqtt://127.0.0.1:1883": broker.url,
         "redis://127.0.0.1:6379/0": redis_server.url,
-        "postgresql+psycopg://anjian@127.0.0.1:5432/anjian":
-            f"postgresql+psycopg://{role}@{pg.host}:{pg.port or 5432}/{db}",
+        "postgresql+psycopg://anjian:anjian-pw@127.0.0.1:5432/anjian":
+            f"postgresql+psycopg://{role}:anjian-pw@{pg.host}:{pg.port or 5432}/{db}",
         "-p 1883": f"-p {broker.port}",
         "http://127.0.0.1:8050": base,
         ".venv/bin/python": sys.executable,
