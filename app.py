@@ -7,6 +7,7 @@
     python app.py simulate              the simulated city's devices, over MQTT
     python app.py import KIND FILE      enterprises, sensors, inspectors, grids, streets, units
     python app.py migrate               bring the database schema up to date
+    python app.py demo-city             write the generated demo city into an empty database
     python app.py token create --role ROLE
     python app.py user create NAME --role ROLE
     python app.py audit verify
@@ -20,6 +21,7 @@ import argparse
 import json
 import logging
 import os
+import re
 import secrets
 import signal
 import sys
@@ -91,9 +93,7 @@ class Services:
             (settings.data_dir / RUNTIME_FILE).write_text(
                 json.dumps({"mqtt_url": self.mqtt_url, "redis_url": self.redis_url, "pid": os.getpid()})
             )
-        from data.db import make_engine
-
-        self.engine = make_engine(settings.effective_database_url)
+        self.engine = open_database(settings)
 
     def _read_runtime(self) -> dict:
         path = self.settings.data_dir / RUNTIME_FILE
@@ -117,6 +117,52 @@ class Services:
     def close(self) -> None:
         self._stop_embedded()
         self.engine.dispose()
+
+
+def database_error(url, e: Exception) -> str:
+    """One line for a database that cannot be reached: the server's own reason
+    (role or database missing, connection refused, ...) and what to do."""
+    from sqlalchemy.engine import make_url
+
+    orig = getattr(e, "orig", None) or e
+    lines = [ln.strip() for ln in str(orig).splitlines() if ln.strip()]
+    reason = lines[0] if lines else type(orig).__name__
+    # psycopg: 'connection failed: connection to server at "h", port p failed: FATAL:  role "x" does not exist'
+    reason = re.sub(r"\s+", " ", reason.split("FATAL:")[-1].split(" failed: ")[-1]).strip()
+    u = make_url(str(url))
+    hint = ""
+    if u.get_backend_name() == "postgresql":
+        role, db = u.username or "anjian", u.database or "anjian"
+        if re.search(r'role ".*" does not exist', reason):
+            hint = (f"; create the role and its database as the PostgreSQL superuser: sudo -u postgres psql -c "
+                    f"\"CREATE ROLE {role} LOGIN PASSWORD '<the URL's password>'\" && "
+                    f"sudo -u postgres createdb -O {role} {db}")
+        elif re.search(r'database ".*" does not exist', reason):
+            hint = f"; create it as the PostgreSQL superuser: sudo -u postgres createdb -O {role} {db}"
+        elif "refused" in reason or "timeout" in reason.lower():
+            hint = "; is PostgreSQL running there? (ANJIAN_DATABASE_URL)"
+    return f"database {u.render_as_string(hide_password=True)}: {reason}{hint}"
+
+
+def open_database(settings):
+    """The SQL engine, after one connection: a database that cannot be reached ends
+    the command with one line (database_error) and exit status 1, not a traceback."""
+    from sqlalchemy.exc import DBAPIError
+
+    from data.db import make_engine
+
+    url = settings.effective_database_url
+    try:
+        engine = make_engine(url)  # SQLite: creates the file's directory
+    except OSError as e:
+        raise SystemExit(database_error(url, e)) from None
+    try:
+        with engine.connect():
+            pass
+    except DBAPIError as e:
+        engine.dispose()
+        raise SystemExit(database_error(url, e)) from None
+    return engine
 
 
 def start_alert_engine(settings, services):
@@ -144,7 +190,12 @@ def start_ingest(settings, services, n: int, first_no: int = 0, *, tune_gc: bool
         if k > 0 and not w.conn.is_v5:
             log.warning("broker speaks MQTT 3.1.1 only (no shared subscriptions): running 1 ingest worker, not %d", n)
             break
-        w.start()
+        try:
+            w.start()
+        except Exception:
+            for started in workers:  # e.g. WorkerIdInUse: none of this process's workers stays
+                started.stop()
+            raise
         workers.append(w)
     return workers
 
@@ -247,8 +298,14 @@ def start_background(settings, services, stop: threading.Event, *, simulate: boo
 def cmd_ingest(settings, args) -> int:
     services = Services(settings, embed=False)
     stop = wait_for_signal()
+    from ingest.worker import WorkerIdInUse
+
     # A process of ingest workers only: they may tune its garbage collector.
-    workers = start_ingest(settings, services, args.workers, args.worker_no, tune_gc=True)
+    try:
+        workers = start_ingest(settings, services, args.workers, args.worker_no, tune_gc=True)
+    except WorkerIdInUse as e:
+        services.close()
+        raise SystemExit(str(e)) from None
     engine = None if args.no_alerts else start_alert_engine(settings, services)
     try:
         while not stop.wait(1.0):
@@ -294,6 +351,17 @@ def cmd_web(settings, args) -> int:
 
 def cmd_simulate(settings, args) -> int:
     services = Services(settings, embed=False)
+    from sqlalchemy import func, select
+
+    from data.models import Enterprise
+
+    with services.engine.connect() as conn:
+        placed = conn.execute(select(func.count()).select_from(Enterprise)
+                              .where(Enterprise.street_id.is_not(None))).scalar_one()
+    if not placed:
+        services.close()
+        raise SystemExit("the database holds no city (no enterprise in a street) for the simulator to run: "
+                         "write the demo city with `python app.py demo-city`, or import one (docs/import.md)")
     stop = wait_for_signal()
     from ingest.simulator import run_simulator
 
@@ -305,9 +373,9 @@ def cmd_simulate(settings, args) -> int:
 
 
 def _engine(settings):
-    from data.db import make_engine, migrate
+    from data.db import migrate
 
-    engine = make_engine(settings.effective_database_url)
+    engine = open_database(settings)
     migrate(engine)
     return engine
 
@@ -316,6 +384,37 @@ def cmd_migrate(settings, args) -> int:
     _engine(settings).dispose()
     print("database schema is up to date")
     return 0
+
+
+def cmd_demo_city(settings, args) -> int:
+    """The generated demo city (Longhua's streets, grids, units, inspectors,
+    enterprises and sensors) into the configured database, if it holds no city."""
+    from sqlalchemy import func, select
+
+    from data import audit, models
+    from data.demo_city import ensure_demo_city
+
+    if args.scale:
+        settings = settings.model_copy(update={"sim_scale": args.scale})
+    engine = _engine(settings)
+    try:
+        wrote = ensure_demo_city(engine, settings)
+        with engine.connect() as conn:
+            counts = {t: conn.execute(select(func.count()).select_from(models.Base.metadata.tables[t])).scalar_one()
+                      for t in ("streets", "grids", "units", "inspectors", "enterprises", "sensors")}
+        summary = ", ".join(f"{n} {t}" for t, n in counts.items())
+        if wrote:
+            audit.append(engine, args.actor, "demo_city", settings.sim_scale, {"seed": settings.sim_seed, **counts})
+            print(f"demo city written ({settings.sim_scale}, seed {settings.sim_seed}): {summary}")
+            return 0
+        if counts["enterprises"]:
+            print(f"the database already holds a city ({summary}); nothing written")
+            return 0
+        print(f"the database holds part of a city ({summary}); the demo city is not mixed into it. "
+              "Import the rest (docs/import.md), or start from an empty database.")
+        return 1
+    finally:
+        engine.dispose()
 
 
 def cmd_import(settings, args) -> int:
@@ -380,13 +479,18 @@ def build_parser() -> argparse.ArgumentParser:
     ing = sub.add_parser("ingest", help="ingest workers")
     ing.add_argument("--workers", type=int, default=1, help="workers in this process")
     ing.add_argument("--worker-no", type=int, default=int(os.environ.get("ANJIAN_WORKER_NO", "0")),
-                     help="number of the first worker (keeps its MQTT session across restarts)")
+                     help="number of the first worker (keeps its MQTT session across restarts); "
+                          "distinct per running process, which refuses a number in use")
     ing.add_argument("--no-alerts", action="store_true",
                      help="no alert engine in this process (run `app.py alerts` beside it)")
     sub.add_parser("alerts", help="the alert engine alone (escalations, offline sweeps, dispatch)")
     sub.add_parser("web", help="dashboard and HTTP API")
     sub.add_parser("simulate", help="the simulated city's devices")
     sub.add_parser("migrate", help="bring the database schema up to date")
+    demo = sub.add_parser("demo-city", help="write the generated demo city into an empty database")
+    demo.add_argument("--scale", choices=["tiny", "demo", "city"],
+                      help="its size (default: the sim_scale setting, demo: 20k enterprises)")
+    demo.add_argument("--actor", default=os.environ.get("USER", "cli"), help="who writes it (for the audit log)")
     imp = sub.add_parser("import", help="import a GeoJSON, GeoPackage, Shapefile or CSV file")
     imp.add_argument("kind", choices=["enterprises", "sensors", "inspectors", "grids", "streets", "units"])
     imp.add_argument("file", type=Path)
@@ -414,7 +518,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 COMMANDS = {
     None: cmd_run, "run": cmd_run, "ingest": cmd_ingest, "alerts": cmd_alerts, "web": cmd_web, "simulate": cmd_simulate,
-    "migrate": cmd_migrate, "import": cmd_import, "token": cmd_token, "user": cmd_user, "audit": cmd_audit,
+    "migrate": cmd_migrate, "demo-city": cmd_demo_city, "import": cmd_import, "token": cmd_token, "user": cmd_user,
+    "audit": cmd_audit,
 }
 
 

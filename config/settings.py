@@ -115,7 +115,8 @@ class Settings(BaseSettings):
     mqtt_client_id: str = _field(
         "anjian-ingest",
         "Base MQTT client id of an ingest worker; the worker number is appended. A stable id "
-        "keeps the persistent session across restarts.",
+        "keeps the persistent session across restarts, so two running workers must not share a number. "
+        "An alert engine connects as <base>-alerts-<host>-<pid>-<random>, in a clean session.",
     )
     mqtt_share_group: str = _field(
         "anjian", "Shared-subscription group ($share/<group>/...) that ingest workers split the stream in."

@@ -47,7 +47,7 @@ from data.alert_store import SYSTEM, AlertStore, Conflict, state_from_row
 from data.models import Alert, Enterprise
 from data.redis_wait import block_ms
 from data.registry import Registry
-from ingest.client import MqttConnection
+from ingest.client import MqttConnection, publisher_client_id
 from ingest.pipeline import INFRA_ERRORS
 
 log = logging.getLogger(__name__)
@@ -113,10 +113,15 @@ class AlertEngine:
 
     # --- lifecycle ---------------------------------------------------------------
     def start(self) -> None:
-        self.conn = MqttConnection(self.mqtt_url, f"{self.settings.mqtt_client_id}-alerts", lambda p: [],
-                                   lambda m: None, protocol=self.settings.mqtt_protocol, manual_ack=False,
-                                   session_expiry_s=self.settings.mqtt_session_expiry_s,
-                                   fast_path=self.settings.mqtt_fast_path)
+        s = self.settings
+        # Publish only: a client id of its own per process, in a clean session.
+        # One shared id (every ingest process runs an engine) made the broker
+        # drop each holder for the next, several times a second.
+        self.conn = MqttConnection(self.mqtt_url, publisher_client_id(s.mqtt_client_id, "alerts"), lambda p: [],
+                                   lambda m: None, protocol=s.mqtt_protocol, manual_ack=False, clean=True,
+                                   keepalive_s=s.mqtt_keepalive_s, reconnect_max_s=s.mqtt_reconnect_max_s,
+                                   tls_ca=s.mqtt_tls_ca, tls_insecure=s.mqtt_tls_insecure,
+                                   fast_path=s.mqtt_fast_path)
         self.conn.start()
         self._thread = threading.Thread(target=self.run, name="alert-engine", daemon=True)
         self._thread.start()

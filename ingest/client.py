@@ -12,6 +12,9 @@
 from __future__ import annotations
 
 import logging
+import os
+import re
+import socket
 import ssl
 import threading
 import uuid
@@ -325,13 +328,13 @@ def _paho_version() -> str:
 
 
 def _new_client(addr: BrokerAddress, client_id: str, protocol, *, manual_ack: bool, tls_ca=None, tls_insecure=False,
-                fast_path: bool = False):
+                fast_path: bool = False, clean: bool = False):
     cls = _Client if fast_path else mqtt.Client
     client = cls(
         CallbackAPIVersion.VERSION2,
         client_id=client_id,
         protocol=protocol,
-        clean_session=None if protocol == mqtt.MQTTv5 else False,
+        clean_session=None if protocol == mqtt.MQTTv5 else clean,
         manual_ack=manual_ack,
     )
     if addr.username:
@@ -373,6 +376,19 @@ def probe_protocol(addr: BrokerAddress, timeout_s: float = 5.0, **tls) -> int:
     return mqtt.MQTTv311
 
 
+def publisher_client_id(base: str, role: str) -> str:
+    """A client id of its own for a publishing process: ``base-role-host-pid-rand``.
+
+    Ingest workers keep a stable id (``base-N``) for their persistent session;
+    a publisher keeps no session, so its id only has to be unique: the host and
+    pid say in the broker's log which process it is, the random tail keeps two
+    engines in one process (tests) apart.  MQTT 5 allows 65535 bytes; the
+    hostname is cut so that 3.1.1 brokers that limit ids (to 65 or so) take it.
+    """
+    host = re.sub(r"[^A-Za-z0-9_.-]", "_", socket.gethostname())[:24]
+    return f"{base}-{role}-{host}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+
+
 class MqttConnection:
     """A paho client with our connect/subscribe/backoff policy.
 
@@ -402,6 +418,7 @@ class MqttConnection:
         tls_insecure: bool = False,
         on_raw_publish: Callable[[bytes, bytes, int, int], None] | None = None,
         fast_path: bool = True,
+        clean: bool = False,
     ):
         self.addr = BrokerAddress.parse(url)
         self._tls = {"tls_ca": tls_ca, "tls_insecure": tls_insecure}
@@ -411,7 +428,8 @@ class MqttConnection:
             self.protocol = mqtt.MQTTv5 if protocol in ("5", "5.0") else mqtt.MQTTv311
         self.client_id = client_id
         self.subscriptions = subscriptions
-        self.session_expiry_s = session_expiry_s
+        self.session_expiry_s = 0 if clean else session_expiry_s
+        self.clean = clean
         self.keepalive_s = keepalive_s
         self.connected = threading.Event()
         self.fatal: str | None = None
@@ -422,7 +440,7 @@ class MqttConnection:
         # needs; otherwise paho's own Client, through its public API only.
         self.fast_path = use_fast_path(fast_path)
         self.client = _new_client(self.addr, client_id, self.protocol, manual_ack=manual_ack, fast_path=self.fast_path,
-                                  **self._tls)
+                                  clean=clean, **self._tls)
         self.client.reconnect_delay_set(min_delay=1, max_delay=int(max(1, reconnect_max_s)))
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = self._on_disconnect
@@ -440,7 +458,7 @@ class MqttConnection:
         if self.is_v5:
             props = Properties(PacketTypes.CONNECT)
             props.SessionExpiryInterval = self.session_expiry_s
-            kwargs = {"clean_start": False, "properties": props}
+            kwargs = {"clean_start": self.clean, "properties": props}
         # connect_async + loop_start: paho retries the first connection too.
         self.client.connect_async(self.addr.host, self.addr.port, keepalive=self.keepalive_s, **kwargs)
         self.client.loop_start()
@@ -481,6 +499,11 @@ class MqttConnection:
         self.connected.clear()
         self.disconnects += 1
         if self.fatal or self.stopping:
+            return
+        if str(reason_code) == "Session taken over":
+            log.error("MQTT broker %s:%s dropped %s for another client with the same id: every process needs "
+                      "its own (ingest: a distinct --worker-no); reconnecting", self.addr.host, self.addr.port,
+                      self.client_id)
             return
         log.warning("MQTT disconnected from %s:%s (%s); reconnecting with backoff",
                     self.addr.host, self.addr.port, reason_code)

@@ -36,8 +36,10 @@ from __future__ import annotations
 
 import gc
 import logging
+import os
 import queue
 from bisect import bisect_left
+import socket
 import threading
 import time
 
@@ -60,6 +62,13 @@ log = logging.getLogger(__name__)
 # Backoff while Redis or SQL is away: start small, cap so recovery is noticed quickly.
 RETRY_MIN_S, RETRY_MAX_S = 0.2, 5.0
 HEARTBEAT_EVERY_S = 1.0
+# A heartbeat this fresh from another process means its worker (and MQTT client
+# id) is in use: a second one would take the broker session over, back and forth.
+ID_IN_USE_S = 3 * HEARTBEAT_EVERY_S
+
+
+class WorkerIdInUse(RuntimeError):
+    """Another running process is ingest worker N (the same MQTT client id)."""
 # Net new container objects per message of ingest_batch_max before the cyclic
 # GC's first generation runs (see IngestWorker._warm_up): above what one batch
 # keeps alive (about 10 per message), so the collector does not walk a live
@@ -108,6 +117,7 @@ class IngestWorker:
         self.batches = 0
         self.geo_calls = 0  # calls of the geo engine (fewer than batches when it takes several at once)
         self.worker_id = f"{settings.mqtt_client_id}-{worker_no}"
+        self.owner = f"{socket.gethostname()}:{os.getpid()}"  # in the heartbeat: who is worker_id
         self.scheme = TopicScheme.from_settings(settings)
         self.live = LiveState(redis_client, settings.redis_namespace, settings.ingest_msg_id_ttl_s)
         self.registry = Registry(engine, settings.registry_refresh_s)
@@ -217,7 +227,32 @@ class IngestWorker:
                     continue
 
     # --- the worker thread ---------------------------------------------------
+    def check_id_free(self) -> None:
+        """Refuse to start as a worker number another running process is: the same
+        client id would make the broker drop one of them for the other, again and again.
+        The other is known from its heartbeat (fresher than ID_IN_USE_S), and on this
+        host also by its pid being alive (a restart right after a crash is not refused)."""
+        try:
+            beat = self.live.workers(max_age_s=ID_IN_USE_S).get(self.worker_id)
+        except INFRA_ERRORS:
+            return  # Redis away: the worker waits for it anyway
+        owner = (beat or {}).get("owner")
+        if not owner or owner == self.owner:
+            return
+        host, _, pid = owner.rpartition(":")
+        if host == socket.gethostname():
+            try:
+                os.kill(int(pid), 0)
+            except (ProcessLookupError, ValueError):
+                return
+            except PermissionError:
+                pass
+        raise WorkerIdInUse(
+            f"ingest worker {self.worker_id} (its MQTT client id) is already running as pid {pid} on {host}: "
+            "give each ingest process its own --worker-no (a process with --workers N takes N numbers)")
+
     def start(self) -> None:
+        self.check_id_free()
         self._load_registry()
         self._warm_up()
         self.conn.start()
@@ -471,6 +506,7 @@ class IngestWorker:
                 processed=self.processed,
                 connected=self.conn.connected.is_set(),
                 mqtt="5" if self.conn.is_v5 else "3.1.1",
+                owner=self.owner,
             )
             self.last_lag_s = 0.0
         except INFRA_ERRORS:
