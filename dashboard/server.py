@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import logging
+import os
 import secrets
 
 from flask import Flask, g, request
@@ -34,6 +35,7 @@ def create_server(ctx: WebContext) -> Flask:
     server.register_blueprint(api_geo)
     server.add_url_rule("/metrics", "metrics", metrics_route)
     server.after_request(_callback_timing)
+    server.after_request(_worker_header)
     server.after_request(_compress)
     return server
 
@@ -69,6 +71,12 @@ def _compress(response):
     response.vary.add("Accept-Encoding")
     # The ETag is left as it is: Dash answers a revalidation of its scripts with
     # 304 only when If-None-Match equals the tag it computed itself.
+    return response
+
+
+def _worker_header(response):
+    """Which web process answered (``app.py web`` runs several behind one address)."""
+    response.headers["X-Anjian-Worker"] = str(os.getpid())
     return response
 
 
