@@ -9,7 +9,6 @@ objects; the live-state version rides along in the ``X-Anjian-Version`` header.
 from __future__ import annotations
 
 import functools
-import math
 from collections.abc import Callable
 from datetime import datetime
 from zoneinfo import ZoneInfo
@@ -18,6 +17,7 @@ from flask import Blueprint, Response, current_app, g, jsonify, request, session
 from sqlalchemy import select
 
 from data.models import DeadLetter
+from geo.timefmt import iso
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 api = Blueprint("api", __name__, url_prefix="/api/v1")
@@ -29,18 +29,6 @@ OPS_ROLES = ("dispatcher", "admin")
 def web():
     """The WebContext that app.py handed to create_server()."""
     return current_app.extensions["anjian"]
-
-
-def iso(ts: float | None) -> str | None:
-    if ts is None:
-        return None
-    return _iso_second(math.floor(ts))
-
-
-@functools.lru_cache(maxsize=65536)
-def _iso_second(second: int) -> str:
-    # Screens format thousands of the same fix times every second; the memo makes it a lookup.
-    return datetime.fromtimestamp(second, SHANGHAI).isoformat(timespec="seconds")
 
 
 class ApiError(Exception):

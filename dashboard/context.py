@@ -26,6 +26,7 @@ from data.live import LATENCY_BUCKETS_S, LiveState
 from data.models import Enterprise, Inspector, Sensor, Unit, User
 from dashboard.push import ChangeFeed
 from dashboard.reloading import Reloading
+from geo.timefmt import iso
 
 log = logging.getLogger(__name__)
 
@@ -40,12 +41,6 @@ HEALTH_TTL_S = 2.0
 OPEN_ALERTS_MAX_AGE_S = 5.0
 # Ingest lag above this makes the system "degraded".
 LAG_DEGRADED_S = 10.0
-
-
-def _iso(ts):
-    from dashboard.api import iso
-
-    return iso(ts)
 
 
 @dataclass
@@ -123,7 +118,7 @@ class Snapshot:
             out.append({
                 "id": iid, "name": name, "unit": unit_id, "unit_name": unit_name,
                 "lat": fix.lat, "lon": fix.lon, "acc_m": fix.acc_m, "speed_mps": fix.speed_mps,
-                "batt_pct": fix.batt_pct, "last_fix": _iso(fix.ts), "last_fix_ts": fix.ts,
+                "batt_pct": fix.batt_pct, "last_fix": iso(fix.ts), "last_fix_ts": fix.ts,
                 "status": status, "visiting_enterprise_id": ent,
                 "visiting_enterprise": self.reg.enterprise_names.get(ent) if ent else None,
                 "source": fix.source,
@@ -156,7 +151,7 @@ class Snapshot:
             out.append({
                 "id": sid, "enterprise_id": eid, "enterprise": self.reg.enterprise_names.get(eid),
                 "lat": lat, "lon": lon, "street_id": street, "grid_id": grid,
-                "state": state, "lel_pct": lel, "last_message": _iso(last), "last_message_ts": last,
+                "state": state, "lel_pct": lel, "last_message": iso(last), "last_message_ts": last,
             })
         return out
 
@@ -265,7 +260,7 @@ class WebContext:
         ok = (out["broker"] == out["redis"] == out["database"] == "ok" and workers
               and out["ingest_lag_s"] < LAG_DEGRADED_S)
         out["status"] = "ok" if ok else "degraded"
-        out["checked_at"] = _iso(time.time())
+        out["checked_at"] = iso(time.time())
         self._health = (time.monotonic(), out)
         return out
 
