@@ -22,7 +22,7 @@ from alerts.escalation import Ladder
 from data import audit
 from data.alert_store import AlertStore
 from data.auth import Principal, TokenAuthenticator, _principal
-from data.live import LATENCY_BUCKETS_S, LiveState
+from data.live import LATENCY_BUCKETS_S, LiveState, reported_offline
 from data.models import Enterprise, Inspector, Sensor, Unit, User
 from dashboard.push import ChangeFeed
 from dashboard.reloading import Reloading
@@ -111,10 +111,9 @@ class Snapshot:
         out = []
         for iid, fix in fixes.items():
             name, unit_id, unit_name = self.reg.inspectors[iid]
-            online = avail.get(iid, (True, 0))[0]
             stale = self.now - fix.ts > INSPECTOR_STALE_S
             ent = visiting.get(iid)
-            status = "offline" if (not online or stale) else ("visiting" if ent else "on_duty")
+            status = "offline" if (reported_offline(avail.get(iid), fix.ts) or stale) else ("visiting" if ent else "on_duty")
             out.append({
                 "id": iid, "name": name, "unit": unit_id, "unit_name": unit_name,
                 "lat": fix.lat, "lon": fix.lon, "acc_m": fix.acc_m, "speed_mps": fix.speed_mps,
@@ -145,8 +144,7 @@ class Snapshot:
                 # A silent detector is offline, never "safe".
                 if self.now - st.ts > heartbeat * offline_after:
                     state = "offline"
-            a = avail.get(sid)
-            if a is not None and not a[0] and (st is None or a[1] >= st.ts):
+            if reported_offline(avail.get(sid), None if st is None else st.ts):
                 state = "offline"
             out.append({
                 "id": sid, "enterprise_id": eid, "enterprise": self.reg.enterprise_names.get(eid),

@@ -32,7 +32,7 @@ from alerts.model import ACTIVE_STATES, SEVERITY_RANK, AlertState, TransitionRec
 from alerts.nearest import Candidate, rank_nearest
 from data import audit
 from data.auth import Principal
-from data.live import CHANGES_MAXLEN, LiveState
+from data.live import CHANGES_MAXLEN, LiveState, reported_offline
 from data.models import Alert, AlertEvent, DispatchTask, Enterprise, Inspector
 from geo.timefmt import iso
 
@@ -375,7 +375,7 @@ class AlertStore:
         avail = self.live.availability("inspector")
         now = time.time()
         cands = [
-            Candidate(i, f.lat, f.lon, online=avail.get(i, (True, 0))[0] and now - f.ts < 600, busy=i in busy,
+            Candidate(i, f.lat, f.lon, online=not reported_offline(avail.get(i), f.ts) and now - f.ts < 600, busy=i in busy,
                       unit_id=insp[i].unit_id, name=insp[i].name)
             for i, f in fixes.items()
         ]

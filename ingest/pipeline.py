@@ -144,24 +144,23 @@ class Validate(Step):
 
     def run(self, batch, items, ctx):
         # Inlined like Decode's; one clock reading per batch (a batch takes
-        # milliseconds, the time limits are seconds to days).
+        # milliseconds, the time limits are seconds to days).  Every event,
+        # availability too: its ``ts`` decides against readings and fixes, and
+        # one from the far future once kept a sensor offline for ever.
         out = []
         limits = ctx.limits
         now = ctx.now()
         for item in items:
-            ev = item.event
-            if isinstance(ev, (Ping, GasReading)):
-                try:
-                    item.event = validate(ev, limits, now)
-                except Rejected as r:
-                    reject(batch, item, r.reason, r.detail, ctx)
-                    continue
+            try:
+                item.event = validate(item.event, limits, now)
+            except Rejected as r:
+                reject(batch, item, r.reason, r.detail, ctx)
+                continue
             out.append(item)
         return out
 
     def process(self, item, ctx):
-        if isinstance(item.event, (Ping, GasReading)):
-            item.event = validate(item.event, ctx.limits, ctx.now())
+        item.event = validate(item.event, ctx.limits, ctx.now())
         return item
 
 
