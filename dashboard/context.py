@@ -272,12 +272,22 @@ class WebContext:
             for labels, v in samples:
                 lines.append(f"{name}{labels} {v}")
 
-        family("anjian_messages_in_total", "counter", "Messages accepted, by kind.",
-               [(f'{{kind="{k}"}}', v) for k, v in sorted(live.counters("in").items())])
+        # The accounting of docs/mqtt.md: every message received is applied,
+        # dead-lettered or ignored, each with its kind or reason.
+        applied, rejected, ignored = live.counters("in"), live.counters("rejected"), live.counters("dropped")
+        family("anjian_messages_received_total", "counter", "Messages the ingest workers received.",
+               [("", live.counters("received").get("total", 0))])
+        family("anjian_messages_in_total", "counter", "Messages applied, by kind.",
+               [(f'{{kind="{k}"}}', v) for k, v in sorted(applied.items())])
         family("anjian_messages_rejected_total", "counter", "Messages dead-lettered, by reason code.",
-               [(f'{{reason="{k}"}}', v) for k, v in sorted(live.counters("rejected").items())])
-        family("anjian_messages_dropped_total", "counter", "Messages dropped on purpose (duplicates), by reason.",
-               [(f'{{reason="{k}"}}', v) for k, v in sorted(live.counters("dropped").items())])
+               [(f'{{reason="{k}"}}', v) for k, v in sorted(rejected.items())])
+        family("anjian_messages_ignored_total", "counter",
+               "Messages ignored on purpose (by design, duplicates, shed), by reason.",
+               [(f'{{reason="{k}"}}', v) for k, v in sorted(ignored.items())])
+        family("anjian_messages_accounted_total", "counter",
+               "Messages received, by outcome; the three sum to anjian_messages_received_total once queues drain.",
+               [('{outcome="applied"}', sum(applied.values())), ('{outcome="dead_lettered"}', sum(rejected.values())),
+                ('{outcome="ignored"}', sum(ignored.values()))])
         lat = live.counters("latency")
         total = float(self.redis.hget(live.key("metrics", "latency_sum"), "sum") or 0.0)
         buckets = sorted((float(k[3:]), v) for k, v in lat.items() if k.startswith("le_"))
