@@ -47,6 +47,12 @@ def test_an_odd_stored_time_answers_200_everywhere_and_is_logged(web, client_as,
     off = webkit.open_alert(ctx, "sensor_offline", sensor_id="S2", severity="warning", lel=None, at=now - 120)
     _spoil(ctx, off, odd)
     _spoil(ctx, gas, odd)
+    # ...and in live state: a sensor's last reading, an inspector's last fix.
+    ctx.live.r.hset(ctx.live.key("sensor", "S2"), mapping={"ts": repr(odd), "level": "normal"})
+    fixes = ctx.live.inspector_fixes(["I1", "I2"])
+    some = next(iter(fixes))
+    ctx.live.r.hset(ctx.live.key("insp", some), "ts", repr(odd))
+    ctx.live.r.incr(ctx.live.key("ver"))
     caplog.set_level(logging.WARNING)
 
     api = client_as("dispatcher")
@@ -57,7 +63,11 @@ def test_an_odd_stored_time_answers_200_everywhere_and_is_logged(web, client_as,
     assert listed.status_code == 200, listed.get_data(as_text=True)[:300]
     assert [a["id"] for a in listed.get_json()] == [off]
     assert api.get("/api/v1/alerts").status_code == 200
-    assert api.get("/api/v1/sensors").status_code == 200
+    sensors = api.get("/api/v1/sensors")
+    assert sensors.status_code == 200, sensors.get_data(as_text=True)[:300]
+    assert next(x for x in sensors.get_json() if x["id"] == "S2")["last_message"] is None
+    inspectors = api.get("/api/v1/inspectors")
+    assert inspectors.status_code == 200, inspectors.get_data(as_text=True)[:300]
 
     wall_client = client_as("wall")
     body = _body(server, "wall", "wall_tick", wall.FAST_OUTPUTS,
