@@ -113,7 +113,8 @@ class Snapshot:
             name, unit_id, unit_name = self.reg.inspectors[iid]
             stale = self.now - fix.ts > INSPECTOR_STALE_S
             ent = visiting.get(iid)
-            status = "offline" if (reported_offline(avail.get(iid), fix.ts) or stale) else ("visiting" if ent else "on_duty")
+            offline = reported_offline(avail.get(iid), fix.ts) or stale
+            status = "offline" if offline else ("visiting" if ent else "on_duty")
             out.append({
                 "id": iid, "name": name, "unit": unit_id, "unit_name": unit_name,
                 "lat": fix.lat, "lon": fix.lon, "acc_m": fix.acc_m, "speed_mps": fix.speed_mps,

@@ -375,8 +375,8 @@ class AlertStore:
         avail = self.live.availability("inspector")
         now = time.time()
         cands = [
-            Candidate(i, f.lat, f.lon, online=not reported_offline(avail.get(i), f.ts) and now - f.ts < 600, busy=i in busy,
-                      unit_id=insp[i].unit_id, name=insp[i].name)
+            Candidate(i, f.lat, f.lon, online=not reported_offline(avail.get(i), f.ts) and now - f.ts < 600,
+                      busy=i in busy, unit_id=insp[i].unit_id, name=insp[i].name)
             for i, f in fixes.items()
         ]
         return [
