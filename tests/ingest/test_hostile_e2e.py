@@ -22,9 +22,8 @@ from tests.mqttkit import Publisher, wait_until
 
 
 @pytest.fixture
-def system(settings, sqlite_engine, redis_client):
-    """Ingest worker + alert engine + API, as `python app.py` wires them."""
-    engine = sqlite_engine
+def system(settings, engine, redis_client):
+    """Ingest worker + alert engine + API, as `python app.py` wires them (SQLite and PostgreSQL)."""
     write_small_city(engine)
     worker = IngestWorker(settings, engine, redis_client)
     worker.start()
