@@ -10,13 +10,13 @@ GCJ-02 map converts them.
 
 from __future__ import annotations
 
-import datetime as dt
 import math
 from collections.abc import Sequence
 
 from alerts.nearest import Suggestion, eta_s
-from alerts.overdue import CST, RISK_COLOURS
+from alerts.overdue import RISK_COLOURS
 from geo.coords import haversine_m
+from geo.timefmt import iso
 
 DISPATCH_KINDS = ("gas_alarm", "reassign", "inspection")  # as data.models.DispatchTask.kind
 
@@ -26,11 +26,6 @@ DISPATCH_KINDS = ("gas_alarm", "reassign", "inspection")  # as data.models.Dispa
 TIE_M = 100.0
 
 _RISK_RANK = {c: i for i, c in enumerate(RISK_COLOURS)}  # red 0 .. blue 3
-
-
-def iso_cst(ts: float) -> str:
-    """``2024-06-10T14:03:22+08:00`` (seconds, truncated)."""
-    return dt.datetime.fromtimestamp(math.floor(ts), CST).isoformat()
 
 
 def dispatch_topic(prefix: str, inspector_id: str) -> str:
@@ -66,7 +61,7 @@ def dispatch_payload(
         "lat": round(float(lat), 6),
         "lon": round(float(lon), 6),
         "reason": reason,
-        "issued_at": iso_cst(issued_at),
+        "issued_at": iso(issued_at),
         "issued_by": issued_by,
     }
 

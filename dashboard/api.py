@@ -9,7 +9,6 @@ objects; the live-state version rides along in the ``X-Anjian-Version`` header.
 from __future__ import annotations
 
 import functools
-import math
 from collections.abc import Callable
 from datetime import datetime
 
@@ -18,6 +17,7 @@ from sqlalchemy import select
 
 from data.models import DeadLetter
 from geo.china import CHINA_TZ as SHANGHAI  # the name _iso_second uses
+from geo.timefmt import iso
 
 api = Blueprint("api", __name__, url_prefix="/api/v1")
 
@@ -28,18 +28,6 @@ OPS_ROLES = ("dispatcher", "admin")
 def web():
     """The WebContext that app.py handed to create_server()."""
     return current_app.extensions["anjian"]
-
-
-def iso(ts: float | None) -> str | None:
-    if ts is None:
-        return None
-    return _iso_second(math.floor(ts))
-
-
-@functools.lru_cache(maxsize=65536)
-def _iso_second(second: int) -> str:
-    # Screens format thousands of the same fix times every second; the memo makes it a lookup.
-    return datetime.fromtimestamp(second, SHANGHAI).isoformat(timespec="seconds")
 
 
 class ApiError(Exception):

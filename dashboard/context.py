@@ -23,10 +23,11 @@ from alerts.escalation import Ladder
 from data import audit
 from data.alert_store import AlertStore
 from data.auth import Principal, TokenAuthenticator, _principal
-from data.live import LATENCY_BUCKETS_S, LiveState
+from data.live import LATENCY_BUCKETS_S, LiveState, reported_offline
 from data.models import Enterprise, Inspector, Sensor, Unit, User
 from dashboard.push import ChangeFeed
 from dashboard.reloading import Reloading
+from geo.timefmt import iso
 
 log = logging.getLogger(__name__)
 
@@ -41,12 +42,6 @@ HEALTH_TTL_S = 2.0
 OPEN_ALERTS_MAX_AGE_S = 5.0
 # Ingest lag above this makes the system "degraded".
 LAG_DEGRADED_S = 10.0
-
-
-def _iso(ts):
-    from dashboard.api import iso
-
-    return iso(ts)
 
 
 @dataclass
@@ -117,14 +112,14 @@ class Snapshot:
         out = []
         for iid, fix in fixes.items():
             name, unit_id, unit_name = self.reg.inspectors[iid]
-            online = avail.get(iid, (True, 0))[0]
             stale = self.now - fix.ts > INSPECTOR_STALE_S
             ent = visiting.get(iid)
-            status = "offline" if (not online or stale) else ("visiting" if ent else "on_duty")
+            offline = reported_offline(avail.get(iid), fix.ts) or stale
+            status = "offline" if offline else ("visiting" if ent else "on_duty")
             out.append({
                 "id": iid, "name": name, "unit": unit_id, "unit_name": unit_name,
                 "lat": fix.lat, "lon": fix.lon, "acc_m": fix.acc_m, "speed_mps": fix.speed_mps,
-                "batt_pct": fix.batt_pct, "last_fix": _iso(fix.ts), "last_fix_ts": fix.ts,
+                "batt_pct": fix.batt_pct, "last_fix": iso(fix.ts), "last_fix_ts": fix.ts,
                 "status": status, "visiting_enterprise_id": ent,
                 "visiting_enterprise": self.reg.enterprise_names.get(ent) if ent else None,
                 "source": fix.source,
@@ -151,13 +146,12 @@ class Snapshot:
                 # A silent detector is offline, never "safe".
                 if self.now - st.ts > heartbeat * offline_after:
                     state = "offline"
-            a = avail.get(sid)
-            if a is not None and not a[0] and (st is None or a[1] >= st.ts):
+            if reported_offline(avail.get(sid), None if st is None else st.ts):
                 state = "offline"
             out.append({
                 "id": sid, "enterprise_id": eid, "enterprise": self.reg.enterprise_names.get(eid),
                 "lat": lat, "lon": lon, "street_id": street, "grid_id": grid,
-                "state": state, "lel_pct": lel, "last_message": _iso(last), "last_message_ts": last,
+                "state": state, "lel_pct": lel, "last_message": iso(last), "last_message_ts": last,
             })
         return out
 
@@ -266,7 +260,7 @@ class WebContext:
         ok = (out["broker"] == out["redis"] == out["database"] == "ok" and workers
               and out["ingest_lag_s"] < LAG_DEGRADED_S)
         out["status"] = "ok" if ok else "degraded"
-        out["checked_at"] = _iso(time.time())
+        out["checked_at"] = iso(time.time())
         out["web_pid"] = os.getpid()  # which web worker process answered
         self._health = (time.monotonic(), out)
         return out
@@ -281,12 +275,22 @@ class WebContext:
             for labels, v in samples:
                 lines.append(f"{name}{labels} {v}")
 
-        family("anjian_messages_in_total", "counter", "Messages accepted, by kind.",
-               [(f'{{kind="{k}"}}', v) for k, v in sorted(live.counters("in").items())])
+        # The accounting of docs/mqtt.md: every message received is applied,
+        # dead-lettered or ignored, each with its kind or reason.
+        applied, rejected, ignored = live.counters("in"), live.counters("rejected"), live.counters("dropped")
+        family("anjian_messages_received_total", "counter", "Messages the ingest workers received.",
+               [("", live.counters("received").get("total", 0))])
+        family("anjian_messages_in_total", "counter", "Messages applied, by kind.",
+               [(f'{{kind="{k}"}}', v) for k, v in sorted(applied.items())])
         family("anjian_messages_rejected_total", "counter", "Messages dead-lettered, by reason code.",
-               [(f'{{reason="{k}"}}', v) for k, v in sorted(live.counters("rejected").items())])
-        family("anjian_messages_dropped_total", "counter", "Messages dropped on purpose (duplicates), by reason.",
-               [(f'{{reason="{k}"}}', v) for k, v in sorted(live.counters("dropped").items())])
+               [(f'{{reason="{k}"}}', v) for k, v in sorted(rejected.items())])
+        family("anjian_messages_ignored_total", "counter",
+               "Messages ignored on purpose (by design, duplicates, shed), by reason.",
+               [(f'{{reason="{k}"}}', v) for k, v in sorted(ignored.items())])
+        family("anjian_messages_accounted_total", "counter",
+               "Messages received, by outcome; the three sum to anjian_messages_received_total once queues drain.",
+               [('{outcome="applied"}', sum(applied.values())), ('{outcome="dead_lettered"}', sum(rejected.values())),
+                ('{outcome="ignored"}', sum(ignored.values()))])
         lat = live.counters("latency")
         total = float(self.redis.hget(live.key("metrics", "latency_sum"), "sum") or 0.0)
         buckets = sorted((float(k[3:]), v) for k, v in lat.items() if k.startswith("le_"))

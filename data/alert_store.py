@@ -32,8 +32,9 @@ from alerts.model import ACTIVE_STATES, SEVERITY_RANK, AlertState, TransitionRec
 from alerts.nearest import Candidate, rank_nearest
 from data import audit
 from data.auth import Principal
-from data.live import CHANGES_MAXLEN, LiveState
+from data.live import CHANGES_MAXLEN, LiveState, reported_offline
 from data.models import Alert, AlertEvent, DispatchTask, Enterprise, Inspector
+from geo.timefmt import iso
 
 log = logging.getLogger(__name__)
 
@@ -120,7 +121,7 @@ class AlertStore:
         for e in rows:
             out.setdefault(e.alert_id, []).append({
                 "from_state": e.from_state, "to_state": e.to_state, "action": e.action, "actor": e.actor,
-                "at": _iso(e.at), "at_ts": e.at, "note": e.note,
+                "at": iso(e.at), "at_ts": e.at, "note": e.note,
             })
         return out
 
@@ -133,9 +134,9 @@ class AlertStore:
             "enterprise_id": r.enterprise_id, "sensor_id": r.sensor_id, "inspector_id": r.inspector_id,
             "street_id": r.street_id, "grid_id": r.grid_id, "assignee_id": r.assignee_id, "count": r.count,
             "peak_lel": r.peak_lel, "last_value_lel": r.last_value_lel,
-            "returned_to_normal_at": _iso(r.returned_to_normal_at), "escalation_level": r.escalation_level,
-            "outcome": r.outcome, "first_seen": _iso(r.first_seen), "first_seen_ts": r.first_seen,
-            "last_seen": _iso(r.last_seen), "last_seen_ts": r.last_seen, "details": r.details or {},
+            "returned_to_normal_at": iso(r.returned_to_normal_at), "escalation_level": r.escalation_level,
+            "outcome": r.outcome, "first_seen": iso(r.first_seen), "first_seen_ts": r.first_seen,
+            "last_seen": iso(r.last_seen), "last_seen_ts": r.last_seen, "details": r.details or {},
             "allowed_actions": allowed_actions(st), "history": history,
             "changes": {h["to_state"]: h["at"] for h in history if h["action"] != "escalate"},
         }
@@ -374,8 +375,8 @@ class AlertStore:
         avail = self.live.availability("inspector")
         now = time.time()
         cands = [
-            Candidate(i, f.lat, f.lon, online=avail.get(i, (True, 0))[0] and now - f.ts < 600, busy=i in busy,
-                      unit_id=insp[i].unit_id, name=insp[i].name)
+            Candidate(i, f.lat, f.lon, online=not reported_offline(avail.get(i), f.ts) and now - f.ts < 600,
+                      busy=i in busy, unit_id=insp[i].unit_id, name=insp[i].name)
             for i, f in fixes.items()
         ]
         return [
@@ -383,14 +384,6 @@ class AlertStore:
              "eta_s": round(s.eta_s), "lat": s.lat, "lon": s.lon}
             for s in rank_nearest(ent.lat, ent.lon, cands, k=k)
         ]
-
-
-def _iso(ts):
-    if ts is None:
-        return None
-    from alerts.dispatch import iso_cst
-
-    return iso_cst(ts)
 
 
 __all__ = ["AlertStore", "Conflict", "TransitionNotAllowed", "SYSTEM"]

@@ -54,7 +54,6 @@ import redis as redis_lib
 import shapely
 from sqlalchemy import Engine, and_, func, select
 
-from alerts.dispatch import iso_cst
 from data.models import Enterprise, Inspector, PingRow, Street, Unit, Visit
 from geo.areas import AreaIndex
 from geo.cells import (
@@ -65,6 +64,7 @@ from geo.cells import (
     cells_u64_to_str,
 )
 from geo.coverage import RISK_COLOURS, coverage_pct, next_due_array
+from geo.timefmt import iso
 from geo.heat import (
     DAY_S,
     HOUR_S,
@@ -132,13 +132,6 @@ def heat_key(ns: str, kind: str, hour: int, unit: str | None = None) -> str:
     except KeyError:
         raise HeatQueryError(f"kind must be one of {', '.join(HEAT_KINDS)}, not {kind!r}") from None
     return f"{ns}:heat:{prefix}:{unit}:{hour}" if unit is not None else f"{ns}:heat:{prefix}:{hour}"
-
-
-def iso(ts: float | None) -> str | None:
-    """ISO-8601 in Asia/Shanghai time (``2024-06-10T14:03:22+08:00``), None for None/NaN."""
-    if ts is None or ts != ts:
-        return None
-    return iso_cst(float(ts))
 
 
 # --- heat: planning ---------------------------------------------------------------------------

@@ -148,6 +148,13 @@ return res
 """
 
 
+def reported_offline(avail: tuple[bool, float] | None, last_ts: float | None) -> bool:
+    """The device's own word (``availability()``'s entry) says offline, and nothing
+    newer was heard from it since: a fix or reading at or after the will's time
+    wins, so a phone that reconnects after its last will is online again."""
+    return avail is not None and not avail[0] and (last_ts is None or avail[1] >= last_ts)
+
+
 def _s(v: float | None) -> str:
     return "" if v is None else repr(float(v))
 

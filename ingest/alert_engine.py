@@ -44,6 +44,7 @@ from alerts.model import (APPROACH_WARNING, GAS_ALARM, INSPECTOR_OFFLINE, OVERDU
 from alerts.overdue import apply_rollup, local_day, overdue_subject
 from alerts.rules import Decision, SensorMemory, evaluate_gas, evaluate_offline, severity_for
 from data.alert_store import SYSTEM, AlertStore, Conflict, state_from_row
+from data.live import reported_offline
 from data.models import Alert, Enterprise
 from data.redis_wait import block_ms
 from data.registry import Registry
@@ -445,8 +446,7 @@ class AlertEngine:
         for iid, fix in fixes.items():
             if now - fix.ts > ON_DUTY_WINDOW_S:
                 continue  # off duty: silence is expected
-            online = avail.get(iid)
-            lwt_offline = online is not None and not online[0] and online[1] >= fix.ts
+            lwt_offline = reported_offline(avail.get(iid), fix.ts)
             subject = inspector_subject(iid)
             if subject not in flagged and not (now - fix.ts > INSPECTOR_SILENT_S or lwt_offline):
                 continue  # the transaction below would find nothing to do

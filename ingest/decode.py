@@ -1,7 +1,7 @@
 """MQTT message -> typed event (``Ping``, ``GasReading``, ``Availability``).
 
 One entry point, ``decode(topic, payload, scheme, received_at)``, for the three
-dialects of CONTRACT.md §1:
+dialects of docs/mqtt.md:
 
 * our own scheme under ``PREFIX/v1/...``;
 * OwnTracks (``owntracks/{user}/{device}`` and ``.../event``), as the booklet
@@ -12,7 +12,9 @@ dialects of CONTRACT.md §1:
 It returns the event, ``None`` for a message that is ignored *by design* (an
 OwnTracks ``card``, a Zigbee2MQTT bridge message, a plain switch, an empty
 retained message that clears a topic), or raises ``Rejected`` with a
-dead-letter reason code (docs/architecture.md).  It raises nothing else, for
+dead-letter reason code (docs/architecture.md).  ``decode_or_ignored`` is the
+same but says why a message is ignored (``Ignored.reason``), so that the
+pipeline can count every message (docs/mqtt.md, "Accounting").  It raises nothing else, for
 any bytes on any topic (tests/ingest/test_decode.py fuzzes that).
 
 ``decode`` does no clock or map checks (``ingest.validate`` does), and it does
@@ -39,11 +41,14 @@ from ingest.timeparse import parse_ts, try_parse_ts
 from ingest.validate import ALARM_VALUES, REASON_CODES, Rejected
 
 __all__ = [
+    "IGNORE_REASONS",
     "REASON_CODES",
+    "Ignored",
     "Rejected",
     "TopicScheme",
     "Z2M_AVAILABILITY_MAX_LEVELS",
     "decode",
+    "decode_or_ignored",
     "subscriptions",
 ]
 
@@ -124,9 +129,6 @@ def subscriptions(scheme: TopicScheme) -> list[tuple[str, int, bool]]:
 
     * Sensor state: QoS 1, so a persistent session keeps alarms while ingest
       restarts.  Shareable: workers split the stream (``$share/<group>/``).
-    * Our own location: QoS 0.  A fix is superseded by the next one within
-      ``sim_ping_interval_s``; queueing an outage's worth of stale fixes in the
-      broker would only delay the fresh ones behind them.
     * OwnTracks: QoS 1 (the app's default ``pubQos``), because the same topic
       carries the ``lwt`` (offline) message, which must not be lost.
     * Availability topics are retained and must NOT be shared: a broker does
@@ -134,11 +136,16 @@ def subscriptions(scheme: TopicScheme) -> list[tuple[str, int, bool]]:
       Every worker reads them; Availability is idempotent, so that is safe.
     * ``zigbee2mqtt/#`` is shareable and also matches the availability topics,
       so a live availability change arrives twice (shared + non-shared).
+    * Our own scheme the same way: ``PREFIX/#`` (shared, QoS 1) carries sensor
+      state, locations and every other topic under the prefix, so that a
+      message on a topic no decoder knows (``PREFIX/v2/...``) is received and
+      dead-lettered as ``unknown_topic`` rather than never delivered.  A
+      location is delivered at the QoS it was published with (phones publish
+      QoS 0: not queued for an absent worker).
     """
     p, ot, z = scheme.prefix, scheme.owntracks_base, scheme.z2m_base
     subs = [
-        (f"{p}/v1/sensors/+/state", 1, True),
-        (f"{p}/v1/inspectors/+/location", 0, True),
+        (f"{p}/#", 1, True),
         (f"{p}/v1/sensors/+/availability", 1, False),
         (f"{p}/v1/inspectors/+/availability", 1, False),
         (f"{ot}/+/+", 1, True),
@@ -155,8 +162,39 @@ def subscriptions(scheme: TopicScheme) -> list[tuple[str, int, bool]]:
 # --------------------------------------------------------------------------
 
 
+class Ignored:
+    """A message ignored by design, and why (one of ``IGNORE_REASONS``)."""
+
+    __slots__ = ("reason",)
+
+    def __init__(self, reason: str):
+        self.reason = reason
+
+    def __repr__(self) -> str:
+        return f"Ignored({self.reason!r})"
+
+
+# docs/mqtt.md, "Accounting".  The pipeline adds its own (duplicate_msg_id, ...).
+_CLEARED = Ignored("cleared_retained")  # an empty message that clears a retained topic
+_OWN_OUTBOUND = Ignored("own_outbound")  # our own dispatch / escalation messages
+_NOT_A_POSITION = Ignored("not_a_position")  # OwnTracks cards, waypoints, commands, ...
+_BRIDGE = Ignored("bridge_traffic")  # the Zigbee2MQTT bridge's own topics
+_COMMAND = Ignored("device_command")  # .../set, .../get: commands to devices
+_ATTRIBUTE_COPY = Ignored("attribute_copy")  # Zigbee2MQTT per-attribute output
+_NOT_GAS = Ignored("not_a_gas_detector")  # a Zigbee2MQTT device without a gas field
+IGNORE_REASONS: tuple[str, ...] = tuple(
+    i.reason for i in (_CLEARED, _OWN_OUTBOUND, _NOT_A_POSITION, _BRIDGE, _COMMAND, _ATTRIBUTE_COPY, _NOT_GAS))
+
+
 def decode(topic: str, payload: bytes, scheme: TopicScheme, received_at: float):
     """Decode one MQTT message; see the module docstring."""
+    ev = decode_or_ignored(topic, payload, scheme, received_at)
+    return None if type(ev) is Ignored else ev
+
+
+def decode_or_ignored(topic: str, payload: bytes, scheme: TopicScheme, received_at: float):
+    """``decode``, but a message ignored by design comes back as an ``Ignored``
+    that says why (the pipeline counts it under that reason)."""
     if type(topic) is not str:
         raise Rejected("unknown_topic", f"topic must be a str, got {type(topic).__name__}")
     if type(payload) is not bytes:
@@ -322,9 +360,9 @@ def _availability(
     payload: bytes, kind: str, device_id: str, id_keys: tuple[str, ...], source: str, received_at: float
 ) -> Availability | None:
     """``online``/``offline``, bare or ``{"state": ...}``; empty = retained copy cleared."""
-    bare = payload.strip().lower()
-    if not bare:
-        return None  # an empty retained message deletes the retained state: nothing happened
+    if not payload:
+        return _CLEARED  # an empty retained message deletes the retained state: nothing happened
+    bare = payload.strip().lower()  # whitespace only: not empty, and not JSON (bad_json below)
     if bare == b"online":
         return Availability(kind, device_id, True, received_at, source)
     if bare == b"offline":
@@ -372,7 +410,7 @@ def _decode_own(topic: str, rest: str, payload: bytes, scheme: TopicScheme, rece
                 _check_size(payload, scheme)
                 return _availability(payload, "inspector", dev, ("inspector_id", "id"), "anjian", received_at)
             if leaf == "dispatch":
-                return None  # our own outbound assignment (CONTRACT.md §2), not input
+                return _OWN_OUTBOUND  # our own outbound assignment (docs/mqtt.md, MQTT out), not input
         elif kind == "sensors":
             if leaf == "state":
                 _check_size(payload, scheme)
@@ -380,6 +418,8 @@ def _decode_own(topic: str, rest: str, payload: bytes, scheme: TopicScheme, rece
             if leaf == "availability":
                 _check_size(payload, scheme)
                 return _availability(payload, "sensor", dev, ("sensor_id", "id"), "anjian", received_at)
+        elif kind == "alerts" and leaf == "escalation":
+            return _OWN_OUTBOUND  # the alert engine's escalation notice, not input
     raise Rejected("unknown_topic", f"{_short(topic)}: not a topic of the v1 scheme")
 
 
@@ -451,13 +491,13 @@ def _decode_owntracks(topic: str, rest: str, payload: bytes, scheme: TopicScheme
         else:
             # /cmd, /info, /step, /beacon, /dump, /status, /waypoint(s), ...:
             # the app's other traffic, none of it a position or a presence.
-            return None
+            return _NOT_A_POSITION
     ext_id = parts[0] + "/" + parts[1]
     _check_size(payload, scheme)
     if not payload and not is_event:
         # The app publishes locations retained (pubRetain); an empty retained
         # message is how an operator clears a user's last position.
-        return None
+        return _CLEARED
     d = _load_object(payload)
     typ = d.get("_type")
     if typ is None:
@@ -469,7 +509,7 @@ def _decode_owntracks(topic: str, rest: str, payload: bytes, scheme: TopicScheme
         return _owntracks_fix(d, ext_id)
     if typ == "transition":
         if d.get("lat") is None and d.get("lon") is None:
-            return None  # the booklet makes lat/lon optional here; without them it is no fix
+            return _NOT_A_POSITION  # the booklet makes lat/lon optional here; without them it is no fix
         _owntracks_topic_check(d, ext_id)
         return _owntracks_fix(d, ext_id)
     if typ == "lwt":
@@ -477,7 +517,7 @@ def _decode_owntracks(topic: str, rest: str, payload: bytes, scheme: TopicScheme
         # the broker publishes the will on disconnect, so received_at is the time.
         _owntracks_topic_check(d, ext_id)
         return Availability("inspector", ext_id, False, received_at, "owntracks")
-    return None  # card, cmd, waypoint(s), status, steps, beacon, encrypted, ...
+    return _NOT_A_POSITION  # card, cmd, waypoint(s), status, steps, beacon, encrypted, ...
 
 
 def _owntracks_topic_check(d: dict, ext_id: str) -> None:
@@ -631,10 +671,10 @@ def _decode_z2m(topic: str, rest: str, payload: bytes, scheme: TopicScheme, rece
     if not rest:
         raise Rejected("unknown_topic", f"{_short(topic)}: no friendly name")
     if rest == "bridge" or rest.startswith("bridge/"):
-        return None  # the bridge's own state, logs, device list, responses
+        return _BRIDGE  # the bridge's own state, logs, device list, responses
     parts = rest.split("/")
     if parts[-1] in ("set", "get") or (len(parts) > 1 and parts[-2] in ("set", "get")):
-        return None  # commands to devices, not state from them
+        return _COMMAND  # commands to devices, not state from them
     if "" in parts:
         raise Rejected("unknown_topic", f"{_short(topic)}: empty topic level in the friendly name")
     _check_size(payload, scheme)
@@ -644,20 +684,20 @@ def _decode_z2m(topic: str, rest: str, payload: bytes, scheme: TopicScheme, rece
     if not payload:
         # Zigbee2MQTT clears a retained state topic this way when a device is
         # renamed or removed (lib/extension/bridge.ts).
-        return None
+        return _CLEARED
     if len(parts) > 1 and payload.lstrip()[:1] != b"{":
         # ``advanced.output: attribute(_and_json)`` publishes each field on its
         # own subtopic ("kitchen/gas" -> true, ".../state" -> ON).  Device state
         # always comes as a JSON object; anything else on a deeper topic is
         # that per-attribute copy (or a legacy /action), not ours to read.
-        return None
+        return _ATTRIBUTE_COPY
     d = _load_object(payload)
     return _z2m_state(rest, d, scheme, received_at)
 
 
 def _z2m_state(name: str, d: dict, scheme: TopicScheme, received_at: float) -> GasReading | None:
     if _Z2M_GAS_KEYS.isdisjoint(d):
-        return None  # a switch, a lamp, a door sensor: no gas field, not ours
+        return _NOT_GAS  # a switch, a lamp, a door sensor: no gas field, not ours
 
     model = None
     dev = d.get("device")  # only with mqtt.include_device_information
@@ -740,7 +780,7 @@ def _z2m_state(name: str, d: dict, scheme: TopicScheme, received_at: float) -> G
     # e.g. Aqara's 10/15 %LEL, may be below ours); without one we cannot tell
     # how bad it is, and assume the worst.  gas=false with a %LEL reading
     # leaves the level to the reading and the sensor's thresholds (alarm None,
-    # CONTRACT.md §1).  A gas alarm outranks fault, fault outranks tamper,
+    # docs/mqtt.md).  A gas alarm outranks fault, fault outranks tamper,
     # tamper outranks a self-test.
     if gas:
         alarm = "low" if lel is not None and lel < scheme.gas_high_lel else "high"

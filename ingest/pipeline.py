@@ -6,7 +6,11 @@
 Each step takes the batch's surviving items and returns those that go on.  A
 step drops an item with a named reason: a *rejection* (bad input) goes to the
 dead-letter store with its reason code; a *drop* (a duplicate msg_id, a
-message ignored by design) is only counted.
+message ignored by design) is only counted, under its reason
+(``Batch.dropped``, ``anjian_messages_ignored_total``).  Every message a
+worker receives ends in exactly one of three counts: applied (``Batch.kinds``,
+counted after the last step), dead-lettered (``Batch.rejected``) or ignored
+(``Batch.dropped``); docs/mqtt.md, "Accounting".
 
 Failure handling:
 - A step that raises on ordinary data is re-run item by item; the item that
@@ -32,7 +36,7 @@ from data.live import APPLIED, DUPLICATE, LiveState
 from data.registry import Registry
 from geo.coords import haversine_m
 from geo.types import Availability, GasReading, Ping
-from ingest.decode import Rejected, TopicScheme, decode
+from ingest.decode import Ignored, Rejected, TopicScheme, decode_or_ignored
 from ingest.validate import Limits, validate
 
 log = logging.getLogger(__name__)
@@ -80,6 +84,8 @@ class Context:
     worker_id: str = "ingest"
     arrive_geofence_m: float = 100.0
     visits: object | None = None  # geo-engine hook, see DetectVisits
+    # availability topic -> (payload, receive time) of the last message decoded on it (see _echo).
+    availability_seen: dict = field(default_factory=dict)
 
     def now(self) -> float:
         return time.time()
@@ -119,24 +125,54 @@ class Decode(Step):
         out = []
         scheme = ctx.scheme
         for item in items:
+            if item.topic.endswith("/availability") and _echo(ctx, item):
+                batch.dropped["duplicate_delivery"] += 1
+                continue
             try:
-                item.event = _decode_item(item, scheme)
+                ev = _decode_item(item, scheme)
             except Rejected as r:
                 reject(batch, item, r.reason, r.detail, ctx)
                 continue
-            if item.event is not None:
-                out.append(item)
+            if type(ev) is Ignored:
+                batch.dropped[ev.reason] += 1
+                continue
+            item.event = ev
+            out.append(item)
         return out
 
-    def process(self, item, ctx):
-        item.event = _decode_item(item, ctx.scheme)
-        return item if item.event is not None else None
+
+# A live availability message matches a shared and a non-shared subscription
+# (ingest.decode.subscriptions), so the broker delivers it to one worker twice,
+# a few milliseconds apart.  The second copy is counted as ignored
+# (``duplicate_delivery``) rather than applied, or dead-lettered, again.
+# Availability is idempotent, so an identical message repeated on purpose
+# within this window loses nothing either.
+AVAILABILITY_ECHO_S = 10.0
+
+
+def _echo(ctx: Context, item: Item) -> bool:
+    """``item`` repeats the availability message this worker last decoded on its
+    topic (same payload, within the window); a message in between (offline,
+    online, offline) makes the next one new again."""
+    seen = ctx.availability_seen
+    now = item.received_at
+    last = seen.pop(item.topic, None)
+    if last is not None and last[0] == item.payload and now - last[1] <= AVAILABILITY_ECHO_S:
+        return True  # and forgotten: one echo per message
+    seen[item.topic] = (item.payload, now)  # re-inserted: the dict stays in receive order
+    cutoff = now - AVAILABILITY_ECHO_S
+    for _ in range(2):  # forget the oldest expired ones, two per call: amortised O(1), and it shrinks
+        oldest = next(iter(seen))
+        if seen[oldest][1] >= cutoff:
+            break
+        del seen[oldest]
+    return False
 
 
 def _decode_item(item: Item, scheme: TopicScheme):
     if item.topic_error is not None:
         raise Rejected("unknown_topic", item.topic_error)
-    return decode(item.topic, item.payload, scheme, item.received_at)
+    return decode_or_ignored(item.topic, item.payload, scheme, item.received_at)
 
 
 class Validate(Step):
@@ -144,24 +180,23 @@ class Validate(Step):
 
     def run(self, batch, items, ctx):
         # Inlined like Decode's; one clock reading per batch (a batch takes
-        # milliseconds, the time limits are seconds to days).
+        # milliseconds, the time limits are seconds to days).  Every event,
+        # availability too: its ``ts`` decides against readings and fixes, and
+        # one from the far future once kept a sensor offline for ever.
         out = []
         limits = ctx.limits
         now = ctx.now()
         for item in items:
-            ev = item.event
-            if isinstance(ev, (Ping, GasReading)):
-                try:
-                    item.event = validate(ev, limits, now)
-                except Rejected as r:
-                    reject(batch, item, r.reason, r.detail, ctx)
-                    continue
+            try:
+                item.event = validate(item.event, limits, now)
+            except Rejected as r:
+                reject(batch, item, r.reason, r.detail, ctx)
+                continue
             out.append(item)
         return out
 
     def process(self, item, ctx):
-        if isinstance(item.event, (Ping, GasReading)):
-            item.event = validate(item.event, ctx.limits, ctx.now())
+        item.event = validate(item.event, ctx.limits, ctx.now())
         return item
 
 
@@ -425,7 +460,10 @@ def _step_done(batch: Batch, items: list[Item], n_steps: int) -> None:
     batch.next_step += 1
     if batch.next_step == n_steps:
         for item in items:
-            batch.kinds[kind_of(item)] += 1
+            # A duplicate msg_id went through to WriteHistory (stored once) but
+            # is counted as ignored (ApplyLiveState), not as applied.
+            if item.status != DUPLICATE:
+                batch.kinds[kind_of(item)] += 1
 
 
 def _isolate(step: Step, batch: Batch, items: list[Item], ctx: Context) -> list[Item]:

@@ -8,7 +8,8 @@ dead-letters the message with that reason and counts it.
 ``ingest.decode`` rejects what is wrong in the message itself (JSON, types,
 ranges of lat/lon/lel/batt, crs, topic vs payload).  ``validate`` rejects what
 is wrong only relative to *now* and to *this deployment*: a timestamp too far
-in the future or the past, a fix outside the service area.  It also re-checks
+in the future or the past (of every event, availability included), a fix
+outside the service area.  It also re-checks
 the ranges of events that did not come through ``decode`` (the simulator, a
 replay), so that no path can put a NaN or an impossible value into live state.
 """

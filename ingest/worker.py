@@ -141,6 +141,11 @@ class IngestWorker:
         self.prio_q: queue.Queue[Item] = queue.Queue(maxsize=settings.ingest_priority_queue_max)
         self.shed = 0
         self.processed = 0
+        # Every message paho hands over, counted on its thread as it arrives;
+        # flushed to Redis with the heartbeat (``_flush_counts``), with ``shed``.
+        self.received = 0
+        self._flushed_received = 0
+        self._flushed_shed = 0
         self.last_lag_s = 0.0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -197,6 +202,7 @@ class IngestWorker:
 
     def _on_raw_publish(self, topic: bytes, payload: bytes, qos: int, mid: int) -> None:
         """``_on_message`` for the client's fast path (no MQTTMessage built)."""
+        self.received += 1
         try:
             try:
                 item = Item(topic.decode(), payload, qos, mid, time.time())
@@ -276,6 +282,10 @@ class IngestWorker:
         for t in (self._thread, *self._stages):
             if t:
                 t.join(max(0.0, deadline - time.monotonic()))
+        try:
+            self._flush_counts()
+        except INFRA_ERRORS:
+            log.debug("last counts not recorded (Redis away)")
 
     def _load_registry(self) -> None:
         delay = RETRY_MIN_S
@@ -509,5 +519,23 @@ class IngestWorker:
                 owner=self.owner,
             )
             self.last_lag_s = 0.0
+            self._flush_counts()
         except INFRA_ERRORS:
             log.debug("heartbeat not written (Redis away)")
+
+    def _flush_counts(self) -> None:
+        """Messages received, and pings shed (ignored as ``shed``), since the last
+        flush: the left side of the accounting in docs/mqtt.md, and the one
+        ignore reason that never reaches the pipeline.  A failed flush is
+        retried with the next heartbeat (nothing is lost or counted twice)."""
+        received, shed = self.received, self.shed
+        d_received, d_shed = received - self._flushed_received, shed - self._flushed_shed
+        if not (d_received or d_shed):
+            return
+        pipe = self.live.r.pipeline(transaction=True)
+        if d_received:
+            self.live.count("received", "total", d_received, pipe)
+        if d_shed:
+            self.live.count("dropped", "shed", d_shed, pipe)
+        pipe.execute()
+        self._flushed_received, self._flushed_shed = received, shed

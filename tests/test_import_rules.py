@@ -54,10 +54,11 @@ WITHIN: dict[str, tuple[str, tuple[str, ...]]] = {
 
 
 # geo/ and alerts/ are pure: from the standard library, computation only (no I/O, no
-# clock, no threads, no logging), so they run the same in a test, a worker or a batch.
+# clock, no threads; logging only to report odd input), so they run the same in a test, a worker or a batch.
 PURE_STDLIB = frozenset({
     "__future__", "abc", "bisect", "collections", "dataclasses", "datetime", "enum", "functools",
-    "hashlib", "heapq", "itertools", "json", "math", "operator", "re", "statistics", "typing", "zoneinfo",
+    "hashlib", "heapq", "itertools", "json", "logging", "math", "operator", "re", "statistics", "typing",
+    "zoneinfo",
 })
 
 

@@ -9,6 +9,7 @@ user and the language come from the request's session.
 from __future__ import annotations
 
 import hashlib
+import math
 import logging
 import time
 from collections.abc import Callable, Iterable
@@ -22,6 +23,7 @@ from dashboard.api import current_principal
 from dashboard.auth_views import HOME_BY_ROLE, current_lang, ensure_csrf
 from dashboard.i18n import has, t
 from geo.china import CHINA_TZ
+from geo.timefmt import local_dt
 
 log = logging.getLogger(__name__)
 
@@ -74,19 +76,15 @@ def label(prefix: str, value, lang_: str) -> str:
 # --- formatting -----------------------------------------------------------------------------
 
 
-def local(ts: float | None) -> datetime | None:
-    return None if ts is None else datetime.fromtimestamp(float(ts), CHINA_TZ)
-
-
 def fmt_time(ts: float | None, with_date: bool = False) -> str:
-    dt = local(ts)
+    dt = local_dt(ts)
     if dt is None:
         return "—"
     return dt.strftime("%Y-%m-%d %H:%M" if with_date else "%H:%M:%S")
 
 
 def fmt_age(seconds: float | None, lang_: str) -> str:
-    if seconds is None:
+    if seconds is None or not math.isfinite(seconds):  # an odd stored time (see geo.timefmt)
         return "—"
     s = max(0, int(seconds))
     if s < 60:

@@ -8,7 +8,8 @@ import math
 
 import pytest
 
-from alerts.dispatch import TIE_M, dispatch_payload, dispatch_topic, iso_cst, suggest_reassignment
+from alerts.dispatch import TIE_M, dispatch_payload, dispatch_topic, suggest_reassignment
+from geo.timefmt import iso
 
 T0 = 1_718_000_000.0  # 2024-06-10 14:13:20 +08:00
 R = 6371008.8
@@ -45,8 +46,8 @@ def test_topic():
         dispatch_topic("anjian", "I/0042")
 
 
-def test_iso_cst_truncates_to_the_second():
-    assert iso_cst(T0 + 0.999) == "2024-06-10T14:13:20+08:00"
+def test_iso_truncates_to_the_second():
+    assert iso(T0 + 0.999) == "2024-06-10T14:13:20+08:00"
 
 
 TEAM_AT = (22.5431, 114.0579)

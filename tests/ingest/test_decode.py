@@ -22,11 +22,14 @@ from config.settings import load_settings
 from geo.coords import from_wgs84, haversine_m, to_wgs84
 from geo.types import Availability, GasReading, Ping
 from ingest.decode import (
+    IGNORE_REASONS,
     REASON_CODES,
     Z2M_AVAILABILITY_MAX_LEVELS,
+    Ignored,
     Rejected,
     TopicScheme,
     decode,
+    decode_or_ignored,
     subscriptions,
 )
 
@@ -434,6 +437,37 @@ def test_availability_bad(payload, reason):
     assert _reason(AV, payload) == reason
 
 
+@pytest.mark.parametrize("payload", [b" ", b"\n", b" \t\r\n "])
+def test_whitespace_only_availability_is_bad_json_not_a_cleared_retained_message(payload):
+    assert _reason(AV, payload) == "bad_json"
+    assert _reason("zigbee2mqtt/kitchen/availability", payload) == "bad_json"
+    assert decode_or_ignored(AV, b"", SCHEME, RECEIVED_AT).reason == "cleared_retained"
+
+
+@pytest.mark.parametrize(
+    "topic, payload, reason",
+    [
+        ("anjian/v1/sensors/gs-1/availability", b"", "cleared_retained"),
+        ("owntracks/jane/phone", b"", "cleared_retained"),
+        ("zigbee2mqtt/kitchen", b"", "cleared_retained"),
+        ("anjian/v1/inspectors/i1/dispatch", b'{"task_id":"t1"}', "own_outbound"),
+        ("anjian/v1/alerts/17/escalation", b'{"alert_id":17}', "own_outbound"),
+        ("owntracks/jane/phone", b'{"_type":"waypoint","desc":"home","lat":1,"lon":2,"tst":3}', "not_a_position"),
+        ("owntracks/jane/phone", b'{"_type":"card","name":"Jane"}', "not_a_position"),
+        ("owntracks/jane/phone/cmd", b'{"_type":"cmd","action":"reportLocation"}', "not_a_position"),
+        ("owntracks/jane/phone/event", b'{"_type":"transition","event":"leave","tst":1}', "not_a_position"),
+        ("zigbee2mqtt/bridge/state", b'{"state":"online"}', "bridge_traffic"),
+        ("zigbee2mqtt/kitchen/set", b'{"state":"ON"}', "device_command"),
+        ("zigbee2mqtt/kitchen/gas", b"true", "attribute_copy"),
+        ("zigbee2mqtt/hall", b'{"state":"ON"}', "not_a_gas_detector"),
+    ],
+)
+def test_every_ignored_message_says_why(topic, payload, reason):
+    ev = decode_or_ignored(topic, payload, SCHEME, RECEIVED_AT)
+    assert isinstance(ev, Ignored) and ev.reason == reason and reason in IGNORE_REASONS
+    assert decode(topic, payload, SCHEME, RECEIVED_AT) is None
+
+
 # --------------------------------------------------------------------------
 # Every reason code decode can raise
 # --------------------------------------------------------------------------
@@ -564,9 +598,9 @@ def _matches(filter_: str, topic: str) -> bool:
 def test_subscriptions():
     subs = subscriptions(SCHEME)
     by_filter = {f: (qos, share) for f, qos, share in subs}
-    assert by_filter["anjian/v1/sensors/+/state"] == (1, True)
-    assert by_filter["anjian/v1/inspectors/+/location"][0] in (0, 1)
-    assert by_filter["anjian/v1/inspectors/+/location"][1] is True
+    # Everything under the prefix, shared: state, locations, and topics no decoder
+    # knows, which must arrive to be dead-lettered as unknown_topic.
+    assert by_filter["anjian/#"] == (1, True)
     for f, qos, share in subs:
         assert qos in (0, 1, 2)
         if f.endswith("/availability"):
@@ -580,8 +614,10 @@ def test_subscriptions():
         "owntracks/jane/phone",
         "owntracks/jane/phone/event",
         "zigbee2mqtt/a/b/c",
+        "anjian/v2/sensors/gs-1/state",
+        "anjian/v1/inspectors/x",
     ]:
-        assert any(_matches(f, topic) for f in by_filter), topic
+        assert any(_matches(f, topic) and by_filter[f][1] for f in by_filter), topic
     for topic in [
         "anjian/v1/sensors/gs-1/availability",
         "anjian/v1/inspectors/i/availability",
