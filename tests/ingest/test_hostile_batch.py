@@ -147,3 +147,34 @@ def test_a_row_the_database_refuses_is_isolated_and_dead_letters_are_written_onc
     assert reasons == ["bad_json"] * 5 + ["history_refused"]
     assert sorted(r.reason for r in batch.rejected) == reasons, "the batch's count must match the table"
     assert len(batch.items) == 19
+
+
+def test_batches_written_together_isolate_a_refused_row_each_on_its_own(settings, city_engine, redis_client):
+    """The history thread writes waiting batches together; a refused row there fails
+    the union, and each batch then runs alone (as the worker does), isolating it:
+    nothing is lost, nothing is written twice."""
+    from data.history import DeadLetterRecord
+    from ingest.pipeline import run_together
+
+    w = IngestWorker(settings, city_engine, redis_client)
+    w._load_registry()
+    now = time.time()
+    batches = []
+    for b in range(3):
+        items = []
+        for k in range(6):
+            ts = None if (b, k) == (1, 2) else now - 100 + 10 * b + k
+            it = Item(f"{settings.mqtt_prefix}/v1/inspectors/I1/location", b"{}", 1, 0, now)
+            it.event = Ping("I1", ts, ENTERPRISE_A[1], ENTERPRISE_A[2], msg_id=f"b{b}-{k}")
+            items.append(it)
+        batch = Batch(items=items, next_step=HISTORY_FROM)
+        batch.rejected = [DeadLetterRecord("x/y", "bad_json", f"dl {b}", now, b"{", "w")]
+        batches.append(batch)
+    with pytest.raises(Exception):
+        run_together(batches, w.ctx)
+    assert count(city_engine, PingRow) == 0 and count(city_engine, DeadLetter) == 0, "the union is one transaction"
+    for batch in batches:
+        run_pipeline(batch, w.ctx)
+    assert count(city_engine, PingRow) == 17
+    assert sorted(r for r, _ in dead_letters(city_engine)) == ["bad_json"] * 3 + ["history_refused"]
+    assert sum(len(b.rejected) for b in batches) == 4
