@@ -256,9 +256,24 @@ class Settings(BaseSettings):
     tiles_custom_url: str | None = _field(None, "Tile URL template for tiles=custom.")
     tiles_custom_crs: str = _field("wgs84", "CRS of the custom tiles: wgs84 or gcj02.")
     tianditu_key: str | None = _field(None, "Tianditu key (environment only).")
+    gcj02_region: str = _field(
+        "mainland_hk_macau",
+        "Where the GCJ-02 shift applies, for gcj02/bd09 input and GCJ-02 tiles: mainland_hk_macau "
+        "(as AutoNavi/Gaode, the gaode preset, draws it: Taiwan unshifted), mainland (Hong Kong, Macau and "
+        "Taiwan unshifted, as Google's China map), or mainland_hk_macau_taiwan. See docs/coordinates.md.",
+    )
     login_max_failures: int = _field(5, "Failed logins per user and address before throttling.")
     login_lockout_s: int = _field(300, "How long a throttled login waits.")
     log_level: str = _field("INFO", "Logging level.")
+
+    @field_validator("gcj02_region")
+    @classmethod
+    def _known_gcj02_region(cls, v: str) -> str:
+        from geo.coords import GCJ02_REGIONS
+
+        if v not in GCJ02_REGIONS:
+            raise ValueError(f"gcj02_region must be one of {', '.join(GCJ02_REGIONS)}")
+        return v
 
     @field_validator("mqtt_prefix")
     @classmethod
@@ -319,6 +334,11 @@ def load_settings(config_file: str | os.PathLike[str] | None = None, **overrides
     settings = Settings(**file_values)
     if overrides:
         settings = settings.model_copy(update=overrides)
+    # The GCJ-02 region is a process-wide convention of geo.coords (its
+    # conversions run where no Settings object is at hand: decode, import).
+    from geo.coords import set_gcj02_region
+
+    set_gcj02_region(settings.gcj02_region)
     return settings
 
 

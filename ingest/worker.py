@@ -49,6 +49,7 @@ from config.settings import Settings
 from data.history import HistoryWriter
 from data.live import LATENCY_BUCKETS_S, LiveState
 from data.registry import Registry
+from geo.coords import in_gcj02_region
 from ingest.client import MqttConnection
 from ingest.decode import TopicScheme, subscriptions
 from ingest.pipeline import (BACK_FROM, HISTORY_FROM, INFRA_ERRORS, Batch, Context, Item, run_pipeline,
@@ -270,6 +271,9 @@ class IngestWorker:
         batch, for no garbage (reference counting frees a batch's objects).
         0 of 6 collections per batch and ~1.7 us per message less in
         bench/profile_pipeline.py.  Both only with ``tune_gc`` (a process of its own)."""
+        # The GCJ-02 region's lookup grid (geo.coords), ~0.3 s to build: not
+        # inside the batch of the first gcj02/bd09 message.
+        in_gcj02_region(114.0, 22.6)
         warm = getattr(self.ctx.visits, "ensure_index", None)
         if warm is not None:
             try:
