@@ -108,6 +108,11 @@ class Settings(BaseSettings):
         "Bound of the queue for sensor messages (alarms). They are never shed: when it is full, "
         "the MQTT thread waits, which pushes back on the broker.",
     )
+    ingest_dead_letter_rate: float = _field(
+        1000.0,
+        "Most dead letters a second a worker keeps of the pings it refuses before queueing them "
+        "(a flood of garbage on location topics); the rest are counted as dropped dead_letter_overflow.",
+    )
     ingest_batch_max: int = _field(
         # 3000, not 1000: the geo engine's work is mostly per inspector per
         # batch. In the same runs, 2000 did 1.14-1.29x the msg/s of 1000, and

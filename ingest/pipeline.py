@@ -128,6 +128,9 @@ class Decode(Step):
         out = []
         scheme = ctx.scheme
         for item in items:
+            if item.event is not None:  # decoded already (IngestWorker._screen, paho's thread)
+                out.append(item)
+                continue
             try:
                 item.event = _decode_item(item, scheme)
             except Rejected as r:
