@@ -163,6 +163,11 @@ class Settings(BaseSettings):
         "Bound of the queue for sensor messages (alarms). They are never shed: when it is full, "
         "the MQTT thread waits, which pushes back on the broker.",
     )
+    ingest_dead_letter_rate: float = _field(
+        1000.0,
+        "Most dead letters a second a worker keeps of the pings it refuses before queueing them "
+        "(a flood of garbage on location topics); the rest are counted as dropped dead_letter_overflow.",
+    )
     ingest_batch_max: int = _field(
         # 3000, not 1000: the geo engine's work is mostly per inspector per
         # batch. In the same runs, 2000 did 1.14-1.29x the msg/s of 1000, and
@@ -313,6 +318,12 @@ class Settings(BaseSettings):
     tiles_custom_url: str | None = _field(None, "Tile URL template for tiles=custom.")
     tiles_custom_crs: TilesCrs = _field("wgs84", "CRS of the custom tiles: wgs84 or gcj02.")
     tianditu_key: str | None = _field(None, "Tianditu key (environment only).")
+    gcj02_region: str = _field(
+        "mainland_hk_macau",
+        "Where the GCJ-02 shift applies, for gcj02/bd09 input and GCJ-02 tiles: mainland_hk_macau "
+        "(as AutoNavi/Gaode, the gaode preset, draws it: Taiwan unshifted), mainland (Hong Kong, Macau and "
+        "Taiwan unshifted, as Google's China map), or mainland_hk_macau_taiwan. See docs/coordinates.md.",
+    )
     login_max_failures: int = _field(5, "Failed logins per user and address before throttling.")
     login_lockout_s: int = _field(300, "How long a throttled login waits.")
     log_level: LogLevel = _field("INFO", "Logging level: DEBUG, INFO, WARNING, ERROR or CRITICAL.")
@@ -338,6 +349,15 @@ class Settings(BaseSettings):
         # Resolved once, here: child servers (redis-server) change directory before
         # they open the paths we give them, so a relative ./var would break them.
         return Path(v).expanduser().resolve()
+
+    @field_validator("gcj02_region")
+    @classmethod
+    def _known_gcj02_region(cls, v: str) -> str:
+        from geo.coords import GCJ02_REGIONS
+
+        if v not in GCJ02_REGIONS:
+            raise ValueError(f"gcj02_region must be one of {', '.join(GCJ02_REGIONS)}")
+        return v
 
     @field_validator("mqtt_prefix")
     @classmethod
@@ -423,11 +443,17 @@ def load_settings(config_file: str | os.PathLike[str] | None = None, **overrides
         raise SettingsError(f"{', '.join(unknown)}: not a setting (override)")
     token = _FILE_VALUES.set(file_values)
     try:
-        return Settings(**overrides)
+        settings = Settings(**overrides)
     except ValidationError as err:
         raise _refusal(err, sources) from None
     finally:
         _FILE_VALUES.reset(token)
+    # The GCJ-02 region is a process-wide convention of geo.coords (its
+    # conversions run where no Settings object is at hand: decode, import).
+    from geo.coords import set_gcj02_region
+
+    set_gcj02_region(settings.gcj02_region)
+    return settings
 
 
 def hide_password(url: str | None) -> str | None:

@@ -257,9 +257,22 @@ class WebContext:
         out["ingest_workers"] = len(workers)
         out["ingest_lag_s"] = round(max((w.get("lag_s", 0.0) for w in workers.values()), default=0.0), 3)
         out["ingest_queue"] = sum(w.get("queue", 0) for w in workers.values())
+        # Pings a worker shed (or whose dead letters it could not keep) in the
+        # last minute (ingest/worker.py, SHED_WINDOW_S): data was lost, so not "ok".
+        out["ingest_shed"] = sum(w.get("shed_recent", 0) for w in workers.values())
+        out["ingest_dead_letters_dropped"] = sum(w.get("dead_letter_overflow_recent", 0) for w in workers.values())
         ok = (out["broker"] == out["redis"] == out["database"] == "ok" and workers
-              and out["ingest_lag_s"] < LAG_DEGRADED_S)
+              and out["ingest_lag_s"] < LAG_DEGRADED_S and not out["ingest_shed"]
+              and not out["ingest_dead_letters_dropped"])
         out["status"] = "ok" if ok else "degraded"
+        reasons = []
+        if out["ingest_shed"]:
+            reasons.append(f"ingest shed {out['ingest_shed']} pings in the last minute")
+        if out["ingest_dead_letters_dropped"]:
+            reasons.append(f"ingest refused {out['ingest_dead_letters_dropped']} pings in the last minute "
+                           f"beyond the dead letters it keeps (ingest_dead_letter_rate)")
+        if reasons:
+            out["reasons"] = reasons
         out["checked_at"] = iso(time.time())
         out["web_pid"] = os.getpid()  # which web worker process answered
         self._health = (time.monotonic(), out)

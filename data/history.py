@@ -32,6 +32,11 @@ READING_COLUMNS = ("sensor_id", "ts", "lel_pct", "ppm", "alarm", "level", "batt_
                    "msg_id")
 
 
+def _text(s: str) -> str:
+    """PostgreSQL text cannot hold NUL; a dead letter shows it as ``\\x00``."""
+    return s.replace("\x00", "\\x00") if "\x00" in s else s
+
+
 class HistoryWriter:
     def __init__(self, engine: Engine):
         self.engine = engine
@@ -87,7 +92,7 @@ class HistoryWriter:
                 conn.execute(
                     insert(DeadLetter),
                     [
-                        {"topic": d.topic[:512], "reason": d.reason, "detail": (d.detail or "")[:1000],
+                        {"topic": _text(d.topic[:512]), "reason": d.reason, "detail": _text((d.detail or "")[:1000]),
                          "received_at": d.received_at, "payload_head": bytes(d.payload[:DEADLETTER_HEAD_BYTES]),
                          "payload_size": len(d.payload), "worker": d.worker}
                         for d in dead_letters

@@ -22,6 +22,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from geo.types import MSG_ID_MAX_LEN
+
 RISK_COLOURS = ("red", "orange", "yellow", "blue")
 UNIT_KINDS = ("district_section", "street_office", "third_party")
 ROLES = ("wall", "dispatcher", "officer", "admin")
@@ -114,7 +116,7 @@ class PingRow(Base):
     speed_mps: Mapped[float | None] = mapped_column(Float)
     source: Mapped[str] = mapped_column(String(16))
     received_at: Mapped[float] = mapped_column(Float)
-    msg_id: Mapped[str | None] = mapped_column(String(64))
+    msg_id: Mapped[str | None] = mapped_column(String(MSG_ID_MAX_LEN))
     __table_args__ = (
         Index("ix_pings_inspector_ts", "inspector_id", "ts"),
         Index("ix_pings_ts", "ts"),
@@ -135,7 +137,7 @@ class SensorReadingRow(Base):
     batt_pct: Mapped[float | None] = mapped_column(Float)
     source: Mapped[str] = mapped_column(String(16))
     received_at: Mapped[float] = mapped_column(Float)
-    msg_id: Mapped[str | None] = mapped_column(String(64))
+    msg_id: Mapped[str | None] = mapped_column(String(MSG_ID_MAX_LEN))
     __table_args__ = (
         Index("ix_readings_sensor_ts", "sensor_id", "ts"),
         UniqueConstraint("sensor_id", "msg_id", name="uq_readings_msg"),

@@ -8,6 +8,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+# The longest msg_id (characters) that decode accepts and that the history
+# tables' msg_id columns hold (data/models.py; migration 0002 grew them from
+# 64).  One constant for both: an id decode lets through must never fail the
+# history write.  UUIDs (36), ULIDs (26) and OwnTracks ids ("{_id}:{tst}",
+# decode truncates _id to fit) are well inside.
+MSG_ID_MAX_LEN = 128
+
 
 @dataclass(slots=True, frozen=True)
 class Ping:

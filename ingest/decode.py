@@ -31,12 +31,13 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from dataclasses import dataclass, field
 
 import orjson
 
 from geo.coords import to_wgs84
-from geo.types import Availability, GasReading, Ping
+from geo.types import MSG_ID_MAX_LEN, Availability, GasReading, Ping
 from ingest.timeparse import parse_ts, try_parse_ts
 from ingest.validate import ALARM_VALUES, REASON_CODES, Rejected
 
@@ -55,9 +56,12 @@ __all__ = [
 _INF = math.inf
 _ALARMS = frozenset(ALARM_VALUES)
 
-# A msg_id becomes part of a Redis key (idempotency); longer ids are refused so
-# that one message cannot make a huge key.  UUIDs (36) and ULIDs (26) fit.
-MSG_ID_MAX_LEN = 128
+# A msg_id becomes part of a Redis key (idempotency) and a history column;
+# longer ids are refused so that one message cannot make a huge key.  The limit
+# is geo.types.MSG_ID_MAX_LEN, shared with the schema (data/models.py).  Control
+# characters (C0, DEL, C1; NUL above all, which PostgreSQL text cannot hold)
+# are refused too.
+_CONTROL_CHAR = re.compile("[\x00-\x1f\x7f-\x9f]")
 
 # Zigbee2MQTT friendly names may contain "/", and MQTT has no "any number of
 # levels, then /availability" filter (``#`` must be last).  The retained
@@ -342,7 +346,14 @@ def _msg_id(d: dict) -> str | None:
         return None  # "" means "no id"; it must not make every such message a duplicate
     if len(s) > MSG_ID_MAX_LEN:
         raise Rejected("out_of_range", f"msg_id: {len(s)} characters, more than {MSG_ID_MAX_LEN}")
+    _no_control_chars("msg_id", s)
     return s
+
+
+def _no_control_chars(key: str, s: str) -> None:
+    m = _CONTROL_CHAR.search(s)
+    if m is not None:
+        raise Rejected("control_character", f"{key}: control character U+{ord(m.group()):04X} at {m.start()}")
 
 
 _CRS_ALIASES = {"wgs84": "wgs84", "gcj02": "gcj02", "bd09": "bd09", "bd09ll": "bd09"}
@@ -550,8 +561,11 @@ def _owntracks_fix(d: dict, ext_id: str) -> Ping:
     mid = d.get("_id")  # Android: 4 random bytes per message (MessageWithRandomId)
     if type(mid) is str and mid:
         # 32 random bits can collide within a day of fixes; with the fix time
-        # they cannot, and a broker redelivery still has both equal.
-        msg_id = f"{mid[:64]}:{int(ts)}"
+        # they cannot, and a broker redelivery still has both equal.  The _id
+        # is cut so that the whole id fits MSG_ID_MAX_LEN.
+        tail = f":{int(ts)}"
+        _no_control_chars("_id", mid)
+        msg_id = mid[:MSG_ID_MAX_LEN - len(tail)] + tail
     return Ping(
         ext_id,
         ts,

@@ -60,6 +60,10 @@ class Item:
     # Why the topic could not be read (it is then kept with \\x escapes for the
     # dead letter); Decode rejects such an item as ``unknown_topic``.
     topic_error: str | None = None
+    # History row committed by WriteHistory's isolation (a batch retried after
+    # SQL went away part-way through it must not store the row twice).
+    stored: bool = False
+    refused: bool = False  # its history row was refused: dead-lettered as history_refused
 
 
 @dataclass
@@ -70,6 +74,11 @@ class Batch:
     dropped: Counter = field(default_factory=Counter)
     kinds: Counter = field(default_factory=Counter)
     step_errors: int = 0
+    # How many of ``rejected`` WriteHistory has committed (see stored above).
+    rejected_stored: int = 0
+    # run_together's union of several batches (WriteHistory leaves isolating a
+    # refused row to each batch alone).
+    merged: bool = False
 
 
 @dataclass
@@ -125,6 +134,9 @@ class Decode(Step):
         out = []
         scheme = ctx.scheme
         for item in items:
+            if item.event is not None:  # decoded already (IngestWorker._screen, paho's thread)
+                out.append(item)
+                continue
             if item.topic.endswith("/availability") and _echo(ctx, item):
                 batch.dropped["duplicate_delivery"] += 1
                 continue
@@ -357,16 +369,105 @@ class DetectVisits(Step):
 
 
 class WriteHistory(Step):
-    """SQL, one transaction: pings, sensor readings and the batch's dead letters."""
+    """SQL, one transaction: pings, sensor readings and the batch's dead letters.
+
+    If the database refuses that transaction for another reason than being away
+    (a row it cannot hold), the step isolates the row itself rather than leave
+    it to ``run_pipeline``'s item-by-item re-run, which wrote the batch's dead
+    letters once per item: the rows are written in halves, each half its own
+    transaction, down to the single row that fails; that message is
+    dead-lettered as ``history_refused``, the others are stored, and then the
+    batch's dead letters are written, once each.  A batch retried after SQL
+    went away part-way through writes only what it has not committed yet.
+    """
 
     name = "write_history"
     per_item = False
 
     def run(self, batch, items, ctx):
-        pings = [(i.event, i.received_at) for i in items if isinstance(i.event, Ping)]
-        readings = [(i.event, i.level, i.received_at) for i in items if isinstance(i.event, GasReading)]
-        ctx.history.write(pings, readings, batch.rejected)
+        todo = [i for i in items if not (i.stored or i.refused)]
+        try:
+            ctx.history.write(*_rows(todo), batch.rejected[batch.rejected_stored:])
+        except INFRA_ERRORS:
+            raise
+        except Exception as e:  # noqa: BLE001 - a row the database refuses; isolated below
+            if batch.merged:
+                raise  # run_together's caller runs each batch alone, which isolates
+            log.warning("history write of a batch of %d failed (%s: %s); isolating the row", len(todo),
+                        type(e).__name__, _first_line(e))
+            self._bisect(batch, todo, ctx)
+            self._write_dead_letters(batch, ctx)
+            return [i for i in items if not i.refused]
+        for i in todo:
+            i.stored = True
+        batch.rejected_stored = len(batch.rejected)
         return items
+
+    def _bisect(self, batch: Batch, part: list[Item], ctx: Context) -> None:
+        rows = [i for i in part if isinstance(i.event, (Ping, GasReading))]
+        if not rows:
+            return
+        try:
+            ctx.history.write(*_rows(rows))
+        except INFRA_ERRORS:
+            raise
+        except Exception as e:  # noqa: BLE001
+            if len(rows) == 1:
+                item = rows[0]
+                log.error("the database refused the history row of %s (%s: %s); payload %r", item.topic,
+                          type(e).__name__, _first_line(e), item.payload[:64])
+                reject(batch, item, "history_refused",
+                       f"the database refused the row: {type(e).__name__}: {_first_line(e)[:300]}", ctx)
+                item.refused = True
+                return
+            mid = len(rows) // 2
+            self._bisect(batch, rows[:mid], ctx)
+            self._bisect(batch, rows[mid:], ctx)
+            return
+        for i in rows:
+            i.stored = True
+
+    def _write_dead_letters(self, batch: Batch, ctx: Context) -> None:
+        """The batch's dead letters not yet stored, in one transaction; if even that
+        is refused, one by one, and one that cannot be stored is left out of
+        ``rejected`` (logged, counted as dropped ``dead_letter_unstorable``), so
+        that the metrics never count a dead letter the table does not have."""
+        todo = batch.rejected[batch.rejected_stored:]
+        try:
+            ctx.history.write(dead_letters=todo)
+        except INFRA_ERRORS:
+            raise
+        except Exception:  # noqa: BLE001
+            # One by one; ``rejected`` stays "stored ones, then the rest" throughout,
+            # so a retry after SQL went away resumes where this stopped.
+            k = batch.rejected_stored
+            while k < len(batch.rejected):
+                rec = batch.rejected[k]
+                try:
+                    ctx.history.write(dead_letters=[rec])
+                except INFRA_ERRORS:
+                    raise
+                except Exception:  # noqa: BLE001
+                    log.exception("dead letter of %r (%s) could not be stored", rec.topic[:120], rec.reason)
+                    batch.dropped["dead_letter_unstorable"] += 1
+                    del batch.rejected[k]
+                    continue
+                k += 1
+                batch.rejected_stored = k
+            return
+        batch.rejected_stored = len(batch.rejected)
+
+
+def _rows(items: list[Item]) -> tuple[list, list]:
+    """WriteHistory's rows of ``items``: (pings, readings) as HistoryWriter.write takes them."""
+    pings = [(i.event, i.received_at) for i in items if isinstance(i.event, Ping)]
+    readings = [(i.event, i.level, i.received_at) for i in items if isinstance(i.event, GasReading)]
+    return pings, readings
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(getattr(e, "orig", None) or e)
+    return text.splitlines()[0] if text else ""
 
 
 PIPELINE: list[Step] = [
@@ -446,7 +547,8 @@ def run_together(batches: list[Batch], ctx: Context, until: int | None = None) -
     if at < BACK_FROM or any(b.next_step != at for b in batches):
         raise ValueError("the batches must all be at the same step, at or after DetectVisits")
     end = len(PIPELINE) if until is None else until
-    merged = Batch(items=[i for b in batches for i in b.items], rejected=[r for b in batches for r in b.rejected])
+    merged = Batch(items=[i for b in batches for i in b.items], rejected=[r for b in batches for r in b.rejected],
+                   merged=True)
     for k in range(at, end):
         PIPELINE[k].run(merged, merged.items, ctx)
         for b in batches:

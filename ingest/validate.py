@@ -30,6 +30,7 @@ REASON_CODES: tuple[str, ...] = (
     "bad_type",
     "nan_value",
     "out_of_range",
+    "control_character",
     "outside_service_area",
     "ts_in_future",
     "ts_too_old",
@@ -38,6 +39,7 @@ REASON_CODES: tuple[str, ...] = (
     "topic_mismatch",
     "unknown_topic",
     "step_error",
+    "history_refused",
 )
 _REASONS = frozenset(REASON_CODES)
 

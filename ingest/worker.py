@@ -25,6 +25,18 @@ to the priority queue, which is drained first and never shed: when it is full,
 messages there).  Pings go to the ping queue; when it is full, a ping is shed
 and counted, because the next fix of the same inspector supersedes it anyway.
 
+A ping is screened in paho's thread before it takes a place in that queue: it
+is decoded and validated there (the work the front thread would do anyway,
+a few us), and one that is refused goes straight to a bounded list of dead
+letters (``garbage``), acknowledged at once, which each next batch writes.
+So a flood of garbage on the location topics never crowds valid fixes out of
+the queue (bench/bench_garbage_flood.py, docs/benchmarks.md).  At most
+``ingest_dead_letter_rate`` of them a second are kept (writing a flood's dead
+letters held up the valid fixes behind them in the history thread); the rest,
+and any beyond a full list, are counted as dropped ``dead_letter_overflow``.
+Shedding and such drops turn health to ``degraded`` for a minute, with the
+counts (``shed_recent``, ``dead_letter_overflow_recent``).
+
 QoS 1 messages are acknowledged only after their batch is stored, so a worker
 killed mid-stream gets them again from its persistent session.  Several
 workers share the stream through ``$share/<group>/...`` subscriptions (on
@@ -38,6 +50,7 @@ import gc
 import logging
 import os
 import queue
+from collections import deque
 from bisect import bisect_left
 import socket
 import threading
@@ -48,14 +61,16 @@ import redis
 from sqlalchemy import Engine
 
 from config.settings import Settings
-from data.history import HistoryWriter
+from data.history import DeadLetterRecord, HistoryWriter
 from data.live import LATENCY_BUCKETS_S, LiveState
 from data.registry import Registry
+from geo.coords import in_gcj02_region
+from geo.types import Ping
 from ingest.client import MqttConnection
-from ingest.decode import TopicScheme, subscriptions
+from ingest.decode import Rejected, TopicScheme, decode, subscriptions
 from ingest.pipeline import (BACK_FROM, HISTORY_FROM, INFRA_ERRORS, Batch, Context, Item, run_pipeline,
                              run_together)
-from ingest.validate import Limits
+from ingest.validate import Limits, validate
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +84,10 @@ ID_IN_USE_S = 3 * HEARTBEAT_EVERY_S
 
 class WorkerIdInUse(RuntimeError):
     """Another running process is ingest worker N (the same MQTT client id)."""
+
+
+# Shedding (and dead letters not kept) within this window make health "degraded".
+SHED_WINDOW_S = 60.0
 # Net new container objects per message of ingest_batch_max before the cyclic
 # GC's first generation runs (see IngestWorker._warm_up): above what one batch
 # keeps alive (about 10 per message), so the collector does not walk a live
@@ -140,6 +159,16 @@ class IngestWorker:
         self.ping_q: queue.Queue[Item] = queue.Queue(maxsize=settings.ingest_queue_max)
         self.prio_q: queue.Queue[Item] = queue.Queue(maxsize=settings.ingest_priority_queue_max)
         self.shed = 0
+        # Pings refused in paho's thread (see _screen), waiting for a batch to
+        # write their dead letters; and those not kept because it was full.
+        self.garbage: deque[DeadLetterRecord] = deque()
+        self.garbage_max = settings.ingest_queue_max
+        self.pre_rejected = 0
+        self.dead_letter_overflow = 0  # not yet counted in a batch's metrics
+        self._dl_tokens, self._dl_at = float(settings.ingest_dead_letter_rate), time.time()
+        self._overflowed = 0  # in all
+        # (monotonic, shed, not kept) per heartbeat, from the start (nothing lost yet).
+        self._loss_marks: deque[tuple[float, int, int]] = deque([(time.monotonic(), 0, 0)])
         self.processed = 0
         # Every message paho hands over, counted on its thread as it arrives;
         # flushed to Redis with the heartbeat (``_flush_counts``), with ``shed``.
@@ -218,6 +247,8 @@ class IngestWorker:
 
     def _enqueue(self, item: Item) -> None:
         if item.topic_error is None and self._is_ping(item.topic, item.payload):
+            if not self._screen(item):
+                return
             try:
                 self.ping_q.put_nowait(item)
             except queue.Full:
@@ -231,6 +262,47 @@ class IngestWorker:
                     break
                 except queue.Full:
                     continue
+
+    def _screen(self, item: Item) -> bool:
+        """Decode and validate a ping here, in paho's thread; False if it was refused
+        (then it is acknowledged and its dead letter waits in ``garbage``).
+
+        The front thread's Decode and Validate keep the decoded event (and validate
+        it again, ~1 us, against their own clock).  Only a refusal is acted on
+        here: a message decode ignores by design goes on as before."""
+        try:
+            ev = decode(item.topic, item.payload, self.scheme, item.received_at)
+            item.event = validate(ev, self.ctx.limits, item.received_at) if isinstance(ev, Ping) else ev
+        except Rejected as r:
+            # A token bucket: at most ingest_dead_letter_rate dead letters a second
+            # from here, so that writing a flood's dead letters cannot hold up the
+            # valid messages behind them in the history thread.
+            now = item.received_at
+            rate = self.settings.ingest_dead_letter_rate
+            self._dl_tokens = min(rate, self._dl_tokens + (now - self._dl_at) * rate)
+            self._dl_at = now
+            if self._dl_tokens >= 1.0 and len(self.garbage) < self.garbage_max:
+                self._dl_tokens -= 1.0
+                self.garbage.append(DeadLetterRecord(item.topic, r.reason, r.detail, item.received_at,
+                                                     item.payload, self.worker_id))
+            else:
+                self.dead_letter_overflow += 1
+            self.pre_rejected += 1
+            self.conn.ack(item.mid, item.qos)
+            return False
+        return True
+
+    def _take_garbage(self, batch: Batch) -> Batch:
+        """The dead letters refused in paho's thread so far, into ``batch`` (written with it)."""
+        g = self.garbage
+        n = min(len(g), max(self.settings.ingest_batch_max, 1))
+        if n:
+            batch.rejected.extend(g.popleft() for _ in range(n))
+        if self.dead_letter_overflow:
+            n, self.dead_letter_overflow = self.dead_letter_overflow, 0
+            batch.dropped["dead_letter_overflow"] += n
+            self._overflowed += n
+        return batch
 
     # --- the worker thread ---------------------------------------------------
     def check_id_free(self) -> None:
@@ -320,6 +392,9 @@ class IngestWorker:
         batch, for no garbage (reference counting frees a batch's objects).
         0 of 6 collections per batch and ~1.7 us per message less in
         bench/profile_pipeline.py.  Both only with ``tune_gc`` (a process of its own)."""
+        # The GCJ-02 region's lookup grid (geo.coords), ~0.3 s to build: not
+        # inside the batch of the first gcj02/bd09 message.
+        in_gcj02_region(114.0, 22.6)
         warm = getattr(self.ctx.visits, "ensure_index", None)
         if warm is not None:
             try:
@@ -360,8 +435,8 @@ class IngestWorker:
                 self._stop.set()
                 break
             items = self.next_batch()
-            if items:
-                batch = self._run_steps(Batch(items=list(items)), self._bounds[0])
+            if items or self.garbage or self.dead_letter_overflow:
+                batch = self._run_steps(self._take_garbage(Batch(items=list(items))), self._bounds[0])
                 if batch is not None:
                     self._pass_on(0, batch, items)
             now = time.monotonic()
@@ -435,7 +510,7 @@ class IngestWorker:
 
     def process(self, items: list[Item]) -> None:
         """The whole pipeline for one batch on the calling thread, then the acks."""
-        batch = self._run_steps(Batch(items=list(items)), None)
+        batch = self._run_steps(self._take_garbage(Batch(items=list(items))), None)
         if batch is not None:
             self._done(batch, items)
 
@@ -471,7 +546,7 @@ class IngestWorker:
             self.conn.ack(item.mid, item.qos)
         self.processed += len(items)
         self.batches += 1
-        self.last_lag_s = max(done - i.received_at for i in items)
+        self.last_lag_s = max((done - i.received_at for i in items), default=0.0)
         self._record_metrics(batch, items, done)
 
     def _record_metrics(self, batch: Batch, items: list[Item], done: float) -> None:
@@ -508,11 +583,22 @@ class IngestWorker:
                 with q.mutex:
                     if q.queue:
                         oldest = max(oldest, time.time() - q.queue[0].received_at)
+            # In the last SHED_WINDOW_S: pings shed, and refused pings whose dead letter was not kept.
+            now = time.monotonic()
+            not_kept = self._overflowed + self.dead_letter_overflow
+            marks = self._loss_marks
+            marks.append((now, self.shed, not_kept))
+            while len(marks) > 1 and now - marks[1][0] >= SHED_WINDOW_S:
+                marks.popleft()
             self.live.heartbeat(
                 self.worker_id,
                 lag_s=max(self.last_lag_s, oldest),
                 queue=self.prio_q.qsize() + self.ping_q.qsize(),
                 shed=self.shed,
+                shed_recent=self.shed - marks[0][1],
+                pre_rejected=self.pre_rejected,
+                dead_letter_overflow=not_kept,
+                dead_letter_overflow_recent=not_kept - marks[0][2],
                 processed=self.processed,
                 connected=self.conn.connected.is_set(),
                 mqtt="5" if self.conn.is_v5 else "3.1.1",

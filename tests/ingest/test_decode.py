@@ -519,6 +519,11 @@ DECODE_REASON_CASES = [
     ("unknown_topic", "owntracks//phone", b"{}"),
     ("unknown_topic", "zigbee2mqtt/a//b", b"{}"),
     ("unknown_topic", "", b"{}"),
+    ("control_character", "anjian/v1/inspectors/insp-1/location",
+     b'{"ts": 1714530000, "lat": 22.6, "lon": 114.0, "msg_id": "a\\u0000b"}'),
+    ("control_character", "anjian/v1/sensors/gs-1/state", b'{"ts": 1714530000, "lel": 1, "msg_id": "a\\nb"}'),
+    ("control_character", "owntracks/jane/phone",
+     b'{"_type": "location", "tst": 1714530000, "lat": 22.6, "lon": 114.0, "_id": "\\u0085x"}'),
 ]
 
 
@@ -529,7 +534,8 @@ def test_reason_codes(reason, topic, payload):
 
 # Raised only by ingest.validate (tests/ingest/test_validate.py) or later
 # pipeline steps (unknown_device: the registry; step_error: the worker).
-NOT_DECODE_REASONS = {"outside_service_area", "ts_in_future", "ts_too_old", "unknown_device", "step_error"}
+NOT_DECODE_REASONS = {"outside_service_area", "ts_in_future", "ts_too_old", "unknown_device", "step_error",
+                      "history_refused"}
 
 
 def test_every_decode_reason_is_exercised():
