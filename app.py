@@ -247,6 +247,9 @@ def start_background(settings, services, stop: threading.Event, *, simulate: boo
 def cmd_ingest(settings, args) -> int:
     services = Services(settings, embed=False)
     stop = wait_for_signal()
+    if args.worker_no == 0 and args.workers > settings.ingest_workers:
+        # This process runs the first N workers: the deployment has at least N.
+        settings = settings.model_copy(update={"ingest_workers": args.workers})
     # A process of ingest workers only: they may tune its garbage collector.
     workers = start_ingest(settings, services, args.workers, args.worker_no, tune_gc=True)
     engine = None if args.no_alerts else start_alert_engine(settings, services)
