@@ -218,3 +218,41 @@ def test_auto_shares_only_among_several_workers_and_a_worker_outside_the_count_r
     assert not IngestWorker(never, sqlite_engine, redis_client).shares(mqtt.MQTTv5)
     with pytest.raises(ValueError, match="ANJIAN_INGEST_WORKERS"):
         IngestWorker(settings, sqlite_engine, redis_client, worker_no=1)
+
+
+def test_refused_credentials_stop_the_connection_without_retrying(tmp_path, caplog):
+    """Our reconnect loop gives up on a refusal that retrying cannot fix."""
+    import subprocess
+
+    from ingest.client import MqttConnection
+
+    b = Mosquitto(tmp_path)
+    passwd = b.dir / "passwd"
+    subprocess.run(["mosquitto_passwd", "-b", "-c", str(passwd), "ingest", "right"], check=True,
+                   capture_output=True)
+    passwd.chmod(0o644)
+    b.conf.write_text(b.conf.read_text().replace("allow_anonymous true", f"allow_anonymous false\n"
+                                                                           f"password_file {passwd}"))
+    b.start()
+    try:
+        conn = MqttConnection(f"mqtt://ingest:wrong@127.0.0.1:{b.port}", "t-refused", lambda p: [], lambda m: None,
+                              protocol="5", reconnect_min_s=0.05, reconnect_max_s=0.1)
+        conn.start()
+        try:
+            assert wait_until(lambda: conn.fatal, 10)
+            assert "refused t-refused" in conn.fatal
+            tried = conn.backoff.attempt
+            time.sleep(1.0)
+            assert conn.backoff.attempt == tried, "retried after a fatal refusal"
+            assert not conn._supervisor.is_alive()
+        finally:
+            conn.stop()
+        ok = MqttConnection(f"mqtt://ingest:right@127.0.0.1:{b.port}", "t-accepted", lambda p: [], lambda m: None,
+                            protocol="5")
+        ok.start()
+        try:
+            assert ok.connected.wait(10) and ok.fatal is None
+        finally:
+            ok.stop()
+    finally:
+        b.stop()
