@@ -300,6 +300,9 @@ def cmd_ingest(settings, args) -> int:
     stop = wait_for_signal()
     from ingest.worker import WorkerIdInUse
 
+    if args.worker_no == 0 and args.workers > settings.ingest_workers:
+        # This process runs the first N workers: the deployment has at least N.
+        settings = settings.model_copy(update={"ingest_workers": args.workers})
     # A process of ingest workers only: they may tune its garbage collector.
     try:
         workers = start_ingest(settings, services, args.workers, args.worker_no, tune_gc=True)

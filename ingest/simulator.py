@@ -382,7 +382,7 @@ class Simulator:
         # paho's own in-flight cap (default 20) only queues inside paho; ours
         # is the window. 100 keeps a remote broker's round trips from stalling.
         client.max_inflight_messages_set(min(self.window, 100))
-        client.reconnect_delay_set(1, int(self.settings.mqtt_reconnect_max_s))
+        client.reconnect_delay_set(1, max(1, int(self.settings.mqtt_reconnect_max_s)))
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_publish = self._on_publish

@@ -41,7 +41,12 @@ QoS 1 messages are acknowledged only after their batch is stored, so a worker
 killed mid-stream gets them again from its persistent session.  Several
 workers share the stream through ``$share/<group>/...`` subscriptions (on
 brokers that support them); availability topics are subscribed plainly because
-retained messages are not delivered to shared subscribers.
+retained messages are not delivered to shared subscribers.  A single worker
+subscribes plainly (``mqtt_shared_subscriptions=auto``): Mosquitto 2.0 does not
+keep a shared subscription across its own restart, so every alarm published
+between the broker's return and the worker's re-subscription was lost, while a
+plain subscription of the persistent session queues them (docs/deploy.md,
+"Broker").
 """
 
 from __future__ import annotations
@@ -137,6 +142,14 @@ class IngestWorker:
         self.geo_calls = 0  # calls of the geo engine (fewer than batches when it takes several at once)
         self.worker_id = f"{settings.mqtt_client_id}-{worker_no}"
         self.owner = f"{socket.gethostname()}:{os.getpid()}"  # in the heartbeat: who is worker_id
+        if settings.mqtt_shared_subscriptions == "auto" and worker_no >= settings.ingest_workers:
+            # Worker 0 of the same deployment would subscribe plainly (it thinks
+            # it is alone) while this one shares: every message twice.
+            raise ValueError(
+                f"ingest worker number {worker_no} but ingest_workers={settings.ingest_workers}: set "
+                f"ANJIAN_INGEST_WORKERS to the number of ingest workers of the deployment, the same on every "
+                f"`app.py ingest` process (with mqtt_shared_subscriptions=auto it decides whether they share "
+                f"the stream)")
         self.scheme = TopicScheme.from_settings(settings)
         self.live = LiveState(redis_client, settings.redis_namespace, settings.ingest_msg_id_ttl_s)
         self.registry = Registry(engine, settings.registry_refresh_s)
@@ -196,23 +209,44 @@ class IngestWorker:
             protocol=settings.mqtt_protocol,
             session_expiry_s=settings.mqtt_session_expiry_s,
             keepalive_s=settings.mqtt_keepalive_s,
+            reconnect_min_s=settings.mqtt_reconnect_min_s,
             reconnect_max_s=settings.mqtt_reconnect_max_s,
             tls_ca=settings.mqtt_tls_ca,
             tls_insecure=settings.mqtt_tls_insecure,
             on_raw_publish=self._on_raw_publish,
             fast_path=settings.mqtt_fast_path,
+            unsubscriptions=self._stale_subscriptions,
         )
 
     # --- paho's thread: enqueue only -----------------------------------------
+    def shares(self, protocol: int) -> bool:
+        """Whether this worker subscribes to the sensor topics in the shared form:
+        the ``mqtt_shared_subscriptions`` setting, and MQTT 5 (amqtt speaks 3.1.1
+        only and has no shared subscriptions: a 3.1.1 worker subscribes plainly,
+        run one of them)."""
+        mode = self.settings.mqtt_shared_subscriptions
+        if protocol != mqtt.MQTTv5 or mode == "never":
+            return False
+        return mode == "always" or self.settings.ingest_workers > 1
+
     def _subscriptions(self, protocol: int) -> list[tuple[str, int]]:
-        # $share needs MQTT 5 semantics here; amqtt (3.1.1 only) has no shared
-        # subscriptions, so a 3.1.1 worker subscribes plainly (run one of them).
-        shared = protocol == mqtt.MQTTv5
+        shared = self.shares(protocol)
         group = self.settings.mqtt_share_group
         return [
             (f"$share/{group}/{flt}" if shared and shareable else flt, qos)
             for flt, qos, shareable in subscriptions(self.scheme)
         ]
+
+    def _stale_subscriptions(self, protocol: int) -> list[str]:
+        """The other form of each shareable filter, dropped from a resumed session
+        on connect: a worker that subscribed shared before (or plainly) and now
+        subscribes the other way would otherwise get each message twice."""
+        shared = self.shares(protocol)
+        if protocol != mqtt.MQTTv5:
+            return []  # never shared: nothing of the other form to drop
+        group = self.settings.mqtt_share_group
+        return [flt if shared else f"$share/{group}/{flt}" for flt, _qos, shareable in subscriptions(self.scheme)
+                if shareable]
 
     def _is_ping(self, topic: str, payload: bytes) -> bool:
         """Sheddable: a location fix.  OwnTracks sends its last will on the same

@@ -7,7 +7,7 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
-from ingest.broker import free_port, wait_listening
+from ingest.broker import free_port, mosquitto_conf, wait_listening
 
 
 class _ServerProcess:
@@ -24,22 +24,30 @@ class _ServerProcess:
         wait_listening("127.0.0.1", self.port)
 
     def stop(self):
+        """A graceful stop (SIGTERM): a persistent server saves its state."""
         if self.proc:
             self.proc.terminate()
             self.proc.wait(10)
             self.proc = None
 
+    def kill(self):
+        """kill -9: only what the server saved before survives."""
+        if self.proc:
+            self.proc.kill()
+            self.proc.wait(10)
+            self.proc = None
+
 
 class Mosquitto(_ServerProcess):
-    """A private, persistent Mosquitto that keeps sessions across restarts."""
+    """A private, persistent Mosquitto that keeps sessions across restarts, with
+    the embedded broker's configuration (ingest.broker.mosquitto_conf)."""
 
     def __init__(self, tmp: Path):
         self.port = free_port(21883)
         self.dir = tmp / "mosq"
         self.dir.mkdir()
         self.conf = self.dir / "m.conf"
-        self.conf.write_text(f"listener {self.port} 127.0.0.1\nallow_anonymous true\npersistence true\n"
-                             f"persistence_location {self.dir}/\nmax_queued_messages 100000\n")
+        self.conf.write_text(mosquitto_conf(self.port, self.dir))
 
     @property
     def url(self):

@@ -1,4 +1,4 @@
-"""The client's fast path (ingest/client.py) over paho's private names: it runs on
+"""The client's fast path (ingest/paho_fast.py) over paho's private names: it runs on
 the paho the project pins, and a paho without one of the names (2.1 has no
 ``_last_bytes_received``) falls back to paho's own path, with one warning."""
 
@@ -12,7 +12,8 @@ from pathlib import Path
 
 import paho.mqtt.client as mqtt
 
-from ingest.client import MqttConnection, _Client, fast_path_missing, use_fast_path
+from ingest.client import MqttConnection
+from ingest.paho_fast import FastClient, fast_path_missing, use_fast_path
 from tests.conftest import TEST_MQTT_URL
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -39,10 +40,10 @@ class Paho21Client(mqtt.Client):
 
 def test_a_paho_without_a_needed_name_turns_the_fast_path_off_with_one_warning(caplog):
     assert fast_path_missing(Paho21Client) == ["_last_bytes_received"]
-    with caplog.at_level(logging.WARNING, logger="ingest.client"):
+    with caplog.at_level(logging.WARNING, logger="ingest.paho_fast"):
         assert use_fast_path(True, Paho21Client) is False
         assert use_fast_path(True, Paho21Client) is False
-    warnings = [r.getMessage() for r in caplog.records if r.name == "ingest.client"]
+    warnings = [r.getMessage() for r in caplog.records if r.name == "ingest.paho_fast"]
     assert len(warnings) == 1 and "_last_bytes_received" in warnings[0] and "paho's own message path" in warnings[0]
     assert use_fast_path(False, Paho21Client) is False
     assert use_fast_path(True) is True
@@ -53,4 +54,4 @@ def test_the_setting_off_gives_pahos_own_client():
                          fast_path=False, on_raw_publish=lambda *a: None)
     on = MqttConnection(TEST_MQTT_URL, "t-fast-path-on", lambda p: [], lambda m: None, protocol="5")
     assert off.fast_path is False and type(off.client) is mqtt.Client
-    assert on.fast_path is True and type(on.client) is _Client
+    assert on.fast_path is True and type(on.client) is FastClient

@@ -1,4 +1,4 @@
-"""ingest.client._Client decodes MQTT 5 PUBLISH packets as paho does (its fast path skips
+"""ingest.paho_fast.FastClient decodes MQTT 5 PUBLISH packets as paho does (its fast path skips
 paho's property parser when a packet has none)."""
 
 import struct
@@ -11,7 +11,7 @@ from paho.mqtt.exception import MalformedPacket
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from ingest.client import _Client
+from ingest.paho_fast import FastClient as _Client
 
 TOPIC = b"anjian/v1/inspectors/I0001/location"
 PAYLOAD = b'{"ts": 1700000000.5, "lat": 22.61, "lon": 114.02, "acc": 10}'

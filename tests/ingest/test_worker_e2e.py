@@ -160,7 +160,7 @@ def test_a_burst_in_three_formats_is_stored_once_and_acknowledged(settings, sqli
     worker that takes over the session afterwards gets nothing again."""
     import paho.mqtt.client as mqtt
 
-    from ingest.client import _Client
+    from ingest.paho_fast import FastClient as _Client
 
     write_small_city(sqlite_engine)
     p = settings.mqtt_prefix
