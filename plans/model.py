@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 from geo.china import CHINA_UTC_OFFSET_S
 
+RISK_COLOURS_ALL = ("red", "orange", "yellow", "blue")
 PURPOSES = ("enforcement", "inspection", "service")  # 执法检查, 安全检查, 第三方服务
 PLAN_STATES = ("draft", "submitted", "approved")
 # An item is planned; merged into a joint task (joint); or dropped by a conflict's resolution.

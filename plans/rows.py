@@ -49,7 +49,7 @@ def _text(v) -> str:
     return str(v).strip()
 
 
-def _list(v) -> list[str]:
+def split_list(v) -> list[str]:
     if isinstance(v, (list, tuple)):
         return [_text(x) for x in v if _text(x)]
     return [x for x in _SPLIT.split(_text(v)) if x]
@@ -100,7 +100,7 @@ def validate_rows(rows: Sequence[tuple[int, Mapping]], unit_id: str, week: str,
         except ValueError:
             err("bad_date", f"date must be YYYY-MM-DD, not {_text(r.get('date'))!r}")
 
-        inspectors = _list(r.get("inspector_ids"))
+        inspectors = split_list(r.get("inspector_ids"))
         for iid in inspectors:
             unit = lookup.inspector_units.get(iid)
             if unit is None:
@@ -111,7 +111,7 @@ def validate_rows(rows: Sequence[tuple[int, Mapping]], unit_id: str, week: str,
         purpose = _text(r.get("purpose")) or "inspection"
         if purpose not in PURPOSES:
             err("bad_purpose", f"purpose must be one of {', '.join(PURPOSES)}, not {purpose!r}")
-        checks = _list(r.get("check_items"))[:MAX_CHECK_ITEMS]
+        checks = split_list(r.get("check_items"))[:MAX_CHECK_ITEMS]
 
         if eid is not None and not any(e["reason"] in ("bad_date", "date_outside_week") for e in row_errors):
             first = seen.get((eid, date))
