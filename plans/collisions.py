@@ -27,10 +27,11 @@ import bisect
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from plans.model import CONFLICT_KINDS, DAY_S, PlanItem, add_days, day_start_ts, local_date, week_dates
+from geo.china import CHINA_UTC_OFFSET_S
+from plans.model import CONFLICT_KINDS, DAY_S, PlanItem, day_start_ts, local_date, week_dates
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: built tens of thousands of times per city-wide check
 class Conflict:
     kind: str
     enterprise_id: str
@@ -64,43 +65,59 @@ def check_week(
     sorted by start (only enterprises with planned items are looked up).
     """
     dates = week_dates(week)
+    day0_of = {d: day_start_ts(d) for d in dates}
+    day_names: dict[int, str] = {}
+
+    def day_of(ts: float) -> str:  # local_date, memoised by day number (a week's check sees few days)
+        n = int((ts + CHINA_UTC_OFFSET_S) // DAY_S)
+        name = day_names.get(n)
+        if name is None:
+            name = day_names[n] = local_date(ts)
+        return name
+
     live = [it for it in items if it.state != "dropped"]
     by_ent: dict[str, list[PlanItem]] = {}
     for it in live:
         by_ent.setdefault(it.enterprise_id, []).append(it)
     out: list[Conflict] = []
-    for eid in sorted(by_ent):
-        its = sorted(by_ent[eid], key=lambda i: (i.date, i.id or 0))
-        units = sorted({i.unit_id for i in its})
-        if len(units) > 1:
-            out.append(Conflict("same_week", eid, tuple(sorted(i.id for i in its)), "joint",
-                                {"unit_ids": units, "dates": sorted({i.date for i in its})}))
+    for eid, its in by_ent.items():
+        if len(its) > 1:
+            its.sort(key=lambda i: (i.date, i.id or 0))
+            units = sorted({i.unit_id for i in its})
+            if len(units) > 1:
+                out.append(Conflict("same_week", eid, tuple(sorted(i.id for i in its)), "joint",
+                                    {"unit_ids": units, "dates": sorted({i.date for i in its})}))
         visits = visit_starts.get(eid) or ()
-        starts = [v[0] for v in visits]
+        starts = [v[0] for v in visits] if visits else ()
         facts = enterprises.get(eid)
+        due_ts = None
+        if facts is not None and facts.last_inspected_at is not None and facts.risk in intervals_d:
+            due_ts = facts.last_inspected_at + intervals_d[facts.risk] * DAY_S
         for it in its:
-            day0 = day_start_ts(it.date)
-            # The latest visit that started before the end of the planned day.
-            k = bisect.bisect_left(starts, day0 + DAY_S) - 1
-            if k >= 0 and starts[k] > day0 - duplicate_window_s:
-                vts, vid = visits[k]
-                free = local_date(vts + duplicate_window_s)
-                if day_start_ts(free) < vts + duplicate_window_s:
-                    free = add_days(free, 1)  # the first whole day after the window
-                suggestion, detail = _shift_or_drop(free, dates)
-                detail.update({"visit_id": vid, "visited_on": local_date(vts)})
-                out.append(Conflict("recently_visited", eid, (it.id,), suggestion, detail))
+            day0 = day0_of.get(it.date)
+            if day0 is None:
+                day0 = day_start_ts(it.date)
+            if starts:
+                # The latest visit that started before the end of the planned day.
+                k = bisect.bisect_left(starts, day0 + DAY_S) - 1
+                if k >= 0 and starts[k] > day0 - duplicate_window_s:
+                    vts, vid = visits[k]
+                    end_ts = vts + duplicate_window_s
+                    # the first whole day after the window
+                    free = day_of(end_ts) if (end_ts + CHINA_UTC_OFFSET_S) % DAY_S == 0 else day_of(end_ts + DAY_S)
+                    suggestion, detail = _shift_or_drop(free, dates)
+                    detail["visit_id"] = vid
+                    detail["visited_on"] = day_of(vts)
+                    out.append(Conflict("recently_visited", eid, (it.id,), suggestion, detail))
+                    continue
+            # Not due: the due instant falls on a later day than the planned one.
+            if due_ts is None or it.purpose == "enforcement" or due_ts < day0 + DAY_S:
                 continue
-            if it.purpose == "enforcement" or facts is None or facts.last_inspected_at is None:
-                continue
-            interval = intervals_d.get(facts.risk)
-            if interval is None:
-                continue
-            due = local_date(facts.last_inspected_at + interval * DAY_S)
-            if due > it.date:
-                suggestion, detail = _shift_or_drop(due, dates)
-                detail.update({"due": due, "risk": facts.risk})
-                out.append(Conflict("not_due", eid, (it.id,), suggestion, detail))
+            due = day_of(due_ts)
+            suggestion, detail = _shift_or_drop(due, dates)
+            detail["due"] = due
+            detail["risk"] = facts.risk
+            out.append(Conflict("not_due", eid, (it.id,), suggestion, detail))
     order = {k: i for i, k in enumerate(CONFLICT_KINDS)}
     out.sort(key=lambda c: (order[c.kind], c.enterprise_id, c.item_ids))
     return out
