@@ -111,9 +111,12 @@ def sql_check(facts, items, visits, repeats: int) -> float:
                                          for e, lst in visits.items() for ts, vid in lst])
         store = PlansStore(engine, duplicate_window_s=7 * DAY, intervals_d=INTERVALS)
         store.conflicts(WEEK, time.time())  # the first run stores every conflict
-        t = median_time(lambda: store.conflicts(WEEK, time.time()), repeats)
+        def run():
+            return store.conflicts(WEEK, time.time())
+
+        t = median_time(run, repeats)
         engine.dispose()
-    return t
+    return t, CPU[id(run)]
 
 
 def main() -> None:
@@ -162,7 +165,7 @@ def main() -> None:
         return D.verify(seed, stored_pool, params, h, picks)
 
     t_verify = median_time(verify, a.repeats)
-    t_sql = sql_check(facts, items, visits, a.repeats) if a.sql else None
+    t_sql, c_sql = sql_check(facts, items, visits, a.repeats) if a.sql else (None, None)
 
     kinds = {}
     for c in conflicts:
@@ -175,7 +178,7 @@ def main() -> None:
         ("verify that draw", t_verify, CPU[id(verify)], "-", 1.0),
     ]
     if t_sql is not None:
-        rows.append(("collision check through SQL (SQLite), stored", t_sql, float("nan"), "-", None))
+        rows.append(("collision check through SQL (SQLite), stored", t_sql, c_sql, "-", None))
     import os
 
     print(f"# {len(items):,} items, {len(ents):,} enterprises, {sum(map(len, visits.values())):,} visits; "

@@ -242,16 +242,23 @@ class PlansStore:
                         tuple(r.check_items or ()), r.state)
 
     def collision_inputs(self, conn: Connection, week: str):
-        rows = self._week_items(conn, week)
-        items = [self._item(r) for r in rows]
+        # Only the columns the check reads (the JSON columns cost most of a city-wide read).
+        rows = conn.execute(
+            select(PlanItemRow.id, WeeklyPlan.unit_id, PlanItemRow.enterprise_id, PlanItemRow.date,
+                   PlanItemRow.purpose, PlanItemRow.state)
+            .join(WeeklyPlan, WeeklyPlan.id == PlanItemRow.plan_id).where(WeeklyPlan.week == week)).all()
+        items = [PlanItem(r.id, r.unit_id, r.enterprise_id, r.date, (), r.purpose, (), r.state) for r in rows]
         eids = sorted({i.enterprise_id for i in items})
         facts: dict[str, EnterpriseFacts] = {}
-        for chunk in _chunks(eids):
-            for e in conn.execute(select(Enterprise.id, Enterprise.risk, Enterprise.last_inspected_at)
-                                  .where(Enterprise.id.in_(chunk))):
-                facts[e.id] = EnterpriseFacts(e.risk, e.last_inspected_at)
-        start, end = week_span_ts(week)
+        q = select(Enterprise.id, Enterprise.risk, Enterprise.last_inspected_at)
+        # Past a few thousand planned enterprises one scan beats many IN (...) lookups.
+        chunks = [None] if len(eids) > 10 * CHUNK else list(_chunks(eids))
         wanted = set(eids)
+        for chunk in chunks:
+            for e in conn.execute(q if chunk is None else q.where(Enterprise.id.in_(chunk))):
+                if e.id in wanted:
+                    facts[e.id] = EnterpriseFacts(e.risk, e.last_inspected_at)
+        start, end = week_span_ts(week)
         visits: dict[str, list[tuple[float, int]]] = {}
         for v in conn.execute(select(Visit.id, Visit.enterprise_id, Visit.start_ts).where(
                 Visit.start_ts >= start - self.duplicate_window_s, Visit.start_ts < end).order_by(Visit.start_ts)):
@@ -268,22 +275,38 @@ class PlansStore:
             items, facts, visits = self.collision_inputs(conn, week)
             found = check_week(week, items, facts, visits, duplicate_window_s=self.duplicate_window_s,
                                intervals_d=self.intervals_d)
+            c = PlanConflictRow
             stored = {r.key: r for r in conn.execute(
-                select(PlanConflictRow.id, PlanConflictRow.key, PlanConflictRow.resolved)
-                .where(PlanConflictRow.week == week))}
-            keys = {c.key for c in found}
+                select(c.id, c.key, c.resolved, c.resolution, c.resolved_by, c.joint_task_id).where(c.week == week))}
+            keys = {x.key for x in found}
             gone = [r.id for k, r in stored.items() if not r.resolved and k not in keys]
             for chunk in _chunks(gone):
-                conn.execute(delete(PlanConflictRow).where(PlanConflictRow.id.in_(chunk)))
-            new = [c for c in found if c.key not in stored]
+                conn.execute(delete(c).where(c.id.in_(chunk)))
+            new = [x for x in found if x.key not in stored]
             if new:
-                conn.execute(insert(PlanConflictRow), [
-                    {"week": week, "key": c.key, "kind": c.kind, "enterprise_id": c.enterprise_id,
-                     "item_ids": list(c.item_ids), "suggestion": c.suggestion, "detail": c.detail,
-                     "resolved": False, "created_at": now} for c in new])
-            rows = conn.execute(select(PlanConflictRow.__table__).where(PlanConflictRow.week == week)
-                                .order_by(PlanConflictRow.id)).all()
-        return [self._conflict_json(r) for r in rows]
+                conn.execute(insert(c), [
+                    {"week": week, "key": x.key, "kind": x.kind, "enterprise_id": x.enterprise_id,
+                     "item_ids": list(x.item_ids), "suggestion": x.suggestion, "detail": x.detail,
+                     "resolved": False, "created_at": now} for x in new])
+                ids = dict(conn.execute(select(c.key, c.id).where(c.week == week, c.resolved.is_(False))).all())
+            else:
+                ids = {k: r.id for k, r in stored.items()}
+            # The answer: what the check found (with the stored state), plus the resolved
+            # conflicts it no longer finds (their items were dropped or moved), read back whole.
+            out = []
+            for x in found:
+                r = stored.get(x.key)
+                out.append({"id": ids[x.key] if r is None else r.id, "kind": x.kind, "enterprise_id": x.enterprise_id,
+                            "item_ids": list(x.item_ids), "suggestion": x.suggestion,
+                            "resolved": bool(r is not None and r.resolved), "week": week, "detail": x.detail,
+                            "resolution": r.resolution if r is not None else None,
+                            "resolved_by": r.resolved_by if r is not None else None,
+                            "joint_task_id": r.joint_task_id if r is not None else None})
+            old = [r.id for k, r in stored.items() if r.resolved and k not in keys]
+            for chunk in _chunks(old):
+                out.extend(self._conflict_json(r) for r in conn.execute(select(c.__table__).where(c.id.in_(chunk))))
+        out.sort(key=lambda x: x["id"])
+        return out
 
     @staticmethod
     def _conflict_json(r) -> dict:
