@@ -256,17 +256,24 @@ def conflict_resolve(conflict_id: int):
     if errors:
         return jsonify({"error": "bad_request", "message": "the body has errors", "errors": errors}), 400
     try:
-        conflict, joint = store().resolve(conflict_id, action, _actor(), _now(), date=date, item_ids=item_ids)
+        conflict = resolve_and_publish(conflict_id, action, _actor(), date=date, item_ids=item_ids)
     except LookupError as e:
         raise ApiError(404, "not_found", str(e)) from None
     except TransitionNotAllowed as e:
         raise ApiError(409, "conflict", str(e)) from None
     except ValueError as e:
         raise ApiError(400, "bad_request", str(e)) from None
+    return jsonify(conflict)
+
+
+def resolve_and_publish(conflict_id: int, action: str, actor: str, **kw) -> dict:
+    """Resolve a conflict (``PlansStore.resolve``); a joint task goes to its inspectors' phones.
+    The API route and the plans page both resolve through here."""
+    conflict, joint = store().resolve(conflict_id, action, actor, _now(), **kw)
     if joint is not None:
         conflict["joint_task_id"] = joint["id"]
         _publish_joint(joint)
-    return jsonify(conflict)
+    return conflict
 
 
 @api_plans.get("/joint-tasks")

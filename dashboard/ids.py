@@ -146,3 +146,19 @@ REPLAY_VISITS = "replay-visits"
 REPLAY_CLOCK = "replay-clock"
 REPLAY_SUMMARY = "replay-summary"
 REPLAY_PLAYING = "replay-playing"  # store: bool
+
+# --- /plans -------------------------------------------------------------------------
+PLANS_ROOT = "plans-root"
+PLANS_BODY = "plans-body"
+PLANS_GRID = "plans-grid"
+PLANS_MAP = "plans-map"
+PLANS_KPI = "plans-kpi"
+PLANS_CONFLICTS = "plans-conflicts"
+PLANS_RESOLVE_TYPE = "plans-resolve"  # {"type", "conflict", "action"}
+PLANS_FEEDBACK = "plans-feedback"
+PLANS_UNIT = "plans-unit"
+PLANS_UPLOAD = "plans-upload"
+PLANS_UPLOAD_RESULT = "plans-upload-result"
+PLANS_UPLOAD_ERRORS = "plans-upload-errors"
+PLANS_WEEK = "plans-week"
+PLANS_CHANGED = "plans-changed"

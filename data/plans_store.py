@@ -97,6 +97,11 @@ class PlansStore:
         with self.engine.connect() as conn:
             return conn.execute(select(Unit.id, Unit.kind, Unit.street_id, Unit.name).where(Unit.id == unit_id)).first()
 
+    def units(self) -> list[tuple[str, str]]:
+        """(id, name) of every unit, by id."""
+        with self.engine.connect() as conn:
+            return [tuple(r) for r in conn.execute(select(Unit.id, Unit.name).order_by(Unit.id))]
+
     def own_units(self, principal) -> set[str]:
         """The units an officer plans for: the street offices of their streets and their own inspector's unit."""
         with self.engine.connect() as conn:
