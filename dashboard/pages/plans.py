@@ -139,13 +139,81 @@ def upload_panel(p, lang_: str):
     ], className="aj-panel")
 
 
+def draw_panel(p, lang_: str):
+    """Run a public draw (dispatchers, admins) and verify any draw by id (everyone on the page)."""
+    parts = [html.H2(t("plans.draw", lang_))]
+    if p.role in MANAGE:
+        parts += [
+            dcc.Input(id=ids.PLANS_DRAW_SEED, type="text", placeholder=t("plans.draw.seed", lang_), maxLength=256),
+            dcc.Input(id=ids.PLANS_DRAW_COUNT, type="number", min=1, max=1000, value=10),
+            html.Button(t("plans.draw.run", lang_), id=ids.PLANS_DRAW_RUN, className="aj-btn"),
+        ]
+    parts += [
+        dcc.Input(id=ids.PLANS_DRAW_ID, type="number", min=1, placeholder=t("plans.draw.id", lang_)),
+        html.Button(t("plans.draw.verify", lang_), id=ids.PLANS_DRAW_VERIFY, className="aj-btn"),
+        html.Div(id=ids.PLANS_DRAW_RESULT),
+    ]
+    return html.Div(parts, className="aj-panel")
+
+
+def run_draw(seed, count, p, lang_: str):
+    from plans.draw import DrawParams, MAX_SEED_LEN
+
+    if p.role not in MANAGE:
+        return None, html.P(t("plans.denied", lang_))
+    if not isinstance(seed, str) or not seed.strip() or len(seed) > MAX_SEED_LEN:
+        return None, html.P(t("plans.draw.need_seed", lang_))
+    try:
+        n = int(count)
+    except (TypeError, ValueError):
+        n = 0
+    if not 1 <= n <= 1000:
+        return None, html.P(t("plans.draw.bad_count", lang_))
+    d = _api().store().create_draw(seed, {"exclude_planned": True}, DrawParams(n), p.username, time.time())
+    return d["id"], html.Div([
+        html.P(t("plans.draw.done", lang_, id=d["id"], seed=d["seed"]), id=ids.PLANS_DRAW_SUMMARY),
+        html.P(t("plans.draw.hash", lang_, hash=d["pool_hash"]), className="aj-data"),
+        html.Ol([html.Li(f"{x['enterprise_id']} · {', '.join(x['inspector_ids'])}", className="aj-data")
+                 for x in d["picks"]]),
+    ])
+
+
+def verify_draw(draw_id, lang_: str):
+    try:
+        r = _api().store().verify_draw(int(draw_id))
+    except (TypeError, ValueError, LookupError):
+        return html.P(t("plans.draw.none", lang_))
+    return html.P(t("plans.draw.ok" if r["ok"] else "plans.draw.bad", lang_, id=r["id"]),
+                  className="aj-ok" if r["ok"] else "aj-dup", id=ids.PLANS_DRAW_VERDICT)
+
+
+@cb.callback(output={"result": Output(ids.PLANS_DRAW_RESULT, "children"), "id": Output(ids.PLANS_DRAW_ID, "value")},
+             inputs={"n": Input(ids.PLANS_DRAW_RUN, "n_clicks")},
+             state={"seed": State(ids.PLANS_DRAW_SEED, "value"), "count": State(ids.PLANS_DRAW_COUNT, "value")},
+             roles=MANAGE, changes_state=True, prevent_initial_call=True)
+def plans_draw(n, seed, count):
+    if not n:
+        raise PreventUpdate
+    did, shown = run_draw(seed, count, principal(), lang())
+    return {"result": shown, "id": did}
+
+
+@cb.callback(Output(ids.PLANS_DRAW_RESULT, "children", allow_duplicate=True), Input(ids.PLANS_DRAW_VERIFY, "n_clicks"),
+             State(ids.PLANS_DRAW_ID, "value"), prevent_initial_call=True)
+def plans_draw_verify(n, draw_id):
+    if not n:
+        raise PreventUpdate
+    return verify_draw(draw_id, lang())
+
+
 def build(p, lang_: str, **_):
     week = week_now()
     return html.Div([
         header("plans.title", lang_, p, PATH),
         html.Main([
             html.Section(body(p, lang_, week), id=ids.PLANS_BODY, className="aj-col"),
-            html.Section([upload_panel(p, lang_), html.Div(id=ids.PLANS_FEEDBACK, className="aj-feedback")],
+            html.Section([upload_panel(p, lang_), html.Div(id=ids.PLANS_FEEDBACK, className="aj-feedback"),
+                          draw_panel(p, lang_)],
                          className="aj-col"),
         ], className="aj-profile"),
         dcc.Store(id=ids.PLANS_WEEK, data=week),

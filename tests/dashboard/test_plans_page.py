@@ -79,3 +79,14 @@ def test_the_gate_refuses_a_wall_resolving(web, client_as):
                                                                      "value": 0}], "changedPropIds": []}
     resp = call_callback(client_as("wall"), body)
     assert resp.status_code in (401, 403)
+
+
+def test_draw_and_verify_on_the_page(web):
+    _ctx, server, _app, users = web
+    with as_user(server, users["dispatcher"], lang="en"):
+        did, shown = page.run_draw("公告 2026-12-01", 1, users["dispatcher"], "en")
+        assert did and "Pool hash" in json.dumps(shown.to_plotly_json(), default=str)
+        assert "verifies" in page.verify_draw(did, "en").children
+        assert "No such draw" in page.verify_draw(999, "en").children
+        assert page.run_draw("", 1, users["dispatcher"], "en")[0] is None
+        assert page.run_draw("x", 1, users["officer"], "en")[0] is None
