@@ -473,6 +473,25 @@ def cmd_audit(settings, args) -> int:
     return 1
 
 
+def cmd_draw(settings, args) -> int:
+    """``draw verify ID``: recompute a double-random draw from its stored inputs (docs/plans.md)."""
+    from data.plans_store import PlansStore
+
+    engine = _engine(settings)
+    store = PlansStore(engine, duplicate_window_s=settings.duplicate_window_s, intervals_d=settings.interval_days())
+    try:
+        r = store.verify_draw(args.id)
+    except LookupError:
+        print(f"no draw {args.id}", file=sys.stderr)
+        return 2
+    if r["ok"]:
+        print(f"draw {args.id} OK: recomputed from its seed, pool and parameters")
+        return 0
+    print(f"draw {args.id} does NOT verify: pool hash {'ok' if r['pool_hash_ok'] else 'differs'}, "
+          f"picks {'ok' if r['picks_ok'] else 'differ'}")
+    return 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="app.py", description="Anjian command map")
     p.add_argument("--config", help="TOML settings file (default: $ANJIAN_CONFIG)")
@@ -516,13 +535,16 @@ def build_parser() -> argparse.ArgumentParser:
     aud = sub.add_parser("audit", help="the audit log")
     aud_sub = aud.add_subparsers(dest="audit_cmd", required=True)
     aud_sub.add_parser("verify", help="check the hash chain; names the first broken entry")
+    drw = sub.add_parser("draw", help="double-random draws")
+    drw.add_argument("draw_cmd", choices=["verify"], help="verify: recompute a draw from its stored inputs")
+    drw.add_argument("id", type=int, help="the draw's id")
     return p
 
 
 COMMANDS = {
     None: cmd_run, "run": cmd_run, "ingest": cmd_ingest, "alerts": cmd_alerts, "web": cmd_web, "simulate": cmd_simulate,
     "migrate": cmd_migrate, "demo-city": cmd_demo_city, "import": cmd_import, "token": cmd_token, "user": cmd_user,
-    "audit": cmd_audit,
+    "audit": cmd_audit, "draw": cmd_draw,
 }
 
 

@@ -255,6 +255,9 @@ class Settings(BaseSettings):
     interval_orange_d: int = _field(DEFAULT_INTERVALS_D["orange"], "Required inspection interval of an orange enterprise, days.")
     interval_yellow_d: int = _field(DEFAULT_INTERVALS_D["yellow"], "Required inspection interval of a yellow enterprise, days.")
     interval_blue_d: int = _field(DEFAULT_INTERVALS_D["blue"], "Required inspection interval of a blue enterprise, days.")
+    plan_match_tolerance_d: int = _field(
+        1, "Plan against actual: a visit within this many days of a plan item's date completes it.", ge=0, le=7
+    )
 
     # --- Alerts ---------------------------------------------------------------
     escalate_t1_s: int = _field(60, "An unacknowledged alert escalates from grid to street after this.")

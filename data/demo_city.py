@@ -935,6 +935,8 @@ def ensure_demo_city(engine: Engine, settings) -> bool:
     """
     with engine.connect() as conn:
         if conn.execute(select(func.count()).select_from(models.Enterprise.__table__)).scalar_one():
+            if _is_demo_city(conn):
+                _demo_plans(engine, settings)  # a new week: the week's plans
             return False
         others = {
             t: conn.execute(select(func.count()).select_from(models.Base.metadata.tables[t])).scalar_one()
@@ -951,4 +953,21 @@ def ensure_demo_city(engine: Engine, settings) -> bool:
     except IntegrityError:
         log.info("another process wrote the demo city first")
         return False
+    _demo_plans(engine, settings)
     return True
+
+
+def _is_demo_city(conn) -> bool:
+    """The city in the database is this generator's (its first unit, by id and name), not an imported one."""
+    row = conn.execute(select(models.Unit.name).where(models.Unit.id == "U01")).first()
+    return row is not None and row.name == _make_units([]).name.iloc[0]
+
+
+def _demo_plans(engine: Engine, settings) -> None:
+    """The current week's plans with staged collisions (data/demo_plans.py); never fatal to the demo."""
+    from data.demo_plans import ensure_demo_plans
+
+    try:
+        ensure_demo_plans(engine, settings, seed=settings.sim_seed)
+    except Exception:  # noqa: BLE001 - the demo runs without plans rather than not at all
+        log.exception("could not write the demo plans")

@@ -269,3 +269,79 @@ class AuditEntry(Base):
     # append cannot fork the chain (the loser retries on top of the winner).
     prev_hash: Mapped[str] = mapped_column(String(64), unique=True)
     hash: Mapped[str] = mapped_column(String(64), unique=True)
+
+
+# --- plans, joint tasks, draws (issue 15; logic in plans/) -----------------------------
+
+
+class WeeklyPlan(Base):
+    __tablename__ = "weekly_plans"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    unit_id: Mapped[str] = mapped_column(ForeignKey("units.id"))
+    week: Mapped[str] = mapped_column(String(8), index=True)  # ISO week, 2026-W49
+    state: Mapped[str] = mapped_column(String(16))  # plans.model.PLAN_STATES
+    created_at: Mapped[float] = mapped_column(Float)
+    created_by: Mapped[str] = mapped_column(String(64))
+    updated_at: Mapped[float] = mapped_column(Float)
+    __table_args__ = (UniqueConstraint("unit_id", "week", name="uq_weekly_plans_unit_week"),)
+
+
+class PlanItemRow(Base):
+    __tablename__ = "plan_items"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    plan_id: Mapped[int] = mapped_column(ForeignKey("weekly_plans.id", ondelete="CASCADE"), index=True)
+    enterprise_id: Mapped[str] = mapped_column(ForeignKey("enterprises.id"))
+    date: Mapped[str] = mapped_column(String(10))  # YYYY-MM-DD, China time
+    inspector_ids: Mapped[list] = mapped_column(JSON)
+    purpose: Mapped[str] = mapped_column(String(16))  # plans.model.PURPOSES
+    check_items: Mapped[list] = mapped_column(JSON)
+    state: Mapped[str] = mapped_column(String(16), default="planned")  # plans.model.ITEM_STATES
+    joint_task_id: Mapped[int | None] = mapped_column(ForeignKey("joint_tasks.id"))
+    __table_args__ = (Index("ix_plan_items_enterprise_date", "enterprise_id", "date"),)
+
+
+class JointTaskRow(Base):
+    __tablename__ = "joint_tasks"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    week: Mapped[str] = mapped_column(String(8), index=True)
+    enterprise_id: Mapped[str] = mapped_column(ForeignKey("enterprises.id"))
+    date: Mapped[str] = mapped_column(String(10))
+    lead_unit_id: Mapped[str] = mapped_column(ForeignKey("units.id"))
+    unit_ids: Mapped[list] = mapped_column(JSON)
+    inspector_ids: Mapped[list] = mapped_column(JSON)
+    item_ids: Mapped[list] = mapped_column(JSON)
+    created_at: Mapped[float] = mapped_column(Float)
+    created_by: Mapped[str] = mapped_column(String(64))
+
+
+class PlanConflictRow(Base):
+    __tablename__ = "plan_conflicts"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    week: Mapped[str] = mapped_column(String(8))
+    key: Mapped[str] = mapped_column(String(255))  # plans.collisions.Conflict.key
+    kind: Mapped[str] = mapped_column(String(32))  # plans.model.CONFLICT_KINDS
+    enterprise_id: Mapped[str] = mapped_column(String(32))
+    item_ids: Mapped[list] = mapped_column(JSON)
+    suggestion: Mapped[str] = mapped_column(String(16))
+    detail: Mapped[dict | None] = mapped_column(JSON)
+    resolved: Mapped[bool] = mapped_column(Boolean, default=False)
+    resolution: Mapped[str | None] = mapped_column(String(16))  # joint / shift / drop
+    resolved_by: Mapped[str | None] = mapped_column(String(64))
+    resolved_at: Mapped[float | None] = mapped_column(Float)
+    joint_task_id: Mapped[int | None] = mapped_column(ForeignKey("joint_tasks.id"))
+    created_at: Mapped[float] = mapped_column(Float)
+    __table_args__ = (UniqueConstraint("week", "key", name="uq_plan_conflicts_week_key"),)
+
+
+class DrawRow(Base):
+    __tablename__ = "draws"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    algorithm: Mapped[str] = mapped_column(String(32))  # plans.draw.ALGORITHM
+    seed: Mapped[str] = mapped_column(String(256))
+    params: Mapped[str] = mapped_column(Text)  # canonical JSON: count, weights, inspectors per enterprise
+    pool_filter: Mapped[str] = mapped_column(Text)  # canonical JSON: how the pool was chosen (for the record)
+    pool: Mapped[str] = mapped_column(Text)  # the canonical pool document (plans.draw.canonical_pool)
+    pool_hash: Mapped[str] = mapped_column(String(64))
+    picks: Mapped[str] = mapped_column(Text)  # canonical JSON list of {"enterprise_id", "inspector_ids"}
+    created_at: Mapped[float] = mapped_column(Float)
+    created_by: Mapped[str] = mapped_column(String(64))

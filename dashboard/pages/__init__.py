@@ -9,6 +9,7 @@ Pages (path: roles):
     /officer           officer, admin               the street officer's phone view
     /enterprise/<id>   dispatcher, admin, officer   one enterprise at a glance (一键全知道)
     /replay            dispatcher, admin            one inspector's day
+    /plans             dispatcher, admin, officer   this week's plans, collisions, plan against actual
 
 ``/login`` and ``/logout`` are plain Flask routes (``dashboard.auth_views``),
 which also installs the gate: every page and every Dash endpoint needs a login,
@@ -36,13 +37,13 @@ from dashboard import auth_views
 from dashboard.auth_views import CallbackPolicy, CallbackRule
 from dashboard.i18n import t
 from dashboard.mapkit import CityCache, Projector, tile_preset
-from dashboard.pages import dispatch, enterprise, officer, replay, wall
+from dashboard.pages import dispatch, enterprise, officer, plans, replay, wall
 from dashboard.pages.common import TTLCache
 
 log = logging.getLogger(__name__)
 
 ASSETS_DIR = Path(__file__).resolve().parent.parent / "assets"
-PAGE_MODULES = (wall, dispatch, officer, enterprise, replay)
+PAGE_MODULES = (wall, dispatch, officer, enterprise, replay, plans)
 
 INDEX_STRING = """<!DOCTYPE html>
 <html lang="zh-CN">

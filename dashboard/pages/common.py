@@ -35,6 +35,7 @@ NAV = (  # (path, catalogue key, roles)
     ("/dispatch", "nav.dispatch", ("dispatcher", "admin")),
     ("/officer", "nav.officer", ("officer", "admin")),
     ("/replay", "nav.replay", ("dispatcher", "admin")),
+    ("/plans", "nav.plans", ("dispatcher", "admin", "officer")),
 )
 
 
