@@ -33,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from plans import draw as D  # noqa: E402
 from plans.collisions import EnterpriseFacts, check_week  # noqa: E402
-from plans.model import PlanItem, day_start_ts, week_dates, week_span_ts  # noqa: E402
+from plans.model import PlanItem, week_dates, week_span_ts  # noqa: E402
 
 WEEK = "2026-W49"
 DAY = 86400.0

@@ -36,7 +36,6 @@ import json
 import logging
 import math
 import threading
-import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 

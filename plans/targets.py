@@ -17,7 +17,7 @@ decimals.  The list is the default pool of a draw.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 RISK_POINTS = {"red": 40.0, "orange": 25.0, "yellow": 10.0, "blue": 0.0}

@@ -6,13 +6,11 @@ the three formats; the API shows the result."""
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import signal
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
@@ -21,22 +19,11 @@ from sqlalchemy import create_engine, select, text
 from data.models import Inspector, Sensor
 from ingest.broker import free_port
 from tests.conftest import TEST_PG_URL, TEST_REDIS_URL, unique
+from tests.appkit import clean_env, get_json
 from tests.mqttkit import wait_until
 
 ROOT = Path(__file__).resolve().parents[1]
 APP = [sys.executable, str(ROOT / "app.py")]
-
-
-def clean_env(**extra) -> dict:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ANJIAN_")}
-    env.update({k: str(v) for k, v in extra.items()})
-    return env
-
-
-def get_json(url: str, token: str | None = None):
-    req = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"} if token else {})
-    with urllib.request.urlopen(req, timeout=5) as r:
-        return json.loads(r.read())
 
 
 class Demo:

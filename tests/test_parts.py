@@ -12,29 +12,17 @@ import signal
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 
 from ingest.broker import free_port, wait_listening
+from tests.appkit import clean_env, get_json
 from tests.mqttkit import wait_until
 from tests.servicekit import Mosquitto, RedisServer
 
 ROOT = Path(__file__).resolve().parents[1]
 APP = [sys.executable, str(ROOT / "app.py")]
-
-
-def clean_env(**extra) -> dict:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ANJIAN_")}
-    env.update({k: str(v) for k, v in extra.items()})
-    return env
-
-
-def get_json(url: str, token: str | None = None):
-    req = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"} if token else {})
-    with urllib.request.urlopen(req, timeout=5) as r:
-        return json.loads(r.read())
 
 
 class LoggingMosquitto(Mosquitto):

@@ -14,19 +14,18 @@ as Ctrl-C does.
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import signal
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 
 from ingest.broker import free_port
+from tests.appkit import clean_env, get_json
 from tests.mqttkit import wait_until
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -41,19 +40,6 @@ def readme_commands() -> dict[str, str]:
     cmds = [line.split("#", 1)[0].strip() for line in block.splitlines() if line.strip()]
     assert len(cmds) == 2, f"the README opens with two commands, not {cmds}"
     return {"run": cmds[0], "test": cmds[1]}
-
-
-def clean_env(**extra) -> dict:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("ANJIAN_", "MAKE", "MFLAGS", "PYTEST"))}
-    env.pop("VIRTUAL_ENV", None)
-    env.update({k: str(v) for k, v in extra.items()})
-    return env
-
-
-def get_json(url: str, token: str | None = None):
-    req = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"} if token else {})
-    with urllib.request.urlopen(req, timeout=5) as r:
-        return json.loads(r.read())
 
 
 def processes_under(path: Path) -> list[str]:

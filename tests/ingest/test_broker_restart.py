@@ -23,7 +23,7 @@ import uuid
 import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from data.models import SensorReadingRow
 from ingest.worker import IngestWorker
