@@ -64,9 +64,10 @@ def _alert(conn, type_, subject, first_seen, street, *, sensor=None, assignee=No
     return aid
 
 
-def write_week(engine, now: float | None = None) -> None:
+def write_week(engine, now: float | None = None, *, city: bool = True) -> None:
     now = time.time() if now is None else now
-    write_small_city(engine)
+    if city:
+        write_small_city(engine)
     with engine.begin() as conn:
         first = _visit(conn, "E1", "I1", "U1", W0 + 10 * H)
         _visit(conn, "E1", "I2", "U2", W0 + 14 * H, duplicate_of=first)
