@@ -126,9 +126,16 @@ class BulletinScheduler:
     def run_kind(self, kind: str, now: float) -> list[int]:
         """Write every missing bulletin of ``kind`` for the last complete period; the ids written."""
         p = periods.last_complete(kind, now)
+        todo = [s for s in self.areas() if not report_store.exists(self.engine, kind, p.key, s, SCHEDULE_ACTOR)]
+        written: list[int] = []
+        if todo:
+            with render.chart_session():
+                self._run_areas(kind, p, todo, now, written)
+        return written
+
+    def _run_areas(self, kind: str, p, areas: list[str | None], now: float, written: list[int]) -> None:
         ns = self.settings.redis_namespace
-        written = []
-        for street in self.areas():
+        for street in areas:
             key = f"{ns}:report:lease:{kind}:{p.key}:{street or '-'}"
             if not self.redis.set(key, str(now), nx=True, ex=LEASE_S):
                 continue
@@ -141,7 +148,6 @@ class BulletinScheduler:
                 log.exception("scheduled bulletin %s %s %s failed", kind, p.key, street or "district")
             finally:
                 self.redis.delete(key)
-        return written
 
     def tick(self, last_check: float, now: float) -> list[int]:
         return [i for kind in due_runs(self.settings, last_check, now) for i in self.run_kind(kind, now)]

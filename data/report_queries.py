@@ -12,9 +12,11 @@ and enterprises by the enterprise's registered street, alerts by their
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Mapping
 from typing import Any
 
+import numpy as np
 from sqlalchemy import Engine, func, select
 
 from alerts.model import APPROACH_WARNING, DUPLICATE_VISIT, GAS_ALARM, OVERLAP_NOW
@@ -27,26 +29,33 @@ MAP_POINTS_MAX = 4000
 
 
 def _day_index(ts: float, day_starts: list[float]) -> int:
-    i = 0
-    for k, s in enumerate(day_starts):
-        if ts >= s:
-            i = k
-    return i
+    return max(0, bisect.bisect_right(day_starts, ts) - 1)
 
 
 def _visits(engine: Engine, since: float, until: float, street: str | None) -> list:
-    stmt = (select(Visit.unit_id, Visit.enterprise_id, Visit.start_ts, Visit.duplicate_of,
-                   Visit.same_unit_repeat_of, Enterprise.street_id)
-            .select_from(Visit.__table__.outerjoin(Enterprise, Enterprise.id == Visit.enterprise_id))
+    """Visits that started in ``[since, until)`` (of the street's enterprises).  No join
+    with ``enterprises`` per row: at city scale the row lookups cost seconds."""
+    stmt = (select(Visit.unit_id, Visit.enterprise_id, Visit.start_ts, Visit.duplicate_of, Visit.same_unit_repeat_of)
             .where(Visit.start_ts >= since, Visit.start_ts < until))
     if street is not None:
-        stmt = stmt.where(Enterprise.street_id == street)
+        stmt = stmt.where(Visit.enterprise_id.in_(select(Enterprise.id).where(Enterprise.street_id == street)))
     with engine.connect() as conn:
         return conn.execute(stmt).all()
 
 
-def inspections(engine: Engine, since: float, until: float, day_starts: list[float], street: str | None) -> dict:
-    rows = _visits(engine, since, until, street)
+def _streets_of(engine: Engine, enterprise_ids: set[str]) -> dict[str, str | None]:
+    ids = sorted(enterprise_ids)
+    out: dict[str, str | None] = {}
+    with engine.connect() as conn:
+        for i in range(0, len(ids), 900):
+            out.update(conn.execute(select(Enterprise.id, Enterprise.street_id)
+                                    .where(Enterprise.id.in_(ids[i:i + 900]))).all())
+    return out
+
+
+def inspections(engine: Engine, since: float, until: float, day_starts: list[float], street: str | None,
+                rows: list | None = None) -> dict:
+    rows = _visits(engine, since, until, street) if rows is None else rows
     with engine.connect() as conn:
         q = select(Unit.id, Unit.name, Unit.kind, Unit.street_id)
         units = {u.id: {"id": u.id, "name": u.name, "kind": u.kind, "visits": 0, "duplicates": 0,
@@ -69,12 +78,15 @@ def inspections(engine: Engine, since: float, until: float, day_starts: list[flo
             "daily_visits": daily_v, "daily_duplicates": daily_d}
 
 
-def duplicates(engine: Engine, since: float, until: float, street: str | None) -> dict:
-    rows = _visits(engine, since, until, street)
+def duplicates(engine: Engine, since: float, until: float, street: str | None, rows: list | None = None) -> dict:
+    rows = _visits(engine, since, until, street) if rows is None else rows
+    dup_rows = [r for r in rows if r.duplicate_of is not None]
+    street_of = _streets_of(engine, {r.enterprise_id for r in dup_rows})
     by_street: dict[str, int] = {}
-    for r in rows:
-        if r.duplicate_of is not None and r.street_id is not None:
-            by_street[r.street_id] = by_street.get(r.street_id, 0) + 1
+    for r in dup_rows:
+        sid = street_of.get(r.enterprise_id)
+        if sid is not None:
+            by_street[sid] = by_street.get(sid, 0) + 1
     stmt = (select(Alert.type, Alert.outcome, func.count())
             .where(Alert.type.in_((DUPLICATE_VISIT, OVERLAP_NOW, APPROACH_WARNING)),
                    Alert.first_seen >= since, Alert.first_seen < until)
@@ -84,7 +96,7 @@ def duplicates(engine: Engine, since: float, until: float, street: str | None) -
     with engine.connect() as conn:
         counts = conn.execute(stmt).all()
     return {
-        "duplicates": sum(1 for r in rows if r.duplicate_of is not None),
+        "duplicates": len(dup_rows),
         "same_unit_repeats": sum(1 for r in rows if r.same_unit_repeat_of is not None),
         "caught_live": sum(n for t, _o, n in counts if t in (DUPLICATE_VISIT, OVERLAP_NOW)),
         "warned_live": sum(n for t, _o, n in counts if t == APPROACH_WARNING),
@@ -138,24 +150,30 @@ def alarms(engine: Engine, since: float, until: float, day_starts: list[float], 
 
 def area_map(engine: Engine, intervals_d: Mapping[str, float], now: float, street: str | None,
              alarm_rows: list[dict]) -> dict:
-    area = {"street": street} if street is not None else {}
-    rows, total = geo_queries.overdue_page(engine, intervals_d, now, limit=10**9, **area)
-    rank = {c: i for i, c in enumerate(("red", "orange", "yellow", "blue"))}
-    rows.sort(key=lambda r: rank.get(r["risk"], 9))
-    ids = [r["id"] for r in rows[:MAP_POINTS_MAX]]
+    """Overdue enterprises (at most ``MAP_POINTS_MAX``, highest risk first; due dates as
+    ``geo_queries.due_dates`` computes them for the API), the street outlines, the alarms."""
+    stmt = select(Enterprise.lat, Enterprise.lon, Enterprise.risk, Enterprise.last_inspected_at,
+                  Enterprise.next_due_at)
+    if street is not None:
+        stmt = stmt.where(Enterprise.street_id == street)
     with engine.connect() as conn:
-        pos = {}
-        for i in range(0, len(ids), 900):
-            pos.update({e: (la, lo) for e, la, lo in conn.execute(
-                select(Enterprise.id, Enterprise.lat, Enterprise.lon).where(Enterprise.id.in_(ids[i:i + 900])))})
+        rows = conn.execute(stmt).all()
         st = select(Street.id, Street.geometry)
         if street is not None:
             st = st.where(Street.id == street)
         streets = [{"id": s, "geometry": g} for s, g in conn.execute(st.order_by(Street.id)).all()]
-    risk_of = {r["id"]: r["risk"] for r in rows}
-    points = [{"lat": pos[e][0], "lon": pos[e][1], "risk": risk_of[e]} for e in ids if e in pos]
+    if rows:
+        lat, lon, risk, last, nxt = (np.array(c, dtype=object) for c in zip(*rows))
+        due = geo_queries.due_dates(np.array(last, dtype=np.float64), np.array(nxt, dtype=np.float64),
+                                    risk, intervals_d)
+        late = np.flatnonzero(now > due)
+    else:
+        late = np.array([], dtype=np.int64)
+    order = {c: i for i, c in enumerate(("red", "orange", "yellow", "blue"))}
+    pick = sorted(late.tolist(), key=lambda i: (order.get(risk[i], 9), i))[:MAP_POINTS_MAX]
+    points = [{"lat": float(lat[i]), "lon": float(lon[i]), "risk": risk[i]} for i in pick]
     alarms_xy = [{"lat": r["lat"], "lon": r["lon"]} for r in alarm_rows if r.get("lat") is not None]
-    return {"streets": streets, "points": points, "alarms": alarms_xy, "overdue_total": total}
+    return {"streets": streets, "points": points, "alarms": alarms_xy, "overdue_total": int(late.size)}
 
 
 def streets(engine: Engine) -> list[dict]:
@@ -192,11 +210,12 @@ def gather(engine: Engine, intervals_d: Mapping[str, float], *, since: float, un
             raise UnknownStreet(street)
         name, name_en = match[0]["name"], match[0]["name_en"]
     al = alarms(engine, since, until, day_starts, street)
+    visit_rows = _visits(engine, since, until, street)
     return {
         "street_id": street, "street_name": name, "street_name_en": name_en, "as_of": now,
         "days": days, "streets": all_streets,
-        "inspections": inspections(engine, since, until, day_starts, street),
-        "duplicates": duplicates(engine, since, until, street),
+        "inspections": inspections(engine, since, until, day_starts, street, visit_rows),
+        "duplicates": duplicates(engine, since, until, street, visit_rows),
         "coverage": coverage(engine, intervals_d, now, street),
         "alarms": al,
         "map": area_map(engine, intervals_d, now, street, al["rows"]),
