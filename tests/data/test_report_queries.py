@@ -87,3 +87,27 @@ def test_audit_anchor_and_truncation(engine):
     assert audit.verify(engine) is None
     assert audit.find_anchor(engine, head) is None
     assert report_queries.audit_anchor(engine, W0) == (None, 0)
+
+
+def test_archive_rows_and_the_migration_match_the_model(engine):
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+
+    from data import report_store
+    from data.models import Base
+
+    with engine.connect() as conn:
+        diffs = compare_metadata(MigrationContext.configure(conn), Base.metadata)
+    assert not [d for d in diffs if "reports" in repr(d)], diffs
+    rid = report_store.create(engine, kind="weekly", period=WEEK, street_id=None, start_ts=W0, end_ts=W0 + 1,
+                              as_of=W0, generated_at=W0, generated_by="t", anchor_hash=None, anchor_entries=0,
+                              numbers={"inspections": {"visits": 4}})
+    assert report_store.listing(engine) == [] and report_store.get(engine, rid) is None  # no files yet
+    assert not report_store.exists(engine, "weekly", WEEK, None, "t")
+    report_store.set_files(engine, rid, {"zh-CN": {"pdf": "bulletin.zh-CN.pdf", "html": "bulletin.zh-CN.html"}})
+    [row] = report_store.listing(engine, kind="weekly")
+    assert row["numbers"] == {"inspections": {"visits": 4}}
+    assert row["downloads"] == {"zh-CN": {"html": f"/api/v1/reports/{rid}.html", "pdf": f"/api/v1/reports/{rid}.pdf"}}
+    assert report_store.exists(engine, "weekly", WEEK, None, "t")
+    assert not report_store.exists(engine, "weekly", WEEK, "ST1", "t")
+    assert report_store.listing(engine, kind="monthly") == []
