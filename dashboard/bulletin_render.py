@@ -159,7 +159,8 @@ def figure(chart: Chart, lang: str):
             if pts:
                 fig.add_trace(go.Scatter(x=[p["lon"] for p in pts], y=[p["lat"] for p in pts], mode="markers",
                                          marker=dict(color=hx, size=4),
-                                         name=t("report.series.overdue_colour", lang, colour=t(f"risk.{colour}", lang))))
+                                         name=t("report.series.overdue_colour", lang,
+                                                colour=t(f"risk.{colour}", lang))))
         if chart.extra["alarms"]:
             fig.add_trace(go.Scatter(x=[p["lon"] for p in chart.extra["alarms"]],
                                      y=[p["lat"] for p in chart.extra["alarms"]], mode="markers",
@@ -268,7 +269,8 @@ def render_html(report: Report, lang: str, images: dict[tuple[str, str], bytes])
 # --- PDF -----------------------------------------------------------------------------------------
 
 
-def render_pdf(report: Report, lang: str, images: dict[tuple[str, str], bytes], font: Path | str | None = None) -> bytes:
+def render_pdf(report: Report, lang: str, images: dict[tuple[str, str], bytes],
+               font: Path | str | None = None) -> bytes:
     from fpdf import FPDF
     from fpdf.fonts import FontFace
 

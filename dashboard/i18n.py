@@ -242,11 +242,14 @@ CATALOGUE: dict[str, dict[str, str]] = {
     "replay.summary": {"zh-CN": "{n} 个定位点，{v} 次检查，{km} 公里", "en": "{n} fixes, {v} inspections, {km} km"},
     "replay.choose": {"zh-CN": "请选择执法人员", "en": "Choose an inspector"},
     # --- bulletins (reports/, dashboard/bulletin_render.py) ----------------------------
-    "report.title.weekly": {"zh-CN": "{area}安全生产监管周通报（{period}）", "en": "{area} safety supervision weekly bulletin ({period})"},
-    "report.title.monthly": {"zh-CN": "{area}安全生产监管月通报（{period}）", "en": "{area} safety supervision monthly bulletin ({period})"},
+    "report.title.weekly": {"zh-CN": "{area}安全生产监管周通报（{period}）",
+                            "en": "{area} safety supervision weekly bulletin ({period})"},
+    "report.title.monthly": {"zh-CN": "{area}安全生产监管月通报（{period}）",
+                             "en": "{area} safety supervision monthly bulletin ({period})"},
     "report.area.district": {"zh-CN": "全区", "en": "District"},
     "report.subtitle": {"zh-CN": "统计期间：{start} 至 {end}（北京时间）；生成于 {generated}；覆盖率与超期数据截至 {as_of}",
-                        "en": "Period: {start} to {end} (China time); generated {generated}; coverage and overdue as of {as_of}"},
+                        "en": "Period: {start} to {end} (China time); generated {generated}; coverage and "
+                              "overdue as of {as_of}"},
     "report.sec.inspections": {"zh-CN": "一、各单位检查情况", "en": "1. Inspections by unit"},
     "report.sec.duplicates": {"zh-CN": "二、重复检查实时发现情况", "en": "2. Duplicate inspections caught live"},
     "report.sec.coverage": {"zh-CN": "三、检查覆盖率与超期企业（按风险等级）", "en": "3. Coverage and overdue enterprises by risk colour"},
@@ -281,10 +284,12 @@ CATALOGUE: dict[str, dict[str, str]] = {
     "report.tbl.by_colour": {"zh-CN": "按风险等级", "en": "By risk colour"},
     "report.tbl.streets_by_coverage": {"zh-CN": "街道覆盖率排名", "en": "Streets by coverage"},
     "report.tbl.streets_by_duplicates": {"zh-CN": "街道重复检查排名（少者居前）", "en": "Streets by duplicates (fewest first)"},
-    "report.tbl.streets_by_response": {"zh-CN": "街道报警确认用时排名（快者居前）", "en": "Streets by alarm acknowledgement time (fastest first)"},
+    "report.tbl.streets_by_response": {"zh-CN": "街道报警确认用时排名（快者居前）", "en": "Streets by alarm acknowledgement "
+                                                                          "time (fastest first)"},
     "report.tbl.units_by_visits": {"zh-CN": "单位检查次数排名", "en": "Units by inspections"},
     "report.tbl.units_by_duplicates": {"zh-CN": "单位重复检查率排名（低者居前）", "en": "Units by duplicate rate (lowest first)"},
-    "report.tbl.units_by_response": {"zh-CN": "单位报警到场用时排名（快者居前）", "en": "Units by time to arrive at alarms (fastest first)"},
+    "report.tbl.units_by_response": {"zh-CN": "单位报警到场用时排名（快者居前）", "en": "Units by time to arrive at alarms "
+                                                                        "(fastest first)"},
     "report.col.unit": {"zh-CN": "单位", "en": "Unit"},
     "report.col.street": {"zh-CN": "街道", "en": "Street"},
     "report.col.visits": {"zh-CN": "检查次数", "en": "Inspections"},
@@ -311,15 +316,19 @@ CATALOGUE: dict[str, dict[str, str]] = {
     "report.series.streets": {"zh-CN": "街道边界", "en": "Street boundaries"},
     "report.series.overdue_colour": {"zh-CN": "超期（{colour}）", "en": "Overdue ({colour})"},
     "report.note.duplicates": {"zh-CN": "重复检查：另一单位在规定间隔内已检查同一企业。实时告警由系统在检查发生时发出。",
-                               "en": "A duplicate is an inspection of an enterprise another unit inspected within the window; live alerts are raised while it happens."},
-    "report.note.as_of": {"zh-CN": "覆盖率与超期为生成时的实时数据。", "en": "Coverage and overdue are taken when the bulletin is generated."},
+                               "en": "A duplicate is an inspection of an enterprise another unit inspected "
+                                     "within the window; live alerts are raised while it happens."},
+    "report.note.as_of": {"zh-CN": "覆盖率与超期为生成时的实时数据。", "en": "Coverage and overdue are taken when the "
+                                                             "bulletin is generated."},
     "report.note.alarms": {"zh-CN": "响应时间自报警首次出现起计，至首次确认、首次到场。",
-                           "en": "Response times run from an alarm's first reading to its first acknowledgement and first arrival on scene."},
+                           "en": "Response times run from an alarm's first reading to its first "
+                                 "acknowledgement and first arrival on scene."},
     "report.note.map": {"zh-CN": "图中显示 {shown} 家超期企业（共 {total} 家，高风险优先）。",
                         "en": "The map shows {shown} overdue enterprises (of {total}, highest risk first)."},
     "report.anchor.title": {"zh-CN": "执法记录链锚点", "en": "Audit chain anchor"},
     "report.anchor.text": {"zh-CN": "截至 {end}，审计链共 {n} 条记录，链头哈希如下。核验：python app.py audit verify --anchor 哈希",
-                           "en": "At {end} the audit chain held {n} entries; its head hash is below. Check: python app.py audit verify --anchor HASH"},
+                           "en": "At {end} the audit chain held {n} entries; its head hash is below. Check: "
+                                 "python app.py audit verify --anchor HASH"},
     "report.value.none": {"zh-CN": "无", "en": "n/a"},
     "report.unit.s": {"zh-CN": "秒", "en": "s"},
     "report.pdf.page": {"zh-CN": "第 {page} 页", "en": "Page {page}"},

@@ -45,6 +45,18 @@ def test_district_week_by_hand(engine):
         [(1, "民治街道", 100.0), (2, "龙华街道", 0.0)]
     # The map: the one overdue enterprise and the three alarms.
     assert len(data["map"]["points"]) == 1 and len(data["map"]["alarms"]) == 3
+    # Every word of the bulletin is in the one catalogue.
+    from dashboard.i18n import has
+    from reports.model import Text
+
+    keys = {f"report.title.{r.kind}", "report.subtitle", "report.anchor.title", "report.anchor.text"}
+    for sec in r.sections:
+        keys |= {sec.title, *(f.key for f in sec.figures), *(n.key for n in sec.notes)}
+        for tb in sec.tables:
+            keys |= {tb.title, *tb.columns, *(v.key for row in tb.rows for v in row if isinstance(v, Text))}
+        for ch in sec.charts:
+            keys |= {ch.title, *(name for name, _ in ch.series), *(ch.x if ch.x_is_keys else ())}
+    assert not [k for k in keys if not has(k)]
 
 
 def test_street_week_keeps_only_the_street(engine):
