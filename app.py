@@ -10,7 +10,8 @@
     python app.py demo-city             write the generated demo city into an empty database
     python app.py token create --role ROLE
     python app.py user create NAME --role ROLE
-    python app.py audit verify
+    python app.py audit verify [--anchor HASH]
+    python app.py report weekly|monthly [--period P] [--street S]
 
 This module only wires the packages together.
 """
@@ -177,6 +178,10 @@ def start_alert_engine(settings, services):
                        mqtt_prefix=settings.mqtt_prefix)
     engine = AlertEngine(settings, services.engine, r, store, services.mqtt_url)
     engine.start()
+    if settings.report_schedule:  # the bulletins' schedule rides along (a Redis lease per bulletin)
+        from dashboard.bulletins import BulletinScheduler
+
+        BulletinScheduler(services.engine, r, settings).start()
     return engine
 
 
@@ -466,11 +471,42 @@ def cmd_audit(settings, args) -> int:
     engine = _engine(settings)
     broken = audit.verify(engine)
     n = len(audit.entries(engine))
-    if broken is None:
-        print(f"audit chain OK: {n} entries")
+    if broken is not None:
+        print(f"audit chain BROKEN at entry {broken} (of {n})")
+        return 1
+    if args.anchor:
+        at = audit.find_anchor(engine, args.anchor)
+        if at is None:
+            print(f"audit chain does NOT contain the anchor {args.anchor}: entries up to it were deleted "
+                  f"(the chain was cut back) or the hash is not one of its heads ({n} entries now)")
+            return 1
+        print(f"audit chain OK: {n} entries; anchor {args.anchor} is entry {at}")
         return 0
-    print(f"audit chain BROKEN at entry {broken} (of {n})")
-    return 1
+    print(f"audit chain OK: {n} entries")
+    return 0
+
+
+def cmd_report(settings, args) -> int:
+    from dashboard.bulletin_render import RenderError
+    from dashboard.bulletins import generate
+    from data.report_queries import UnknownStreet
+    from reports.period import PeriodError
+
+    engine = _engine(settings)
+    try:
+        gen = generate(engine, settings, args.kind, args.period, args.street, actor=args.actor)
+    except (PeriodError, UnknownStreet, RenderError) as e:
+        print(f"report: {type(e).__name__}: {e}", file=sys.stderr)
+        return 2 if not isinstance(e, RenderError) else 1
+    finally:
+        engine.dispose()
+    r = gen.report
+    print(f"report {gen.id}: {r.kind} {r.period} {r.street_id or 'district'} in {gen.dir}")
+    for lang, files in gen.files.items():
+        for fmt, name in files.items():
+            print(f"  {lang} {fmt}: {gen.dir / name}")
+    print(f"audit anchor at {r.period}'s end: {r.anchor.head_hash or '-'} ({r.anchor.entries} entries)")
+    return 0
 
 
 def cmd_draw(settings, args) -> int:
@@ -534,7 +570,13 @@ def build_parser() -> argparse.ArgumentParser:
     uc.add_argument("--display-name")
     aud = sub.add_parser("audit", help="the audit log")
     aud_sub = aud.add_subparsers(dest="audit_cmd", required=True)
-    aud_sub.add_parser("verify", help="check the hash chain; names the first broken entry")
+    av = aud_sub.add_parser("verify", help="check the hash chain; names the first broken entry")
+    av.add_argument("--anchor", help="a head hash a bulletin published: fails when the chain no longer holds it")
+    rep = sub.add_parser("report", help="write a weekly or monthly bulletin (PDF + HTML) into the archive")
+    rep.add_argument("kind", choices=["weekly", "monthly"])
+    rep.add_argument("--period", help="2026-W49 or 2026-12 (default: the last complete one)")
+    rep.add_argument("--street", help="a street id (default: the whole district)")
+    rep.add_argument("--actor", default=os.environ.get("USER", "cli"), help="who writes it (for the audit log)")
     drw = sub.add_parser("draw", help="double-random draws")
     drw.add_argument("draw_cmd", choices=["verify"], help="verify: recompute a draw from its stored inputs")
     drw.add_argument("id", type=int, help="the draw's id")
@@ -544,7 +586,7 @@ def build_parser() -> argparse.ArgumentParser:
 COMMANDS = {
     None: cmd_run, "run": cmd_run, "ingest": cmd_ingest, "alerts": cmd_alerts, "web": cmd_web, "simulate": cmd_simulate,
     "migrate": cmd_migrate, "demo-city": cmd_demo_city, "import": cmd_import, "token": cmd_token, "user": cmd_user,
-    "audit": cmd_audit, "draw": cmd_draw,
+    "audit": cmd_audit, "draw": cmd_draw, "report": cmd_report,
 }
 
 

@@ -351,6 +351,28 @@ class Settings(BaseSettings):
     login_lockout_s: int = _field(300, "How long a throttled login waits.")
     log_level: LogLevel = _field("INFO", "Logging level: DEBUG, INFO, WARNING, ERROR or CRITICAL.")
 
+    # --- Bulletins (docs/reports.md) ------------------------------------------
+    report_schedule: bool = _field(
+        True, "Generate the weekly and monthly bulletins on schedule in `app.py alerts` (and the all-in-one demo)."
+    )
+    report_weekly_weekday: int = _field(
+        1, "Day of the week (ISO: 1 = Monday) the weekly bulletin of the week before is generated, China time.",
+        ge=1, le=7,
+    )
+    report_weekly_time: str = _field("08:00", "Time of day (HH:MM, China time) the weekly bulletin is generated.")
+    report_monthly_day: int = _field(
+        1, "Day of the month (1-28) the monthly bulletin of the month before is generated, China time.", ge=1, le=28
+    )
+    report_monthly_time: str = _field("08:00", "Time of day (HH:MM, China time) the monthly bulletin is generated.")
+    report_per_street: bool = _field(
+        True, "A scheduled run also writes one bulletin per street besides the district's."
+    )
+    report_font: Path | None = _field(
+        None,
+        "TrueType/TTC font with Chinese glyphs embedded in bulletin PDFs. Unset: the first of Debian's "
+        "fonts-wqy-microhei, fonts-wqy-zenhei or fonts-arphic that is installed.",
+    )
+
     @field_validator(*ENUM_FIELDS, mode="before")
     @classmethod
     def _one_of(cls, v: Any, info: ValidationInfo) -> Any:
@@ -381,6 +403,15 @@ class Settings(BaseSettings):
         if v not in GCJ02_REGIONS:
             raise ValueError(f"gcj02_region must be one of {', '.join(GCJ02_REGIONS)}")
         return v
+
+    @field_validator("report_weekly_time", "report_monthly_time")
+    @classmethod
+    def _hh_mm(cls, v: str) -> str:
+        parts = str(v).strip().split(":")
+        if len(parts) != 2 or not all(p.isdigit() for p in parts) or not (0 <= int(parts[0]) <= 23
+                                                                         and 0 <= int(parts[1]) <= 59):
+            raise ValueError(f"{v!r} is not a time of day as HH:MM (00:00 to 23:59)")
+        return f"{int(parts[0]):02d}:{int(parts[1]):02d}"
 
     @field_validator("mqtt_prefix")
     @classmethod

@@ -12,6 +12,7 @@ from flask import Flask, g, request
 from dashboard.api import api, metrics_route, web
 from dashboard.api_geo import api_geo
 from dashboard.api_plans import api_plans
+from dashboard.api_reports import api_reports
 from dashboard.context import WebContext
 
 log = logging.getLogger(__name__)
@@ -35,6 +36,7 @@ def create_server(ctx: WebContext) -> Flask:
     server.register_blueprint(api)
     server.register_blueprint(api_geo)
     server.register_blueprint(api_plans)
+    server.register_blueprint(api_reports)
     server.add_url_rule("/metrics", "metrics", metrics_route)
     server.after_request(_callback_timing)
     server.after_request(_worker_header)

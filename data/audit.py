@@ -72,3 +72,32 @@ def verify(engine: Engine) -> int | None:
                    AuditEntry.detail, AuditEntry.prev_hash, AuditEntry.hash).order_by(AuditEntry.id)
         )
         return verify_chain(tuple(r) for r in rows)
+
+
+def head(engine: Engine) -> tuple[str | None, int]:
+    """(hash of the newest entry, number of entries) of the chain as it is now."""
+    from sqlalchemy import func
+
+    with engine.connect() as conn:
+        h = conn.execute(select(AuditEntry.hash).order_by(AuditEntry.id.desc()).limit(1)).scalar()
+        n = conn.execute(select(func.count()).select_from(AuditEntry)).scalar_one()
+    return h, int(n)
+
+
+def find_anchor(engine: Engine, anchor_hash: str) -> int | None:
+    """The position (1-based: how many entries up to and including it) of the entry whose
+    hash is ``anchor_hash``, or None when the chain no longer holds it.
+
+    A bulletin publishes its chain head (hash and count); as long as ``verify``
+    holds, every entry up to a head still found here is unchanged, and a chain
+    cut back below a published head (its newest entries deleted) no longer
+    contains that head, which ``verify`` alone cannot see.
+    """
+    from sqlalchemy import func
+
+    with engine.connect() as conn:
+        entry_id = conn.execute(select(AuditEntry.id).where(AuditEntry.hash == anchor_hash)).scalar()
+        if entry_id is None:
+            return None
+        return int(conn.execute(select(func.count()).select_from(AuditEntry)
+                                .where(AuditEntry.id <= entry_id)).scalar_one())

@@ -345,3 +345,24 @@ class DrawRow(Base):
     picks: Mapped[str] = mapped_column(Text)  # canonical JSON list of {"enterprise_id", "inspector_ids"}
     created_at: Mapped[float] = mapped_column(Float)
     created_by: Mapped[str] = mapped_column(String(64))
+# --- bulletins -----------------------------------------------------------------
+
+
+class ReportRow(Base):
+    """An archived bulletin (定期通报); its files are under ``{data_dir}/reports/{id}/``."""
+
+    __tablename__ = "reports"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    kind: Mapped[str] = mapped_column(String(16))  # weekly | monthly
+    period: Mapped[str] = mapped_column(String(16))  # 2026-W49 | 2026-12
+    street_id: Mapped[str | None] = mapped_column(String(32))  # None: the district
+    start_ts: Mapped[float] = mapped_column(Float)
+    end_ts: Mapped[float] = mapped_column(Float)
+    as_of: Mapped[float] = mapped_column(Float)
+    generated_at: Mapped[float] = mapped_column(Float)
+    generated_by: Mapped[str] = mapped_column(String(64))
+    anchor_hash: Mapped[str | None] = mapped_column(String(64))
+    anchor_entries: Mapped[int] = mapped_column(Integer, default=0)
+    numbers: Mapped[dict | None] = mapped_column(JSON)
+    files: Mapped[dict | None] = mapped_column(JSON)  # {"zh-CN": {"pdf": name, "html": name}, "en": {...}}
+    __table_args__ = (Index("ix_reports_kind_period", "kind", "period"),)

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Make sure the services the tests talk to are installed and running:
-# Mosquitto (1883), Redis (6379), PostgreSQL (5432) and Debian's chromium.
+# Mosquitto (1883), Redis (6379), PostgreSQL (5432) and Debian's chromium; poppler-utils
+# and a Chinese TrueType font for the bulletin tests (docs/reports.md).
 # As root, missing ones are installed with apt-get and started; otherwise this
 # prints exactly what to install and fails.
 set -u
@@ -14,9 +15,12 @@ have mosquitto_pub || need_pkgs+=(mosquitto-clients)
 have redis-server || need_pkgs+=(redis-server)
 have curl || need_pkgs+=(curl)  # the README's parts section (tests/test_parts.py runs it)
 { have pg_ctlcluster && ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1; } || need_pkgs+=(postgresql)
-[ -x /usr/bin/chromium ] || need_pkgs+=(chromium)
-# Chinese glyphs for the screenshots the browser tests save (the DOM checks do not need them).
-fc-list 2>/dev/null | grep -qiE 'wqy|noto.*cjk' || need_pkgs+=(fonts-wqy-microhei)
+[ -x /usr/bin/chromium ] || need_pkgs+=(chromium)  # also draws the bulletins' charts (Kaleido)
+# Chinese glyphs for the screenshots the browser tests save (the DOM checks do not need them),
+# and the font bulletin PDFs embed (TrueType: fpdf2 embeds it as a subset).
+[ -f /usr/share/fonts/truetype/wqy/wqy-microhei.ttc ] || need_pkgs+=(fonts-wqy-microhei)
+# The bulletin tests read the PDFs back: pdftotext, pdftoppm, pdfimages, pdffonts.
+have pdftoppm || need_pkgs+=(poppler-utils)
 have gdal-config >/dev/null 2>&1 || true  # geopandas uses pyogrio's bundled GDAL: nothing to install
 
 if [ ${#need_pkgs[@]} -gt 0 ]; then

@@ -41,7 +41,7 @@ def test_english_strings_are_english_and_chinese_strings_are_chinese():
 
 
 PREFIXES = ("app", "nav", "lang", "auth", "page", "role", "login", "common", "risk", "status", "sensor", "alert",
-            "wall", "dispatch", "officer", "enterprise", "replay")
+            "wall", "dispatch", "officer", "enterprise", "replay", "report")
 
 
 def _literal_keys() -> set[str]:

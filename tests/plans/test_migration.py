@@ -21,5 +21,12 @@ def test_migration_matches_the_models(engine):
 
     mine = [d for d in diff if table_of(d) in PLAN_TABLES]
     assert mine == []
+    from alembic.script import ScriptDirectory
+
+    from data.db import alembic_config
+
+    script = ScriptDirectory.from_config(alembic_config(engine.url.render_as_string(hide_password=False)))
     with engine.connect() as conn:
-        assert conn.exec_driver_sql("select version_num from alembic_version").scalar() == "0003_plans"
+        at = conn.exec_driver_sql("select version_num from alembic_version").scalar()
+    assert at == script.get_current_head()
+    assert "0003_plans" in {r.revision for r in script.iterate_revisions(at, "base")}, "0003_plans is on the way"
