@@ -32,7 +32,7 @@ from alerts.model import ACTIVE_STATES, SEVERITY_RANK, AlertState, TransitionRec
 from alerts.nearest import Candidate, rank_nearest
 from data import audit
 from data.auth import Principal
-from data.live import CHANGES_MAXLEN, LiveState
+from data.live import LiveState
 from data.models import Alert, AlertEvent, DispatchTask, Enterprise, Inspector
 
 log = logging.getLogger(__name__)
@@ -207,10 +207,7 @@ class AlertStore:
         ids = ",".join(str(i) for i in alert_ids)
         if not ids:
             return
-        self.live.r.incr(self.live.key("alerts", "ver"))
-        v = self.live.r.incr(self.live.key("ver"))
-        self.live.r.xadd(self.live.key("changes"), {"v": v, "kind": "alert", "ids": ids},
-                         maxlen=CHANGES_MAXLEN, approximate=True)
+        self.live.publish_change("alert", ids, also_bump="alerts:ver")
 
     def alerts_version(self) -> int:
         """Bumped by every alert change (``notify``): an unchanged version means unchanged alerts."""
