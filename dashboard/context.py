@@ -41,6 +41,10 @@ HEALTH_TTL_S = 2.0
 OPEN_ALERTS_MAX_AGE_S = 5.0
 # Ingest lag above this makes the system "degraded".
 LAG_DEGRADED_S = 10.0
+# Events lost from the alert engine's stream (data.live: events_lost) keep the
+# system "degraded" this long after the last loss was noticed: someone must look
+# at what the lost alarms were (history has them; alerts do not).
+EVENTS_LOST_DEGRADED_S = 3600.0
 
 
 def _iso(ts):
@@ -263,8 +267,14 @@ class WebContext:
         out["ingest_workers"] = len(workers)
         out["ingest_lag_s"] = round(max((w.get("lag_s", 0.0) for w in workers.values()), default=0.0), 3)
         out["ingest_queue"] = sum(w.get("queue", 0) for w in workers.values())
+        lost_recently = False
+        if out["redis"] == "ok":
+            lost, lost_at = self.live.events_lost()
+            out["events_lost"] = sum(lost.values())
+            out["events_lost_at"] = _iso(lost_at) if lost_at else None
+            lost_recently = lost_at is not None and time.time() - lost_at < EVENTS_LOST_DEGRADED_S
         ok = (out["broker"] == out["redis"] == out["database"] == "ok" and workers
-              and out["ingest_lag_s"] < LAG_DEGRADED_S)
+              and out["ingest_lag_s"] < LAG_DEGRADED_S and not lost_recently)
         out["status"] = "ok" if ok else "degraded"
         out["checked_at"] = _iso(time.time())
         out["web_pid"] = os.getpid()  # which web worker process answered
@@ -285,6 +295,9 @@ class WebContext:
                [(f'{{kind="{k}"}}', v) for k, v in sorted(live.counters("in").items())])
         family("anjian_messages_rejected_total", "counter", "Messages dead-lettered, by reason code.",
                [(f'{{reason="{k}"}}', v) for k, v in sorted(live.counters("rejected").items())])
+        family("anjian_events_lost_total", "counter",
+               "Alert-engine stream events lost before the engine handled them, by reason.",
+               [(f'{{reason="{k}"}}', v) for k, v in sorted(live.counters("events_lost").items())])
         family("anjian_messages_dropped_total", "counter", "Messages dropped on purpose (duplicates), by reason.",
                [(f'{{reason="{k}"}}', v) for k, v in sorted(live.counters("dropped").items())])
         lat = live.counters("latency")

@@ -33,7 +33,7 @@ from alerts.nearest import Candidate, rank_nearest
 from data import audit
 from data.auth import Principal
 from data.live import LiveState
-from data.models import Alert, AlertEvent, DispatchTask, Enterprise, Inspector
+from data.models import Alert, AlertEvent, DispatchTask, Enterprise, Inspector, StreamMark
 
 log = logging.getLogger(__name__)
 
@@ -200,6 +200,23 @@ class AlertStore:
                     actor=step.actor, at=step.at, note=step.note))
             action, target, detail = alert_audit(alert_id, rec)
             audit.append(conn, rec.actor, action, target, detail, at=rec.at)
+
+    def first_time(self, conn: Connection, stream: str, key: str, entry_id: str) -> bool:
+        """Whether stream entry ``entry_id`` for ``key`` is newer than the last one
+        applied (then it becomes the last one, in ``conn``'s transaction).  Entries
+        of one key are applied in stream order, so "not newer" means "applied":
+        read again after a crash between the commit and the XACK."""
+        row = conn.execute(select(StreamMark.last_id).where(StreamMark.stream == stream, StreamMark.key == key)
+                           ).first()
+        if row is not None and _stream_id(entry_id) <= _stream_id(row.last_id):
+            return False
+        now = time.time()
+        if row is None:
+            conn.execute(insert(StreamMark).values(stream=stream, key=key, last_id=entry_id, at=now))
+        else:
+            conn.execute(update(StreamMark).where(StreamMark.stream == stream, StreamMark.key == key)
+                         .values(last_id=entry_id, at=now))
+        return True
 
     def notify(self, alert_ids: Iterable[int]) -> None:
         """Tell the screens (after the commit): the alerts version, then the live
@@ -380,6 +397,11 @@ class AlertStore:
              "eta_s": round(s.eta_s), "lat": s.lat, "lon": s.lon}
             for s in rank_nearest(ent.lat, ent.lon, cands, k=k)
         ]
+
+
+def _stream_id(entry_id: str) -> tuple[int, int]:
+    ms, _, seq = entry_id.partition("-")
+    return int(ms), int(seq or 0)
 
 
 def _iso(ts):
