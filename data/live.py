@@ -64,8 +64,8 @@ GAS_EVENTS_GROUP = "alert-engine"
 # engine away for hours: ~3 h of a busy city's readings, ~200 MB), the oldest
 # are trimmed anyway, and counted as lost.
 GAS_EVENTS_MAX_UNREAD = 2_000_000
-# msg_ids remembered per device (see _LUA_MSGID): the newest this many, within
-# ``ingest_msg_id_ttl_s``.  128 keeps each set in Redis's compact encoding
+# msg_ids remembered per device (see _LUA_MSGID): the newest this many (at
+# least this many less 16), within ``ingest_msg_id_ttl_s``.  128 keeps each set in Redis's compact encoding
 # (zset-max-listpack-entries, 128 by default): a broker redelivers within
 # minutes, and a phone's 128 fixes are 10 minutes even at one per 5 s.
 MSG_ID_CAP = 128
@@ -129,22 +129,21 @@ end
 """
 
 # msg_id idempotency, per device: a sorted set of its msg_ids scored by when
-# they were applied.  ZSCORE tells a redelivered one from a new one (added after
-# the oldest make room when the set is full); after the
-# batch each touched set loses ids older than the window (it stays at most
-# ``cap`` long, so it stays in Redis's compact listpack encoding), and
-# expires a window after the device's last message.
+# they were applied.  ZADD NX tells a redelivered one from a new one; a set that
+# reaches ``cap`` loses its oldest 16 (so it keeps the newest cap - 16 to cap,
+# and stays in Redis's compact listpack encoding); after the batch each touched
+# set loses ids older than the window, and expires a window after the device's
+# last message.
 _LUA_MSGID = """
 local touched, ord = {}, 0
 local function seen(key, msg, now, cap)
-  if redis.call('ZSCORE', key, msg) then return true end
-  -- room first, so that the set never grows past the compact encoding's size
-  local n = redis.call('ZCARD', key)
-  if n >= cap then redis.call('ZREMRANGEBYRANK', key, 0, n - cap) end
-  -- scores in arrival order within a batch too (the cap keeps the newest)
+  -- scores in arrival order within a batch too (the trim keeps the newest)
   ord = ord + 1
-  redis.call('ZADD', key, now + ord * 1e-6, msg)
+  if redis.call('ZADD', key, 'NX', now + ord * 1e-6, msg) == 0 then return true end
   touched[key] = true
+  -- full: the oldest 16 go at once (one trim per 16 messages), so the set is
+  -- never longer than cap and stays in the compact encoding
+  if redis.call('ZCARD', key) >= cap then redis.call('ZREMRANGEBYRANK', key, 0, 15) end
   return false
 end
 local function bound_msgids(now, ttl)

@@ -7,6 +7,8 @@ commit and the XACK is applied once."""
 from __future__ import annotations
 
 import logging
+import os
+from pathlib import Path
 import time
 
 from sqlalchemy import select
@@ -140,3 +142,78 @@ def test_one_by_one_a_redelivered_entry_is_counted_once(city):
     for _ in range(3):
         city["alert_engine"].on_gas_event(f, entry_id.decode())
     assert open_gas_alarms(city) == {"A0007": 1}
+
+
+def test_the_fault_run_with_a_real_engine_process(tmp_path):
+    """The issue's run with real processes: ``app.py alerts`` up, then killed
+    (-9); 20 alarms and 105,000 heartbeats written as the ingest writes them;
+    the engine started again, killed -9 again mid-drain and started a third
+    time.  All 20 alarms open their alert, each counted once (the alarms come
+    first in the stream; the heartbeats behind them drain afterwards)."""
+    import redis as redis_lib
+    import signal
+    import subprocess
+
+    from config.settings import load_settings
+    from data.db import make_engine, migrate
+    from data.demo_city import ensure_demo_city
+    from data.models import Sensor
+    from tests.conftest import TEST_REDIS_URL, unique
+    from tests.mqttkit import wait_until
+    from tests.test_app import APP, clean_env
+
+    ns = unique("gasrun")
+    env = clean_env(ANJIAN_DATA_DIR=tmp_path, ANJIAN_MQTT_URL=TEST_MQTT_URL, ANJIAN_REDIS_URL=TEST_REDIS_URL,
+                    ANJIAN_MQTT_PREFIX=ns, ANJIAN_REDIS_NAMESPACE=ns, ANJIAN_MQTT_CLIENT_ID=f"{ns}-ingest",
+                    ANJIAN_MQTT_SHARE_GROUP=ns, ANJIAN_SIM_SCALE="tiny")
+    s = load_settings(data_dir=tmp_path, sim_scale="tiny", redis_namespace=ns)
+    engine = make_engine(s.effective_database_url)
+    migrate(engine)
+    ensure_demo_city(engine, s)
+    with engine.connect() as conn:
+        sensors = conn.execute(select(Sensor.id).order_by(Sensor.id)).scalars().all()
+    alarmed, others = sensors[:20], sensors[20:]
+    r = redis_lib.Redis.from_url(TEST_REDIS_URL)
+    live = LiveState(r, ns)
+    log_path = Path(os.environ.get("ANJIAN_TEST_LOG_DIR", tmp_path)) / "alerts.log"
+    log = open(log_path, "ab")
+
+    def start():
+        return subprocess.Popen([*APP, "alerts"], env=env, cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT)
+
+    def alarms():
+        with engine.connect() as conn:
+            return dict(conn.execute(select(Alert.sensor_id, Alert.count).where(Alert.type == "gas_alarm")).all())
+
+    proc = start()
+    try:
+        assert wait_until(lambda: r.exists(f"{ns}:gas:events") and r.xinfo_groups(f"{ns}:gas:events"), 60, 0.2), \
+            log_path.read_text()[-2000:]
+        proc.kill()
+        proc.wait(10)
+        t0 = time.time() - 1800
+        ingest(live, alarmed, t0, "high", 70.0)
+        k = 0
+        while k * len(others) < 105_000:
+            ingest(live, others, t0 + 1 + k * 0.01, "normal", 0.0)
+            k += 1
+        assert r.xlen(f"{ns}:gas:events") > GAS_EVENTS_MAXLEN
+        proc = start()
+        assert wait_until(lambda: alarms(), 120, 0.2), log_path.read_text()[-2000:]
+        proc.kill()  # mid-drain: what it committed and had not acknowledged is delivered again
+        proc.wait(10)
+        proc = start()
+        assert wait_until(lambda: len(alarms()) == 20, 200, 0.5), (alarms(), log_path.read_text()[-2000:])
+        assert alarms() == {sid: 1 for sid in alarmed}, "every alarm opens its alert, counted once"
+        assert live.events_lost() == ({}, None)
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
+        for key in r.scan_iter(match=f"{ns}:*", count=1000):
+            r.delete(key)
+        r.close()
+        engine.dispose()

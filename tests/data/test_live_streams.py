@@ -108,10 +108,11 @@ def test_msg_ids_are_remembered_per_device_within_a_bound(settings, redis_client
     pings = [Ping(inspector_id="I1", ts=now + i, lat=22.6, lon=114.0, msg_id=f"m{i}") for i in range(300)]
     assert set(live.apply_pings(pings)) == {0}
     # A redelivery of the newest ones, however often: applied once.
+    kept = MSG_ID_CAP - 16  # at least the newest this many
     for _ in range(3):
-        assert live.apply_pings(pings[-MSG_ID_CAP:]) == [DUPLICATE] * MSG_ID_CAP
+        assert live.apply_pings(pings[-kept:]) == [DUPLICATE] * kept
     key = live.key("msgid", "i", "I1")
-    assert redis_client.zcard(key) == MSG_ID_CAP
+    assert kept <= redis_client.zcard(key) < MSG_ID_CAP
     assert redis_client.object("encoding", key) == b"listpack"
     assert 0 < redis_client.ttl(key) <= 3600
     # Another device's msg_id of the same text is its own.
