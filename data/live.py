@@ -15,7 +15,7 @@ Key layout (``ns`` is ``settings.redis_namespace``):
 ``ns:sensor:{id}``              hash: ts, level, lel, ppm, alarm, batt, src
 ``ns:avail:{kind}``             hash: id -> "online"/"offline" ts
 ``ns:msgid:{i|s}:{id}``         sorted set: a device's recent msg_ids (score:
-                                when applied), at most ``msg_id_cap`` of them,
+                                when applied, in us), at most ``msg_id_cap``,
                                 none older than ``msg_id_ttl_s``
 ``ns:ver``                      version counter, bumped by every change
 ``ns:changes``                  stream of (v, kind, ids), capped; one writer
@@ -139,7 +139,8 @@ local touched, ord = {}, 0
 local function seen(key, msg, now, cap)
   -- scores in arrival order within a batch too (the trim keeps the newest)
   ord = ord + 1
-  if redis.call('ZADD', key, 'NX', now + ord * 1e-6, msg) == 0 then return true end
+  -- (integer microseconds: the compact encoding stores and compares them as integers)
+  if redis.call('ZADD', key, 'NX', math.floor(now * 1e6) + ord, msg) == 0 then return true end
   touched[key] = true
   -- full: the oldest 16 go at once (one trim per 16 messages), so the set is
   -- never longer than cap and stays in the compact encoding
@@ -148,7 +149,7 @@ local function seen(key, msg, now, cap)
 end
 local function bound_msgids(now, ttl)
   for key in pairs(touched) do
-    redis.call('ZREMRANGEBYSCORE', key, '-inf', now - ttl)
+    redis.call('ZREMRANGEBYSCORE', key, '-inf', math.floor((now - ttl) * 1e6))
     redis.call('EXPIRE', key, ttl)
   end
 end
