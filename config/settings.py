@@ -218,7 +218,8 @@ class Settings(BaseSettings):
         7 * 86400.0, "A timestamp older than this is dead-lettered as too old."
     )
     ingest_msg_id_ttl_s: int = _field(
-        86400, "How long a msg_id is remembered for idempotency."
+        3600, "How long a device's msg_ids are remembered for idempotency (the newest 112 to 128 per device within "
+        "this window; a broker redelivers within minutes)."
     )
     registry_refresh_s: float = _field(
         30.0, "How often a worker reloads the device registry from SQL."

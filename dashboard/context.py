@@ -42,6 +42,10 @@ HEALTH_TTL_S = 2.0
 OPEN_ALERTS_MAX_AGE_S = 5.0
 # Ingest lag above this makes the system "degraded".
 LAG_DEGRADED_S = 10.0
+# Events lost from the alert engine's stream (data.live: events_lost) keep the
+# system "degraded" this long after the last loss was noticed: someone must look
+# at what the lost alarms were (history has them; alerts do not).
+EVENTS_LOST_DEGRADED_S = 3600.0
 
 
 @dataclass
@@ -261,9 +265,15 @@ class WebContext:
         # last minute (ingest/worker.py, SHED_WINDOW_S): data was lost, so not "ok".
         out["ingest_shed"] = sum(w.get("shed_recent", 0) for w in workers.values())
         out["ingest_dead_letters_dropped"] = sum(w.get("dead_letter_overflow_recent", 0) for w in workers.values())
+        lost_recently = False
+        if out["redis"] == "ok":
+            lost, lost_at = self.live.events_lost()
+            out["events_lost"] = sum(lost.values())
+            out["events_lost_at"] = iso(lost_at) if lost_at else None
+            lost_recently = lost_at is not None and time.time() - lost_at < EVENTS_LOST_DEGRADED_S
         ok = (out["broker"] == out["redis"] == out["database"] == "ok" and workers
               and out["ingest_lag_s"] < LAG_DEGRADED_S and not out["ingest_shed"]
-              and not out["ingest_dead_letters_dropped"])
+              and not out["ingest_dead_letters_dropped"] and not lost_recently)
         out["status"] = "ok" if ok else "degraded"
         reasons = []
         if out["ingest_shed"]:
@@ -271,6 +281,8 @@ class WebContext:
         if out["ingest_dead_letters_dropped"]:
             reasons.append(f"ingest refused {out['ingest_dead_letters_dropped']} pings in the last minute "
                            f"beyond the dead letters it keeps (ingest_dead_letter_rate)")
+        if lost_recently:
+            reasons.append(f"the alert engine lost {out['events_lost']} stream events (last at {out['events_lost_at']})")
         if reasons:
             out["reasons"] = reasons
         out["checked_at"] = iso(time.time())
@@ -304,6 +316,9 @@ class WebContext:
                "Messages received, by outcome; the three sum to anjian_messages_received_total once queues drain.",
                [('{outcome="applied"}', sum(applied.values())), ('{outcome="dead_lettered"}', sum(rejected.values())),
                 ('{outcome="ignored"}', sum(ignored.values()))])
+        family("anjian_events_lost_total", "counter",
+               "Alert-engine stream events lost before the engine handled them, by reason.",
+               [(f'{{reason="{k}"}}', v) for k, v in sorted(live.counters("events_lost").items())])
         lat = live.counters("latency")
         total = float(self.redis.hget(live.key("metrics", "latency_sum"), "sum") or 0.0)
         buckets = sorted((float(k[3:]), v) for k, v in lat.items() if k.startswith("le_"))

@@ -32,8 +32,8 @@ from alerts.model import ACTIVE_STATES, SEVERITY_RANK, AlertState, TransitionRec
 from alerts.nearest import Candidate, rank_nearest
 from data import audit
 from data.auth import Principal
-from data.live import CHANGES_MAXLEN, LiveState, reported_offline
-from data.models import Alert, AlertEvent, DispatchTask, Enterprise, Inspector
+from data.live import LiveState, reported_offline
+from data.models import Alert, AlertEvent, DispatchTask, Enterprise, Inspector, StreamMark
 from geo.timefmt import iso
 
 log = logging.getLogger(__name__)
@@ -202,16 +202,30 @@ class AlertStore:
             action, target, detail = alert_audit(alert_id, rec)
             audit.append(conn, rec.actor, action, target, detail, at=rec.at)
 
+    def first_time(self, conn: Connection, stream: str, key: str, entry_id: str) -> bool:
+        """Whether stream entry ``entry_id`` for ``key`` is newer than the last one
+        applied (then it becomes the last one, in ``conn``'s transaction).  Entries
+        of one key are applied in stream order, so "not newer" means "applied":
+        read again after a crash between the commit and the XACK."""
+        row = conn.execute(select(StreamMark.last_id).where(StreamMark.stream == stream, StreamMark.key == key)
+                           ).first()
+        if row is not None and _stream_id(entry_id) <= _stream_id(row.last_id):
+            return False
+        now = time.time()
+        if row is None:
+            conn.execute(insert(StreamMark).values(stream=stream, key=key, last_id=entry_id, at=now))
+        else:
+            conn.execute(update(StreamMark).where(StreamMark.stream == stream, StreamMark.key == key)
+                         .values(last_id=entry_id, at=now))
+        return True
+
     def notify(self, alert_ids: Iterable[int]) -> None:
         """Tell the screens (after the commit): the alerts version, then the live
         version and the change stream (which the event stream pushes)."""
         ids = ",".join(str(i) for i in alert_ids)
         if not ids:
             return
-        self.live.r.incr(self.live.key("alerts", "ver"))
-        v = self.live.r.incr(self.live.key("ver"))
-        self.live.r.xadd(self.live.key("changes"), {"v": v, "kind": "alert", "ids": ids},
-                         maxlen=CHANGES_MAXLEN, approximate=True)
+        self.live.publish_change("alert", ids, also_bump="alerts:ver")
 
     def alerts_version(self) -> int:
         """Bumped by every alert change (``notify``): an unchanged version means unchanged alerts."""
@@ -384,6 +398,11 @@ class AlertStore:
              "eta_s": round(s.eta_s), "lat": s.lat, "lon": s.lon}
             for s in rank_nearest(ent.lat, ent.lon, cands, k=k)
         ]
+
+
+def _stream_id(entry_id: str) -> tuple[int, int]:
+    ms, _, seq = entry_id.partition("-")
+    return int(ms), int(seq or 0)
 
 
 __all__ = ["AlertStore", "Conflict", "TransitionNotAllowed", "SYSTEM"]

@@ -29,6 +29,7 @@ import redis
 from sqlalchemy import Engine, delete, insert, select, update
 
 from config.settings import Settings
+from data.live import ChangeStream
 from data.models import Enterprise, Visit as VisitRow
 from data.registry import Registry
 from geo.cells import cells_u64_to_str, latlng_to_cell, points_to_cells_u64
@@ -133,6 +134,7 @@ class GeoStore:
         self._heat = redis_client.register_script(_HEAT_SCRIPT)
         self._cas = redis_client.register_script(_CAS_SCRIPT)
         self._read = redis_client.register_script(_READ_SCRIPT)
+        self.changes = ChangeStream(redis_client, self.ns)
         # Visit states this worker wrote last: inspector -> (rev, state, monotonic
         # time written).  See _load_states.
         self._states: dict[str, tuple[int, dict, float]] = {}
@@ -345,9 +347,7 @@ class GeoStore:
         if visit_heat:
             rows = [(k, cell, n) for (k, cell), n in visit_heat.items()]
             pipe.evalsha(self._heat.sha, 0, HEAT_TTL_S, orjson.dumps(rows))
-        v = self.r.incr(self.key("ver"))
-        pipe.xadd(self.key("changes"), {"v": v, "kind": "visit", "ids": ",".join(sorted({e.visit.inspector_id for e in events}))},
-                  maxlen=10000, approximate=True)
+        self.changes.publish("visit", ",".join(sorted({e.visit.inspector_id for e in events})), pipe=pipe)
         try:
             pipe.execute()
         except redis.NoScriptError:

@@ -14,10 +14,15 @@ Key layout (``ns`` is ``settings.redis_namespace``):
 ``ns:insp:geo``                 GEO set of inspectors' latest fixes
 ``ns:sensor:{id}``              hash: ts, level, lel, ppm, alarm, batt, src
 ``ns:avail:{kind}``             hash: id -> "online"/"offline" ts
-``ns:msgid:{i|s}:{id}:{msg}``   idempotency marker, expires after a day
+``ns:msgid:{i|s}:{id}``         sorted set: a device's recent msg_ids (score:
+                                when applied, in us), at most ``msg_id_cap``,
+                                none older than ``msg_id_ttl_s``
 ``ns:ver``                      version counter, bumped by every change
-``ns:changes``                  stream of (v, kind, ids), capped
-``ns:gas:events``               stream of sensor level changes for the alert engine
+``ns:changes``                  stream of (v, kind, ids), capped; one writer
+                                (``_LUA_CHANGE``), atomic with ``ns:ver``
+``ns:gas:events``               stream of sensor readings for the alert engine,
+                                never trimmed past what its group has not acked
+``ns:events_lost``              hash: when events were last lost (see below)
 ``ns:metrics:*``                counters shared by all processes (see metrics)
 ``ns:workers``                  hash: worker id -> JSON heartbeat (lag, queue)
 ==============================  ===============================================
@@ -48,7 +53,107 @@ APPLIED, OLDER, DUPLICATE = 0, 1, 2
 # The change stream is for screens catching up after a short disconnect; 10k
 # entries cover minutes of a busy city.  "~" lets Redis trim lazily (cheap).
 CHANGES_MAXLEN = 10_000
+# ns:gas:events beyond this length loses the entries that every consumer group
+# has acknowledged (XTRIM MINID below the oldest entry a group still needs:
+# its oldest pending entry, else its last delivered one); never the others.
 GAS_EVENTS_MAXLEN = 100_000
+# The consumer group that reads ns:gas:events (the alert engine).  Created by
+# the first trim if the engine has never run, so that it reads from the start.
+GAS_EVENTS_GROUP = "alert-engine"
+# The memory ceiling: past this many entries that the group still needs (the
+# engine away for hours: ~3 h of a busy city's readings, ~200 MB), the oldest
+# are trimmed anyway, and counted as lost.
+GAS_EVENTS_MAX_UNREAD = 2_000_000
+# msg_ids remembered per device (see _LUA_MSGID): the newest this many (at
+# least this many less 16), within ``ingest_msg_id_ttl_s``.  128 keeps each set in Redis's compact encoding
+# (zset-max-listpack-entries, 128 by default): a broker redelivers within
+# minutes, and a phone's 128 fixes are 10 minutes even at one per 5 s.
+MSG_ID_CAP = 128
+# Reasons events were lost (``ns:metrics:events_lost``): trimmed unread at the
+# memory ceiling (counted by the writer, exactly), and found missing by the
+# reader (a pending entry deleted, or entries deleted before it read them).
+LOST_TRIMMED = "gas_events_trimmed_unread"
+LOST_PENDING = "gas_events_pending_deleted"
+LOST_UNREAD = "gas_events_deleted_unread"
+
+# The one writer of the change stream: the version and its entry in one step,
+# so that the stream is in version order (a reader stops at the first entry at
+# or below the version it has).  Every script that changes live state includes
+# it; Python callers go through ``ChangeStream.publish``.
+_LUA_CHANGE = """
+local function change(ns, kind, ids)
+  local v = redis.call('INCR', ns .. ':ver')
+  redis.call('XADD', ns .. ':changes', 'MAXLEN', '~', %(changes_maxlen)d, '*', 'v', v, 'kind', kind, 'ids', ids)
+  return v
+end
+"""
+
+# ns:gas:events: appended without a cap, trimmed only below what the consumer
+# group still needs, and past ``max_unread`` entries (a memory ceiling: the
+# engine away for hours) trimmed anyway, with the loss counted and stamped.
+_LUA_GAS_EVENTS = """
+local function id_lt(a, b)
+  local am, as = string.match(a, '(%%d+)%%-(%%d+)')
+  local bm, bs = string.match(b, '(%%d+)%%-(%%d+)')
+  am, as, bm, bs = tonumber(am), tonumber(as), tonumber(bm), tonumber(bs)
+  return am < bm or (am == bm and as < bs)
+end
+local function trim_gas(ns, max_unread, now)
+  local key = ns .. ':gas:events'
+  local len = redis.call('XLEN', key)
+  if len <= %(gas_maxlen)d then return end
+  local groups = redis.call('XINFO', 'GROUPS', key)
+  if #groups == 0 then
+    redis.call('XGROUP', 'CREATE', key, '%(gas_group)s', '0')
+    groups = redis.call('XINFO', 'GROUPS', key)
+  end
+  local floor = nil
+  for _, g in ipairs(groups) do
+    local name, need
+    for k = 1, #g, 2 do
+      if g[k] == 'name' then name = g[k + 1] elseif g[k] == 'last-delivered-id' then need = g[k + 1] end
+    end
+    local p = redis.call('XPENDING', key, name)
+    if tonumber(p[1]) > 0 then need = p[2] end
+    if floor == nil or id_lt(need, floor) then floor = need end
+  end
+  redis.call('XTRIM', key, 'MINID', '~', floor)
+  if max_unread > 0 and redis.call('XLEN', key) > max_unread then
+    local n = redis.call('XTRIM', key, 'MAXLEN', max_unread)
+    if n > 0 then
+      redis.call('HINCRBY', ns .. ':metrics:events_lost', '%(lost_trimmed)s', n)
+      redis.call('HSET', ns .. ':events_lost', 'at', now, 'reason', '%(lost_trimmed)s')
+    end
+  end
+end
+"""
+
+# msg_id idempotency, per device: a sorted set of its msg_ids scored by when
+# they were applied.  ZADD NX tells a redelivered one from a new one; a set that
+# reaches ``cap`` loses its oldest 16 (so it keeps the newest cap - 16 to cap,
+# and stays in Redis's compact listpack encoding); after the batch each touched
+# set loses ids older than the window, and expires a window after the device's
+# last message.
+_LUA_MSGID = """
+local touched, ord = {}, 0
+local function seen(key, msg, now, cap)
+  -- scores in arrival order within a batch too (the trim keeps the newest)
+  ord = ord + 1
+  -- (integer microseconds: the compact encoding stores and compares them as integers)
+  if redis.call('ZADD', key, 'NX', math.floor(now * 1e6) + ord, msg) == 0 then return true end
+  touched[key] = true
+  -- full: the oldest 16 go at once (one trim per 16 messages), so the set is
+  -- never longer than cap and stays in the compact encoding
+  if redis.call('ZCARD', key) >= cap then redis.call('ZREMRANGEBYRANK', key, 0, 15) end
+  return false
+end
+local function bound_msgids(now, ttl)
+  for key in pairs(touched) do
+    redis.call('ZREMRANGEBYSCORE', key, '-inf', math.floor((now - ttl) * 1e6))
+    redis.call('EXPIRE', key, ttl)
+  end
+end
+"""
 
 # The batch travels as one JSON argument (decoded by cjson inside Redis):
 # packing it as thousands of separate arguments cost more than everything
@@ -56,8 +161,8 @@ GAS_EVENTS_MAXLEN = 100_000
 # inspector's hash and GEO entry are written once per batch, with its newest
 # fix: with a backlog a batch holds several fixes per inspector, and the
 # script's run time is the worker's wait.
-_APPLY_PINGS = """
-local ns, ttl = KEYS[1], tonumber(ARGV[1])
+_APPLY_PINGS = _LUA_CHANGE + _LUA_MSGID + """
+local ns, ttl, cap, now = KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[3]), tonumber(ARGV[4])
 local rows = cjson.decode(ARGV[2])
 local res, changed = {}, {}
 -- best[id]: newest ts of the inspector so far (stored, then this batch's), or
@@ -67,7 +172,7 @@ for i = 1, #rows do
   local p = rows[i]
   local id, ts, msg = p[1], p[2], p[9]
   local status = 0
-  if msg ~= '' and not redis.call('SET', ns .. ':msgid:i:' .. id .. ':' .. msg, '1', 'NX', 'EX', ttl) then
+  if msg ~= '' and seen(ns .. ':msgid:i:' .. id, msg, now, cap) then
     status = 2
   end
   if status == 0 then
@@ -96,11 +201,8 @@ for _, id in ipairs(ids) do
              'lon', string.format('%%.17g', p[4]), 'acc', p[5], 'speed', p[6], 'batt', p[7], 'src', p[8])
   redis.call('GEOADD', ns .. ':insp:geo', p[4], p[3], id)
 end
-if #changed > 0 then
-  local v = redis.call('INCR', ns .. ':ver')
-  redis.call('XADD', ns .. ':changes', 'MAXLEN', '~', %(changes_maxlen)d, '*',
-             'v', v, 'kind', 'inspector', 'ids', table.concat(changed, ','))
-end
+bound_msgids(now, ttl)
+if #changed > 0 then change(ns, 'inspector', table.concat(changed, ',')) end
 -- One digit per ping, as one string: a reply of a thousand integers cost the
 -- client more to parse than the rest of this step.
 return table.concat(res)
@@ -111,15 +213,15 @@ return table.concat(res)
 # alarming readings and needs heartbeats too), with the previous level and
 # whether it arrived late (older than the stored one).  The script returns per
 # message {status, previous level}.
-_APPLY_SENSORS = """
-local ns, ttl = KEYS[1], tonumber(ARGV[1])
+_APPLY_SENSORS = _LUA_CHANGE + _LUA_MSGID + _LUA_GAS_EVENTS + """
+local ns, ttl, cap, now, max_unread = KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
 local res, changed = {}, {}
-local n = (#ARGV - 1) / 9
+local n = (#ARGV - 4) / 9
 for i = 0, n - 1 do
-  local b = 1 + i * 9
+  local b = 4 + i * 9
   local id, ts, level, msg = ARGV[b + 1], ARGV[b + 2], ARGV[b + 3], ARGV[b + 9]
   local status, prev = 0, ''
-  if msg ~= '' and not redis.call('SET', ns .. ':msgid:s:' .. id .. ':' .. msg, '1', 'NX', 'EX', ttl) then
+  if msg ~= '' and seen(ns .. ':msgid:s:' .. id, msg, now, cap) then
     status = 2
   end
   if status ~= 2 then
@@ -133,17 +235,15 @@ for i = 0, n - 1 do
                  'alarm', ARGV[b + 6], 'batt', ARGV[b + 7], 'src', ARGV[b + 8])
       changed[#changed + 1] = id
     end
-    redis.call('XADD', ns .. ':gas:events', 'MAXLEN', '~', %(gas_maxlen)d, '*',
+    redis.call('XADD', ns .. ':gas:events', '*',
                'sensor', id, 'ts', ts, 'level', level, 'prev', prev, 'lel', ARGV[b + 4],
                'alarm', ARGV[b + 6], 'late', tostring(status))
   end
   res[#res + 1] = {status, prev}
 end
-if #changed > 0 then
-  local v = redis.call('INCR', ns .. ':ver')
-  redis.call('XADD', ns .. ':changes', 'MAXLEN', '~', %(changes_maxlen)d, '*',
-             'v', v, 'kind', 'sensor', 'ids', table.concat(changed, ','))
-end
+bound_msgids(now, ttl)
+trim_gas(ns, max_unread, now)
+if #changed > 0 then change(ns, 'sensor', table.concat(changed, ',')) end
 return res
 """
 
@@ -153,6 +253,20 @@ def reported_offline(avail: tuple[bool, float] | None, last_ts: float | None) ->
     newer was heard from it since: a fix or reading at or after the will's time
     wins, so a phone that reconnects after its last will is online again."""
     return avail is not None and not avail[0] and (last_ts is None or avail[1] >= last_ts)
+
+
+# Availability (a device's last will, or its status topic): the hash, the change
+# and, for a sensor, its gas event, in one step.
+_AVAILABILITY = _LUA_CHANGE + _LUA_GAS_EVENTS + """
+local ns, kind, id, state, ts = KEYS[1], ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+redis.call('HSET', ns .. ':avail:' .. kind, id, state .. ' ' .. ts)
+if kind == 'sensor' then
+  redis.call('XADD', ns .. ':gas:events', '*', 'sensor', id, 'ts', ts, 'level', state, 'prev', '', 'lel', '',
+             'alarm', '')
+  trim_gas(ns, tonumber(ARGV[6]), ARGV[5])
+end
+change(ns, kind .. '_availability', id)
+"""
 
 
 def _s(v: float | None) -> str:
@@ -211,17 +325,44 @@ class SensorState:
     source: str
 
 
+class ChangeStream:
+    """The one writer of ``ns:changes`` for code outside the live-state scripts:
+    ``ns:ver`` bumped and the entry added in one script (``_LUA_CHANGE``)."""
+
+    _SCRIPT = _LUA_CHANGE % {"changes_maxlen": CHANGES_MAXLEN} + """
+if ARGV[3] ~= '' then redis.call('INCR', KEYS[1] .. ':' .. ARGV[3]) end
+return change(KEYS[1], ARGV[1], ARGV[2])
+"""
+
+    def __init__(self, client: redis.Redis, namespace: str):
+        self.ns = namespace
+        self._script = client.register_script(self._SCRIPT)
+
+    def publish(self, kind: str, ids: str, *, also_bump: str = "", pipe=None):
+        """One change of ``kind`` to ``ids`` (comma-separated); ``also_bump``: another
+        counter (``ns:{also_bump}``) bumped in the same step.  With ``pipe`` it runs
+        inside that pipeline (atomic with its other commands if it is a MULTI);
+        without, it returns the new version."""
+        return self._script(keys=[self.ns], args=[kind, ids, also_bump], client=pipe)
+
+
 class LiveState:
     """All reads and writes of live state go through here."""
 
-    def __init__(self, client: redis.Redis, namespace: str, msg_id_ttl_s: int = 86400):
+    def __init__(self, client: redis.Redis, namespace: str, msg_id_ttl_s: int = 3600, msg_id_cap: int = MSG_ID_CAP,
+                 gas_events_max_unread: int = GAS_EVENTS_MAX_UNREAD):
         self.r = client
         self.ns = namespace
         self.msg_id_ttl_s = msg_id_ttl_s
-        fmt = {"changes_maxlen": CHANGES_MAXLEN, "gas_maxlen": GAS_EVENTS_MAXLEN}
+        self.msg_id_cap = msg_id_cap
+        self.gas_events_max_unread = gas_events_max_unread
+        fmt = {"changes_maxlen": CHANGES_MAXLEN, "gas_maxlen": GAS_EVENTS_MAXLEN, "gas_group": GAS_EVENTS_GROUP,
+               "lost_trimmed": LOST_TRIMMED}
         self._apply_pings = client.register_script(_APPLY_PINGS % fmt)
         self._apply_sensors = client.register_script(_APPLY_SENSORS % fmt)
+        self._availability = client.register_script(_AVAILABILITY % fmt)
         self._read_hashes = client.register_script(_READ_HASHES)
+        self.changes = ChangeStream(client, namespace)
 
     def key(self, *parts: str) -> str:
         return ":".join((self.ns, *parts))
@@ -233,14 +374,15 @@ class LiveState:
             return []
         rows = [(p.inspector_id, p.ts, p.lat, p.lon, _s(p.acc_m), _s(p.speed_mps), _s(p.batt_pct), p.source,
                  p.msg_id or "") for p in pings]
-        reply = self._apply_pings(keys=[self.ns], args=[self.msg_id_ttl_s, orjson.dumps(rows)])
+        reply = self._apply_pings(keys=[self.ns], args=[self.msg_id_ttl_s, orjson.dumps(rows), self.msg_id_cap,
+                                                        repr(time.time())])
         return [c - 48 for c in reply]  # b"0012" -> [0, 0, 1, 2]
 
     def apply_sensor_readings(self, readings: Sequence[GasReading], levels: Sequence[str]) -> list[tuple[int, str]]:
         """Apply readings with their computed levels; returns (status, previous level)."""
         if not readings:
             return []
-        args: list[str | int] = [self.msg_id_ttl_s]
+        args: list[str | int] = [self.msg_id_ttl_s, self.msg_id_cap, repr(time.time()), self.gas_events_max_unread]
         for g, level in zip(readings, levels, strict=True):
             args += (g.sensor_id, repr(g.ts), level, _s(g.lel_pct), _s(g.ppm), g.alarm or "",
                      _s(g.batt_pct), g.source, g.msg_id or "")
@@ -249,16 +391,25 @@ class LiveState:
 
     def set_availability(self, kind: str, device_id: str, online: bool, ts: float) -> None:
         state = "online" if online else "offline"
-        v = self.r.incr(self.key("ver"))
+        self._availability(keys=[self.ns], args=[kind, device_id, state, repr(ts), repr(time.time()),
+                                                 self.gas_events_max_unread])
+
+    def publish_change(self, kind: str, ids: str, *, also_bump: str = "", pipe=None):
+        """A change for the screens (``ChangeStream.publish``)."""
+        return self.changes.publish(kind, ids, also_bump=also_bump, pipe=pipe)
+
+    # --- lost events (the alert engine's stream) -----------------------------
+    def count_lost(self, reason: str, n: int) -> None:
+        """``n`` events lost for ``reason``: counted (``/metrics``) and stamped (health)."""
         pipe = self.r.pipeline(transaction=True)
-        pipe.hset(self.key("avail", kind), device_id, f"{state} {ts!r}")
-        pipe.xadd(self.key("changes"), {"v": v, "kind": f"{kind}_availability", "ids": device_id},
-                  maxlen=CHANGES_MAXLEN, approximate=True)
-        if kind == "sensor":
-            pipe.xadd(self.key("gas", "events"),
-                      {"sensor": device_id, "ts": repr(ts), "level": state, "prev": "", "lel": "", "alarm": ""},
-                      maxlen=GAS_EVENTS_MAXLEN, approximate=True)
+        pipe.hincrby(self.key("metrics", "events_lost"), reason, n)
+        pipe.hset(self.key("events_lost"), mapping={"at": repr(time.time()), "reason": reason})
         pipe.execute()
+
+    def events_lost(self) -> tuple[dict[str, int], float | None]:
+        """Lost events by reason, and when the last loss was noticed (None: never)."""
+        at = self.r.hget(self.key("events_lost"), "at")
+        return self.counters("events_lost"), (float(at) if at else None)
 
     def watched_assignees(self, inspector_ids) -> dict[str, dict]:
         """Dispatched assignees among ``inspector_ids``: id -> {alert_id, lat, lon}."""

@@ -195,6 +195,19 @@ class Alert(Base):
     __mapper_args__ = {"version_id_col": version}
 
 
+class StreamMark(Base):
+    """The newest entry of a Redis stream the alert engine has applied, per key
+    (a sensor), written in the same transaction as what the entry changed: an
+    entry read again (a crash between the commit and the XACK) is seen as
+    applied and changes nothing twice (data.alert_store.AlertStore.first_time)."""
+
+    __tablename__ = "stream_marks"
+    stream: Mapped[str] = mapped_column(String(32), primary_key=True)  # e.g. "gas:events"
+    key: Mapped[str] = mapped_column(String(128), primary_key=True)  # e.g. a sensor id
+    last_id: Mapped[str] = mapped_column(String(32))  # Redis stream id "ms-seq"
+    at: Mapped[float] = mapped_column(Float)
+
+
 class AlertEvent(Base):
     __tablename__ = "alert_events"
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)

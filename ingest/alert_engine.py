@@ -45,6 +45,7 @@ from alerts.overdue import apply_rollup, local_day, overdue_subject
 from alerts.rules import Decision, SensorMemory, evaluate_gas, evaluate_offline, severity_for
 from data.alert_store import SYSTEM, AlertStore, Conflict, state_from_row
 from data.live import reported_offline
+from data.live import GAS_EVENTS_GROUP, LOST_PENDING, LOST_UNREAD
 from data.models import Alert, Enterprise
 from data.redis_wait import block_ms
 from data.registry import Registry
@@ -53,7 +54,7 @@ from ingest.pipeline import INFRA_ERRORS
 
 log = logging.getLogger(__name__)
 
-GROUP = "alert-engine"
+GROUP = GAS_EVENTS_GROUP
 STREAMS = ("gas:events", "arrivals", "outbox", "geo:events")
 # Entries read per stream per XREADGROUP; a gas batch is this many events.
 # 500 heartbeats on the fast path take 60-100 ms on two shared cores, so the
@@ -75,6 +76,8 @@ OVERDUE_EVERY_S = 300.0
 # silent for INSPECTOR_SILENT_S is inspector_offline (going home is not).
 ON_DUTY_WINDOW_S = 2 * 3600.0
 INSPECTOR_SILENT_S = 900.0
+# check_gas_loss reads at most this many entries to tell how many are left to read.
+LOSS_SCAN_MAX = 10_000
 # The leadership lease; renewed every third of it.
 LEASE_S = 6.0
 
@@ -168,6 +171,7 @@ class AlertEngine:
                     leader = self._lease()
                     if leader and not was:
                         log.info("alert engine %s is active", self.id)
+                        self.check_gas_loss()
                         backlog = True
                         self._heard_synced = False  # another engine may have read events meanwhile
                     next_lease = now + LEASE_S / 3
@@ -179,6 +183,7 @@ class AlertEngine:
                     next_timer = now + TIMER_TICK_S
                 if now >= next_sweep:
                     self.registry.maybe_refresh()
+                    self.check_gas_loss()
                     self.sweep_offline(time.time())
                     self.sweep_inspectors(time.time())
                     next_sweep = now + OFFLINE_SWEEP_S
@@ -211,6 +216,7 @@ class AlertEngine:
             handler = self.handlers[name]
             for entry_id, fields in entries:
                 if not fields:  # deleted entry in the pending list
+                    log.warning("alert engine: %s entry %s was deleted before it was handled", name, entry_id)
                     self.r.xack(stream, GROUP, entry_id)
                     continue
                 try:
@@ -245,6 +251,11 @@ class AlertEngine:
         batch = _GasBatch(stream)
         events = [(entry_id, {k.decode(): v.decode() for k, v in fields.items()} if fields else None)
                   for entry_id, fields in entries]
+        deleted = sum(1 for _, f in events if f is None)
+        if deleted:
+            log.error("alert engine: %d gas events were deleted from the stream before they were handled "
+                      "(lost: alarms among them open no alert)", deleted)
+            self.live.count_lost(LOST_PENDING, deleted)
         sids = list(dict.fromkeys(f["sensor"] for _, f in events if f and "sensor" in f))
         if sids:
             batch.raw = dict(zip(sids, self.r.hmget(self.key("sensor", "memory"), sids), strict=True))
@@ -254,7 +265,7 @@ class AlertEngine:
                 slow = False
                 if f is not None:  # None: a deleted entry in the pending list
                     try:
-                        slow = self._gas_step(f, batch)
+                        slow = self._gas_step(f, batch, entry_id.decode())
                     except INFRA_ERRORS:
                         raise  # not acked: read again later
                     except Exception:  # noqa: BLE001 - one bad event must not stop the engine
@@ -271,7 +282,7 @@ class AlertEngine:
             raise
         self._flush_gas(batch)
 
-    def _gas_step(self, f: dict, batch: _GasBatch) -> bool:
+    def _gas_step(self, f: dict, batch: _GasBatch, entry_id: str | None = None) -> bool:
         """One event of a batch; True when it took the per-event path."""
         sid = f["sensor"]
         info = self._sensor_info(sid)
@@ -281,7 +292,7 @@ class AlertEngine:
         level = f["level"]
         subject = sensor_subject(sid)
         if level in ("online", "offline"):
-            self._availability(info, ts, online=level == "online")
+            self._availability(info, ts, online=level == "online", entry_id=entry_id)
             batch.active.add(subject)
             return True
         self._heard_at(sid, ts)
@@ -293,7 +304,7 @@ class AlertEngine:
                 if d.memory is not None:
                     batch.remember(sid, d.memory)
                 return False
-        self._gas_reading(info, memory, level, lel, ts, lambda m: batch.remember(sid, m))
+        self._gas_reading(info, memory, level, lel, ts, lambda m: batch.remember(sid, m), entry_id)
         batch.active.add(subject)
         return True
 
@@ -311,7 +322,7 @@ class AlertEngine:
         batch.dirty.clear()
         batch.handled.clear()
 
-    def on_gas_event(self, f: dict) -> None:
+    def on_gas_event(self, f: dict, entry_id: str | None = None) -> None:
         """One gas event on its own: everything read, decided and written for it alone."""
         sid = f["sensor"]
         info = self._sensor_info(sid)
@@ -320,14 +331,14 @@ class AlertEngine:
         ts = float(f["ts"])
         level = f["level"]
         if level in ("online", "offline"):
-            self._availability(info, ts, online=level == "online")
+            self._availability(info, ts, online=level == "online", entry_id=entry_id)
             return
         self._heard_at(sid, ts)
         lel = float(f["lel"]) if f.get("lel") else None
         mem_key = self.key("sensor", "memory")
         raw = self.r.hget(mem_key, sid)
         memory = SensorMemory.from_json(raw) if raw else None
-        self._gas_reading(info, memory, level, lel, ts, lambda m: self.r.hset(mem_key, sid, m.to_json()))
+        self._gas_reading(info, memory, level, lel, ts, lambda m: self.r.hset(mem_key, sid, m.to_json()), entry_id)
 
     def _sensor_info(self, sid: str):
         info = self.registry.sensors.get(sid)
@@ -343,23 +354,30 @@ class AlertEngine:
                             grid_id=info.grid_id)
 
     def _gas_reading(self, info, memory: SensorMemory | None, level: str, lel: float | None, ts: float,
-                     remember) -> None:
+                     remember, entry_id: str | None = None) -> None:
         """A reading against the sensor's alerts as they are now, in one transaction.
 
         ``memory`` is the sensor's memory before this reading; ``remember`` stores
-        the next one.
+        the next one.  ``entry_id``: its ns:gas:events entry, marked applied in the
+        same transaction; an entry already applied (read again after a crash
+        between the commit and the XACK) changes no alert, only the memory.
         """
         sid = info.id
         subject = sensor_subject(sid)
         changed: list[int] = []
+        replayed = False
 
         def tx(conn):
+            nonlocal replayed
             changed.clear()
+            replayed = entry_id is not None and not self.store.first_time(conn, "gas:events", sid, entry_id)
             gas = self.store.active(conn, GAS_ALARM, subject)
             fault = self.store.active(conn, SENSOR_FAULT, subject)
             versions = {x[0].id: x[1] for x in (gas, fault) if x is not None}
             d = self._evaluate_gas(info, memory, level, lel, ts, gas[0] if gas else None,
                                    fault[0] if fault else None)
+            if replayed:
+                return d
             now = time.time()
             if d.new_alert is not None:
                 changed.append(self.store.insert(conn, d.new_alert, d.new_record, now).id)
@@ -369,6 +387,8 @@ class AlertEngine:
             return d
 
         d = self.store.run_tx(tx)
+        if replayed:
+            log.info("alert engine: gas event %s for %s was applied before; not counted again", entry_id, sid)
         if d.memory is not None:
             remember(d.memory)
         # A still-open offline alert learns the sensor is heard again.
@@ -378,11 +398,15 @@ class AlertEngine:
             if d.new_alert is not None:
                 log.info("alert opened: %s for %s (%s)", d.new_alert.type, sid, d.reason)
 
-    def _availability(self, info, ts: float, online: bool, heard: bool = False) -> None:
+    def _availability(self, info, ts: float, online: bool, heard: bool = False, entry_id: str | None = None) -> None:
+        """``entry_id``: the ns:gas:events entry (an availability message), applied
+        once as in ``_gas_reading``."""
         subject = sensor_subject(info.id)
         heartbeat = info.heartbeat_s or self.settings.sensor_heartbeat_s
 
         def tx(conn):
+            if entry_id is not None and not self.store.first_time(conn, "gas:events", info.id, entry_id):
+                return None  # applied before the crash that kept it from being acked
             cur = self.store.active(conn, SENSOR_OFFLINE, subject)
             if heard and cur is None:
                 return None
@@ -401,6 +425,52 @@ class AlertEngine:
         ids = self.store.run_tx(tx)
         if ids:
             self.store.notify(ids)
+
+    def check_gas_loss(self) -> None:
+        """Entries of ns:gas:events deleted before this engine's group read them
+        (the writer's memory ceiling, an operator's XTRIM, a Redis that came back
+        without them): logged, counted and stamped (``/metrics``, health).
+
+        Redis counts every entry ever added and the group every entry it read;
+        the difference less the entries still there after the group's last
+        delivered one is what it will never read.  That stays in the counters
+        for good, so the count noticed so far is kept (``ns:events_lost``) and
+        only a rise is new loss, also across restarts.
+        """
+        key = self.key("gas", "events")
+        try:
+            pipe = self.r.pipeline(transaction=True)
+            pipe.xinfo_stream(key)
+            pipe.xinfo_groups(key)
+            info, groups = pipe.execute()
+        except redis.ResponseError:
+            return  # no stream yet: nothing was read, nothing missed
+        group = next((g for g in groups if g["name"].decode() == GROUP), None)
+        if group is None:
+            return  # no group yet: nothing was read, nothing missed
+        last = group["last-delivered-id"]
+        read = group.get("entries-read")
+        if read is None:
+            if last != b"0-0":
+                return  # it does not know how far it read (XGROUP SETID)
+            read = 0  # it never read anything
+        first = info.get("first-entry")
+        if not first or _sid(first[0]) > _sid(last):
+            after = int(info["length"])
+        else:
+            newer = self.r.xrange(key, min=b"(" + last, count=LOSS_SCAN_MAX + 1)
+            if len(newer) > LOSS_SCAN_MAX:
+                return  # a long backlog: looked at again at the next sweep
+            after = len(newer)
+        missing = int(info["entries-added"]) - int(read) - after
+        seen_key = self.key("events_lost")
+        seen = int(self.r.hget(seen_key, "gas_unread_seen") or 0)
+        if missing <= seen:
+            return
+        self.r.hset(seen_key, "gas_unread_seen", missing)
+        log.error("alert engine: %d gas events were deleted from %s before the engine read them (it had read "
+                  "up to %s): alarms among them open no alert", missing - seen, key, last.decode())
+        self.live.count_lost(LOST_UNREAD, missing - seen)
 
     def _heard_at(self, sid: str, ts: float) -> None:
         if ts > self._heard.get(sid, 0.0):
@@ -598,6 +668,11 @@ class AlertEngine:
         info = self.conn.client.publish(topic, orjson.dumps(payload), qos=qos, retain=retain)
         if info.rc != mqtt.MQTT_ERR_SUCCESS and info.rc != mqtt.MQTT_ERR_NO_CONN:
             log.warning("publish to %s failed: %s", topic, info.rc)
+
+
+def _sid(entry_id: bytes) -> tuple[int, int]:
+    ms, _, seq = entry_id.partition(b"-")
+    return int(ms), int(seq or 0)
 
 
 @dataclasses.dataclass(slots=True)

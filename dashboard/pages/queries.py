@@ -28,10 +28,6 @@ TRAIL_MAX_POINTS = 12
 # behind, and a full redraw is cheaper than catching up.
 CHANGES_READ_MAX = 2000
 CHANGES_FIRST_PAGE = 64
-# Versions are taken (INCR) a moment before their stream entry is added, so an
-# entry can land just after a higher one.  Reading this many versions past the
-# last one the browser saw catches such stragglers.
-CHANGES_SLACK = 5
 
 
 # --- live change stream -----------------------------------------------------------------
@@ -55,7 +51,7 @@ def changes_since(ctx, version: int, kinds: tuple[str, ...] = ("inspector", "ins
             entries = entries[1:]  # the page boundary, already seen
         for eid, fields in entries:
             v = int(fields.get(b"v", 0))
-            if v <= version - CHANGES_SLACK:
+            if v <= version:  # one atomic writer (data.live): the stream is in version order
                 return ids, True
             lowest = v if lowest is None else min(lowest, v)
             if v > version and fields.get(b"kind", b"").decode() in kinds:

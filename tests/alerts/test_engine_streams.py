@@ -1,0 +1,219 @@
+"""The alert engine's event stream under faults, on a real Redis and real SQL
+(issue 14): an engine away while more events arrive than the stream's cap still
+opens every alarm; events lost anyway are logged, counted in /metrics and turn
+health "degraded"; an entry delivered again after a crash between the SQL
+commit and the XACK is applied once."""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+import time
+
+from sqlalchemy import select
+
+from dashboard.context import WebContext
+from data.live import GAS_EVENTS_MAXLEN, LOST_PENDING, LOST_TRIMMED, LOST_UNREAD, LiveState
+from data.models import Alert
+from geo.types import GasReading
+from ingest.alert_engine import GROUP
+from tests.alerts.test_engine_batch import city, drain, ev, gas_alarms, memory, push  # noqa: F401 - fixture
+from tests.conftest import TEST_MQTT_URL
+
+
+def readings(sensors, ts, lel=None, tag="m"):
+    return [GasReading(sensor_id=s, ts=ts, lel_pct=lel, ppm=None, alarm=None, batt_pct=None, source="t",
+                       msg_id=f"{tag}-{s}-{ts!r}") for s in sensors]
+
+
+def ingest(live: LiveState, sensors, ts, level, lel=None):
+    """What the ingest pipeline does with decoded readings (ingest/pipeline.py: ApplyLive)."""
+    live.apply_sensor_readings(readings(sensors, ts, lel), [level] * len(sensors))
+
+
+def open_gas_alarms(city) -> dict[str, int]:
+    with city["engine"].connect() as conn:
+        rows = conn.execute(select(Alert.sensor_id, Alert.count).where(Alert.type == "gas_alarm")).all()
+    return {s: c for s, c in rows}
+
+
+def test_an_engine_away_past_the_streams_cap_still_opens_every_alarm(city):
+    """The fault run: engine stopped, 20 alarms, then 105,000 heartbeats, engine started."""
+    live = LiveState(city["redis"], city["settings"].redis_namespace)
+    t0 = time.time() - 3600
+    alarmed = [f"A{i:04d}" for i in range(20)]
+    ingest(live, alarmed, t0, "high", 70.0)
+    beat = [f"B{i:04d}" for i in range(500)]
+    for k in range(210):  # 105,000 heartbeats of 500 other sensors
+        ingest(live, beat, t0 + 1 + k, "normal", 0.0)
+    assert city["redis"].xlen(live.key("gas", "events")) > GAS_EVENTS_MAXLEN
+    drain(city)
+    assert set(open_gas_alarms(city)) == set(alarmed), "every alarm opens its alert"
+    assert live.events_lost() == ({}, None)
+    # Read and acknowledged, the stream is trimmed back to its cap by the next writes.
+    ingest(live, beat, t0 + 500, "normal", 0.0)
+    assert city["redis"].xlen(live.key("gas", "events")) <= GAS_EVENTS_MAXLEN + 1000
+
+
+def _web(city) -> WebContext:
+    return WebContext(city["settings"], city["engine"], city["redis"], TEST_MQTT_URL)
+
+
+def test_events_lost_anyway_are_logged_counted_and_degrade_health(city, caplog):
+    r, ns = city["redis"], city["settings"].redis_namespace
+    key = f"{ns}:gas:events"
+    eng = city["alert_engine"]
+    ctx = _web(city)
+    ctx.live.heartbeat("w1", lag_s=0.0, queue=0)
+    assert ctx.health()["status"] == "ok" and ctx.health()["events_lost"] == 0
+
+    # A pending entry deleted (the engine read it, then died; someone trimmed the stream).
+    t = time.time()
+    push(city, [ev("A0001", t, "high", 70.0), ev("A0002", t)])
+    r.xreadgroup(GROUP, eng.consumer, {key: ">"}, count=10)
+    r.xtrim(key, maxlen=0)
+    # Two entries never delivered, deleted too.
+    push(city, [ev("A0003", t + 1, "high", 70.0), ev("A0004", t + 1, "high", 70.0)])
+    r.xtrim(key, maxlen=0)
+    push(city, [ev("A0005", t + 2)])
+    with caplog.at_level(logging.ERROR, logger="ingest.alert_engine"):
+        eng.check_gas_loss()
+        eng.read_streams(True)  # its own pending entries first, as after a restart
+        eng.check_gas_loss()  # counted once
+    assert ctx.live.counters("events_lost") == {LOST_PENDING: 2, LOST_UNREAD: 2}
+    assert sum("deleted" in m for m in caplog.messages) == 2
+    ctx._health = None
+    h = ctx.health()
+    assert h["status"] == "degraded" and h["events_lost"] == 4 and h["events_lost_at"]
+    metrics = ctx.metrics_text()
+    assert f'anjian_events_lost_total{{reason="{LOST_PENDING}"}} 2' in metrics
+    assert f'anjian_events_lost_total{{reason="{LOST_UNREAD}"}} 2' in metrics
+
+
+def test_the_writers_memory_ceiling_counts_what_it_trims(city):
+    live = LiveState(city["redis"], city["settings"].redis_namespace, gas_events_max_unread=GAS_EVENTS_MAXLEN)
+    t0 = time.time() - 3600
+    beat = [f"B{i:04d}" for i in range(500)]
+    for k in range(202):
+        ingest(live, beat, t0 + k, "normal", 0.0)
+    assert live.events_lost()[0] == {LOST_TRIMMED: 1000}
+    city["alert_engine"].check_gas_loss()  # the engine sees the same loss from its side
+    assert live.counters("events_lost")[LOST_UNREAD] >= 1
+
+
+def _replay_all(city) -> None:
+    """What a crash between the SQL commit and the XACK leaves: the entries
+    unacknowledged (here: delivered again from the start) and the sensors'
+    memories as they were before (written with the XACK, in one MULTI)."""
+    ns = city["settings"].redis_namespace
+    city["redis"].xgroup_setid(f"{ns}:gas:events", GROUP, "0")
+    city["redis"].delete(f"{ns}:sensor:memory")
+
+
+def test_an_entry_delivered_again_is_counted_once(city):
+    t = time.time() - 60
+    push(city, [ev("A0001", t, "high", 62.0), ev("A0002", t), ev("A0001", t + 1, "high", 70.0),
+                {"sensor": "A0003", "ts": repr(t), "level": "offline", "prev": "", "lel": "", "alarm": ""}])
+    drain(city)
+    before = open_gas_alarms(city)
+    assert before == {"A0001": 2}
+    (a,) = gas_alarms(city, "A0001")
+    mem = memory(city, "A0001")
+    for _ in range(2):
+        _replay_all(city)
+        drain(city)
+    assert open_gas_alarms(city) == before, "a replayed alarm is not counted again"
+    (again,) = gas_alarms(city, "A0001")
+    assert (again["count"], again["peak_lel"], again["version"]) == (a["count"], a["peak_lel"], a["version"])
+    assert memory(city, "A0001") == mem, "the memory lost with the crash is written again"
+    # A new alarm after the replay still counts.
+    push(city, [ev("A0001", t + 5, "high", 75.0)])
+    drain(city)
+    assert open_gas_alarms(city) == {"A0001": 3}
+
+
+def test_one_by_one_a_redelivered_entry_is_counted_once(city):
+    ns = city["settings"].redis_namespace
+    t = time.time() - 60
+    push(city, [ev("A0007", t, "high", 62.0)])
+    (entry_id, fields), = city["redis"].xrange(f"{ns}:gas:events")
+    f = {k.decode(): v.decode() for k, v in fields.items()}
+    for _ in range(3):
+        city["alert_engine"].on_gas_event(f, entry_id.decode())
+    assert open_gas_alarms(city) == {"A0007": 1}
+
+
+def test_the_fault_run_with_a_real_engine_process(tmp_path):
+    """The issue's run with real processes: ``app.py alerts`` up, then killed
+    (-9); 20 alarms and 105,000 heartbeats written as the ingest writes them;
+    the engine started again, killed -9 again mid-drain and started a third
+    time.  All 20 alarms open their alert, each counted once (the alarms come
+    first in the stream; the heartbeats behind them drain afterwards)."""
+    import redis as redis_lib
+    import signal
+    import subprocess
+
+    from config.settings import load_settings
+    from data.db import make_engine, migrate
+    from data.demo_city import ensure_demo_city
+    from data.models import Sensor
+    from tests.conftest import TEST_REDIS_URL, unique
+    from tests.mqttkit import wait_until
+    from tests.test_app import APP, clean_env
+
+    ns = unique("gasrun")
+    env = clean_env(ANJIAN_DATA_DIR=tmp_path, ANJIAN_MQTT_URL=TEST_MQTT_URL, ANJIAN_REDIS_URL=TEST_REDIS_URL,
+                    ANJIAN_MQTT_PREFIX=ns, ANJIAN_REDIS_NAMESPACE=ns, ANJIAN_MQTT_CLIENT_ID=f"{ns}-ingest",
+                    ANJIAN_MQTT_SHARE_GROUP=ns, ANJIAN_SIM_SCALE="tiny")
+    s = load_settings(data_dir=tmp_path, sim_scale="tiny", redis_namespace=ns)
+    engine = make_engine(s.effective_database_url)
+    migrate(engine)
+    ensure_demo_city(engine, s)
+    with engine.connect() as conn:
+        sensors = conn.execute(select(Sensor.id).order_by(Sensor.id)).scalars().all()
+    alarmed, others = sensors[:20], sensors[20:]
+    r = redis_lib.Redis.from_url(TEST_REDIS_URL)
+    live = LiveState(r, ns)
+    log_path = Path(os.environ.get("ANJIAN_TEST_LOG_DIR", tmp_path)) / "alerts.log"
+    log = open(log_path, "ab")
+
+    def start():
+        return subprocess.Popen([*APP, "alerts"], env=env, cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT)
+
+    def alarms():
+        with engine.connect() as conn:
+            return dict(conn.execute(select(Alert.sensor_id, Alert.count).where(Alert.type == "gas_alarm")).all())
+
+    proc = start()
+    try:
+        assert wait_until(lambda: r.exists(f"{ns}:gas:events") and r.xinfo_groups(f"{ns}:gas:events"), 60, 0.2), \
+            log_path.read_text()[-2000:]
+        proc.kill()
+        proc.wait(10)
+        t0 = time.time() - 1800
+        ingest(live, alarmed, t0, "high", 70.0)
+        k = 0
+        while k * len(others) < 105_000:
+            ingest(live, others, t0 + 1 + k * 0.01, "normal", 0.0)
+            k += 1
+        assert r.xlen(f"{ns}:gas:events") > GAS_EVENTS_MAXLEN
+        proc = start()
+        assert wait_until(lambda: alarms(), 120, 0.2), log_path.read_text()[-2000:]
+        proc.kill()  # mid-drain: what it committed and had not acknowledged is delivered again
+        proc.wait(10)
+        proc = start()
+        assert wait_until(lambda: len(alarms()) == 20, 200, 0.5), (alarms(), log_path.read_text()[-2000:])
+        assert alarms() == {sid: 1 for sid in alarmed}, "every alarm opens its alert, counted once"
+        assert live.events_lost() == ({}, None)
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
+        for key in r.scan_iter(match=f"{ns}:*", count=1000):
+            r.delete(key)
+        r.close()
+        engine.dispose()

@@ -1,0 +1,124 @@
+"""The live-state streams and idempotency memory on a real Redis (data/live.py):
+the change stream in version order whoever writes it, the alert engine's event
+stream never trimmed past what the engine has not acknowledged (and a loss
+counted when it happens anyway), and msg_id memory bounded per device."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+from alerts.escalation import Ladder
+from data.alert_store import AlertStore
+from data.live import GAS_EVENTS_GROUP, GAS_EVENTS_MAXLEN, LOST_TRIMMED, MSG_ID_CAP, DUPLICATE, LiveState
+from geo.types import GasReading, Ping
+
+
+def test_the_change_stream_is_in_version_order_with_every_writer_at_once(settings, redis_client, sqlite_engine):
+    """A screen stops reading the stream at the first version it already has; any
+    entry out of order is a change it never draws."""
+    live = LiveState(redis_client, settings.redis_namespace)
+    store = AlertStore(sqlite_engine, live, Ladder.from_settings(settings))
+    now = time.time()
+
+    def writer(k: int, t: int):
+        for i in range(150):
+            if k == 0:
+                live.set_availability("sensor", f"S{i}", i % 2 == 0, now + i)
+            elif k == 1:
+                live.set_availability("inspector", f"I{i}", True, now + i)
+            elif k == 2:
+                store.notify([i + 1])
+            else:
+                live.apply_pings([Ping(inspector_id=f"P{t}-{i}", ts=now + i, lat=22.6, lon=114.0)])
+
+    threads = [threading.Thread(target=writer, args=(k, t)) for k in range(4) for t in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    versions = [int(f[b"v"]) for _, f in redis_client.xrange(live.key("changes"))]
+    assert len(versions) == 8 * 150
+    assert versions == sorted(versions) and len(set(versions)) == len(versions), "entries out of version order"
+    assert versions[-1] == live.version()
+
+
+def _readings(ids, ts, level="normal", prefix="m"):
+    return [GasReading(sensor_id=s, ts=ts, lel_pct=None, ppm=None, alarm=None, batt_pct=None, source="t",
+                       msg_id=f"{prefix}{s}{ts}") for s in ids]
+
+
+def _fill(live, n, ts0, chunk=2000):
+    ts = ts0
+    while n > 0:
+        k = min(chunk, n)
+        live.apply_sensor_readings(_readings([f"H{j}" for j in range(k)], ts), ["normal"] * k)
+        ts += 1
+        n -= k
+
+
+def test_unread_gas_events_are_never_trimmed(settings, redis_client):
+    """The engine away (its group exists, reads nothing): 20 alarms, then more
+    heartbeats than the stream's cap; every alarm is still there to read."""
+    live = LiveState(redis_client, settings.redis_namespace)
+    key = live.key("gas", "events")
+    redis_client.xgroup_create(key, GAS_EVENTS_GROUP, id="0", mkstream=True)
+    now = time.time()
+    live.apply_sensor_readings(_readings([f"A{k}" for k in range(20)], now - 10), ["high"] * 20)
+    _fill(live, GAS_EVENTS_MAXLEN + 5000, now)
+    assert redis_client.xlen(key) == 20 + GAS_EVENTS_MAXLEN + 5000
+    first = redis_client.xrange(key, count=20)
+    assert [f[b"level"] for _, f in first] == [b"high"] * 20
+    assert live.events_lost() == ({}, None)
+
+    # Once the engine has read and acknowledged them, the stream shrinks back to its cap (lazily: "~").
+    entries = redis_client.xreadgroup(GAS_EVENTS_GROUP, "engine", {key: ">"}, count=GAS_EVENTS_MAXLEN)[0][1]
+    redis_client.xack(key, GAS_EVENTS_GROUP, *[e for e, _ in entries])
+    _fill(live, 10, now + 1000)
+    left = redis_client.xlen(key)
+    assert left < 20 + GAS_EVENTS_MAXLEN, "acknowledged entries beyond the cap go"
+    assert redis_client.xrange(key, count=1)[0][0] > entries[-1][0] or left >= 5000, "only acknowledged ones"
+    assert redis_client.xpending(key, GAS_EVENTS_GROUP)["pending"] == 0
+
+
+def test_no_engine_yet_its_group_is_made_so_it_reads_from_the_start(settings, redis_client):
+    live = LiveState(redis_client, settings.redis_namespace)
+    key = live.key("gas", "events")
+    now = time.time()
+    live.apply_sensor_readings(_readings(["A1"], now - 10), ["high"])
+    _fill(live, GAS_EVENTS_MAXLEN + 10, now)
+    (group,) = redis_client.xinfo_groups(key)
+    assert group["name"].decode() == GAS_EVENTS_GROUP and group["last-delivered-id"] == b"0-0"
+    assert redis_client.xrange(key, count=1)[0][1][b"sensor"] == b"A1"
+
+
+def test_past_the_memory_ceiling_the_loss_is_counted(settings, redis_client):
+    live = LiveState(redis_client, settings.redis_namespace, gas_events_max_unread=GAS_EVENTS_MAXLEN + 1000)
+    key = live.key("gas", "events")
+    redis_client.xgroup_create(key, GAS_EVENTS_GROUP, id="0", mkstream=True)
+    _fill(live, GAS_EVENTS_MAXLEN + 3000, time.time())
+    assert redis_client.xlen(key) == GAS_EVENTS_MAXLEN + 1000
+    lost, at = live.events_lost()
+    assert lost == {LOST_TRIMMED: 2000} and at is not None
+
+
+def test_msg_ids_are_remembered_per_device_within_a_bound(settings, redis_client):
+    live = LiveState(redis_client, settings.redis_namespace, msg_id_ttl_s=3600)
+    now = time.time()
+    pings = [Ping(inspector_id="I1", ts=now + i, lat=22.6, lon=114.0, msg_id=f"m{i}") for i in range(300)]
+    assert set(live.apply_pings(pings)) == {0}
+    # A redelivery of the newest ones, however often: applied once.
+    kept = MSG_ID_CAP - 16  # at least the newest this many
+    for _ in range(3):
+        assert live.apply_pings(pings[-kept:]) == [DUPLICATE] * kept
+    key = live.key("msgid", "i", "I1")
+    assert kept <= redis_client.zcard(key) < MSG_ID_CAP
+    assert redis_client.object("encoding", key) == b"listpack"
+    assert 0 < redis_client.ttl(key) <= 3600
+    # Another device's msg_id of the same text is its own.
+    assert live.apply_pings([Ping(inspector_id="I2", ts=now, lat=22.6, lon=114.0, msg_id="m299")]) == [0]
+    # Sensors too.
+    r = _readings(["S1"], now)
+    assert live.apply_sensor_readings(r, ["normal"])[0][0] == 0
+    assert live.apply_sensor_readings(r, ["normal"])[0][0] == DUPLICATE
+    assert redis_client.zcard(live.key("msgid", "s", "S1")) == 1
