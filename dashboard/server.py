@@ -10,6 +10,7 @@ from flask import Flask, g, request
 
 from dashboard.api import api, metrics_route, web
 from dashboard.api_geo import api_geo
+from dashboard.api_hazards import api_hazards
 from dashboard.context import WebContext
 
 log = logging.getLogger(__name__)
@@ -32,6 +33,7 @@ def create_server(ctx: WebContext) -> Flask:
     server.extensions["anjian"] = ctx
     server.register_blueprint(api)
     server.register_blueprint(api_geo)
+    server.register_blueprint(api_hazards)
     server.add_url_rule("/metrics", "metrics", metrics_route)
     server.after_request(_callback_timing)
     server.after_request(_compress)
