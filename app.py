@@ -10,6 +10,7 @@
     python app.py token create --role ROLE
     python app.py user create NAME --role ROLE
     python app.py audit verify
+    python app.py scores run [--date D] the daily scores (default: the days missed, up to yesterday)
 
 This module only wires the packages together.
 """
@@ -131,6 +132,9 @@ def start_alert_engine(settings, services):
                        mqtt_prefix=settings.mqtt_prefix)
     engine = AlertEngine(settings, services.engine, r, store, services.mqtt_url)
     engine.start()
+    from data.scores_store import Scheduler
+
+    Scheduler(services.engine, settings, r).start()  # daily scores at China midnight; a Redis lease picks one process
     return engine
 
 
@@ -351,9 +355,9 @@ def cmd_user(settings, args) -> int:
     engine = _engine(settings)
     password = os.environ.get("ANJIAN_NEW_USER_PASSWORD") or getpass.getpass(f"password for {args.username}: ")
     p = create_user(engine, args.username, password, args.role, streets=args.streets or (), grids=args.grids or (),
-                    display_name=args.display_name)
+                    display_name=args.display_name, enterprise_id=args.enterprise)
     audit.append(engine, "cli", "user_create", p.username, {"role": p.role, "streets": list(p.streets),
-                                                           "grids": list(p.grids)})
+                                                           "grids": list(p.grids), "enterprise_id": p.enterprise_id})
     print(f"user {p.username} ({p.role}) saved")
     return 0
 
@@ -369,6 +373,22 @@ def cmd_audit(settings, args) -> int:
         return 0
     print(f"audit chain BROKEN at entry {broken} (of {n})")
     return 1
+
+
+def cmd_scores(settings, args) -> int:
+    from data.scores_store import catch_up, run_day
+
+    engine = _engine(settings)
+    try:
+        done = [run_day(engine, settings, args.date)] if args.date else catch_up(engine, settings)
+    except ValueError as e:
+        print(f"scores: {e}", file=sys.stderr)
+        return 2
+    for d in done:
+        print(f"scores of {d['date']}: {d['rows']} rows, digest {d['digest'][:16]}")
+    if not done:
+        print("scores are up to date (yesterday has run); give --date to score a day again")
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -396,25 +416,31 @@ def build_parser() -> argparse.ArgumentParser:
     tok = sub.add_parser("token", help="API tokens")
     tok_sub = tok.add_subparsers(dest="token_cmd", required=True)
     tc = tok_sub.add_parser("create", help="create a bearer token; printed as the last line")
-    tc.add_argument("--role", required=True, choices=["wall", "dispatcher", "officer", "admin"])
+    tc.add_argument("--role", required=True, choices=["wall", "dispatcher", "officer", "admin", "enterprise"])
     tc.add_argument("--user", help="an existing user (default: a new service account)")
     usr = sub.add_parser("user", help="users")
     usr_sub = usr.add_subparsers(dest="user_cmd", required=True)
     uc = usr_sub.add_parser("create", help="create or update a user (password from ANJIAN_NEW_USER_PASSWORD or a prompt)")
     uc.add_argument("username")
-    uc.add_argument("--role", required=True, choices=["wall", "dispatcher", "officer", "admin"])
+    uc.add_argument("--role", required=True, choices=["wall", "dispatcher", "officer", "admin", "enterprise"])
+    uc.add_argument("--enterprise", help="role enterprise: the enterprise id the account is bound to")
     uc.add_argument("--streets", nargs="*")
     uc.add_argument("--grids", nargs="*")
     uc.add_argument("--display-name")
     aud = sub.add_parser("audit", help="the audit log")
     aud_sub = aud.add_subparsers(dest="audit_cmd", required=True)
     aud_sub.add_parser("verify", help="check the hash chain; names the first broken entry")
+    sco = sub.add_parser("scores", help="the daily scores")
+    sco_sub = sco.add_subparsers(dest="scores_cmd", required=True)
+    sco_sub.add_parser("run", help="score a day (default: every missed day up to yesterday)").add_argument(
+        "--date", help="YYYY-MM-DD, China time (scored again if it ran: the same rows)")
     return p
 
 
 COMMANDS = {
     None: cmd_run, "run": cmd_run, "ingest": cmd_ingest, "alerts": cmd_alerts, "web": cmd_web, "simulate": cmd_simulate,
     "migrate": cmd_migrate, "import": cmd_import, "token": cmd_token, "user": cmd_user, "audit": cmd_audit,
+    "scores": cmd_scores,
 }
 
 

@@ -39,6 +39,7 @@ CATALOGUE: dict[str, dict[str, str]] = {
     "role.dispatcher": {"zh-CN": "调度员", "en": "dispatcher"},
     "role.officer": {"zh-CN": "街道执法员", "en": "officer"},
     "role.admin": {"zh-CN": "管理员", "en": "admin"},
+    "role.enterprise": {"zh-CN": "企业", "en": "enterprise"},
     # --- login ------------------------------------------------------------------------
     "login.title": {"zh-CN": "登录", "en": "Log in"},
     "login.username": {"zh-CN": "用户名", "en": "Username"},
