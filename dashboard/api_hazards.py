@@ -375,11 +375,12 @@ def self_inspection_list():
 def red_light_list():
     scope = _scope()
     street, grid = request.args.get("street") or None, request.args.get("grid") or None
+    rows = store().red_light(time.time(), **scope)
+    if street:
+        rows = [r for r in rows if r["street_id"] == street]
     if grid:
-        scope = {"grids": [grid] if not scope or grid in scope.get("grids", [grid]) else []}
-    elif street:
-        scope = {**scope, "streets": [street] if street in scope.get("streets", [street]) else []}
-    return jsonify(store().red_light(time.time(), limit=int_arg("limit", 1000, 1, 200000), **scope))
+        rows = [r for r in rows if r["grid_id"] == grid]
+    return jsonify(rows[:int_arg("limit", 1000, 1, 200000)])
 
 
 @api_hazards.get("/scores")
