@@ -310,18 +310,21 @@ class HazardStore:
         elif streets is not None:
             ents = ents.where(Enterprise.street_id.in_(list(streets)))
         window = now - max(1, self.rules.zero_hazard_periods) * self.rules.period_s
+        # One enterprise (its profile) reads its own rows only; a list reads the city in three aggregates.
+        si_only = [] if enterprise_ids is None else [SelfInspection.enterprise_id.in_(enterprise_ids)]
+        hz_only = [] if enterprise_ids is None else [HazardRow.enterprise_id.in_(enterprise_ids)]
         with self.engine.connect() as conn:
             si = {r[0]: (r[1], r[2]) for r in conn.execute(
                 select(SelfInspection.enterprise_id, func.max(SelfInspection.submitted_at),
                        func.min(SelfInspection.submitted_at))
-                .where(SelfInspection.submitted_at <= now).group_by(SelfInspection.enterprise_id))}
+                .where(SelfInspection.submitted_at <= now, *si_only).group_by(SelfInspection.enterprise_id))}
             own = dict(conn.execute(
                 select(HazardRow.enterprise_id, func.max(HazardRow.reported_at))
                 .where(HazardRow.found_by == "enterprise", HazardRow.reported_at > window,
-                       HazardRow.reported_at <= now).group_by(HazardRow.enterprise_id)).all())
+                       HazardRow.reported_at <= now, *hz_only).group_by(HazardRow.enterprise_id)).all())
             overdue = dict(conn.execute(
                 select(HazardRow.enterprise_id, func.count())
-                .where(HazardRow.state == "rectifying", HazardRow.deadline < now)
+                .where(HazardRow.state == "rectifying", HazardRow.deadline < now, *hz_only)
                 .group_by(HazardRow.enterprise_id)).all())
             out = []
             for e in conn.execute(ents.order_by(Enterprise.id)):
