@@ -213,6 +213,9 @@ def cmd_run(settings, args) -> int:
 
         if ensure_demo_city(services.engine, settings):
             log.info("demo city generated (%s scale, seed %d)", settings.sim_scale, settings.sim_seed)
+        from data.demo_hazards import ensure_demo_hazards
+
+        ensure_demo_hazards(services.engine, settings, services.redis())  # hazards; 30 days of scores behind
         accounts = demo_accounts(settings, services.engine)
         workers = start_ingest(settings, services, settings.ingest_workers)
         workers.append(start_alert_engine(settings, services))

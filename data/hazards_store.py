@@ -322,6 +322,11 @@ class HazardStore:
                 select(HazardRow.enterprise_id, func.max(HazardRow.reported_at))
                 .where(HazardRow.found_by == "enterprise", HazardRow.reported_at > window,
                        HazardRow.reported_at <= now, *hz_only).group_by(HazardRow.enterprise_id)).all())
+            for eid, at in conn.execute(
+                    select(SelfInspection.enterprise_id, func.max(SelfInspection.submitted_at))
+                    .where(SelfInspection.hazards_found > 0, SelfInspection.submitted_at > window,
+                           SelfInspection.submitted_at <= now, *si_only).group_by(SelfInspection.enterprise_id)):
+                own[eid] = max(at, own.get(eid, at))
             overdue = dict(conn.execute(
                 select(HazardRow.enterprise_id, func.count())
                 .where(HazardRow.state == "rectifying", HazardRow.deadline < now, *hz_only)

@@ -215,6 +215,18 @@ def seconds_to_midnight(now: float) -> float:
     return day_end(china_day(now)) - now
 
 
+def take_lease(redis_client, namespace: str) -> str | None:
+    """The scoring lease (one scorer at a time across processes), or None when another holds it."""
+    token = f"{threading.get_ident()}-{time.time()}"
+    return token if redis_client.set(f"{namespace}:{LEASE_KEY}", token, nx=True, ex=LEASE_S) else None
+
+
+def release_lease(redis_client, namespace: str, token: str) -> None:
+    key = f"{namespace}:{LEASE_KEY}"
+    if redis_client.get(key) == token.encode():  # only our own
+        redis_client.delete(key)
+
+
 class Scheduler(threading.Thread):
     """Catch up at start, then score just after each China midnight; one process per night
     holds the Redis lease (``<namespace>:scores:lease``)."""
@@ -226,16 +238,13 @@ class Scheduler(threading.Thread):
         self.stop_event = threading.Event()
 
     def run_once(self, now: float | None = None) -> list[dict] | None:
-        key = f"{self.settings.redis_namespace}:{LEASE_KEY}"
-        token = f"{threading.get_ident()}-{time.time()}"
-        if not self.redis.set(key, token, nx=True, ex=LEASE_S):
+        token = take_lease(self.redis, self.settings.redis_namespace)
+        if token is None:
             return None  # another process is scoring
         try:
             return catch_up(self.engine, self.settings, now)
         finally:
-            # Let go only of our own lease.
-            if self.redis.get(key) == token.encode():
-                self.redis.delete(key)
+            release_lease(self.redis, self.settings.redis_namespace, token)
 
     def run(self) -> None:
         while not self.stop_event.is_set():

@@ -8,7 +8,9 @@ enforcement: the targeting list of the plans feature raises it.
 * ``no_self_inspection``: no self-inspection (自查) within the period before its
   due date: the last one is older than ``period_s`` (or there is none).
 * ``zero_hazards``: zero hazards of its own reported for ``periods`` consecutive
-  periods (a self-inspection that never finds anything is not believed).
+  periods (a self-inspection that never finds anything is not believed).  Reporting
+  is either a hazard the enterprise reported itself or a self-inspection with an item
+  found wanting.
 * ``overdue_hazards``: at least ``min_count`` hazards past their rectification deadline.
 """
 
@@ -30,7 +32,8 @@ class RedLightRules:
 class EnterpriseFacts:
     enterprise_id: str
     last_self_inspection_at: float | None
-    # Times the enterprise itself reported hazards (found_by "enterprise"), any order.
+    # Times the enterprise itself reported hazards (found_by "enterprise", or a
+    # self-inspection with items not ok), any order.
     self_reported_at: tuple[float, ...] = ()
     overdue_hazards: int = 0
     # Since when the enterprise is supervised (first self-inspection or account); None: always.

@@ -88,3 +88,9 @@ def test_a_refused_or_failed_photo_leaves_nothing(store, tmp_path):
     assert e.value.code == "wrong_state"
     files = sorted(p.name for p in (tmp_path / "photos" / str(h["id"])).iterdir())
     assert len(files) == 1 and len(store.get(h["id"])["photos"]) == 1
+
+
+def test_a_self_inspection_that_finds_something_counts_as_reporting(store):
+    _inspected(store, "E1", NOW - 100 * D)
+    store.submit_self_inspection("E1", "ent", [{"code": "SC01", "ok": False}], now=NOW - 3 * D)
+    assert _reasons(store, "E1") == []
