@@ -12,6 +12,7 @@ from dashboard.api import api, metrics_route, web
 from dashboard.api_geo import api_geo
 from dashboard.api_hazards import api_hazards
 from dashboard.context import WebContext
+from dashboard.hazard_views import install_hazard_views
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +35,7 @@ def create_server(ctx: WebContext) -> Flask:
     server.register_blueprint(api)
     server.register_blueprint(api_geo)
     server.register_blueprint(api_hazards)
+    install_hazard_views(server)
     server.add_url_rule("/metrics", "metrics", metrics_route)
     server.after_request(_callback_timing)
     server.after_request(_compress)
