@@ -39,6 +39,9 @@ TRADE_GROUPS = {
     "五金": ("small_workshop", "equipment"), "机械": ("equipment", "post"), "塑胶": ("equipment", "place"),
 }
 DEFAULT_GROUPS = ("equipment", "place", "post")
+# Between two days of the background backfill: the demo's ingest, alert engine and web
+# share the process, and a day's scoring at demo scale holds the GIL for a second or two.
+BACKFILL_PAUSE_S = 2.0
 
 
 def ensure_demo_hazards(engine: Engine, settings, redis_client=None, now: float | None = None,
@@ -148,6 +151,8 @@ def ensure_demo_hazards(engine: Engine, settings, redis_client=None, now: float 
         try:
             for d in day_list:
                 run_day(engine, settings, d, now)
+                if token is not None:
+                    time.sleep(BACKFILL_PAUSE_S)  # the live demo shares this process (and its GIL)
             log.info("demo scores: %d days in %.1f s", len(day_list), time.perf_counter() - t1)
         except Exception:  # noqa: BLE001 - the demo runs on; the scheduler catches yesterday up
             log.exception("demo scores failed")

@@ -22,12 +22,12 @@ counts as not rectified when the day is re-scored later.
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import threading
 import time
 from datetime import date, datetime, timedelta
 
+import orjson
 from sqlalchemy import Engine, case, delete, func, insert, select
 
 from data.models import (
@@ -165,10 +165,9 @@ def compute_day(engine: Engine, settings, day: str) -> list[ScoreRow]:
 
 
 def digest(rows: list[ScoreRow]) -> str:
-    h = hashlib.sha256()
-    for r in rows:
-        h.update(json.dumps([r.kind, r.id, r.score, r.rank, r.parts], sort_keys=True, ensure_ascii=False).encode())
-    return h.hexdigest()
+    """sha256 of the rows, in their order (canonical JSON, keys sorted)."""
+    return hashlib.sha256(orjson.dumps([[r.kind, r.id, r.score, r.rank, r.parts] for r in rows],
+                                       option=orjson.OPT_SORT_KEYS)).hexdigest()
 
 
 def run_day(engine: Engine, settings, day: str, now: float | None = None) -> dict:

@@ -115,8 +115,10 @@ def area_parts(f: AreaDay, response_target_s: float) -> dict[str, float | None]:
 def weighted_score(parts: dict[str, float | None], weights: dict[str, float]) -> float:
     num = den = 0.0
     for name, value in parts.items():
-        w = float(weights.get(name, 0.0))
-        if value is None or w <= 0:
+        if value is None:
+            continue
+        w = weights.get(name, 0.0)
+        if w <= 0:
             continue
         num += w * value
         den += w
@@ -135,10 +137,11 @@ def ranked(kind: str, scored: list[tuple[str, float, dict]]) -> list[ScoreRow]:
 
 
 def score_enterprises(facts: list[EnterpriseDay], weights: dict[str, float], period_s: float) -> list[ScoreRow]:
+    w = {k: float(v) for k, v in weights.items()}
     scored = []
     for f in facts:
         parts = enterprise_parts(f, period_s)
-        scored.append((f.id, weighted_score(parts, weights), parts))
+        scored.append((f.id, weighted_score(parts, w), parts))
     return ranked("enterprise", scored)
 
 
