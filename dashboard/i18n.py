@@ -73,6 +73,9 @@ CATALOGUE: dict[str, dict[str, str]] = {
     "hz.state.accepted": {"zh-CN": "已验收", "en": "accepted"},
     "hz.state.closed": {"zh-CN": "已销号", "en": "closed"},
     "hz.overdue": {"zh-CN": "已超期", "en": "overdue"},
+    "wall.major_hazards": {"zh-CN": "重大隐患（未销号）", "en": "Open major hazards"},
+    "wall.street_ranking": {"zh-CN": "街道每日排名", "en": "Street ranking of the day"},
+    "dispatch.hazards": {"zh-CN": "超期与重大隐患", "en": "Overdue and major hazards"},
     # --- login ------------------------------------------------------------------------
     "login.title": {"zh-CN": "登录", "en": "Log in"},
     "login.username": {"zh-CN": "用户名", "en": "Username"},
