@@ -51,3 +51,23 @@ def test_wall_and_dispatcher_show_major_and_overdue_hazards(web):
     server.extensions["anjian_cache"]._data.clear()
     with webkit.as_user(server, users["wall"]):
         assert _hazard_ids(wall_hazards(2)["major"]) == []
+
+
+def test_the_enterprise_profile_shows_the_credit_face(web):
+    ctx, server, _app, users = web
+    from dashboard.pages import enterprise
+    from tests.dashboard.test_consoles import text_of
+
+    store = HazardStore(ctx.engine, ctx.settings)
+    now = time.time()
+    h = store.create("off1", enterprise_id="E1", category="SC01", level="general", found_by="inspector",
+                     now=now - 20 * D)
+    store.act(h["id"], "assign", "off1", now=now - 20 * D + 60)  # overdue: red light
+    from data.scores_store import china_day
+
+    run_day(ctx.engine, ctx.settings, china_day(now - D))
+    with webkit.as_user(server, users["dispatcher"]):
+        page = text_of(enterprise.layout(enterprise_id="E1"))
+    assert "信用脸谱" in page and "enterprise-score-trend" in page
+    assert "隐患：未销号 1，已销号 0，超期 1" in page
+    assert "红灯企业" in page and "隐患超期未整改" in page
