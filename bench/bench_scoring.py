@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import resource
+import shutil
 import statistics
 import sys
 import tempfile
@@ -169,6 +170,7 @@ def main() -> None:
           f"tracemalloc peak of one compute_day {peak / 2**20:.0f} MiB")
     profile(engine, settings, args)
     engine.dispose()
+    shutil.rmtree(tmp, ignore_errors=True)  # the SQLite file of a city-scale run is some GB
 
 
 def profile(engine, settings, args) -> None:
