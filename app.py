@@ -12,6 +12,7 @@
     python app.py user create NAME --role ROLE
     python app.py audit verify [--anchor HASH]
     python app.py report weekly|monthly [--period P] [--street S]
+    python app.py scores run [--date D] the daily scores (default: the days missed, up to yesterday)
 
 This module only wires the packages together.
 """
@@ -182,6 +183,9 @@ def start_alert_engine(settings, services):
         from dashboard.bulletins import BulletinScheduler
 
         BulletinScheduler(services.engine, r, settings).start()
+    from data.scores_store import Scheduler
+
+    Scheduler(services.engine, settings, r).start()  # daily scores at China midnight; a Redis lease picks one process
     return engine
 
 
@@ -265,6 +269,9 @@ def cmd_run(settings, args) -> int:
 
         if ensure_demo_city(services.engine, settings):
             log.info("demo city generated (%s scale, seed %d)", settings.sim_scale, settings.sim_seed)
+        from data.demo_hazards import ensure_demo_hazards
+
+        ensure_demo_hazards(services.engine, settings, services.redis())  # hazards; 30 days of scores behind
         accounts = demo_accounts(settings, services.engine)
         workers = start_ingest(settings, services, settings.ingest_workers)
         workers.append(start_alert_engine(settings, services))
@@ -458,9 +465,9 @@ def cmd_user(settings, args) -> int:
     engine = _engine(settings)
     password = os.environ.get("ANJIAN_NEW_USER_PASSWORD") or getpass.getpass(f"password for {args.username}: ")
     p = create_user(engine, args.username, password, args.role, streets=args.streets or (), grids=args.grids or (),
-                    display_name=args.display_name)
+                    display_name=args.display_name, enterprise_id=args.enterprise)
     audit.append(engine, "cli", "user_create", p.username, {"role": p.role, "streets": list(p.streets),
-                                                           "grids": list(p.grids)})
+                                                           "grids": list(p.grids), "enterprise_id": p.enterprise_id})
     print(f"user {p.username} ({p.role}) saved")
     return 0
 
@@ -528,6 +535,22 @@ def cmd_draw(settings, args) -> int:
     return 1
 
 
+def cmd_scores(settings, args) -> int:
+    from data.scores_store import catch_up, run_day
+
+    engine = _engine(settings)
+    try:
+        done = [run_day(engine, settings, args.date)] if args.date else catch_up(engine, settings)
+    except ValueError as e:
+        print(f"scores: {e}", file=sys.stderr)
+        return 2
+    for d in done:
+        print(f"scores of {d['date']}: {d['rows']} rows, digest {d['digest'][:16]}")
+    if not done:
+        print("scores are up to date (yesterday has run); give --date to score a day again")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="app.py", description="Anjian command map")
     p.add_argument("--config", help="TOML settings file (default: $ANJIAN_CONFIG)")
@@ -558,13 +581,14 @@ def build_parser() -> argparse.ArgumentParser:
     tok = sub.add_parser("token", help="API tokens")
     tok_sub = tok.add_subparsers(dest="token_cmd", required=True)
     tc = tok_sub.add_parser("create", help="create a bearer token; printed as the last line")
-    tc.add_argument("--role", required=True, choices=["wall", "dispatcher", "officer", "admin"])
+    tc.add_argument("--role", required=True, choices=["wall", "dispatcher", "officer", "admin", "enterprise"])
     tc.add_argument("--user", help="an existing user (default: a new service account)")
     usr = sub.add_parser("user", help="users")
     usr_sub = usr.add_subparsers(dest="user_cmd", required=True)
     uc = usr_sub.add_parser("create", help="create or update a user (password from ANJIAN_NEW_USER_PASSWORD or a prompt)")
     uc.add_argument("username")
-    uc.add_argument("--role", required=True, choices=["wall", "dispatcher", "officer", "admin"])
+    uc.add_argument("--role", required=True, choices=["wall", "dispatcher", "officer", "admin", "enterprise"])
+    uc.add_argument("--enterprise", help="role enterprise: the enterprise id the account is bound to")
     uc.add_argument("--streets", nargs="*")
     uc.add_argument("--grids", nargs="*")
     uc.add_argument("--display-name")
@@ -580,6 +604,10 @@ def build_parser() -> argparse.ArgumentParser:
     drw = sub.add_parser("draw", help="double-random draws")
     drw.add_argument("draw_cmd", choices=["verify"], help="verify: recompute a draw from its stored inputs")
     drw.add_argument("id", type=int, help="the draw's id")
+    sco = sub.add_parser("scores", help="the daily scores")
+    sco_sub = sco.add_subparsers(dest="scores_cmd", required=True)
+    sco_sub.add_parser("run", help="score a day (default: every missed day up to yesterday)").add_argument(
+        "--date", help="YYYY-MM-DD, China time (scored again if it ran: the same rows)")
     return p
 
 
@@ -587,6 +615,7 @@ COMMANDS = {
     None: cmd_run, "run": cmd_run, "ingest": cmd_ingest, "alerts": cmd_alerts, "web": cmd_web, "simulate": cmd_simulate,
     "migrate": cmd_migrate, "demo-city": cmd_demo_city, "import": cmd_import, "token": cmd_token, "user": cmd_user,
     "audit": cmd_audit, "draw": cmd_draw, "report": cmd_report,
+    "scores": cmd_scores,
 }
 
 

@@ -38,6 +38,7 @@ BENCHES: dict[str, tuple[str, list[str], list[str]]] = {
         ["--alarms", "40", "--duplicates", "15", "--escalation"],
     ),
     "screens": ("bench_screens.py", ["--warmup-s", "10", "--renders", "2", "--steady-s", "15"], ["--warmup-s", "30"]),
+    "scoring": ("bench_scoring.py", ["--n", "20000", "--repeats", "1", "--trend-days", "10"], []),
     "alert_engine": (
         "bench_alert_engine.py",
         ["--events", "5000", "--sensors", "2000", "--baseline-events", "1000"],

@@ -272,6 +272,42 @@ class Settings(BaseSettings):
         120, "Alarm/normal changes of one sensor inside this window count as flapping."
     )
 
+    # --- Hazards, self-inspection, red light, scores (docs/api.md "Hazards") -----
+    hazard_deadline_general_d: float = _field(
+        7.0, "Rectification deadline of a general hazard (一般隐患), days after it is assigned.", gt=0)
+    hazard_deadline_major_d: float = _field(
+        30.0, "Rectification deadline of a major hazard (重大隐患), days after it is assigned.", gt=0)
+    hazard_escalate_after_d: float = _field(
+        3.0, "A hazard overdue longer than this escalates from the street to the district.", ge=0)
+    hazard_catalogue_file: Path | None = _field(
+        None, "A bureau's own hazard catalogue (JSON, the shape of hazards/default_catalogue.json). "
+        "Unset: the default catalogue.")
+    hazard_accept_fix_max_age_s: float = _field(
+        600.0, "An on-site acceptance needs the inspector's GPS fix within arrive_geofence_m of the "
+        "enterprise and no older than this.", gt=0)
+    photo_max_bytes: int = _field(
+        8 * 1024 * 1024, "Largest hazard photo accepted (JPEG, PNG or WebP, checked by content).", gt=0)
+    self_inspection_period_d: float = _field(
+        30.0, "An enterprise submits its self-inspection (自查) at least once per this many days.", gt=0)
+    redlight_zero_hazard_periods: int = _field(
+        3, "Red light: no hazard reported by the enterprise itself for this many consecutive "
+        "self-inspection periods (0: rule off).", ge=0)
+    redlight_overdue_min: int = _field(
+        1, "Red light: this many hazards past their deadline (0: rule off).", ge=0)
+    score_window_d: int = _field(90, "Daily scores look back this many days.", gt=0)
+    score_weights_enterprise: dict[str, float] = _field(
+        {"self_report": 2.0, "rectification": 2.0, "speed": 1.0, "overdue": 2.0, "gas_alarms": 1.0,
+         "findings": 1.0},
+        "Weights of an enterprise's score parts (hazards/scoring.py explains each); JSON in the environment.")
+    score_weights_area: dict[str, float] = _field(
+        {"coverage": 3.0, "duplicates": 1.0, "plan_completion": 1.0, "alarm_response": 2.0,
+         "hazard_closure": 2.0},
+        "Weights of a street's or unit's score parts (hazards/scoring.py); JSON in the environment.")
+    score_alarm_response_target_s: float = _field(
+        900.0, "A gas alarm answered on scene within this scores 0 < part <= 1; later scores 0.", gt=0)
+    score_catchup_max_d: int = _field(
+        31, "After downtime the daily scoring catches up at most this many missed days.", ge=0)
+
     # --- Simulation -------------------------------------------------------------
     sim_seed: int = _field(440309, "Seed of the demo city and the simulator.")
     sim_scale: SimScale = _field(
@@ -389,6 +425,17 @@ class Settings(BaseSettings):
                 return a
         raise ValueError(f"{v!r} is not one of {', '.join(allowed)}")
 
+    @field_validator("score_weights_enterprise", "score_weights_area")
+    @classmethod
+    def _weights(cls, v: dict[str, float], info: ValidationInfo) -> dict[str, float]:
+        known = set(cls.model_fields[info.field_name].default)
+        unknown = sorted(set(v) - known)
+        if unknown:
+            raise ValueError(f"unknown parts {', '.join(unknown)}; the parts are {', '.join(sorted(known))}")
+        if any(w < 0 for w in v.values()) or not any(w > 0 for w in v.values()):
+            raise ValueError("weights must be >= 0 and at least one > 0")
+        return v
+
     @field_validator("data_dir")
     @classmethod
     def _data_dir_absolute(cls, v: Path) -> Path:
@@ -441,6 +488,9 @@ class Settings(BaseSettings):
     @property
     def effective_database_url(self) -> str:
         return self.database_url or f"sqlite:///{self.sqlite_path}"
+
+    def hazard_deadline_days(self) -> dict[str, float]:
+        return {"general": self.hazard_deadline_general_d, "major": self.hazard_deadline_major_d}
 
     def interval_days(self) -> dict[str, int]:
         return {

@@ -41,7 +41,8 @@ log = logging.getLogger(__name__)
 
 CSRF_COOKIE = "anjian_csrf"
 CSRF_HEADER = "X-CSRFToken"
-HOME_BY_ROLE = {"wall": "/wall", "dispatcher": "/dispatch", "admin": "/dispatch", "officer": "/officer"}
+HOME_BY_ROLE = {"wall": "/wall", "dispatcher": "/dispatch", "admin": "/dispatch", "officer": "/officer",
+                "enterprise": "/my"}
 
 # Paths anyone may fetch: the login page itself, Dash's static bundles and our
 # assets (CSS/JS, no data), the API (it checks credentials itself), metrics

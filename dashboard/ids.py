@@ -45,6 +45,8 @@ WALL_VIEW_NAME = "wall-view-name"
 WALL_VIEW = "wall-view"  # store: the map's zoom and bounds once settled (not every frame of a flight)
 WALL_ENT_STATE = "wall-ent-state"  # store: the area and zoom band the enterprise layer was drawn for
 WALL_UPDATED = "wall-updated"
+WALL_MAJOR_HAZARDS = "wall-major-hazards"  # open major hazards, until closed (销号)
+WALL_STREET_RANKING = "wall-street-ranking"  # the street ranking of the newest scored day
 
 KPI_ON_DUTY = "kpi-on-duty"
 KPI_VISITS_TODAY = "kpi-visits-today"
@@ -67,6 +69,8 @@ def overdue_value(colour: str) -> str:
 # --- /dispatch ----------------------------------------------------------------------
 DISPATCH_ROOT = "dispatch-root"
 DISPATCH_TICK = "dispatch-tick"
+DISPATCH_HAZARDS = "dispatch-hazards"  # overdue and major hazards
+DISPATCH_HAZARDS_TICK = "dispatch-hazards-tick"
 DISPATCH_MAP = "dispatch-map"
 DISPATCH_QUEUE = "dispatch-queue"
 DISPATCH_SELECTED = "dispatch-selected"  # store: selected alert id

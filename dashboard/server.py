@@ -13,7 +13,9 @@ from dashboard.api import api, metrics_route, web
 from dashboard.api_geo import api_geo
 from dashboard.api_plans import api_plans
 from dashboard.api_reports import api_reports
+from dashboard.api_hazards import api_hazards
 from dashboard.context import WebContext
+from dashboard.hazard_views import install_hazard_views
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +39,8 @@ def create_server(ctx: WebContext) -> Flask:
     server.register_blueprint(api_geo)
     server.register_blueprint(api_plans)
     server.register_blueprint(api_reports)
+    server.register_blueprint(api_hazards)
+    install_hazard_views(server)
     server.add_url_rule("/metrics", "metrics", metrics_route)
     server.after_request(_callback_timing)
     server.after_request(_worker_header)

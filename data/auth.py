@@ -35,14 +35,24 @@ class Principal:
     grids: tuple[str, ...] = field(default_factory=tuple)
     display_name: str | None = None
     inspector_id: str | None = None
+    enterprise_id: str | None = None  # role enterprise: the one enterprise it is bound to
 
     def sees_area(self, street_id: str | None, grid_id: str | None) -> bool:
-        """Officers see only their own streets/grids; other roles see the city."""
+        """Officers see only their own streets/grids; an enterprise account sees no
+        area (only its own enterprise: ``sees_enterprise``); other roles see the city."""
+        if self.role == "enterprise":
+            return False
         if self.role != "officer":
             return True
         if self.grids:
             return grid_id in self.grids
         return street_id in self.streets
+
+    def sees_enterprise(self, enterprise_id: str, street_id: str | None, grid_id: str | None) -> bool:
+        """An enterprise account sees its own enterprise only; the others by area."""
+        if self.role == "enterprise":
+            return enterprise_id is not None and enterprise_id == self.enterprise_id
+        return self.sees_area(street_id, grid_id)
 
 
 def hash_password(password: str) -> str:
@@ -52,7 +62,7 @@ def hash_password(password: str) -> str:
 def _principal(u) -> Principal:
     """From a row of the users table."""
     return Principal(u.id, u.username, u.role, tuple(u.streets or ()), tuple(u.grids or ()), u.display_name,
-                     u.inspector_id)
+                     u.inspector_id, u.enterprise_id)
 
 
 def get_user(engine: Engine, username: str) -> Principal | None:
@@ -62,13 +72,17 @@ def get_user(engine: Engine, username: str) -> Principal | None:
 
 
 def create_user(engine: Engine, username: str, password: str | None, role: str, *,
-                streets=(), grids=(), display_name: str | None = None, inspector_id: str | None = None) -> Principal:
+                streets=(), grids=(), display_name: str | None = None, inspector_id: str | None = None,
+                enterprise_id: str | None = None) -> Principal:
     if role not in ROLES:
         raise ValueError(f"role must be one of {', '.join(ROLES)}, not {role!r}")
+    if (role == "enterprise") != (enterprise_id is not None):
+        raise ValueError("an enterprise account is bound to exactly one enterprise (enterprise_id), "
+                         "and only an enterprise account is")
     with engine.begin() as conn:
         existing = conn.execute(select(User.id).where(User.username == username)).first()
         values = dict(username=username, role=role, streets=list(streets), grids=list(grids),
-                      display_name=display_name, inspector_id=inspector_id,
+                      display_name=display_name, inspector_id=inspector_id, enterprise_id=enterprise_id,
                       password_hash=hash_password(password) if password else None, active=True)
         if existing:
             conn.execute(User.__table__.update().where(User.username == username).values(**values))

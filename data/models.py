@@ -26,7 +26,7 @@ from geo.types import MSG_ID_MAX_LEN
 
 RISK_COLOURS = ("red", "orange", "yellow", "blue")
 UNIT_KINDS = ("district_section", "street_office", "third_party")
-ROLES = ("wall", "dispatcher", "officer", "admin")
+ROLES = ("wall", "dispatcher", "officer", "admin", "enterprise")
 
 
 class Base(DeclarativeBase):
@@ -258,6 +258,7 @@ class User(Base):
     streets: Mapped[list | None] = mapped_column(JSON)  # officer scope
     grids: Mapped[list | None] = mapped_column(JSON)
     inspector_id: Mapped[str | None] = mapped_column(String(32))
+    enterprise_id: Mapped[str | None] = mapped_column(String(32))  # role enterprise: the one it is bound to
     active: Mapped[bool] = mapped_column(Boolean, default=True)
 
 
@@ -379,3 +380,98 @@ class ReportRow(Base):
     numbers: Mapped[dict | None] = mapped_column(JSON)
     files: Mapped[dict | None] = mapped_column(JSON)  # {"zh-CN": {"pdf": name, "html": name}, "en": {...}}
     __table_args__ = (Index("ix_reports_kind_period", "kind", "period"),)
+
+
+# --- hazards, self-inspections, scores (hazards/, data/hazards_store.py) ----------
+
+
+class HazardRow(Base):
+    """One hazard (隐患); its state changes only through hazards.lifecycle.transition."""
+
+    __tablename__ = "hazards"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    enterprise_id: Mapped[str] = mapped_column(ForeignKey("enterprises.id"), index=True)
+    street_id: Mapped[str | None] = mapped_column(String(32), index=True)  # the enterprise's, at report
+    grid_id: Mapped[str | None] = mapped_column(String(32), index=True)
+    category: Mapped[str] = mapped_column(String(32))  # an item code of the catalogue
+    level: Mapped[str] = mapped_column(String(8))  # general / major
+    state: Mapped[str] = mapped_column(String(16), index=True)
+    description: Mapped[str | None] = mapped_column(Text)
+    found_by: Mapped[str] = mapped_column(String(16))  # inspector / agency / enterprise
+    finder_id: Mapped[str | None] = mapped_column(String(64))
+    visit_id: Mapped[int | None] = mapped_column(Integer)
+    lat: Mapped[float | None] = mapped_column(Float)
+    lon: Mapped[float | None] = mapped_column(Float)
+    deadline: Mapped[float | None] = mapped_column(Float, index=True)
+    reported_at: Mapped[float] = mapped_column(Float, index=True)
+    assigned_at: Mapped[float | None] = mapped_column(Float)
+    rectified_at: Mapped[float | None] = mapped_column(Float)
+    accepted_at: Mapped[float | None] = mapped_column(Float)
+    accept_method: Mapped[str | None] = mapped_column(String(16))
+    closed_at: Mapped[float | None] = mapped_column(Float)
+    send_backs: Mapped[int] = mapped_column(Integer, default=0)
+    updated_at: Mapped[float] = mapped_column(Float)
+    version: Mapped[int] = mapped_column(Integer, default=1)  # optimistic lock
+
+
+class HazardEvent(Base):
+    __tablename__ = "hazard_events"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    hazard_id: Mapped[int] = mapped_column(ForeignKey("hazards.id"), index=True)
+    from_state: Mapped[str | None] = mapped_column(String(16))
+    to_state: Mapped[str] = mapped_column(String(16))
+    action: Mapped[str] = mapped_column(String(16))
+    actor: Mapped[str] = mapped_column(String(64))
+    at: Mapped[float] = mapped_column(Float)
+    note: Mapped[str | None] = mapped_column(Text)
+    detail: Mapped[dict | None] = mapped_column(JSON)
+
+
+class HazardPhoto(Base):
+    __tablename__ = "hazard_photos"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    hazard_id: Mapped[int] = mapped_column(ForeignKey("hazards.id"), index=True)
+    stage: Mapped[str] = mapped_column(String(16))  # finding / rectification
+    storage_key: Mapped[str] = mapped_column(String(200))
+    thumb_key: Mapped[str | None] = mapped_column(String(200))
+    content_type: Mapped[str] = mapped_column(String(32))
+    size: Mapped[int] = mapped_column(Integer)
+    sha256: Mapped[str] = mapped_column(String(64))
+    uploaded_by: Mapped[str] = mapped_column(String(64))
+    uploaded_at: Mapped[float] = mapped_column(Float)
+
+
+class SelfInspection(Base):
+    """An enterprise's periodic self-inspection (自查): its checklist of catalogue items."""
+
+    __tablename__ = "self_inspections"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    enterprise_id: Mapped[str] = mapped_column(ForeignKey("enterprises.id"))
+    submitted_at: Mapped[float] = mapped_column(Float)
+    submitted_by: Mapped[str] = mapped_column(String(64))
+    items: Mapped[list | None] = mapped_column(JSON)  # [{"code", "ok", "note"}]
+    hazards_found: Mapped[int] = mapped_column(Integer, default=0)
+    __table_args__ = (Index("ix_self_inspections_enterprise_at", "enterprise_id", "submitted_at"),)
+
+
+class ScoreRowModel(Base):
+    """One day's score of one enterprise, street or unit; a rerun of the day replaces them identically."""
+
+    __tablename__ = "scores"
+    date: Mapped[str] = mapped_column(String(10), primary_key=True)  # YYYY-MM-DD, China time
+    kind: Mapped[str] = mapped_column(String(16), primary_key=True)  # enterprise / street / unit
+    subject_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    score: Mapped[float] = mapped_column(Float)
+    rank: Mapped[int] = mapped_column(Integer)
+    parts: Mapped[dict] = mapped_column(JSON)
+    __table_args__ = (Index("ix_scores_kind_subject_date", "kind", "subject_id", "date"),)
+
+
+class ScoreRun(Base):
+    """The days the scoring ran: the catch-up after downtime starts after the newest."""
+
+    __tablename__ = "score_runs"
+    date: Mapped[str] = mapped_column(String(10), primary_key=True)
+    ran_at: Mapped[float] = mapped_column(Float)
+    rows: Mapped[int] = mapped_column(Integer)
+    digest: Mapped[str] = mapped_column(String(64))  # sha256 of the day's rows

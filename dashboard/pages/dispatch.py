@@ -124,6 +124,9 @@ def build(p, lang_: str, **_):
                 html.Div([html.H2(t("dispatch.duplicates", lang_)),
                           html_box(ids.DISPATCH_DUPLICATES, HTML_BOXES[ids.DISPATCH_DUPLICATES])],
                          className="aj-panel", style={"flex": "1"}),
+                html.Div([html.H2(t("dispatch.hazards", lang_)),
+                          html.Ul(id=ids.DISPATCH_HAZARDS, className="aj-results aj-hz-list")],
+                         className="aj-panel", style={"flex": "1", "overflowY": "auto"}),
             ], className="aj-col"),
             html.Section(the_map, className="aj-dispatch-map"),
             html.Section([
@@ -141,6 +144,7 @@ def build(p, lang_: str, **_):
             ], className="aj-col"),
         ], className="aj-dispatch-main"),
         dcc.Interval(id=ids.DISPATCH_TICK, interval=TICK_MS),
+        dcc.Interval(id=ids.DISPATCH_HAZARDS_TICK, interval=HAZARDS_TICK_MS),
         push_listener(ids.DISPATCH_PUSH),
         dcc.Store(id=ids.DISPATCH_STATE, data={}),
         dcc.Store(id=ids.DISPATCH_ORDER, data=None),
@@ -153,6 +157,17 @@ def build(p, lang_: str, **_):
 
 
 layout = guarded_layout(ROLES, build)
+
+# Hazards move by the hour: overdue and major ones are read every 15 s (shared by every console).
+HAZARDS_TICK_MS = 15_000
+
+
+@cb.callback(Output(ids.DISPATCH_HAZARDS, "children"), Input(ids.DISPATCH_HAZARDS_TICK, "n_intervals"))
+def dispatch_hazards(n):
+    """Overdue hazards and open major ones, most urgent first (major ones until closed)."""
+    from dashboard.pages.hazard_panels import overdue_and_major_items
+
+    return overdue_and_major_items(lang(), principal())
 
 
 # --- pieces ------------------------------------------------------------------------------------

@@ -138,6 +138,51 @@ def live_parts(enterprise_id: str, lang_: str):
     return sensors_table(sensors, states, lang_), alerts_table(queries.alerts_of(ctx.engine, enterprise_id), lang_)
 
 
+def _fmt_days(seconds: float | None, lang_: str) -> str:
+    if seconds is None:
+        return "—"
+    return t("enterprise.days", lang_, n=f"{seconds / 86400:.1f}")
+
+
+def credit_face(enterprise_id: str, lang_: str, now: float):
+    """The credit face (信用脸谱): score and its 90-day trend, hazards with their times to
+    close, and the red-light reasons (the same as ``GET /api/v1/enterprises/{id}``)."""
+    from dashboard.api_hazards import store
+
+    face = store().credit_face(enterprise_id, now)
+    trend = face["score_trend"]
+    chart = dcc.Graph(
+        id="enterprise-score-trend", config={"displayModeBar": False, "staticPlot": True},
+        style={"height": "90px"},
+        figure={"data": [{"x": [p_["date"] for p_ in trend], "y": [p_["score"] for p_ in trend], "type": "scatter",
+                          "mode": "lines", "line": {"color": "#0a84ff", "width": 2}}],
+                "layout": {"margin": {"l": 28, "r": 6, "t": 4, "b": 18}, "height": 90,
+                           "yaxis": {"range": [0, 100]}, "paper_bgcolor": "rgba(0,0,0,0)",
+                           "plot_bgcolor": "rgba(0,0,0,0)"}}) if trend else html.Div("—")
+    hz = face["hazards"]
+    rows = [html.Tr([html.Td(t(f"hz.level.{h['level']}", lang_)), html.Td(h["category"]),
+                     html.Td(t(f"hz.state.{h['state']}", lang_)),
+                     html.Td(fmt_time(h["reported_ts"], with_date=True)),
+                     html.Td(_fmt_days(h["time_to_close_s"], lang_))]) for h in hz["items"][:20]]
+    reasons = face["red_light"] or []
+    return html.Div([
+        html.H2(t("enterprise.credit_face", lang_)),
+        html.Div([html.Span(t("enterprise.score", lang_)), " ",
+                  html.Strong("—" if face["score"] is None else f"{face['score']:.1f}", id="enterprise-score"),
+                  f"  #{face['rank']} · {face['score_date']}" if face["rank"] else ""]),
+        chart,
+        html.Div(t("enterprise.hazard_counts", lang_, open=hz["open"], closed=hz["closed"], overdue=hz["overdue"]),
+                 id="enterprise-hazard-counts"),
+        html.Table([html.Thead(html.Tr([html.Th(t("hz.level", lang_)), html.Th(t("hz.category", lang_)),
+                                        html.Th(t("enterprise.state", lang_)), html.Th(t("enterprise.found", lang_)),
+                                        html.Th(t("enterprise.time_to_close", lang_))])),
+                    html.Tbody(rows)], className="aj-table") if rows else "",
+        html.Div([html.Span(t("enterprise.red_light", lang_), className="aj-overdue-flag"), " ",
+                  "; ".join(t(f"redlight.{r['rule']}", lang_) for r in reasons)] if reasons else
+                 t("enterprise.no_red_light", lang_), id="enterprise-red-light"),
+    ], className="aj-panel", id="enterprise-credit-face")
+
+
 def build(p, lang_: str, enterprise_id: str | None = None, **_):
     ctx = web()
     ent = queries.enterprise(ctx.engine, enterprise_id) if enterprise_id else None
@@ -176,6 +221,7 @@ def build(p, lang_: str, enterprise_id: str | None = None, **_):
                              className="aj-profile-head"),
                     facts(ent, lang_, now),
                 ], className="aj-panel"),
+                credit_face(enterprise_id, lang_, now),
                 html.Div(the_map, className="aj-profile-map"),
             ], className="aj-col"),
             html.Section([

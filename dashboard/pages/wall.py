@@ -198,6 +198,10 @@ def build(p, lang_: str, **_):
                 ], className="aj-kpis"),
                 html.H2(t("wall.alerts", lang_), className="aj-side-title"),
                 html.Ul(id=ids.WALL_ALERT_LIST, className="aj-alert-list"),
+                html.H2(t("wall.major_hazards", lang_), className="aj-side-title"),
+                html.Ul(id=ids.WALL_MAJOR_HAZARDS, className="aj-alert-list aj-hz-list"),
+                html.H2(t("wall.street_ranking", lang_), className="aj-side-title"),
+                html.Ol(id=ids.WALL_STREET_RANKING, className="aj-legend aj-rank-list"),
                 html.H2(t("wall.units", lang_), className="aj-side-title"),
                 html.Ul(legend_units, id=ids.WALL_UNIT_LEGEND, className="aj-legend aj-legend-units"),
                 html.Div(id=ids.WALL_UPDATED, className="aj-updated"),
@@ -411,6 +415,17 @@ def wall_slow_tick(n):
         "updated": t("common.updated", lang_, time=fmt_time(now)),
     }
     return out
+
+
+@cb.callback(output={"major": Output(ids.WALL_MAJOR_HAZARDS, "children"),
+                     "ranking": Output(ids.WALL_STREET_RANKING, "children")},
+             inputs={"n": Input(ids.WALL_SLOW_TICK, "n_intervals")})
+def wall_hazards(n):
+    """Open major hazards (they stay until closed) and the street ranking of the day."""
+    from dashboard.pages.hazard_panels import major_hazard_items, street_ranking_items
+
+    lang_ = lang()
+    return {"major": major_hazard_items(lang_), "ranking": street_ranking_items(lang_)}
 
 
 @cb.callback(Output(ids.WALL_TRAILS, "data"), Input(ids.WALL_SLOW_TICK, "n_intervals"),

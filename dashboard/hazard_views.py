@@ -1,0 +1,229 @@
+"""Two phone screens of the hazard loop, Flask-served HTML with a little script that
+calls the HTTP API (``/api/v1/hazards...``, with the login session):
+
+* ``/officer/hazards`` (officer, admin): record a hazard on site in at most five taps
+  (category, level, photo from the phone's camera, note, record; the enterprise is
+  the one of the visit under way, or chosen once), which also assigns it for
+  rectification with the deadline of its level; below, the rectifications waiting for
+  acceptance, with accept on site (GPS proof), accept by review, and send back.
+* ``/my`` (enterprise): its self-inspection checklist, its hazards, and the upload of
+  rectification evidence.
+
+Plain pages rather than Dash: a form with a file input from the camera is what a
+phone does best, and the screens stay usable on a slow network.  Every string comes
+from ``dashboard.i18n``; the server decides what each role may do (the API).
+"""
+
+from __future__ import annotations
+
+from flask import Flask, g, render_template_string, session
+
+from dashboard.api import current_principal, web
+from dashboard.auth_views import current_lang
+from dashboard.i18n import t
+
+TEXT_KEYS = (
+    "hz.enterprise", "hz.category", "hz.level", "hz.level.general", "hz.level.major", "hz.photo", "hz.note",
+    "hz.record", "hz.recorded", "hz.failed", "hz.waiting", "hz.none", "hz.accept_on_site", "hz.accept_review",
+    "hz.send_back", "hz.reason", "hz.done", "hz.my_hazards", "hz.deadline", "hz.evidence", "hz.submit_rectification",
+    "hz.self_inspection", "hz.self_inspection_hint", "hz.submit_self_inspection", "hz.state.reported",
+    "hz.state.rectifying", "hz.state.rectified", "hz.state.accepted", "hz.state.closed", "hz.overdue",
+    "hz.officer_title", "hz.my_title", "auth.logout",
+)
+
+PAGE = """<!doctype html>
+<html lang="{{ lang }}">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{{ title }} · {{ t('app.name') }}</title>
+<link rel="stylesheet" href="/assets/anjian.css">
+<style>
+ .hz{max-width:480px;margin:0 auto;padding:12px;font-size:16px}
+ .hz h1{font-size:20px;margin:4px 0 12px}.hz h2{font-size:17px;margin:18px 0 8px}
+ .hz label{display:block;margin:10px 0 4px;font-weight:600}
+ .hz select,.hz input[type=text],.hz textarea,.hz input[type=file]{width:100%;box-sizing:border-box;font-size:16px;padding:8px}
+ .hz .row{display:flex;gap:8px}.hz .row label{flex:1;font-weight:400;border:1px solid #889;border-radius:6px;padding:10px;margin:0}
+ .hz button{font-size:16px;padding:12px;margin:6px 0;width:100%;border-radius:6px}
+ .hz .item{border:1px solid #ccd;border-radius:8px;padding:10px;margin:8px 0}
+ .hz .item .bar{display:flex;gap:6px}.hz .item .bar button{flex:1;padding:10px 4px}
+ .hz .status{min-height:1.4em;font-weight:600}.hz .late{color:#c00;font-weight:700}
+ .hz details{margin:6px 0}.hz .check{font-weight:400;display:flex;gap:8px;align-items:flex-start}
+</style>
+</head>
+<body>
+<main class="hz" id="hz-page" data-role="{{ role }}">
+<form method="post" action="/logout" style="float:right"><input type="hidden" name="csrf" value="{{ csrf }}">
+<button type="submit" style="width:auto;padding:6px 10px">{{ t('auth.logout') }}</button></form>
+<h1>{{ title }}</h1>
+{% if role != 'enterprise' %}
+<section id="hz-form">
+  <label for="hz-enterprise">{{ t('hz.enterprise') }}</label>
+  <input type="text" id="hz-enterprise" value="{{ enterprise_id or '' }}" autocomplete="off">
+  <label for="hz-category">{{ t('hz.category') }}</label>
+  <select id="hz-category">
+  {% for g in catalogue.groups %}<optgroup label="{{ g.name if lang == 'zh-CN' else g.name_en }}">
+    {% for i in g.items %}<option value="{{ i.code }}" data-level="{{ i.level }}">{{ i.name if lang == 'zh-CN' else i.name_en }}</option>{% endfor %}
+  </optgroup>{% endfor %}
+  </select>
+  <label>{{ t('hz.level') }}</label>
+  <div class="row">
+    <label><input type="radio" name="hz-level" id="hz-level-general" value="general" checked> {{ t('hz.level.general') }}</label>
+    <label><input type="radio" name="hz-level" id="hz-level-major" value="major"> {{ t('hz.level.major') }}</label>
+  </div>
+  <label for="hz-photo">{{ t('hz.photo') }}</label>
+  <input type="file" id="hz-photo" accept="image/*" capture="environment">
+  <label for="hz-note">{{ t('hz.note') }}</label>
+  <textarea id="hz-note" rows="2"></textarea>
+  <button id="hz-submit" type="button">{{ t('hz.record') }}</button>
+  <p class="status" id="hz-status" role="status"></p>
+</section>
+<h2>{{ t('hz.waiting') }}</h2>
+<section id="hz-waiting"></section>
+{% else %}
+<h2>{{ t('hz.my_hazards') }}</h2>
+<section id="hz-mine"></section>
+<h2>{{ t('hz.self_inspection') }}</h2>
+<p>{{ t('hz.self_inspection_hint') }}</p>
+<section id="hz-checklist">
+  {% for g in catalogue.groups %}<details{% if loop.first %} open{% endif %}><summary>{{ g.name if lang == 'zh-CN' else g.name_en }}</summary>
+    {% for i in g.items %}<label class="check"><input type="checkbox" data-code="{{ i.code }}"> {{ i.name if lang == 'zh-CN' else i.name_en }}</label>{% endfor %}
+  </details>{% endfor %}
+  <button id="si-submit" type="button">{{ t('hz.submit_self_inspection') }}</button>
+  <p class="status" id="si-status" role="status"></p>
+</section>
+{% endif %}
+</main>
+<script>
+const T = {{ texts|tojson }};
+const ROLE = {{ role|tojson }};
+async function api(method, path, body) {
+  const opt = {method, credentials: 'same-origin', headers: {}};
+  if (body instanceof FormData) opt.body = body;
+  else if (body !== undefined) { opt.body = JSON.stringify(body); opt.headers['Content-Type'] = 'application/json'; }
+  const r = await fetch('/api/v1' + path, opt);
+  const data = await r.json().catch(() => ({}));
+  if (!r.ok) throw new Error(data.message || data.error || r.status);
+  return data;
+}
+async function upload(id, file, stage) {
+  const fd = new FormData(); fd.append('file', file); fd.append('stage', stage);
+  return api('POST', `/hazards/${id}/photos`, fd);
+}
+function el(tag, attrs, text) { const e = document.createElement(tag); Object.assign(e, attrs || {}); if (text) e.textContent = text; return e; }
+function when(iso) { return iso ? iso.replace('T', ' ').slice(0, 16) : ''; }
+function line(h) {
+  return `#${h.id} · ${h.category} · ${T['hz.level.' + h.level]} · ${T['hz.state.' + h.state]}` +
+         (h.deadline ? ` · ${T['hz.deadline']} ${when(h.deadline)}` : '');
+}
+async function loadWaiting() {
+  const box = document.getElementById('hz-waiting'); if (!box) return;
+  const list = await api('GET', '/hazards?state=rectified&limit=50');
+  box.replaceChildren();
+  if (!list.length) box.append(el('p', {}, T['hz.none']));
+  for (const h of list) {
+    const item = el('div', {className: 'item', id: `w-${h.id}`});
+    item.append(el('div', {className: 'aj-data'}, `${h.enterprise_id} ` + line(h)));
+    const bar = el('div', {className: 'bar'});
+    const reason = el('input', {type: 'text', id: `reason-${h.id}`, placeholder: T['hz.reason']});
+    const act = async (path, body) => {
+      try { await api('POST', `/hazards/${h.id}/${path}`, body); item.replaceChildren(el('p', {}, T['hz.done'])); }
+      catch (e) { item.append(el('p', {className: 'status'}, T['hz.failed'] + ': ' + e.message)); }
+    };
+    bar.append(el('button', {id: `accept-${h.id}`, onclick: () => act('accept', {method: 'on_site'})}, T['hz.accept_on_site']));
+    bar.append(el('button', {id: `review-${h.id}`, onclick: () => act('accept', {method: 'review'})}, T['hz.accept_review']));
+    bar.append(el('button', {id: `back-${h.id}`, onclick: () => act('reject', {reason: reason.value})}, T['hz.send_back']));
+    item.append(bar, reason); box.append(item);
+  }
+}
+async function record() {
+  const status = document.getElementById('hz-status');
+  status.textContent = '';
+  const level = document.querySelector('input[name=hz-level]:checked').value;
+  const photo = document.getElementById('hz-photo').files[0];
+  try {
+    const h = await api('POST', '/hazards', {enterprise_id: document.getElementById('hz-enterprise').value.trim(),
+      category: document.getElementById('hz-category').value, level, description: document.getElementById('hz-note').value});
+    if (photo) await upload(h.id, photo, 'finding');
+    await api('POST', `/hazards/${h.id}/assign`, {});
+    status.textContent = T['hz.recorded'] + ` #${h.id}`;
+    status.dataset.hazardId = h.id;
+    document.getElementById('hz-note').value = ''; document.getElementById('hz-photo').value = '';
+  } catch (e) { status.textContent = T['hz.failed'] + ': ' + e.message; }
+}
+async function loadMine() {
+  const box = document.getElementById('hz-mine'); if (!box) return;
+  const list = await api('GET', '/hazards?limit=100');
+  box.replaceChildren();
+  if (!list.length) box.append(el('p', {}, T['hz.none']));
+  for (const h of list) {
+    const item = el('div', {className: 'item', id: `h-${h.id}`});
+    item.append(el('div', {}, line(h)));
+    if (h.description) item.append(el('div', {className: 'aj-data'}, h.description));
+    if (h.overdue) item.append(el('div', {className: 'late'}, T['hz.overdue']));
+    if (h.state === 'rectifying') {
+      const file = el('input', {type: 'file', id: `ev-photo-${h.id}`, accept: 'image/*', capture: 'environment', multiple: true});
+      const note = el('textarea', {id: `ev-note-${h.id}`, rows: 2, placeholder: T['hz.note']});
+      const st = el('p', {className: 'status', id: `ev-status-${h.id}`});
+      const go = el('button', {id: `ev-submit-${h.id}`, type: 'button'}, T['hz.submit_rectification']);
+      go.onclick = async () => {
+        try {
+          for (const f of file.files) await upload(h.id, f, 'rectification');
+          await api('POST', `/hazards/${h.id}/rectify`, {note: note.value});
+          st.textContent = T['hz.done']; loadMine();
+        } catch (e) { st.textContent = T['hz.failed'] + ': ' + e.message; }
+      };
+      item.append(el('label', {htmlFor: file.id}, T['hz.evidence']), file, note, go, st);
+    }
+    box.append(item);
+  }
+}
+async function selfInspect() {
+  const st = document.getElementById('si-status');
+  const items = [...document.querySelectorAll('#hz-checklist input[data-code]')].map(c => ({code: c.dataset.code, ok: !c.checked}));
+  try { const r = await api('POST', '/self-inspections', {items}); st.textContent = T['hz.done'] + ` (${r.hazards_found})`; }
+  catch (e) { st.textContent = T['hz.failed'] + ': ' + e.message; }
+}
+if (ROLE === 'enterprise') {
+  document.getElementById('si-submit').onclick = selfInspect; loadMine();
+} else {
+  document.getElementById('hz-submit').onclick = record; loadWaiting(); setInterval(loadWaiting, 15000);
+}
+</script>
+</body>
+</html>
+"""
+
+
+def install_hazard_views(server: Flask) -> None:
+    def render(role_ok: tuple[str, ...], title_key: str):
+        p = current_principal()
+        if p is None or p.role not in role_ok:
+            return None
+        lang = current_lang()
+        from dashboard.api_hazards import store
+
+        enterprise_id = None
+        if p.role == "enterprise":
+            enterprise_id = p.enterprise_id
+        elif p.inspector_id:
+            try:
+                enterprise_id = web().visiting().get(p.inspector_id)  # the visit under way
+            except Exception:  # noqa: BLE001 - no live state: the officer types the enterprise once
+                enterprise_id = None
+        g.principal = p
+        return render_template_string(
+            PAGE, lang=lang, t=lambda k, **kw: t(k, lang, **kw), title=t(title_key, lang), role=p.role,
+            enterprise_id=enterprise_id, catalogue=store().catalogue, csrf=session.get("csrf", ""),
+            texts={k: t(k, lang) for k in TEXT_KEYS})
+
+    def forbidden():
+        return ("forbidden", 403, {"Content-Type": "text/plain; charset=utf-8"})
+
+    @server.get("/officer/hazards")
+    def officer_hazards():
+        return render(("officer", "admin", "dispatcher"), "hz.officer_title") or forbidden()
+
+    @server.get("/my")
+    def enterprise_home():
+        return render(("enterprise",), "hz.my_title") or forbidden()

@@ -1,0 +1,91 @@
+"""Hazards on the wall and the dispatcher console: open major hazards (until closed),
+overdue hazards, and the street ranking of the newest scored day.
+
+Read through the hazard store and the scores (``data/hazards_store.py``,
+``data/scores_store.py``), cached for ``TTL_S`` per process so many screens cost one
+query.  Names of enterprises are data (``aj-data``); everything else is ``dashboard.i18n``.
+"""
+
+from __future__ import annotations
+
+import time
+
+from dash import html
+
+from dashboard.i18n import t
+from dashboard.pages.common import cache, city, fmt_time, web
+
+TTL_S = 15.0
+MAX_ITEMS = 12
+
+
+def _store():
+    from dashboard.api_hazards import store
+
+    return store()
+
+
+def _open_hazards(level: str | None, overdue: bool) -> list[dict]:
+    st = _store()  # the cache computes outside the request: no flask globals in the lambda
+
+    def read():
+        now = time.time()
+        return st.list(level=level, open_only=True, overdue_at=now if overdue else None, limit=200, now=now)
+
+    return cache().get(f"hazards:{level}:{overdue}", TTL_S, read)
+
+
+def _item(h: dict, lang_: str, names: dict, p) -> html.Li | None:
+    if p is not None and not p.sees_enterprise(h["enterprise_id"], h["street_id"], h["grid_id"]):
+        return None
+    badges = [html.Span(t(f"hz.level.{h['level']}", lang_), className=f"aj-badge aj-hz-{h['level']}")]
+    if h["overdue"]:
+        badges.append(html.Span(t("hz.overdue", lang_), className="aj-badge aj-hz-overdue"))
+    return html.Li([*badges, " ", html.Span(names.get(h["enterprise_id"], h["enterprise_id"]), className="aj-data"),
+                    " · ", t(f"hz.state.{h['state']}", lang_),
+                    " · ", t("hz.deadline", lang_), " ", fmt_time(h["deadline_ts"]) if h["deadline_ts"] else "—"],
+                   className="aj-hz-item", **{"data-hazard": str(h["id"])})
+
+
+def major_hazard_items(lang_: str, p=None) -> list:
+    """Open major hazards, the overdue first: the wall's list (it stays until 销号)."""
+    names = web().registry().enterprise_names
+    rows = sorted(_open_hazards("major", False), key=lambda h: (not h["overdue"], h["deadline_ts"] or 0, h["id"]))
+    items = [i for i in (_item(h, lang_, names, p) for h in rows) if i is not None][:MAX_ITEMS]
+    return items or [html.Li(t("hz.none", lang_), className="aj-muted")]
+
+
+def overdue_and_major_items(lang_: str, p=None) -> list:
+    """The dispatcher's list: every overdue hazard and every open major one, most urgent first."""
+    names = web().registry().enterprise_names
+    seen, rows = set(), []
+    for h in _open_hazards(None, True) + _open_hazards("major", False):
+        if h["id"] not in seen:
+            seen.add(h["id"])
+            rows.append(h)
+    rows.sort(key=lambda h: (not h["overdue"], h["level"] != "major", h["deadline_ts"] or 0, h["id"]))
+    items = [i for i in (_item(h, lang_, names, p) for h in rows) if i is not None][:MAX_ITEMS * 2]
+    return items or [html.Li(t("hz.none", lang_), className="aj-muted")]
+
+
+def street_ranking_items(lang_: str) -> list:
+    """The streets of the newest scored day, best first."""
+    from data.scores_store import latest_date, scores_of
+
+    engine = web().engine
+
+    def read():
+        day = latest_date(engine)
+        return day, ([] if day is None else scores_of(engine, day, "street", limit=50))
+
+    day, rows = cache().get("street_ranking", TTL_S, read)
+    if not rows:
+        return [html.Li(t("hz.none", lang_), className="aj-muted")]
+    names = city().street_names
+    out = []
+    for r in rows:
+        zh, en = names.get(r["id"], (r["id"], r["id"]))
+        out.append(html.Li([html.Span(f"{r['rank']}. "), html.Span(en if lang_ == "en" else zh),
+                            html.Span(f" {r['score']:.1f}", className="aj-score")],
+                           className="aj-rank-item", **{"data-street": r["id"]}))
+    return out

@@ -1,0 +1,167 @@
+"""Hazards, self-inspections and 30 days of scores for the demo city.
+
+Written once, when the demo city has no hazards yet (``ensure_demo_hazards``, called
+by ``python app.py`` after the demo city).  Over the last ``days`` days, inspectors
+found hazards at some enterprises (the item fits the trade: bottled gas in
+restaurants, dust in polishing shops ...); the enterprises rectified them with
+realistic delays, some were sent back once, most were accepted (on site or by
+review) and closed, and some went past their deadline.  Most enterprises submit a
+monthly self-inspection, some late (red light), and some report hazards of their own.
+Each hazard's history is written as ``hazard_events``; the seeding itself is one
+audit entry (``demo_hazards``).  Then the daily scores of those days are computed,
+so trends exist from the first start.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from datetime import date, timedelta
+
+import numpy as np
+from sqlalchemy import Engine, func, insert, select
+
+from data import audit
+from data.hazards_store import load_catalogue
+from data.models import Enterprise, HazardEvent, HazardRow, Inspector, SelfInspection
+from data.scores_store import china_day, release_lease, run_day, take_lease
+from hazards.model import DAY_S
+
+log = logging.getLogger(__name__)
+
+# trade (Enterprise.industry) -> catalogue groups its hazards come from
+TRADE_GROUPS = {
+    "餐饮": ("small_catering",), "零售": ("small_shop",), "住宿": ("small_lodging",),
+    "娱乐场所": ("small_entertainment",), "美容美发": ("small_shop",), "教育培训": ("place",),
+    "危险化学品": ("hazmat", "process"), "化工": ("hazmat", "process"), "燃气": ("hazmat", "equipment"),
+    "加油站": ("hazmat", "equipment"), "粉尘涉爆": ("process", "equipment"), "汽车维修": ("small_workshop",),
+    "五金": ("small_workshop", "equipment"), "机械": ("equipment", "post"), "塑胶": ("equipment", "place"),
+}
+DEFAULT_GROUPS = ("equipment", "place", "post")
+# Between two days of the background backfill: the demo's ingest, alert engine and web
+# share the process, and a day's scoring at demo scale holds the GIL for a second or two.
+BACKFILL_PAUSE_S = 2.0
+
+
+def ensure_demo_hazards(engine: Engine, settings, redis_client=None, now: float | None = None,
+                        days: int = 30, score_days: int | None = None) -> bool:
+    """Seed the demo's hazards of the last ``days`` days once, then the scores of those days
+    (or of the last ``score_days``); True when it wrote them.
+
+    With ``redis_client`` the scores are computed in a background thread holding the
+    scoring lease (taken here, before the scheduler starts, which then skips its
+    catch-up): at demo scale they take a while, and the demo need not wait."""
+    with engine.connect() as conn:
+        if conn.execute(select(func.count()).select_from(HazardRow)).scalar_one():
+            return False
+        ents = conn.execute(select(Enterprise.id, Enterprise.street_id, Enterprise.grid_id, Enterprise.lat,
+                                   Enterprise.lon, Enterprise.industry).order_by(Enterprise.id)).all()
+        inspectors = [r[0] for r in conn.execute(select(Inspector.id).order_by(Inspector.id))]
+    if not ents or not inspectors:
+        return False
+    t0 = time.perf_counter()
+    now = time.time() if now is None else now
+    rng = np.random.default_rng(settings.sim_seed + 16)
+    cat = load_catalogue(settings.hazard_catalogue_file)
+    groups = {g.code: [i for i in g.items] for g in cat.groups}
+    deadline_d = settings.hazard_deadline_days()
+    period = settings.self_inspection_period_d * DAY_S
+    start = now - days * DAY_S
+
+    # Self-inspections: 96% of enterprises monthly, the last one up to 32 days ago (a few
+    # late: red light), three in four finding something (the others, for long: red light too).
+    si_rows = []
+    for e in ents:
+        if rng.random() < 0.96:
+            t = now - rng.uniform(0, 32) * DAY_S
+            for _ in range(4):
+                si_rows.append({"enterprise_id": e.id, "submitted_at": float(t), "submitted_by": "demo",
+                                "items": None, "hazards_found": int(rng.random() < 0.75)})
+                t -= period
+    hazard_rows, steps = [], []
+    n_found = max(1, len(ents) // 25)  # a hazard at one enterprise in 25 during the days
+    for k in rng.choice(len(ents), size=min(n_found, len(ents)), replace=False):
+        e = ents[int(k)]
+        codes = [i for g in TRADE_GROUPS.get(e.industry or "", DEFAULT_GROUPS) for i in groups.get(g, [])]
+        item = codes[int(rng.integers(0, len(codes)))]
+        level = "major" if item.level == "major" and rng.random() < 0.5 else "general"
+        own = rng.random() < 0.2
+        found_by = "enterprise" if own else "inspector"
+        finder = e.id if own else inspectors[int(rng.integers(0, len(inspectors)))]
+        actor = f"ent-{e.id}" if own else f"demo-{finder}"
+        t = start + rng.uniform(0, days) * DAY_S
+        h = {"enterprise_id": e.id, "street_id": e.street_id, "grid_id": e.grid_id, "category": item.code,
+             "level": level, "state": "reported", "description": item.name, "found_by": found_by,
+             "finder_id": finder, "visit_id": None, "lat": e.lat, "lon": e.lon, "deadline": None,
+             "reported_at": t, "assigned_at": None, "rectified_at": None, "accepted_at": None,
+             "accept_method": None, "closed_at": None, "send_backs": 0}
+        ev = [(None, "reported", "report", actor, t, item.name, None)]
+        # The life it had so far: assigned within hours, rectified within 0.2-1.4 x its time (some late).
+        a = t + rng.uniform(0.5, 6) * 3600
+        if a < now:
+            deadline = a + deadline_d[level] * DAY_S
+            h.update(state="rectifying", assigned_at=a, deadline=deadline)
+            ev.append(("reported", "rectifying", "assign", "demo-officer", a, None, {"deadline": deadline}))
+            # One in six is negligent and goes past its deadline (red light).
+            r = a + (rng.uniform(1.5, 4) if rng.random() < 1 / 6 else rng.uniform(0.2, 1.2)) * deadline_d[level] * DAY_S
+            if r < now:
+                h.update(state="rectified", rectified_at=r)
+                ev.append(("rectifying", "rectified", "rectify", f"ent-{e.id}", r, "已整改", {"photos": 1}))
+                if rng.random() < 0.1 and r + DAY_S < now:
+                    h.update(state="rectifying", send_backs=1)
+                    ev.append(("rectified", "rectifying", "reject", "demo-officer", r + DAY_S, "整改不到位", None))
+                    r = r + rng.uniform(1, 4) * DAY_S
+                    if r < now:
+                        h.update(state="rectified", rectified_at=r)
+                        ev.append(("rectifying", "rectified", "rectify", f"ent-{e.id}", r, "已重新整改",
+                                   {"photos": 1}))
+                acc = r + rng.uniform(0.5, 3) * DAY_S
+                if h["state"] == "rectified" and acc < now:
+                    method = "on_site" if rng.random() < 0.6 else "review"
+                    h.update(state="accepted", accepted_at=acc, accept_method=method)
+                    ev.append(("rectified", "accepted", "accept", "demo-officer", acc, None, {"method": method}))
+                    c = acc + rng.uniform(0, 1) * DAY_S
+                    if c < now:
+                        h.update(state="closed", closed_at=c)
+                        ev.append(("accepted", "closed", "close", "demo-officer", c, "销号", None))
+        hazard_rows.append(h)
+        steps.append(ev)
+    with engine.begin() as conn:
+        if si_rows:
+            conn.execute(insert(SelfInspection), si_rows)
+        events = []
+        for h, ev in zip(hazard_rows, steps):
+            hid = conn.execute(insert(HazardRow).values(**h, updated_at=ev[-1][4], version=len(ev))
+                               ).inserted_primary_key[0]
+            events += [{"hazard_id": hid, "from_state": f, "to_state": to, "action": a, "actor": who, "at": at,
+                        "note": note, "detail": detail} for f, to, a, who, at, note, detail in ev]
+        conn.execute(insert(HazardEvent), events)
+        audit.append(conn, "demo", "demo_hazards", None,
+                     {"hazards": len(hazard_rows), "self_inspections": len(si_rows), "days": days}, at=now)
+    log.info("demo hazards: %d hazards, %d self-inspections in %.1f s", len(hazard_rows), len(si_rows),
+             time.perf_counter() - t0)
+    today = date.fromisoformat(china_day(now))
+    n_days = days if score_days is None else score_days
+    day_list = [(today - timedelta(days=k)).isoformat() for k in range(n_days, 0, -1)]
+    token = None if redis_client is None else take_lease(redis_client, settings.redis_namespace)
+
+    def backfill():
+        t1 = time.perf_counter()
+        try:
+            for d in day_list:
+                run_day(engine, settings, d, now)
+                if token is not None:
+                    time.sleep(BACKFILL_PAUSE_S)  # the live demo shares this process (and its GIL)
+            log.info("demo scores: %d days in %.1f s", len(day_list), time.perf_counter() - t1)
+        except Exception:  # noqa: BLE001 - the demo runs on; the scheduler catches yesterday up
+            log.exception("demo scores failed")
+        finally:
+            if token is not None:
+                release_lease(redis_client, settings.redis_namespace, token)
+
+    if token is None:
+        backfill()
+    else:
+        threading.Thread(target=backfill, name="demo-scores", daemon=True).start()
+    return True

@@ -1,0 +1,73 @@
+"""Major hazards on the wall until they are closed, overdue ones on the dispatcher
+console, and the street ranking of the newest scored day (plain calls of the page
+callbacks, as the signed-in user, on the small city)."""
+
+from __future__ import annotations
+
+import time
+
+from data.hazards_store import HazardStore
+from data.scores_store import run_day
+from tests.dashboard import webkit
+
+D = 86400.0
+
+
+def _hazard_ids(children) -> list[str]:
+    return [c.to_plotly_json()["props"].get("data-hazard") for c in children
+            if c.to_plotly_json()["props"].get("data-hazard")]
+
+
+def test_wall_and_dispatcher_show_major_and_overdue_hazards(web):
+    ctx, server, _app, users = web
+    from dashboard.pages.dispatch import dispatch_hazards
+    from dashboard.pages.wall import wall_hazards
+
+    store = HazardStore(ctx.engine, ctx.settings)
+    now = time.time()
+    major = store.create("off1", enterprise_id="E1", category="SC01", level="major", found_by="inspector", now=now)
+    late = store.create("off1", enterprise_id="E2", category="EQ01", level="general", found_by="inspector",
+                        now=now - 20 * D)
+    store.act(late["id"], "assign", "off1", now=now - 20 * D + 60)  # 7 days: overdue now
+    store.create("off1", enterprise_id="E2", category="EQ03", level="general", found_by="inspector", now=now)
+    run_day(ctx.engine, ctx.settings, "2026-11-30")
+    server.extensions["anjian_cache"]._data.clear()
+
+    with webkit.as_user(server, users["wall"]):
+        out = wall_hazards(1)
+    assert _hazard_ids(out["major"]) == [str(major["id"])]
+    ranking = [c.to_plotly_json()["props"]["data-street"] for c in out["ranking"]]
+    assert sorted(ranking) == ["ST1", "ST2"]
+    with webkit.as_user(server, users["dispatcher"]):
+        items = dispatch_hazards(1)
+    assert _hazard_ids(items) == [str(late["id"]), str(major["id"])]  # overdue first, then major
+
+    # Closed (销号), the major hazard leaves the wall.
+    store.act(major["id"], "assign", "off1")
+    store.add_photo(major["id"], "rectification", b"\x89PNG\r\n\x1a\n" + b"\x00" * 40, "ent1")
+    store.act(major["id"], "rectify", "ent1", note="done")
+    store.act(major["id"], "accept", "off1", method="review")
+    store.act(major["id"], "close", "off1")
+    server.extensions["anjian_cache"]._data.clear()
+    with webkit.as_user(server, users["wall"]):
+        assert _hazard_ids(wall_hazards(2)["major"]) == []
+
+
+def test_the_enterprise_profile_shows_the_credit_face(web):
+    ctx, server, _app, users = web
+    from dashboard.pages import enterprise
+    from tests.dashboard.test_consoles import text_of
+
+    store = HazardStore(ctx.engine, ctx.settings)
+    now = time.time()
+    h = store.create("off1", enterprise_id="E1", category="SC01", level="general", found_by="inspector",
+                     now=now - 20 * D)
+    store.act(h["id"], "assign", "off1", now=now - 20 * D + 60)  # overdue: red light
+    from data.scores_store import china_day
+
+    run_day(ctx.engine, ctx.settings, china_day(now - D))
+    with webkit.as_user(server, users["dispatcher"]):
+        page = text_of(enterprise.layout(enterprise_id="E1"))
+    assert "信用脸谱" in page and "enterprise-score-trend" in page
+    assert "隐患：未销号 1，已销号 0，超期 1" in page
+    assert "红灯企业" in page and "隐患超期未整改" in page
