@@ -310,7 +310,7 @@ def start_background(settings, services, stop: threading.Event, *, simulate: boo
 def cmd_ingest(settings, args) -> int:
     services = Services(settings, embed=False)
     stop = wait_for_signal()
-    from ingest.worker import WorkerIdInUse
+    from ingest.worker import WorkerIdInUse, WorkerNumberTooHigh
 
     if args.worker_no == 0 and args.workers > settings.ingest_workers:
         # This process runs the first N workers: the deployment has at least N.
@@ -318,7 +318,7 @@ def cmd_ingest(settings, args) -> int:
     # A process of ingest workers only: they may tune its garbage collector.
     try:
         workers = start_ingest(settings, services, args.workers, args.worker_no, tune_gc=True)
-    except WorkerIdInUse as e:
+    except (WorkerIdInUse, WorkerNumberTooHigh) as e:  # one line, no traceback
         services.close()
         raise SystemExit(str(e)) from None
     engine = None if args.no_alerts else start_alert_engine(settings, services)

@@ -131,7 +131,7 @@ def run_once(flood: bool, args, profile: str | None = None) -> dict:
         yappi.set_clock_type("cpu")
         yappi.start()
     w.start()
-    assert w.conn.connected.wait(10)
+    assert w.conn.subscribed.wait(10)
     time.sleep(0.5)
     ready_v, ready_g, go = mp.Event(), mp.Event(), mp.Event()
     sent = mp.Value("q", 0)

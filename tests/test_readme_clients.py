@@ -102,7 +102,7 @@ def test_each_readme_example_shows_its_effect_through_the_api(settings, sqlite_e
     alert_engine.start()
     srv = webkit.ServerThread(server).__enter__()
     try:
-        assert worker.conn.connected.wait(10)
+        assert worker.conn.subscribed.wait(10)
         sim_thread.start()
         time.sleep(1.0)
         broker = urlsplit(s.mqtt_url)

@@ -45,7 +45,7 @@ def system(settings, engine, redis_client):
     tokens = {role: create_token(engine, role)[0] for role in ("wall", "dispatcher", "admin")}
     create_user(engine, "officer-g2", "pw-officer-g2", "officer", streets=["ST2"], grids=["G2"])
     tokens["officer_other_grid"] = create_token(engine, "officer", "officer-g2")[0]
-    assert worker.conn.connected.wait(10)
+    assert worker.conn.subscribed.wait(10)
     yield {"settings": s, "engine": engine, "client": client, "tokens": tokens, "worker": worker, "alert_engine": eng,
            "redis": redis_client}
     eng.stop()

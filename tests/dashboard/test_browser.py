@@ -89,7 +89,7 @@ def stack(tmp_path_factory):
     store = AlertStore(engine, LiveState(r, ns), Ladder.from_settings(s), mqtt_prefix=ns)
     alert_engine = AlertEngine(s, engine, r, store, s.mqtt_url)
     alert_engine.start()
-    assert worker.conn.connected.wait(10)
+    assert worker.conn.subscribed.wait(10)
     srv = webkit.ServerThread(server)
     srv.__enter__()
     try:

@@ -46,9 +46,17 @@ def _city(engine, settings):
     return store
 
 
+def _sqlite_width_only(diff, dialect: str) -> bool:
+    """A VARCHAR width change on SQLite, which never enforces widths: migration 0002
+    widens the msg_id columns on PostgreSQL only (docs/architecture.md, "History writes")."""
+    return (dialect == "sqlite" and isinstance(diff, list) and len(diff) == 1 and diff[0][0] == "modify_type"
+            and diff[0][3] == "msg_id")
+
+
 def test_the_schema_matches_the_models(engine):
     with engine.connect() as conn:
-        assert compare_metadata(MigrationContext.configure(conn), Base.metadata) == []
+        diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
+    assert [d for d in diff if not _sqlite_width_only(d, engine.dialect.name)] == []
 
 
 def test_scoring_a_day_twice_gives_identical_rows(engine, settings):

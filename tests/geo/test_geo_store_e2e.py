@@ -170,7 +170,7 @@ def test_duplicate_through_mqtt_opens_a_duplicate_visit_alert(settings, engine, 
     eng = AlertEngine(s, engine, redis_client, store, s.mqtt_url)
     eng.start()
     try:
-        assert worker.conn.connected.wait(10)
+        assert worker.conn.subscribed.wait(10)
         t0 = time.time() - 900
         with Publisher(s.mqtt_url) as pub:
             for p in stay("I1", t0, 3) + stay("I2", t0 + 300, 3, step_s=20):
@@ -249,7 +249,7 @@ def test_a_geo_engine_that_fell_behind_takes_the_waiting_batches_together(settin
     worker = IngestWorker(s, engine, redis_client, visits=geo)
     worker.start()
     try:
-        assert worker.conn.connected.wait(10)
+        assert worker.conn.subscribed.wait(10)
         t0 = time.time() - 3 * 3600
         pings = (stay("I1", t0, 15) + leave("I1", t0 + 15 * 60)
                  + stay("I2", t0 + 3600, 12) + leave("I2", t0 + 3600 + 12 * 60))

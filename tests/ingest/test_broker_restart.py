@@ -105,7 +105,7 @@ def test_a_broker_restart_mid_burst_loses_no_acknowledged_reading(settings, sqli
     topic = f"{s.mqtt_prefix}/v1/sensors/S1/state"
     pub = None
     try:
-        assert w.conn.connected.wait(10)
+        assert w.conn.subscribed.wait(10)
         pub = DevicePublisher(broker)
         broker_up = threading.Event()
         broker_up.set()
@@ -184,13 +184,13 @@ def test_a_worker_that_subscribed_shared_before_gets_each_message_once_when_it_s
     old = IngestWorker(settings.model_copy(update={**base, "mqtt_shared_subscriptions": "always"}), sqlite_engine,
                        redis_client)
     old.start()
-    assert old.conn.connected.wait(10)
+    assert old.conn.subscribed.wait(10)
     time.sleep(0.3)
     old.stop()
     w = IngestWorker(settings.model_copy(update=base), sqlite_engine, redis_client)  # same client id, plain
     w.start()
     try:
-        assert w.conn.connected.wait(10)
+        assert w.conn.subscribed.wait(10)
         time.sleep(0.3)
         pub = DevicePublisher(broker)
         for i in range(20):

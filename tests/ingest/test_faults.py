@@ -55,7 +55,7 @@ def test_broker_restart_loses_no_alarm(settings, sqlite_engine, redis_client, br
     w = IngestWorker(s, sqlite_engine, redis_client)
     w.start()
     try:
-        assert w.conn.connected.wait(10)
+        assert w.conn.subscribed.wait(10)
         with Publisher(broker.url) as pub:
             for topic, body in readings(s.mqtt_prefix, 0, 50):
                 pub.publish(topic, body)
@@ -80,7 +80,7 @@ def test_messages_queued_while_the_worker_is_away_are_delivered(settings, sqlite
     s = settings.model_copy(update={"mqtt_url": broker.url})
     w = IngestWorker(s, sqlite_engine, redis_client)
     w.start()
-    assert w.conn.connected.wait(10)
+    assert w.conn.subscribed.wait(10)
     w.stop()
     with Publisher(broker.url) as pub:
         for topic, body in readings(s.mqtt_prefix, 0, 40):
@@ -102,7 +102,7 @@ def test_redis_restart_loses_nothing_and_the_worker_keeps_running(settings, sqli
     w = IngestWorker(s, sqlite_engine, client)
     w.start()
     try:
-        assert w.conn.connected.wait(10)
+        assert w.conn.subscribed.wait(10)
         with Publisher(s.mqtt_url) as pub:
             for topic, body in readings(s.mqtt_prefix, 0, 30):
                 pub.publish(topic, body)
@@ -201,7 +201,7 @@ def test_a_stalled_database_holds_back_only_history(settings, tmp_path, redis_cl
     live = LiveState(redis_client, s.redis_namespace)
     blocker = sqlite3.connect(db, isolation_level=None)
     try:
-        assert w.conn.connected.wait(10)
+        assert w.conn.subscribed.wait(10)
         blocker.execute("BEGIN IMMEDIATE")  # the write lock, held
         with Publisher(s.mqtt_url) as pub:
             for topic, body in readings(s.mqtt_prefix, 0, 5):

@@ -35,7 +35,7 @@ def system(settings, engine, redis_client):
     client = create_server(ctx).test_client()
     token = create_token(engine, "dispatcher")[0]
     pub = Publisher(settings.mqtt_url)
-    assert worker.conn.connected.wait(10)
+    assert worker.conn.subscribed.wait(10)
     yield {"settings": settings, "engine": engine, "client": client, "token": token, "pub": pub,
            "live": LiveState(redis_client, settings.redis_namespace), "worker": worker}
     pub.close()

@@ -27,7 +27,7 @@ def worker(request, settings, city_engine, redis_client):
     # The number of worker threads (ingest/worker.py), 3 unless a test asks.
     w = IngestWorker(settings, city_engine, redis_client, threads=getattr(request, "param", 3))
     w.start()
-    assert w.conn.connected.wait(10), "worker did not connect to the broker"
+    assert w.conn.subscribed.wait(10), "worker did not connect to the broker"
     yield w
     w.stop()
 
@@ -169,7 +169,7 @@ def test_a_burst_in_three_formats_is_stored_once_and_acknowledged(settings, sqli
     assert type(w.conn.client) is (_Client if settings.mqtt_fast_path else mqtt.Client)
     w.start()
     try:
-        assert w.conn.connected.wait(10)
+        assert w.conn.subscribed.wait(10)
         now = time.time()
         lat, lon = ENTERPRISE_A[1], ENTERPRISE_A[2]
         n = 600
@@ -194,7 +194,7 @@ def test_a_burst_in_three_formats_is_stored_once_and_acknowledged(settings, sqli
     again = IngestWorker(settings, sqlite_engine, redis_client)  # the same client id: the same session
     again.start()
     try:
-        assert again.conn.connected.wait(10)
+        assert again.conn.subscribed.wait(10)
         time.sleep(1.5)
         assert again.processed == 0, "messages came again: they were not acknowledged"
     finally:
