@@ -313,6 +313,14 @@ class Settings(BaseSettings):
     tiles_custom_url: str | None = _field(None, "Tile URL template for tiles=custom.")
     tiles_custom_crs: TilesCrs = _field("wgs84", "CRS of the custom tiles: wgs84 or gcj02.")
     tianditu_key: str | None = _field(None, "Tianditu key (environment only).")
+    wall_takeover_dwell_s: float = _field(
+        20.0, "How long the video wall's takeover shows each critical gas alarm nobody has acknowledged "
+        "(most urgent first) before the next one.", ge=3.0,
+    )
+    wall_overview_s: float = _field(
+        15.0, "After each round of the takeover's alarms, how long the video wall shows the whole district "
+        "(the overview) before the round starts again; 0: never.", ge=0.0,
+    )
     login_max_failures: int = _field(5, "Failed logins per user and address before throttling.")
     login_lockout_s: int = _field(300, "How long a throttled login waits.")
     log_level: LogLevel = _field("INFO", "Logging level: DEBUG, INFO, WARNING, ERROR or CRITICAL.")

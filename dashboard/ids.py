@@ -94,6 +94,12 @@ DISPATCH_DUPLICATES_HTML = "dispatch-duplicates-html"
 DISPATCH_INSPECTOR_LIST_HTML = "dispatch-inspector-list-html"
 DISPATCH_DETAIL_HTML = "dispatch-detail-html"
 DISPATCH_COMMAND = "dispatch-command"  # store: the action a button asked for ({"type", "alert", ...})
+DISPATCH_ALARM = "dispatch-alarm"  # store: {"ids": [...]} critical alarms nobody acknowledged (sound)
+DISPATCH_ALARM_BANNER = "dispatch-alarm-banner"  # flashes while DISPATCH_ALARM is not empty
+DISPATCH_MUTE = "sound-mute"  # button: mute / unmute the console's alarm sound (audited)
+DISPATCH_MUTED = "dispatch-muted"  # store: True while muted
+SOUND_ENABLE = "sound-enable"  # button: shown while the browser blocks sound; a click allows it
+DISPATCH_SOUND = "dispatch-sound"  # dummy output of the clientside console sound
 
 # The kinds of DISPATCH_COMMAND: {"type": ..., "alert": id, ...}.
 ALERT_ACTION_TYPE = "alert-action"  # {"type", "alert", "action", "outcome"}
@@ -114,6 +120,7 @@ OFFICER_FEEDBACK = "officer-feedback"
 OFFICER_STATE = "officer-state"
 OFFICER_PUSH = "officer-push"  # store: the last alert event pushed
 OFFICER_ACTION_DONE = "officer-action-done"
+OFFICER_PENDING = "officer-pending"  # store: the action waiting for a confirmation ({"alert", "action", "outcome"})
 OFFICER_VIEWPORT = "officer-viewport"
 OFFICER_ACTION_TYPE = "officer-action"  # {"type", "alert", "action", "outcome"}
 OFFICER_SELECT_TYPE = "officer-select"

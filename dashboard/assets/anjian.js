@@ -236,6 +236,59 @@
     dc.set_props(el.getAttribute("data-aj-store"), { data: value });
   });
 
+  // --- the console's alarm sound ----------------------------------------------------------
+  // A short beep made with the WebAudio API (no sound file).  A browser that
+  // blocks sound until the person interacts with the page keeps the AudioContext
+  // "suspended": the "enable sound" button (#sound-enable) is shown then, and a
+  // click on it resumes the context and plays the beep that was held back.
+  window.anjianBeeps = 0;  // beeps played (tests read it)
+  window.anjianMuted = false;
+  var soundPending = false;
+  function audioContext() {
+    var AC = window.AudioContext || window.webkitAudioContext;
+    if (!AC) { return null; }
+    try { return window.anjianAudio || (window.anjianAudio = new AC()); } catch (e) { return null; }
+  }
+  function soundBlocked() {
+    var ac = audioContext();
+    return !!ac && ac.state !== "running";
+  }
+  function showSoundControl() {
+    var el = document.getElementById("sound-enable");
+    if (el) { el.hidden = !soundBlocked(); }
+  }
+  function beep() {
+    var ac = audioContext();
+    if (!ac) { return false; }
+    if (ac.state !== "running") {
+      soundPending = true;
+      if (ac.resume) { ac.resume().then(showSoundControl, showSoundControl); }
+      showSoundControl();
+      return false;
+    }
+    try {
+      [0, 0.3].forEach(function (t0) {
+        var o = ac.createOscillator(), g = ac.createGain();
+        o.type = "square"; o.frequency.value = 880; g.gain.value = 0.06;
+        o.connect(g); g.connect(ac.destination);
+        o.start(ac.currentTime + t0); o.stop(ac.currentTime + t0 + 0.18);
+      });
+      window.anjianBeeps += 1;
+      soundPending = false;
+      return true;
+    } catch (e) { return false; }
+  }
+  document.addEventListener("click", function (ev) {
+    var el = ev.target && ev.target.closest ? ev.target.closest("#sound-enable") : null;
+    if (!el) { return; }
+    var ac = audioContext();
+    if (!ac) { return; }
+    ac.resume().then(function () {
+      showSoundControl();
+      if (soundPending && !window.anjianMuted) { beep(); }
+    }, showSoundControl);
+  });
+
   var shanghai = null;
   try {
     shanghai = new Intl.DateTimeFormat("sv-SE", { timeZone: "Asia/Shanghai", year: "numeric", month: "2-digit",
@@ -251,9 +304,10 @@
       var nu = noUpdate();
       cyc = Object.assign({ i: 0, pinned: null, idle_ms: 120000 }, cyc || {});
       if (takeover && takeover.id != null) {
-        if (cyc.pinned === takeover.id) { return [nu, nu, nu]; }
+        // The label names the alarm shown (never "whole district" while an alarm is).
+        if (cyc.pinned === takeover.id) { return [nu, takeover.label || nu, nu]; }
         return [{ center: [takeover.lat, takeover.lon], zoom: 16, transition: "flyTo", options: { duration: 2 } },
-                nu, Object.assign({}, cyc, { pinned: takeover.id })];
+                takeover.label || nu, Object.assign({}, cyc, { pinned: takeover.id })];
       }
       if (!stops || !stops.length) { return [nu, nu, nu]; }
       var released = cyc.pinned !== null && cyc.pinned !== undefined;
@@ -266,7 +320,9 @@
       var byTick = initial || trig.some(function (p) { return p.indexOf("n_intervals") >= 0; });
       if (!byTick && !released) { return [nu, nu, nu]; } // no takeover before or after: nothing to do
       if (!released && Date.now() - (window.anjianLastTouch || 0) < cyc.idle_ms) { return [nu, nu, nu]; }
-      var i = released ? (Math.max(0, cyc.i) % stops.length) : ((cyc.i + 1) % stops.length);
+      // Released by the takeover (its round ended, or every alarm was acknowledged):
+      // back to the overview, the first stop (the whole district).
+      var i = released ? 0 : ((cyc.i + 1) % stops.length);
       var s = stops[i];
       var out = [{ bounds: s.bounds, transition: initial ? "fitBounds" : "flyToBounds",
                    options: { duration: 2.5, padding: [24, 24] } },
@@ -298,6 +354,25 @@
           o.start(ac.currentTime + t0); o.stop(ac.currentTime + t0 + 0.2);
         });
       } catch (e) { /* no sound: the pinned card still shows */ }
+      return nu;
+    },
+
+    // The console: a beep for each critical alarm not heard before (unless muted);
+    // the banner's flash is the server's (it stays until the alarm is acknowledged).
+    consoleAlarm: function (alarm, muted) {
+      var nu = noUpdate();
+      window.anjianMuted = !!muted;
+      var seen = window.anjianAlarmSeen || (window.anjianAlarmSeen = {});
+      var fresh = false;
+      ((alarm && alarm.ids) || []).forEach(function (id) {
+        if (!seen[id]) { seen[id] = true; fresh = true; }
+      });
+      var ac = audioContext();
+      if (ac && ac.state !== "running" && ac.resume) { ac.resume().then(showSoundControl, showSoundControl); }
+      showSoundControl();
+      // The alarms already waiting when the page opens beep too: nobody has heard them here.
+      if (fresh && !window.anjianMuted) { beep(); }
+      if (fresh && window.anjianMuted) { soundPending = false; }
       return nu;
     },
 
