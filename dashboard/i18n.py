@@ -236,6 +236,11 @@ CATALOGUE: dict[str, dict[str, str]] = {
     # --- enterprise profile -------------------------------------------------------------
     "enterprise.title": {"zh-CN": "企业一键全知道", "en": "Enterprise at a glance"},
     "enterprise.not_found": {"zh-CN": "没有这家企业", "en": "No such enterprise"},
+    "enterprise.not_in_area": {"zh-CN": "您的辖区内没有这家企业（它可能不存在，或属于其他辖区）。",
+                               "en": "There is no such enterprise in your area (it may not exist, or belong to another area)."},
+    "enterprise.registered": {"zh-CN": "（登记数据）", "en": "(registered data)"},
+    "enterprise.visits.none_since": {"zh-CN": "本系统暂无检查记录；上次检查 {date} 来自登记数据",
+                                     "en": "No inspection recorded in this system; the last one, {date}, is from the registered data"},
     "enterprise.credit_code": {"zh-CN": "统一社会信用代码", "en": "Unified credit code"},
     "enterprise.address": {"zh-CN": "地址", "en": "Address"},
     "enterprise.industry": {"zh-CN": "行业", "en": "Industry"},

@@ -233,8 +233,49 @@
     try { value = JSON.parse(el.getAttribute("data-aj-value")); } catch (e) { return; }
     window.anjianClicks += 1;
     if (value && typeof value === "object") { value.n = window.anjianClicks; }
-    dc.set_props(el.getAttribute("data-aj-store"), { data: value });
+    var store = el.getAttribute("data-aj-store");
+    var fb = document.getElementById("dispatch-feedback");
+    if (fb && store === "dispatch-command") {
+      // The answer to this action appears beside this button (placeFeedback).
+      var r = el.getBoundingClientRect();
+      window.anjianActionAt = { top: r.top, left: r.left, right: r.right, bottom: r.bottom };
+    } else if (fb && store === "dispatch-selected") {
+      fb.hidden = true;  // another alert: the last action's answer goes
+    }
+    dc.set_props(store, { data: value });
   });
+
+  // The console's action feedback, as a bubble beside the button that was clicked.
+  function placeFeedback(fb) {
+    var at = window.anjianActionAt;
+    if (!fb.textContent.trim()) { fb.hidden = true; return; }
+    fb.hidden = false;
+    if (!at) { return; }
+    if (!fb.classList.contains("aj-bubble")) { fb.classList.add("aj-bubble"); }
+    var w = fb.offsetWidth, h = fb.offsetHeight;
+    var vw = window.innerWidth, vh = window.innerHeight;
+    var left = at.right + 8, top = at.top + (at.bottom - at.top - h) / 2;
+    if (left + w > vw - 8) { left = Math.max(8, at.left - w - 8); }
+    if (left < 8 || left + w > vw - 8) { left = Math.max(8, Math.min(vw - w - 8, at.left)); top = at.bottom + 6; }
+    fb.style.left = Math.round(left) + "px";
+    fb.style.top = Math.round(Math.max(8, Math.min(vh - h - 8, top))) + "px";
+  }
+  function watchFeedback() {
+    var fb = document.getElementById("dispatch-feedback");
+    if (!fb || fb.anjianWatched || !window.MutationObserver) { return; }
+    fb.anjianWatched = true;
+    new MutationObserver(function () { placeFeedback(fb); })
+      .observe(fb, { childList: true, characterData: true, subtree: true, attributes: true,
+                     attributeFilter: ["class"] });
+  }
+  if (window.MutationObserver && /\/dispatch/.test(window.location.pathname)) {
+    var pageWatch = new MutationObserver(function () {
+      watchFeedback();
+      var fb = document.getElementById("dispatch-feedback");
+      if (fb && fb.anjianWatched) { pageWatch.disconnect(); }
+    });
+    pageWatch.observe(document.documentElement, { childList: true, subtree: true });
+  }
 
   // --- the console's alarm sound ----------------------------------------------------------
   // A short beep made with the WebAudio API (no sound file).  A browser that

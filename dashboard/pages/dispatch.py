@@ -231,7 +231,9 @@ def queue_table(alerts: list[dict], reg, c, lang_: str, now: float, selected) ->
 
 def duplicates_list(alerts: list[dict], reg, c, lang_: str) -> Markup:
     if not alerts:
-        return tag("ul", tag("li", t("dispatch.duplicates.empty", lang_), class_="aj-muted"), class_="aj-results")
+        # aj-empty-panel: the panel collapses to its title and this line (anjian.css).
+        return tag("ul", tag("li", t("dispatch.duplicates.empty", lang_), class_="aj-muted"),
+                   class_="aj-results aj-empty-panel")
     out = []
     for a in alerts[:DUPLICATES_MAX]:
         who = reg.inspectors.get(a.get("inspector_id"), (a.get("inspector_id") or "",))[0]

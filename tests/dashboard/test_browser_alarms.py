@@ -221,3 +221,87 @@ def test_the_officer_is_asked_before_a_takeover_and_an_outcome_and_history_reads
         phone.close()
         disp.close()
         _resolve_all(stack)
+
+
+def test_the_console_answers_beside_the_button_keeps_words_whole_and_collapses_empty_panels(stack, browser):
+    _resolve_all(stack)
+    ctx = stack["ctx"]
+    first = webkit.open_alert(ctx, sensor_id=stack["a"]["sensor"])
+    second = webkit.open_alert(ctx, sensor_id=stack["b"]["sensor"])
+    ctx.alerts.act(second, "assign", SYSTEM, assignee_id=stack["fed"]["inspectors"][3])
+    disp = Screen(browser, stack["url"]).login("disp1", "/dispatch")
+    try:
+        page = disp.page
+        page.wait_for_selector(f"#queue-row-{first} button.aj-btn-primary", timeout=15000)
+        page.wait_for_selector("#dispatch-inspector-list table", timeout=15000)
+        # No badge, state or inspector name breaks over two lines at 1920 px.
+        broken = page.evaluate("""() => {
+          const out = [];
+          const els = document.querySelectorAll('#dispatch-queue .aj-badge, #dispatch-queue .aj-state, '
+            + '#dispatch-inspector-list td:first-child, #dispatch-inspector-list td[class^="aj-status-"]');
+          for (const el of els) {  // the lines its text takes: distinct tops of its text boxes
+            const range = document.createRange();
+            range.selectNodeContents(el);
+            const tops = new Set([...range.getClientRects()].filter(r => r.width > 0).map(r => Math.round(r.bottom)));
+            if (tops.size > 1) out.push(el.textContent);
+          }
+          return [els.length, out]; }""")
+        assert broken[0] > 3 and not broken[1], broken
+        # The empty duplicates panel takes one line, not a quarter of the column.
+        height = page.evaluate("""() => [...document.querySelectorAll('.aj-panel')]
+          .find(p => p.querySelector('#dispatch-duplicates')).getBoundingClientRect().height""")
+        assert height < 110, height
+        # Acknowledge: the answer appears beside the button, large enough to read.
+        button = page.query_selector(f"#queue-row-{first} button.aj-btn-primary")
+        box = button.bounding_box()
+        button.click()
+        page.wait_for_selector("#dispatch-feedback.aj-bubble:not([hidden])", timeout=10000)
+        fb = page.query_selector("#dispatch-feedback").bounding_box()
+        assert abs((fb["y"] + fb["height"] / 2) - (box["y"] + box["height"] / 2)) < 40 or abs(fb["y"] - box["y"]) < 60
+        assert abs(fb["x"] - (box["x"] + box["width"])) < 60 or abs(fb["x"] - box["x"]) < 60
+        size = page.eval_on_selector("#dispatch-feedback", "el => parseFloat(getComputedStyle(el).fontSize)")
+        assert size >= 16 and "确认" in page.inner_text("#dispatch-feedback")
+        # Another alert selected: the old answer goes.
+        page.click(f"#queue-row-{second} .aj-link")
+        page.wait_for_selector("#dispatch-feedback", state="hidden", timeout=5000)
+        # A resolve's outcome is in the history.
+        page.wait_for_selector("#dispatch-detail button:has-text('误报')", timeout=10000)
+        page.click("#dispatch-detail button:has-text('误报')")
+        page.wait_for_function("document.querySelector('#dispatch-detail .aj-history') && "
+                               "document.querySelector('#dispatch-detail .aj-history').textContent.includes('结果：误报')",
+                               timeout=10000)
+        assert not [e for e in disp.errors if "tile" not in e.lower()], disp.errors
+    finally:
+        disp.close()
+        _resolve_all(stack)
+
+
+def test_the_enterprise_page_states_consistent_facts_and_an_honest_area_refusal(stack, browser):
+    from sqlalchemy import update
+
+    from data.models import Enterprise, Visit
+
+    ctx = stack["ctx"]
+    a, b = stack["a"], stack["b"]
+    with ctx.engine.begin() as conn:  # inspected before the system: a registered date, no visit rows
+        conn.execute(Visit.__table__.delete().where(Visit.enterprise_id == a["enterprise"]))
+        conn.execute(update(Enterprise).where(Enterprise.id == a["enterprise"])
+                     .values(last_inspected_at=time.time() - 3 * 86400))
+    disp = Screen(browser, stack["url"]).login("disp1", f"/enterprise/{a['enterprise']}")
+    phone = Screen(browser, stack["url"], 375, 812).login("officer-a", f"/enterprise/{b['enterprise']}")
+    try:
+        disp.page.wait_for_selector("#enterprise-last-inspection", timeout=15000)
+        last = disp.page.inner_text("#enterprise-last-inspection")
+        visits = disp.page.inner_text("#enterprise-visits")
+        assert visits.strip() != "暂无检查记录"  # never "no inspections" beside a date
+        assert "登记数据" in last and "登记数据" in visits
+        phone.page.wait_for_selector("#enterprise-missing", timeout=15000)
+        outside = phone.page.inner_text("body")
+        assert "您的辖区内没有这家企业" in outside and b["name"] not in outside
+        phone.page.goto(stack["url"] + "/enterprise/NO-SUCH-ONE")
+        phone.page.wait_for_selector("#enterprise-missing", timeout=15000)
+        assert phone.page.inner_text("#enterprise-missing") == phone.page.inner_text("#enterprise-missing")
+        assert "您的辖区内没有这家企业" in phone.page.inner_text("#enterprise-missing")
+    finally:
+        disp.close()
+        phone.close()

@@ -329,9 +329,28 @@ def test_enterprise_profile(city_live):
     assert "aj-risk-red" in page and "enterprise-visits-table" in page
     assert "重复（见 #1）" in page  # the duplicate visit names the visit it repeats
     with webkit.as_user(server, users["officer2"]):  # E1 is in G1, not officer2's G2
-        assert "没有这家企业" in text_of(enterprise.layout(enterprise_id="E1"))
+        outside = text_of(enterprise.layout(enterprise_id="E1"))
+        missing = text_of(enterprise.layout(enterprise_id="NOPE"))
+    # Honest about the scope, and the same for a firm elsewhere and no firm at all: nothing leaks.
+    assert "您的辖区内没有这家企业" in outside and "老王" not in outside and "S1" not in outside
+    assert outside.replace("E1", "") == missing.replace("NOPE", "")
     with webkit.as_user(server, users["dispatcher"]):
         assert "没有这家企业" in text_of(enterprise.layout(enterprise_id="NOPE"))
+
+
+def test_the_enterprise_facts_agree_with_its_visits(city_live):
+    from sqlalchemy import delete, update
+
+    from data.models import Enterprise, Visit
+
+    ctx, server, users = city_live
+    with ctx.engine.begin() as conn:  # inspected before the system: a registered date, no visit rows
+        conn.execute(delete(Visit).where(Visit.enterprise_id == "E2"))
+        conn.execute(update(Enterprise).where(Enterprise.id == "E2").values(last_inspected_at=time.time() - 5 * 86400))
+    with webkit.as_user(server, users["dispatcher"]):
+        page = text_of(enterprise.layout(enterprise_id="E2"))
+    assert "\"暂无检查记录\"" not in page  # not "no inspections" next to a last inspection date
+    assert "本系统暂无检查记录；上次检查" in page and "（登记数据）" in page
 
 
 def test_replay_loads_a_day(city_live):
