@@ -295,6 +295,19 @@ def test_the_enterprise_page_states_consistent_facts_and_an_honest_area_refusal(
         visits = disp.page.inner_text("#enterprise-visits")
         assert visits.strip() != "暂无检查记录"  # never "no inspections" beside a date
         assert "登记数据" in last and "登记数据" in visits
+        # The page uses the screen: the map fills the left column down to the bottom.
+        bottom = disp.page.eval_on_selector("#enterprise-map", "el => el.getBoundingClientRect().bottom")
+        assert bottom > 0.85 * 1080, bottom
+        # And a phone: one column, nothing wider than the screen.
+        small = Screen(browser, stack["url"], 375, 812).login("disp1", f"/enterprise/{a['enterprise']}")
+        try:
+            small.page.wait_for_selector("#enterprise-last-inspection", timeout=15000)
+            assert small.page.evaluate("document.scrollingElement.scrollWidth") <= 375
+            boxes = small.page.evaluate("""() => [...document.querySelectorAll('.aj-profile > .aj-col')]
+              .map(el => el.getBoundingClientRect()).map(r => [r.left, r.width])""")
+            assert all(left < 20 and width > 330 for left, width in boxes), boxes
+        finally:
+            small.close()
         phone.page.wait_for_selector("#enterprise-missing", timeout=15000)
         outside = phone.page.inner_text("body")
         assert "您的辖区内没有这家企业" in outside and b["name"] not in outside
