@@ -138,11 +138,19 @@ def first_inspectors(c, lang_: str) -> tuple[dict, list, dict]:
     return data, order, news
 
 
+def base_font_px(distance_m: float) -> float:
+    """The wall's body text size at 1920 px wide for viewers at ``distance_m``: 18 px at
+    4 m, 28 px at 6 m (a 2x2 wall of 55" panels), never under 16 px."""
+    return max(16.0, 18.0 + 5.0 * (float(distance_m) - 4.0))
+
+
 def build(p, lang_: str, **_):
     c = city()
     pr = preset()
     insp_data, insp_order, insp_state = first_inspectors(c, lang_)
     stops = stops_for(c, lang_)
+    kiosk = p.role == "wall"
+    base_vw = base_font_px(web().settings.wall_viewing_distance_m) / 19.2  # px at 1920 wide -> vw
     legend_units = [html.Li([html.Span(className="aj-dot", style={"background": colour}),
                              html.Span(c.unit_names.get(uid, uid), className="aj-data")])
                     for uid, colour in sorted(c.unit_colour.items())]
@@ -179,12 +187,18 @@ def build(p, lang_: str, **_):
                 html.Div(stops[0]["name"] if stops else "", id=ids.WALL_VIEW_NAME, className="aj-view-name"),
                 html.Div([
                     html.Div(t("wall.heat.label", lang_), className="aj-legend-title"),
-                    dcc.RadioItems(id=ids.WALL_HEAT_MODE, value="activity", inline=True, className="aj-radio",
-                                   options=[{"label": t("wall.heat.activity", lang_), "value": "activity"},
-                                            {"label": t("wall.heat.gaps", lang_), "value": "gaps"}]),
-                    dcc.RadioItems(id=ids.WALL_HEAT_WINDOW, value="today", inline=True, className="aj-radio",
-                                   options=[{"label": t(f"wall.heat.window.{w}", lang_), "value": w}
-                                            for w in HEAT_WINDOWS]),
+                    # The kiosk (role wall) gets no controls: the switches stay in the page
+                    # (the heat callback reads them) but hidden, and the legend says what is shown.
+                    html.Div([
+                        dcc.RadioItems(id=ids.WALL_HEAT_MODE, value="activity", inline=True, className="aj-radio",
+                                       options=[{"label": t("wall.heat.activity", lang_), "value": "activity"},
+                                                {"label": t("wall.heat.gaps", lang_), "value": "gaps"}]),
+                        dcc.RadioItems(id=ids.WALL_HEAT_WINDOW, value="today", inline=True, className="aj-radio",
+                                       options=[{"label": t(f"wall.heat.window.{w}", lang_), "value": w}
+                                                for w in HEAT_WINDOWS]),
+                    ], hidden=kiosk, className="aj-heat-switches"),
+                    html.Div(f"{t('wall.heat.activity', lang_)} · {t('wall.heat.window.today', lang_)}",
+                             className="aj-heat-shown", hidden=not kiosk),
                     html.Div(t("wall.legend.enterprise", lang_), className="aj-legend-title"),
                     html.Ul(risk_legend, className="aj-legend"),
                     html.Div([html.Span(className="aj-dot aj-dot-alarm"), t("wall.legend.alarm", lang_)],
@@ -220,7 +234,8 @@ def build(p, lang_: str, **_):
         dcc.Store(id=ids.WALL_CYCLE_STATE, data={"i": -1, "pinned": None, "idle_ms": IDLE_MS}),
         dcc.Store(id=ids.WALL_STREETS, data=stops),
         html.Div(id=ids.WALL_SOUND, style={"display": "none"}),
-    ], id=ids.WALL_ROOT, className="aj-wall", lang=lang_)
+    ], id=ids.WALL_ROOT, className="aj-wall aj-kiosk" if kiosk else "aj-wall", lang=lang_,
+        style={"--aj-wall-base": f"{base_vw:.4f}vw"})
 
 
 layout = guarded_layout(ROLES, build)

@@ -318,3 +318,43 @@ def test_the_enterprise_page_states_consistent_facts_and_an_honest_area_refusal(
     finally:
         disp.close()
         phone.close()
+
+
+# The smallest text on the wall: every visible text node (the bins' counts, which sit inside
+# their markers, and the tile attribution are left out) and what it is.
+WALL_FONT_JS = """() => {
+  const out = [];
+  const walker = document.createTreeWalker(document.getElementById('wall-root'), NodeFilter.SHOW_TEXT);
+  while (walker.nextNode()) {
+    const n = walker.currentNode, el = n.parentElement, s = n.textContent.trim();
+    if (!s || !el || el.closest('.leaflet-control-attribution, .aj-bin, [hidden]')) continue;
+    const r = el.getBoundingClientRect(), cs = getComputedStyle(el);
+    if (r.width === 0 || r.height === 0 || cs.visibility === 'hidden' || cs.display === 'none') continue;
+    out.push([parseFloat(cs.fontSize), s.slice(0, 30)]);
+  }
+  out.sort((a, b) => a[0] - b[0]);
+  return out; }"""
+
+
+@pytest.mark.parametrize("width,height,min_px", [(1920, 1080, 18), (3840, 2160, 36)])
+def test_the_wall_reads_at_four_metres_without_controls(stack, browser, width, height, min_px):
+    scr = Screen(browser, stack["url"], width, height).login("wall1", "/wall")
+    try:
+        page = scr.page
+        page.wait_for_selector("#kpi-on-duty-value:not(:text('—'))", timeout=15000)
+        page.wait_for_selector(".aj-street-label", timeout=15000)
+        time.sleep(1.0)
+        texts = page.evaluate(WALL_FONT_JS)
+        assert len(texts) > 30
+        small = [x for x in texts if x[0] < min_px - 0.5]
+        assert not small, small[:10]
+        # A kiosk: no radio buttons, no zoom buttons.
+        assert page.locator("input:visible").count() == 0
+        assert page.locator(".leaflet-control-zoom:visible").count() == 0
+        # Every unit's name whole.
+        cut = page.evaluate("""() => [...document.querySelectorAll('#wall-unit-legend li')]
+          .filter(li => li.scrollWidth > li.clientWidth + 1).map(li => li.textContent)""")
+        assert not cut, cut
+    finally:
+        scr.close()
+
