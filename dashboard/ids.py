@@ -34,6 +34,7 @@ WALL_ENTERPRISES = "wall-enterprises"
 WALL_HEAT = "wall-heat"
 WALL_HEAT_MODE = "wall-heat-mode"
 WALL_HEAT_WINDOW = "wall-heat-window"
+WALL_HEAT_LEGEND = "wall-heat-legend"  # the heat layer's colour ramp in the legend
 WALL_STREET_LAYER = "wall-street-layer"
 WALL_GRID_LAYER = "wall-grid-layer"
 WALL_TICKER = "wall-ticker"

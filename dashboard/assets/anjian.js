@@ -37,12 +37,17 @@
     return String(n);
   }
 
-  // Heat ramps: activity goes blue -> cyan -> yellow -> red; gaps go amber -> deep red.
+  // Heat ramps: sequential, one hue family each, and none of the four risk colours nor
+  // the alarm red (colour means one thing): activity dark teal -> pale aqua, coverage
+  // gaps dark violet -> pale lilac.  The same stops draw the legend (heatLegend).
+  var HEAT_STOPS = {
+    activity: [[0, [13, 59, 78]], [0.5, [23, 150, 150]], [1, [190, 250, 235]]],
+    gaps: [[0, [48, 26, 92]], [0.5, [128, 82, 190]], [1, [232, 208, 255]]]
+  };
+  window.anjianHeatStops = HEAT_STOPS;
   function ramp(v, mode) {
     v = Math.max(0, Math.min(1, v || 0));
-    var stops = mode === "gaps"
-      ? [[0, [255, 214, 10]], [0.5, [255, 120, 0]], [1, [200, 0, 40]]]
-      : [[0, [10, 132, 255]], [0.4, [0, 220, 220]], [0.7, [255, 214, 10]], [1, [255, 59, 48]]];
+    var stops = mode === "gaps" ? HEAT_STOPS.gaps : HEAT_STOPS.activity;
     for (var i = 1; i < stops.length; i++) {
       if (v <= stops[i][0]) {
         var a = stops[i - 1], b = stops[i];
@@ -439,6 +444,10 @@
       var el = document.getElementById(boxId);
       if (el && typeof markup === "string") { el.innerHTML = markup; }
       return noUpdate();
+    },
+    // The heat legend's ramp follows the heat mode shown.
+    heatLegend: function (mode) {
+      return "aj-heat-ramp aj-heat-" + (mode === "gaps" ? "gaps" : "activity");
     },
     clock: function () {
       return shanghai ? shanghai.format(new Date()) : new Date().toISOString().slice(0, 19).replace("T", " ");

@@ -199,8 +199,13 @@ def build(p, lang_: str, **_):
                     ], hidden=kiosk, className="aj-heat-switches"),
                     html.Div(f"{t('wall.heat.activity', lang_)} · {t('wall.heat.window.today', lang_)}",
                              className="aj-heat-shown", hidden=not kiosk),
+                    html.Div([html.Span(t("wall.legend.low", lang_)),
+                              html.Span(id=ids.WALL_HEAT_LEGEND, className="aj-heat-ramp aj-heat-activity"),
+                              html.Span(t("wall.legend.high", lang_))], className="aj-heat-legend"),
                     html.Div(t("wall.legend.enterprise", lang_), className="aj-legend-title"),
                     html.Ul(risk_legend, className="aj-legend"),
+                    html.Div([html.Span(className="aj-dot aj-dot-inspector"), t("wall.legend.inspector", lang_)],
+                             className="aj-legend-title"),
                     html.Div([html.Span(className="aj-dot aj-dot-alarm"), t("wall.legend.alarm", lang_)],
                              className="aj-legend-title"),
                 ], className="aj-map-legend"),
@@ -609,3 +614,4 @@ cb.clientside("settleView", Output(ids.WALL_VIEW, "data"), Input(ids.WALL_MAP, "
 cb.clientside("alarmSound", Output(ids.WALL_SOUND, "children"), Input(ids.WALL_TAKEOVER, "data"),
               prevent_initial_call=True)
 cb.clientside("clock", Output(ids.CLOCK, "children"), Input(ids.WALL_TICK, "n_intervals"))
+cb.clientside("heatLegend", Output(ids.WALL_HEAT_LEGEND, "className"), Input(ids.WALL_HEAT_MODE, "value"))

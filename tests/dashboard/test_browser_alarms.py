@@ -358,3 +358,32 @@ def test_the_wall_reads_at_four_metres_without_controls(stack, browser, width, h
     finally:
         scr.close()
 
+
+
+def test_colour_means_one_thing_heat_has_its_own_ramp_and_every_layer_a_legend(stack, browser):
+    scr = Screen(browser, stack["url"]).login("disp1", "/wall")
+    try:
+        page = scr.page
+        page.wait_for_selector(".aj-heat-legend .aj-heat-ramp", timeout=15000)
+        # The colours the heat layer draws, from the page's own style function, 0..1.
+        colours = page.evaluate("""() => {
+          const out = [];
+          for (const mode of ['activity', 'gaps']) for (let v = 0; v <= 1.0001; v += 0.05) {
+            const s = window.dashExtensions.anjian.heatStyle({properties: {v: v}}, {hideout: {max: 1, mode: mode}});
+            out.push(s.fillColor.match(/\\d+/g).map(Number));
+          }
+          return out; }""")
+        reserved = {"red": (255, 59, 48), "orange": (255, 149, 0), "yellow": (255, 214, 10), "blue": (10, 132, 255)}
+        for c in colours:
+            for name, r in reserved.items():
+                distance = sum((a - b) ** 2 for a, b in zip(c, r)) ** 0.5
+                assert distance > 80, (c, name)
+        # A legend for each layer: heat (its ramp follows the mode), enterprises, inspectors, alarms.
+        legend = page.inner_text(".aj-map-legend")
+        for words in ("热力图", "低", "高", "企业（按风险）", "执法人员", "燃气报警"):
+            assert words in legend, words
+        assert "aj-heat-activity" in page.get_attribute("#wall-heat-legend", "class")
+        page.click("#wall-heat-mode label:has-text('覆盖缺口')")
+        page.wait_for_selector("#wall-heat-legend.aj-heat-gaps", timeout=5000)
+    finally:
+        scr.close()
