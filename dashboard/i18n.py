@@ -175,6 +175,7 @@ CATALOGUE: dict[str, dict[str, str]] = {
     "wall.takeover.label": {"zh-CN": "紧急报警 {i}/{n}：{name}", "en": "Critical alarm {i}/{n}: {name}"},
     "wall.takeover.waiting": {"zh-CN": "等待调度确认", "en": "Waiting for a dispatcher"},
     "wall.units": {"zh-CN": "执法单位", "en": "Units"},
+    "wall.tiles_offline": {"zh-CN": "地图瓦片服务不可达，已切换为离线底图", "en": "Tile server unreachable: offline base map"},
     "wall.legend.low": {"zh-CN": "低", "en": "low"},
     "wall.legend.high": {"zh-CN": "高", "en": "high"},
     "wall.legend.inspector": {"zh-CN": "执法人员（按单位颜色，灰色为离线）", "en": "Inspectors (unit colour; grey: offline)"},

@@ -647,7 +647,7 @@ def js(name: str) -> dict:
 
 
 def base_children(preset: TilePreset, city: CityMap, lang: str, *, grids: bool = True,
-                  street_id: str | None = None, grid_id: str | None = None) -> list:
+                  street_id: str | None = None, grid_id: str | None = None, tile_id: str | None = None) -> list:
     """Tile layers (or the offline vector base) plus street and grid boundaries.
 
     Offline, the streets are filled and labelled, so the map still shows where
@@ -656,8 +656,10 @@ def base_children(preset: TilePreset, city: CityMap, lang: str, *, grids: bool =
     import dash_leaflet as dl
 
     children: list = []
-    for spec in preset.tiles:
+    for k, spec in enumerate(preset.tiles):
         kw = {"attribution": spec.attribution} if spec.attribution else {}
+        if tile_id:  # the page may switch it off (anjian.js: tiles that fail -> offline base)
+            kw["id"] = f"{tile_id}-{k}"
         if spec.subdomains:
             kw["subdomains"] = list(spec.subdomains) if isinstance(spec.subdomains, tuple) else spec.subdomains
         children.append(dl.TileLayer(url=spec.url, maxNativeZoom=spec.max_native_zoom, maxZoom=19,

@@ -282,6 +282,40 @@
     pageWatch.observe(document.documentElement, { childList: true, subtree: true });
   }
 
+  // --- tiles that fail: the wall switches to its offline base by itself --------------------
+  // A tile image that fails (no tile server on an intranet) fires "error"; once
+  // TILE_FAILURES have failed and none has loaded, the wall's tile layers get the
+  // transparent tile as their URL (no more requests), the street and grid layers their
+  // offline style (filled, labelled), and the corner notice shows.
+  var TILE_FAILURES = 6;
+  var TRANSPARENT = "data:image/gif;base64,R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAABAAEAAAIBRAA7";
+  window.anjianTiles = { failed: 0, loaded: 0, offline: false };
+  function tileEvent(ev) {
+    var img = ev.target;
+    if (!img || img.tagName !== "IMG" || !img.classList.contains("leaflet-tile")) { return; }
+    if ((img.getAttribute("src") || "").indexOf("data:") === 0) { return; }
+    var st = window.anjianTiles;
+    if (ev.type === "load") { st.loaded += 1; return; }
+    st.failed += 1;
+    if (st.offline || st.loaded > 0 || st.failed < TILE_FAILURES) { return; }
+    var notice = document.getElementById("wall-tiles-notice");
+    var dc = window.dash_clientside;
+    if (!notice || !dc || !dc.set_props) { return; }
+    st.offline = true;
+    var lang = (document.getElementById("wall-root") || {}).lang || "zh-CN";
+    var n = Number(notice.getAttribute("data-tiles")) || 0;
+    for (var k = 0; k < n; k++) {
+      dc.set_props("wall-tiles-" + k, { url: TRANSPARENT, opacity: 0 });
+    }
+    dc.set_props("wall-street-layer", { hideout: { offline: true, lang: lang } });
+    dc.set_props("wall-grid-layer", { hideout: { offline: true, lang: lang } });
+    var box = document.querySelector("#wall-root .leaflet-container");
+    if (box) { box.classList.add("aj-map-offline"); }
+    notice.hidden = false;
+  }
+  document.addEventListener("error", tileEvent, true);
+  document.addEventListener("load", tileEvent, true);
+
   // --- the console's alarm sound ----------------------------------------------------------
   // A short beep made with the WebAudio API (no sound file).  A browser that
   // blocks sound until the person interacts with the page keeps the AudioContext

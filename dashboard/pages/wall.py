@@ -157,7 +157,8 @@ def build(p, lang_: str, **_):
     risk_legend = [html.Li([html.Span(className="aj-dot", style={"background": RISK_HEX[r]}),
                             t(f"risk.{r}", lang_)]) for r in RISK_ORDER]
     the_map = dl.Map(
-        [*base_children(pr, c, lang_, street_id=ids.WALL_STREET_LAYER, grid_id=ids.WALL_GRID_LAYER),
+        [*base_children(pr, c, lang_, street_id=ids.WALL_STREET_LAYER, grid_id=ids.WALL_GRID_LAYER,
+                        tile_id=ids.WALL_TILES),
          dl.Pane(dl.GeoJSON(id=ids.WALL_HEAT, data=layers.EMPTY, style=js("heatStyle"), pointToLayer=js("heatPoint"),
                             hideout={"max": 1, "mode": "activity"}, interactive=False),
                  name=HEAT_PANE, style={"zIndex": 300}),
@@ -184,6 +185,9 @@ def build(p, lang_: str, **_):
             html.Section([
                 the_map,
                 html.Div(id=ids.WALL_TAKEOVER_CARD, className="aj-takeover"),
+                # Shown by anjian.js when the tile server fails and the wall draws its offline base.
+                html.Div(t("wall.tiles_offline", lang_), id=ids.WALL_TILES_NOTICE, className="aj-tiles-notice",
+                         hidden=True, **{"data-tiles": len(pr.tiles)}),
                 html.Div(stops[0]["name"] if stops else "", id=ids.WALL_VIEW_NAME, className="aj-view-name"),
                 html.Div([
                     html.Div(t("wall.heat.label", lang_), className="aj-legend-title"),

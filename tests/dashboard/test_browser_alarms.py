@@ -387,3 +387,35 @@ def test_colour_means_one_thing_heat_has_its_own_ramp_and_every_layer_a_legend(s
         page.wait_for_selector("#wall-heat-legend.aj-heat-gaps", timeout=5000)
     finally:
         scr.close()
+
+
+def test_when_tiles_fail_the_wall_switches_to_its_offline_base_and_says_so(stack, browser):
+    from dashboard.mapkit import TilePreset, TileSpec
+
+    server = stack["server"]
+    saved = server.extensions["anjian_tiles"]
+    # A tile server that is not there (an intranet): every tile request fails at once.
+    server.extensions["anjian_tiles"] = TilePreset("custom", "wgs84", (TileSpec("http://127.0.0.1:9/{z}/{x}/{y}.png",
+                                                                                "", (), 18),), requested="custom")
+    scr = Screen(browser, stack["url"]).login("wall1", "/wall")
+    try:
+        page = scr.page
+        page.wait_for_selector("#wall-tiles-notice:not([hidden])", timeout=20000)
+        assert "离线底图" in page.inner_text("#wall-tiles-notice")
+        # The offline base is drawn: the street polygons filled on the base pane's canvas.
+        page.wait_for_function("""() => {
+          const c = document.querySelector('.leaflet-aj-base-pane canvas');
+          if (!c) return false;
+          const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+          let n = 0; for (let i = 3; i < d.length; i += 4 * 97) if (d[i] > 0) n++;
+          return n > 2000; }""", timeout=10000)
+        # And no more requests to the dead server, whatever the map does.
+        time.sleep(1.0)
+        before = sum(1 for u in scr.requests if ":9/" in u)
+        page.mouse.move(900, 500)
+        page.mouse.wheel(0, -600)
+        time.sleep(2.0)
+        assert sum(1 for u in scr.requests if ":9/" in u) == before
+    finally:
+        server.extensions["anjian_tiles"] = saved
+        scr.close()
