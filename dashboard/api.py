@@ -184,12 +184,34 @@ metrics_route = require(*READ_ROLES)(metrics_response)
 ACT_ROLES = ("dispatcher", "officer", "admin")
 
 
+# What an officer may do to an alarm of their own area (data.alert_store.OFFICER_ACTIONS).
+OFFICER_ALERT_ACTIONS = ("ack", "assign", "arrive", "resolve")
+
+
+def actions_for(p, a: dict) -> list[str]:
+    """The lifecycle's ``allowed_actions`` of ``a`` that ``p`` may actually use: all of
+    them for dispatchers and admins; for an officer, those of OFFICER_ALERT_ACTIONS on an
+    alert of their own area (``assign`` only with a linked inspector: "on my way"); none
+    for the wall or anyone else."""
+    acts = list(a.get("allowed_actions") or [])
+    if p.role in OPS_ROLES:
+        return acts
+    if p.role == "officer" and p.sees_area(a.get("street_id"), a.get("grid_id")):
+        return [x for x in acts if x in OFFICER_ALERT_ACTIONS and (x != "assign" or p.inspector_id)]
+    return []
+
+
+def for_caller(a: dict) -> dict:
+    return {**a, "allowed_actions": actions_for(g.principal, a)}
+
+
 @api.get("/alerts")
 @require(*READ_ROLES)
 def alerts_list():
     state = request.args.get("state") or None
-    return jsonify(web().alerts.list(state=state, principal=g.principal, limit=int_arg("limit", 200, 1, 2000),
-                                      type=request.args.get("type") or None, since=time_arg("since")))
+    rows = web().alerts.list(state=state, principal=g.principal, limit=int_arg("limit", 200, 1, 2000),
+                             type=request.args.get("type") or None, since=time_arg("since"))
+    return jsonify([for_caller(a) for a in rows])
 
 
 @api.get("/alerts/<int:alert_id>")
@@ -198,7 +220,7 @@ def alert_get(alert_id: int):
     a = web().alerts.get(alert_id)
     if a is None or not g.principal.sees_area(a["street_id"], a["grid_id"]):
         raise ApiError(404, "not_found", f"no alert {alert_id}")
-    return jsonify(a)
+    return jsonify(for_caller(a))
 
 
 @api.get("/alerts/<int:alert_id>/nearest")
@@ -222,7 +244,7 @@ def _act(alert_id: int, action: str, **kw):
 
     p = g.principal
     try:
-        return jsonify(web().alerts.act(alert_id, action, p, **kw))
+        return jsonify(for_caller(web().alerts.act(alert_id, action, p, **kw)))
     except LookupError:
         raise ApiError(404, "not_found", f"no alert {alert_id}") from None
     except PermissionError as e:
@@ -247,7 +269,8 @@ def alert_assign(alert_id: int):
     inspector_id = body.get("inspector_id")
     if g.principal.role != "officer" and not inspector_id:
         raise ApiError(400, "missing_field", "inspector_id is required")
-    return _act(alert_id, "assign", assignee_id=inspector_id, note=body.get("note"))
+    return _act(alert_id, "assign", assignee_id=inspector_id, note=body.get("note"),
+                take_over=body.get("take_over") is True)
 
 
 @api.post("/alerts/<int:alert_id>/arrive")

@@ -298,6 +298,9 @@ def install(server: Flask, ctx, policy: CallbackPolicy, page_roles: Mapping[str,
         p = current_principal()
         token = session.get("csrf")
         if token and not hmac.compare_digest(token, request.form.get("csrf") or ""):
+            if p is not None:
+                audit.append(ctx.engine, p.username, "access_denied", "/logout",
+                             {"method": request.method, "role": p.role, "reason": "csrf"})
             return jsonify({"error": "csrf", "message": "bad or missing CSRF token"}), 400
         lang = current_lang(ctx)
         if p is not None and session.get("uid") is not None:
@@ -352,6 +355,9 @@ def install(server: Flask, ctx, policy: CallbackPolicy, page_roles: Mapping[str,
                 token = session.get("csrf")
                 sent = request.headers.get(CSRF_HEADER, "")
                 if not token or not hmac.compare_digest(token, sent):
+                    # Audited like a role refusal: a forged request is as interesting as a forbidden one.
+                    audit.append(ctx.engine, p.username, "access_denied", update_path,
+                                 {"method": request.method, "role": p.role, "reason": "csrf"})
                     return jsonify({"error": "csrf", "message": "missing or wrong CSRF token"}), 403
             body = request.get_json(silent=True) or {}
             key = body.get("output") if isinstance(body, dict) else None

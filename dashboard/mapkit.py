@@ -16,6 +16,7 @@ osm        WGS-84     tile.openstreetmap.org
 gaode      GCJ-02     AutoNavi road map (webrd0{1-4}.is.autonavi.com)
 tianditu   WGS-84     Tianditu vector map + labels; needs ``tianditu_key``
 custom     setting    ``tiles_custom_url`` in ``tiles_custom_crs``
+mbtiles    WGS-84     a local MBTiles file (``tiles_mbtiles_path``) served at /tiles/{z}/{x}/{y}
 none       WGS-84     no tiles: a vector base from the street and grid boundaries
 =========  =========  ==============================================================
 
@@ -161,9 +162,36 @@ def tile_preset(settings) -> TilePreset:
             return offline(f"tiles_custom_crs must be wgs84 or gcj02, not {crs!r}")
         subs = "abc" if "{s}" in url else ()
         return TilePreset("custom", crs, (TileSpec(url, "", subs or (), 18),), requested=name)
+    if name == "mbtiles":
+        return _mbtiles_preset(settings, offline)
     if name == "none":
         return offline(None)
-    return offline(f"unknown tiles preset {name!r} (osm, gaode, tianditu, custom, none)")
+    return offline(f"unknown tiles preset {name!r} (osm, gaode, tianditu, custom, mbtiles, none)")
+
+
+def _mbtiles_preset(settings, offline) -> TilePreset:
+    """A local MBTiles file served at /tiles/{z}/{x}/{y} (dashboard/tiles.py): raster tiles
+    are drawn; a vector file is served but the screens draw the offline base."""
+    from pathlib import Path
+
+    from dashboard.tiles import metadata, tile_format
+
+    path = settings.tiles_mbtiles_path
+    if not path or not Path(path).is_file():
+        return offline(f"tiles=mbtiles needs tiles_mbtiles_path to name an MBTiles file (got {path!r})")
+    try:
+        meta = metadata(path)
+    except Exception as e:  # noqa: BLE001 - not an MBTiles file: say so, draw the offline base
+        return offline(f"{path} is not a readable MBTiles file: {e}")
+    fmt = tile_format(meta)
+    if fmt == "pbf":
+        return offline(f"{path} holds vector tiles: served at /tiles, drawn as the offline base")
+    try:
+        max_zoom = int(float(meta.get("maxzoom", 18)))
+    except ValueError:
+        max_zoom = 18
+    return TilePreset("mbtiles", "wgs84", (TileSpec("/tiles/{z}/{x}/{y}", meta.get("attribution", ""), (), max_zoom),),
+                      requested="mbtiles")
 
 
 # --- datum --------------------------------------------------------------------------
@@ -646,7 +674,7 @@ def js(name: str) -> dict:
 
 
 def base_children(preset: TilePreset, city: CityMap, lang: str, *, grids: bool = True,
-                  street_id: str | None = None, grid_id: str | None = None) -> list:
+                  street_id: str | None = None, grid_id: str | None = None, tile_id: str | None = None) -> list:
     """Tile layers (or the offline vector base) plus street and grid boundaries.
 
     Offline, the streets are filled and labelled, so the map still shows where
@@ -655,8 +683,10 @@ def base_children(preset: TilePreset, city: CityMap, lang: str, *, grids: bool =
     import dash_leaflet as dl
 
     children: list = []
-    for spec in preset.tiles:
+    for k, spec in enumerate(preset.tiles):
         kw = {"attribution": spec.attribution} if spec.attribution else {}
+        if tile_id:  # the page may switch it off (anjian.js: tiles that fail -> offline base)
+            kw["id"] = f"{tile_id}-{k}"
         if spec.subdomains:
             kw["subdomains"] = list(spec.subdomains) if isinstance(spec.subdomains, tuple) else spec.subdomains
         children.append(dl.TileLayer(url=spec.url, maxNativeZoom=spec.max_native_zoom, maxZoom=19,

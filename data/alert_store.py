@@ -50,6 +50,24 @@ SUBJECTS_PER_QUERY = 500
 SYSTEM = Principal(0, "system", "admin")
 
 
+def queue_key(a: dict) -> tuple:
+    """The one order of alerts, on every screen and in ``GET /api/v1/alerts``:
+    unacknowledged (``open``) before acknowledged (the other active states), those
+    before handled ones (resolved, closed); then the most severe; then the newest
+    (first seen), and the higher id on a tie."""
+    state = a.get("state")
+    handled = 0 if state == "open" else 1 if state in ACTIVE_STATES else 2
+    first = a.get("first_seen_ts")
+    try:
+        first = float(first) if first is not None else 0.0
+    except (TypeError, ValueError):
+        first = 0.0
+    if first != first:  # NaN from an odd stored value: last
+        first = 0.0
+    aid = a.get("id")
+    return (handled, -SEVERITY_RANK.get(a.get("severity"), -1), -first, -aid if isinstance(aid, int) else 0)
+
+
 class Conflict(Exception):
     """Someone else changed the alert first; reload and try again."""
 
@@ -76,11 +94,12 @@ class AlertStore:
     # --- reads ----------------------------------------------------------------
     def list(self, state: str | None = None, principal: Principal | None = None, limit: int = 200,
              type: str | None = None, since: float | None = None, most_urgent: bool = False) -> list[dict]:
-        """Alerts as the API shows them, in the order a dispatcher works them.
+        """Alerts as the API shows them, in the order every screen shows them
+        (``queue_key``): unacknowledged first, then the most severe, then the newest.
 
-        ``limit`` keeps the newest (by id), or with ``most_urgent`` the most severe
-        and then oldest: what a screen must never leave out when a city has more
-        active alerts than it can draw.
+        ``limit`` keeps the first ``limit`` in that order: what a screen must never
+        leave out when a city has more active alerts than it can draw.
+        (``most_urgent`` is kept for callers; the order is the same either way.)
         """
         q = select(Alert.__table__)
         if state == "open":
@@ -93,17 +112,14 @@ class AlertStore:
             q = q.where(Alert.last_seen >= since)
         if principal is not None and principal.role == "officer":
             q = q.where(Alert.grid_id.in_(principal.grids) if principal.grids else Alert.street_id.in_(principal.streets))
-        if most_urgent:
-            rank = case(dict(SEVERITY_RANK), value=Alert.severity, else_=-1)
-            q = q.order_by(rank.desc(), Alert.first_seen, Alert.id).limit(limit)
-        else:
-            q = q.order_by(Alert.id.desc()).limit(limit)
+        rank = case(dict(SEVERITY_RANK), value=Alert.severity, else_=-1)
+        handled = case((Alert.state == "open", 0), (Alert.state.in_(ACTIVE_STATES), 1), else_=2)
+        q = q.order_by(handled, rank.desc(), Alert.first_seen.desc(), Alert.id.desc()).limit(limit)
         with self.engine.connect() as conn:
             rows = conn.execute(q).all()
             history = self._history(conn, [r.id for r in rows])
         out = [self._json(r, history.get(r.id, [])) for r in rows]
-        # The queue order a dispatcher works in: most severe first, then oldest.
-        out.sort(key=lambda a: (-SEVERITY_RANK.get(a["severity"], 0), a["first_seen_ts"]))
+        out.sort(key=queue_key)
         return out
 
     def get(self, alert_id: int) -> dict | None:
@@ -249,16 +265,25 @@ class AlertStore:
     # --- people's actions -------------------------------------------------------
     def act(self, alert_id: int, action: str, principal: Principal, *, note: str | None = None,
             assignee_id: str | None = None, outcome: str | None = None, at: float | None = None,
-            target_enterprise_id: str | None = None) -> dict:
-        """One lifecycle step by a person (or by the system, e.g. arrival by GPS)."""
+            target_enterprise_id: str | None = None, take_over: bool = False) -> dict:
+        """One lifecycle step by a person (or by the system, e.g. arrival by GPS).
+
+        An officer's ``assign`` is "on my way": to their own linked inspector only (an
+        account without one cannot take an alarm), and an alarm already assigned to
+        someone else is taken over only with ``take_over`` (the screen asks first); the
+        takeover is audited (``alert.takeover``, naming both inspectors).
+        """
         if principal.role not in MANAGER_ROLES and principal.role != "officer":
             raise PermissionError(f"role {principal.role} may not change alerts")
+        officer_assign = principal.role == "officer" and action == "assign"
         if principal.role == "officer":
             if action not in OFFICER_ACTIONS:
                 raise PermissionError(f"officers may not {action}")
             if action == "assign":
                 # "On my way": an officer can take an alarm, not hand it to others.
-                me = principal.inspector_id or principal.username
+                me = principal.inspector_id
+                if not me:
+                    raise PermissionError(f"{principal.username} has no linked inspector: cannot take an alarm")
                 if assignee_id not in (None, me):
                     raise PermissionError("officers may assign alarms only to themselves")
                 assignee_id = me
@@ -273,9 +298,18 @@ class AlertStore:
             if not principal.sees_area(row.street_id, row.grid_id):
                 raise PermissionError(f"alert {alert_id} is outside {principal.username}'s area")
             alert = state_from_row(row)
-            new, rec = transition(alert, action, actor=principal.username, at=now, note=note,
+            taken_from = None
+            if officer_assign and row.assignee_id and row.assignee_id != assignee_id:
+                if not take_over:
+                    raise Conflict(f"alert {alert_id} is assigned to {row.assignee_id}; confirm the takeover")
+                taken_from = row.assignee_id
+            step_note = note if not taken_from else (note or f"takeover from {taken_from} by {assignee_id}")
+            new, rec = transition(alert, action, actor=principal.username, at=now, note=step_note,
                                   assignee_id=assignee_id, outcome=outcome)
             self.update(conn, new, row.version, [rec], now)
+            if taken_from:
+                audit.append(conn, principal.username, "alert.takeover", f"alert:{alert_id}",
+                             {"from": taken_from, "to": assignee_id}, at=now)
             dispatch = None
             if action in ("assign", "reassign") and new.assignee_id:
                 dispatch = self._dispatch(conn, new, principal.username, now, note,
@@ -405,4 +439,4 @@ def _stream_id(entry_id: str) -> tuple[int, int]:
     return int(ms), int(seq or 0)
 
 
-__all__ = ["AlertStore", "Conflict", "TransitionNotAllowed", "SYSTEM"]
+__all__ = ["AlertStore", "Conflict", "TransitionNotAllowed", "SYSTEM", "queue_key"]

@@ -37,12 +37,17 @@
     return String(n);
   }
 
-  // Heat ramps: activity goes blue -> cyan -> yellow -> red; gaps go amber -> deep red.
+  // Heat ramps: sequential, one hue family each, and none of the four risk colours nor
+  // the alarm red (colour means one thing): activity dark teal -> pale aqua, coverage
+  // gaps dark violet -> pale lilac.  The same stops draw the legend (heatLegend).
+  var HEAT_STOPS = {
+    activity: [[0, [13, 59, 78]], [0.5, [23, 150, 150]], [1, [190, 250, 235]]],
+    gaps: [[0, [48, 26, 92]], [0.5, [128, 82, 190]], [1, [232, 208, 255]]]
+  };
+  window.anjianHeatStops = HEAT_STOPS;
   function ramp(v, mode) {
     v = Math.max(0, Math.min(1, v || 0));
-    var stops = mode === "gaps"
-      ? [[0, [255, 214, 10]], [0.5, [255, 120, 0]], [1, [200, 0, 40]]]
-      : [[0, [10, 132, 255]], [0.4, [0, 220, 220]], [0.7, [255, 214, 10]], [1, [255, 59, 48]]];
+    var stops = mode === "gaps" ? HEAT_STOPS.gaps : HEAT_STOPS.activity;
     for (var i = 1; i < stops.length; i++) {
       if (v <= stops[i][0]) {
         var a = stops[i - 1], b = stops[i];
@@ -233,7 +238,135 @@
     try { value = JSON.parse(el.getAttribute("data-aj-value")); } catch (e) { return; }
     window.anjianClicks += 1;
     if (value && typeof value === "object") { value.n = window.anjianClicks; }
-    dc.set_props(el.getAttribute("data-aj-store"), { data: value });
+    var store = el.getAttribute("data-aj-store");
+    var fb = document.getElementById("dispatch-feedback");
+    if (fb && store === "dispatch-command") {
+      // The answer to this action appears beside this button (placeFeedback).
+      var r = el.getBoundingClientRect();
+      window.anjianActionAt = { top: r.top, left: r.left, right: r.right, bottom: r.bottom };
+    } else if (fb && store === "dispatch-selected") {
+      fb.hidden = true;  // another alert: the last action's answer goes
+    }
+    dc.set_props(store, { data: value });
+  });
+
+  // The console's action feedback, as a bubble beside the button that was clicked.
+  function placeFeedback(fb) {
+    var at = window.anjianActionAt;
+    if (!fb.textContent.trim()) { fb.hidden = true; return; }
+    fb.hidden = false;
+    if (!at) { return; }
+    if (!fb.classList.contains("aj-bubble")) { fb.classList.add("aj-bubble"); }
+    var w = fb.offsetWidth, h = fb.offsetHeight;
+    var vw = window.innerWidth, vh = window.innerHeight;
+    var left = at.right + 8, top = at.top + (at.bottom - at.top - h) / 2;
+    if (left + w > vw - 8) { left = Math.max(8, at.left - w - 8); }
+    if (left < 8 || left + w > vw - 8) { left = Math.max(8, Math.min(vw - w - 8, at.left)); top = at.bottom + 6; }
+    fb.style.left = Math.round(left) + "px";
+    fb.style.top = Math.round(Math.max(8, Math.min(vh - h - 8, top))) + "px";
+  }
+  function watchFeedback() {
+    var fb = document.getElementById("dispatch-feedback");
+    if (!fb || fb.anjianWatched || !window.MutationObserver) { return; }
+    fb.anjianWatched = true;
+    new MutationObserver(function () { placeFeedback(fb); })
+      .observe(fb, { childList: true, characterData: true, subtree: true, attributes: true,
+                     attributeFilter: ["class"] });
+  }
+  if (window.MutationObserver && /\/dispatch/.test(window.location.pathname)) {
+    var pageWatch = new MutationObserver(function () {
+      watchFeedback();
+      var fb = document.getElementById("dispatch-feedback");
+      if (fb && fb.anjianWatched) { pageWatch.disconnect(); }
+    });
+    pageWatch.observe(document.documentElement, { childList: true, subtree: true });
+  }
+
+  // --- tiles that fail: the wall switches to its offline base by itself --------------------
+  // A tile image that fails (no tile server on an intranet) fires "error"; once
+  // TILE_FAILURES have failed and none has loaded, the wall's tile layers get the
+  // transparent tile as their URL (no more requests), the street and grid layers their
+  // offline style (filled, labelled), and the corner notice shows.
+  var TILE_FAILURES = 6;
+  var TRANSPARENT = "data:image/gif;base64,R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAABAAEAAAIBRAA7";
+  window.anjianTiles = { failed: 0, loaded: 0, offline: false };
+  function tileEvent(ev) {
+    var img = ev.target;
+    if (!img || img.tagName !== "IMG" || !img.classList.contains("leaflet-tile")) { return; }
+    if ((img.getAttribute("src") || "").indexOf("data:") === 0) { return; }
+    var st = window.anjianTiles;
+    if (ev.type === "load") { st.loaded += 1; return; }
+    st.failed += 1;
+    if (st.offline || st.loaded > 0 || st.failed < TILE_FAILURES) { return; }
+    var notice = document.getElementById("wall-tiles-notice");
+    var dc = window.dash_clientside;
+    if (!notice || !dc || !dc.set_props) { return; }
+    st.offline = true;
+    var lang = (document.getElementById("wall-root") || {}).lang || "zh-CN";
+    var n = Number(notice.getAttribute("data-tiles")) || 0;
+    for (var k = 0; k < n; k++) {
+      dc.set_props("wall-tiles-" + k, { url: TRANSPARENT, opacity: 0 });
+    }
+    dc.set_props("wall-street-layer", { hideout: { offline: true, lang: lang } });
+    dc.set_props("wall-grid-layer", { hideout: { offline: true, lang: lang } });
+    var box = document.querySelector("#wall-root .leaflet-container");
+    if (box) { box.classList.add("aj-map-offline"); }
+    notice.hidden = false;
+  }
+  document.addEventListener("error", tileEvent, true);
+  document.addEventListener("load", tileEvent, true);
+
+  // --- the console's alarm sound ----------------------------------------------------------
+  // A short beep made with the WebAudio API (no sound file).  A browser that
+  // blocks sound until the person interacts with the page keeps the AudioContext
+  // "suspended": the "enable sound" button (#sound-enable) is shown then, and a
+  // click on it resumes the context and plays the beep that was held back.
+  window.anjianBeeps = 0;  // beeps played (tests read it)
+  window.anjianMuted = false;
+  var soundPending = false;
+  function audioContext() {
+    var AC = window.AudioContext || window.webkitAudioContext;
+    if (!AC) { return null; }
+    try { return window.anjianAudio || (window.anjianAudio = new AC()); } catch (e) { return null; }
+  }
+  function soundBlocked() {
+    var ac = audioContext();
+    return !!ac && ac.state !== "running";
+  }
+  function showSoundControl() {
+    var el = document.getElementById("sound-enable");
+    if (el) { el.hidden = !soundBlocked(); }
+  }
+  function beep() {
+    var ac = audioContext();
+    if (!ac) { return false; }
+    if (ac.state !== "running") {
+      soundPending = true;
+      if (ac.resume) { ac.resume().then(showSoundControl, showSoundControl); }
+      showSoundControl();
+      return false;
+    }
+    try {
+      [0, 0.3].forEach(function (t0) {
+        var o = ac.createOscillator(), g = ac.createGain();
+        o.type = "square"; o.frequency.value = 880; g.gain.value = 0.06;
+        o.connect(g); g.connect(ac.destination);
+        o.start(ac.currentTime + t0); o.stop(ac.currentTime + t0 + 0.18);
+      });
+      window.anjianBeeps += 1;
+      soundPending = false;
+      return true;
+    } catch (e) { return false; }
+  }
+  document.addEventListener("click", function (ev) {
+    var el = ev.target && ev.target.closest ? ev.target.closest("#sound-enable") : null;
+    if (!el) { return; }
+    var ac = audioContext();
+    if (!ac) { return; }
+    ac.resume().then(function () {
+      showSoundControl();
+      if (soundPending && !window.anjianMuted) { beep(); }
+    }, showSoundControl);
   });
 
   var shanghai = null;
@@ -251,9 +384,10 @@
       var nu = noUpdate();
       cyc = Object.assign({ i: 0, pinned: null, idle_ms: 120000 }, cyc || {});
       if (takeover && takeover.id != null) {
-        if (cyc.pinned === takeover.id) { return [nu, nu, nu]; }
+        // The label names the alarm shown (never "whole district" while an alarm is).
+        if (cyc.pinned === takeover.id) { return [nu, takeover.label || nu, nu]; }
         return [{ center: [takeover.lat, takeover.lon], zoom: 16, transition: "flyTo", options: { duration: 2 } },
-                nu, Object.assign({}, cyc, { pinned: takeover.id })];
+                takeover.label || nu, Object.assign({}, cyc, { pinned: takeover.id })];
       }
       if (!stops || !stops.length) { return [nu, nu, nu]; }
       var released = cyc.pinned !== null && cyc.pinned !== undefined;
@@ -266,7 +400,9 @@
       var byTick = initial || trig.some(function (p) { return p.indexOf("n_intervals") >= 0; });
       if (!byTick && !released) { return [nu, nu, nu]; } // no takeover before or after: nothing to do
       if (!released && Date.now() - (window.anjianLastTouch || 0) < cyc.idle_ms) { return [nu, nu, nu]; }
-      var i = released ? (Math.max(0, cyc.i) % stops.length) : ((cyc.i + 1) % stops.length);
+      // Released by the takeover (its round ended, or every alarm was acknowledged):
+      // back to the overview, the first stop (the whole district).
+      var i = released ? 0 : ((cyc.i + 1) % stops.length);
       var s = stops[i];
       var out = [{ bounds: s.bounds, transition: initial ? "fitBounds" : "flyToBounds",
                    options: { duration: 2.5, padding: [24, 24] } },
@@ -301,6 +437,25 @@
       return nu;
     },
 
+    // The console: a beep for each critical alarm not heard before (unless muted);
+    // the banner's flash is the server's (it stays until the alarm is acknowledged).
+    consoleAlarm: function (alarm, muted) {
+      var nu = noUpdate();
+      window.anjianMuted = !!muted;
+      var seen = window.anjianAlarmSeen || (window.anjianAlarmSeen = {});
+      var fresh = false;
+      ((alarm && alarm.ids) || []).forEach(function (id) {
+        if (!seen[id]) { seen[id] = true; fresh = true; }
+      });
+      var ac = audioContext();
+      if (ac && ac.state !== "running" && ac.resume) { ac.resume().then(showSoundControl, showSoundControl); }
+      showSoundControl();
+      // The alarms already waiting when the page opens beep too: nobody has heard them here.
+      if (fresh && !window.anjianMuted) { beep(); }
+      if (fresh && window.anjianMuted) { soundPending = false; }
+      return nu;
+    },
+
     // The wall's map view, settled: the frames of a flight (idle cycle, takeover) each
     // move the map, and every move would ask the server for heat and enterprises.  The
     // first view goes through at once; after that, only a view held for 700 ms.
@@ -323,6 +478,10 @@
       var el = document.getElementById(boxId);
       if (el && typeof markup === "string") { el.innerHTML = markup; }
       return noUpdate();
+    },
+    // The heat legend's ramp follows the heat mode shown.
+    heatLegend: function (mode) {
+      return "aj-heat-ramp aj-heat-" + (mode === "gaps" ? "gaps" : "activity");
     },
     clock: function () {
       return shanghai ? shanghai.format(new Date()) : new Date().toISOString().slice(0, 19).replace("T", " ");

@@ -113,6 +113,10 @@ def create_dash(server, ctx) -> dash.Dash:
     """Build the Dash app on ``server`` (a Flask app from dashboard.server.create_server)."""
     preset = tile_preset(ctx.settings)
     server.extensions["anjian_tiles"] = preset
+    from dashboard.tiles import tiles
+
+    if "tiles" not in server.blueprints:  # /tiles/{z}/{x}/{y} from settings.tiles_mbtiles_path
+        server.register_blueprint(tiles)
     server.extensions["anjian_city"] = CityCache(ctx.engine, Projector(preset.crs))
     server.extensions["anjian_cache"] = TTLCache()
     app = dash.Dash(

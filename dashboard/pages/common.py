@@ -9,8 +9,9 @@ user and the language come from the request's session.
 from __future__ import annotations
 
 import hashlib
-import math
 import logging
+import math
+import re
 import time
 from collections.abc import Callable, Iterable
 from datetime import datetime
@@ -133,7 +134,8 @@ def alert_store():
 
 
 def active_alerts(p=None, types: Iterable[str] | None = None, limit: int = 500) -> list[dict] | None:
-    """Alerts not yet resolved that the principal may see, most urgent first; None without a store.
+    """Alerts not yet resolved that the principal may see, in the one queue order
+    (``urgency_key``: unacknowledged, then severity, then newest); None without a store.
 
     ``state="open"`` is the store's (and the API's) "every active state".
     """
@@ -154,8 +156,11 @@ def active_alerts(p=None, types: Iterable[str] | None = None, limit: int = 500) 
 
 
 def urgency_key(a: dict):
-    """Most severe first, then oldest first (the longest waiting)."""
-    return (-SEVERITY_RANK.get(a.get("severity"), 0), first_seen_ts(a), str(a.get("id")))
+    """The one order of alerts (``data.alert_store.queue_key``): unacknowledged
+    first, then the most severe, then the newest."""
+    from data.alert_store import queue_key
+
+    return queue_key(a)
 
 
 def first_seen_ts(a: dict) -> float:
@@ -223,6 +228,82 @@ def act(alert_id, action: str, p, **kw) -> tuple[bool, str]:
     except ValueError as e:
         return False, t("alert.failed", lang_, reason=str(e))
     return True, t("alert.done", lang_, action=label("alert.action", action, lang_))
+
+
+# --- an alert's history, in the reader's language ------------------------------------------------
+
+_NUM = r"(-?\d+(?:\.\d+)?|None|nan|inf)"
+
+
+def _when(raw: str) -> str:
+    try:
+        return fmt_time(float(raw), with_date=True)
+    except (TypeError, ValueError):
+        return "—"
+
+
+def _gas_note(m, lang_: str) -> str:
+    level = label("sensor", m[1], lang_)
+    if m[2] is None:
+        return t("note.gas", lang_, level=level)
+    return t("note.gas_lel", lang_, level=level, lel=m[2])
+
+
+# The notes the system writes (alerts/rules.py, escalation.py, overdue.py, lifecycle.py)
+# are English machine text; each known form is rewritten through the catalogue.
+_NOTES = (
+    (re.compile(r"^implied by (\w+)$"),
+     lambda m, lang_, names: t("note.implied", lang_, action=label("alert.action", m[1], lang_))),
+    (re.compile(r"^last will; last seen " + _NUM + r"$"),
+     lambda m, lang_, names: t("note.offline.last_will", lang_, time=_when(m[1]))),
+    (re.compile(r"^silent; last seen " + _NUM + r"$"),
+     lambda m, lang_, names: t("note.offline.silent", lang_, time=_when(m[1]))),
+    (re.compile(r"^level (\d+):.*$"), lambda m, lang_, names: t("note.escalated", lang_, n=m[1])),
+    (re.compile(r"^(normal|low|high|fault|tamper|test)(?: (-?[\d.]+) % LEL)?$"),
+     lambda m, lang_, names: _gas_note(m, lang_)),
+    (re.compile(r"^(\d+) overdue$"), lambda m, lang_, names: t("note.overdue", lang_, n=m[1])),
+    (re.compile(r"^takeover from (\S+) by (\S+)$"),
+     lambda m, lang_, names: t("note.takeover", lang_, from_name=names(m[1]), to_name=names(m[2]))),
+    (re.compile(r"^→ (\S+)(?: .*)?$"), lambda m, lang_, names: t("note.reassign_to", lang_, name=names(m[1]))),
+)
+
+
+def history_note(note: str | None, lang_: str, names: Callable[[str], str] = str) -> str:
+    """A history note for people: the system's own notes through the catalogue; what a
+    person typed stays as typed."""
+    if not note:
+        return ""
+    for pattern, render in _NOTES:
+        m = pattern.match(note.strip())
+        if m:
+            return render(m, lang_, names)
+    return note
+
+
+def history_actor(actor: str | None, lang_: str, names: Callable[[str], str] = str) -> str:
+    """``system`` and ``gps:<inspector>`` through the catalogue; a username as it is."""
+    if not actor or actor == "system":
+        return t("actor.system", lang_)
+    if actor.startswith("gps:"):
+        return t("actor.gps", lang_, name=names(actor[4:]))
+    return actor
+
+
+def history_entries(a: dict, lang_: str, names: Callable[[str], str] = str, last: int = 12) -> list[dict]:
+    """An alert's history as the screens show it: time, actor, action, state, note, all in
+    ``lang_`` and through the one time formatter; a resolve names its outcome."""
+    out = []
+    for h in (a.get("history") or [])[-last:]:
+        action = h.get("action")
+        note = history_note(h.get("note"), lang_, names)
+        if action in ("resolve", "reassign") and a.get("outcome") and h.get("to_state") == "resolved":
+            outcome = t("alert.history.outcome", lang_, outcome=label("alert.outcome", a["outcome"], lang_))
+            note = f"{outcome} · {note}" if note else outcome
+        out.append({"time": fmt_time(h.get("at_ts", to_ts(h.get("at"))), with_date=True),
+                    "actor": history_actor(h.get("actor"), lang_, names),
+                    "action": label("alert.action", action, lang_),
+                    "state": label("alert.state", h.get("to_state"), lang_), "note": note})
+    return out
 
 
 # --- frame -------------------------------------------------------------------------------------

@@ -52,6 +52,7 @@ from dashboard.pages.common import (
     fmt_time,
     guarded_layout,
     header,
+    history_entries,
     html_box,
     label,
     lang,
@@ -114,8 +115,12 @@ def build(p, lang_: str, **_):
          dl.ScaleControl(position="bottomleft", imperial=False)],
         id=ids.DISPATCH_MAP, style={"height": "100%"}, **map_props(pr, c),
     )
+    sound = [html.Button(t("sound.enable", lang_), id=ids.SOUND_ENABLE, className="aj-btn aj-sound-enable",
+                         hidden=True, n_clicks=0),
+             html.Button(t("sound.mute", lang_), id=ids.DISPATCH_MUTE, className="aj-btn aj-sound-mute", n_clicks=0)]
     return html.Div([
-        header("dispatch.title", lang_, p, PATH),
+        header("dispatch.title", lang_, p, PATH, extra=sound),
+        html.Div(id=ids.DISPATCH_ALARM_BANNER, className="aj-alarm-banner", role="alert"),
         html.Main([
             html.Section([
                 html.Div([html.H2(t("dispatch.queue", lang_)),
@@ -153,6 +158,9 @@ def build(p, lang_: str, **_):
         dcc.Store(id=ids.DISPATCH_COMMAND, data=None),
         dcc.Store(id=ids.DISPATCH_ENT_STATE, data=None),
         dcc.Store(id=ids.DISPATCH_AFP, data=None),
+        dcc.Store(id=ids.DISPATCH_ALARM, data=None),
+        dcc.Store(id=ids.DISPATCH_MUTED, data=False),
+        html.Div(id=ids.DISPATCH_SOUND, style={"display": "none"}),
     ], id=ids.DISPATCH_ROOT, className="aj-page aj-dispatch", lang=lang_)
 
 
@@ -238,7 +246,9 @@ def queue_table(alerts: list[dict], reg, c, lang_: str, now: float, selected) ->
 
 def duplicates_list(alerts: list[dict], reg, c, lang_: str) -> Markup:
     if not alerts:
-        return tag("ul", tag("li", t("dispatch.duplicates.empty", lang_), class_="aj-muted"), class_="aj-results")
+        # aj-empty-panel: the panel collapses to its title and this line (anjian.css).
+        return tag("ul", tag("li", t("dispatch.duplicates.empty", lang_), class_="aj-muted"),
+                   class_="aj-results aj-empty-panel")
     out = []
     for a in alerts[:DUPLICATES_MAX]:
         who = reg.inspectors.get(a.get("inspector_id"), (a.get("inspector_id") or "",))[0]
@@ -297,7 +307,28 @@ TICK_OUTPUTS = {
     "order": Output(ids.DISPATCH_ORDER, "data"),
     "afp": Output(ids.DISPATCH_AFP, "data"),
     "state": Output(ids.DISPATCH_STATE, "data"),
+    "alarm": Output(ids.DISPATCH_ALARM, "data"),
+    "banner": Output(ids.DISPATCH_ALARM_BANNER, "children"),
+    "banner_class": Output(ids.DISPATCH_ALARM_BANNER, "className"),
 }
+
+
+def unacknowledged_critical(alerts: list[dict]) -> list[dict]:
+    """What sounds and flashes on the console: critical alerts nobody acknowledged yet."""
+    return [a for a in alerts if a.get("severity") == "critical" and a.get("state") == "open"]
+
+
+def alarm_banner(alerts: list[dict], reg, c, lang_: str) -> tuple[list, str, dict]:
+    """(children, className, store) of the banner that flashes until every critical alarm is acknowledged."""
+    crit = unacknowledged_critical(alerts)
+    store = {"ids": [a["id"] for a in crit]}
+    if not crit:
+        return [], "aj-alarm-banner", store
+    first = crit[0]
+    return ([html.Span(t("dispatch.alarm.banner", lang_, n=len(crit)), className="aj-alarm-banner-count"),
+             html.Span(f"{label('alert.type', first.get('type'), lang_)} · ", className="aj-nowrap"),
+             html.Span(layers.alert_subject(first, reg, c, lang_), className="aj-data aj-nowrap")],
+            "aj-alarm-banner aj-show aj-flash", store)
 
 
 @cb.callback(output=TICK_OUTPUTS,
@@ -348,6 +379,7 @@ def dispatch_tick(n, done, selected, state, order, push=None):
         if every or dfp != state.get("dfp"):
             out["duplicates"] = str(duplicates_list(dups, snap.reg, c, lang_))
         state.update(qfp=qfp, dfp=dfp)
+        out["banner"], out["banner_class"], out["alarm"] = alarm_banner(queue + dups, snap.reg, c, lang_)
     if not pushed and (redraw_lists or (version != state.get("v")
                                         and now - (state.get("il_at") or 0) >= INSPECTOR_LIST_EVERY_S)):
         out["inspector_list"] = str(inspector_table(layers.shown_inspectors(rows, now), alerts, snap.reg, lang_, now))
@@ -441,15 +473,22 @@ def detail_panel(a: dict, nearest: list[dict] | None, reg, c, lang_: str, now: f
                                   for o in outcomes_for(a.get("type"))]))
     if "reassign" in acts and a.get("inspector_id"):
         parts.append(_reassign_button(a, lang_))
-    history = a.get("history") or []
+    history = history_entries(a, lang_, names_of(reg))
     if history:
         parts.append(tag("h2", t("dispatch.history", lang_)))
-        parts.append(tag("ul", *[tag("li", f"{fmt_time(h.get('at_ts'))} {h.get('actor')} · "
-                                           f"{label('alert.action', h.get('action'), lang_)} → "
-                                           f"{label('alert.state', h.get('to_state'), lang_)}"
-                                           + (f" · {h['note']}" if h.get("note") else ""))
-                                 for h in history[-12:]], class_="aj-history aj-data"))
+        parts.append(tag("ul", *[tag("li", tag("span", h["time"], class_="aj-muted"), " ",
+                                     tag("span", h["actor"], class_="aj-data"), " · ",
+                                     f"{h['action']} → {h['state']}",
+                                     tag("span", f" · {h['note']}", class_="aj-history-note") if h["note"] else "")
+                                 for h in history], class_="aj-history"))
     return join(parts)
+
+
+def names_of(reg):
+    """Inspector or enterprise id -> its name (for history notes); unknown ids as they are."""
+    def name(i: str) -> str:
+        return (reg.inspectors.get(i) or (None,))[0] or reg.enterprise_names.get(i) or i
+    return name
 
 
 @cb.callback(output={"detail": Output(ids.DISPATCH_DETAIL_HTML, "data"),
@@ -528,6 +567,29 @@ def dispatch_act(command, done):
         raise PreventUpdate
     ok, message = perform(command, principal())
     return {"feedback": message, "cls": "aj-feedback aj-ok" if ok else "aj-feedback", "done": (done or 0) + 1}
+
+
+# --- the alarm sound: muting is one click, and audited --------------------------------------------
+
+
+@cb.callback(output={"muted": Output(ids.DISPATCH_MUTED, "data"), "label": Output(ids.DISPATCH_MUTE, "children")},
+             inputs={"clicks": Input(ids.DISPATCH_MUTE, "n_clicks")}, state={"muted": State(ids.DISPATCH_MUTED, "data")},
+             changes_state=True, prevent_initial_call=True)
+def dispatch_mute(clicks, muted):
+    """Mute or unmute this console's alarm sound; the audit log says who and when."""
+    if not clicks:
+        raise PreventUpdate
+    from data import audit
+
+    p = principal()
+    now_muted = not bool(muted)
+    audit.append(web().engine, p.username, "alarm_sound_muted" if now_muted else "alarm_sound_unmuted", PATH,
+                 {"role": p.role})
+    return {"muted": now_muted, "label": t("sound.unmute" if now_muted else "sound.mute", lang())}
+
+
+cb.clientside("consoleAlarm", Output(ids.DISPATCH_SOUND, "children"), Input(ids.DISPATCH_ALARM, "data"),
+              Input(ids.DISPATCH_MUTED, "data"))
 
 
 # --- search and the enterprise layer ----------------------------------------------------------------

@@ -23,6 +23,7 @@ from dashboard.mapkit import RISK_HEX, base_children, feature_collection, js, ma
 from dashboard.pages import queries
 from dashboard.pages.callbacks import PageCallbacks
 from dashboard.pages.common import city, fmt_time, guarded_layout, header, label, lang, preset, principal, web
+from dashboard.pages.layers import grid_name
 
 PATH = "/enterprise/<enterprise_id>"
 ROLES = ("dispatcher", "admin", "officer")
@@ -58,8 +59,21 @@ def next_due(ent: dict, intervals_d) -> float:
     return float(due[0])
 
 
-def facts(ent: dict, lang_: str, now: float):
+def last_inspection(ent: dict, visits: list[dict]) -> tuple[float | None, bool]:
+    """(when, from_visits): the later of the newest recorded visit and the registered
+    ``last_inspected_at``, and whether it is a visit of this system (so the facts and the
+    visits table never disagree)."""
+    seen = max((v.get("end_ts") or v.get("start_ts") or 0 for v in visits), default=0) or None
+    registered = ent.get("last_inspected_at")
+    if seen is not None and (registered is None or seen >= registered):
+        return seen, True
+    return registered, False
+
+
+def facts(ent: dict, lang_: str, now: float, visits: list[dict] | None = None):
     street = ent.get("street_name_en") if lang_ == "en" else ent.get("street_name")
+    last, from_visits = last_inspection(ent, visits or [])
+    ent = {**ent, "last_inspected_at": last}
     due = next_due(ent, web().settings.interval_days())
     overdue = now > due
     return html.Dl([
@@ -67,10 +81,12 @@ def facts(ent: dict, lang_: str, now: float):
         html.Dt(t("enterprise.address", lang_)), html.Dd(ent.get("address") or "—", className="aj-data"),
         html.Dt(t("enterprise.industry", lang_)), html.Dd(ent.get("industry") or "—", className="aj-data"),
         html.Dt(t("enterprise.area", lang_)),
-        html.Dd(" / ".join(x for x in (street, ent.get("grid_name")) if x) or "—", className="aj-data"),
+        html.Dd(" / ".join(x for x in (street, grid_name(ent.get("grid_name") or "", lang_)) if x) or "—",
+                className="aj-data"),
         html.Dt(t("enterprise.last_inspection", lang_)),
-        html.Dd(fmt_time(ent.get("last_inspected_at"), with_date=True) if ent.get("last_inspected_at")
-                else t("common.never", lang_), id="enterprise-last-inspection"),
+        html.Dd([fmt_time(last, with_date=True),
+                 html.Span(t("enterprise.registered", lang_), className="aj-muted") if not from_visits else ""]
+                if last else t("common.never", lang_), id="enterprise-last-inspection"),
         html.Dt(t("enterprise.next_due", lang_)),
         html.Dd([fmt_time(due, with_date=True) if due > 0 else "—",
                  html.Span(t("enterprise.overdue", lang_), className="aj-overdue-flag") if overdue else ""],
@@ -78,8 +94,11 @@ def facts(ent: dict, lang_: str, now: float):
     ], className="aj-facts", id=ids.ENTERPRISE_FACTS)
 
 
-def visits_table(rows: list[dict], lang_: str):
+def visits_table(rows: list[dict], lang_: str, registered_last: float | None = None):
     if not rows:
+        if registered_last:  # the facts show this date: say where it comes from
+            return html.P(t("enterprise.visits.none_since", lang_, date=fmt_time(registered_last, with_date=True)),
+                          className="aj-muted")
         return html.P(t("enterprise.visits.empty", lang_), className="aj-muted")
     head = html.Thead(html.Tr([html.Th(t(k, lang_)) for k in (
         "enterprise.col.when", "enterprise.col.who", "enterprise.col.unit", "enterprise.col.duration",
@@ -187,9 +206,14 @@ def build(p, lang_: str, enterprise_id: str | None = None, **_):
     ctx = web()
     ent = queries.enterprise(ctx.engine, enterprise_id) if enterprise_id else None
     if not visible(p, ent):
+        # An officer is told the same whether the enterprise does not exist or lies
+        # outside their area: honest about the scope, and nothing about the firm.
+        scoped = p is not None and p.role == "officer"
         return html.Div([header("enterprise.title", lang_, p, PATH),
-                         html.Div(html.H2(t("enterprise.not_found", lang_)), className="aj-forbidden")],
+                         html.Div(html.H2(t("enterprise.not_in_area" if scoped else "enterprise.not_found", lang_),
+                                          id="enterprise-missing"), className="aj-forbidden")],
                         id=ids.ENTERPRISE_ROOT, className="aj-page")
+    visits = queries.visits_of(ctx.engine, enterprise_id)
     now = time.time()
     c = city()
     pr = preset()
@@ -219,7 +243,7 @@ def build(p, lang_: str, enterprise_id: str | None = None, **_):
                               html.Span([t("risk.label", lang_), ": ", t(f"risk.{risk}", lang_)],
                                         id=ids.ENTERPRISE_RISK, className=f"aj-risk-chip aj-risk-{risk}")],
                              className="aj-profile-head"),
-                    facts(ent, lang_, now),
+                    facts(ent, lang_, now, visits),
                 ], className="aj-panel"),
                 credit_face(enterprise_id, lang_, now),
                 html.Div(the_map, className="aj-profile-map"),
@@ -230,7 +254,7 @@ def build(p, lang_: str, enterprise_id: str | None = None, **_):
                 html.Div([html.H2(t("enterprise.alerts", lang_)), html.Div(alerts_table_, id=ids.ENTERPRISE_ALERTS)],
                          className="aj-panel"),
                 html.Div([html.H2(t("enterprise.visits", lang_)),
-                          html.Div(visits_table(queries.visits_of(ctx.engine, enterprise_id), lang_),
+                          html.Div(visits_table(visits, lang_, ent.get("last_inspected_at")),
                                    id=ids.ENTERPRISE_VISITS)], className="aj-panel"),
             ], className="aj-col"),
         ], className="aj-profile"),

@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import re
 
 from dash import Patch, no_update
 
@@ -231,8 +232,22 @@ def area_name(a: dict, city: CityMap, lang_: str) -> str:
         zh, en = city.street_names[sid]
         parts.append(en if lang_ == "en" else zh)
     if gid in city.grid_names:
-        parts.append(city.grid_names[gid])
+        parts.append(grid_name(city.grid_names[gid], lang_))
     return " · ".join(parts)
+
+
+_GRID_NO = re.compile(r"第\s*(\d+)\s*网格$")
+
+
+def grid_name(name: str, lang_: str) -> str:
+    """A grid's name in ``lang_``.  Grids carry no English name of their own (streets do:
+    ``name_en``); their names are "<street>第N网格", and the street is shown beside them,
+    so in English a grid is "Grid N".  Any other name is shown as registered."""
+    if lang_ == "en" and name:
+        m = _GRID_NO.search(name)
+        if m:
+            return t("grid.numbered", lang_, n=int(m[1]))
+    return name
 
 
 def alert_line(a: dict, reg, city: CityMap, lang_: str) -> str:

@@ -26,6 +26,7 @@ from dashboard.pages.callbacks import PageCallbacks
 from dashboard.pages.common import (
     act,
     active_alerts,
+    alert_store,
     alerts_fingerprint,
     allowed_actions,
     city,
@@ -82,6 +83,7 @@ def build(p, lang_: str, **_):
         dcc.Store(id=ids.OFFICER_STATE, data={}),
         dcc.Store(id=ids.OFFICER_SELECTED, data=None),
         dcc.Store(id=ids.OFFICER_ACTION_DONE, data=0),
+        dcc.Store(id=ids.OFFICER_PENDING, data=None),
     ], id=ids.OFFICER_ROOT, className="aj-officer", lang=lang_)
 
 
@@ -96,9 +98,14 @@ def my_alarms(p) -> list[dict]:
     return active_alerts(p, types=("gas_alarm",)) or []
 
 
+def inspector_name(reg, inspector_id: str | None) -> str:
+    return (reg.inspectors.get(inspector_id) or (None,))[0] or inspector_id or ""
+
+
 def alarm_card(a: dict, reg, c, lang_: str, now: float, selected: bool):
     sev = a.get("severity")
     lel = a.get("peak_lel")
+    assignee = a.get("assignee_id")
     return html.Li(html.Button([
         html.Span([html.Span(label("alert.severity", sev, lang_), className=f"aj-badge aj-sev-{sev}"), " ",
                    label("alert.state", a.get("state"), lang_)]),
@@ -107,6 +114,9 @@ def alarm_card(a: dict, reg, c, lang_: str, now: float, selected: bool):
         html.Span(" · ".join(x for x in (
             t("alert.peak", lang_, n=round(float(lel))) if lel is not None else "",
             fmt_time(first_seen_ts(a)), fmt_age(now - first_seen_ts(a), lang_)) if x)),
+        *([html.Span([t("officer.assignee", lang_, name=""),
+                      html.Span(inspector_name(reg, assignee), className="aj-data")],
+                     className="aj-assignee")] if assignee else []),
     ], id={"type": ids.OFFICER_SELECT_TYPE, "alert": a["id"]}, n_clicks=0,
         className=f"aj-officer-card aj-sev-{sev}" + (" aj-selected" if selected else "")))
 
@@ -117,21 +127,47 @@ def _big(a: dict, action: str, text: str, cls: str, enabled: bool, outcome: str 
                        className=f"aj-big {cls}", disabled=not enabled, n_clicks=0)
 
 
-def action_buttons(a: dict, p, lang_: str):
-    acts = allowed_actions(a)
-    me = p.inspector_id or p.username
-    mine = a.get("assignee_id") == me
-    outcomes = outcomes_for("gas_alarm")
+def confirm_box(a: dict, pending: dict, p, reg, lang_: str):
+    """The question a takeover or an outcome asks before anything changes."""
+    if pending.get("action") == "takeover":
+        text = t("officer.confirm_takeover", lang_, other=inspector_name(reg, a.get("assignee_id")),
+                 me=inspector_name(reg, p.inspector_id))
+    else:
+        text = t("officer.confirm_resolve", lang_, outcome=label("alert.outcome", pending.get("outcome"), lang_))
     return html.Div([
+        html.P(text, className="aj-confirm-text"),
+        html.Div([_big(a, "confirm", t("officer.confirm", lang_), "aj-big-confirm", True,
+                       pending.get("outcome") or ""),
+                  _big(a, "cancel", t("officer.cancel", lang_), "aj-big-cancel", True)],
+                 className="aj-big-buttons"),
+    ], className="aj-confirm", role="alertdialog")
+
+
+def action_buttons(a: dict, p, lang_: str, reg=None, pending: dict | None = None):
+    acts = allowed_actions(a)
+    me = p.inspector_id
+    assignee = a.get("assignee_id")
+    mine = bool(me) and assignee == me
+    outcomes = outcomes_for("gas_alarm")
+    if pending and pending.get("alert") == a["id"]:
+        return confirm_box(a, pending, p, reg, lang_)
+    if assignee and not mine and me:
+        go_text = t("officer.take_over", lang_, name=inspector_name(reg, assignee) if reg else assignee)
+    else:
+        go_text = t("officer.on_my_way", lang_)
+    parts = [
         html.Div([
             _big(a, "ack", t("officer.ack", lang_), "aj-big-ack", "ack" in acts),
-            _big(a, "go", t("officer.on_my_way", lang_), "aj-big-go", "assign" in acts and not mine),
+            _big(a, "go", go_text, "aj-big-go", "assign" in acts and not mine and bool(me)),
             _big(a, "arrive", t("officer.arrived", lang_), "aj-big-arrive", "arrive" in acts),
         ], className="aj-big-buttons"),
         html.Div([html.Div(t("officer.resolved", lang_), className="aj-resolve-label"),
                   *[_big(a, "resolve", label("alert.outcome", o, lang_), "aj-big-resolve", "resolve" in acts, o)
                     for o in outcomes]], className="aj-resolve-row", style={"marginTop": "10px"}),
-    ])
+    ]
+    if not me:
+        parts.insert(1, html.P(t("officer.cannot_take", lang_), className="aj-muted"))
+    return html.Div(parts)
 
 
 def route_of(a: dict | None, p, reg, c, lang_: str):
@@ -187,13 +223,15 @@ TICK_OUTPUTS = {
 
 @cb.callback(output=TICK_OUTPUTS,
              inputs={"n": Input(ids.OFFICER_TICK, "n_intervals"), "done": Input(ids.OFFICER_ACTION_DONE, "data"),
-                     "selected": Input(ids.OFFICER_SELECTED, "data"), "push": Input(ids.OFFICER_PUSH, "data")},
+                     "selected": Input(ids.OFFICER_SELECTED, "data"), "push": Input(ids.OFFICER_PUSH, "data"),
+                     "pending": Input(ids.OFFICER_PENDING, "data")},
              state={"state": State(ids.OFFICER_STATE, "data")})
-def officer_tick(n, done, selected, state, push=None):
+def officer_tick(n, done, selected, state, push=None, pending=None):
     ctx = web()
     state = dict(state or {})
     version = ctx.live.version()
-    if version == state.get("v") and done == state.get("done") and selected == state.get("selected"):
+    if (version == state.get("v") and done == state.get("done") and selected == state.get("selected")
+            and pending == state.get("pending")):
         raise PreventUpdate
     p = principal()
     lang_ = lang()
@@ -205,18 +243,18 @@ def officer_tick(n, done, selected, state, push=None):
     route, me_layer, tgt_layer, dist, view = route_of(current, p, reg, c, lang_)
     fp = alerts_fingerprint(alarms) + f":{current['id'] if current else ''}:{route}"
     out = dict.fromkeys(TICK_OUTPUTS, no_update)
-    if fp != state.get("fp") or done != state.get("done"):
+    if fp != state.get("fp") or done != state.get("done") or pending != state.get("pending"):
         if not alarms:
             out["list"] = [html.Li(t("officer.empty", lang_), className="aj-empty")]
             out["detail"] = []
         else:
             out["list"] = [alarm_card(a, reg, c, lang_, now, current is a) for a in alarms]
-            out["detail"] = [action_buttons(current, p, lang_), html.P(dist, className="aj-muted")]
+            out["detail"] = [action_buttons(current, p, lang_, reg, pending), html.P(dist, className="aj-muted")]
         out["route"], out["me"], out["target"] = route, me_layer, tgt_layer
         focus = current["id"] if current else None
         if focus != state.get("focus"):
             out["view"] = view
-    state.update({"v": version, "done": done, "selected": selected, "fp": fp,
+    state.update({"v": version, "done": done, "selected": selected, "fp": fp, "pending": pending,
                   "focus": current["id"] if current else None})
     out["state"] = state
     return out
@@ -231,28 +269,51 @@ def officer_select(clicks):
     return trig["alert"]
 
 
-def perform(trigger: dict, p) -> tuple[bool, str]:
+def perform(trigger: dict, p, pending: dict | None = None) -> tuple[bool | None, str, dict | None]:
+    """(done, message, what now waits for a confirmation).  A takeover of an alarm
+    assigned to someone else and every outcome ask first (``done`` None: nothing
+    changed yet); ``confirm`` runs what was asked, ``cancel`` drops it."""
     alert_id = trigger.get("alert")
     action = trigger.get("action")
+    if action == "cancel":
+        return None, "", None
     if action == "go":
-        return act(alert_id, "assign", p, assignee_id=p.inspector_id or (p.username if p.role == "officer" else None))
+        if not p.inspector_id:
+            return False, t("officer.cannot_take", lang()), None
+        store = alert_store()
+        a = store.get(alert_id) if store is not None else None
+        if a is not None and a.get("assignee_id") and a["assignee_id"] != p.inspector_id:
+            return None, "", {"alert": alert_id, "action": "takeover", "outcome": ""}
+        ok, msg = act(alert_id, "assign", p, assignee_id=p.inspector_id)
+        return ok, msg, None
     if action in ("ack", "arrive"):
-        return act(alert_id, action, p)
+        ok, msg = act(alert_id, action, p)
+        return ok, msg, None
     if action == "resolve":
-        return act(alert_id, "resolve", p, outcome=trigger.get("outcome") or None)
-    return False, t("alert.denied", lang())
+        return None, "", {"alert": alert_id, "action": "resolve", "outcome": trigger.get("outcome") or ""}
+    if action == "confirm" and pending and pending.get("alert") == alert_id:
+        if pending.get("action") == "takeover":
+            ok, msg = act(alert_id, "assign", p, assignee_id=p.inspector_id, take_over=True)
+        elif pending.get("action") == "resolve":
+            ok, msg = act(alert_id, "resolve", p, outcome=pending.get("outcome") or None)
+        else:
+            ok, msg = False, t("alert.denied", lang())
+        return ok, msg, None
+    return False, t("alert.denied", lang()), None
 
 
 @cb.callback(output={"feedback": Output(ids.OFFICER_FEEDBACK, "children"),
                      "cls": Output(ids.OFFICER_FEEDBACK, "className"),
-                     "done": Output(ids.OFFICER_ACTION_DONE, "data")},
+                     "done": Output(ids.OFFICER_ACTION_DONE, "data"),
+                     "pending": Output(ids.OFFICER_PENDING, "data")},
              inputs={"clicks": Input({"type": ids.OFFICER_ACTION_TYPE, "alert": ALL, "action": ALL, "outcome": ALL},
                                      "n_clicks")},
-             state={"done": State(ids.OFFICER_ACTION_DONE, "data")},
+             state={"done": State(ids.OFFICER_ACTION_DONE, "data"), "pending": State(ids.OFFICER_PENDING, "data")},
              changes_state=True, prevent_initial_call=True)
-def officer_act(clicks, done):
+def officer_act(clicks, done, pending=None):
     trig, value = triggered()
     if not isinstance(trig, dict) or not value:
         raise PreventUpdate
-    ok, message = perform(dict(trig), principal())
-    return {"feedback": message, "cls": "aj-feedback aj-ok" if ok else "aj-feedback", "done": (done or 0) + 1}
+    ok, message, new_pending = perform(dict(trig), principal(), pending)
+    return {"feedback": message, "cls": "aj-feedback aj-ok" if ok else "aj-feedback", "done": (done or 0) + 1,
+            "pending": new_pending}

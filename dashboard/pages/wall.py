@@ -7,8 +7,11 @@ unit with a 10-minute trail, and pulsing gas alarms.  On the right, the KPI
 tiles and the live alerts; along the bottom, a ticker.
 
 A critical gas alarm that nobody has acknowledged takes the wall over: the map
-flies to it and a card stays pinned (with a beep, if the browser allows sound)
-until someone acknowledges it anywhere.  Otherwise, when nobody has touched the
+flies to it and a card names it (with a beep, if the browser allows sound) until
+someone acknowledges it anywhere.  Several such alarms are shown in turn, most
+urgent first, each for ``settings.wall_takeover_dwell_s``; after each round the
+wall shows the whole district for ``settings.wall_overview_s``.  The label in the
+map's corner always names what is shown.  Otherwise, when nobody has touched the
 screen for two minutes, the view cycles through the district and its streets.
 
 Updates: a 1 s poll that answers 204 (PreventUpdate) when neither the live
@@ -62,6 +65,7 @@ from dashboard.pages.common import (
     principal,
     push_listener,
     triggered,
+    urgency_key,
     web,
 )
 
@@ -134,18 +138,27 @@ def first_inspectors(c, lang_: str) -> tuple[dict, list, dict]:
     return data, order, news
 
 
+def base_font_px(distance_m: float) -> float:
+    """The wall's body text size at 1920 px wide for viewers at ``distance_m``: 18 px at
+    4 m, 28 px at 6 m (a 2x2 wall of 55" panels), never under 16 px."""
+    return max(16.0, 18.0 + 5.0 * (float(distance_m) - 4.0))
+
+
 def build(p, lang_: str, **_):
     c = city()
     pr = preset()
     insp_data, insp_order, insp_state = first_inspectors(c, lang_)
     stops = stops_for(c, lang_)
+    kiosk = p.role == "wall"
+    base_vw = base_font_px(web().settings.wall_viewing_distance_m) / 19.2  # px at 1920 wide -> vw
     legend_units = [html.Li([html.Span(className="aj-dot", style={"background": colour}),
                              html.Span(c.unit_names.get(uid, uid), className="aj-data")])
                     for uid, colour in sorted(c.unit_colour.items())]
     risk_legend = [html.Li([html.Span(className="aj-dot", style={"background": RISK_HEX[r]}),
                             t(f"risk.{r}", lang_)]) for r in RISK_ORDER]
     the_map = dl.Map(
-        [*base_children(pr, c, lang_, street_id=ids.WALL_STREET_LAYER, grid_id=ids.WALL_GRID_LAYER),
+        [*base_children(pr, c, lang_, street_id=ids.WALL_STREET_LAYER, grid_id=ids.WALL_GRID_LAYER,
+                        tile_id=ids.WALL_TILES),
          dl.Pane(dl.GeoJSON(id=ids.WALL_HEAT, data=layers.EMPTY, style=js("heatStyle"), pointToLayer=js("heatPoint"),
                             hideout={"max": 1, "mode": "activity"}, interactive=False),
                  name=HEAT_PANE, style={"zIndex": 300}),
@@ -172,17 +185,31 @@ def build(p, lang_: str, **_):
             html.Section([
                 the_map,
                 html.Div(id=ids.WALL_TAKEOVER_CARD, className="aj-takeover"),
+                # Shown by anjian.js when the tile server fails and the wall draws its offline base.
+                html.Div(t("wall.tiles_offline", lang_), id=ids.WALL_TILES_NOTICE, className="aj-tiles-notice",
+                         hidden=True, **{"data-tiles": len(pr.tiles)}),
                 html.Div(stops[0]["name"] if stops else "", id=ids.WALL_VIEW_NAME, className="aj-view-name"),
                 html.Div([
                     html.Div(t("wall.heat.label", lang_), className="aj-legend-title"),
-                    dcc.RadioItems(id=ids.WALL_HEAT_MODE, value="activity", inline=True, className="aj-radio",
-                                   options=[{"label": t("wall.heat.activity", lang_), "value": "activity"},
-                                            {"label": t("wall.heat.gaps", lang_), "value": "gaps"}]),
-                    dcc.RadioItems(id=ids.WALL_HEAT_WINDOW, value="today", inline=True, className="aj-radio",
-                                   options=[{"label": t(f"wall.heat.window.{w}", lang_), "value": w}
-                                            for w in HEAT_WINDOWS]),
+                    # The kiosk (role wall) gets no controls: the switches stay in the page
+                    # (the heat callback reads them) but hidden, and the legend says what is shown.
+                    html.Div([
+                        dcc.RadioItems(id=ids.WALL_HEAT_MODE, value="activity", inline=True, className="aj-radio",
+                                       options=[{"label": t("wall.heat.activity", lang_), "value": "activity"},
+                                                {"label": t("wall.heat.gaps", lang_), "value": "gaps"}]),
+                        dcc.RadioItems(id=ids.WALL_HEAT_WINDOW, value="today", inline=True, className="aj-radio",
+                                       options=[{"label": t(f"wall.heat.window.{w}", lang_), "value": w}
+                                                for w in HEAT_WINDOWS]),
+                    ], hidden=kiosk, className="aj-heat-switches"),
+                    html.Div(f"{t('wall.heat.activity', lang_)} · {t('wall.heat.window.today', lang_)}",
+                             className="aj-heat-shown", hidden=not kiosk),
+                    html.Div([html.Span(t("wall.legend.low", lang_)),
+                              html.Span(id=ids.WALL_HEAT_LEGEND, className="aj-heat-ramp aj-heat-activity"),
+                              html.Span(t("wall.legend.high", lang_))], className="aj-heat-legend"),
                     html.Div(t("wall.legend.enterprise", lang_), className="aj-legend-title"),
                     html.Ul(risk_legend, className="aj-legend"),
+                    html.Div([html.Span(className="aj-dot aj-dot-inspector"), t("wall.legend.inspector", lang_)],
+                             className="aj-legend-title"),
                     html.Div([html.Span(className="aj-dot aj-dot-alarm"), t("wall.legend.alarm", lang_)],
                              className="aj-legend-title"),
                 ], className="aj-map-legend"),
@@ -220,7 +247,8 @@ def build(p, lang_: str, **_):
         dcc.Store(id=ids.WALL_CYCLE_STATE, data={"i": -1, "pinned": None, "idle_ms": IDLE_MS}),
         dcc.Store(id=ids.WALL_STREETS, data=stops),
         html.Div(id=ids.WALL_SOUND, style={"display": "none"}),
-    ], id=ids.WALL_ROOT, className="aj-wall", lang=lang_)
+    ], id=ids.WALL_ROOT, className="aj-wall aj-kiosk" if kiosk else "aj-wall", lang=lang_,
+        style={"--aj-wall-base": f"{base_vw:.4f}vw"})
 
 
 layout = guarded_layout(ROLES, build)
@@ -237,15 +265,40 @@ def wall_alarms(ctx, snap, p) -> list[dict]:
     return alerts
 
 
-def takeover_of(alarms: list[dict]) -> dict | None:
-    """The alarm that takes the wall over: the oldest critical gas alarm nobody acknowledged."""
+def takeover_alarms(alarms: list[dict]) -> list[dict]:
+    """The alarms that take the wall over, most urgent first (the one queue order,
+    ``urgency_key``): the critical gas alarms nobody acknowledged."""
     waiting = [a for a in alarms if a.get("type") == "gas_alarm" and a.get("severity") == "critical"
                and a.get("state") == "open"]
-    waiting.sort(key=lambda a: (first_seen_ts(a), str(a.get("id"))))
+    waiting.sort(key=urgency_key)
+    return waiting
+
+
+def takeover_of(alarms: list[dict]) -> dict | None:
+    """The most urgent alarm of the takeover (the first it shows)."""
+    waiting = takeover_alarms(alarms)
     return waiting[0] if waiting else None
 
 
-def takeover_card(a: dict | None, others: int, reg, c, lang_: str):
+def takeover_phase(n: int, since: float, now: float, dwell_s: float, overview_s: float) -> tuple[int | None, float]:
+    """Which of ``n`` takeover alarms the wall shows at ``now`` (None: the overview), and
+    when that changes.  A round shows each alarm for ``dwell_s``, then the whole district
+    for ``overview_s``; rounds start at ``since`` (when the set of alarms last changed, so
+    a new alarm is shown at once)."""
+    if n <= 0:
+        return None, math.inf
+    if n == 1 and overview_s <= 0:
+        return 0, math.inf
+    round_s = n * dwell_s + overview_s
+    into = (now - since) % round_s
+    start = now - into
+    if into < n * dwell_s:
+        i = int(into // dwell_s)
+        return i, start + (i + 1) * dwell_s
+    return None, start + round_s
+
+
+def takeover_card(a: dict | None, others: int, reg, c, lang_: str, position: tuple[int, int] | None = None):
     if a is None:
         return [], "aj-takeover"
     lel = a.get("peak_lel")
@@ -262,7 +315,10 @@ def takeover_card(a: dict | None, others: int, reg, c, lang_: str):
                   f" · {t('alert.escalated', lang_, n=a['escalation_level'])}" if a.get("escalation_level") else ""],
                  className="aj-takeover-wait"),
     ]
-    if others:
+    if position and position[1] > 1:
+        body.append(html.Div(t("wall.takeover.position", lang_, i=position[0], n=position[1]),
+                             className="aj-takeover-more"))
+    elif others:
         body.append(html.Div(t("common.more", lang_, n=others), className="aj-takeover-more"))
     return body, "aj-takeover aj-show"
 
@@ -326,6 +382,7 @@ def wall_tick(n, state, order, push=None):
     # (The layout draws the inspectors but not the alarms and KPIs: no alarm_fp yet.)
     quiet = (version == state.get("v") and order is not None and "alarm_fp" in state
              and not layers.roll_due(state, now)
+             and (state.get("take_next") is None or now < state["take_next"])  # the takeover's next step
              and now - (state.get("t") or 0) < layers.STALE_S / 4)
     if quiet:
         raise PreventUpdate
@@ -349,23 +406,38 @@ def wall_tick(n, state, order, push=None):
     alarms = alerts if alerts is not None else layers.sensor_alarms(snap.sensors_json())
     gas = [a for a in alarms if a.get("type") == "gas_alarm"]
     alarm_fp = alerts_fingerprint(alarms) + f":{lang_}"
+    # The takeover: each critical gas alarm nobody acknowledged in turn, most urgent
+    # first, then the overview, on the schedule of the settings.
+    waiting = takeover_alarms(alarms)
+    take_ids = ",".join(str(a.get("id")) for a in waiting)
+    since = state.get("take_since") if take_ids == state.get("take_ids") else now
+    settings = ctx.settings
+    i, take_next = takeover_phase(len(waiting), since or now, now, settings.wall_takeover_dwell_s,
+                                  settings.wall_overview_s)
+    phase = f"{take_ids}|{i}"
     if alarm_fp != state.get("alarm_fp"):
         reg = snap.reg
         out["alarms"] = layers.alarm_features(gas, reg, c)
         out["open_gas"] = str(len(gas))
         out["ticker"] = ticker(alarms, reg, c, lang_)
         out["side"] = side_list(alarms, reg, c, lang_)
-        take = takeover_of(alarms)
-        others = sum(1 for a in gas if a.get("severity") == "critical" and a.get("state") == "open") - (1 if take else 0)
-        out["card"], out["card_class"] = takeover_card(take, others, reg, c, lang_)
+    if alarm_fp != state.get("alarm_fp") or phase != state.get("take_phase"):
+        reg = snap.reg
+        take = waiting[i] if i is not None else None
+        out["card"], out["card_class"] = takeover_card(take, 0, reg, c, lang_,
+                                                       (i + 1, len(waiting)) if take else None)
         pos = layers.alarm_position(take, reg, c) if take else None
         if take and pos:
             lat, lon = c.projector.latlng(*pos)
-            out["takeover"] = {"id": str(take.get("id")), "lat": lat, "lon": lon}
+            name = t("wall.takeover.label", lang_, i=i + 1, n=len(waiting),
+                     name=layers.alert_subject(take, reg, c, lang_))
+            out["takeover"] = {"id": str(take.get("id")), "lat": lat, "lon": lon, "label": name}
         else:
             out["takeover"] = None
     state.update(news)
-    state.update({"afp": afp, "alarm_fp": alarm_fp, "on_duty": on_duty})
+    state.update({"afp": afp, "alarm_fp": alarm_fp, "on_duty": on_duty, "take_ids": take_ids,
+                  "take_since": since, "take_phase": phase,
+                  "take_next": take_next if math.isfinite(take_next) else None})
     out["state"] = state
     return out
 
@@ -561,3 +633,4 @@ cb.clientside("settleView", Output(ids.WALL_VIEW, "data"), Input(ids.WALL_MAP, "
 cb.clientside("alarmSound", Output(ids.WALL_SOUND, "children"), Input(ids.WALL_TAKEOVER, "data"),
               prevent_initial_call=True)
 cb.clientside("clock", Output(ids.CLOCK, "children"), Input(ids.WALL_TICK, "n_intervals"))
+cb.clientside("heatLegend", Output(ids.WALL_HEAT_LEGEND, "className"), Input(ids.WALL_HEAT_MODE, "value"))

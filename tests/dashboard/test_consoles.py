@@ -14,6 +14,8 @@ from sqlalchemy import select
 from dashboard import ids
 from dashboard.pages import dispatch, enterprise, officer, replay
 from data import audit
+from data.alert_store import Conflict
+from data.auth import create_user
 from data.models import Alert
 from tests.dashboard import webkit
 
@@ -238,20 +240,70 @@ def test_officer_buttons_walk_the_lifecycle(city_live):
     me = users["officer"]
     with webkit.as_user(server, me):
         for action, expect in (("ack", "acknowledged"), ("go", "dispatched"), ("arrive", "on_scene")):
-            ok, msg = officer.perform({"alert": alert_id, "action": action}, me)
+            ok, msg, _pending = officer.perform({"alert": alert_id, "action": action}, me)
             assert ok, (action, msg)
             assert state_of(ctx, alert_id).state == expect
         assert state_of(ctx, alert_id).assignee_id == "I1"  # "on my way" assigns the alarm to the officer
-        ok, msg = officer.perform({"alert": alert_id, "action": "resolve", "outcome": "leak_handled"}, me)
+        # An outcome asks first: nothing changes until it is confirmed.
+        ok, msg, pending = officer.perform({"alert": alert_id, "action": "resolve", "outcome": "leak_handled"}, me)
+        assert ok is None and pending == {"alert": alert_id, "action": "resolve", "outcome": "leak_handled"}
+        assert state_of(ctx, alert_id).state == "on_scene"
+        out = officer.officer_tick(2, 1, None, {}, pending=pending)
+        assert "确定以“泄漏已处置”结束此报警吗？" in text_of(out["detail"])
+        ok, msg, pending = officer.perform({"alert": alert_id, "action": "confirm"}, me, pending)
     assert ok, msg
+    assert pending is None
     assert tuple(state_of(ctx, alert_id)) == ("resolved", "I1", "leak_handled")
+
+
+def test_taking_over_an_alarm_asks_first_names_both_and_is_audited(city_live):
+    ctx, server, users = city_live
+    alert_id = webkit.open_alert(ctx, sensor_id="S1")
+    ctx.alerts.act(alert_id, "assign", users["dispatcher"], assignee_id="I2")  # the dispatcher sent 刘洋
+    me = users["officer"]  # linked to I1, 王强
+    with webkit.as_user(server, me):
+        out = officer.officer_tick(1, 0, None, {})
+        card = text_of(out["list"])
+        assert "出发人员：" in card and "刘洋" in card  # the card names who is on the way
+        assert "接管（现由 刘洋 处理）" in text_of(out["detail"])
+        ok, msg, pending = officer.perform({"alert": alert_id, "action": "go"}, me)
+        assert ok is None and pending["action"] == "takeover"
+        assert state_of(ctx, alert_id).assignee_id == "I2"  # nothing taken yet
+        out = officer.officer_tick(2, 0, None, {}, pending=pending)
+        assert "此报警已派给 刘洋。确定改由 王强 接管吗？" in text_of(out["detail"])
+        ok, msg, _ = officer.perform({"alert": alert_id, "action": "cancel"}, me, pending)
+        assert state_of(ctx, alert_id).assignee_id == "I2"
+        ok, msg, _ = officer.perform({"alert": alert_id, "action": "confirm"}, me, pending)
+    assert ok, msg
+    assert state_of(ctx, alert_id).assignee_id == "I1"
+    taken = audit.entries(ctx.engine, action="alert.takeover")
+    assert len(taken) == 1 and taken[0].actor == "off1" and json.loads(taken[0].detail) == {"from": "I2", "to": "I1"}
+    # Through the API, without the confirmation, an officer gets a 409, not a silent takeover.
+    ctx.alerts.act(alert_id, "assign", users["dispatcher"], assignee_id="I2")
+    with pytest.raises(Conflict):
+        ctx.alerts.act(alert_id, "assign", me)
+    assert state_of(ctx, alert_id).assignee_id == "I2"
+
+
+def test_an_account_without_an_inspector_cannot_take_an_alarm(city_live):
+    ctx, server, users = city_live
+    alert_id = webkit.open_alert(ctx, sensor_id="S1")
+    p = create_user(ctx.engine, "off9", webkit.PASSWORD, "officer", streets=["ST1"], grids=["G1"])
+    with pytest.raises(PermissionError):
+        ctx.alerts.act(alert_id, "assign", p)  # refused on the server, whatever the screen shows
+    with webkit.as_user(server, p):
+        out = officer.officer_tick(1, 0, None, {})
+        assert "账号未绑定执法终端，不能接警出发" in text_of(out["detail"])
+        ok, msg, _ = officer.perform({"alert": alert_id, "action": "go"}, p)
+    assert not ok
+    assert state_of(ctx, alert_id).assignee_id is None
 
 
 def test_officer_cannot_act_on_another_grid(city_live):
     ctx, server, users = city_live
     theirs = webkit.open_alert(ctx, sensor_id="S2")
     with webkit.as_user(server, users["officer"]):
-        ok, msg = officer.perform({"alert": theirs, "action": "ack"}, users["officer"])
+        ok, msg, _ = officer.perform({"alert": theirs, "action": "ack"}, users["officer"])
     assert not ok and msg == "无权执行此操作。"
     assert state_of(ctx, theirs).state == "open"
     denied = audit.entries(ctx.engine, action="access_denied")
@@ -277,9 +329,28 @@ def test_enterprise_profile(city_live):
     assert "aj-risk-red" in page and "enterprise-visits-table" in page
     assert "重复（见 #1）" in page  # the duplicate visit names the visit it repeats
     with webkit.as_user(server, users["officer2"]):  # E1 is in G1, not officer2's G2
-        assert "没有这家企业" in text_of(enterprise.layout(enterprise_id="E1"))
+        outside = text_of(enterprise.layout(enterprise_id="E1"))
+        missing = text_of(enterprise.layout(enterprise_id="NOPE"))
+    # Honest about the scope, and the same for a firm elsewhere and no firm at all: nothing leaks.
+    assert "您的辖区内没有这家企业" in outside and "老王" not in outside and "S1" not in outside
+    assert outside.replace("E1", "") == missing.replace("NOPE", "")
     with webkit.as_user(server, users["dispatcher"]):
         assert "没有这家企业" in text_of(enterprise.layout(enterprise_id="NOPE"))
+
+
+def test_the_enterprise_facts_agree_with_its_visits(city_live):
+    from sqlalchemy import delete, update
+
+    from data.models import Enterprise, Visit
+
+    ctx, server, users = city_live
+    with ctx.engine.begin() as conn:  # inspected before the system: a registered date, no visit rows
+        conn.execute(delete(Visit).where(Visit.enterprise_id == "E2"))
+        conn.execute(update(Enterprise).where(Enterprise.id == "E2").values(last_inspected_at=time.time() - 5 * 86400))
+    with webkit.as_user(server, users["dispatcher"]):
+        page = text_of(enterprise.layout(enterprise_id="E2"))
+    assert "\"暂无检查记录\"" not in page  # not "no inspections" next to a last inspection date
+    assert "本系统暂无检查记录；上次检查" in page and "（登记数据）" in page
 
 
 def test_replay_loads_a_day(city_live):

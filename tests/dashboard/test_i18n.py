@@ -41,7 +41,7 @@ def test_english_strings_are_english_and_chinese_strings_are_chinese():
 
 
 PREFIXES = ("app", "nav", "lang", "auth", "page", "role", "login", "common", "risk", "status", "sensor", "alert",
-            "wall", "dispatch", "officer", "enterprise", "replay", "report")
+            "wall", "dispatch", "officer", "enterprise", "replay", "report", "note", "actor", "sound", "grid")
 
 
 def _literal_keys() -> set[str]:
@@ -72,6 +72,7 @@ def test_vocabularies_are_complete():
         + [f"alert.severity.{x}" for x in SEVERITIES]
         + [f"alert.state.{x}" for x in STATES]
         + [f"alert.action.{a}" for actions in ACTIONS.values() for a in actions]
+        + ["alert.action.open", "alert.action.escalate"]  # the history's own actions
         + [f"alert.outcome.{o}" for outs in OUTCOMES.values() for o in outs] + ["alert.outcome.reassigned"]
         + [f"risk.{c}" for c in RISK_COLOURS]
         + [f"role.{r}" for r in ROLES]
@@ -89,3 +90,40 @@ def test_lookup_formats_and_falls_back():
     assert t("no.such.key", "en") == "no.such.key"  # shown, logged, never a crash
     assert normalise_lang("en-US") == "en" and normalise_lang("EN") == "en"
     assert normalise_lang("zh") == "zh-CN" and normalise_lang(None) == "zh-CN" and normalise_lang("fr") == "zh-CN"
+
+
+def test_an_alerts_history_reads_in_chinese_with_local_times():
+    """What the dispatcher's history showed in English (issue 18 §6): the system's actions,
+    actor and notes, and an epoch timestamp, all through the catalogue and fmt_time."""
+    from alerts.escalation import Ladder
+    from alerts.lifecycle import new_alert, transition
+    from dashboard.pages.common import fmt_time, history_entries
+
+    ts = 1796315617.52
+    names = {"I7": "王强"}.get
+    alert, opened = new_alert("gas_alarm", "sensor:S1", severity="critical", at=ts, actor="system",
+                              note="high 62 % LEL", sensor_id="S1")
+    esc = Ladder.from_settings()
+    history = [opened]
+    a2, rec = transition(alert, "assign", actor="disp1", at=ts + 60, assignee_id="I7")
+    history += rec.steps()
+    a3, rec = transition(a2, "arrive", actor="gps:I7", at=ts + 600)
+    history.append(rec)
+    a4, rec = transition(a3, "resolve", actor="off1", at=ts + 900, outcome="leak_handled")
+    history.append(rec)
+    rows = [{"action": r.action, "actor": r.actor, "to_state": r.to_state, "at_ts": r.at, "note": r.note}
+            for r in history]
+    rows.append({"action": "escalate", "actor": "system", "to_state": "open", "at_ts": ts + 30,
+                 "note": f"level 1: {esc.audience(1)} (unacknowledged; due {ts + 30:.3f})"})
+    rows.append({"action": "open", "actor": "system", "to_state": "open", "at_ts": ts,
+                 "note": f"last will; last seen {ts}"})
+    rows.append({"action": "open", "actor": "system", "to_state": "open", "at_ts": ts, "note": "silent; last seen None"})
+    alert_json = {"history": rows, "outcome": "leak_handled"}
+    zh = history_entries(alert_json, "zh-CN", lambda i: names(i) or i)
+    text = " ".join(v for e in zh for k, v in e.items() if k != "actor" or v not in ("disp1", "off1"))
+    assert not re.findall(r"[A-Za-z]{3,}", text.replace("LEL", "")), text
+    assert "1796315617" not in text and fmt_time(ts, with_date=True) in text
+    assert "系统" in text and "定位（王强）" in text and "泄漏已处置" in text  # the resolve names its outcome
+    en = " ".join(v for e in history_entries(alert_json, "en", lambda i: names(i) or i) for v in e.values()
+                  if v != "王强" and "王强" not in v)
+    assert not re.search(r"[\u4e00-\u9fff]", en), en

@@ -1,0 +1,184 @@
+"""Issue 18, on the server: the one alert order (unacknowledged, then severity, then
+newest) in GET /api/v1/alerts and on the screens' lists; allowed_actions that match
+the caller; CSRF refusals and the console's mute audited."""
+
+from __future__ import annotations
+
+import json
+import time
+
+from data import audit
+from data.alert_store import SYSTEM, queue_key
+from data.auth import create_user
+from dashboard.pages import dispatch
+from tests.dashboard import webkit
+
+
+def _five_alerts(ctx) -> list[int]:
+    """Acknowledged critical alerts (old and new) and open ones: the open ones must come first."""
+    now = time.time()
+    old_acked = webkit.open_alert(ctx, sensor_id="S1", at=now - 300)
+    new_acked = webkit.open_alert(ctx, "sensor_fault", sensor_id="S2", at=now - 100)
+    for a in (old_acked, new_acked):
+        ctx.alerts.act(a, "ack", SYSTEM)
+    open_warning = webkit.open_alert(ctx, "sensor_offline", sensor_id="S1", severity="warning", at=now - 200)
+    open_critical_old = webkit.open_alert(ctx, "sensor_fault", sensor_id="S1", at=now - 400)
+    open_critical_new = webkit.open_alert(ctx, sensor_id="S2", at=now - 50)
+    return [open_critical_new, open_critical_old, open_warning, new_acked, old_acked]
+
+
+def test_the_api_lists_unacknowledged_first_then_severity_then_newest(web, client_as):
+    ctx, _server, _app, _users = web
+    expected = _five_alerts(ctx)
+    got = [a["id"] for a in client_as("dispatcher").get("/api/v1/alerts?state=open").get_json()]
+    assert got == expected
+    # A limit keeps the top of that order, not the newest ids.
+    got = [a["id"] for a in client_as("dispatcher").get("/api/v1/alerts?state=open&limit=2").get_json()]
+    assert got == expected[:2]
+    # The screens sort with the same key.
+    rows = ctx.alerts.list(state="open")
+    assert sorted(rows, key=queue_key) == rows
+
+
+def test_the_dispatcher_queue_shows_a_new_critical_alarm_above_acknowledged_ones(web):
+    ctx, server, _app, users = web
+    expected = _five_alerts(ctx)
+    with webkit.as_user(server, users["dispatcher"]):
+        out = dispatch.dispatch_tick(1, 0, None, {}, None)
+    html = out["queue"]
+    rows = [html.index(f'id="queue-row-{a}"') for a in expected if f'id="queue-row-{a}"' in html]
+    assert len(rows) == len(expected) and rows == sorted(rows)
+    # The banner flashes for the two critical alarms nobody acknowledged; the sound store names them.
+    assert "aj-flash" in out["banner_class"]
+    assert out["alarm"] == {"ids": expected[:2]}
+
+
+def test_allowed_actions_follow_the_callers_role_and_area(web, client_as):
+    ctx, server, _app, _users = web
+    in_g1 = webkit.open_alert(ctx, sensor_id="S1")
+    create_user(ctx.engine, "off3", webkit.PASSWORD, "officer", streets=["ST1"], grids=["G1"])  # no inspector
+    no_inspector = server.test_client()
+    assert webkit.login(no_inspector, "off3").status_code == 302
+
+    def actions(role):
+        c = no_inspector if role == "officer3" else client_as(role)
+        rows = c.get("/api/v1/alerts?state=open").get_json()
+        return next((a["allowed_actions"] for a in rows if a["id"] == in_g1), None)
+
+    assert actions("wall") == []
+    assert {"ack", "assign"} <= set(actions("dispatcher"))
+    assert {"ack", "assign"} <= set(actions("officer"))
+    assert "close" not in actions("officer")
+    assert actions("officer2") is None  # not in their area: not listed at all
+    assert "assign" not in actions("officer3") and "ack" in actions("officer3")
+    assert client_as("wall").get(f"/api/v1/alerts/{in_g1}").get_json()["allowed_actions"] == []
+
+
+def test_a_csrf_refusal_is_audited_like_a_role_refusal(web, client_as):
+    ctx, server, _app, _users = web
+    alert_id = webkit.open_alert(ctx, sensor_id="S1")
+    key = webkit.key_of(server, "dispatch", "dispatch_act")
+    body = webkit.callback_body(key, [{"id": "dispatch-command", "property": "data",
+                                       "value": {"type": "alert-action", "alert": alert_id, "action": "ack"}}],
+                                [{"id": "dispatch-action-done", "property": "data", "value": 0}])
+    before = len(audit.entries(ctx.engine, action="access_denied"))
+    resp = webkit.call_callback(client_as("dispatcher"), body, csrf="forged")
+    assert resp.status_code == 403
+    denied = audit.entries(ctx.engine, action="access_denied")
+    assert len(denied) == before + 1 and denied[-1].actor == "disp1"
+    assert json.loads(denied[-1].detail)["reason"] == "csrf"
+    assert audit.verify(ctx.engine) is None
+
+
+def test_muting_the_console_is_one_click_and_audited(web):
+    ctx, server, _app, users = web
+    with webkit.as_user(server, users["dispatcher"]):
+        out = dispatch.dispatch_mute(1, False)
+        assert out["muted"] is True and out["label"] == "取消静音"
+        assert dispatch.dispatch_mute(2, True)["muted"] is False
+    assert [e.actor for e in audit.entries(ctx.engine, action="alarm_sound_muted")] == ["disp1"]
+    assert [e.actor for e in audit.entries(ctx.engine, action="alarm_sound_unmuted")] == ["disp1"]
+
+
+def test_the_takeover_schedule_cycles_the_alarms_then_shows_the_overview():
+    from dashboard.pages.wall import takeover_phase
+
+    # Two alarms, 20 s each, then 15 s of overview, starting at t=100.
+    assert takeover_phase(2, 100, 100, 20, 15) == (0, 120)
+    assert takeover_phase(2, 100, 125, 20, 15) == (1, 140)
+    assert takeover_phase(2, 100, 141, 20, 15) == (None, 155)
+    assert takeover_phase(2, 100, 156, 20, 15) == (0, 175)  # the next round
+    assert takeover_phase(0, 100, 156, 20, 15)[0] is None
+    assert takeover_phase(1, 100, 10_000, 20, 0)[0] == 0  # one alarm, no overview: it stays
+
+
+def test_the_wall_takes_over_with_the_newest_critical_alarm_and_labels_it(web):
+    from dashboard.pages import wall
+
+    ctx, server, _app, users = web
+    now = time.time()
+    webkit.feed_city(ctx.engine, ctx.live, now, n_inspectors=2, visits=0, duplicates=0)
+    older = webkit.open_alert(ctx, sensor_id="S2", at=now - 900)
+    newer = webkit.open_alert(ctx, sensor_id="S1", at=now - 5)
+
+    def tick(state=None, order=None):
+        with webkit.as_user(server, users["wall"]):
+            return wall.wall_tick(1, state or {}, order)
+
+    out = tick()
+    # The most urgent first: the newest, not the one that has held the wall for 15 minutes.
+    assert out["takeover"]["id"] == str(newer)
+    assert out["takeover"]["label"] == "紧急报警 1/2：深圳市龙华区老王餐饮店"
+    card = json.dumps(out["card"], default=lambda c: c.to_plotly_json(), ensure_ascii=False)
+    assert "第 1 / 2 条" in card
+    # Past its dwell time, the wall moves on to the next one, then to the overview
+    # (the round's start moved back stands in for waiting).
+    dwell, overview = ctx.settings.wall_takeover_dwell_s, ctx.settings.wall_overview_s
+
+    def after(prev, seconds):
+        state = dict(prev["state"])
+        state["take_since"] = state["take_since"] - seconds
+        state["take_next"] = 0  # due: the poll looks again
+        return tick(state, out["order"])
+
+    nxt = after(out, dwell + 1)
+    assert nxt["takeover"]["id"] == str(older) and nxt["takeover"]["label"].startswith("紧急报警 2/2")
+    back = after(nxt, dwell)
+    assert back["takeover"] is None and back["card_class"] == "aj-takeover"
+    again = after(back, overview)
+    assert again["takeover"]["id"] == str(newer)
+
+
+def test_tiles_are_served_from_an_mbtiles_file(web, client_as, tmp_path):
+    from dashboard.mapkit import tile_preset
+    from tests.dashboard.mbtileskit import solid_png, write_mbtiles, xyz
+
+    ctx, _server, _app, _users = web
+    raster, vector = tmp_path / "base.mbtiles", tmp_path / "vector.mbtiles"
+    write_mbtiles(raster, (22.60, 114.00, 22.65, 114.10), zooms=[12])
+    write_mbtiles(vector, (22.60, 114.00, 22.65, 114.10), zooms=[12], fmt="pbf")
+    saved = ctx.settings
+    try:
+        ctx.settings = saved.model_copy(update={"tiles": "mbtiles", "tiles_mbtiles_path": raster})
+        preset = tile_preset(ctx.settings)
+        assert preset.name == "mbtiles" and preset.tiles[0].url == "/tiles/{z}/{x}/{y}"
+        x, y = xyz(22.62, 114.02, 12)
+        c = client_as("wall")
+        resp = c.get(f"/tiles/12/{x}/{y}")
+        assert resp.status_code == 200 and resp.mimetype == "image/png"
+        assert resp.data == solid_png((40, 90, 60))  # the XYZ row found in TMS order
+        assert c.get(f"/tiles/12/{x}/{y + 40}").status_code == 404  # not in the file
+        assert server_get_anonymous(web, f"/tiles/12/{x}/{y}") in (302, 401)  # a login, like every page
+        ctx.settings = saved.model_copy(update={"tiles": "mbtiles", "tiles_mbtiles_path": vector})
+        resp = c.get(f"/tiles/12/{x}/{y}")
+        assert resp.mimetype == "application/x-protobuf" and resp.headers["Content-Encoding"] == "gzip"
+        assert tile_preset(ctx.settings).offline  # vector tiles: served, the screens draw the offline base
+        ctx.settings = saved.model_copy(update={"tiles": "mbtiles", "tiles_mbtiles_path": tmp_path / "none.mbtiles"})
+        assert tile_preset(ctx.settings).offline
+    finally:
+        ctx.settings = saved
+
+
+def server_get_anonymous(web, path: str) -> int:
+    _ctx, server, _app, _users = web
+    return server.test_client().get(path).status_code
