@@ -133,15 +133,20 @@ def _save(unit_id, week, rows, source: str):
 @api_plans.get("/plans")
 @require(*READ_ROLES)
 def plans_list():
-    week = _week(request.args.get("week"))
+    return jsonify(store().list_plans(_week(request.args.get("week")), _units_asked()))
+
+
+def _units_asked() -> list[str] | None:
+    """The units a read covers: ``?unit=`` when the caller may see it (404 otherwise),
+    else the caller's own units (None: every unit)."""
     unit = request.args.get("unit") or None
     own = _own_units()
     units = None if own is None else sorted(own)
     if unit:
         if units is not None and unit not in units:
-            raise ApiError(404, "not_found", f"no plans of unit {unit} in your area")
+            raise ApiError(404, "not_found", f"unit {unit} is not in your area")
         units = [unit]
-    return jsonify(store().list_plans(week, units))
+    return units
 
 
 @api_plans.post("/plans")
@@ -322,15 +327,7 @@ def _publish_planned(plan: dict) -> None:
 @api_plans.get("/plans/actual")
 @require(*READ_ROLES)
 def plans_actual():
-    week = _week(request.args.get("week"))
-    unit = request.args.get("unit") or None
-    own = _own_units()
-    units = None if own is None else sorted(own)
-    if unit:
-        if units is not None and unit not in units:
-            raise ApiError(404, "not_found", f"unit {unit} is not in your area")
-        units = [unit]
-    return jsonify(store().actual(week, units, _now()))
+    return jsonify(store().actual(_week(request.args.get("week")), _units_asked(), _now()))
 
 
 # --- draws -------------------------------------------------------------------------------
