@@ -104,10 +104,11 @@ def test_make_run_in_a_fresh_clone_shows_the_live_city_and_stops_clean(tmp_path)
                 insp = get_json(f"{base}/api/v1/inspectors", token)
             except OSError:
                 return None
-            return [i for i in insp if i.get("status") != "offline"]
+            on = [i for i in insp if i.get("status") != "offline"]
+            return on if len(on) >= 10 else None  # the simulator brings them on duty over seconds
 
         inspectors = wait_until(live, 120, 1.0)
-        assert len(inspectors) >= 10, inspectors
+        assert all(i["lat"] and i["lon"] for i in inspectors), inspectors
         health = get_json(f"{base}/api/v1/health")
         assert health["redis"] == health["broker"] == health["database"] == "ok", health
         before_stop = len(output())
