@@ -462,7 +462,16 @@ def cmd_user(settings, args) -> int:
     from data import audit
     from data.auth import create_user
 
+    if (args.role == "enterprise") != (args.enterprise is not None):
+        raise SystemExit("user create: an enterprise account needs --enterprise ID (the one enterprise it is "
+                         "bound to), and only an enterprise account takes --enterprise")
     engine = _engine(settings)
+    if args.enterprise is not None:
+        from data.auth import enterprise_exists
+
+        if not enterprise_exists(engine, args.enterprise):
+            raise SystemExit(f"user create: no enterprise {args.enterprise!r} in the database "
+                             "(import it first: python app.py import enterprises FILE)")
     password = os.environ.get("ANJIAN_NEW_USER_PASSWORD") or getpass.getpass(f"password for {args.username}: ")
     p = create_user(engine, args.username, password, args.role, streets=args.streets or (), grids=args.grids or (),
                     display_name=args.display_name, enterprise_id=args.enterprise)

@@ -17,7 +17,7 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import Engine, func, select
 
-from data.models import ROLES, ApiToken, User
+from data.models import ROLES, ApiToken, Enterprise, User
 
 _hasher = PasswordHasher()
 
@@ -69,6 +69,12 @@ def get_user(engine: Engine, username: str) -> Principal | None:
     with engine.connect() as conn:
         u = conn.execute(select(User.__table__).where(User.username == username)).first()
     return None if u is None else _principal(u)
+
+
+def enterprise_exists(engine: Engine, enterprise_id: str) -> bool:
+    """Whether an enterprise account may be bound to `enterprise_id` (`user create --enterprise`)."""
+    with engine.connect() as conn:
+        return conn.execute(select(Enterprise.id).where(Enterprise.id == enterprise_id)).first() is not None
 
 
 def create_user(engine: Engine, username: str, password: str | None, role: str, *,

@@ -70,3 +70,14 @@ def test_report_cli_refuses_bad_input(tmp_path):
     assert out.returncode == 2 and "PeriodError" in out.stderr
     out = run(tmp_path, "report", "monthly", "--period", "2026-11", "--street", "NOPE")
     assert out.returncode == 2 and "UnknownStreet" in out.stderr
+
+
+def test_user_create_enterprise_account_refuses_in_one_line(tmp_path):
+    """`user create --role enterprise` without --enterprise printed a ValueError traceback;
+    an enterprise id that is not in the database was stored as a dangling binding."""
+    out = run(tmp_path, "user", "create", "boss", "--role", "enterprise")
+    assert out.returncode == 1 and "needs --enterprise" in out.stderr and "Traceback" not in out.stderr, out.stderr
+    out = run(tmp_path, "user", "create", "chen", "--role", "dispatcher", "--enterprise", "E1")
+    assert out.returncode == 1 and "only an enterprise account" in out.stderr, out.stderr
+    out = run(tmp_path, "user", "create", "boss", "--role", "enterprise", "--enterprise", "NO-SUCH")
+    assert out.returncode == 1 and "no enterprise 'NO-SUCH'" in out.stderr and "Traceback" not in out.stderr, out.stderr
