@@ -320,11 +320,20 @@ def hazard_photos(hazard_id: int):
 
 
 @api_hazards.get("/hazards/<int:hazard_id>/photos/<int:photo_id>")
-@api_hazards.get("/hazards/<int:hazard_id>/photos/<int:photo_id>/thumb")
 @require(*SEE_ROLES)
 def hazard_photo(hazard_id: int, photo_id: int):
+    return _photo_response(hazard_id, photo_id, thumb=False)
+
+
+@api_hazards.get("/hazards/<int:hazard_id>/photos/<int:photo_id>/thumb")
+@require(*SEE_ROLES)
+def hazard_photo_thumb(hazard_id: int, photo_id: int):
+    return _photo_response(hazard_id, photo_id, thumb=True)
+
+
+def _photo_response(hazard_id: int, photo_id: int, thumb: bool):
     _visible(store().get(hazard_id), hazard_id)
-    got = store().photo(hazard_id, photo_id)
+    got = store().photo(hazard_id, photo_id, thumb=thumb)
     if got is None:
         raise ApiError(404, "not_found", f"no photo {photo_id} of hazard {hazard_id}")
     data, content_type = got

@@ -48,6 +48,7 @@ PAGE = """<!doctype html>
  .hz .item{border:1px solid #ccd;border-radius:8px;padding:10px;margin:8px 0}
  .hz .item .bar{display:flex;gap:6px}.hz .item .bar button{flex:1;padding:10px 4px}
  .hz .status{min-height:1.4em;font-weight:600}.hz .late{color:#c00;font-weight:700}
+ .hz .thumbs{display:flex;flex-wrap:wrap;gap:6px;margin:6px 0}.hz .thumbs img{width:96px;height:96px;object-fit:cover;border-radius:6px;border:1px solid #ccd}
  .hz details{margin:6px 0}.hz .check{font-weight:400;display:flex;gap:8px;align-items:flex-start}
 </style>
 </head>
@@ -124,6 +125,15 @@ async function loadWaiting() {
   for (const h of list) {
     const item = el('div', {className: 'item', id: `w-${h.id}`});
     item.append(el('div', {className: 'aj-data'}, `${h.enterprise_id} ` + line(h)));
+    const thumbs = el('div', {className: 'thumbs', id: `thumbs-${h.id}`});
+    item.append(thumbs);
+    api('GET', `/hazards/${h.id}`).then(d => {  // the evidence to judge, as thumbnails linking to the photo
+      for (const p of (d.photos || []).filter(p => p.stage === 'rectification')) {
+        const a = el('a', {href: `/api/v1/hazards/${h.id}/photos/${p.id}`, target: '_blank'});
+        a.append(el('img', {src: `/api/v1/hazards/${h.id}/photos/${p.id}/thumb`, alt: T['hz.evidence'], loading: 'lazy'}));
+        thumbs.append(a);
+      }
+    }).catch(() => {});
     const bar = el('div', {className: 'bar'});
     const reason = el('input', {type: 'text', id: `reason-${h.id}`, placeholder: T['hz.reason']});
     const act = async (path, body) => {

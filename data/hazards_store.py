@@ -34,7 +34,7 @@ from data.models import (
     Unit,
     Visit,
 )
-from data.photos import DirectoryStorage, PhotoRefused, PhotoStorage, check_image
+from data.photos import DirectoryStorage, PhotoRefused, PhotoStorage, check_image, make_thumbnail
 from geo.coords import haversine_m
 from hazards.catalogue import DEFAULT_FILE, Catalogue, parse_catalogue
 from hazards.lifecycle import is_overdue, new_hazard, on_site_by_gps, overdue_level, transition
@@ -234,12 +234,15 @@ class HazardStore:
         digest = hashlib.sha256(data).hexdigest()
         from data.photos import IMAGE_TYPES
 
+        thumb = make_thumbnail(data)  # decodes the whole image: a corrupt one is refused here
         key = f"{hazard_id}/{stage}-{digest[:32]}.{IMAGE_TYPES[content_type]}"
+        thumb_key = f"{hazard_id}/{stage}-{digest[:32]}.thumb.jpg"
         self.photos.put(key, data, content_type)
+        self.photos.put(thumb_key, thumb, "image/jpeg")
         try:
             with self.engine.begin() as conn:
                 pid = conn.execute(insert(HazardPhoto).values(
-                    hazard_id=hazard_id, stage=stage, storage_key=key, thumb_key=None, content_type=content_type,
+                    hazard_id=hazard_id, stage=stage, storage_key=key, thumb_key=thumb_key, content_type=content_type,
                     size=len(data), sha256=digest, uploaded_by=actor, uploaded_at=now)).inserted_primary_key[0]
                 audit.append(conn, actor, "hazard_photo", f"hazard:{hazard_id}",
                              {"photo_id": pid, "stage": stage, "sha256": digest, "size": len(data)}, at=now)
@@ -250,16 +253,20 @@ class HazardStore:
                                     .where(HazardPhoto.storage_key == key)).scalar_one()
             if not used:
                 self.photos.delete(key)
+                self.photos.delete(thumb_key)
             raise
         return {"id": pid, "hazard_id": hazard_id, "stage": stage, "content_type": content_type, "size": len(data),
                 "sha256": digest}
 
-    def photo(self, hazard_id: int, photo_id: int) -> tuple[bytes, str] | None:
+    def photo(self, hazard_id: int, photo_id: int, thumb: bool = False) -> tuple[bytes, str] | None:
+        """The photo's bytes and content type; ``thumb``: its thumbnail (a JPEG) when it has one."""
         with self.engine.connect() as conn:
-            p = conn.execute(select(HazardPhoto.storage_key, HazardPhoto.content_type).where(
+            p = conn.execute(select(HazardPhoto.storage_key, HazardPhoto.thumb_key, HazardPhoto.content_type).where(
                 HazardPhoto.id == photo_id, HazardPhoto.hazard_id == hazard_id)).first()
         if p is None:
             return None
+        if thumb and p.thumb_key:
+            return self.photos.get(p.thumb_key), "image/jpeg"
         return self.photos.get(p.storage_key), p.content_type
 
     # --- self-inspections -----------------------------------------------------------------

@@ -9,21 +9,31 @@ MinIO/OSS/S3) without touching anything else.
 
 ``check_image`` looks at the bytes, never at the file name: JPEG, PNG and WebP
 are accepted by their signatures, anything else (a text file renamed ``.jpg``)
-is refused with a reason code.  Pillow is not a dependency, so no thumbnails
-are made: ``thumb_key`` stays empty and the screens scale the photo
-(docs/api.md).
+is refused with a reason code.  The bytes are then decoded with Pillow: a file
+that carries an image signature but does not decode (truncated, corrupt) is
+refused as well, and so is one whose pixel count would make decoding it a
+memory bomb.  ``make_thumbnail`` gives the small JPEG the screens show
+(``THUMB_MAX_PX`` on the long side, EXIF orientation applied, no metadata kept,
+so a photo's GPS tags never reach a thumbnail).
 """
 
 from __future__ import annotations
 
+import io
 import os
 import tempfile
+import warnings
 from pathlib import Path
 from typing import Protocol
+
+from PIL import Image, ImageOps
 
 # content type -> file extension
 IMAGE_TYPES = {"image/jpeg": "jpg", "image/png": "png", "image/webp": "webp"}
 MIN_IMAGE_BYTES = 16
+# A phone photo is 12-50 MP; a decompression bomb is a small file that claims far more.
+MAX_IMAGE_PIXELS = 80_000_000
+THUMB_MAX_PX = 320
 
 
 class PhotoRefused(ValueError):
@@ -48,6 +58,41 @@ def check_image(data: bytes, max_bytes: int) -> str:
         return "image/webp"
     raise PhotoRefused("not_an_image", "the file is not a JPEG, PNG or WebP image (its content was checked, "
                                        "not its name)")
+
+
+def _decode(data: bytes) -> Image.Image:
+    """The decoded image, or ``PhotoRefused`` (corrupt or truncated; too many pixels)."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            img = Image.open(io.BytesIO(data))
+            w, h = img.size
+            if w * h > MAX_IMAGE_PIXELS:
+                raise PhotoRefused("too_large", f"the photo has {w}x{h} pixels; at most {MAX_IMAGE_PIXELS} "
+                                                "pixels are accepted")
+            img.load()
+    except PhotoRefused:
+        raise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise PhotoRefused("too_large", f"the photo claims too many pixels ({exc})") from None
+    except (OSError, ValueError, SyntaxError) as exc:  # Pillow's ways of saying "not decodable"
+        raise PhotoRefused("not_an_image", f"the image does not decode: {exc}") from None
+    return img
+
+
+def make_thumbnail(data: bytes) -> bytes:
+    """A JPEG of at most ``THUMB_MAX_PX`` on its long side, upright, without metadata.
+
+    ``data`` is an image ``check_image`` accepted; a corrupt one raises ``PhotoRefused``."""
+    img = ImageOps.exif_transpose(_decode(data))
+    img.thumbnail((THUMB_MAX_PX, THUMB_MAX_PX))
+    if img.mode not in ("RGB", "L"):
+        rgba = img.convert("RGBA")
+        img = Image.new("RGB", rgba.size, (255, 255, 255))
+        img.paste(rgba, mask=rgba.getchannel("A"))
+    out = io.BytesIO()
+    img.save(out, "JPEG", quality=80, optimize=True)
+    return out.getvalue()
 
 
 class PhotoStorage(Protocol):

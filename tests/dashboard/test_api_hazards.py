@@ -163,6 +163,49 @@ def test_refused_uploads_have_clear_errors_and_lose_nothing(hz):
     assert call(c, tk, "officer", "GET", f"/hazards/{hid}/photos/{h['photos'][0]['id']}").data == png_bytes()
 
 
+def _png_header_only(w: int, h: int) -> bytes:
+    """A PNG whose header claims w x h pixels, with a few bytes of data: a decompression bomb's shape."""
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0))
+            + chunk(b"IDAT", zlib.compress(b"\x00" * 64)) + chunk(b"IEND", b""))
+
+
+def test_photos_get_a_thumbnail_and_undecodable_images_are_refused(hz):
+    from PIL import Image
+
+    _ctx, c, tk = hz
+    hid = call(c, tk, "officer", "POST", "/hazards", json={"enterprise_id": "E1", "category": "EQ01",
+                                                           "level": "general"}).get_json()["id"]
+    # A real 1200x900 image (one colour, palette PNG, so it fits the fixture's 4096-byte limit).
+    buf = io.BytesIO()
+    img = Image.new("P", (1200, 900), 0)
+    img.putpalette([200, 40, 40] + [0, 0, 0] * 255)
+    img.save(buf, "PNG", optimize=True)
+    big_photo = buf.getvalue()
+    assert len(big_photo) <= 4096
+    assert photo(c, tk, "officer", hid, big_photo, name="site.png").status_code == 201
+    h = call(c, tk, "officer", "GET", f"/hazards/{hid}").get_json()
+    pid = h["photos"][0]["id"]
+    assert h["photos"][0]["thumbnail"] is True
+    thumb = call(c, tk, "officer", "GET", f"/hazards/{hid}/photos/{pid}/thumb")
+    assert thumb.status_code == 200 and thumb.mimetype == "image/jpeg"
+    img = Image.open(io.BytesIO(thumb.data))
+    assert img.format == "JPEG" and img.size == (320, 240)
+    assert img.getpixel((160, 120))[0] > 150  # still the photo's red
+    # The full photo is the bytes as uploaded.
+    assert call(c, tk, "officer", "GET", f"/hazards/{hid}/photos/{pid}").data == big_photo
+
+    # A PNG signature with a body cut short does not decode: refused, nothing stored.
+    cut = png_bytes(40, 40)[:60]  # the signature, the header and half the pixel data
+    r = photo(c, tk, "officer", hid, cut, name="cut.png")
+    assert r.status_code == 415 and r.get_json()["error"] == "not_an_image" and "decode" in r.get_json()["message"]
+    # A tiny file claiming 20000 x 20000 pixels (a decompression bomb) is refused before it is decoded.
+    r = photo(c, tk, "officer", hid, _png_header_only(20000, 20000), name="bomb.png")
+    assert r.status_code == 413 and r.get_json()["error"] == "too_large" and "pixels" in r.get_json()["message"]
+    assert len(call(c, tk, "officer", "GET", f"/hazards/{hid}").get_json()["photos"]) == 1
+
+
 def test_self_inspection_red_light_and_the_credit_face(hz):
     _ctx, c, tk = hz
     r = call(c, tk, "ent1", "POST", "/self-inspections", json={"items": [{"code": "SC01", "ok": True},

@@ -84,6 +84,10 @@ def test_record_rectify_accept_on_a_phone(phone_stack):
             # The officer at the door accepts on site.
             ctx.live.apply_pings([Ping("I1", time.time(), ENTERPRISE_A[1] + 0.0001, ENTERPRISE_A[2], acc_m=6)])
             officer.reload()
+            # The evidence to judge shows as a thumbnail that the browser decoded (not a broken image).
+            officer.wait_for_function(f"() => {{ const i = document.querySelector('#thumbs-{hid} img');"
+                                      f" return i && i.complete && i.naturalWidth > 0; }}")
+            assert officer.eval_on_selector(f"#thumbs-{hid} img", "i => i.naturalWidth") == 8
             officer.click(f"#accept-{hid}")
             officer.wait_for_function(f"() => !document.querySelector('#accept-{hid}')")
             h = store.get(hid)
