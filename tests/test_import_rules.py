@@ -79,7 +79,7 @@ def _rules() -> dict[str, tuple[frozenset[str], frozenset[str]]]:
             if own:
                 ours.add(own.group(1).removesuffix("/").removesuffix(".py").replace("/", "."))
             else:
-                assert re.fullmatch(r"[a-z_0-9]+", item), f"docs/architecture.md: unreadable import name {item!r}"
+                assert re.fullmatch(r"[A-Za-z_0-9]+", item), f"docs/architecture.md: unreadable import name {item!r}"
                 libs.add(item)
         rules[m.group(1)] = (frozenset(libs), frozenset(ours))
     return rules
