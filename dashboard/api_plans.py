@@ -20,7 +20,7 @@ from dashboard.api import READ_ROLES, ApiError, int_arg, require, web
 from data.plans_store import PlansStore, RowErrors, read_plan_file, week_now
 from plans import draw as drawing
 from plans.lifecycle import TransitionNotAllowed
-from plans.model import RISK_COLOURS_ALL, parse_week
+from plans.model import RISK_COLOURS_ALL, local_date, parse_date, parse_week
 from plans.tasks import task_payload, tasks_topic
 
 api_plans = Blueprint("api_plans", __name__, url_prefix="/api/v1")
@@ -328,6 +328,32 @@ def _publish_planned(plan: dict) -> None:
 @require(*READ_ROLES)
 def plans_actual():
     return jsonify(store().actual(_week(request.args.get("week")), _units_asked(), _now()))
+
+
+@api_plans.get("/tasks")
+@require(*PLAN_ROLES)
+def tasks_of_day():
+    """An inspector's tasks of a day, as their phone shows them: an officer's own (the
+    inspector linked to the account; none linked: an empty list), or ``?inspector=`` for a
+    dispatcher or admin."""
+    raw = request.args.get("date") or local_date(_now())
+    try:
+        parse_date(raw)
+    except ValueError as e:
+        raise ApiError(400, "bad_parameter", f"date: {e}") from None
+    p = g.principal
+    asked = request.args.get("inspector") or None
+    if p.role == "officer":
+        if asked and asked != p.inspector_id:
+            raise ApiError(404, "not_found", f"inspector {asked} is not you")
+        inspector = p.inspector_id
+        if not inspector:
+            return jsonify([])
+    else:
+        if not asked:
+            raise ApiError(400, "missing_field", "inspector is required (the inspector whose tasks to show)")
+        inspector = asked
+    return jsonify(store().day_tasks(inspector, raw, _now()))
 
 
 # --- draws -------------------------------------------------------------------------------

@@ -443,6 +443,70 @@ class PlansStore:
                        "duplicates_happened": dups}
         return out
 
+    def day_tasks(self, inspector_id: str, date: str, now: float) -> list[dict]:
+        """One inspector's tasks of one day (China date; docs/api.md, ``GET /tasks``): the
+        items of approved plans that name them, and the joint tasks they take part in (an
+        item merged into a joint task shows as that task), each with ``done`` and the
+        ``visit_id`` that did it, exactly as ``actual`` matches them for the whole week (the
+        matching of an item depends only on the items and visits at its enterprise, so the
+        week's items and visits at these enterprises give the same answer)."""
+        week = week_of(date)
+        start, end = week_span_ts(week)
+        tol = self.tolerance_d * 86400
+        with self.engine.connect() as conn:
+            joint_rows = [r for r in conn.execute(select(JointTaskRow.__table__).where(
+                JointTaskRow.week == week, JointTaskRow.date == date)) if inspector_id in (r.inspector_ids or ())]
+            mine = [r for r in conn.execute(
+                select(PlanItemRow.__table__, WeeklyPlan.unit_id).join(WeeklyPlan, WeeklyPlan.id == PlanItemRow.plan_id)
+                .where(WeeklyPlan.week == week, WeeklyPlan.state == "approved", PlanItemRow.date == date,
+                       PlanItemRow.state == "planned"))
+                if inspector_id in (r.inspector_ids or ())]
+            ents = sorted({r.enterprise_id for r in mine} | {j.enterprise_id for j in joint_rows})
+            if not ents:
+                return []
+            joints = {r.id: tuple(r.unit_ids) for r in conn.execute(
+                select(JointTaskRow.id, JointTaskRow.unit_ids).where(JointTaskRow.week == week))}
+            items, visits = [], []
+            for chunk in _chunks(ents):
+                for r in conn.execute(select(PlanItemRow.id, PlanItemRow.enterprise_id, PlanItemRow.date,
+                                             PlanItemRow.state, PlanItemRow.joint_task_id, WeeklyPlan.unit_id)
+                                      .join(WeeklyPlan, WeeklyPlan.id == PlanItemRow.plan_id)
+                                      .where(WeeklyPlan.week == week, PlanItemRow.enterprise_id.in_(chunk))):
+                    if r.state != "dropped":
+                        units = joints.get(r.joint_task_id, (r.unit_id,)) if r.joint_task_id else (r.unit_id,)
+                        items.append(ItemRef(r.id, r.enterprise_id, r.date, tuple(units)))
+                visits += [VisitRef(v.id, v.enterprise_id, v.unit_id, v.start_ts) for v in conn.execute(
+                    select(Visit.id, Visit.enterprise_id, Visit.unit_id, Visit.start_ts).where(
+                        Visit.enterprise_id.in_(chunk), Visit.start_ts >= start - tol, Visit.start_ts < end + tol))]
+            joint_items: dict[int, list] = {j.id: [] for j in joint_rows}
+            if joint_items:
+                for r in conn.execute(select(PlanItemRow.id, PlanItemRow.joint_task_id, PlanItemRow.purpose,
+                                             WeeklyPlan.unit_id)
+                                      .join(WeeklyPlan, WeeklyPlan.id == PlanItemRow.plan_id)
+                                      .where(PlanItemRow.joint_task_id.in_(list(joint_items)))
+                                      .order_by(PlanItemRow.id)):
+                    joint_items[r.joint_task_id].append(r)
+        matched = {m["item_id"]: m for m in match(items, visits, tolerance_d=self.tolerance_d,
+                                                 today=local_date(now))["items"]}
+        places = self.enterprise_places(ents)
+
+        def task(task_id, kind, ent, lead, units, item_ids, purpose):
+            name, lat, lon = places.get(ent, (ent, None, None))
+            hit = next((matched[i] for i in item_ids if i in matched and matched[i]["done"]), None)
+            return {"task_id": task_id, "kind": kind, "enterprise_id": ent, "name": name, "lat": lat, "lon": lon,
+                    "date": date, "lead_unit_id": lead, "unit_ids": list(units), "purpose": purpose,
+                    "done": hit is not None, "visit_id": hit["visit_id"] if hit else None}
+
+        out = [task(f"item-{r.id}", "planned", r.enterprise_id, r.unit_id, [r.unit_id], [r.id], r.purpose)
+               for r in mine]
+        for j in joint_rows:
+            rows = joint_items[j.id]
+            # The joint inspection's purpose is the lead unit's (the other units join it).
+            purpose = next((r.purpose for r in rows if r.unit_id == j.lead_unit_id), rows[0].purpose if rows else None)
+            out.append(task(f"joint-{j.id}", "joint", j.enterprise_id, j.lead_unit_id, j.unit_ids,
+                            [r.id for r in rows], purpose))
+        return sorted(out, key=lambda t: (t["done"], t["name"], t["task_id"]))
+
     @staticmethod
     def _in_week(ids, visits, start, end):
         ts = {v.visit_id: v.start_ts for v in visits}

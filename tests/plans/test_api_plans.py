@@ -280,6 +280,56 @@ def test_plan_against_actual(api, engine):
     assert api("GET", f"/api/v1/plans/actual?week={WEEK}&unit=U1", role="officer").status_code == 404
 
 
+def test_an_inspectors_tasks_of_the_day(api, engine):
+    """GET /tasks: what the officer's phone lists for a day: approved plan items naming the
+    inspector and the joint tasks they join, done when a visit matched them (the same
+    matching as /plans/actual)."""
+    mine = _plan(api, "U2", [{"enterprise_id": "E3", "date": WED, "inspector_ids": ["I2"], "purpose": "enforcement"},
+                             {"enterprise_id": "E7", "date": WED, "inspector_ids": ["I2", "I5"]},
+                             {"enterprise_id": "E8", "date": FRI, "inspector_ids": ["I2"]},
+                             {"enterprise_id": "E9", "date": WED, "inspector_ids": ["I5"]},
+                             {"enterprise_id": "E1", "date": WED, "inspector_ids": ["I2"]}])
+    # U1 plans E1 too: merged into a joint task that U1 leads and I2 joins.
+    _plan(api, "U1", [{"enterprise_id": "E1", "date": WED, "inspector_ids": ["I1"]}])
+    same = [c for c in api("GET", f"/api/v1/plans/conflicts?week={WEEK}").get_json() if c["kind"] == "same_week"]
+    joint_id = api("POST", f"/api/v1/plans/conflicts/{same[0]['id']}/resolve",
+                   json={"action": "joint"}).get_json()["joint_task_id"]
+    # The plan is not approved yet: only the joint task (sent when it was merged) is on the phone.
+    assert [x["task_id"] for x in api("GET", f"/api/v1/tasks?date={WED}", role="officer").get_json()] == [
+        f"joint-{joint_id}"]
+    assert api("POST", f"/api/v1/plans/{mine['id']}/submit").status_code == 200
+    assert api("POST", f"/api/v1/plans/{mine['id']}/approve").status_code == 200
+    # A visit by I2's unit at E7 on Wednesday does that item.
+    t = day_start_ts(WED) + 10 * 3600
+    with engine.begin() as conn:
+        conn.execute(insert(Visit).values(enterprise_id="E7", inspector_id="I5", unit_id="U2", start_ts=t,
+                                          end_ts=t + 900, stay_key=f"I5|E7|{t}", ended=True))
+        vid = conn.execute(select(Visit.id).where(Visit.enterprise_id == "E7")).scalar_one()
+    got = api("GET", f"/api/v1/tasks?date={WED}", role="officer").get_json()
+    by_id = {x["task_id"]: x for x in got}
+    item_of = {i["enterprise_id"]: i["id"] for i in mine["items"]}
+    e3, e7 = item_of["E3"], item_of["E7"]
+    assert sorted(by_id) == sorted([f"item-{e3}", f"item-{e7}", f"joint-{joint_id}"])
+    j = by_id[f"joint-{joint_id}"]
+    assert (j["kind"], j["enterprise_id"], j["lead_unit_id"], j["unit_ids"], j["done"]) == (
+        "joint", "E1", "U1", ["U1", "U2"], False)
+    assert (by_id[f"item-{e7}"]["done"], by_id[f"item-{e7}"]["visit_id"]) == (True, vid)
+    assert (by_id[f"item-{e3}"]["done"], by_id[f"item-{e3}"]["purpose"]) == (False, "enforcement")
+    assert by_id[f"item-{e3}"]["name"] == "企业3" and by_id[f"item-{e3}"]["kind"] == "planned"
+    assert [x["task_id"] for x in got][-1] == f"item-{e7}"  # what is left comes first
+    # The same answer as plan against actual for the week.
+    actual = {i["item_id"]: i for i in api("GET", f"/api/v1/plans/actual?week={WEEK}").get_json()["items"]}
+    assert actual[e7]["done"] and not actual[e3]["done"]
+    # Friday has the one other task; a dispatcher asks for an inspector by id.
+    fri = api("GET", f"/api/v1/tasks?date={FRI}&inspector=I2").get_json()
+    assert [x["task_id"] for x in fri] == [f"item-{item_of['E8']}"]
+    # Refusals: another inspector for an officer, no inspector for a dispatcher, a bad date, the wall.
+    assert api("GET", f"/api/v1/tasks?date={WED}&inspector=I5", role="officer").status_code == 404
+    assert api("GET", f"/api/v1/tasks?date={WED}").status_code == 400
+    assert api("GET", "/api/v1/tasks?date=2026-13-01&inspector=I2").status_code == 400
+    assert api("GET", f"/api/v1/tasks?date={WED}&inspector=I2", role="wall").status_code == 403
+
+
 def test_targets_show_their_parts(api, engine):
     now = time.time()
     with engine.begin() as conn:
