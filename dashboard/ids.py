@@ -131,6 +131,8 @@ OFFICER_PENDING = "officer-pending"  # store: the action waiting for a confirmat
 OFFICER_VIEWPORT = "officer-viewport"
 OFFICER_ACTION_TYPE = "officer-action"  # {"type", "alert", "action", "outcome"}
 OFFICER_SELECT_TYPE = "officer-select"
+OFFICER_TASKS = "officer-tasks"  # the day's planned and joint inspections (GET /api/v1/tasks)
+OFFICER_TASKS_TICK = "officer-tasks-tick"
 
 # --- /enterprise/<id> --------------------------------------------------------------
 ENTERPRISE_ROOT = "enterprise-root"

@@ -52,6 +52,8 @@ ROLES = ("officer", "admin")
 # A phone on mobile data: every 2 s is prompt for a person walking to a
 # restaurant, and an unchanged state answers 204 (no body).
 TICK_MS = 2000
+# The day's tasks change when a plan is approved or a visit ends: a minute is prompt.
+TASKS_TICK_MS = 60_000
 
 cb = PageCallbacks("officer", ROLES)
 
@@ -77,8 +79,10 @@ def build(p, lang_: str, **_):
             html.Ul(id=ids.OFFICER_LIST, className="aj-officer-list"),
             html.Div(id=ids.OFFICER_DETAIL),
             html.Div(the_map, className="aj-officer-map"),
+            html.Section(id=ids.OFFICER_TASKS, className="aj-officer-tasks"),
         ], className="aj-officer-body"),
         dcc.Interval(id=ids.OFFICER_TICK, interval=TICK_MS),
+        dcc.Interval(id=ids.OFFICER_TASKS_TICK, interval=TASKS_TICK_MS),
         push_listener(ids.OFFICER_PUSH),
         dcc.Store(id=ids.OFFICER_STATE, data={}),
         dcc.Store(id=ids.OFFICER_SELECTED, data=None),
@@ -206,6 +210,44 @@ def route_of(a: dict | None, p, reg, c, lang_: str):
         view = {"bounds": [[min(lats) - pad, min(lons) - pad], [max(lats) + pad, max(lons) + pad]],
                 "transition": "fitBounds", "options": {"maxZoom": 17}}
     return route, me_layer, tgt_layer, dist, view
+
+
+def task_list(tasks: list[dict], unit_names: dict, lang_: str):
+    """The day's tasks (``PlansStore.day_tasks``): what is left first, each with its
+    enterprise, purpose, joint lead and whether a visit has done it."""
+    done = sum(1 for x in tasks if x["done"])
+    rows = []
+    for x in tasks:
+        what = [label("task.purpose", x.get("purpose"), lang_)]
+        if x["kind"] == "joint":
+            lead = x.get("lead_unit_id")
+            what.append(t("officer.task_joint", lang_, lead=unit_names.get(lead, lead)))
+        rows.append(html.Li([
+            html.Span(t("officer.task_done" if x["done"] else "officer.task_todo", lang_),
+                      className="aj-badge " + ("aj-task-done" if x["done"] else "aj-task-todo")),
+            html.A(x["name"], href=f"/enterprise/{x['enterprise_id']}", className="aj-name aj-data"),
+            html.Span(" · ".join(what), className="aj-muted"),
+        ], className="aj-task" + (" aj-task-is-done" if x["done"] else ""), **{"data-task": x["task_id"]}))
+    return [html.H2(t("officer.tasks", lang_)),
+            html.P(t("officer.tasks_count", lang_, n=len(tasks), done=done), className="aj-muted"),
+            html.Ul(rows, className="aj-task-list")]
+
+
+@cb.callback(Output(ids.OFFICER_TASKS, "children"), Input(ids.OFFICER_TASKS_TICK, "n_intervals"))
+def officer_tasks(_n):
+    from dashboard.api_plans import store as plans_store
+    from plans.model import local_date
+
+    p = principal()
+    lang_ = lang()
+    if not p.inspector_id:
+        return [html.H2(t("officer.tasks", lang_)), html.P(t("officer.tasks_no_inspector", lang_), className="aj-muted")]
+    now = time.time()
+    store = plans_store()
+    tasks = store.day_tasks(p.inspector_id, local_date(now), now)
+    if not tasks:
+        return [html.H2(t("officer.tasks", lang_)), html.P(t("officer.tasks_none", lang_), className="aj-empty")]
+    return task_list(tasks, dict(store.units()), lang_)
 
 
 # --- the poll --------------------------------------------------------------------------------

@@ -316,3 +316,49 @@ def test_gas_alarm_end_to_end(stack, browser):
     finally:
         for scr in (wall, officer_a, officer_b, dispatcher):
             scr.close()
+
+
+def test_officer_phone_lists_the_days_tasks(stack, browser):
+    """An approved plan's items for the officer's inspector appear on the phone as today's
+    tasks, the one a visit completed marked done, what is left first; the page says so in
+    Chinese, fits 375 px, and the list equals GET /api/v1/tasks for that officer."""
+    from sqlalchemy import insert
+
+    from data.auth import create_user
+    from data.models import Inspector, Unit, Visit
+    from data.plans_store import PlansStore
+    from plans.model import day_start_ts, local_date, week_of
+
+    engine, s, a, b = stack["engine"], stack["settings"], stack["a"], stack["b"]
+    now = time.time()
+    today = local_date(now)
+    with engine.begin() as conn:
+        conn.execute(insert(Unit).values(id="UT-TASKS", name="测试街道安监办", kind="street_office", street_id=None))
+        conn.execute(insert(Inspector).values(id="IT-TASKS", name="任务测试员", unit_id="UT-TASKS"))
+    create_user(engine, "officer-tasks", webkit.PASSWORD, "officer", streets=[], grids=[], inspector_id="IT-TASKS")
+    store = PlansStore(engine, duplicate_window_s=s.duplicate_window_s, intervals_d=s.interval_days(),
+                       tolerance_d=s.plan_match_tolerance_d)
+    plan = store.save_plan("UT-TASKS", week_of(today), [
+        (1, {"enterprise_id": a["enterprise"], "date": today, "inspector_ids": ["IT-TASKS"], "purpose": "enforcement"}),
+        (2, {"enterprise_id": b["enterprise"], "date": today, "inspector_ids": ["IT-TASKS"]})], "test", now)
+    store.act_on_plan(plan["id"], "submit", "test", now)
+    store.act_on_plan(plan["id"], "approve", "test", now)
+    start = max(day_start_ts(today), now - 3600)
+    with engine.begin() as conn:
+        conn.execute(insert(Visit).values(enterprise_id=a["enterprise"], inspector_id="IT-TASKS", unit_id="UT-TASKS",
+                                          start_ts=start, end_ts=start + 600, stay_key=f"IT-TASKS|{start}", ended=True))
+    scr = Screen(browser, stack["url"], 375, 812).login("officer-tasks", "/officer")
+    try:
+        page = scr.page
+        page.wait_for_selector("#officer-tasks li.aj-task", timeout=15000)
+        rows = page.eval_on_selector_all("#officer-tasks li.aj-task", "els => els.map(e => e.innerText)")
+        assert len(rows) == 2
+        assert b["name"] in rows[0] and "待检查" in rows[0]  # what is left comes first
+        assert a["name"] in rows[1] and "已完成" in rows[1] and "执法检查" in rows[1]
+        assert "今日任务" in page.inner_text("#officer-tasks") and "共 2 项，已完成 1 项" in page.inner_text("#officer-tasks")
+        api = scr.api("/api/v1/tasks")
+        assert [(x["name"], x["done"]) for x in api] == [(b["name"], False), (a["name"], True)]
+        assert page.evaluate("document.scrollingElement.scrollWidth") <= 375
+        assert not scr.errors, scr.errors
+    finally:
+        scr.close()
