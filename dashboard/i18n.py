@@ -213,6 +213,8 @@ CATALOGUE: dict[str, dict[str, str]] = {
     "wall.kpi.open_gas": {"zh-CN": "未结燃气报警", "en": "Open gas alarms"},
     "wall.kpi.overdue": {"zh-CN": "逾期未检企业", "en": "Overdue enterprises"},
     "wall.kpi.coverage": {"zh-CN": "检查覆盖率", "en": "Inspection coverage"},
+    "wall.kpi.plan_done": {"zh-CN": "本周计划完成率", "en": "Plan completion this week"},
+    "wall.kpi.dups_avoided": {"zh-CN": "本周计划避免重复", "en": "Duplicates avoided by planning"},
     "wall.heat.activity": {"zh-CN": "活动热力", "en": "Activity"},
     "wall.heat.gaps": {"zh-CN": "覆盖缺口", "en": "Coverage gaps"},
     "wall.heat.label": {"zh-CN": "热力图", "en": "Heat layer"},

@@ -57,7 +57,10 @@ KPI_DUPLICATES_TODAY = "kpi-duplicates-today"
 KPI_OPEN_GAS = "kpi-open-gas"
 KPI_OVERDUE = "kpi-overdue"  # children: one value per risk colour
 KPI_COVERAGE = "kpi-coverage"
-KPI_IDS = (KPI_ON_DUTY, KPI_VISITS_TODAY, KPI_DUPLICATES_TODAY, KPI_OPEN_GAS, KPI_OVERDUE, KPI_COVERAGE)
+KPI_PLAN_DONE = "kpi-plan-done"  # this week's plan completion (GET /api/v1/plans/actual)
+KPI_DUPS_AVOIDED = "kpi-dups-avoided"  # this week's conflicts resolved before the visits
+KPI_IDS = (KPI_ON_DUTY, KPI_VISITS_TODAY, KPI_DUPLICATES_TODAY, KPI_OPEN_GAS, KPI_OVERDUE, KPI_COVERAGE,
+           KPI_PLAN_DONE, KPI_DUPS_AVOIDED)
 
 
 def kpi_value(kpi: str) -> str:

@@ -222,6 +222,8 @@ def build(p, lang_: str, **_):
                     _kpi(ids.KPI_OPEN_GAS, "wall.kpi.open_gas", lang_),
                     _kpi(ids.KPI_OVERDUE, "wall.kpi.overdue", lang_, _overdue_body()),
                     _kpi(ids.KPI_COVERAGE, "wall.kpi.coverage", lang_),
+                    _kpi(ids.KPI_PLAN_DONE, "wall.kpi.plan_done", lang_),
+                    _kpi(ids.KPI_DUPS_AVOIDED, "wall.kpi.dups_avoided", lang_),
                 ], className="aj-kpis"),
                 html.H2(t("wall.alerts", lang_), className="aj-side-title"),
                 html.Ul(id=ids.WALL_ALERT_LIST, className="aj-alert-list"),
@@ -448,6 +450,8 @@ SLOW_OUTPUTS = {
     "visits": Output(ids.kpi_value(ids.KPI_VISITS_TODAY), "children"),
     "duplicates": Output(ids.kpi_value(ids.KPI_DUPLICATES_TODAY), "children"),
     "coverage": Output(ids.kpi_value(ids.KPI_COVERAGE), "children"),
+    "plan_done": Output(ids.kpi_value(ids.KPI_PLAN_DONE), "children"),
+    "dups_avoided": Output(ids.kpi_value(ids.KPI_DUPS_AVOIDED), "children"),
     **{f"overdue_{c}": Output(ids.overdue_value(c), "children") for c in RISK_ORDER},
     "status": Output(ids.WALL_STATUS, "children"),
     "status_class": Output(ids.WALL_STATUS, "className"),
@@ -457,6 +461,8 @@ SLOW_OUTPUTS = {
 
 # KPIs and heat are the same for every wall: computed once per process for this long.
 KPI_TTL_S = 10.0
+# Plan against actual moves with visits (minutes apart) and reads the whole week.
+PLAN_KPI_TTL_S = 60.0
 HEAT_TTL_S = 30.0
 TRAILS_TTL_S = 10.0
 HEAT_WINDOWS = ("1h", "today", "7d")
@@ -470,17 +476,34 @@ def kpis(ctx) -> dict:
         ctx.engine, ctx.redis, ctx.settings.redis_namespace, ctx.settings.interval_days(), time.time()))
 
 
+def plan_kpis(ctx) -> dict:
+    """This week's plan against actual for every unit: the ``kpis`` and ``completion_pct``
+    of ``GET /api/v1/plans/actual`` (the same function, so the same numbers)."""
+    from dashboard.api_plans import store as plans_store
+    from data.plans_store import week_now
+
+    def compute():
+        now = time.time()
+        out = plans_store().actual(week_now(now), None, now)
+        return {**out["kpis"], "completion_pct": out["completion_pct"]}
+
+    return cache().get("plan_kpis", PLAN_KPI_TTL_S, compute)
+
+
 @cb.callback(output=SLOW_OUTPUTS, inputs={"n": Input(ids.WALL_SLOW_TICK, "n_intervals")})
 def wall_slow_tick(n):
     ctx = web()
     lang_ = lang()
     now = time.time()
     k = kpis(ctx)
+    pk = plan_kpis(ctx)
     health = ctx.health()
     live = health.get("status") == "ok"
     out = {
         "visits": str(k["visits_today"]), "duplicates": str(k["duplicates_today"]),
         "coverage": f"{k['coverage_pct']:.1f}%",
+        "plan_done": f"{pk['completion_pct']:.1f}%" if pk["items"] else "—",
+        "dups_avoided": str(pk["conflicts_resolved"]),
         **{f"overdue_{c_}": str(k["overdue"].get(c_, 0)) for c_ in RISK_ORDER},
         "status": t("common.live", lang_) if live else t("common.stale", lang_),
         "status_class": "aj-status aj-live" if live else "aj-status aj-degraded",

@@ -177,6 +177,11 @@ def test_wall_loads_cleanly_and_its_kpis_match_the_api(stack, browser):
         assert page.inner_text("#kpi-coverage-value") == f"{k['coverage_pct']:.1f}%"
         for colour in ("red", "orange", "yellow", "blue"):
             assert page.inner_text(f"#kpi-overdue-{colour}") == str(k["overdue"].get(colour, 0))
+        # This week's plan tiles: the numbers of /api/v1/plans/actual (the demo city plans the week).
+        actual = scr.api("/api/v1/plans/actual")
+        assert actual["kpis"]["items"] > 0
+        assert page.inner_text("#kpi-plan-done-value") == f"{actual['completion_pct']:.1f}%"
+        assert page.inner_text("#kpi-dups-avoided-value") == str(actual["kpis"]["conflicts_resolved"])
         time.sleep(1.5)  # a few polls
         assert not [e for e in scr.errors if "tile" not in e.lower()], scr.errors
     finally:
