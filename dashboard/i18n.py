@@ -275,6 +275,11 @@ CATALOGUE: dict[str, dict[str, str]] = {
     # --- officer ----------------------------------------------------------------------
     "officer.title": {"zh-CN": "我的网格报警", "en": "Alarms in my grids"},
     "officer.empty": {"zh-CN": "您的网格内没有未处理的燃气报警", "en": "No open gas alarms in your grids"},
+    "dispatch.plan_today": {"zh-CN": "今日计划与计划外检查", "en": "Today's plan and unplanned visits"},
+    "dispatch.plan_today_summary": {"zh-CN": "计划 {n} 项，已完成 {done} 项；计划外检查 {unplanned} 次",
+                                    "en": "{done} of {n} planned done; {unplanned} unplanned visits"},
+    "dispatch.plan_unplanned_none": {"zh-CN": "今天没有计划外检查", "en": "No unplanned visits today"},
+    "dispatch.plan_unplanned": {"zh-CN": "计划外", "en": "unplanned"},
     "officer.tasks": {"zh-CN": "今日任务", "en": "Today's tasks"},
     "officer.tasks_none": {"zh-CN": "今天没有计划内的检查任务", "en": "No planned inspections today"},
     "officer.tasks_no_inspector": {"zh-CN": "此账号未关联检查人员，没有个人任务",

@@ -134,6 +134,7 @@ OFFICER_PENDING = "officer-pending"  # store: the action waiting for a confirmat
 OFFICER_VIEWPORT = "officer-viewport"
 OFFICER_ACTION_TYPE = "officer-action"  # {"type", "alert", "action", "outcome"}
 OFFICER_SELECT_TYPE = "officer-select"
+DISPATCH_PLAN_TODAY = "dispatch-plan-today"  # today's plan items done, and the unplanned visits
 OFFICER_TASKS = "officer-tasks"  # the day's planned and joint inspections (GET /api/v1/tasks)
 OFFICER_TASKS_TICK = "officer-tasks-tick"
 

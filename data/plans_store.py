@@ -32,7 +32,7 @@ from plans.actual import ItemRef, VisitRef, match
 from plans.collisions import EnterpriseFacts, check_week
 from plans.joint import make_joint_task
 from plans.lifecycle import TransitionNotAllowed, editable, resolve_conflict, transition
-from plans.model import PlanItem, local_date, parse_week, week_dates, week_of, week_span_ts
+from plans.model import PlanItem, day_start_ts, local_date, parse_week, week_dates, week_of, week_span_ts
 from plans.rows import Lookup, split_list, validate_rows
 from plans.targets import LOOKBACK_D, TargetFacts, rank
 
@@ -506,6 +506,29 @@ class PlansStore:
             out.append(task(f"joint-{j.id}", "joint", j.enterprise_id, j.lead_unit_id, j.unit_ids,
                             [r.id for r in rows], purpose))
         return sorted(out, key=lambda t: (t["done"], t["name"], t["task_id"]))
+
+    def day_summary(self, date: str, now: float, limit: int = 20) -> dict:
+        """The dispatcher's "today": the day's plan items (every unit) and how many a visit
+        has done, and the day's unplanned visits, newest first (the plan-against-actual
+        matching of ``actual`` for the day's week)."""
+        week = week_of(date)
+        out = self.actual(week, None, now)
+        start = day_start_ts(date)
+        with self.engine.connect() as conn:
+            today = {r.id for r in conn.execute(select(PlanItemRow.id).join(
+                WeeklyPlan, WeeklyPlan.id == PlanItemRow.plan_id).where(
+                WeeklyPlan.week == week, PlanItemRow.date == date))}
+            unplanned = set(out["unplanned_visits"])
+            rows = [r for r in conn.execute(
+                select(Visit.id, Visit.enterprise_id, Visit.inspector_id, Visit.unit_id, Visit.start_ts)
+                .where(Visit.start_ts >= start, Visit.start_ts < start + 86400)
+                .order_by(Visit.start_ts.desc(), Visit.id.desc())) if r.id in unplanned]
+        items = [i for i in out["items"] if i["item_id"] in today]
+        return {"date": date, "items": len(items), "done": sum(1 for i in items if i["done"]),
+                "unplanned_visits": len(rows),
+                "recent_unplanned": [{"visit_id": r.id, "enterprise_id": r.enterprise_id,
+                                      "inspector_id": r.inspector_id, "unit_id": r.unit_id, "start_ts": r.start_ts}
+                                     for r in rows[:limit]]}
 
     @staticmethod
     def _in_week(ids, visits, start, end):

@@ -42,6 +42,7 @@ from dashboard.pages.common import (
     act,
     active_alerts,
     alert_store,
+    cache,
     alerts_fingerprint,
     allowed_actions,
     city,
@@ -132,6 +133,9 @@ def build(p, lang_: str, **_):
                 html.Div([html.H2(t("dispatch.hazards", lang_)),
                           html.Ul(id=ids.DISPATCH_HAZARDS, className="aj-results aj-hz-list")],
                          className="aj-panel", style={"flex": "1", "overflowY": "auto"}),
+                html.Div([html.H2(t("dispatch.plan_today", lang_)),
+                          html.Div(id=ids.DISPATCH_PLAN_TODAY)],
+                         className="aj-panel", style={"flex": "1", "overflowY": "auto"}),
             ], className="aj-col"),
             html.Section(the_map, className="aj-dispatch-map"),
             html.Section([
@@ -176,6 +180,47 @@ def dispatch_hazards(n):
     from dashboard.pages.hazard_panels import overdue_and_major_items
 
     return overdue_and_major_items(lang(), principal())
+
+
+# Today's plan moves with visits: read with the hazards (every 15 s, shared by every console).
+PLAN_TODAY_TTL_S = 15.0
+PLAN_TODAY_SHOWN = 8
+
+
+def plan_today(lang_: str) -> list:
+    """Today's plan items done, and the latest unplanned visits (``PlansStore.day_summary``)."""
+    from dashboard.api_plans import store as plans_store
+    from plans.model import local_date
+
+    st = plans_store()  # the cache computes outside the request: no flask globals in the lambda
+
+    def read():
+        now = time.time()
+        return st.day_summary(local_date(now), now)
+
+    d = cache().get("plan_today", PLAN_TODAY_TTL_S, read)
+    reg = web().registry()
+    rows = []
+    for v in d["recent_unplanned"]:
+        if len(rows) == PLAN_TODAY_SHOWN:
+            break
+        name, _unit, unit_name = reg.inspectors.get(v["inspector_id"]) or (v["inspector_id"], None, v["unit_id"])
+        rows.append(html.Li([
+            html.Span(t("dispatch.plan_unplanned", lang_), className="aj-badge aj-unplanned"), " ",
+            html.A(reg.enterprise_names.get(v["enterprise_id"], v["enterprise_id"]),
+                   href=f"/enterprise/{v['enterprise_id']}", className="aj-data"),
+            " · ", html.Span(f"{name}（{unit_name}）" if lang_ == "zh-CN" else f"{name} ({unit_name})",
+                             className="aj-data"),
+            " · ", fmt_time(v["start_ts"])], className="aj-plan-unplanned", **{"data-visit": str(v["visit_id"])}))
+    return [html.P(t("dispatch.plan_today_summary", lang_, n=d["items"], done=d["done"],
+                     unplanned=d["unplanned_visits"]), className="aj-plan-summary"),
+            html.Ul(rows or [html.Li(t("dispatch.plan_unplanned_none", lang_), className="aj-muted")],
+                    className="aj-results")]
+
+
+@cb.callback(Output(ids.DISPATCH_PLAN_TODAY, "children"), Input(ids.DISPATCH_HAZARDS_TICK, "n_intervals"))
+def dispatch_plan_today(n):
+    return plan_today(lang())
 
 
 # --- pieces ------------------------------------------------------------------------------------

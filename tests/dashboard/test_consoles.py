@@ -361,3 +361,52 @@ def test_replay_loads_a_day(city_live):
     assert len(out["track"]["t"]) == 20 and len(out["line"]) == 20 and out["max"] > 500
     assert "20 个定位点" in out["summary"]
     assert empty["track"] is None and empty["summary"] == "当天没有轨迹"
+
+
+def test_dispatcher_sees_todays_plan_and_the_unplanned_visits(city_live):
+    """Today's plan items (every unit) with how many a visit has done, and the day's
+    unplanned visits newest first, named (inspector, unit, enterprise)."""
+    from sqlalchemy import func, insert, select
+
+    from dashboard.api_plans import store as plans_store
+    from data.models import Enterprise, Inspector, Visit
+    from plans.model import day_start_ts, local_date, week_of
+
+    ctx, server, users = city_live
+    now = time.time()
+    today = local_date(now)
+    with ctx.engine.connect() as conn:
+        iid, unit = conn.execute(select(Inspector.id, Inspector.unit_id).order_by(Inspector.id)).first()
+        ents = [e for (e,) in conn.execute(select(Visit.enterprise_id).distinct())]
+        every = [e for (e,) in conn.execute(select(Enterprise.id).order_by(Enterprise.id))]
+    with webkit.as_user(server, users["dispatcher"]):
+        store = plans_store()
+        others = ["EPLAN1", "EPLAN2"]  # two enterprises nobody has visited
+        with ctx.engine.begin() as conn:
+            e1 = conn.execute(select(Enterprise.__table__).where(Enterprise.id == every[0])).one()._asdict()
+            conn.execute(insert(Enterprise), [{**e1, "id": e, "name": f"计划企业{k}", "credit_code": f"91440300PLAN{k:06d}"}
+                                              for k, e in enumerate(others)])
+        plan = store.save_plan(unit, week_of(today), [
+            (1, {"enterprise_id": others[0], "date": today, "inspector_ids": [iid]}),
+            (2, {"enterprise_id": others[1], "date": today, "inspector_ids": [iid]})], "test", now)
+        store.act_on_plan(plan["id"], "submit", "test", now)
+        store.act_on_plan(plan["id"], "approve", "test", now)
+        # One planned item is visited; one more visit elsewhere is unplanned (the newest).
+        with ctx.engine.begin() as conn:
+            t0 = now - 120
+            conn.execute(insert(Visit).values(enterprise_id=others[0], inspector_id=iid, unit_id=unit, start_ts=t0,
+                                              end_ts=t0 + 60, stay_key=f"{iid}|{others[0]}|{t0}", ended=True))
+            conn.execute(insert(Visit).values(enterprise_id=ents[0], inspector_id=iid, unit_id=unit, start_ts=now - 30,
+                                              end_ts=now, stay_key=f"{iid}|{ents[0]}|{now}", ended=False))
+            newest = conn.execute(select(func.max(Visit.id))).scalar_one()
+            all_today = conn.execute(select(func.count()).select_from(Visit).where(
+                Visit.start_ts >= day_start_ts(today))).scalar_one()
+        out = text_of(dispatch.plan_today("zh-CN"))
+        unplanned = all_today - 1  # every visit of the day but the one that did a planned item
+        assert f"计划 2 项，已完成 1 项；计划外检查 {unplanned} 次" in out, out
+        assert f'"data-visit": "{newest}"' in out.split("aj-plan-unplanned")[1]  # the newest listed first
+        name = ctx.registry().inspectors[iid][0]
+        assert name in out
+        assert "2 planned done" not in out
+        en = text_of(dispatch.plan_today("en"))
+        assert f"1 of 2 planned done; {unplanned} unplanned visits" in en
