@@ -442,11 +442,15 @@ def draw_verify(draw_id: int):
 @api_plans.get("/targets")
 @require(*READ_ROLES)
 def targets():
+    from dashboard.api_hazards import store as hazard_store
+
     limit = int_arg("limit", 100, 1, 5000)
     p = g.principal
+    now = _now()
+    red = {r["enterprise_id"]: [x["rule"] for x in r["reasons"]] for r in hazard_store().red_light(now)}
     if p.role == "officer":
-        out = [t for t in store().targets(_now()) if p.sees_area(t["street_id"], t["grid_id"])][:limit]
+        out = [t for t in store().targets(now, red_light=red) if p.sees_area(t["street_id"], t["grid_id"])][:limit]
         for i, t in enumerate(out, 1):
             t["rank"] = i
         return jsonify(out)
-    return jsonify(store().targets(_now(), limit))
+    return jsonify(store().targets(now, limit, red_light=red))

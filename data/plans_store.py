@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import io
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 from sqlalchemy import Connection, Engine, and_, delete, func, insert, select, update
 
@@ -19,6 +19,7 @@ from data.models import (
     Alert,
     DrawRow,
     Enterprise,
+    HazardRow,
     Inspector,
     JointTaskRow,
     PlanConflictRow,
@@ -603,17 +604,24 @@ class PlansStore:
         return {"id": did, **drawing.verify(r.seed, pool, params, r.pool_hash, picks)}
 
     # --- targets ---------------------------------------------------------------------------
-    def targets(self, now: float, limit: int | None = None) -> list[dict]:
+    def targets(self, now: float, limit: int | None = None,
+                red_light: Mapping[str, Sequence[str]] | None = None) -> list[dict]:
+        """The targeting list (plans.targets); ``red_light``: enterprise id -> its red-light
+        reasons (``HazardStore.red_light``), which raise it."""
         since = now - LOOKBACK_D * 86400
+        red_light = red_light or {}
         with self.engine.connect() as conn:
             alarms = dict(conn.execute(select(Alert.enterprise_id, func.count()).where(
                 Alert.type == "gas_alarm", Alert.first_seen >= since, Alert.enterprise_id.is_not(None))
                 .group_by(Alert.enterprise_id)).all())
             dups = dict(conn.execute(select(Visit.enterprise_id, func.count()).where(
                 Visit.start_ts >= since, Visit.duplicate_of.is_not(None)).group_by(Visit.enterprise_id)).all())
+            hazards = dict(conn.execute(select(HazardRow.enterprise_id, func.count()).where(
+                HazardRow.state != "closed").group_by(HazardRow.enterprise_id)).all())
             ents = conn.execute(select(Enterprise.id, Enterprise.name, Enterprise.risk, Enterprise.next_due_at,
                                        Enterprise.street_id, Enterprise.grid_id)).all()
-        facts = [TargetFacts(e.id, e.risk, e.next_due_at, alarms.get(e.id, 0), dups.get(e.id, 0)) for e in ents]
+        facts = [TargetFacts(e.id, e.risk, e.next_due_at, alarms.get(e.id, 0), dups.get(e.id, 0),
+                             hazards.get(e.id, 0), tuple(red_light.get(e.id, ()))) for e in ents]
         out = rank(facts, now, limit)
         meta = {e.id: e for e in ents}
         for r in out:

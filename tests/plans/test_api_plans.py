@@ -337,5 +337,27 @@ def test_targets_show_their_parts(api, engine):
     out = api("GET", "/api/v1/targets?limit=3").get_json()
     assert out[0]["enterprise_id"] == "E1" and out[0]["rank"] == 1
     assert out[0]["parts"]["risk"] == 40.0 and out[0]["parts"]["overdue"] == pytest.approx(10.0, abs=0.01)
-    assert set(out[0]["parts"]) == {"risk", "overdue", "alarms", "duplicates", "hazards"}
+    assert set(out[0]["parts"]) == {"risk", "overdue", "alarms", "duplicates", "hazards", "red_light"}
     assert len(out) == 3
+
+
+def test_open_hazards_and_red_light_raise_an_enterprise_in_the_targets(api, engine):
+    """Issue 16: an open hazard adds 5 points, red-light status 15, with its reasons shown;
+    an enterprise that self-inspected on time is not red-light."""
+    from data.models import SelfInspection
+
+    r = api("POST", "/api/v1/hazards", json={"enterprise_id": "E2", "category": "EQ01", "level": "general"})
+    assert r.status_code == 201, r.get_data(as_text=True)
+    with engine.begin() as conn:
+        conn.execute(insert(SelfInspection).values(enterprise_id="E5", submitted_at=time.time(), submitted_by="ent",
+                                                   items=[], hazards_found=0))
+    by = {x["enterprise_id"]: x for x in api("GET", "/api/v1/targets?limit=100").get_json()}
+    assert (by["E2"]["open_hazards"], by["E2"]["parts"]["hazards"]) == (1, 5.0)
+    assert by["E3"]["parts"]["hazards"] == 0.0
+    assert (by["E5"]["parts"]["red_light"], by["E5"]["red_light_reasons"]) == (0.0, [])
+    assert by["E3"]["parts"]["red_light"] == 15.0 and "no_self_inspection" in by["E3"]["red_light_reasons"]
+    # The parts add up to the score, and the list is ranked by it.
+    for x in by.values():
+        assert x["score"] == pytest.approx(sum(x["parts"].values()), abs=0.01)
+    ranked = api("GET", "/api/v1/targets?limit=100").get_json()
+    assert [x["score"] for x in ranked] == sorted((x["score"] for x in ranked), reverse=True)

@@ -188,8 +188,13 @@ def test_targets_parts_and_rank():
     out = rank([TargetFacts("E1", "blue", None), TargetFacts("E2", "red", now - 40 * DAY, alarms_90d=2),
                 TargetFacts("E3", "orange", now - 400 * DAY, duplicates_90d=9)], now)
     assert [r["enterprise_id"] for r in out] == ["E3", "E2", "E1"]
-    assert out[0]["parts"] == {"risk": 25.0, "overdue": 30.0, "alarms": 0.0, "duplicates": 15.0, "hazards": 0.0}
+    assert out[0]["parts"] == {"risk": 25.0, "overdue": 30.0, "alarms": 0.0, "duplicates": 15.0, "hazards": 0.0,
+                               "red_light": 0.0}
     assert out[1]["score"] == 40 + 10 + 10 and out[1]["rank"] == 2
+    # Open hazards (5 each, at most 20) and red-light status (15, its reasons kept) raise a blue one.
+    lit = rank([TargetFacts("E1", "blue", None, open_hazards=7, red_light_reasons=("overdue_hazards",))], now)[0]
+    assert (lit["parts"]["hazards"], lit["parts"]["red_light"], lit["score"]) == (20.0, 15.0, 35.0)
+    assert lit["red_light_reasons"] == ["overdue_hazards"]
 
 
 def test_plan_vs_actual():
