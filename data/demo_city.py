@@ -953,6 +953,7 @@ def ensure_demo_city(engine: Engine, settings) -> bool:
     except IntegrityError:
         log.info("another process wrote the demo city first")
         return False
+    _demo_history(engine, settings)
     _demo_plans(engine, settings)
     return True
 
@@ -961,6 +962,17 @@ def _is_demo_city(conn) -> bool:
     """The city in the database is this generator's (its first unit, by id and name), not an imported one."""
     row = conn.execute(select(models.Unit.name).where(models.Unit.id == "U01")).first()
     return row is not None and row.name == _make_units([]).name.iloc[0]
+
+
+def _demo_history(engine: Engine, settings) -> None:
+    """The month before today: visits, duplicates, past weeks' plans, gas alarms
+    (data/demo_history.py); never fatal to the demo."""
+    from data.demo_history import ensure_demo_history
+
+    try:
+        ensure_demo_history(engine, settings, seed=settings.sim_seed)
+    except Exception:  # noqa: BLE001 - the demo runs without history rather than not at all
+        log.exception("could not write the demo history")
 
 
 def _demo_plans(engine: Engine, settings) -> None:
