@@ -9,6 +9,7 @@ import time
 from data.hazards_store import HazardStore
 from data.scores_store import run_day
 from tests.dashboard import webkit
+from tests.dashboard.test_api_hazards import png_bytes
 
 D = 86400.0
 
@@ -44,7 +45,7 @@ def test_wall_and_dispatcher_show_major_and_overdue_hazards(web):
 
     # Closed (销号), the major hazard leaves the wall.
     store.act(major["id"], "assign", "off1")
-    store.add_photo(major["id"], "rectification", b"\x89PNG\r\n\x1a\n" + b"\x00" * 40, "ent1")
+    store.add_photo(major["id"], "rectification", png_bytes(), "ent1")
     store.act(major["id"], "rectify", "ent1", note="done")
     store.act(major["id"], "accept", "off1", method="review")
     store.act(major["id"], "close", "off1")

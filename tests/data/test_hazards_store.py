@@ -3,6 +3,7 @@ catalogue file setting, and photos that fail to store leave nothing behind."""
 
 from __future__ import annotations
 
+import io
 import json
 
 import pytest
@@ -14,7 +15,17 @@ from tests.citykit import write_small_city
 
 D = 86400.0
 NOW = 1_780_000_000.0
-PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 40
+
+
+def _png() -> bytes:
+    """A real 4x4 PNG (uploads are decoded, so a signature alone is refused)."""
+    from PIL import Image
+    buf = io.BytesIO()
+    Image.new("RGB", (4, 4), (128, 32, 32)).save(buf, "PNG")
+    return buf.getvalue()
+
+
+PNG = _png()
 
 
 @pytest.fixture
@@ -87,7 +98,9 @@ def test_a_refused_or_failed_photo_leaves_nothing(store, tmp_path):
         store.add_photo(h["id"], "rectification", PNG + b"x", "off", now=NOW)  # not rectifying yet
     assert e.value.code == "wrong_state"
     files = sorted(p.name for p in (tmp_path / "photos" / str(h["id"])).iterdir())
-    assert len(files) == 1 and len(store.get(h["id"])["photos"]) == 1
+    originals = [f for f in files if ".thumb." not in f]
+    assert len(originals) == 1 and files == sorted([originals[0], originals[0].rsplit(".", 1)[0] + ".thumb.jpg"])
+    assert len(store.get(h["id"])["photos"]) == 1
 
 
 def test_a_self_inspection_that_finds_something_counts_as_reporting(store):
