@@ -46,7 +46,7 @@ from dashboard.mapkit import (
     metres_per_pixel,
     trail_features,
 )
-from dashboard.pages import layers, queries
+from dashboard.pages import layers
 from dashboard.pages.callbacks import PageCallbacks
 from dashboard.pages.common import (
     active_alerts,
@@ -68,6 +68,7 @@ from dashboard.pages.common import (
     urgency_key,
     web,
 )
+from data import screen_queries
 
 log = logging.getLogger(__name__)
 
@@ -534,7 +535,7 @@ def wall_trails(n, bounds=None, zoom=None):
     rows = ctx.snapshot().inspectors_json()
     colours = {d["id"]: c.unit_colour.get(d.get("unit"), "#64d2ff") for d in rows}
     online = {d["id"] for d in rows if d.get("status") != "offline"}
-    trails = cache().get("trails", TRAILS_TTL_S, lambda: queries.trail_points(ctx.engine, time.time()))
+    trails = cache().get("trails", TRAILS_TTL_S, lambda: screen_queries.trail_points(ctx.engine, time.time()))
     shown = {iid: pts for iid, pts in trails.items() if iid in online and pts}
     if bounds and shown:
         x, y = c.projector.lonlat([p[-1][0] for p in shown.values()], [p[-1][1] for p in shown.values()])

@@ -237,32 +237,6 @@ def test_each_callback_reports_its_server_time(fed, client_as):
     assert 'anjian_web_callback_seconds_bucket{callback="wall.wall_slow_tick",le="+Inf"} 2' in metrics
 
 
-def test_changes_since_reads_back_only_to_what_the_browser_has(web):
-    """The wall's diff source: inspectors moved after a version, across page boundaries of
-    the change stream; a version older than the stream keeps is reported incomplete."""
-    from dashboard.pages import queries
-
-    ctx, _server, _app, _users = web
-    now = time.time()
-    versions = {}
-    for k in range(300):
-        iid = f"I{k % 3 + 1}"
-        ctx.live.apply_pings([Ping(iid, now - 300 + k, 22.65 + k * 1e-5, 114.03, acc_m=5.0, msg_id=f"c{k}")])
-        versions[k] = ctx.live.version()
-    ids, complete = queries.changes_since(ctx, versions[299])
-    assert (ids, complete) == (set(), True)
-    ids, complete = queries.changes_since(ctx, versions[297])
-    assert complete and ids == {"I2", "I3"}  # moves 298 and 299 (I{k % 3 + 1})
-    ids, complete = queries.changes_since(ctx, versions[100])  # 199 entries back: over several pages
-    assert complete and ids == {"I1", "I2", "I3"}
-    old = queries.CHANGES_READ_MAX
-    try:
-        queries.CHANGES_READ_MAX = 150
-        assert queries.changes_since(ctx, versions[10]) == ({"I1", "I2", "I3"}, False)
-    finally:
-        queries.CHANGES_READ_MAX = old
-
-
 def _find(component, cid):
     if getattr(component, "id", None) == cid:
         return component
