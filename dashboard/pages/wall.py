@@ -549,21 +549,13 @@ def wall_trails(n, bounds=None, zoom=None):
 
 
 def heat_rows(ctx, mode: str, res: int, window: str):
-    """Activity (pings in the window) or coverage gaps (risk weight of overdue enterprises) per cell.
-
-    From the context when it offers the layers, else from data.geo_queries (the
-    functions behind ``/api/v1/heatmap`` and ``/api/v1/coverage/gaps``).
+    """Activity (pings in the window) or coverage gaps (risk weight of overdue enterprises) per cell,
+    from data.geo_queries (the functions behind ``/api/v1/heatmap`` and ``/api/v1/coverage/gaps``).
     """
     from data import geo_queries
 
     if mode == "gaps":
-        fn = getattr(ctx, "coverage_gaps", None)
-        if fn is not None:
-            return fn(res)
         return geo_queries.gap_cells(ctx.engine, ctx.settings.interval_days(), time.time(), res)
-    fn = getattr(ctx, "heat", None)
-    if fn is not None:
-        return fn(res, window)
     return geo_queries.heat(ctx.engine, ctx.redis, ctx.settings.redis_namespace, res=res, kind="pings",
                             window=window)
 
