@@ -13,9 +13,8 @@ from collections.abc import Callable
 from datetime import datetime
 
 from flask import Blueprint, Response, current_app, g, jsonify, request, session, stream_with_context
-from sqlalchemy import select
 
-from data.models import DeadLetter
+from data.screen_queries import dead_letters
 from geo.china import CHINA_TZ as SHANGHAI  # the name _iso_second uses
 from geo.timefmt import iso
 
@@ -150,11 +149,7 @@ def events():
 def deadletters():
     limit = int_arg("limit", 100, 1, 1000)
     reason = request.args.get("reason")
-    q = select(DeadLetter.__table__).order_by(DeadLetter.id.desc()).limit(limit)
-    if reason:
-        q = q.where(DeadLetter.reason == reason)
-    with web().engine.connect() as conn:
-        rows = conn.execute(q).all()
+    rows = dead_letters(web().engine, limit, reason)
     return jsonify([
         {
             "id": r.id,

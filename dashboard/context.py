@@ -15,16 +15,12 @@ import time
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-import redis
-from sqlalchemy import Engine, select, text
-
 from config.settings import Settings, hide_password
 from alerts.escalation import Ladder
-from data import audit
+from data import audit, probes, screen_queries
 from data.alert_store import AlertStore
-from data.auth import Principal, TokenAuthenticator, _principal
+from data.auth import Principal, TokenAuthenticator, active_user
 from data.live import LATENCY_BUCKETS_S, LiveState, reported_offline
-from data.models import Enterprise, Inspector, Sensor, Unit, User
 from dashboard.push import ChangeFeed
 from dashboard.reloading import Reloading
 from geo.timefmt import iso
@@ -80,8 +76,6 @@ class InspectorMirror:
     def fixes(self, inspectors: dict) -> dict:
         """inspector id -> InspectorFix (those with a fix), at least as new as the
         live version read when this call started."""
-        from dashboard.pages.queries import changes_since
-
         live = self.ctx.live
         with self._lock:
             version = live.version()
@@ -89,7 +83,7 @@ class InspectorMirror:
             full = (self._version is None or inspectors is not self._ids
                     or now - self._full_at >= self.FULL_EVERY_S)
             if not full and version != self._version:
-                changed, complete = changes_since(self.ctx, self._version, ("inspector",))
+                changed, complete = screen_queries.changes_since(live, self._version, ("inspector",))
                 if complete:
                     wanted = [i for i in changed if i in inspectors]
                     if wanted:
@@ -161,7 +155,7 @@ class Snapshot:
 
 
 class WebContext:
-    def __init__(self, settings: Settings, engine: Engine, redis_client: redis.Redis, mqtt_url: str):
+    def __init__(self, settings: Settings, engine, redis_client, mqtt_url: str):
         self.settings = settings
         self.engine = engine
         self.redis = redis_client
@@ -184,15 +178,7 @@ class WebContext:
         return self._registry.get()
 
     def _load_registry(self) -> Registry:
-        with self.engine.connect() as conn:
-            units = dict(conn.execute(select(Unit.id, Unit.name)).all())
-            insp = {r.id: (r.name, r.unit_id, units.get(r.unit_id))
-                    for r in conn.execute(select(Inspector.id, Inspector.name, Inspector.unit_id))}
-            sens = {r.id: (r.enterprise_id, r.lat, r.lon, r.street_id, r.grid_id, r.heartbeat_s)
-                    for r in conn.execute(select(Sensor.id, Sensor.enterprise_id, Sensor.lat, Sensor.lon,
-                                                 Sensor.street_id, Sensor.grid_id, Sensor.heartbeat_s))}
-            names = dict(conn.execute(select(Enterprise.id, Enterprise.name)).all())
-        return Registry(insp, sens, names)
+        return Registry(*screen_queries.registry_rows(self.engine))
 
     def open_alerts(self, limit: int) -> list[dict]:
         """The store's active alerts (the ``limit`` newest), shared by every poll of
@@ -213,17 +199,14 @@ class WebContext:
 
     def visiting(self) -> dict[str, str]:
         """inspector id -> enterprise id of the visit under way (kept by the geo engine)."""
-        raw = self.redis.hgetall(self.live.key("visiting"))
-        return {k.decode(): v.decode() for k, v in raw.items()}
+        return screen_queries.visiting(self.live)
 
     # --- auth helpers ----------------------------------------------------------
     def session_principal(self, uid: int) -> Principal | None:
         hit = self._principals.get(uid)
         if hit and time.monotonic() - hit[0] < 10.0:
             return hit[1]
-        with self.engine.connect() as conn:
-            u = conn.execute(select(User.__table__).where(User.id == uid, User.active.is_(True))).first()
-        p = None if u is None else _principal(u)
+        p = active_user(self.engine, uid)
         self._principals[uid] = (time.monotonic(), p)
         return p
 
@@ -243,18 +226,9 @@ class WebContext:
                 out["broker"] = "ok"
         except OSError as e:
             out["broker"] = f"unreachable: {e}"
-        try:
-            self.redis.ping()
-            out["redis"] = "ok"
-        except redis.RedisError as e:
-            out["redis"] = f"unreachable: {e}"
-        try:
-            with self.engine.connect() as conn:
-                conn.execute(text("SELECT 1"))
-            out["database"] = "ok"
-        except Exception as e:  # noqa: BLE001 - any driver error means "not ok"
-            out["database"] = f"unreachable: {type(e).__name__}"
-        out["database_url"] = self.engine.url.render_as_string(hide_password=True)
+        out["redis"] = probes.redis_status(self.redis)
+        out["database"] = probes.database_status(self.engine)
+        out["database_url"] = probes.database_url(self.engine)
         workers = {}
         if out["redis"] == "ok":
             workers = self.live.workers()

@@ -42,7 +42,7 @@ def build_app(settings, engine, redis_client, mqtt_url: str):
     ctx = WebContext(settings, engine, redis_client, mqtt_url)
     server = create_server(ctx)
     try:
-        from dashboard.pages import create_dash, warm_up  # the screens (may be absent in a minimal install)
+        from dashboard.pages.screens import create_dash, warm_up  # the screens (may be absent in a minimal install)
     except ImportError as e:
         log.info("dashboard pages not loaded (%s); serving the API only", e)
         return server

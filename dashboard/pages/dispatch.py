@@ -36,7 +36,7 @@ from dashboard.mapkit import (
     map_props,
     point,
 )
-from dashboard.pages import layers, queries
+from dashboard.pages import layers
 from dashboard.pages.callbacks import PageCallbacks
 from dashboard.pages.common import (
     act,
@@ -64,6 +64,7 @@ from dashboard.pages.common import (
     triggered,
     web,
 )
+from data import screen_queries
 
 log = logging.getLogger(__name__)
 
@@ -646,7 +647,7 @@ def dispatch_search(query):
     lang_ = lang()
     if not query or not query.strip():
         return []
-    rows = queries.search_enterprises(web().engine, query)
+    rows = screen_queries.search_enterprises(web().engine, query)
     if not rows:
         return [html.Li(t("dispatch.search.empty", lang_), className="aj-muted")]
     return [html.Li([html.Span(t(f"risk.{r['risk']}", lang_) if r.get("risk") else "",

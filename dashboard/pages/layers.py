@@ -31,9 +31,9 @@ from dashboard.mapkit import (
     feature_collection,
     inspector_features as _inspector_features,
 )
-from dashboard.pages import queries
 from dashboard.pages.common import first_seen_ts, fmt_time, label
 from dashboard.i18n import t
+from data import screen_queries
 
 EMPTY = {"type": "FeatureCollection", "features": []}
 
@@ -88,7 +88,7 @@ def inspectors_update(ctx, city: CityMap, rows: list[dict], state: dict, order: 
     changed: set[str] = set()
     if not full_due:
         if version != last_v:
-            ids_changed, complete = queries.changes_since(ctx, int(last_v))
+            ids_changed, complete = screen_queries.changes_since(ctx.live, int(last_v))
             if not complete:
                 full_due = True
             changed |= ids_changed

@@ -46,7 +46,7 @@ from dashboard.mapkit import (
     metres_per_pixel,
     trail_features,
 )
-from dashboard.pages import layers, queries
+from dashboard.pages import layers
 from dashboard.pages.callbacks import PageCallbacks
 from dashboard.pages.common import (
     active_alerts,
@@ -68,6 +68,7 @@ from dashboard.pages.common import (
     urgency_key,
     web,
 )
+from data import screen_queries
 
 log = logging.getLogger(__name__)
 
@@ -534,7 +535,7 @@ def wall_trails(n, bounds=None, zoom=None):
     rows = ctx.snapshot().inspectors_json()
     colours = {d["id"]: c.unit_colour.get(d.get("unit"), "#64d2ff") for d in rows}
     online = {d["id"] for d in rows if d.get("status") != "offline"}
-    trails = cache().get("trails", TRAILS_TTL_S, lambda: queries.trail_points(ctx.engine, time.time()))
+    trails = cache().get("trails", TRAILS_TTL_S, lambda: screen_queries.trail_points(ctx.engine, time.time()))
     shown = {iid: pts for iid, pts in trails.items() if iid in online and pts}
     if bounds and shown:
         x, y = c.projector.lonlat([p[-1][0] for p in shown.values()], [p[-1][1] for p in shown.values()])
@@ -548,21 +549,13 @@ def wall_trails(n, bounds=None, zoom=None):
 
 
 def heat_rows(ctx, mode: str, res: int, window: str):
-    """Activity (pings in the window) or coverage gaps (risk weight of overdue enterprises) per cell.
-
-    From the context when it offers the layers, else from data.geo_queries (the
-    functions behind ``/api/v1/heatmap`` and ``/api/v1/coverage/gaps``).
+    """Activity (pings in the window) or coverage gaps (risk weight of overdue enterprises) per cell,
+    from data.geo_queries (the functions behind ``/api/v1/heatmap`` and ``/api/v1/coverage/gaps``).
     """
     from data import geo_queries
 
     if mode == "gaps":
-        fn = getattr(ctx, "coverage_gaps", None)
-        if fn is not None:
-            return fn(res)
         return geo_queries.gap_cells(ctx.engine, ctx.settings.interval_days(), time.time(), res)
-    fn = getattr(ctx, "heat", None)
-    if fn is not None:
-        return fn(res, window)
     return geo_queries.heat(ctx.engine, ctx.redis, ctx.settings.redis_namespace, res=res, kind="pings",
                             window=window)
 
