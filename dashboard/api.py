@@ -15,6 +15,7 @@ from datetime import datetime
 from flask import Blueprint, Response, current_app, g, jsonify, request, session, stream_with_context
 from sqlalchemy import select
 
+from dashboard.metrics import CONTENT_TYPE
 from data.models import DeadLetter
 from geo.china import CHINA_TZ as SHANGHAI  # the name _iso_second uses
 from geo.timefmt import iso
@@ -172,7 +173,7 @@ def deadletters():
 
 
 def metrics_response() -> Response:
-    return Response(web().metrics_text(), mimetype="text/plain; version=0.0.4")
+    return Response(web().metrics.exposition(), content_type=CONTENT_TYPE)
 
 
 # ``GET /metrics`` sits at the root (docs/api.md); create_server registers it.
