@@ -464,11 +464,6 @@ class LiveState:
             out[k.decode()] = (state == "online", float(ts))
         return out
 
-    def inspectors_near(self, lat: float, lon: float, radius_m: float, count: int | None = None) -> list[tuple[str, float]]:
-        res = self.r.geosearch(self.key("insp", "geo"), longitude=lon, latitude=lat, radius=radius_m,
-                               unit="m", sort="ASC", count=count, withdist=True)
-        return [(m.decode(), float(d)) for m, d in res]
-
     # --- worker heartbeats and shared counters ------------------------------
     def heartbeat(self, worker_id: str, **fields) -> None:
         fields["at"] = time.time()
