@@ -14,6 +14,7 @@ from datetime import datetime
 
 from flask import Blueprint, Response, current_app, g, jsonify, request, session, stream_with_context
 
+from dashboard.metrics import CONTENT_TYPE
 from data.screen_queries import dead_letters
 from geo.china import CHINA_TZ as SHANGHAI  # the name _iso_second uses
 from geo.timefmt import iso
@@ -167,7 +168,7 @@ def deadletters():
 
 
 def metrics_response() -> Response:
-    return Response(web().metrics_text(), mimetype="text/plain; version=0.0.4")
+    return Response(web().metrics.exposition(), content_type=CONTENT_TYPE)
 
 
 # ``GET /metrics`` sits at the root (docs/api.md); create_server registers it.

@@ -41,6 +41,14 @@ log = logging.getLogger(__name__)
 
 CSRF_COOKIE = "anjian_csrf"
 CSRF_HEADER = "X-CSRFToken"
+# A callback answered 401 with this text in its body makes dash-renderer call its
+# ``request_refresh_jwt`` hook (the text is the renderer's JWT_EXPIRED_MESSAGE); our
+# hook (``SESSION_HOOKS``) reloads the page, which leads to the login page, so a
+# wall whose session ended does not stay frozen on stale numbers.
+SESSION_ENDED = "JWT Expired"
+# Dash's renderer hooks (``dash.Dash(hooks=...)``): JavaScript, the function in
+# dashboard/assets/anjian.js.
+SESSION_HOOKS = {"request_refresh_jwt": "function (jwt) { return window.anjianSessionEnded(jwt); }"}
 HOME_BY_ROLE = {"wall": "/wall", "dispatcher": "/dispatch", "admin": "/dispatch", "officer": "/officer",
                 "enterprise": "/my"}
 
@@ -303,7 +311,7 @@ def install(server: Flask, ctx, policy: CallbackPolicy, page_roles: Mapping[str,
         p = current_principal()
         if path == update_path:
             if p is None:
-                return jsonify({"error": "unauthorized", "message": "log in first"}), 401
+                return jsonify({"error": "unauthorized", "message": "log in first", "dash": SESSION_ENDED}), 401
             from_session = not request.headers.get("Authorization", "").lower().startswith("bearer ")
             if from_session:
                 token = session.get("csrf")

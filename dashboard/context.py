@@ -20,7 +20,8 @@ from alerts.escalation import Ladder
 from data import audit, probes, screen_queries
 from data.alert_store import AlertStore
 from data.auth import Principal, TokenAuthenticator, active_user
-from data.live import LATENCY_BUCKETS_S, LiveState, reported_offline
+from data.live import LiveState, reported_offline
+from dashboard.metrics import WebMetrics
 from dashboard.push import ChangeFeed
 from dashboard.reloading import Reloading
 from geo.timefmt import iso
@@ -170,6 +171,7 @@ class WebContext:
         self._registry = Reloading(self._load_registry, REGISTRY_TTL_S, "registry")
         self._health: tuple[float, dict] | None = None
         self._principals: dict[int, tuple[float, Principal | None]] = {}
+        self.metrics = WebMetrics(self.live)  # GET /metrics
 
     # --- registry and snapshot -----------------------------------------------
     def registry(self) -> Registry:
@@ -264,61 +266,3 @@ class WebContext:
         self._health = (time.monotonic(), out)
         return out
 
-    def metrics_text(self) -> str:
-        live = self.live
-        lines: list[str] = []
-
-        def family(name: str, kind: str, help_: str, samples: list[tuple[str, float]]):
-            lines.append(f"# HELP {name} {help_}")
-            lines.append(f"# TYPE {name} {kind}")
-            for labels, v in samples:
-                lines.append(f"{name}{labels} {v}")
-
-        # The accounting of docs/mqtt.md: every message received is applied,
-        # dead-lettered or ignored, each with its kind or reason.
-        applied, rejected, ignored = live.counters("in"), live.counters("rejected"), live.counters("dropped")
-        family("anjian_messages_received_total", "counter", "Messages the ingest workers received.",
-               [("", live.counters("received").get("total", 0))])
-        family("anjian_messages_in_total", "counter", "Messages applied, by kind.",
-               [(f'{{kind="{k}"}}', v) for k, v in sorted(applied.items())])
-        family("anjian_messages_rejected_total", "counter", "Messages dead-lettered, by reason code.",
-               [(f'{{reason="{k}"}}', v) for k, v in sorted(rejected.items())])
-        family("anjian_messages_ignored_total", "counter",
-               "Messages ignored on purpose (by design, duplicates, shed), by reason.",
-               [(f'{{reason="{k}"}}', v) for k, v in sorted(ignored.items())])
-        family("anjian_messages_accounted_total", "counter",
-               "Messages received, by outcome; the three sum to anjian_messages_received_total once queues drain.",
-               [('{outcome="applied"}', sum(applied.values())), ('{outcome="dead_lettered"}', sum(rejected.values())),
-                ('{outcome="ignored"}', sum(ignored.values()))])
-        family("anjian_events_lost_total", "counter",
-               "Alert-engine stream events lost before the engine handled them, by reason.",
-               [(f'{{reason="{k}"}}', v) for k, v in sorted(live.counters("events_lost").items())])
-        lat = live.counters("latency")
-        total = float(self.redis.hget(live.key("metrics", "latency_sum"), "sum") or 0.0)
-        buckets = sorted((float(k[3:]), v) for k, v in lat.items() if k.startswith("le_"))
-        seen = dict(buckets)
-        samples = [(f'{{le="{b}"}}', seen.get(b, 0)) for b in LATENCY_BUCKETS_S]
-        samples.append(('{le="+Inf"}', lat.get("count", 0)))
-        lines.append("# HELP anjian_processing_latency_seconds From receipt by a worker to stored, per message.")
-        lines.append("# TYPE anjian_processing_latency_seconds histogram")
-        for labels, v in samples:
-            lines.append(f"anjian_processing_latency_seconds_bucket{labels} {v}")
-        lines.append(f"anjian_processing_latency_seconds_sum {total}")
-        lines.append(f"anjian_processing_latency_seconds_count {lat.get('count', 0)}")
-        workers = live.workers()
-        family("anjian_ingest_queue_depth", "gauge", "Messages waiting in a worker's queues.",
-               [(f'{{worker="{w}"}}', d.get("queue", 0)) for w, d in sorted(workers.items())])
-        family("anjian_ingest_lag_seconds", "gauge", "Age of the oldest message a worker has not stored.",
-               [(f'{{worker="{w}"}}', d.get("lag_s", 0)) for w, d in sorted(workers.items())])
-        family("anjian_ingest_shed_total", "counter", "Pings shed because a worker's ping queue was full.",
-               [(f'{{worker="{w}"}}', d.get("shed", 0)) for w, d in sorted(workers.items())])
-        lines.append("# HELP anjian_web_callback_seconds Server time of a screen's Dash callback, by page.callback.")
-        lines.append("# TYPE anjian_web_callback_seconds histogram")
-        for name, h in sorted(live.histograms("web_callback").items()):
-            for b in LATENCY_BUCKETS_S:
-                lines.append(f'anjian_web_callback_seconds_bucket{{callback="{name}",le="{b}"}} {h["buckets"].get(b, 0)}')
-            lines.append(f'anjian_web_callback_seconds_bucket{{callback="{name}",le="+Inf"}} {h["count"]}')
-            lines.append(f'anjian_web_callback_seconds_sum{{callback="{name}"}} {h["sum"]}')
-            lines.append(f'anjian_web_callback_seconds_count{{callback="{name}"}} {h["count"]}')
-        family("anjian_live_version", "gauge", "Live-state version counter.", [("", live.version())])
-        return "\n".join(lines) + "\n"

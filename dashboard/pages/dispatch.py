@@ -393,7 +393,7 @@ def dispatch_tick(n, done, selected, state, order, push=None):
     lang_ = lang()
     c = city()
     snap = ctx.snapshot()
-    alerts = active_alerts(p) or []
+    alerts = active_alerts(p)
     afp = alerts_fingerprint(alerts)
     out = dict.fromkeys(TICK_OUTPUTS, no_update)
     # Run by a pushed alert event: the queue at once; the inspector layer and list
@@ -550,7 +550,7 @@ def dispatch_detail(selected, afp, done):
     store = alert_store()
     lang_ = lang()
     p = principal()
-    a = store.get(selected) if store is not None else None
+    a = store.get(selected)
     if a is None or not p.sees_area(a.get("street_id"), a.get("grid_id")):
         return {"detail": str(_muted(t("alert.gone", lang_))), "marks": layers.EMPTY,
                 "lines": layers.EMPTY, "view": no_update}
@@ -583,7 +583,7 @@ def perform(trigger: dict, p) -> tuple[bool, str]:
         return act(alert_id, "assign", p, assignee_id=str(trigger.get("inspector")))
     if kind == ids.REASSIGN_TYPE:
         store = alert_store()
-        a = store.get(alert_id) if store is not None else None
+        a = store.get(alert_id)
         if a is None:
             return False, t("alert.gone", lang())
         # Where the second team goes instead: the store's suggestion (the nearest

@@ -183,22 +183,6 @@ def alarm_position(alert: dict, reg, city: CityMap) -> tuple[float, float] | Non
     return city.enterprise_position(alert.get("enterprise_id"))
 
 
-def sensor_alarms(sensor_rows: list[dict]) -> list[dict]:
-    """Gas alarms read straight from the detectors' live states (used while no alert store is wired in)."""
-    out = []
-    for s in sensor_rows:
-        if s.get("state") not in ("low", "high"):
-            continue
-        ts = s.get("last_message_ts")
-        out.append({
-            "id": f"sensor:{s['id']}", "type": "gas_alarm", "severity": "critical" if s["state"] == "high" else "warning",
-            "state": "open", "sensor_id": s["id"], "enterprise_id": s.get("enterprise_id"),
-            "street_id": s.get("street_id"), "grid_id": s.get("grid_id"), "peak_lel": s.get("lel_pct"),
-            "first_seen_ts": ts, "last_seen_ts": ts, "count": 1, "escalation_level": 0, "from_sensor": True,
-        })
-    return out
-
-
 def alarm_features(alarms: list[dict], reg, city: CityMap) -> dict:
     feats = []
     for a in alarms:

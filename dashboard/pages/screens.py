@@ -113,6 +113,7 @@ def create_dash(server, ctx) -> dash.Dash:
         index_string=INDEX_STRING,
         csrf_token_name=auth_views.CSRF_COOKIE,
         csrf_header_name=auth_views.CSRF_HEADER,
+        hooks=auth_views.SESSION_HOOKS,  # a session that ended reloads the page (to the login page)
         enable_mcp=False,
         meta_tags=[{"name": "viewport", "content": "width=device-width, initial-scale=1"}],
     )

@@ -50,7 +50,6 @@ from dashboard.pages import layers
 from dashboard.pages.callbacks import PageCallbacks
 from dashboard.pages.common import (
     active_alerts,
-    alert_store,
     alerts_fingerprint,
     cache,
     city,
@@ -260,14 +259,6 @@ layout = guarded_layout(ROLES, build)
 # --- the fast poll -------------------------------------------------------------------------
 
 
-def wall_alarms(ctx, snap, p) -> list[dict]:
-    """Active alerts (all types) from the store; without a store, the detectors in alarm."""
-    alerts = active_alerts(p)
-    if alerts is None:
-        return layers.sensor_alarms(snap.sensors_json())
-    return alerts
-
-
 def takeover_alarms(alarms: list[dict]) -> list[dict]:
     """The alarms that take the wall over, most urgent first (the one queue order,
     ``urgency_key``): the critical gas alarms nobody acknowledged."""
@@ -377,7 +368,6 @@ def wall_tick(n, state, order, push=None):
     now = time.time()
     version = ctx.live.version()
     p = principal()
-    store = alert_store()
     lang_ = lang()
     # Cheap exit: the live version is bumped by every fix, sensor state and alert
     # change (AlertStore.notify), so an unchanged version means nothing to send,
@@ -389,14 +379,14 @@ def wall_tick(n, state, order, push=None):
              and now - (state.get("t") or 0) < layers.STALE_S / 4)
     if quiet:
         raise PreventUpdate
-    alerts = active_alerts(p) if store is not None else None
+    alerts = active_alerts(p)
     afp = alerts_fingerprint(alerts)
     snap = ctx.snapshot()
     c = city()
     out = dict.fromkeys(FAST_OUTPUTS, no_update)
     # Run by a pushed alert event: the alerts only, at once; the inspectors wait
     # for the next poll (their version stays as drawn, so it catches up).
-    pushed = store is not None and triggered()[0] == ids.WALL_PUSH
+    pushed = triggered()[0] == ids.WALL_PUSH
     news: dict = {}
     on_duty = state.get("on_duty")
     if not pushed:
@@ -406,7 +396,7 @@ def wall_tick(n, state, order, push=None):
         on_duty = sum(1 for d in rows if d.get("status") != "offline")
         if on_duty != state.get("on_duty"):
             out["on_duty"] = str(on_duty)
-    alarms = alerts if alerts is not None else layers.sensor_alarms(snap.sensors_json())
+    alarms = alerts
     gas = [a for a in alarms if a.get("type") == "gas_alarm"]
     alarm_fp = alerts_fingerprint(alarms) + f":{lang_}"
     # The takeover: each critical gas alarm nobody acknowledged in turn, most urgent

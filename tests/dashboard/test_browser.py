@@ -222,6 +222,23 @@ def test_offline_basemap_renders_with_no_tile_server(stack, browser):
         scr.close()
 
 
+def test_a_wall_whose_session_ended_goes_to_the_login_page(stack, browser):
+    """Its polls are answered 401 once the session cookie is gone (a logout, a server
+    restarted with another secret key): dash-renderer's request_refresh_jwt hook
+    reloads the page, which leads to the login page, instead of a wall frozen on
+    stale numbers.  Through Dash's own hook: the browser's fetch is left alone."""
+    scr = Screen(browser, stack["url"]).login("wall1", "/wall")
+    try:
+        page = scr.page
+        page.wait_for_selector("#kpi-on-duty-value:not(:text('—'))", timeout=15000)
+        assert page.evaluate("() => window.fetch.toString().includes('[native code]')")
+        scr.context.clear_cookies()
+        page.wait_for_url(re.compile(r"/login\?next=(/|%2F)wall$"), timeout=20000)
+        page.wait_for_selector("#username", timeout=10000)
+    finally:
+        scr.close()
+
+
 def _check_language(lines: list[str], lang: str, where: str) -> None:
     assert lines, where
     if lang == "en":
