@@ -27,6 +27,7 @@ DUPLICATE_VISIT = "duplicate_visit"  # a second unit inspected an enterprise wit
 OVERLAP_NOW = "overlap_now"  # two units at one enterprise at the same time
 OVERDUE_INSPECTION = "overdue_inspection"  # rolled up: one per street per day
 APPROACH_WARNING = "approach_warning"  # an inspector closing in on an already visited enterprise
+HAZARD_OVERDUE = "hazard_overdue"  # a hazard past its rectification deadline: one per hazard
 
 ALERT_TYPES = (
     GAS_ALARM,
@@ -37,6 +38,7 @@ ALERT_TYPES = (
     OVERLAP_NOW,
     OVERDUE_INSPECTION,
     APPROACH_WARNING,
+    HAZARD_OVERDUE,
 )
 
 # Most to least urgent.
@@ -64,6 +66,11 @@ def inspector_subject(inspector_id: str) -> str:
 def enterprise_subject(enterprise_id: str) -> str:
     """Subject of duplicate_visit and overlap_now: one open alert per enterprise."""
     return f"enterprise:{enterprise_id}"
+
+
+def hazard_subject(hazard_id: int) -> str:
+    """Subject of hazard_overdue: one open alert per hazard."""
+    return f"hazard:{hazard_id}"
 
 
 def approach_subject(inspector_id: str, enterprise_id: str) -> str:

@@ -100,6 +100,7 @@ class AlertEngine:
         self.consumer = "engine"  # stable: a restarted engine re-reads its own pending entries
         self.mqtt_url = mqtt_url
         self.conn: MqttConnection | None = None
+        self._hazards = None  # data.hazards_store.HazardStore, made on the first sweep
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         # sensor id -> newest reading time this engine knows of, for the offline
@@ -198,6 +199,7 @@ class AlertEngine:
                     self.check_gas_loss()
                     self.sweep_offline(time.time())
                     self.sweep_inspectors(time.time())
+                    self.sweep_hazards(time.time())
                     next_sweep = now + OFFLINE_SWEEP_S
                 if now >= next_overdue:
                     self._roll_up_in_background()
@@ -517,6 +519,19 @@ class AlertEngine:
         for info, ts in silent:
             if sensor_subject(info.id) not in away:
                 self._availability(info, ts, online=False)
+
+    def sweep_hazards(self, now: float) -> None:
+        """Overdue hazards escalate (docs/alerts.md, hazard_overdue): one alert per
+        overdue hazard, for the street, then the district; resolved when rectified."""
+        if self._hazards is None:
+            from data.hazards_store import HazardStore
+
+            self._hazards = HazardStore(self.engine, self.settings)
+        changed = self.store.sync_hazard_overdue(self._hazards.overdue(now), now,
+                                                 self.settings.hazard_escalate_after_d * 86400.0)
+        if changed:
+            self.store.notify(changed)
+            log.info("hazard_overdue alerts changed: %s", ", ".join(map(str, changed[:10])))
 
     def sweep_inspectors(self, now: float) -> None:
         """inspector_offline: an inspector on duty whose phone has gone quiet (or sent its last will)."""
