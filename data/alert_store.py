@@ -235,6 +235,25 @@ class AlertStore:
                          .values(last_id=entry_id, at=now))
         return True
 
+    # --- reads of the alert engine ------------------------------------------------
+    def due_escalations(self, now: float, limit: int = 100) -> list[int]:
+        """Open alerts whose escalation deadline has passed, the earliest first."""
+        with self.engine.connect() as conn:
+            return conn.execute(select(Alert.id).where(Alert.escalate_at <= now, Alert.state == "open")
+                                .order_by(Alert.escalate_at).limit(limit)).scalars().all()
+
+    def load(self, conn: Connection, alert_id: int) -> tuple[AlertState, int]:
+        """An alert as it is in ``conn``'s transaction, and its version."""
+        row = conn.execute(select(Alert.__table__).where(Alert.id == alert_id)).first()
+        return state_from_row(row), row.version
+
+    def enterprise_area(self, enterprise_id: str) -> tuple[str | None, str | None] | None:
+        """(street_id, grid_id) of an enterprise; None for an unknown one."""
+        with self.engine.connect() as conn:
+            ent = conn.execute(select(Enterprise.street_id, Enterprise.grid_id)
+                               .where(Enterprise.id == enterprise_id)).first()
+        return None if ent is None else (ent.street_id, ent.grid_id)
+
     def notify(self, alert_ids: Iterable[int]) -> None:
         """Tell the screens (after the commit): the alerts version, then the live
         version and the change stream (which the event stream pushes)."""
