@@ -69,7 +69,7 @@ class Services:
         self.redis_url = settings.redis_url
         if not self.mqtt_url:
             if embed:
-                from ingest.broker import EmbeddedBroker
+                from data.embedded import EmbeddedBroker
 
                 b = EmbeddedBroker(settings.data_dir, settings.embedded_broker)
                 self.embedded.append(b)
