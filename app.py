@@ -210,6 +210,15 @@ def start_ingest(settings, services, n: int, first_no: int = 0, *, tune_gc: bool
     return workers
 
 
+def gc_state() -> str:
+    """What the ingest tuning changed, or did not (logged at start): gc.freeze and a
+    raised first-generation threshold belong to an ``app.py ingest`` process only
+    (ingest/worker.py, ``tune_gc``); every other process keeps Python's collector."""
+    import gc
+
+    return f"{gc.get_freeze_count()} objects frozen, first-generation threshold {gc.get_threshold()[0]}"
+
+
 def serve_web(settings, services, stop: threading.Event) -> None:
     """The demo's web server, in this process until ``stop`` (``app.py web`` uses gunicorn)."""
     from dashboard.wsgi import serve_in_thread
@@ -274,8 +283,9 @@ def cmd_run(settings, args) -> int:
 
         ensure_demo_hazards(services.engine, settings, services.redis())  # hazards; 30 days of scores behind
         accounts = demo_accounts(settings, services.engine)
-        workers = start_ingest(settings, services, settings.ingest_workers)
+        workers = start_ingest(settings, services, settings.ingest_workers)  # no GC tuning: the web app is here
         workers.append(start_alert_engine(settings, services))
+        log.info("garbage collector: %s", gc_state())
         extra = start_background(settings, services, stop, simulate=not args.no_simulate)
         url = f"http://{settings.web_host}:{settings.web_port}"
         print(f"\nAnjian is running: {url}  (API: {url}/api/v1/health)", flush=True)
@@ -322,6 +332,7 @@ def cmd_ingest(settings, args) -> int:
     except (WorkerIdInUse, WorkerNumberTooHigh) as e:  # one line, no traceback
         services.close()
         raise SystemExit(str(e)) from None
+    log.info("garbage collector: %s", gc_state())
     engine = None if args.no_alerts else start_alert_engine(settings, services)
     try:
         while not stop.wait(1.0):

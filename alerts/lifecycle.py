@@ -42,7 +42,6 @@ import math
 from dataclasses import dataclass
 
 from alerts.model import (
-    ACTIVE_STATES,
     ALERT_TYPES,
     APPROACH_WARNING,
     DUPLICATE_VISIT,
@@ -286,11 +285,6 @@ def new_alert(
     fields.setdefault("last_seen", float(at))
     alert = AlertState(type=alert_type, subject=subject, severity=severity, state="open", **fields)
     return alert, TransitionRecord(None, "open", "open", actor, float(at), note=note)
-
-
-def is_active(alert: AlertState) -> bool:
-    """In one of ``ACTIVE_STATES``: the one alert of its (type, subject) that rules update."""
-    return alert.state in ACTIVE_STATES
 
 
 def arrived_by_gps(

@@ -437,15 +437,6 @@ def is_offline(last_seen: float | None, heartbeat_s: float, offline_after: float
     return now - last_seen >= heartbeat_s * offline_after
 
 
-def sensor_status(
-    memory: SensorMemory | None, now: float, heartbeat_s: float, offline_after: float
-) -> str:
-    """What a screen shows for a sensor: ``offline`` when silent, else its level."""
-    if memory is None or is_offline(memory.last_seen, heartbeat_s, offline_after, now):
-        return "offline"
-    return memory.level
-
-
 def evaluate_offline(
     alert_type: str,
     device_id: str,

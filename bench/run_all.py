@@ -44,6 +44,9 @@ BENCHES: dict[str, tuple[str, list[str], list[str]]] = {
         ["--events", "5000", "--sensors", "2000", "--baseline-events", "1000"],
         [],
     ),
+    "escalation": ("bench_escalation.py", ["--alerts", "1000"], ["--alerts", "3000"]),
+    "escalation_failover": ("bench_escalation.py", ["--alerts", "1000", "--failover"],
+                            ["--alerts", "3000", "--failover"]),
 }
 
 

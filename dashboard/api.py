@@ -13,9 +13,9 @@ from collections.abc import Callable
 from datetime import datetime
 
 from flask import Blueprint, Response, current_app, g, jsonify, request, session, stream_with_context
-from sqlalchemy import select
 
-from data.models import DeadLetter
+from dashboard.metrics import CONTENT_TYPE
+from data.screen_queries import dead_letters
 from geo.china import CHINA_TZ as SHANGHAI  # the name _iso_second uses
 from geo.timefmt import iso
 
@@ -150,11 +150,7 @@ def events():
 def deadletters():
     limit = int_arg("limit", 100, 1, 1000)
     reason = request.args.get("reason")
-    q = select(DeadLetter.__table__).order_by(DeadLetter.id.desc()).limit(limit)
-    if reason:
-        q = q.where(DeadLetter.reason == reason)
-    with web().engine.connect() as conn:
-        rows = conn.execute(q).all()
+    rows = dead_letters(web().engine, limit, reason)
     return jsonify([
         {
             "id": r.id,
@@ -172,7 +168,7 @@ def deadletters():
 
 
 def metrics_response() -> Response:
-    return Response(web().metrics_text(), mimetype="text/plain; version=0.0.4")
+    return Response(web().metrics.exposition(), content_type=CONTENT_TYPE)
 
 
 # ``GET /metrics`` sits at the root (docs/api.md); create_server registers it.

@@ -415,7 +415,34 @@ def draws_create():
         return jsonify({"error": "bad_request", "message": "the body has errors", "errors": errors}), 400
     params = drawing.DrawParams(count, per, bool(body.get("distinct_units", True)),
                                 tuple((c, int(weights[c])) for c in drawing.RISK_ORDER if c in weights))
-    return jsonify(store().create_draw(seed, flt, params, _actor(), _now())), 201
+    draw = store().create_draw(seed, flt, params, _actor(), _now())
+    draw["tasks_sent"] = _publish_draw(draw)
+    return jsonify(draw), 201
+
+
+def _publish_draw(draw: dict) -> int:
+    """Each drawn inspector gets the drawn enterprise as a task (kind ``draw``, dated the
+    day of the draw, China time; the first drawn inspector's unit leads).  Returns the
+    number of task messages handed to the broker's client."""
+    picks = [p for p in draw["picks"] if p["inspector_ids"]]
+    if not picks:
+        return 0
+    places = store().enterprise_places(p["enterprise_id"] for p in picks)
+    units = store().inspector_units(i for p in picks for i in p["inspector_ids"])
+    prefix, now = web().settings.mqtt_prefix, _now()
+    sent = 0
+    for p in picks:
+        place = places.get(p["enterprise_id"])
+        if place is None:
+            continue
+        unit_ids = list(dict.fromkeys(units[i] for i in p["inspector_ids"] if units.get(i)))
+        payload = task_payload(f"draw-{draw['id']}-{p['enterprise_id']}", "draw", p["enterprise_id"], place[0],
+                               place[1], place[2], local_date(draw["created_at"]), unit_ids[0] if unit_ids else None,
+                               unit_ids, now)
+        for iid in p["inspector_ids"]:
+            publisher().publish(tasks_topic(prefix, iid), payload, qos=1)
+            sent += 1
+    return sent
 
 
 @api_plans.get("/draws/<int:draw_id>")

@@ -22,7 +22,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import logging
 import secrets
@@ -34,6 +33,7 @@ from flask import Flask, g, jsonify, redirect, render_template_string, request, 
 
 from data import audit
 from data.auth import Principal, check_password
+from data.login_throttle import LoginThrottle
 from dashboard.api import current_principal
 from dashboard.i18n import LANGS, normalise_lang, t
 
@@ -41,6 +41,14 @@ log = logging.getLogger(__name__)
 
 CSRF_COOKIE = "anjian_csrf"
 CSRF_HEADER = "X-CSRFToken"
+# A callback answered 401 with this text in its body makes dash-renderer call its
+# ``request_refresh_jwt`` hook (the text is the renderer's JWT_EXPIRED_MESSAGE); our
+# hook (``SESSION_HOOKS``) reloads the page, which leads to the login page, so a
+# wall whose session ended does not stay frozen on stale numbers.
+SESSION_ENDED = "JWT Expired"
+# Dash's renderer hooks (``dash.Dash(hooks=...)``): JavaScript, the function in
+# dashboard/assets/anjian.js.
+SESSION_HOOKS = {"request_refresh_jwt": "function (jwt) { return window.anjianSessionEnded(jwt); }"}
 HOME_BY_ROLE = {"wall": "/wall", "dispatcher": "/dispatch", "admin": "/dispatch", "officer": "/officer",
                 "enterprise": "/my"}
 
@@ -64,52 +72,6 @@ def current_lang(ctx=None) -> str:
 
         ctx = current_app.extensions.get("anjian")
     return normalise_lang(getattr(getattr(ctx, "settings", None), "language", None))
-
-
-# --- throttling ----------------------------------------------------------------------
-
-
-class LoginThrottle:
-    """Failed-login counter per (username, address) in Redis.
-
-    The key holds a hash, not the username, so Redis holds no list of names
-    people tried.  The counter expires ``lockout_s`` after the first failure
-    of a run, so a locked pair is free again after at most that long.
-    """
-
-    def __init__(self, redis_client, namespace: str, max_failures: int, lockout_s: int):
-        self.redis, self.ns = redis_client, namespace
-        self.max_failures, self.lockout_s = max(1, int(max_failures)), max(1, int(lockout_s))
-
-    def _key(self, username: str, address: str) -> str:
-        h = hashlib.sha256(f"{username.strip().lower()}\x00{address}".encode()).hexdigest()[:32]
-        return f"{self.ns}:login:fail:{h}"
-
-    def retry_after_s(self, username: str, address: str) -> int:
-        """Seconds until this pair may try again; 0 when it may try now."""
-        key = self._key(username, address)
-        n = self.redis.get(key)
-        if n is None or int(n) < self.max_failures:
-            return 0
-        ttl = self.redis.ttl(key)
-        return max(1, int(ttl)) if ttl and ttl > 0 else self.lockout_s
-
-    def fail(self, username: str, address: str) -> int:
-        key = self._key(username, address)
-        pipe = self.redis.pipeline()
-        pipe.incr(key)
-        pipe.expire(key, self.lockout_s, nx=True)
-        n = pipe.execute()[0]
-        return int(n)
-
-    def mark_refusal_audited(self, username: str, address: str) -> bool:
-        """True the first time in a lockout (the refusal should be audited)."""
-        key = self._key(username, address) + ":audited"
-        return bool(self.redis.set(key, "1", nx=True, ex=self.lockout_s))
-
-    def reset(self, username: str, address: str) -> None:
-        key = self._key(username, address)
-        self.redis.delete(key, key + ":audited")
 
 
 # --- callback policy ------------------------------------------------------------------
@@ -349,7 +311,7 @@ def install(server: Flask, ctx, policy: CallbackPolicy, page_roles: Mapping[str,
         p = current_principal()
         if path == update_path:
             if p is None:
-                return jsonify({"error": "unauthorized", "message": "log in first"}), 401
+                return jsonify({"error": "unauthorized", "message": "log in first", "dash": SESSION_ENDED}), 401
             from_session = not request.headers.get("Authorization", "").lower().startswith("bearer ")
             if from_session:
                 token = session.get("csrf")

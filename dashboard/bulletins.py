@@ -136,8 +136,8 @@ class BulletinScheduler:
     def _run_areas(self, kind: str, p, areas: list[str | None], now: float, written: list[int]) -> None:
         ns = self.settings.redis_namespace
         for street in areas:
-            key = f"{ns}:report:lease:{kind}:{p.key}:{street or '-'}"
-            if not self.redis.set(key, str(now), nx=True, ex=LEASE_S):
+            key = report_store.lease_key(ns, kind, p.key, street)
+            if not report_store.take_lease(self.redis, key, now, LEASE_S):
                 continue
             try:
                 if report_store.exists(self.engine, kind, p.key, street, SCHEDULE_ACTOR):
@@ -147,7 +147,7 @@ class BulletinScheduler:
             except Exception:  # noqa: BLE001 - one failed bulletin must not stop the schedule
                 log.exception("scheduled bulletin %s %s %s failed", kind, p.key, street or "district")
             finally:
-                self.redis.delete(key)
+                report_store.release_lease(self.redis, key)
 
     def tick(self, last_check: float, now: float) -> list[int]:
         return [i for kind in due_runs(self.settings, last_check, now) for i in self.run_kind(kind, now)]

@@ -15,16 +15,13 @@ import time
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-import redis
-from sqlalchemy import Engine, select, text
-
 from config.settings import Settings, hide_password
 from alerts.escalation import Ladder
-from data import audit
+from data import audit, probes, screen_queries
 from data.alert_store import AlertStore
-from data.auth import Principal, TokenAuthenticator, _principal
-from data.live import LATENCY_BUCKETS_S, LiveState, reported_offline
-from data.models import Enterprise, Inspector, Sensor, Unit, User
+from data.auth import Principal, TokenAuthenticator, active_user
+from data.live import LiveState, reported_offline
+from dashboard.metrics import WebMetrics
 from dashboard.push import ChangeFeed
 from dashboard.reloading import Reloading
 from geo.timefmt import iso
@@ -80,8 +77,6 @@ class InspectorMirror:
     def fixes(self, inspectors: dict) -> dict:
         """inspector id -> InspectorFix (those with a fix), at least as new as the
         live version read when this call started."""
-        from dashboard.pages.queries import changes_since
-
         live = self.ctx.live
         with self._lock:
             version = live.version()
@@ -89,7 +84,7 @@ class InspectorMirror:
             full = (self._version is None or inspectors is not self._ids
                     or now - self._full_at >= self.FULL_EVERY_S)
             if not full and version != self._version:
-                changed, complete = changes_since(self.ctx, self._version, ("inspector",))
+                changed, complete = screen_queries.changes_since(live, self._version, ("inspector",))
                 if complete:
                     wanted = [i for i in changed if i in inspectors]
                     if wanted:
@@ -161,7 +156,7 @@ class Snapshot:
 
 
 class WebContext:
-    def __init__(self, settings: Settings, engine: Engine, redis_client: redis.Redis, mqtt_url: str):
+    def __init__(self, settings: Settings, engine, redis_client, mqtt_url: str):
         self.settings = settings
         self.engine = engine
         self.redis = redis_client
@@ -176,6 +171,7 @@ class WebContext:
         self._registry = Reloading(self._load_registry, REGISTRY_TTL_S, "registry")
         self._health: tuple[float, dict] | None = None
         self._principals: dict[int, tuple[float, Principal | None]] = {}
+        self.metrics = WebMetrics(self.live)  # GET /metrics
 
     # --- registry and snapshot -----------------------------------------------
     def registry(self) -> Registry:
@@ -184,15 +180,7 @@ class WebContext:
         return self._registry.get()
 
     def _load_registry(self) -> Registry:
-        with self.engine.connect() as conn:
-            units = dict(conn.execute(select(Unit.id, Unit.name)).all())
-            insp = {r.id: (r.name, r.unit_id, units.get(r.unit_id))
-                    for r in conn.execute(select(Inspector.id, Inspector.name, Inspector.unit_id))}
-            sens = {r.id: (r.enterprise_id, r.lat, r.lon, r.street_id, r.grid_id, r.heartbeat_s)
-                    for r in conn.execute(select(Sensor.id, Sensor.enterprise_id, Sensor.lat, Sensor.lon,
-                                                 Sensor.street_id, Sensor.grid_id, Sensor.heartbeat_s))}
-            names = dict(conn.execute(select(Enterprise.id, Enterprise.name)).all())
-        return Registry(insp, sens, names)
+        return Registry(*screen_queries.registry_rows(self.engine))
 
     def open_alerts(self, limit: int) -> list[dict]:
         """The store's active alerts (the ``limit`` newest), shared by every poll of
@@ -213,17 +201,14 @@ class WebContext:
 
     def visiting(self) -> dict[str, str]:
         """inspector id -> enterprise id of the visit under way (kept by the geo engine)."""
-        raw = self.redis.hgetall(self.live.key("visiting"))
-        return {k.decode(): v.decode() for k, v in raw.items()}
+        return screen_queries.visiting(self.live)
 
     # --- auth helpers ----------------------------------------------------------
     def session_principal(self, uid: int) -> Principal | None:
         hit = self._principals.get(uid)
         if hit and time.monotonic() - hit[0] < 10.0:
             return hit[1]
-        with self.engine.connect() as conn:
-            u = conn.execute(select(User.__table__).where(User.id == uid, User.active.is_(True))).first()
-        p = None if u is None else _principal(u)
+        p = active_user(self.engine, uid)
         self._principals[uid] = (time.monotonic(), p)
         return p
 
@@ -243,18 +228,9 @@ class WebContext:
                 out["broker"] = "ok"
         except OSError as e:
             out["broker"] = f"unreachable: {e}"
-        try:
-            self.redis.ping()
-            out["redis"] = "ok"
-        except redis.RedisError as e:
-            out["redis"] = f"unreachable: {e}"
-        try:
-            with self.engine.connect() as conn:
-                conn.execute(text("SELECT 1"))
-            out["database"] = "ok"
-        except Exception as e:  # noqa: BLE001 - any driver error means "not ok"
-            out["database"] = f"unreachable: {type(e).__name__}"
-        out["database_url"] = self.engine.url.render_as_string(hide_password=True)
+        out["redis"] = probes.redis_status(self.redis)
+        out["database"] = probes.database_status(self.engine)
+        out["database_url"] = probes.database_url(self.engine)
         workers = {}
         if out["redis"] == "ok":
             workers = self.live.workers()
@@ -290,61 +266,3 @@ class WebContext:
         self._health = (time.monotonic(), out)
         return out
 
-    def metrics_text(self) -> str:
-        live = self.live
-        lines: list[str] = []
-
-        def family(name: str, kind: str, help_: str, samples: list[tuple[str, float]]):
-            lines.append(f"# HELP {name} {help_}")
-            lines.append(f"# TYPE {name} {kind}")
-            for labels, v in samples:
-                lines.append(f"{name}{labels} {v}")
-
-        # The accounting of docs/mqtt.md: every message received is applied,
-        # dead-lettered or ignored, each with its kind or reason.
-        applied, rejected, ignored = live.counters("in"), live.counters("rejected"), live.counters("dropped")
-        family("anjian_messages_received_total", "counter", "Messages the ingest workers received.",
-               [("", live.counters("received").get("total", 0))])
-        family("anjian_messages_in_total", "counter", "Messages applied, by kind.",
-               [(f'{{kind="{k}"}}', v) for k, v in sorted(applied.items())])
-        family("anjian_messages_rejected_total", "counter", "Messages dead-lettered, by reason code.",
-               [(f'{{reason="{k}"}}', v) for k, v in sorted(rejected.items())])
-        family("anjian_messages_ignored_total", "counter",
-               "Messages ignored on purpose (by design, duplicates, shed), by reason.",
-               [(f'{{reason="{k}"}}', v) for k, v in sorted(ignored.items())])
-        family("anjian_messages_accounted_total", "counter",
-               "Messages received, by outcome; the three sum to anjian_messages_received_total once queues drain.",
-               [('{outcome="applied"}', sum(applied.values())), ('{outcome="dead_lettered"}', sum(rejected.values())),
-                ('{outcome="ignored"}', sum(ignored.values()))])
-        family("anjian_events_lost_total", "counter",
-               "Alert-engine stream events lost before the engine handled them, by reason.",
-               [(f'{{reason="{k}"}}', v) for k, v in sorted(live.counters("events_lost").items())])
-        lat = live.counters("latency")
-        total = float(self.redis.hget(live.key("metrics", "latency_sum"), "sum") or 0.0)
-        buckets = sorted((float(k[3:]), v) for k, v in lat.items() if k.startswith("le_"))
-        seen = dict(buckets)
-        samples = [(f'{{le="{b}"}}', seen.get(b, 0)) for b in LATENCY_BUCKETS_S]
-        samples.append(('{le="+Inf"}', lat.get("count", 0)))
-        lines.append("# HELP anjian_processing_latency_seconds From receipt by a worker to stored, per message.")
-        lines.append("# TYPE anjian_processing_latency_seconds histogram")
-        for labels, v in samples:
-            lines.append(f"anjian_processing_latency_seconds_bucket{labels} {v}")
-        lines.append(f"anjian_processing_latency_seconds_sum {total}")
-        lines.append(f"anjian_processing_latency_seconds_count {lat.get('count', 0)}")
-        workers = live.workers()
-        family("anjian_ingest_queue_depth", "gauge", "Messages waiting in a worker's queues.",
-               [(f'{{worker="{w}"}}', d.get("queue", 0)) for w, d in sorted(workers.items())])
-        family("anjian_ingest_lag_seconds", "gauge", "Age of the oldest message a worker has not stored.",
-               [(f'{{worker="{w}"}}', d.get("lag_s", 0)) for w, d in sorted(workers.items())])
-        family("anjian_ingest_shed_total", "counter", "Pings shed because a worker's ping queue was full.",
-               [(f'{{worker="{w}"}}', d.get("shed", 0)) for w, d in sorted(workers.items())])
-        lines.append("# HELP anjian_web_callback_seconds Server time of a screen's Dash callback, by page.callback.")
-        lines.append("# TYPE anjian_web_callback_seconds histogram")
-        for name, h in sorted(live.histograms("web_callback").items()):
-            for b in LATENCY_BUCKETS_S:
-                lines.append(f'anjian_web_callback_seconds_bucket{{callback="{name}",le="{b}"}} {h["buckets"].get(b, 0)}')
-            lines.append(f'anjian_web_callback_seconds_bucket{{callback="{name}",le="+Inf"}} {h["count"]}')
-            lines.append(f'anjian_web_callback_seconds_sum{{callback="{name}"}} {h["sum"]}')
-            lines.append(f'anjian_web_callback_seconds_count{{callback="{name}"}} {h["count"]}')
-        family("anjian_live_version", "gauge", "Live-state version counter.", [("", live.version())])
-        return "\n".join(lines) + "\n"

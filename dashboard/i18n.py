@@ -116,7 +116,6 @@ CATALOGUE: dict[str, dict[str, str]] = {
     "common.never": {"zh-CN": "从未", "en": "never"},
     "common.open_profile": {"zh-CN": "企业档案", "en": "Profile"},
     "common.more": {"zh-CN": "另有 {n} 条", "en": "{n} more"},
-    "common.no_alert_store": {"zh-CN": "告警服务未接入", "en": "Alert service not connected"},
     "common.street": {"zh-CN": "街道", "en": "Street"},
     "common.grid": {"zh-CN": "网格", "en": "Grid"},
     # --- risk colours -----------------------------------------------------------------

@@ -41,9 +41,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
-from sqlalchemy import Engine, select
 
-from data.models import Enterprise, Grid, Street, Unit
+from data.screen_queries import city_rows
 from dashboard.reloading import Reloading
 from geo import cells as h3cells
 from geo.coords import gcj02_to_wgs84, wgs84_to_gcj02
@@ -365,13 +364,8 @@ class CityMap:
         return out
 
 
-def load_city_map(engine: Engine, projector: Projector) -> CityMap:
-    with engine.connect() as conn:
-        streets = conn.execute(select(Street.id, Street.name, Street.name_en, Street.geometry).order_by(Street.id)).all()
-        grids = conn.execute(select(Grid.id, Grid.street_id, Grid.name, Grid.geometry).order_by(Grid.id)).all()
-        units = conn.execute(select(Unit.id, Unit.name)).all()
-        ents = conn.execute(select(Enterprise.id, Enterprise.name, Enterprise.risk, Enterprise.lat,
-                                   Enterprise.lon).order_by(Enterprise.id)).all()
+def load_city_map(engine, projector: Projector) -> CityMap:
+    streets, grids, units, ents = city_rows(engine)
     street_feats, street_bounds, names = [], {}, {}
     all_b: list[tuple] = []
     for s in streets:
@@ -436,7 +430,7 @@ class CityCache(Reloading[CityMap]):
     """One CityMap per process, reloaded every CITY_TTL_S in the background (read-only
     data, shared safely; 130,000 enterprises take over a second to load)."""
 
-    def __init__(self, engine: Engine, projector: Projector, ttl_s: float = CITY_TTL_S):
+    def __init__(self, engine, projector: Projector, ttl_s: float = CITY_TTL_S):
         self.engine, self.projector = engine, projector
         super().__init__(lambda: load_city_map(engine, projector), ttl_s, "city map")
 

@@ -24,6 +24,7 @@ import orjson
 
 from data.live import LiveState
 from data.redis_wait import block_ms
+from data.screen_queries import newest_change_id, read_changes
 
 log = logging.getLogger(__name__)
 
@@ -64,19 +65,16 @@ class ChangeFeed:
         return self._seq
 
     def _run(self) -> None:
-        r = self.live.r
-        key = self.live.key("changes")
         # Block for less than the client's socket timeout (redis-py's default is
         # 5 s even when the URL names none), or every idle read times out.
-        block = block_ms(r, BLOCK_MS)
+        block = block_ms(self.live.r, BLOCK_MS)
         last = None  # from now on (a screen that connects draws the present from its own poll)
         down_since = None  # when the current Redis outage began: one warning per outage, not one per second
         while not self._stop.is_set():
             try:
                 if last is None:
-                    newest = r.xrevrange(key, count=1)
-                    last = newest[0][0] if newest else b"0-0"
-                resp = r.xread({key: last}, count=500, block=block)
+                    last = newest_change_id(self.live)
+                entries = read_changes(self.live, last, 500, block)
             except Exception as e:  # noqa: BLE001 - Redis restarts; the screens still poll meanwhile
                 if self._stop.is_set():
                     break  # shutting down: the connection went with the server
@@ -91,12 +89,11 @@ class ChangeFeed:
                 log.info("change feed resumed after %.1f s", time.monotonic() - down_since)
                 down_since = None
             got = []
-            for _stream, entries in resp or []:
-                for entry_id, f in entries:
-                    last = entry_id
-                    if f.get(b"kind") == b"alert":
-                        ids = [int(x) for x in f.get(b"ids", b"").split(b",") if x]
-                        got.append({"id": entry_id.decode(), "v": int(f.get(b"v", 0)), "ids": ids})
+            for entry_id, f in entries:
+                last = entry_id
+                if f.get(b"kind") == b"alert":
+                    ids = [int(x) for x in f.get(b"ids", b"").split(b",") if x]
+                    got.append({"id": entry_id.decode(), "v": int(f.get(b"v", 0)), "ids": ids})
             if got:
                 with self._cond:
                     for e in got:

@@ -97,7 +97,7 @@ def _callback_timing(response):
     name, seconds = timing
     response.headers["Server-Timing"] = f'cb;desc="{name}";dur={seconds * 1000:.1f}'
     try:
-        web().live.observe("web_callback", name, seconds)
+        web().metrics.observe_callback(name, seconds)
     except Exception:  # noqa: BLE001 - a metrics write must never fail the screen's answer
         log.warning("could not record the time of callback %s", name, exc_info=True)
     return response

@@ -15,6 +15,14 @@ the key that signs login sessions: when ``ANJIAN_SECRET_KEY`` is unset the maste
 draws one random key for all of its workers (logins then end when the web
 process restarts, as the warning says).
 
+``/metrics`` (``dashboard.metrics``) reads the shared figures from Redis; the web
+process's own instrument (the screens' callback times) is kept in
+prometheus_client's multiprocess mode: the master empties
+``{data_dir}/prometheus-web`` at start and names it in ``PROMETHEUS_MULTIPROC_DIR``
+before any worker exists, each worker writes its samples there, a scrape sums
+them all, and gunicorn's ``child_exit`` hook tells prometheus_client that a
+worker is gone.
+
 The all-in-one demo (``python app.py``) serves the same app from werkzeug in a
 thread of its one process (``serve_in_thread``).
 """
@@ -22,8 +30,12 @@ thread of its one process (``serve_in_thread``).
 from __future__ import annotations
 
 import logging
+import os
 import secrets
+import shutil
+import sys
 import threading
+from pathlib import Path
 
 from gunicorn.app.base import BaseApplication
 
@@ -32,6 +44,9 @@ log = logging.getLogger(__name__)
 # Seconds a worker gets to finish its requests on shutdown.  Event streams never
 # finish by themselves: they are cut at this point and the browsers reconnect.
 GRACEFUL_TIMEOUT_S = 5
+# prometheus_client's multiprocess directory, under the data directory.
+METRICS_DIR = "prometheus-web"
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"  # prometheus_client's name for it
 
 
 def build_app(settings, engine, redis_client, mqtt_url: str):
@@ -42,7 +57,7 @@ def build_app(settings, engine, redis_client, mqtt_url: str):
     ctx = WebContext(settings, engine, redis_client, mqtt_url)
     server = create_server(ctx)
     try:
-        from dashboard.pages import create_dash, warm_up  # the screens (may be absent in a minimal install)
+        from dashboard.pages.screens import create_dash, warm_up  # the screens (may be absent in a minimal install)
     except ImportError as e:
         log.info("dashboard pages not loaded (%s); serving the API only", e)
         return server
@@ -57,6 +72,30 @@ def with_shared_secret(settings):
         return settings
     log.warning("ANJIAN_SECRET_KEY is not set: using a random key, so logins end when the web process restarts")
     return settings.model_copy(update={"secret_key": secrets.token_hex(32)})
+
+
+def prepare_metrics_dir(data_dir) -> Path:
+    """An empty multiprocess directory for the workers' metrics, named in the
+    environment they inherit.  In the master, before any worker starts and before
+    prometheus_client is imported: it chooses its storage when first imported.
+    Files of an earlier run (dead processes, maybe reused pids) are removed."""
+    if "prometheus_client" in sys.modules:
+        raise RuntimeError("prometheus_client was imported before its multiprocess directory was set: "
+                           "the web workers would keep their metrics to themselves")
+    path = Path(data_dir) / METRICS_DIR
+    shutil.rmtree(path, ignore_errors=True)
+    path.mkdir(parents=True)
+    os.environ[MULTIPROC_ENV] = str(path)
+    return path
+
+
+def worker_exited(server, worker) -> None:
+    """gunicorn's ``child_exit`` hook, in the master: the worker's live gauges stop counting."""
+    from prometheus_client import multiprocess
+
+    path = os.environ.get(MULTIPROC_ENV)
+    if path:
+        multiprocess.mark_process_dead(worker.pid, path)
 
 
 class WebApplication(BaseApplication):
@@ -79,6 +118,7 @@ class WebApplication(BaseApplication):
             "proc_name": "anjian-web",
             "loglevel": s.log_level.lower(),
             "errorlog": "-",
+            "child_exit": worker_exited,
         }.items():
             self.cfg.set(key, value)
 
@@ -95,6 +135,7 @@ def serve(settings, mqtt_url: str, redis_url: str) -> None:
     """Run the master until SIGINT or SIGTERM (gunicorn's own handlers stop the workers)."""
     log.info("web: http://%s:%d (%d workers x %d threads)", settings.web_host, settings.web_port,
              settings.web_workers, settings.web_threads)
+    prepare_metrics_dir(settings.data_dir)
     WebApplication(settings, mqtt_url, redis_url).run()
 
 

@@ -22,7 +22,7 @@ import uuid
 from collections.abc import Iterable
 
 import orjson
-from sqlalchemy import Connection, Engine, and_, case, insert, select, update
+from sqlalchemy import Connection, Engine, and_, bindparam, case, insert, select, update
 from sqlalchemy.exc import IntegrityError, OperationalError
 
 from alerts.audit import alert_audit
@@ -66,6 +66,13 @@ def queue_key(a: dict) -> tuple:
         first = 0.0
     aid = a.get("id")
     return (handled, -SEVERITY_RANK.get(a.get("severity"), -1), -first, -aid if isinstance(aid, int) else 0)
+
+
+# Alerts escalated per transaction (escalate_due): large enough that 3,000 due at
+# once take a handful of transactions, small enough that one holds its locks briefly.
+ESCALATE_BATCH = 500
+# What an escalation step changes (alerts.escalation.Ladder.escalate).
+ESCALATION_FIELDS = frozenset({"escalation_level", "escalate_at"})
 
 
 class Conflict(Exception):
@@ -218,6 +225,68 @@ class AlertStore:
             action, target, detail = alert_audit(alert_id, rec)
             audit.append(conn, rec.actor, action, target, detail, at=rec.at)
 
+    def escalate_due(self, now: float, limit: int = ESCALATE_BATCH) -> tuple[list[tuple[int, list[TransitionRecord]]], bool]:
+        """Fire the escalations due at ``now`` of up to ``limit`` open alerts, oldest
+        deadline first, in one transaction: their rows, events and audit entries
+        are written together (one statement each kind but the versioned updates),
+        so thousands due at once take a few transactions, not thousands.
+        On PostgreSQL the rows are locked (``FOR UPDATE SKIP LOCKED``): a person's
+        acknowledgement waits for this commit or is not in the way; on SQLite the
+        write lock serialises the same.  Returns ``[(alert_id, records)]`` and
+        whether more may be due (the batch was full)."""
+        def tx(conn: Connection):
+            q = (select(Alert.__table__).where(Alert.escalate_at <= now, Alert.state == "open")
+                 .order_by(Alert.escalate_at, Alert.id).limit(limit))
+            if conn.dialect.name == "postgresql":
+                q = q.with_for_update(skip_locked=True)
+            rows = conn.execute(q).all()
+            fired: list[tuple[int, list[TransitionRecord]]] = []
+            params = []
+            for row in rows:
+                before = state_from_row(row)
+                alert, records = before, []
+                while (step := self.ladder.escalate(alert, now)) is not None:
+                    alert, rec = step
+                    records.append(rec)
+                if not records:
+                    continue
+                was = _values(before)
+                changed = {k for k, v in _values(alert).items() if was[k] != v}
+                if not changed <= ESCALATION_FIELDS:
+                    raise AssertionError(f"an escalation changed {sorted(changed)}: escalate_due writes only "
+                                         f"{sorted(ESCALATION_FIELDS)}")
+                params.append({"b_id": alert.id, "b_version": row.version, "level": alert.escalation_level,
+                               "at": alert.escalate_at, "now": now, "version": row.version + 1})
+                fired.append((alert.id, records))
+            if params:
+                # One executemany: the rows are locked (PostgreSQL) or the database is
+                # (SQLite), so the version check is a second guard that never trips.
+                t = Alert.__table__
+                res = conn.execute(
+                    update(t).where(and_(t.c.id == bindparam("b_id"), t.c.version == bindparam("b_version")))
+                    .values(escalation_level=bindparam("level"), escalate_at=bindparam("at"),
+                            updated_at=bindparam("now"), version=bindparam("version")), params)
+                if conn.dialect.supports_sane_multi_rowcount and res.rowcount != len(params):
+                    raise Conflict(f"{len(params) - res.rowcount} of {len(params)} alerts changed while escalating")
+            self._record_many(conn, fired)
+            return fired, len(rows) >= limit
+
+        return self.run_tx(tx)
+
+    def _record_many(self, conn: Connection, fired: list[tuple[int, list[TransitionRecord]]]) -> None:
+        """``_record`` for many alerts at once: one insert of all events, one chained audit append."""
+        events, entries = [], []
+        for alert_id, records in fired:
+            for rec in records:
+                events += [{"alert_id": alert_id, "from_state": st.from_state, "to_state": st.to_state,
+                            "action": st.action, "actor": st.actor, "at": st.at, "note": st.note}
+                           for st in rec.steps()]
+                action, target, detail = alert_audit(alert_id, rec)
+                entries.append((rec.actor, action, target, detail, rec.at))
+        if events:
+            conn.execute(insert(AlertEvent), events)
+        audit.append_many(conn, entries)
+
     def first_time(self, conn: Connection, stream: str, key: str, entry_id: str) -> bool:
         """Whether stream entry ``entry_id`` for ``key`` is newer than the last one
         applied (then it becomes the last one, in ``conn``'s transaction).  Entries
@@ -236,17 +305,6 @@ class AlertStore:
         return True
 
     # --- reads of the alert engine ------------------------------------------------
-    def due_escalations(self, now: float, limit: int = 100) -> list[int]:
-        """Open alerts whose escalation deadline has passed, the earliest first."""
-        with self.engine.connect() as conn:
-            return conn.execute(select(Alert.id).where(Alert.escalate_at <= now, Alert.state == "open")
-                                .order_by(Alert.escalate_at).limit(limit)).scalars().all()
-
-    def load(self, conn: Connection, alert_id: int) -> tuple[AlertState, int]:
-        """An alert as it is in ``conn``'s transaction, and its version."""
-        row = conn.execute(select(Alert.__table__).where(Alert.id == alert_id)).first()
-        return state_from_row(row), row.version
-
     def enterprise_area(self, enterprise_id: str) -> tuple[str | None, str | None] | None:
         """(street_id, grid_id) of an enterprise; None for an unknown one."""
         with self.engine.connect() as conn:

@@ -71,6 +71,13 @@ def get_user(engine: Engine, username: str) -> Principal | None:
     return None if u is None else _principal(u)
 
 
+def active_user(engine: Engine, uid: int) -> Principal | None:
+    """The user with id ``uid``, if that account exists and is active (a login session's user)."""
+    with engine.connect() as conn:
+        u = conn.execute(select(User.__table__).where(User.id == uid, User.active.is_(True))).first()
+    return None if u is None else _principal(u)
+
+
 def enterprise_exists(engine: Engine, enterprise_id: str) -> bool:
     """Whether an enterprise account may be bound to `enterprise_id` (`user create --enterprise`)."""
     with engine.connect() as conn:

@@ -10,8 +10,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from sqlalchemy import Engine, create_engine, event, inspect
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy import Engine, create_engine, event
 
 log = logging.getLogger(__name__)
 
@@ -42,10 +41,6 @@ def make_engine(url: str, *, echo: bool = False) -> Engine:
     return create_engine(url, echo=echo, pool_pre_ping=True, pool_size=10, max_overflow=10)
 
 
-def session_factory(engine: Engine) -> sessionmaker[Session]:
-    return sessionmaker(engine, expire_on_commit=False)
-
-
 def alembic_config(engine_url: str):
     from alembic.config import Config
 
@@ -64,7 +59,3 @@ def migrate(engine: Engine) -> None:
         cfg.attributes["connection"] = conn
         command.upgrade(cfg, "head")
     log.info("database schema is at head (%s)", engine.url.render_as_string(hide_password=True))
-
-
-def has_schema(engine: Engine) -> bool:
-    return "alembic_version" in inspect(engine).get_table_names()

@@ -32,7 +32,7 @@ import logging
 import time
 
 import numpy as np
-from sqlalchemy import Engine, bindparam, func, insert, select
+from sqlalchemy import Engine, bindparam, insert, select
 
 from data import models
 from geo.china import CHINA_UTC_OFFSET_S
@@ -269,13 +269,3 @@ def _alarms(conn, rng, sensors, by_unit, office, now, since) -> int:
         ])
         count += 1
     return count
-
-
-def history_counts(engine: Engine, now: float) -> dict:
-    """What the history holds (for tests and the log): visits, duplicates, plan items, alarms."""
-    with engine.connect() as conn:
-        v = conn.execute(select(func.count(), func.count(models.Visit.duplicate_of)).where(
-            models.Visit.stay_key.like(f"{MARK}:%"))).one()
-        a = conn.execute(select(func.count()).select_from(models.Alert).where(
-            models.Alert.type == "gas_alarm", models.Alert.first_seen < now)).scalar_one()
-    return {"visits": v[0], "duplicates": v[1], "alarms": a}

@@ -25,7 +25,7 @@ import logging
 import math
 import re
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -781,10 +781,3 @@ def _grid_streets(rows: list[dict], report: ImportReport, engine: Engine) -> Non
         if s is None:
             report.errors.append(RowError(r["_line"], "no street_id, and the grid lies in no known street", r["id"]))
         r["street_id"] = s
-
-
-def describe_columns() -> Iterable[tuple[str, tuple[str, ...], tuple[str, ...], str | None]]:
-    """(kind, required, optional, geometry) per kind, for the CLI's help text."""
-    for kind in KINDS:
-        s = SPEC[kind]
-        yield kind, s["required"], s["optional"], s["geometry"]

@@ -464,11 +464,6 @@ class LiveState:
             out[k.decode()] = (state == "online", float(ts))
         return out
 
-    def inspectors_near(self, lat: float, lon: float, radius_m: float, count: int | None = None) -> list[tuple[str, float]]:
-        res = self.r.geosearch(self.key("insp", "geo"), longitude=lon, latitude=lat, radius=radius_m,
-                               unit="m", sort="ASC", count=count, withdist=True)
-        return [(m.decode(), float(d)) for m, d in res]
-
     # --- worker heartbeats and shared counters ------------------------------
     def heartbeat(self, worker_id: str, **fields) -> None:
         fields["at"] = time.time()
@@ -485,31 +480,6 @@ class LiveState:
 
     def count(self, family: str, label: str, n: int = 1, pipe=None) -> None:
         (pipe or self.r).hincrby(self.key("metrics", family), label, n)
-
-    def observe(self, family: str, label: str, seconds: float) -> None:
-        """One sample of a latency histogram kept per ``label`` (LATENCY_BUCKETS_S), shared by all processes."""
-        key = self.key("metrics", family)
-        pipe = self.r.pipeline(transaction=False)
-        for b in LATENCY_BUCKETS_S:
-            if seconds <= b:
-                pipe.hincrby(key, f"{label}|le_{b}", 1)
-        pipe.hincrby(key, f"{label}|count", 1)
-        pipe.hincrbyfloat(key, f"{label}|sum", seconds)
-        pipe.execute()
-
-    def histograms(self, family: str) -> dict[str, dict]:
-        """``observe``'s samples: label -> {"buckets": {le: n}, "count": n, "sum": s}."""
-        out: dict[str, dict] = {}
-        for k, v in self.r.hgetall(self.key("metrics", family)).items():
-            label, _, field = k.decode().rpartition("|")
-            h = out.setdefault(label, {"buckets": {}, "count": 0, "sum": 0.0})
-            if field.startswith("le_"):
-                h["buckets"][float(field[3:])] = int(v)
-            elif field == "count":
-                h["count"] = int(v)
-            elif field == "sum":
-                h["sum"] = float(v)
-        return out
 
     def counters(self, family: str) -> dict[str, int]:
         return {k.decode(): int(v) for k, v in self.r.hgetall(self.key("metrics", family)).items()}

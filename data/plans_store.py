@@ -412,6 +412,14 @@ class PlansStore:
                     out[e.id] = (e.name, e.lat, e.lon)
         return out
 
+    def inspector_units(self, ids: Iterable[str]) -> dict[str, str]:
+        """Inspector id -> unit id, for the inspectors named."""
+        out = {}
+        with self.engine.connect() as conn:
+            for chunk in _chunks(sorted(set(ids))):
+                out.update(conn.execute(select(Inspector.id, Inspector.unit_id).where(Inspector.id.in_(chunk))).all())
+        return out
+
     # --- plan against actual ---------------------------------------------------------------
     def actual(self, week: str, unit_ids: Sequence[str] | None, now: float) -> dict:
         """Plan against actual for the week (docs/plans.md): ``unit_ids`` None is every unit."""

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import Engine, select
 
-from data.models import Enterprise, Inspector, Sensor
+from data.models import Inspector, Sensor
 
 log = logging.getLogger(__name__)
 
@@ -112,9 +112,3 @@ class Registry:
                 if values and conn.execute(select(col).where(col.in_(values)).limit(1)).first() is not None:
                     return True
         return False
-
-    def enterprise_points(self):
-        """(ids, lats, lons) of all enterprises, for the geo engine's index."""
-        with self.engine.connect() as conn:
-            rows = conn.execute(select(Enterprise.id, Enterprise.lat, Enterprise.lon)).all()
-        return [r.id for r in rows], [r.lat for r in rows], [r.lon for r in rows]

@@ -77,3 +77,20 @@ def exists(engine: Engine, kind: str, period: str, street: str | None, generated
     q = q.where(ReportRow.street_id.is_(None) if street is None else ReportRow.street_id == street)
     with engine.connect() as conn:
         return conn.execute(q.limit(1)).first() is not None
+
+
+# --- the scheduler's lease ------------------------------------------------------------------
+
+
+def lease_key(namespace: str, kind: str, period_key: str, street: str | None) -> str:
+    """``{ns}:report:lease:{kind}:{period}:{street or -}``: one writer of a bulletin at a time."""
+    return f"{namespace}:report:lease:{kind}:{period_key}:{street or '-'}"
+
+
+def take_lease(redis_client, key: str, now: float, ttl_s: int) -> bool:
+    """Take the lease ``key`` for ``ttl_s`` seconds (``SET NX EX``); False when another process holds it."""
+    return bool(redis_client.set(key, str(now), nx=True, ex=ttl_s))
+
+
+def release_lease(redis_client, key: str) -> None:
+    redis_client.delete(key)

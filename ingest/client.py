@@ -300,7 +300,9 @@ class MqttConnection:
     def _on_connect(self, client, userdata, flags, reason_code, properties):
         if reason_code.is_failure:
             if str(reason_code) in FATAL_CONNECT_REASONS:
-                self.fatal = f"MQTT broker {self.addr.host}:{self.addr.port} refused {self.client_id}: {reason_code}"
+                who = f"user {self.addr.username!r}" if self.addr.username else "an anonymous client"
+                self.fatal = (f"MQTT broker {self.addr.host}:{self.addr.port} refused {self.client_id} ({who}): "
+                              f"{reason_code}")
                 log.error("%s; not retrying. Check ANJIAN_MQTT_URL's user and password.", self.fatal)
                 self._stop.set()
             else:

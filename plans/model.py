@@ -95,7 +95,3 @@ def week_span_ts(week: str) -> tuple[float, float]:
 def days_between(a: str, b: str) -> int:
     """``b - a`` in days."""
     return (parse_date(b) - parse_date(a)).days
-
-
-def add_days(date: str, n: int) -> str:
-    return (parse_date(date) + dt.timedelta(days=n)).isoformat()

@@ -72,3 +72,61 @@ class RedisServer(_ServerProcess):
     def argv(self) -> list[str]:
         return ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.dir),
                 "--save", "", "--appendonly", "yes"]
+
+
+def make_test_ca(directory: Path, host: str = "localhost") -> dict[str, Path]:
+    """A certificate authority made for one test, and a server certificate it signed
+    for ``host`` and 127.0.0.1 (openssl, as an operator would make them)."""
+    d = directory
+    d.mkdir(parents=True, exist_ok=True)
+    paths = {k: d / f"{k}.pem" for k in ("ca", "ca_key", "server", "server_key", "other_ca", "other_ca_key")}
+
+    def run(*argv: str) -> None:
+        subprocess.run(["openssl", *argv], check=True, capture_output=True)
+
+    for ca, key, cn in (("ca", "ca_key", "Anjian test CA"), ("other_ca", "other_ca_key", "Someone else's CA")):
+        run("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", f"/CN={cn}",
+            "-keyout", str(paths[key]), "-out", str(paths[ca]))
+    csr = d / "server.csr"
+    ext = d / "server.ext"
+    ext.write_text(f"subjectAltName=DNS:{host},IP:127.0.0.1\n")
+    run("req", "-newkey", "rsa:2048", "-nodes", "-subj", f"/CN={host}", "-keyout", str(paths["server_key"]),
+        "-out", str(csr))
+    run("x509", "-req", "-in", str(csr), "-CA", str(paths["ca"]), "-CAkey", str(paths["ca_key"]),
+        "-CAcreateserial", "-days", "2", "-extfile", str(ext), "-out", str(paths["server"]))
+    return paths
+
+
+class SecureMosquitto(Mosquitto):
+    """The private Mosquitto with the production edge of docs/deploy.md: TLS only
+    (a test CA), no anonymous clients, a password file, and the shipped ACL
+    (``acl``, config/mosquitto/anjian.acl).  ``users`` maps username to password.
+    Its log (``log``) records every denied publish and subscription."""
+
+    def __init__(self, tmp: Path, acl: Path, users: dict[str, str]):
+        super().__init__(tmp)
+        self.certs = make_test_ca(tmp / "pki")
+        passwd = self.dir / "passwd"
+        passwd.touch()
+        for user, password in users.items():
+            subprocess.run(["mosquitto_passwd", "-b", str(passwd), user, password], check=True, capture_output=True)
+        self.log = self.dir / "mosquitto.log"
+        conf = mosquitto_conf(self.port, self.dir, log_file=self.log)
+        conf = conf.replace("allow_anonymous true\n", "")
+        conf += "\n".join([
+            "allow_anonymous false",
+            f"password_file {passwd}",
+            f"acl_file {acl}",
+            f"cafile {self.certs['ca']}",
+            f"certfile {self.certs['server']}",
+            f"keyfile {self.certs['server_key']}",
+            "log_type all",
+        ]) + "\n"
+        # The listener line is global in Mosquitto 2.0's file: the TLS options after it apply to it.
+        self.conf.write_text(conf)
+
+    def url_for(self, user: str, password: str) -> str:
+        return f"mqtts://{user}:{password}@localhost:{self.port}"
+
+    def log_text(self) -> str:
+        return self.log.read_text(errors="replace") if self.log.exists() else ""

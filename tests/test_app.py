@@ -6,6 +6,7 @@ the three formats; the API shows the result."""
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import signal
 import subprocess
@@ -18,6 +19,7 @@ from sqlalchemy import create_engine, select, text
 
 from data.embedded import free_port
 from data.models import Inspector, Sensor
+from ingest.worker import GC_GEN0_PER_MSG
 from tests.conftest import TEST_PG_URL, TEST_REDIS_URL, unique
 from tests.appkit import clean_env, get_json
 from tests.mqttkit import wait_until
@@ -137,6 +139,9 @@ def test_demo_on_embedded_defaults(tmp_path):
         health = wait_until(lambda: (h := get_json(f"{demo.base}/api/v1/health")) and h["status"] == "ok" and h, 60)
         assert health["redis"] == health["broker"] == health["database"] == "ok"
         assert health["mqtt_url"].startswith("mqtt://127.0.0.1:")
+        # The ingest workers' GC tuning is for a process of their own: the demo's web
+        # app and alert engine share this one, which keeps Python's collector.
+        assert "garbage collector: 0 objects frozen, first-generation threshold 700" in Path(demo.log.name).read_text()
         port = mqtt_port(demo)
         if shutil.which("mosquitto_pub"):
             check_three_formats(demo, token, *publish_three_formats(demo, port))
@@ -214,6 +219,10 @@ def test_ingest_and_the_alert_engine_as_separate_processes(tmp_path):
     r = redis.Redis.from_url(TEST_REDIS_URL)
     try:
         assert wait_until(lambda: r.hlen(f"{ns}:workers") > 0, 60, 0.5), "the ingest worker came up"
+        # A process of ingest workers tunes its collector (ingest/worker.py, tune_gc).
+        tuned = wait_until(lambda: re.search(r"garbage collector: (\d+) objects frozen, first-generation threshold "
+                                             r"(\d+)", (tmp_path / "ingest.log").read_text()), 10, 0.2)
+        assert tuned and int(tuned[1]) > 0 and int(tuned[2]) == GC_GEN0_PER_MSG * max(s.ingest_batch_max, 1000)
         publish()
         assert wait_until(lambda: r.exists(f"{ns}:sensor:{sensor}"), 30, 0.2), "the reading was stored"
         time.sleep(2)

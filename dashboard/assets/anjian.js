@@ -176,22 +176,17 @@
   });
 
   // A session that ended (logout elsewhere, a server restarted without a fixed
-  // secret key) makes every poll answer 401: reload, which leads to the login
-  // page, instead of leaving a wall frozen on stale numbers.
-  if (window.fetch && !window.anjianFetchWrapped) {
-    var realFetch = window.fetch.bind(window);
-    window.anjianFetchWrapped = true;
-    window.fetch = function (input, init) {
-      return realFetch(input, init).then(function (resp) {
-        var url = typeof input === "string" ? input : (input && input.url) || "";
-        if (resp.status === 401 && url.indexOf("_dash-update-component") >= 0 && !window.anjianReloading) {
-          window.anjianReloading = true;
-          setTimeout(function () { window.location.reload(); }, 1000);
-        }
-        return resp;
-      });
-    };
-  }
+  // secret key) makes every poll answer 401, with the text for which dash-renderer
+  // calls its request_refresh_jwt hook (dashboard/auth_views.py, SESSION_ENDED and
+  // SESSION_HOOKS): reload, which leads to the login page, instead of leaving a
+  // wall frozen on stale numbers.  No new token: the callback itself fails.
+  window.anjianSessionEnded = function () {
+    if (!window.anjianReloading) {
+      window.anjianReloading = true;
+      setTimeout(function () { window.location.reload(); }, 1000);
+    }
+    return null;
+  };
 
   // Alert changes pushed by the server (GET /api/v1/events, dashboard/push.py).
   // Each event goes into the page's push store (a .aj-push wrapper names it),

@@ -129,23 +129,20 @@ def to_ts(value) -> float | None:
 
 
 def alert_store():
-    """``ctx.alerts`` (data.alert_store.AlertStore) or None while it is not wired in."""
-    return getattr(web(), "alerts", None)
+    """``ctx.alerts``: the process's data.alert_store.AlertStore."""
+    return web().alerts
 
 
-def active_alerts(p=None, types: Iterable[str] | None = None, limit: int = 500) -> list[dict] | None:
+def active_alerts(p=None, types: Iterable[str] | None = None, limit: int = 500) -> list[dict]:
     """Alerts not yet resolved that the principal may see, in the one queue order
-    (``urgency_key``: unacknowledged, then severity, then newest); None without a store.
+    (``urgency_key``: unacknowledged, then severity, then newest).
 
     ``state="open"`` is the store's (and the API's) "every active state".
     """
-    store = alert_store()
-    if store is None:
-        return None
     if p is None or p.role != "officer":
         rows = web().open_alerts(limit)  # one read for every screen of the process while nothing changes
     else:
-        rows = store.list(state="open", principal=p, limit=limit, most_urgent=True)
+        rows = alert_store().list(state="open", principal=p, limit=limit, most_urgent=True)
     wanted = None if types is None else set(types)
     alerts = [a for a in rows or ()
               if (wanted is None or a.get("type") in wanted)
@@ -173,9 +170,7 @@ def last_seen_ts(a: dict) -> float:
     return float(v) if v is not None else (to_ts(a.get("last_seen")) or 0.0)
 
 
-def alerts_fingerprint(alerts: list[dict] | None) -> str:
-    if alerts is None:
-        return "none"
+def alerts_fingerprint(alerts: list[dict]) -> str:
     parts = [f"{a.get('id')}:{a.get('state')}:{a.get('severity')}:{a.get('count')}:{a.get('last_seen')}:"
              f"{a.get('assignee_id')}:{a.get('escalation_level')}:{a.get('peak_lel')}" for a in alerts]
     return hashlib.blake2s("|".join(parts).encode(), digest_size=8).hexdigest()
@@ -201,8 +196,6 @@ def act(alert_id, action: str, p, **kw) -> tuple[bool, str]:
     """Run one alert action through the store; (done, message for the user)."""
     lang_ = lang()
     store = alert_store()
-    if store is None:
-        return False, t("common.no_alert_store", lang_)
     from alerts.lifecycle import TransitionNotAllowed
 
     try:

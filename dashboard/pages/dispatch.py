@@ -36,7 +36,7 @@ from dashboard.mapkit import (
     map_props,
     point,
 )
-from dashboard.pages import layers, queries
+from dashboard.pages import layers
 from dashboard.pages.callbacks import PageCallbacks
 from dashboard.pages.common import (
     act,
@@ -64,6 +64,7 @@ from dashboard.pages.common import (
     triggered,
     web,
 )
+from data import screen_queries
 
 log = logging.getLogger(__name__)
 
@@ -392,7 +393,7 @@ def dispatch_tick(n, done, selected, state, order, push=None):
     lang_ = lang()
     c = city()
     snap = ctx.snapshot()
-    alerts = active_alerts(p) or []
+    alerts = active_alerts(p)
     afp = alerts_fingerprint(alerts)
     out = dict.fromkeys(TICK_OUTPUTS, no_update)
     # Run by a pushed alert event: the queue at once; the inspector layer and list
@@ -549,7 +550,7 @@ def dispatch_detail(selected, afp, done):
     store = alert_store()
     lang_ = lang()
     p = principal()
-    a = store.get(selected) if store is not None else None
+    a = store.get(selected)
     if a is None or not p.sees_area(a.get("street_id"), a.get("grid_id")):
         return {"detail": str(_muted(t("alert.gone", lang_))), "marks": layers.EMPTY,
                 "lines": layers.EMPTY, "view": no_update}
@@ -582,7 +583,7 @@ def perform(trigger: dict, p) -> tuple[bool, str]:
         return act(alert_id, "assign", p, assignee_id=str(trigger.get("inspector")))
     if kind == ids.REASSIGN_TYPE:
         store = alert_store()
-        a = store.get(alert_id) if store is not None else None
+        a = store.get(alert_id)
         if a is None:
             return False, t("alert.gone", lang())
         # Where the second team goes instead: the store's suggestion (the nearest
@@ -646,7 +647,7 @@ def dispatch_search(query):
     lang_ = lang()
     if not query or not query.strip():
         return []
-    rows = queries.search_enterprises(web().engine, query)
+    rows = screen_queries.search_enterprises(web().engine, query)
     if not rows:
         return [html.Li(t("dispatch.search.empty", lang_), className="aj-muted")]
     return [html.Li([html.Span(t(f"risk.{r['risk']}", lang_) if r.get("risk") else "",

@@ -20,10 +20,10 @@ from dash.exceptions import PreventUpdate
 from dashboard import ids
 from dashboard.i18n import t
 from dashboard.mapkit import RISK_HEX, base_children, feature_collection, js, map_props, point
-from dashboard.pages import queries
 from dashboard.pages.callbacks import PageCallbacks
 from dashboard.pages.common import city, fmt_time, guarded_layout, header, label, lang, preset, principal, web
 from dashboard.pages.layers import grid_name
+from data import screen_queries
 
 PATH = "/enterprise/<enterprise_id>"
 ROLES = ("dispatcher", "admin", "officer")
@@ -151,10 +151,10 @@ def alerts_table(rows: list[dict], lang_: str):
 
 def live_parts(enterprise_id: str, lang_: str):
     ctx = web()
-    sensors = queries.sensors_of(ctx.engine, enterprise_id)
+    sensors = screen_queries.sensors_of(ctx.engine, enterprise_id)
     wanted = {s["id"] for s in sensors}
     states = {s["id"]: s for s in ctx.snapshot().sensors_json(only=wanted)} if wanted else {}
-    return sensors_table(sensors, states, lang_), alerts_table(queries.alerts_of(ctx.engine, enterprise_id), lang_)
+    return sensors_table(sensors, states, lang_), alerts_table(screen_queries.alerts_of(ctx.engine, enterprise_id), lang_)
 
 
 def _fmt_days(seconds: float | None, lang_: str) -> str:
@@ -204,7 +204,7 @@ def credit_face(enterprise_id: str, lang_: str, now: float):
 
 def build(p, lang_: str, enterprise_id: str | None = None, **_):
     ctx = web()
-    ent = queries.enterprise(ctx.engine, enterprise_id) if enterprise_id else None
+    ent = screen_queries.enterprise(ctx.engine, enterprise_id) if enterprise_id else None
     if not visible(p, ent):
         # An officer is told the same whether the enterprise does not exist or lies
         # outside their area: honest about the scope, and nothing about the firm.
@@ -213,12 +213,12 @@ def build(p, lang_: str, enterprise_id: str | None = None, **_):
                          html.Div(html.H2(t("enterprise.not_in_area" if scoped else "enterprise.not_found", lang_),
                                           id="enterprise-missing"), className="aj-forbidden")],
                         id=ids.ENTERPRISE_ROOT, className="aj-page")
-    visits = queries.visits_of(ctx.engine, enterprise_id)
+    visits = screen_queries.visits_of(ctx.engine, enterprise_id)
     now = time.time()
     c = city()
     pr = preset()
     risk = ent.get("risk") or "blue"
-    sensors = queries.sensors_of(ctx.engine, enterprise_id)
+    sensors = screen_queries.sensors_of(ctx.engine, enterprise_id)
     x, y = c.projector.lonlat([ent["lon"]] + [s["lon"] for s in sensors], [ent["lat"]] + [s["lat"] for s in sensors])
     marks = [point(float(x[0]), float(y[0]), {"r": risk, "tooltip": ""})]
     lat0, lon0 = float(y[0]), float(x[0])
@@ -272,7 +272,7 @@ layout = guarded_layout(ROLES, build)
              state={"enterprise_id": State(ids.ENTERPRISE_ID, "data")}, prevent_initial_call=True)
 def enterprise_refresh(n, enterprise_id):
     p = principal()
-    ent = queries.enterprise(web().engine, enterprise_id) if enterprise_id else None
+    ent = screen_queries.enterprise(web().engine, enterprise_id) if enterprise_id else None
     if not visible(p, ent):
         raise PreventUpdate
     sensors, alerts = live_parts(enterprise_id, lang())

@@ -31,9 +31,9 @@ from dashboard.mapkit import (
     feature_collection,
     inspector_features as _inspector_features,
 )
-from dashboard.pages import queries
 from dashboard.pages.common import first_seen_ts, fmt_time, label
 from dashboard.i18n import t
+from data import screen_queries
 
 EMPTY = {"type": "FeatureCollection", "features": []}
 
@@ -88,7 +88,7 @@ def inspectors_update(ctx, city: CityMap, rows: list[dict], state: dict, order: 
     changed: set[str] = set()
     if not full_due:
         if version != last_v:
-            ids_changed, complete = queries.changes_since(ctx, int(last_v))
+            ids_changed, complete = screen_queries.changes_since(ctx.live, int(last_v))
             if not complete:
                 full_due = True
             changed |= ids_changed
@@ -181,22 +181,6 @@ def alarm_position(alert: dict, reg, city: CityMap) -> tuple[float, float] | Non
         _eid, lat, lon, *_ = reg.sensors[sid]
         return lat, lon
     return city.enterprise_position(alert.get("enterprise_id"))
-
-
-def sensor_alarms(sensor_rows: list[dict]) -> list[dict]:
-    """Gas alarms read straight from the detectors' live states (used while no alert store is wired in)."""
-    out = []
-    for s in sensor_rows:
-        if s.get("state") not in ("low", "high"):
-            continue
-        ts = s.get("last_message_ts")
-        out.append({
-            "id": f"sensor:{s['id']}", "type": "gas_alarm", "severity": "critical" if s["state"] == "high" else "warning",
-            "state": "open", "sensor_id": s["id"], "enterprise_id": s.get("enterprise_id"),
-            "street_id": s.get("street_id"), "grid_id": s.get("grid_id"), "peak_lel": s.get("lel_pct"),
-            "first_seen_ts": ts, "last_seen_ts": ts, "count": 1, "escalation_level": 0, "from_sensor": True,
-        })
-    return out
 
 
 def alarm_features(alarms: list[dict], reg, city: CityMap) -> dict:

@@ -99,7 +99,7 @@ layout = guarded_layout(ROLES, build)
 
 def my_alarms(p) -> list[dict]:
     """Active gas alarms in the principal's grids, most urgent first."""
-    return active_alerts(p, types=("gas_alarm",)) or []
+    return active_alerts(p, types=("gas_alarm",))
 
 
 def inspector_name(reg, inspector_id: str | None) -> str:
@@ -323,7 +323,7 @@ def perform(trigger: dict, p, pending: dict | None = None) -> tuple[bool | None,
         if not p.inspector_id:
             return False, t("officer.cannot_take", lang()), None
         store = alert_store()
-        a = store.get(alert_id) if store is not None else None
+        a = store.get(alert_id)
         if a is not None and a.get("assignee_id") and a["assignee_id"] != p.inspector_id:
             return None, "", {"alert": alert_id, "action": "takeover", "outcome": ""}
         ok, msg = act(alert_id, "assign", p, assignee_id=p.inspector_id)

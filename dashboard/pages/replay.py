@@ -20,9 +20,10 @@ from dash.exceptions import PreventUpdate
 from dashboard import ids
 from dashboard.i18n import t
 from dashboard.mapkit import base_children, esc, feature_collection, js, map_props, point
-from dashboard.pages import layers, queries
+from dashboard.pages import layers
 from dashboard.pages.callbacks import PageCallbacks
 from dashboard.pages.common import city, fmt_time, guarded_layout, header, lang, preset, web
+from data import screen_queries
 from geo.china import CHINA_TZ
 from geo.coords import haversine_m
 
@@ -56,7 +57,7 @@ def day_start_of(day: str | None) -> float:
 def build(p, lang_: str, inspector=None, day=None, **_):
     c = city()
     pr = preset()
-    insp = queries.inspectors(web().engine)
+    insp = screen_queries.inspectors(web().engine)
     today = datetime.now(CHINA_TZ).date().isoformat()
     the_map = dl.Map(
         [*base_children(pr, c, lang_),
@@ -143,8 +144,8 @@ def replay_load(inspector, day):
         return {**dict.fromkeys(LOAD_OUTPUTS, no_update), "summary": t("replay.choose", lang_)}
     start = day_start_of(day)
     engine = web().engine
-    rows = queries.pings_of(engine, inspector, start, start + 86400.0)
-    visits = queries.visits_by(engine, inspector, start, start + 86400.0)
+    rows = screen_queries.pings_of(engine, inspector, start, start + 86400.0)
+    visits = screen_queries.visits_by(engine, inspector, start, start + 86400.0)
     c = city()
     if not rows:
         return {"track": None, "line": [], "visits": layers.EMPTY, "max": 1, "value": 0,

@@ -46,11 +46,10 @@ from dashboard.mapkit import (
     metres_per_pixel,
     trail_features,
 )
-from dashboard.pages import layers, queries
+from dashboard.pages import layers
 from dashboard.pages.callbacks import PageCallbacks
 from dashboard.pages.common import (
     active_alerts,
-    alert_store,
     alerts_fingerprint,
     cache,
     city,
@@ -68,6 +67,7 @@ from dashboard.pages.common import (
     urgency_key,
     web,
 )
+from data import screen_queries
 
 log = logging.getLogger(__name__)
 
@@ -259,14 +259,6 @@ layout = guarded_layout(ROLES, build)
 # --- the fast poll -------------------------------------------------------------------------
 
 
-def wall_alarms(ctx, snap, p) -> list[dict]:
-    """Active alerts (all types) from the store; without a store, the detectors in alarm."""
-    alerts = active_alerts(p)
-    if alerts is None:
-        return layers.sensor_alarms(snap.sensors_json())
-    return alerts
-
-
 def takeover_alarms(alarms: list[dict]) -> list[dict]:
     """The alarms that take the wall over, most urgent first (the one queue order,
     ``urgency_key``): the critical gas alarms nobody acknowledged."""
@@ -376,7 +368,6 @@ def wall_tick(n, state, order, push=None):
     now = time.time()
     version = ctx.live.version()
     p = principal()
-    store = alert_store()
     lang_ = lang()
     # Cheap exit: the live version is bumped by every fix, sensor state and alert
     # change (AlertStore.notify), so an unchanged version means nothing to send,
@@ -388,14 +379,14 @@ def wall_tick(n, state, order, push=None):
              and now - (state.get("t") or 0) < layers.STALE_S / 4)
     if quiet:
         raise PreventUpdate
-    alerts = active_alerts(p) if store is not None else None
+    alerts = active_alerts(p)
     afp = alerts_fingerprint(alerts)
     snap = ctx.snapshot()
     c = city()
     out = dict.fromkeys(FAST_OUTPUTS, no_update)
     # Run by a pushed alert event: the alerts only, at once; the inspectors wait
     # for the next poll (their version stays as drawn, so it catches up).
-    pushed = store is not None and triggered()[0] == ids.WALL_PUSH
+    pushed = triggered()[0] == ids.WALL_PUSH
     news: dict = {}
     on_duty = state.get("on_duty")
     if not pushed:
@@ -405,7 +396,7 @@ def wall_tick(n, state, order, push=None):
         on_duty = sum(1 for d in rows if d.get("status") != "offline")
         if on_duty != state.get("on_duty"):
             out["on_duty"] = str(on_duty)
-    alarms = alerts if alerts is not None else layers.sensor_alarms(snap.sensors_json())
+    alarms = alerts
     gas = [a for a in alarms if a.get("type") == "gas_alarm"]
     alarm_fp = alerts_fingerprint(alarms) + f":{lang_}"
     # The takeover: each critical gas alarm nobody acknowledged in turn, most urgent
@@ -534,7 +525,7 @@ def wall_trails(n, bounds=None, zoom=None):
     rows = ctx.snapshot().inspectors_json()
     colours = {d["id"]: c.unit_colour.get(d.get("unit"), "#64d2ff") for d in rows}
     online = {d["id"] for d in rows if d.get("status") != "offline"}
-    trails = cache().get("trails", TRAILS_TTL_S, lambda: queries.trail_points(ctx.engine, time.time()))
+    trails = cache().get("trails", TRAILS_TTL_S, lambda: screen_queries.trail_points(ctx.engine, time.time()))
     shown = {iid: pts for iid, pts in trails.items() if iid in online and pts}
     if bounds and shown:
         x, y = c.projector.lonlat([p[-1][0] for p in shown.values()], [p[-1][1] for p in shown.values()])
@@ -548,21 +539,13 @@ def wall_trails(n, bounds=None, zoom=None):
 
 
 def heat_rows(ctx, mode: str, res: int, window: str):
-    """Activity (pings in the window) or coverage gaps (risk weight of overdue enterprises) per cell.
-
-    From the context when it offers the layers, else from data.geo_queries (the
-    functions behind ``/api/v1/heatmap`` and ``/api/v1/coverage/gaps``).
+    """Activity (pings in the window) or coverage gaps (risk weight of overdue enterprises) per cell,
+    from data.geo_queries (the functions behind ``/api/v1/heatmap`` and ``/api/v1/coverage/gaps``).
     """
     from data import geo_queries
 
     if mode == "gaps":
-        fn = getattr(ctx, "coverage_gaps", None)
-        if fn is not None:
-            return fn(res)
         return geo_queries.gap_cells(ctx.engine, ctx.settings.interval_days(), time.time(), res)
-    fn = getattr(ctx, "heat", None)
-    if fn is not None:
-        return fn(res, window)
     return geo_queries.heat(ctx.engine, ctx.redis, ctx.settings.redis_namespace, res=res, kind="pings",
                             window=window)
 

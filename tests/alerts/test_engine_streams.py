@@ -87,7 +87,7 @@ def test_events_lost_anyway_are_logged_counted_and_degrade_health(city, caplog):
     ctx._health = None
     h = ctx.health()
     assert h["status"] == "degraded" and h["events_lost"] == 4 and h["events_lost_at"]
-    metrics = ctx.metrics_text()
+    metrics = ctx.metrics.exposition().decode()
     assert f'anjian_events_lost_total{{reason="{LOST_PENDING}"}} 2' in metrics
     assert f'anjian_events_lost_total{{reason="{LOST_UNREAD}"}} 2' in metrics
 

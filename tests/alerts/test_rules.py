@@ -26,7 +26,6 @@ from alerts.rules import (
     evaluate_offline,
     gas_level,
     is_offline,
-    sensor_status,
     severity_for,
 )
 
@@ -378,10 +377,6 @@ def test_is_offline():
     assert is_offline(None, hb, n, T0)  # never heard: offline, not safe
     assert not is_offline(T0, hb, n, T0 + 899)
     assert is_offline(T0, hb, n, T0 + 900)
-    assert sensor_status(None, T0, hb, n) == "offline"
-    m = SensorMemory("S1", level="high", last_seen=T0)
-    assert sensor_status(m, T0 + 10, hb, n) == "high"
-    assert sensor_status(m, T0 + 10_000, hb, n) == "offline"
 
 
 def test_sensor_offline_lifecycle_of_decisions():

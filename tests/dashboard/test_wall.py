@@ -137,20 +137,37 @@ def test_enterprise_layer_is_not_resent_while_the_view_stays_inside(fed):
         assert zoomed["last"]["band"] == "points"
 
 
-def test_heat_layer_uses_the_context_when_it_has_a_heat_source(fed, monkeypatch):
-    ctx, server, users, _info, _now = fed
+def count_pings(ctx, lat: float, lon: float, n) -> None:
+    """Ping counters for the live heat, as the ingest keeps them (``data.geo_queries.heat_key``):
+    ``n`` pings this hour in the res-9 cell of (lat, lon)."""
+    from data.geo_queries import LIVE_RES, heat_key
     from geo.cells import latlng_to_cell
+    from geo.heat import hour_bucket
 
+    key = heat_key(ctx.settings.redis_namespace, "pings", hour_bucket(time.time()))
+    ctx.redis.hset(key, latlng_to_cell(lat, lon, LIVE_RES), n)
+
+
+def test_heat_layer_from_known_counters_and_overdue_enterprises(fed):
+    """Activity from the live counters, gaps from the enterprises overdue in SQL."""
+    ctx, server, users, _info, now = fed
+    from sqlalchemy import update
+
+    from data.models import Enterprise
+
+    count_pings(ctx, 22.62, 114.02, 4)
+    # Of the small city's two enterprises (never inspected, so overdue), E2 (blue) was
+    # inspected just now: the red E1 alone is a gap, weighing 365 / its interval.
+    with ctx.engine.begin() as conn:
+        conn.execute(update(Enterprise).where(Enterprise.id == "E2").values(last_inspected_at=now))
     with webkit.as_user(server, users["wall"]):
-        monkeypatch.setattr(ctx, "heat", lambda res, window: [{"cell": latlng_to_cell(22.62, 114.02, res), "count": 4}],
-                            raising=False)
-        monkeypatch.setattr(ctx, "coverage_gaps", lambda res: {latlng_to_cell(22.63, 114.07, res): 12.2},
-                            raising=False)
         act = wall.wall_heat(1, "activity", "today", 12)
         gaps = wall.wall_heat(1, "gaps", "today", 14)
     assert len(act["data"]["features"]) == 1
     assert (act["hideout"]["max"], act["hideout"]["mode"]) == (4.0, "activity")
-    assert gaps["hideout"]["mode"] == "gaps" and gaps["hideout"]["max"] == 12.2
+    assert len(gaps["data"]["features"]) == 1
+    assert gaps["hideout"]["mode"] == "gaps"
+    assert gaps["hideout"]["max"] == pytest.approx(365 / ctx.settings.interval_days()["red"])
     # A wall that already draws this layer is sent nothing; another mode or zoom is sent.
     with webkit.as_user(server, users["wall"]):
         with pytest.raises(PreventUpdate):
@@ -159,20 +176,19 @@ def test_heat_layer_uses_the_context_when_it_has_a_heat_source(fed, monkeypatch)
     assert finer["hideout"]["fp"] != act["hideout"]["fp"]
 
 
-def test_heat_layer_survives_a_failing_source(fed, monkeypatch):
+def test_heat_layer_survives_a_failing_source(fed, caplog):
     ctx, server, users, _info, _now = fed
-
-    def boom(res, window):
-        raise RuntimeError("heat store down")
-
-    monkeypatch.setattr(ctx, "heat", boom, raising=False)
+    count_pings(ctx, 22.62, 114.02, 4)
+    count_pings(ctx, 22.63, 114.07, "not a count")  # a broken counter: the heat query raises
     with webkit.as_user(server, users["wall"]):
         out = wall.wall_heat(1, "activity", "1h", 12)
     assert out["data"]["features"] == []
+    assert out["hideout"] == {"max": 1, "mode": "activity", "fp": None}
+    assert any(r.getMessage() == "heat layer (activity, res 7) failed" and r.exc_info for r in caplog.records)
 
 
 def test_heat_layer_from_the_geo_queries(fed):
-    """Without a heat source on the context, the wall asks data.geo_queries (as /api/v1/heatmap does)."""
+    """The wall asks data.geo_queries (as /api/v1/heatmap does): every ping fed is counted."""
     ctx, server, users, info, _now = fed
     # The live counters, as the ingest keeps them (data.geo_queries.heat_key): one per ping, res 9, per hour.
     from sqlalchemy import select
@@ -235,32 +251,6 @@ def test_each_callback_reports_its_server_time(fed, client_as):
     metrics = client_as("dispatcher").get("/metrics").get_data(as_text=True)
     assert 'anjian_web_callback_seconds_count{callback="wall.wall_slow_tick"} 2' in metrics
     assert 'anjian_web_callback_seconds_bucket{callback="wall.wall_slow_tick",le="+Inf"} 2' in metrics
-
-
-def test_changes_since_reads_back_only_to_what_the_browser_has(web):
-    """The wall's diff source: inspectors moved after a version, across page boundaries of
-    the change stream; a version older than the stream keeps is reported incomplete."""
-    from dashboard.pages import queries
-
-    ctx, _server, _app, _users = web
-    now = time.time()
-    versions = {}
-    for k in range(300):
-        iid = f"I{k % 3 + 1}"
-        ctx.live.apply_pings([Ping(iid, now - 300 + k, 22.65 + k * 1e-5, 114.03, acc_m=5.0, msg_id=f"c{k}")])
-        versions[k] = ctx.live.version()
-    ids, complete = queries.changes_since(ctx, versions[299])
-    assert (ids, complete) == (set(), True)
-    ids, complete = queries.changes_since(ctx, versions[297])
-    assert complete and ids == {"I2", "I3"}  # moves 298 and 299 (I{k % 3 + 1})
-    ids, complete = queries.changes_since(ctx, versions[100])  # 199 entries back: over several pages
-    assert complete and ids == {"I1", "I2", "I3"}
-    old = queries.CHANGES_READ_MAX
-    try:
-        queries.CHANGES_READ_MAX = 150
-        assert queries.changes_since(ctx, versions[10]) == ({"I1", "I2", "I3"}, False)
-    finally:
-        queries.CHANGES_READ_MAX = old
 
 
 def _find(component, cid):
@@ -335,14 +325,11 @@ def test_an_inspector_going_off_shift_is_deleted_by_patch_not_by_a_full_redraw(f
     assert new_order == ["R0000", "R0002", "R0004"]
 
 
-def test_heat_layer_sends_the_cells_of_the_view(fed, monkeypatch):
+def test_heat_layer_sends_the_cells_of_the_view(fed):
     """A wall zoomed on one street gets that street's cells, not the district's."""
     ctx, server, users, _info, _now = fed
-    from geo.cells import latlng_to_cell
-
-    near, far = latlng_to_cell(22.62, 114.02, 8), latlng_to_cell(22.75, 113.90, 8)
-    monkeypatch.setattr(ctx, "heat", lambda res, window: [{"cell": near, "count": 4}, {"cell": far, "count": 9}],
-                        raising=False)
+    count_pings(ctx, 22.62, 114.02, 4)  # near the street in view
+    count_pings(ctx, 22.75, 113.90, 9)  # far from it
     with webkit.as_user(server, users["wall"]):
         whole = wall.wall_heat(1, "activity", "today", 13)
         street = wall.wall_heat(1, "activity", "today", 13, bounds=[[22.60, 114.00], [22.64, 114.04]],

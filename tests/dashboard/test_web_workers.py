@@ -5,7 +5,9 @@ tiny demo city.  What must hold across workers: a login made in one worker is
 valid in the other (one signing key, even when ANJIAN_SECRET_KEY is unset); the
 API answers from both; and in chromium, the dispatcher console shows an alarm
 opened after the page loaded (its event stream and its callbacks may be served
-by different workers).
+by different workers); and /metrics counts every worker's callbacks whichever
+worker answers the scrape, also after a worker was replaced (prometheus_client's
+multiprocess mode).
 """
 
 from __future__ import annotations
@@ -101,6 +103,21 @@ def fresh_get(url: str, opener=None):
         return resp.status, json.loads(resp.read()), int(resp.headers["X-Anjian-Worker"])
 
 
+def login(base: str, username: str):
+    """An opener holding a login session of ``username``, and the session's CSRF token
+    (the cookie the screens' script reads for Dash's requests)."""
+    from dashboard.auth_views import CSRF_COOKIE
+
+    jar = http.cookiejar.CookieJar()
+    opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar))
+    with opener.open(f"{base}/login", timeout=10) as resp:
+        csrf = re.search(r'name="csrf" value="([^"]+)"', resp.read().decode()).group(1)
+    body = urllib.parse.urlencode({"username": username, "password": webkit.PASSWORD, "csrf": csrf}).encode()
+    with opener.open(urllib.request.Request(f"{base}/login", data=body), timeout=10) as resp:
+        assert resp.status == 200
+    return opener, next(c.value for c in jar if c.name == CSRF_COOKIE)
+
+
 def test_two_workers_answer_and_share_one_login(web):
     pids = set()
     deadline = time.monotonic() + 60  # a worker answers once it has built its app (seconds on a busy machine)
@@ -112,13 +129,7 @@ def test_two_workers_answer_and_share_one_login(web):
     assert len(pids) == 2, f"answers came from {pids}: not two worker processes"
     assert web["proc"].pid not in pids, "the master serves nothing itself"
 
-    jar = http.cookiejar.CookieJar()
-    opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar))
-    with opener.open(f"{web['base']}/login", timeout=10) as resp:
-        csrf = re.search(r'name="csrf" value="([^"]+)"', resp.read().decode()).group(1)
-    body = urllib.parse.urlencode({"username": "disp1", "password": webkit.PASSWORD, "csrf": csrf}).encode()
-    with opener.open(urllib.request.Request(f"{web['base']}/login", data=body), timeout=10) as resp:
-        assert resp.status == 200
+    opener, _csrf = login(web["base"], "disp1")
     # The session cookie, signed by whichever worker took the login, is good in both.
     answered: dict[int, int] = {}
     deadline = time.monotonic() + 30
@@ -127,6 +138,82 @@ def test_two_workers_answer_and_share_one_login(web):
         answered[pid] = answered.get(pid, 0) + 1
         assert status == 200 and isinstance(alerts, list)
     assert len(answered) == 2, f"the login was only tried on {answered}"
+
+
+def test_metrics_count_the_callbacks_of_every_worker(web):
+    """Each worker records its own callbacks; a scrape answered by either worker
+    counts them all, and keeps counting those of a worker that has exited."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from dashboard.auth_views import CSRF_HEADER
+    from dashboard.pages import wall
+
+    ctx = web["ctx"]
+    # The wall's slow poll, as the browser sends it (its Dash key from an app built here).
+    here, server, _app = webkit.build_web(ctx.settings, ctx.engine, ctx.redis)
+    here.feed.stop()
+    key = webkit.key_of(server, "wall", "wall_slow_tick")
+    outputs = [{"id": o.component_id, "property": o.component_property} for o in wall.SLOW_OUTPUTS.values()]
+    body = json.dumps(webkit.callback_body(key, [{"id": "wall-slow-tick", "property": "n_intervals", "value": 1}],
+                                           outputs=outputs)).encode()
+    opener, csrf = login(web["base"], "wall1")
+
+    def poll() -> int:
+        req = urllib.request.Request(f"{web['base']}/_dash-update-component", data=body, method="POST",
+                                     headers={"Content-Type": "application/json", CSRF_HEADER: csrf,
+                                              "Connection": "close"})
+        with opener.open(req, timeout=30) as resp:
+            assert resp.status == 200
+            return int(resp.headers["X-Anjian-Worker"])
+
+    def scrape() -> tuple[float, int]:
+        """(anjian_web_callback_seconds_count of the slow poll, the worker that answered)."""
+        req = urllib.request.Request(f"{web['base']}/metrics", headers={"Connection": "close"})
+        with opener.open(req, timeout=10) as resp:
+            text, pid = resp.read().decode(), int(resp.headers["X-Anjian-Worker"])
+        for fam in text_string_to_metric_families(text):
+            for s in fam.samples:
+                if s.name == "anjian_web_callback_seconds_count" and s.labels == {"callback": "wall.wall_slow_tick"}:
+                    return s.value, pid
+        return 0.0, pid
+
+    def scrape_both(expected: int) -> set[int]:
+        seen: dict[int, float] = {}
+        deadline = time.monotonic() + 30
+        while len(seen) < 2 and time.monotonic() < deadline:
+            count, pid = scrape()
+            seen[pid] = count
+        assert len(seen) == 2, f"only {seen} answered /metrics"
+        assert seen == {pid: expected for pid in seen}, f"{expected} callbacks were answered, the workers say {seen}"
+        return set(seen)
+
+    served: dict[int, int] = {}
+    deadline = time.monotonic() + 60
+    while (len(served) < 2 or sum(served.values()) < 6) and time.monotonic() < deadline:
+        pid = poll()
+        served[pid] = served.get(pid, 0) + 1
+    assert len(served) == 2, f"the callbacks were only served by {served}"
+    sent = sum(served.values())
+    workers = scrape_both(sent)
+    metrics_dir = Path(ctx.settings.data_dir) / "prometheus-web"
+    assert {p.name for p in metrics_dir.glob("histogram_*.db")} >= {f"histogram_{pid}.db" for pid in served}
+
+    # One worker exits (gunicorn starts another): its callbacks stay counted.
+    gone = sorted(workers)[0]
+    os.kill(gone, signal.SIGTERM)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            _status, _health, pid = fresh_get(f"{web['base']}/api/v1/health")
+        except OSError:
+            continue
+        if pid not in workers:
+            break
+        time.sleep(0.2)
+    else:
+        raise AssertionError("no new worker replaced the one that exited")
+    assert poll() != gone
+    scrape_both(sent + 1)
 
 
 @pytest.mark.browser

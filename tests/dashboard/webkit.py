@@ -14,7 +14,7 @@ from contextlib import contextmanager
 
 from dashboard.auth_views import CSRF_COOKIE, CSRF_HEADER
 from dashboard.context import WebContext
-from dashboard.pages import create_dash
+from dashboard.pages.screens import create_dash
 from dashboard.server import create_server
 from data.auth import create_user
 

@@ -262,6 +262,44 @@ def test_draw_verifies_and_a_changed_input_fails(api, engine):
     assert api("GET", "/api/v1/draws/9999/verify").status_code == 404
 
 
+def test_each_drawn_inspector_receives_the_drawn_enterprise_as_a_task(api, engine, settings):
+    """A draw sends its result to the phones: every (enterprise, drawn inspector) pair is one
+    QoS 1 task message of kind ``draw`` on that inspector's tasks topic, counted one by one."""
+    body = {"count": 4, "seed": "2026-12-04 公告 task", "pool": {"street": "ST1"}, "inspectors_per_enterprise": 2}
+    sub = _Subscriber(f"{settings.mqtt_prefix}/v1/inspectors/+/tasks")
+    try:
+        r = api("POST", "/api/v1/draws", json=body)
+        assert r.status_code == 201, r.get_data(as_text=True)
+        d = r.get_json()
+        expected = sorted((iid, p["enterprise_id"]) for p in d["picks"] for iid in p["inspector_ids"])
+        assert len(expected) == 8 and d["tasks_sent"] == 8
+        got = []
+        deadline = time.monotonic() + 10
+        while len(got) < len(expected) and time.monotonic() < deadline:
+            try:
+                topic, qos, payload = sub.q.get(timeout=0.5)
+            except queue.Empty:
+                continue
+            assert qos == 1
+            got.append((topic.split("/")[-2], payload))
+        time.sleep(0.3)  # one more would be a duplicate
+        while not sub.q.empty():
+            topic, _qos, payload = sub.q.get()
+            got.append((topic.split("/")[-2], payload))
+    finally:
+        sub.close()
+    assert sorted((iid, p["enterprise_id"]) for iid, p in got) == expected
+    units = {"I1": "U1", "I4": "U1", "I2": "U2", "I5": "U2", "I3": "U3"}
+    with engine.connect() as conn:
+        names = dict(conn.execute(select(Enterprise.id, Enterprise.name)).all())
+    for iid, p in got:
+        pick = next(x for x in d["picks"] if x["enterprise_id"] == p["enterprise_id"])
+        assert p["kind"] == "draw" and p["task_id"] == f"draw-{d['id']}-{p['enterprise_id']}"
+        assert p["unit_ids"] == [units[i] for i in pick["inspector_ids"]] and p["lead_unit_id"] == p["unit_ids"][0]
+        assert p["name"] == names[p["enterprise_id"]] and p["issued_at"].endswith("+08:00")
+        assert p["date"] == time.strftime("%Y-%m-%d", time.gmtime(d["created_at"] + 8 * 3600))
+
+
 def test_plan_against_actual(api, engine):
     plan = _plan(api, "U1", [{"enterprise_id": "E1", "date": MON, "inspector_ids": ["I1"]},
                              {"enterprise_id": "E5", "date": WED, "inspector_ids": ["I4"]}])

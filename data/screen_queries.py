@@ -1,11 +1,12 @@
-"""The reads the screens make that neither WebContext nor data.geo_queries covers.
+"""The reads the web process makes (Dash pages and the HTTP API) that data.geo_queries
+does not cover.
 
 Each is one indexed query (the indexes are in data/models.py), sized for a
 poll: thinned trails instead of every ping, one page of search results.  The
 wall's KPIs and heat come from ``data.geo_queries`` (as the API's do), so the
 two always agree.  ``changes_since`` reads the live-state change stream
 (data/live.py) to learn which inspectors moved since the version a browser
-last drew.
+last drew; ``read_changes`` follows it for the push feed (dashboard/push.py).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from collections import defaultdict
 
 from sqlalchemy import and_, or_, select
 
-from data.models import Enterprise, Grid, Inspector, PingRow, Sensor, Street, Unit, Visit
+from data.models import DeadLetter, Enterprise, Grid, Inspector, PingRow, Sensor, Street, Unit, Visit
 
 # The wall's trail: ten minutes, at most one point per 50 s.  A simulated or
 # real phone reports every 5-30 s; 12 points draw the same street-level line
@@ -33,20 +34,21 @@ CHANGES_FIRST_PAGE = 64
 # --- live change stream -----------------------------------------------------------------
 
 
-def changes_since(ctx, version: int, kinds: tuple[str, ...] = ("inspector", "inspector_availability")
+def changes_since(live, version: int, kinds: tuple[str, ...] = ("inspector", "inspector_availability")
                   ) -> tuple[set[str], bool]:
     """Ids changed after ``version`` (by kind), and whether the stream still reached back that far.
 
     Reads the stream backwards in growing pages (64, 256, ... entries) and stops at
     the first entry the browser already has: a poll a second after the last one
     reads one small page, not CHANGES_READ_MAX entries (300 KB at city load).
+    ``live`` is the ``data.live.LiveState``.
     """
-    key = ctx.live.key("changes")
+    key = live.key("changes")
     ids: set[str] = set()
     lowest = None
     read, page, end, last = 0, CHANGES_FIRST_PAGE, "+", None
     while read < CHANGES_READ_MAX:
-        entries = ctx.redis.xrevrange(key, end, "-", count=page + (last is not None))
+        entries = live.r.xrevrange(key, end, "-", count=page + (last is not None))
         if last is not None and entries and entries[0][0] == last:
             entries = entries[1:]  # the page boundary, already seen
         for eid, fields in entries:
@@ -64,6 +66,68 @@ def changes_since(ctx, version: int, kinds: tuple[str, ...] = ("inspector", "ins
         last = end = entries[-1][0]
         page = min(page * 4, CHANGES_READ_MAX - read)
     return ids, False
+
+
+def newest_change_id(live) -> bytes:
+    """The id of the change stream's newest entry (``b"0-0"`` when it is empty)."""
+    newest = live.r.xrevrange(live.key("changes"), count=1)
+    return newest[0][0] if newest else b"0-0"
+
+
+def read_changes(live, after: bytes, count: int, block_ms: int) -> list[tuple[bytes, dict]]:
+    """Up to ``count`` change-stream entries after id ``after``, waiting up to ``block_ms``
+    for one: [(entry id, fields), ...].  Redis errors propagate (the caller waits for Redis)."""
+    resp = live.r.xread({live.key("changes"): after}, count=count, block=block_ms)
+    return [entry for _stream, entries in resp or [] for entry in entries]
+
+
+def visiting(live) -> dict[str, str]:
+    """inspector id -> enterprise id of the visit under way (kept by the geo engine)."""
+    raw = live.r.hgetall(live.key("visiting"))
+    return {k.decode(): v.decode() for k, v in raw.items()}
+
+
+# --- the registry and the city map -----------------------------------------------------------
+
+
+def registry_rows(engine) -> tuple[dict, dict, dict]:
+    """(inspectors, sensors, enterprise names) of the registry the web process caches:
+    inspector id -> (name, unit_id, unit_name); sensor id -> (enterprise_id, lat, lon,
+    street_id, grid_id, heartbeat_s); enterprise id -> name."""
+    with engine.connect() as conn:
+        units = dict(conn.execute(select(Unit.id, Unit.name)).all())
+        insp = {r.id: (r.name, r.unit_id, units.get(r.unit_id))
+                for r in conn.execute(select(Inspector.id, Inspector.name, Inspector.unit_id))}
+        sens = {r.id: (r.enterprise_id, r.lat, r.lon, r.street_id, r.grid_id, r.heartbeat_s)
+                for r in conn.execute(select(Sensor.id, Sensor.enterprise_id, Sensor.lat, Sensor.lon,
+                                             Sensor.street_id, Sensor.grid_id, Sensor.heartbeat_s))}
+        names = dict(conn.execute(select(Enterprise.id, Enterprise.name)).all())
+    return insp, sens, names
+
+
+def city_rows(engine) -> tuple[list, list, list, list]:
+    """(streets, grids, units, enterprises) rows the city map is drawn from, each ordered by id:
+    streets (id, name, name_en, geometry), grids (id, street_id, name, geometry), units
+    (id, name), enterprises (id, name, risk, lat, lon)."""
+    with engine.connect() as conn:
+        streets = conn.execute(select(Street.id, Street.name, Street.name_en, Street.geometry).order_by(Street.id)).all()
+        grids = conn.execute(select(Grid.id, Grid.street_id, Grid.name, Grid.geometry).order_by(Grid.id)).all()
+        units = conn.execute(select(Unit.id, Unit.name)).all()
+        ents = conn.execute(select(Enterprise.id, Enterprise.name, Enterprise.risk, Enterprise.lat,
+                                   Enterprise.lon).order_by(Enterprise.id)).all()
+    return streets, grids, units, ents
+
+
+# --- dead letters ----------------------------------------------------------------------------
+
+
+def dead_letters(engine, limit: int, reason: str | None = None) -> list:
+    """The newest ``limit`` dead letters (of one ``reason``, if given), newest first."""
+    q = select(DeadLetter.__table__).order_by(DeadLetter.id.desc()).limit(limit)
+    if reason:
+        q = q.where(DeadLetter.reason == reason)
+    with engine.connect() as conn:
+        return conn.execute(q).all()
 
 
 # --- wall ------------------------------------------------------------------------------------
