@@ -361,6 +361,14 @@ class AlertStore:
                          .values(last_id=entry_id, at=now))
         return True
 
+    # --- reads of the alert engine ------------------------------------------------
+    def enterprise_area(self, enterprise_id: str) -> tuple[str | None, str | None] | None:
+        """(street_id, grid_id) of an enterprise; None for an unknown one."""
+        with self.engine.connect() as conn:
+            ent = conn.execute(select(Enterprise.street_id, Enterprise.grid_id)
+                               .where(Enterprise.id == enterprise_id)).first()
+        return None if ent is None else (ent.street_id, ent.grid_id)
+
     def notify(self, alert_ids: Iterable[int]) -> None:
         """Tell the screens (after the commit): the alerts version, then the live
         version and the change stream (which the event stream pushes)."""

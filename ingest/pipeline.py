@@ -27,10 +27,8 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field, replace
 
-import redis
-import sqlalchemy.exc
-
 from alerts.rules import gas_level
+from data.errors import INFRA_ERRORS
 from data.history import DeadLetterRecord, HistoryWriter
 from data.live import APPLIED, DUPLICATE, LiveState
 from data.registry import Registry
@@ -40,10 +38,6 @@ from ingest.decode import Ignored, Rejected, TopicScheme, decode_or_ignored
 from ingest.validate import Limits, validate
 
 log = logging.getLogger(__name__)
-
-# Errors that mean "an outside service is away", not "this message is bad".
-INFRA_ERRORS = (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError,
-                sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError)
 
 
 @dataclass(slots=True)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
-from ingest.broker import free_port, mosquitto_conf, wait_listening
+from data.embedded import free_port, mosquitto_conf, wait_listening
 
 
 class _ServerProcess:
@@ -40,7 +40,7 @@ class _ServerProcess:
 
 class Mosquitto(_ServerProcess):
     """A private, persistent Mosquitto that keeps sessions across restarts, with
-    the embedded broker's configuration (ingest.broker.mosquitto_conf)."""
+    the embedded broker's configuration (data.embedded.mosquitto_conf)."""
 
     def __init__(self, tmp: Path):
         self.port = free_port(21883)
