@@ -13,8 +13,8 @@ import socket
 import threading
 import time
 from dataclasses import dataclass
-from urllib.parse import urlsplit
 
+from config.mqtt import broker_addresses
 from config.settings import Settings, hide_password
 from alerts.escalation import Ladder
 from data import audit, probes, screen_queries
@@ -222,12 +222,17 @@ class WebContext:
         if cached and time.monotonic() - cached[0] < HEALTH_TTL_S:
             return cached[1]
         out: dict = {"mqtt_url": hide_password(self.mqtt_url)}
-        parts = urlsplit(self.mqtt_url)
-        try:
-            with socket.create_connection((parts.hostname, parts.port or 1883), timeout=1.0):
-                out["broker"] = "ok"
-        except OSError as e:
-            out["broker"] = f"unreachable: {e}"
+        # One node answering is enough (a cluster: every node, by name, in broker_nodes).
+        nodes = {}
+        for addr in broker_addresses(self.mqtt_url):
+            try:
+                with socket.create_connection((addr.host, addr.port), timeout=1.0):
+                    nodes[addr.endpoint] = "ok"
+            except OSError as e:
+                nodes[addr.endpoint] = f"unreachable: {e}"
+        out["broker"] = "ok" if "ok" in nodes.values() else next(iter(nodes.values()))
+        if len(nodes) > 1:
+            out["broker_nodes"] = nodes
         out["redis"] = probes.redis_status(self.redis)
         out["database"] = probes.database_status(self.engine)
         out["database_url"] = probes.database_url(self.engine)

@@ -73,7 +73,7 @@ from data.city_frames import city_frames
 from data.demo_city import RESERVED_INSPECTOR_IDS, RESERVED_SENSOR_IDS
 from geo.china import CHINA_TZ
 from geo.coords import haversine_m, wgs84_to_gcj02
-from ingest.client import BrokerAddress
+from config.mqtt import BrokerAddress
 
 log = logging.getLogger(__name__)
 
