@@ -43,6 +43,9 @@ LAG_DEGRADED_S = 10.0
 # system "degraded" this long after the last loss was noticed: someone must look
 # at what the lost alarms were (history has them; alerts do not).
 EVENTS_LOST_DEGRADED_S = 3600.0
+# A gap in a device's message counter (data.live: track_sequences) keeps it
+# "degraded" this long: messages were lost between the devices and the ingest.
+SEQUENCE_GAP_DEGRADED_S = 600.0
 
 
 @dataclass
@@ -252,9 +255,15 @@ class WebContext:
             out["events_lost"] = sum(lost.values())
             out["events_lost_at"] = iso(lost_at) if lost_at else None
             lost_recently = lost_at is not None and time.time() - lost_at < EVENTS_LOST_DEGRADED_S
+        gap_recently = False
+        if out["redis"] == "ok":
+            seq, gap_at, gap_device = self.live.sequence_gap()
+            out["sequence_gaps"] = seq.get("gap", 0)
+            out["sequence_gap_at"] = iso(gap_at) if gap_at else None
+            gap_recently = gap_at is not None and time.time() - gap_at < SEQUENCE_GAP_DEGRADED_S
         ok = (out["broker"] == out["redis"] == out["database"] == "ok" and workers
               and out["ingest_lag_s"] < LAG_DEGRADED_S and not out["ingest_shed"]
-              and not out["ingest_dead_letters_dropped"] and not lost_recently)
+              and not out["ingest_dead_letters_dropped"] and not lost_recently and not gap_recently)
         out["status"] = "ok" if ok else "degraded"
         reasons = []
         if out["ingest_shed"]:
@@ -262,6 +271,9 @@ class WebContext:
         if out["ingest_dead_letters_dropped"]:
             reasons.append(f"ingest refused {out['ingest_dead_letters_dropped']} pings in the last minute "
                            f"beyond the dead letters it keeps (ingest_dead_letter_rate)")
+        if gap_recently:
+            reasons.append(f"devices' message counters show {out['sequence_gaps']} messages lost before the ingest "
+                           f"(last gap at {out['sequence_gap_at']}, device {gap_device})")
         if lost_recently:
             reasons.append(f"the alert engine lost {out['events_lost']} stream events (last at {out['events_lost_at']})")
         if reasons:
