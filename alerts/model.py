@@ -73,6 +73,19 @@ def hazard_subject(hazard_id: int) -> str:
     return f"hazard:{hazard_id}"
 
 
+# The notes of a hazard_overdue alert's history (the screens rewrite each form through
+# the catalogue: dashboard/pages/common.py, history_note).
+def hazard_overdue_note(hazard_id: int, days: float) -> str:
+    return f"hazard {hazard_id} {days:.1f} d past its deadline"
+
+
+def hazard_escalated_note(level: int, hazard_id: int, days: float) -> str:
+    return f"level {level}: district (hazard {hazard_id} {days:.1f} d overdue)"
+
+
+HAZARD_NO_LONGER_OVERDUE = "the hazard is no longer overdue"
+
+
 def approach_subject(inspector_id: str, enterprise_id: str) -> str:
     return f"inspector:{inspector_id}:enterprise:{enterprise_id}"
 

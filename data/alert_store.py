@@ -28,7 +28,8 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 from alerts.audit import alert_audit
 from alerts.escalation import Ladder
 from alerts.lifecycle import TransitionNotAllowed, new_alert, transition
-from alerts.model import ACTIVE_STATES, HAZARD_OVERDUE, SEVERITY_RANK, AlertState, TransitionRecord, hazard_subject
+from alerts.model import (ACTIVE_STATES, HAZARD_NO_LONGER_OVERDUE, HAZARD_OVERDUE, SEVERITY_RANK, AlertState,
+                          TransitionRecord, hazard_escalated_note, hazard_overdue_note, hazard_subject)
 from alerts.nearest import Candidate, rank_nearest
 from alerts.rules import severity_for
 from data import audit
@@ -309,21 +310,21 @@ class AlertStore:
                         HAZARD_OVERDUE, subject, severity=severity_for(HAZARD_OVERDUE, h["level"]), at=now,
                         first_seen=h["deadline"], enterprise_id=h["enterprise_id"], street_id=h["street_id"],
                         grid_id=h["grid_id"], escalation_level=level,
-                        note=f"hazard {h['id']} {days:.1f} d past its deadline",
+                        note=hazard_overdue_note(h["id"], days),
                         details={"hazard_id": h["id"], "category": h["category"], "level": h["level"],
                                  "deadline": h["deadline"]})
                     changed.append(self.insert(conn, alert, rec, now).id)
                 elif row.escalation_level < level:
                     alert = state_from_row(row)
                     rec = TransitionRecord(alert.state, alert.state, "escalate", SYSTEM.username, now,
-                                           note=f"level {level}: district (hazard {h['id']} {days:.1f} d overdue)")
+                                           note=hazard_escalated_note(level, h["id"], days))
                     self.update(conn, dataclasses.replace(alert, escalation_level=level), row.version, [rec], now)
                     changed.append(row.id)
             for subject, row in active.items():
                 if subject in wanted:
                     continue
                 alert, rec = transition(state_from_row(row), "resolve", actor=SYSTEM.username, at=now,
-                                        outcome="rectified", note="the hazard is no longer overdue")
+                                        outcome="rectified", note=HAZARD_NO_LONGER_OVERDUE)
                 self.update(conn, alert, row.version, [rec], now)
                 changed.append(row.id)
             return changed
