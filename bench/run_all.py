@@ -45,6 +45,7 @@ BENCHES: dict[str, tuple[str, list[str], list[str]]] = {
         [],
     ),
     "escalation": ("bench_escalation.py", ["--alerts", "1000"], ["--alerts", "3000"]),
+    "sizing": ("bench_sizing.py", ["--inspectors", "2000", "--sensors", "5000", "--rows", "20000"], []),
     "escalation_failover": ("bench_escalation.py", ["--alerts", "1000", "--failover"],
                             ["--alerts", "3000", "--failover"]),
 }
