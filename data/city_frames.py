@@ -12,6 +12,32 @@ from sqlalchemy import Engine, select
 from data import models
 
 
+def day_plans(engine: Engine, date: str) -> dict[str, list[str]]:
+    """Each inspector's planned enterprises of ``date`` (China time), in plan order: the
+    items of approved plans that name them, and the joint tasks they take part in (an
+    item merged into a joint task counts once, as the task)."""
+    from plans.model import week_of
+
+    p, w, j = models.PlanItemRow, models.WeeklyPlan, models.JointTaskRow
+    out: dict[str, list[str]] = {}
+
+    def add(inspectors, enterprise_id: str) -> None:
+        for iid in inspectors or ():
+            ents = out.setdefault(iid, [])
+            if enterprise_id not in ents:
+                ents.append(enterprise_id)
+
+    with engine.connect() as conn:
+        for r in conn.execute(select(j.enterprise_id, j.inspector_ids).where(j.week == week_of(date), j.date == date)
+                              .order_by(j.id)):
+            add(r.inspector_ids, r.enterprise_id)
+        for r in conn.execute(select(p.enterprise_id, p.inspector_ids).join(w, w.id == p.plan_id)
+                              .where(w.week == week_of(date), w.state == "approved", p.date == date,
+                                     p.state == "planned").order_by(p.id)):
+            add(r.inspector_ids, r.enterprise_id)
+    return out
+
+
 def city_frames(engine: Engine) -> dict[str, pd.DataFrame]:
     """enterprises (id, name, lon, lat, street_id, industry, risk), inspectors (id, name,
     unit_id, owntracks_id), units (id, kind, street_id) and sensors (id, enterprise_id,

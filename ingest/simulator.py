@@ -27,6 +27,10 @@ counts real seconds (``dwell_min_s``); set it to 0 to get the pure speed-up.
   deliberately to an enterprise that an inspector of another unit has just
   visited (or is visiting): each is recorded in ``stats.staged_duplicates``
   and logged. Inspectors of units without a street get one assigned.
+  Inspectors with a plan for today (approved plan items and joint tasks that
+  name them, read at start) go to their planned enterprises in order on
+  ``FOLLOW_PLAN_SHARE`` of their trips, and are chosen first among their unit's
+  inspectors; the other trips are unplanned, so plan against actual shows both.
 - Sensors (``sim_active_sensors``) send heartbeats, rare low and high alarms
   (``sim_alarm_rate_per_h``), faults (``sim_fault_rate_per_h``, own-scheme
   detectors only: the Aqara detector reports no fault) and sometimes go
@@ -69,7 +73,7 @@ import pandas as pd
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 
-from data.city_frames import city_frames
+from data.city_frames import city_frames, day_plans
 from data.demo_city import RESERVED_INSPECTOR_IDS, RESERVED_SENSOR_IDS
 from geo.china import CHINA_TZ
 from geo.coords import haversine_m, wgs84_to_gcj02
@@ -103,6 +107,8 @@ OFFLINE_SIM_S = (20 * 60, 120 * 60)
 MIN_TICK_REAL_S = 0.02  # no device ticks faster than 50 Hz, whatever the speed-up
 FIRST_HEARTBEAT_REAL_S = 10.0  # every sensor reports within this after start
 DRAIN_ON_STOP_S = 5.0
+# The share of trips that go to the next planned enterprise while an inspector has one left today.
+FOLLOW_PLAN_SHARE = 0.85
 
 
 # --- what the simulator knows of the city ----------------------------------------------
@@ -116,6 +122,8 @@ class CitySnapshot:
     inspectors: pd.DataFrame  # id, name, unit_id, owntracks_id
     units: pd.DataFrame  # id, kind, street_id
     sensors: pd.DataFrame  # id, enterprise_id, lon, lat, z2m_name, low_lel, high_lel, heartbeat_s
+    # Inspector id -> today's planned enterprise ids, in plan order (data.city_frames.day_plans).
+    plans: dict = field(default_factory=dict)
 
     @classmethod
     def from_city(cls, city) -> CitySnapshot:
@@ -130,8 +138,10 @@ class CitySnapshot:
 
     @classmethod
     def from_engine(cls, engine) -> CitySnapshot:
-        """Read from SQL (``engine``: the SQLAlchemy engine, handed on to ``data/``)."""
-        return cls(**city_frames(engine))
+        """Read from SQL (``engine``: the SQLAlchemy engine, handed on to ``data/``), with
+        today's plans (China time)."""
+        today = datetime.now(CHINA_TZ).date().isoformat()
+        return cls(**city_frames(engine), plans=day_plans(engine, today))
 
 
 @dataclass(frozen=True)
@@ -159,6 +169,8 @@ class SimStats:
     dropped: int = 0  # refused by paho (queue full / not connected at QoS 0)
     out_of_order: int = 0
     duplicates: int = 0
+    planned_trips: int = 0  # trips to the next enterprise of the inspector's plan for today
+    unplanned_trips: int = 0  # the others (a nearby enterprise, or a staged duplicate)
 
 
 # --- devices -------------------------------------------------------------------------------
@@ -190,6 +202,7 @@ class _Agent:
     region: bool = False
     visit_idx: int = -1
     wander: tuple[float, float] = (0.0, 0.0)
+    plan: deque = field(default_factory=deque)  # today's planned enterprises left (indices), in order
 
 
 @dataclass
@@ -271,6 +284,7 @@ class Simulator:
         self.e_lat = ents.lat.to_numpy(dtype=float)
         self.e_street = ents.street_id.to_numpy()
         self.by_street = {sid: np.flatnonzero(self.e_street == sid) for sid in pd.unique(self.e_street)}
+        self.e_index = {str(eid): k for k, eid in enumerate(self.e_id)}
         streets = sorted(self.by_street)
         if not streets:
             raise ValueError("the city has no enterprises with a street: nothing for inspectors to visit")
@@ -281,7 +295,10 @@ class Simulator:
         insp = insp[~insp.id.isin(RESERVED_INSPECTOR_IDS)]
         # Round-robin over units so every unit has someone on the road.
         order = []
-        groups = [rng.permutation(g.index.to_numpy()) for _, g in insp.groupby("unit_id", sort=True)]
+        planned = self.snapshot.plans or {}
+        # Inspectors with a plan for today first within their unit, so the demo shows plans followed.
+        groups = [sorted(rng.permutation(g.index.to_numpy()), key=lambda k: insp.at[k, "id"] not in planned)
+                  for _, g in insp.groupby("unit_id", sort=True)]
         for k in range(max((len(g) for g in groups), default=0)):
             order += [g[k] for g in groups if k < len(g)]
         chosen = insp.loc[order[: max(0, int(s.sim_active_inspectors))]]
@@ -301,6 +318,7 @@ class Simulator:
                     crs="gcj02" if rng.random() < 0.15 else "wgs84",
                     ts_fmt=str(rng.choice(["s", "ms", "iso"], p=[0.8, 0.1, 0.1])),
                     batt=float(rng.uniform(40, 100)),
+                    plan=deque(self.e_index[e] for e in planned.get(row.id, ()) if e in self.e_index),
                 )
             )
 
@@ -448,6 +466,14 @@ class Simulator:
     def _choose_next(self, a: _Agent, now: float) -> int:
         members = self.by_street[a.street_id]
         rng = self.rng
+        # Inspectors mostly follow their plan for the day (谁上报谁执法), in its order; a few
+        # trips are unplanned (a nearby enterprise), which plan against actual flags.
+        while a.plan and a.plan[0] == a.ent:
+            a.plan.popleft()  # already there
+        if a.plan and rng.random() < FOLLOW_PLAN_SHARE:
+            self.stats.planned_trips += 1
+            return int(a.plan.popleft())
+        self.stats.unplanned_trips += 1
         if rng.random() < self.settings.sim_duplicate_visit_share:
             recent_real = self._real(RECENT_VISIT_SIM_S, floor=60.0)
             cands = [

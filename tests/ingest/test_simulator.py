@@ -16,6 +16,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from data.demo_city import (MANUAL_OWNTRACKS_ID, MANUAL_Z2M_NAME, RESERVED_INSPECTOR_IDS, RESERVED_SENSOR_IDS,
                              generate_city, write_city)
+from geo.china import CHINA_TZ
 from geo.coords import gcj02_to_wgs84, haversine_m
 from ingest.simulator import CitySnapshot, Simulator, run_simulator
 from tests.conftest import TEST_MQTT_URL
@@ -315,3 +316,47 @@ def test_run_simulator_reads_the_city_from_sql(sqlite_engine, settings, tiny):
     assert stats.published["location"] + stats.published["owntracks_location"] > 0
     assert stats.published["sensor_state"] + stats.published["z2m_state"] > 0
     assert len(rec.messages) >= sum(stats.published.values()) - stats.published["location"]
+
+
+def test_inspectors_mostly_follow_their_plan_for_today(settings, tiny):
+    """Issue 15's demo: an inspector with a plan for today goes to its enterprises in plan
+    order on most trips; the other trips are unplanned (nearby), so plan against actual
+    has both to show."""
+    snap = CitySnapshot.from_city(tiny)
+    ents = snap.enterprises[snap.enterprises.street_id.notna()].id.tolist()
+    who = snap.inspectors.id.tolist()[0]
+    plan = ents[5:11]
+    snap.plans = {who: plan, "nobody-registered": ents[:3]}
+    s = sim_settings(settings, sim_active_inspectors=3, sim_duplicate_visit_share=0.0)
+    sim = Simulator(s, snap, seed=11)
+    agent = next(a for a in sim.agents if a.id == who)  # chosen first among its unit's inspectors
+    trips = []
+    for _ in range(40):
+        agent.ent = sim._choose_next(agent, time.time())
+        trips.append(str(sim.e_id[agent.ent]))
+    planned = [t for t in trips if t in plan]
+    assert planned == plan  # every planned enterprise, once, in plan order
+    assert sim.stats.planned_trips == len(plan)
+    before_last = trips.index(plan[-1]) + 1
+    assert 0 < before_last - len(plan) <= 4  # a few unplanned trips on the way (85 % follow the plan)
+    assert not agent.plan  # then the day's plan is done: the rest are unplanned
+    assert sim.stats.unplanned_trips == 40 - len(plan)
+
+
+def test_today_plans_come_from_approved_plans_and_joint_tasks(sqlite_engine, settings, tiny):
+    from data.city_frames import day_plans
+    from data.plans_store import PlansStore
+    from plans.model import week_of
+
+    write_city(sqlite_engine, tiny)
+    today = datetime.now(CHINA_TZ).date().isoformat()
+    store = PlansStore(sqlite_engine, duplicate_window_s=86400, intervals_d=settings.interval_days())
+    insp = tiny.inspectors.iloc[0]
+    ents = tiny.enterprises.id.tolist()
+    rows = [(1, {"enterprise_id": ents[0], "date": today, "inspector_ids": [insp.id]}),
+            (2, {"enterprise_id": ents[1], "date": today, "inspector_ids": [insp.id]})]
+    plan = store.save_plan(insp.unit_id, week_of(today), rows, "disp", time.time())
+    assert day_plans(sqlite_engine, today) == {}  # a draft is not a plan to follow yet
+    for action in ("submit", "approve"):
+        store.act_on_plan(plan["id"], action, "disp", time.time())
+    assert day_plans(sqlite_engine, today) == {insp.id: [ents[0], ents[1]]}
