@@ -488,7 +488,7 @@ class StreamRow(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     inspector_id: Mapped[str] = mapped_column(ForeignKey("inspectors.id"))
     visit_id: Mapped[int | None] = mapped_column(ForeignKey("visits.id", ondelete="SET NULL"), index=True)
-    state: Mapped[str] = mapped_column(String(8))  # live / ended
+    state: Mapped[str] = mapped_column(String(8), index=True)  # live / ended
     hls_url: Mapped[str | None] = mapped_column(Text)
     whep_url: Mapped[str | None] = mapped_column(Text)
     recording_url: Mapped[str | None] = mapped_column(Text)

@@ -33,6 +33,7 @@ def upgrade() -> None:
     with op.batch_alter_table('streams', schema=None) as batch_op:
         batch_op.create_index('ix_streams_inspector_started', ['inspector_id', 'started_at'], unique=False)
         batch_op.create_index(batch_op.f('ix_streams_visit_id'), ['visit_id'], unique=False)
+        batch_op.create_index(batch_op.f('ix_streams_state'), ['state'], unique=False)
 
     op.create_table('visit_reviews',
     sa.Column('id', sa.Integer(), autoincrement=True, nullable=False),
