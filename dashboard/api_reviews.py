@@ -1,6 +1,7 @@
 """The remote-review routes of the HTTP API under /api/v1 (docs/api.md "Remote review",
 docs/review.md): a visit's body-camera streams, the reviewers' time-coded comments and
-their verdict.
+their verdict; and the online adjudication of a disputed hazard (its discussion thread
+and the final decision).
 
 Only the reviewer roles (``hazards.review.REVIEW_ROLES``: dispatcher, admin) may
 post; a refusal is audited (``access_denied``, by ``dashboard.api.require``).  An
@@ -13,7 +14,8 @@ from __future__ import annotations
 from flask import Blueprint, current_app, g, jsonify, request
 
 from dashboard.api import ApiError, iso, require, web
-from data.reviews_store import ReviewStore
+from data.reviews_store import AlreadyDecided, HazardDiscussionStore, ReviewStore
+from hazards.adjudication import DECIDE_ROLES, DISCUSS_ROLES, check_comment, check_decision
 from hazards.review import REASONS, REVIEW_ROLES, VERDICTS, check_review
 
 api_reviews = Blueprint("api_reviews", __name__, url_prefix="/api/v1")
@@ -35,6 +37,13 @@ def store() -> ReviewStore:
     if s is None:
         s = ext.setdefault("anjian_reviews", ReviewStore(web().engine))
     return s
+
+
+def _bad(errors: list[dict]) -> ApiError:
+    """400 with the first reason code in ``error`` and all of them in ``errors``."""
+    e = ApiError(400, errors[0]["reason"], "; ".join(f"{x['field']}: {x['reason']}" for x in errors))
+    e.errors = errors
+    return e
 
 
 def _visible_visit(visit_id: int) -> dict:
@@ -96,12 +105,83 @@ def visit_review_post(visit_id: int):
         if fields["stream_id"] not in {s["id"] for s in store().streams.for_visit(visit_id)}:
             errors = [{"field": "stream_id", "reason": "not_this_visits_stream"}]
     if errors:
-        e = ApiError(400, errors[0]["reason"], "; ".join(f"{x['field']}: {x['reason']}" for x in errors))
-        e.errors = errors
-        raise e
+        raise _bad(errors)
     p = g.principal
     try:
         entry = store().add(visit_id, kind, fields, p.username, p.role)
     except LookupError:
         raise ApiError(404, "not_found", f"no visit {visit_id}") from None
     return jsonify(_present_entry(entry)), 201
+
+
+# --- online adjudication of a disputed hazard (线上研判) ------------------------------------
+
+
+def discussions() -> HazardDiscussionStore:
+    ext = current_app.extensions
+    s = ext.get("anjian_discussions")
+    if s is None:
+        s = ext.setdefault("anjian_discussions", HazardDiscussionStore(web().engine))
+    return s
+
+
+def _visible_hazard(hazard_id: int) -> None:
+    from dashboard.api_hazards import store as hazards
+
+    h = hazards().get(hazard_id)
+    if h is None or not g.principal.sees_enterprise(h["enterprise_id"], h["street_id"], h["grid_id"]):
+        raise ApiError(404, "not_found", f"no hazard {hazard_id}")
+
+
+def _present_thread(th: dict) -> dict:
+    for post in th["posts"]:
+        post["at"] = iso(post["at_ts"])
+    return th
+
+
+def _body() -> object:
+    return request.get_json(silent=True) if request.data else None
+
+
+@api_reviews.get("/hazards/<int:hazard_id>/discussion")
+@require("wall", "dispatcher", "officer", "admin", "enterprise")
+def hazard_discussion(hazard_id: int):
+    _visible_hazard(hazard_id)
+    return jsonify(_present_thread(discussions().thread(hazard_id)))
+
+
+@api_reviews.post("/hazards/<int:hazard_id>/discussion")
+@require(*DISCUSS_ROLES)
+def hazard_discussion_post(hazard_id: int):
+    _visible_hazard(hazard_id)
+    fields, errors = check_comment(_body())
+    if errors:
+        raise _bad(errors)
+    p = g.principal
+    try:
+        th = discussions().comment(hazard_id, fields["comment"], p.username, p.role,
+                                   discussions().unit_of(p.inspector_id))
+    except LookupError:
+        raise ApiError(404, "not_found", f"no hazard {hazard_id}") from None
+    except AlreadyDecided as e:
+        raise ApiError(409, "already_decided", str(e)) from None
+    return jsonify(_present_thread(th)), 201
+
+
+@api_reviews.post("/hazards/<int:hazard_id>/decision")
+@require(*DECIDE_ROLES)
+def hazard_decision(hazard_id: int):
+    from dashboard.api_hazards import store as hazards
+
+    _visible_hazard(hazard_id)
+    fields, errors = check_decision(_body(), hazards().catalogue)
+    if errors:
+        raise _bad(errors)
+    p = g.principal
+    try:
+        th = discussions().decide(hazard_id, fields, p.username, p.role, discussions().unit_of(p.inspector_id))
+    except LookupError:
+        raise ApiError(404, "not_found", f"no hazard {hazard_id}") from None
+    except AlreadyDecided as e:
+        raise ApiError(409, "already_decided", str(e)) from None
+    return jsonify(_present_thread(th))

@@ -412,6 +412,8 @@ class HazardRow(Base):
     send_backs: Mapped[int] = mapped_column(Integer, default=0)
     updated_at: Mapped[float] = mapped_column(Float)
     version: Mapped[int] = mapped_column(Integer, default=1)  # optimistic lock
+    # Rectification advice (整改建议) set by the decision on a disputed hazard (data/reviews_store.py).
+    advice: Mapped[str | None] = mapped_column(Text)
 
 
 class HazardEvent(Base):
@@ -514,3 +516,19 @@ class VisitReview(Base):
     actor: Mapped[str] = mapped_column(String(64))
     role: Mapped[str] = mapped_column(String(16))
     created_at: Mapped[float] = mapped_column(Float)
+
+
+class HazardDiscussion(Base):
+    """The discussion thread of a disputed hazard (线上研判): comments from several units, and
+    the one final decision that sets the hazard's category, level and advice."""
+
+    __tablename__ = "hazard_discussions"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    hazard_id: Mapped[int] = mapped_column(ForeignKey("hazards.id"), index=True)
+    kind: Mapped[str] = mapped_column(String(16))  # comment / decision
+    body: Mapped[str | None] = mapped_column(Text)
+    decision: Mapped[dict | None] = mapped_column(JSON)  # {category, level, advice, before: {...}}
+    actor: Mapped[str] = mapped_column(String(64))
+    role: Mapped[str] = mapped_column(String(16))
+    unit_id: Mapped[str | None] = mapped_column(String(32))
+    at: Mapped[float] = mapped_column(Float)

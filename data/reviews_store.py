@@ -2,18 +2,21 @@
 its body-camera streams, the reviewers' time-coded comments and verdicts), and
 the writes of a review, each with its audit entry in the same transaction.
 
-What may be posted is decided by ``hazards.review`` (pure); who may, by the API
-(dashboard/api_reviews.py).  docs/review.md.
+Also the online adjudication of a disputed hazard (线上研判, ``HazardDiscussionStore``):
+its discussion thread and the one decision that sets its category, level and advice.
+
+What may be posted is decided by ``hazards.review`` and ``hazards.adjudication``
+(pure); who may, by the API (dashboard/api_reviews.py).  docs/review.md.
 """
 
 from __future__ import annotations
 
 import time
 
-from sqlalchemy import Engine, insert, select
+from sqlalchemy import Engine, insert, select, update
 
 from data import audit
-from data.models import Enterprise, Inspector, Unit, Visit, VisitReview
+from data.models import Enterprise, HazardDiscussion, HazardEvent, HazardRow, Inspector, Unit, Visit, VisitReview
 from data.streams import StreamStore
 from hazards.review import current_verdict
 
@@ -81,3 +84,95 @@ class ReviewStore:
                                                                   "reasons") if values[k] is not None}}
             audit.append(conn, actor, f"review_{kind}", f"visit:{visit_id}", detail, at=now)
         return _entry(VisitReview(id=rid, **values))
+
+
+class AlreadyDecided(Exception):
+    """The hazard's dispute has its decision: the thread is closed."""
+
+
+def _post(r, unit_names: dict) -> dict:
+    return {"id": r.id, "hazard_id": r.hazard_id, "kind": r.kind, "comment": r.body, "decision": r.decision,
+            "actor": r.actor, "role": r.role, "unit_id": r.unit_id, "unit_name": unit_names.get(r.unit_id),
+            "at_ts": r.at}
+
+
+class HazardDiscussionStore:
+    def __init__(self, engine: Engine):
+        self.engine = engine
+
+    def thread(self, hazard_id: int) -> dict | None:
+        """``{"hazard": {id, category, level, advice, state}, "posts": [...], "decision": post | None,
+        "units": [unit ids that took part]}``, or None when there is no such hazard."""
+        with self.engine.connect() as conn:
+            h = conn.execute(select(HazardRow.id, HazardRow.category, HazardRow.level, HazardRow.advice,
+                                    HazardRow.state, HazardRow.enterprise_id)
+                             .where(HazardRow.id == hazard_id)).first()
+            if h is None:
+                return None
+            rows = conn.execute(select(HazardDiscussion).where(HazardDiscussion.hazard_id == hazard_id)
+                                .order_by(HazardDiscussion.at, HazardDiscussion.id)).all()
+            unit_ids = {r.unit_id for r in rows if r.unit_id}
+            names = dict(conn.execute(select(Unit.id, Unit.name).where(Unit.id.in_(unit_ids))).all()) if unit_ids else {}
+        posts = [_post(r, names) for r in rows]
+        decisions = [p for p in posts if p["kind"] == "decision"]
+        return {"hazard": {"id": h.id, "category": h.category, "level": h.level, "advice": h.advice,
+                           "state": h.state, "enterprise_id": h.enterprise_id},
+                "posts": posts, "decision": decisions[-1] if decisions else None,
+                "units": sorted({p["unit_id"] for p in posts if p["unit_id"]})}
+
+    def unit_of(self, inspector_id: str | None) -> str | None:
+        if not inspector_id:
+            return None
+        with self.engine.connect() as conn:
+            return conn.execute(select(Inspector.unit_id).where(Inspector.id == inspector_id)).scalar()
+
+    def comment(self, hazard_id: int, text: str, actor: str, role: str, unit_id: str | None,
+                now: float | None = None) -> dict:
+        """A comment in the thread (and an audit entry ``hazard_discuss``), in one transaction.
+        LookupError: no such hazard; AlreadyDecided: the thread is closed."""
+        now = time.time() if now is None else now
+        with self.engine.begin() as conn:
+            self._open(conn, hazard_id)
+            pid = conn.execute(insert(HazardDiscussion).values(
+                hazard_id=hazard_id, kind="comment", body=text, actor=actor, role=role, unit_id=unit_id, at=now)
+                .returning(HazardDiscussion.id)).scalar_one()
+            audit.append(conn, actor, "hazard_discuss", f"hazard:{hazard_id}",
+                         {"post_id": pid, "comment": text, "unit_id": unit_id}, at=now)
+        return self.thread(hazard_id)
+
+    def decide(self, hazard_id: int, fields: dict, actor: str, role: str, unit_id: str | None = None,
+               now: float | None = None) -> dict:
+        """The final decision: sets the hazard's category, level and advice, closes the
+        thread, and records it in the thread, the hazard's history (action ``adjudicate``)
+        and the audit chain (``hazard_adjudicate``), in one transaction."""
+        now = time.time() if now is None else now
+        with self.engine.begin() as conn:
+            h = self._open(conn, hazard_id)
+            before = {"category": h.category, "level": h.level, "advice": h.advice}
+            after = {"category": fields["category"], "level": fields["level"], "advice": fields["advice"]}
+            res = conn.execute(update(HazardRow).where(HazardRow.id == hazard_id, HazardRow.version == h.version)
+                               .values(**after, updated_at=now, version=h.version + 1))
+            if res.rowcount != 1:
+                raise AlreadyDecided(f"hazard {hazard_id} changed while deciding; read it again")
+            decision = {**after, "before": before}
+            pid = conn.execute(insert(HazardDiscussion).values(
+                hazard_id=hazard_id, kind="decision", body=fields.get("comment"), decision=decision, actor=actor,
+                role=role, unit_id=unit_id, at=now).returning(HazardDiscussion.id)).scalar_one()
+            conn.execute(insert(HazardEvent).values(
+                hazard_id=hazard_id, from_state=h.state, to_state=h.state, action="adjudicate", actor=actor, at=now,
+                note=fields.get("comment"), detail=decision))
+            audit.append(conn, actor, "hazard_adjudicate", f"hazard:{hazard_id}",
+                         {"post_id": pid, **decision, "comment": fields.get("comment")}, at=now)
+        return self.thread(hazard_id)
+
+    @staticmethod
+    def _open(conn, hazard_id: int):
+        h = conn.execute(select(HazardRow.id, HazardRow.category, HazardRow.level, HazardRow.advice,
+                                HazardRow.state, HazardRow.version).where(HazardRow.id == hazard_id)).first()
+        if h is None:
+            raise LookupError(f"no hazard {hazard_id}")
+        decided = conn.execute(select(HazardDiscussion.id).where(HazardDiscussion.hazard_id == hazard_id,
+                                                                 HazardDiscussion.kind == "decision")).first()
+        if decided is not None:
+            raise AlreadyDecided(f"hazard {hazard_id} has its decision; the thread is closed")
+        return h

@@ -1,4 +1,5 @@
-"""remote review: body-camera streams linked to visits, reviewers' comments and verdicts
+"""remote review: body-camera streams linked to visits, reviewers' comments and verdicts;
+online adjudication: a disputed hazard's discussion thread and decision, the hazard's advice
 
 Revision ID: 0006_reviews
 Revises: 0003_hazards
@@ -54,6 +55,28 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f('ix_visit_reviews_visit_id'), ['visit_id'], unique=False)
 
 
+    op.create_table('hazard_discussions',
+    sa.Column('id', sa.Integer(), autoincrement=True, nullable=False),
+    sa.Column('hazard_id', sa.Integer(), nullable=False),
+    sa.Column('kind', sa.String(length=16), nullable=False),
+    sa.Column('body', sa.Text(), nullable=True),
+    sa.Column('decision', sa.JSON(), nullable=True),
+    sa.Column('actor', sa.String(length=64), nullable=False),
+    sa.Column('role', sa.String(length=16), nullable=False),
+    sa.Column('unit_id', sa.String(length=32), nullable=True),
+    sa.Column('at', sa.Float(), nullable=False),
+    sa.ForeignKeyConstraint(['hazard_id'], ['hazards.id'], ),
+    sa.PrimaryKeyConstraint('id')
+    )
+    with op.batch_alter_table('hazard_discussions', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_hazard_discussions_hazard_id'), ['hazard_id'], unique=False)
+    with op.batch_alter_table('hazards', schema=None) as batch_op:
+        batch_op.add_column(sa.Column('advice', sa.Text(), nullable=True))
+
+
 def downgrade() -> None:
+    with op.batch_alter_table('hazards', schema=None) as batch_op:
+        batch_op.drop_column('advice')
+    op.drop_table('hazard_discussions')
     op.drop_table('visit_reviews')
     op.drop_table('streams')
