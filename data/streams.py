@@ -119,13 +119,19 @@ class StreamStore:
             )).order_by(StreamRow.started_at, StreamRow.id)).all()
         return [_json(r) for r in rows]
 
-    def live(self, inspector_ids: Sequence[str] | None = None) -> dict[str, dict]:
-        """inspector -> its newest live stream (for the dispatcher console's badge)."""
+    def live(self, inspector_ids: Sequence[str] | None = None, now: float | None = None) -> dict[str, dict]:
+        """inspector -> its newest live stream (for the dispatcher console's badge).  A stream
+        announced before its visit was confirmed gets the visit it overlaps so far."""
+        now = time.time() if now is None else now
         q = select(*_COLUMNS).where(StreamRow.state == "live").order_by(StreamRow.started_at)
         if inspector_ids is not None:
             q = q.where(StreamRow.inspector_id.in_(list(inspector_ids)))
         with self.engine.connect() as conn:
-            return {r.inspector_id: _json(r) for r in conn.execute(q)}
+            out = {r.inspector_id: _json(r) for r in conn.execute(q)}
+            for s in out.values():
+                if s["visit_id"] is None:
+                    s["visit_id"] = _visit_overlapping(conn, s["inspector_id"], s["started_ts"], now)
+        return out
 
     def get(self, stream_id: int) -> dict | None:
         with self.engine.connect() as conn:

@@ -61,6 +61,7 @@ def test_a_stream_announced_before_the_visit_is_confirmed_is_linked_when_it_ends
     s.apply([StreamNotice("I1", T0 + 10, "live", HLS)])
     assert rows(engine)[0].visit_id is None
     vid = add_visit(engine, start=T0, end=T0 + 300)  # the geo engine confirms the stay later
+    assert s.live(now=T0 + 300)["I1"]["visit_id"] == vid  # the console's badge links it meanwhile
     assert [x["hls_url"] for x in StreamStore(engine).for_visit(vid)] == [HLS]  # found by time meanwhile
     s.apply([StreamNotice("I1", T0 + 200, "ended", None, recording_url="https://vod.example/r.mp4")])
     (r,) = rows(engine)
