@@ -11,7 +11,7 @@ import time
 from sqlalchemy import insert
 
 from dashboard import ids
-from dashboard.pages import dispatch, review as page
+from dashboard.pages import dispatch, enterprise, review as page
 from data import audit
 from data.models import Visit
 from data.streams import StreamStore
@@ -74,6 +74,12 @@ def test_the_page_plays_the_live_stream_and_posts_through_the_same_checks(web, s
         assert "Hazard missed" in _text(page.entries_view(rec, "en")) and "00:03.2" in _text(page.entries_view(rec, "en"))
     assert [e.action for e in audit.entries(sqlite_engine) if e.action.startswith("review_")] == [
         "review_comment", "review_verdict"]
+
+    # The visit's record on the enterprise page links its review, for reviewers.
+    for who, linked in (("dispatcher", True), ("officer", False)):
+        with webkit.as_user(server, users[who]):
+            table = _text(_find(enterprise.build(users[who], "zh-CN", enterprise_id="E1"), ids.ENTERPRISE_VISITS))
+        assert (f"/review/{with_stream}" in table) is linked, who
 
     # The dispatcher console's inspector list links the live stream's visit.
     html_ = str(dispatch.inspector_table([{"id": "I1", "name": "王强", "unit_name": "U1", "status": "online",
