@@ -14,7 +14,8 @@
     python app.py report weekly|monthly [--period P] [--street S]
     python app.py scores run [--date D] the daily scores (default: the days missed, up to yesterday)
 
-This module only wires the packages together.
+This module only wires the packages together. Where each process's code lives (ingest worker,
+alert engine, web, simulator, embedded services): docs/architecture.md, "Processes".
 """
 
 from __future__ import annotations
@@ -69,7 +70,7 @@ class Services:
         self.redis_url = settings.redis_url
         if not self.mqtt_url:
             if embed:
-                from ingest.broker import EmbeddedBroker
+                from data.embedded import EmbeddedBroker
 
                 b = EmbeddedBroker(settings.data_dir, settings.embedded_broker)
                 self.embedded.append(b)

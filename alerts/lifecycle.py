@@ -46,6 +46,7 @@ from alerts.model import (
     APPROACH_WARNING,
     DUPLICATE_VISIT,
     GAS_ALARM,
+    HAZARD_OVERDUE,
     INSPECTOR_OFFLINE,
     OVERDUE_INSPECTION,
     OVERLAP_NOW,
@@ -127,6 +128,7 @@ LIFECYCLES: dict[str, dict[tuple[str, str], Step]] = {
     DUPLICATE_VISIT: REASSIGNABLE_NOTICE_LIFECYCLE,
     OVERLAP_NOW: REASSIGNABLE_NOTICE_LIFECYCLE,
     APPROACH_WARNING: REASSIGNABLE_NOTICE_LIFECYCLE,
+    HAZARD_OVERDUE: NOTICE_LIFECYCLE,
 }
 
 # What ``resolve`` accepts as outcome, per type.  ``reassigned`` is set only by
@@ -140,6 +142,9 @@ OUTCOMES: dict[str, tuple[str, ...]] = {
     DUPLICATE_VISIT: ("justified", "dismissed"),
     OVERLAP_NOW: ("joint_inspection", "dismissed"),
     APPROACH_WARNING: ("justified", "dismissed"),
+    # rectified: set by the system when the hazard leaves "rectifying" (rectified, or
+    # its deadline moved); followed_up: a person chased the enterprise.
+    HAZARD_OVERDUE: ("rectified", "followed_up", "dismissed"),
 }
 
 # Every action name, for each type: the buttons a UI may ever show.

@@ -27,6 +27,7 @@ DUPLICATE_VISIT = "duplicate_visit"  # a second unit inspected an enterprise wit
 OVERLAP_NOW = "overlap_now"  # two units at one enterprise at the same time
 OVERDUE_INSPECTION = "overdue_inspection"  # rolled up: one per street per day
 APPROACH_WARNING = "approach_warning"  # an inspector closing in on an already visited enterprise
+HAZARD_OVERDUE = "hazard_overdue"  # a hazard past its rectification deadline: one per hazard
 
 ALERT_TYPES = (
     GAS_ALARM,
@@ -37,6 +38,7 @@ ALERT_TYPES = (
     OVERLAP_NOW,
     OVERDUE_INSPECTION,
     APPROACH_WARNING,
+    HAZARD_OVERDUE,
 )
 
 # Most to least urgent.
@@ -64,6 +66,24 @@ def inspector_subject(inspector_id: str) -> str:
 def enterprise_subject(enterprise_id: str) -> str:
     """Subject of duplicate_visit and overlap_now: one open alert per enterprise."""
     return f"enterprise:{enterprise_id}"
+
+
+def hazard_subject(hazard_id: int) -> str:
+    """Subject of hazard_overdue: one open alert per hazard."""
+    return f"hazard:{hazard_id}"
+
+
+# The notes of a hazard_overdue alert's history (the screens rewrite each form through
+# the catalogue: dashboard/pages/common.py, history_note).
+def hazard_overdue_note(hazard_id: int, days: float) -> str:
+    return f"hazard {hazard_id} {days:.1f} d past its deadline"
+
+
+def hazard_escalated_note(level: int, hazard_id: int, days: float) -> str:
+    return f"level {level}: district (hazard {hazard_id} {days:.1f} d overdue)"
+
+
+HAZARD_NO_LONGER_OVERDUE = "the hazard is no longer overdue"
 
 
 def approach_subject(inspector_id: str, enterprise_id: str) -> str:

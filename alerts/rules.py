@@ -28,6 +28,7 @@ from alerts.model import (
     APPROACH_WARNING,
     DUPLICATE_VISIT,
     GAS_ALARM,
+    HAZARD_OVERDUE,
     INSPECTOR_OFFLINE,
     OVERDUE_INSPECTION,
     OVERLAP_NOW,
@@ -103,6 +104,9 @@ def severity_for(alert_type: str, level: str | None = None) -> str:
     overdue_inspection: warning when a red (highest-risk) enterprise is among
     them (pass the worst colour as level), else info.
     inspector_offline, duplicate_visit, approach_warning: info.
+    hazard_overdue: warning for a major hazard, info for a general one (pass the
+    hazard's level).  Not critical: the escalation ladder (T1/T2, minutes) is for
+    alarms; an overdue hazard goes to the district after days (hazard_escalate_after_d).
     """
     if alert_type == GAS_ALARM:
         if level not in ("low", "high"):
@@ -120,6 +124,10 @@ def severity_for(alert_type: str, level: str | None = None) -> str:
         if level not in RISK_SEVERITY:
             raise ValueError(f"overdue_inspection level is a risk colour, not {level!r}")
         return RISK_SEVERITY[level]
+    if alert_type == HAZARD_OVERDUE:
+        if level not in ("general", "major"):
+            raise ValueError(f"hazard_overdue level is general or major, not {level!r}")
+        return "warning" if level == "major" else "info"
     if alert_type in (INSPECTOR_OFFLINE, DUPLICATE_VISIT, APPROACH_WARNING):
         return "info"
     raise ValueError(f"unknown alert type {alert_type!r}")

@@ -119,7 +119,7 @@ def main() -> None:
     from dashboard.context import WebContext
     from dashboard.server import create_server
     from ingest.alert_engine import AlertEngine
-    from ingest.broker import free_port
+    from data.embedded import free_port
     from ingest.simulator import run_simulator
     from ingest.worker import IngestWorker
     from tests.mqttkit import Publisher

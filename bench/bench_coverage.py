@@ -24,11 +24,13 @@ from sqlalchemy import insert
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from geo.china import DEFAULT_INTERVALS_D  # noqa: E402
+
 from data import geo_queries as gq  # noqa: E402
 from data.db import make_engine, migrate  # noqa: E402
 from data.models import Enterprise, Street  # noqa: E402
 
-INTERVALS = {"red": 30, "orange": 90, "yellow": 180, "blue": 365}
+INTERVALS = dict(DEFAULT_INTERVALS_D)  # the inspection intervals every deployment starts with
 DAY = 86400.0
 NOW = 1_780_000_000.0
 

@@ -31,13 +31,15 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from geo.china import DEFAULT_INTERVALS_D  # noqa: E402
+
 from plans import draw as D  # noqa: E402
 from plans.collisions import EnterpriseFacts, check_week  # noqa: E402
 from plans.model import PlanItem, week_dates, week_span_ts  # noqa: E402
 
 WEEK = "2026-W49"
 DAY = 86400.0
-INTERVALS = {"red": 30, "orange": 90, "yellow": 182, "blue": 365}
+INTERVALS = dict(DEFAULT_INTERVALS_D)  # the inspection intervals every deployment starts with
 COLOURS = ("red", "orange", "yellow", "blue")
 
 

@@ -38,6 +38,8 @@ from sqlalchemy import func, select, text
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from geo.china import DEFAULT_INTERVALS_D  # noqa: E402
+
 from config.settings import load_settings  # noqa: E402
 from data.db import make_engine, migrate  # noqa: E402
 from data.models import Visit  # noqa: E402
@@ -45,7 +47,7 @@ from data.scores_store import compute_day, day_end, run_day  # noqa: E402
 
 DAY = "2026-11-30"
 D = 86400.0
-INTERVALS = {"red": 30, "orange": 90, "yellow": 182, "blue": 365}
+INTERVALS = dict(DEFAULT_INTERVALS_D)  # the inspection intervals every deployment starts with
 
 
 def _insert(conn, table: str, cols: list[str], rows) -> None:

@@ -101,7 +101,7 @@ class System:
     """``app.py ingest``, ``app.py web`` and ``app.py simulate`` as child processes."""
 
     def __init__(self, scale: str, tmp: Path):
-        from ingest.broker import free_port
+        from data.embedded import free_port
 
         self.ns = f"scr{uuid.uuid4().hex[:8]}"
         self.tmp = tmp
@@ -193,7 +193,7 @@ class System:
         return sum(int(v) for v in r.hvals(f"{self.ns}:metrics:in"))
 
     def stop(self) -> None:
-        from ingest.broker import stop_process
+        from data.embedded import stop_process
 
         for p in self.procs.values():
             stop_process(p)

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, Literal, get_args
 from urllib.parse import urlsplit, urlunsplit
 
+from config.mqtt import broker_addresses
 from geo.china import DEFAULT_INTERVALS_D
 from pydantic import Field, ValidationError, ValidationInfo, field_validator
 from pydantic.fields import FieldInfo
@@ -76,7 +77,9 @@ class Settings(BaseSettings):
     # --- Defaults an operator relies on (docs/configuration.md) ---------
     mqtt_url: str | None = _field(
         None,
-        "MQTT broker, mqtt:// or mqtts://user:pass@host:port. Unset: start the embedded "
+        "MQTT broker, mqtt:// or mqtts://user:pass@host:port; the nodes of a cluster comma-separated "
+        "(mqtts://user:pass@n1:8883,n2:8883: later nodes take the first one's scheme and credentials; "
+        "clients use the first that answers and move on when it dies). Unset: start the embedded "
         "broker on 127.0.0.1:1883, or the next free port when 1883 is taken.",
     )
     redis_url: str | None = _field(
@@ -479,6 +482,13 @@ class Settings(BaseSettings):
             raise ValueError(f"{v!r} is not a time of day as HH:MM (00:00 to 23:59)")
         return f"{int(parts[0]):02d}:{int(parts[1]):02d}"
 
+    @field_validator("mqtt_url")
+    @classmethod
+    def _mqtt_url(cls, v: str | None) -> str | None:
+        if v:
+            broker_addresses(v)  # a ValueError names what is wrong
+        return v
+
     @field_validator("mqtt_prefix")
     @classmethod
     def _prefix_no_wildcards(cls, v: str) -> str:
@@ -580,9 +590,11 @@ def load_settings(config_file: str | os.PathLike[str] | None = None, **overrides
 
 
 def hide_password(url: str | None) -> str | None:
-    """``mqtt://u:secret@h:1`` -> ``mqtt://u:***@h:1``."""
+    """``mqtt://u:secret@h:1`` -> ``mqtt://u:***@h:1`` (each node of a comma-separated list)."""
     if not url:
         return url
+    if "," in url:
+        return ",".join(hide_password(x) or "" for x in url.split(","))
     parts = urlsplit(url)
     if parts.password is None:
         return url

@@ -13,8 +13,8 @@ import socket
 import threading
 import time
 from dataclasses import dataclass
-from urllib.parse import urlsplit
 
+from config.mqtt import broker_addresses
 from config.settings import Settings, hide_password
 from alerts.escalation import Ladder
 from data import audit, probes, screen_queries
@@ -43,6 +43,9 @@ LAG_DEGRADED_S = 10.0
 # system "degraded" this long after the last loss was noticed: someone must look
 # at what the lost alarms were (history has them; alerts do not).
 EVENTS_LOST_DEGRADED_S = 3600.0
+# A gap in a device's message counter (data.live: track_sequences) keeps it
+# "degraded" this long: messages were lost between the devices and the ingest.
+SEQUENCE_GAP_DEGRADED_S = 600.0
 
 
 @dataclass
@@ -222,12 +225,17 @@ class WebContext:
         if cached and time.monotonic() - cached[0] < HEALTH_TTL_S:
             return cached[1]
         out: dict = {"mqtt_url": hide_password(self.mqtt_url)}
-        parts = urlsplit(self.mqtt_url)
-        try:
-            with socket.create_connection((parts.hostname, parts.port or 1883), timeout=1.0):
-                out["broker"] = "ok"
-        except OSError as e:
-            out["broker"] = f"unreachable: {e}"
+        # One node answering is enough (a cluster: every node, by name, in broker_nodes).
+        nodes = {}
+        for addr in broker_addresses(self.mqtt_url):
+            try:
+                with socket.create_connection((addr.host, addr.port), timeout=1.0):
+                    nodes[addr.endpoint] = "ok"
+            except OSError as e:
+                nodes[addr.endpoint] = f"unreachable: {e}"
+        out["broker"] = "ok" if "ok" in nodes.values() else next(iter(nodes.values()))
+        if len(nodes) > 1:
+            out["broker_nodes"] = nodes
         out["redis"] = probes.redis_status(self.redis)
         out["database"] = probes.database_status(self.engine)
         out["database_url"] = probes.database_url(self.engine)
@@ -247,9 +255,15 @@ class WebContext:
             out["events_lost"] = sum(lost.values())
             out["events_lost_at"] = iso(lost_at) if lost_at else None
             lost_recently = lost_at is not None and time.time() - lost_at < EVENTS_LOST_DEGRADED_S
+        gap_recently = False
+        if out["redis"] == "ok":
+            seq, gap_at, gap_device = self.live.sequence_gap()
+            out["sequence_gaps"] = seq.get("gap", 0)
+            out["sequence_gap_at"] = iso(gap_at) if gap_at else None
+            gap_recently = gap_at is not None and time.time() - gap_at < SEQUENCE_GAP_DEGRADED_S
         ok = (out["broker"] == out["redis"] == out["database"] == "ok" and workers
               and out["ingest_lag_s"] < LAG_DEGRADED_S and not out["ingest_shed"]
-              and not out["ingest_dead_letters_dropped"] and not lost_recently)
+              and not out["ingest_dead_letters_dropped"] and not lost_recently and not gap_recently)
         out["status"] = "ok" if ok else "degraded"
         reasons = []
         if out["ingest_shed"]:
@@ -257,6 +271,9 @@ class WebContext:
         if out["ingest_dead_letters_dropped"]:
             reasons.append(f"ingest refused {out['ingest_dead_letters_dropped']} pings in the last minute "
                            f"beyond the dead letters it keeps (ingest_dead_letter_rate)")
+        if gap_recently:
+            reasons.append(f"devices' message counters show {out['sequence_gaps']} messages lost before the ingest "
+                           f"(last gap at {out['sequence_gap_at']}, device {gap_device})")
         if lost_recently:
             reasons.append(f"the alert engine lost {out['events_lost']} stream events (last at {out['events_lost_at']})")
         if reasons:

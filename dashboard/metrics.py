@@ -65,6 +65,11 @@ class LiveStateCollector:
         yield _labelled(CounterMetricFamily, "anjian_events_lost",
                         "Alert-engine stream events lost before the engine handled them, by reason.", "reason",
                         live.counters("events_lost"))
+        seq = live.counters("seq")
+        yield _labelled(CounterMetricFamily, "anjian_sequence",
+                        "Devices' message counters (seq): messages missing in gaps (lost before the ingest), "
+                        "late messages, device restarts.", "kind",
+                        {k: seq.get(k, 0) for k in ("gap", "late", "restart")})
         # The workers count cumulative buckets ("<= le") in Redis (ingest/worker.py).
         lat = live.counters("latency")
         total = float(live.r.hget(live.key("metrics", "latency_sum"), "sum") or 0.0)

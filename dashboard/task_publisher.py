@@ -17,11 +17,12 @@ import os
 import ssl
 import threading
 import uuid
-from urllib.parse import unquote, urlsplit
 
 import orjson
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
+
+from config.mqtt import broker_addresses
 
 log = logging.getLogger(__name__)
 
@@ -42,20 +43,27 @@ class TaskPublisher:
         with self._lock:
             if self._client is not None:
                 return self._client
-            parts = urlsplit(self.url)
-            if parts.scheme not in ("mqtt", "mqtts", "tcp", "ssl"):
-                raise ValueError(f"MQTT URL must start with mqtt:// or mqtts://, not {parts.scheme}://")
-            tls = parts.scheme in ("mqtts", "ssl")
+            nodes = broker_addresses(self.url)
+            first = nodes[0]
             c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=self.client_id, protocol=mqtt.MQTTv311)
-            if parts.username:
-                c.username_pw_set(unquote(parts.username), unquote(parts.password) if parts.password else None)
-            if tls:
+            if first.username:
+                c.username_pw_set(first.username, first.password)
+            if first.tls:
                 c.tls_set(ca_certs=str(self.tls_ca) if self.tls_ca else None, cert_reqs=ssl.CERT_REQUIRED)
                 c.tls_insecure_set(bool(self.tls_insecure))
             c.on_connect = lambda *_a: self._connected.set()
-            c.on_disconnect = lambda *_a: self._connected.clear()
-            c.connect_async(parts.hostname or "127.0.0.1", parts.port or (8883 if tls else 1883),
-                            keepalive=self.keepalive_s)
+            at = [0]
+
+            def next_node(client, *_a):
+                self._connected.clear()
+                if len(nodes) > 1 and self._client is not None:
+                    # A cluster: paho's next reconnect goes to the next node.
+                    at[0] = (at[0] + 1) % len(nodes)
+                    client.connect_async(nodes[at[0]].host, nodes[at[0]].port, keepalive=self.keepalive_s)
+
+            c.on_disconnect = next_node
+            c.on_connect_fail = next_node  # a dead node refuses the socket: no disconnect to hear
+            c.connect_async(first.host, first.port, keepalive=self.keepalive_s)
             c.loop_start()
             self._client = c
             return c

@@ -27,9 +27,11 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 
 from alerts.audit import alert_audit
 from alerts.escalation import Ladder
-from alerts.lifecycle import TransitionNotAllowed, transition
-from alerts.model import ACTIVE_STATES, SEVERITY_RANK, AlertState, TransitionRecord
+from alerts.lifecycle import TransitionNotAllowed, new_alert, transition
+from alerts.model import (ACTIVE_STATES, HAZARD_NO_LONGER_OVERDUE, HAZARD_OVERDUE, SEVERITY_RANK, AlertState,
+                          TransitionRecord, hazard_escalated_note, hazard_overdue_note, hazard_subject)
 from alerts.nearest import Candidate, rank_nearest
+from alerts.rules import severity_for
 from data import audit
 from data.auth import Principal
 from data.live import LiveState, reported_offline
@@ -273,6 +275,62 @@ class AlertStore:
 
         return self.run_tx(tx)
 
+    def sync_hazard_overdue(self, overdue: list[dict], now: float, escalate_after_s: float) -> list[int]:
+        """Keep one ``hazard_overdue`` alert per overdue hazard (``HazardStore.overdue``):
+        opened when the hazard is past its deadline, at the street's level (1); raised
+        to the district's (2) once it is overdue longer than ``escalate_after_s``; and
+        resolved by the system (outcome ``rectified``) when the hazard is no longer
+        overdue (rectified, accepted, closed, or its deadline moved).  One transaction;
+        every change has its event and audit entry.  Returns the changed alert ids."""
+        def tx(conn: Connection) -> list[int]:
+            active = {r.subject: r for r in conn.execute(select(Alert.__table__).where(
+                Alert.type == HAZARD_OVERDUE, Alert.state.in_(sorted(ACTIVE_STATES)))).all()}
+            # Resolved by a person (followed up, dismissed) for the same deadline: not
+            # reopened at the same level, only when it goes to the district.
+            handled: dict[tuple[str, float | None], int] = {}
+            subjects = sorted(hazard_subject(h["id"]) for h in overdue)
+            for i in range(0, len(subjects), SUBJECTS_PER_QUERY):
+                for r in conn.execute(select(Alert.subject, Alert.escalation_level, Alert.details).where(
+                        Alert.type == HAZARD_OVERDUE, Alert.subject.in_(subjects[i:i + SUBJECTS_PER_QUERY]),
+                        Alert.state.in_(("resolved", "closed")), Alert.outcome != "rectified")):
+                    k = (r.subject, (r.details or {}).get("deadline"))
+                    handled[k] = max(handled.get(k, 0), r.escalation_level)
+            changed: list[int] = []
+            wanted = set()
+            for h in overdue:
+                subject = hazard_subject(h["id"])
+                wanted.add(subject)
+                days = (now - h["deadline"]) / 86400.0
+                level = 2 if now - h["deadline"] > escalate_after_s else 1
+                row = active.get(subject)
+                if row is None and handled.get((subject, h["deadline"]), 0) >= level:
+                    continue
+                if row is None:
+                    alert, rec = new_alert(
+                        HAZARD_OVERDUE, subject, severity=severity_for(HAZARD_OVERDUE, h["level"]), at=now,
+                        first_seen=h["deadline"], enterprise_id=h["enterprise_id"], street_id=h["street_id"],
+                        grid_id=h["grid_id"], escalation_level=level,
+                        note=hazard_overdue_note(h["id"], days),
+                        details={"hazard_id": h["id"], "category": h["category"], "level": h["level"],
+                                 "deadline": h["deadline"]})
+                    changed.append(self.insert(conn, alert, rec, now).id)
+                elif row.escalation_level < level:
+                    alert = state_from_row(row)
+                    rec = TransitionRecord(alert.state, alert.state, "escalate", SYSTEM.username, now,
+                                           note=hazard_escalated_note(level, h["id"], days))
+                    self.update(conn, dataclasses.replace(alert, escalation_level=level), row.version, [rec], now)
+                    changed.append(row.id)
+            for subject, row in active.items():
+                if subject in wanted:
+                    continue
+                alert, rec = transition(state_from_row(row), "resolve", actor=SYSTEM.username, at=now,
+                                        outcome="rectified", note=HAZARD_NO_LONGER_OVERDUE)
+                self.update(conn, alert, row.version, [rec], now)
+                changed.append(row.id)
+            return changed
+
+        return self.run_tx(tx)
+
     def _record_many(self, conn: Connection, fired: list[tuple[int, list[TransitionRecord]]]) -> None:
         """``_record`` for many alerts at once: one insert of all events, one chained audit append."""
         events, entries = [], []
@@ -303,6 +361,14 @@ class AlertStore:
             conn.execute(update(StreamMark).where(StreamMark.stream == stream, StreamMark.key == key)
                          .values(last_id=entry_id, at=now))
         return True
+
+    # --- reads of the alert engine ------------------------------------------------
+    def enterprise_area(self, enterprise_id: str) -> tuple[str | None, str | None] | None:
+        """(street_id, grid_id) of an enterprise; None for an unknown one."""
+        with self.engine.connect() as conn:
+            ent = conn.execute(select(Enterprise.street_id, Enterprise.grid_id)
+                               .where(Enterprise.id == enterprise_id)).first()
+        return None if ent is None else (ent.street_id, ent.grid_id)
 
     def notify(self, alert_ids: Iterable[int]) -> None:
         """Tell the screens (after the commit): the alerts version, then the live

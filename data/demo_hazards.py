@@ -39,8 +39,9 @@ TRADE_GROUPS = {
     "五金": ("small_workshop", "equipment"), "机械": ("equipment", "post"), "塑胶": ("equipment", "place"),
 }
 DEFAULT_GROUPS = ("equipment", "place", "post")
-# Between two days of the background backfill: the demo's ingest, alert engine and web
-# share the process, and a day's scoring at demo scale holds the GIL for a second or two.
+# Between two days of the background backfill, at least this long, and at least as long as
+# the day took: the demo's ingest, alert engine and web share the process, and a day's
+# scoring at demo scale takes a few seconds.
 BACKFILL_PAUSE_S = 2.0
 
 
@@ -143,16 +144,22 @@ def ensure_demo_hazards(engine: Engine, settings, redis_client=None, now: float 
              time.perf_counter() - t0)
     today = date.fromisoformat(china_day(now))
     n_days = days if score_days is None else score_days
-    day_list = [(today - timedelta(days=k)).isoformat() for k in range(n_days, 0, -1)]
+    # Newest first: yesterday's ranking (the wall's) is there within seconds of the start;
+    # the older days of the trends fill in behind it.
+    day_list = [(today - timedelta(days=k)).isoformat() for k in range(1, n_days + 1)]
     token = None if redis_client is None else take_lease(redis_client, settings.redis_namespace)
 
     def backfill():
         t1 = time.perf_counter()
         try:
             for d in day_list:
+                t_day = time.perf_counter()
                 run_day(engine, settings, d, now)
                 if token is not None:
-                    time.sleep(BACKFILL_PAUSE_S)  # the live demo shares this process (and its GIL)
+                    # The live demo shares this process (and its GIL, and SQLite's one writer):
+                    # rest at least as long as the day took, so alarms never queue behind
+                    # more than half of the process's time.
+                    time.sleep(max(BACKFILL_PAUSE_S, time.perf_counter() - t_day))
             log.info("demo scores: %d days in %.1f s", len(day_list), time.perf_counter() - t1)
         except Exception:  # noqa: BLE001 - the demo runs on; the scheduler catches yesterday up
             log.exception("demo scores failed")

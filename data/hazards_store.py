@@ -72,6 +72,17 @@ class HazardStore:
                                    settings.redlight_overdue_min)
 
     # --- reads ------------------------------------------------------------------------
+    def overdue(self, now: float) -> list[dict]:
+        """Hazards past their deadline and not rectified (``hazards.lifecycle.is_overdue``):
+        ``[{"id", "enterprise_id", "street_id", "grid_id", "level", "category", "deadline"}]``."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(HazardRow.id, HazardRow.enterprise_id, HazardRow.street_id, HazardRow.grid_id, HazardRow.level,
+                       HazardRow.category, HazardRow.deadline)
+                .where(HazardRow.state == "rectifying", HazardRow.deadline.is_not(None), HazardRow.deadline < now)
+                .order_by(HazardRow.id)).all()
+        return [r._asdict() for r in rows]
+
     def enterprise(self, enterprise_id: str):
         with self.engine.connect() as conn:
             return conn.execute(select(Enterprise.__table__).where(Enterprise.id == enterprise_id)).first()

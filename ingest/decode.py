@@ -332,6 +332,24 @@ def _check_ids(d: dict, keys: tuple[str, ...], device_id: str) -> None:
             )
 
 
+# Our scheme's optional per-device message counter: 0 .. 2**32 - 1.
+SEQ_MAX = 2**32 - 1
+
+
+def _seq(d: dict) -> int | None:
+    v = d.get("seq")
+    if v is None:
+        return None
+    t = type(v)
+    if t is str and v.isascii() and v.isdigit() and len(v) <= 10:
+        v = int(v)
+    elif t is not int:
+        raise Rejected("bad_type", f"seq: expected an integer, got {_json_kind(v)}")
+    if not 0 <= v <= SEQ_MAX:
+        raise Rejected("out_of_range", f"seq: {v} is outside [0, {SEQ_MAX}]")
+    return v
+
+
 def _msg_id(d: dict) -> str | None:
     v = d.get("msg_id")
     if v is None:
@@ -460,6 +478,7 @@ def _own_location(dev: str, payload: bytes) -> Ping:
         _ranged(d, "batt", 0.0, 100.0),
         _msg_id(d),
         "anjian",
+        _seq(d),
     )
 
 
@@ -484,6 +503,7 @@ def _own_state(dev: str, payload: bytes) -> GasReading:
         _ranged(d, "batt", 0.0, 100.0),
         _msg_id(d),
         "anjian",
+        seq=_seq(d),
     )
 
 

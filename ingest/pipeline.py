@@ -27,10 +27,8 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field, replace
 
-import redis
-import sqlalchemy.exc
-
 from alerts.rules import gas_level
+from data.errors import INFRA_ERRORS
 from data.history import DeadLetterRecord, HistoryWriter
 from data.live import APPLIED, DUPLICATE, LiveState
 from data.registry import Registry
@@ -40,10 +38,6 @@ from ingest.decode import Ignored, Rejected, TopicScheme, decode_or_ignored
 from ingest.validate import Limits, validate
 
 log = logging.getLogger(__name__)
-
-# Errors that mean "an outside service is away", not "this message is bad".
-INFRA_ERRORS = (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError,
-                sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError)
 
 
 @dataclass(slots=True)
@@ -64,6 +58,7 @@ class Item:
     # SQL went away part-way through it must not store the row twice).
     stored: bool = False
     refused: bool = False  # its history row was refused: dead-lettered as history_refused
+    seq_tracked: bool = False  # its seq was counted (TrackSequence; a resumed batch must not count it twice)
 
 
 @dataclass
@@ -341,6 +336,31 @@ class ApplyLiveState(Step):
         return items
 
 
+class TrackSequence(Step):
+    """Messages lost before they reached us, where the device numbers them (our scheme's
+    ``seq``): per device, a jump in the counter is a gap (docs/mqtt.md, "Sequence gaps"),
+    counted in ``/metrics`` and shown in health.  Duplicates (same msg_id) do not count."""
+
+    name = "track_sequence"
+    per_item = False
+
+    def run(self, batch, items, ctx):
+        todo = [i for i in items if not i.seq_tracked and i.status != DUPLICATE
+                and isinstance(i.event, (Ping, GasReading)) and i.event.seq is not None]
+        if not todo:
+            return items
+        # One device's messages in counter order (a batch may hold a few out of order).
+        entries = sorted(((("i", i.event.inspector_id) if isinstance(i.event, Ping) else ("s", i.event.sensor_id)),
+                          i.event.seq) for i in todo)
+        gap, late, restart = ctx.live.track_sequences([(k, d, s) for (k, d), s in entries])
+        for i in todo:
+            i.seq_tracked = True
+        if gap:
+            log.warning("sequence gap: %d message(s) missing before they reached the ingest (batch of %d)",
+                        gap, len(items))
+        return items
+
+
 class DetectArrival(Step):
     """An assignee's fix inside the alarm's geofence confirms arrival (to the alert engine)."""
 
@@ -500,6 +520,7 @@ PIPELINE: list[Step] = [
     ResolveDevice(),
     ClassifyGas(),
     ApplyLiveState(),
+    TrackSequence(),
     DetectArrival(),
     DetectVisits(),
     WriteHistory(),

@@ -72,13 +72,12 @@ import numpy as np
 import pandas as pd
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
-from sqlalchemy import Engine, select
 
-from data import models
+from data.city_frames import city_frames
 from data.demo_city import RESERVED_INSPECTOR_IDS, RESERVED_SENSOR_IDS
 from geo.china import CHINA_TZ
 from geo.coords import haversine_m, wgs84_to_gcj02
-from ingest.client import BrokerAddress
+from config.mqtt import BrokerAddress
 
 log = logging.getLogger(__name__)
 
@@ -134,22 +133,9 @@ class CitySnapshot:
         )
 
     @classmethod
-    def from_engine(cls, engine: Engine) -> CitySnapshot:
-        e, i, u, s = models.Enterprise, models.Inspector, models.Unit, models.Sensor
-
-        def frame(conn, stmt) -> pd.DataFrame:
-            res = conn.execute(stmt)
-            return pd.DataFrame(res.all(), columns=list(res.keys()))
-
-        with engine.connect() as conn:
-            return cls(
-                enterprises=frame(conn, select(e.id, e.name, e.lon, e.lat, e.street_id, e.industry, e.risk)),
-                inspectors=frame(conn, select(i.id, i.name, i.unit_id, i.owntracks_id)),
-                units=frame(conn, select(u.id, u.kind, u.street_id)),
-                sensors=frame(
-                    conn, select(s.id, s.enterprise_id, s.lon, s.lat, s.z2m_name, s.low_lel, s.high_lel, s.heartbeat_s)
-                ),
-            )
+    def from_engine(cls, engine) -> CitySnapshot:
+        """Read from SQL (``engine``: the SQLAlchemy engine, handed on to ``data/``)."""
+        return cls(**city_frames(engine))
 
 
 @dataclass(frozen=True)
@@ -943,7 +929,7 @@ class Simulator:
         return self.stats
 
 
-def run_simulator(settings, engine: Engine, stop: threading.Event, stream_url: str | None = None) -> SimStats:
+def run_simulator(settings, engine, stop: threading.Event, stream_url: str | None = None) -> SimStats:
     """Load the registered city from SQL and simulate it until ``stop`` is set (with
     ``stream_url``, a few inspectors' body cameras stream it)."""
     snapshot = CitySnapshot.from_engine(engine)

@@ -23,6 +23,10 @@ have ffmpeg || need_pkgs+=(ffmpeg)
 [ -f /usr/share/fonts/truetype/wqy/wqy-microhei.ttc ] || need_pkgs+=(fonts-wqy-microhei)
 # The bulletin tests read the PDFs back: pdftotext, pdftoppm, pdfimages, pdffonts.
 have pdftoppm || need_pkgs+=(poppler-utils)
+# The broker-edge tests: a test CA (openssl) and a 3-node clustered broker (nats-server,
+# tests/ingest/test_broker_cluster.py; started on spare ports by the test itself).
+have openssl || need_pkgs+=(openssl)
+have nats-server || [ -x /usr/sbin/nats-server ] || need_pkgs+=(nats-server)
 have gdal-config >/dev/null 2>&1 || true  # geopandas uses pyogrio's bundled GDAL: nothing to install
 
 if [ ${#need_pkgs[@]} -gt 0 ]; then

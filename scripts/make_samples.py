@@ -24,7 +24,8 @@ import shapely
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from data.demo_city import CREDIT_CHARSET, CREDIT_WEIGHTS, credit_check_char, load_boundary_wgs84  # noqa: E402
+from data.credit_code import CREDIT_CHARSET, CREDIT_WEIGHTS, credit_check_char  # noqa: E402
+from data.demo_city import load_boundary_wgs84  # noqa: E402
 
 SEED = 13
 N_ENTERPRISES = 20

@@ -7,7 +7,7 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
-from ingest.broker import free_port, mosquitto_conf, wait_listening
+from data.embedded import free_port, mosquitto_conf, wait_listening
 
 
 class _ServerProcess:
@@ -40,7 +40,7 @@ class _ServerProcess:
 
 class Mosquitto(_ServerProcess):
     """A private, persistent Mosquitto that keeps sessions across restarts, with
-    the embedded broker's configuration (ingest.broker.mosquitto_conf)."""
+    the embedded broker's configuration (data.embedded.mosquitto_conf)."""
 
     def __init__(self, tmp: Path):
         self.port = free_port(21883)
@@ -130,3 +130,76 @@ class SecureMosquitto(Mosquitto):
 
     def log_text(self) -> str:
         return self.log.read_text(errors="replace") if self.log.exists() else ""
+
+
+class NatsCluster:
+    """A 3-node cluster of the installed ``nats-server`` with JetStream and MQTT on
+    spare ports (the clustered broker of docs/deploy.md; NATS's MQTT speaks 3.1.1
+    with QoS 0 and 1, and keeps sessions and their queued messages in JetStream,
+    replicated across the nodes).  ``url`` lists the nodes' MQTT endpoints as
+    ``ANJIAN_MQTT_URL`` takes them; ``kill(i)`` is a ``kill -9`` of node ``i``."""
+
+    def __init__(self, tmp: Path, n: int = 3):
+        self.dir = tmp / "nats"
+        self.n = n
+        taken: set[int] = set()
+
+        def port(start: int) -> int:
+            p = free_port(start)
+            while p in taken:
+                p = free_port(p + 1)
+            taken.add(p)
+            return p
+
+        self.client_ports = [port(24222 + i) for i in range(n)]
+        self.route_ports = [port(26222 + i) for i in range(n)]
+        self.mqtt_ports = [port(28883 + i) for i in range(n)]
+        self.procs: list[subprocess.Popen | None] = [None] * n
+        routes = ", ".join(f"nats-route://127.0.0.1:{p}" for p in self.route_ports)
+        self.confs = []
+        for i in range(n):
+            d = self.dir / f"n{i}"
+            d.mkdir(parents=True)
+            conf = d / "nats.conf"
+            conf.write_text("\n".join([
+                f"server_name: n{i}",
+                f"listen: 127.0.0.1:{self.client_ports[i]}",
+                f'jetstream {{ store_dir: "{d / "js"}" }}',
+                f"cluster {{ name: anjian, listen: 127.0.0.1:{self.route_ports[i]}, routes: [{routes}] }}",
+                f"mqtt {{ listen: 127.0.0.1:{self.mqtt_ports[i]} }}",
+            ]) + "\n")
+            self.confs.append(conf)
+
+    @property
+    def url(self) -> str:
+        return ",".join(f"mqtt://127.0.0.1:{p}" for p in self.mqtt_ports)
+
+    def node_of(self, port: int) -> int:
+        return self.mqtt_ports.index(port)
+
+    def start_node(self, i: int) -> None:
+        log = open(self.dir / f"n{i}" / "log", "ab")  # noqa: SIM115 - the server holds it
+        self.procs[i] = subprocess.Popen(["nats-server", "-c", str(self.confs[i])], stdout=log,
+                                         stderr=subprocess.STDOUT)
+        wait_listening("127.0.0.1", self.mqtt_ports[i], proc=self.procs[i])
+
+    def start(self) -> None:
+        for i in range(self.n):
+            self.start_node(i)
+
+    def kill(self, i: int) -> None:
+        p = self.procs[i]
+        if p is not None:
+            p.kill()
+            p.wait(10)
+            self.procs[i] = None
+
+    def stop(self) -> None:
+        for i, p in enumerate(self.procs):
+            if p is not None:
+                p.terminate()
+                try:
+                    p.wait(10)
+                except subprocess.TimeoutExpired:
+                    p.kill()
+                self.procs[i] = None

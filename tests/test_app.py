@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import create_engine, select, text
 
+from data.embedded import free_port
 from data.models import Inspector, Sensor
-from ingest.broker import free_port
 from ingest.worker import GC_GEN0_PER_MSG
 from tests.conftest import TEST_PG_URL, TEST_REDIS_URL, unique
 from tests.appkit import clean_env, get_json

@@ -21,23 +21,11 @@ ROOT = Path(__file__).resolve().parents[1]
 DOC = ROOT / "docs" / "architecture.md"
 OURS = frozenset({"config", "geo", "alerts", "plans", "hazards", "reports", "data", "ingest", "dashboard"})
 
-# Breaches that exist and are scheduled to go, each named by its finding in issue 19.
+# Breaches that exist and are scheduled to go, each named by the finding that removes it.
 # (module, imported name prefix) -> why it is tolerated for now. An entry that no
-# longer matches any import fails test_known_breaches_still_exist: delete it.
-KNOWN_BREACHES: dict[tuple[str, str], str] = {
-    # issue 19 item 1: lower layers import upper ones.
-    ("data/importer.py", "data.demo_city"): "issue 19 item 1: production import code uses the demo generator",
-    # issue 19 item 2: SQL outside data/.
-    ("ingest/alert_engine.py", "sqlalchemy"): "issue 19 item 2",
-    ("ingest/pipeline.py", "sqlalchemy"): "issue 19 item 2",
-    ("ingest/simulator.py", "sqlalchemy"): "issue 19 item 2",
-    ("ingest/worker.py", "sqlalchemy"): "issue 19 item 2",
-    # Redis outside data/: the same finding for live state (reads and writes belong in
-    # data/); the issue names only SQL, this test found these.
-    ("ingest/alert_engine.py", "redis"): "issue 19 item 2 (Redis, found by this test)",
-    ("ingest/pipeline.py", "redis"): "issue 19 item 2 (Redis, found by this test)",
-    ("ingest/worker.py", "redis"): "issue 19 item 2 (Redis, found by this test)",
-}
+# longer matches any import fails test_known_breaches_still_exist: delete it. Issue 19's
+# items 1 and 2 removed the last ones.
+KNOWN_BREACHES: dict[tuple[str, str], str] = {}
 
 # The rules within a package (the paragraph below the table): importer prefix ->
 # (forbidden name prefix, modules exempt).

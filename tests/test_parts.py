@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from ingest.broker import free_port, wait_listening
+from data.embedded import free_port, wait_listening
 from tests.appkit import clean_env, get_json
 from tests.mqttkit import wait_until
 from tests.servicekit import Mosquitto, RedisServer

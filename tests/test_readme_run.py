@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 
-from ingest.broker import free_port
+from data.embedded import free_port
 from tests.appkit import clean_env, get_json
 from tests.mqttkit import wait_until
 

@@ -14,10 +14,10 @@ import time
 from sqlalchemy import select
 
 from dashboard.context import WebContext
+from data.engine_streams import GROUP
 from data.live import GAS_EVENTS_MAXLEN, LOST_PENDING, LOST_TRIMMED, LOST_UNREAD, LiveState
 from data.models import Alert
 from geo.types import GasReading
-from ingest.alert_engine import GROUP
 from tests.alerts.test_engine_batch import city, drain, ev, gas_alarms, memory, push  # noqa: F401 - fixture
 from tests.conftest import TEST_MQTT_URL
 

@@ -55,6 +55,7 @@ EXPECTED = {
     "duplicate_visit": REASSIGNABLE,
     "overlap_now": REASSIGNABLE,
     "approach_warning": REASSIGNABLE,
+    "hazard_overdue": NOTICE,
 }
 ALL_ACTIONS = ("ack", "assign", "reassign", "arrive", "resolve", "close", "escalate", "open", "delete", "")
 

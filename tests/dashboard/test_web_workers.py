@@ -27,7 +27,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from ingest.broker import free_port
+from data.embedded import free_port
 from tests.conftest import TEST_MQTT_URL, TEST_REDIS_URL, unique
 from tests.dashboard import webkit
 from tests.mqttkit import wait_until

@@ -82,3 +82,97 @@ def test_an_acknowledgement_after_the_batch_leaves_the_escalation_in_history(eng
     assert got["state"] == "acknowledged"
     assert [h["action"] for h in got["history"]] == ["open", "escalate", "ack"]
     assert audit.verify(engine) is None
+
+
+
+def test_an_overdue_hazard_opens_an_alert_that_escalates_and_resolves_when_rectified(engine, redis_client,
+                                                                                      namespace, settings):
+    """Overdue hazards escalate (issue 16): the alert engine's sweep opens one hazard_overdue
+    alert per overdue hazard for the street, raises it to the district after
+    hazard_escalate_after_d, leaves a hazard that is not overdue alone, and resolves the
+    alert itself once the enterprise has rectified; the audit chain holds throughout."""
+    import time
+
+    from data.hazards_store import HazardStore
+    from ingest.alert_engine import AlertEngine
+    from tests.citykit import write_small_city
+    from tests.mqttkit import wait_until
+
+    D = 86400.0
+    write_small_city(engine)
+    s = settings.model_copy(update={"hazard_escalate_after_d": 3.0})
+    hazards = HazardStore(engine, s)
+    now = time.time()
+    late = hazards.create("off", enterprise_id="E1", category="SC01", level="major", found_by="inspector",
+                          now=now - 30 * D)
+    hazards.act(late["id"], "assign", "off", now=now - 30 * D, deadline=now - 1 * D)  # 1 day overdue
+    on_time = hazards.create("off", enterprise_id="E2", category="SC01", level="general", found_by="inspector",
+                             now=now - 2 * D)
+    hazards.act(on_time["id"], "assign", "off", now=now - 2 * D, deadline=now + 5 * D)
+    store = AlertStore(engine, LiveState(redis_client, namespace), Ladder.from_settings(s), mqtt_prefix=namespace)
+
+    def hazard_alerts():
+        return [a for a in store.list() if a["type"] == "hazard_overdue"]
+
+    # The engine as it runs: its first sweep opens the alert.
+    eng = AlertEngine(s, engine, redis_client, store, s.mqtt_url)
+    eng.start()
+    try:
+        assert wait_until(lambda: len(hazard_alerts()) == 1, 15)
+    finally:
+        eng.stop()
+    a = hazard_alerts()[0]
+    assert (a["subject"], a["state"], a["severity"], a["escalation_level"], a["enterprise_id"], a["street_id"]) == (
+        f"hazard:{late['id']}", "open", "warning", 1, "E1", "ST1")
+    assert a["details"]["hazard_id"] == late["id"]
+
+    # Nothing changes while nothing changes; three days later it goes to the district, once.
+    assert store.sync_hazard_overdue(hazards.overdue(now + 60), now + 60, 3 * D) == []
+    eng.sweep_hazards(now + 2.5 * D)
+    assert store.get(a["id"])["escalation_level"] == 2
+    eng.sweep_hazards(now + 2.6 * D)
+    escalations = [h for h in store.get(a["id"])["history"] if h["action"] == "escalate"]
+    assert len(escalations) == 1 and "district" in escalations[0]["note"]
+
+    # The enterprise rectifies: the next sweep resolves the alert, outcome rectified.
+    from tests.data.test_hazards_store import PNG
+
+    hazards.add_photo(late["id"], "rectification", PNG, "ent", now=now + 2.7 * D)
+    hazards.act(late["id"], "rectify", "ent", now=now + 2.7 * D, note="换了新的软管")
+    eng.sweep_hazards(now + 2.8 * D)
+    done = store.get(a["id"])
+    assert (done["state"], done["outcome"]) == ("resolved", "rectified")
+    assert [x["state"] for x in hazard_alerts()] == ["resolved"]
+    # The hazard that was on time never had an alert.
+    assert not [x for x in store.list(state=None) if x["subject"] == f"hazard:{on_time['id']}"]
+    assert audit.verify(engine) is None
+
+
+def test_a_followed_up_overdue_hazard_is_not_asked_again_until_the_district_must_hear(engine, redis_client,
+                                                                                        namespace, settings):
+    import time
+
+    from data.hazards_store import HazardStore
+    from tests.citykit import write_small_city
+
+    D = 86400.0
+    write_small_city(engine)
+    hazards = HazardStore(engine, settings)
+    now = time.time()
+    h = hazards.create("off", enterprise_id="E1", category="SC01", level="general", found_by="inspector",
+                       now=now - 30 * D)
+    hazards.act(h["id"], "assign", "off", now=now - 30 * D, deadline=now - 1 * D)
+    store = AlertStore(engine, LiveState(redis_client, namespace), Ladder.from_settings(settings))
+
+    def sweep(at):
+        return store.sync_hazard_overdue(hazards.overdue(at), at, 3 * D)
+
+    [first] = sweep(now)
+    assert store.get(first)["severity"] == "info"  # a general hazard
+    store.act(first, "resolve", DISPATCHER, outcome="followed_up", at=now + 100)
+    assert sweep(now + 200) == [] and sweep(now + 1 * D) == []  # the answer holds at the street's level
+    [second] = sweep(now + 2.5 * D)  # 3.5 days late: the district hears of it
+    got = store.get(second)
+    assert (got["state"], got["escalation_level"], got["subject"]) == ("open", 2, f"hazard:{h['id']}")
+    assert sweep(now + 2.6 * D) == []
+    assert audit.verify(engine) is None

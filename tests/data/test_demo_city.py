@@ -11,6 +11,7 @@ import shapely
 from sqlalchemy import func, select
 
 from data import models
+from data.credit_code import credit_check_char, is_valid_credit_code
 from data.demo_city import (
     MANUAL_INSPECTOR,
     MANUAL_OWNTRACKS_ID,
@@ -24,10 +25,8 @@ from data.demo_city import (
     SCALES,
     STREETS,
     City,
-    credit_check_char,
     ensure_demo_city,
     generate_city,
-    is_valid_credit_code,
     load_boundary_gcj02,
     load_boundary_wgs84,
     write_city,

@@ -1,6 +1,6 @@
 """What a persistent session keeps across a restart of the broker, shown without
 Anjian: a paho subscriber with a persistent session, a private Mosquitto with
-the embedded broker's configuration (ingest.broker.mosquitto_conf), a graceful
+the embedded broker's configuration (data.embedded.mosquitto_conf), a graceful
 restart, five QoS 1 messages published while the subscriber is away, then the
 subscriber back on its session without subscribing again.
 

