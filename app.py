@@ -308,11 +308,23 @@ def start_background(settings, services, stop: threading.Event, *, simulate: boo
     """The simulator and the background engines that run beside the web server."""
     threads = []
     if simulate:
+        from ingest.demo_camera import DemoCamera
         from ingest.simulator import run_simulator
 
+        # A few inspectors' body cameras stream ffmpeg's test pattern (docs/review.md); without
+        # ffmpeg there is no stream, and the review page says so.
+        host = settings.web_host if settings.web_host not in ("0.0.0.0", "::", "") else "127.0.0.1"
+        camera = DemoCamera(Path(settings.data_dir) / "demo-camera", host=host)
+        stream_url = camera.start()
         sim_settings = settings.model_copy(update={"mqtt_url": services.mqtt_url})
-        t = threading.Thread(target=run_simulator, args=(sim_settings, services.engine, stop),
-                             name="simulator", daemon=True)
+
+        def simulate_then_stop_camera():
+            try:
+                run_simulator(sim_settings, services.engine, stop, stream_url=stream_url)
+            finally:
+                camera.stop()
+
+        t = threading.Thread(target=simulate_then_stop_camera, name="simulator", daemon=True)
         t.start()
         threads.append(t)
     return threads

@@ -190,3 +190,22 @@ PLANS_DRAW_VERIFY = "plans-draw-verify"
 PLANS_DRAW_RESULT = "plans-draw-result"
 PLANS_DRAW_SUMMARY = "plans-draw-summary"
 PLANS_DRAW_VERDICT = "plans-draw-verdict"
+
+# --- /review/<visit_id> (remote review) ----------------------------------------------------
+REVIEW_ROOT = "review-root"
+REVIEW_VIDEO = "review-video"
+REVIEW_SOURCE = "review-source"  # store: the stream the player plays {id, url, kind, texts}
+REVIEW_PLAYER_STATUS = "review-player-status"
+REVIEW_NO_STREAM = "review-no-stream"
+REVIEW_VISIT_ID = "review-visit-id"
+REVIEW_COMMENT = "review-comment"
+REVIEW_COMMENT_POST = "review-comment-post"
+REVIEW_STAMP = "review-stamp"  # store: {n, at_s, stream_id}, the playback time when the comment was posted
+REVIEW_VERDICT = "review-verdict"
+REVIEW_REASONS = "review-reasons"
+REVIEW_NOTE = "review-note"
+REVIEW_VERDICT_POST = "review-verdict-post"
+REVIEW_STATUS = "review-status"
+REVIEW_ENTRIES = "review-entries"
+REVIEW_CURRENT = "review-current"
+REVIEW_TICK = "review-tick"

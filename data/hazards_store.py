@@ -108,6 +108,7 @@ class HazardStore:
             "lat": row.lat, "lon": row.lon, "deadline_ts": row.deadline, "reported_ts": row.reported_at,
             "assigned_ts": row.assigned_at, "rectified_ts": row.rectified_at, "accepted_ts": row.accepted_at,
             "accept_method": row.accept_method, "closed_ts": row.closed_at, "send_backs": row.send_backs,
+            "advice": getattr(row, "advice", None),  # set by the decision on a dispute (data/reviews_store.py)
             "overdue": is_overdue(h, now),
             "overdue_level": overdue_level(h, now, self.settings.hazard_escalate_after_d * DAY_S),
         }

@@ -412,6 +412,8 @@ class HazardRow(Base):
     send_backs: Mapped[int] = mapped_column(Integer, default=0)
     updated_at: Mapped[float] = mapped_column(Float)
     version: Mapped[int] = mapped_column(Integer, default=1)  # optimistic lock
+    # Rectification advice (整改建议) set by the decision on a disputed hazard (data/reviews_store.py).
+    advice: Mapped[str | None] = mapped_column(Text)
 
 
 class HazardEvent(Base):
@@ -475,3 +477,58 @@ class ScoreRun(Base):
     ran_at: Mapped[float] = mapped_column(Float)
     rows: Mapped[int] = mapped_column(Integer)
     digest: Mapped[str] = mapped_column(String(64))  # sha256 of the day's rows
+
+
+# --- remote review (远程点评): body-camera streams, time-coded comments, verdicts ----------
+
+
+class StreamRow(Base):
+    """A body camera's live stream (``PREFIX/v1/inspectors/{id}/stream``), linked to the
+    inspector's visit; ended with its recording (data/streams.py)."""
+
+    __tablename__ = "streams"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    inspector_id: Mapped[str] = mapped_column(ForeignKey("inspectors.id"))
+    visit_id: Mapped[int | None] = mapped_column(ForeignKey("visits.id", ondelete="SET NULL"), index=True)
+    state: Mapped[str] = mapped_column(String(8), index=True)  # live / ended
+    hls_url: Mapped[str | None] = mapped_column(Text)
+    whep_url: Mapped[str | None] = mapped_column(Text)
+    recording_url: Mapped[str | None] = mapped_column(Text)
+    started_at: Mapped[float] = mapped_column(Float)
+    ended_at: Mapped[float | None] = mapped_column(Float)
+    updated_at: Mapped[float] = mapped_column(Float)
+    msg_id: Mapped[str | None] = mapped_column(String(MSG_ID_MAX_LEN))
+    __table_args__ = (Index("ix_streams_inspector_started", "inspector_id", "started_at"),)
+
+
+class VisitReview(Base):
+    """A reviewer's time-coded comment on a visit's stream, or its verdict (data/reviews_store.py)."""
+
+    __tablename__ = "visit_reviews"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    visit_id: Mapped[int] = mapped_column(ForeignKey("visits.id"), index=True)
+    kind: Mapped[str] = mapped_column(String(16))  # comment / verdict
+    stream_id: Mapped[int | None] = mapped_column(Integer)  # the stream the comment's at_s is into
+    at_s: Mapped[float | None] = mapped_column(Float)
+    comment: Mapped[str | None] = mapped_column(Text)
+    verdict: Mapped[str | None] = mapped_column(String(16))  # compliant / non_compliant
+    reasons: Mapped[list | None] = mapped_column(JSON)
+    actor: Mapped[str] = mapped_column(String(64))
+    role: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[float] = mapped_column(Float)
+
+
+class HazardDiscussion(Base):
+    """The discussion thread of a disputed hazard (线上研判): comments from several units, and
+    the one final decision that sets the hazard's category, level and advice."""
+
+    __tablename__ = "hazard_discussions"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    hazard_id: Mapped[int] = mapped_column(ForeignKey("hazards.id"), index=True)
+    kind: Mapped[str] = mapped_column(String(16))  # comment / decision
+    body: Mapped[str | None] = mapped_column(Text)
+    decision: Mapped[dict | None] = mapped_column(JSON)  # {category, level, advice, before: {...}}
+    actor: Mapped[str] = mapped_column(String(64))
+    role: Mapped[str] = mapped_column(String(16))
+    unit_id: Mapped[str | None] = mapped_column(String(32))
+    at: Mapped[float] = mapped_column(Float)

@@ -66,7 +66,21 @@ class Availability:
     source: str = "anjian"
 
 
-Event = Ping | GasReading | Availability
+@dataclass(slots=True, frozen=True)
+class StreamNotice:
+    """A body camera's live stream announced (``live``) or finished (``ended``)."""
+
+    inspector_id: str
+    ts: float
+    state: str  # "live" | "ended"
+    hls_url: str | None = None
+    whep_url: str | None = None  # WebRTC (WHEP) playback, where the device has one
+    recording_url: str | None = None  # the kept recording, when ended
+    msg_id: str | None = None
+    source: str = "anjian"
+
+
+Event = Ping | GasReading | Availability | StreamNotice
 
 
 @dataclass(slots=True, frozen=True)

@@ -1,4 +1,4 @@
-"""MQTT message -> typed event (``Ping``, ``GasReading``, ``Availability``).
+"""MQTT message -> typed event (``Ping``, ``GasReading``, ``Availability``, ``StreamNotice``).
 
 One entry point, ``decode(topic, payload, scheme, received_at)``, for the three
 dialects of docs/mqtt.md:
@@ -33,11 +33,12 @@ import json
 import math
 import re
 from dataclasses import dataclass, field
+from urllib.parse import urlsplit
 
 import orjson
 
 from geo.coords import to_wgs84
-from geo.types import MSG_ID_MAX_LEN, Availability, GasReading, Ping
+from geo.types import MSG_ID_MAX_LEN, Availability, GasReading, Ping, StreamNotice
 from ingest.timeparse import parse_ts, try_parse_ts
 from ingest.validate import ALARM_VALUES, REASON_CODES, Rejected
 
@@ -438,6 +439,9 @@ def _decode_own(topic: str, rest: str, payload: bytes, scheme: TopicScheme, rece
             if leaf == "availability":
                 _check_size(payload, scheme)
                 return _availability(payload, "inspector", dev, ("inspector_id", "id"), "anjian", received_at)
+            if leaf == "stream":
+                _check_size(payload, scheme)
+                return _own_stream(dev, payload)
             if leaf == "dispatch":
                 return _OWN_OUTBOUND  # our own outbound assignment (docs/mqtt.md, MQTT out), not input
         elif kind == "sensors":
@@ -500,6 +504,60 @@ def _own_state(dev: str, payload: bytes) -> GasReading:
         _msg_id(d),
         "anjian",
         seq=_seq(d),
+    )
+
+
+# A stream's addresses: http(s) only (a player fetches them; file:, javascript:
+# or rtsp: are not ours to hand a browser), bounded, no whitespace or controls.
+URL_MAX_LEN = 2048
+STREAM_STATES = ("live", "ended")
+
+
+def _url(d: dict, key: str, required: bool = False) -> str | None:
+    v = d.get(key)
+    if v is None or v == "":
+        if required:
+            raise Rejected("missing_field", f"{key}: required")
+        return None
+    if type(v) is not str:
+        raise Rejected("bad_type", f"{key}: expected a string, got {_json_kind(v)}")
+    if len(v) > URL_MAX_LEN:
+        raise Rejected("bad_url", f"{key}: {len(v)} characters, more than {URL_MAX_LEN}")
+    m = _CONTROL_CHAR.search(v) or re.search(r"\s", v)
+    if m is not None:
+        raise Rejected("bad_url", f"{key}: control or space character U+{ord(m.group()):04X} at {m.start()}")
+    try:
+        parts = urlsplit(v)
+        parts.port  # noqa: B018 - raises on a port that is not a number
+    except ValueError as exc:
+        raise Rejected("bad_url", f"{key}: {_short(v, 80)} is not a URL ({exc})") from None
+    if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
+        raise Rejected("bad_url", f"{key}: {_short(v, 80)} is not an http(s) URL with a host")
+    return v
+
+
+def _own_stream(dev: str, payload: bytes) -> StreamNotice:
+    d = _load_object(payload)
+    if "inspector_id" in d or "id" in d:
+        _check_ids(d, ("inspector_id", "id"), dev)
+    ts = _required_ts(d, "ts")
+    state = d.get("state")
+    if state is None:
+        raise Rejected("missing_field", "state: required (live or ended)")
+    if type(state) is not str:
+        raise Rejected("bad_type", f"state: expected a string, got {_json_kind(state)}")
+    if state not in STREAM_STATES:
+        raise Rejected("out_of_range", f"state: {_short(state, 40)} is not live or ended")
+    live = state == "live"
+    return StreamNotice(
+        dev,
+        ts,
+        state,
+        _url(d, "hls_url", required=live),
+        _url(d, "whep_url"),
+        None if live else _url(d, "recording_url"),
+        _msg_id(d),
+        "anjian",
     )
 
 

@@ -1,7 +1,7 @@
 """The ingest pipeline: one ordered list of steps, readable top to bottom.
 
     Decode -> Validate -> ResolveDevice -> ClassifyGas -> ApplyLiveState
-           -> DetectArrival -> DetectVisits -> WriteHistory
+           -> DetectArrival -> DetectVisits -> WriteHistory -> StoreStreams
 
 Each step takes the batch's surviving items and returns those that go on.  A
 step drops an item with a named reason: a *rejection* (bad input) goes to the
@@ -33,7 +33,7 @@ from data.history import DeadLetterRecord, HistoryWriter
 from data.live import APPLIED, DUPLICATE, LiveState
 from data.registry import Registry
 from geo.coords import haversine_m
-from geo.types import Availability, GasReading, Ping
+from geo.types import Availability, GasReading, Ping, StreamNotice
 from ingest.decode import Ignored, Rejected, TopicScheme, decode_or_ignored
 from ingest.validate import Limits, validate
 
@@ -88,6 +88,7 @@ class Context:
     worker_id: str = "ingest"
     arrive_geofence_m: float = 100.0
     visits: object | None = None  # geo-engine hook, see DetectVisits
+    streams: object | None = None  # data.streams.StreamStore, see StoreStreams
     # availability topic -> (payload, receive time) of the last message decoded on it (see _echo).
     availability_seen: dict = field(default_factory=dict)
 
@@ -242,6 +243,10 @@ class ResolveDevice(Step):
                     item.event = ev if sid == ev.sensor_id else replace(ev, sensor_id=sid)
                     out.append(item)
                     continue
+            elif isinstance(ev, StreamNotice):
+                if ev.inspector_id in reg.inspectors:
+                    out.append(item)
+                    continue
             elif isinstance(ev, Availability):
                 table, names = (reg.inspectors, reg.owntracks) if ev.kind == "inspector" else (reg.sensors, reg.z2m)
                 did = names.get(ev.device_id) if ev.source != "anjian" else ev.device_id
@@ -267,6 +272,8 @@ def _lookups(items) -> dict[str, list[str]]:
         ev = item.event
         if isinstance(ev, Ping):
             out["owntracks" if ev.source == "owntracks" else "inspectors"].append(ev.inspector_id)
+        elif isinstance(ev, StreamNotice):
+            out["inspectors"].append(ev.inspector_id)
         elif isinstance(ev, GasReading):
             out["z2m" if ev.source == "zigbee2mqtt" else "sensors"].append(ev.sensor_id)
         elif isinstance(ev, Availability):
@@ -282,6 +289,8 @@ def _device_ref(ev) -> str:
         return f"{ev.source} inspector {ev.inspector_id!r}"
     if isinstance(ev, GasReading):
         return f"{ev.source} sensor {ev.sensor_id!r}"
+    if isinstance(ev, StreamNotice):
+        return f"{ev.source} inspector {ev.inspector_id!r} (stream)"
     return f"{ev.source} {ev.kind} {ev.device_id!r}"
 
 
@@ -478,6 +487,21 @@ class WriteHistory(Step):
         batch.rejected_stored = len(batch.rejected)
 
 
+class StoreStreams(Step):
+    """SQL: a body camera's stream announced or ended, linked to the inspector's
+    visit (``data.streams.StreamStore.apply``, idempotent: a redelivered notice
+    changes nothing twice).  A no-op until a store is wired in."""
+
+    name = "store_streams"
+    per_item = False
+
+    def run(self, batch, items, ctx):
+        notices = [i.event for i in items if isinstance(i.event, StreamNotice)]
+        if notices and ctx.streams is not None:
+            ctx.streams.apply(notices)
+        return items
+
+
 def _rows(items: list[Item]) -> tuple[list, list]:
     """WriteHistory's rows of ``items``: (pings, readings) as HistoryWriter.write takes them."""
     pings = [(i.event, i.received_at) for i in items if isinstance(i.event, Ping)]
@@ -500,6 +524,7 @@ PIPELINE: list[Step] = [
     DetectArrival(),
     DetectVisits(),
     WriteHistory(),
+    StoreStreams(),
 ]
 
 
@@ -511,6 +536,8 @@ def kind_of(item: Item) -> str:
         return "gas_state"
     if isinstance(ev, Availability):
         return "availability"
+    if isinstance(ev, StreamNotice):
+        return "stream"
     return "other"
 
 

@@ -41,6 +41,10 @@ counts real seconds (``dwell_min_s``); set it to 0 to get the pure speed-up.
 - The devices the demo city keeps for trying by hand
   (``data.demo_city.RESERVED_INSPECTOR_IDS`` and ``RESERVED_SENSOR_IDS``) are
   never driven: what a person publishes for them stays as published.
+- Body cameras: with a ``stream_url`` (the demo's test-pattern HLS stream,
+  ``ingest.demo_camera``), the first ``stream_agents`` inspectors announce a live
+  stream on ``PREFIX/v1/inspectors/{id}/stream`` as each stay begins and its end as
+  it ends, and at stop (docs/review.md); without one, no stream is announced.
 - ``sim_bad_per_h`` deliberately bad messages per simulated hour (each kind
   of dead letter: bad JSON, NaN, out of range, unknown device, ...), counted
   in ``stats.bad`` by the reason code the ingest should give.
@@ -246,7 +250,8 @@ class Simulator:
     ``stats`` tells what was published (see SimStats).
     """
 
-    def __init__(self, settings, city_snapshot, *, seed: int | None = None, clock: Callable[[], float] = time.time):
+    def __init__(self, settings, city_snapshot, *, seed: int | None = None, clock: Callable[[], float] = time.time,
+                 stream_url: str | None = None, stream_agents: int = 3):
         if not isinstance(city_snapshot, CitySnapshot):
             city_snapshot = CitySnapshot.from_city(city_snapshot)
         if not settings.mqtt_url:
@@ -271,6 +276,9 @@ class Simulator:
         self._stop_event: threading.Event | None = None
         self._recent: deque[dict] = deque(maxlen=5000)
         self._prepare_city()
+        # Body cameras (docs/review.md): which inspectors stream, and their stream's address.
+        self.stream_url = stream_url
+        self.streaming = {a.id for a in self.agents[:max(0, stream_agents)]} if stream_url else set()
 
     # -- set-up ---------------------------------------------------------------------------
 
@@ -523,6 +531,7 @@ class Simulator:
         a.region = a.owntracks is not None and self.rng.random() < P_OWNTRACKS_REGION
         if a.region:
             self._owntracks_transition(a, "enter")
+        self._stream(a, "live")
 
     def _depart(self, a: _Agent, t: float) -> None:
         for v in reversed(self._recent):
@@ -535,6 +544,7 @@ class Simulator:
         if a.region:
             self._owntracks_transition(a, "leave")
             a.region = False
+        self._stream(a, "ended")
         nxt = self._choose_next(a, t)
         a.mode = "travel"
         a.x0, a.y0 = float(self.e_lon[a.ent]), float(self.e_lat[a.ent])
@@ -545,6 +555,17 @@ class Simulator:
         k = math.cos(math.radians(a.y0))
         length_m = (abs(a.x1 - a.x0) * k + abs(a.y1 - a.y0)) * M_PER_DEG
         a.t0, a.t1 = t, t + self._real(length_m / a.speed_mps, floor=0.0)
+
+    def _stream(self, a: _Agent, state: str) -> None:
+        """The inspector's body camera starts (``live``) or stops (``ended``) with the stay."""
+        if a.id not in self.streaming:
+            return
+        # One address per inspector: the demo camera's server ignores the query.
+        url = f"{self.stream_url}{'&' if '?' in self.stream_url else '?'}cam={a.id}"
+        now = self.clock()
+        self._send(f"{self.prefix}/v1/inspectors/{a.id}/stream",
+                   {"ts": round(now, 3), "state": state, "hls_url": url, "msg_id": f"{a.id}-cam-{state}-{now:.3f}"},
+                   qos=1, kind="stream")
 
     def _advance(self, a: _Agent, now: float) -> None:
         for _ in range(100):  # at most a few transitions per tick
@@ -906,6 +927,9 @@ class Simulator:
                     fn(now)
                 except Exception:  # one bad step must not end the demo
                     log.exception("simulator step failed")
+            for a in self.agents:  # the body cameras go off with the demo: no stream stays "live"
+                if a.mode == "dwell" and not self._fatal:
+                    self._stream(a, "ended")
             if self._fatal:
                 raise RuntimeError(self._fatal)
             return self.stats
@@ -931,7 +955,8 @@ class Simulator:
         return self.stats
 
 
-def run_simulator(settings, engine, stop: threading.Event) -> SimStats:
-    """Load the registered city from SQL and simulate it until ``stop`` is set."""
+def run_simulator(settings, engine, stop: threading.Event, stream_url: str | None = None) -> SimStats:
+    """Load the registered city from SQL and simulate it until ``stop`` is set (with
+    ``stream_url``, a few inspectors' body cameras stream it)."""
     snapshot = CitySnapshot.from_engine(engine)
-    return Simulator(settings, snapshot).run(stop)
+    return Simulator(settings, snapshot, stream_url=stream_url).run(stop)

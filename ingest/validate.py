@@ -40,6 +40,7 @@ REASON_CODES: tuple[str, ...] = (
     "unknown_topic",
     "step_error",
     "history_refused",
+    "bad_url",
 )
 _REASONS = frozenset(REASON_CODES)
 

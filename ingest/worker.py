@@ -69,6 +69,7 @@ from data.errors import INFRA_ERRORS
 from data.history import DeadLetterRecord, HistoryWriter
 from data.live import LATENCY_BUCKETS_S, LiveState
 from data.registry import Registry
+from data.streams import StreamStore
 from geo.coords import in_gcj02_region
 from geo.types import Ping
 from ingest.client import MqttConnection
@@ -175,6 +176,7 @@ class IngestWorker:
             worker_id=self.worker_id,
             arrive_geofence_m=settings.arrive_geofence_m,
             visits=visits,
+            streams=StreamStore(engine),
         )
         self.ping_q: queue.Queue[Item] = queue.Queue(maxsize=settings.ingest_queue_max)
         self.prio_q: queue.Queue[Item] = queue.Queue(maxsize=settings.ingest_priority_queue_max)

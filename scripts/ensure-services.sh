@@ -16,6 +16,8 @@ have redis-server || need_pkgs+=(redis-server)
 have curl || need_pkgs+=(curl)  # the README's parts section (tests/test_parts.py runs it)
 { have pg_ctlcluster && ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1; } || need_pkgs+=(postgresql)
 [ -x /usr/bin/chromium ] || need_pkgs+=(chromium)  # also draws the bulletins' charts (Kaleido)
+# The remote-review tests generate a real test-pattern HLS stream (docs/review.md).
+have ffmpeg || need_pkgs+=(ffmpeg)
 # Chinese glyphs for the screenshots the browser tests save (the DOM checks do not need them),
 # and the font bulletin PDFs embed (TrueType: fpdf2 embeds it as a subset).
 [ -f /usr/share/fonts/truetype/wqy/wqy-microhei.ttc ] || need_pkgs+=(fonts-wqy-microhei)

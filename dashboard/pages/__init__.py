@@ -14,6 +14,7 @@ Pages (path: roles):
     /enterprise/<id>   dispatcher, admin, officer   one enterprise at a glance (一键全知道)
     /replay            dispatcher, admin            one inspector's day
     /plans             dispatcher, admin, officer   this week's plans, collisions, plan against actual
+    /review/<visit>    dispatcher, admin            remote review of an inspection's body-camera stream (远程点评)
 
 ``/login`` and ``/logout`` are plain Flask routes (``dashboard.auth_views``),
 which also installs the gate: every page and every Dash endpoint needs a login,

@@ -65,6 +65,7 @@ from dashboard.pages.common import (
     web,
 )
 from data import screen_queries
+from data.streams import StreamStore
 
 log = logging.getLogger(__name__)
 
@@ -312,7 +313,16 @@ def duplicates_list(alerts: list[dict], reg, c, lang_: str) -> Markup:
     return tag("ul", *out, class_="aj-results")
 
 
-def inspector_table(rows: list[dict], alerts: list[dict], reg, lang_: str, now: float) -> Markup:
+def live_badge(stream: dict | None, lang_: str):
+    """A small "live" link to the remote review of the visit the inspector is streaming (远程点评)."""
+    if not stream or not stream.get("visit_id"):
+        return None
+    return tag("a", t("review.live_badge", lang_), href=f"/review/{stream['visit_id']}", class_="aj-live-badge",
+               title=t("review.live_badge_title", lang_), data_inspector=stream["inspector_id"])
+
+
+def inspector_table(rows: list[dict], alerts: list[dict], reg, lang_: str, now: float,
+                    live: dict | None = None) -> Markup:
     if not rows:
         return _muted(t("dispatch.inspectors.empty", lang_))
     tasks = {a.get("assignee_id"): a for a in alerts if a.get("assignee_id") and a.get("state") in ("dispatched", "on_scene")}
@@ -330,7 +340,7 @@ def inspector_table(rows: list[dict], alerts: list[dict], reg, lang_: str, now: 
             what = d.get("visiting_enterprise") or ""
         body.append(tag(
             "tr",
-            tag("td", d.get("name"), class_="aj-data"),
+            tag("td", d.get("name"), live_badge((live or {}).get(d["id"]), lang_), class_="aj-data"),
             tag("td", d.get("unit_name"), class_="aj-data"),
             tag("td", label("status", st, lang_), class_=f"aj-status-{st}"),
             tag("td", what, class_="aj-data"),
@@ -428,7 +438,8 @@ def dispatch_tick(n, done, selected, state, order, push=None):
         out["banner"], out["banner_class"], out["alarm"] = alarm_banner(queue + dups, snap.reg, c, lang_)
     if not pushed and (redraw_lists or (version != state.get("v")
                                         and now - (state.get("il_at") or 0) >= INSPECTOR_LIST_EVERY_S)):
-        out["inspector_list"] = str(inspector_table(layers.shown_inspectors(rows, now), alerts, snap.reg, lang_, now))
+        out["inspector_list"] = str(inspector_table(layers.shown_inspectors(rows, now), alerts, snap.reg, lang_, now,
+                                                    StreamStore(ctx.engine).live()))
         state["il_at"] = now
     if afp != state.get("afp"):
         out["afp"] = afp

@@ -24,6 +24,7 @@ from dashboard.pages.callbacks import PageCallbacks
 from dashboard.pages.common import city, fmt_time, guarded_layout, header, label, lang, preset, principal, web
 from dashboard.pages.layers import grid_name
 from data import screen_queries
+from hazards.review import REVIEW_ROLES
 
 PATH = "/enterprise/<enterprise_id>"
 ROLES = ("dispatcher", "admin", "officer")
@@ -94,7 +95,8 @@ def facts(ent: dict, lang_: str, now: float, visits: list[dict] | None = None):
     ], className="aj-facts", id=ids.ENTERPRISE_FACTS)
 
 
-def visits_table(rows: list[dict], lang_: str, registered_last: float | None = None):
+def visits_table(rows: list[dict], lang_: str, registered_last: float | None = None, review: bool = False):
+    """``review``: the visit's number links its remote review (/review/<id>, reviewers only)."""
     if not rows:
         if registered_last:  # the facts show this date: say where it comes from
             return html.P(t("enterprise.visits.none_since", lang_, date=fmt_time(registered_last, with_date=True)),
@@ -104,7 +106,8 @@ def visits_table(rows: list[dict], lang_: str, registered_last: float | None = N
         "enterprise.col.when", "enterprise.col.who", "enterprise.col.unit", "enterprise.col.duration",
         "enterprise.col.duplicate")]))
     body = [html.Tr([
-        html.Td([f"#{v['id']} ", fmt_time(v.get("start_ts"), with_date=True)]),
+        html.Td([html.A(f"#{v['id']}", href=f"/review/{v['id']}", className="aj-review-link") if review
+                 else f"#{v['id']}", " ", fmt_time(v.get("start_ts"), with_date=True)]),
         html.Td(v.get("inspector_name") or v.get("inspector_id"), className="aj-data"),
         html.Td(v.get("unit_name") or v.get("unit_id"), className="aj-data"),
         html.Td(_fmt_duration((v.get("end_ts") or 0) - (v.get("start_ts") or 0), lang_)),
@@ -254,7 +257,8 @@ def build(p, lang_: str, enterprise_id: str | None = None, **_):
                 html.Div([html.H2(t("enterprise.alerts", lang_)), html.Div(alerts_table_, id=ids.ENTERPRISE_ALERTS)],
                          className="aj-panel"),
                 html.Div([html.H2(t("enterprise.visits", lang_)),
-                          html.Div(visits_table(visits, lang_, ent.get("last_inspected_at")),
+                          html.Div(visits_table(visits, lang_, ent.get("last_inspected_at"),
+                                                review=p.role in REVIEW_ROLES),
                                    id=ids.ENTERPRISE_VISITS)], className="aj-panel"),
             ], className="aj-col"),
         ], className="aj-profile"),

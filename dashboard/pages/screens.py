@@ -20,13 +20,13 @@ from dashboard import auth_views
 from dashboard.auth_views import CallbackPolicy, CallbackRule
 from dashboard.i18n import t
 from dashboard.mapkit import CityCache, Projector, tile_preset
-from dashboard.pages import dispatch, enterprise, officer, plans, replay, wall
+from dashboard.pages import dispatch, enterprise, officer, plans, replay, review, wall
 from dashboard.pages.common import TTLCache, guard_callback
 
 log = logging.getLogger(__name__)
 
 ASSETS_DIR = Path(__file__).resolve().parent.parent / "assets"
-PAGE_MODULES = (wall, dispatch, officer, enterprise, replay, plans)
+PAGE_MODULES = (wall, dispatch, officer, enterprise, replay, plans, review)
 
 INDEX_STRING = """<!DOCTYPE html>
 <html lang="zh-CN">
@@ -106,6 +106,8 @@ def create_dash(server, ctx) -> dash.Dash:
         use_pages=True,
         pages_folder="",
         assets_folder=str(ASSETS_DIR),
+        # Served under /assets/vendor/ but not put on every page: the review page loads hls.js itself.
+        assets_path_ignore=[r"^vendor$"],
         suppress_callback_exceptions=True,  # layouts are built per request (role, language)
         title=t("app.name", ctx.settings.language),
         update_title=None,

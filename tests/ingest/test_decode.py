@@ -20,7 +20,7 @@ from hypothesis import HealthCheck, given, settings as hsettings, strategies as 
 
 from config.settings import load_settings
 from geo.coords import from_wgs84, haversine_m, to_wgs84
-from geo.types import Availability, GasReading, Ping
+from geo.types import Availability, GasReading, Ping, StreamNotice
 from ingest.decode import (
     IGNORE_REASONS,
     REASON_CODES,
@@ -67,6 +67,12 @@ def _loc(**fields) -> bytes:
 
 
 LOC = "anjian/v1/inspectors/insp-1/location"
+STREAM = "anjian/v1/inspectors/insp-1/stream"
+
+
+def _stream(**fields) -> bytes:
+    body = {"ts": 1714530000, "state": "live", "hls_url": "http://cam.example/insp-1/live.m3u8", **fields}
+    return orjson.dumps({k: v for k, v in body.items() if v is not None})
 STATE = "anjian/v1/sensors/gs-1/state"
 
 
@@ -524,6 +530,23 @@ DECODE_REASON_CASES = [
     ("control_character", "anjian/v1/sensors/gs-1/state", b'{"ts": 1714530000, "lel": 1, "msg_id": "a\\nb"}'),
     ("control_character", "owntracks/jane/phone",
      b'{"_type": "location", "tst": 1714530000, "lat": 22.6, "lon": 114.0, "_id": "\\u0085x"}'),
+    # Body-camera streams: their addresses go to a browser's player, so only http(s), bounded, clean.
+    ("bad_url", STREAM, _stream(hls_url="rtsp://cam/live")),
+    ("bad_url", STREAM, _stream(hls_url="javascript:alert(1)")),
+    ("bad_url", STREAM, _stream(hls_url="file:///etc/passwd")),
+    ("bad_url", STREAM, _stream(hls_url="http:///no-host.m3u8")),
+    ("bad_url", STREAM, _stream(hls_url="http://cam/a b.m3u8")),
+    ("bad_url", STREAM, _stream(hls_url="http://cam/\u0000.m3u8")),
+    ("bad_url", STREAM, _stream(hls_url="http://cam:port/x.m3u8")),
+    ("bad_url", STREAM, _stream(hls_url="http://cam/" + "a" * 2100)),
+    ("bad_url", STREAM, _stream(whep_url="ftp://cam/whep")),
+    ("bad_url", STREAM, _stream(state="ended", recording_url="data:video/mp4;base64,AAAA")),
+    ("missing_field", STREAM, _stream(hls_url=None)),
+    ("missing_field", STREAM, b'{"ts": 1714530000, "hls_url": "http://cam/x.m3u8"}'),
+    ("bad_type", STREAM, _stream(hls_url=7)),
+    ("bad_type", STREAM, _stream(state=1)),
+    ("out_of_range", STREAM, _stream(state="paused")),
+    ("topic_mismatch", STREAM, _stream(inspector_id="insp-2")),
 ]
 
 
@@ -743,3 +766,13 @@ def test_fuzz_mutated_fixtures_raise_only_rejected(message):
         assert -90 <= event.lat <= 90 and -180 <= event.lon <= 180 and math.isfinite(event.ts)
         for v in (event.acc_m, event.speed_mps, event.heading_deg, event.batt_pct):
             assert v is None or math.isfinite(v)
+
+
+def test_stream_notices_decode():
+    ev = _decode(STREAM, _stream(whep_url="https://cam.example/insp-1/whep", msg_id="c1"))
+    assert ev == StreamNotice("insp-1", 1714530000.0, "live", "http://cam.example/insp-1/live.m3u8",
+                              "https://cam.example/insp-1/whep", None, "c1", "anjian")
+    ev = _decode(STREAM, _stream(state="ended", hls_url=None, recording_url="https://vod.example/r.mp4"))
+    assert (ev.state, ev.hls_url, ev.recording_url) == ("ended", None, "https://vod.example/r.mp4")
+    assert _decode(STREAM, _stream(recording_url="https://vod.example/r.mp4")).recording_url is None  # live: none yet
+    assert _decode(STREAM, _stream(hls_url="HTTPS://cam.example:8443/x.m3u8?token=a%20b")).hls_url
