@@ -190,3 +190,10 @@ PLANS_DRAW_VERIFY = "plans-draw-verify"
 PLANS_DRAW_RESULT = "plans-draw-result"
 PLANS_DRAW_SUMMARY = "plans-draw-summary"
 PLANS_DRAW_VERDICT = "plans-draw-verdict"
+
+# /agencies
+AGENCIES_ROOT = "agencies-root"
+AGENCIES_MONTH = "agencies-month"
+AGENCIES_BODY = "agencies-body"
+AGENCIES_RANKING = "agencies-ranking"
+AGENCIES_CONTRACTS = "agencies-contracts"

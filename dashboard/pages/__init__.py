@@ -14,6 +14,7 @@ Pages (path: roles):
     /enterprise/<id>   dispatcher, admin, officer   one enterprise at a glance (一键全知道)
     /replay            dispatcher, admin            one inspector's day
     /plans             dispatcher, admin, officer   this week's plans, collisions, plan against actual
+    /agencies          dispatcher, admin            the agencies' monthly ranking (every part) and contracts
 
 ``/login`` and ``/logout`` are plain Flask routes (``dashboard.auth_views``),
 which also installs the gate: every page and every Dash endpoint needs a login,

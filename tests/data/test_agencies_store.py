@@ -24,9 +24,11 @@ def at(date: str, hour: float) -> float:
     return day_start_ts(date) + hour * H
 
 
-def write_agencies(engine) -> dict[str, int]:
-    """Two agencies and a known month; returns the visit ids by name."""
-    write_small_city(engine)
+def write_agencies(engine, city: bool = True) -> dict[str, int]:
+    """Three agencies and a known month (on the small city, written first unless ``city`` is
+    False); returns the visit and hazard ids by name."""
+    if city:
+        write_small_city(engine)
     with engine.begin() as conn:
         conn.execute(insert(Unit), [
             {"id": "A1", "name": "深圳市龙安安全技术服务有限公司", "kind": "third_party", "street_id": None},
@@ -84,8 +86,8 @@ def test_migration_creates_exactly_the_agency_tables(engine):
     assert "service_contracts" not in text and "agency_complaints" not in text, diff
 
 
-def _setup_month(engine, store) -> dict[str, int]:
-    ids = write_agencies(engine)
+def _setup_month(engine, store, city: bool = True) -> dict[str, int]:
+    ids = write_agencies(engine, city)
     now = at("2026-11-01", 8)
     for body in ({"enterprise_id": "E1", "start_date": "2026-10-01", "end_date": "2026-12-31"},
                  {"enterprise_id": "E2", "start_date": "2026-11-10", "end_date": "2026-11-30"},
