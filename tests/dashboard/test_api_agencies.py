@@ -16,8 +16,8 @@ from tests.conftest import TEST_MQTT_URL
 from tests.data.test_agencies_store import _setup_month, write_agencies
 
 
-@pytest.fixture
-def api(settings, engine, redis_client):
+def api_client(settings, engine, redis_client):
+    """Yields ``call(method, path, role="dispatcher", **kw)``: the API as each role."""
     ctx = WebContext(settings, engine, redis_client, TEST_MQTT_URL)
     app = create_server(ctx)
     app.config["TESTING"] = True
@@ -31,6 +31,11 @@ def api(settings, engine, redis_client):
 
     yield call
     ctx.feed.stop()
+
+
+@pytest.fixture
+def api(settings, engine, redis_client):
+    yield from api_client(settings, engine, redis_client)
 
 
 def test_the_months_ranking_shows_every_part(api, engine, settings):
