@@ -1,5 +1,6 @@
 """/agencies — third-party safety-service agencies (安全技术服务机构): the month's ranking with
-every part of the rating, and each agency's service contracts.
+every part of the rating (the last complete month first; the current one and the ten
+before it in the picker), and each agency's service contracts.
 
 The rating's parts and weights are docs/agencies.md's; the page reads the same store as
 the API (``dashboard.api_agencies``).  Dispatchers and admins.
@@ -95,9 +96,9 @@ def build(p, lang_: str, **_):
         html.Main([
             html.Section([html.Div([
                 html.H2(t("agencies.ranking", lang_)),
-                dcc.Dropdown(options=[{"label": m, "value": m} for m in months], value=months[0],
+                dcc.Dropdown(options=[{"label": m, "value": m} for m in months], value=months[1],
                              id=ids.AGENCIES_MONTH, clearable=False),
-                html.Div(ranking(months[0], lang_), id=ids.AGENCIES_BODY),
+                html.Div(ranking(months[1], lang_), id=ids.AGENCIES_BODY),
                 html.P(t("agencies.weights", lang_), className="aj-muted"),
             ], className="aj-panel")], className="aj-col"),
             html.Section([html.Div([html.H2(t("agencies.contracts", lang_)), contracts(lang_)],
