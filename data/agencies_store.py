@@ -14,7 +14,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Sequence
 
-from sqlalchemy import Engine, func, insert, or_, select
+from sqlalchemy import Engine, func, insert, select
 
 from data import audit
 from data.models import AgencyComplaint, AuditEntry, Enterprise, HazardRow, Inspector, ServiceContract, Unit, Visit, WeeklyPlan
@@ -190,14 +190,13 @@ class AgenciesStore:
                 months[v.unit_id].visits.append(AgencyVisit(v.id, v.enterprise_id, v.start_ts,
                                                             local_date(v.start_ts),
                                                             v.duplicate_of is not None))
-            # Hazards of the month: every one an agency found, and those at the contracted enterprises.
+            # Hazards of the month: those an agency found, and those at the contracted enterprises
+            # (filtered here rather than bound into an IN list: a city has thousands of contracts).
             contracted = set().union(*(contracted_in(m.contracts, month) for m in months.values()))
-            cond = HazardRow.found_by == "agency"
-            if contracted:
-                cond = or_(cond, HazardRow.enterprise_id.in_(sorted(contracted)))
-            hazards = conn.execute(select(HazardRow.id, HazardRow.enterprise_id, HazardRow.reported_at,
-                                          HazardRow.found_by, HazardRow.finder_id, HazardRow.visit_id).where(
-                HazardRow.reported_at >= start, HazardRow.reported_at < end, cond).order_by(HazardRow.id)).all()
+            hazards = [h for h in conn.execute(select(
+                HazardRow.id, HazardRow.enterprise_id, HazardRow.reported_at, HazardRow.found_by, HazardRow.finder_id,
+                HazardRow.visit_id).where(HazardRow.reported_at >= start, HazardRow.reported_at < end)
+                .order_by(HazardRow.id)) if h.found_by == "agency" or h.enterprise_id in contracted]
             vids = sorted({h.visit_id for h in hazards if h.visit_id is not None})
             visit_unit: dict[int, str] = {}
             for i in range(0, len(vids), CHUNK):
