@@ -53,7 +53,9 @@ def generate(engine, settings, kind: str, period_key: str | None = None, street:
     p = periods.parse(kind, period_key) if period_key else periods.last_complete(kind, now)
     data = report_queries.gather(engine, settings.interval_days(), since=p.start_ts, until=p.end_ts,
                                  day_starts=p.day_starts(), days=[d.isoformat() for d in p.days()],
-                                 now=now, street=street)
+                                 now=now, street=street,
+                                 agency_month=p.key if kind == "monthly" and street is None else None,
+                                 plan_tolerance_d=settings.plan_match_tolerance_d)
     head, entries = report_queries.audit_anchor(engine, p.end_ts)
     report = build(data, kind=kind, period=p.key, start_ts=p.start_ts, end_ts=p.end_ts, generated_at=now,
                    anchor=Anchor(head, entries))

@@ -15,6 +15,7 @@ from dashboard.api_plans import api_plans
 from dashboard.api_reports import api_reports
 from dashboard.api_hazards import api_hazards
 from dashboard.api_reviews import api_reviews
+from dashboard.api_agencies import api_agencies
 from dashboard.context import WebContext
 from dashboard.hazard_views import install_hazard_views
 
@@ -42,6 +43,7 @@ def create_server(ctx: WebContext) -> Flask:
     server.register_blueprint(api_reports)
     server.register_blueprint(api_hazards)
     server.register_blueprint(api_reviews)
+    server.register_blueprint(api_agencies)
     install_hazard_views(server)
     server.add_url_rule("/metrics", "metrics", metrics_route)
     server.after_request(_callback_timing)

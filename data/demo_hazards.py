@@ -3,7 +3,8 @@
 Written once, when the demo city has no hazards yet (``ensure_demo_hazards``, called
 by ``python app.py`` after the demo city).  Over the last ``days`` days, inspectors
 found hazards at some enterprises (the item fits the trade: bottled gas in
-restaurants, dust in polishing shops ...); the enterprises rectified them with
+restaurants, dust in polishing shops ...; one found by a safety-service agency's staff
+is ``found_by`` ``agency``); the enterprises rectified them with
 realistic delays, some were sent back once, most were accepted (on site or by
 review) and closed, and some went past their deadline.  Most enterprises submit a
 monthly self-inspection, some late (red light), and some report hazards of their own.
@@ -24,7 +25,7 @@ from sqlalchemy import Engine, func, insert, select
 
 from data import audit
 from data.hazards_store import load_catalogue
-from data.models import Enterprise, HazardEvent, HazardRow, Inspector, SelfInspection
+from data.models import Enterprise, HazardEvent, HazardRow, Inspector, SelfInspection, Unit
 from data.scores_store import china_day, release_lease, run_day, take_lease
 from hazards.model import DAY_S
 
@@ -58,7 +59,10 @@ def ensure_demo_hazards(engine: Engine, settings, redis_client=None, now: float 
             return False
         ents = conn.execute(select(Enterprise.id, Enterprise.street_id, Enterprise.grid_id, Enterprise.lat,
                                    Enterprise.lon, Enterprise.industry).order_by(Enterprise.id)).all()
-        inspectors = [r[0] for r in conn.execute(select(Inspector.id).order_by(Inspector.id))]
+        staff = conn.execute(select(Inspector.id, Unit.kind).join(Unit, Unit.id == Inspector.unit_id)
+                             .order_by(Inspector.id)).all()
+        inspectors = [r.id for r in staff]
+        agency_staff = {r.id for r in staff if r.kind == "third_party"}
     if not ents or not inspectors:
         return False
     t0 = time.perf_counter()
@@ -90,6 +94,8 @@ def ensure_demo_hazards(engine: Engine, settings, redis_client=None, now: float 
         own = rng.random() < 0.2
         found_by = "enterprise" if own else "inspector"
         finder = e.id if own else inspectors[int(rng.integers(0, len(inspectors)))]
+        if finder in agency_staff:  # a safety-service agency's staff found it (docs/agencies.md)
+            found_by = "agency"
         actor = f"ent-{e.id}" if own else f"demo-{finder}"
         t = start + rng.uniform(0, days) * DAY_S
         h = {"enterprise_id": e.id, "street_id": e.street_id, "grid_id": e.grid_id, "category": item.code,

@@ -20,6 +20,11 @@ city's own facts, so that the history and the enterprises agree:
   with its whole trail in ``alert_events`` (opened, acknowledged, dispatched, on scene,
   resolved with an outcome) and realistic response times, so the bulletin's response
   percentiles have data.
+* **Agency contracts.** Each service agency (unit kind ``third_party``) has a
+  year's service contract with every enterprise it visited this month and with a few it
+  did not (``CONTRACT_EXTRA_SHARE``, none of them another agency's), so the agencies' monthly
+  rating (docs/agencies.md) has its service part.  The demo's past plans carry no
+  submission in the audit chain, so their timeliness part shows them as not submitted.
 
 The rows are marked (visits' ``stay_key`` and alerts' ``details`` start with / carry
 ``demo-history``), are written in one transaction, and never twice.  They are seed data
@@ -53,6 +58,8 @@ SENSORS_PER_ALARM = 40
 UNIT_KIND_WEIGHT = {"street_office": 0.6, "district_section": 0.3, "third_party": 0.1}
 PURPOSE = {"street_office": "inspection", "district_section": "enforcement", "third_party": "service"}
 MARK = "demo-history"
+CONTRACT_EXTRA_SHARE = 0.3  # an agency's contracted enterprises it did not visit this month, relative to those it did
+CONTRACT_MIN_EXTRA = 3
 
 
 def _local_day_start(ts: np.ndarray | float):
@@ -182,8 +189,9 @@ def ensure_demo_history(engine: Engine, settings, now: float | None = None, seed
 
         n_items = _plans(conn, rng, visits, ents, kind, by_unit, now)
         n_alarms = _alarms(conn, rng, sensors, by_unit, office, now, since)
-    log.info("demo history: %d visits, %d plan items over %d weeks, %d gas alarms in %.1f s", len(visits), n_items,
-             PLAN_WEEKS, n_alarms, time.perf_counter() - t0)
+        n_contracts = _contracts(conn, np.random.default_rng(seed + 31), visits, ents, agencies, since, now)
+    log.info("demo history: %d visits, %d plan items over %d weeks, %d gas alarms, %d agency contracts in %.1f s",
+             len(visits), n_items, PLAN_WEEKS, n_alarms, n_contracts, time.perf_counter() - t0)
     return True
 
 
@@ -227,6 +235,29 @@ def _plans(conn, rng, visits, ents, kind, by_unit, now) -> int:
             conn.execute(insert(models.PlanItemRow), items)
             n += len(items)
     return n
+
+
+def _contracts(conn, rng, visits, ents, agencies, since, now) -> int:
+    """Service contracts of the agencies (docs/agencies.md): one for every enterprise an
+    agency visited this month, and some it did not visit, each a year from two months
+    before the history began (so the whole month is under contract)."""
+    start = _iso_week(since - 60 * DAY_S)[1]
+    end = _iso_week(since + 305 * DAY_S)[1]
+    everyone = [e.id for e in ents]
+    rows = []
+    taken: set[str] = set()  # the extra ones: not another agency's
+    for unit in agencies:
+        served = sorted({ent for ent, _s, _t, u, _i, _d in visits if u == unit})
+        n_extra = max(CONTRACT_MIN_EXTRA, int(len(served) * CONTRACT_EXTRA_SHARE))
+        pool = [e for e in everyone if e not in taken and e not in served]
+        extra = [pool[int(k)] for k in rng.choice(len(pool), size=min(n_extra, len(pool)), replace=False)] if pool else []
+        for ent in [*served, *extra]:
+            taken.add(ent)
+            rows.append({"agency_id": unit, "enterprise_id": ent, "start_date": start, "end_date": end,
+                         "created_by": "demo", "created_at": now})
+    if rows:
+        conn.execute(insert(models.ServiceContract), rows)
+    return len(rows)
 
 
 def _alarms(conn, rng, sensors, by_unit, office, now, since) -> int:

@@ -532,3 +532,30 @@ class HazardDiscussion(Base):
     role: Mapped[str] = mapped_column(String(16))
     unit_id: Mapped[str | None] = mapped_column(String(32))
     at: Mapped[float] = mapped_column(Float)
+# --- third-party safety-service agencies (issue 17 §2; docs/agencies.md) -----------
+# An agency is a unit of kind ``third_party``; its staff are that unit's inspectors.
+
+
+class ServiceContract(Base):
+    """An agency serves an enterprise from ``start_date`` to ``end_date`` (China dates, both inclusive)."""
+
+    __tablename__ = "service_contracts"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    agency_id: Mapped[str] = mapped_column(ForeignKey("units.id"), index=True)
+    enterprise_id: Mapped[str] = mapped_column(ForeignKey("enterprises.id"), index=True)
+    start_date: Mapped[str] = mapped_column(String(10))  # YYYY-MM-DD
+    end_date: Mapped[str] = mapped_column(String(10))
+    created_by: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[float] = mapped_column(Float)
+
+
+class AgencyComplaint(Base):
+    """A complaint about an agency recorded by the bureau."""
+
+    __tablename__ = "agency_complaints"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    agency_id: Mapped[str] = mapped_column(ForeignKey("units.id"), index=True)
+    enterprise_id: Mapped[str | None] = mapped_column(ForeignKey("enterprises.id"))
+    note: Mapped[str] = mapped_column(Text)
+    recorded_by: Mapped[str] = mapped_column(String(64))
+    recorded_at: Mapped[float] = mapped_column(Float, index=True)

@@ -198,10 +198,24 @@ class UnknownStreet(LookupError):
     pass
 
 
+def agency_ratings(engine: Engine, intervals_d: Mapping[str, float], month: str, now: float,
+                   plan_tolerance_d: int = 1) -> list[dict]:
+    """The agencies' rating of ``month`` (``YYYY-MM``), exactly as ``GET /api/v1/agencies/ratings`` answers it."""
+    from data.agencies_store import AgenciesStore
+    from data.plans_store import PlansStore
+    from plans.agencies import parse_month
+
+    # The duplicate window only serves the plans' collision check, which the rating does not read.
+    plans = PlansStore(engine, duplicate_window_s=0.0, intervals_d=dict(intervals_d), tolerance_d=plan_tolerance_d)
+    return AgenciesStore(engine, plans).ratings(parse_month(month), now)
+
+
 def gather(engine: Engine, intervals_d: Mapping[str, float], *, since: float, until: float,
-           day_starts: list[float], days: list[str], now: float, street: str | None = None) -> dict[str, Any]:
+           day_starts: list[float], days: list[str], now: float, street: str | None = None,
+           agency_month: str | None = None, plan_tolerance_d: int = 1) -> dict[str, Any]:
     """Everything a bulletin's section builders read (``reports.sections``), for ``[since, until)``;
-    the snapshot numbers as of ``now``."""
+    the snapshot numbers as of ``now``.  ``agency_month`` (``YYYY-MM``, monthly district
+    bulletins): the agencies' rating of that month, under the key ``agencies``."""
     all_streets = streets(engine)
     name = name_en = None
     if street is not None:
@@ -211,7 +225,7 @@ def gather(engine: Engine, intervals_d: Mapping[str, float], *, since: float, un
         name, name_en = match[0]["name"], match[0]["name_en"]
     al = alarms(engine, since, until, day_starts, street)
     visit_rows = _visits(engine, since, until, street)
-    return {
+    out = {
         "street_id": street, "street_name": name, "street_name_en": name_en, "as_of": now,
         "days": days, "streets": all_streets,
         "inspections": inspections(engine, since, until, day_starts, street, visit_rows),
@@ -220,3 +234,6 @@ def gather(engine: Engine, intervals_d: Mapping[str, float], *, since: float, un
         "alarms": al,
         "map": area_map(engine, intervals_d, now, street, al["rows"]),
     }
+    if agency_month is not None:
+        out["agencies"] = agency_ratings(engine, intervals_d, agency_month, now, plan_tolerance_d)
+    return out

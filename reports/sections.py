@@ -184,11 +184,42 @@ def area_map(data: Mapping[str, Any]) -> Section | None:
     return s
 
 
+def agency_ranking(data: Mapping[str, Any]) -> Section | None:
+    """The month's rating of the third-party agencies, best first, with every part (docs/agencies.md);
+    in monthly district bulletins (``data["agencies"]``: the rows of ``GET /api/v1/agencies/ratings``)."""
+    rows = data.get("agencies")
+    if rows is None:
+        return None
+    best = max((r["score"] for r in rows), default=None)
+    s = Section("agencies", "report.sec.agencies", figures=[
+        Figure("report.fig.agencies", "agencies", len(rows)),
+        Figure("report.fig.agency_best_score", "best_score", best),
+        Figure("report.fig.agency_found", "hazards_found", sum(r["parts"]["detection"]["found"] for r in rows)),
+        Figure("report.fig.agency_missed", "hazards_missed", sum(r["parts"]["detection"]["missed"] for r in rows)),
+        Figure("report.fig.agency_duplicates", "duplicates", sum(r["parts"]["duplicates"]["count"] for r in rows)),
+        Figure("report.fig.agency_complaints", "complaints", sum(r["parts"]["complaints"]["count"] for r in rows)),
+    ])
+
+    def frac(part: dict, num: str, den: str) -> str:
+        return f"{part[num]}/{part[den]}"
+
+    s.tables.append(Table("report.tbl.agencies", [
+        "report.col.rank", "report.col.agency", "report.col.score", "report.col.plans_on_time",
+        "report.col.plan_done", "report.col.served", "report.col.service_visits", "report.col.hazards_found",
+        "report.col.hazards_missed", "report.col.duplicates", "report.col.complaints"],
+        [[r["rank"], r["name"], f"{r['score']:g}", frac(r["parts"]["timeliness"], "on_time", "weeks"),
+          frac(r["parts"]["completion"], "done", "items"), frac(r["parts"]["service"], "served", "contracted"),
+          r["parts"]["service"]["visits"], r["parts"]["detection"]["found"], r["parts"]["detection"]["missed"],
+          r["parts"]["duplicates"]["count"], r["parts"]["complaints"]["count"]] for r in rows]))
+    s.notes.append(Text("report.note.agencies"))
+    return s
+
+
 Builder = Callable[[Mapping[str, Any]], "Section | None"]
 
-# The bulletin's sections, in order.  Plans, hazards, red light and agencies
+# The bulletin's sections, in order.  Plans, hazards and red light
 # go here when their data exists (see the module docstring).
-BUILDERS: list[Builder] = [inspections, duplicates, coverage, gas_alarms, rankings, area_map]
+BUILDERS: list[Builder] = [inspections, duplicates, coverage, gas_alarms, rankings, area_map, agency_ranking]
 
 
 def build(data: Mapping[str, Any], *, kind: str, period: str, start_ts: float, end_ts: float,

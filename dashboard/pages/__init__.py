@@ -15,6 +15,7 @@ Pages (path: roles):
     /replay            dispatcher, admin            one inspector's day
     /plans             dispatcher, admin, officer   this week's plans, collisions, plan against actual
     /review/<visit>    dispatcher, admin            remote review of an inspection's body-camera stream (远程点评)
+    /agencies          dispatcher, admin            the agencies' monthly ranking (every part) and contracts
 
 ``/login`` and ``/logout`` are plain Flask routes (``dashboard.auth_views``),
 which also installs the gate: every page and every Dash endpoint needs a login,

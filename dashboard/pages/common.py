@@ -37,6 +37,7 @@ NAV = (  # (path, catalogue key, roles)
     ("/officer", "nav.officer", ("officer", "admin")),
     ("/replay", "nav.replay", ("dispatcher", "admin")),
     ("/plans", "nav.plans", ("dispatcher", "admin", "officer")),
+    ("/agencies", "nav.agencies", ("dispatcher", "admin")),
 )
 
 

@@ -20,13 +20,13 @@ from dashboard import auth_views
 from dashboard.auth_views import CallbackPolicy, CallbackRule
 from dashboard.i18n import t
 from dashboard.mapkit import CityCache, Projector, tile_preset
-from dashboard.pages import dispatch, enterprise, officer, plans, replay, review, wall
+from dashboard.pages import agencies, dispatch, enterprise, officer, plans, replay, review, wall
 from dashboard.pages.common import TTLCache, guard_callback
 
 log = logging.getLogger(__name__)
 
 ASSETS_DIR = Path(__file__).resolve().parent.parent / "assets"
-PAGE_MODULES = (wall, dispatch, officer, enterprise, replay, plans, review)
+PAGE_MODULES = (wall, dispatch, officer, enterprise, replay, plans, review, agencies)
 
 INDEX_STRING = """<!DOCTYPE html>
 <html lang="zh-CN">

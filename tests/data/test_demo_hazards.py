@@ -31,7 +31,7 @@ def test_demo_hazards_and_their_scores(sqlite_engine, settings, redis_client):
     states = Counter(h["state"] for h in hs)
     assert states["closed"] > 0 and states["rectifying"] > 0
     assert any(h["overdue"] for h in hs)
-    assert {h["found_by"] for h in hs} == {"inspector", "enterprise"}
+    assert {h["found_by"] for h in hs} == {"inspector", "enterprise", "agency"}  # agency: its staff found it
     red = store.red_light(time.time())
     assert 0 < len(red) < 0.25 * 600
     assert audit.verify(sqlite_engine) is None

@@ -56,6 +56,16 @@ def test_a_month_of_history_that_agrees_with_the_city(engine, settings):
         assert 0 < v.start_ts - first.start_ts <= settings.duplicate_window_s
     assert {unit_street[v.unit_id] for v in visits} == {"street_office", "district_section", "third_party"}
 
+    # The agencies' contracts: every enterprise an agency visited, and a few more.
+    with engine.connect() as conn:
+        contracts = conn.execute(select(models.ServiceContract.__table__)).all()
+    assert contracts and {unit_street[c.agency_id] for c in contracts} == {"third_party"}
+    contracted = {(c.agency_id, c.enterprise_id) for c in contracts}
+    assert len(contracted) == len(contracts)
+    assert {(v.unit_id, v.enterprise_id) for v in visits if unit_street[v.unit_id] == "third_party"} < contracted
+    today_local = dt.datetime.fromtimestamp(NOW, CHINA_TZ).date().isoformat()
+    assert all(c.start_date < today_local < c.end_date for c in contracts)
+
     # Past weeks: approved plans, mostly done, some items undone and some visits unplanned.
     store = PlansStore(engine, duplicate_window_s=settings.duplicate_window_s, intervals_d=intervals,
                        tolerance_d=settings.plan_match_tolerance_d)
