@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from sqlalchemy import Engine, func, insert, select
 
 from data import audit
-from data.models import AgencyComplaint, AuditEntry, Enterprise, HazardRow, Inspector, ServiceContract, Unit, Visit, WeeklyPlan
+from data.models import AgencyComplaint, Enterprise, HazardRow, Inspector, ServiceContract, Unit, Visit, WeeklyPlan
 from plans.agencies import AgencyMonth, AgencyVisit, Contract, HazardFact, Month, contracted_in, month_weeks, rate
 from plans.model import local_date
 
@@ -171,17 +171,13 @@ class AgenciesStore:
                 months[r.agency_id].contracts.append(Contract(r.enterprise_id, r.start_date, r.end_date))
             staff: dict[str, str] = dict(conn.execute(select(Inspector.id, Inspector.unit_id)
                                                       .where(Inspector.unit_id.in_(ids))).all())
-            # Plans: the first submission of each week's plan (from the audit chain).
-            plans = conn.execute(select(WeeklyPlan.id, WeeklyPlan.unit_id, WeeklyPlan.week).where(
+            # Plans: the first submission of each week's plan (weekly_plans.submitted_at).
+            plans = conn.execute(select(WeeklyPlan.unit_id, WeeklyPlan.week, WeeklyPlan.submitted_at).where(
                 WeeklyPlan.unit_id.in_(ids), WeeklyPlan.week.in_([w.key for w in weeks]))).all()
-            targets = {f"plan:{p.id}": p for p in plans}
-            submitted = dict(conn.execute(select(AuditEntry.target, func.min(AuditEntry.at)).where(
-                AuditEntry.action == "plan_submit", AuditEntry.target.in_(list(targets) or [""]))
-                .group_by(AuditEntry.target)).all())
             for m in months.values():
                 m.submitted = {w.key: None for w in weeks}
-            for t, p in targets.items():
-                months[p.unit_id].submitted[p.week] = submitted.get(t)
+            for p in plans:
+                months[p.unit_id].submitted[p.week] = p.submitted_at
             # The agencies' visits of the month.
             visits = conn.execute(select(Visit.id, Visit.unit_id, Visit.enterprise_id, Visit.start_ts,
                                          Visit.duplicate_of).where(

@@ -41,6 +41,7 @@ from sqlalchemy import Engine, bindparam, insert, select
 
 from data import models
 from geo.china import CHINA_UTC_OFFSET_S
+from plans.model import week_span_ts
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +54,8 @@ DUPLICATE_SHARE = 0.04  # enterprises a second unit also visited within the dupl
 TODAY_SHARE = 0.004  # enterprises visited earlier today (at least TODAY_MIN)
 TODAY_MIN = 8
 PLANNED_SHARE = 0.85  # of a unit's visits in a past week, the planned ones
+# Past weeks' plans submitted after their Monday (the agencies' timeliness has both to show).
+LATE_PLAN_SHARE = 0.15
 UNDONE_SHARE = 0.08  # planned items nobody did, relative to the unit's visits
 SENSORS_PER_ALARM = 40
 UNIT_KIND_WEIGHT = {"street_office": 0.6, "district_section": 0.3, "third_party": 0.1}
@@ -212,8 +215,13 @@ def _plans(conn, rng, visits, ents, kind, by_unit, now) -> int:
     for (unit, week), rows in sorted(per.items()):
         if week not in weeks:
             continue
+        # Submitted 1-4 days before the week's Monday, or (LATE_PLAN_SHARE) a day or two into it.
+        monday = week_span_ts(week)[0]
+        late = rng.random() < LATE_PLAN_SHARE
+        submitted = monday + (rng.uniform(0.2, 2.0) if late else -rng.uniform(1.0, 4.0)) * DAY_S
         pid = conn.execute(insert(models.WeeklyPlan).values(
-            unit_id=unit, week=week, state="approved", created_at=now, created_by="demo", updated_at=now)
+            unit_id=unit, week=week, state="approved", created_at=now, created_by="demo", updated_at=now,
+            submitted_at=min(submitted, now))
         ).inserted_primary_key[0]
         items = []
         seen = set()

@@ -297,6 +297,9 @@ class WeeklyPlan(Base):
     created_at: Mapped[float] = mapped_column(Float)
     created_by: Mapped[str] = mapped_column(String(64))
     updated_at: Mapped[float] = mapped_column(Float)
+    # The first submission (a plan sent back and submitted again keeps it): what the
+    # agencies' rating scores as on time or late (docs/agencies.md).
+    submitted_at: Mapped[float | None] = mapped_column(Float)
     __table_args__ = (UniqueConstraint("unit_id", "week", name="uq_weekly_plans_unit_week"),)
 
 

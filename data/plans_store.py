@@ -28,6 +28,7 @@ from data.models import (
     Visit,
     WeeklyPlan,
 )
+from geo.timefmt import iso
 from plans import draw as drawing
 from plans.actual import ItemRef, VisitRef, match
 from plans.collisions import EnterpriseFacts, check_week
@@ -196,7 +197,8 @@ class PlansStore:
                     "id": r.id, "enterprise_id": r.enterprise_id, "date": r.date,
                     "inspector_ids": list(r.inspector_ids or []), "purpose": r.purpose,
                     "check_items": list(r.check_items or []), "state": r.state, "joint_task_id": r.joint_task_id})
-        return [{"id": p.id, "unit_id": p.unit_id, "week": p.week, "state": p.state, "items": items.get(p.id, [])}
+        return [{"id": p.id, "unit_id": p.unit_id, "week": p.week, "state": p.state,
+                 "submitted_at": iso(p.submitted_at), "items": items.get(p.id, [])}
                 for p in plans]
 
     def get_plan(self, plan_id: int) -> dict:
@@ -219,8 +221,11 @@ class PlansStore:
             if p is None:
                 raise LookupError(f"no plan {plan_id}")
             to = transition(p.state, action)
+            values = {"state": to, "updated_at": now}
+            if action == "submit":  # the first submission is kept (a plan sent back keeps its date)
+                values["submitted_at"] = func.coalesce(WeeklyPlan.submitted_at, now)
             done = conn.execute(update(WeeklyPlan).where(WeeklyPlan.id == plan_id, WeeklyPlan.state == p.state)
-                                .values(state=to, updated_at=now)).rowcount
+                                .values(**values)).rowcount
             if done != 1:
                 raise TransitionNotAllowed("plan", "changed", action)
             audit.append(conn, actor, f"plan_{action}", f"plan:{plan_id}",

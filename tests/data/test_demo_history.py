@@ -78,6 +78,14 @@ def test_a_month_of_history_that_agrees_with_the_city(engine, settings):
     done = sum(o["kpis"]["done"] for o in outs)
     assert items and 0.6 <= done / items < 1.0, (done, items)
     assert sum(o["kpis"]["unplanned_visits"] for o in outs) > 0 and any(o["undone"] for o in outs)
+    # Each past plan was submitted, mostly before its Monday, some late (the agencies' timeliness).
+    from plans.model import week_span_ts
+
+    with engine.connect() as conn:
+        plans = conn.execute(select(models.WeeklyPlan.week, models.WeeklyPlan.submitted_at)).all()
+    assert all(p.submitted_at is not None and p.submitted_at <= NOW for p in plans)
+    early = sum(1 for p in plans if p.submitted_at < week_span_ts(p.week)[0])
+    assert 0.6 * len(plans) <= early < len(plans), (early, len(plans))
 
     # Gas alarms: resolved, each with its trail open -> ack -> dispatched -> on scene -> resolved.
     with engine.connect() as conn:
