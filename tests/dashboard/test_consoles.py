@@ -3,9 +3,8 @@ functions against the real alert store."""
 
 from __future__ import annotations
 
-import re
-
 import json
+import re
 import time
 from html.parser import HTMLParser
 
