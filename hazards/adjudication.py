@@ -12,35 +12,18 @@ which sets the hazard's category, level and rectification advice.  docs/review.m
 from __future__ import annotations
 
 from hazards.model import LEVELS
+from hazards.review import check_text
 
 DISCUSS_ROLES = ("dispatcher", "officer", "admin")  # the units' officials
 DECIDE_ROLES = ("admin",)  # the final decision
 TEXT_MAX = 2000
 
 
-def _text(body: dict, name: str, errors: list, required: bool) -> str | None:
-    v = body.get(name)
-    if v is None or (isinstance(v, str) and not v.strip()):
-        if required:
-            errors.append({"field": name, "reason": "required"})
-        return None
-    if not isinstance(v, str):
-        errors.append({"field": name, "reason": "not_a_string"})
-        return None
-    if len(v) > TEXT_MAX:
-        errors.append({"field": name, "reason": "too_long"})
-        return None
-    if any((ord(c) < 32 and c not in "\n\t") or 0x7F <= ord(c) <= 0x9F for c in v):
-        errors.append({"field": name, "reason": "control_character"})
-        return None
-    return v.strip()
-
-
 def check_comment(body: object) -> tuple[dict, list[dict]]:
     if not isinstance(body, dict):
         return {}, [{"field": "body", "reason": "not_an_object"}]
     errors: list[dict] = []
-    return {"comment": _text(body, "comment", errors, required=True)}, errors
+    return {"comment": check_text(body, "comment", errors, required=True, max_len=TEXT_MAX)}, errors
 
 
 def check_decision(body: object, categories) -> tuple[dict, list[dict]]:
@@ -55,6 +38,6 @@ def check_decision(body: object, categories) -> tuple[dict, list[dict]]:
     level = body.get("level")
     if level not in LEVELS:
         errors.append({"field": "level", "reason": "unknown_level"})
-    advice = _text(body, "advice", errors, required=True)
-    comment = _text(body, "comment", errors, required=False)
+    advice = check_text(body, "advice", errors, required=True, max_len=TEXT_MAX)
+    comment = check_text(body, "comment", errors, required=False, max_len=TEXT_MAX)
     return {"category": category, "level": level, "advice": advice, "comment": comment}, errors

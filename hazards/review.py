@@ -35,7 +35,9 @@ COMMENT_MAX = 2000
 AT_S_MAX = 86400.0
 
 
-def _text(body: dict, name: str, errors: list, required: bool) -> str | None:
+def check_text(body: dict, name: str, errors: list, required: bool, max_len: int = COMMENT_MAX) -> str | None:
+    """A free-text field of a JSON body, stripped; each problem appended to ``errors`` as
+    ``{field, reason}`` (required, not_a_string, too_long, control_character)."""
     v = body.get(name)
     if v is None or (isinstance(v, str) and not v.strip()):
         if required:
@@ -44,7 +46,7 @@ def _text(body: dict, name: str, errors: list, required: bool) -> str | None:
     if not isinstance(v, str):
         errors.append({"field": name, "reason": "not_a_string"})
         return None
-    if len(v) > COMMENT_MAX:
+    if len(v) > max_len:
         errors.append({"field": name, "reason": "too_long"})
         return None
     if any(ord(c) < 32 and c not in "\n\t" or 0x7F <= ord(c) <= 0x9F for c in v):
@@ -90,7 +92,7 @@ def check_review(body: object) -> tuple[str | None, dict, list[dict]]:
             errors.append({"field": "reasons", "reason": "reasons_required"})
         elif verdict == "compliant" and reasons:
             errors.append({"field": "reasons", "reason": "no_reasons_when_compliant"})
-        comment = _text(body, "comment", errors, required=False)
+        comment = check_text(body, "comment", errors, required=False)
         if "other" in reasons and not comment:
             errors.append({"field": "comment", "reason": "required_with_other"})
         stream_id = _stream_id(body, errors)
@@ -105,7 +107,7 @@ def check_review(body: object) -> tuple[str | None, dict, list[dict]]:
         elif not 0 <= at_s <= AT_S_MAX:
             errors.append({"field": "at_s", "reason": "out_of_range"})
             at_s = None
-        comment = _text(body, "comment", errors, required=True)
+        comment = check_text(body, "comment", errors, required=True)
         stream_id = _stream_id(body, errors)
         fields = {"at_s": None if at_s is None else round(float(at_s), 3), "comment": comment,
                   "stream_id": stream_id, "verdict": None, "reasons": None}

@@ -17,13 +17,12 @@ from __future__ import annotations
 import dash
 from dash import Input, Output, State, dcc, html
 from dash.exceptions import PreventUpdate
-from flask import current_app
 
 from dashboard import ids
+from dashboard.api_reviews import store
 from dashboard.i18n import t
 from dashboard.pages.callbacks import PageCallbacks
-from dashboard.pages.common import fmt_time, guarded_layout, header, lang, principal, web
-from data.reviews_store import ReviewStore
+from dashboard.pages.common import fmt_time, guarded_layout, header, lang, principal
 from hazards.review import REASONS, REVIEW_ROLES, VERDICTS, check_review
 
 PATH = "/review/<visit_id>"
@@ -35,14 +34,6 @@ cb = PageCallbacks("review", ROLES)
 
 def title(visit_id=None, **_):
     return t("review.title", lang())
-
-
-def store() -> ReviewStore:
-    ext = current_app.extensions
-    s = ext.get("anjian_reviews")
-    if s is None:
-        s = ext.setdefault("anjian_reviews", ReviewStore(web().engine))
-    return s
 
 
 def _visit_id(raw) -> int | None:
