@@ -16,7 +16,6 @@ terminal. The exit status is 1 if any bench failed; a summary lists each one.
 from __future__ import annotations
 
 import argparse
-import shutil
 import subprocess
 import sys
 import time
@@ -46,6 +45,7 @@ BENCHES: dict[str, tuple[str, list[str], list[str]]] = {
     ),
     "escalation": ("bench_escalation.py", ["--alerts", "1000"], ["--alerts", "3000"]),
     "sizing": ("bench_sizing.py", ["--inspectors", "2000", "--sensors", "5000", "--rows", "20000"], []),
+    "review_stream": ("bench_review_stream.py", ["--opens", "3"], ["--opens", "7"]),
     "escalation_failover": ("bench_escalation.py", ["--alerts", "1000", "--failover"],
                             ["--alerts", "3000", "--failover"]),
 }
@@ -64,7 +64,8 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         ap.error(f"unknown bench {', '.join(unknown)}; one of {', '.join(BENCHES)}")
     if not args.only and not args.screens:
-        names.remove("screens")
+        names.remove("screens")  # the browser benches: with --screens
+        names.remove("review_stream")
 
     results: list[tuple[str, str, float]] = []
     for name in names:
@@ -74,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.list:
             print(shown)
             continue
-        if name == "screens" and not shutil.which("chromium") and not Path("/usr/bin/chromium").exists():
+        if name in ("screens", "review_stream") and not Path("/usr/bin/chromium").exists():
             results.append((name, "skipped: no chromium", 0.0))
             continue
         print(f"\n=== {name}: {shown}", flush=True)
