@@ -28,7 +28,7 @@ TEXT_KEYS = (
     "hz.send_back", "hz.reason", "hz.done", "hz.my_hazards", "hz.deadline", "hz.evidence", "hz.submit_rectification",
     "hz.self_inspection", "hz.self_inspection_hint", "hz.submit_self_inspection", "hz.state.reported",
     "hz.state.rectifying", "hz.state.rectified", "hz.state.accepted", "hz.state.closed", "hz.overdue",
-    "hz.officer_title", "hz.my_title", "auth.logout",
+    "hz.officer_title", "hz.my_title", "auth.logout", "hz.discuss",
 )
 
 PAGE = """<!doctype html>
@@ -143,7 +143,8 @@ async function loadWaiting() {
     bar.append(el('button', {id: `accept-${h.id}`, onclick: () => act('accept', {method: 'on_site'})}, T['hz.accept_on_site']));
     bar.append(el('button', {id: `review-${h.id}`, onclick: () => act('accept', {method: 'review'})}, T['hz.accept_review']));
     bar.append(el('button', {id: `back-${h.id}`, onclick: () => act('reject', {reason: reason.value})}, T['hz.send_back']));
-    item.append(bar, reason); box.append(item);
+    const discuss = el('a', {href: `/hazards/${h.id}/discussion`, id: `discuss-${h.id}`}, T['hz.discuss']);
+    item.append(bar, reason, discuss); box.append(item);
   }
 }
 async function record() {
@@ -168,7 +169,7 @@ async function loadMine() {
   if (!list.length) box.append(el('p', {}, T['hz.none']));
   for (const h of list) {
     const item = el('div', {className: 'item', id: `h-${h.id}`});
-    item.append(el('div', {}, line(h)));
+    item.append(el('div', {}, line(h)), el('a', {href: `/hazards/${h.id}/discussion`}, T['hz.discuss']));
     if (h.description) item.append(el('div', {className: 'aj-data'}, h.description));
     if (h.overdue) item.append(el('div', {className: 'late'}, T['hz.overdue']));
     if (h.state === 'rectifying') {

@@ -17,6 +17,7 @@ from dashboard.api_hazards import api_hazards
 from dashboard.api_reviews import api_reviews
 from dashboard.api_agencies import api_agencies
 from dashboard.context import WebContext
+from dashboard.discussion_view import install_discussion_view
 from dashboard.hazard_views import install_hazard_views
 
 log = logging.getLogger(__name__)
@@ -45,6 +46,7 @@ def create_server(ctx: WebContext) -> Flask:
     server.register_blueprint(api_reviews)
     server.register_blueprint(api_agencies)
     install_hazard_views(server)
+    install_discussion_view(server)
     server.add_url_rule("/metrics", "metrics", metrics_route)
     server.after_request(_callback_timing)
     server.after_request(_worker_header)

@@ -14,6 +14,7 @@ from dash import html
 
 from dashboard.i18n import t
 from dashboard.pages.common import cache, city, fmt_time, web
+from hazards.adjudication import DISCUSS_ROLES
 
 TTL_S = 15.0
 MAX_ITEMS = 12
@@ -43,7 +44,10 @@ def _item(h: dict, lang_: str, names: dict, p) -> html.Li | None:
         badges.append(html.Span(t("hz.overdue", lang_), className="aj-badge aj-hz-overdue"))
     return html.Li([*badges, " ", html.Span(names.get(h["enterprise_id"], h["enterprise_id"]), className="aj-data"),
                     " · ", t(f"hz.state.{h['state']}", lang_),
-                    " · ", t("hz.deadline", lang_), " ", fmt_time(h["deadline_ts"]) if h["deadline_ts"] else "—"],
+                    " · ", t("hz.deadline", lang_), " ", fmt_time(h["deadline_ts"]) if h["deadline_ts"] else "—",
+                    # The thread of a disputed hazard, for those who take part (never on the wall's kiosk).
+                    *([" · ", html.A(t("hz.discuss", lang_), href=f"/hazards/{h['id']}/discussion",
+                                     className="aj-hz-discuss")] if p is not None and p.role in DISCUSS_ROLES else [])],
                    className="aj-hz-item", **{"data-hazard": str(h["id"])})
 
 
