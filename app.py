@@ -327,6 +327,12 @@ def start_background(settings, services, stop: threading.Event, *, simulate: boo
         t = threading.Thread(target=simulate_then_stop_camera, name="simulator", daemon=True)
         t.start()
         threads.append(t)
+        # Inspectors record hazards on some of the visits, and enterprises rectify them (issue 16's demo).
+        from data.demo_hazards import LiveDemoHazards
+
+        hazards = LiveDemoHazards(services.engine, settings, stop)
+        hazards.start()
+        threads.append(hazards)
     return threads
 
 

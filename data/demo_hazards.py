@@ -178,3 +178,111 @@ def ensure_demo_hazards(engine: Engine, settings, redis_client=None, now: float 
     else:
         threading.Thread(target=backfill, name="demo-scores", daemon=True).start()
     return True
+
+
+# --- the live demo: hazards found on the simulated city's visits --------------------------
+
+# Of the visits that end, the share on which the inspector records a hazard.
+LIVE_FIND_SHARE = 0.12
+# A live hazard is rectified (with a photo and a note) after this many real seconds, or
+# never (LIVE_IGNORED_SHARE: it runs towards its deadline); accepted on review and closed
+# after as long again.
+LIVE_RECTIFY_AFTER_S = (120.0, 600.0)
+LIVE_IGNORED_SHARE = 0.3
+LIVE_EVERY_S = 20.0
+
+
+def _photo(seed: int) -> bytes:
+    """A small real JPEG (the uploads are decoded: a signature alone is refused)."""
+    import io
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.new("RGB", (64, 48), (90 + seed % 120, 140, 90)).save(buf, "JPEG")
+    return buf.getvalue()
+
+
+class LiveDemoHazards(threading.Thread):
+    """The demo's hazard loop while it runs (issue 16's demo): on some of the visits the
+    ingest detects as they end, the inspector records a hazard that fits the trade, linked
+    to the visit and assigned for rectification with its level's deadline; the enterprise
+    rectifies most of them a few minutes later (a photo and a note), and they are accepted
+    on review and closed; some are left to run towards their deadline.  Everything goes
+    through ``HazardStore``, so each step is in the hazard's history and the audit chain
+    (actors ``demo-<inspector>``, ``ent-<enterprise>``, ``demo-reviewer``)."""
+
+    def __init__(self, engine: Engine, settings, stop: threading.Event, *, seed: int | None = None):
+        super().__init__(name="demo-hazards", daemon=True)
+        from data.hazards_store import HazardStore
+
+        self.engine, self.settings, self.stop_event = engine, settings, stop
+        self.store = HazardStore(engine, settings)
+        self.rng = np.random.default_rng(settings.sim_seed + 17 if seed is None else seed)
+        groups = {g.code: list(g.items) for g in self.store.catalogue.groups}
+        self.items_for = lambda industry: [i for g in TRADE_GROUPS.get(industry or "", DEFAULT_GROUPS)
+                                           for i in groups.get(g, [])]
+        self.since: float | None = None  # visits ended after this are considered next
+        self.due: list[tuple[float, int, str]] = []  # (when, hazard id, next action)
+
+    def step(self, now: float) -> dict:
+        """One pass: hazards on the visits ended since the last pass, then the due
+        rectifications and acceptances.  Returns what it did, by kind."""
+        from data.models import Visit
+
+        done = {"found": 0, "rectified": 0, "closed": 0}
+        since = now - LIVE_EVERY_S if self.since is None else self.since
+        with self.engine.connect() as conn:
+            ended = conn.execute(
+                select(Visit.id, Visit.enterprise_id, Visit.inspector_id, Visit.end_ts, Enterprise.industry,
+                       Enterprise.lat, Enterprise.lon)
+                .join(Enterprise, Enterprise.id == Visit.enterprise_id)
+                .where(Visit.ended.is_(True), Visit.end_ts > since, Visit.end_ts <= now)
+                .order_by(Visit.end_ts, Visit.id)).all()
+            seen = set(conn.execute(select(HazardRow.visit_id).where(
+                HazardRow.visit_id.in_([v.id for v in ended] or [-1]))).scalars())
+        self.since = max([since] + [v.end_ts for v in ended])
+        for v in ended:
+            if v.id in seen or self.rng.random() >= LIVE_FIND_SHARE:
+                continue
+            items = self.items_for(v.industry)
+            item = items[int(self.rng.integers(0, len(items)))]
+            level = "major" if item.level == "major" and self.rng.random() < 0.4 else "general"
+            h = self.store.create(f"demo-{v.inspector_id}", enterprise_id=v.enterprise_id, category=item.code,
+                                  level=level, found_by="inspector", finder_id=v.inspector_id, visit_id=v.id,
+                                  lat=v.lat, lon=v.lon, description=item.name, now=now)
+            self.store.add_photo(h["id"], "finding", _photo(h["id"]), f"demo-{v.inspector_id}", now=now)
+            self.store.act(h["id"], "assign", f"demo-{v.inspector_id}", now=now)
+            done["found"] += 1
+            if self.rng.random() >= LIVE_IGNORED_SHARE:
+                self.due.append((now + float(self.rng.uniform(*LIVE_RECTIFY_AFTER_S)), h["id"], "rectify"))
+        keep = []
+        for when, hid, action in sorted(self.due):
+            if when > now:
+                keep.append((when, hid, action))
+                continue
+            try:
+                h = self.store.get(hid, now)
+                if action == "rectify" and h and h["state"] == "rectifying":
+                    ent = f"ent-{h['enterprise_id']}"
+                    self.store.add_photo(hid, "rectification", _photo(hid + 7), ent, now=now)
+                    self.store.act(hid, "rectify", ent, now=now, note="已按要求整改，附整改后照片")
+                    done["rectified"] += 1
+                    keep.append((now + float(self.rng.uniform(*LIVE_RECTIFY_AFTER_S)), hid, "accept"))
+                elif action == "accept" and h and h["state"] == "rectified":
+                    self.store.act(hid, "accept", "demo-reviewer", now=now, method="review")
+                    self.store.act(hid, "close", "demo-reviewer", now=now)
+                    done["closed"] += 1
+            except Exception as e:  # noqa: BLE001 - someone acted on it meanwhile (a person in the demo)
+                log.info("demo hazard %s: %s not applied: %s", hid, action, e)
+        self.due = keep
+        if any(done.values()):
+            log.info("demo hazards: %s", done)
+        return done
+
+    def run(self) -> None:
+        while not self.stop_event.wait(LIVE_EVERY_S):
+            try:
+                self.step(time.time())
+            except Exception:  # noqa: BLE001 - the demo goes on; the next pass tries again
+                log.exception("demo hazards: a pass failed")
