@@ -41,6 +41,16 @@ class Generated:
     dir: Path
 
 
+def period_weeks(kind: str, key: str) -> list[str]:
+    """The ISO weeks whose plans a bulletin counts: the week itself, or a month's weeks (those
+    whose Monday falls in it, as the agencies' rating counts them)."""
+    if kind == "weekly":
+        return [key]
+    from plans.agencies import month_weeks, parse_month
+
+    return [w.key for w in month_weeks(parse_month(key))]
+
+
 def generate(engine, settings, kind: str, period_key: str | None = None, street: str | None = None, *,
              actor: str = "cli", now: float | None = None, langs=LANGS) -> Generated:
     """Write one bulletin (every language, PDF and HTML) into the archive and the audit log.
@@ -55,7 +65,8 @@ def generate(engine, settings, kind: str, period_key: str | None = None, street:
                                  day_starts=p.day_starts(), days=[d.isoformat() for d in p.days()],
                                  now=now, street=street,
                                  agency_month=p.key if kind == "monthly" and street is None else None,
-                                 plan_tolerance_d=settings.plan_match_tolerance_d)
+                                 plan_tolerance_d=settings.plan_match_tolerance_d, plan_weeks=period_weeks(kind, p.key),
+                                 settings=settings)
     head, entries = report_queries.audit_anchor(engine, p.end_ts)
     report = build(data, kind=kind, period=p.key, start_ts=p.start_ts, end_ts=p.end_ts, generated_at=now,
                    anchor=Anchor(head, entries))

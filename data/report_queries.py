@@ -210,9 +210,74 @@ def agency_ratings(engine: Engine, intervals_d: Mapping[str, float], month: str,
     return AgenciesStore(engine, plans).ratings(parse_month(month), now)
 
 
+def plans_summary(engine: Engine, intervals_d: Mapping[str, float], weeks: list[str], now: float,
+                  tolerance_d: int = 1, street: str | None = None) -> dict[str, Any]:
+    """Plan against actual over ``weeks`` (the period's ISO weeks), each week exactly as
+    ``GET /api/v1/plans/actual?week=`` answers it (for a street: the units of that street),
+    and their sums."""
+    from data.plans_store import PlansStore
+
+    plans = PlansStore(engine, duplicate_window_s=0.0, intervals_d=dict(intervals_d), tolerance_d=tolerance_d)
+    units = None
+    if street is not None:
+        with engine.connect() as conn:
+            units = list(conn.execute(select(Unit.id).where(Unit.street_id == street)).scalars())
+    per = []
+    for w in weeks:
+        a = plans.actual(w, units, now)
+        per.append({"week": w, **a["kpis"], "completion_pct": a["completion_pct"]})
+    total = {k: sum(x[k] for x in per) for k in ("items", "done", "unplanned_visits", "conflicts_resolved",
+                                                 "duplicates_happened")}
+    total["completion_pct"] = round(100.0 * total["done"] / total["items"], 1) if total["items"] else None
+    return {"weeks": per, **total}
+
+
+def hazards_summary(engine: Engine, since: float, until: float, day_starts: list[float], now: float,
+                    street: str | None = None) -> dict[str, Any]:
+    """Hazards found and closed in ``[since, until)`` (by level, and found per day), and as
+    of ``now`` the open ones, the overdue ones (rectifying past the deadline) and the open
+    major ones."""
+    from data.models import HazardRow as H
+
+    where = [H.street_id == street] if street is not None else []
+    with engine.connect() as conn:
+        rows = conn.execute(select(H.level, H.state, H.reported_at, H.closed_at, H.deadline).where(*where)).all()
+    found = [r for r in rows if since <= r.reported_at < until]
+    daily = [0] * len(day_starts)
+    for r in found:
+        k = bisect.bisect_right(day_starts, r.reported_at) - 1
+        if 0 <= k < len(daily):
+            daily[k] += 1
+    open_now = [r for r in rows if r.reported_at <= now and r.state != "closed"]
+    return {
+        "found": len(found), "found_major": sum(1 for r in found if r.level == "major"),
+        "closed": sum(1 for r in rows if r.closed_at is not None and since <= r.closed_at < until),
+        "open": len(open_now),
+        "overdue": sum(1 for r in open_now if r.state == "rectifying" and r.deadline is not None and r.deadline < now),
+        "major_open": sum(1 for r in open_now if r.level == "major"),
+        "daily_found": daily,
+    }
+
+
+def red_light_summary(engine: Engine, settings, now: float, street: str | None = None, top: int = 10) -> dict:
+    """The red-light enterprises as of ``now`` (``GET /api/v1/red-light``): how many, by rule,
+    and the first ``top`` with their reasons."""
+    from data.hazards_store import HazardStore
+
+    rows = HazardStore(engine, settings).red_light(now, streets=[street] if street is not None else None)
+    by_rule: dict[str, int] = {}
+    for r in rows:
+        for reason in r["reasons"]:
+            by_rule[reason["rule"]] = by_rule.get(reason["rule"], 0) + 1
+    return {"count": len(rows), "by_rule": by_rule,
+            "top": [{"enterprise_id": r["enterprise_id"], "name": r["name"], "street_id": r["street_id"],
+                     "rules": [x["rule"] for x in r["reasons"]]} for r in rows[:top]]}
+
+
 def gather(engine: Engine, intervals_d: Mapping[str, float], *, since: float, until: float,
            day_starts: list[float], days: list[str], now: float, street: str | None = None,
-           agency_month: str | None = None, plan_tolerance_d: int = 1) -> dict[str, Any]:
+           agency_month: str | None = None, plan_tolerance_d: int = 1, plan_weeks: list[str] | None = None,
+           settings=None) -> dict[str, Any]:
     """Everything a bulletin's section builders read (``reports.sections``), for ``[since, until)``;
     the snapshot numbers as of ``now``.  ``agency_month`` (``YYYY-MM``, monthly district
     bulletins): the agencies' rating of that month, under the key ``agencies``."""
@@ -236,4 +301,9 @@ def gather(engine: Engine, intervals_d: Mapping[str, float], *, since: float, un
     }
     if agency_month is not None:
         out["agencies"] = agency_ratings(engine, intervals_d, agency_month, now, plan_tolerance_d)
+    if plan_weeks:
+        out["plans"] = plans_summary(engine, intervals_d, plan_weeks, now, plan_tolerance_d, street)
+    out["hazards"] = hazards_summary(engine, since, until, day_starts, now, street)
+    if settings is not None:
+        out["red_light"] = red_light_summary(engine, settings, now, street)
     return out

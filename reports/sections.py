@@ -3,9 +3,9 @@
 A builder is ``fn(data) -> Section | None``; it answers None when the data
 it needs is absent (``data`` has no key for it), so a bulletin shows the
 sections whose data exists.  ``BUILDERS`` is the order of a bulletin; the
-plans and hazards sections (plan completion, hazards found/closed/overdue,
-red-light enterprises, agencies' ranking) join the list when their data does:
-one function here and one key in ``gather``.
+plans, hazards, red-light and agencies sections are there when ``gather`` was
+asked for their data (a bulletin asks for all; the agencies' only in a monthly
+district bulletin).
 """
 
 from __future__ import annotations
@@ -69,6 +69,29 @@ def duplicates(data: Mapping[str, Any]) -> Section | None:
     return s
 
 
+def plans(data: Mapping[str, Any]) -> Section | None:
+    """Plan against actual over the period's weeks, and the duplicates avoided by planning."""
+    d = data.get("plans")
+    if d is None:
+        return None
+    s = Section("plans", "report.sec.plans", figures=[
+        Figure("report.fig.plan_items", "plan_items", d["items"]),
+        Figure("report.fig.plan_done", "plan_done", d["done"]),
+        Figure("report.fig.plan_completion", "plan_completion_pct", d["completion_pct"], "%"),
+        Figure("report.fig.unplanned_visits", "plan_unplanned_visits", d["unplanned_visits"]),
+        Figure("report.fig.dups_avoided", "plan_duplicates_avoided", d["conflicts_resolved"]),
+        Figure("report.fig.dups_happened", "plan_duplicates_happened", d["duplicates_happened"]),
+    ])
+    if len(d["weeks"]) > 1:
+        s.tables.append(Table("report.tbl.plan_weeks", [
+            "report.col.week", "report.col.items", "report.col.done", "report.col.completion",
+            "report.col.unplanned", "report.col.avoided"],
+            [[w["week"], w["items"], w["done"], f"{w['completion_pct']:.1f}%", w["unplanned_visits"],
+              w["conflicts_resolved"]] for w in d["weeks"]]))
+    s.notes.append(Text("report.note.plans"))
+    return s
+
+
 def coverage(data: Mapping[str, Any]) -> Section | None:
     d = data.get("coverage")
     if d is None:
@@ -126,6 +149,45 @@ def gas_alarms(data: Mapping[str, Any]) -> Section | None:
     s.charts.append(Chart("daily_alarms", "bar", "report.chart.daily_alarms", x=list(data["days"]),
                           series=[("report.series.alarms", list(d["daily"]))], colours=["#d7263d"]))
     s.notes.append(Text("report.note.alarms"))
+    return s
+
+
+def hazards(data: Mapping[str, Any]) -> Section | None:
+    d = data.get("hazards")
+    if d is None:
+        return None
+    s = Section("hazards", "report.sec.hazards", figures=[
+        Figure("report.fig.hazards_found", "hazards_found", d["found"]),
+        Figure("report.fig.hazards_found_major", "hazards_found_major", d["found_major"]),
+        Figure("report.fig.hazards_closed", "hazards_closed", d["closed"]),
+        Figure("report.fig.hazards_open", "hazards_open", d["open"]),
+        Figure("report.fig.hazards_overdue", "hazards_overdue", d["overdue"]),
+        Figure("report.fig.hazards_major_open", "hazards_major_open", d["major_open"]),
+    ])
+    s.charts.append(Chart("daily_hazards", "bar", "report.chart.daily_hazards", x=list(data["days"]),
+                          series=[("report.series.hazards", list(d["daily_found"]))], colours=["#6a4c93"]))
+    s.notes.append(Text("report.note.hazards"))
+    return s
+
+
+RED_RULES = ("no_self_inspection", "zero_hazards", "overdue_hazards")
+
+
+def red_light(data: Mapping[str, Any]) -> Section | None:
+    d = data.get("red_light")
+    if d is None:
+        return None
+    s = Section("red_light", "report.sec.red_light", figures=[
+        Figure("report.fig.red_light", "red_light", d["count"]),
+        *[Figure(f"report.fig.red_{r}", f"red_light_{r}", d["by_rule"].get(r, 0)) for r in RED_RULES],
+    ])
+    if d["top"]:
+        streets = {x["id"]: Name(x["name"], x.get("name_en")) for x in data.get("streets", [])}
+        s.tables.append(Table("report.tbl.red_light", [
+            "report.col.enterprise", "report.col.street", *[f"report.fig.red_{r}" for r in RED_RULES]],
+            [[e["name"], streets.get(e["street_id"], e["street_id"] or ""),
+              *["●" if r in e["rules"] else "" for r in RED_RULES]] for e in d["top"]]))
+    s.notes.append(Text("report.note.red_light"))
     return s
 
 
@@ -219,7 +281,8 @@ Builder = Callable[[Mapping[str, Any]], "Section | None"]
 
 # The bulletin's sections, in order.  Plans, hazards and red light
 # go here when their data exists (see the module docstring).
-BUILDERS: list[Builder] = [inspections, duplicates, coverage, gas_alarms, rankings, area_map, agency_ranking]
+BUILDERS: list[Builder] = [inspections, duplicates, plans, coverage, gas_alarms, hazards, red_light, rankings, area_map,
+                           agency_ranking]
 
 
 def build(data: Mapping[str, Any], *, kind: str, period: str, start_ts: float, end_ts: float,
