@@ -14,6 +14,7 @@ from data.reviews_store import HazardDiscussionStore
 from tests.citykit import write_small_city
 from tests.dashboard import webkit
 from tests.dashboard.test_browser import CHROMIUM, CHROMIUM_ARGS
+from tests.dashboard.test_browser_hazards import _phone  # a logged-in phone (375 px)
 
 pytestmark = pytest.mark.browser
 
@@ -31,19 +32,6 @@ def adj_stack(settings, sqlite_engine, redis_client):
     with webkit.ServerThread(server) as srv:
         yield ctx, srv.url, h["id"]
     ctx.feed.stop()
-
-
-def _phone(browser, url, username, path):
-    context = browser.new_context(viewport={"width": 375, "height": 740}, locale="zh-CN", is_mobile=True)
-    page = context.new_page()
-    errors = []
-    page.on("pageerror", lambda e: errors.append(str(e)))
-    page.goto(url + path)
-    page.fill("#username", username)
-    page.fill("#password", webkit.PASSWORD)
-    page.click("#login-submit")
-    page.wait_for_url(f"**{path}")
-    return context, page, errors
 
 
 def test_two_units_discuss_and_the_admin_decides_on_a_phone(adj_stack):
