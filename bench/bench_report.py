@@ -32,7 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from config.settings import load_settings  # noqa: E402
 from dashboard import bulletin_render as render  # noqa: E402
-from dashboard.bulletins import generate  # noqa: E402
+from dashboard.bulletins import generate, period_weeks  # noqa: E402
 from data import report_queries  # noqa: E402
 from data.db import make_engine, migrate  # noqa: E402
 from data.models import Alert, AlertEvent, Enterprise, Inspector, Street, Unit, Visit  # noqa: E402
@@ -108,8 +108,11 @@ def fill_city(engine, n_ent: int, n_visits: int, now: float) -> None:
 def phases(engine, settings, now: float) -> dict[str, float]:
     p = P.parse("monthly", MONTH)
     t0 = time.perf_counter()
+    # The arguments dashboard.bulletins.generate passes: every section a district monthly bulletin has.
     data = report_queries.gather(engine, settings.interval_days(), since=p.start_ts, until=p.end_ts,
-                                 day_starts=p.day_starts(), days=[d.isoformat() for d in p.days()], now=now)
+                                 day_starts=p.day_starts(), days=[d.isoformat() for d in p.days()], now=now,
+                                 agency_month=p.key, plan_tolerance_d=settings.plan_match_tolerance_d,
+                                 plan_weeks=period_weeks("monthly", p.key), settings=settings)
     t1 = time.perf_counter()
     rep = build(data, kind="monthly", period=p.key, start_ts=p.start_ts, end_ts=p.end_ts, generated_at=now,
                 anchor=Anchor(None, 0))
