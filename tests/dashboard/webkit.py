@@ -185,12 +185,16 @@ def feed_city(engine, live, now: float, n_inspectors: int = 24, seed: int = 7, h
     from geo.heat import local_day_start
 
     start = max(local_day_start(now), now - 3 * 3600)
+    # The layout below needs ~40 minutes; soon after China midnight there is less of the
+    # day behind us, and it is squeezed to fit (a visit must be today and not in the future).
+    layout_s = 1200 + 60 * max(visits, duplicates) + 900
+    f = min(1.0, max(0.0, now - 60 - start) / layout_s)
     rows = []
     for k in range(visits):
         iid, unit = insp[k % len(insp)]
         e = ents[k]
-        t0 = start + 60 * k
-        rows.append(_visit_row(e.id, iid, unit, t0, t0 + 900, None))
+        t0 = start + 60 * k * f
+        rows.append(_visit_row(e.id, iid, unit, t0, t0 + 900 * f, None))
     with engine.begin() as conn:
         if rows:
             conn.execute(insert(Visit), rows)
@@ -198,8 +202,8 @@ def feed_city(engine, live, now: float, n_inspectors: int = 24, seed: int = 7, h
         dup_rows = []
         for k in range(min(duplicates, len(first_ids))):
             iid, unit = insp[(k + 5) % len(insp)]
-            t0 = start + 60 * k + 1200
-            dup_rows.append(_visit_row(ents[k].id, iid, unit, t0, t0 + 600, first_ids[k]))
+            t0 = start + (60 * k + 1200) * f
+            dup_rows.append(_visit_row(ents[k].id, iid, unit, t0, t0 + 600 * f, first_ids[k]))
         if dup_rows:
             conn.execute(insert(Visit), dup_rows)
     return {"inspectors": [i for i, _ in insp], "alarm_sensors": alarm, "visits": visits + duplicates,
