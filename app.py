@@ -108,7 +108,7 @@ class Services:
     def redis(self):
         from data.live import connect
 
-        return connect(self.redis_url)
+        return connect(self.redis_url, self.settings.redis_cluster)
 
     def _stop_embedded(self) -> None:
         for e in reversed(self.embedded):
@@ -176,7 +176,7 @@ def start_alert_engine(settings, services):
     from ingest.alert_engine import AlertEngine
 
     r = services.redis()
-    store = AlertStore(services.engine, LiveState(r, settings.redis_namespace), Ladder.from_settings(settings),
+    store = AlertStore(services.engine, LiveState(r, settings.redis_prefix), Ladder.from_settings(settings),
                        mqtt_prefix=settings.mqtt_prefix)
     engine = AlertEngine(settings, services.engine, r, store, services.mqtt_url)
     engine.start()

@@ -19,7 +19,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from config.mqtt import broker_addresses
 from geo.china import DEFAULT_INTERVALS_D
-from pydantic import Field, ValidationError, ValidationInfo, field_validator
+from pydantic import Field, ValidationError, ValidationInfo, field_validator, model_validator
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
@@ -104,6 +104,22 @@ class Settings(BaseSettings):
     )
     redis_namespace: str = _field(
         "anjian", "Prefix of every Redis key, so that one Redis can serve several deployments."
+    )
+    redis_cluster: bool = _field(
+        False,
+        "true: redis_url names any node of a Redis Cluster. Every key then carries the namespace as a hash "
+        "tag ({anjian}:...), so that each multi-key script and transaction stays in one slot (docs/deploy.md).",
+    )
+    redis_ack_replicas: int | None = _field(
+        None,
+        "Replicas that must hold an ingest batch in Redis before its MQTT messages are acknowledged (Redis "
+        "WAIT), so that a master's failover loses no acknowledged alarm. Unset: 1 on a Redis Cluster, else 0.",
+        ge=0,
+    )
+    redis_ack_timeout_ms: int = _field(
+        2000,
+        "How long an ingest batch waits for redis_ack_replicas; past it the batch is retried, not acknowledged.",
+        ge=1,
     )
     web_host: str = _field("127.0.0.1", "Address the dashboard and the API listen on.")
     web_port: int = _field(8050, "Port the dashboard and the API listen on.")
@@ -489,6 +505,13 @@ class Settings(BaseSettings):
             broker_addresses(v)  # a ValueError names what is wrong
         return v
 
+    @model_validator(mode="after")
+    def _cluster_needs_url(self) -> Settings:
+        if self.redis_cluster and not self.redis_url:
+            raise ValueError("redis_cluster is true but redis_url is unset: name a node of the cluster "
+                             "(the embedded Redis is a single server)")
+        return self
+
     @field_validator("mqtt_prefix")
     @classmethod
     def _prefix_no_wildcards(cls, v: str) -> str:
@@ -509,6 +532,18 @@ class Settings(BaseSettings):
         return (init_settings, env_settings, _FileSource(settings_cls))
 
     # --- derived ------------------------------------------------------------
+    @property
+    def redis_prefix(self) -> str:
+        """What every Redis key starts with: the namespace, as a hash tag on a cluster
+        (all of a deployment's keys in one slot: the ingest's scripts touch many at once)."""
+        return "{" + self.redis_namespace + "}" if self.redis_cluster else self.redis_namespace
+
+    @property
+    def redis_replicas_to_wait(self) -> int:
+        if self.redis_ack_replicas is not None:
+            return self.redis_ack_replicas
+        return 1 if self.redis_cluster else 0
+
     @property
     def sqlite_path(self) -> Path:
         return self.data_dir / "anjian.sqlite3"
@@ -539,7 +574,9 @@ def _refusal(err: ValidationError, sources: dict[str, str]) -> SettingsError:
     for e in err.errors():
         name = str(e["loc"][0]) if e["loc"] else "?"
         where = f"{ENV_PREFIX}{name.upper()}, {sources.get(name, 'default')}"
-        if e["type"] == "extra_forbidden":
+        if not e["loc"]:  # a check across settings (model_validator): the message names them
+            lines.append(e["msg"].removeprefix("Value error, "))
+        elif e["type"] == "extra_forbidden":
             lines.append(f"{name} ({sources.get(name, '?')}): not a setting")
         elif e["type"] == "value_error":  # ours: the message names the value
             lines.append(f"{name} ({where}): {e['msg'].removeprefix('Value error, ')}")

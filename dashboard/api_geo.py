@@ -105,7 +105,7 @@ def heatmap():
     ctx = web()
     try:
         result = geo_queries.heat_result(
-            ctx.engine, ctx.redis, ctx.settings.redis_namespace, res=res, kind=kind, since=since, until=until,
+            ctx.engine, ctx.redis, ctx.settings.redis_prefix, res=res, kind=kind, since=since, until=until,
             unit=_str_arg("unit"), street=_str_arg("street"), window=window, source=source)
     except geo_queries.HeatQueryError as e:
         raise ApiError(400, "bad_parameter", str(e)) from None
@@ -188,6 +188,6 @@ def overdue_counts():
 @require(*READ_ROLES)
 def kpis():
     ctx, intervals = _ctx()
-    k = geo_queries.kpis(ctx.engine, ctx.redis, ctx.settings.redis_namespace, intervals, time.time())
+    k = geo_queries.kpis(ctx.engine, ctx.redis, ctx.settings.redis_prefix, intervals, time.time())
     k["coverage_pct"] = round(k["coverage_pct"], 2)
     return jsonify(k)

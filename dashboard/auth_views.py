@@ -185,7 +185,7 @@ def install(server: Flask, ctx, policy: CallbackPolicy, page_roles: Mapping[str,
     ``page_roles``: page path (``/wall``; ``/enterprise`` covers ``/enterprise/...``) -> roles.
     """
     settings = ctx.settings
-    throttle = LoginThrottle(ctx.redis, settings.redis_namespace, settings.login_max_failures,
+    throttle = LoginThrottle(ctx.redis, settings.redis_prefix, settings.login_max_failures,
                              settings.login_lockout_s)
     server.extensions["anjian_throttle"] = throttle
     page_roles = {path.rstrip("/") or "/": tuple(roles) for path, roles in page_roles.items()}

@@ -147,7 +147,7 @@ class BulletinScheduler:
         return written
 
     def _run_areas(self, kind: str, p, areas: list[str | None], now: float, written: list[int]) -> None:
-        ns = self.settings.redis_namespace
+        ns = self.settings.redis_prefix
         for street in areas:
             key = report_store.lease_key(ns, kind, p.key, street)
             if not report_store.take_lease(self.redis, key, now, LEASE_S):

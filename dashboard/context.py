@@ -46,6 +46,9 @@ EVENTS_LOST_DEGRADED_S = 3600.0
 # A gap in a device's message counter (data.live: track_sequences) keeps it
 # "degraded" this long: messages were lost between the devices and the ingest.
 SEQUENCE_GAP_DEGRADED_S = 600.0
+# The ingest writes how many replicas the live-state master has (at most every 5 s
+# while batches flow); older than this, with no batches, it says nothing now.
+REPLICAS_STALE_S = 60.0
 
 
 @dataclass
@@ -163,7 +166,7 @@ class WebContext:
         self.settings = settings
         self.engine = engine
         self.redis = redis_client
-        self.live = LiveState(redis_client, settings.redis_namespace, settings.ingest_msg_id_ttl_s)
+        self.live = LiveState(redis_client, settings.redis_prefix, settings.ingest_msg_id_ttl_s)
         self.tokens = TokenAuthenticator(engine)
         self.alerts = AlertStore(engine, self.live, Ladder.from_settings(settings), mqtt_prefix=settings.mqtt_prefix)
         self.mqtt_url = mqtt_url
@@ -261,7 +264,13 @@ class WebContext:
             out["sequence_gaps"] = seq.get("gap", 0)
             out["sequence_gap_at"] = iso(gap_at) if gap_at else None
             gap_recently = gap_at is not None and time.time() - gap_at < SEQUENCE_GAP_DEGRADED_S
-        ok = (out["broker"] == out["redis"] == out["database"] == "ok" and workers
+        short_of_replicas = False
+        if out["redis"] == "ok":
+            rep = self.live.replicas()  # what the ingest last found (LiveState.await_replicas)
+            if rep is not None:
+                out["redis_replicas"] = {"have": int(rep["have"]), "wanted": int(rep["wanted"])}
+                short_of_replicas = rep["have"] < rep["wanted"] and time.time() - rep["at"] < REPLICAS_STALE_S
+        ok = (out["broker"] == out["redis"] == out["database"] == "ok" and workers and not short_of_replicas
               and out["ingest_lag_s"] < LAG_DEGRADED_S and not out["ingest_shed"]
               and not out["ingest_dead_letters_dropped"] and not lost_recently and not gap_recently)
         out["status"] = "ok" if ok else "degraded"
@@ -274,6 +283,10 @@ class WebContext:
         if gap_recently:
             reasons.append(f"devices' message counters show {out['sequence_gaps']} messages lost before the ingest "
                            f"(last gap at {out['sequence_gap_at']}, device {gap_device})")
+        if short_of_replicas:
+            r = out["redis_replicas"]
+            reasons.append(f"the Redis master holding live state has {r['have']} of the {r['wanted']} replicas the "
+                           f"ingest waits for: a failover now could lose acknowledged messages")
         if lost_recently:
             reasons.append(f"the alert engine lost {out['events_lost']} stream events (last at {out['events_lost_at']})")
         if reasons:

@@ -128,7 +128,7 @@ class WebApplication(BaseApplication):
         from data.live import connect
 
         engine = make_engine(self.settings.effective_database_url)
-        return build_app(self.settings, engine, connect(self.redis_url), self.mqtt_url)
+        return build_app(self.settings, engine, connect(self.redis_url, self.settings.redis_cluster), self.mqtt_url)
 
 
 def serve(settings, mqtt_url: str, redis_url: str) -> None:

@@ -358,8 +358,15 @@ class AlertStore:
         if row is None:
             conn.execute(insert(StreamMark).values(stream=stream, key=key, last_id=entry_id, at=now))
         else:
-            conn.execute(update(StreamMark).where(StreamMark.stream == stream, StreamMark.key == key)
-                         .values(last_id=entry_id, at=now))
+            # Compare and set: two engines can hold the same entry for a moment (the
+            # lease moving after a Redis failover), and the mark read above may
+            # already be stale (read committed; SQLite's driver begins a transaction
+            # only at the first write).  The loser runs again (run_tx) and finds it applied.
+            res = conn.execute(update(StreamMark).where(StreamMark.stream == stream, StreamMark.key == key,
+                                                        StreamMark.last_id == row.last_id)
+                               .values(last_id=entry_id, at=now))
+            if res.rowcount != 1:
+                raise LostRace(f"{stream} {key}: another engine applied an entry meanwhile")
         return True
 
     # --- reads of the alert engine ------------------------------------------------
@@ -393,6 +400,9 @@ class AlertStore:
                     raise
             except OperationalError as e:
                 if "locked" not in str(e) or attempt == TX_RETRIES - 1:
+                    raise
+            except LostRace:
+                if attempt == TX_RETRIES - 1:
                     raise
             time.sleep(0.01 * (attempt + 1))
         raise AssertionError("unreachable")
@@ -567,6 +577,10 @@ class AlertStore:
              "eta_s": round(s.eta_s), "lat": s.lat, "lon": s.lon}
             for s in rank_nearest(ent.lat, ent.lon, cands, k=k)
         ]
+
+
+class LostRace(Exception):
+    """A row this transaction read was changed by another before it wrote (run_tx runs it again)."""
 
 
 def _stream_id(entry_id: str) -> tuple[int, int]:

@@ -153,7 +153,7 @@ def ensure_demo_hazards(engine: Engine, settings, redis_client=None, now: float 
     # Newest first: yesterday's ranking (the wall's) is there within seconds of the start;
     # the older days of the trends fill in behind it.
     day_list = [(today - timedelta(days=k)).isoformat() for k in range(1, n_days + 1)]
-    token = None if redis_client is None else take_lease(redis_client, settings.redis_namespace)
+    token = None if redis_client is None else take_lease(redis_client, settings.redis_prefix)
 
     def backfill():
         t1 = time.perf_counter()
@@ -171,7 +171,7 @@ def ensure_demo_hazards(engine: Engine, settings, redis_client=None, now: float 
             log.exception("demo scores failed")
         finally:
             if token is not None:
-                release_lease(redis_client, settings.redis_namespace, token)
+                release_lease(redis_client, settings.redis_prefix, token)
 
     if token is None:
         backfill()

@@ -126,6 +126,8 @@ class EngineStreams:
             info, groups = pipe.execute()
         except redis.ResponseError:
             return None  # no stream yet: nothing was read, nothing missed
+        # (redis-py's cluster transactions hand back these replies with bytes keys)
+        info, groups = _str_keys(info), [_str_keys(g) for g in groups]
         group = next((g for g in groups if g["name"].decode() == GROUP), None)
         if group is None:
             return None  # no group yet: nothing was read, nothing missed
@@ -152,3 +154,7 @@ class EngineStreams:
             return None
         self.r.hset(seen_key, "gas_unread_seen", missing)
         return missing, seen, key, last.decode()
+
+
+def _str_keys(reply: dict) -> dict:
+    return {k.decode() if isinstance(k, bytes) else k: v for k, v in reply.items()}

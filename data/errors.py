@@ -11,5 +11,11 @@ from __future__ import annotations
 import redis
 import sqlalchemy.exc
 
-INFRA_ERRORS = (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError,
+# A Redis Cluster mid failover answers CLUSTERDOWN, TRYAGAIN, MOVED (to a node the
+# client cannot reach yet) or READONLY (a replica not yet promoted), or has no
+# node for a slot for a moment: all of them pass once the replica has taken over.
+_CLUSTER_ERRORS = (redis.exceptions.ClusterError, redis.exceptions.TryAgainError, redis.exceptions.MovedError,
+                   redis.exceptions.ReadOnlyError, redis.exceptions.SlotNotCoveredError,
+                   redis.exceptions.RedisClusterUnreachableError)
+INFRA_ERRORS = (redis.ConnectionError, redis.TimeoutError, redis.BusyLoadingError, *_CLUSTER_ERRORS,
                 sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError)

@@ -61,6 +61,9 @@ VISITED_REFRESH_S = 5.0
 # JSON of the rows: escaping them, and cjson decoding them again, was most of
 # the script's time, which the worker waits for.)  Only the rev at the head
 # of each stored value is read (GETRANGE), not the whole state.
+# Each script below is called with KEYS[1] = the namespace (``ns``), which it does
+# not read: the keys it touches come in ARGV, and all start with ``ns``, so on a
+# Redis Cluster (``ns`` a hash tag) the call goes to the one node that holds them.
 _CAS_SCRIPT = """
 local ttl = tonumber(ARGV[1])
 local rows = cjson.decode(ARGV[2])
@@ -126,7 +129,7 @@ class GeoStore:
         self.settings = settings
         self.engine = engine
         self.r = redis_client
-        self.ns = settings.redis_namespace
+        self.ns = settings.redis_prefix
         self.registry = registry
         self.params = VisitParams.from_settings(settings)
         self.window_s = settings.duplicate_window_s
@@ -200,7 +203,7 @@ class GeoStore:
                 rows.append((k, rev, len(body)))
                 bodies.append(body)
                 revs.append(nxt)
-            conflicts = self._cas(keys=[], args=[STATE_TTL_S, orjson.dumps(rows), b"".join(bodies)])
+            conflicts = self._cas(keys=[self.ns], args=[STATE_TTL_S, orjson.dumps(rows), b"".join(bodies)])
             if not conflicts:
                 now = time.monotonic()
                 if len(self._states) + len(ids) > STATE_CACHE_MAX:
@@ -236,7 +239,7 @@ class GeoStore:
                 out.append(None)
                 missing.append(n)
         if missing:
-            reply = orjson.loads(self._read(keys=[], args=[orjson.dumps([keys[n] for n in missing])]))
+            reply = orjson.loads(self._read(keys=[self.ns], args=[orjson.dumps([keys[n] for n in missing])]))
             for n, v in zip(missing, reply):
                 if v:
                     head, _, body = v.partition("|")
@@ -294,7 +297,7 @@ class GeoStore:
                 if key is None:
                     key = keys[(uu, hh)] = key_of(uu, hh)
                 rows.append((key, name, k))
-        self._heat(keys=[], args=[HEAT_TTL_S, orjson.dumps(rows)])
+        self._heat(keys=[self.ns], args=[HEAT_TTL_S, orjson.dumps(rows)])
 
     # --- visits ---------------------------------------------------------------------------
     def _apply_events(self, events) -> None:
@@ -346,12 +349,12 @@ class GeoStore:
             pipe.xadd(self.key("geo", "events"), {"e": orjson.dumps(g)}, maxlen=10000, approximate=True)
         if visit_heat:
             rows = [(k, cell, n) for (k, cell), n in visit_heat.items()]
-            pipe.evalsha(self._heat.sha, 0, HEAT_TTL_S, orjson.dumps(rows))
+            pipe.evalsha(self._heat.sha, 1, self.ns, HEAT_TTL_S, orjson.dumps(rows))
         self.changes.publish("visit", ",".join(sorted({e.visit.inspector_id for e in events})), pipe=pipe)
         try:
             pipe.execute()
         except redis.NoScriptError:
-            self._heat(keys=[], args=[HEAT_TTL_S, orjson.dumps([(k, c, n) for (k, c), n in visit_heat.items()])])
+            self._heat(keys=[self.ns], args=[HEAT_TTL_S, orjson.dumps([(k, c, n) for (k, c), n in visit_heat.items()])])
         self._overlaps(visiting_set)
 
     def _insert_visit(self, conn, key: str, v: Visit, ended: bool, geo_events: list[dict]) -> int:

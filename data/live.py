@@ -7,7 +7,8 @@ newer one, bumps the version counter and appends one entry to the change
 stream.  Being one script, it is atomic, so any number of workers can apply
 batches concurrently without a lock.
 
-Key layout (``ns`` is ``settings.redis_namespace``):
+Key layout (``ns`` is ``settings.redis_prefix``: the namespace, or ``{namespace}``, a hash
+tag that keeps every key in one slot, on a Redis Cluster):
 
 ==============================  ===============================================
 ``ns:insp:{id}``                hash: ts, lat, lon, acc, speed, batt, src
@@ -27,6 +28,8 @@ Key layout (``ns`` is ``settings.redis_namespace``):
 ``ns:seq_gap``                  hash: when a sequence gap was last seen, and where
 ``ns:metrics:*``                counters shared by all processes (see metrics)
 ``ns:workers``                  hash: worker id -> JSON heartbeat (lag, queue)
+``ns:replicas``                 hash: replicas the master has and the ingest wants
+``ns:replica_probe``            counter the ingest writes before WAIT (await_replicas)
 ==============================  ===============================================
 """
 
@@ -41,8 +44,16 @@ import redis
 
 from geo.types import GasReading, Ping
 
-def connect(url: str) -> redis.Redis:
-    """A client for the live-state Redis, as every process opens it."""
+def connect(url: str, cluster: bool = False) -> redis.Redis:
+    """A client for the live-state Redis, as every process opens it.  ``cluster``:
+    ``url`` names any node of a Redis Cluster (redis-py finds the others, follows
+    MOVED/ASK and a failover).  The cluster client has the same command methods,
+    so the callers do not tell the two apart; its keys are kept in one slot by the
+    hash-tag prefix (``Settings.redis_prefix``)."""
+    if cluster:
+        from redis.cluster import RedisCluster
+
+        return RedisCluster.from_url(url, health_check_interval=30)  # type: ignore[return-value]
     return redis.Redis.from_url(url, health_check_interval=30)
 
 
@@ -287,6 +298,11 @@ return res
 """
 
 
+class ReplicaWaitTimeout(redis.TimeoutError):
+    """Fewer replicas than asked for hold an ingest batch (``LiveState.await_replicas``):
+    the batch is not acknowledged, and is tried again (data.errors.INFRA_ERRORS)."""
+
+
 def reported_offline(avail: tuple[bool, float] | None, last_ts: float | None) -> bool:
     """The device's own word (``availability()``'s entry) says offline, and nothing
     newer was heard from it since: a fix or reading at or after the will's time
@@ -314,11 +330,13 @@ def _s(v: float | None) -> str:
 
 # Reads of many hashes in one round trip: redis-py parsing thousands of HGETALL
 # replies costs ~50 us each in Python; one JSON string decoded by orjson costs ~1 us
-# a hash.  KEYS[1] is the key prefix, ARGV the ids, the rest names the fields.
+# a hash.  KEYS[1] is the key prefix, ARGV[1] names the fields (JSON), the rest
+# are the ids.  (Only real keys go in KEYS: a cluster routes the call by them.)
 _READ_HASHES = """
-local fields = cjson.decode(KEYS[2])
+local fields = cjson.decode(ARGV[1])
 local out = {}
-for _, id in ipairs(ARGV) do
+for i = 2, #ARGV do
+  local id = ARGV[i]
   local v = redis.call('HMGET', KEYS[1] .. id, unpack(fields))
   if v[1] then
     local row = {id}
@@ -403,6 +421,7 @@ class LiveState:
         self._read_hashes = client.register_script(_READ_HASHES)
         self._track_seq = client.register_script(_TRACK_SEQ)
         self.changes = ChangeStream(client, namespace)
+        self._replicas_seen: tuple[int, int, float] = (-1, -1, 0.0)  # see await_replicas
 
     def key(self, *parts: str) -> str:
         return ":".join((self.ns, *parts))
@@ -417,6 +436,57 @@ class LiveState:
         reply = self._apply_pings(keys=[self.ns], args=[self.msg_id_ttl_s, orjson.dumps(rows), self.msg_id_cap,
                                                         repr(time.time())])
         return [c - 48 for c in reply]  # b"0012" -> [0, 0, 1, 2]
+
+    # --- durability: replicas (docs/deploy.md, "Redis Cluster") ---------------------
+    def primary(self) -> str:
+        """host:port of the master that holds the namespace's keys now ('' for one server)."""
+        if not hasattr(self.r, "get_node_from_key"):
+            return ""
+        return self.r.get_node_from_key(self.ns).name
+
+    def _primary_client(self) -> redis.Redis:
+        """A plain client of that master: a cluster client sends WAIT to every master."""
+        if not hasattr(self.r, "get_node_from_key"):
+            return self.r
+        node = self.r.get_node_from_key(self.ns)
+        if node.redis_connection is None:
+            self.r.nodes_manager.initialize()
+            node = self.r.get_node_from_key(self.ns)
+        return node.redis_connection
+
+    def await_replicas(self, wanted: int, timeout_ms: int) -> tuple[int, int]:
+        """Block until ``wanted`` replicas of the namespace's master (at most as many as
+        it has now) hold every write made to it so far, by any client.
+
+        A write of our own (a counter) then WAIT, on one connection: WAIT counts the
+        replicas that have reached that connection's last write, and the master's
+        replication stream is in order, so they hold everything written before it.
+        A master with fewer replicas than ``wanted`` (one lost its replica, or was
+        promoted and has none yet) is waited for with the ones it has, so ingest goes
+        on, less safe, until its replica is back (health says so: ``redis_replicas``).
+        Returns (replicas that acknowledged, replicas the master has); raises
+        ``ReplicaWaitTimeout`` when fewer acknowledged in ``timeout_ms``."""
+        client = self._primary_client()
+        role = client.execute_command("ROLE")
+        have = len(role[2]) if role and role[0] in (b"master", "master") else 0
+        now = time.monotonic()
+        if (have, wanted) != self._replicas_seen[:2] or now - self._replicas_seen[2] > 5.0:
+            self.r.hset(self.key("replicas"), mapping={"have": have, "wanted": wanted, "at": repr(time.time())})
+            self._replicas_seen = (have, wanted, now)
+        need = min(wanted, have)
+        pipe = client.pipeline(transaction=False)
+        pipe.incr(self.key("replica_probe"))
+        pipe.execute_command("WAIT", need, timeout_ms)
+        acked = int(pipe.execute()[1])
+        if acked < need:
+            raise ReplicaWaitTimeout(f"{acked} of {need} replicas of {self.primary() or 'redis'} acknowledged "
+                                     f"in {timeout_ms} ms")
+        return acked, have
+
+    def replicas(self) -> dict[str, float] | None:
+        """What the last ``await_replicas`` found: have, wanted, at; None if never asked."""
+        raw = self.r.hgetall(self.key("replicas"))
+        return {k.decode(): float(v) for k, v in raw.items()} if raw else None
 
     def apply_sensor_readings(self, readings: Sequence[GasReading], levels: Sequence[str]) -> list[tuple[int, str]]:
         """Apply readings with their computed levels; returns (status, previous level)."""
@@ -494,7 +564,7 @@ class LiveState:
         for k in range(0, len(ids), _READ_CHUNK):
             chunk = ids[k:k + _READ_CHUNK]
             if chunk:
-                rows += orjson.loads(self._read_hashes(keys=[self.key(kind, ""), spec], args=chunk))
+                rows += orjson.loads(self._read_hashes(keys=[self.key(kind, "")], args=[spec, *chunk]))
         return rows
 
     def inspector_fixes(self, ids: Iterable[str]) -> dict[str, InspectorFix]:

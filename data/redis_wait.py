@@ -19,6 +19,8 @@ REDIS_PY_DEFAULT_SOCKET_TIMEOUT_S = 5.0
 
 def socket_timeout_s(r: redis.Redis) -> float | None:
     """The socket timeout the client's connections really use (None: no timeout)."""
+    if hasattr(r, "get_default_node"):  # a RedisCluster: every node's client is made alike
+        r = r.get_default_node().redis_connection
     pool = r.connection_pool
     kwargs = pool.connection_kwargs
     if "socket_timeout" in kwargs:

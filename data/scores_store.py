@@ -237,13 +237,13 @@ class Scheduler(threading.Thread):
         self.stop_event = threading.Event()
 
     def run_once(self, now: float | None = None) -> list[dict] | None:
-        token = take_lease(self.redis, self.settings.redis_namespace)
+        token = take_lease(self.redis, self.settings.redis_prefix)
         if token is None:
             return None  # another process is scoring
         try:
             return catch_up(self.engine, self.settings, now)
         finally:
-            release_lease(self.redis, self.settings.redis_namespace, token)
+            release_lease(self.redis, self.settings.redis_prefix, token)
 
     def run(self) -> None:
         while not self.stop_event.is_set():

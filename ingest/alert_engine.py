@@ -98,6 +98,7 @@ class AlertEngine:
         self.mqtt_url = mqtt_url
         self.conn: MqttConnection | None = None
         self._hazards = None  # data.hazards_store.HazardStore, made on the first sweep
+        self._mark_readings = settings.redis_replicas_to_wait > 0  # see _gas_reading
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         # sensor id -> newest reading time this engine knows of, for the offline
@@ -299,7 +300,8 @@ class AlertEngine:
                 if d.memory is not None:
                     batch.remember(sid, d.memory)
                 return False
-        self._gas_reading(info, memory, level, lel, ts, lambda m: batch.remember(sid, m), entry_id)
+        self._gas_reading(info, memory, level, lel, ts, lambda m: batch.remember(sid, m), entry_id,
+                          late=f.get("late") != "0")
         batch.active.add(subject)
         return True
 
@@ -328,7 +330,7 @@ class AlertEngine:
         raw = self.streams.memory(sid)
         memory = SensorMemory.from_json(raw) if raw else None
         self._gas_reading(info, memory, level, lel, ts, lambda m: self.streams.set_memory(sid, m.to_json()),
-                          entry_id)
+                          entry_id, late=f.get("late") != "0")
 
     def _sensor_info(self, sid: str):
         info = self.registry.sensors.get(sid)
@@ -344,13 +346,20 @@ class AlertEngine:
                             grid_id=info.grid_id)
 
     def _gas_reading(self, info, memory: SensorMemory | None, level: str, lel: float | None, ts: float,
-                     remember, entry_id: str | None = None) -> None:
+                     remember, entry_id: str | None = None, late: bool = True) -> None:
         """A reading against the sensor's alerts as they are now, in one transaction.
 
         ``memory`` is the sensor's memory before this reading; ``remember`` stores
         the next one.  ``entry_id``: its ns:gas:events entry, marked applied in the
         same transaction; an entry already applied (read again after a crash
         between the commit and the XACK) changes no alert, only the memory.
+
+        With Redis replicas (``redis_replicas_to_wait``), a reading that is not
+        ``late`` is also marked by its own time: after a failover the ingest adds
+        again what the old master may not have passed on (ApplyLiveState), as a new
+        entry, and a reading the engine had already applied from the old master is
+        then known by its time (a sensor's readings that are not late come in
+        strictly increasing time) and not counted twice.
         """
         sid = info.id
         subject = sensor_subject(sid)
@@ -361,6 +370,8 @@ class AlertEngine:
             nonlocal replayed
             changed.clear()
             replayed = entry_id is not None and not self.store.first_time(conn, "gas:events", sid, entry_id)
+            if self._mark_readings and not late and not replayed:
+                replayed = not self.store.first_time(conn, "gas:reading", sid, f"{round(ts * 1e6)}-0")
             gas = self.store.active(conn, GAS_ALARM, subject)
             fault = self.store.active(conn, SENSOR_FAULT, subject)
             versions = {x[0].id: x[1] for x in (gas, fault) if x is not None}

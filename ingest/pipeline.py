@@ -74,6 +74,9 @@ class Batch:
     # run_together's union of several batches (WriteHistory leaves isolating a
     # refused row to each batch alone).
     merged: bool = False
+    # The Redis master that took this batch's live state while its replicas have not
+    # yet confirmed it (ApplyLiveState with ``Context.replicas_wanted``); '' when none.
+    live_primary: str = ""
 
 
 @dataclass
@@ -91,6 +94,10 @@ class Context:
     streams: object | None = None  # data.streams.StreamStore, see StoreStreams
     # availability topic -> (payload, receive time) of the last message decoded on it (see _echo).
     availability_seen: dict = field(default_factory=dict)
+    # Replicas that must hold a batch's live state before it goes on (and is acked):
+    # settings.redis_replicas_to_wait, waited for at most replica_timeout_ms.
+    replicas_wanted: int = 0
+    replica_timeout_ms: int = 2000
 
     def now(self) -> float:
         return time.time()
@@ -316,7 +323,18 @@ class ApplyLiveState(Step):
     per_item = False
 
     def run(self, batch, items, ctx):
+        before: dict[int, int] = {}
+        if batch.live_primary and batch.live_primary != ctx.live.primary():
+            # The master that took this batch failed over before its replica confirmed
+            # it: the new master may lack it, so apply it again there.  msg_ids make that
+            # safe (what did reach the replica comes back DUPLICATE, and keeps the
+            # status it was first applied with).
+            for i in items:
+                if i.applied:
+                    i.applied, before[id(i)] = False, i.status
         todo = [i for i in items if not i.applied]
+        if todo and ctx.replicas_wanted:
+            batch.live_primary = ctx.live.primary()
         pings = [i for i in todo if isinstance(i.event, Ping)]
         gas = [i for i in todo if isinstance(i.event, GasReading)]
         for item, status in zip(pings, ctx.live.apply_pings([i.event for i in pings])):
@@ -329,7 +347,15 @@ class ApplyLiveState(Step):
                 ev = item.event
                 ctx.live.set_availability(ev.kind, ev.device_id, ev.online, ev.ts)
                 item.applied = True
-        batch.dropped["duplicate_msg_id"] += sum(1 for i in todo if i.status == DUPLICATE)
+        for item in todo:
+            if id(item) in before and item.status == DUPLICATE:
+                item.status = before[id(item)]
+        batch.dropped["duplicate_msg_id"] += sum(1 for i in todo if i.status == DUPLICATE and id(i) not in before)
+        if ctx.replicas_wanted and batch.live_primary:
+            # Not acked until the replicas hold it: a master killed now loses nothing
+            # acknowledged.  A timeout raises (INFRA_ERRORS): the step runs again.
+            ctx.live.await_replicas(ctx.replicas_wanted, ctx.replica_timeout_ms)
+            batch.live_primary = ""
         # Duplicates go on to WriteHistory, which stores each msg_id once: a
         # message redelivered after a crash before its history was written is
         # not lost.  Later live steps skip them.

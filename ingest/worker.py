@@ -159,7 +159,7 @@ class IngestWorker:
                 f"`app.py ingest` process (with mqtt_shared_subscriptions=auto it decides whether they share "
                 f"the stream)")
         self.scheme = TopicScheme.from_settings(settings)
-        self.live = LiveState(redis_client, settings.redis_namespace, settings.ingest_msg_id_ttl_s)
+        self.live = LiveState(redis_client, settings.redis_prefix, settings.ingest_msg_id_ttl_s)
         self.registry = Registry(engine, settings.registry_refresh_s)
         if visits is None and geo:
             from data.geo_store import GeoStore
@@ -177,6 +177,8 @@ class IngestWorker:
             arrive_geofence_m=settings.arrive_geofence_m,
             visits=visits,
             streams=StreamStore(engine),
+            replicas_wanted=settings.redis_replicas_to_wait,
+            replica_timeout_ms=settings.redis_ack_timeout_ms,
         )
         self.ping_q: queue.Queue[Item] = queue.Queue(maxsize=settings.ingest_queue_max)
         self.prio_q: queue.Queue[Item] = queue.Queue(maxsize=settings.ingest_priority_queue_max)

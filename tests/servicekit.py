@@ -5,6 +5,7 @@ else."""
 from __future__ import annotations
 
 import subprocess
+import time
 from pathlib import Path
 
 from data.embedded import free_port, mosquitto_conf, wait_listening
@@ -203,3 +204,106 @@ class NatsCluster:
                 except subprocess.TimeoutExpired:
                     p.kill()
                 self.procs[i] = None
+
+
+class RedisCluster:
+    """A local Redis Cluster of the installed ``redis-server``: ``masters`` masters,
+    each with one replica, on spare ports, made with ``redis-cli --cluster create``
+    as an operator would (docs/deploy.md).  Each node keeps an append-only file, and
+    fails over after ``node_timeout_ms``.  ``url`` names the first node, as
+    ``ANJIAN_REDIS_URL`` does with ``ANJIAN_REDIS_CLUSTER=true``; ``kill(port)``
+    is a ``kill -9`` of one node."""
+
+    def __init__(self, tmp: Path, masters: int = 3, node_timeout_ms: int = 1000):
+        self.dir = tmp / "rcluster"
+        self.masters = masters
+        self.node_timeout_ms = node_timeout_ms
+        self.ports: list[int] = []
+        p = 27000
+        for _ in range(masters * 2):
+            # a node also listens on port + 10000 (the cluster bus): both must be free
+            p = free_port(p)
+            while free_port(p + 10000) != p + 10000:
+                p = free_port(p + 1)
+            self.ports.append(p)
+            p += 1
+        self.procs: dict[int, subprocess.Popen] = {}
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.ports[0]}/0"
+
+    def start_node(self, port: int) -> None:
+        d = self.dir / str(port)
+        d.mkdir(parents=True, exist_ok=True)
+        log = open(d / "log", "ab")  # noqa: SIM115 - the server holds it
+        self.procs[port] = subprocess.Popen(
+            ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--dir", str(d), "--save", "",
+             "--appendonly", "yes", "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
+             "--cluster-node-timeout", str(self.node_timeout_ms)],
+            stdout=log, stderr=subprocess.STDOUT)
+        wait_listening("127.0.0.1", port, proc=self.procs[port])
+
+    def start(self) -> None:
+        for port in self.ports:
+            self.start_node(port)
+        subprocess.run(["redis-cli", "--cluster", "create", *(f"127.0.0.1:{p}" for p in self.ports),
+                        "--cluster-replicas", "1", "--cluster-yes"], check=True, capture_output=True, timeout=60)
+        self.wait_ok()
+
+    def cli(self, port: int, *args: str) -> str:
+        return subprocess.run(["redis-cli", "-p", str(port), *args], capture_output=True, text=True,
+                              timeout=10).stdout
+
+    def wait_ok(self, timeout_s: float = 30) -> None:
+        """Until every live node says the cluster is ok (all slots served)."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            states = [self.cli(p, "cluster", "info") for p in self.procs]
+            if all("cluster_state:ok" in s for s in states):
+                return
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"cluster not ok after {timeout_s} s: {states}")
+            time.sleep(0.2)
+
+    def wait_failover(self, old_master: int, key: str, timeout_s: float = 30) -> int:
+        """Until a replica has taken ``key``'s slot over from ``old_master`` (killed) and
+        the cluster is ok again; returns the new master's port."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                new = self.master_of(key)
+            except LookupError:
+                new = old_master
+            if new != old_master:
+                self.wait_ok(max(1.0, deadline - time.monotonic()))
+                return new
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"no replica took over from {old_master} in {timeout_s} s")
+            time.sleep(0.2)
+
+    def master_of(self, key: str) -> int:
+        """The port of the master that serves ``key``'s slot now."""
+        slot = int(self.cli(next(iter(self.procs)), "cluster", "keyslot", key).strip())
+        for line in self.cli(next(iter(self.procs)), "cluster", "nodes").splitlines():
+            f = line.split()
+            if "master" in f[2] and "fail" not in f[2]:
+                for rng in f[8:]:
+                    lo, _, hi = rng.partition("-")
+                    if lo.isdigit() and int(lo) <= slot <= int(hi or lo):
+                        return int(f[1].split(":")[1].split("@")[0])
+        raise LookupError(f"no master serves slot {slot}")
+
+    def kill(self, port: int) -> None:
+        p = self.procs.pop(port)
+        p.kill()
+        p.wait(10)
+
+    def stop(self) -> None:
+        for port in list(self.procs):
+            p = self.procs.pop(port)
+            p.terminate()
+            try:
+                p.wait(10)
+            except subprocess.TimeoutExpired:
+                p.kill()

@@ -464,7 +464,7 @@ def kpis(ctx) -> dict:
     from data import geo_queries
 
     return cache().get("kpis", KPI_TTL_S, lambda: geo_queries.kpis(
-        ctx.engine, ctx.redis, ctx.settings.redis_namespace, ctx.settings.interval_days(), time.time()))
+        ctx.engine, ctx.redis, ctx.settings.redis_prefix, ctx.settings.interval_days(), time.time()))
 
 
 def plan_kpis(ctx) -> dict:
@@ -546,7 +546,7 @@ def heat_rows(ctx, mode: str, res: int, window: str):
 
     if mode == "gaps":
         return geo_queries.gap_cells(ctx.engine, ctx.settings.interval_days(), time.time(), res)
-    return geo_queries.heat(ctx.engine, ctx.redis, ctx.settings.redis_namespace, res=res, kind="pings",
+    return geo_queries.heat(ctx.engine, ctx.redis, ctx.settings.redis_prefix, res=res, kind="pings",
                             window=window)
 
 
