@@ -13,6 +13,7 @@ port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 have mosquitto || [ -x /usr/sbin/mosquitto ] || need_pkgs+=(mosquitto mosquitto-clients)
 have mosquitto_pub || need_pkgs+=(mosquitto-clients)
 have redis-server || need_pkgs+=(redis-server)
+have redis-cli || need_pkgs+=(redis-tools)  # redis-cli --cluster create (tests/servicekit.py RedisCluster)
 have curl || need_pkgs+=(curl)  # the README's parts section (tests/test_parts.py runs it)
 { have pg_ctlcluster && ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1; } || need_pkgs+=(postgresql)
 [ -x /usr/bin/chromium ] || need_pkgs+=(chromium)  # also draws the bulletins' charts (Kaleido)
