@@ -353,7 +353,7 @@ class GeoStore:
         self.changes.publish("visit", ",".join(sorted({e.visit.inspector_id for e in events})), pipe=pipe)
         try:
             pipe.execute()
-        except redis.NoScriptError:
+        except redis.exceptions.NoScriptError:
             self._heat(keys=[self.ns], args=[HEAT_TTL_S, orjson.dumps([(k, c, n) for (k, c), n in visit_heat.items()])])
         self._overlaps(visiting_set)
 

@@ -78,6 +78,57 @@ def test_live_state_on_a_cluster_keeps_every_key_in_one_slot(csettings, rcluster
     assert slots == {r.keyslot(csettings.redis_prefix)}, "a key left the namespace's slot"
 
 
+def test_the_screens_change_feed_login_throttle_and_leases_on_a_cluster(csettings):
+    """What the web process and the engines use besides live state: the change feed
+    the screens follow (XREAD, blocking), the login throttle, the engine's lease."""
+    from data.engine_streams import EngineStreams
+    from data.login_throttle import LoginThrottle
+    from data.screen_queries import newest_change_id, read_changes
+
+    r = connect(csettings.redis_url, cluster=True)
+    live = LiveState(r, csettings.redis_prefix)
+    start = newest_change_id(live)
+    live.apply_pings([Ping("I9", time.time(), 22.6, 114.0, msg_id="c1")])
+    got = read_changes(live, start, 10, 200)
+    assert [f[b"kind"] for _id, f in got] == [b"inspector"] and got[0][1][b"ids"] == b"I9"
+    assert read_changes(live, got[-1][0], 10, 100) == [], "blocks, then nothing new"
+    throttle = LoginThrottle(r, csettings.redis_prefix, max_failures=2, lockout_s=60)
+    assert throttle.retry_after_s("chen", "10.0.0.1") == 0
+    throttle.fail("chen", "10.0.0.1")
+    throttle.fail("chen", "10.0.0.1")
+    assert throttle.retry_after_s("chen", "10.0.0.1") > 0
+    throttle.reset("chen", "10.0.0.1")
+    assert throttle.retry_after_s("chen", "10.0.0.1") == 0
+    streams = EngineStreams(r, live, ("gas:events",), "engine")
+    assert streams.lease("a", 3.0) and not streams.lease("b", 3.0) and streams.lease("a", 3.0)
+
+
+def test_the_geo_engine_on_a_cluster_finds_a_duplicate_visit_and_counts_heat(csettings, engine):
+    """The geo engine's scripts (visit states compare-and-set, heat) on the cluster."""
+    from data.geo_store import GeoStore
+    from data.registry import Registry
+    from tests.geo.test_geo_store_e2e import leave, stay, visits
+
+    write_small_city(engine)
+    reg = Registry(engine)
+    reg.load()
+    r = connect(csettings.redis_url, cluster=True)
+    geo = GeoStore(csettings, engine, r, reg)
+    t0 = time.time() - 4 * 3600
+    geo.process(stay("I1", t0, 15))  # unit U1
+    geo.process(leave("I1", t0 + 15 * 60))
+    geo.process(stay("I2", t0 + 2 * 3600, 12))  # unit U2, the same enterprise two hours later
+    geo.process(leave("I2", t0 + 2 * 3600 + 12 * 60))
+    rows = visits(engine)
+    assert len(rows) == 2 and rows[1].duplicate_of == rows[0].id
+    heat = [k for k in keys_everywhere_client(r, csettings.redis_prefix) if ":heat:" in k]
+    assert heat, "no heat counted"
+
+
+def keys_everywhere_client(r, prefix: str) -> list[str]:
+    return [k.decode() for k in r.scan_iter(match=prefix + ":*", count=1000, target_nodes=r.PRIMARIES)]
+
+
 def small_city_with_sensors(engine, n: int) -> list[str]:
     write_small_city(engine)
     ids = [f"K{i:03d}" for i in range(n)]
