@@ -187,6 +187,9 @@ def start_alert_engine(settings, services):
     from data.scores_store import Scheduler
 
     Scheduler(services.engine, settings, r).start()  # daily scores at China midnight; a Redis lease picks one process
+    from data.retention import Scheduler as RetentionScheduler
+
+    RetentionScheduler(services.engine, settings, r).start()  # history retention at 03:00, where set
     return engine
 
 
@@ -590,6 +593,22 @@ def cmd_scores(settings, args) -> int:
     return 0
 
 
+def cmd_history(settings, args) -> int:
+    from data.retention import prune
+
+    if not (settings.history_readings_keep_days or settings.history_pings_keep_days):
+        print("history prune: no retention is set (ANJIAN_HISTORY_READINGS_KEEP_DAYS, "
+              "ANJIAN_HISTORY_PINGS_KEEP_DAYS): history is kept whole")
+        return 0
+    engine = _engine(settings)
+    done = prune(engine, settings, actor=args.actor, dry_run=args.dry_run)
+    for table, d in done.items():
+        n = d.get("deleted", d.get("would_delete"))
+        verb = "would delete" if args.dry_run else "deleted"
+        print(f"{table}: {verb} {n} rows older than {d['keep_days']} days")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="app.py", description="Anjian command map")
     p.add_argument("--config", help="TOML settings file (default: $ANJIAN_CONFIG)")
@@ -647,6 +666,11 @@ def build_parser() -> argparse.ArgumentParser:
     sco_sub = sco.add_subparsers(dest="scores_cmd", required=True)
     sco_sub.add_parser("run", help="score a day (default: every missed day up to yesterday)").add_argument(
         "--date", help="YYYY-MM-DD, China time (scored again if it ran: the same rows)")
+    his = sub.add_parser("history", help="device history")
+    his_sub = his.add_subparsers(dest="history_cmd", required=True)
+    hp = his_sub.add_parser("prune", help="delete history older than the retention settings now (as the daily job)")
+    hp.add_argument("--dry-run", action="store_true", help="count what would go, delete nothing")
+    hp.add_argument("--actor", default=os.environ.get("USER", "cli"), help="who prunes (for the audit log)")
     return p
 
 
@@ -654,7 +678,7 @@ COMMANDS = {
     None: cmd_run, "run": cmd_run, "ingest": cmd_ingest, "alerts": cmd_alerts, "web": cmd_web, "simulate": cmd_simulate,
     "migrate": cmd_migrate, "demo-city": cmd_demo_city, "import": cmd_import, "token": cmd_token, "user": cmd_user,
     "audit": cmd_audit, "draw": cmd_draw, "report": cmd_report,
-    "scores": cmd_scores,
+    "scores": cmd_scores, "history": cmd_history,
 }
 
 

@@ -327,6 +327,20 @@ class Settings(BaseSettings):
     score_catchup_max_d: int = _field(
         31, "After downtime the daily scoring catches up at most this many missed days.", ge=0)
 
+    # --- History retention (data/retention.py) -------------------------------
+    history_readings_keep_days: int = _field(
+        0,
+        "Detector readings at level normal older than this many days are deleted by a daily job (03:00 China "
+        "time, one process); readings at any other level (alarms, faults) are kept. 0: keep all.",
+        ge=0,
+    )
+    history_pings_keep_days: int = _field(
+        0,
+        "Location fixes older than this many days are deleted by the same daily job; the visits found in them "
+        "are kept (a replayed day older than this has no trail). 0: keep all.",
+        ge=0,
+    )
+
     # --- Simulation -------------------------------------------------------------
     sim_seed: int = _field(440309, "Seed of the demo city and the simulator.")
     sim_scale: SimScale = _field(
