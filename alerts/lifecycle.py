@@ -138,7 +138,8 @@ OUTCOMES: dict[str, tuple[str, ...]] = {
     SENSOR_FAULT: ("repaired", "replaced", "no_fault_found"),
     SENSOR_OFFLINE: ("back_online", "repaired", "replaced", "decommissioned"),
     INSPECTOR_OFFLINE: ("back_online", "off_duty", "device_issue"),
-    OVERDUE_INSPECTION: ("scheduled", "inspected", "dismissed"),
+    # superseded: set by the system when the next day's roll-up of the street opens.
+    OVERDUE_INSPECTION: ("scheduled", "inspected", "dismissed", "superseded"),
     DUPLICATE_VISIT: ("justified", "dismissed"),
     OVERLAP_NOW: ("joint_inspection", "dismissed"),
     APPROACH_WARNING: ("justified", "dismissed"),

@@ -84,6 +84,7 @@ def hazard_escalated_note(level: int, hazard_id: int, days: float) -> str:
 
 
 HAZARD_NO_LONGER_OVERDUE = "the hazard is no longer overdue"
+OVERDUE_SUPERSEDED = "superseded by the roll-up of {day}"
 
 
 def approach_subject(inspector_id: str, enterprise_id: str) -> str:

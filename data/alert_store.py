@@ -28,8 +28,9 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 from alerts.audit import alert_audit
 from alerts.escalation import Ladder
 from alerts.lifecycle import TransitionNotAllowed, new_alert, transition
-from alerts.model import (ACTIVE_STATES, HAZARD_NO_LONGER_OVERDUE, HAZARD_OVERDUE, SEVERITY_RANK, AlertState,
-                          TransitionRecord, hazard_escalated_note, hazard_overdue_note, hazard_subject)
+from alerts.model import (ACTIVE_STATES, HAZARD_NO_LONGER_OVERDUE, HAZARD_OVERDUE, OVERDUE_INSPECTION,
+                          OVERDUE_SUPERSEDED, SEVERITY_RANK, AlertState, TransitionRecord, hazard_escalated_note,
+                          hazard_overdue_note, hazard_subject)
 from alerts.nearest import Candidate, rank_nearest
 from alerts.rules import severity_for
 from data import audit
@@ -172,6 +173,21 @@ class AlertStore:
                                           Alert.state.in_(ACTIVE_STATES)).order_by(Alert.id.desc()).limit(1)
         ).first()
         return None if row is None else (state_from_row(row), row.version)
+
+    def supersede_overdue(self, conn: Connection, street_id: str, subject: str, day: str, now: float) -> list[int]:
+        """Resolve the street's still-open overdue roll-ups of earlier days (outcome
+        ``superseded``): the day's new one (``subject``) lists what is overdue now, and
+        the dispatcher's queue keeps one per street."""
+        rows = conn.execute(select(Alert.__table__).where(
+            Alert.type == OVERDUE_INSPECTION, Alert.street_id == street_id, Alert.subject != subject,
+            Alert.state.in_(ACTIVE_STATES))).all()
+        done = []
+        for row in rows:
+            alert, rec = transition(state_from_row(row), "resolve", actor=SYSTEM.username, at=now,
+                                    outcome="superseded", note=OVERDUE_SUPERSEDED.format(day=day))
+            self.update(conn, alert, row.version, [rec], now)
+            done.append(row.id)
+        return done
 
     def active_subjects(self, alert_types: Iterable[str], subjects: Iterable[str], *,
                         still_away: bool = False) -> set[str]:

@@ -545,7 +545,8 @@ class AlertEngine:
         self._rollup.start()
 
     def roll_up_overdue(self, now: float) -> None:
-        """One overdue_inspection alert per street per day, updated as counts change."""
+        """One overdue_inspection alert per street per day, updated as counts change; the
+        day's first resolves the street's open ones of earlier days (``superseded``)."""
         from data.geo_queries import overdue_counts
 
         day = local_day(now)
@@ -562,14 +563,13 @@ class AlertEngine:
                 if res is None:
                     return None
                 alert, rec = res
-                if rec is not None:
-                    return self.store.insert(conn, alert, rec, now).id
+                if rec is not None:  # the day's first: it supersedes the street's earlier days' ones
+                    ids = self.store.supersede_overdue(conn, street_id, subject, day, now)
+                    return [self.store.insert(conn, alert, rec, now).id, *ids]
                 self.store.update(conn, alert, cur[1], [], now)
-                return alert.id
+                return [alert.id]
 
-            alert_id = self.store.run_tx(tx)
-            if alert_id:
-                changed.append(alert_id)
+            changed += self.store.run_tx(tx) or []
         if changed:
             self.store.notify(changed)
 

@@ -257,6 +257,8 @@ _NOTES = (
     (re.compile(r"^hazard (\d+) ([\d.]+) d past its deadline$"),
      lambda m, lang_, names: t("note.hazard_overdue", lang_, id=m[1], days=m[2])),
     (re.compile(r"^the hazard is no longer overdue$"), lambda m, lang_, names: t("note.hazard_no_longer", lang_)),
+    (re.compile(r"^superseded by the roll-up of (\d{4}-\d{2}-\d{2})$"),
+     lambda m, lang_, names: t("note.overdue_superseded", lang_, day=m[1])),
     (re.compile(r"^level (\d+):.*$"), lambda m, lang_, names: t("note.escalated", lang_, n=m[1])),
     (re.compile(r"^(normal|low|high|fault|tamper|test)(?: (-?[\d.]+) % LEL)?$"),
      lambda m, lang_, names: _gas_note(m, lang_)),

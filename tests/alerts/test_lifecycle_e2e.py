@@ -232,6 +232,15 @@ def test_overdue_inspections_roll_up_to_one_alert_per_street_per_day(system):
     # the dates above were set, may have counted it as never inspected).
     assert all(x["count"] == 0 for x in body if x["street_id"] == "ST2")
     assert a["severity"] == "warning"  # a red enterprise among them
+    # The next day's first run opens that day's roll-up, which supersedes this one:
+    # the queue keeps one per street, and the old one says why it went.
+    eng.roll_up_overdue(now + 86400)
+    code, body = api(system["client"], system["tokens"]["dispatcher"], "GET", "/alerts?state=open&type=overdue_inspection")
+    st1 = [x for x in body if x["street_id"] == "ST1"]
+    assert len(st1) == 1 and st1[0]["id"] != a["id"] and st1[0]["details"]["day"] != a["details"]["day"]
+    code, old = api(system["client"], system["tokens"]["dispatcher"], "GET", f"/alerts/{a['id']}")
+    assert old["state"] == "resolved" and old["outcome"] == "superseded"
+    assert old["history"][-1]["note"] == f"superseded by the roll-up of {st1[0]['details']['day']}"
 
 
 def test_an_inspector_gone_quiet_on_duty_is_an_alert(system):

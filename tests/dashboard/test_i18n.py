@@ -119,10 +119,11 @@ def test_an_alerts_history_reads_in_chinese_with_local_times():
                  "note": f"last will; last seen {ts}"})
     rows.append({"action": "open", "actor": "system", "to_state": "open", "at_ts": ts, "note": "silent; last seen None"})
     # An overdue hazard's alert: opened, sent to the district, resolved by the system.
-    from alerts.model import HAZARD_NO_LONGER_OVERDUE, hazard_escalated_note, hazard_overdue_note
+    from alerts.model import HAZARD_NO_LONGER_OVERDUE, OVERDUE_SUPERSEDED, hazard_escalated_note, hazard_overdue_note
 
     for action, note in (("open", hazard_overdue_note(12, 1.04)), ("escalate", hazard_escalated_note(2, 12, 3.5)),
-                         ("resolve", HAZARD_NO_LONGER_OVERDUE)):
+                         ("resolve", HAZARD_NO_LONGER_OVERDUE),
+                         ("resolve", OVERDUE_SUPERSEDED.format(day="2026-12-04"))):
         rows.append({"action": action, "actor": "system", "to_state": "open", "at_ts": ts, "note": note})
     alert_json = {"history": rows, "outcome": "leak_handled"}
     zh = history_entries(alert_json, "zh-CN", lambda i: names(i) or i)
