@@ -489,8 +489,8 @@ def _rgb(hex_colour: str) -> list[int]:
     return [int(hex_colour[k:k + 2], 16) for k in (1, 3, 5)]
 
 
-@pytest.mark.parametrize("who,path,size", [("wall1", "/wall", (1920, 1080)), ("officer-a", "/officer", (375, 812))],
-                         ids=["wall", "phone"])
+@pytest.mark.parametrize("who,path,size", [("wall1", "/wall", (1920, 1080)), ("disp1", "/dispatch", (1920, 1080)),
+                                           ("officer-a", "/officer", (375, 812))], ids=["wall", "console", "phone"])
 def test_a_vector_mbtiles_basemap_is_drawn_from_the_app_with_no_outside_request(stack, browser, tmp_path,
                                                                                   who, path, size):
     from dashboard.mapkit import RISK_HEX, tile_preset
