@@ -105,6 +105,15 @@ def tile_json():
         return Response(status=404)
     try:
         meta = metadata(path)
+        if "minzoom" not in meta or "maxzoom" not in meta:  # optional in the spec: read the tiles
+            conn = open_mbtiles(path)
+            try:
+                lo, hi = conn.execute("SELECT MIN(zoom_level), MAX(zoom_level) FROM tiles").fetchone()
+            finally:
+                conn.close()
+            if hi is not None:
+                meta.setdefault("minzoom", str(lo))
+                meta.setdefault("maxzoom", str(hi))
     except sqlite3.Error:  # not an MBTiles file: the screens drew the offline base already
         return Response(status=404)
     resp = jsonify(tilejson(meta))
