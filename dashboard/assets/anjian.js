@@ -405,7 +405,6 @@
       if (window.console) { console.warn("vector base:", e && e.message); }
     });
   }
-  window.anjianVectorStyle = vectorStyle;  // tests read the palette
   if (window.L && L.Map && L.Map.addInitHook) {
     L.Map.addInitHook(function () {
       var box = this.getContainer && this.getContainer();
