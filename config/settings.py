@@ -412,8 +412,8 @@ class Settings(BaseSettings):
     tiles_custom_crs: TilesCrs = _field("wgs84", "CRS of the custom tiles: wgs84 or gcj02.")
     tiles_mbtiles_path: Path | None = _field(
         None, "An MBTiles file for tiles=mbtiles (an intranet basemap): the web process serves its tiles at "
-        "/tiles/{z}/{x}/{y}; raster tiles (png, jpg, webp) are drawn by the screens, vector tiles (pbf) are served "
-        "for other clients while the screens draw the offline base.",
+        "/tiles/{z}/{x}/{y} and its TileJSON at /tiles/tilejson.json; the screens draw raster tiles (png, jpg, "
+        "webp) and vector tiles (pbf, with Leaflet.VectorGrid served by the app), nothing from the internet.",
     )
     tianditu_key: str | None = _field(None, "Tianditu key (environment only).")
     gcj02_region: str = _field(

@@ -20,6 +20,11 @@ mbtiles    WGS-84     a local MBTiles file (``tiles_mbtiles_path``) served at /t
 none       WGS-84     no tiles: a vector base from the street and grid boundaries
 =========  =========  ==============================================================
 
+An MBTiles file of raster tiles is drawn by Leaflet's own tile layer; one of
+vector tiles (``format`` pbf) by Leaflet.VectorGrid (vendored under
+dashboard/assets/vendor/, loaded by dashboard/assets/anjian.js on a map whose
+container carries ``aj-map-vector``), styled in muted greys and slate blues.
+
 A preset that cannot work (tianditu without a key, custom without a URL, an
 unknown name) falls back to ``none`` with a logged reason, so the page still
 renders.  A tile that fails to load is replaced by a transparent tile
@@ -114,10 +119,12 @@ class TilePreset:
     tiles: tuple[TileSpec, ...] = ()
     requested: str | None = None
     fallback_reason: str | None = None
+    # Vector tiles (a pbf MBTiles file), drawn in the browser by Leaflet.VectorGrid.
+    vector: TileSpec | None = None
 
     @property
     def offline(self) -> bool:
-        return not self.tiles
+        return not self.tiles and self.vector is None
 
 
 OSM = TileSpec("https://{s}.tile.openstreetmap.org/{z}/{x}/{y}.png",
@@ -170,7 +177,8 @@ def tile_preset(settings) -> TilePreset:
 
 def _mbtiles_preset(settings, offline) -> TilePreset:
     """A local MBTiles file served at /tiles/{z}/{x}/{y} (dashboard/tiles.py): raster tiles
-    are drawn; a vector file is served but the screens draw the offline base."""
+    through Leaflet's tile layer, vector tiles (pbf) through Leaflet.VectorGrid.  Both
+    are WGS-84 web-mercator tiles, as OpenStreetMap's, so nothing is shifted."""
     from pathlib import Path
 
     from dashboard.tiles import metadata, tile_format
@@ -183,14 +191,14 @@ def _mbtiles_preset(settings, offline) -> TilePreset:
     except Exception as e:  # noqa: BLE001 - not an MBTiles file: say so, draw the offline base
         return offline(f"{path} is not a readable MBTiles file: {e}")
     fmt = tile_format(meta)
-    if fmt == "pbf":
-        return offline(f"{path} holds vector tiles: served at /tiles, drawn as the offline base")
     try:
         max_zoom = int(float(meta.get("maxzoom", 18)))
     except ValueError:
         max_zoom = 18
-    return TilePreset("mbtiles", "wgs84", (TileSpec("/tiles/{z}/{x}/{y}", meta.get("attribution", ""), (), max_zoom),),
-                      requested="mbtiles")
+    spec = TileSpec("/tiles/{z}/{x}/{y}", meta.get("attribution", ""), (), max_zoom)
+    if fmt == "pbf":
+        return TilePreset("mbtiles", "wgs84", (), requested="mbtiles", vector=spec)
+    return TilePreset("mbtiles", "wgs84", (spec,), requested="mbtiles")
 
 
 # --- datum --------------------------------------------------------------------------
@@ -671,6 +679,10 @@ def base_children(preset: TilePreset, city: CityMap, lang: str, *, grids: bool =
                   street_id: str | None = None, grid_id: str | None = None, tile_id: str | None = None) -> list:
     """Tile layers (or the offline vector base) plus street and grid boundaries.
 
+    A vector MBTiles base is not a child here: dash-leaflet has no vector-tile
+    layer, so anjian.js adds it to every map whose class says ``aj-map-vector``
+    (``map_props``).
+
     Offline, the streets are filled and labelled, so the map still shows where
     things are with no tile server at all.
     """
@@ -704,8 +716,9 @@ def _id(component_id: str | None) -> dict:
 
 def map_props(preset: TilePreset, city: CityMap) -> dict:
     """Common MapContainer properties: the district in view, a canvas renderer."""
-    props: dict = {"preferCanvas": True, "zoomSnap": 0.25, "maxZoom": 19, "minZoom": 8,
-                   "className": "aj-map aj-map-offline" if preset.offline else "aj-map"}
+    # aj-map-vector: anjian.js adds the vector base (Leaflet.VectorGrid) to this map.
+    kind = " aj-map-offline" if preset.offline else " aj-map-vector" if preset.vector else ""
+    props: dict = {"preferCanvas": True, "zoomSnap": 0.25, "maxZoom": 19, "minZoom": 8, "className": "aj-map" + kind}
     if city.district_bounds:
         (s, w), (n, e) = city.district_bounds
         props["bounds"] = city.district_bounds

@@ -8,16 +8,24 @@ as their image type; vector tiles (``format`` pbf) as ``application/x-protobuf``
 with ``Content-Encoding: gzip`` when stored gzipped (as tippecanoe writes them).  A
 tile the file lacks is a 404 (the map shows its transparent error tile).
 
+``GET /tiles/tilejson.json`` describes the file as TileJSON 3.0.0
+(https://github.com/mapbox/tilejson-spec): the tile URL, zoom range, bounds,
+attribution and, for a vector file, its ``vector_layers`` (from the metadata's
+``json`` row, as tippecanoe and OpenMapTiles write it).  The screens' vector base
+(dashboard/assets/anjian.js) reads it to know the deepest zoom the file holds
+(deeper, tiles of that zoom are scaled up) and which layers to style.
+
 The file is opened read-only, one connection per request (SQLite opens are cheap,
 and a connection must not cross threads).  The route needs a login like every page.
 """
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from pathlib import Path
 
-from flask import Blueprint, Response, current_app
+from flask import Blueprint, Response, current_app, jsonify
 
 tiles = Blueprint("tiles", __name__)
 
@@ -63,4 +71,51 @@ def tile(z: int, x: int, y: int):
     if fmt == "pbf" and data[:2] == b"\x1f\x8b":
         resp.headers["Content-Encoding"] = "gzip"
     resp.headers["Cache-Control"] = "private, max-age=86400"
+    return resp
+
+
+def tilejson(meta: dict[str, str], url: str = "/tiles/{z}/{x}/{y}") -> dict:
+    """TileJSON 3.0.0 for a file's metadata (fields the metadata lacks are left out or defaulted)."""
+    out: dict = {"tilejson": "3.0.0", "tiles": [url], "scheme": "xyz", "format": tile_format(meta),
+                 "name": meta.get("name", ""), "attribution": meta.get("attribution", "")}
+    for key, default in (("minzoom", 0), ("maxzoom", 22)):
+        try:
+            out[key] = int(float(meta.get(key, default)))
+        except ValueError:
+            out[key] = default
+    try:
+        w, s, e, n = (float(v) for v in meta["bounds"].split(","))
+        out["bounds"] = [w, s, e, n]
+    except (KeyError, ValueError):
+        pass
+    try:  # vector files: {"vector_layers": [{"id": ..., "fields": {...}}, ...]}
+        layers = json.loads(meta.get("json") or "{}").get("vector_layers")
+    except (ValueError, AttributeError):
+        layers = None
+    if isinstance(layers, list):
+        out["vector_layers"] = [v for v in layers if isinstance(v, dict) and "id" in v]
+    return out
+
+
+@tiles.get("/tiles/tilejson.json")
+def tile_json():
+    settings = current_app.extensions["anjian"].settings
+    path = getattr(settings, "tiles_mbtiles_path", None)
+    if not path or not Path(path).is_file():
+        return Response(status=404)
+    try:
+        meta = metadata(path)
+        if "minzoom" not in meta or "maxzoom" not in meta:  # optional in the spec: read the tiles
+            conn = open_mbtiles(path)
+            try:
+                lo, hi = conn.execute("SELECT MIN(zoom_level), MAX(zoom_level) FROM tiles").fetchone()
+            finally:
+                conn.close()
+            if hi is not None:
+                meta.setdefault("minzoom", str(lo))
+                meta.setdefault("maxzoom", str(hi))
+    except sqlite3.Error:  # not an MBTiles file: the screens drew the offline base already
+        return Response(status=404)
+    resp = jsonify(tilejson(meta))
+    resp.headers["Cache-Control"] = "private, max-age=300"
     return resp

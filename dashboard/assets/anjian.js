@@ -311,6 +311,107 @@
   document.addEventListener("error", tileEvent, true);
   document.addEventListener("load", tileEvent, true);
 
+  // --- the vector base: an MBTiles file of vector tiles (tiles=mbtiles, format pbf) -------
+  // dash-leaflet has no vector-tile layer, so every Leaflet map whose container says
+  // aj-map-vector (dashboard/mapkit.py map_props) gets one here, through Leaflet's own
+  // plugin hook (L.Map.addInitHook runs in each map's constructor).  Leaflet.VectorGrid
+  // (vendored, never from the internet) and the file's TileJSON are fetched once per
+  // page, when the first such map is made.  Tiles of the file's deepest zoom are scaled
+  // up beyond it (maxNativeZoom), as raster MBTiles are.
+  //
+  // The palette is muted on purpose (colour means one thing): land, water, roads and
+  // buildings in dark slate greys and blues, none of them a risk colour nor the alarm red;
+  // point layers (labels, POIs) are not drawn.  Layer names are those of the OpenMapTiles
+  // and Shortbread schemas; any other layer the file lists gets the quiet default.
+  var VECTORGRID_SRC = "/assets/vendor/leaflet.vectorgrid/Leaflet.VectorGrid.bundled.min.js";
+  var TILEJSON_URL = "/tiles/tilejson.json";
+  var VECTOR = {
+    // No outline on areas: a polygon clipped at the tile's edge would outline the tile.
+    land: { fill: true, fillColor: "#0f1c2a", fillOpacity: 1, stroke: false },
+    green: { fill: true, fillColor: "#10211f", fillOpacity: 1, stroke: false },
+    water: { fill: true, fillColor: "#050c16", fillOpacity: 1, stroke: false },
+    waterway: { fill: false, color: "#16283c", weight: 1, opacity: 1 },
+    road: { fill: false, color: "#2c3b50", weight: 1, opacity: 1 },
+    major: { fill: false, color: "#3a4a60", weight: 1.8, opacity: 1 },
+    rail: { fill: false, color: "#2a3342", weight: 1, opacity: 1, dashArray: "4 4" },
+    building: { fill: true, fillColor: "#182436", fillOpacity: 1, stroke: false },
+    boundary: { fill: false, color: "#3a4455", weight: 0.8, opacity: 0.8, dashArray: "4 4" },
+    other: { fill: false, color: "#263246", weight: 0.6, opacity: 0.8, radius: 1 }
+  };
+  var VECTOR_LAYERS = {
+    landcover: "green", park: "green", landuse: "land", land: "land", sites: "land",
+    water: "water", ocean: "water", water_polygons: "water", waterway: "waterway", water_lines: "waterway",
+    building: "building", buildings: "building", boundary: "boundary", boundaries: "boundary",
+    transportation: "road", streets: "road", street_polygons: "land", bridges: "road",
+    aeroway: "road", aerialways: "rail", ferries: "waterway"
+  };
+  var VECTOR_POINTS = ["place", "poi", "housenumber", "mountain_peak", "aerodrome_label", "water_name",
+                       "transportation_name", "place_labels", "pois", "public_transport", "addresses",
+                       "street_labels", "street_labels_points", "water_polygons_labels", "water_lines_labels",
+                       "boundary_labels"];
+  var MAJOR = /^(motorway|trunk|primary)/;
+  function vectorStyle(id) {
+    if (VECTOR_POINTS.indexOf(id) >= 0) { return []; }
+    var kind = VECTOR_LAYERS[id];
+    if (kind === "road") {  // roads: major ones wider; railways dashed
+      return function (p) {
+        var cls = String((p && (p["class"] || p.kind)) || "");
+        if (cls === "rail" || cls === "transit") { return VECTOR.rail; }
+        return MAJOR.test(cls) ? VECTOR.major : VECTOR.road;
+      };
+    }
+    return VECTOR[kind] || VECTOR.other;
+  }
+  var vectorReady = null;
+  function loadVectorBase() {
+    if (vectorReady) { return vectorReady; }
+    var script = new Promise(function (resolve, reject) {
+      if (window.L && L.vectorGrid) { resolve(); return; }
+      var s = document.createElement("script");
+      s.src = VECTORGRID_SRC;
+      s.onload = function () { resolve(); };
+      s.onerror = function () { reject(new Error("Leaflet.VectorGrid did not load")); };
+      document.head.appendChild(s);
+    });
+    var meta = fetch(TILEJSON_URL, { credentials: "same-origin" }).then(function (r) {
+      if (!r.ok) { throw new Error("tilejson: HTTP " + r.status); }
+      return r.json();
+    });
+    vectorReady = Promise.all([script, meta]).then(function (both) { return both[1]; });
+    vectorReady.catch(function () { vectorReady = null; });  // a later map tries again
+    return vectorReady;
+  }
+  function addVectorBase(map) {
+    loadVectorBase().then(function (tj) {
+      var styles = {};
+      Object.keys(VECTOR_LAYERS).concat(VECTOR_POINTS).forEach(function (id) { styles[id] = vectorStyle(id); });
+      (tj.vector_layers || []).forEach(function (v) { styles[v.id] = vectorStyle(v.id); });
+      var layer = L.vectorGrid.protobuf((tj.tiles || ["/tiles/{z}/{x}/{y}"])[0], {
+        rendererFactory: L.canvas.tile,  // canvas: one bitmap per tile, however many roads it holds
+        vectorTileLayerStyles: styles,
+        interactive: false,
+        maxNativeZoom: tj.maxzoom, minNativeZoom: tj.minzoom,
+        attribution: tj.attribution || "",
+        fetchOptions: { credentials: "same-origin" },  // /tiles needs the session, like every page
+        className: "aj-vector-base"
+      });
+      map.whenReady(function () {
+        if (map._container && map._container.isConnected && !map._anjianVector) {
+          map._anjianVector = layer;
+          layer.addTo(map);
+        }
+      });
+    }).catch(function (e) {
+      if (window.console) { console.warn("vector base:", e && e.message); }
+    });
+  }
+  if (window.L && L.Map && L.Map.addInitHook) {
+    L.Map.addInitHook(function () {
+      var box = this.getContainer && this.getContainer();
+      if (box && box.classList && box.classList.contains("aj-map-vector")) { addVectorBase(this); }
+    });
+  }
+
   // --- the console's alarm sound ----------------------------------------------------------
   // A short beep made with the WebAudio API (no sound file).  A browser that
   // blocks sound until the person interacts with the page keeps the AudioContext

@@ -458,3 +458,95 @@ def test_the_wall_draws_a_local_mbtiles_basemap_with_no_outside_request(stack, b
         ctx.settings = saved_settings
         server.extensions["anjian_tiles"] = saved_preset
         scr.close()
+
+
+# Pixels of the vector base's canvas tiles, counted by colour: the water, the building
+# and the primary road of mbtileskit.vector_tile in anjian.js's palette, and anything
+# near a risk colour or the alarm red (which the base must never use).
+VECTOR_PIXELS_JS = """([palette, risks]) => {
+  const near = (d, i, c, tol) => Math.abs(d[i] - c[0]) <= tol && Math.abs(d[i + 1] - c[1]) <= tol
+                                 && Math.abs(d[i + 2] - c[2]) <= tol;
+  const out = {tiles: 0, drawn: 0, risk: 0};
+  for (const k of Object.keys(palette)) out[k] = 0;
+  for (const c of document.querySelectorAll('.aj-vector-base canvas.leaflet-tile-loaded')) {
+    if (!c.width) continue;
+    out.tiles++;
+    const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+    let drawn = false;
+    for (let i = 0; i < d.length; i += 4) {
+      if (d[i + 3] === 0) continue;
+      drawn = true;
+      for (const [k, col] of Object.entries(palette)) if (near(d, i, col, 4)) out[k]++;
+      if (risks.some(col => near(d, i, col, 40))) out.risk++;
+    }
+    if (drawn) out.drawn++;
+  }
+  return out;
+}"""
+
+
+def _rgb(hex_colour: str) -> list[int]:
+    return [int(hex_colour[k:k + 2], 16) for k in (1, 3, 5)]
+
+
+@pytest.mark.parametrize("who,path,size", [("wall1", "/wall", (1920, 1080)), ("disp1", "/dispatch", (1920, 1080)),
+                                           ("officer-a", "/officer", (375, 812))], ids=["wall", "console", "phone"])
+def test_a_vector_mbtiles_basemap_is_drawn_from_the_app_with_no_outside_request(stack, browser, tmp_path,
+                                                                                  who, path, size):
+    from dashboard.mapkit import RISK_HEX, tile_preset
+    from tests.dashboard.mbtileskit import vector_tile, write_mbtiles
+
+    ctx, server = stack["ctx"], stack["server"]
+    mbtiles = tmp_path / "longhua-vector.mbtiles"
+    assert write_mbtiles(mbtiles, (22.55, 113.95, 22.78, 114.15), zooms=range(9, 15), fmt="pbf",
+                         data=vector_tile()) > 50
+    saved_settings, saved_preset = ctx.settings, server.extensions["anjian_tiles"]
+    ctx.settings = saved_settings.model_copy(update={"tiles": "mbtiles", "tiles_mbtiles_path": mbtiles})
+    server.extensions["anjian_tiles"] = tile_preset(ctx.settings)
+    local = stack["url"].split("//")[1]
+    outside: list[str] = []
+    statuses: dict[str, int] = {}
+    scr = Screen(browser, stack["url"], *size)
+
+    def only_local(route):  # an intranet: anything not from this app is refused, and noted
+        if re.sub(r"^[a-z]+://([^/]+).*$", r"\1", route.request.url) == local:
+            route.continue_()
+        else:
+            outside.append(route.request.url)
+            route.abort()
+
+    scr.context.route("**/*", only_local)
+    scr.page.on("response", lambda r: statuses.__setitem__(r.url, r.status) if "/tiles/" in r.url else None)
+    scr.login(who, path)
+    try:
+        page = scr.page
+        page.wait_for_selector(".aj-map-vector .aj-vector-base", state="attached", timeout=20000)
+        page.wait_for_function("document.querySelectorAll('.aj-vector-base canvas.leaflet-tile-loaded').length >= 2",
+                               timeout=20000)
+        time.sleep(1.0)
+        palette = {"water": _rgb("#050c16"), "building": _rgb("#182436"), "road": _rgb("#3a4a60")}
+        px = page.evaluate(VECTOR_PIXELS_JS, [palette, [_rgb(h) for h in RISK_HEX.values()]])
+        # Tiles the file holds are drawn (those past its bounds are 404s, left empty): the
+        # water fills most of each, and the road and the building are there.
+        assert px["drawn"] >= 2, px
+        assert px["water"] > px["drawn"] * 256 * 256 * 0.5, px
+        assert px["building"] > px["drawn"] * 1000 and px["road"] > px["drawn"] * 100, px
+        assert px["risk"] == 0, px  # colour means one thing: the base uses no risk colour
+        # The tiles came from this app's /tiles (TileJSON first, then z/x/y), nothing from outside.
+        tiles = {u: st for u, st in statuses.items() if re.search(r"/tiles/\d+/\d+/\d+$", u)}
+        assert sum(1 for st in tiles.values() if st == 200) >= 2, statuses
+        assert all(9 <= int(u.split("/")[-3]) <= 14 for u in tiles), tiles  # deeper zooms scale the file's z14
+        assert statuses.get(stack["url"] + "/tiles/tilejson.json") == 200, statuses
+        assert any("/assets/vendor/leaflet.vectorgrid/" in u for u in scr.requests)
+        assert not outside, outside
+        assert {re.sub(r"^https?://([^/]+).*$", r"\1", u) for u in scr.requests if u.startswith("http")} == {local}
+        # Drawn under the street boundaries, and not mistaken for a failed tile server.
+        assert page.locator(".aj-map-offline").count() == 0
+        # Drawn as its palette says: the wall's inversion of light raster tiles is not applied.
+        assert page.eval_on_selector(".aj-map-vector .leaflet-tile-pane", "el => getComputedStyle(el).filter") == "none"
+        assert page.locator("#wall-tiles-notice:not([hidden])").count() == 0
+        assert not [e for e in scr.errors if "vector" in e.lower()], scr.errors
+    finally:
+        ctx.settings = saved_settings
+        server.extensions["anjian_tiles"] = saved_preset
+        scr.close()

@@ -5,6 +5,7 @@ the caller; CSRF refusals and the console's mute audited."""
 from __future__ import annotations
 
 import json
+import sqlite3
 import time
 
 from data import audit
@@ -172,7 +173,18 @@ def test_tiles_are_served_from_an_mbtiles_file(web, client_as, tmp_path):
         ctx.settings = saved.model_copy(update={"tiles": "mbtiles", "tiles_mbtiles_path": vector})
         resp = c.get(f"/tiles/12/{x}/{y}")
         assert resp.mimetype == "application/x-protobuf" and resp.headers["Content-Encoding"] == "gzip"
-        assert tile_preset(ctx.settings).offline  # vector tiles: served, the screens draw the offline base
+        preset = tile_preset(ctx.settings)  # vector tiles: drawn by the browser (Leaflet.VectorGrid)
+        assert not preset.offline and not preset.tiles and preset.vector.url == "/tiles/{z}/{x}/{y}"
+        assert preset.vector.max_native_zoom == 12
+        tj = c.get("/tiles/tilejson.json").get_json()  # what the browser reads to draw it
+        assert tj["tiles"] == ["/tiles/{z}/{x}/{y}"] and tj["format"] == "pbf"
+        assert (tj["minzoom"], tj["maxzoom"]) == (12, 12) and tj["bounds"] == [114.00, 22.60, 114.10, 22.65]
+        assert [v["id"] for v in tj["vector_layers"]] == ["water", "transportation", "building"]
+        assert server_get_anonymous(web, "/tiles/tilejson.json") in (302, 401)
+        with sqlite3.connect(vector) as conn:  # zooms are optional metadata: then read from the tiles
+            conn.execute("DELETE FROM metadata WHERE name IN ('minzoom', 'maxzoom')")
+        tj = c.get("/tiles/tilejson.json").get_json()
+        assert (tj["minzoom"], tj["maxzoom"]) == (12, 12)
         ctx.settings = saved.model_copy(update={"tiles": "mbtiles", "tiles_mbtiles_path": tmp_path / "none.mbtiles"})
         assert tile_preset(ctx.settings).offline
     finally:
