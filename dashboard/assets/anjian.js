@@ -293,9 +293,14 @@
     if (ev.type === "load") { st.loaded += 1; return; }
     st.failed += 1;
     if (st.offline || st.loaded > 0 || st.failed < TILE_FAILURES) { return; }
+    goOffline();
+  }
+  // The wall's switch to its offline base (also when a vector base cannot be drawn).
+  function goOffline() {
+    var st = window.anjianTiles;
     var notice = document.getElementById("wall-tiles-notice");
     var dc = window.dash_clientside;
-    if (!notice || !dc || !dc.set_props) { return; }
+    if (st.offline || !notice || !dc || !dc.set_props) { return; }
     st.offline = true;
     var lang = (document.getElementById("wall-root") || {}).lang || "zh-CN";
     var n = Number(notice.getAttribute("data-tiles")) || 0;
@@ -402,7 +407,10 @@
         }
       });
     }).catch(function (e) {
+      // No library or no TileJSON (the file gone, the web process without it): the wall
+      // draws its offline base and says so, as when raster tiles fail.
       if (window.console) { console.warn("vector base:", e && e.message); }
+      goOffline();
     });
   }
   if (window.L && L.Map && L.Map.addInitHook) {

@@ -550,3 +550,28 @@ def test_a_vector_mbtiles_basemap_is_drawn_from_the_app_with_no_outside_request(
         ctx.settings = saved_settings
         server.extensions["anjian_tiles"] = saved_preset
         scr.close()
+
+
+def test_when_the_vector_base_cannot_be_read_the_wall_switches_to_its_offline_base(stack, browser, tmp_path):
+    """The vector file gone while the web process runs (moved, a disk unmounted): its
+    TileJSON fails, and the wall draws its offline base and says so, as with raster."""
+    from dashboard.mapkit import tile_preset
+    from tests.dashboard.mbtileskit import vector_tile, write_mbtiles
+
+    ctx, server = stack["ctx"], stack["server"]
+    mbtiles = tmp_path / "gone.mbtiles"
+    write_mbtiles(mbtiles, (22.55, 113.95, 22.78, 114.15), zooms=range(9, 11), fmt="pbf", data=vector_tile())
+    saved_settings, saved_preset = ctx.settings, server.extensions["anjian_tiles"]
+    ctx.settings = saved_settings.model_copy(update={"tiles": "mbtiles", "tiles_mbtiles_path": mbtiles})
+    server.extensions["anjian_tiles"] = tile_preset(ctx.settings)
+    mbtiles.unlink()
+    scr = Screen(browser, stack["url"]).login("wall1", "/wall")
+    try:
+        page = scr.page
+        page.wait_for_selector("#wall-tiles-notice:not([hidden])", timeout=20000)
+        assert "离线底图" in page.inner_text("#wall-tiles-notice")
+        assert page.locator(".aj-map-offline").count() == 1
+    finally:
+        ctx.settings = saved_settings
+        server.extensions["anjian_tiles"] = saved_preset
+        scr.close()
