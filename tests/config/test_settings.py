@@ -149,3 +149,16 @@ def test_enumerations_match_what_the_code_offers():
 
     assert set(get_args(Settings.model_fields["sim_scale"].annotation)) == set(SCALES)
     assert set(get_args(Settings.model_fields["language"].annotation)) == set(LANGS)
+
+
+def test_a_redis_cluster_needs_an_address_and_puts_every_key_under_one_hash_tag(monkeypatch):
+    monkeypatch.setenv("ANJIAN_REDIS_CLUSTER", "true")
+    with pytest.raises(SettingsError, match="redis_cluster is true but redis_url is unset"):
+        load_settings()
+    monkeypatch.setenv("ANJIAN_REDIS_URL", "redis://10.0.0.11:6379/0")
+    s = load_settings()
+    assert s.redis_prefix == "{anjian}" and s.redis_replicas_to_wait == 1
+    assert load_settings(redis_ack_replicas=0).redis_replicas_to_wait == 0
+    monkeypatch.delenv("ANJIAN_REDIS_CLUSTER")
+    one = load_settings()
+    assert one.redis_prefix == "anjian" and one.redis_replicas_to_wait == 0, "one Redis: keys and acks as before"
