@@ -454,6 +454,13 @@ class LiveState:
             node = self.r.get_node_from_key(self.ns)
         return node.redis_connection
 
+    def _refresh_slots(self) -> None:
+        if hasattr(self.r, "nodes_manager"):
+            try:
+                self.r.nodes_manager.initialize()
+            except (redis.RedisError, redis.exceptions.RedisClusterException):
+                pass  # no node answers yet: the next try asks again
+
     def await_replicas(self, wanted: int, timeout_ms: int) -> tuple[int, int]:
         """Block until ``wanted`` replicas of the namespace's master (at most as many as
         it has now) hold every write made to it so far, by any client.
@@ -467,7 +474,15 @@ class LiveState:
         Returns (replicas that acknowledged, replicas the master has); raises
         ``ReplicaWaitTimeout`` when fewer acknowledged in ``timeout_ms``."""
         client = self._primary_client()
-        role = client.execute_command("ROLE")
+        try:
+            role = client.execute_command("ROLE")
+        except (redis.ConnectionError, redis.TimeoutError):
+            # The master is gone.  This plain client does not tell the cluster client,
+            # whose map of the slots is refreshed only by its own failed commands: ask
+            # for the map now, so that the next try finds the promoted replica (and the
+            # batch is applied again there, see ingest ApplyLiveState).
+            self._refresh_slots()
+            raise
         have = len(role[2]) if role and role[0] in (b"master", "master") else 0
         now = time.monotonic()
         if (have, wanted) != self._replicas_seen[:2] or now - self._replicas_seen[2] > 5.0:
@@ -477,7 +492,11 @@ class LiveState:
         pipe = client.pipeline(transaction=False)
         pipe.incr(self.key("replica_probe"))
         pipe.execute_command("WAIT", need, timeout_ms)
-        acked = int(pipe.execute()[1])
+        try:
+            acked = int(pipe.execute()[1])
+        except (redis.ConnectionError, redis.TimeoutError):
+            self._refresh_slots()
+            raise
         if acked < need:
             raise ReplicaWaitTimeout(f"{acked} of {need} replicas of {self.primary() or 'redis'} acknowledged "
                                      f"in {timeout_ms} ms")
