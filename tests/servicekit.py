@@ -219,7 +219,10 @@ class RedisCluster:
         self.masters = masters
         self.node_timeout_ms = node_timeout_ms
         self.ports: list[int] = []
-        p = 27000
+        # Below 22768, so that the bus ports (+10000) stay below Linux's ephemeral range
+        # (32768 and up): a client's outgoing connection could take one between our
+        # check and the node's start ("Failed listening on port ... (cluster)").
+        p = 17100
         for _ in range(masters * 2):
             # a node also listens on port + 10000 (the cluster bus): both must be free
             p = free_port(p)
