@@ -183,7 +183,11 @@ class SensorMemory:
     tested_at: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        d = dataclasses.asdict(self)
+        # Field by field, not dataclasses.asdict, which deep-copies each value: the
+        # alert engine writes a memory for every heartbeat it reads, and asdict was
+        # about 40 % of its per-event cost at ten times a city's load
+        # (bench/bench_overload.py).  The fields are plain values but ``changes``.
+        d = {name: getattr(self, name) for name in self.__slots__}
         d["changes"] = list(self.changes)
         return d
 

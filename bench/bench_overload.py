@@ -66,6 +66,8 @@ from bench_screens import CHROMIUM, CHROMIUM_ARGS, PASSWORD, Screen  # noqa: E40
 
 CITY_INSPECTORS = 2_000
 SAMPLE_EVERY_S = 5.0
+# The run's own keys in Redis are measured this often (a SCAN and MEMORY USAGE of each key).
+NAMESPACE_EVERY_S = 60.0
 # An alarm not listed by the API this long after its publish counts as missed.
 ALARM_GIVE_UP_S = 30.0
 # The drain is over when nothing more arrived at the worker for this long.
@@ -201,6 +203,18 @@ class Sampler(threading.Thread):
         self.parts, self.r, self.ns, self.extra = parts, r, ns, extra_pids
         self.samples: list[dict] = []
         self.halt = threading.Event()
+        self._ns_at = 0.0
+
+    def namespace_mb(self) -> float:
+        """Memory of this run's keys (MEMORY USAGE of each): the Redis server is shared."""
+        total, pipe, n = 0, self.r.pipeline(transaction=False), 0
+        for k in self.r.scan_iter(match=f"{self.ns}:*", count=2000):
+            pipe.memory_usage(k)
+            n += 1
+            if n % 2000 == 0:
+                total += sum(x or 0 for x in pipe.execute())
+        total += sum(x or 0 for x in pipe.execute())
+        return total / 2**20
 
     def _procs(self) -> dict:
         import psutil
@@ -234,6 +248,9 @@ class Sampler(threading.Thread):
                     pass
             s["rss_mb"][part], s["cpu_s"][part] = rss / 2**20, cpu
         s["redis_mb"] = self.r.info("memory")["used_memory"] / 2**20
+        if s["t"] - self._ns_at >= NAMESPACE_EVERY_S:
+            self._ns_at = s["t"]
+            s["ns_mb"] = self.namespace_mb()
         from data.live import LiveState
 
         live = LiveState(self.r, self.ns)
@@ -417,6 +434,7 @@ def main() -> int:
         if args.profile:
             args.profile.mkdir(parents=True, exist_ok=True)
         parts.start(args.profile)
+        settle(engine)
         print(f"city ({len(city.enterprises)} enterprises, {len(city.sensors)} detectors) on {args.db}, parts up, "
               f"in {time.perf_counter() - t0:.0f} s; logs in {tmp}", flush=True)
         print(f"uptime before: {os.popen('uptime').read().strip()}", flush=True)
@@ -490,6 +508,7 @@ def main() -> int:
             pw.stop()
         sampler.halt.set()
         sampler.join(15)
+        sampler._ns_at = 0.0
         final = sampler.sample()
         print(f"uptime after: {os.popen('uptime').read().strip()}", flush=True)
         report(args, sampler.samples + [final], alarms, dom, rows_seen, t_load, t_stop, offered, hb_offered,
@@ -508,6 +527,23 @@ def main() -> int:
         for k in range(0, len(keys), 1000):
             r.delete(*keys[k:k + 1000])
         drop_db()
+
+
+def settle(engine, timeout_s: float = 180.0) -> None:
+    """Wait for the alert engine's start-up work before the load: the daily scores'
+    catch-up (data/scores_store.py; a fresh database has yesterday to score, ~10 s
+    of CPU at city scale), which production does once after a start, not under
+    every load."""
+    from sqlalchemy import func, select, table
+
+    runs = table("score_runs")
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        with engine.connect() as conn:
+            if conn.execute(select(func.count()).select_from(runs)).scalar_one():
+                return
+        time.sleep(1.0)
+    print(f"  the scores' catch-up did not finish within {timeout_s:.0f} s; the load starts anyway", flush=True)
 
 
 def drain(r, ns: str, parts: Parts, timeout_s: float, t_stop: float) -> tuple[float, bool]:
@@ -612,13 +648,12 @@ def report(args, samples, alarms: Alarms, dom: dict, rows_seen: int, t_load, t_s
     print("memory (MB) and CPU (share of one core) over time:")
     parts = list(last["rss_mb"])
     print("| t (min) | " + " | ".join(f"{p} RSS" for p in parts)
-          + " | Redis used | worker queue | shed | worker lag (s) | engine behind |")
-    print("|---" * (len(parts) + 6) + "|")
-    step = max(1, int(30 / SAMPLE_EVERY_S))
-    for x in samples[::step] + [samples[-1]]:
+          + " | Redis used (server) | the run's keys | worker queue | shed | worker lag (s) | engine behind |")
+    print("|---" * (len(parts) + 7) + "|")
+    for x in [x for x in samples if "ns_mb" in x] + [samples[-1]]:
         w = next(iter(x["workers"].values()), {})
         print(f"| {(x['t'] - t_load) / 60:.1f} | " + " | ".join(f"{x['rss_mb'].get(p, 0):.0f}" for p in parts)
-              + f" | {x['redis_mb']:.0f} | {w.get('queue', '-')} | {w.get('shed', '-')} | {w.get('lag_s', 0):.1f}"
+              + f" | {x['redis_mb']:.0f} | {x['ns_mb']:.0f}" + f" | {w.get('queue', '-')} | {w.get('shed', '-')} | {w.get('lag_s', 0):.1f}"
               f" | {x.get('engine_behind', '-')} |")
     first = samples[0]
     during = [x for x in samples if x["t"] <= t_stop][-1]
