@@ -145,13 +145,15 @@ class Parts:
         }
         self.procs: dict[str, subprocess.Popen] = {}
 
-    def start(self, profile_dir: Path | None) -> None:
+    def start(self, profile_dir: Path | None, nice: dict[str, int]) -> None:
         for part, argv in {"ingest": ["ingest", "--no-alerts"], "alerts": ["alerts"], "web": ["web"]}.items():
             log = open(self.tmp / f"{part}.log", "w")  # noqa: SIM115 - the child holds it
             cmd = [sys.executable, str(ROOT / "app.py"), *argv]
             if profile_dir is not None and part != "web":
                 # yappi over every thread of the part, written when it exits (SIGTERM ends it cleanly).
                 cmd = [sys.executable, "-c", PROFILE_WRAPPER, str(profile_dir / f"{part}.txt"), *cmd[1:]]
+            if nice.get(part):
+                cmd = ["nice", "-n", str(nice[part]), *cmd]
             self.procs[part] = subprocess.Popen(cmd, cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 90
         while True:
@@ -405,6 +407,9 @@ def main() -> int:
     ap.add_argument("--db", choices=("postgresql", "sqlite"), default="postgresql")
     ap.add_argument("--no-browser", action="store_true", help="skip the dispatcher console (alarm -> DOM)")
     ap.add_argument("--drain-timeout-s", type=float, default=600.0)
+    ap.add_argument("--nice-alerts", type=int, default=0, metavar="N",
+                    help="run the alert engine at this nice value (e.g. -5, as root: more CPU than the ingest's "
+                         "ping work when the machine is short of it)")
     ap.add_argument("--profile", type=Path, metavar="DIR",
                     help="run ingest and alerts under yappi (every thread, CPU clock; slows them) and write "
                          "their profiles to DIR")
@@ -433,7 +438,7 @@ def main() -> int:
         alarm_sensors, hb_sensors = sensors[-alarm_n:], sensors[: max(0, len(sensors) - alarm_n)][: args.sensors]
         if args.profile:
             args.profile.mkdir(parents=True, exist_ok=True)
-        parts.start(args.profile)
+        parts.start(args.profile, {"alerts": args.nice_alerts})
         settle(engine)
         print(f"city ({len(city.enterprises)} enterprises, {len(city.sensors)} detectors) on {args.db}, parts up, "
               f"in {time.perf_counter() - t0:.0f} s; logs in {tmp}", flush=True)
