@@ -4,6 +4,7 @@ without disturbing anything else.  Nothing valid may be lost."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -268,6 +269,43 @@ def test_an_alarm_does_not_wait_for_the_threads_behind_the_front_one(settings, t
         assert distinct_msg_ids(engine) == {"a1"}
         assert w.shed == 0
         assert w._thread.is_alive() and all(t.is_alive() for t in w.stage_threads.values())
+    finally:
+        blocker.close()
+        w.stop()
+
+
+def test_a_burst_of_readings_while_history_stalls_is_all_stored(settings, tmp_path, redis_client):
+    """1,500 QoS 1 readings arrive while the database is locked, so the worker
+    acknowledges none of them for a while.  The worker announces its Receive
+    Maximum (ingest/client.py), so the broker hands them all over instead of
+    keeping 20 in flight (Mosquitto's default) and queueing the rest up to its
+    max_queued_messages (1,000 by default), past which it drops them silently.
+    All 1,500 are stored once the database is back."""
+    import sqlite3
+
+    from data.db import make_engine, migrate
+
+    db = tmp_path / "burst.sqlite3"
+    engine = make_engine(f"sqlite:///{db}")
+    migrate(engine)
+    write_small_city(engine)
+    w = IngestWorker(settings, engine, redis_client)
+    w.start()
+    blocker = sqlite3.connect(db, isolation_level=None)
+    try:
+        assert w.conn.subscribed.wait(10)
+        blocker.execute("BEGIN IMMEDIATE")
+        infos = []
+        with Publisher(settings.mqtt_url) as pub:
+            for topic, body in readings(settings.mqtt_prefix, 0, 1500):
+                infos.append(pub.client.publish(topic, json.dumps(body), qos=1))
+            for info in infos:
+                info.wait_for_publish(20)  # the broker has each one
+        time.sleep(1.0)
+        assert count(engine, SensorReadingRow) == 0
+        blocker.execute("ROLLBACK")
+        wait_until(lambda: count(engine, SensorReadingRow) == 1500, 30)
+        assert distinct_msg_ids(engine) == {f"m{i}" for i in range(1500)}
     finally:
         blocker.close()
         w.stop()
