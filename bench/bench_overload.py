@@ -182,7 +182,7 @@ import atexit, io, runpy, sys
 import yappi
 out = sys.argv[1]
 sys.argv = sys.argv[2:]
-yappi.set_clock_type("cpu")
+yappi.set_clock_type(__import__("os").environ.get("OVL_PROFILE_CLOCK", "cpu"))
 yappi.start()
 def dump():
     yappi.stop()
@@ -407,9 +407,10 @@ def main() -> int:
     ap.add_argument("--db", choices=("postgresql", "sqlite"), default="postgresql")
     ap.add_argument("--no-browser", action="store_true", help="skip the dispatcher console (alarm -> DOM)")
     ap.add_argument("--drain-timeout-s", type=float, default=600.0)
-    ap.add_argument("--nice-alerts", type=int, default=0, metavar="N",
-                    help="run the alert engine at this nice value (e.g. -5, as root: more CPU than the ingest's "
-                         "ping work when the machine is short of it)")
+    ap.add_argument("--nice-alerts", type=int, default=-5 if os.geteuid() == 0 else 0, metavar="N",
+                    help="run the alert engine at this nice value: -5, as its systemd unit does "
+                         "(config/systemd/anjian-alerts.service), when run as root (a lower value needs root), "
+                         "else 0")
     ap.add_argument("--profile", type=Path, metavar="DIR",
                     help="run ingest and alerts under yappi (every thread, CPU clock; slows them) and write "
                          "their profiles to DIR")
@@ -442,7 +443,8 @@ def main() -> int:
         settle(engine)
         print(f"city ({len(city.enterprises)} enterprises, {len(city.sensors)} detectors) on {args.db}, parts up, "
               f"in {time.perf_counter() - t0:.0f} s; logs in {tmp}", flush=True)
-        print(f"uptime before: {os.popen('uptime').read().strip()}", flush=True)
+        print(f"uptime before: {os.popen('uptime').read().strip()}; alert engine at nice {args.nice_alerts}",
+              flush=True)
         # The load, from processes of its own.
         hb_started, hb_sent = ctx.Event(), ctx.Value("q", 0, lock=False)
         hb_proc = ctx.Process(target=heartbeat_publisher, args=(BROKER, ns, hb_sensors, args.heartbeat_s, hb_started,
