@@ -55,6 +55,7 @@ import time
 import urllib.request
 import uuid
 from pathlib import Path
+from types import SimpleNamespace
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -62,7 +63,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 from bench_alarm_latency import pct, start_load  # noqa: E402
 from bench_ingest import BENCH_SESSION_EXPIRY_S, BROKER, PG, REDIS  # noqa: E402
-from bench_screens import CHROMIUM, CHROMIUM_ARGS, PASSWORD, Screen  # noqa: E402
+from bench_screens import CHROMIUM, CHROMIUM_ARGS, PASSWORD, Screen, System  # noqa: E402
 
 CITY_INSPECTORS = 2_000
 SAMPLE_EVERY_S = 5.0
@@ -520,6 +521,10 @@ def main() -> int:
         print(f"uptime after: {os.popen('uptime').read().strip()}", flush=True)
         report(args, sampler.samples + [final], alarms, dom, rows_seen, t_load, t_stop, offered, hb_offered,
                drain_s, drained, engine)
+        # The web's own time per Dash callback over the run (its /metrics; bench_screens reads them the same way).
+        means = System.callback_means(SimpleNamespace(url=parts.url, token=token))
+        print("web: mean server time per callback over the run: " + ", ".join(
+            f"{name} {ms:.0f} ms (n={n})" for name, (n, ms) in sorted(means.items()) if n))
         alive = {k: p.poll() is None for k, p in parts.procs.items()}
         print(f"parts alive at the end: {alive}")
         return 0
