@@ -383,9 +383,9 @@ def prepare_city(db_url: str, ns: str, tmp: Path):
     return s, engine, city, token
 
 
-def dom_latencies(screen, alarms: Alarms) -> tuple[dict[str, float], int]:
-    """sensor -> ms from publish to its row in the console; and rows seen in all."""
-    rows = screen.page.evaluate("window.__rows || {}")
+def dom_latencies(rows: dict, alarms: Alarms) -> tuple[dict[str, float], int]:
+    """sensor -> ms from publish to its row in the console (``rows``: the page's
+    alert id -> first seen, ms); and rows seen in all."""
     out = {}
     with alarms.lock:
         for sid, alert_id in alarms.alert_of.items():
@@ -476,14 +476,22 @@ def main() -> int:
         for t in threads:
             t.start()
         end = t_load + args.minutes * 60
+        saved_rows: dict = {}
         last_report = time.time()
         while time.time() < end:
             if screen is not None:
-                screen.page.wait_for_timeout(1000)  # keeps Playwright's events flowing
+                try:
+                    screen.page.wait_for_timeout(1000)  # keeps Playwright's events flowing
+                except Exception as e:  # noqa: BLE001 - the browser gave out: the rest of the run still counts
+                    print(f"  the dispatcher console failed ({e}); alarm -> DOM counts its rows up to here",
+                          flush=True)
+                    screen = None
             else:
                 time.sleep(1)
             if time.time() - last_report >= 60 and sampler.samples:
                 last_report = time.time()
+                if screen is not None:
+                    saved_rows = screen.page.evaluate("window.__rows || {}")
                 x = sampler.samples[-1]
                 w = next(iter(x["workers"].values()), {})
                 with alarms.lock:
@@ -507,11 +515,12 @@ def main() -> int:
         drain_s, drained = drain(r, ns, parts, args.drain_timeout_s, t_stop)
         for t in threads:
             t.join(ALARM_GIVE_UP_S + 5)
-        dom, rows_seen = ({}, 0)
+        dom, rows_seen = dom_latencies(saved_rows, alarms)
         if screen is not None:
             screen.page.wait_for_timeout(3000)
-            dom, rows_seen = dom_latencies(screen, alarms)
+            dom, rows_seen = dom_latencies(screen.page.evaluate("window.__rows || {}"), alarms)
             screen.close()
+        if browser is not None:
             browser.close()
             pw.stop()
         sampler.halt.set()
