@@ -184,9 +184,9 @@ class SensorMemory:
 
     def to_dict(self) -> dict[str, Any]:
         # Field by field, not dataclasses.asdict, which deep-copies each value: the
-        # alert engine writes a memory for every heartbeat it reads, and asdict was
-        # about 40 % of its per-event cost at ten times a city's load
-        # (bench/bench_overload.py).  The fields are plain values but ``changes``.
+        # alert engine writes a memory for every heartbeat it reads.  8-15 % more
+        # heartbeats a second in bench/bench_alert_engine.py (docs/benchmarks.md
+        # section 14).  The fields are plain values but ``changes``.
         d = {name: getattr(self, name) for name in self.__slots__}
         d["changes"] = list(self.changes)
         return d
