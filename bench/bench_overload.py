@@ -2,12 +2,14 @@
 
     .venv/bin/python bench/bench_overload.py [--minutes 10] [--inspectors 20000] [--fix-every-s 5]
         [--sensors 50000] [--heartbeat-s 60] [--alarm-every-s 1] [--db postgresql|sqlite] [--no-browser]
+        [--nice-alerts -5] [--profile DIR]
 
 Runs the system as production does, one process per part (docs/architecture.md,
 "Processes"), on the local Mosquitto (1883) and Redis (6379), and on a fresh
 PostgreSQL database made for the run and dropped after it (``--db sqlite``: a
-file): ``app.py ingest --no-alerts`` (one worker), ``app.py alerts`` and
-``app.py web`` (gunicorn).  The city is the generated Longhua city at ``city``
+file): ``app.py ingest --no-alerts`` (one worker), ``app.py alerts`` (at nice -5,
+as its systemd unit runs it, when this runs as root) and ``app.py web``
+(gunicorn).  The city is the generated Longhua city at ``city``
 scale (130,000 enterprises, 2,000 inspectors, 50,000 gas detectors); the
 ``--inspectors`` that report are registered on top of it (2,000 is the city,
 20,000 ten times it).  For ``--minutes``, from processes of their own
@@ -35,6 +37,9 @@ detector of its own (QoS 1).  Measured:
   (``ingest_shed``, ``status``, ``reasons``);
 - the drain: from the load's end until the worker's queues are empty, it has
   received nothing for 2 s, and the alert engine has read its whole stream.
+
+``--profile DIR`` runs ingest and alerts under yappi (every thread; CPU clock, or
+wall with OVL_PROFILE_CLOCK=wall) and writes their profiles there when they stop.
 
 Targets: alarm -> API p95 <= 200 ms, alarm -> DOM p95 <= 1 s, memory bounded.
 Each run has its own MQTT topic prefix and Redis namespace, deleted after it.
