@@ -574,13 +574,16 @@ def settle(engine, timeout_s: float = 180.0) -> None:
 
 def drain(r, ns: str, parts: Parts, timeout_s: float, t_stop: float) -> tuple[float, bool]:
     """Seconds from the load's end until the worker's queues are empty, nothing more
-    arrived for DRAIN_QUIET_S, and the alert engine has read its whole stream."""
+    arrived for DRAIN_QUIET_S (but the engine's own escalations), and the alert
+    engine has read its whole stream."""
     from data.live import LiveState
 
     live = LiveState(r, ns)
     last_received, quiet_since = None, None
     while time.time() - t_stop < timeout_s:
-        received = sum(live.counters("received").values())
+        # Not counting the alert engine's own escalations and dispatches, which the
+        # worker receives (under the prefix) and ignores: they go on after the load.
+        received = sum(live.counters("received").values()) - live.counters("dropped").get("own_outbound", 0)
         w = next(iter(live.workers(max_age_s=30).values()), {})
         try:
             groups = r.xinfo_groups(f"{ns}:gas:events")
