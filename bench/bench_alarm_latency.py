@@ -47,10 +47,13 @@ LOAD_INSPECTORS = 500
 
 
 def load_publisher(url: str, prefix: str, ids: list[str], spots: list[tuple[float, float]], rate: float,
-                   started, stop) -> None:
+                   started, stop, name: str = "load", sent=None, msg_ids: bool = False) -> None:
     """Location fixes of ``ids``, ``rate`` per second in all, until ``stop``: each
     inspector reports every len(ids) / rate s, stays at one of ``spots`` for 20
-    fixes with a few metres of jitter, then moves to the next."""
+    fixes with a few metres of jitter, then moves to the next.  ``name`` tells
+    several such processes apart (their MQTT client ids); ``sent``, a shared
+    counter (multiprocessing.Value), is kept at the fixes handed to paho;
+    ``msg_ids`` gives each fix a msg_id, as the phone app does."""
     import random
     from urllib.parse import urlsplit
 
@@ -58,7 +61,7 @@ def load_publisher(url: str, prefix: str, ids: list[str], spots: list[tuple[floa
     from paho.mqtt.enums import CallbackAPIVersion
 
     u = urlsplit(url)
-    c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"{prefix}-load", protocol=mqtt.MQTTv5)
+    c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"{prefix}-{name}", protocol=mqtt.MQTTv5)
     c.connect(u.hostname, u.port or 1883)
     c.loop_start()
     rnd = random.Random(11)
@@ -77,8 +80,12 @@ def load_publisher(url: str, prefix: str, ids: list[str], spots: list[tuple[floa
                 at[k] = (at[k] + 1) % len(spots)
             lat, lon = spots[at[k]]
             body = {"ts": time.time(), "lat": lat + rnd.gauss(0, 2e-5), "lon": lon + rnd.gauss(0, 2e-5), "acc": 8}
+            if msg_ids:
+                body["msg_id"] = f"{ids[k]}-{fixes[k]}"
             c.publish(topics[k], json.dumps(body), qos=0)
             k = (k + 1) % len(ids)
+        if sent is not None:
+            sent.value = sum(fixes)
         next_t += period
         time.sleep(max(0.0, next_t - time.perf_counter()))
     c.disconnect()
@@ -213,7 +220,8 @@ def main() -> None:
             print(f"  with --load {args.load:.0f}: {_load_report(load, worker, r, ns)}")
     if load is not None:
         load["stop"].set()
-        load["proc"].join(10)
+        for proc, _started in load["procs"]:
+            proc.join(10)
     stop.set()
     alert_engine.stop()
     worker.stop()
@@ -222,12 +230,15 @@ def main() -> None:
         r.delete(k)
 
 
-def start_load(s, engine, city, rate: float) -> dict:
-    """Register LOAD_INSPECTORS more inspectors and start ``load_publisher`` for them.
+def start_load(s, engine, city, rate: float, inspectors: int = LOAD_INSPECTORS, procs: int = 1,
+               msg_ids: bool = False) -> dict:
+    """Register ``inspectors`` more inspectors and start ``load_publisher`` for them,
+    split over ``procs`` processes (each ``rate / procs`` fixes a second).
 
     Their spots are enterprises of the first half by id; the staged duplicates
     (``time_duplicates``) are at enterprises of the last part, so the load's
-    own visits never touch them."""
+    own visits never touch them.  ``load["sent"]`` holds each process's count of
+    fixes published so far."""
     import multiprocessing as mp
 
     from sqlalchemy import insert
@@ -235,18 +246,23 @@ def start_load(s, engine, city, rate: float) -> dict:
     from data.models import Inspector
 
     units = sorted(set(city.inspectors["unit_id"]))
-    ids = [f"ILOAD-{k:04d}" for k in range(LOAD_INSPECTORS)]
+    ids = [f"ILOAD-{k:04d}" for k in range(inspectors)]
     with engine.begin() as conn:
         conn.execute(insert(Inspector), [{"id": i, "name": i, "unit_id": units[k % len(units)]}
                                          for k, i in enumerate(ids)])
     ents = city.enterprises.sort_values("id")
     spots = [(float(a), float(b)) for a, b in zip(ents["lat"][: len(ents) // 2], ents["lon"][: len(ents) // 2])]
     ctx = mp.get_context("spawn")
-    load = {"started": ctx.Event(), "stop": ctx.Event()}
-    load["proc"] = ctx.Process(target=load_publisher, args=(s.mqtt_url, s.mqtt_prefix, ids, spots, rate,
-                                                            load["started"], load["stop"]), daemon=True)
-    load["proc"].start()
-    load["started"].wait(60)
+    load = {"stop": ctx.Event(), "procs": [], "sent": []}
+    for p in range(procs):
+        started, sent = ctx.Event(), ctx.Value("q", 0, lock=False)
+        proc = ctx.Process(target=load_publisher, args=(s.mqtt_url, s.mqtt_prefix, ids[p::procs], spots, rate / procs,
+                                                        started, load["stop"], f"load{p}", sent, msg_ids), daemon=True)
+        proc.start()
+        load["procs"].append((proc, started))
+        load["sent"].append(sent)
+    for _proc, started in load["procs"]:
+        started.wait(60)
     load["t0"] = time.monotonic()
     return load
 

@@ -1,6 +1,6 @@
 """Ingest throughput against a real Mosquitto: the full ingest vs a bare counter.
 
-    .venv/bin/python bench/bench_ingest.py [--messages 100000] [--repeats 3] [--db sqlite|postgresql]
+    .venv/bin/python bench/bench_ingest.py [--messages 100000] [--repeats 3] [--db sqlite|postgresql] [--inspectors 500]
 
 Each consumer runs in its own process; the same publisher process publishes the
 same pre-encoded own-scheme location messages (QoS 0) for each.  Runs
@@ -22,6 +22,10 @@ medians and the ratio full/bare measured in the same run.
   (G no larger than the batch: no thread takes batches together).
 - fullx2, nogeox2 (optional): two worker processes in one shared subscription
   ($share), one database and one Redis namespace, reported as one consumer.
+
+``--inspectors`` sets how many inspectors the fixes come from (500 by default; the
+geo engine's cost is paid per inspector, so the city's 2,000 and ten times that,
+20,000, run slower: docs/benchmarks.md section 14).
 
 Reported per consumer: msg/s (first message in to last message done),
 CPU-seconds per 1,000 messages (user+system of the consumer process) and peak
@@ -65,19 +69,19 @@ def _client(client_id: str):
     return c
 
 
-def publisher(prefix: str, n: int, ready: mp.Event, go: mp.Event) -> None:
+def publisher(prefix: str, n: int, ready: mp.Event, go: mp.Event, inspectors: int = N_INSPECTORS) -> None:
     """Realistic fixes: each inspector reports every 30 s (a phone's usual
     interval), walking slowly around its own anchor; the replay covers the last
     n / 500 * 30 s so every timestamp is in the past and in order per inspector."""
     import random
 
     rnd = random.Random(7)
-    anchors = [(22.60 + rnd.random() * 0.1, 114.00 + rnd.random() * 0.1) for _ in range(N_INSPECTORS)]
-    rounds = n // N_INSPECTORS + 1
+    anchors = [(22.60 + rnd.random() * 0.1, 114.00 + rnd.random() * 0.1) for _ in range(inspectors)]
+    rounds = n // inspectors + 1
     base = time.time() - rounds * 30.0
     payloads = []
     for i in range(n):
-        k, j = i % N_INSPECTORS, i // N_INSPECTORS
+        k, j = i % inspectors, i // inspectors
         lat, lon = anchors[k]
         # Ten minutes at a spot, then ~150 m on to the next (metres as degrees / 111 km).
         hop = j // 20
@@ -143,7 +147,7 @@ def bare_consumer(prefix: str, n: int, ready: mp.Event, out: mp.Queue) -> None:
              "cpu_s": u["cpu_s"] - cpu0, "peak_rss_mb": u["peak_rss_mb"]})
 
 
-def _seed_city(engine) -> None:
+def _seed_city(engine, inspectors: int = N_INSPECTORS) -> None:
     """The units, inspectors and a demo-sized city for the geo engine to look pings up against."""
     import numpy as np
     from sqlalchemy import insert
@@ -153,7 +157,7 @@ def _seed_city(engine) -> None:
     with engine.begin() as conn:
         conn.execute(insert(Unit), [{"id": "U1", "name": "bench", "kind": "district_section"}])
         conn.execute(insert(Inspector), [{"id": f"I{i:04d}", "name": f"i{i}", "unit_id": "U1"}
-                                         for i in range(N_INSPECTORS)])
+                                         for i in range(inspectors)])
         rng = np.random.default_rng(1)
         lats, lons = rng.uniform(22.60, 22.70, N_ENTERPRISES), rng.uniform(114.00, 114.10, N_ENTERPRISES)
         conn.execute(insert(Enterprise), [{"id": f"E{i:06d}", "name": f"e{i}", "lat": float(la), "lon": float(lo),
@@ -162,7 +166,7 @@ def _seed_city(engine) -> None:
 
 def full_consumer(prefix: str, n: int, db_url: str, ready: mp.Event, out: mp.Queue, profile: str | None,
                   geo: bool = True, threads: int = 3, worker_no: int = 0, seed: bool = True,
-                  overrides: dict | None = None) -> None:
+                  overrides: dict | None = None, inspectors: int = N_INSPECTORS) -> None:
     """One ingest worker process.  ``seed``: create the schema and the city (the
     second of two processes sharing a database and the stream does not)."""
     import logging
@@ -179,7 +183,7 @@ def full_consumer(prefix: str, n: int, db_url: str, ready: mp.Event, out: mp.Que
     engine = make_engine(db_url)
     if seed:
         migrate(engine)
-        _seed_city(engine)
+        _seed_city(engine, inspectors)
     settings = load_settings(mqtt_url=BROKER, redis_url=REDIS, data_dir=Path(tempfile.mkdtemp()), mqtt_prefix=prefix,
                              redis_namespace=prefix, mqtt_client_id=f"{prefix}-ingest", mqtt_share_group=prefix,
                              mqtt_session_expiry_s=BENCH_SESSION_EXPIRY_S, owntracks_topic=f"{prefix}-ot",
@@ -236,7 +240,7 @@ def full_consumer(prefix: str, n: int, db_url: str, ready: mp.Event, out: mp.Que
              "batches": w.batches, "geo_calls": w.geo_calls})
 
 
-def run_once(kind: str, n: int, db: str, profile: str | None = None) -> dict:
+def run_once(kind: str, n: int, db: str, profile: str | None = None, inspectors: int = N_INSPECTORS) -> dict:
     """One consumer kind against one publisher.  A kind ending in ``x2`` (fullx2,
     nogeox2) is two worker processes in one shared subscription, one database and
     one Redis namespace: the way a city scales ingest out (issue 3: one
@@ -268,13 +272,13 @@ def run_once(kind: str, n: int, db: str, profile: str | None = None) -> dict:
             ready = ctx.Event()
             consumers.append((ctx.Process(target=full_consumer, args=(
                 prefix, n, url, ready, out, profile, base != "nogeo", {"full1": 1, "full2": 2}.get(base, 3),
-                no, no == 0, overrides)), ready))
+                no, no == 0, overrides, inspectors)), ready))
     for cons, ready in consumers:  # one after the other: the first seeds the database
         cons.start()
         ready.wait(120)
     go = ctx.Event()
     pub_ready = ctx.Event()
-    pub = ctx.Process(target=publisher, args=(prefix, n, pub_ready, go))
+    pub = ctx.Process(target=publisher, args=(prefix, n, pub_ready, go, inspectors))
     pub.start()
     pub_ready.wait(120)
     go.set()
@@ -324,6 +328,8 @@ def main() -> None:
     ap.add_argument("--messages", type=int, default=100_000)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--db", choices=["sqlite", "postgresql"], default="sqlite")
+    ap.add_argument("--inspectors", type=int, default=N_INSPECTORS,
+                    help=f"inspectors the fixes come from ({N_INSPECTORS}; the city has 2,000, ten times it 20,000)")
     ap.add_argument("--profile", help="write a yappi CPU profile (all threads) of one extra full run here")
     ap.add_argument("--kinds", default="bare,nogeo,full",
                     help="consumers to run (comma-separated; the ratios need bare, nogeo and full), e.g. full "
@@ -334,7 +340,7 @@ def main() -> None:
     results = {k: [] for k in kinds}
     for i in range(args.repeats):
         for kind in kinds:
-            r = run_once(kind, args.messages, args.db)
+            r = run_once(kind, args.messages, args.db, inspectors=args.inspectors)
             results[kind].append(r)
             print(f"run {i + 1} {kind:>4}: {r['msg_per_s']:>8.0f} msg/s  {r['cpu_s_per_1000']:.3f} CPU-s/1k  "
                   f"peak RSS {r['peak_rss_mb']:.0f} MB  ({r['count']} msgs"
@@ -346,7 +352,7 @@ def main() -> None:
                   flush=True)
     if not args.repeats:
         if args.profile:
-            run_once("full", args.messages, args.db, profile=args.profile)
+            run_once("full", args.messages, args.db, profile=args.profile, inspectors=args.inspectors)
             print(f"profile written to {args.profile}")
         return
     if not {"bare", "nogeo", "full"} <= set(kinds):
@@ -354,7 +360,8 @@ def main() -> None:
     med = {k: {m: statistics.median(r[m] for r in v) for m in ("msg_per_s", "cpu_s_per_1000", "peak_rss_mb")}
            for k, v in results.items()}
     ratio = med["full"]["msg_per_s"] / med["bare"]["msg_per_s"]
-    print(f"\nmedians over {args.repeats} runs of {args.messages} messages (db={args.db}):")
+    print(f"\nmedians over {args.repeats} runs of {args.messages} messages from {args.inspectors} inspectors "
+          f"(db={args.db}):")
     print("| consumer | msg/s | CPU-s per 1,000 msgs | peak RSS (MB) |")
     print("|---|---|---|---|")
     for k in kinds:
@@ -379,7 +386,7 @@ def main() -> None:
               f"geo cost {1 - med['fullx2']['msg_per_s'] / med['nogeox2']['msg_per_s']:.0%} "
               f"(fullx2 / full = {med['fullx2']['msg_per_s'] / med['full']['msg_per_s']:.2f})")
     if args.profile:
-        run_once("full", args.messages, args.db, profile=args.profile)
+        run_once("full", args.messages, args.db, profile=args.profile, inspectors=args.inspectors)
         print(f"profile written to {args.profile}")
 
 

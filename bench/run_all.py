@@ -5,7 +5,8 @@
 By default each bench runs at a modest size (a smoke run that shows every bench
 still works, in a few minutes). Its numbers are NOT the ones docs/benchmarks.md
 reports: for those, ``--full`` runs exactly the commands listed at the top of
-docs/benchmarks.md. The screens bench needs /usr/bin/chromium and drives the
+docs/benchmarks.md. The overload bench (ten minutes of ten times a city's load)
+runs only with ``--full`` or ``--only overload``. The screens bench needs /usr/bin/chromium and drives the
 whole city; it runs only with ``--screens``.
 
 Every bench talks to the local Mosquitto and Redis (``make services``). Each
@@ -48,7 +49,11 @@ BENCHES: dict[str, tuple[str, list[str], list[str]]] = {
     "review_stream": ("bench_review_stream.py", ["--opens", "3"], ["--opens", "7"]),
     "escalation_failover": ("bench_escalation.py", ["--alerts", "1000", "--failover"],
                             ["--alerts", "3000", "--failover"]),
+    "overload": ("bench_overload.py", ["--minutes", "1", "--inspectors", "2000", "--no-browser"], ["--minutes", "10"]),
 }
+# Long: only with --full (or named in --only). The overload bench runs ten minutes of
+# load, and its process layout (ingest, alerts and web apart) takes the whole machine.
+FULL_ONLY = {"overload"}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -66,6 +71,8 @@ def main(argv: list[str] | None = None) -> int:
     if not args.only and not args.screens:
         names.remove("screens")  # the browser benches: with --screens
         names.remove("review_stream")
+    if not args.only and not args.full:
+        names = [n for n in names if n not in FULL_ONLY]
 
     results: list[tuple[str, str, float]] = []
     for name in names:

@@ -48,6 +48,19 @@ from ingest.paho_fast import FastClient, use_fast_path
 
 log = logging.getLogger(__name__)
 
+# The Receive Maximum a client that acknowledges by hand announces in its MQTT 5
+# CONNECT: how many QoS 1 messages the broker may have in flight to it, unacked.
+# The ingest acknowledges a message only once its batch is stored, so its window
+# must hold everything between the socket and the history commit (the priority
+# queue holds up to ingest_priority_queue_max). MQTT 5 says an absent Receive
+# Maximum means 65,535, but Mosquitto 2.0 then applies its own
+# max_inflight_messages, 20 by default: at 833 detector heartbeats a second the
+# broker queued the rest behind those 20, an alarm waited its turn behind up to
+# max_queued_messages (1,000) heartbeats, and past that Mosquitto dropped QoS 1
+# messages, alarms too, silently (bench/bench_overload.py, docs/benchmarks.md
+# section 14). Announced, the broker takes it (Mosquitto 2.0 and EMQX do).
+RECEIVE_MAXIMUM = 65535
+
 # Reason codes (MQTT 5) / return codes (3.1.1) that retrying cannot fix.
 FATAL_CONNECT_REASONS = {"Bad user name or password", "Not authorized", "Banned", "Client identifier not valid"}
 
@@ -197,6 +210,7 @@ class MqttConnection:
         self.subscriptions = subscriptions
         self.unsubscriptions = unsubscriptions
         self.session_expiry_s = 0 if clean else session_expiry_s
+        self.manual_ack = manual_ack
         self.clean = clean
         self.keepalive_s = keepalive_s
         self.backoff = Backoff(reconnect_min_s, reconnect_max_s)
@@ -236,6 +250,8 @@ class MqttConnection:
         if self.is_v5:
             props = Properties(PacketTypes.CONNECT)
             props.SessionExpiryInterval = self.session_expiry_s
+            if self.manual_ack:
+                props.ReceiveMaximum = RECEIVE_MAXIMUM
             kwargs = {"clean_start": self.clean, "properties": props}
         # Stores where and how to connect; the supervisor connects (and retries
         # the first connection too).

@@ -629,6 +629,21 @@ def run_together(batches: list[Batch], ctx: Context, until: int | None = None) -
             _step_done(b, b.items, len(PIPELINE))
 
 
+def join_held(into: Batch, later: Batch) -> None:
+    """Append ``later`` to ``into``, both run by the front thread and not yet handed
+    on (at the same step, nothing stored yet): the result is the batch that would
+    have held both (ingest/worker.py joins the small batches of alarms it runs while
+    the next thread is behind, so that they take one place in its queue)."""
+    if (into.next_step != later.next_step or into.merged or later.merged
+            or into.rejected_stored or later.rejected_stored):
+        raise ValueError("only batches at the same step, with nothing stored yet, can be joined")
+    into.items.extend(later.items)
+    into.rejected.extend(later.rejected)
+    into.dropped.update(later.dropped)
+    into.kinds.update(later.kinds)
+    into.step_errors += later.step_errors
+
+
 def _step_done(batch: Batch, items: list[Item], n_steps: int) -> None:
     """``batch`` has run its next step, keeping ``items``; after the last step,
     count its messages by kind (once: a resumed batch does not count again)."""

@@ -19,6 +19,19 @@ per call, and history's per transaction, so they catch up by working in
 larger steps, while the front thread keeps writing live state batch by
 batch.  The batches are still acknowledged one by one, in order.
 
+When even that queue is full (overload: the geo engine cannot keep up with
+the pings), the front thread does not wait for room.  It holds its batches,
+in order, and meanwhile takes batches of the priority queue alone (alarms and
+the other sensor messages): their live state and the alert engine's stream
+are written at once, and they are handed on after the batches held before
+them.  Pings wait in their queue, and are shed when it is full.  Before, the
+front thread waited for the geo thread with the next batch untaken, so an
+alarm waited for the geo engine's backlog: 2-8 s, p95, at ten times a city's
+load (bench/bench_overload.py, docs/benchmarks.md section 14).  The held
+sensor messages are at most ``ingest_priority_queue_max``; past that the
+front thread waits, and so does paho's (back-pressure on the broker, as
+before).
+
 Two bounded queues sit between them.  Alarms and every other sensor message go
 to the priority queue, which is drained first and never shed: when it is full,
 ``on_message`` blocks, which pushes back on the broker (QoS 1 keeps the
@@ -74,7 +87,7 @@ from geo.coords import in_gcj02_region
 from geo.types import Ping
 from ingest.client import MqttConnection
 from ingest.decode import Rejected, TopicScheme, decode, subscriptions
-from ingest.pipeline import (BACK_FROM, HISTORY_FROM, Batch, Context, Item, run_pipeline,
+from ingest.pipeline import (BACK_FROM, HISTORY_FROM, Batch, Context, Item, join_held, run_pipeline,
                              run_together)
 from ingest.validate import Limits, validate
 
@@ -211,6 +224,10 @@ class IngestWorker:
         waiting = -(-max(settings.ingest_catch_up_max, 1) // max(settings.ingest_batch_max, 1))
         self._handoffs: list[queue.Queue[tuple[Batch, list[Item]]]] = [
             queue.Queue(maxsize=waiting) for _ in self._bounds[1:]]
+        # Batches the front thread has run while the next thread's queue was full,
+        # in order, for it (see the module docstring), and how many messages they hold.
+        self._held: deque[tuple[Batch, list[Item]]] = deque()
+        self._held_items = 0
         self._owntracks_prefix = settings.owntracks_topic + "/"
         self.conn = MqttConnection(
             mqtt_url or settings.mqtt_url,
@@ -452,7 +469,9 @@ class IngestWorker:
         _gen0, gen1, gen2 = gc.get_threshold()
         gc.set_threshold(GC_GEN0_PER_MSG * max(self.settings.ingest_batch_max, 1000), gen1, gen2)
 
-    def next_batch(self) -> list[Item]:
+    def next_batch(self, priority_only: bool = False) -> list[Item]:
+        """Up to ``ingest_batch_max`` messages, the priority queue's first, waiting at
+        most ``ingest_batch_wait_ms`` for the first; ``priority_only``: none of the pings."""
         limit = self.settings.ingest_batch_max
         wait_s = self.settings.ingest_batch_wait_ms / 1000.0
         items: list[Item] = []
@@ -460,7 +479,8 @@ class IngestWorker:
         while len(items) < limit:
             # Alarms first, always.
             items += _drain(self.prio_q, limit - len(items))
-            items += _drain(self.ping_q, limit - len(items))
+            if not priority_only:
+                items += _drain(self.ping_q, limit - len(items))
             remaining = deadline - time.monotonic()
             if items or remaining <= 0:
                 break
@@ -479,15 +499,54 @@ class IngestWorker:
                 log.error("ingest worker %s stops: %s", self.worker_id, self.conn.fatal)
                 self._stop.set()
                 break
-            items = self.next_batch()
+            if self._release_held():
+                items = self.next_batch()
+            elif self._held_items < self.settings.ingest_priority_queue_max:
+                # The next thread is behind: alarms do not wait for it (module docstring).
+                items = self.next_batch(priority_only=True)
+            else:
+                self._stop.wait(self.settings.ingest_batch_wait_ms / 1000.0)
+                items = []
             if items or self.garbage or self.dead_letter_overflow:
                 batch = self._run_steps(self._take_garbage(Batch(items=list(items))), self._bounds[0])
                 if batch is not None:
-                    self._pass_on(0, batch, items)
+                    if self._bounds[0] is None:
+                        self._done(batch, items)
+                    else:
+                        self._hold(batch, items)
+                        self._release_held()
             now = time.monotonic()
             if now - last_beat >= HEARTBEAT_EVERY_S:
                 last_beat = now
                 self._heartbeat()
+
+    def _hold(self, batch: Batch, items: list[Item]) -> None:
+        """Keep a batch the front thread has run for the next thread, after those
+        held before it; joined to the last of them while both fit in one batch, so
+        that the many small batches of alarms run while the next thread is behind
+        take one place in its queue, not one each (it takes
+        ``ingest_catch_up_max`` / ``ingest_batch_max`` places at a time)."""
+        if self._held:
+            last_batch, last_items = self._held[-1]
+            if len(last_items) + len(items) <= self.settings.ingest_batch_max:
+                join_held(last_batch, batch)
+                last_items.extend(items)
+                self._held_items += len(items)
+                return
+        self._held.append((batch, items))
+        self._held_items += len(items)
+
+    def _release_held(self) -> bool:
+        """Hand the front thread's held batches to the next thread, in order, as far as
+        its queue has room; True when none is left held.  (Stopping: what is still
+        held is not acked, and the broker redelivers it to our session.)"""
+        while self._held:
+            try:
+                self._handoffs[0].put_nowait(self._held[0])
+            except queue.Full:
+                return False
+            self._held_items -= len(self._held.popleft()[1])
+        return True
 
     def _pass_on(self, k: int, batch: Batch, items: list[Item]) -> None:
         """Thread ``k`` is done with ``batch``: the acks if it was the last thread,
@@ -638,7 +697,7 @@ class IngestWorker:
             self.live.heartbeat(
                 self.worker_id,
                 lag_s=max(self.last_lag_s, oldest),
-                queue=self.prio_q.qsize() + self.ping_q.qsize(),
+                queue=self.prio_q.qsize() + self.ping_q.qsize() + self._held_items,
                 shed=self.shed,
                 shed_recent=self.shed - marks[0][1],
                 pre_rejected=self.pre_rejected,

@@ -4,6 +4,7 @@ without disturbing anything else.  Nothing valid may be lost."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -216,6 +217,95 @@ def test_a_stalled_database_holds_back_only_history(settings, tmp_path, redis_cl
         wait_until(lambda: count(engine, SensorReadingRow) == 5, 20)
         assert distinct_msg_ids(engine) == {f"m{i}" for i in range(5)}
         assert w._thread.is_alive() and all(t.is_alive() for t in w.stage_threads.values())
+    finally:
+        blocker.close()
+        w.stop()
+
+
+def test_an_alarm_does_not_wait_for_the_threads_behind_the_front_one(settings, tmp_path, redis_client):
+    """Overload: the threads after the front one cannot take more (here the database
+    is locked, so history stops and the geo thread waits for it), the queues between
+    the threads are full, and pings keep coming.  An alarm published then still
+    reaches live state (the screens and the alert engine) at once, and everything
+    is stored once the database is back: the alarm, and the fixes before and after it."""
+    import sqlite3
+
+    from data.db import make_engine, migrate
+    from data.live import LiveState
+    from data.models import PingRow
+    from tests.citykit import ENTERPRISE_A
+
+    db = tmp_path / "overload.sqlite3"
+    engine = make_engine(f"sqlite:///{db}")
+    migrate(engine)
+    write_small_city(engine)
+    # Small batches and one batch of room between the threads: a few dozen fixes fill the pipeline.
+    s = settings.model_copy(update={"ingest_batch_max": 10, "ingest_catch_up_max": 10})
+    w = IngestWorker(s, engine, redis_client)
+    w.start()
+    live = LiveState(redis_client, s.redis_namespace)
+    blocker = sqlite3.connect(db, isolation_level=None)
+    p = s.mqtt_prefix
+    t0 = time.time() - 600
+    try:
+        assert w.conn.subscribed.wait(10)
+        blocker.execute("BEGIN IMMEDIATE")
+        with Publisher(s.mqtt_url) as pub:
+            for k in range(200):
+                pub.publish(f"{p}/v1/inspectors/I1/location", {"ts": t0 + k, "lat": ENTERPRISE_A[1],
+                                                                "lon": ENTERPRISE_A[2], "msg_id": f"f{k}"}, qos=0)
+            # The pipeline is full: fixes wait in the ping queue, behind batches that cannot be stored.
+            wait_until(lambda: w.ping_q.qsize() > 0, 10)
+            pub.publish(f"{p}/v1/sensors/S1/state", {"ts": time.time(), "lel": 62, "alarm": "high", "msg_id": "a1"})
+            st = wait_until(lambda: (x := live.sensor_states(["S1"]).get("S1")) and x.level == "high" and x, 5)
+            assert st.lel_pct == 62
+            assert w.ping_q.qsize() > 0, "the fixes before the alarm were all taken: nothing was overtaken"
+            for k in range(200, 220):
+                pub.publish(f"{p}/v1/inspectors/I1/location", {"ts": t0 + k, "lat": ENTERPRISE_A[1],
+                                                                "lon": ENTERPRISE_A[2], "msg_id": f"f{k}"}, qos=0)
+        assert count(engine, SensorReadingRow) == 0
+        blocker.execute("ROLLBACK")
+        wait_until(lambda: count(engine, SensorReadingRow) == 1 and count(engine, PingRow) == 220, 30)
+        assert distinct_msg_ids(engine) == {"a1"}
+        assert w.shed == 0
+        assert w._thread.is_alive() and all(t.is_alive() for t in w.stage_threads.values())
+    finally:
+        blocker.close()
+        w.stop()
+
+
+def test_a_burst_of_readings_while_history_stalls_is_all_stored(settings, tmp_path, redis_client):
+    """1,500 QoS 1 readings arrive while the database is locked, so the worker
+    acknowledges none of them for a while.  The worker announces its Receive
+    Maximum (ingest/client.py), so the broker hands them all over instead of
+    keeping 20 in flight (Mosquitto's default) and queueing the rest up to its
+    max_queued_messages (1,000 by default), past which it drops them silently.
+    All 1,500 are stored once the database is back."""
+    import sqlite3
+
+    from data.db import make_engine, migrate
+
+    db = tmp_path / "burst.sqlite3"
+    engine = make_engine(f"sqlite:///{db}")
+    migrate(engine)
+    write_small_city(engine)
+    w = IngestWorker(settings, engine, redis_client)
+    w.start()
+    blocker = sqlite3.connect(db, isolation_level=None)
+    try:
+        assert w.conn.subscribed.wait(10)
+        blocker.execute("BEGIN IMMEDIATE")
+        infos = []
+        with Publisher(settings.mqtt_url) as pub:
+            for topic, body in readings(settings.mqtt_prefix, 0, 1500):
+                infos.append(pub.client.publish(topic, json.dumps(body), qos=1))
+            for info in infos:
+                info.wait_for_publish(20)  # the broker has each one
+        time.sleep(1.0)
+        assert count(engine, SensorReadingRow) == 0
+        blocker.execute("ROLLBACK")
+        wait_until(lambda: count(engine, SensorReadingRow) == 1500, 30)
+        assert distinct_msg_ids(engine) == {f"m{i}" for i in range(1500)}
     finally:
         blocker.close()
         w.stop()
