@@ -108,8 +108,7 @@ class AlertEngine:
         # held the engine, and the alarms behind it, for ~0.5 s at city scale.
         self._heard: dict[str, float] = {}
         self._heard_synced = False
-        self._rollup: threading.Thread | None = None
-        self._inspector_sweep: threading.Thread | None = None
+        self._jobs: dict[str, threading.Thread] = {}  # see _off_the_loop
         self._block_ms: int | None = None
         self.handlers = {
             "gas:events": self.on_gas_event,
@@ -140,9 +139,8 @@ class AlertEngine:
         self._stop.set()
         if self._thread:
             self._thread.join(10)
-        for t in (self._rollup, self._inspector_sweep):
-            if t is not None:
-                t.join(10)
+        for t in list(self._jobs.values()):
+            t.join(10)
         if self.conn:
             self.conn.stop()
 
@@ -184,11 +182,11 @@ class AlertEngine:
                     self.registry.maybe_refresh()
                     self.check_gas_loss()
                     self.sweep_offline(time.time())
-                    self._sweep_inspectors_in_background()
+                    self._off_the_loop("inspector-sweep", self.sweep_inspectors)
                     self.sweep_hazards(time.time())
                     next_sweep = now + OFFLINE_SWEEP_S
                 if now >= next_overdue:
-                    self._roll_up_in_background()
+                    self._off_the_loop("overdue-rollup", self.roll_up_overdue)
                     next_overdue = now + OVERDUE_EVERY_S
                 backlog = self.read_streams(backlog)
             except INFRA_ERRORS as e:
@@ -530,40 +528,28 @@ class AlertEngine:
             if ids:
                 self.store.notify(ids)
 
-    def _sweep_inspectors_in_background(self) -> None:
-        """The inspector sweep reads every inspector's last fix and asks SQL which of
-        them have an inspector_offline alert: at ten times a city's inspectors
-        (20,000) that held the loop, and the gas alarms behind it, for about half a
-        second every sweep (bench/bench_overload.py).  Off the loop, as the roll-up;
-        it touches only inspector_offline alerts, which nothing else in the engine
-        writes (people's actions on them are versioned, as everywhere)."""
-        if self._inspector_sweep is not None and self._inspector_sweep.is_alive():
+    def _off_the_loop(self, name: str, job) -> None:
+        """``job(now)`` in a thread of its own, unless its previous run is still going.
+
+        Two jobs run so, as they would hold the loop and the gas alarms behind it:
+        the overdue roll-up reads every enterprise's last visit (~0.2 s at city
+        scale), and the inspector sweep reads every inspector's last fix and asks
+        SQL which have an inspector_offline alert (about half a second every sweep
+        at ten times a city's 2,000 inspectors, bench/bench_overload.py).  Each
+        touches only its own alert type, which nothing else in the engine writes
+        (people's actions on them are versioned, as everywhere)."""
+        running = self._jobs.get(name)
+        if running is not None and running.is_alive():
             return
 
         def run():
             try:
-                self.sweep_inspectors(time.time())
-            except Exception:  # noqa: BLE001 - tried again at the next sweep
-                log.exception("inspector sweep failed")
-
-        self._inspector_sweep = threading.Thread(target=run, name="inspector-sweep", daemon=True)
-        self._inspector_sweep.start()
-
-    def _roll_up_in_background(self) -> None:
-        """The roll-up reads every enterprise's last visit (~0.2 s at city scale):
-        off the loop, so gas events do not wait for it.  It touches only
-        overdue_inspection alerts, which nothing else in the engine writes."""
-        if self._rollup is not None and self._rollup.is_alive():
-            return
-
-        def run():
-            try:
-                self.roll_up_overdue(time.time())
+                job(time.time())
             except Exception:  # noqa: BLE001 - tried again at the next interval
-                log.exception("overdue roll-up failed")
+                log.exception("%s failed", name)
 
-        self._rollup = threading.Thread(target=run, name="overdue-rollup", daemon=True)
-        self._rollup.start()
+        self._jobs[name] = threading.Thread(target=run, name=name, daemon=True)
+        self._jobs[name].start()
 
     def roll_up_overdue(self, now: float) -> None:
         """One overdue_inspection alert per street per day, updated as counts change; the
