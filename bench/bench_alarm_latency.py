@@ -46,6 +46,23 @@ from bench_ingest import BENCH_SESSION_EXPIRY_S  # noqa: E402
 LOAD_INSPECTORS = 500
 
 
+def paced(rate: float, n: int, stop, start: int = 0, on_step=None):
+    """Device numbers 0..n-1 in turn, ``rate`` a second in all, until ``stop`` is set:
+    in 10 ms steps, each yielding the messages due by then; ``on_step()`` after each."""
+    period, credit, k = 0.01, 0.0, start
+    next_t = time.perf_counter()
+    while not stop.is_set():
+        credit += rate * period
+        while credit >= 1.0:
+            credit -= 1.0
+            yield k
+            k = (k + 1) % n
+        if on_step is not None:
+            on_step()
+        next_t += period
+        time.sleep(max(0.0, next_t - time.perf_counter()))
+
+
 def load_publisher(url: str, prefix: str, ids: list[str], spots: list[tuple[float, float]], rate: float,
                    started, stop, name: str = "load", sent=None, msg_ids: bool = False) -> None:
     """Location fixes of ``ids``, ``rate`` per second in all, until ``stop``: each
@@ -68,26 +85,21 @@ def load_publisher(url: str, prefix: str, ids: list[str], spots: list[tuple[floa
     at = [rnd.randrange(len(spots)) for _ in ids]
     fixes = [0] * len(ids)
     topics = [f"{prefix}/v1/inspectors/{i}/location" for i in ids]
-    period, credit, k = 0.01, 0.0, 0
     started.set()
-    next_t = time.perf_counter()
-    while not stop.is_set():
-        credit += rate * period
-        while credit >= 1.0:
-            credit -= 1.0
-            fixes[k] += 1
-            if fixes[k] % 20 == 0:
-                at[k] = (at[k] + 1) % len(spots)
-            lat, lon = spots[at[k]]
-            body = {"ts": time.time(), "lat": lat + rnd.gauss(0, 2e-5), "lon": lon + rnd.gauss(0, 2e-5), "acc": 8}
-            if msg_ids:
-                body["msg_id"] = f"{ids[k]}-{fixes[k]}"
-            c.publish(topics[k], json.dumps(body), qos=0)
-            k = (k + 1) % len(ids)
+
+    def counted():
         if sent is not None:
             sent.value = sum(fixes)
-        next_t += period
-        time.sleep(max(0.0, next_t - time.perf_counter()))
+
+    for k in paced(rate, len(ids), stop, on_step=counted):
+        fixes[k] += 1
+        if fixes[k] % 20 == 0:
+            at[k] = (at[k] + 1) % len(spots)
+        lat, lon = spots[at[k]]
+        body = {"ts": time.time(), "lat": lat + rnd.gauss(0, 2e-5), "lon": lon + rnd.gauss(0, 2e-5), "acc": 8}
+        if msg_ids:
+            body["msg_id"] = f"{ids[k]}-{fixes[k]}"
+        c.publish(topics[k], json.dumps(body), qos=0)
     c.disconnect()
     c.loop_stop()
 

@@ -66,7 +66,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from bench_alarm_latency import pct, start_load  # noqa: E402
+from bench_alarm_latency import paced, pct, start_load  # noqa: E402
 from bench_ingest import BENCH_SESSION_EXPIRY_S, BROKER, PG, REDIS  # noqa: E402
 from bench_screens import CHROMIUM, CHROMIUM_ARGS, PASSWORD, Screen, System  # noqa: E402
 
@@ -112,23 +112,18 @@ def heartbeat_publisher(url: str, prefix: str, ids: list[str], period_s: float, 
     rnd = random.Random(3)
     topics = [f"{prefix}/v1/sensors/{i}/state" for i in ids]
     seq = [0] * len(ids)
-    rate = len(ids) / period_s
-    period, credit, k, n = 0.01, 0.0, rnd.randrange(len(ids)), 0
+    n = 0
     started.set()
-    next_t = time.perf_counter()
-    while not stop.is_set():
-        credit += rate * period
-        while credit >= 1.0:
-            credit -= 1.0
-            seq[k] += 1
-            body = {"ts": round(time.time(), 3), "lel": round(rnd.uniform(0, 3), 1), "alarm": "none", "batt": 90,
-                    "msg_id": f"{ids[k]}-hb{seq[k]}"}
-            c.publish(topics[k], orjson.dumps(body), qos=1)
-            k = (k + 1) % len(ids)
-            n += 1
+
+    def counted():
         sent.value = n
-        next_t += period
-        time.sleep(max(0.0, next_t - time.perf_counter()))
+
+    for k in paced(len(ids) / period_s, len(ids), stop, start=rnd.randrange(len(ids)), on_step=counted):
+        seq[k] += 1
+        body = {"ts": round(time.time(), 3), "lel": round(rnd.uniform(0, 3), 1), "alarm": "none", "batt": 90,
+                "msg_id": f"{ids[k]}-hb{seq[k]}"}
+        c.publish(topics[k], orjson.dumps(body), qos=1)
+        n += 1
     c.disconnect()
     c.loop_stop()
 
