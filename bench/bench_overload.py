@@ -69,6 +69,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 from bench_alarm_latency import paced, pct, start_load  # noqa: E402
 from bench_ingest import BENCH_SESSION_EXPIRY_S, BROKER, PG, REDIS  # noqa: E402
 from bench_screens import CHROMIUM, CHROMIUM_ARGS, PASSWORD, Screen, System  # noqa: E402
+from data.live import GAS_LANES  # noqa: E402
 
 CITY_INSPECTORS = 2_000
 SAMPLE_EVERY_S = 5.0
@@ -263,7 +264,7 @@ class Sampler(threading.Thread):
         s["dropped"] = live.counters("dropped")
         # How far behind the alert engine is, and how long since the ingest last added a gas event.
         try:
-            groups = self.r.xinfo_groups(f"{self.ns}:gas:events")
+            groups = [g for lane in GAS_LANES for g in self.r.xinfo_groups(f"{self.ns}:{lane}")]
             s["engine_behind"] = sum((g.get("lag") or 0) + g.get("pending", 0) for g in groups)
             last_id = self.r.xinfo_stream(f"{self.ns}:gas:events")["last-generated-id"]
             s["gas_event_age_s"] = time.time() - int(last_id.split(b"-")[0]) / 1000
@@ -581,7 +582,7 @@ def drain(r, ns: str, parts: Parts, timeout_s: float, t_stop: float) -> tuple[fl
         received = sum(live.counters("received").values()) - live.counters("dropped").get("own_outbound", 0)
         w = next(iter(live.workers(max_age_s=30).values()), {})
         try:
-            groups = r.xinfo_groups(f"{ns}:gas:events")
+            groups = [g for lane in GAS_LANES for g in r.xinfo_groups(f"{ns}:{lane}")]
             engine_behind = sum((g.get("lag") or 0) + g.get("pending", 0) for g in groups)
         except Exception:  # noqa: BLE001 - no stream yet
             engine_behind = 0

@@ -1,7 +1,7 @@
 """The alert engine's side of Redis: its consumer group, its lease, the sensors' memories.
 
-The alert engine (``ingest/alert_engine.py``) reads ``ns:gas:events``,
-``ns:arrivals``, ``ns:outbox`` and ``ns:geo:events`` in one consumer group
+The alert engine (``ingest/alert_engine.py``) reads ``ns:gas:alarms``,
+``ns:gas:events``, ``ns:arrivals``, ``ns:outbox`` and ``ns:geo:events`` in one consumer group
 (``GAS_EVENTS_GROUP``), holds a leadership lease so that one engine is active at a
 time, keeps each sensor's ``SensorMemory`` (JSON) in the hash ``ns:sensor:memory``,
 and looks for gas events deleted before it read them. Every one of those Redis
@@ -15,7 +15,7 @@ from collections.abc import Iterable, Mapping, Sequence
 
 import redis
 
-from data.live import GAS_EVENTS_GROUP, LiveState
+from data.live import GAS_EVENTS, GAS_EVENTS_GROUP, GAS_LANES, LiveState
 from data.redis_wait import block_ms
 
 GROUP = GAS_EVENTS_GROUP
@@ -115,13 +115,20 @@ class EngineStreams:
         pipe.execute()
 
     # --- loss ------------------------------------------------------------------------
-    def gas_events_deleted_unread(self, scan_max: int) -> tuple[int, int, str, str] | None:
-        """Entries of ns:gas:events deleted before the group read them, newly noticed.
+    def gas_events_deleted_unread(self, scan_max: int) -> list[tuple[int, int, str, str]]:
+        """Entries of the gas streams deleted before the group read them, newly
+        noticed: one ``_deleted_unread`` per stream (GAS_LANES) that lost some."""
+        found = (self._deleted_unread(lane, scan_max) for lane in GAS_LANES)
+        return [f for f in found if f is not None]
+
+    def _deleted_unread(self, lane: str, scan_max: int) -> tuple[int, int, str, str] | None:
+        """Entries of the gas stream ``lane`` deleted before the group read them, newly noticed.
 
         Redis counts every entry ever added and the group every entry it read; the
         difference less the entries still there after the group's last delivered one
         is what it will never read.  That stays in the counters for good, so the count
-        noticed so far is kept (``ns:events_lost``, field ``gas_unread_seen``) and only
+        noticed so far is kept (``ns:events_lost``, field ``gas_unread_seen`` for
+        ns:gas:events, ``gas:alarms_unread_seen`` for ns:gas:alarms) and only
         a rise is new loss, also across restarts.
 
         None when nothing new is missing or it cannot be told (no stream or group yet,
@@ -129,7 +136,7 @@ class EngineStreams:
         still to read: looked at again later); else (missing now, seen before, the
         stream key, the group's last delivered id), with the new count stored.
         """
-        key = self.key("gas:events")
+        key = self.key(lane)
         try:
             pipe = self.r.pipeline(transaction=True)
             pipe.xinfo_stream(key)
@@ -159,10 +166,11 @@ class EngineStreams:
                 return None  # a long backlog: looked at again at the next sweep
         missing = int(info["entries-added"]) - int(read) - after
         seen_key = self.live.key("events_lost")
-        seen = int(self.r.hget(seen_key, "gas_unread_seen") or 0)
+        field = "gas_unread_seen" if lane == GAS_EVENTS else f"{lane}_unread_seen"
+        seen = int(self.r.hget(seen_key, field) or 0)
         if missing <= seen:
             return None
-        self.r.hset(seen_key, "gas_unread_seen", missing)
+        self.r.hset(seen_key, field, missing)
         return missing, seen, key, last.decode()
 
 

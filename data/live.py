@@ -21,8 +21,12 @@ tag that keeps every key in one slot, on a Redis Cluster):
 ``ns:ver``                      version counter, bumped by every change
 ``ns:changes``                  stream of (v, kind, ids), capped; one writer
                                 (``_LUA_CHANGE``), atomic with ``ns:ver``
-``ns:gas:events``               stream of sensor readings for the alert engine,
-                                never trimmed past what its group has not acked
+``ns:gas:alarms``               the alert engine's priority lane: every reading
+                                that is not normal or follows one that was not,
+                                and every availability change
+``ns:gas:events``               the other readings (normal after normal: the
+                                heartbeats); both never trimmed past what the
+                                engine's group has not acked
 ``ns:events_lost``              hash: when events were last lost (see below)
 ``ns:seq``                      hash: "{i|s}:{id}" -> the device's newest ``seq``
 ``ns:seq_gap``                  hash: when a sequence gap was last seen, and where
@@ -103,12 +107,15 @@ APPLIED, OLDER, DUPLICATE = 0, 1, 2
 # The change stream is for screens catching up after a short disconnect; 10k
 # entries cover minutes of a busy city.  "~" lets Redis trim lazily (cheap).
 CHANGES_MAXLEN = 10_000
-# ns:gas:events beyond this length loses the entries that every consumer group
+# The alert engine's gas streams, the priority lane first (see _LUA_GAS_EVENTS).
+GAS_ALARMS, GAS_EVENTS = "gas:alarms", "gas:events"
+GAS_LANES = (GAS_ALARMS, GAS_EVENTS)
+# A gas stream beyond this length loses the entries that every consumer group
 # has acknowledged (XTRIM MINID below the oldest entry a group still needs:
 # its oldest pending entry, else its last delivered one); never the others.
 GAS_EVENTS_MAXLEN = 100_000
-# The consumer group that reads ns:gas:events (the alert engine).  Created by
-# the first trim if the engine has never run, so that it reads from the start.
+# The consumer group that reads the gas streams (the alert engine).  Created by
+# a stream's first trim if the engine has never run, so that it reads from the start.
 GAS_EVENTS_GROUP = "alert-engine"
 # The memory ceiling: past this many entries that the group still needs (the
 # engine away for hours: ~3 h of a busy city's readings, ~200 MB), the oldest
@@ -138,18 +145,32 @@ local function change(ns, kind, ids)
 end
 """
 
-# ns:gas:events: appended without a cap, trimmed only below what the consumer
-# group still needs, and past ``max_unread`` entries (a memory ceiling: the
-# engine away for hours) trimmed anyway, with the loss counted and stamped.
+# The alert engine's two gas streams (GAS_LANES): each appended without a cap,
+# trimmed only below what the consumer group still needs, and past
+# ``max_unread`` entries (a memory ceiling: the engine away for hours) trimmed
+# anyway, with the loss counted and stamped.
+#
+# The lane: a reading goes to ns:gas:alarms when its level or the sensor's
+# stored level before it is anything but normal (an alarm, a fault, a test, the
+# return to normal), and every availability change goes there; the rest, normal
+# after normal, go to ns:gas:events.  The engine reads the alarm lane first, so
+# an alarm never waits behind a backlog of heartbeats (ten times a city's load,
+# docs/benchmarks.md section 14).  Every change of a sensor's class passes
+# through the alarm lane in order; a heartbeat read after a newer alarm is late
+# to the rules (alerts/rules.py), which is what it is.
 _LUA_GAS_EVENTS = """
+local function gas_lane(level, prev)
+  if level == 'normal' and (prev == '' or prev == 'normal') then return ':gas:events' end
+  return ':gas:alarms'
+end
 local function id_lt(a, b)
   local am, as = string.match(a, '(%%d+)%%-(%%d+)')
   local bm, bs = string.match(b, '(%%d+)%%-(%%d+)')
   am, as, bm, bs = tonumber(am), tonumber(as), tonumber(bm), tonumber(bs)
   return am < bm or (am == bm and as < bs)
 end
-local function trim_gas(ns, max_unread, now)
-  local key = ns .. ':gas:events'
+local function trim_gas(ns, lane, max_unread, now)
+  local key = ns .. lane
   local len = redis.call('XLEN', key)
   if len <= %(gas_maxlen)d then return end
   local groups = redis.call('XINFO', 'GROUPS', key)
@@ -259,13 +280,13 @@ return table.concat(res)
 """
 
 # Sensors: same idempotency and ordering.  Every reading that is not a
-# duplicate also goes to ns:gas:events for the alert engine (which counts
+# duplicate also goes to the alert engine, in its lane (gas_lane) (which counts
 # alarming readings and needs heartbeats too), with the previous level and
 # whether it arrived late (older than the stored one).  The script returns per
 # message {status, previous level}.
 _APPLY_SENSORS = _LUA_CHANGE + _LUA_MSGID + _LUA_GAS_EVENTS + """
 local ns, ttl, cap, now, max_unread = KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
-local res, changed = {}, {}
+local res, changed, lanes = {}, {}, {}
 local n = (#ARGV - 4) / 9
 for i = 0, n - 1 do
   local b = 4 + i * 9
@@ -285,14 +306,16 @@ for i = 0, n - 1 do
                  'alarm', ARGV[b + 6], 'batt', ARGV[b + 7], 'src', ARGV[b + 8])
       changed[#changed + 1] = id
     end
-    redis.call('XADD', ns .. ':gas:events', '*',
+    local lane = gas_lane(level, prev)
+    lanes[lane] = true
+    redis.call('XADD', ns .. lane, '*',
                'sensor', id, 'ts', ts, 'level', level, 'prev', prev, 'lel', ARGV[b + 4],
                'alarm', ARGV[b + 6], 'late', tostring(status))
   end
   res[#res + 1] = {status, prev}
 end
 bound_msgids(now, ttl)
-trim_gas(ns, max_unread, now)
+for lane in pairs(lanes) do trim_gas(ns, lane, max_unread, now) end
 if #changed > 0 then change(ns, 'sensor', table.concat(changed, ',')) end
 return res
 """
@@ -316,9 +339,9 @@ _AVAILABILITY = _LUA_CHANGE + _LUA_GAS_EVENTS + """
 local ns, kind, id, state, ts = KEYS[1], ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 redis.call('HSET', ns .. ':avail:' .. kind, id, state .. ' ' .. ts)
 if kind == 'sensor' then
-  redis.call('XADD', ns .. ':gas:events', '*', 'sensor', id, 'ts', ts, 'level', state, 'prev', '', 'lel', '',
+  redis.call('XADD', ns .. ':gas:alarms', '*', 'sensor', id, 'ts', ts, 'level', state, 'prev', '', 'lel', '',
              'alarm', '')
-  trim_gas(ns, tonumber(ARGV[6]), ARGV[5])
+  trim_gas(ns, ':gas:alarms', tonumber(ARGV[6]), ARGV[5])
 end
 change(ns, kind .. '_availability', id)
 """

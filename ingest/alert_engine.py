@@ -16,8 +16,10 @@ active alert and that opens nothing changes only the memory; it never touches
 SQL.  Everything else (an active alert, an alert to open, an availability
 change) takes the per-event path, which re-reads in its own transaction.
 
-Streams read:
-    ns:gas:events   every sensor reading and availability change (from ingest)
+Streams read, the first first (each XREADGROUP reads them all, in this order):
+    ns:gas:alarms   the priority lane: readings that are not normal or follow one
+                    that was not, and availability changes (from ingest)
+    ns:gas:events   the other readings: normal after normal, the heartbeats
     ns:arrivals     an assignee's fix inside the alarm's geofence (from ingest)
     ns:outbox       dispatches to publish (from the API)
     ns:geo:events   duplicate / overlap / approach events (from the geo engine)
@@ -44,13 +46,15 @@ from alerts.rules import Decision, SensorMemory, evaluate_gas, evaluate_offline,
 from data.alert_store import SYSTEM, AlertStore, Conflict
 from data.engine_streams import EngineStreams
 from data.errors import INFRA_ERRORS
-from data.live import LOST_PENDING, LOST_UNREAD, reported_offline
+from data.live import GAS_EVENTS, GAS_LANES, LOST_PENDING, LOST_UNREAD, reported_offline
 from data.registry import Registry
 from ingest.client import MqttConnection, publisher_client_id
 
 log = logging.getLogger(__name__)
 
-STREAMS = ("gas:events", "arrivals", "outbox", "geo:events")
+# The alarm lane first: a batch of heartbeats (up to READ_COUNT, ~100 ms) is the
+# longest an alarm waits for the engine, whatever the backlog of heartbeats.
+STREAMS = (*GAS_LANES, "arrivals", "outbox", "geo:events")
 # Entries read per stream per XREADGROUP; a gas batch is this many events.
 # 500 heartbeats on the fast path take 60-100 ms on two shared cores, so the
 # per-batch round trips (read, HMGET, one SQL query, MULTI) are a small share
@@ -111,7 +115,7 @@ class AlertEngine:
         self._jobs: dict[str, threading.Thread] = {}  # see _off_the_loop
         self._block_ms: int | None = None
         self.handlers = {
-            "gas:events": self.on_gas_event,
+            **{lane: self.on_gas_event for lane in GAS_LANES},
             "arrivals": self.on_arrival,
             "outbox": self.on_outbox,
             "geo:events": self.on_geo_event,
@@ -206,7 +210,7 @@ class AlertEngine:
         for stream, entries in resp:
             name = self.streams.name(stream)
             got += len(entries)
-            if name == "gas:events":
+            if name in GAS_LANES:
                 self.on_gas_batch(stream, entries)
                 continue
             handler = self.handlers[name]
@@ -244,7 +248,7 @@ class AlertEngine:
         acked at once, as a lone event would be, so that a crash does not
         count an alarm twice.
         """
-        batch = _GasBatch(stream)
+        batch = _GasBatch(stream, self.streams.name(stream))
         events = [(entry_id, {k.decode(): v.decode() for k, v in fields.items()} if fields else None)
                   for entry_id, fields in entries]
         deleted = sum(1 for _, f in events if f is None)
@@ -265,7 +269,7 @@ class AlertEngine:
                     except INFRA_ERRORS:
                         raise  # not acked: read again later
                     except Exception:  # noqa: BLE001 - one bad event must not stop the engine
-                        log.exception("alert engine: gas:events entry %s failed; skipped", entry_id)
+                        log.exception("alert engine: %s entry %s failed; skipped", batch.lane, entry_id)
                 batch.handled.append(entry_id)
                 if slow:
                     self._flush_gas(batch)
@@ -288,7 +292,7 @@ class AlertEngine:
         level = f["level"]
         subject = sensor_subject(sid)
         if level in ("online", "offline"):
-            self._availability(info, ts, online=level == "online", entry_id=entry_id)
+            self._availability(info, ts, online=level == "online", entry_id=entry_id, lane=batch.lane)
             batch.active.add(subject)
             return True
         self._heard_at(sid, ts)
@@ -301,7 +305,7 @@ class AlertEngine:
                     batch.remember(sid, d.memory)
                 return False
         self._gas_reading(info, memory, level, lel, ts, lambda m: batch.remember(sid, m), entry_id,
-                          late=f.get("late") != "0")
+                          late=f.get("late") != "0", lane=batch.lane)
         batch.active.add(subject)
         return True
 
@@ -314,8 +318,9 @@ class AlertEngine:
         batch.dirty.clear()
         batch.handled.clear()
 
-    def on_gas_event(self, f: dict, entry_id: str | None = None) -> None:
-        """One gas event on its own: everything read, decided and written for it alone."""
+    def on_gas_event(self, f: dict, entry_id: str | None = None, lane: str = GAS_EVENTS) -> None:
+        """One gas event on its own: everything read, decided and written for it alone
+        (``entry_id``: its entry in the stream ``lane``)."""
         sid = f["sensor"]
         info = self._sensor_info(sid)
         if info is None:
@@ -323,14 +328,14 @@ class AlertEngine:
         ts = float(f["ts"])
         level = f["level"]
         if level in ("online", "offline"):
-            self._availability(info, ts, online=level == "online", entry_id=entry_id)
+            self._availability(info, ts, online=level == "online", entry_id=entry_id, lane=lane)
             return
         self._heard_at(sid, ts)
         lel = float(f["lel"]) if f.get("lel") else None
         raw = self.streams.memory(sid)
         memory = SensorMemory.from_json(raw) if raw else None
         self._gas_reading(info, memory, level, lel, ts, lambda m: self.streams.set_memory(sid, m.to_json()),
-                          entry_id, late=f.get("late") != "0")
+                          entry_id, late=f.get("late") != "0", lane=lane)
 
     def _sensor_info(self, sid: str):
         info = self.registry.sensors.get(sid)
@@ -346,11 +351,11 @@ class AlertEngine:
                             grid_id=info.grid_id)
 
     def _gas_reading(self, info, memory: SensorMemory | None, level: str, lel: float | None, ts: float,
-                     remember, entry_id: str | None = None, late: bool = True) -> None:
+                     remember, entry_id: str | None = None, late: bool = True, lane: str = GAS_EVENTS) -> None:
         """A reading against the sensor's alerts as they are now, in one transaction.
 
         ``memory`` is the sensor's memory before this reading; ``remember`` stores
-        the next one.  ``entry_id``: its ns:gas:events entry, marked applied in the
+        the next one.  ``entry_id``: its entry in ns:``lane``, marked applied in the
         same transaction; an entry already applied (read again after a crash
         between the commit and the XACK) changes no alert, only the memory.
 
@@ -369,7 +374,7 @@ class AlertEngine:
         def tx(conn):
             nonlocal replayed
             changed.clear()
-            replayed = entry_id is not None and not self.store.first_time(conn, "gas:events", sid, entry_id)
+            replayed = entry_id is not None and not self.store.first_time(conn, lane, sid, entry_id)
             if self._mark_readings and not late and not replayed:
                 replayed = not self.store.first_time(conn, "gas:reading", sid, f"{round(ts * 1e6)}-0")
             gas = self.store.active(conn, GAS_ALARM, subject)
@@ -399,17 +404,21 @@ class AlertEngine:
             if d.new_alert is not None:
                 log.info("alert opened: %s for %s (%s)", d.new_alert.type, sid, d.reason)
 
-    def _availability(self, info, ts: float, online: bool, heard: bool = False, entry_id: str | None = None) -> None:
-        """``entry_id``: the ns:gas:events entry (an availability message), applied
+    def _availability(self, info, ts: float, online: bool, heard: bool = False, entry_id: str | None = None,
+                      lane: str = GAS_EVENTS) -> None:
+        """``entry_id``: the entry in ns:``lane`` (an availability message), applied
         once as in ``_gas_reading``."""
         subject = sensor_subject(info.id)
         heartbeat = info.heartbeat_s or self.settings.sensor_heartbeat_s
 
         def tx(conn):
-            if entry_id is not None and not self.store.first_time(conn, "gas:events", info.id, entry_id):
+            if entry_id is not None and not self.store.first_time(conn, lane, info.id, entry_id):
                 return None  # applied before the crash that kept it from being acked
             cur = self.store.active(conn, SENSOR_OFFLINE, subject)
-            if heard and cur is None:
+            if heard and (cur is None or ts <= float((cur[0].details or {}).get("last_seen") or 0.0)):
+                # Not heard *again*: a reading no newer than what the offline alert
+                # saw last (a heartbeat read after the last will, from the other lane
+                # or delivered late) says nothing about now.
                 return None
             d = evaluate_offline(SENSOR_OFFLINE, info.id, ts, time.time(), heartbeat,
                                  self.settings.sensor_offline_after, cur[0] if cur else None,
@@ -428,7 +437,7 @@ class AlertEngine:
             self.store.notify(ids)
 
     def check_gas_loss(self) -> None:
-        """Entries of ns:gas:events deleted before this engine's group read them
+        """Entries of the gas streams deleted before this engine's group read them
         (the writer's memory ceiling, an operator's XTRIM, a Redis that came back
         without them): logged, counted and stamped (``/metrics``, health).
 
@@ -438,13 +447,10 @@ class AlertEngine:
         for good, so the count noticed so far is kept (``ns:events_lost``) and
         only a rise is new loss, also across restarts.
         """
-        found = self.streams.gas_events_deleted_unread(LOSS_SCAN_MAX)
-        if found is None:
-            return
-        missing, seen, key, last = found
-        log.error("alert engine: %d gas events were deleted from %s before the engine read them (it had read "
-                  "up to %s): alarms among them open no alert", missing - seen, key, last)
-        self.live.count_lost(LOST_UNREAD, missing - seen)
+        for missing, seen, key, last in self.streams.gas_events_deleted_unread(LOSS_SCAN_MAX):
+            log.error("alert engine: %d gas events were deleted from %s before the engine read them (it had "
+                      "read up to %s): alarms among them open no alert", missing - seen, key, last)
+            self.live.count_lost(LOST_UNREAD, missing - seen)
 
     def _heard_at(self, sid: str, ts: float) -> None:
         if ts > self._heard.get(sid, 0.0):
@@ -659,6 +665,7 @@ class _GasBatch:
     """What one gas batch knows and has yet to write."""
 
     stream: bytes
+    lane: str  # the stream's name: gas:alarms or gas:events
     raw: dict[str, bytes | None] = dataclasses.field(default_factory=dict)  # memories as read (HMGET)
     active: set[str] = dataclasses.field(default_factory=set)  # subjects that may have an active alert
     known: dict[str, SensorMemory | None] = dataclasses.field(default_factory=dict)  # memories now

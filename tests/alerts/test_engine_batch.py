@@ -16,7 +16,7 @@ from alerts.escalation import Ladder
 from alerts.model import SENSOR_OFFLINE
 from alerts.rules import SensorMemory
 from data.alert_store import ALERT_FIELDS, AlertStore
-from data.live import LiveState
+from data.live import GAS_LANES, LiveState
 from data.models import Alert, AlertEvent, AuditEntry, Sensor
 from geo.types import GasReading
 from ingest.alert_engine import READ_COUNT, AlertEngine
@@ -57,17 +57,17 @@ def push(city, events: list[dict]) -> None:
     pipe.execute()
 
 
-def group_info(city) -> dict:
+def group_info(city, lane: str = "gas:events") -> dict:
     ns = city["settings"].redis_namespace
-    return city["redis"].xinfo_groups(f"{ns}:gas:events")[0]
+    return city["redis"].xinfo_groups(f"{ns}:{lane}")[0]
 
 
 def drain(city) -> int:
-    """Read new gas events through read_streams until none are left; returns the reads."""
+    """Read new gas events (both lanes) through read_streams until none are left; returns the reads."""
     reads = 0
     while True:
-        info = group_info(city)
-        if info["pending"] == 0 and info["lag"] == 0:
+        infos = [group_info(city, lane) for lane in GAS_LANES]
+        if all(info["pending"] == 0 and info["lag"] == 0 for info in infos):
             return reads
         assert reads < 1000, "the engine does not drain the stream"
         city["alert_engine"].read_streams(False)

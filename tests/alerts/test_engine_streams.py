@@ -11,13 +11,16 @@ import os
 from pathlib import Path
 import time
 
+import pytest
 from sqlalchemy import select
 
 from dashboard.context import WebContext
 from data.engine_streams import GROUP
 from data.live import GAS_EVENTS_MAXLEN, LOST_PENDING, LOST_TRIMMED, LOST_UNREAD, LiveState
 from data.models import Alert
+from ingest.alert_engine import READ_COUNT
 from geo.types import GasReading
+from tests.alerts.test_engine_batch import alerts as alerts_of
 from tests.alerts.test_engine_batch import city, drain, ev, gas_alarms, memory, push  # noqa: F401 - fixture
 from tests.conftest import TEST_MQTT_URL
 
@@ -55,6 +58,53 @@ def test_an_engine_away_past_the_streams_cap_still_opens_every_alarm(city):
     # Read and acknowledged, the stream is trimmed back to its cap by the next writes.
     ingest(live, beat, t0 + 500, "normal", 0.0)
     assert city["redis"].xlen(live.key("gas", "events")) <= GAS_EVENTS_MAXLEN + 1000
+
+
+def test_an_alarm_does_not_wait_behind_a_backlog_of_heartbeats(city):
+    """Ten times a city's load leaves the engine behind on heartbeats: an alarm
+    that comes after 20 batches of them opens its alert at the engine's next read
+    (the alarm lane, ns:gas:alarms), and its return to normal is read in order
+    with it; the heartbeats drain afterwards and change nothing."""
+    live = LiveState(city["redis"], city["settings"].redis_namespace)
+    eng = city["alert_engine"]
+    t0 = time.time() - 600
+    beat = [f"B{i:04d}" for i in range(500)]
+    ingest(live, ["A0001"], t0, "normal", 0.0)
+    for k in range(20):  # 10,000 heartbeats, ten reads' worth at least
+        ingest(live, beat + ["A0001"], t0 + 1 + k, "normal", 0.0)
+    ingest(live, ["A0001"], t0 + 30, "high", 70.0)
+    ingest(live, ["A0001"], t0 + 31, "high", 80.0)
+    ingest(live, beat, t0 + 32, "normal", 0.0)
+    ingest(live, ["A0001"], t0 + 33, "normal", 0.0)  # back to normal: the alarm lane too
+    eng.read_streams(False)
+    (a,) = gas_alarms(city, "A0001")
+    assert (a["count"], a["peak_lel"], a["severity"]) == (2, 80.0, "critical")
+    assert a["returned_to_normal_at"] == pytest.approx(t0 + 33), "the return to normal is read in order"
+    ns = city["settings"].redis_namespace
+    assert city["redis"].xinfo_groups(f"{ns}:gas:events")[0]["lag"] > 5 * READ_COUNT, "the heartbeats wait"
+    drain(city)
+    (again,) = gas_alarms(city, "A0001")
+    assert {k: again[k] for k in ("count", "peak_lel", "returned_to_normal_at", "state")} == \
+        {k: a[k] for k in ("count", "peak_lel", "returned_to_normal_at", "state")}, "older heartbeats change nothing"
+    assert memory(city, "A0001").level == "normal" and memory(city, "A0001").last_seen == pytest.approx(t0 + 33)
+    assert live.events_lost() == ({}, None)
+
+
+def test_a_heartbeat_older_than_the_last_will_does_not_bring_a_sensor_back(city):
+    """The last will takes the alarm lane and the heartbeats before it wait in the
+    other: read after it, they are older than what the offline alert saw last."""
+    live = LiveState(city["redis"], city["settings"].redis_namespace)
+    t0 = time.time() - 120
+    ingest(live, ["A0002"], t0, "normal", 0.0)
+    ingest(live, ["A0002"], t0 + 10, "normal", 0.0)
+    live.set_availability("sensor", "A0002", False, t0 + 20)
+    city["alert_engine"].read_streams(False)  # both lanes, the will first
+    (a,) = [x for x in alerts_of(city, "A0002") if x["type"] == "sensor_offline"]
+    assert a["returned_to_normal_at"] is None, "heartbeats from before the will are not 'heard again'"
+    ingest(live, ["A0002"], t0 + 30, "normal", 0.0)
+    drain(city)
+    (a,) = [x for x in alerts_of(city, "A0002") if x["type"] == "sensor_offline"]
+    assert a["returned_to_normal_at"] == pytest.approx(t0 + 30)
 
 
 def _web(city) -> WebContext:

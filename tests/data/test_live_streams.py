@@ -57,18 +57,39 @@ def _fill(live, n, ts0, chunk=2000):
         n -= k
 
 
-def test_unread_gas_events_are_never_trimmed(settings, redis_client):
-    """The engine away (its group exists, reads nothing): 20 alarms, then more
-    heartbeats than the stream's cap; every alarm is still there to read."""
+def test_readings_that_are_not_heartbeats_take_the_alarm_lane(settings, redis_client):
+    """ns:gas:alarms gets every reading that is not normal or follows one that was
+    not, and every availability change, in order; ns:gas:events gets the rest."""
     live = LiveState(redis_client, settings.redis_namespace)
-    key = live.key("gas", "events")
-    redis_client.xgroup_create(key, GAS_EVENTS_GROUP, id="0", mkstream=True)
+    t = time.time() - 100
+    steps = [("normal", "events"), ("normal", "events"), ("high", "alarms"), ("high", "alarms"),
+             ("normal", "alarms"), ("normal", "events"), ("test", "alarms"), ("normal", "alarms"),
+             ("fault", "alarms"), ("normal", "alarms"), ("low", "alarms"), ("normal", "alarms"),
+             ("normal", "events")]
+    for i, (level, _) in enumerate(steps):
+        live.apply_sensor_readings(_readings(["S1"], t + i), [level])
+    live.set_availability("sensor", "S1", False, t + 50)
+    live.set_availability("inspector", "I1", False, t + 50)  # not the engine's
+    live.apply_sensor_readings(_readings(["S1"], t + 60), ["normal"])  # heard again: the stored level is normal
+    lanes = {lane: [(float(f[b"ts"]) - t, f[b"level"].decode()) for _, f in redis_client.xrange(live.key("gas", lane))]
+             for lane in ("alarms", "events")}
+    assert lanes["alarms"] == [(i, level) for i, (level, lane) in enumerate(steps) if lane == "alarms"] + [(50, "offline")]
+    assert lanes["events"] == [(i, level) for i, (level, lane) in enumerate(steps) if lane == "events"] + [(60, "normal")]
+
+
+def test_unread_gas_events_are_never_trimmed(settings, redis_client):
+    """The engine away (its groups exist, read nothing): 20 alarms, then more
+    heartbeats than the stream's cap; every alarm and every heartbeat is still there to read."""
+    live = LiveState(redis_client, settings.redis_namespace)
+    key, alarms = live.key("gas", "events"), live.key("gas", "alarms")
+    for k in (key, alarms):
+        redis_client.xgroup_create(k, GAS_EVENTS_GROUP, id="0", mkstream=True)
     now = time.time()
     live.apply_sensor_readings(_readings([f"A{k}" for k in range(20)], now - 10), ["high"] * 20)
     _fill(live, GAS_EVENTS_MAXLEN + 5000, now)
-    assert redis_client.xlen(key) == 20 + GAS_EVENTS_MAXLEN + 5000
-    first = redis_client.xrange(key, count=20)
-    assert [f[b"level"] for _, f in first] == [b"high"] * 20
+    assert redis_client.xlen(key) == GAS_EVENTS_MAXLEN + 5000
+    assert [f[b"sensor"] for _, f in redis_client.xrange(key, count=3)] == [b"H0", b"H1", b"H2"], "the oldest stay"
+    assert [f[b"level"] for _, f in redis_client.xrange(alarms)] == [b"high"] * 20
     assert live.events_lost() == ({}, None)
 
     # Once the engine has read and acknowledged them, the stream shrinks back to its cap (lazily: "~").
@@ -76,7 +97,7 @@ def test_unread_gas_events_are_never_trimmed(settings, redis_client):
     redis_client.xack(key, GAS_EVENTS_GROUP, *[e for e, _ in entries])
     _fill(live, 10, now + 1000)
     left = redis_client.xlen(key)
-    assert left < 20 + GAS_EVENTS_MAXLEN, "acknowledged entries beyond the cap go"
+    assert left < GAS_EVENTS_MAXLEN + 5000, "acknowledged entries beyond the cap go"
     assert redis_client.xrange(key, count=1)[0][0] > entries[-1][0] or left >= 5000, "only acknowledged ones"
     assert redis_client.xpending(key, GAS_EVENTS_GROUP)["pending"] == 0
 
@@ -85,11 +106,11 @@ def test_no_engine_yet_its_group_is_made_so_it_reads_from_the_start(settings, re
     live = LiveState(redis_client, settings.redis_namespace)
     key = live.key("gas", "events")
     now = time.time()
-    live.apply_sensor_readings(_readings(["A1"], now - 10), ["high"])
+    live.apply_sensor_readings(_readings(["N1"], now - 10), ["normal"])
     _fill(live, GAS_EVENTS_MAXLEN + 10, now)
     (group,) = redis_client.xinfo_groups(key)
     assert group["name"].decode() == GAS_EVENTS_GROUP and group["last-delivered-id"] == b"0-0"
-    assert redis_client.xrange(key, count=1)[0][1][b"sensor"] == b"A1"
+    assert redis_client.xrange(key, count=1)[0][1][b"sensor"] == b"N1"
 
 
 def test_past_the_memory_ceiling_the_loss_is_counted(settings, redis_client):
