@@ -1,6 +1,8 @@
-"""Drain rate of the alert engine's ``gas:events`` stream: batched vs one event at a time.
+"""Drain rate of the alert engine's ``gas:events`` stream: batched vs one event at a time;
+and how long an alarm waits behind a backlog of heartbeats, in its own lane or in theirs.
 
     .venv/bin/python bench/bench_alert_engine.py [--events 20000] [--sensors 10000] [--baseline-events 3000]
+        [--backlog 20000] [--rounds 3]
 
 At city scale 50,000 detectors heartbeat; every reading reaches the alert engine
 through ``ns:gas:events``.  On a fresh PostgreSQL schema and the local Redis,
@@ -13,12 +15,23 @@ this pushes normal heartbeats into the stream and times:
   transaction and two lookups per reading).
 
 Reports events/s for both and their ratio, and checks that no alert was opened.
+
+Then **an alarm behind a backlog** (``--backlog`` heartbeats waiting in
+``ns:gas:events``, as when the engine was down or short of CPU): the time from the
+engine's next read to the alarm's alert in SQL, with the alarm
+
+- in ``ns:gas:alarms``, its own lane, as the ingest's script now writes it;
+- in ``ns:gas:events`` after the heartbeats (the baseline: one stream for every
+  gas event, read in order, as before the lane).
+
+``--rounds`` of each, alternating, on detectors of their own; medians and the ratio.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import statistics
 import sys
 import time
 import uuid
@@ -40,12 +53,36 @@ def push(r, stream: str, n: int, n_sensors: int, t0: float) -> None:
     pipe.execute()
 
 
+def alarm_behind(eng, r, engine, ns: str, lane: str, backlog: int, n_sensors: int, t0: float, sid: str) -> float:
+    """Seconds from the engine's next read to the open alert of a high alarm on ``sid``
+    put into ns:``lane`` after ``backlog`` heartbeats in ns:gas:events; then the rest
+    is drained."""
+    from sqlalchemy import text
+
+    push(r, f"{ns}:gas:events", backlog, n_sensors, t0)
+    r.xadd(f"{ns}:{lane}", {"sensor": sid, "ts": repr(t0 + backlog + 1), "level": "high", "prev": "normal",
+                            "lel": "60.0", "alarm": "high", "late": "0"})
+    q = text("select count(*) from alerts where sensor_id = :s and state = 'open'")
+    start = time.perf_counter()
+    while True:
+        eng.read_streams(False)
+        with engine.connect() as c:
+            if c.execute(q, {"s": sid}).scalar():
+                break
+    took = time.perf_counter() - start
+    while any(g["pending"] or g.get("lag") for x in ("gas:events", "gas:alarms") for g in r.xinfo_groups(f"{ns}:{x}")):
+        eng.read_streams(False)
+    return took
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--events", type=int, default=20_000)
     ap.add_argument("--sensors", type=int, default=10_000)
     ap.add_argument("--baseline-events", type=int, default=3_000,
                     help="events for the per-event baseline (it is slow)")
+    ap.add_argument("--backlog", type=int, default=20_000, help="heartbeats ahead of the alarm")
+    ap.add_argument("--rounds", type=int, default=3)
     args = ap.parse_args()
 
     import redis
@@ -103,6 +140,19 @@ def main() -> None:
         print(f"per event: {len(entries)} heartbeats, {per_event:,.0f} events/s")
         print(f"batched:   {args.events} heartbeats from {args.sensors} sensors, {batched:,.0f} events/s")
         print(f"batched / per event = {batched / per_event:.0f}x; alerts opened: {alerts} (expected 0)")
+
+        waits: dict[str, list[float]] = {"gas:alarms": [], "gas:events": []}
+        t1 = t0 + args.baseline_events + args.events + 1
+        for k in range(args.rounds):
+            for j, lane in enumerate(waits):
+                sid = f"B{2 * k + j:05d}"  # a detector of its own each time: one open alert per detector
+                waits[lane].append(alarm_behind(eng, r, engine, ns, lane, args.backlog, args.sensors, t1, sid))
+                t1 += args.backlog + 2
+        own, behind = (statistics.median(waits[x]) for x in ("gas:alarms", "gas:events"))
+        print(f"an alarm behind {args.backlog} heartbeats, to its alert in SQL, median of {args.rounds}: "
+              f"own lane {own * 1000:.0f} ms ({', '.join(f'{x * 1000:.0f}' for x in waits['gas:alarms'])}); "
+              f"after them in gas:events {behind * 1000:.0f} ms "
+              f"({', '.join(f'{x * 1000:.0f}' for x in waits['gas:events'])}); ratio {behind / own:.0f}x")
     finally:
         engine.dispose()
         with admin.begin() as c:

@@ -642,7 +642,7 @@ def report(args, samples, alarms: Alarms, dom: dict, rows_seen: int, t_load, t_s
     print(f"fixes: {offered} published ({offered / load_s:.0f}/s), {last['in'].get('location', 0)} applied, "
           f"{stored} stored, {w.get('shed', 0)} shed ({last['dropped'].get('shed', 0)} counted as ignored 'shed')")
     print(f"heartbeats: {hb_offered} published ({hb_offered / load_s:.0f}/s), "
-          f"{last['in'].get('gas', 0) + last['in'].get('sensor', 0)} sensor readings applied "
+          f"{sum(last['in'].get(k, 0) for k in ('gas', 'gas_state', 'sensor'))} sensor readings applied "
           f"(in: {dict(sorted(last['in'].items()))})")
     api = list(alarms.api_ms.values())
     if api:
