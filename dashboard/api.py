@@ -9,6 +9,7 @@ objects; the live-state version rides along in the ``X-Anjian-Version`` header.
 from __future__ import annotations
 
 import functools
+import threading
 from collections.abc import Callable
 from datetime import datetime
 
@@ -28,6 +29,23 @@ OPS_ROLES = ("dispatcher", "admin")
 def web():
     """The WebContext that app.py handed to create_server()."""
     return current_app.extensions["anjian"]
+
+
+_PER_APP_LOCK = threading.RLock()  # re-entrant: one object's maker may ask for another
+
+
+def per_app(key: str, make: Callable):
+    """One object per Flask app under ``key`` in its extensions, made by ``make()`` on
+    first use and only once (a store that reads its catalogue once, a publisher with
+    one connection)."""
+    ext = current_app.extensions
+    obj = ext.get(key)
+    if obj is None:
+        with _PER_APP_LOCK:
+            obj = ext.get(key)
+            if obj is None:
+                obj = ext[key] = make()
+    return obj
 
 
 class ApiError(Exception):

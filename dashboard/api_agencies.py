@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import time
 
-from flask import Blueprint, current_app, g, jsonify, request
+from flask import Blueprint, g, jsonify, request
 
-from dashboard.api import OPS_ROLES, ApiError, require, web
+from dashboard.api import OPS_ROLES, ApiError, per_app, require, web
 from dashboard.api_plans import store as plans_store
 from data.agencies_store import AgenciesStore, FieldErrors
 from geo.timefmt import iso
@@ -31,11 +31,7 @@ def _api_error(e: ApiError):
 
 
 def store() -> AgenciesStore:
-    ext = current_app.extensions
-    s = ext.get("anjian_agencies")
-    if s is None:
-        s = ext["anjian_agencies"] = AgenciesStore(web().engine, plans_store())
-    return s
+    return per_app("anjian_agencies", lambda: AgenciesStore(web().engine, plans_store()))
 
 
 def _body() -> dict:

@@ -15,9 +15,9 @@ import math
 import time
 from datetime import datetime
 
-from flask import Blueprint, Response, current_app, g, jsonify, request
+from flask import Blueprint, Response, g, jsonify, request
 
-from dashboard.api import ApiError, int_arg, iso, require, web
+from dashboard.api import ApiError, int_arg, iso, per_app, require, web
 from data.hazards_store import Conflict, HazardStore
 from data.photos import PhotoRefused
 from geo.china import CHINA_TZ
@@ -51,12 +51,7 @@ def _bad(errors: list[dict]) -> ApiError:
 
 def store() -> HazardStore:
     """One HazardStore per app (its catalogue is read once)."""
-    ext = current_app.extensions
-    s = ext.get("anjian_hazards")
-    if s is None:
-        ctx = web()
-        s = ext.setdefault("anjian_hazards", HazardStore(ctx.engine, ctx.settings))
-    return s
+    return per_app("anjian_hazards", lambda: HazardStore(web().engine, web().settings))
 
 
 def _body() -> dict:

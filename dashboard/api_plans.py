@@ -14,9 +14,9 @@ from __future__ import annotations
 
 import time
 
-from flask import Blueprint, current_app, g, jsonify, request
+from flask import Blueprint, g, jsonify, request
 
-from dashboard.api import READ_ROLES, ApiError, int_arg, require, web
+from dashboard.api import READ_ROLES, ApiError, int_arg, per_app, require, web
 from data.plans_store import PlansStore, RowErrors, read_plan_file, week_now
 from plans import draw as drawing
 from plans.lifecycle import TransitionNotAllowed
@@ -38,27 +38,23 @@ def _api_error(e: ApiError):
 
 
 def store() -> PlansStore:
-    ext = current_app.extensions
-    s = ext.get("anjian_plans")
-    if s is None:
+    def make():
         st = web().settings
-        s = PlansStore(web().engine, duplicate_window_s=st.duplicate_window_s, intervals_d=st.interval_days(),
-                       tolerance_d=st.plan_match_tolerance_d)
-        ext["anjian_plans"] = s
-    return s
+        return PlansStore(web().engine, duplicate_window_s=st.duplicate_window_s, intervals_d=st.interval_days(),
+                          tolerance_d=st.plan_match_tolerance_d)
+
+    return per_app("anjian_plans", make)
 
 
 def publisher():
-    ext = current_app.extensions
-    p = ext.get("anjian_task_publisher")
-    if p is None:
+    def make():
         from dashboard.task_publisher import TaskPublisher
 
         st = web().settings
-        p = TaskPublisher(web().mqtt_url, st.mqtt_client_id + "-web", tls_ca=st.mqtt_tls_ca,
-                          tls_insecure=st.mqtt_tls_insecure, keepalive_s=st.mqtt_keepalive_s)
-        ext["anjian_task_publisher"] = p
-    return p
+        return TaskPublisher(web().mqtt_url, st.mqtt_client_id + "-web", tls_ca=st.mqtt_tls_ca,
+                             tls_insecure=st.mqtt_tls_insecure, keepalive_s=st.mqtt_keepalive_s)
+
+    return per_app("anjian_task_publisher", make)
 
 
 def _now() -> float:

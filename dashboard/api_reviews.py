@@ -11,9 +11,9 @@ to the audit log by ``data.reviews_store`` in the same transaction as the entry.
 
 from __future__ import annotations
 
-from flask import Blueprint, current_app, g, jsonify, request
+from flask import Blueprint, g, jsonify, request
 
-from dashboard.api import ApiError, iso, require, web
+from dashboard.api import ApiError, iso, per_app, require, web
 from data.reviews_store import AlreadyDecided, HazardDiscussionStore, ReviewStore
 from hazards.adjudication import DECIDE_ROLES, DISCUSS_ROLES, check_comment, check_decision
 from hazards.review import REASONS, REVIEW_ROLES, VERDICTS, check_review
@@ -32,11 +32,7 @@ def _api_error(e: ApiError):
 
 
 def store() -> ReviewStore:
-    ext = current_app.extensions
-    s = ext.get("anjian_reviews")
-    if s is None:
-        s = ext.setdefault("anjian_reviews", ReviewStore(web().engine))
-    return s
+    return per_app("anjian_reviews", lambda: ReviewStore(web().engine))
 
 
 def _bad(errors: list[dict]) -> ApiError:
@@ -118,11 +114,7 @@ def visit_review_post(visit_id: int):
 
 
 def discussions() -> HazardDiscussionStore:
-    ext = current_app.extensions
-    s = ext.get("anjian_discussions")
-    if s is None:
-        s = ext.setdefault("anjian_discussions", HazardDiscussionStore(web().engine))
-    return s
+    return per_app("anjian_discussions", lambda: HazardDiscussionStore(web().engine))
 
 
 def _visible_hazard(hazard_id: int) -> None:
