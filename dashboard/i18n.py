@@ -259,6 +259,7 @@ CATALOGUE: dict[str, dict[str, str]] = {
     "wall.legend.low": {"zh-CN": "低", "en": "low"},
     "wall.legend.high": {"zh-CN": "高", "en": "high"},
     "wall.legend.inspector": {"zh-CN": "执法人员（按单位颜色，灰色为离线）", "en": "Inspectors (unit colour; grey: offline)"},
+    "map.inspector_cell": {"zh-CN": "执法人员 {n} 名（在岗 {on} 名）", "en": "{n} inspectors ({on} on duty)"},
     "wall.legend.alarm": {"zh-CN": "燃气报警", "en": "Gas alarm"},
     "wall.legend.enterprise": {"zh-CN": "企业（按风险）", "en": "Enterprises (by risk)"},
     "wall.cycle.district": {"zh-CN": "全区", "en": "Whole district"},

@@ -87,6 +87,14 @@
     inspectorPoint: function (feature, latlng) {
       var p = feature.properties || {};
       var s = scale();
+      if (p.k) { // too many to draw one by one: a cell, the inspectors in it counted
+        var size = Math.round((18 + 6 * Math.log10(p.k + 1)) * s);
+        return L.marker(latlng, {
+          icon: L.divIcon({ className: "aj-icell" + (p.on ? "" : " aj-icell-off"), iconSize: [size, size],
+                            html: "<span>" + abbreviate(p.k) + "</span>" }),
+          keyboard: false
+        });
+      }
       var off = p.s === "offline";
       return L.circleMarker(latlng, {
         radius: (p.s === "visiting" ? 7.5 : 5.5) * s, color: off ? OFFLINE : "#06101f", weight: 1.5 * s,

@@ -390,14 +390,15 @@ def alarm_banner(alerts: list[dict], reg, c, lang_: str) -> tuple[list, str, dic
 @cb.callback(output=TICK_OUTPUTS,
              inputs={"n": Input(ids.DISPATCH_TICK, "n_intervals"), "done": Input(ids.DISPATCH_ACTION_DONE, "data"),
                      "selected": Input(ids.DISPATCH_SELECTED, "data"), "push": Input(ids.DISPATCH_PUSH, "data")},
-             state={"state": State(ids.DISPATCH_STATE, "data"), "order": State(ids.DISPATCH_ORDER, "data")})
-def dispatch_tick(n, done, selected, state, order, push=None):
+             state={"state": State(ids.DISPATCH_STATE, "data"), "order": State(ids.DISPATCH_ORDER, "data"),
+                    "zoom": State(ids.DISPATCH_MAP, "zoom"), "bounds": State(ids.DISPATCH_MAP, "bounds")})
+def dispatch_tick(n, done, selected, state, order, push=None, zoom=None, bounds=None):
     ctx = web()
     state = dict(state or {})
     now = time.time()
     version = ctx.live.version()
     if (version == state.get("v") and done == state.get("done") and selected == state.get("selected")
-            and order is not None and not layers.roll_due(state, now)):
+            and order is not None and not layers.roll_due(state, now) and not layers.view_left(state, zoom, bounds)):
         raise PreventUpdate
     p = principal()
     lang_ = lang()
@@ -409,17 +410,16 @@ def dispatch_tick(n, done, selected, state, order, push=None):
     # Run by a pushed alert event: the queue at once; the inspector layer and list
     # wait for the next poll (their version stays as drawn, so it catches up).
     pushed = triggered()[0] == ids.DISPATCH_PUSH
+    rows, news = None, {}
     if pushed:
         if afp == state.get("afp"):
             raise PreventUpdate
-        rows, news = [], {}
-    else:
+    elif (order is None or now - (state.get("t") or 0) >= INSPECTOR_LAYER_EVERY_S
+          or layers.view_left(state, zoom, bounds)):
         rows = snap.inspectors_json()
-        news = {}
-        if order is None or now - (state.get("t") or 0) >= INSPECTOR_LAYER_EVERY_S:
-            data, new_order, news = layers.inspectors_update(ctx, c, rows, state, order, version, now, lang_,
-                                                             tooltips=True)
-            out["inspectors"], out["order"] = data, new_order
+        data, new_order, news = layers.inspectors_update(ctx, c, rows, state, order, version, now, lang_,
+                                                         tooltips=True, view=(zoom, bounds))
+        out["inspectors"], out["order"] = data, new_order
     redraw_lists = (afp != state.get("afp") or done != state.get("done") or selected != state.get("selected")
                     or "full_at" in news)
     if redraw_lists:
@@ -438,6 +438,8 @@ def dispatch_tick(n, done, selected, state, order, push=None):
         out["banner"], out["banner_class"], out["alarm"] = alarm_banner(queue + dups, snap.reg, c, lang_)
     if not pushed and (redraw_lists or (version != state.get("v")
                                         and now - (state.get("il_at") or 0) >= INSPECTOR_LIST_EVERY_S)):
+        # Every inspector's row is built only when the layer or the list is due (20,000 at ten times a city).
+        rows = snap.inspectors_json() if rows is None else rows
         out["inspector_list"] = str(inspector_table(layers.shown_inspectors(rows, now), alerts, snap.reg, lang_, now,
                                                     StreamStore(ctx.engine).live()))
         state["il_at"] = now

@@ -29,7 +29,9 @@ from dashboard.mapkit import (
     enterprise_layer,
     enterprise_res_for_zoom,
     feature_collection,
+    inspector_cells,
     inspector_features as _inspector_features,
+    inspector_res_for_zoom,
 )
 from dashboard.pages.common import first_seen_ts, fmt_time, label
 from dashboard.i18n import t
@@ -51,6 +53,9 @@ ROLL_EVERY_S = 2.0
 OFF_SHIFT_S = 2 * 3600.0
 # Must match context.INSPECTOR_STALE_S: a fix older than this shows offline.
 STALE_S = 600.0
+# More inspectors on shift than this (the city has 2,000) are not drawn one by one
+# over the whole map, only in the view, or counted per cell (inspectors_update).
+INSPECTOR_POINTS_MAX = 2500
 
 
 def fingerprint(obj) -> str:
@@ -72,19 +77,33 @@ def inspector_features(rows: list[dict], city: CityMap, lang_: str, tooltips: bo
 
 
 def inspectors_update(ctx, city: CityMap, rows: list[dict], state: dict, order: list | None, version: int,
-                      now: float, lang_: str, tooltips: bool = False) -> tuple:
+                      now: float, lang_: str, tooltips: bool = False, view: tuple | None = None) -> tuple:
     """(layer data or Patch or no_update, new order or no_update, state changes).
 
     ``state`` holds what the browser has: ``v`` (live version drawn), ``full_at``
     (time of the last full draw), ``t`` (time of the last poll), ``vis`` (ids
-    that were visiting).
+    that were visiting), ``mode`` and ``area`` (below).
+
+    ``view`` is the map's ``(zoom, bounds)``.  Up to ``INSPECTOR_POINTS_MAX``
+    inspectors on shift are drawn one by one (``mode`` "points"); more than that
+    (ten times a city), only those in the padded view (``mode`` "area", the
+    ``area`` kept while the view stays inside it), and where even the view holds
+    more, counts per H3 cell (``mode`` "cells", sent whole when they change).
     """
     rows = shown_inspectors(rows, now)
+    zoom, bounds = view or (None, None)
+    mode, area = "points", None
+    if len(rows) > INSPECTOR_POINTS_MAX:
+        near, area = _in_area(rows, city, bounds, state.get("area"))
+        if area is None or len(near) > INSPECTOR_POINTS_MAX:
+            return _cells_update(city, rows, state, zoom, bounds, version, now, lang_, tooltips)
+        rows, mode = near, "area"
     by_id = {d["id"]: d for d in rows}
     vis_now = sorted(d["id"] for d in rows if d.get("status") == "visiting")
-    news = {"v": version, "t": now, "vis": vis_now}
+    news = {"v": version, "t": now, "vis": vis_now, "mode": mode, "area": area}
     last_v = state.get("v")
-    full_due = order is None or last_v is None
+    full_due = (order is None or last_v is None or (state.get("mode") or "points") != mode
+                or area != state.get("area"))
     changed: set[str] = set()
     if not full_due:
         if version != last_v:
@@ -96,7 +115,7 @@ def inspectors_update(ctx, city: CityMap, rows: list[dict], state: dict, order: 
         last_t = state.get("t") or now
         changed |= {d["id"] for d in rows if last_t - STALE_S < (d.get("last_fix_ts") or 0) <= now - STALE_S}
         changed |= set(state.get("vis") or ()) ^ set(vis_now)
-        # Went off shift (or was removed): drawn, but no longer shown.
+        # Went off shift (or was removed, or left the area): drawn, but no longer shown.
         changed |= set(order) - by_id.keys()
         if roll_due(state, now) and order:
             n = math.ceil(len(order) * ROLL_EVERY_S / FULL_REDRAW_S)
@@ -134,6 +153,44 @@ def inspectors_update(ctx, city: CityMap, rows: list[dict], state: dict, order: 
         return patch, no_update, news
     dropped = set(gone)
     return patch, [i for i in order if i not in dropped] + [i for i, _f in added], news
+
+
+def _in_area(rows: list[dict], city: CityMap, bounds, area) -> tuple[list[dict], list | None]:
+    """(the inspectors inside the area, the area): the area drawn before while the view
+    stays inside it, else the view padded by VIEW_PAD; (rows, None) without a view."""
+    if not bounds:
+        return rows, None
+    if not _covers(area, bounds):
+        area = _padded(bounds, VIEW_PAD)
+    xs, ys = city.projector.lonlat([d["lon"] for d in rows], [d["lat"] for d in rows])
+    (s, w), (n, e) = area
+    inside = (xs >= w) & (xs <= e) & (ys >= s) & (ys <= n)
+    return [d for d, m in zip(rows, inside.tolist()) if m], area
+
+
+def _cells_update(city: CityMap, rows: list[dict], state: dict, zoom, bounds, version: int, now: float,
+                  lang_: str, tooltips: bool) -> tuple:
+    """The inspector layer as counts per cell: sent whole, only when a count changed."""
+    tip = (lambda k, on: t("map.inspector_cell", lang_, n=k, on=on)) if tooltips else None
+    res = inspector_res_for_zoom(zoom)
+    data = inspector_cells(rows, city.projector, res, bounds, tip)
+    cfp = fingerprint(data)
+    news = {"v": version, "t": now, "rt": now, "vis": [], "mode": "cells", "cfp": cfp, "res": res,
+            "area": _padded(bounds, VIEW_PAD) if bounds else None}
+    if state.get("mode") == "cells" and state.get("cfp") == cfp:
+        return no_update, no_update, news
+    return data, [], news
+
+
+def view_left(state: dict, zoom, bounds) -> bool:
+    """Whether the map's view left what the inspector layer was last drawn for (so it
+    is due now): the area of the inspectors drawn in view, or the cells' area and zoom."""
+    mode = state.get("mode")
+    if mode not in ("area", "cells") or not bounds:
+        return False
+    if mode == "cells" and state.get("res") != inspector_res_for_zoom(zoom):
+        return True
+    return state.get("area") is not None and not _covers(state["area"], bounds)
 
 
 def roll_due(state: dict, now: float) -> bool:

@@ -359,8 +359,9 @@ FAST_OUTPUTS = {
 
 @cb.callback(output=FAST_OUTPUTS,
              inputs={"n": Input(ids.WALL_TICK, "n_intervals"), "push": Input(ids.WALL_PUSH, "data")},
-             state={"state": State(ids.WALL_STATE, "data"), "order": State(ids.WALL_ORDER, "data")})
-def wall_tick(n, state, order, push=None):
+             state={"state": State(ids.WALL_STATE, "data"), "order": State(ids.WALL_ORDER, "data"),
+                    "zoom": State(ids.WALL_MAP, "zoom"), "bounds": State(ids.WALL_MAP, "bounds")})
+def wall_tick(n, state, order, push=None, zoom=None, bounds=None):
     """The 1 s poll, and at once on an alert event pushed to the page: nothing
     (204) when nothing changed, else only the parts that did."""
     ctx = web()
@@ -374,7 +375,7 @@ def wall_tick(n, state, order, push=None):
     # unless a periodic redraw or the staleness check is due.
     # (The layout draws the inspectors but not the alarms and KPIs: no alarm_fp yet.)
     quiet = (version == state.get("v") and order is not None and "alarm_fp" in state
-             and not layers.roll_due(state, now)
+             and not layers.roll_due(state, now) and not layers.view_left(state, zoom, bounds)
              and (state.get("take_next") is None or now < state["take_next"])  # the takeover's next step
              and now - (state.get("t") or 0) < layers.STALE_S / 4)
     if quiet:
@@ -391,7 +392,8 @@ def wall_tick(n, state, order, push=None):
     on_duty = state.get("on_duty")
     if not pushed:
         rows = snap.inspectors_json()
-        data, new_order, news = layers.inspectors_update(ctx, c, rows, state, order, version, now, lang_)
+        data, new_order, news = layers.inspectors_update(ctx, c, rows, state, order, version, now, lang_,
+                                                         view=(zoom, bounds))
         out["inspectors"], out["order"] = data, new_order
         on_duty = sum(1 for d in rows if d.get("status") != "offline")
         if on_duty != state.get("on_duty"):

@@ -280,6 +280,28 @@ def test_the_language_switch_changes_every_visible_string(stack, browser, user, 
         scr.close()
 
 
+def test_past_the_limit_the_console_map_draws_counted_cells(stack, browser, monkeypatch):
+    """With more inspectors on shift than INSPECTOR_POINTS_MAX (20,000 at ten times a
+    city), the console's map draws discs with counts that add up to the inspectors on
+    shift, with no error in the page, and its alarm queue still works beside them."""
+    from dashboard.pages import layers
+
+    monkeypatch.setattr(layers, "INSPECTOR_POINTS_MAX", 10)
+    scr = Screen(browser, stack["url"]).login("disp1", "/dispatch")
+    try:
+        page = scr.page
+        page.wait_for_selector(".aj-icell", timeout=15000)
+        page.wait_for_function("() => !!document.querySelector('#dispatch-queue table, #dispatch-queue .aj-muted')",
+                               timeout=15000)
+        counts = page.eval_on_selector_all(".aj-icell span", "els => els.map(e => e.textContent)")
+        on_shift = [d for d in scr.api("/api/v1/inspectors") if time.time() - d["last_fix_ts"] <= layers.OFF_SHIFT_S]
+        assert sum(int(c) for c in counts) == len(on_shift) == 24
+        assert 1 < len(counts) < 24
+        assert not [e for e in scr.errors if "tile" not in e.lower()], scr.errors
+    finally:
+        scr.close()
+
+
 def test_gas_alarm_end_to_end(stack, browser):
     """An alarm published over MQTT takes the wall over and reaches the right officer only;
     a wall account cannot acknowledge it; a dispatcher's acknowledgement unpins the wall card."""

@@ -337,3 +337,88 @@ def test_heat_layer_sends_the_cells_of_the_view(fed):
     assert len(whole["data"]["features"]) == 2
     assert len(street["data"]["features"]) == 1
     assert street["hideout"]["max"] == 9.0  # the colour ramp stays the district's
+
+
+def _spread(n: int, now: float) -> list[dict]:
+    """``n`` inspectors on a 60 x n/60 grid over some 6 x 4 km of the district."""
+    return [{"id": f"R{k:05d}", "unit": "U1", "lat": 22.62 + (k // 60) * 4e-2 / (n / 60), "lon": 114.00 + (k % 60) * 1e-3,
+             "status": "offline" if k % 10 == 0 else "on_duty", "last_fix_ts": now - 5} for k in range(n)]
+
+
+WHOLE = [[22.4, 113.8], [22.9, 114.3]]  # the district and around it (Leaflet's [[s, w], [n, e]])
+
+
+def test_more_inspectors_than_a_map_can_draw_are_counted_per_cell(fed):
+    """Ten times a city (20,000) drawn one by one held the console's browser for seconds;
+    past INSPECTOR_POINTS_MAX the zoomed-out map shows counts per H3 cell instead, every
+    inspector counted once, and sends them again only when a count changes."""
+    ctx, server, users, _info, now = fed
+    n = layers.INSPECTOR_POINTS_MAX + 500
+    rows = _spread(n, now)
+    with webkit.as_user(server, users["dispatcher"]):
+        from dashboard.pages.common import city
+
+        data, order, state = layers.inspectors_update(ctx, city(), rows, {}, None, 7, now, "zh-CN", tooltips=True,
+                                                      view=(12, WHOLE))
+        feats = data["features"]
+        assert state["mode"] == "cells" and order == []
+        assert sum(f["properties"]["k"] for f in feats) == n
+        assert sum(f["properties"]["on"] for f in feats) == n - n // 10
+        assert 1 < len(feats) < 200, len(feats)
+        assert "执法人员" in feats[0]["properties"]["tooltip"]
+        assert len(json.dumps(data)) < 100_000
+        # Nothing moved into another cell: nothing sent.
+        again, order2, news = layers.inspectors_update(ctx, city(), rows, state, order, 8, now + 4, "zh-CN",
+                                                       tooltips=True, view=(12, WHOLE))
+        assert again is no_update and order2 is no_update
+        # One inspector far away: a new cell with 1 in it, the layer sent whole.
+        rows[5] = dict(rows[5], lat=22.80, lon=114.20)
+        moved, _o, _n = layers.inspectors_update(ctx, city(), rows, dict(state, **news), [], 9, now + 8, "zh-CN",
+                                                 tooltips=True, view=(12, WHOLE))
+    assert sum(f["properties"]["k"] for f in moved["features"]) == n
+    assert 1 in [f["properties"]["k"] for f in moved["features"]]
+
+
+def test_zoomed_in_the_inspectors_in_view_are_drawn_one_by_one(fed):
+    """A dispatcher zooming onto an alarm sees each inspector near it, and the layer
+    follows the view: inside the drawn area nothing is redrawn, outside it is."""
+    ctx, server, users, _info, now = fed
+    rows = _spread(layers.INSPECTOR_POINTS_MAX + 500, now)
+    street = [[22.625, 114.010], [22.635, 114.020]]
+    with webkit.as_user(server, users["dispatcher"]):
+        from dashboard.pages.common import city
+
+        c = city()
+        data, order, state = layers.inspectors_update(ctx, c, rows, {}, None, 7, now, "zh-CN", view=(16, street))
+        assert state["mode"] == "area"
+        ids_drawn = {f["id"] for f in data["features"]}
+        assert all("k" not in f["properties"] for f in data["features"])
+        (s, w), (nn, e) = state["area"]
+        inside = {d["id"] for d in rows if s <= d["lat"] <= nn and w <= d["lon"] <= e}
+        assert ids_drawn == inside and 0 < len(inside) < layers.INSPECTOR_POINTS_MAX
+        assert order == sorted(inside)
+        # A small pan stays inside the drawn area; a pan along the street leaves it.
+        assert not layers.view_left(state, 16, [[22.626, 114.011], [22.636, 114.021]])
+        assert layers.view_left(state, 16, [[22.625, 114.030], [22.635, 114.040]])
+        # Zoomed out again: counted per cell, and the browser's points replaced whole.
+        cells, order2, news = layers.inspectors_update(ctx, c, rows, state, order, 7, now + 4, "zh-CN",
+                                                       view=(12, WHOLE))
+    assert news["mode"] == "cells" and order2 == [] and all("k" in f["properties"] for f in cells["features"])
+
+
+def test_the_wall_and_console_ticks_draw_cells_past_the_limit(fed, monkeypatch):
+    """The ticks pass the map's view: with the limit below the fed city's inspectors,
+    both screens' inspector layers are cells, and the inspector list is still drawn."""
+    ctx, server, users, info, _now = fed
+    monkeypatch.setattr(layers, "INSPECTOR_POINTS_MAX", 1)
+    from dashboard.pages import dispatch
+
+    with webkit.as_user(server, users["dispatcher"]):
+        out = dispatch.dispatch_tick(1, 0, None, {}, None, zoom=12, bounds=WHOLE)
+    assert sum(f["properties"]["k"] for f in out["inspectors"]["features"]) == 2
+    names = {iid: name for iid, (name, _u, _un) in ctx.registry().inspectors.items()}
+    assert all(names[i] in out["inspector_list"] for i in info["inspectors"])
+    with webkit.as_user(server, users["wall"]):
+        out = wall.wall_tick(1, {}, None, zoom=12, bounds=WHOLE)
+    assert sum(f["properties"]["k"] for f in out["inspectors"]["features"]) == 2
+    assert out["state"]["mode"] == "cells"
