@@ -41,9 +41,10 @@ BENCHES: dict[str, tuple[str, list[str], list[str]]] = {
     "scoring": ("bench_scoring.py", ["--n", "20000", "--repeats", "1", "--trend-days", "10"], []),
     "alert_engine": (
         "bench_alert_engine.py",
-        ["--events", "5000", "--sensors", "2000", "--baseline-events", "1000"],
+        ["--events", "5000", "--sensors", "2000", "--baseline-events", "1000", "--backlog", "5000", "--rounds", "1"],
         [],
     ),
+    "redis_parser": ("bench_redis_parser.py", ["--entries", "5000", "--rounds", "3"], []),
     "escalation": ("bench_escalation.py", ["--alerts", "1000"], ["--alerts", "3000"]),
     "sizing": ("bench_sizing.py", ["--inspectors", "2000", "--sensors", "5000", "--rows", "20000"], []),
     "review_stream": ("bench_review_stream.py", ["--opens", "3"], ["--opens", "7"]),
