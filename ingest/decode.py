@@ -51,6 +51,7 @@ __all__ = [
     "Z2M_AVAILABILITY_MAX_LEVELS",
     "decode",
     "decode_or_ignored",
+    "partition_skips",
     "subscriptions",
 ]
 
@@ -129,8 +130,15 @@ class TopicScheme:
         )
 
 
-def subscriptions(scheme: TopicScheme) -> list[tuple[str, int, bool]]:
-    """``(topic filter, qos, shareable)`` for every topic decode handles.
+# The partitions of the topics that ingest workers can be split by (settings.ingest_topics).
+PARTITIONS = ("all", "sensors", "locations")
+
+
+def subscriptions(scheme: TopicScheme, partition: str = "all") -> list[tuple[str, int, bool]]:
+    """``(topic filter, qos, shareable)`` for every topic decode handles, or for those of
+    one ``partition``: "sensors" (our sensor topics and Zigbee2MQTT) or "locations"
+    (the rest, with the catch-all ``PREFIX/#``, which also matches the sensor topics:
+    ``partition_skips`` says which of its messages to leave to the sensors partition).
 
     * Sensor state: QoS 1, so a persistent session keeps alarms while ingest
       restarts.  Shareable: workers split the stream (``$share/<group>/``).
@@ -148,18 +156,28 @@ def subscriptions(scheme: TopicScheme) -> list[tuple[str, int, bool]]:
       location is delivered at the QoS it was published with (phones publish
       QoS 0: not queued for an absent worker).
     """
+    if partition not in PARTITIONS:
+        raise ValueError(f"partition must be one of {PARTITIONS}, not {partition!r}")
     p, ot, z = scheme.prefix, scheme.owntracks_base, scheme.z2m_base
-    subs = [
-        (f"{p}/#", 1, True),
-        (f"{p}/v1/sensors/+/availability", 1, False),
+    z2m = [(f"{z}/#", 1, True)] + [(z + "/+" * levels + "/availability", 1, False)
+                                    for levels in range(1, Z2M_AVAILABILITY_MAX_LEVELS + 1)]
+    if partition == "sensors":
+        return [(f"{p}/v1/sensors/#", 1, True), (f"{p}/v1/sensors/+/availability", 1, False), *z2m]
+    subs = [(f"{p}/#", 1, True)]
+    if partition == "all":
+        subs.append((f"{p}/v1/sensors/+/availability", 1, False))
+    subs += [
         (f"{p}/v1/inspectors/+/availability", 1, False),
         (f"{ot}/+/+", 1, True),
         (f"{ot}/+/+/event", 1, True),
-        (f"{z}/#", 1, True),
     ]
-    for levels in range(1, Z2M_AVAILABILITY_MAX_LEVELS + 1):
-        subs.append((z + "/+" * levels + "/availability", 1, False))
-    return subs
+    return subs + (z2m if partition == "all" else [])
+
+
+def partition_skips(scheme: TopicScheme, partition: str) -> bytes | None:
+    """The topic prefix whose messages a worker of ``partition`` receives but leaves to
+    another partition (the "locations" catch-all ``PREFIX/#`` matches the sensor topics)."""
+    return (scheme.own_root + "sensors/").encode() if partition == "locations" else None
 
 
 # --------------------------------------------------------------------------

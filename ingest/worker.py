@@ -86,7 +86,7 @@ from data.streams import StreamStore
 from geo.coords import in_gcj02_region
 from geo.types import Ping
 from ingest.client import MqttConnection
-from ingest.decode import Rejected, TopicScheme, decode, subscriptions
+from ingest.decode import Rejected, TopicScheme, decode, partition_skips, subscriptions
 from ingest.pipeline import (BACK_FROM, HISTORY_FROM, Batch, Context, Item, join_held, run_pipeline,
                              run_together)
 from ingest.validate import Limits, validate
@@ -161,7 +161,11 @@ class IngestWorker:
         self._bounds = [bound for _, bound in STAGES[threads]]
         self.batches = 0
         self.geo_calls = 0  # calls of the geo engine (fewer than batches when it takes several at once)
-        self.worker_id = f"{settings.mqtt_client_id}-{worker_no}"
+        # A partition by topic (settings.ingest_topics) has client ids, leases and
+        # heartbeats of its own: sensors-0 and locations-0 are two workers.
+        self.partition = settings.ingest_topics
+        part = "" if self.partition == "all" else f"-{self.partition}"
+        self.worker_id = f"{settings.mqtt_client_id}{part}-{worker_no}"
         self.owner = f"{socket.gethostname()}:{os.getpid()}"  # in the heartbeat: who is worker_id
         if settings.mqtt_shared_subscriptions == "auto" and worker_no >= settings.ingest_workers:
             # Worker 0 of the same deployment would subscribe plainly (it thinks
@@ -172,6 +176,8 @@ class IngestWorker:
                 f"`app.py ingest` process (with mqtt_shared_subscriptions=auto it decides whether they share "
                 f"the stream)")
         self.scheme = TopicScheme.from_settings(settings)
+        self._skip = partition_skips(self.scheme, self.partition)
+        self.skipped = 0  # messages left to another partition (ignored as "other_partition")
         self.live = LiveState(redis_client, settings.redis_prefix, settings.ingest_msg_id_ttl_s)
         self.registry = Registry(engine, settings.registry_refresh_s)
         if visits is None and geo:
@@ -212,6 +218,7 @@ class IngestWorker:
         self.received = 0
         self._flushed_received = 0
         self._flushed_shed = 0
+        self._flushed_skipped = 0
         self.last_lag_s = 0.0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -262,7 +269,7 @@ class IngestWorker:
         group = self.settings.mqtt_share_group
         return [
             (f"$share/{group}/{flt}" if shared and shareable else flt, qos)
-            for flt, qos, shareable in subscriptions(self.scheme)
+            for flt, qos, shareable in subscriptions(self.scheme, self.partition)
         ]
 
     def _stale_subscriptions(self, protocol: int) -> list[str]:
@@ -273,8 +280,8 @@ class IngestWorker:
         if protocol != mqtt.MQTTv5:
             return []  # never shared: nothing of the other form to drop
         group = self.settings.mqtt_share_group
-        return [flt if shared else f"$share/{group}/{flt}" for flt, _qos, shareable in subscriptions(self.scheme)
-                if shareable]
+        return [flt if shared else f"$share/{group}/{flt}"
+                for flt, _qos, shareable in subscriptions(self.scheme, self.partition) if shareable]
 
     def _is_ping(self, topic: str, payload: bytes) -> bool:
         """Sheddable: a location fix.  OwnTracks sends its last will on the same
@@ -294,6 +301,11 @@ class IngestWorker:
     def _on_raw_publish(self, topic: bytes, payload: bytes, qos: int, mid: int) -> None:
         """``_on_message`` for the client's fast path (no MQTTMessage built)."""
         self.received += 1
+        if self._skip is not None and topic.startswith(self._skip):
+            # The catch-all of the locations partition: the sensors partition has it.
+            self.skipped += 1
+            self.conn.ack(mid, qos)
+            return
         try:
             try:
                 item = Item(topic.decode(), payload, qos, mid, time.time())
@@ -707,6 +719,7 @@ class IngestWorker:
                 connected=self.conn.connected.is_set(),
                 mqtt="5" if self.conn.is_v5 else "3.1.1",
                 owner=self.owner,
+                topics=self.partition,
             )
             self.last_lag_s = 0.0
             self._flush_counts()
@@ -718,14 +731,17 @@ class IngestWorker:
         flush: the left side of the accounting in docs/mqtt.md, and the one
         ignore reason that never reaches the pipeline.  A failed flush is
         retried with the next heartbeat (nothing is lost or counted twice)."""
-        received, shed = self.received, self.shed
+        received, shed, skipped = self.received, self.shed, self.skipped
         d_received, d_shed = received - self._flushed_received, shed - self._flushed_shed
-        if not (d_received or d_shed):
+        d_skipped = skipped - self._flushed_skipped
+        if not (d_received or d_shed or d_skipped):
             return
         pipe = self.live.r.pipeline(transaction=True)
         if d_received:
             self.live.count("received", "total", d_received, pipe)
         if d_shed:
             self.live.count("dropped", "shed", d_shed, pipe)
+        if d_skipped:
+            self.live.count("dropped", "other_partition", d_skipped, pipe)
         pipe.execute()
-        self._flushed_received, self._flushed_shed = received, shed
+        self._flushed_received, self._flushed_shed, self._flushed_skipped = received, shed, skipped

@@ -17,7 +17,16 @@ UNITS = sorted((ROOT / "config" / "systemd").glob("*.service"))
 
 
 def test_there_are_units_for_each_process():
-    assert {u.name for u in UNITS} == {"anjian-ingest@.service", "anjian-alerts.service", "anjian-web.service"}
+    assert {u.name for u in UNITS} == {"anjian-ingest@.service", "anjian-ingest-sensors@.service",
+                                       "anjian-alerts.service", "anjian-web.service"}
+
+
+def test_the_sensors_unit_sets_a_partition_anjian_knows():
+    unit = (ROOT / "config" / "systemd" / "anjian-ingest-sensors@.service").read_text()
+    env = dict(line.removeprefix("Environment=").split("=", 1) for line in unit.splitlines()
+               if line.startswith("Environment="))
+    assert env == {"ANJIAN_INGEST_TOPICS": "sensors"}
+    assert load_settings(ingest_topics=env["ANJIAN_INGEST_TOPICS"]).ingest_topics == "sensors"
 
 
 @pytest.mark.parametrize("unit", UNITS, ids=lambda p: p.name)

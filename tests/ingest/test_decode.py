@@ -776,3 +776,27 @@ def test_stream_notices_decode():
     assert (ev.state, ev.hls_url, ev.recording_url) == ("ended", None, "https://vod.example/r.mp4")
     assert _decode(STREAM, _stream(recording_url="https://vod.example/r.mp4")).recording_url is None  # live: none yet
     assert _decode(STREAM, _stream(hls_url="HTTPS://cam.example:8443/x.m3u8?token=a%20b")).hls_url
+
+
+def test_the_partitions_together_cover_what_all_covers_and_sensors_only_the_sensors():
+    """settings.ingest_topics: the sensors partition receives gas detectors' topics and
+    nothing else; the locations partition everything else (its catch-all also matches
+    the sensor topics, which it leaves: partition_skips); together they subscribe
+    every topic that one worker of "all" does."""
+    from ingest.decode import partition_skips
+
+    topics = ["anjian/v1/sensors/gs-1/state", "anjian/v1/sensors/gs-1/availability", "zigbee2mqtt/a/b/c",
+              "zigbee2mqtt/a/availability", "anjian/v1/inspectors/i/location", "anjian/v1/inspectors/i/availability",
+              "owntracks/jane/phone", "owntracks/jane/phone/event", "anjian/v2/sensors/gs-1/state",
+              "anjian/v1/inspectors/x"]
+    every, sensors, places = (subscriptions(SCHEME, part) for part in ("all", "sensors", "locations"))
+    assert subscriptions(SCHEME) == every
+    gets = {name: {t for t in topics if any(_matches(f, t) for f, _q, _s in subs)}
+            for name, subs in (("all", every), ("sensors", sensors), ("locations", places))}
+    assert gets["all"] == set(topics) == gets["sensors"] | gets["locations"]
+    assert gets["sensors"] == {t for t in topics if t.startswith(("anjian/v1/sensors/", "zigbee2mqtt/"))}
+    skip = partition_skips(SCHEME, "locations")
+    assert {t for t in gets["locations"] if not t.encode().startswith(skip)} == set(topics) - gets["sensors"]
+    assert partition_skips(SCHEME, "sensors") is None and partition_skips(SCHEME, "all") is None
+    with pytest.raises(ValueError):
+        subscriptions(SCHEME, "everything")

@@ -300,3 +300,48 @@ def test_batches_that_waited_are_stored_together_as_if_one_by_one(settings, city
     assert [b.dropped["duplicate_msg_id"] for b in batches] == [0, 0, 1]
     with pytest.raises(ValueError, match="same step"):
         run_together([Batch(items=[]), batches[0]], w.ctx)
+
+
+def test_a_partition_by_topic_applies_every_message_once(settings, sqlite_engine, redis_client):
+    """Two workers, one per partition (settings.ingest_topics), as two `app.py ingest`
+    processes run them: the sensors worker takes the gas readings (ours and
+    Zigbee2MQTT's) on a connection of its own, the locations worker the fixes, OwnTracks
+    and unknown topics; the sensor readings its catch-all also receives are counted as
+    left to the other partition. Every message is stored once, counted message by
+    message, and the two have their own client ids."""
+    write_small_city(sqlite_engine)
+    p = settings.mqtt_prefix
+    sensors = IngestWorker(settings.model_copy(update={"ingest_topics": "sensors"}), sqlite_engine, redis_client)
+    places = IngestWorker(settings.model_copy(update={"ingest_topics": "locations"}), sqlite_engine, redis_client)
+    assert sensors.worker_id != places.worker_id and "sensors" in sensors.worker_id
+    for w in (sensors, places):
+        w.start()
+    try:
+        assert sensors.conn.subscribed.wait(10) and places.conn.subscribed.wait(10)
+        now = time.time()
+        lat, lon = ENTERPRISE_A[1], ENTERPRISE_A[2]
+        n = 300
+        with Publisher(settings.mqtt_url) as pub:
+            for i in range(n):
+                pub.client.publish(f"{p}/v1/sensors/S1/state",
+                                   f'{{"ts": {now - n + i}, "lel": {i % 20}, "msg_id": "r{i}"}}', qos=1)
+                pub.client.publish(f"{p}/v1/inspectors/I1/location",
+                                   f'{{"ts": {now - n + i}, "lat": {lat}, "lon": {lon}, "msg_id": "f{i}"}}', qos=1)
+            pub.publish(f"{settings.owntracks_topic}/liuyang/phone",
+                        {"_type": "location", "tst": int(now), "lat": lat, "lon": lon, "acc": 12})
+            pub.publish(f"{settings.z2m_topic}/longhua/e2/kitchen/gas", {"gas": True, "gas_density": 62})
+            pub.publish(f"{p}/v2/sensors/S1/state", {"ts": now, "lel": 1.0})
+        wait_until(lambda: sensors.processed == n + 1 and places.processed == n + 2 and places.skipped == n, 30)
+        wait_until(lambda: count(sqlite_engine, SensorReadingRow) == n + 1 and count(sqlite_engine, PingRow) == n + 1)
+        assert dead_letter_reasons(sqlite_engine) == {f"{p}/v2/sensors/S1/state": "unknown_topic"}
+        time.sleep(1.5)  # more than a heartbeat: the counters are flushed
+        live = LiveState(redis_client, settings.redis_namespace)
+        assert live.counters("dropped").get("other_partition") == n
+        assert sensors.received == n + 1 and places.received == 2 * n + 2  # its n fixes, n skipped, OwnTracks, v2
+        assert live.sensor_states(["S2"])["S2"].level == "high"
+        assert live.inspector_fixes(["I2"])["I2"].source == "owntracks"
+        assert set(live.workers()) >= {sensors.worker_id, places.worker_id}
+    finally:
+        for w in (sensors, places):
+            w.stop()
+    assert count(sqlite_engine, SensorReadingRow) == n + 1 and count(sqlite_engine, PingRow) == n + 1
