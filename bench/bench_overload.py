@@ -2,12 +2,13 @@
 
     .venv/bin/python bench/bench_overload.py [--minutes 10] [--inspectors 20000] [--fix-every-s 5]
         [--sensors 50000] [--heartbeat-s 60] [--alarm-every-s 1] [--db postgresql|sqlite] [--no-browser]
-        [--nice-alerts -5] [--profile DIR]
+        [--nice-alerts -5] [--profile DIR] [--partition]
 
 Runs the system as production does, one process per part (docs/architecture.md,
 "Processes"), on the local Mosquitto (1883) and Redis (6379), and on a fresh
 PostgreSQL database made for the run and dropped after it (``--db sqlite``: a
-file): ``app.py ingest --no-alerts`` (one worker), ``app.py alerts`` (at nice -5,
+file): ``app.py ingest --no-alerts`` (one worker; ``--partition``: two, one per
+partition of the topics, ``ANJIAN_INGEST_TOPICS`` sensors and locations), ``app.py alerts`` (at nice -5,
 as its systemd unit runs it, when this runs as root) and ``app.py web``
 (gunicorn).  The city is the generated Longhua city at ``city``
 scale (130,000 enterprises, 2,000 inspectors, 50,000 gas detectors); the
@@ -69,7 +70,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 from bench_alarm_latency import paced, pct, start_load  # noqa: E402
 from bench_ingest import BENCH_SESSION_EXPIRY_S, BROKER, PG, REDIS  # noqa: E402
 from bench_screens import CHROMIUM, CHROMIUM_ARGS, PASSWORD, Screen, System  # noqa: E402
-from data.live import GAS_LANES  # noqa: E402
+from data.live import GAS_ALARMS, GAS_LANES  # noqa: E402
 
 CITY_INSPECTORS = 2_000
 SAMPLE_EVERY_S = 5.0
@@ -129,11 +130,20 @@ def heartbeat_publisher(url: str, prefix: str, ids: list[str], period_s: float, 
     c.loop_stop()
 
 
-class Parts:
-    """``app.py ingest --no-alerts``, ``app.py alerts`` and ``app.py web`` as child processes."""
+def ping_worker(workers: dict) -> dict:
+    """The heartbeat of the worker that takes the fixes (with ``--partition``, the
+    locations one), whose queue, shed count and lag the report shows."""
+    return next((w for w in workers.values() if w.get("topics") != "sensors"), next(iter(workers.values()), {}))
 
-    def __init__(self, ns: str, db_url: str, tmp: Path, port: int):
+
+class Parts:
+    """``app.py ingest --no-alerts``, ``app.py alerts`` and ``app.py web`` as child processes;
+    with ``partition``, two ingest processes, ``ingest-sensors`` (ANJIAN_INGEST_TOPICS=sensors)
+    and ``ingest`` (locations)."""
+
+    def __init__(self, ns: str, db_url: str, tmp: Path, port: int, partition: bool = False):
         self.tmp = tmp
+        self.partition = partition
         self.url = f"http://127.0.0.1:{port}"
         self.env = {
             **os.environ,
@@ -148,7 +158,13 @@ class Parts:
         self.procs: dict[str, subprocess.Popen] = {}
 
     def start(self, profile_dir: Path | None, nice: dict[str, int]) -> None:
-        for part, argv in {"ingest": ["ingest", "--no-alerts"], "alerts": ["alerts"], "web": ["web"]}.items():
+        parts = {"ingest": ["ingest", "--no-alerts"], "alerts": ["alerts"], "web": ["web"]}
+        env = {part: self.env for part in parts}
+        if self.partition:
+            parts = {"ingest-sensors": ["ingest", "--no-alerts"], **parts}
+            env["ingest-sensors"] = {**self.env, "ANJIAN_INGEST_TOPICS": "sensors"}
+            env["ingest"] = {**self.env, "ANJIAN_INGEST_TOPICS": "locations"}
+        for part, argv in parts.items():
             log = open(self.tmp / f"{part}.log", "w")  # noqa: SIM115 - the child holds it
             cmd = [sys.executable, str(ROOT / "app.py"), *argv]
             if profile_dir is not None and part != "web":
@@ -156,12 +172,12 @@ class Parts:
                 cmd = [sys.executable, "-c", PROFILE_WRAPPER, str(profile_dir / f"{part}.txt"), *cmd[1:]]
             if nice.get(part):
                 cmd = ["nice", "-n", str(nice[part]), *cmd]
-            self.procs[part] = subprocess.Popen(cmd, cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT)
+            self.procs[part] = subprocess.Popen(cmd, cwd=ROOT, env=env[part], stdout=log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 90
         while True:
             try:
                 with urllib.request.urlopen(f"{self.url}/api/v1/health", timeout=2) as resp:
-                    if json.loads(resp.read()).get("ingest_workers"):
+                    if (json.loads(resp.read()).get("ingest_workers") or 0) >= (2 if self.partition else 1):
                         return
             except OSError:
                 pass
@@ -297,6 +313,7 @@ class Alarms:
         self.api_ms: dict[str, float] = {}
         self.alert_of: dict[str, int] = {}  # sensor -> alert id
         self.missed: list[str] = []
+        self.lane_at: dict[str, float] = {}  # sensor -> when its entry went into the alarm lane (lane_times)
         self.lock = threading.Lock()
         self.halt = threading.Event()
         self.polls = 0
@@ -408,6 +425,9 @@ def main() -> int:
     ap.add_argument("--load-procs", type=int, default=2, help="processes publishing the fixes")
     ap.add_argument("--db", choices=("postgresql", "sqlite"), default="postgresql")
     ap.add_argument("--no-browser", action="store_true", help="skip the dispatcher console (alarm -> DOM)")
+    ap.add_argument("--partition", action="store_true",
+                    help="two ingest processes, one per partition of the topics (ANJIAN_INGEST_TOPICS sensors and "
+                         "locations), instead of one")
     ap.add_argument("--drain-timeout-s", type=float, default=600.0)
     ap.add_argument("--nice-alerts", type=int, default=-5 if os.geteuid() == 0 else 0, metavar="N",
                     help="run the alert engine at this nice value: -5, as its systemd unit does "
@@ -426,7 +446,7 @@ def main() -> int:
     tmp = Path(tempfile.mkdtemp(prefix="bench-overload-"))
     r = redis.Redis.from_url(REDIS)
     db_url, drop_db = make_database(args.db, ns, tmp)
-    parts = Parts(ns, db_url, tmp, free_port(18700))
+    parts = Parts(ns, db_url, tmp, free_port(18700), partition=args.partition)
     ctx = mp.get_context("spawn")
     hb_stop = ctx.Event()
     load = None
@@ -494,7 +514,7 @@ def main() -> int:
                 if screen is not None:
                     saved_rows = screen.page.evaluate("window.__rows || {}")
                 x = sampler.samples[-1]
-                w = next(iter(x["workers"].values()), {})
+                w = ping_worker(x["workers"])
                 with alarms.lock:
                     got = list(alarms.api_ms.values())
                 print(f"  +{(x['t'] - t_load) / 60:4.1f} min: ingest {x['rss_mb']['ingest']:.0f} MB, alerts "
@@ -529,6 +549,7 @@ def main() -> int:
         sampler._ns_at = 0.0
         final = sampler.sample()
         print(f"uptime after: {os.popen('uptime').read().strip()}", flush=True)
+        alarms.lane_at = lane_times(sampler.r, sampler.ns, list(alarms.api_ms))
         report(args, sampler.samples + [final], alarms, dom, rows_seen, t_load, t_stop, offered, hb_offered,
                drain_s, drained, engine)
         # The web's own time per Dash callback over the run (its /metrics; bench_screens reads them the same way).
@@ -580,7 +601,8 @@ def drain(r, ns: str, parts: Parts, timeout_s: float, t_stop: float) -> tuple[fl
         # Not counting the alert engine's own escalations and dispatches, which the
         # worker receives (under the prefix) and ignores: they go on after the load.
         received = sum(live.counters("received").values()) - live.counters("dropped").get("own_outbound", 0)
-        w = next(iter(live.workers(max_age_s=30).values()), {})
+        workers = live.workers(max_age_s=30)
+        w = {"queue": sum(x.get("queue", 0) for x in workers.values())}
         try:
             groups = [g for lane in GAS_LANES for g in r.xinfo_groups(f"{ns}:{lane}")]
             engine_behind = sum((g.get("lag") or 0) + g.get("pending", 0) for g in groups)
@@ -597,9 +619,21 @@ def drain(r, ns: str, parts: Parts, timeout_s: float, t_stop: float) -> tuple[fl
     return time.time() - t_stop, False
 
 
+def lane_times(r, ns: str, sids: list[str]) -> dict[str, float]:
+    """sensor id -> when the ingest added its (first) entry to the alarm lane, from the
+    entry's id (Redis's clock, in ms)."""
+    wanted, out = set(sids), {}
+    for entry_id, f in r.xrange(f"{ns}:{GAS_ALARMS}"):
+        sid = f.get(b"sensor", b"").decode()
+        if sid in wanted and sid not in out:
+            out[sid] = int(entry_id.split(b"-")[0]) / 1000
+    return out
+
+
 def breakdown(engine, alarms: Alarms) -> list[str]:
     """Where each alarm's time went, from the clocks the system keeps: publish ->
-    the ingest's paho thread took it (its reading's ``received_at``) -> the alert
+    the ingest's paho thread took it (its reading's ``received_at``) -> the ingest
+    added it to the alert engine's alarm lane (the stream entry's id) -> the alert
     engine inserted the alert (``created_at``) -> the API listed it (the poll)."""
     from sqlalchemy import select
 
@@ -615,12 +649,17 @@ def breakdown(engine, alarms: Alarms) -> list[str]:
         created = dict(conn.execute(select(Alert.sensor_id, Alert.created_at)
                                     .where(Alert.sensor_id.in_(sids), Alert.type == "gas_alarm")).all())
     legs: dict[str, list[float]] = {"publish -> ingest received": [], "received -> alert inserted": [],
+                                    "received -> in the alarm lane": [], "in the lane -> alert inserted": [],
                                     "inserted -> API listed": []}
+    lane_at = alarms.lane_at
     for sid in sids:
         t_pub, t_api = alarms.published[sid], alarms.published[sid] + alarms.api_ms[sid] / 1000
         if sid in received and sid in created:
             legs["publish -> ingest received"].append((received[sid] - t_pub) * 1000)
             legs["received -> alert inserted"].append((created[sid] - received[sid]) * 1000)
+            if sid in lane_at:
+                legs["received -> in the alarm lane"].append((lane_at[sid] - received[sid]) * 1000)
+                legs["in the lane -> alert inserted"].append((created[sid] - lane_at[sid]) * 1000)
             legs["inserted -> API listed"].append((t_api - created[sid]) * 1000)
     return ["where the alarm's time went (p50 / p95 / max ms): " + "; ".join(
         f"{k} {statistics.median(v):.0f} / {pct(v, 95):.0f} / {max(v):.0f}" for k, v in legs.items() if v)]
@@ -635,7 +674,7 @@ def report(args, samples, alarms: Alarms, dom: dict, rows_seen: int, t_load, t_s
     with engine.connect() as conn:
         stored = conn.execute(select(func.count()).select_from(PingRow)).scalar_one()
     last = samples[-1]
-    w = next(iter(last["workers"].values()), {})
+    w = ping_worker(last["workers"])
     load_s = t_stop - t_load
     print(f"\n== overload: {args.inspectors} inspectors every {args.fix_every_s:g} s, {args.sensors} detectors every "
           f"{args.heartbeat_s:g} s, one alarm every {args.alarm_every_s:g} s, {load_s / 60:.1f} min, {args.db}")
@@ -676,7 +715,7 @@ def report(args, samples, alarms: Alarms, dom: dict, rows_seen: int, t_load, t_s
           + " | Redis used (server) | the run's keys | worker queue | shed | worker lag (s) | engine behind |")
     print("|---" * (len(parts) + 7) + "|")
     for x in [x for x in samples if "ns_mb" in x] + [samples[-1]]:
-        w = next(iter(x["workers"].values()), {})
+        w = ping_worker(x["workers"])
         print(f"| {(x['t'] - t_load) / 60:.1f} | " + " | ".join(f"{x['rss_mb'].get(p, 0):.0f}" for p in parts)
               + f" | {x['redis_mb']:.0f} | {x['ns_mb']:.0f}" + f" | {w.get('queue', '-')} | {w.get('shed', '-')} | {w.get('lag_s', 0):.1f}"
               f" | {x.get('engine_behind', '-')} |")
