@@ -53,6 +53,9 @@ def render() -> str:
 
 
 if __name__ == "__main__":
+    if len(sys.argv) > 2 or (len(sys.argv) == 2 and sys.argv[1].startswith("-")):
+        # Not a file named "--help": the one argument is the file to write.
+        sys.exit("usage: python -m config.docs [docs/configuration.md]   (no argument: to standard output)")
     out = render()
     if len(sys.argv) > 1:
         Path(sys.argv[1]).write_text(out, encoding="utf-8")
