@@ -81,6 +81,12 @@ TICK_MS = 1000
 # SQL KPIs (visits, overdue, coverage), trails and heat.  They move by the
 # minute; 15 s keeps the wall visibly alive without loading the database.
 SLOW_TICK_MS = 15_000
+# The inspector layer moves at most this often, the alarms on every tick.  dash-leaflet
+# redraws a GeoJSON layer whole on each change of its data (2,000 markers at city
+# scale), and on every 1 s tick that kept the wall's main thread busy so that an
+# alarm's DOM update waited behind it (docs/benchmarks.md §4).  An inspector walks
+# about 4 m in 3 s: nothing a wall's district view can show.
+INSPECTOR_LAYER_EVERY_S = 3.0
 # Trail points closer than this many screen pixels to the previous one are left out.
 TRAIL_STEP_PX = 2.0
 # Idle cycle: each street for 20 s, after two minutes without a touch.
@@ -390,7 +396,8 @@ def wall_tick(n, state, order, push=None, zoom=None, bounds=None):
     pushed = triggered()[0] == ids.WALL_PUSH
     news: dict = {}
     on_duty = state.get("on_duty")
-    if not pushed:
+    if not pushed and (order is None or on_duty is None or now - (state.get("t") or 0) >= INSPECTOR_LAYER_EVERY_S
+                       or layers.view_left(state, zoom, bounds)):
         rows = snap.inspectors_json()
         data, new_order, news = layers.inspectors_update(ctx, c, rows, state, order, version, now, lang_,
                                                          view=(zoom, bounds))

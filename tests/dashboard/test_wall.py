@@ -28,6 +28,11 @@ def tick(server, principal, state=None, order=None, lang="zh-CN"):
         return wall.wall_tick(1, state or {}, order)
 
 
+def later(state: dict) -> dict:
+    """The wall's state as the next poll after the inspector layer's interval sees it."""
+    return dict(state, t=state["t"] - wall.INSPECTOR_LAYER_EVERY_S)
+
+
 def test_first_tick_draws_everything_then_nothing_until_something_changes(fed):
     ctx, server, users, info, _now = fed
     out = tick(server, users["wall"])
@@ -47,7 +52,7 @@ def test_a_moved_inspector_is_sent_as_a_one_feature_patch(fed):
     first = tick(server, users["wall"])
     mover = info["inspectors"][1]
     ctx.live.apply_pings([Ping(mover, now + 1, 22.64, 114.04, msg_id="move-1")])
-    out = tick(server, users["wall"], first["state"], first["order"])
+    out = tick(server, users["wall"], later(first["state"]), first["order"])
     patch = out["inspectors"]
     assert isinstance(patch, Patch)
     ops = patch.to_plotly_json()["operations"]
@@ -65,10 +70,24 @@ def test_a_new_inspector_is_appended(web):
     first = tick(server, users["wall"])
     assert first["order"] == ["I1"]
     ctx.live.apply_pings([Ping("I2", now + 1, 22.63, 114.03, msg_id="new-1")])
-    out = tick(server, users["wall"], first["state"], first["order"])
+    out = tick(server, users["wall"], later(first["state"]), first["order"])
     ops = out["inspectors"].to_plotly_json()["operations"]
     assert [op["operation"] for op in ops] == ["Append"]
     assert out["order"] == ["I1", "I2"]
+
+
+def test_an_alarm_goes_out_at_once_and_the_inspectors_at_their_interval(fed):
+    """The inspector layer is redrawn whole by the browser on every change, so it moves
+    every INSPECTOR_LAYER_EVERY_S; an alarm does not wait for it."""
+    ctx, server, users, info, now = fed
+    first = tick(server, users["wall"])
+    ctx.live.apply_pings([Ping(info["inspectors"][1], now + 1, 22.64, 114.04, msg_id="move-2")])
+    alert_id = webkit.open_alert(ctx, sensor_id="S1")
+    out = tick(server, users["wall"], first["state"], first["order"])
+    assert out["takeover"]["id"] == str(alert_id) and out["open_gas"] == "1"
+    assert out["inspectors"] is no_update
+    again = tick(server, users["wall"], later(out["state"]), first["order"])
+    assert isinstance(again["inspectors"], Patch)
 
 
 def test_open_gas_alarm_takes_the_wall_over_until_acknowledged(fed):
