@@ -164,6 +164,32 @@ def test_ingest_and_alert_engine_run_on_a_cluster(csettings, sqlite_engine):
         w.stop()
 
 
+def test_the_engines_loss_count_runs_inside_the_cluster(csettings, sqlite_engine):
+    """The alert engine counts gas events deleted before it read them with a script
+    inside Redis (``EngineStreams._deleted_unread``); on a cluster that script must
+    route to the namespace's slot.  In both lanes: entries deleted unread behind a
+    backlog that is still there are counted once, and nothing is counted twice."""
+    from data.engine_streams import GROUP
+    from data.live import GAS_LANES, LOST_UNREAD
+
+    small_city_with_sensors(sqlite_engine, 1)
+    r = connect(csettings.redis_url, cluster=True)
+    live = LiveState(r, csettings.redis_prefix)
+    store = AlertStore(sqlite_engine, live, Ladder.from_settings(csettings), mqtt_prefix=csettings.mqtt_prefix)
+    eng = AlertEngine(csettings, sqlite_engine, r, store, csettings.mqtt_url)
+    eng._ensure_groups()
+    for k, lane in enumerate(GAS_LANES, start=1):
+        key = eng.streams.key(lane)
+        ids = [r.xadd(key, {"sensor": "X", "ts": str(i), "level": "normal"}) for i in range(5)]
+        got = r.xreadgroup(GROUP, eng.consumer, {key: ">"}, count=1)  # the engine read one
+        r.xack(key, GROUP, got[0][1][0][0])
+        r.xdel(key, ids[1], ids[2])  # two it never read, deleted; two still waiting behind them
+        eng.check_gas_loss()
+        assert live.counters("events_lost").get(LOST_UNREAD) == 2 * k, lane
+        eng.check_gas_loss()
+        assert live.counters("events_lost").get(LOST_UNREAD) == 2 * k, f"{lane}: counted twice"
+
+
 def test_a_master_killed_mid_burst_loses_no_acknowledged_alarm(tmp_path, rcluster, namespace):
     """``app.py ingest``, ``alerts`` and ``web`` on the cluster, as docs/deploy.md starts
     them.  Gas alarms flow (QoS 1, unique msg_ids); mid burst the master that holds
