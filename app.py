@@ -270,7 +270,19 @@ def demo_accounts(settings, engine) -> dict[str, str]:
 # --- commands ---------------------------------------------------------------------
 
 
+def every_topic(settings):
+    """The all-in-one's settings: its workers take every topic, whatever
+    ``ANJIAN_INGEST_TOPICS`` says (a partition is for `app.py ingest` processes; one
+    partition alone would leave the other's messages unread)."""
+    if settings.ingest_topics == "all":
+        return settings
+    log.warning("ANJIAN_INGEST_TOPICS=%s is for `app.py ingest` processes: `python app.py` runs every part in one "
+                "process, so its ingest takes every topic", settings.ingest_topics)
+    return settings.model_copy(update={"ingest_topics": "all"})
+
+
 def cmd_run(settings, args) -> int:
+    settings = every_topic(settings)
     services = Services(settings, embed=True)
     stop = wait_for_signal()
     workers, extra = [], []

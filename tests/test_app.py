@@ -161,7 +161,9 @@ def test_demo_against_mosquitto_redis_and_postgresql(tmp_path):
     demo = Demo(tmp_path, ANJIAN_MQTT_URL="mqtt://127.0.0.1:1883", ANJIAN_REDIS_URL=TEST_REDIS_URL,
                 ANJIAN_DATABASE_URL=db_url, ANJIAN_MQTT_PREFIX=ns, ANJIAN_REDIS_NAMESPACE=ns,
                 ANJIAN_OWNTRACKS_TOPIC=f"{ns}-ot", ANJIAN_Z2M_TOPIC=f"{ns}-z2m", ANJIAN_MQTT_CLIENT_ID=f"{ns}-ingest",
-                ANJIAN_MQTT_SHARE_GROUP=ns, ANJIAN_INGEST_WORKERS=2)
+                ANJIAN_MQTT_SHARE_GROUP=ns, ANJIAN_INGEST_WORKERS=2,
+                # A partition is for `app.py ingest` processes: the all-in-one takes every topic anyway.
+                ANJIAN_INGEST_TOPICS="sensors")
     try:
         demo.wait_healthy()
         token = demo.token()
@@ -170,6 +172,7 @@ def test_demo_against_mosquitto_redis_and_postgresql(tmp_path):
         assert health["ingest_workers"] == 2, "two ingest workers share the stream over MQTT 5"
         assert health["database_url"].startswith("postgresql")
         check_three_formats(demo, token, *publish_three_formats(demo, 1883, ns, f"{ns}-ot", f"{ns}-z2m", db_url))
+        assert "ANJIAN_INGEST_TOPICS=sensors is for `app.py ingest` processes" in Path(demo.log.name).read_text()
     finally:
         demo.stop()
         with admin.begin() as conn:
