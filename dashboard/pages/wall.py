@@ -482,9 +482,11 @@ def plan_kpis(ctx) -> dict:
     from dashboard.api_plans import store as plans_store
     from data.plans_store import week_now
 
+    st = plans_store()  # the cache computes outside the request: no flask globals in compute
+
     def compute():
         now = time.time()
-        out = plans_store().actual(week_now(now), None, now)
+        out = st.actual(week_now(now), None, now)
         return {**out["kpis"], "completion_pct": out["completion_pct"]}
 
     return cache().get("plan_kpis", PLAN_KPI_TTL_S, compute)

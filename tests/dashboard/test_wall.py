@@ -441,3 +441,44 @@ def test_the_wall_and_console_ticks_draw_cells_past_the_limit(fed, monkeypatch):
         out = wall.wall_tick(1, {}, None, zoom=12, bounds=WHOLE)
     assert sum(f["properties"]["k"] for f in out["inspectors"]["features"]) == 2
     assert out["state"]["mode"] == "cells"
+
+
+def test_every_shared_answer_is_renewed_in_the_background(fed, caplog):
+    """The screens' shared answers (KPIs, plan against actual, hazards, trails, heat, the
+    console's plan of the day) are renewed by a background thread once stale, outside any
+    request.  A read that needed the request there failed every minute, and the wall kept
+    a plan figure up to six minutes old (the tour of 2026-12-05 found it in the log)."""
+    import logging
+
+    from dashboard.pages import dispatch
+
+    _ctx, server, users, _info, _now = fed
+    cache = server.extensions["anjian_cache"]
+
+    def read_everything():
+        with webkit.as_user(server, users["wall"]):
+            wall.wall_slow_tick(1)
+            wall.wall_hazards(1)
+            wall.wall_trails(1)
+            wall.wall_heat(1, "activity", "today", 12, WHOLE, None)
+        with webkit.as_user(server, users["dispatcher"]):
+            dispatch.dispatch_plan_today(1)
+            dispatch.dispatch_hazards(1)
+
+    read_everything()
+    keys = set(cache._data)
+    assert {"kpis", "plan_kpis", "plan_today", "trails"} <= keys, keys
+    # Every answer past its time to live (but not so old that a caller waits for it).
+    long_ago = time.monotonic() - 3600
+    for k, (_at, value) in list(cache._data.items()):
+        cache._data[k] = (long_ago, value)
+    cache.MAX_STALE = 10_000.0
+    with caplog.at_level(logging.WARNING, logger="dashboard.pages.common"):
+        read_everything()
+        deadline = time.time() + 30
+        while cache._refreshing and time.time() < deadline:
+            time.sleep(0.05)
+    assert not cache._refreshing
+    assert "background refresh" not in caplog.text, caplog.text
+    stale = sorted(str(k) for k, (at, _v) in cache._data.items() if at == long_ago)
+    assert stale == [], f"not renewed: {stale}"
