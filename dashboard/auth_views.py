@@ -17,7 +17,9 @@
       the cookie Dash's renderer reads equals the token in the signed session)
       and a role the called callback admits (``CallbackPolicy``).  A refused
       callback answers 403 and is audited as ``access_denied``.
-  The API (``/api/v1``) keeps its own checks (``dashboard.api.require``).
+  The API (``/api/v1``) keeps its own checks (``dashboard.api.require``), but a
+  state change (not GET/HEAD/OPTIONS) made with the login cookie rather than a bearer
+  token needs the same CSRF header, or it is refused (403 ``csrf``) and audited.
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ log = logging.getLogger(__name__)
 
 CSRF_COOKIE = "anjian_csrf"
 CSRF_HEADER = "X-CSRFToken"
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 # A callback answered 401 with this text in its body makes dash-renderer call its
 # ``request_refresh_jwt`` hook (the text is the renderer's JWT_EXPIRED_MESSAGE); our
 # hook (``SESSION_HOOKS``) reloads the page, which leads to the login page, so a
@@ -299,6 +302,21 @@ def install(server: Flask, ctx, policy: CallbackPolicy, page_roles: Mapping[str,
                      {"method": request.method, "role": p.role, "callback": (key or "")[:500], "reason": reason})
         return jsonify({"error": "forbidden", "message": f"role {p.role} may not call this callback"}), 403
 
+    def _by_session(p: Principal | None) -> bool:
+        return p is not None and not request.headers.get("Authorization", "").lower().startswith("bearer ")
+
+    def _csrf_refusal(p: Principal, path: str):
+        """None when the CSRF header matches the session's token (double submit), else the 403."""
+        token = session.get("csrf")
+        sent = request.headers.get(CSRF_HEADER, "")
+        if token and hmac.compare_digest(token, sent):
+            return None
+        # Audited like a role refusal: a forged request is as interesting as a forbidden one.
+        audit.append(ctx.engine, p.username, "access_denied", path,
+                     {"method": request.method, "role": p.role, "reason": "csrf",
+                      "origin": (request.headers.get("Origin") or "")[:200]})
+        return jsonify({"error": "csrf", "message": f"missing or wrong CSRF token (header {CSRF_HEADER})"}), 403
+
     @server.before_request
     def gate():
         path = request.path
@@ -306,21 +324,26 @@ def install(server: Flask, ctx, policy: CallbackPolicy, page_roles: Mapping[str,
             # Dash's catch-all page route would answer an unknown API path with
             # its HTML shell (200): an API client gets a 404 in JSON instead.
             return jsonify({"error": "not_found", "message": f"no route {path}"}), 404
+        if path.startswith("/api/") and request.method not in SAFE_METHODS:
+            # A state change made with the login cookie alone could come from any page the
+            # user has open (a form on another port of the same host is "same site" to the
+            # browser, so SameSite=Lax lets the cookie through): it needs the CSRF header,
+            # which only a page of ours can read from the cookie and send.
+            p = current_principal()
+            if _by_session(p):
+                refused = _csrf_refusal(p, path)
+                if refused is not None:
+                    return refused
         if path in PUBLIC_PATHS or path.startswith(PUBLIC_PREFIXES):
             return None
         p = current_principal()
         if path == update_path:
             if p is None:
                 return jsonify({"error": "unauthorized", "message": "log in first", "dash": SESSION_ENDED}), 401
-            from_session = not request.headers.get("Authorization", "").lower().startswith("bearer ")
-            if from_session:
-                token = session.get("csrf")
-                sent = request.headers.get(CSRF_HEADER, "")
-                if not token or not hmac.compare_digest(token, sent):
-                    # Audited like a role refusal: a forged request is as interesting as a forbidden one.
-                    audit.append(ctx.engine, p.username, "access_denied", update_path,
-                                 {"method": request.method, "role": p.role, "reason": "csrf"})
-                    return jsonify({"error": "csrf", "message": "missing or wrong CSRF token"}), 403
+            if _by_session(p):
+                refused = _csrf_refusal(p, update_path)
+                if refused is not None:
+                    return refused
             body = request.get_json(silent=True) or {}
             key = body.get("output") if isinstance(body, dict) else None
             rule = policy.rule_for(key)

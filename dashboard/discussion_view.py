@@ -92,7 +92,8 @@ const NAMES = {{ names|tojson }};
 function el(tag, props, text) { const e = Object.assign(document.createElement(tag), props || {});
   if (text !== undefined) e.textContent = text; return e; }
 async function api(method, path, body) {
-  const opt = {method, credentials: 'same-origin', headers: {}};
+  // The CSRF header: the API refuses a state change made with the login cookie alone.
+  const opt = {method, credentials: 'same-origin', headers: {'X-CSRFToken': {{ csrf|tojson }}}};
   if (body !== undefined) { opt.body = JSON.stringify(body); opt.headers['Content-Type'] = 'application/json'; }
   const r = await fetch('/api/v1' + path, opt);
   const data = await r.json().catch(() => ({}));

@@ -99,7 +99,8 @@ PAGE = """<!doctype html>
 const T = {{ texts|tojson }};
 const ROLE = {{ role|tojson }};
 async function api(method, path, body) {
-  const opt = {method, credentials: 'same-origin', headers: {}};
+  // The CSRF header: the API refuses a state change made with the login cookie alone.
+  const opt = {method, credentials: 'same-origin', headers: {'X-CSRFToken': {{ csrf|tojson }}}};
   if (body instanceof FormData) opt.body = body;
   else if (body !== undefined) { opt.body = JSON.stringify(body); opt.headers['Content-Type'] = 'application/json'; }
   const r = await fetch('/api/v1' + path, opt);

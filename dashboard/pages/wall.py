@@ -188,6 +188,18 @@ def build(p, lang_: str, **_):
                       lang_toggle(lang_)], className="aj-head-right"),
         ], className="aj-wall-head"),
         html.Main([
+            # The KPIs in one band across the wall, so the side column keeps its height for the
+            # live alerts and the major hazards (issue 18: squeezed to 0 px under the KPIs).
+            html.Div([
+                _kpi(ids.KPI_ON_DUTY, "wall.kpi.on_duty", lang_),
+                _kpi(ids.KPI_VISITS_TODAY, "wall.kpi.visits_today", lang_),
+                _kpi(ids.KPI_DUPLICATES_TODAY, "wall.kpi.duplicates_today", lang_),
+                _kpi(ids.KPI_OPEN_GAS, "wall.kpi.open_gas", lang_),
+                _kpi(ids.KPI_OVERDUE, "wall.kpi.overdue", lang_, _overdue_body()),
+                _kpi(ids.KPI_COVERAGE, "wall.kpi.coverage", lang_),
+                _kpi(ids.KPI_PLAN_DONE, "wall.kpi.plan_done", lang_),
+                _kpi(ids.KPI_DUPS_AVOIDED, "wall.kpi.dups_avoided", lang_),
+            ], className="aj-kpis aj-kpi-band"),
             html.Section([
                 the_map,
                 html.Div(id=ids.WALL_TAKEOVER_CARD, className="aj-takeover"),
@@ -221,16 +233,6 @@ def build(p, lang_: str, **_):
                 ], className="aj-map-legend"),
             ], className="aj-wall-map"),
             html.Aside([
-                html.Div([
-                    _kpi(ids.KPI_ON_DUTY, "wall.kpi.on_duty", lang_),
-                    _kpi(ids.KPI_VISITS_TODAY, "wall.kpi.visits_today", lang_),
-                    _kpi(ids.KPI_DUPLICATES_TODAY, "wall.kpi.duplicates_today", lang_),
-                    _kpi(ids.KPI_OPEN_GAS, "wall.kpi.open_gas", lang_),
-                    _kpi(ids.KPI_OVERDUE, "wall.kpi.overdue", lang_, _overdue_body()),
-                    _kpi(ids.KPI_COVERAGE, "wall.kpi.coverage", lang_),
-                    _kpi(ids.KPI_PLAN_DONE, "wall.kpi.plan_done", lang_),
-                    _kpi(ids.KPI_DUPS_AVOIDED, "wall.kpi.dups_avoided", lang_),
-                ], className="aj-kpis"),
                 html.H2(t("wall.alerts", lang_), className="aj-side-title"),
                 html.Ul(id=ids.WALL_ALERT_LIST, className="aj-alert-list"),
                 html.H2(t("wall.major_hazards", lang_), className="aj-side-title"),

@@ -34,6 +34,6 @@ def client_as(web):
         c = server.test_client()
         resp = webkit.login(c, webkit.USERNAMES[role])
         assert resp.status_code == 302, resp.get_data(as_text=True)[:500]
-        return c
+        return webkit.as_our_page(c)
 
     return make

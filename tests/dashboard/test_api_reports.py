@@ -42,7 +42,7 @@ def stack(web_settings, sqlite_engine, redis_client):
 def client(server, role):
     c = server.test_client()
     assert webkit.login(c, webkit.USERNAMES[role]).status_code == 302
-    return c
+    return webkit.as_our_page(c)
 
 
 def pdf_figures(text: str) -> dict[str, float]:

@@ -202,7 +202,8 @@ def test_officers_cannot_use_the_dispatch_console(web, client_as):
 def test_a_callback_needs_the_csrf_header(web, client_as):
     ctx, server, _app, _users = web
     alert_id = webkit.open_alert(ctx, sensor_id="S1")
-    c = client_as("dispatcher")
+    c = server.test_client()
+    assert webkit.login(c, "disp1").status_code == 302  # the cookie alone, no header
     resp = webkit.call_callback(c, _ack_body(server, alert_id), csrf=None)
     assert resp.status_code == 403 and resp.get_json()["error"] == "csrf"
     assert webkit.call_callback(c, _ack_body(server, alert_id), csrf="forged").status_code == 403

@@ -349,14 +349,44 @@ WALL_FONT_JS = """() => {
   return out; }"""
 
 
+# Per block of the wall's side column: its rows, and those wholly on screen (inside the
+# block, above the ticker, not squeezed to nothing, not half cut).
+WALL_SHOWN_JS = """() => {
+  const side = document.querySelector('.aj-wall-side').getBoundingClientRect();
+  const ticker = document.querySelector('.aj-ticker').getBoundingClientRect();
+  const out = {};
+  for (const id of ['wall-alert-list', 'wall-major-hazards', 'wall-street-ranking', 'wall-unit-legend']) {
+    const el = document.getElementById(id), r = el.getBoundingClientRect();
+    const rows = [...el.children].map(li => li.getBoundingClientRect());
+    const bottom = Math.min(r.bottom, side.bottom, ticker.top) + 1;
+    out[id] = {height: r.height, items: rows.length,
+               shown: rows.filter(b => b.height > 0 && b.top >= r.top - 1 && b.bottom <= bottom
+                                           && b.left >= r.left - 1 && b.right <= r.right + 1).length};
+  }
+  return out; }"""
+
+
 @pytest.mark.parametrize("width,height,min_px", [(1920, 1080, 18), (3840, 2160, 36)])
 def test_the_wall_reads_at_four_metres_without_controls(stack, browser, width, height, min_px):
+    _resolve_all(stack)
+    ctx = stack["ctx"]
+    now = time.time()
+    opened = [webkit.open_alert(ctx, sensor_id=s, at=now - k) for k, s in enumerate(sorted(ctx.registry().sensors)[:4])]
     scr = Screen(browser, stack["url"], width, height).login("wall1", "/wall")
     try:
         page = scr.page
         page.wait_for_selector("#kpi-on-duty-value:not(:text('—'))", timeout=15000)
         page.wait_for_selector(".aj-street-label", timeout=15000)
+        page.wait_for_function("() => document.querySelectorAll('#wall-alert-list .aj-alert-item').length >= 4",
+                               timeout=15000)
         time.sleep(1.0)
+        # Nothing on the wall is squeezed out of sight: the live alerts and the open major
+        # hazards show rows, and every block of the side column ends above the ticker.
+        shown = page.evaluate(WALL_SHOWN_JS)
+        assert shown["wall-alert-list"]["shown"] >= 4, shown
+        assert shown["wall-major-hazards"]["shown"] >= 1, shown
+        for block in ("wall-street-ranking", "wall-unit-legend"):
+            assert shown[block]["shown"] == shown[block]["items"] > 0, (block, shown)
         texts = page.evaluate(WALL_FONT_JS)
         assert len(texts) > 30
         small = [x for x in texts if x[0] < min_px - 0.5]
@@ -370,6 +400,9 @@ def test_the_wall_reads_at_four_metres_without_controls(stack, browser, width, h
         assert not cut, cut
     finally:
         scr.close()
+        for a in opened:
+            _act(ctx, a, "ack")
+        _resolve_all(stack)
 
 
 

@@ -10,7 +10,7 @@ import time
 
 from data import audit
 from data.alert_store import SYSTEM, queue_key
-from data.auth import create_user
+from data.auth import create_token, create_user
 from dashboard.pages import dispatch
 from tests.dashboard import webkit
 
@@ -88,6 +88,34 @@ def test_a_csrf_refusal_is_audited_like_a_role_refusal(web, client_as):
     denied = audit.entries(ctx.engine, action="access_denied")
     assert len(denied) == before + 1 and denied[-1].actor == "disp1"
     assert json.loads(denied[-1].detail)["reason"] == "csrf"
+    assert audit.verify(ctx.engine) is None
+
+
+def test_an_api_state_change_with_the_login_cookie_alone_is_refused_and_audited(web, client_as):
+    """What the tour did: a form on another port of the same host (same site, so the
+    Lax session cookie goes along) POSTed an acknowledgement, and it was accepted."""
+    ctx, server, _app, _users = web
+    alert_id = webkit.open_alert(ctx, sensor_id="S1")
+    c = server.test_client()
+    assert webkit.login(c, "disp1").status_code == 302
+    before = len(audit.entries(ctx.engine, action="access_denied"))
+    forged = c.post(f"/api/v1/alerts/{alert_id}/ack", data={"note": "x"},
+                    headers={"Origin": "http://127.0.0.1:9999", "Referer": "http://127.0.0.1:9999/evil.html"})
+    assert forged.status_code == 403 and forged.get_json()["error"] == "csrf"
+    wrong = c.post(f"/api/v1/alerts/{alert_id}/ack", json={}, headers={webkit.CSRF_HEADER: "guessed"})
+    assert wrong.status_code == 403 and wrong.get_json()["error"] == "csrf"
+    assert c.get(f"/api/v1/alerts/{alert_id}").get_json()["state"] == "open"  # nothing changed
+    denied = audit.entries(ctx.engine, action="access_denied")[before:]
+    assert [(e.actor, e.target, json.loads(e.detail)["reason"]) for e in denied] == \
+        [("disp1", f"/api/v1/alerts/{alert_id}/ack", "csrf")] * 2
+    assert json.loads(denied[0].detail)["origin"] == "http://127.0.0.1:9999"
+    # Our own page sends the header it reads from the cookie, and a program its token.
+    ok = c.post(f"/api/v1/alerts/{alert_id}/ack", json={}, headers={webkit.CSRF_HEADER: webkit.csrf_of(c)})
+    assert ok.status_code == 200 and ok.get_json()["state"] == "acknowledged"
+    token, _ = create_token(ctx.engine, "dispatcher", "disp1")
+    r = server.test_client().post(f"/api/v1/alerts/{alert_id}/resolve", json={"outcome": "false_alarm"},
+                                  headers={"Authorization": f"Bearer {token}"})
+    assert r.status_code == 200, r.get_json()
     assert audit.verify(ctx.engine) is None
 
 
