@@ -23,6 +23,7 @@ import dash_leaflet as dl
 from dash import Input, Output, State, dcc, html, no_update
 from dash.exceptions import PreventUpdate
 
+from alerts.model import GAS_ALARM
 from dashboard import ids
 from dashboard.i18n import t
 from dashboard.markup import Markup, button, join, tag
@@ -79,6 +80,10 @@ DUPLICATE_TYPES = ("duplicate_visit", "overlap_now", "approach_warning")
 # the top of the queue, and at city scale a 200-row queue redrawn on every change
 # was 200 KB a poll and slowed the browser's alarm display to seconds.
 QUEUE_MAX = 50
+# ...and past them still every gas alarm not yet resolved, and the selected alert, up to
+# this many more: a dispatched gas alarm must not be pushed out of the queue by a wave of
+# unacknowledged notices (inspectors offline, overdue inspections), which sort above it.
+QUEUE_KEEP_MAX = 100
 DUPLICATES_MAX = 30
 INSPECTOR_ROWS_MAX = 100
 # The inspector list follows the live fixes, but redraws at most this often.
@@ -255,14 +260,23 @@ def _more(n_all: int, n_shown: int, lang_: str):
     return _muted(t("common.more", lang_, n=n_all - n_shown)) if n_all > n_shown else None
 
 
+def queue_rows(alerts: list[dict], selected) -> list[dict]:
+    """The alerts the queue draws, in the given (queue) order: the first QUEUE_MAX, then
+    past them the gas alarms and the selected alert (at most QUEUE_KEEP_MAX)."""
+    shown = list(alerts[:QUEUE_MAX])
+    kept = [a for a in alerts[QUEUE_MAX:] if a.get("type") == GAS_ALARM or a.get("id") == selected]
+    return shown + kept[:QUEUE_KEEP_MAX]
+
+
 def queue_table(alerts: list[dict], reg, c, lang_: str, now: float, selected) -> Markup:
     if not alerts:
         return _muted(t("dispatch.queue.empty", lang_))
+    drawn = queue_rows(alerts, selected)
     head = tag("thead", tag("tr", *[tag("th", t(k, lang_)) for k in (
         "dispatch.col.severity", "dispatch.col.alert", "dispatch.col.where", "dispatch.col.age",
         "dispatch.col.state", "dispatch.col.actions")]))
     rows = []
-    for a in alerts[:QUEUE_MAX]:
+    for a in drawn:
         acts = allowed_actions(a)
         buttons = []
         if "ack" in acts:
@@ -288,7 +302,7 @@ def queue_table(alerts: list[dict], reg, c, lang_: str, now: float, selected) ->
             tag("td", *buttons),
             class_=f"aj-row-{sev}" + (" aj-selected" if selected == a["id"] else ""), id=f"queue-row-{a['id']}"))
     table = tag("table", head, tag("tbody", *rows), class_="aj-queue")
-    return join([table, _more(len(alerts), QUEUE_MAX, lang_)])
+    return join([table, _more(len(alerts), len(drawn), lang_)])
 
 
 def duplicates_list(alerts: list[dict], reg, c, lang_: str) -> Markup:

@@ -5,6 +5,7 @@ the caller; CSRF refusals and the console's mute audited."""
 from __future__ import annotations
 
 import json
+import re
 import sqlite3
 import time
 
@@ -52,6 +53,26 @@ def test_the_dispatcher_queue_shows_a_new_critical_alarm_above_acknowledged_ones
     # The banner flashes for the two critical alarms nobody acknowledged; the sound store names them.
     assert "aj-flash" in out["banner_class"]
     assert out["alarm"] == {"ids": expected[:2]}
+
+
+def test_a_dispatched_gas_alarm_stays_in_the_queue_under_a_wave_of_notices(web):
+    """The tour: unacknowledged notices (inspectors offline) sort above an acknowledged gas
+    alarm; past the queue's 50 rows they pushed it out, and nothing else showed it."""
+    ctx, server, _app, users = web
+    now = time.time()
+    gas = webkit.open_alert(ctx, sensor_id="S1", at=now - 900)
+    ctx.alerts.act(gas, "ack", SYSTEM)
+    notices = [webkit.open_alert(ctx, "inspector_offline", inspector_id="I1", severity="info", lel=None,
+                                 at=now - k) for k in range(dispatch.QUEUE_MAX + 10)]
+    with webkit.as_user(server, users["dispatcher"]):
+        html = dispatch.dispatch_tick(1, 0, None, {}, None)["queue"]
+        drawn = [int(m) for m in re.findall(r'id="queue-row-(\d+)"', html)]
+        assert drawn[:dispatch.QUEUE_MAX] == notices[:dispatch.QUEUE_MAX]  # the one order, first
+        assert drawn[dispatch.QUEUE_MAX:] == [gas]  # and the gas alarm after them, not lost
+        assert "另有 10 条" in html  # the notices not drawn are counted
+        # The selected alert is drawn too, wherever it sorts.
+        html = dispatch.dispatch_tick(2, 0, notices[-1], {}, None)["queue"]
+        assert f'id="queue-row-{notices[-1]}"' in html and "另有 9 条" in html
 
 
 def test_allowed_actions_follow_the_callers_role_and_area(web, client_as):
