@@ -751,6 +751,26 @@ def base_children(preset: TilePreset, city: CityMap, lang: str, *, grids: bool =
     return children
 
 
+def offline_ids(map_id: str) -> dict:
+    """The ids ``base_children`` gives a map's tile and boundary layers, so that anjian.js
+    can switch that map to its offline base when its tiles fail."""
+    return {"street_id": f"{map_id}-streets", "grid_id": f"{map_id}-grids", "tile_id": f"{map_id}-tiles"}
+
+
+def tiles_notice(preset: TilePreset, lang: str, map_id: str, *, street_id: str, grid_id: str | None,
+                 tile_id: str, notice_id: str | None = None):
+    """The corner notice "tile server unreachable: offline base", hidden until anjian.js
+    finds the map's tiles failing; its data attributes name what the switch changes."""
+    from dash import html as dhtml
+
+    from dashboard.i18n import t
+
+    return dhtml.Div(t("wall.tiles_offline", lang), id=notice_id or f"{map_id}-tiles-notice",
+                     className="aj-tiles-notice", hidden=True,
+                     **{"data-map": map_id, "data-tiles": len(preset.tiles), "data-tile-prefix": tile_id,
+                        "data-streets": street_id, "data-grids": grid_id or ""})
+
+
 def _id(component_id: str | None) -> dict:
     return {"id": component_id} if component_id else {}
 

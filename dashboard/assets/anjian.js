@@ -285,40 +285,63 @@
     pageWatch.observe(document.documentElement, { childList: true, subtree: true });
   }
 
-  // --- tiles that fail: the wall switches to its offline base by itself --------------------
+  // --- tiles that fail: every map switches to its offline base by itself ----------------
   // A tile image that fails (no tile server on an intranet) fires "error"; once
-  // TILE_FAILURES have failed and none has loaded, the wall's tile layers get the
-  // transparent tile as their URL (no more requests), the street and grid layers their
-  // offline style (filled, labelled), and the corner notice shows.
+  // TILE_FAILURES have failed in one map and none has loaded there, that map's tile
+  // layers get the transparent tile as their URL (no more requests), its street and grid
+  // layers their offline style (filled, labelled), the tile attribution goes, and its
+  // corner notice shows.  The notice (mapkit.tiles_notice, .aj-tiles-notice[data-map])
+  // names the ids to change and holds the catalogue's text.
   var TILE_FAILURES = 6;
   var TRANSPARENT = "data:image/gif;base64,R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAABAAEAAAIBRAA7";
-  window.anjianTiles = { failed: 0, loaded: 0, offline: false };
+  window.anjianTiles = {};  // per map id: {failed, loaded, offline} (tests read it)
+  var leafletMaps = [];     // every Leaflet map made on the page (L.Map init hook below)
+  function tileState(mapId) {
+    var all = window.anjianTiles;
+    if (!all[mapId]) { all[mapId] = { failed: 0, loaded: 0, offline: false }; }
+    return all[mapId];
+  }
   function tileEvent(ev) {
     var img = ev.target;
     if (!img || img.tagName !== "IMG" || !img.classList.contains("leaflet-tile")) { return; }
     if ((img.getAttribute("src") || "").indexOf("data:") === 0) { return; }
-    var st = window.anjianTiles;
+    var box = img.closest(".leaflet-container");
+    if (!box || !box.id) { return; }
+    var st = tileState(box.id);
     if (ev.type === "load") { st.loaded += 1; return; }
     st.failed += 1;
     if (st.offline || st.loaded > 0 || st.failed < TILE_FAILURES) { return; }
-    goOffline();
+    goOffline(box);
   }
-  // The wall's switch to its offline base (also when a vector base cannot be drawn).
-  function goOffline() {
-    var st = window.anjianTiles;
-    var notice = document.getElementById("wall-tiles-notice");
+  // One map's switch to its offline base (also when a vector base cannot be drawn).
+  function goOffline(box) {
+    if (!box || !box.id) { return; }
+    var st = tileState(box.id);
+    var notice = document.querySelector('.aj-tiles-notice[data-map="' + box.id + '"]');
     var dc = window.dash_clientside;
     if (st.offline || !notice || !dc || !dc.set_props) { return; }
     st.offline = true;
-    var lang = (document.getElementById("wall-root") || {}).lang || "zh-CN";
+    var root = box.closest("[lang]");
+    var lang = (root && root.lang) || document.documentElement.lang || "zh-CN";
     var n = Number(notice.getAttribute("data-tiles")) || 0;
+    var prefix = notice.getAttribute("data-tile-prefix");
     for (var k = 0; k < n; k++) {
-      dc.set_props("wall-tiles-" + k, { url: TRANSPARENT, opacity: 0 });
+      dc.set_props(prefix + "-" + k, { url: TRANSPARENT, opacity: 0 });
     }
-    dc.set_props("wall-street-layer", { hideout: { offline: true, lang: lang } });
-    dc.set_props("wall-grid-layer", { hideout: { offline: true, lang: lang } });
-    var box = document.querySelector("#wall-root .leaflet-container");
-    if (box) { box.classList.add("aj-map-offline"); }
+    ["data-streets", "data-grids"].forEach(function (attr) {
+      var id = notice.getAttribute(attr);
+      if (id) { dc.set_props(id, { hideout: { offline: true, lang: lang } }); }
+    });
+    // The attribution named the tile server: it draws nothing now.
+    leafletMaps.forEach(function (m) {
+      if (m.getContainer() !== box || !m.attributionControl) { return; }
+      m.eachLayer(function (l) {
+        if (l instanceof L.TileLayer && l.getAttribution && l.getAttribution()) {
+          m.attributionControl.removeAttribution(l.getAttribution());
+        }
+      });
+    });
+    box.classList.add("aj-map-offline");
     notice.hidden = false;
   }
   document.addEventListener("error", tileEvent, true);
@@ -418,11 +441,13 @@
       // No library or no TileJSON (the file gone, the web process without it): the wall
       // draws its offline base and says so, as when raster tiles fail.
       if (window.console) { console.warn("vector base:", e && e.message); }
-      goOffline();
+      goOffline(map.getContainer());
     });
   }
   if (window.L && L.Map && L.Map.addInitHook) {
     L.Map.addInitHook(function () {
+      leafletMaps = leafletMaps.filter(function (m) { return m.getContainer().isConnected; });
+      leafletMaps.push(this);
       var box = this.getContainer && this.getContainer();
       if (box && box.classList && box.classList.contains("aj-map-vector")) { addVectorBase(this); }
     });

@@ -35,7 +35,9 @@ from dashboard.mapkit import (
     js,
     line_positions,
     map_props,
+    offline_ids,
     point,
+    tiles_notice,
 )
 from dashboard.pages import layers
 from dashboard.pages.callbacks import PageCallbacks
@@ -111,7 +113,7 @@ def build(p, lang_: str, **_):
     c = city()
     pr = preset()
     the_map = dl.Map(
-        [*base_children(pr, c, lang_),
+        [*base_children(pr, c, lang_, **offline_ids(ids.DISPATCH_MAP)),
          dl.Pane(dl.GeoJSON(id=ids.DISPATCH_ENTERPRISES, data=layers.EMPTY, pointToLayer=js("enterprisePoint"),
                             hideout={"pane": ENTERPRISE_PANE}),
                  name=ENTERPRISE_PANE, style={"zIndex": 350}),
@@ -123,6 +125,7 @@ def build(p, lang_: str, **_):
          dl.ScaleControl(position="bottomleft", imperial=False)],
         id=ids.DISPATCH_MAP, style={"height": "100%"}, **map_props(pr, c),
     )
+    notice = tiles_notice(pr, lang_, ids.DISPATCH_MAP, **offline_ids(ids.DISPATCH_MAP))
     sound = [html.Button(t("sound.enable", lang_), id=ids.SOUND_ENABLE, className="aj-btn aj-sound-enable",
                          hidden=True, n_clicks=0),
              html.Button(t("sound.mute", lang_), id=ids.DISPATCH_MUTE, className="aj-btn aj-sound-mute", n_clicks=0)]
@@ -144,7 +147,7 @@ def build(p, lang_: str, **_):
                           html.Div(id=ids.DISPATCH_PLAN_TODAY)],
                          className="aj-panel", style={"flex": "1", "overflowY": "auto"}),
             ], className="aj-col"),
-            html.Section(the_map, className="aj-dispatch-map"),
+            html.Section([the_map, notice], className="aj-dispatch-map aj-map-host"),
             html.Section([
                 html.Div([html.Div(id=ids.DISPATCH_FEEDBACK, className="aj-feedback", role="status"),
                           html_box(ids.DISPATCH_DETAIL, HTML_BOXES[ids.DISPATCH_DETAIL],

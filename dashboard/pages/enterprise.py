@@ -19,7 +19,16 @@ from dash.exceptions import PreventUpdate
 
 from dashboard import ids
 from dashboard.i18n import t
-from dashboard.mapkit import RISK_HEX, base_children, feature_collection, js, map_props, point
+from dashboard.mapkit import (
+    RISK_HEX,
+    base_children,
+    feature_collection,
+    js,
+    map_props,
+    offline_ids,
+    point,
+    tiles_notice,
+)
 from dashboard.pages.callbacks import PageCallbacks
 from dashboard.pages.common import city, fmt_time, guarded_layout, header, label, lang, preset, principal, web
 from dashboard.pages.layers import grid_name
@@ -230,13 +239,14 @@ def build(p, lang_: str, enterprise_id: str | None = None, **_):
     props.pop("bounds", None)
     props.update(center=[lat0, lon0], zoom=16)
     the_map = dl.Map(
-        [*base_children(pr, c, lang_),
+        [*base_children(pr, c, lang_, **offline_ids(ids.ENTERPRISE_MAP)),
          dl.GeoJSON(data=feature_collection(marks), pointToLayer=js("enterprisePoint")),
          dl.CircleMarker(center=[lat0, lon0], radius=14, color=RISK_HEX.get(risk, "#0a84ff"), weight=3,
                          fill=False)],
         id=ids.ENTERPRISE_MAP, style={"height": "100%"},
         **props,
     )
+    notice = tiles_notice(pr, lang_, ids.ENTERPRISE_MAP, **offline_ids(ids.ENTERPRISE_MAP))
     return html.Div([
         header("enterprise.title", lang_, p, PATH),
         html.Main([
@@ -249,7 +259,7 @@ def build(p, lang_: str, enterprise_id: str | None = None, **_):
                     facts(ent, lang_, now, visits),
                 ], className="aj-panel"),
                 credit_face(enterprise_id, lang_, now),
-                html.Div(the_map, className="aj-profile-map"),
+                html.Div([the_map, notice], className="aj-profile-map aj-map-host"),
             ], className="aj-col"),
             html.Section([
                 html.Div([html.H2(t("enterprise.sensors", lang_)), html.Div(sensors_table_, id=ids.ENTERPRISE_SENSORS)],

@@ -20,7 +20,16 @@ from dash.exceptions import PreventUpdate
 
 from dashboard import ids
 from dashboard.i18n import t
-from dashboard.mapkit import base_children, feature_collection, js, line_positions, map_props, point
+from dashboard.mapkit import (
+    base_children,
+    feature_collection,
+    js,
+    line_positions,
+    map_props,
+    offline_ids,
+    point,
+    tiles_notice,
+)
 from dashboard.pages import layers
 from dashboard.pages.callbacks import PageCallbacks
 from dashboard.pages.common import (
@@ -66,19 +75,20 @@ def build(p, lang_: str, **_):
     c = city()
     pr = preset()
     the_map = dl.Map(
-        [*base_children(pr, c, lang_),
+        [*base_children(pr, c, lang_, **offline_ids(ids.OFFICER_MAP)),
          dl.Polyline(id=ids.OFFICER_ROUTE, positions=[], color="#30d158", weight=5, dashArray="10 8"),
          dl.GeoJSON(id=ids.OFFICER_ME, data=layers.EMPTY, pointToLayer=js("inspectorPoint")),
          dl.GeoJSON(id=ids.OFFICER_TARGET, data=layers.EMPTY, pointToLayer=js("targetPoint"))],
         id=ids.OFFICER_MAP, style={"height": "100%"}, zoomControl=True, **map_props(pr, c),
     )
+    notice = tiles_notice(pr, lang_, ids.OFFICER_MAP, **offline_ids(ids.OFFICER_MAP))
     return html.Div([
         header("officer.title", lang_, p, PATH),
         html.Div([
             html.Div(id=ids.OFFICER_FEEDBACK, className="aj-feedback", role="status"),
             html.Ul(id=ids.OFFICER_LIST, className="aj-officer-list"),
             html.Div(id=ids.OFFICER_DETAIL),
-            html.Div(the_map, className="aj-officer-map"),
+            html.Div([the_map, notice], className="aj-officer-map aj-map-host"),
             html.Section(id=ids.OFFICER_TASKS, className="aj-officer-tasks"),
         ], className="aj-officer-body"),
         dcc.Interval(id=ids.OFFICER_TICK, interval=TICK_MS),

@@ -20,7 +20,7 @@ from dash.exceptions import PreventUpdate
 
 from dashboard import ids
 from dashboard.i18n import t
-from dashboard.mapkit import base_children, map_props, unit_colours
+from dashboard.mapkit import base_children, map_props, offline_ids, tiles_notice, unit_colours
 from dashboard.pages.callbacks import PageCallbacks
 from dashboard.pages.common import city, guarded_layout, header, lang, preset, principal, triggered
 
@@ -95,8 +95,9 @@ def body(p, lang_: str, week: str):
                                      fillColor=colours.get(unit, "#0a84ff"), fillOpacity=0.8,
                                      children=dl.Tooltip(f"{pl[0]} · {unit} · {i['date']}")))
     pr = preset()
-    the_map = dl.Map([*base_children(pr, c, lang_), *marks], id=ids.PLANS_MAP, style={"height": "420px"},
-                     **map_props(pr, c))
+    the_map = dl.Map([*base_children(pr, c, lang_, **offline_ids(ids.PLANS_MAP)), *marks], id=ids.PLANS_MAP,
+                     style={"height": "420px"}, **map_props(pr, c))
+    notice = tiles_notice(pr, lang_, ids.PLANS_MAP, **offline_ids(ids.PLANS_MAP))
     # --- the collisions and their resolution
     can_resolve = p.role in MANAGE
     lis = []
@@ -121,7 +122,7 @@ def body(p, lang_: str, week: str):
     return [
         html.Div([html.H2(t("plans.week", lang_, week=week)), html.P(kpi, id=ids.PLANS_KPI), grid], className="aj-panel"),
         html.Div([html.H2(t("plans.conflicts", lang_)), conflict_list], className="aj-panel"),
-        html.Div(the_map, className="aj-panel"),
+        html.Div([the_map, notice], className="aj-panel aj-map-host"),
     ]
 
 

@@ -19,7 +19,16 @@ from dash.exceptions import PreventUpdate
 
 from dashboard import ids
 from dashboard.i18n import t
-from dashboard.mapkit import base_children, esc, feature_collection, js, map_props, point
+from dashboard.mapkit import (
+    base_children,
+    esc,
+    feature_collection,
+    js,
+    map_props,
+    offline_ids,
+    point,
+    tiles_notice,
+)
 from dashboard.pages import layers
 from dashboard.pages.callbacks import PageCallbacks
 from dashboard.pages.common import city, fmt_time, guarded_layout, header, lang, preset, web
@@ -60,13 +69,14 @@ def build(p, lang_: str, inspector=None, day=None, **_):
     insp = screen_queries.inspectors(web().engine)
     today = datetime.now(CHINA_TZ).date().isoformat()
     the_map = dl.Map(
-        [*base_children(pr, c, lang_),
+        [*base_children(pr, c, lang_, **offline_ids(ids.REPLAY_MAP)),
          dl.Polyline(id=ids.REPLAY_LINE, positions=[], color="#64d2ff", weight=4, opacity=0.8),
          dl.GeoJSON(id=ids.REPLAY_VISITS, data=layers.EMPTY, pointToLayer=js("visitPoint")),
          dl.CircleMarker(id=ids.REPLAY_MARKER, center=[0, 0], radius=9, color="#06101f", weight=2,
                          fillColor="#ffd60a", fillOpacity=1)],
         id=ids.REPLAY_MAP, style={"height": "100%"}, **map_props(pr, c),
     )
+    notice = tiles_notice(pr, lang_, ids.REPLAY_MAP, **offline_ids(ids.REPLAY_MAP))
     return html.Div([
         header("replay.title", lang_, p, PATH),
         html.Main([
@@ -98,7 +108,7 @@ def build(p, lang_: str, inspector=None, day=None, **_):
                     html.P(id=ids.REPLAY_SUMMARY, className="aj-muted"),
                 ], className="aj-panel aj-replay-controls"),
             ], className="aj-col"),
-            html.Section(the_map, className="aj-replay-map"),
+            html.Section([the_map, notice], className="aj-replay-map aj-map-host"),
         ], className="aj-replay"),
         dcc.Interval(id=ids.REPLAY_TIMER, interval=TIMER_MS, disabled=True),
         dcc.Store(id=ids.REPLAY_TRACK, data=None),

@@ -44,6 +44,7 @@ from dashboard.mapkit import (
     js,
     map_props,
     metres_per_pixel,
+    tiles_notice,
     trail_features,
 )
 from dashboard.pages import layers
@@ -204,8 +205,8 @@ def build(p, lang_: str, **_):
                 the_map,
                 html.Div(id=ids.WALL_TAKEOVER_CARD, className="aj-takeover"),
                 # Shown by anjian.js when the tile server fails and the wall draws its offline base.
-                html.Div(t("wall.tiles_offline", lang_), id=ids.WALL_TILES_NOTICE, className="aj-tiles-notice",
-                         hidden=True, **{"data-tiles": len(pr.tiles)}),
+                tiles_notice(pr, lang_, ids.WALL_MAP, street_id=ids.WALL_STREET_LAYER, grid_id=ids.WALL_GRID_LAYER,
+                             tile_id=ids.WALL_TILES, notice_id=ids.WALL_TILES_NOTICE),
                 html.Div(stops[0]["name"] if stops else "", id=ids.WALL_VIEW_NAME, className="aj-view-name"),
                 html.Div([
                     html.Div(t("wall.heat.label", lang_), className="aj-legend-title"),

@@ -467,6 +467,51 @@ def test_when_tiles_fail_the_wall_switches_to_its_offline_base_and_says_so(stack
         scr.close()
 
 
+BASE_DRAWN_JS = """(mapId) => {
+  const c = document.querySelector('#' + mapId + ' .leaflet-aj-base-pane canvas');
+  if (!c) return false;
+  const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+  let n = 0; for (let i = 3; i < d.length; i += 4 * 97) if (d[i] > 0) n++;
+  return n > 150; }"""
+
+
+@pytest.mark.parametrize("user,path,map_id", [("disp1", "/dispatch", "dispatch-map"),
+                                              ("officer-a", "/officer", "officer-map"),
+                                              ("disp1", "/enterprise/{a}", "enterprise-map"),
+                                              ("disp1", "/plans", "plans-map")])
+def test_when_tiles_fail_every_map_switches_to_its_offline_base(stack, browser, user, path, map_id):
+    """The tour: the console, the officer's phone and the enterprise page kept asking a dead
+    tile server (197 and 24 requests), drew black, and credited OpenStreetMap over nothing."""
+    from dashboard.mapkit import TilePreset, TileSpec
+
+    server = stack["server"]
+    saved = server.extensions["anjian_tiles"]
+    server.extensions["anjian_tiles"] = TilePreset("custom", "wgs84", (TileSpec("http://127.0.0.1:9/{z}/{x}/{y}.png",
+                                                                                "© Dead Tiles", (), 18),),
+                                                   requested="custom")
+    size = (375, 812) if user.startswith("officer") else (1920, 1080)
+    scr = Screen(browser, stack["url"], *size).login(user, path.format(a=stack["a"]["enterprise"]))
+    try:
+        page = scr.page
+        notice = f"#{map_id}-tiles-notice"
+        page.wait_for_selector(f"{notice}:not([hidden])", timeout=20000)
+        assert "离线底图" in page.inner_text(notice)
+        assert page.locator(notice).is_visible()
+        page.wait_for_function(BASE_DRAWN_JS, arg=map_id, timeout=10000)
+        assert "Dead Tiles" not in page.inner_text(f"#{map_id} .leaflet-control-attribution")
+        time.sleep(1.0)
+        before = sum(1 for u in scr.requests if ":9/" in u)
+        assert before < 40, before
+        box = page.locator(f"#{map_id}").bounding_box()
+        page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+        page.mouse.wheel(0, -600)
+        time.sleep(2.0)
+        assert sum(1 for u in scr.requests if ":9/" in u) == before
+    finally:
+        server.extensions["anjian_tiles"] = saved
+        scr.close()
+
+
 def test_the_wall_draws_a_local_mbtiles_basemap_with_no_outside_request(stack, browser, tmp_path):
     from dashboard.mapkit import tile_preset
     from tests.dashboard.mbtileskit import write_mbtiles
