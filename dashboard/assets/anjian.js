@@ -38,7 +38,7 @@
   }
 
   // Heat ramps: sequential, one hue family each, and none of the four risk colours nor
-  // the alarm red (colour means one thing): activity dark teal -> pale aqua, coverage
+  // the alarm colour (colour means one thing): activity dark teal -> pale aqua, coverage
   // gaps dark violet -> pale lilac.  The same stops draw the legend (heatLegend).
   var HEAT_STOPS = {
     activity: [[0, [13, 59, 78]], [0.5, [23, 150, 150]], [1, [190, 250, 235]]],
@@ -356,7 +356,7 @@
   // up beyond it (maxNativeZoom), as raster MBTiles are.
   //
   // The palette is muted on purpose (colour means one thing): land, water, roads and
-  // buildings in dark slate greys and blues, none of them a risk colour nor the alarm red;
+  // buildings in dark slate greys and blues, none of them a risk colour nor the alarm colour;
   // point layers (labels, POIs) are not drawn.  Layer names are those of the OpenMapTiles
   // and Shortbread schemas; any other layer the file lists gets the quiet default.
   var VECTORGRID_SRC = "/assets/vendor/leaflet.vectorgrid/Leaflet.VectorGrid.bundled.min.js";

@@ -424,6 +424,23 @@ def test_colour_means_one_thing_heat_has_its_own_ramp_and_every_layer_a_legend(s
             for name, r in reserved.items():
                 distance = sum((a - b) ** 2 for a, b in zip(c, r)) ** 0.5
                 assert distance > 80, (c, name)
+        # The alarms' own colours (the legend's alarm dot, the severity badges and markers, the
+        # takeover's border) are none of the risk colours either: red means risk here.
+        alarm = page.evaluate("""() => {
+          const probe = (html) => { const d = document.createElement('div'); d.innerHTML = html;
+            document.body.appendChild(d); return d.firstElementChild; };
+          const rgb = (el, prop) => getComputedStyle(el)[prop].match(/\\d+/g).slice(0, 3).map(Number);
+          return [rgb(document.querySelector('.aj-map-legend .aj-dot-alarm'), 'backgroundColor'),
+                  rgb(probe('<span class="aj-badge aj-sev-critical">x</span>'), 'backgroundColor'),
+                  rgb(probe('<span class="aj-badge aj-sev-warning">x</span>'), 'backgroundColor'),
+                  rgb(probe('<div class="aj-alarm aj-sev-critical"><span class="aj-alarm-core"></span></div>')
+                      .firstElementChild, 'backgroundColor'),
+                  rgb(probe('<div class="aj-alarm aj-sev-warning"><span class="aj-alarm-core"></span></div>')
+                      .firstElementChild, 'backgroundColor'),
+                  rgb(probe('<div class="aj-takeover aj-show">x</div>'), 'borderTopColor')]; }""")
+        for c in alarm:
+            for name, r in reserved.items():
+                assert sum((a - b) ** 2 for a, b in zip(c, r)) ** 0.5 > 80, (c, name)
         # A legend for each layer: heat (its ramp follows the mode), enterprises, inspectors, alarms.
         legend = page.inner_text(".aj-map-legend")
         for words in ("热力图", "低", "高", "企业（按风险）", "执法人员", "燃气报警"):
