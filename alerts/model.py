@@ -73,6 +73,12 @@ def hazard_subject(hazard_id: int) -> str:
     return f"hazard:{hazard_id}"
 
 
+def gps_arrival_note(distance_m: float, ts: float) -> str:
+    """The note of an arrival the alert engine saw in the assignee's fixes (rewritten
+    through the catalogue on the screens, like the notes below)."""
+    return f"GPS: {float(distance_m):.0f} m from the enterprise at {ts}"
+
+
 # The notes of a hazard_overdue alert's history (the screens rewrite each form through
 # the catalogue: dashboard/pages/common.py, history_note).
 def hazard_overdue_note(hazard_id: int, days: float) -> str:

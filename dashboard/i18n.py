@@ -202,6 +202,7 @@ CATALOGUE: dict[str, dict[str, str]] = {
                               "en": "hazard {id} {days} d overdue: escalated to the district"},
     "note.hazard_no_longer": {"zh-CN": "隐患已整改，不再逾期", "en": "the hazard is no longer overdue"},
     "note.overdue_superseded": {"zh-CN": "已由 {day} 的逾期汇总取代", "en": "superseded by the roll-up of {day}"},
+    "note.gps_arrival": {"zh-CN": "定位到场：距企业 {m} 米（{time}）", "en": "GPS: {m} m from the enterprise ({time})"},
     "note.takeover": {"zh-CN": "从 {from_name} 接管给 {to_name}", "en": "taken over from {from_name} by {to_name}"},
     "note.reassign_to": {"zh-CN": "改派至 {name}", "en": "sent to {name} instead"},
     "alert.outcome.leak_handled": {"zh-CN": "泄漏已处置", "en": "Leak handled"},

@@ -39,6 +39,7 @@ import time
 import numpy as np
 from sqlalchemy import Engine, bindparam, insert, select
 
+from alerts.model import gps_arrival_note
 from data import models
 from geo.china import CHINA_UTC_OFFSET_S
 from plans.model import week_span_ts
@@ -299,12 +300,17 @@ def _alarms(conn, rng, sensors, by_unit, office, now, since) -> int:
              "at": first, "note": None},
             {"alert_id": aid, "from_state": "open", "to_state": "acknowledged", "action": "ack",
              "actor": "dispatcher", "at": ack, "note": None},
+            # The trail as the live system writes it (the screens render these forms through
+            # the catalogue): the dispatcher assigns (the assignee is the alert's), the alert
+            # engine records the GPS arrival, the dispatcher resolves on the officer's report
+            # (the outcome is the alert's).
             {"alert_id": aid, "from_state": "acknowledged", "to_state": "dispatched", "action": "assign",
-             "actor": "dispatcher", "at": dispatched, "note": assignee},
+             "actor": "dispatcher", "at": dispatched, "note": None},
             {"alert_id": aid, "from_state": "dispatched", "to_state": "on_scene", "action": "arrive",
-             "actor": assignee, "at": arrive, "note": None},
+             "actor": "system", "at": arrive,
+             "note": gps_arrival_note(float(rng.uniform(8, 60)), arrive)},
             {"alert_id": aid, "from_state": "on_scene", "to_state": "resolved", "action": "resolve",
-             "actor": assignee, "at": resolved, "note": outcome},
+             "actor": "dispatcher", "at": resolved, "note": None},
         ])
         count += 1
     return count

@@ -40,7 +40,7 @@ from alerts.dispatch import dispatch_payload, dispatch_topic
 from alerts.lifecycle import new_alert
 from alerts.model import (APPROACH_WARNING, GAS_ALARM, INSPECTOR_OFFLINE, OVERDUE_INSPECTION, SENSOR_FAULT,
                           SENSOR_OFFLINE, AlertState, approach_subject, enterprise_subject, inspector_subject,
-                          sensor_subject)
+                          gps_arrival_note, sensor_subject)
 from alerts.overdue import apply_rollup, local_day, overdue_subject
 from alerts.rules import Decision, SensorMemory, evaluate_gas, evaluate_offline, severity_for
 from data.alert_store import SYSTEM, AlertStore, Conflict
@@ -611,7 +611,7 @@ class AlertEngine:
     # --- arrivals, outbox, geo ------------------------------------------------------------
     def on_arrival(self, f: dict) -> None:
         alert_id = int(f["alert_id"])
-        note = f"GPS: {float(f['distance_m']):.0f} m from the enterprise at {f['ts']}"
+        note = gps_arrival_note(f["distance_m"], f["ts"])
         try:
             self.store.act(alert_id, "arrive", SYSTEM, note=note, at=float(f["ts"]))
         except (Conflict, LookupError) as e:

@@ -263,6 +263,8 @@ _NOTES = (
     (re.compile(r"^(normal|low|high|fault|tamper|test)(?: (-?[\d.]+) % LEL)?$"),
      lambda m, lang_, names: _gas_note(m, lang_)),
     (re.compile(r"^(\d+) overdue$"), lambda m, lang_, names: t("note.overdue", lang_, n=m[1])),
+    (re.compile(r"^GPS: (\d+) m from the enterprise at " + _NUM + r"$"),
+     lambda m, lang_, names: t("note.gps_arrival", lang_, m=m[1], time=_when(m[2]))),
     (re.compile(r"^takeover from (\S+) by (\S+)$"),
      lambda m, lang_, names: t("note.takeover", lang_, from_name=names(m[1]), to_name=names(m[2]))),
     (re.compile(r"^→ (\S+)(?: .*)?$"), lambda m, lang_, names: t("note.reassign_to", lang_, name=names(m[1]))),

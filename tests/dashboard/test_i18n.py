@@ -118,6 +118,10 @@ def test_an_alerts_history_reads_in_chinese_with_local_times():
     rows.append({"action": "open", "actor": "system", "to_state": "open", "at_ts": ts,
                  "note": f"last will; last seen {ts}"})
     rows.append({"action": "open", "actor": "system", "to_state": "open", "at_ts": ts, "note": "silent; last seen None"})
+    from alerts.model import gps_arrival_note
+
+    rows.append({"action": "arrive", "actor": "system", "to_state": "on_scene", "at_ts": ts + 600,
+                 "note": gps_arrival_note(23.4, ts + 600)})
     # An overdue hazard's alert: opened, sent to the district, resolved by the system.
     from alerts.model import HAZARD_NO_LONGER_OVERDUE, OVERDUE_SUPERSEDED, hazard_escalated_note, hazard_overdue_note
 
@@ -131,6 +135,7 @@ def test_an_alerts_history_reads_in_chinese_with_local_times():
     assert not re.findall(r"[A-Za-z]{3,}", text.replace("LEL", "")), text
     assert "1796315617" not in text and fmt_time(ts, with_date=True) in text
     assert "系统" in text and "定位（王强）" in text and "泄漏已处置" in text  # the resolve names its outcome
+    assert f"定位到场：距企业 23 米（{fmt_time(ts + 600, with_date=True)}）" in text
     en = " ".join(v for e in history_entries(alert_json, "en", lambda i: names(i) or i) for v in e.values()
                   if v != "王强" and "王强" not in v)
     assert not re.search(r"[\u4e00-\u9fff]", en), en

@@ -6,6 +6,7 @@ gas alarms with their trails, visits earlier today, and written once."""
 from __future__ import annotations
 
 import datetime as dt
+import re
 
 from sqlalchemy import func, select
 
@@ -102,3 +103,16 @@ def test_a_month_of_history_that_agrees_with_the_city(engine, settings):
         assert states_ == ["open", "acknowledged", "dispatched", "on_scene", "resolved"]
         times = [t for _, t in trail[a.id]]
         assert times == sorted(times) and times[0] == a.first_seen and times[-1] < NOW
+    # And the trail reads as the live system's does on the dispatcher's screen: no outcome
+    # codes, no inspector ids, no English, no epochs (the tour saw all four in the demo's).
+    from dashboard.pages.common import history_entries
+
+    with engine.connect() as conn:
+        events = conn.execute(select(models.AlertEvent.__table__).order_by(models.AlertEvent.id)).all()
+    for a in alerts:
+        rows = [{"action": e.action, "actor": e.actor, "to_state": e.to_state, "at_ts": e.at, "note": e.note}
+                for e in events if e.alert_id == a.id]
+        shown = history_entries({"history": rows, "outcome": a.outcome}, "zh-CN")
+        text = " ".join(v for e in shown for k, v in e.items() if not (k == "actor" and v == "dispatcher"))
+        assert not re.findall(r"[A-Za-z_]{3,}|\d{9,}", text.replace("LEL", "")), text
+        assert "定位到场" in text and any(w in text for w in ("泄漏已处置", "误报", "设备故障")), text
