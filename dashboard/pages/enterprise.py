@@ -35,6 +35,9 @@ from dashboard.pages.layers import grid_name
 from data import screen_queries
 from hazards.review import REVIEW_ROLES
 
+CHART_AXIS = {"tickfont": {"color": "#8aa0bd", "size": 11}, "gridcolor": "rgba(138, 160, 189, 0.18)",
+              "zeroline": False, "linecolor": "rgba(138, 160, 189, 0.35)"}
+
 PATH = "/enterprise/<enterprise_id>"
 ROLES = ("dispatcher", "admin", "officer")
 REFRESH_MS = 5000
@@ -187,11 +190,20 @@ def credit_face(enterprise_id: str, lang_: str, now: float):
         style={"height": "90px"},
         figure={"data": [{"x": [p_["date"] for p_ in trend], "y": [p_["score"] for p_ in trend], "type": "scatter",
                           "mode": "lines", "line": {"color": "#0a84ff", "width": 2}}],
+                # Dates as numbers (12-05), not plotly's English month names; muted ticks and
+                # faint gridlines on the dark panel.
                 "layout": {"margin": {"l": 28, "r": 6, "t": 4, "b": 18}, "height": 90,
-                           "yaxis": {"range": [0, 100]}, "paper_bgcolor": "rgba(0,0,0,0)",
+                           "xaxis": {"tickformat": "%m-%d", **CHART_AXIS},
+                           "yaxis": {"range": [0, 100], **CHART_AXIS}, "paper_bgcolor": "rgba(0,0,0,0)",
                            "plot_bgcolor": "rgba(0,0,0,0)"}}) if trend else html.Div("—")
     hz = face["hazards"]
-    rows = [html.Tr([html.Td(t(f"hz.level.{h['level']}", lang_)), html.Td(h["category"]),
+    items = store().catalogue.items
+
+    def category(code):  # the catalogue's name, in the page's language; an unknown code as it is
+        item = items.get(code)
+        return code if item is None else (item.name if lang_ == "zh-CN" else item.name_en)
+
+    rows = [html.Tr([html.Td(t(f"hz.level.{h['level']}", lang_)), html.Td(category(h["category"])),
                      html.Td(t(f"hz.state.{h['state']}", lang_)),
                      html.Td(fmt_time(h["reported_ts"], with_date=True)),
                      html.Td(_fmt_days(h["time_to_close_s"], lang_))]) for h in hz["items"][:20]]

@@ -44,7 +44,7 @@ def _item(h: dict, lang_: str, names: dict, p) -> html.Li | None:
         badges.append(html.Span(t("hz.overdue", lang_), className="aj-badge aj-hz-overdue"))
     return html.Li([*badges, " ", html.Span(names.get(h["enterprise_id"], h["enterprise_id"]), className="aj-data"),
                     " · ", t(f"hz.state.{h['state']}", lang_),
-                    " · ", t("hz.deadline", lang_), " ", fmt_time(h["deadline_ts"]) if h["deadline_ts"] else "—",
+                    " · ", t("hz.deadline", lang_), " ", fmt_time(h["deadline_ts"], with_date=True) if h["deadline_ts"] else "—",
                     # The thread of a disputed hazard, for those who take part (never on the wall's kiosk).
                     *([" · ", html.A(t("hz.discuss", lang_), href=f"/hazards/{h['id']}/discussion",
                                      className="aj-hz-discuss")] if p is not None and p.role in DISCUSS_ROLES else [])],
@@ -56,7 +56,7 @@ def major_hazard_items(lang_: str, p=None) -> list:
     names = web().registry().enterprise_names
     rows = sorted(_open_hazards("major", False), key=lambda h: (not h["overdue"], h["deadline_ts"] or 0, h["id"]))
     items = [i for i in (_item(h, lang_, names, p) for h in rows) if i is not None][:MAX_ITEMS]
-    return items or [html.Li(t("hz.none", lang_), className="aj-muted")]
+    return items or [html.Li(t("hz.none", lang_), className="aj-muted aj-alert-none")]
 
 
 def overdue_and_major_items(lang_: str, p=None) -> list:
@@ -69,7 +69,7 @@ def overdue_and_major_items(lang_: str, p=None) -> list:
             rows.append(h)
     rows.sort(key=lambda h: (not h["overdue"], h["level"] != "major", h["deadline_ts"] or 0, h["id"]))
     items = [i for i in (_item(h, lang_, names, p) for h in rows) if i is not None][:MAX_ITEMS * 2]
-    return items or [html.Li(t("hz.none", lang_), className="aj-muted")]
+    return items or [html.Li(t("hz.none", lang_), className="aj-muted aj-alert-none")]
 
 
 def street_ranking_items(lang_: str) -> list:

@@ -42,6 +42,12 @@ def test_wall_and_dispatcher_show_major_and_overdue_hazards(web):
     with webkit.as_user(server, users["dispatcher"]):
         items = dispatch_hazards(1)
     assert _hazard_ids(items) == [str(late["id"]), str(major["id"])]  # overdue first, then major
+    # An overdue hazard's deadline is days past: it carries its date, not only a time of day.
+    from dashboard.pages.common import fmt_time
+    from tests.dashboard.test_consoles import text_of
+
+    deadline = store.get(late["id"])["deadline_ts"]
+    assert f'"整改期限", " ", "{fmt_time(deadline, with_date=True)}"' in text_of(items)
 
     # Closed (销号), the major hazard leaves the wall.
     store.act(major["id"], "assign", "off1")
@@ -72,3 +78,7 @@ def test_the_enterprise_profile_shows_the_credit_face(web):
     assert "信用脸谱" in page and "enterprise-score-trend" in page
     assert "隐患：未销号 1，已销号 0，超期 1" in page
     assert "红灯企业" in page and "隐患超期未整改" in page
+    # The hazard by the catalogue's name, not its code (the tour saw "SC01").
+    assert "瓶装液化气钢瓶放置在地下室" in page and "SC01" not in page
+    # The trend's dates as numbers (plotly would write "Nov 8" in the Chinese page).
+    assert '"tickformat": "%m-%d"' in page
