@@ -346,6 +346,8 @@ def perform(trigger: dict, p, pending: dict | None = None) -> tuple[bool | None,
     if action == "confirm" and pending and pending.get("alert") == alert_id:
         if pending.get("action") == "takeover":
             ok, msg = act(alert_id, "assign", p, assignee_id=p.inspector_id, take_over=True)
+            if ok:  # the store's action is an assign; the officer did a takeover
+                msg = t("alert.done", lang(), action=label("alert.action", "takeover", lang()))
         elif pending.get("action") == "resolve":
             ok, msg = act(alert_id, "resolve", p, outcome=pending.get("outcome") or None)
         else:

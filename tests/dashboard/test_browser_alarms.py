@@ -210,6 +210,8 @@ def test_the_officer_is_asked_before_a_takeover_and_an_outcome_and_history_reads
                                 if a["id"] == alert_id)["assignee_id"] == fed[0])
         taken = [e for e in audit.entries(ctx.engine, action="alert.takeover") if e.target == f"alert:{alert_id}"]
         assert taken and taken[-1].actor == "officer-a"
+        page.wait_for_selector("#officer-feedback:has-text('接管')", timeout=5000)
+        assert page.inner_text("#officer-feedback") == "已执行：接管"  # what was done, not "dispatched"
         # An outcome asks first too.
         page.wait_for_selector("button.aj-big-arrive:not([disabled])", timeout=10000)
         page.click("button.aj-big-arrive")
