@@ -70,9 +70,12 @@ RISK_HEX = {"red": "#ff3b30", "orange": "#ff9500", "yellow": "#ffd60a", "blue": 
 
 # Unit colours: 12 hues that stay apart from each other and from the risk
 # colours' meaning on a dark background (no pure red: red means danger here).
+# Units' colours (the inspectors' dots): light enough for the dark map, and each at least
+# 80 (RGB distance) from the four risk colours, the alarm colours and the offline grey,
+# so an inspector is never read as a risk or an alarm (a browser test measures it).
 UNIT_PALETTE = (
-    "#64d2ff", "#30d158", "#bf5af2", "#ffd6a5", "#5ac8fa", "#a2845e",
-    "#ff6ac1", "#98ff98", "#ffffff", "#c7b9ff", "#00c7be", "#e5e059",
+    "#64d2ff", "#30d158", "#bf5af2", "#f0d070", "#5ac8fa", "#a2845e",
+    "#80f000", "#98ff98", "#ffffff", "#c7b9ff", "#00c7be", "#00f000",
 )
 
 # Coordinates go to the browser with 6 decimals: ~0.1 m, far below GPS error,

@@ -443,6 +443,13 @@ def test_colour_means_one_thing_heat_has_its_own_ramp_and_every_layer_a_legend(s
         for c in alarm:
             for name, r in reserved.items():
                 assert sum((a - b) ** 2 for a, b in zip(c, r)) ** 0.5 > 80, (c, name)
+        # The units' colours (the inspectors' dots) are neither a risk colour nor an alarm's.
+        units = page.evaluate("""() => [...document.querySelectorAll('#wall-unit-legend .aj-dot')]
+          .map(el => getComputedStyle(el).backgroundColor.match(/\\d+/g).slice(0, 3).map(Number))""")
+        assert len(units) >= 12
+        for c in units:
+            for r in [*reserved.values(), *alarm]:
+                assert sum((a - b) ** 2 for a, b in zip(c, r)) ** 0.5 > 79, (c, r)
         # A legend for each layer: heat (its ramp follows the mode), enterprises, inspectors, alarms.
         legend = page.inner_text(".aj-map-legend")
         for words in ("热力图", "低", "高", "企业（按风险）", "执法人员", "燃气报警"):
