@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import re
 import threading
 import time
 import uuid
@@ -51,6 +52,23 @@ from data.registry import Registry
 from ingest.client import MqttConnection, publisher_client_id
 
 log = logging.getLogger(__name__)
+
+_DUE = re.compile(r"^level (\d+): (.*) \(unacknowledged; due (\d+(?:\.\d+)?)\)$")
+
+
+def log_time(ts: float) -> str:
+    """A time as an operator reads it in a log: local ISO date and time, to the millisecond."""
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ts)) + f".{int(ts % 1 * 1000):03d}"
+
+
+def escalation_log_entry(alert_id: int, rec) -> str:
+    """One fired escalation in the engine's log: the alert, its new level and audience,
+    when it was due and how late it fired; not the history note's epoch seconds."""
+    m = _DUE.match(rec.note or "")
+    if not m:
+        return f"{alert_id} ({rec.note})"
+    due = float(m.group(3))
+    return f"{alert_id} (level {m.group(1)}: {m.group(2)}; due {log_time(due)}, fired {rec.at - due:+.2f} s)"
 
 # The alarm lane first: a batch of heartbeats (up to READ_COUNT, ~100 ms) is the
 # longest an alarm waits for the engine, whatever the backlog of heartbeats.
@@ -606,7 +624,8 @@ class AlertEngine:
                     self.publish(f"{prefix}/v1/alerts/{alert_id}/escalation",
                                  {"alert_id": alert_id, "note": rec.note, "at": rec.at}, retain=False)
             log.warning("%d alert(s) escalated: %s", len(fired),
-                        ", ".join(f"{a} ({rs[-1].note})" for a, rs in fired[:5]) + (" ..." if len(fired) > 5 else ""))
+                        ", ".join(escalation_log_entry(a, rs[-1]) for a, rs in fired[:5])
+                        + (" ..." if len(fired) > 5 else ""))
 
     # --- arrivals, outbox, geo ------------------------------------------------------------
     def on_arrival(self, f: dict) -> None:

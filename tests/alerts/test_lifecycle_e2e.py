@@ -5,6 +5,8 @@ restart, roles, concurrency, and the audit chain."""
 from __future__ import annotations
 
 import json
+import logging
+import re
 import threading
 import time
 import uuid
@@ -137,7 +139,8 @@ def test_full_gas_alarm_lifecycle_over_mqtt_and_api(system):
     assert audit.verify(system["engine"]) is None
 
 
-def test_escalates_when_ignored_and_across_an_engine_restart(system):
+def test_escalates_when_ignored_and_across_an_engine_restart(system, caplog):
+    caplog.set_level(logging.WARNING, logger="ingest.alert_engine")
     raise_alarm(system)
     a = wait_until(lambda: open_alerts(system))[0]
     first = wait_until(lambda: (x := api(system["client"], system["tokens"]["admin"], "GET", f"/alerts/{a['id']}")[1])
@@ -159,6 +162,14 @@ def test_escalates_when_ignored_and_across_an_engine_restart(system):
     escalations = [h for h in second["history"] if h["action"] == "escalate"]
     assert len(escalations) == 2, "each rung must fire exactly once"
     system["alert_engine"] = eng
+    # The engine's log, as an operator reads it: the alert, its level, when it was due
+    # as a date and time, how late it fired; no epoch seconds.
+    lines = [r.getMessage() for r in caplog.records if "escalated" in r.getMessage()]
+    assert lines, "each escalation is logged"
+    for line in lines:
+        assert f"{a['id']} (level " in line
+        assert re.search(r"due \d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3}, fired [+-]\d+\.\d\d s\)", line), line
+        assert not re.search(r"\b1\d{9}\b", line), f"an epoch in the log: {line}"
 
 
 def test_lower_roles_are_refused_on_every_changing_route(system):
