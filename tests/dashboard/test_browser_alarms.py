@@ -313,6 +313,13 @@ def test_the_enterprise_page_states_consistent_facts_and_an_honest_area_refusal(
         # The page uses the screen: the map fills the left column down to the bottom.
         bottom = disp.page.eval_on_selector("#enterprise-map", "el => el.getBoundingClientRect().bottom")
         assert bottom > 0.85 * 1080, bottom
+        # Each panel on the right is as tall as what it holds: no empty box to the bottom
+        # of the screen around a one-line visit list (it was 1282 x 884 px).
+        slack = disp.page.evaluate("""() => [...document.querySelectorAll('.aj-profile > .aj-col:last-child > .aj-panel')]
+          .map(p => { const r = p.getBoundingClientRect();
+                      const end = Math.max(...[...p.children].map(c => c.getBoundingClientRect().bottom));
+                      return [p.querySelector('h2').textContent, Math.round(r.bottom - end)]; })""")
+        assert len(slack) == 3 and all(gap < 40 for _, gap in slack), slack
         # And a phone: one column, nothing wider than the screen.
         small = Screen(browser, stack["url"], 375, 812).login("disp1", f"/enterprise/{a['enterprise']}")
         try:
@@ -326,10 +333,12 @@ def test_the_enterprise_page_states_consistent_facts_and_an_honest_area_refusal(
         phone.page.wait_for_selector("#enterprise-missing", timeout=15000)
         outside = phone.page.inner_text("body")
         assert "您的辖区内没有这家企业" in outside and b["name"] not in outside
+        refusal = phone.page.inner_text("#enterprise-missing")
+        # An enterprise that does not exist reads the same: the refusal tells nothing.
         phone.page.goto(stack["url"] + "/enterprise/NO-SUCH-ONE")
-        phone.page.wait_for_selector("#enterprise-missing", timeout=15000)
-        assert phone.page.inner_text("#enterprise-missing") == phone.page.inner_text("#enterprise-missing")
-        assert "您的辖区内没有这家企业" in phone.page.inner_text("#enterprise-missing")
+        phone.page.wait_for_function("document.querySelector('#enterprise-missing') && "
+                                     "!document.querySelector('#enterprise-map')", timeout=15000)
+        assert phone.page.inner_text("#enterprise-missing") == refusal
     finally:
         disp.close()
         phone.close()
