@@ -44,7 +44,7 @@ from data.models import (
     Visit,
 )
 from geo.china import CHINA_TZ
-from hazards.model import DAY_S
+from hazards.model import DAY_S, SUPERVISION_FINDERS
 from hazards.scoring import AreaDay, EnterpriseDay, ScoreRow, score_areas, score_enterprises
 
 log = logging.getLogger(__name__)
@@ -81,6 +81,9 @@ def compute_day(engine: Engine, settings, day: str) -> list[ScoreRow]:
         last_si = dict(conn.execute(select(SelfInspection.enterprise_id, func.max(SelfInspection.submitted_at))
                                     .where(SelfInspection.submitted_at <= end)
                                     .group_by(SelfInspection.enterprise_id)).all())
+        # Found by supervision: an inspector's or a service agency's finding counts against
+        # the enterprise; what it reported itself does not (self-reporting is rewarded).
+        found_outside = H.found_by.in_(SUPERVISION_FINDERS)
         assigned = (H.assigned_at > start) & (H.assigned_at <= end)
         rectified = assigned & (H.rectified_at <= end)
         hz = _counts(conn, select(
@@ -91,8 +94,8 @@ def compute_day(engine: Engine, settings, day: str) -> list[ScoreRow]:
             func.sum(case(((H.assigned_at <= end) & (H.deadline < end)
                            & ((H.rectified_at.is_(None)) | (H.rectified_at > end))
                            & ((H.closed_at.is_(None)) | (H.closed_at > end)), 1), else_=0)),
-            func.sum(case((in_window & (H.found_by == "inspector") & (H.level == "general"), 1), else_=0)),
-            func.sum(case((in_window & (H.found_by == "inspector") & (H.level == "major"), 1), else_=0)),
+            func.sum(case((in_window & found_outside & (H.level == "general"), 1), else_=0)),
+            func.sum(case((in_window & found_outside & (H.level == "major"), 1), else_=0)),
         ).where(H.reported_at <= end).group_by(H.enterprise_id))
         gas_window = (Alert.type == "gas_alarm") & (Alert.first_seen > start) & (Alert.first_seen <= end)
         gas = dict(conn.execute(select(Alert.enterprise_id, func.count()).where(gas_window)
@@ -119,9 +122,12 @@ def compute_day(engine: Engine, settings, day: str) -> list[ScoreRow]:
         closed = (H.closed_at.is_not(None)) & (H.closed_at <= end)
         hz_street = _counts(conn, select(H.street_id, func.count(), func.sum(case((closed, 1), else_=0)))
                             .where(in_window).group_by(H.street_id))
-        hz_unit = _counts(conn, select(Inspector.unit_id, func.count(), func.sum(case((closed, 1), else_=0)))
-                          .join(Inspector, Inspector.id == H.finder_id)
-                          .where(in_window, H.found_by == "inspector").group_by(Inspector.unit_id))
+        # A unit's findings: those of its staff, and an agency's found in the agency's own name.
+        finder_unit = func.coalesce(Inspector.unit_id, Unit.id)
+        hz_unit = _counts(conn, select(finder_unit, func.count(), func.sum(case((closed, 1), else_=0)))
+                          .join(Inspector, Inspector.id == H.finder_id, isouter=True)
+                          .join(Unit, Unit.id == H.finder_id, isouter=True)
+                          .where(in_window, found_outside, finder_unit.is_not(None)).group_by(finder_unit))
         streets = [r[0] for r in conn.execute(select(Street.id).order_by(Street.id))]
         units = conn.execute(select(Unit.id, Unit.street_id).order_by(Unit.id)).all()
 

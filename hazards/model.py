@@ -19,6 +19,8 @@ STATES = ("reported", "rectifying", "rectified", "accepted", "closed")
 OPEN_STATES = frozenset({"reported", "rectifying", "rectified", "accepted"})
 # Who found it: an inspector during a visit, a service agency (第三方服务机构), or the enterprise itself.
 FINDERS = ("inspector", "agency", "enterprise")
+# Findings of supervision, not of the enterprise itself: they count against its score.
+SUPERVISION_FINDERS = ("inspector", "agency")
 # How an acceptance was made: on site (GPS proof within the geofence) or by review of the evidence.
 ACCEPT_METHODS = ("on_site", "review")
 

@@ -18,7 +18,8 @@ Enterprise parts (settings ``score_weights_enterprise``):
   speed            hazards rectified by their deadline / hazards rectified
   overdue          1 / (1 + hazards past deadline at the day's end)
   gas_alarms       1 / (1 + gas alarms in the window)
-  findings         1 / (1 + (general + 3 x major hazards found by inspectors in the window) / 4)
+  findings         1 / (1 + (general + 3 x major hazards found by inspectors or service
+                   agencies in the window; not those it reported itself) / 4)
 
 Street and unit parts (settings ``score_weights_area``):
   coverage         enterprises inspected within their interval / enterprises

@@ -12,7 +12,7 @@ from sqlalchemy import insert, select
 
 from data import scores_store
 from data.hazards_store import HazardStore
-from data.models import Base, ScoreRowModel, ScoreRun, Visit
+from data.models import Base, Inspector, ScoreRowModel, ScoreRun, Unit, Visit
 from data.scores_store import Scheduler, catch_up, day_end, missed_days, run_day
 from tests.citykit import write_small_city
 
@@ -75,6 +75,34 @@ def test_scoring_a_day_twice_gives_identical_rows(engine, settings):
     assert {k for k, _ in by} == {"enterprise", "street", "unit"}
     ranks = sorted(rk for (k, _), (_s, rk, _p) in by.items() if k == "enterprise")
     assert ranks == [1, 2]
+
+
+def test_findings_of_service_agencies_count_and_an_enterprises_own_reports_do_not(engine, settings):
+    """The enterprise's findings part counts supervision's findings, an agency's as much as
+    an inspector's; the agency's unit gets its findings in hazard_closure."""
+    store = _city(engine, settings)
+    end = day_end(DAY)
+    with engine.begin() as conn:
+        conn.execute(insert(Unit), [{"id": "A1", "name": "深圳安信安全技术服务有限公司", "kind": "third_party",
+                                     "street_id": None}])
+        conn.execute(insert(Inspector), [{"id": "I3", "name": "陈静", "unit_id": "A1", "owntracks_id": None}])
+    # E2: a major hazard found by the agency's staff, one in the agency's own name, and a
+    # general one the enterprise reported itself.
+    store.create("off1", enterprise_id="E2", category="SC01", level="major", found_by="agency",
+                 finder_id="I3", now=end - 3 * D)
+    store.create("off1", enterprise_id="E2", category="SC01", level="general", found_by="agency",
+                 finder_id="A1", now=end - 2 * D)
+    store.create("ent2", enterprise_id="E2", category="SC01", level="general", found_by="enterprise",
+                 finder_id="E2", now=end - 2 * D)
+    run_day(engine, settings, DAY, now=1.0)
+    by = {(k, i): p for _d, k, i, _s, _rk, p in _rows(engine, DAY)}
+    # (3 x 1 major + 1 general) / 4 = 1: the enterprise's own report is not a finding.
+    assert by[("enterprise", "E2")]["findings"] == 0.5
+    assert by[("enterprise", "E1")]["findings"] == 0.8  # the inspector's one general hazard
+    # The agency found two, closed none; U1 (the inspector's unit) one, none closed.
+    assert by[("unit", "A1")]["hazard_closure"] == 0.0
+    assert by[("unit", "U1")]["hazard_closure"] == 0.0
+    assert by[("unit", "U2")]["hazard_closure"] == 1.0  # found nothing
 
 
 def test_missed_days_are_caught_up(engine, settings):
