@@ -285,6 +285,83 @@
     pageWatch.observe(document.documentElement, { childList: true, subtree: true });
   }
 
+  // --- lists cut at a whole row, with a true "more" -------------------------------------
+  // A list with data-fit (the wall's alerts, major hazards and unit legend) shows the rows
+  // that fit its box and hides the rest from the end; its last row (.aj-alert-more, made
+  // by the server with data-n = rows it left out itself) then says how many are not shown
+  // in all, with the list's data-fit text ("另有 {n} 条").  The count is an attribute the
+  // CSS draws, so nothing React rendered is rewritten.  Refitted when the list changes and
+  // when its box or the window does.
+  function fitList(ul) {
+    var more = null, rows = [];
+    for (var i = 0; i < ul.children.length; i++) {
+      var li = ul.children[i];
+      li.classList.remove("aj-fit-out");
+      if (li.classList.contains("aj-alert-more")) { more = li; } else if (!li.classList.contains("aj-alert-none")) { rows.push(li); }
+    }
+    if (!more) { return; }
+    var left = parseInt(more.getAttribute("data-n") || "0", 10) || 0;
+    var tpl = ul.getAttribute("data-fit") || "{n}";
+    function say(n) {
+      more.classList.toggle("aj-fit-none", n <= 0);
+      var text = n > 0 ? tpl.replace("{n}", String(n)) : "";
+      if (more.getAttribute("data-label") !== text) { more.setAttribute("data-label", text); }
+    }
+    say(left);
+    var over = function () { return ul.scrollHeight > ul.clientHeight + 1; };
+    if (!over()) { ul.setAttribute("data-shown", String(rows.length)); return; }
+    var hidden = 0;
+    say(left + 1);  // the "more" row takes its own line while the rows are measured
+    while (hidden < rows.length && over()) {
+      rows[rows.length - 1 - hidden].classList.add("aj-fit-out");
+      hidden += 1;
+      say(left + hidden);
+    }
+    ul.setAttribute("data-shown", String(rows.length - hidden));
+  }
+  var fitted = [];
+  function refit() {
+    fitted.forEach(function (f) {
+      f.obs.disconnect();
+      fitList(f.ul);
+      f.obs.observe(f.ul, { childList: true, subtree: true, characterData: true });
+    });
+  }
+  var fitQueued = false;
+  function queueFit() {
+    if (fitQueued) { return; }
+    fitQueued = true;
+    window.requestAnimationFrame(function () { fitQueued = false; refit(); });
+  }
+  // New lists are looked for at most once a frame, and only lists that are new are
+  // measured then (a page's other changes, the map's markers, cost one query).
+  var scanQueued = false;
+  function scanFits() {
+    scanQueued = false;
+    var lists = document.querySelectorAll("ul[data-fit]"), found = false;
+    for (var i = 0; i < lists.length; i++) {
+      var ul = lists[i];
+      if (ul.anjianFit) { continue; }
+      ul.anjianFit = true;
+      found = true;
+      fitted.push({ ul: ul, obs: new MutationObserver(queueFit) });
+      // The box changes when its neighbours fill in (the hazards, the ranking), not only
+      // when its own rows do.
+      if (window.ResizeObserver) { new ResizeObserver(queueFit).observe(ul); }
+    }
+    if (found) {
+      fitted = fitted.filter(function (f) { return document.body.contains(f.ul); });
+      queueFit();
+    }
+  }
+  if (window.MutationObserver) {
+    window.addEventListener("resize", queueFit);
+    new MutationObserver(function () {
+      if (!scanQueued) { scanQueued = true; window.requestAnimationFrame(scanFits); }
+    }).observe(document.documentElement, { childList: true, subtree: true });
+    if (document.fonts && document.fonts.ready) { document.fonts.ready.then(queueFit); }
+  }
+
   // --- tiles that fail: every map switches to its offline base by itself ----------------
   // A tile image that fails (no tile server on an intranet) fires "error"; once
   // TILE_FAILURES have failed in one map and none has loaded there, that map's tile

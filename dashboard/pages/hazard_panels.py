@@ -51,12 +51,14 @@ def _item(h: dict, lang_: str, names: dict, p) -> html.Li | None:
                    className="aj-hz-item", **{"data-hazard": str(h["id"])})
 
 
-def major_hazard_items(lang_: str, p=None) -> list:
-    """Open major hazards, the overdue first: the wall's list (it stays until 销号)."""
+def major_hazard_items(lang_: str, p=None, with_left_out: bool = False):
+    """Open major hazards, the overdue first: the wall's list (it stays until 销号).
+    ``with_left_out``: (items, how many past MAX_ITEMS were left out)."""
     names = web().registry().enterprise_names
     rows = sorted(_open_hazards("major", False), key=lambda h: (not h["overdue"], h["deadline_ts"] or 0, h["id"]))
-    items = [i for i in (_item(h, lang_, names, p) for h in rows) if i is not None][:MAX_ITEMS]
-    return items or [html.Li(t("hz.none", lang_), className="aj-muted aj-alert-none")]
+    every = [i for i in (_item(h, lang_, names, p) for h in rows) if i is not None]
+    items = every[:MAX_ITEMS] or [html.Li(t("hz.none", lang_), className="aj-muted aj-alert-none")]
+    return (items, len(every) - len(every[:MAX_ITEMS])) if with_left_out else items
 
 
 def overdue_and_major_items(lang_: str, p=None) -> list:

@@ -186,7 +186,8 @@ def build(p, lang_: str, **_):
                       html.H1(t("wall.title", lang_), className="aj-title")], className="aj-head-left"),
             html.Div([html.Span(id=ids.WALL_STATUS, className="aj-status"),
                       html.Span(id=ids.CLOCK, className="aj-clock"),
-                      lang_toggle(lang_)], className="aj-head-right"),
+                      # The kiosk has no link to press; its language is its URL's (/wall?lang=en).
+                      *([] if kiosk else [lang_toggle(lang_)])], className="aj-head-right"),
         ], className="aj-wall-head"),
         html.Main([
             # The KPIs in one band across the wall, so the side column keeps its height for the
@@ -235,13 +236,14 @@ def build(p, lang_: str, **_):
             ], className="aj-wall-map"),
             html.Aside([
                 html.H2(t("wall.alerts", lang_), className="aj-side-title"),
-                html.Ul(id=ids.WALL_ALERT_LIST, className="aj-alert-list"),
+                html.Ul(id=ids.WALL_ALERT_LIST, className="aj-alert-list", **fit_attrs(lang_)),
                 html.H2(t("wall.major_hazards", lang_), className="aj-side-title"),
-                html.Ul(id=ids.WALL_MAJOR_HAZARDS, className="aj-alert-list aj-hz-list"),
+                html.Ul(id=ids.WALL_MAJOR_HAZARDS, className="aj-alert-list aj-hz-list", **fit_attrs(lang_)),
                 html.H2(t("wall.street_ranking", lang_), className="aj-side-title"),
                 html.Ol(id=ids.WALL_STREET_RANKING, className="aj-legend aj-rank-list"),
                 html.H2(t("wall.units", lang_), className="aj-side-title"),
-                html.Ul(legend_units, id=ids.WALL_UNIT_LEGEND, className="aj-legend aj-legend-units"),
+                html.Ul([*legend_units, more_item(0, lang_)], id=ids.WALL_UNIT_LEGEND,
+                        className="aj-legend aj-legend-units", **fit_attrs(lang_)),
                 html.Div(id=ids.WALL_UPDATED, className="aj-updated"),
             ], className="aj-wall-side"),
         ], className="aj-wall-main"),
@@ -346,9 +348,23 @@ def side_list(alarms: list[dict], reg, c, lang_: str):
             html.Span(layers.alert_subject(a, reg, c, lang_), className="aj-alert-subject aj-data"),
             html.Span(label("alert.state", a.get("state"), lang_), className=f"aj-state aj-state-{a.get('state')}"),
         ], className="aj-alert-item"))
-    if len(alarms) > SIDE_ITEMS:
-        out.append(html.Li(t("common.more", lang_, n=len(alarms) - SIDE_ITEMS), className="aj-alert-more"))
+    out.append(more_item(len(alarms) - SIDE_ITEMS, lang_))
     return out
+
+
+def more_item(n: int, lang_: str) -> html.Li:
+    """The last row of a list the wall fits to its box (``data-fit``, assets/anjian.js:
+    fitList): how many rows are not shown, ``n`` left out here plus those the page hides
+    because they do not fit. Its text is an attribute (drawn by CSS), so the page's script
+    can rewrite it without touching what React renders."""
+    n = max(int(n), 0)
+    return html.Li(className="aj-alert-more" + ("" if n else " aj-fit-none"),
+                   **{"data-n": str(n), "data-label": t("common.more", lang_, n=n) if n else ""})
+
+
+def fit_attrs(lang_: str) -> dict:
+    """A list the page cuts at a whole row, with the text of its "more" row."""
+    return {"data-fit": t("common.more", lang_, n="{n}")}
 
 
 FAST_OUTPUTS = {
@@ -525,7 +541,10 @@ def wall_hazards(n):
     from dashboard.pages.hazard_panels import major_hazard_items, street_ranking_items
 
     lang_ = lang()
-    return {"major": major_hazard_items(lang_), "ranking": street_ranking_items(lang_)}
+    major, left_out = major_hazard_items(lang_, with_left_out=True)
+    if left_out or not (major and "aj-alert-none" in (major[0].className or "")):
+        major = [*major, more_item(left_out, lang_)]
+    return {"major": major, "ranking": street_ranking_items(lang_)}
 
 
 @cb.callback(Output(ids.WALL_TRAILS, "data"), Input(ids.WALL_SLOW_TICK, "n_intervals"),

@@ -368,11 +368,18 @@ WALL_SHOWN_JS = """() => {
   const out = {};
   for (const id of ['wall-alert-list', 'wall-major-hazards', 'wall-street-ranking', 'wall-unit-legend']) {
     const el = document.getElementById(id), r = el.getBoundingClientRect();
-    const rows = [...el.children].map(li => li.getBoundingClientRect());
-    const bottom = Math.min(r.bottom, side.bottom, ticker.top) + 1;
+    const bottom = Math.min(r.bottom, side.bottom, ticker.top, window.innerHeight) + 1;
+    const right = Math.min(r.right, window.innerWidth) + 1;
+    const inside = b => b.height > 0 && b.top >= r.top - 1 && b.bottom <= bottom && b.left >= r.left - 1 && b.right <= right;
+    const rows = [...el.children].filter(li => !li.classList.contains('aj-alert-more'));
+    const more = el.querySelector(':scope > .aj-alert-more');
+    const mb = more && more.getBoundingClientRect();
     out[id] = {height: r.height, items: rows.length,
-               shown: rows.filter(b => b.height > 0 && b.top >= r.top - 1 && b.bottom <= bottom
-                                           && b.left >= r.left - 1 && b.right <= r.right + 1).length};
+               shown: rows.filter(li => inside(li.getBoundingClientRect())).length,
+               // the rows that take room but are not wholly in sight (cut, or off the screen)
+               cut: rows.filter(li => { const b = li.getBoundingClientRect(); return b.height > 0 && !inside(b); }).length,
+               more: more && mb.height > 0 ? {text: getComputedStyle(more, '::after').content, seen: inside(mb),
+                                               left_out: Number(more.dataset.n || 0)} : null};
   }
   return out; }"""
 
@@ -382,22 +389,32 @@ def test_the_wall_reads_at_four_metres_without_controls(stack, browser, width, h
     _resolve_all(stack)
     ctx = stack["ctx"]
     now = time.time()
-    opened = [webkit.open_alert(ctx, sensor_id=s, at=now - k) for k, s in enumerate(sorted(ctx.registry().sensors)[:4])]
+    sensors = sorted(ctx.registry().sensors)
+    assert len(sensors) >= 12
+    opened = [webkit.open_alert(ctx, sensor_id=s, at=now - k) for k, s in enumerate(sensors[:12])]
     scr = Screen(browser, stack["url"], width, height).login("wall1", "/wall")
     try:
         page = scr.page
         page.wait_for_selector("#kpi-on-duty-value:not(:text('—'))", timeout=15000)
         page.wait_for_selector(".aj-street-label", timeout=15000)
-        page.wait_for_function("() => document.querySelectorAll('#wall-alert-list .aj-alert-item').length >= 4",
+        page.wait_for_function("() => document.querySelectorAll('#wall-alert-list .aj-alert-item').length >= 8",
                                timeout=15000)
         time.sleep(1.0)
-        # Nothing on the wall is squeezed out of sight: the live alerts and the open major
-        # hazards show rows, and every block of the side column ends above the ticker.
+        # Nothing on the wall is squeezed out of sight: the live alerts show several rows,
+        # each whole and on the screen, and the last row says how many more there are: the
+        # twelve open alarms are the rows in sight plus that count (the wall listed 4 of 60
+        # and its "58 more" sat off the screen, in a wrapped column).
         shown = page.evaluate(WALL_SHOWN_JS)
-        assert shown["wall-alert-list"]["shown"] >= 4, shown
-        assert shown["wall-major-hazards"]["shown"] >= 1, shown
+        alerts = shown["wall-alert-list"]
+        assert alerts["shown"] >= 5 and alerts["cut"] == 0, shown
+        if alerts["shown"] < 12:
+            assert alerts["more"] and alerts["more"]["seen"], shown
+            assert alerts["more"]["text"] == f'"另有 {12 - alerts["shown"]} 条"', shown
+        else:
+            assert alerts["more"] is None, shown
+        assert shown["wall-major-hazards"]["shown"] >= 1 and shown["wall-major-hazards"]["cut"] == 0, shown
         for block in ("wall-street-ranking", "wall-unit-legend"):
-            assert shown[block]["shown"] == shown[block]["items"] > 0, (block, shown)
+            assert shown[block]["shown"] == shown[block]["items"] > 0 and shown[block]["cut"] == 0, (block, shown)
         texts = page.evaluate(WALL_FONT_JS)
         assert len(texts) > 30
         small = [x for x in texts if x[0] < min_px - 0.5]
@@ -405,6 +422,7 @@ def test_the_wall_reads_at_four_metres_without_controls(stack, browser, width, h
         # A kiosk: no radio buttons, no zoom buttons.
         assert page.locator("input:visible").count() == 0
         assert page.locator(".leaflet-control-zoom:visible").count() == 0
+        assert page.locator("#lang-toggle").count() == 0
         # Every unit's name whole.
         cut = page.evaluate("""() => [...document.querySelectorAll('#wall-unit-legend li')]
           .filter(li => li.scrollWidth > li.clientWidth + 1).map(li => li.textContent)""")
