@@ -241,8 +241,8 @@ def dispatch_plan_today(n):
 # the server by dispatch_act).
 
 
-def _select_button(a: dict, text, cls: str = "aj-link"):
-    return button(text, ids.DISPATCH_SELECTED, a["id"], class_=cls)
+def _select_button(a: dict, text, cls: str = "aj-link", **attrs):
+    return button(text, ids.DISPATCH_SELECTED, a["id"], class_=cls, **attrs)
 
 
 def _action_button(a: dict, action: str, text: str, cls: str = "aj-btn", outcome: str = ""):
@@ -293,12 +293,14 @@ def queue_table(alerts: list[dict], reg, c, lang_: str, now: float, selected) ->
             buttons.append(_action_button(a, "arrive", t("alert.action.arrive", lang_)))
         sev = a.get("severity")
         state = a.get("state")
+        subject = layers.alert_subject(a, reg, c, lang_)
+        area = layers.area_name(a, c, lang_)
         rows.append(tag(
             "tr",
             tag("td", tag("span", label("alert.severity", sev, lang_), class_=f"aj-badge aj-sev-{sev}")),
             tag("td", tag("div", label("alert.type", a.get("type"), lang_), class_="aj-muted"),
-                _select_button(a, tag("span", layers.alert_subject(a, reg, c, lang_), class_="aj-data"))),
-            tag("td", layers.area_name(a, c, lang_), class_="aj-data"),
+                _select_button(a, tag("span", subject, class_="aj-data"), title=subject), class_="aj-clip"),
+            tag("td", area, class_="aj-data aj-clip", title=area),
             tag("td", tag("div", fmt_age(now - first_seen_ts(a), lang_)),
                 tag("div", fmt_time(first_seen_ts(a)), class_="aj-muted")),
             tag("td", label("alert.state", state, lang_), class_=f"aj-state aj-state-{state}"),
@@ -358,9 +360,9 @@ def inspector_table(rows: list[dict], alerts: list[dict], reg, lang_: str, now: 
         body.append(tag(
             "tr",
             tag("td", d.get("name"), live_badge((live or {}).get(d["id"]), lang_), class_="aj-data"),
-            tag("td", d.get("unit_name"), class_="aj-data"),
+            tag("td", d.get("unit_name"), class_="aj-data aj-clip", title=d.get("unit_name") or ""),
             tag("td", label("status", st, lang_), class_=f"aj-status-{st}"),
-            tag("td", what, class_="aj-data"),
+            tag("td", what, class_="aj-data aj-clip", title=what),
             tag("td", fmt_age(now - (d.get("last_fix_ts") or now), lang_), class_="aj-muted"),
         ))
     head = tag("thead", tag("tr", *[tag("th", t(k, lang_)) for k in (

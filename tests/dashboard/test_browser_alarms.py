@@ -262,6 +262,20 @@ def test_the_console_answers_beside_the_button_keeps_words_whole_and_collapses_e
           }
           return [els.length, out]; }""")
         assert broken[0] > 3 and not broken[1], broken
+        # Every table stays inside its panel and the screen: long unit names, tasks,
+        # subjects and places end in "…" (the whole text in the title), and no queue
+        # button is cut (the inspector table ran past the screen, the queue's buttons
+        # past their panel).
+        over = page.evaluate("""() => [...document.querySelectorAll('.aj-panel table')].map(tb => {
+          const panel = tb.closest('.aj-panel').getBoundingClientRect(), r = tb.getBoundingClientRect();
+          const cut = [...tb.querySelectorAll('button')].map(b => b.getBoundingClientRect())
+            .filter(b => b.width > 0 && (b.right > panel.right - 1 || b.right > window.innerWidth)).length;
+          return {id: tb.parentElement.id, right: r.right, panel: panel.right, cut: cut};
+        }).filter(x => x.right > Math.min(x.panel, window.innerWidth) + 0.5 || x.cut)""")
+        assert not over, over
+        clipped = page.evaluate("""() => [...document.querySelectorAll('#dispatch-inspector-list td.aj-clip')]
+          .filter(td => td.scrollWidth > td.clientWidth).map(td => td.title)""")
+        assert all(clipped), clipped  # a cut name keeps its whole text in the title
         # The empty duplicates panel takes one line, not a quarter of the column.
         height = page.evaluate("""() => [...document.querySelectorAll('.aj-panel')]
           .find(p => p.querySelector('#dispatch-duplicates')).getBoundingClientRect().height""")
