@@ -92,7 +92,8 @@ def facts(ent: dict, lang_: str, now: float, visits: list[dict] | None = None):
     return html.Dl([
         html.Dt(t("enterprise.credit_code", lang_)), html.Dd(ent.get("credit_code") or "—", className="aj-data"),
         html.Dt(t("enterprise.address", lang_)), html.Dd(ent.get("address") or "—", className="aj-data"),
-        html.Dt(t("enterprise.industry", lang_)), html.Dd(ent.get("industry") or "—", className="aj-data"),
+        html.Dt(t("enterprise.industry", lang_)), html.Dd(label("industry", ent["industry"], lang_) if ent.get("industry") else "—",
+                                                        className="aj-data"),
         html.Dt(t("enterprise.area", lang_)),
         html.Dd(" / ".join(x for x in (street, grid_name(ent.get("grid_name") or "", lang_)) if x) or "—",
                 className="aj-data"),
@@ -179,8 +180,9 @@ def _fmt_days(seconds: float | None, lang_: str) -> str:
 
 
 def credit_face(enterprise_id: str, lang_: str, now: float):
-    """The credit face (信用脸谱): score and its 90-day trend, hazards with their times to
-    close, and the red-light reasons (the same as ``GET /api/v1/enterprises/{id}``)."""
+    """(the credit face panel, the hazards panel). The credit face (信用脸谱): score and
+    its 90-day trend, the hazard counts and the red-light reasons; the hazards with their
+    times to close in a panel of their own (the same as ``GET /api/v1/enterprises/{id}``)."""
     from dashboard.api_hazards import store
 
     face = store().credit_face(enterprise_id, now)
@@ -208,7 +210,7 @@ def credit_face(enterprise_id: str, lang_: str, now: float):
                      html.Td(fmt_time(h["reported_ts"], with_date=True)),
                      html.Td(_fmt_days(h["time_to_close_s"], lang_))]) for h in hz["items"][:20]]
     reasons = face["red_light"] or []
-    return html.Div([
+    credit = html.Div([
         html.H2(t("enterprise.credit_face", lang_)),
         html.Div([html.Span(t("enterprise.score", lang_)), " ",
                   html.Strong("—" if face["score"] is None else f"{face['score']:.1f}", id="enterprise-score"),
@@ -216,14 +218,40 @@ def credit_face(enterprise_id: str, lang_: str, now: float):
         chart,
         html.Div(t("enterprise.hazard_counts", lang_, open=hz["open"], closed=hz["closed"], overdue=hz["overdue"]),
                  id="enterprise-hazard-counts"),
-        html.Table([html.Thead(html.Tr([html.Th(t("hz.level", lang_)), html.Th(t("hz.category", lang_)),
-                                        html.Th(t("enterprise.state", lang_)), html.Th(t("enterprise.found", lang_)),
-                                        html.Th(t("enterprise.time_to_close", lang_))])),
-                    html.Tbody(rows)], className="aj-table") if rows else "",
         html.Div([html.Span(t("enterprise.red_light", lang_), className="aj-overdue-flag"), " ",
                   "; ".join(t(f"redlight.{r['rule']}", lang_) for r in reasons)] if reasons else
                  t("enterprise.no_red_light", lang_), id="enterprise-red-light"),
     ], className="aj-panel", id="enterprise-credit-face")
+    hazards = html.Div([
+        html.H2(t("enterprise.hazards", lang_)),
+        html.Table([html.Thead(html.Tr([html.Th(t("hz.level", lang_)), html.Th(t("hz.category", lang_)),
+                                        html.Th(t("enterprise.state", lang_)), html.Th(t("enterprise.found", lang_)),
+                                        html.Th(t("enterprise.time_to_close", lang_))])),
+                    html.Tbody(rows)], className="aj-table") if rows else
+        html.P(t("enterprise.hazards.empty", lang_), className="aj-muted"),
+    ], className="aj-panel", id="enterprise-hazards")
+    return credit, hazards
+
+
+def self_inspections(enterprise_id: str, lang_: str):
+    """The enterprise's own periodic self-inspections (企业定期自查), newest first: when,
+    how many checklist items, how many it found wrong."""
+    from dashboard.api_hazards import store
+
+    done = store().self_inspections(enterprise_id, limit=10)
+    if not done:
+        body = html.P(t("enterprise.self.empty", lang_), className="aj-muted")
+    else:
+        body = html.Table([
+            html.Thead(html.Tr([html.Th(t("enterprise.col.when", lang_)), html.Th(t("enterprise.self.items", lang_)),
+                                html.Th(t("enterprise.self.problems", lang_))])),
+            html.Tbody([html.Tr([html.Td(fmt_time(d["submitted_ts"], with_date=True)),
+                                 html.Td(str(len(d["items"] or []))),
+                                 html.Td(str(d["hazards_found"]),
+                                         className="aj-overdue-flag" if d["hazards_found"] else None)])
+                        for d in done])], className="aj-table")
+    return html.Div([html.H2(t("enterprise.self_inspections", lang_)), body], className="aj-panel",
+                    id="enterprise-self-inspections")
 
 
 def build(p, lang_: str, enterprise_id: str | None = None, **_):
@@ -247,6 +275,7 @@ def build(p, lang_: str, enterprise_id: str | None = None, **_):
     marks = [point(float(x[0]), float(y[0]), {"r": risk, "tooltip": ""})]
     lat0, lon0 = float(y[0]), float(x[0])
     sensors_table_, alerts_table_ = live_parts(enterprise_id, lang_)
+    credit, hazards = credit_face(enterprise_id, lang_, now)
     props = map_props(pr, c)
     props.pop("bounds", None)
     props.update(center=[lat0, lon0], zoom=16)
@@ -270,7 +299,7 @@ def build(p, lang_: str, enterprise_id: str | None = None, **_):
                              className="aj-profile-head"),
                     facts(ent, lang_, now, visits),
                 ], className="aj-panel"),
-                credit_face(enterprise_id, lang_, now),
+                credit,
                 html.Div([the_map, notice], className="aj-profile-map aj-map-host"),
             ], className="aj-col"),
             html.Section([
@@ -278,10 +307,12 @@ def build(p, lang_: str, enterprise_id: str | None = None, **_):
                          className="aj-panel"),
                 html.Div([html.H2(t("enterprise.alerts", lang_)), html.Div(alerts_table_, id=ids.ENTERPRISE_ALERTS)],
                          className="aj-panel"),
+                hazards,
                 html.Div([html.H2(t("enterprise.visits", lang_)),
                           html.Div(visits_table(visits, lang_, ent.get("last_inspected_at"),
                                                 review=p.role in REVIEW_ROLES),
                                    id=ids.ENTERPRISE_VISITS)], className="aj-panel"),
+                self_inspections(enterprise_id, lang_),
             ], className="aj-col"),
         ], className="aj-profile"),
         dcc.Interval(id=ids.ENTERPRISE_TICK, interval=REFRESH_MS),

@@ -73,9 +73,15 @@ def test_the_enterprise_profile_shows_the_credit_face(web):
     from data.scores_store import china_day
 
     run_day(ctx.engine, ctx.settings, china_day(now - D))
+    store.submit_self_inspection("E1", "ent1", [{"code": "SC01", "ok": False}, {"code": "SC02", "ok": True}],
+                                 now=now - 2 * D)
     with webkit.as_user(server, users["dispatcher"]):
         page = text_of(enterprise.layout(enterprise_id="E1"))
     assert "信用脸谱" in page and "enterprise-score-trend" in page
+    # The hazards in a panel of their own, and the enterprise's self-inspections: two
+    # items, one problem.
+    assert '"id": "enterprise-hazards"' in page and '"id": "enterprise-self-inspections"' in page
+    assert "企业自查" in page and '"检查项"' in page
     assert "隐患：未销号 1，已销号 0，超期 1" in page
     assert "红灯企业" in page and "隐患超期未整改" in page
     # The hazard by the catalogue's name, not its code (the tour saw "SC01").

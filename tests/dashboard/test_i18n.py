@@ -12,6 +12,7 @@ import pytest
 from alerts.lifecycle import ACTIONS, OUTCOMES
 from alerts.model import ALERT_TYPES, SEVERITIES, STATES
 from dashboard.i18n import CATALOGUE, DEFAULT_LANG, LANGS, normalise_lang, t
+from data.demo_city import INDUSTRIES
 from data.models import RISK_COLOURS, ROLES
 
 DASHBOARD = Path(__file__).resolve().parents[2] / "dashboard"
@@ -78,6 +79,7 @@ def test_vocabularies_are_complete():
         + [f"role.{r}" for r in ROLES]
         + [f"status.{s}" for s in ("on_duty", "visiting", "offline", "on_task")]
         + [f"sensor.{s}" for s in ("normal", "low", "high", "fault", "tamper", "test", "offline", "unknown")]
+        + [f"industry.{i[0]}" for i in INDUSTRIES]  # the demo's trades: named in English too
     )
     missing = sorted(k for k in wanted if k not in CATALOGUE)
     assert not missing, missing
