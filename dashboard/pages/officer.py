@@ -128,11 +128,18 @@ def alarm_card(a: dict, reg, c, lang_: str, now: float, selected: bool):
         html.Span(" · ".join(x for x in (
             t("alert.peak", lang_, n=round(float(lel))) if lel is not None else "",
             fmt_time(first_seen_ts(a)), fmt_age(now - first_seen_ts(a), lang_)) if x)),
-        *([html.Span([t("officer.assignee", lang_, name=""),
-                      html.Span(inspector_name(reg, assignee), className="aj-data")],
-                     className="aj-assignee")] if assignee else []),
+        *([html.Span(named("officer.on_scene_person" if a.get("state") == "on_scene" else "officer.assignee",
+                           lang_, inspector_name(reg, assignee)), className="aj-assignee")] if assignee else []),
     ], id={"type": ids.OFFICER_SELECT_TYPE, "alert": a["id"]}, n_clicks=0,
-        className=f"aj-officer-card aj-sev-{sev}" + (" aj-selected" if selected else "")))
+        className=f"aj-officer-card aj-sev-{sev}" + (" aj-selected" if selected else ""),
+        **({"aria-current": "true"} if selected else {})))
+
+
+def named(key: str, lang_: str, name: str) -> list:
+    """A catalogue text with a person's name in it, the name kept whole on one line (a
+    narrow button broke "谢芳兴" after its second character)."""
+    before, _, after = t(key, lang_, name="\0").partition("\0")
+    return [before, html.Span(name, className="aj-nowrap aj-data"), after]
 
 
 def _big(a: dict, action: str, text: str, cls: str, enabled: bool, outcome: str = ""):
@@ -166,14 +173,18 @@ def action_buttons(a: dict, p, lang_: str, reg=None, pending: dict | None = None
     if pending and pending.get("alert") == a["id"]:
         return confirm_box(a, pending, p, reg, lang_)
     if assignee and not mine and me:
-        go_text = t("officer.take_over", lang_, name=inspector_name(reg, assignee) if reg else assignee)
+        go_text = named("officer.take_over", lang_, inspector_name(reg, assignee) if reg else assignee)
     else:
         go_text = t("officer.on_my_way", lang_)
     parts = [
+        # Which alarm the buttons act on: with several in the list they sit under all the cards.
+        html.Div(named("officer.acting_on", lang_, layers.alert_subject(a, reg, city(), lang_) if reg else str(a["id"])),
+                 className="aj-acting-on", id=ids.OFFICER_ACTING_ON),
         html.Div([
             _big(a, "ack", t("officer.ack", lang_), "aj-big-ack", "ack" in acts),
             _big(a, "go", go_text, "aj-big-go", "assign" in acts and not mine and bool(me)),
-            _big(a, "arrive", t("officer.arrived", lang_), "aj-big-arrive", "arrive" in acts),
+            # Arrival is the sent officer's to report; anyone else takes the alarm over first.
+            _big(a, "arrive", t("officer.arrived", lang_), "aj-big-arrive", "arrive" in acts and mine),
         ], className="aj-big-buttons"),
         html.Div([html.Div(t("officer.resolved", lang_), className="aj-resolve-label"),
                   *[_big(a, "resolve", label("alert.outcome", o, lang_), "aj-big-resolve", "resolve" in acts, o)
@@ -338,6 +349,11 @@ def perform(trigger: dict, p, pending: dict | None = None) -> tuple[bool | None,
             return None, "", {"alert": alert_id, "action": "takeover", "outcome": ""}
         ok, msg = act(alert_id, "assign", p, assignee_id=p.inspector_id)
         return ok, msg, None
+    if action == "arrive":
+        a = alert_store().get(alert_id)
+        if a is not None and a.get("assignee_id") != p.inspector_id:
+            name = inspector_name(web().registry(), a.get("assignee_id")) if a.get("assignee_id") else ""
+            return False, t("officer.arrive_not_mine", lang(), name=name or "—"), None
     if action in ("ack", "arrive"):
         ok, msg = act(alert_id, action, p)
         return ok, msg, None

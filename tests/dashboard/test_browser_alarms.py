@@ -200,6 +200,16 @@ def test_the_officer_is_asked_before_a_takeover_and_an_outcome_and_history_reads
         assert "出发人员：" in card and other in card  # who is on the way
         go = page.locator("button.aj-big-go")
         assert other in go.inner_text() and go.is_enabled()
+        # The other officer's name whole on one line in the narrow button (it broke as
+        # "谢芳 / 兴"); the buttons name the alarm they act on; the selected card has an
+        # edge of its own; arrival is not offered to someone who was not sent.
+        lines = page.evaluate("""() => { const r = document.createRange();
+          r.selectNodeContents(document.querySelector('button.aj-big-go .aj-nowrap'));
+          return new Set([...r.getClientRects()].filter(x => x.width > 0).map(x => Math.round(x.bottom))).size; }""")
+        assert lines == 1, lines
+        assert stack["a"]["name"] in page.inner_text("#officer-acting-on")
+        assert page.evaluate("getComputedStyle(document.querySelector('.aj-officer-card.aj-selected')).boxShadow") != "none"
+        assert page.locator("button.aj-big-arrive").is_disabled()
         go.click()
         page.wait_for_selector(".aj-confirm", timeout=10000)
         question = page.inner_text(".aj-confirm")

@@ -266,7 +266,15 @@ def test_taking_over_an_alarm_asks_first_names_both_and_is_audited(city_live):
         out = officer.officer_tick(1, 0, None, {})
         card = text_of(out["list"])
         assert "出发人员：" in card and "刘洋" in card  # the card names who is on the way
-        assert "接管（现由 刘洋 处理）" in text_of(out["detail"])
+        detail = text_of(out["detail"])
+        # The takeover button names the other officer, the name kept whole on one line.
+        assert '"接管（现由 ", {"props": {"children": "刘洋", "className": "aj-nowrap aj-data"}' in detail
+        assert "当前报警：" in detail  # the buttons say which alarm they act on
+        # Arrival is the sent officer's to report: not offered to me, and refused if sent.
+        arrive = next(b for b in out["detail"][0].children[1].children if b.id["action"] == "arrive")
+        assert arrive.disabled
+        ok, msg, _ = officer.perform({"alert": alert_id, "action": "arrive"}, me)
+        assert ok is False and "刘洋" in msg and state_of(ctx, alert_id).state == "dispatched"
         ok, msg, pending = officer.perform({"alert": alert_id, "action": "go"}, me)
         assert ok is None and pending["action"] == "takeover"
         assert state_of(ctx, alert_id).assignee_id == "I2"  # nothing taken yet
