@@ -22,7 +22,7 @@ from dashboard import ids
 from dashboard.i18n import t
 from dashboard.mapkit import base_children, map_props, offline_ids, tiles_notice, unit_colours
 from dashboard.pages.callbacks import PageCallbacks
-from dashboard.pages.common import city, guarded_layout, header, lang, preset, principal, triggered
+from dashboard.pages.common import city, guarded_layout, header, lang, preset, principal, triggered, web
 
 PATH = "/plans"
 ROLES = ("dispatcher", "admin", "officer")
@@ -63,6 +63,10 @@ def body(p, lang_: str, week: str):
         conflicts = [c for c in conflicts if mine & set(c["item_ids"])]
     in_conflict = {i for c in conflicts if not c["resolved"] for i in c["item_ids"]}
     days = week_dates(week)
+    unit_names = dict(st.units())
+    # Every item of the week by id, whoever planned it: a collision names the units and days
+    # that meet (not the items' numbers).
+    where = {i["id"]: (pl["unit_id"], i["date"]) for pl in st.list_plans(week, None) for i in pl["items"]}
     # --- the week grid: units x days
     head = html.Thead(html.Tr([html.Th(t("plans.col.unit", lang_)),
                                *[html.Th(d[5:]) for d in days], html.Th(t("plans.col.state", lang_))]))
@@ -74,7 +78,8 @@ def body(p, lang_: str, week: str):
             hot = any(i["id"] in in_conflict for i in its)
             cells.append(html.Td(str(len(its)) if its else "", className="aj-plan-cell aj-plan-conflict" if hot
                                  else "aj-plan-cell"))
-        rows.append(html.Tr([html.Td(pl["unit_id"], className="aj-data"), *cells,
+        rows.append(html.Tr([html.Td(unit_names.get(pl["unit_id"], pl["unit_id"]), className="aj-data aj-clip",
+                                     title=unit_names.get(pl["unit_id"], pl["unit_id"])), *cells,
                              html.Td(t(f"plans.state.{pl['state']}", lang_))]))
     grid = (html.Table([head, html.Tbody(rows)], className="aj-table", id=ids.PLANS_GRID) if plans
             else html.P(t("plans.empty", lang_), className="aj-muted", id=ids.PLANS_GRID))
@@ -93,7 +98,7 @@ def body(p, lang_: str, week: str):
         marks.append(dl.CircleMarker(center=[float(y[0]), float(x[0])], radius=8 if hot else 5,
                                      color="#ff3b30" if hot else colours.get(unit, "#0a84ff"), weight=3 if hot else 1,
                                      fillColor=colours.get(unit, "#0a84ff"), fillOpacity=0.8,
-                                     children=dl.Tooltip(f"{pl[0]} · {unit} · {i['date']}")))
+                                     children=dl.Tooltip(f"{pl[0]} · {unit_names.get(unit, unit)} · {i['date']}")))
     pr = preset()
     the_map = dl.Map([*base_children(pr, c, lang_, **offline_ids(ids.PLANS_MAP)), *marks], id=ids.PLANS_MAP,
                      style={"height": "420px"}, **map_props(pr, c))
@@ -105,7 +110,8 @@ def body(p, lang_: str, week: str):
         name = places.get(cf["enterprise_id"], (cf["enterprise_id"],))[0]
         parts = [html.Span(t(f"plans.kind.{cf['kind']}", lang_), className=f"aj-badge aj-conflict-{cf['kind']}"), " ",
                  html.Span(name, className="aj-data"), " ",
-                 html.Span(f"#{','.join(map(str, cf['item_ids']))}", className="aj-muted")]
+                 html.Span(" · ".join(f"{unit_names.get(u, u)} {d[5:]}" for u, d in
+                                      (where[i] for i in cf["item_ids"] if i in where)), className="aj-muted aj-data")]
         if cf["resolved"]:
             parts.append(html.Span(" · " + t(f"plans.resolved.{cf['resolution']}", lang_), className="aj-muted"))
         elif can_resolve and not (cf["kind"] == "same_week" and cf["suggestion"] != "joint"):
@@ -128,7 +134,7 @@ def body(p, lang_: str, week: str):
 
 def upload_panel(p, lang_: str):
     own = _own(p)
-    options = [{"label": f"{uid} {name}", "value": uid} for uid, name in _api().store().units()
+    options = [{"label": name, "value": uid} for uid, name in _api().store().units()
                if own is None or uid in own]
     return html.Div([
         html.H2(t("plans.upload", lang_)),
@@ -171,10 +177,17 @@ def run_draw(seed, count, p, lang_: str):
     if not 1 <= n <= 1000:
         return None, html.P(t("plans.draw.bad_count", lang_))
     d = _api().store().create_draw(seed, {"exclude_planned": True}, DrawParams(n), p.username, time.time())
+    reg = web().registry()
+
+    def person(iid):
+        return (reg.inspectors.get(iid) or (iid,))[0] or iid
+
     return d["id"], html.Div([
         html.P(t("plans.draw.done", lang_, id=d["id"], seed=d["seed"]), id=ids.PLANS_DRAW_SUMMARY),
         html.P(t("plans.draw.hash", lang_, hash=d["pool_hash"]), className="aj-data"),
-        html.Ol([html.Li(f"{x['enterprise_id']} · {', '.join(x['inspector_ids'])}", className="aj-data")
+        html.Ol([html.Li([html.A(reg.enterprise_names.get(x["enterprise_id"], x["enterprise_id"]),
+                                 href=f"/enterprise/{x['enterprise_id']}"),
+                          " · ", "、".join(person(i) for i in x["inspector_ids"])], className="aj-data")
                  for x in d["picks"]]),
     ])
 
@@ -216,7 +229,7 @@ def build(p, lang_: str, **_):
             html.Section([upload_panel(p, lang_), html.Div(id=ids.PLANS_FEEDBACK, className="aj-feedback"),
                           draw_panel(p, lang_)],
                          className="aj-col"),
-        ], className="aj-profile"),
+        ], className="aj-plans"),
         dcc.Store(id=ids.PLANS_WEEK, data=week),
         dcc.Store(id=ids.PLANS_CHANGED, data=0),
     ], id=ids.PLANS_ROOT, className="aj-page", lang=lang_)

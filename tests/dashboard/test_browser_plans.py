@@ -5,6 +5,7 @@ a joint inspection in one click, which the API then lists with the rule's lead u
 
 from __future__ import annotations
 
+import re
 import time
 
 import pytest
@@ -84,6 +85,14 @@ def test_upload_see_the_collision_on_the_map_and_merge_it(plans_stack, tmp_path)
             page.wait_for_selector("#plans-conflicts li.aj-conflict-open")
             li = page.inner_text("#plans-conflicts li.aj-conflict-open")
             assert "同周多单位" in li
+            # The collision names the units and days that meet, not the items' numbers;
+            # the week grid names units, not U1.
+            assert f"龙华区应急管理局执法科 {mon[5:]}" in li and f"民治街道安监办 {wed[5:]}" in li and "#" not in li, li
+            grid = page.inner_text("#plans-grid")
+            assert "民治街道安监办" in grid and not re.search(r"\bU\d", grid), grid
+            # The week takes the screen; upload and draw are the side column.
+            width = page.eval_on_selector("#plans-grid", "el => el.closest('.aj-panel').getBoundingClientRect().width")
+            assert width > 0.6 * 1920, width
             # On the map the planned visits of the collision are ringed.
             page.wait_for_function(f"({RINGED_PIXELS_JS})() > 20")
             # One click merges it into a joint inspection.
@@ -94,6 +103,16 @@ def test_upload_see_the_collision_on_the_map_and_merge_it(plans_stack, tmp_path)
             page.wait_for_function(f"({RINGED_PIXELS_JS})() === 0")
             joint = page.evaluate(f"fetch('/api/v1/joint-tasks?week={week}').then(r => r.json())")
             assert [(j["enterprise_id"], j["lead_unit_id"], j["unit_ids"]) for j in joint] == [("E1", "U1", ["U1", "U2"])]
+            # On a phone: nothing wider than the screen, each header link on one line (they
+            # broke one character per line), the title whole.
+            page.set_viewport_size({"width": 375, "height": 812})
+            time.sleep(0.5)
+            assert page.evaluate("document.scrollingElement.scrollWidth") <= 375
+            tall = page.evaluate("""() => [...document.querySelectorAll('.aj-nav-link')]
+              .filter(a => a.getBoundingClientRect().height > 2 * parseFloat(getComputedStyle(a).lineHeight || 20))
+              .map(a => a.textContent)""")
+            assert not tall, tall
+            assert page.eval_on_selector("h1", "el => el.getBoundingClientRect().right") <= 375
             assert not errors, errors
         finally:
             browser.close()

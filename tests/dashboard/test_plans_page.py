@@ -85,7 +85,13 @@ def test_draw_and_verify_on_the_page(web):
     _ctx, server, _app, users = web
     with as_user(server, users["dispatcher"], lang="en"):
         did, shown = page.run_draw("公告 2026-12-01", 1, users["dispatcher"], "en")
-        assert did and "Pool hash" in json.dumps(shown.to_plotly_json(), default=str)
+        text = json.dumps(shown.to_plotly_json(), default=str, ensure_ascii=False)
+        assert did and "Pool hash" in text
+        # The pick by the enterprise's and the inspectors' names, not their ids.
+        pick = page._api().store().get_draw(did)["picks"][0]
+        name = _ctx.registry().enterprise_names[pick["enterprise_id"]]
+        assert name in text and f'{pick["enterprise_id"]} ·' not in text
+        assert not any(i in text.split("Pool hash")[-1].split("·")[-1] for i in pick["inspector_ids"]), text
         assert "verifies" in page.verify_draw(did, "en").children
         assert "No such draw" in page.verify_draw(999, "en").children
         assert page.run_draw("", 1, users["dispatcher"], "en")[0] is None
