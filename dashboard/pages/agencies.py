@@ -15,7 +15,7 @@ from dash import Input, Output, dcc, html
 from dashboard import ids
 from dashboard.i18n import t
 from dashboard.pages.callbacks import PageCallbacks
-from dashboard.pages.common import guarded_layout, header, lang
+from dashboard.pages.common import guarded_layout, header, lang, web
 
 PATH = "/agencies"
 ROLES = ("dispatcher", "admin")
@@ -74,18 +74,23 @@ def contracts(lang_: str):
 
     st = _api().store()
     today = local_date(time.time())
+    names = web().registry().enterprise_names
     blocks = []
     for a in st.agencies(today):
         cs = st.contracts(a["id"])
-        items = [html.Li(f"{c['enterprise_id']} · {c['start_date']} — {c['end_date']}",
-                         className="aj-data" if c["start_date"] <= today <= c["end_date"] else "aj-muted")
+        # Each enterprise by name, linked to its profile; contracts out of force muted.
+        items = [html.Li([html.A(names.get(c["enterprise_id"], c["enterprise_id"]),
+                                 href=f"/enterprise/{c['enterprise_id']}", className="aj-data"),
+                          html.Span(f" {c['start_date']} — {c['end_date']}", className="aj-muted")],
+                         className="aj-contract" + ("" if c["start_date"] <= today <= c["end_date"] else " aj-muted"))
                  for c in cs]
-        blocks.append(html.Div([
-            html.H3(f"{a['name']} ({a['id']})"),
+        blocks.append(html.Details([
+            html.Summary(a["name"], className="aj-agency-name"),
             html.P(t("agencies.contracts.summary", lang_, n=a["contracts"], live=a["contracts_in_force"],
                      staff=a["inspectors"]), className="aj-muted"),
-            html.Ul(items) if items else html.P(t("agencies.contracts.none", lang_), className="aj-muted"),
-        ]))
+            html.Ul(items, className="aj-contracts") if items else
+            html.P(t("agencies.contracts.none", lang_), className="aj-muted"),
+        ], open=len(blocks) == 0))
     return html.Div(blocks, id=ids.AGENCIES_CONTRACTS)
 
 
@@ -103,7 +108,7 @@ def build(p, lang_: str, **_):
             ], className="aj-panel")], className="aj-col"),
             html.Section([html.Div([html.H2(t("agencies.contracts", lang_)), contracts(lang_)],
                                    className="aj-panel")], className="aj-col"),
-        ], className="aj-profile"),
+        ], className="aj-agencies"),
     ], id=ids.AGENCIES_ROOT, className="aj-page", lang=lang_)
 
 

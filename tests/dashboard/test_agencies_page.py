@@ -29,5 +29,10 @@ def test_the_agencies_page_shows_the_ranking_and_contracts(web, client_as):
         assert ids.AGENCIES_RANKING in root and ids.AGENCIES_CONTRACTS in root
         assert "安全技术服务机构" in root and "2026-10-01 — 2026-12-31" in root
         assert "合同 4 份" in root
+        # Contracts by the enterprise's name, linked to its profile; no unit or enterprise codes.
+        contracts = _text(page.contracts("zh-CN"))
+        assert "深圳市龙华区老王餐饮店" in contracts and "/enterprise/E1" in contracts
+        assert "'E1 ·" not in contracts and "(A1)" not in contracts and not any(
+            f"({u})" in contracts for u in ("U1", "U2", "A1", "A2")), contracts
     assert client_as("dispatcher").get("/agencies").status_code == 200
     assert client_as("officer").get("/agencies").status_code in (302, 403)
