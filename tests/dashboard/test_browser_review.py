@@ -132,6 +132,13 @@ def test_a_dispatcher_reviews_a_live_stream(review_stack):
             assert page.input_value("#review-comment") == ""  # cleared for the next one
             assert "已保存" in page.inner_text("#review-status")
 
+            # Each box on the line of its text (the text fell under the box).
+            apart = page.evaluate("""() => [...document.querySelectorAll('#review-verdict label, #review-reasons label')]
+              .map(l => { const i = l.querySelector('input').getBoundingClientRect();
+                          const x = l.querySelector('.dash-options-list-option-text').getBoundingClientRect();
+                          return [l.textContent, Math.abs((i.top + i.bottom) / 2 - (x.top + x.bottom) / 2)]; })
+              .filter(([_, d]) => d > 6)""")
+            assert not apart, apart
             page.check("#review-verdict input[value='non_compliant']")
             page.check("#review-reasons input[value='no_credentials_shown']")
             page.check("#review-reasons input[value='hazard_missed']")
