@@ -141,3 +141,15 @@ def test_an_alerts_history_reads_in_chinese_with_local_times():
     en = " ".join(v for e in history_entries(alert_json, "en", lambda i: names(i) or i) for v in e.values()
                   if v != "王强" and "王强" not in v)
     assert not re.search(r"[\u4e00-\u9fff]", en), en
+
+
+# Words shown on their own (badges, table cells, "a · b" lists) beside "Critical" and "Open":
+# capitalised in English, or they read like raw codes ("major · reported").
+LABEL_PREFIXES = ("hz.level.", "hz.state.", "hz.overdue", "plans.state.", "plans.kind.", "plans.resolved.",
+                  "alert.state.", "alert.severity.", "alert.type.", "alert.outcome.", "risk.", "status.", "industry.")
+
+
+def test_english_labels_shown_alone_are_capitalised():
+    lower = sorted(k for k, v in CATALOGUE.items() if k.startswith(LABEL_PREFIXES) and k != "risk.label"
+                   and v["en"][:1].islower())
+    assert not lower, [(k, CATALOGUE[k]["en"]) for k in lower]

@@ -45,7 +45,7 @@ def test_upload_conflict_and_merge(web):
         root = page.build(users["dispatcher"], "en")
         conflicts = _find(root, ids.PLANS_CONFLICTS)
         text = json.dumps(conflicts.to_plotly_json(), default=str)
-        assert "same week" in text and "Merge into a joint inspection" in text
+        assert "Same week" in text and "Merge into a joint inspection" in text
         cid = page._api().store().conflicts(week, time.time())[0]["id"]
         ok, message = page.resolve(cid, "joint", users["dispatcher"])
         assert ok and "Joint task" in message, message
