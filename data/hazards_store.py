@@ -388,13 +388,23 @@ class HazardStore:
                                   .order_by(Alert.first_seen.desc()).limit(50)).all()
             sensors = conn.execute(select(Sensor.id, Sensor.model).where(Sensor.enterprise_id == enterprise_id)
                                    .order_by(Sensor.id)).all()
+            last = trend[-1] if trend else None
+            # The rank means something only beside how many were ranked and how many share it
+            # (most enterprises of a quiet day score 100 and share rank 1).
+            ranked = tied = None
+            if last is not None:
+                day = (ScoreRowModel.kind == "enterprise") & (ScoreRowModel.date == last.date)
+                ranked = conn.execute(select(func.count()).select_from(ScoreRowModel).where(day)).scalar_one()
+                tied = conn.execute(select(func.count()).select_from(ScoreRowModel)
+                                    .where(day, ScoreRowModel.rank == last.rank)).scalar_one()
         closed = [r for r in hz if r.state == "closed"]
-        last = trend[-1] if trend else None
         reds = self.red_light(now, enterprise_ids=[enterprise_id])
         return {
             "score": None if last is None else last.score,
             "score_date": None if last is None else last.date,
             "rank": None if last is None else last.rank,
+            "ranked": ranked,
+            "tied": tied,
             "score_trend": [{"date": t.date, "score": t.score} for t in trend],
             "hazards": {
                 "open": sum(1 for r in hz if r.state in OPEN_STATES),

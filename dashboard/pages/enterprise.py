@@ -179,6 +179,15 @@ def _fmt_days(seconds: float | None, lang_: str) -> str:
     return t("enterprise.days", lang_, n=f"{seconds / 86400:.1f}")
 
 
+def rank_text(face: dict, lang_: str) -> str:
+    """The day's rank beside how many were ranked, and how many share it when others do
+    ("#1 of 20,018 was every profile's rank when 17,587 scored 100)."""
+    text = t("enterprise.rank", lang_, rank=face["rank"], of=f"{face.get('ranked') or 0:,}", date=face["score_date"])
+    if (face.get("tied") or 0) > 1:
+        text += t("enterprise.rank_tied", lang_, n=f"{face['tied']:,}")
+    return text
+
+
 def credit_face(enterprise_id: str, lang_: str, now: float):
     """(the credit face panel, the hazards panel). The credit face (信用脸谱): score and
     its 90-day trend, the hazard counts and the red-light reasons; the hazards with their
@@ -196,7 +205,8 @@ def credit_face(enterprise_id: str, lang_: str, now: float):
                 # faint gridlines on the dark panel.
                 "layout": {"margin": {"l": 28, "r": 6, "t": 4, "b": 18}, "height": 90,
                            "xaxis": {"tickformat": "%m-%d", **CHART_AXIS},
-                           "yaxis": {"range": [0, 100], **CHART_AXIS}, "paper_bgcolor": "rgba(0,0,0,0)",
+                           "yaxis": {"range": [0, 105], "tickvals": [0, 50, 100], **CHART_AXIS},
+                           "paper_bgcolor": "rgba(0,0,0,0)",
                            "plot_bgcolor": "rgba(0,0,0,0)"}}) if trend else html.Div("—")
     hz = face["hazards"]
     items = store().catalogue.items
@@ -214,7 +224,7 @@ def credit_face(enterprise_id: str, lang_: str, now: float):
         html.H2(t("enterprise.credit_face", lang_)),
         html.Div([html.Span(t("enterprise.score", lang_)), " ",
                   html.Strong("—" if face["score"] is None else f"{face['score']:.1f}", id="enterprise-score"),
-                  f"  #{face['rank']} · {face['score_date']}" if face["rank"] else ""]),
+                  "  ", rank_text(face, lang_) if face["rank"] else ""]),
         chart,
         html.Div(t("enterprise.hazard_counts", lang_, open=hz["open"], closed=hz["closed"], overdue=hz["overdue"]),
                  id="enterprise-hazard-counts"),

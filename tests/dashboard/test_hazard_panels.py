@@ -78,6 +78,8 @@ def test_the_enterprise_profile_shows_the_credit_face(web):
     with webkit.as_user(server, users["dispatcher"]):
         page = text_of(enterprise.layout(enterprise_id="E1"))
     assert "信用脸谱" in page and "enterprise-score-trend" in page
+    # The rank beside how many were scored and how many share it (E2 has nothing against it).
+    assert "第 2 名 / 共 2 家" in page or "第 1 名 / 共 2 家" in page, page
     # The hazards in a panel of their own, and the enterprise's self-inspections: two
     # items, one problem.
     assert '"id": "enterprise-hazards"' in page and '"id": "enterprise-self-inspections"' in page
@@ -88,3 +90,12 @@ def test_the_enterprise_profile_shows_the_credit_face(web):
     assert "瓶装液化气钢瓶放置在地下室" in page and "SC01" not in page
     # The trend's dates as numbers (plotly would write "Nov 8" in the Chinese page).
     assert '"tickformat": "%m-%d"' in page
+
+
+def test_a_shared_rank_says_how_many_share_it():
+    from dashboard.pages.enterprise import rank_text
+
+    face = {"rank": 1, "ranked": 20018, "tied": 17587, "score_date": "2026-12-05"}
+    assert rank_text(face, "zh-CN") == "第 1 名 / 共 20,018 家 · 2026-12-05（17,587 家并列）"
+    assert rank_text(face, "en") == "#1 of 20,018 · 2026-12-05 (17,587 tied)"
+    assert rank_text({**face, "rank": 3, "tied": 1}, "en") == "#3 of 20,018 · 2026-12-05"
