@@ -12,8 +12,10 @@ page shows every kind at once:
 * ``recently_visited``: a street office plans enterprises visited in the last days;
 * ``not_due``: a district section plans enterprises inspected lately.
 
-Street offices' plans are submitted, the district's approved, one agency's left a
-draft.  Deterministic for a (seed, week).
+Items are dated from the day it runs to the week's Friday (on a weekend, the rest of
+the weekend), so that the simulated inspectors can do them.  Every plan is approved but
+one street office's (submitted, waiting) and one agency's (a draft).  Deterministic for
+a (seed, week, day).
 """
 
 from __future__ import annotations
@@ -61,7 +63,10 @@ def ensure_demo_plans(engine: Engine, settings, now: float | None = None, seed: 
     if not units or not any(by_street.values()):
         return False
     rng = random.Random(f"{seed}:{week}")
-    days = week_dates(week)[:5]
+    # From today on: a day already gone would hold items nobody can do any more (started on
+    # a Sunday, the demo's week read 0 % done). On a weekend, the weekend's days.
+    today = local_date(now)
+    days = [d for d in week_dates(week)[:5] if d >= today] or [d for d in week_dates(week) if d >= today]
     plans: dict[str, list[dict]] = {u.id: [] for u in units}
     taken: dict[str, set[str]] = {u.id: set() for u in units}
 
@@ -99,8 +104,8 @@ def ensure_demo_plans(engine: Engine, settings, now: float | None = None, seed: 
     all_days = week_dates(week)
     for eid, ts in recent[:STAGED_RECENT]:
         if streets:
-            after = [d for d in all_days if d > local_date(ts)]
-            add(streets[rng.randrange(len(streets))].id, eid, "inspection", (), after[0] if after else all_days[0])
+            after = [d for d in all_days if d > local_date(ts) and d >= today]
+            add(streets[rng.randrange(len(streets))].id, eid, "inspection", (), after[0] if after else days[-1])
     # Staged not_due: a district section plans enterprises inspected lately (not enforcement).
     for eid in fresh[:STAGED_NOT_DUE]:
         if district:
@@ -113,10 +118,12 @@ def ensure_demo_plans(engine: Engine, settings, now: float | None = None, seed: 
             continue
         plan = st.save_plan(u.id, week, [(k + 1, r) for k, r in enumerate(rows)], ACTOR, now, source="demo")
         written += 1
-        if u.kind == "district_section":
-            st.act_on_plan(plan["id"], "submit", ACTOR, now)
+        # Approved, as plans are before their week, so the simulated inspectors follow them;
+        # one street office's waits for approval and one agency's is a draft, to show both.
+        if agencies and u.id == agencies[-1].id:
+            continue
+        st.act_on_plan(plan["id"], "submit", ACTOR, now)
+        if not (streets and u.id == streets[0].id):
             st.act_on_plan(plan["id"], "approve", ACTOR, now)
-        elif not (agencies and u.id == agencies[-1].id):
-            st.act_on_plan(plan["id"], "submit", ACTOR, now)
     log.info("demo plans for %s: %d units, %d items", week, written, sum(len(v) for v in plans.values()))
     return written > 0
