@@ -39,13 +39,21 @@ PAGE = """<!doctype html>
 <title>{{ title }} · {{ t('app.name') }}</title>
 <link rel="stylesheet" href="/assets/anjian.css">
 <style>
- .hz{max-width:480px;margin:0 auto;padding:12px;font-size:16px}
- .hz h1{font-size:20px;margin:4px 0 12px}.hz h2{font-size:17px;margin:18px 0 8px}
+ /* The dark frame of the other screens: the same panel colours, inputs and buttons. */
+ .hz{max-width:480px;margin:0 auto;padding:12px;font-size:16px;color:var(--text)}
+ .hz-head{display:flex;align-items:center;gap:10px;padding:8px 12px;background:var(--panel);border-bottom:1px solid var(--line)}
+ .hz-head h1{font-size:18px;margin:0;flex:1;min-width:0}.hz-head a{color:var(--text);text-decoration:none;white-space:nowrap}
+ .hz-head form{margin:0}.hz-head button{width:auto;margin:0;padding:5px 10px;font-size:14px}
+ .hz h2{font-size:17px;margin:18px 0 8px;color:var(--muted)}
  .hz label{display:block;margin:10px 0 4px;font-weight:600}
- .hz select,.hz input[type=text],.hz textarea,.hz input[type=file]{width:100%;box-sizing:border-box;font-size:16px;padding:8px}
- .hz .row{display:flex;gap:8px}.hz .row label{flex:1;font-weight:400;border:1px solid #889;border-radius:6px;padding:10px;margin:0}
- .hz button{font-size:16px;padding:12px;margin:6px 0;width:100%;border-radius:6px}
- .hz .item{border:1px solid #ccd;border-radius:8px;padding:10px;margin:8px 0}
+ .hz select,.hz input[type=text],.hz input[type=search],.hz textarea,.hz input[type=file]{width:100%;box-sizing:border-box;font-size:16px;padding:10px;
+   background:#071223;color:var(--text);border:1px solid var(--line);border-radius:8px}
+ .hz input[type=file]::file-selector-button{background:var(--panel-2);color:var(--text);border:1px solid var(--line);border-radius:6px;padding:6px 10px;margin-right:10px}
+ .hz .row{display:flex;gap:8px}.hz .row label{flex:1;font-weight:400;border:1px solid var(--line);border-radius:8px;padding:10px;margin:0;background:var(--panel)}
+ .hz button{font-size:16px;padding:12px;margin:6px 0;width:100%;border-radius:8px;border:1px solid var(--line);background:var(--panel-2);color:var(--text);cursor:pointer}
+ .hz #hz-submit,.hz #si-submit{background:var(--accent);color:#02101f;border-color:var(--accent);font-weight:700}
+ .hz .picked{color:var(--muted);font-size:14px;margin-top:4px;min-height:1.2em}
+ .hz .item{border:1px solid var(--line);background:var(--panel);border-radius:8px;padding:10px;margin:8px 0}
  .hz .item .bar{display:flex;gap:6px}.hz .item .bar button{flex:1;padding:10px 4px}
  .hz .status{min-height:1.4em;font-weight:600}.hz .late{color:#c00;font-weight:700}
  .hz .thumbs{display:flex;flex-wrap:wrap;gap:6px;margin:6px 0}.hz .thumbs img{width:96px;height:96px;object-fit:cover;border-radius:6px;border:1px solid #ccd}
@@ -53,14 +61,21 @@ PAGE = """<!doctype html>
 </style>
 </head>
 <body>
+<header class="hz-head">
+  {% if back %}<a href="{{ back }}" id="hz-back">‹ {{ t(back_key) }}</a>{% endif %}
+  <h1>{{ title }}</h1>
+  <a href="?lang={{ other_lang }}" id="lang-toggle" class="aj-lang">{{ t('lang.switch') }}</a>
+  <form method="post" action="/logout"><input type="hidden" name="csrf" value="{{ csrf }}">
+  <button type="submit">{{ t('auth.logout') }}</button></form>
+</header>
 <main class="hz" id="hz-page" data-role="{{ role }}">
-<form method="post" action="/logout" style="float:right"><input type="hidden" name="csrf" value="{{ csrf }}">
-<button type="submit" style="width:auto;padding:6px 10px">{{ t('auth.logout') }}</button></form>
-<h1>{{ title }}</h1>
 {% if role != 'enterprise' %}
 <section id="hz-form">
   <label for="hz-enterprise">{{ t('hz.enterprise') }}</label>
-  <input type="text" id="hz-enterprise" value="{{ enterprise_id or '' }}" autocomplete="off">
+  <input type="search" id="hz-enterprise" value="{{ enterprise_name or enterprise_id or '' }}" autocomplete="off"
+         list="hz-enterprises" placeholder="{{ t('hz.enterprise_hint') }}" data-id="{{ enterprise_id or '' }}">
+  <datalist id="hz-enterprises"></datalist>
+  <div class="picked" id="hz-picked">{{ enterprise_id or '' }}</div>
   <label for="hz-category">{{ t('hz.category') }}</label>
   <select id="hz-category">
   {% for g in catalogue.groups %}<optgroup label="{{ g.name if lang == 'zh-CN' else g.name_en }}">
@@ -113,10 +128,54 @@ async function upload(id, file, stage) {
   return api('POST', `/hazards/${id}/photos`, fd);
 }
 function el(tag, attrs, text) { const e = document.createElement(tag); Object.assign(e, attrs || {}); if (text) e.textContent = text; return e; }
-function when(iso) { return iso ? iso.replace('T', ' ').slice(0, 16) : ''; }
+const CATEGORIES = {{ categories|tojson }};
+// A time as the other screens write it: China time, 2026-12-05 14:03.
+function when(ts) {
+  if (!ts) return '';
+  const d = new Date((ts + 8 * 3600) * 1000).toISOString();
+  return d.slice(0, 10) + ' ' + d.slice(11, 16);
+}
 function line(h) {
-  return `#${h.id} · ${h.category} · ${T['hz.level.' + h.level]} · ${T['hz.state.' + h.state]}` +
-         (h.deadline ? ` · ${T['hz.deadline']} ${when(h.deadline)}` : '');
+  return `#${h.id} · ${CATEGORIES[h.category] || h.category} · ${T['hz.level.' + h.level]} · ${T['hz.state.' + h.state]}` +
+         (h.deadline_ts ? ` · ${T['hz.deadline']} ${when(h.deadline_ts)}` : '');
+}
+// Enterprises by name: the search fills the list as the officer types (GET /api/v1/enterprises,
+// the officer's own area); the chosen one's id is what is sent.  An id typed or pasted works too.
+const NAMES = {};
+async function nameOf(id) {
+  if (!(id in NAMES)) {
+    NAMES[id] = api('GET', `/enterprises?q=${encodeURIComponent(id)}&limit=5`)
+      .then(list => (list.find(e => e.id === id) || {}).name || id).catch(() => id);
+  }
+  return NAMES[id];
+}
+function enterpriseId() {
+  const box = document.getElementById('hz-enterprise');
+  const v = box.value.trim();
+  const opt = [...document.querySelectorAll('#hz-enterprises option')].find(o => o.value === v);
+  if (opt) return opt.dataset.id;
+  if (box.dataset.id && v === box.dataset.name) return box.dataset.id;
+  return v;
+}
+let searchTimer = null;
+function searchEnterprises() {
+  const box = document.getElementById('hz-enterprise');
+  if (!box) return;
+  box.dataset.name = box.value;
+  box.addEventListener('input', () => {
+    clearTimeout(searchTimer);
+    const q = box.value.trim();
+    document.getElementById('hz-picked').textContent = '';
+    const opt = [...document.querySelectorAll('#hz-enterprises option')].find(o => o.value === q);
+    if (opt) { document.getElementById('hz-picked').textContent = opt.dataset.label; return; }
+    if (!q) return;
+    searchTimer = setTimeout(async () => {
+      const list = await api('GET', `/enterprises?q=${encodeURIComponent(q)}&limit=20`).catch(() => []);
+      const dl = document.getElementById('hz-enterprises');
+      dl.replaceChildren(...list.map(e => {
+        const o = el('option', {value: e.name}); o.dataset.id = e.id; o.dataset.label = e.address || e.id; return o; }));
+    }, 250);
+  });
 }
 async function loadWaiting() {
   const box = document.getElementById('hz-waiting'); if (!box) return;
@@ -125,7 +184,9 @@ async function loadWaiting() {
   if (!list.length) box.append(el('p', {}, T['hz.none']));
   for (const h of list) {
     const item = el('div', {className: 'item', id: `w-${h.id}`});
-    item.append(el('div', {className: 'aj-data'}, `${h.enterprise_id} ` + line(h)));
+    const who = el('div', {className: 'aj-data'}, `${h.enterprise_id} ` + line(h));
+    nameOf(h.enterprise_id).then(n => { who.textContent = `${n} ` + line(h); });
+    item.append(who);
     const thumbs = el('div', {className: 'thumbs', id: `thumbs-${h.id}`});
     item.append(thumbs);
     api('GET', `/hazards/${h.id}`).then(d => {  // the evidence to judge, as thumbnails linking to the photo
@@ -154,7 +215,7 @@ async function record() {
   const level = document.querySelector('input[name=hz-level]:checked').value;
   const photo = document.getElementById('hz-photo').files[0];
   try {
-    const h = await api('POST', '/hazards', {enterprise_id: document.getElementById('hz-enterprise').value.trim(),
+    const h = await api('POST', '/hazards', {enterprise_id: enterpriseId(),
       category: document.getElementById('hz-category').value, level, description: document.getElementById('hz-note').value});
     if (photo) await upload(h.id, photo, 'finding');
     await api('POST', `/hazards/${h.id}/assign`, {});
@@ -199,7 +260,7 @@ async function selfInspect() {
 if (ROLE === 'enterprise') {
   document.getElementById('si-submit').onclick = selfInspect; loadMine();
 } else {
-  document.getElementById('hz-submit').onclick = record; loadWaiting(); setInterval(loadWaiting, 15000);
+  document.getElementById('hz-submit').onclick = record; searchEnterprises(); loadWaiting(); setInterval(loadWaiting, 15000);
 }
 </script>
 </body>
@@ -215,7 +276,7 @@ def install_hazard_views(server: Flask) -> None:
         lang = current_lang()
         from dashboard.api_hazards import store
 
-        enterprise_id = None
+        enterprise_id = enterprise_name = None
         if p.role == "enterprise":
             enterprise_id = p.enterprise_id
         elif p.inspector_id:
@@ -223,11 +284,18 @@ def install_hazard_views(server: Flask) -> None:
                 enterprise_id = web().visiting().get(p.inspector_id)  # the visit under way
             except Exception:  # noqa: BLE001 - no live state: the officer types the enterprise once
                 enterprise_id = None
+        if enterprise_id:
+            enterprise_name = web().registry().enterprise_names.get(enterprise_id)
         g.principal = p
+        cat = store().catalogue
+        back = {"officer": ("/officer", "nav.officer"), "dispatcher": ("/dispatch", "nav.dispatch"),
+                "admin": ("/dispatch", "nav.dispatch")}.get(p.role)
         return render_template_string(
             PAGE, lang=lang, t=lambda k, **kw: t(k, lang, **kw), title=t(title_key, lang), role=p.role,
-            enterprise_id=enterprise_id, catalogue=store().catalogue, csrf=session.get("csrf", ""),
-            texts={k: t(k, lang) for k in TEXT_KEYS})
+            enterprise_id=enterprise_id, enterprise_name=enterprise_name, catalogue=cat, csrf=session.get("csrf", ""),
+            texts={k: t(k, lang) for k in TEXT_KEYS}, back=back[0] if back else None,
+            back_key=back[1] if back else None, other_lang="en" if lang != "en" else "zh-CN",
+            categories={code: (i.name if lang == "zh-CN" else i.name_en) for code, i in cat.items.items()})
 
     def forbidden():
         return ("forbidden", 403, {"Content-Type": "text/plain; charset=utf-8"})

@@ -45,7 +45,8 @@ CATALOGUE: dict[str, dict[str, str]] = {
     # --- hazards (dashboard/hazard_views.py) ---------------------------------------------
     "hz.officer_title": {"zh-CN": "隐患登记与验收", "en": "Hazards: record and accept"},
     "hz.my_title": {"zh-CN": "我的企业：自查与整改", "en": "My enterprise: self-inspection and rectification"},
-    "hz.enterprise": {"zh-CN": "企业编号", "en": "Enterprise id"},
+    "hz.enterprise": {"zh-CN": "企业", "en": "Enterprise"},
+    "hz.enterprise_hint": {"zh-CN": "输入企业名称搜索", "en": "Type the enterprise's name"},
     "hz.category": {"zh-CN": "隐患类别", "en": "Category"},
     "hz.level": {"zh-CN": "隐患等级", "en": "Level"},
     "hz.level.general": {"zh-CN": "一般", "en": "General"},

@@ -5,6 +5,7 @@ GPS fix of the officer's phone at the door)."""
 
 from __future__ import annotations
 
+import re
 import time
 
 import pytest
@@ -52,7 +53,16 @@ def test_record_rectify_accept_on_a_phone(phone_stack):
         try:
             # The officer: enterprise, category, level, photo, note, record.
             octx, officer, oerr = _phone(browser, url, "off1", "/officer/hazards")
-            officer.fill("#hz-enterprise", "E1")
+            # The frame of the other screens: a way back to the alarms, the language, dark inputs.
+            assert officer.get_attribute("#hz-back", "href") == "/officer"
+            assert officer.locator("#lang-toggle").count() == 1
+            assert officer.eval_on_selector("#hz-note", "e => getComputedStyle(e).backgroundColor") != "rgb(255, 255, 255)"
+            # The enterprise by its name, not its id: typing part of it offers the matches.
+            officer.fill("#hz-enterprise", "老王")
+            officer.wait_for_selector("#hz-enterprises option[data-id='E1']", state="attached")
+            name = officer.get_attribute("#hz-enterprises option[data-id='E1']", "value")
+            assert name == "深圳市龙华区老王餐饮店"
+            officer.fill("#hz-enterprise", name)
             officer.select_option("#hz-category", "SC01")
             officer.check("#hz-level-major")
             officer.set_input_files("#hz-photo", {"name": "IMG_0001.png", "mimeType": "image/png",
@@ -65,7 +75,7 @@ def test_record_rectify_accept_on_a_phone(phone_stack):
 
             store = HazardStore(ctx.engine, ctx.settings)
             h = store.get(hid)
-            assert (h["state"], h["level"], h["category"]) == ("rectifying", "major", "SC01")
+            assert (h["state"], h["level"], h["category"], h["enterprise_id"]) == ("rectifying", "major", "SC01", "E1")
             assert [p["stage"] for p in h["photos"]] == ["finding"]
             # No horizontal scrolling at 375 px.
             assert officer.evaluate("() => document.documentElement.scrollWidth") <= 375
@@ -88,6 +98,10 @@ def test_record_rectify_accept_on_a_phone(phone_stack):
             officer.wait_for_function(f"() => {{ const i = document.querySelector('#thumbs-{hid} img');"
                                       f" return i && i.complete && i.naturalWidth > 0; }}")
             assert officer.eval_on_selector(f"#thumbs-{hid} img", "i => i.naturalWidth") == 8
+            # The waiting item by the enterprise's and the category's names, with its deadline.
+            officer.wait_for_function(f"() => document.querySelector('#w-{hid}').textContent.includes('老王餐饮店')")
+            item = officer.inner_text(f"#w-{hid}")
+            assert "SC01" not in item and "E1 " not in item and re.search(r"整改期限 \d{4}-\d\d-\d\d \d\d:\d\d", item), item
             officer.click(f"#accept-{hid}")
             officer.wait_for_function(f"() => !document.querySelector('#accept-{hid}')")
             h = store.get(hid)
