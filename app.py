@@ -247,6 +247,8 @@ def demo_accounts(settings, engine) -> dict[str, str]:
 
     password = settings.demo_password or secrets.token_urlsafe(9)
     accounts = {"admin": ("admin", {}), "dispatcher": ("dispatcher", {}), "wall": ("wall", {})}
+    # What the header and the audit's readers see: a person's name, or the screen's place.
+    shown = {"admin": "系统管理员", "dispatcher": "周敏", "wall": "指挥中心大屏"}
     from sqlalchemy import select
 
     from data.models import Grid
@@ -257,13 +259,15 @@ def demo_accounts(settings, engine) -> dict[str, str]:
         grid = conn.execute(select(Grid.id, Grid.street_id).order_by(Grid.id).limit(1)).first()
         # The demo officer is one of the street office's inspectors, so "on my way"
         # dispatches them and their phone's fixes confirm arrival.
-        me = None if grid is None else conn.execute(
-            select(Inspector.id).join(Unit, Unit.id == Inspector.unit_id)
-            .where(Unit.street_id == grid.street_id).order_by(Inspector.id).limit(1)).scalar()
+        row = None if grid is None else conn.execute(
+            select(Inspector.id, Inspector.name).join(Unit, Unit.id == Inspector.unit_id)
+            .where(Unit.street_id == grid.street_id).order_by(Inspector.id).limit(1)).first()
+    me = row.id if row else None
     if grid:
         accounts["officer"] = ("officer", {"streets": [grid.street_id], "grids": [grid.id], "inspector_id": me})
+        shown["officer"] = row.name if row else "officer"
     for username, (role, scope) in accounts.items():
-        create_user(engine, username, password, role, display_name=username, **scope)
+        create_user(engine, username, password, role, display_name=shown.get(username, username), **scope)
     return {u: password for u in accounts}
 
 

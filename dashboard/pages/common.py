@@ -283,16 +283,35 @@ def history_note(note: str | None, lang_: str, names: Callable[[str], str] = str
     return note
 
 
-def history_actor(actor: str | None, lang_: str, names: Callable[[str], str] = str) -> str:
-    """``system`` and ``gps:<inspector>`` through the catalogue; a username as it is."""
+def history_actor(actor: str | None, lang_: str, names: Callable[[str], str] = str,
+                  users: dict | None = None) -> str:
+    """``system`` and ``gps:<inspector>`` through the catalogue; an account by its display
+    name (``users``: username -> name), else its username."""
     if not actor or actor == "system":
         return t("actor.system", lang_)
     if actor.startswith("gps:"):
         return t("actor.gps", lang_, name=names(actor[4:]))
-    return actor
+    return (users or {}).get(actor) or actor
 
 
-def history_entries(a: dict, lang_: str, names: Callable[[str], str] = str, last: int = 12) -> list[dict]:
+USER_NAMES_TTL_S = 60.0
+
+
+def user_names() -> dict:
+    """username -> display name of every account (for the people in a history), read once
+    a minute per process."""
+    from sqlalchemy import select
+
+    from data.models import User
+
+    def read():
+        with web().engine.connect() as conn:
+            return {u: n for u, n in conn.execute(select(User.username, User.display_name)) if n}
+    return cache().get("user_names", USER_NAMES_TTL_S, read)
+
+
+def history_entries(a: dict, lang_: str, names: Callable[[str], str] = str, last: int = 12,
+                    users: dict | None = None) -> list[dict]:
     """An alert's history as the screens show it: time, actor, action, state, note, all in
     ``lang_`` and through the one time formatter; a resolve names its outcome."""
     out = []
@@ -303,7 +322,7 @@ def history_entries(a: dict, lang_: str, names: Callable[[str], str] = str, last
             outcome = t("alert.history.outcome", lang_, outcome=label("alert.outcome", a["outcome"], lang_))
             note = f"{outcome} · {note}" if note else outcome
         out.append({"time": fmt_time(h.get("at_ts", to_ts(h.get("at"))), with_date=True),
-                    "actor": history_actor(h.get("actor"), lang_, names),
+                    "actor": history_actor(h.get("actor"), lang_, names, users),
                     "action": label("alert.action", action, lang_),
                     "state": label("alert.state", h.get("to_state"), lang_), "note": note})
     return out

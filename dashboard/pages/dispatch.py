@@ -65,6 +65,7 @@ from dashboard.pages.common import (
     principal,
     push_listener,
     triggered,
+    user_names,
     web,
 )
 from data import screen_queries
@@ -551,7 +552,7 @@ def detail_panel(a: dict, nearest: list[dict] | None, reg, c, lang_: str, now: f
                                   for o in outcomes_for(a.get("type"))]))
     if "reassign" in acts and a.get("inspector_id"):
         parts.append(_reassign_button(a, lang_))
-    history = history_entries(a, lang_, names_of(reg))
+    history = history_entries(a, lang_, names_of(reg), users=user_names())
     if history:
         parts.append(tag("h2", t("dispatch.history", lang_)))
         parts.append(tag("ul", *[tag("li", tag("span", h["time"], class_="aj-muted"), " ",

@@ -141,6 +141,10 @@ def test_an_alerts_history_reads_in_chinese_with_local_times():
     en = " ".join(v for e in history_entries(alert_json, "en", lambda i: names(i) or i) for v in e.values()
                   if v != "王强" and "王强" not in v)
     assert not re.search(r"[\u4e00-\u9fff]", en), en
+    # A person by their name when the account has one, not by the login name.
+    people = [e["actor"] for e in history_entries(alert_json, "zh-CN", lambda i: names(i) or i,
+                                                  users={"disp1": "周敏"})]
+    assert "周敏" in people and "disp1" not in people and "off1" in people
 
 
 # Words shown on their own (badges, table cells, "a · b" lists) beside "Critical" and "Open":

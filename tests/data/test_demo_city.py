@@ -288,3 +288,20 @@ def test_devices_kept_for_trying_by_hand(demo, tiny):
         assert pd.isna(sens.loc[MANUAL_SENSOR].z2m_name)
         assert list(city.sensors.id[-2:]) == [MANUAL_SENSOR, MANUAL_Z2M_SENSOR]
         assert sens.loc[[MANUAL_SENSOR, MANUAL_Z2M_SENSOR]].enterprise_id.isin(city.enterprises.id).all()
+
+
+def test_the_demo_accounts_show_names_not_usernames(sqlite_engine, settings):
+    """The header and the history read "周敏 · 调度员", not "dispatcher · 调度员"; the officer
+    is the inspector the account is linked to."""
+    import app
+    from data.auth import get_user
+
+    write_city(sqlite_engine, generate_city(7, "tiny", now=time.time()))
+    passwords = app.demo_accounts(settings.model_copy(update={"demo_password": "demo-pass-123"}), sqlite_engine)
+    assert set(passwords) == {"admin", "dispatcher", "wall", "officer"}
+    shown = {u: get_user(sqlite_engine, u).display_name for u in passwords}
+    assert shown["dispatcher"] == "周敏" and shown["wall"] == "指挥中心大屏" and shown["admin"] == "系统管理员"
+    officer = get_user(sqlite_engine, "officer")
+    with sqlite_engine.connect() as conn:
+        name = conn.execute(select(models.Inspector.name).where(models.Inspector.id == officer.inspector_id)).scalar()
+    assert name and shown["officer"] == name
