@@ -303,6 +303,21 @@ def takeover_phase(n: int, since: float, now: float, dwell_s: float, overview_s:
     return None, start + round_s
 
 
+def round_start(changed: bool, since: float | None, held_from: float | None, now: float, n: int, dwell_s: float,
+                overview_s: float) -> float:
+    """When the takeover's round starts (``since`` of ``takeover_phase``).  A new set of
+    alarms starts a round at once, the newest first, so that it is shown at once; but when
+    the alarms have held the wall for a whole round already since the last overview
+    (``held_from``), the overview that is due comes first: new alarms every minute must not
+    keep the district overview away for good (a tour watched 95 s of alarms and no
+    overview)."""
+    if not changed and since is not None:
+        return since
+    if overview_s > 0 and n > 0 and held_from is not None and now - held_from >= n * dwell_s:
+        return now - n * dwell_s  # the round's overview phase begins now
+    return now
+
+
 def takeover_card(a: dict | None, others: int, reg, c, lang_: str, position: tuple[int, int] | None = None):
     if a is None:
         return [], "aj-takeover"
@@ -431,10 +446,13 @@ def wall_tick(n, state, order, push=None, zoom=None, bounds=None):
     # first, then the overview, on the schedule of the settings.
     waiting = takeover_alarms(alarms)
     take_ids = ",".join(str(a.get("id")) for a in waiting)
-    since = state.get("take_since") if take_ids == state.get("take_ids") else now
     settings = ctx.settings
-    i, take_next = takeover_phase(len(waiting), since or now, now, settings.wall_takeover_dwell_s,
+    since = round_start(take_ids != state.get("take_ids"), state.get("take_since"), state.get("take_held_from"),
+                        now, len(waiting), settings.wall_takeover_dwell_s, settings.wall_overview_s)
+    i, take_next = takeover_phase(len(waiting), since, now, settings.wall_takeover_dwell_s,
                                   settings.wall_overview_s)
+    # Since when alarms have held the wall without the overview in between.
+    held_from = None if i is None else (state.get("take_held_from") or now)
     phase = f"{take_ids}|{i}"
     if alarm_fp != state.get("alarm_fp"):
         reg = snap.reg
@@ -457,7 +475,7 @@ def wall_tick(n, state, order, push=None, zoom=None, bounds=None):
             out["takeover"] = None
     state.update(news)
     state.update({"afp": afp, "alarm_fp": alarm_fp, "on_duty": on_duty, "take_ids": take_ids,
-                  "take_since": since, "take_phase": phase,
+                  "take_since": since, "take_phase": phase, "take_held_from": held_from,
                   "take_next": take_next if math.isfinite(take_next) else None})
     out["state"] = state
     return out

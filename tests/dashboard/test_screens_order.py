@@ -162,6 +162,42 @@ def test_the_takeover_schedule_cycles_the_alarms_then_shows_the_overview():
     assert takeover_phase(1, 100, 10_000, 20, 0)[0] == 0  # one alarm, no overview: it stays
 
 
+def test_alarms_arriving_every_forty_seconds_still_let_the_overview_come():
+    """The simulator raises a critical alarm every 40-120 s: each new one restarted the
+    round, and the wall never showed the district. Walk the wall's clock a second at a
+    time, as its tick does, with a new alarm every 40 s, and count the overview."""
+    from dashboard.pages.wall import round_start, takeover_phase
+
+    dwell, overview = 20.0, 15.0
+    ids, since, held, shown = [], None, None, []
+    for now in range(0, 600):
+        changed = False
+        if now % 40 == 0:
+            ids.append(now)
+            changed = True
+        since = round_start(changed, since, held, float(now), len(ids), dwell, overview)
+        i, _ = takeover_phase(len(ids), since, float(now), dwell, overview)
+        held = None if i is None else (held if held is not None else float(now))
+        shown.append(i)
+        if changed and now < 20:
+            assert i == 0  # the first alarm at once
+    # Every stretch of alarms ends in the overview within a round (each alarm once) and a
+    # dwell, and each overview lasts its 15 s.
+    starts = [t for t in range(1, 600) if shown[t] is None and shown[t - 1] is not None]
+    ends = [t for t in range(1, 600) if shown[t] is not None and shown[t - 1] is None]
+    assert len(starts) >= 3, starts  # the rounds grow as alarms pile up unacknowledged
+    held_from = 0
+    for start in starts:
+        n = len([x for x in ids if x <= start])
+        assert start - held_from <= n * dwell + dwell + 1, (start, held_from, n)
+        later = [e for e in ends if e > start]
+        if later:
+            assert later[0] - start == overview
+            held_from = later[0]
+    # And a new alarm still goes first when the wall has not held alarms a whole round.
+    assert round_start(True, 100.0, 150.0, 160.0, 3, dwell, overview) == 160.0
+
+
 def test_the_wall_takes_over_with_the_newest_critical_alarm_and_labels_it(web):
     from dashboard.pages import wall
 
