@@ -10,7 +10,7 @@ After the warm-up it publishes one high gas alarm over MQTT, as a detector
 would, so the takeover, the dispatcher's suggestions and the officer view have
 something to show.  Chromium is Debian's (/usr/bin/chromium), headless.
 
-Pages: 1920x1080, the officer view 375x812.  Tiles default to "none" (the
+Pages: 1920x1080, the officer's views 375x812.  Tiles default to "none" (the
 offline vector base) so the pictures need no network.
 """
 
@@ -139,6 +139,10 @@ def main(argv=None) -> int:
             screen("disp1", f"/enterprise/{eid}", "enterprise", ready="#enterprise-name", settle=2)
             replay_for = _most_travelled(engine) or me or next(iter(reg.inspectors))
             screen("disp1", f"/replay?inspector={replay_for}", "replay", ready="#replay-summary", settle=2)
+            screen("disp1", "/plans", "plans", ready="#plans-grid", settle=3)
+            screen("disp1", "/agencies", "agencies", ready="#agencies-contracts", settle=1)
+            screen("officer-shot", "/officer/hazards", "officer-hazards", size=(375, 812), ready="#hz-enterprise",
+                   settle=1)
             browser.close()
     finally:
         stop.set()
