@@ -290,6 +290,12 @@ def test_the_console_answers_beside_the_button_keeps_words_whole_and_collapses_e
         height = page.evaluate("""() => [...document.querySelectorAll('.aj-panel')]
           .find(p => p.querySelector('#dispatch-duplicates')).getBoundingClientRect().height""")
         assert height < 110, height
+        # So does the hazards panel with none to show (this city has no open major or
+        # overdue hazard at this point of the module).
+        assert page.locator("#dispatch-hazards .aj-alert-none").count() == 1
+        hz = page.evaluate("""() => document.querySelector('#dispatch-hazards').closest('.aj-panel')
+          .getBoundingClientRect().height""")
+        assert hz < 110, hz
         # Acknowledge: the answer appears beside the button, large enough to read.
         button = page.query_selector(f"#queue-row-{first} button.aj-btn-primary")
         box = button.bounding_box()
