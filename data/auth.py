@@ -71,6 +71,12 @@ def get_user(engine: Engine, username: str) -> Principal | None:
     return None if u is None else _principal(u)
 
 
+def display_names(engine: Engine) -> dict[str, str]:
+    """username -> display name, of every account that has one (a history names people)."""
+    with engine.connect() as conn:
+        return {u: n for u, n in conn.execute(select(User.username, User.display_name)) if n}
+
+
 def active_user(engine: Engine, uid: int) -> Principal | None:
     """The user with id ``uid``, if that account exists and is active (a login session's user)."""
     with engine.connect() as conn:

@@ -300,14 +300,9 @@ USER_NAMES_TTL_S = 60.0
 def user_names() -> dict:
     """username -> display name of every account (for the people in a history), read once
     a minute per process."""
-    from sqlalchemy import select
+    from data.auth import display_names
 
-    from data.models import User
-
-    def read():
-        with web().engine.connect() as conn:
-            return {u: n for u, n in conn.execute(select(User.username, User.display_name)) if n}
-    return cache().get("user_names", USER_NAMES_TTL_S, read)
+    return cache().get("user_names", USER_NAMES_TTL_S, lambda: display_names(web().engine))
 
 
 def history_entries(a: dict, lang_: str, names: Callable[[str], str] = str, last: int = 12,
