@@ -443,6 +443,14 @@ def test_the_wall_reads_at_four_metres_without_controls(stack, browser, width, h
         else:
             assert alerts["more"] is None, shown
         assert shown["wall-major-hazards"]["shown"] >= 1 and shown["wall-major-hazards"]["cut"] == 0, shown
+        # A shorter window: the lists refit, still whole rows and a true count.
+        page.set_viewport_size({"width": width, "height": height * 3 // 4})
+        time.sleep(0.8)
+        low = page.evaluate(WALL_SHOWN_JS)["wall-alert-list"]
+        assert low["cut"] == 0 and low["shown"] < alerts["shown"], low
+        assert low["more"]["seen"] and low["more"]["text"] == f'"另有 {12 - low["shown"]} 条"', low
+        page.set_viewport_size({"width": width, "height": height})
+        time.sleep(0.8)
         for block in ("wall-street-ranking", "wall-unit-legend"):
             assert shown[block]["shown"] == shown[block]["items"] > 0 and shown[block]["cut"] == 0, (block, shown)
         texts = page.evaluate(WALL_FONT_JS)
