@@ -205,13 +205,16 @@ OFFICER_ALERT_ACTIONS = ("ack", "assign", "arrive", "resolve")
 def actions_for(p, a: dict) -> list[str]:
     """The lifecycle's ``allowed_actions`` of ``a`` that ``p`` may actually use: all of
     them for dispatchers and admins; for an officer, those of OFFICER_ALERT_ACTIONS on an
-    alert of their own area (``assign`` only with a linked inspector: "on my way"); none
+    alert of their own area (``assign`` only with a linked inspector: "on my way";
+    ``arrive`` only on an alarm sent to that inspector); none
     for the wall or anyone else."""
     acts = list(a.get("allowed_actions") or [])
     if p.role in OPS_ROLES:
         return acts
     if p.role == "officer" and p.sees_area(a.get("street_id"), a.get("grid_id")):
-        return [x for x in acts if x in OFFICER_ALERT_ACTIONS and (x != "assign" or p.inspector_id)]
+        # Arrival is the sent officer's to report (data/alert_store.py refuses anyone else).
+        return [x for x in acts if x in OFFICER_ALERT_ACTIONS and (x != "assign" or p.inspector_id)
+                and (x != "arrive" or (p.inspector_id and a.get("assignee_id") == p.inspector_id))]
     return []
 
 

@@ -432,7 +432,8 @@ class AlertStore:
         An officer's ``assign`` is "on my way": to their own linked inspector only (an
         account without one cannot take an alarm), and an alarm already assigned to
         someone else is taken over only with ``take_over`` (the screen asks first); the
-        takeover is audited (``alert.takeover``, naming both inspectors).
+        takeover is audited (``alert.takeover``, naming both inspectors).  An officer's
+        ``arrive`` is refused unless the alarm was sent to their own inspector.
         """
         if principal.role not in MANAGER_ROLES and principal.role != "officer":
             raise PermissionError(f"role {principal.role} may not change alerts")
@@ -460,6 +461,10 @@ class AlertStore:
                 raise PermissionError(f"alert {alert_id} is outside {principal.username}'s area")
             alert = state_from_row(row)
             taken_from = None
+            if principal.role == "officer" and action == "arrive" and row.assignee_id != principal.inspector_id:
+                # Only the officer who was sent reports the arrival; another takes it over first.
+                raise PermissionError(f"alert {alert_id} was sent to {row.assignee_id}, not to "
+                                      f"{principal.inspector_id or principal.username}: take it over first")
             if officer_assign and row.assignee_id and row.assignee_id != assignee_id:
                 if not take_over:
                     raise Conflict(f"alert {alert_id} is assigned to {row.assignee_id}; confirm the takeover")

@@ -94,6 +94,18 @@ def test_allowed_actions_follow_the_callers_role_and_area(web, client_as):
     assert actions("officer2") is None  # not in their area: not listed at all
     assert "assign" not in actions("officer3") and "ack" in actions("officer3")
     assert client_as("wall").get(f"/api/v1/alerts/{in_g1}").get_json()["allowed_actions"] == []
+    # Sent to someone else: arrival is not the officer's to report, through the API either.
+    ctx.alerts.act(in_g1, "assign", _users["dispatcher"], assignee_id="I2")
+    assert "arrive" in actions("dispatcher") and "arrive" not in actions("officer")
+    off = client_as("officer")
+    refused = off.post(f"/api/v1/alerts/{in_g1}/arrive", json={}, headers={webkit.CSRF_HEADER: webkit.csrf_of(off)})
+    assert refused.status_code == 403, refused.get_json()
+    assert ctx.alerts.get(in_g1)["state"] == "dispatched"
+    # Sent to the officer's own inspector: theirs to report.
+    ctx.alerts.act(in_g1, "assign", _users["dispatcher"], assignee_id="I1")
+    assert "arrive" in actions("officer")
+    done = off.post(f"/api/v1/alerts/{in_g1}/arrive", json={}, headers={webkit.CSRF_HEADER: webkit.csrf_of(off)})
+    assert done.status_code == 200 and ctx.alerts.get(in_g1)["state"] == "on_scene", done.get_json()
 
 
 def test_a_csrf_refusal_is_audited_like_a_role_refusal(web, client_as):
