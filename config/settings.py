@@ -441,6 +441,11 @@ class Settings(BaseSettings):
         15.0, "After each round of the takeover's alarms, how long the video wall shows the whole district "
         "(the overview) before the round starts again; 0: never.", ge=0.0,
     )
+    wall_takeover_max_hold_s: float = _field(
+        120.0, "The longest the video wall's takeover holds the wall without the district overview: past it the "
+        "overview comes (for wall_overview_s), and the round goes on after it with the alarms not yet shown.",
+        ge=10.0,
+    )
     wall_viewing_distance_m: float = _field(
         4.0, "How far the video wall's viewers stand from it (metres): sets the wall's type scale, 18 px at "
         "4 m and 28 px at 6 m on a 1920 px wide screen (never under 16 px), scaled with the screen's width "

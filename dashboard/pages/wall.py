@@ -9,8 +9,9 @@ tiles and the live alerts; along the bottom, a ticker.
 A critical gas alarm that nobody has acknowledged takes the wall over: the map
 flies to it and a card names it (with a beep, if the browser allows sound) until
 someone acknowledges it anywhere.  Several such alarms are shown in turn, most
-urgent first, each for ``settings.wall_takeover_dwell_s``; after each round the
-wall shows the whole district for ``settings.wall_overview_s``.  The label in the
+urgent first, each for ``settings.wall_takeover_dwell_s``; after each round, and at
+least every ``settings.wall_takeover_max_hold_s``, the wall shows the whole district
+for ``settings.wall_overview_s`` (``takeover_step``).  The label in the
 map's corner always names what is shown.  Otherwise, when nobody has touched the
 screen for two minutes, the view cycles through the district and its streets.
 
@@ -285,37 +286,63 @@ def takeover_of(alarms: list[dict]) -> dict | None:
     return waiting[0] if waiting else None
 
 
-def takeover_phase(n: int, since: float, now: float, dwell_s: float, overview_s: float) -> tuple[int | None, float]:
-    """Which of ``n`` takeover alarms the wall shows at ``now`` (None: the overview), and
-    when that changes.  A round shows each alarm for ``dwell_s``, then the whole district
-    for ``overview_s``; rounds start at ``since`` (when the set of alarms last changed, so
-    a new alarm is shown at once)."""
-    if n <= 0:
-        return None, math.inf
-    if n == 1 and overview_s <= 0:
-        return 0, math.inf
-    round_s = n * dwell_s + overview_s
-    into = (now - since) % round_s
-    start = now - into
-    if into < n * dwell_s:
-        i = int(into // dwell_s)
-        return i, start + (i + 1) * dwell_s
-    return None, start + round_s
+def takeover_step(st: dict | None, waiting: list[str], now: float, dwell_s: float, overview_s: float,
+                  hold_max_s: float) -> tuple[dict, str | None, float]:
+    """The takeover's schedule, one step at ``now``: (its state, the alarm id shown or None
+    for the overview, when it next changes).  ``waiting``: the ids of the critical alarms
+    nobody acknowledged, most urgent first.
 
+    * A round shows each waiting alarm once, ``dwell_s`` each, most urgent first, then the
+      whole district for ``overview_s``; then the next round.
+    * A new alarm is shown at once (it counts as shown in the round), unless the overview
+      is on: then right after it.
+    * The alarms never hold the wall longer than ``hold_max_s`` without the overview: past
+      it the overview comes, and the round goes on after it with the alarms not yet shown
+      (a tour saw a new alarm every 40 s restart the round: the overview never came, and
+      alarms 3 to 43 were never shown).
+    * An alarm acknowledged while shown gives way to the next at once.
+    """
+    st = dict(st or {})
+    if not waiting:
+        return {}, None, math.inf
+    known = set(st.get("known") or [])
+    new = [i for i in waiting if i not in known]
+    shown = [i for i in (st.get("shown") or []) if i in waiting]
+    st["known"] = list(waiting)
 
-def round_start(changed: bool, since: float | None, held_from: float | None, now: float, n: int, dwell_s: float,
-                overview_s: float) -> float:
-    """When the takeover's round starts (``since`` of ``takeover_phase``).  A new set of
-    alarms starts a round at once, the newest first, so that it is shown at once; but when
-    the alarms have held the wall for a whole round already since the last overview
-    (``held_from``), the overview that is due comes first: new alarms every minute must not
-    keep the district overview away for good (a tour watched 95 s of alarms and no
-    overview)."""
-    if not changed and since is not None:
-        return since
-    if overview_s > 0 and n > 0 and held_from is not None and now - held_from >= n * dwell_s:
-        return now - n * dwell_s  # the round's overview phase begins now
-    return now
+    def show(i: str) -> tuple[dict, str, float]:
+        if st.get("mode") != "alarm":
+            st["hold_at"] = now
+        st.update(mode="alarm", cur=i, cur_at=now, shown=[*shown, i] if i not in shown else shown)
+        return st, i, now + dwell_s
+
+    def overview(round_done: bool) -> tuple[dict, None, float]:
+        st.update(mode="overview", cur=None, ov_at=now, shown=[] if round_done else shown)
+        return st, None, now + overview_s
+
+    if st.get("mode") == "overview":
+        if now - st.get("ov_at", now) < overview_s:
+            return st, None, st["ov_at"] + overview_s
+        left = [i for i in waiting if i not in shown]
+        return show(left[0] if left else waiting[0])
+    held_too_long = (st.get("mode") == "alarm" and overview_s > 0
+                     and now - st.get("hold_at", now) >= hold_max_s)
+    left = [i for i in waiting if i not in shown]
+    if held_too_long:
+        return overview(not left)
+    if new:
+        return show(new[0])
+    cur = st.get("cur")
+    if st.get("mode") == "alarm" and cur in waiting and now - st.get("cur_at", now) < dwell_s:
+        return st, cur, min(st["cur_at"] + dwell_s, st.get("hold_at", now) + hold_max_s)
+    if st.get("mode") != "alarm":
+        return show(waiting[0])
+    if left:
+        return show(left[0])
+    if overview_s <= 0:  # no overview: round after round
+        shown = []
+        return show(waiting[0])
+    return overview(True)
 
 
 def takeover_card(a: dict | None, others: int, reg, c, lang_: str, position: tuple[int, int] | None = None):
@@ -447,12 +474,11 @@ def wall_tick(n, state, order, push=None, zoom=None, bounds=None):
     waiting = takeover_alarms(alarms)
     take_ids = ",".join(str(a.get("id")) for a in waiting)
     settings = ctx.settings
-    since = round_start(take_ids != state.get("take_ids"), state.get("take_since"), state.get("take_held_from"),
-                        now, len(waiting), settings.wall_takeover_dwell_s, settings.wall_overview_s)
-    i, take_next = takeover_phase(len(waiting), since, now, settings.wall_takeover_dwell_s,
-                                  settings.wall_overview_s)
-    # Since when alarms have held the wall without the overview in between.
-    held_from = None if i is None else (state.get("take_held_from") or now)
+    ids_waiting = [str(a.get("id")) for a in waiting]
+    take_state, shown_id, take_next = takeover_step(
+        state.get("take"), ids_waiting, now, settings.wall_takeover_dwell_s, settings.wall_overview_s,
+        settings.wall_takeover_max_hold_s)
+    i = ids_waiting.index(shown_id) if shown_id is not None else None
     phase = f"{take_ids}|{i}"
     if alarm_fp != state.get("alarm_fp"):
         reg = snap.reg
@@ -475,7 +501,7 @@ def wall_tick(n, state, order, push=None, zoom=None, bounds=None):
             out["takeover"] = None
     state.update(news)
     state.update({"afp": afp, "alarm_fp": alarm_fp, "on_duty": on_duty, "take_ids": take_ids,
-                  "take_since": since, "take_phase": phase, "take_held_from": held_from,
+                  "take": take_state, "take_phase": phase,
                   "take_next": take_next if math.isfinite(take_next) else None})
     out["state"] = state
     return out

@@ -162,53 +162,59 @@ def test_muting_the_console_is_one_click_and_audited(web):
     assert [e.actor for e in audit.entries(ctx.engine, action="alarm_sound_unmuted")] == ["disp1"]
 
 
+def _walk(arrivals: dict, seconds: int, dwell=20.0, overview=15.0, hold_max=120.0, acked=None):
+    """The wall's takeover a second at a time, as its tick runs it: ``arrivals`` second ->
+    new alarm ids (most urgent first among the waiting: the newest first, as the wall
+    sorts critical alarms); ``acked`` second -> ids acknowledged. Returns what was shown
+    each second (an id, or None for the overview)."""
+    from dashboard.pages.wall import takeover_step
+
+    waiting, st, shown = [], None, []
+    for now in range(seconds):
+        waiting = list(arrivals.get(now, [])) + waiting
+        waiting = [i for i in waiting if i not in (acked or {}).get(now, [])]
+        st, cur, _next = takeover_step(st, waiting, float(now), dwell, overview, hold_max)
+        shown.append(cur)
+    return shown
+
+
 def test_the_takeover_schedule_cycles_the_alarms_then_shows_the_overview():
-    from dashboard.pages.wall import takeover_phase
+    shown = _walk({0: ["b", "a"]}, 120)
+    assert shown[0] == "b" and shown[19] == "b" and shown[20] == "a" and shown[39] == "a"
+    assert shown[40] is None and shown[54] is None  # the overview for 15 s
+    assert shown[55] == "b" and shown[75] == "a" and shown[95] is None  # the next round
+    assert _walk({0: ["a"]}, 600, overview=0.0)[599] == "a"  # one alarm, no overview: it stays
+    assert _walk({}, 10) == [None] * 10
+    # Acknowledged while shown: the next one at once.
+    shown = _walk({0: ["b", "a"]}, 30, acked={5: ["b"]})
+    assert shown[4] == "b" and shown[5] == "a"
 
-    # Two alarms, 20 s each, then 15 s of overview, starting at t=100.
-    assert takeover_phase(2, 100, 100, 20, 15) == (0, 120)
-    assert takeover_phase(2, 100, 125, 20, 15) == (1, 140)
-    assert takeover_phase(2, 100, 141, 20, 15) == (None, 155)
-    assert takeover_phase(2, 100, 156, 20, 15) == (0, 175)  # the next round
-    assert takeover_phase(0, 100, 156, 20, 15)[0] is None
-    assert takeover_phase(1, 100, 10_000, 20, 0)[0] == 0  # one alarm, no overview: it stays
+
+def test_alarms_arriving_every_forty_seconds_still_let_the_overview_come_and_every_alarm_be_shown():
+    """A critical alarm every 40 s, none acknowledged, 16 waiting at the start (the second
+    tour: 16 -> 43 in 12 minutes, the overview never came and alarms 3 to 43 were never
+    shown, because each new one restarted the round)."""
+    arrivals = {0: [f"s{k}" for k in range(16)]}
+    for t in range(40, 720, 40):
+        arrivals[t] = [f"n{t}"]
+    shown = _walk(arrivals, 720)
+    # The overview at least every hold_max + overview seconds.
+    starts = [t for t in range(1, 720) if shown[t] is None and shown[t - 1] is not None]
+    assert starts and starts[0] <= 121, starts
+    assert all(b - a <= 120 + 15 + 1 for a, b in zip(starts, starts[1:])), starts
+    assert all(all(shown[t] is None for t in range(s, min(s + 15, 720))) for s in starts)
+    # Each new alarm shown the second it came, or right after an overview.
+    for t in range(40, 720, 40):
+        first = next(k for k in range(t, 720) if shown[k] == f"n{t}")
+        assert first - t <= 15, (t, first)
+    # And the waiting ones are not starved: every one of the 16 is shown.
+    assert {f"s{k}" for k in range(16)} <= set(shown), sorted(set(shown) - {None})
 
 
-def test_alarms_arriving_every_forty_seconds_still_let_the_overview_come():
-    """The simulator raises a critical alarm every 40-120 s: each new one restarted the
-    round, and the wall never showed the district. Walk the wall's clock a second at a
-    time, as its tick does, with a new alarm every 40 s, and count the overview."""
-    from dashboard.pages.wall import round_start, takeover_phase
-
-    dwell, overview = 20.0, 15.0
-    ids, since, held, shown = [], None, None, []
-    for now in range(0, 600):
-        changed = False
-        if now % 40 == 0:
-            ids.append(now)
-            changed = True
-        since = round_start(changed, since, held, float(now), len(ids), dwell, overview)
-        i, _ = takeover_phase(len(ids), since, float(now), dwell, overview)
-        held = None if i is None else (held if held is not None else float(now))
-        shown.append(i)
-        if changed and now < 20:
-            assert i == 0  # the first alarm at once
-    # Every stretch of alarms ends in the overview within a round (each alarm once) and a
-    # dwell, and each overview lasts its 15 s.
-    starts = [t for t in range(1, 600) if shown[t] is None and shown[t - 1] is not None]
-    ends = [t for t in range(1, 600) if shown[t] is not None and shown[t - 1] is None]
-    assert len(starts) >= 3, starts  # the rounds grow as alarms pile up unacknowledged
-    held_from = 0
-    for start in starts:
-        n = len([x for x in ids if x <= start])
-        assert start - held_from <= n * dwell + dwell + 1, (start, held_from, n)
-        later = [e for e in ends if e > start]
-        if later:
-            assert later[0] - start == overview
-            held_from = later[0]
-    # And a new alarm still goes first when the wall has not held alarms a whole round.
-    assert round_start(True, 100.0, 150.0, 160.0, 3, dwell, overview) == 160.0
-
+def test_a_new_alarm_is_shown_at_once_while_the_wall_has_not_held_alarms_long():
+    shown = _walk({0: ["a"], 10: ["b"]}, 60)
+    assert shown[9] == "a" and shown[10] == "b"  # at once
+    assert shown[29] == "b" and shown[30] is None  # both shown: the overview
 
 def test_the_wall_takes_over_with_the_newest_critical_alarm_and_labels_it(web):
     from dashboard.pages import wall
@@ -230,12 +236,13 @@ def test_the_wall_takes_over_with_the_newest_critical_alarm_and_labels_it(web):
     card = json.dumps(out["card"], default=lambda c: c.to_plotly_json(), ensure_ascii=False)
     assert "第 1 / 2 条" in card
     # Past its dwell time, the wall moves on to the next one, then to the overview
-    # (the round's start moved back stands in for waiting).
+    # (the schedule's clocks moved back stand in for waiting).
     dwell, overview = ctx.settings.wall_takeover_dwell_s, ctx.settings.wall_overview_s
 
     def after(prev, seconds):
         state = dict(prev["state"])
-        state["take_since"] = state["take_since"] - seconds
+        state["take"] = {k: (v - seconds if k in ("cur_at", "hold_at", "ov_at") else v)
+                         for k, v in state["take"].items()}
         state["take_next"] = 0  # due: the poll looks again
         return tick(state, out["order"])
 
