@@ -450,6 +450,14 @@
   };
   if (window.L && L.TileLayer && L.TileLayer.addInitHook) {
     L.TileLayer.addInitHook(function () {
+      // A small map asks for fewer tiles than TILE_FAILURES (the enterprise page's map on a
+      // phone asked for 4 and stayed blank): when a layer has finished its tiles ("load",
+      // errors included) and every one of them failed, that is enough.
+      this.on("load", function () {
+        var box = this._map && this._map.getContainer();
+        var st = box && box.id && window.anjianTiles[box.id];
+        if (st && !st.offline && st.loaded === 0 && st.failed > 0) { goOffline(box); }
+      });
       var u = this._url;
       if (!u || u.indexOf("data:") === 0 || !deadTiles()[u]) { return; }
       this.anjianUrl = u;

@@ -546,14 +546,16 @@ BASE_DRAWN_JS = """([mapId, least]) => {
 
 # Per page: who, where, the map, its notice, and how many sampled pixels of the base pane's
 # canvas must be drawn (the wall's base fills the screen; the others show the district small).
-@pytest.mark.parametrize("user,path,map_id,notice_id,drawn", [
-    ("wall1", "/wall", "wall-map", "wall-tiles-notice", 2000),
-    ("disp1", "/dispatch", "dispatch-map", "dispatch-map-tiles-notice", 150),
-    ("officer-a", "/officer", "officer-map", "officer-map-tiles-notice", 150),
-    ("disp1", "/enterprise/{a}", "enterprise-map", "enterprise-map-tiles-notice", 150),
-    ("disp1", "/plans", "plans-map", "plans-map-tiles-notice", 150)])
+@pytest.mark.parametrize("user,path,map_id,notice_id,drawn,size", [
+    ("wall1", "/wall", "wall-map", "wall-tiles-notice", 2000, (1920, 1080)),
+    ("disp1", "/dispatch", "dispatch-map", "dispatch-map-tiles-notice", 150, (1920, 1080)),
+    ("officer-a", "/officer", "officer-map", "officer-map-tiles-notice", 150, (375, 812)),
+    ("disp1", "/enterprise/{a}", "enterprise-map", "enterprise-map-tiles-notice", 150, (1920, 1080)),
+    # A phone's small map asks for only 4 tiles, fewer than the failures the switch waits for.
+    ("disp1", "/enterprise/{a}", "enterprise-map", "enterprise-map-tiles-notice", 150, (375, 812)),
+    ("disp1", "/plans", "plans-map", "plans-map-tiles-notice", 150, (1920, 1080))])
 def test_when_tiles_fail_every_map_switches_to_its_offline_base(stack, browser, user, path, map_id, notice_id,
-                                                                drawn):
+                                                                drawn, size):
     """With no tile server reachable (an intranet), each map stops asking it, draws its
     offline base, drops the server's attribution and says so in its corner.  The tour: the
     console, the officer's phone and the enterprise page kept asking a dead tile server
@@ -565,7 +567,6 @@ def test_when_tiles_fail_every_map_switches_to_its_offline_base(stack, browser, 
     server.extensions["anjian_tiles"] = TilePreset("custom", "wgs84", (TileSpec("http://127.0.0.1:9/{z}/{x}/{y}.png",
                                                                                 "© Dead Tiles", (), 18),),
                                                    requested="custom")
-    size = (375, 812) if user.startswith("officer") else (1920, 1080)
     scr = Screen(browser, stack["url"], *size).login(user, path.format(a=stack["a"]["enterprise"]))
     try:
         page = scr.page
