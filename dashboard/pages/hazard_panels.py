@@ -36,12 +36,19 @@ def _open_hazards(level: str | None, overdue: bool) -> list[dict]:
     return cache().get(f"hazards:{level}:{overdue}", TTL_S, read)
 
 
-def _item(h: dict, lang_: str, names: dict, p) -> html.Li | None:
+def _item(h: dict, lang_: str, names: dict, p, compact: bool = False) -> html.Li | None:
     if p is not None and not p.sees_enterprise(h["enterprise_id"], h["street_id"], h["grid_id"]):
         return None
     badges = [html.Span(t(f"hz.level.{h['level']}", lang_), className=f"aj-badge aj-hz-{h['level']}")]
     if h["overdue"]:
         badges.append(html.Span(t("hz.overdue", lang_), className="aj-badge aj-hz-overdue"))
+    if compact:  # the wall: one line, the name gives way, the state and the deadline's day stay
+        due = fmt_time(h["deadline_ts"], with_date=True)[5:10] if h["deadline_ts"] else "—"
+        state = t("hz.state." + h["state"], lang_)
+        return html.Li([*badges, html.Span(names.get(h["enterprise_id"], h["enterprise_id"]),
+                                           className="aj-data aj-hz-name"),
+                        html.Span(f"{state} · {t('hz.deadline', lang_)} {due}", className="aj-hz-due")],
+                       className="aj-hz-item aj-hz-compact", **{"data-hazard": str(h["id"])})
     return html.Li([*badges, " ", html.Span(names.get(h["enterprise_id"], h["enterprise_id"]), className="aj-data"),
                     " · ", t(f"hz.state.{h['state']}", lang_),
                     " · ", t("hz.deadline", lang_), " ", fmt_time(h["deadline_ts"], with_date=True) if h["deadline_ts"] else "—",
@@ -51,12 +58,13 @@ def _item(h: dict, lang_: str, names: dict, p) -> html.Li | None:
                    className="aj-hz-item", **{"data-hazard": str(h["id"])})
 
 
-def major_hazard_items(lang_: str, p=None, with_left_out: bool = False):
+def major_hazard_items(lang_: str, p=None, with_left_out: bool = False, compact: bool = False):
     """Open major hazards, the overdue first: the wall's list (it stays until 销号).
-    ``with_left_out``: (items, how many past MAX_ITEMS were left out)."""
+    ``with_left_out``: (items, how many past MAX_ITEMS were left out); ``compact``: one
+    line each (the wall)."""
     names = web().registry().enterprise_names
     rows = sorted(_open_hazards("major", False), key=lambda h: (not h["overdue"], h["deadline_ts"] or 0, h["id"]))
-    every = [i for i in (_item(h, lang_, names, p) for h in rows) if i is not None]
+    every = [i for i in (_item(h, lang_, names, p, compact) for h in rows) if i is not None]
     items = every[:MAX_ITEMS] or [html.Li(t("hz.none", lang_), className="aj-muted aj-alert-none")]
     return (items, len(every) - len(every[:MAX_ITEMS])) if with_left_out else items
 

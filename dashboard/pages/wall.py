@@ -585,7 +585,7 @@ def wall_hazards(n):
     from dashboard.pages.hazard_panels import major_hazard_items, street_ranking_items
 
     lang_ = lang()
-    major, left_out = major_hazard_items(lang_, with_left_out=True)
+    major, left_out = major_hazard_items(lang_, with_left_out=True, compact=True)
     if left_out or not (major and "aj-alert-none" in (major[0].className or "")):
         major = [*major, more_item(left_out, lang_)]
     return {"major": major, "ranking": street_ranking_items(lang_)}
