@@ -43,7 +43,8 @@ PAGE = """<!doctype html>
  .hz{max-width:480px;margin:0 auto;padding:12px;font-size:16px;color:var(--text)}
  .hz-head{display:flex;align-items:center;gap:10px;padding:8px 12px;background:var(--panel);border-bottom:1px solid var(--line)}
  .hz-head h1{font-size:18px;margin:0;flex:1;min-width:0}.hz-head a{color:var(--text);text-decoration:none;white-space:nowrap}
- .hz-head form{margin:0}.hz-head button{width:auto;margin:0;padding:5px 10px;font-size:14px}
+ .hz-head form{margin:0}.hz-head button{width:auto;margin:0;padding:5px 10px;font-size:14px;cursor:pointer;
+   background:var(--panel-2);color:var(--text);border:1px solid var(--line);border-radius:6px}
  .hz h2{font-size:17px;margin:18px 0 8px;color:var(--muted)}
  .hz label{display:block;margin:10px 0 4px;font-weight:600}
  .hz select,.hz input[type=text],.hz input[type=search],.hz textarea,.hz input[type=file]{width:100%;box-sizing:border-box;font-size:16px;padding:10px;

@@ -129,7 +129,7 @@ CATALOGUE: dict[str, dict[str, str]] = {
     "industry.美容美发": {"zh-CN": "美容美发", "en": "Beauty and hairdressing"},
     "industry.商务服务": {"zh-CN": "商务服务", "en": "Business services"},
     "industry.教育培训": {"zh-CN": "教育培训", "en": "Education and training"},
-    "enterprise.rank": {"zh-CN": "第 {rank} 名 / 共 {of} 家 · {date}", "en": "#{rank} of {of} · {date}"},
+    "enterprise.rank": {"zh-CN": "第 {rank} 名 / 共 {of} 家{tied} · {date}", "en": "#{rank} of {of}{tied} · {date}"},
     "enterprise.rank_tied": {"zh-CN": "（{n} 家并列）", "en": " ({n} tied)"},
     "enterprise.hazards": {"zh-CN": "隐患", "en": "Hazards"},
     "enterprise.hazards.empty": {"zh-CN": "暂无隐患记录", "en": "No hazards recorded"},

@@ -76,13 +76,19 @@ def ensure_demo_hazards(engine: Engine, settings, redis_client=None, now: float 
 
     # Self-inspections: 96% of enterprises monthly, the last one up to 32 days ago (a few
     # late: red light), three in four finding something (the others, for long: red light too).
+    # Each one the checklist of the enterprise's trade, as the /my page submits it, with one
+    # item ticked as a problem when it found something.
     si_rows = []
     for e in ents:
         if rng.random() < 0.96:
+            checklist = [i.code for g in TRADE_GROUPS.get(e.industry or "", DEFAULT_GROUPS) for i in groups.get(g, [])]
             t = now - rng.uniform(0, 32) * DAY_S
             for _ in range(4):
+                found = int(rng.random() < 0.75) if checklist else 0
+                bad = checklist[int(rng.integers(0, len(checklist)))] if found else None
                 si_rows.append({"enterprise_id": e.id, "submitted_at": float(t), "submitted_by": "demo",
-                                "items": None, "hazards_found": int(rng.random() < 0.75)})
+                                "items": [{"code": c, "ok": c != bad, "note": ""} for c in checklist],
+                                "hazards_found": found})
                 t -= period
     hazard_rows, steps = [], []
     n_found = max(1, len(ents) // 25)  # a hazard at one enterprise in 25 during the days

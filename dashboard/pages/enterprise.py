@@ -182,10 +182,9 @@ def _fmt_days(seconds: float | None, lang_: str) -> str:
 def rank_text(face: dict, lang_: str) -> str:
     """The day's rank beside how many were ranked, and how many share it when others do
     ("#1 of 20,018 was every profile's rank when 17,587 scored 100)."""
-    text = t("enterprise.rank", lang_, rank=face["rank"], of=f"{face.get('ranked') or 0:,}", date=face["score_date"])
-    if (face.get("tied") or 0) > 1:
-        text += t("enterprise.rank_tied", lang_, n=f"{face['tied']:,}")
-    return text
+    tied = t("enterprise.rank_tied", lang_, n=f"{face['tied']:,}") if (face.get("tied") or 0) > 1 else ""
+    return t("enterprise.rank", lang_, rank=face["rank"], of=f"{face.get('ranked') or 0:,}", tied=tied,
+             date=face["score_date"])
 
 
 def credit_face(enterprise_id: str, lang_: str, now: float):
@@ -256,7 +255,7 @@ def self_inspections(enterprise_id: str, lang_: str):
             html.Thead(html.Tr([html.Th(t("enterprise.col.when", lang_)), html.Th(t("enterprise.self.items", lang_)),
                                 html.Th(t("enterprise.self.problems", lang_))])),
             html.Tbody([html.Tr([html.Td(fmt_time(d["submitted_ts"], with_date=True)),
-                                 html.Td(str(len(d["items"] or []))),
+                                 html.Td(str(len(d["items"])) if d["items"] else "—"),
                                  html.Td(str(d["hazards_found"]),
                                          className="aj-overdue-flag" if d["hazards_found"] else None)])
                         for d in done])], className="aj-table")

@@ -466,13 +466,13 @@ def test_the_wall_reads_at_four_metres_without_controls(stack, browser, width, h
           .filter(li => li.scrollWidth > li.clientWidth + 1).map(li => li.textContent)""")
         assert not cut, cut
         # In English the kind's long name gives way to where it is: each subject gets its
-        # whole width or at least 10em (a street's name got 77 of its 145 px).
+        # whole width or at least 9.5em (a street's name got 77 of its 145 px).
         page.goto(stack["url"] + "/wall?lang=en")
         page.wait_for_function("() => document.querySelectorAll('#wall-alert-list .aj-alert-item').length >= 5",
                                timeout=15000)
         short = page.evaluate("""() => [...document.querySelectorAll('#wall-alert-list .aj-alert-item')]
           .filter(li => getComputedStyle(li).display !== 'none').map(li => li.querySelector('.aj-alert-subject'))
-          .filter(s => s.clientWidth + 1 < Math.min(s.scrollWidth, 10 * parseFloat(getComputedStyle(s).fontSize)))
+          .filter(s => s.clientWidth + 1 < Math.min(s.scrollWidth, 9.5 * parseFloat(getComputedStyle(s).fontSize)))
           .map(s => [s.textContent, s.clientWidth, s.scrollWidth])""")
         assert not short, short
     finally:

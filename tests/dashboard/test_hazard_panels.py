@@ -96,6 +96,6 @@ def test_a_shared_rank_says_how_many_share_it():
     from dashboard.pages.enterprise import rank_text
 
     face = {"rank": 1, "ranked": 20018, "tied": 17587, "score_date": "2026-12-05"}
-    assert rank_text(face, "zh-CN") == "第 1 名 / 共 20,018 家 · 2026-12-05（17,587 家并列）"
-    assert rank_text(face, "en") == "#1 of 20,018 · 2026-12-05 (17,587 tied)"
+    assert rank_text(face, "zh-CN") == "第 1 名 / 共 20,018 家（17,587 家并列） · 2026-12-05"
+    assert rank_text(face, "en") == "#1 of 20,018 (17,587 tied) · 2026-12-05"
     assert rank_text({**face, "rank": 3, "tied": 1}, "en") == "#3 of 20,018 · 2026-12-05"

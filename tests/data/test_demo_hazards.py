@@ -12,7 +12,7 @@ from data import audit
 from data.demo_city import ensure_demo_city
 from data.demo_hazards import ensure_demo_hazards
 from data.hazards_store import HazardStore
-from data.models import ScoreRun
+from data.models import ScoreRun, SelfInspection
 from data.scores_store import LEASE_KEY
 from tests.mqttkit import wait_until
 
@@ -34,6 +34,12 @@ def test_demo_hazards_and_their_scores(sqlite_engine, settings, redis_client):
     assert {h["found_by"] for h in hs} == {"inspector", "enterprise", "agency"}  # agency: its staff found it
     red = store.red_light(time.time())
     assert 0 < len(red) < 0.25 * 600
+    # Self-inspections as the /my page submits them: the trade's checklist, and as many
+    # problems found as items ticked (the enterprise page showed "0 items, 1 problem").
+    with sqlite_engine.connect() as conn:
+        sis = conn.execute(select(SelfInspection.items, SelfInspection.hazards_found)).all()
+    assert sis and all(items for items, _ in sis)
+    assert all(found == sum(not i["ok"] for i in items) for items, found in sis)
     assert audit.verify(sqlite_engine) is None
 
 
