@@ -144,9 +144,10 @@ def build(p, lang_: str, **_):
                 html.Div([html.H2(t("dispatch.hazards", lang_)),
                           html.Ul(id=ids.DISPATCH_HAZARDS, className="aj-results aj-hz-list")],
                          className="aj-panel", style={"flex": "1", "overflowY": "auto"}),
+                # As tall as its few lines (it kept 184 px for two), scrolling past its share.
                 html.Div([html.H2(t("dispatch.plan_today", lang_)),
                           html.Div(id=ids.DISPATCH_PLAN_TODAY)],
-                         className="aj-panel", style={"flex": "1", "overflowY": "auto"}),
+                         className="aj-panel", style={"flex": "0 1 auto", "overflowY": "auto"}),
             ], className="aj-col"),
             html.Section([the_map, notice], className="aj-dispatch-map aj-map-host"),
             html.Section([

@@ -296,6 +296,12 @@ def test_the_console_answers_beside_the_button_keeps_words_whole_and_collapses_e
         hz = page.evaluate("""() => document.querySelector('#dispatch-hazards').closest('.aj-panel')
           .getBoundingClientRect().height""")
         assert hz < 110, hz
+        # The day's plan panel is as tall as its lines, not a share of the column (184 px for
+        # two lines in the demo; here, with a longer list, its lines scrolled out of a small share).
+        plan = page.evaluate("""() => { const p = document.querySelector('#dispatch-plan-today').closest('.aj-panel');
+          const end = Math.max(...[...p.children].map(c => c.getBoundingClientRect().bottom));
+          return p.getBoundingClientRect().bottom - end; }""")
+        assert -1 <= plan < 30, plan  # neither a tall empty box nor its lines cut off
         # Acknowledge: the answer appears beside the button, large enough to read.
         button = page.query_selector(f"#queue-row-{first} button.aj-btn-primary")
         box = button.bounding_box()
