@@ -349,13 +349,12 @@ def perform(trigger: dict, p, pending: dict | None = None) -> tuple[bool | None,
             return None, "", {"alert": alert_id, "action": "takeover", "outcome": ""}
         ok, msg = act(alert_id, "assign", p, assignee_id=p.inspector_id)
         return ok, msg, None
-    if action == "arrive":
-        a = alert_store().get(alert_id)
-        if a is not None and a.get("assignee_id") != p.inspector_id:
-            name = inspector_name(web().registry(), a.get("assignee_id")) if a.get("assignee_id") else ""
-            return False, t("officer.arrive_not_mine", lang(), name=name or "—"), None
     if action in ("ack", "arrive"):
-        ok, msg = act(alert_id, action, p)
+        ok, msg = act(alert_id, action, p)  # the store refuses an arrival not sent to p (audited)
+        if not ok and action == "arrive":
+            a = alert_store().get(alert_id) or {}
+            if a.get("assignee_id") and a["assignee_id"] != p.inspector_id:  # say who was sent
+                msg = t("officer.arrive_not_mine", lang(), name=inspector_name(web().registry(), a["assignee_id"]))
         return ok, msg, None
     if action == "resolve":
         return None, "", {"alert": alert_id, "action": "resolve", "outcome": trigger.get("outcome") or ""}
