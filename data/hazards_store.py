@@ -17,7 +17,7 @@ import time
 from collections.abc import Iterable
 from pathlib import Path
 
-from sqlalchemy import Engine, and_, func, insert, or_, select, update
+from sqlalchemy import Engine, and_, case, func, insert, or_, select, update
 
 import hazards
 from data import audit
@@ -392,11 +392,11 @@ class HazardStore:
             # The rank means something only beside how many were ranked and how many share it
             # (most enterprises of a quiet day score 100 and share rank 1).
             ranked = tied = None
-            if last is not None:
-                day = (ScoreRowModel.kind == "enterprise") & (ScoreRowModel.date == last.date)
-                ranked = conn.execute(select(func.count()).select_from(ScoreRowModel).where(day)).scalar_one()
-                tied = conn.execute(select(func.count()).select_from(ScoreRowModel)
-                                    .where(day, ScoreRowModel.rank == last.rank)).scalar_one()
+            if last is not None:  # one read of the day's rows for both counts
+                ranked, tied = conn.execute(
+                    select(func.count(), func.sum(case((ScoreRowModel.rank == last.rank, 1), else_=0)))
+                    .where(ScoreRowModel.kind == "enterprise", ScoreRowModel.date == last.date)).one()
+                tied = int(tied or 0)
         closed = [r for r in hz if r.state == "closed"]
         reds = self.red_light(now, enterprise_ids=[enterprise_id])
         return {
