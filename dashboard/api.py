@@ -156,8 +156,12 @@ def sensors():
 @api.get("/events")
 @require(*READ_ROLES)
 def events():
-    """Server-sent events: ``event: alert`` with ``{"v", "ids"}`` whenever alerts change (dashboard.push)."""
-    resp = Response(stream_with_context(web().feed.stream()), mimetype="text/event-stream")
+    """Server-sent events: ``event: alert`` with ``{"v", "ids"}`` whenever alerts change, and
+    with ``?view=wall|dispatch`` the ``rows`` of new alarms that screen shows (dashboard.push)."""
+    from dashboard.push import preview_for
+
+    preview = preview_for(request.args.get("view"))
+    resp = Response(stream_with_context(web().feed.stream(preview=preview)), mimetype="text/event-stream")
     resp.headers["Cache-Control"] = "no-cache"
     resp.headers["X-Accel-Buffering"] = "no"  # nginx: pass events on as they come
     return resp

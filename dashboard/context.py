@@ -173,7 +173,8 @@ class WebContext:
         self.mirror = InspectorMirror(self)
         self._open_alerts_lock = threading.Lock()
         self._open_alerts: tuple | None = None
-        self.feed = ChangeFeed(self.live)  # alert changes to /api/v1/events (started by the first client)
+        # alert changes to /api/v1/events (started by the first client), with the new alarms' rows
+        self.feed = ChangeFeed(self.live, self.alerts.new_alerts)
         self._registry = Reloading(self._load_registry, REGISTRY_TTL_S, "registry")
         self._health: tuple[float, dict] | None = None
         self._principals: dict[int, tuple[float, Principal | None]] = {}

@@ -37,6 +37,12 @@ class Reloading(Generic[T]):
             threading.Thread(target=self._reload, name=f"{self.name}-reload", daemon=True).start()
         return self._value
 
+    def refresh(self) -> T:
+        """Load now, in this thread (what a change that must show at once needs)."""
+        with self._lock:
+            self._value, self._at = self._load(), time.monotonic()
+            return self._value
+
     def _reload(self) -> None:
         try:
             self._value, self._at = self._load(), time.monotonic()

@@ -132,6 +132,20 @@ class AlertStore:
         out.sort(key=queue_key)
         return out
 
+    def new_alerts(self, alert_ids: Iterable[int], limit: int = 50) -> list[dict]:
+        """The alerts among ``alert_ids`` nobody has acknowledged yet, without their
+        histories: what the event stream shows at once, before a screen's own poll
+        (``dashboard.push``).  One read for at most ``limit`` ids."""
+        wanted = sorted({int(i) for i in alert_ids})[-limit:]
+        if not wanted:
+            return []
+        q = select(Alert.__table__).where(Alert.id.in_(wanted), Alert.state == "open")
+        with self.engine.connect() as conn:
+            rows = conn.execute(q).all()
+        out = [self._json(r, []) for r in rows]
+        out.sort(key=queue_key)
+        return out
+
     def get(self, alert_id: int) -> dict | None:
         with self.engine.connect() as conn:
             row = conn.execute(select(Alert.__table__).where(Alert.id == alert_id)).first()

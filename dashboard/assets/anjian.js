@@ -201,11 +201,84 @@
   // an input of the page's tick callback, which then runs at once instead of
   // at its next poll.  The pages keep polling, so a lost stream costs only speed;
   // EventSource reconnects by itself, and a closed one is reopened here.
+  //
+  // On the wall and the console the stream also carries, in "rows", the row of
+  // each new alarm that page shows (rendered and scoped by the server:
+  // dashboard/push.py).  It goes in at the top of the list at once; the list the
+  // tick callback answers with replaces it: the console's queue is rewritten whole
+  // (fillHtml), and on the wall the row goes when React's list has its own row for
+  // that alarm.  A row the answer leaves out (past the list's length) goes after
+  // PROVISIONAL_MS.
   window.anjianPushed = 0;
   window.anjianPushLog = [];  // the latest events' arrival times and ids (the screens bench reads it)
+  var PROVISIONAL_MS = 5000;
+  function pushView() {
+    var path = window.location.pathname;
+    if (/^\/wall(\/|$)/.test(path)) { return "wall"; }
+    if (/^\/dispatch(\/|$)/.test(path)) { return "dispatch"; }
+    return null;
+  }
+  function dropProvisional(box) {
+    Array.prototype.forEach.call(box.querySelectorAll(".aj-provisional"), function (el) { el.remove(); });
+  }
+  function showNewRows(rows) {
+    var view = pushView(), box = null, into = null, added = 0;
+    if (view === "wall") {
+      box = into = document.getElementById("wall-alert-list");
+    } else if (view === "dispatch") {
+      box = document.getElementById("dispatch-queue");
+      if (box) {
+        into = box.querySelector("tbody");
+        if (!into) {  // an empty queue: its "none" line gives way until the answer's table
+          box.innerHTML = "<table class=\"aj-queue\"><tbody></tbody></table>";
+          into = box.querySelector("tbody");
+        }
+      }
+    }
+    if (!into) { return 0; }
+    rows.slice().reverse().forEach(function (r) {  // the server's order, most urgent first
+      var id = String(r.id);
+      var there = view === "wall" ? into.querySelector("[data-alert-id=\"" + id + "\"]")
+                                  : document.getElementById("queue-row-" + id);
+      if (there || typeof r.html !== "string") { return; }
+      into.insertAdjacentHTML("afterbegin", r.html);
+      added += 1;
+    });
+    if (!added) { return 0; }
+    if (view === "wall") {
+      // When React's list (the answer) has a row of its own for an alarm, the row
+      // put here goes; one the answer leaves out goes with the timer.
+      var mo = new MutationObserver(function () {
+        var left = 0;
+        Array.prototype.forEach.call(box.querySelectorAll(".aj-provisional"), function (el) {
+          var id = el.getAttribute("data-alert-id");
+          if (box.querySelector(".aj-alert-item:not(.aj-provisional)[data-alert-id=\"" + id + "\"]")) {
+            el.remove();
+          } else {
+            left += 1;
+          }
+        });
+        if (!left) { mo.disconnect(); }
+      });
+      mo.observe(box, { childList: true, subtree: true });
+      setTimeout(function () { mo.disconnect(); dropProvisional(box); }, PROVISIONAL_MS);
+    } else {
+      setTimeout(function () {
+        Array.prototype.forEach.call(box.querySelectorAll(".aj-provisional"), function (el) {
+          if (Date.now() - Number(el.getAttribute("data-at") || 0) >= PROVISIONAL_MS) { el.remove(); }
+        });
+      }, PROVISIONAL_MS);
+      Array.prototype.forEach.call(box.querySelectorAll(".aj-provisional:not([data-at])"), function (el) {
+        el.setAttribute("data-at", String(Date.now()));
+      });
+    }
+    return added;
+  }
+  window.anjianShowNewRows = showNewRows;  // what an event with rows does (the browser tests call it)
   function openPush() {
     if (!window.EventSource || window.anjianPush) { return; }
-    var es = new EventSource("/api/v1/events");
+    var view = pushView();
+    var es = new EventSource("/api/v1/events" + (view ? "?view=" + view : ""));
     window.anjianPush = es;
     es.addEventListener("alert", function (ev) {
       var box = document.querySelector(".aj-push[data-store]");
@@ -214,7 +287,8 @@
       var d;
       try { d = JSON.parse(ev.data); } catch (e) { return; }
       window.anjianPushed += 1;
-      window.anjianPushLog.push({ t: Date.now(), ids: d.ids || [] });
+      var shown = d.rows && d.rows.length ? showNewRows(d.rows) : 0;
+      window.anjianPushLog.push({ t: Date.now(), ids: d.ids || [], rows: shown });
       if (window.anjianPushLog.length > 200) { window.anjianPushLog.shift(); }
       dc.set_props(box.getAttribute("data-store"), { data: { v: d.v, ids: d.ids, n: window.anjianPushed } });
     });

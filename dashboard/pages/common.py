@@ -153,6 +153,15 @@ def active_alerts(p=None, types: Iterable[str] | None = None, limit: int = 500) 
     return alerts
 
 
+def new_alarms_for(alerts: list[dict], roles) -> list[dict]:
+    """The new (unacknowledged) alerts of a pushed event that the stream's user may
+    see on a page for ``roles``: the page's role, and the area rule of ``active_alerts``."""
+    p = principal()
+    if p is None or p.role not in roles:
+        return []
+    return [a for a in alerts if a.get("state") == "open" and p.sees_area(a.get("street_id"), a.get("grid_id"))]
+
+
 def urgency_key(a: dict):
     """The one order of alerts (``data.alert_store.queue_key``): unacknowledged
     first, then the most severe, then the newest."""

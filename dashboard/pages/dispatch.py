@@ -24,7 +24,7 @@ from dash import Input, Output, State, dcc, html, no_update
 from dash.exceptions import PreventUpdate
 
 from alerts.model import GAS_ALARM
-from dashboard import ids
+from dashboard import ids, push
 from dashboard.i18n import t
 from dashboard.markup import Markup, button, join, tag
 from dashboard.mapkit import (
@@ -60,6 +60,7 @@ from dashboard.pages.common import (
     html_box,
     label,
     lang,
+    new_alarms_for,
     outcomes_for,
     preset,
     principal,
@@ -280,36 +281,54 @@ def queue_table(alerts: list[dict], reg, c, lang_: str, now: float, selected) ->
     head = tag("thead", tag("tr", *[tag("th", t(k, lang_)) for k in (
         "dispatch.col.severity", "dispatch.col.alert", "dispatch.col.where", "dispatch.col.age",
         "dispatch.col.state", "dispatch.col.actions")]))
-    rows = []
-    for a in drawn:
-        acts = allowed_actions(a)
-        buttons = []
-        if "ack" in acts:
-            buttons.append(_action_button(a, "ack", t("alert.action.ack", lang_), "aj-btn aj-btn-primary"))
-        if "assign" in acts:
-            buttons.append(_select_button(a, t("alert.action.reassign" if a.get("assignee_id") else "alert.action.assign",
-                                               lang_) + "…", "aj-btn"))
-        if "resolve" in acts:
-            buttons.append(_select_button(a, t("alert.action.resolve", lang_) + "…", "aj-btn"))
-        if "arrive" in acts:
-            buttons.append(_action_button(a, "arrive", t("alert.action.arrive", lang_)))
-        sev = a.get("severity")
-        state = a.get("state")
-        subject = layers.alert_subject(a, reg, c, lang_)
-        area = layers.area_name(a, c, lang_)
-        rows.append(tag(
-            "tr",
-            tag("td", tag("span", label("alert.severity", sev, lang_), class_=f"aj-badge aj-sev-{sev}")),
-            tag("td", tag("div", label("alert.type", a.get("type"), lang_), class_="aj-muted"),
-                _select_button(a, tag("span", subject, class_="aj-data"), title=subject), class_="aj-clip"),
-            tag("td", area, class_="aj-data aj-clip", title=area),
-            tag("td", tag("div", fmt_age(now - first_seen_ts(a), lang_)),
-                tag("div", fmt_time(first_seen_ts(a)), class_="aj-muted")),
-            tag("td", label("alert.state", state, lang_), class_=f"aj-state aj-state-{state}"),
-            tag("td", *buttons),
-            class_=f"aj-row-{sev}" + (" aj-selected" if selected == a["id"] else ""), id=f"queue-row-{a['id']}"))
+    rows = [queue_row(a, reg, c, lang_, now, selected) for a in drawn]
     table = tag("table", head, tag("tbody", *rows), class_="aj-queue")
     return join([table, _more(len(alerts), len(drawn), lang_)])
+
+
+def queue_row(a: dict, reg, c, lang_: str, now: float, selected, extra_class: str = "") -> Markup:
+    """One alert's row of the queue (also the row the event stream carries: ``new_rows``)."""
+    acts = allowed_actions(a)
+    buttons = []
+    if "ack" in acts:
+        buttons.append(_action_button(a, "ack", t("alert.action.ack", lang_), "aj-btn aj-btn-primary"))
+    if "assign" in acts:
+        buttons.append(_select_button(a, t("alert.action.reassign" if a.get("assignee_id") else "alert.action.assign",
+                                           lang_) + "…", "aj-btn"))
+    if "resolve" in acts:
+        buttons.append(_select_button(a, t("alert.action.resolve", lang_) + "…", "aj-btn"))
+    if "arrive" in acts:
+        buttons.append(_action_button(a, "arrive", t("alert.action.arrive", lang_)))
+    sev = a.get("severity")
+    state = a.get("state")
+    subject = layers.alert_subject(a, reg, c, lang_)
+    area = layers.area_name(a, c, lang_)
+    return tag(
+        "tr",
+        tag("td", tag("span", label("alert.severity", sev, lang_), class_=f"aj-badge aj-sev-{sev}")),
+        tag("td", tag("div", label("alert.type", a.get("type"), lang_), class_="aj-muted"),
+            _select_button(a, tag("span", subject, class_="aj-data"), title=subject), class_="aj-clip"),
+        tag("td", area, class_="aj-data aj-clip", title=area),
+        tag("td", tag("div", fmt_age(now - first_seen_ts(a), lang_)),
+            tag("div", fmt_time(first_seen_ts(a)), class_="aj-muted")),
+        tag("td", label("alert.state", state, lang_), class_=f"aj-state aj-state-{state}"),
+        tag("td", *buttons),
+        class_=f"aj-row-{sev}" + (" aj-selected" if selected == a["id"] else "") + extra_class,
+        id=f"queue-row-{a['id']}")
+
+
+def new_rows(alerts: list[dict]) -> list[dict]:
+    """The queue rows of new alarms an alert event carries (``dashboard.push``): the
+    page puts them at the top of its queue at once, until the tick's queue replaces it."""
+    lang_ = lang()
+    seen = [a for a in new_alarms_for(alerts, ROLES) if a.get("type") not in DUPLICATE_TYPES]
+    if not seen:
+        return []
+    reg, c, now = web().registry(), city(), time.time()
+    return [{"id": a["id"], "html": str(queue_row(a, reg, c, lang_, now, None, " aj-provisional"))} for a in seen]
+
+
+push.register_preview("dispatch", new_rows)
 
 
 def duplicates_list(alerts: list[dict], reg, c, lang_: str) -> Markup:

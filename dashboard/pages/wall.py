@@ -31,7 +31,7 @@ import numpy as np
 from dash import Input, Output, State, dcc, html, no_update
 from dash.exceptions import PreventUpdate
 
-from dashboard import ids
+from dashboard import ids, push
 from dashboard.i18n import t
 from dashboard.mapkit import (
     ENTERPRISE_PANE,
@@ -48,6 +48,7 @@ from dashboard.mapkit import (
     tiles_notice,
     trail_features,
 )
+from dashboard.markup import tag
 from dashboard.pages import layers
 from dashboard.pages.callbacks import PageCallbacks
 from dashboard.pages.common import (
@@ -62,6 +63,7 @@ from dashboard.pages.common import (
     lang,
     lang_toggle,
     last_seen_ts,
+    new_alarms_for,
     preset,
     principal,
     push_listener,
@@ -382,16 +384,37 @@ def ticker(alarms: list[dict], reg, c, lang_: str):
 def side_list(alarms: list[dict], reg, c, lang_: str):
     if not alarms:
         return [html.Li(t("common.none", lang_), className="aj-alert-none")]
-    out = []
-    for a in alarms[:SIDE_ITEMS]:
-        out.append(html.Li([
-            html.Span(label("alert.severity", a.get("severity"), lang_), className=f"aj-badge aj-sev-{a.get('severity')}"),
-            html.Span(label("alert.type", a.get("type"), lang_), className="aj-alert-type"),
-            html.Span(layers.alert_subject(a, reg, c, lang_), className="aj-alert-subject aj-data"),
-            html.Span(label("alert.state", a.get("state"), lang_), className=f"aj-state aj-state-{a.get('state')}"),
-        ], className="aj-alert-item"))
+    out = [html.Li([html.Span(text, className=cls) for text, cls in side_parts(a, reg, c, lang_)],
+                   className="aj-alert-item", **{"data-alert-id": str(a.get("id"))})
+           for a in alarms[:SIDE_ITEMS]]
     out.append(more_item(len(alarms) - SIDE_ITEMS, lang_))
     return out
+
+
+def side_parts(a: dict, reg, c, lang_: str) -> list[tuple[str, str]]:
+    """(text, class) of each part of an alert's row in the wall's list."""
+    sev, state = a.get("severity"), a.get("state")
+    return [(label("alert.severity", sev, lang_), f"aj-badge aj-sev-{sev}"),
+            (label("alert.type", a.get("type"), lang_), "aj-alert-type"),
+            (layers.alert_subject(a, reg, c, lang_), "aj-alert-subject aj-data"),
+            (label("alert.state", state, lang_), f"aj-state aj-state-{state}")]
+
+
+def new_rows(alerts: list[dict]) -> list[dict]:
+    """The list rows of new alarms an alert event carries (``dashboard.push``): the page
+    puts them at the top of its list at once, until the tick's list replaces them."""
+    lang_ = lang()
+    seen = new_alarms_for(alerts, ROLES)
+    if not seen:
+        return []
+    reg, c = web().registry(), city()
+    return [{"id": a["id"], "html": str(tag("li", *[tag("span", text, class_=cls)
+                                                      for text, cls in side_parts(a, reg, c, lang_)],
+                                             class_="aj-alert-item aj-provisional", data_alert_id=str(a["id"])))}
+            for a in seen]
+
+
+push.register_preview("wall", new_rows)
 
 
 def more_item(n: int, lang_: str) -> html.Li:

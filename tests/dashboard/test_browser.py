@@ -349,6 +349,16 @@ def test_gas_alarm_end_to_end(stack, browser):
 
         alert_id = wait_until(lambda: next((x["id"] for x in wall.api("/api/v1/alerts?state=open")
                                             if x["sensor_id"] == a["sensor"]), None))
+        # The row the event carried (put in at once: assets/anjian.js showNewRows) has given
+        # way to the callbacks' own: one row for the alarm in each list, none provisional.
+        for scr, sel in ((wall, f"#wall-alert-list [data-alert-id='{alert_id}']"),
+                         (dispatcher, f"#queue-row-{alert_id}")):
+            scr.page.wait_for_function(
+                "sel => document.querySelectorAll(sel).length === 1 && !document.querySelector('.aj-provisional')",
+                arg=sel, timeout=10000)
+            from_event = scr.page.evaluate(
+                "id => (window.anjianPushLog || []).some(e => e.ids.includes(id) && e.rows > 0)", alert_id)
+            print(f"{scr.page.url}: row first from the event: {from_event}")
         # The wall has no button to acknowledge with...
         assert wall.page.locator("button:has-text('确认')").count() == 0
         # ...and a request crafted to Dash's callback endpoint from the wall's own session is refused.
@@ -386,6 +396,41 @@ def test_gas_alarm_end_to_end(stack, browser):
     finally:
         for scr in (wall, officer_a, officer_b, dispatcher):
             scr.close()
+
+
+def test_a_new_alarms_row_from_the_event_goes_in_at_once_and_gives_way(stack, browser):
+    """What the pages do with the rows an alert event carries (dashboard/push.py): the
+    wall puts the row at the top of its list, where it stands in for "none", and takes it
+    out when its own list has that alarm or after 5 s; the console puts it at the top of
+    its queue, where the queue's next answer, or 5 s, ends it.  (Whether an event carries rows,
+    and for whom, is tests/dashboard/test_push.py; here the rows are given to the page.)"""
+    wall = Screen(browser, stack["url"]).login("wall1", "/wall")
+    disp = Screen(browser, stack["url"]).login("disp1", "/dispatch")
+    try:
+        wall.page.wait_for_selector("#wall-alert-list li", timeout=15000)
+        row = ('<li class="aj-alert-item aj-provisional" data-alert-id="987654">'
+               '<span class="aj-badge aj-sev-critical">紧急</span><span class="aj-alert-subject">测试餐饮店</span></li>')
+        added = wall.page.evaluate("r => window.anjianShowNewRows([r])", {"id": 987654, "html": row})
+        assert added == 1
+        first = wall.page.eval_on_selector("#wall-alert-list > li", "li => [li.dataset.alertId, li.textContent]")
+        assert first == ["987654", "紧急测试餐饮店"]
+        assert wall.page.locator("#wall-alert-list .aj-alert-none:visible").count() == 0, "it stands in for 'none'"
+        # The same row again (a second event for the alarm) is not put in twice.
+        assert wall.page.evaluate("r => window.anjianShowNewRows([r])", {"id": 987654, "html": row}) == 0
+        # No list of the wall's own names alarm 987654: the row goes after 5 s.
+        wall.page.wait_for_selector("#wall-alert-list .aj-provisional", state="detached", timeout=8000)
+
+        disp.page.wait_for_function("() => !!document.querySelector('#dispatch-queue table, #dispatch-queue .aj-muted')",
+                                    timeout=15000)
+        tr = '<tr class="aj-row-critical aj-provisional" id="queue-row-987654"><td>紧急</td><td>测试餐饮店</td></tr>'
+        assert disp.page.evaluate("r => window.anjianShowNewRows([r])", {"id": 987654, "html": tr}) == 1
+        assert disp.page.eval_on_selector("#dispatch-queue tbody > tr", "tr => tr.id") == "queue-row-987654"
+        disp.page.wait_for_selector("#queue-row-987654", state="detached", timeout=8000)
+        for scr in (wall, disp):
+            assert not [e for e in scr.errors if "tile" not in e.lower()], scr.errors
+    finally:
+        wall.close()
+        disp.close()
 
 
 def test_officer_phone_lists_the_days_tasks(stack, browser):
