@@ -625,6 +625,40 @@ def cmd_history(settings, args) -> int:
     return 0
 
 
+def cmd_mqtt(settings, args) -> int:
+    """``mqtt forget-session ID...``: end the broker's sessions of client ids no
+    longer used (docs/deploy.md, "A partition by topic"); an id an ingest worker
+    still uses (its heartbeat is fresh) is refused, since the broker would take
+    over and disconnect that worker."""
+    from config.mqtt import broker_addresses
+    from data.live import LiveState
+    from ingest.client import MqttAuthError, forget_session
+    from ingest.worker import ID_IN_USE_S
+
+    services = Services(settings, embed=False)
+    try:
+        live = LiveState(services.redis(), settings.redis_prefix, settings.ingest_msg_id_ttl_s)
+        running = live.workers(max_age_s=ID_IN_USE_S)
+        busy = [i for i in args.client_ids if i in running]
+        if busy:
+            for i in busy:
+                beat = running[i]
+                print(f"mqtt forget-session: {i} is in use by a running ingest worker "
+                      f"({beat.get('owner') or 'unknown'}): stop it first", file=sys.stderr)
+            return 2
+        tls = {"tls_ca": settings.mqtt_tls_ca, "tls_insecure": settings.mqtt_tls_insecure}
+        for i in args.client_ids:
+            try:
+                forget_session(broker_addresses(services.mqtt_url), i, **tls)
+            except (ConnectionError, MqttAuthError) as e:
+                print(f"mqtt forget-session: {i}: {e}", file=sys.stderr)
+                return 1
+            print(f"session of {i} ended on the broker (its subscriptions and queued messages are gone)")
+    finally:
+        services.close()
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="app.py", description="Anjian command map")
     p.add_argument("--config", help="TOML settings file (default: $ANJIAN_CONFIG)")
@@ -687,6 +721,11 @@ def build_parser() -> argparse.ArgumentParser:
     hp = his_sub.add_parser("prune", help="delete history older than the retention settings now (as the daily job)")
     hp.add_argument("--dry-run", action="store_true", help="count what would go, delete nothing")
     hp.add_argument("--actor", default=os.environ.get("USER", "cli"), help="who prunes (for the audit log)")
+    mq = sub.add_parser("mqtt", help="the broker's side of the ingest")
+    mq_sub = mq.add_subparsers(dest="mqtt_cmd", required=True)
+    mf = mq_sub.add_parser("forget-session", help="end the broker's sessions of retired client ids "
+                                                   "(after a switch to partitions: docs/deploy.md)")
+    mf.add_argument("client_ids", nargs="+", metavar="CLIENT_ID")
     return p
 
 
@@ -694,7 +733,7 @@ COMMANDS = {
     None: cmd_run, "run": cmd_run, "ingest": cmd_ingest, "alerts": cmd_alerts, "web": cmd_web, "simulate": cmd_simulate,
     "migrate": cmd_migrate, "demo-city": cmd_demo_city, "import": cmd_import, "token": cmd_token, "user": cmd_user,
     "audit": cmd_audit, "draw": cmd_draw, "report": cmd_report,
-    "scores": cmd_scores, "history": cmd_history,
+    "scores": cmd_scores, "history": cmd_history, "mqtt": cmd_mqtt,
 }
 
 

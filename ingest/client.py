@@ -150,6 +150,54 @@ def probe_protocol(addr: BrokerAddress, timeout_s: float = 5.0, **tls) -> int:
     return mqtt.MQTTv311
 
 
+def forget_session(addrs: list[BrokerAddress], client_id: str, timeout_s: float = 10.0, **tls) -> None:
+    """End the broker's session of ``client_id``: connect once with that id and a clean
+    start, then leave (MQTT 5: session expiry 0; 3.1.1: clean session), so the broker
+    drops its subscriptions and the QoS 1 messages it queued for it.
+
+    What a deployment does after retiring a worker's client id (a switch to partitions:
+    docs/deploy.md); the broker would otherwise keep queueing for it until it expires.
+    A client connected with that id now is taken over and disconnected by the broker:
+    the caller checks that none is (``app.py mqtt forget-session``)."""
+    protocol = probe_protocol_any(addrs, timeout_s, **tls)
+    errors = []
+    for addr in addrs:
+        done = threading.Event()
+        result: dict[str, object] = {}
+
+        def on_connect(client, userdata, flags, reason_code, properties, result=result, done=done):
+            result["rc"] = reason_code
+            done.set()
+
+        client = _new_client(addr, client_id, protocol, manual_ack=False, clean=True,
+                             reconnect_on_failure=False, **tls)
+        client.on_connect = on_connect
+        try:
+            if protocol == mqtt.MQTTv5:
+                client.connect(addr.host, addr.port, keepalive=10, clean_start=True)  # no expiry: ends on leaving
+            else:
+                client.connect(addr.host, addr.port, keepalive=10)
+        except OSError as e:
+            errors.append(f"{addr.host}:{addr.port}: {e}")
+            continue
+        client.loop_start()
+        try:
+            if not done.wait(timeout_s):
+                errors.append(f"{addr.host}:{addr.port}: no CONNACK within {timeout_s:.0f} s")
+                continue
+            rc = result["rc"]
+            if rc.is_failure:
+                if str(rc) in FATAL_CONNECT_REASONS:
+                    raise MqttAuthError(f"MQTT broker {addr.host}:{addr.port} refused the credentials: {rc}")
+                errors.append(f"{addr.host}:{addr.port}: {rc}")
+                continue
+            client.disconnect()
+            return
+        finally:
+            client.loop_stop()
+    raise ConnectionError("; ".join(errors) or "no broker")
+
+
 def publisher_client_id(base: str, role: str) -> str:
     """A client id of its own for a publishing process: ``base-role-host-pid-rand``.
 
