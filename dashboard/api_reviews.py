@@ -126,8 +126,17 @@ def _visible_hazard(hazard_id: int) -> None:
 
 
 def _present_thread(th: dict) -> dict:
+    """The thread as the API answers it: ISO times, and (added later) the enterprise's
+    name and each author's display name, so a page need not show ids and logins."""
+    from data.auth import display_names
+
+    names = display_names(web().engine)
     for post in th["posts"]:
         post["at"] = iso(post["at_ts"])
+        post["actor_name"] = names.get(post.get("actor")) or post.get("actor")
+    h = th.get("hazard") or {}
+    if h.get("enterprise_id"):
+        h["enterprise_name"] = web().registry().enterprise_names.get(h["enterprise_id"])
     return th
 
 

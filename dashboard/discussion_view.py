@@ -17,6 +17,7 @@ from flask import Flask, render_template_string, session
 
 from dashboard.api import current_principal
 from dashboard.auth_views import current_lang
+from dashboard.hazard_views import FRAME_CSS, FRAME_HEADER
 from dashboard.i18n import t
 from hazards.adjudication import DECIDE_ROLES, DISCUSS_ROLES
 
@@ -25,6 +26,7 @@ TEXT_KEYS = (
     "adj.decided", "adj.no_posts", "adj.posted", "adj.failed", "adj.decision_line", "adj.by",
     "hz.level.general", "hz.level.major", "hz.state.reported", "hz.state.rectifying", "hz.state.rectified",
     "hz.state.accepted", "hz.state.closed",
+    "role.wall", "role.dispatcher", "role.officer", "role.admin", "role.enterprise",
 )
 
 PAGE = """<!doctype html>
@@ -35,22 +37,16 @@ PAGE = """<!doctype html>
 <title>{{ t('adj.title', id=hazard_id) }} · {{ t('app.name') }}</title>
 <link rel="stylesheet" href="/assets/anjian.css">
 <style>
- .adj{max-width:560px;margin:0 auto;padding:12px;font-size:16px}
- .adj h1{font-size:20px;margin:4px 0 12px}.adj h2{font-size:17px;margin:18px 0 8px}
- .adj label{display:block;margin:10px 0 4px;font-weight:600}
- .adj select,.adj textarea{width:100%;box-sizing:border-box;font-size:16px;padding:8px}
- .adj .row{display:flex;gap:8px}.adj .row label{flex:1;font-weight:400;border:1px solid #889;border-radius:6px;padding:10px;margin:0}
- .adj button{font-size:16px;padding:12px;margin:6px 0;width:100%;border-radius:6px}
- .adj .post{border:1px solid #ccd;border-radius:8px;padding:10px;margin:8px 0;overflow-wrap:anywhere}
- .adj .post .who{font-weight:600}.adj .post.decision{border:2px solid #1565c0}
- .adj .status{min-height:1.4em;font-weight:600}.adj .banner{padding:10px;border-radius:6px;background:#e3f2fd}
+""" + FRAME_CSS + """ .adj{max-width:640px}
+ .adj .post{border:1px solid var(--line);background:var(--panel);border-radius:8px;padding:10px;margin:8px 0;overflow-wrap:anywhere}
+ .adj .post .who{font-weight:600;color:var(--muted)}.adj .post.decision{border:2px solid var(--accent)}
+ .adj .status{min-height:1.4em;font-weight:600}.adj .banner{padding:10px;border-radius:8px;background:var(--panel-2)}
+ .adj #adj-comment-post,.adj #adj-decide{background:var(--accent);color:#02101f;border-color:var(--accent);font-weight:700}
 </style>
 </head>
 <body>
-<main class="adj" id="adj-page" data-role="{{ role }}">
-<form method="post" action="/logout" style="float:right"><input type="hidden" name="csrf" value="{{ csrf }}">
-<button type="submit" style="width:auto;padding:6px 10px">{{ t('auth.logout') }}</button></form>
-<h1>{{ t('adj.title', id=hazard_id) }}</h1>
+""" + FRAME_HEADER + """
+<main class="hz adj" id="adj-page" data-role="{{ role }}">
 <p id="adj-hazard" class="aj-data"></p>
 <p id="adj-banner" class="banner" hidden></p>
 <h2>{{ t('adj.thread') }}</h2>
@@ -105,14 +101,14 @@ function levelText(l) { return T['hz.level.' + l] || l; }
 function draw(th) {
   const h = th.hazard;
   document.getElementById('adj-hazard').textContent =
-    `${h.enterprise_id} · ${NAMES[h.category] || h.category} · ${levelText(h.level)} · ${T['hz.state.' + h.state] || h.state}` +
+    `${h.enterprise_name || h.enterprise_id} · ${NAMES[h.category] || h.category} · ${levelText(h.level)} · ${T['hz.state.' + h.state] || h.state}` +
     (h.advice ? ` · ${h.advice}` : '');
   const box = document.getElementById('adj-posts'); box.replaceChildren();
   if (!th.posts.length) box.append(el('p', {}, T['adj.no_posts']));
   for (const p of th.posts) {
     const item = el('div', {className: 'post' + (p.kind === 'decision' ? ' decision' : ''), id: `adj-post-${p.id}`});
-    item.append(el('div', {className: 'who'}, T['adj.by'].replace('{who}', p.actor)
-      .replace('{unit}', p.unit_name || p.role).replace('{when}', when(p.at))));
+    item.append(el('div', {className: 'who'}, T['adj.by'].replace('{who}', p.actor_name || p.actor)
+      .replace('{unit}', p.unit_name || T['role.' + p.role] || p.role).replace('{when}', when(p.at))));
     if (p.kind === 'decision') {
       const d = p.decision || {};
       item.append(el('div', {className: 'aj-decision'}, T['adj.decision_line']
@@ -168,9 +164,14 @@ def install_discussion_view(server: Flask) -> None:
         lang = current_lang()
         catalogue = store().catalogue
         names = {i.code: (i.name if lang == "zh-CN" else i.name_en) for g in catalogue.groups for i in g.items}
+        # The way back: where each role came from (the hazard page, or the console).
+        back = {"officer": ("/officer/hazards", "hz.officer_title"), "dispatcher": ("/dispatch", "nav.dispatch"),
+                "admin": ("/dispatch", "nav.dispatch"), "enterprise": ("/my", "hz.my_title")}.get(p.role)
         # The API answers what this account may see of the hazard (404 outside its area).
         return render_template_string(
             PAGE, lang=lang, t=lambda k, **kw: t(k, lang, **kw), hazard_id=hazard_id, role=p.role,
+            title=t("adj.title", lang, id=hazard_id), back=back[0] if back else None,
+            back_key=back[1] if back else None, other_lang="en" if lang != "en" else "zh-CN",
             catalogue=catalogue, names=names, csrf=session.get("csrf", ""),
             can_discuss=p.role in DISCUSS_ROLES, can_decide=p.role in DECIDE_ROLES,
             texts={k: t(k, lang) for k in TEXT_KEYS})

@@ -31,15 +31,10 @@ TEXT_KEYS = (
     "hz.officer_title", "hz.my_title", "auth.logout", "hz.discuss",
 )
 
-PAGE = """<!doctype html>
-<html lang="{{ lang }}">
-<head>
-<meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>{{ title }} · {{ t('app.name') }}</title>
-<link rel="stylesheet" href="/assets/anjian.css">
-<style>
- /* The dark frame of the other screens: the same panel colours, inputs and buttons. */
+# The frame the plain pages of the hazard loop share (this one and the discussion page,
+# dashboard/discussion_view.py): the dark panel colours of the other screens, and a
+# header with the way back, the title, the language switch and logout.
+FRAME_CSS = """ /* The dark frame of the other screens: the same panel colours, inputs and buttons. */
  .hz{max-width:480px;margin:0 auto;padding:12px;font-size:16px;color:var(--text)}
  .hz-head{display:flex;align-items:center;gap:10px;padding:8px 12px;background:var(--panel);border-bottom:1px solid var(--line)}
  .hz-head h1{font-size:18px;margin:0;flex:1;min-width:0}.hz-head a{color:var(--text);text-decoration:none;white-space:nowrap}
@@ -52,7 +47,24 @@ PAGE = """<!doctype html>
  .hz input[type=file]::file-selector-button{background:var(--panel-2);color:var(--text);border:1px solid var(--line);border-radius:6px;padding:6px 10px;margin-right:10px}
  .hz .row{display:flex;gap:8px}.hz .row label{flex:1;font-weight:400;border:1px solid var(--line);border-radius:8px;padding:10px;margin:0;background:var(--panel)}
  .hz button{font-size:16px;padding:12px;margin:6px 0;width:100%;border-radius:8px;border:1px solid var(--line);background:var(--panel-2);color:var(--text);cursor:pointer}
- .hz #hz-submit,.hz #si-submit{background:var(--accent);color:#02101f;border-color:var(--accent);font-weight:700}
+"""
+FRAME_HEADER = """<header class="hz-head">
+  {% if back %}<a href="{{ back }}" id="hz-back">‹ {{ t(back_key) }}</a>{% endif %}
+  <h1>{{ title }}</h1>
+  <a href="?lang={{ other_lang }}" id="lang-toggle" class="aj-lang">{{ t('lang.switch') }}</a>
+  <form method="post" action="/logout"><input type="hidden" name="csrf" value="{{ csrf }}">
+  <button type="submit">{{ t('auth.logout') }}</button></form>
+</header>"""
+
+PAGE = """<!doctype html>
+<html lang="{{ lang }}">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{{ title }} · {{ t('app.name') }}</title>
+<link rel="stylesheet" href="/assets/anjian.css">
+<style>
+""" + FRAME_CSS + """ .hz #hz-submit,.hz #si-submit{background:var(--accent);color:#02101f;border-color:var(--accent);font-weight:700}
  .hz .picked{color:var(--muted);font-size:14px;margin-top:4px;min-height:1.2em}
  .hz .item{border:1px solid var(--line);background:var(--panel);border-radius:8px;padding:10px;margin:8px 0}
  .hz .item .bar{display:flex;gap:6px}.hz .item .bar button{flex:1;padding:10px 4px}
@@ -62,13 +74,7 @@ PAGE = """<!doctype html>
 </style>
 </head>
 <body>
-<header class="hz-head">
-  {% if back %}<a href="{{ back }}" id="hz-back">‹ {{ t(back_key) }}</a>{% endif %}
-  <h1>{{ title }}</h1>
-  <a href="?lang={{ other_lang }}" id="lang-toggle" class="aj-lang">{{ t('lang.switch') }}</a>
-  <form method="post" action="/logout"><input type="hidden" name="csrf" value="{{ csrf }}">
-  <button type="submit">{{ t('auth.logout') }}</button></form>
-</header>
+""" + FRAME_HEADER + """
 <main class="hz" id="hz-page" data-role="{{ role }}">
 {% if role != 'enterprise' %}
 <section id="hz-form">
@@ -134,7 +140,8 @@ const CATEGORIES = {{ categories|tojson }};
 function when(ts) {
   if (!ts) return '';
   const d = new Date((ts + 8 * 3600) * 1000).toISOString();
-  return d.slice(0, 10) + ' ' + d.slice(11, 16);
+  // Non-breaking hyphens and space: a phone's narrow card broke "2026-" / "12-04".
+  return (d.slice(0, 10) + ' ' + d.slice(11, 16)).replace(/-/g, '\u2011').replace(' ', '\u00a0');
 }
 function line(h) {
   return `#${h.id} · ${CATEGORIES[h.category] || h.category} · ${T['hz.level.' + h.level]} · ${T['hz.state.' + h.state]}` +

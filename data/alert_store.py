@@ -484,6 +484,10 @@ class AlertStore:
                     raise Conflict(f"alert {alert_id} is assigned to {row.assignee_id}; confirm the takeover")
                 taken_from = row.assignee_id
             step_note = note if not taken_from else (note or f"takeover from {taken_from} by {assignee_id}")
+            if step_note is None and action == "assign" and assignee_id:
+                # The history names who was sent, and whom they replace (history_note renders it).
+                step_note = (f"sent {assignee_id} instead of {row.assignee_id}"
+                             if row.assignee_id and row.assignee_id != assignee_id else f"sent {assignee_id}")
             new, rec = transition(alert, action, actor=principal.username, at=now, note=step_note,
                                   assignee_id=assignee_id, outcome=outcome)
             self.update(conn, new, row.version, [rec], now)

@@ -21,6 +21,14 @@
     return Math.max(1, Math.min(2.2, w / 1920));
   }
 
+  // The scale bar's longest length grows with the screen, as its text does on the
+  // wall (at 4K, "200 m" in the wall's type ran out of a 100 px bar).
+  if (window.L && L.Control && L.Control.Scale) {
+    L.Control.Scale.addInitHook(function () {
+      this.options.maxWidth = Math.round((this.options.maxWidth || 100) * scale());
+    });
+  }
+
   function hideout(context) {
     return (context && context.hideout) || {};
   }
@@ -245,6 +253,7 @@
       added += 1;
     });
     if (!added) { return 0; }
+    if (box.anjianHtml !== undefined) { box.anjianHtml = null; }  // the next fillHtml writes, even the same HTML
     if (view === "wall") {
       // When React's list (the answer) has a row of its own for an alarm, the row
       // put here goes; one the answer leaves out goes with the timer.
@@ -307,12 +316,37 @@
   // (an object also gets a click counter n, so two clicks are two changes).  The
   // store is the input of a server callback that checks role and action.
   window.anjianClicks = 0;
+  var pressedIn = null;  // the element a pointer is pressed on (fillHtml waits for its click)
+  document.addEventListener("pointerdown", function (ev) { pressedIn = ev.target; }, true);
+  function releasePress() {
+    var was = pressedIn;
+    pressedIn = null;
+    // After the click's own handlers: a box that got new HTML meanwhile gets it now.
+    setTimeout(function () {
+      var box = was && was.closest ? was.closest("[id]") : null;
+      while (box) {
+        if (typeof box.anjianPending === "string") {
+          var markup = box.anjianPending;
+          box.anjianPending = null;
+          box.anjianHtml = markup;
+          box.innerHTML = markup;
+        }
+        box = box.parentElement ? box.parentElement.closest("[id]") : null;
+      }
+    }, 0);
+  }
+  document.addEventListener("pointerup", releasePress, true);
+  document.addEventListener("pointercancel", releasePress, true);
   document.addEventListener("click", function (ev) {
     var el = ev.target && ev.target.closest ? ev.target.closest("button[data-aj-store]") : null;
     var dc = window.dash_clientside;
     if (!el || el.disabled || !dc || !dc.set_props) { return; }
     var value;
     try { value = JSON.parse(el.getAttribute("data-aj-value")); } catch (e) { return; }
+    // A button that changes something already decided (another inspector sent, an
+    // alarm closed) asks first: data-aj-confirm holds the question.
+    var ask = el.getAttribute("data-aj-confirm");
+    if (ask && !window.confirm(ask)) { return; }
     window.anjianClicks += 1;
     if (value && typeof value === "object") { value.n = window.anjianClicks; }
     var store = el.getAttribute("data-aj-store");
@@ -735,13 +769,19 @@
       var byTick = initial || trig.some(function (p) { return p.indexOf("n_intervals") >= 0; });
       if (!byTick && !released) { return [nu, nu, nu]; } // no takeover before or after: nothing to do
       if (!released && Date.now() - (window.anjianLastTouch || 0) < cyc.idle_ms) { return [nu, nu, nu]; }
+      // The overview after a takeover round holds the whole district for its time
+      // (settings.wall_overview_s) before the idle cycle moves on to a street, and a
+      // little longer: the server's next round comes at its next poll after that time,
+      // and a street flown to meanwhile cut the overview short.
+      if (!released && cyc.hold_until && Date.now() < cyc.hold_until) { return [nu, nu, nu]; }
       // Released by the takeover (its round ended, or every alarm was acknowledged):
       // back to the overview, the first stop (the whole district).
       var i = released ? 0 : ((cyc.i + 1) % stops.length);
       var s = stops[i];
       var out = [{ bounds: s.bounds, transition: initial ? "fitBounds" : "flyToBounds",
                    options: { duration: 2.5, padding: [24, 24] } },
-                 s.name, Object.assign({}, cyc, { i: i, pinned: null })];
+                 s.name, Object.assign({}, cyc, { i: i, pinned: null,
+                                                  hold_until: released ? Date.now() + (cyc.overview_ms || 0) + 5000 : null })];
       if (initial) {
         // The map may mount before the page's grid has its final size; fit the
         // district once layout has settled.
@@ -809,9 +849,19 @@
 
     // A panel's HTML (built and escaped on the server) into its box; React
     // renders the box without children and never touches what is put here.
+    // The same HTML again is not written (the console's detail answers on every
+    // alert change, and a rewrite replaces the buttons under the pointer); nor while
+    // a pointer is pressed in the box: it is written after that click.
     fillHtml: function (markup, boxId) {
       var el = document.getElementById(boxId);
-      if (el && typeof markup === "string") { el.innerHTML = markup; }
+      if (!el || typeof markup !== "string") { return noUpdate(); }
+      if (el.anjianHtml === markup) { return noUpdate(); }
+      if (pressedIn && el.contains(pressedIn)) {
+        el.anjianPending = markup;
+        return noUpdate();
+      }
+      el.anjianHtml = markup;
+      el.innerHTML = markup;
       return noUpdate();
     },
     // The heat legend's ramp follows the heat mode shown.

@@ -81,7 +81,8 @@ def contracts(lang_: str):
         # Each enterprise by name, linked to its profile; contracts out of force muted.
         items = [html.Li([html.A(names.get(c["enterprise_id"], c["enterprise_id"]),
                                  href=f"/enterprise/{c['enterprise_id']}", className="aj-data"),
-                          html.Span(f" {c['start_date']} — {c['end_date']}", className="aj-muted")],
+                          html.Span([" ", html.Span(c["start_date"], className="aj-nowrap"), " — ",
+                                     html.Span(c["end_date"], className="aj-nowrap")], className="aj-muted")],
                          className="aj-contract" + ("" if c["start_date"] <= today <= c["end_date"] else " aj-muted"))
                  for c in cs]
         blocks.append(html.Details([

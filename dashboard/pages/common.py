@@ -94,7 +94,9 @@ def fmt_age(seconds: float | None, lang_: str) -> str:
         return t("common.seconds_ago", lang_, n=s)
     if s < 3600:
         return t("common.minutes_ago", lang_, n=s // 60)
-    return t("common.hours_ago", lang_, n=round(s / 3600, 1))
+    if s < 48 * 3600:
+        return t("common.hours_ago", lang_, n=round(s / 3600, 1))
+    return t("common.days_ago", lang_, n=round(s / 86400, 1))  # not "88.2 hours ago"
 
 
 def fmt_distance(m: float | None, lang_: str) -> str:
@@ -230,7 +232,19 @@ def act(alert_id, action: str, p, **kw) -> tuple[bool, str]:
         return False, t("alert.gone", lang_)
     except ValueError as e:
         return False, t("alert.failed", lang_, reason=str(e))
-    return True, t("alert.done", lang_, action=label("alert.action", action, lang_))
+    return True, done_message(alert_id, action, lang_)
+
+
+def done_message(alert_id, action: str, lang_: str) -> str:
+    """"已执行：确认 · <the alarm>": what was done, and to which alarm (on the console its
+    row may have moved away, an acknowledged alarm sorting lower)."""
+    done = t("alert.done", lang_, action=label("alert.action", action, lang_))
+    a = alert_store().get(alert_id)
+    if a is None:
+        return done
+    from dashboard.pages.layers import alert_subject
+
+    return f"{done} · {alert_subject(a, web().registry(), city(), lang_)}"
 
 
 # --- an alert's history, in the reader's language ------------------------------------------------
@@ -277,6 +291,9 @@ _NOTES = (
     (re.compile(r"^takeover from (\S+) by (\S+)$"),
      lambda m, lang_, names: t("note.takeover", lang_, from_name=names(m[1]), to_name=names(m[2]))),
     (re.compile(r"^→ (\S+)(?: .*)?$"), lambda m, lang_, names: t("note.reassign_to", lang_, name=names(m[1]))),
+    (re.compile(r"^sent (\S+) instead of (\S+)$"),
+     lambda m, lang_, names: t("note.sent_instead", lang_, name=names(m[1]), other=names(m[2]))),
+    (re.compile(r"^sent (\S+)$"), lambda m, lang_, names: t("note.sent", lang_, name=names(m[1]))),
 )
 
 

@@ -145,10 +145,12 @@ def build(p, lang_: str, **_):
                 html.Div([html.H2(t("dispatch.hazards", lang_)),
                           html.Ul(id=ids.DISPATCH_HAZARDS, className="aj-results aj-hz-list")],
                          className="aj-panel", style={"flex": "1", "overflowY": "auto"}),
-                # As tall as its few lines (it kept 184 px for two), scrolling past its share.
+                # As tall as its few lines (it kept 184 px for two), and no more than a
+                # quarter of the column: the alarm queue above keeps the room (at 1080p a
+                # long plan list left it three rows).
                 html.Div([html.H2(t("dispatch.plan_today", lang_)),
                           html.Div(id=ids.DISPATCH_PLAN_TODAY)],
-                         className="aj-panel", style={"flex": "0 1 auto", "overflowY": "auto"}),
+                         className="aj-panel", style={"flex": "0 1 auto", "maxHeight": "24%", "overflowY": "auto"}),
             ], className="aj-col"),
             html.Section([the_map, notice], className="aj-dispatch-map aj-map-host"),
             html.Section([
@@ -248,9 +250,16 @@ def _select_button(a: dict, text, cls: str = "aj-link", **attrs):
     return button(text, ids.DISPATCH_SELECTED, a["id"], class_=cls, **attrs)
 
 
-def _action_button(a: dict, action: str, text: str, cls: str = "aj-btn", outcome: str = ""):
+def _action_button(a: dict, action: str, text: str, cls: str = "aj-btn", outcome: str = "",
+                   confirm: str | None = None):
     return button(text, ids.DISPATCH_COMMAND, {"type": ids.ALERT_ACTION_TYPE, "alert": a["id"], "action": action,
-                                               "outcome": outcome}, class_=cls)
+                                               "outcome": outcome}, class_=cls, data_aj_confirm=confirm)
+
+
+def _near_m(m: float | None) -> float | None:
+    """A suggestion's distance to 50 m: it moves with the inspector, and a panel that
+    changed every second replaced its buttons under the dispatcher's pointer."""
+    return None if m is None else max(50.0, round(m / 50.0) * 50.0)
 
 
 def _reassign_button(a: dict, lang_: str):
@@ -559,17 +568,25 @@ def detail_panel(a: dict, nearest: list[dict] | None, reg, c, lang_: str, now: f
         else:
             items = []
             for k, s in enumerate(nearest, 1):
-                text = (f"{k}. {t('dispatch.send', lang_, name=s.get('name') or s.get('id'))} · "
-                        f"{fmt_distance(s.get('distance_m'), lang_)} · "
+                who = s.get("name") or s.get("id")
+                text = (f"{k}. {t('dispatch.send', lang_, name=who)} · "
+                        f"{fmt_distance(_near_m(s.get('distance_m')), lang_)} · "
                         f"{t('dispatch.eta', lang_, n=max(1, round((s.get('eta_s') or 0) / 60)))}")
+                # Someone else is on the way: sending another asks first, naming both.
+                ask = (t("dispatch.confirm_reassign", lang_, other=assignee_name, name=who)
+                       if assignee and s["id"] != assignee else None)
                 items.append(tag("li", button(text, ids.DISPATCH_COMMAND,
                                               {"type": ids.ASSIGN_TYPE, "alert": a["id"], "inspector": s["id"]},
-                                              class_="aj-btn aj-btn-ok", disabled=s["id"] == assignee)))
+                                              class_="aj-btn aj-btn-ok", disabled=s["id"] == assignee,
+                                              data_aj_confirm=ask)))
             parts.append(tag("ul", *items, class_="aj-suggestions"))
     if "resolve" in acts:
         parts.append(tag("h2", t("dispatch.resolve_as", lang_)))
-        parts.append(tag("div", *[_action_button(a, "resolve", label("alert.outcome", o, lang_), "aj-btn", outcome=o)
-                                  for o in outcomes_for(a.get("type"))]))
+        # Closing an alarm asks first, as on the officer's phone.
+        parts.append(tag("div", *[_action_button(
+            a, "resolve", label("alert.outcome", o, lang_), "aj-btn", outcome=o,
+            confirm=t("officer.confirm_resolve", lang_, outcome=label("alert.outcome", o, lang_)))
+            for o in outcomes_for(a.get("type"))]))
     if "reassign" in acts and a.get("inspector_id"):
         parts.append(_reassign_button(a, lang_))
     history = history_entries(a, lang_, names_of(reg), users=user_names())

@@ -303,7 +303,8 @@ def build(p, lang_: str, enterprise_id: str | None = None, **_):
             html.Section([
                 html.Div([
                     html.Div([html.H2(ent["name"], className="aj-data", id="enterprise-name"),
-                              html.Span([t("risk.label", lang_), ": ", t(f"risk.{risk}", lang_)],
+                              html.Span([t("risk.label", lang_), "：" if lang_ != "en" else ": ",
+                                         t(f"risk.{risk}", lang_)],
                                         id=ids.ENTERPRISE_RISK, className=f"aj-risk-chip aj-risk-{risk}")],
                              className="aj-profile-head"),
                     facts(ent, lang_, now, visits),

@@ -39,6 +39,7 @@ from dashboard.pages.common import (
     alerts_fingerprint,
     allowed_actions,
     city,
+    done_message,
     first_seen_ts,
     fmt_age,
     fmt_distance,
@@ -155,6 +156,9 @@ def confirm_box(a: dict, pending: dict, p, reg, lang_: str):
                  me=inspector_name(reg, p.inspector_id))
     else:
         text = t("officer.confirm_resolve", lang_, outcome=label("alert.outcome", pending.get("outcome"), lang_))
+        other = a.get("assignee_id")
+        if other and other != p.inspector_id:  # someone else's alarm: the question says whose
+            text = t("officer.confirm_resolve_other", lang_, other=inspector_name(reg, other)) + text
     return html.Div([
         html.P(text, className="aj-confirm-text"),
         html.Div([_big(a, "confirm", t("officer.confirm", lang_), "aj-big-confirm", True,
@@ -362,7 +366,7 @@ def perform(trigger: dict, p, pending: dict | None = None) -> tuple[bool | None,
         if pending.get("action") == "takeover":
             ok, msg = act(alert_id, "assign", p, assignee_id=p.inspector_id, take_over=True)
             if ok:  # the store's action is an assign; the officer did a takeover
-                msg = t("alert.done", lang(), action=label("alert.action", "takeover", lang()))
+                msg = done_message(alert_id, "takeover", lang())
         elif pending.get("action") == "resolve":
             ok, msg = act(alert_id, "resolve", p, outcome=pending.get("outcome") or None)
         else:

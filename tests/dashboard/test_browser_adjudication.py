@@ -47,15 +47,22 @@ def test_two_units_discuss_and_the_admin_decides_on_a_phone(adj_stack):
                 c, page, errors = _phone(browser, url, user, path)
                 pages.append((c, page, errors))
                 page.wait_for_selector("#adj-hazard:not(:empty)")
-                assert "E1" in page.inner_text("#adj-hazard")
+                # The enterprise by name, not its id; the app's frame: the way back and the language.
+                assert page.inner_text("#adj-hazard").startswith("深圳市龙华区老王餐饮店 · ")
+                assert page.get_attribute("#hz-back", "href") == "/officer/hazards"
+                assert page.locator("#lang-toggle").count() == 1
                 assert page.locator("#adj-decision-box").count() == 0  # officers discuss, they do not decide
                 page.fill("#adj-comment", view)
                 page.click("#adj-comment-post")
                 page.wait_for_function(f"() => document.querySelector('#adj-posts').innerText.includes({view!r})")
                 assert "审计" in page.inner_text("#adj-status")
                 assert page.evaluate("() => document.documentElement.scrollWidth") <= 375
-            # The second unit's view names its unit.
+            # The second unit's view names its unit; the first names its author by display name.
             assert "民治街道安监办" in pages[1][1].inner_text("#adj-posts")
+            assert "网格员一（" in pages[1][1].inner_text("#adj-posts")
+            # The page is dark like the other screens (the tour saw browser-default white boxes).
+            bg = pages[0][1].eval_on_selector("#adj-comment", "el => getComputedStyle(el).backgroundColor")
+            assert bg == "rgb(7, 18, 35)", bg
 
             # The admin decides: major, another category, the advice.
             c, admin, aerr = _phone(browser, url, "admin1", path)

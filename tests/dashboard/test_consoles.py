@@ -424,3 +424,21 @@ def test_dispatcher_sees_todays_plan_and_the_unplanned_visits(city_live):
         assert "2 planned done" not in out
         en = text_of(dispatch.plan_today("en"))
         assert f"1 of 2 planned done; {unplanned} unplanned visits" in en
+
+
+def test_closing_someone_elses_alarm_on_the_phone_says_whose_it_is(city_live):
+    """The third tour: an officer's outcome on an alarm sent to another inspector asked
+    only "close as …?", not that it was someone else's."""
+    ctx, server, users = city_live
+    alert_id = webkit.open_alert(ctx, sensor_id="S1")
+    ctx.alerts.act(alert_id, "ack", users["dispatcher"])
+    ctx.alerts.act(alert_id, "assign", users["dispatcher"], assignee_id="I2")  # 刘洋
+    me = users["officer"]
+    with webkit.as_user(server, me):
+        ok, _msg, pending = officer.perform({"alert": alert_id, "action": "resolve", "outcome": "false_alarm"}, me)
+        assert ok is None and pending["action"] == "resolve"
+        out = officer.officer_tick(2, 1, None, {}, pending=pending)
+    assert "此报警已派给 刘洋。确定以“误报”结束此报警吗？" in text_of(out["detail"])
+    # The history names who the dispatcher sent.
+    history = ctx.alerts.get(alert_id)["history"]
+    assert [h["note"] for h in history if h["action"] == "assign"] == ["sent I2"]

@@ -150,10 +150,21 @@ def test_an_alerts_history_reads_in_chinese_with_local_times():
 # Words shown on their own (badges, table cells, "a · b" lists) beside "Critical" and "Open":
 # capitalised in English, or they read like raw codes ("major · reported").
 LABEL_PREFIXES = ("hz.level.", "hz.state.", "hz.overdue", "plans.state.", "plans.kind.", "plans.resolved.",
-                  "alert.state.", "alert.severity.", "alert.type.", "alert.outcome.", "risk.", "status.", "industry.")
+                  "alert.state.", "alert.severity.", "alert.type.", "alert.outcome.", "risk.", "status.", "industry.",
+                  "dispatch.plan_unplanned")
 
 
 def test_english_labels_shown_alone_are_capitalised():
     lower = sorted(k for k, v in CATALOGUE.items() if k.startswith(LABEL_PREFIXES) and k != "risk.label"
                    and v["en"][:1].islower())
     assert not lower, [(k, CATALOGUE[k]["en"]) for k in lower]
+
+
+def test_an_age_past_two_days_is_told_in_days():
+    """The console's queue read "88.2 小时前" for an old notice (the third tour)."""
+    from dashboard.pages.common import fmt_age
+
+    assert fmt_age(45, "zh-CN") == "45 秒前"
+    assert fmt_age(47 * 3600, "zh-CN") == "47.0 小时前"
+    assert fmt_age(88.2 * 3600, "zh-CN") == "3.7 天前"
+    assert fmt_age(88.2 * 3600, "en") == "3.7 d ago"
