@@ -24,7 +24,10 @@ chromium at 1920x1080:
   time; the clock stops when the enterprise's name appears in the wall's alert
   ticker and in the dispatcher's queue (for reference, also when
   ``GET /api/v1/alerts`` first lists it, polled every 20 ms) (a MutationObserver in each page stamps
-  ``Date.now()``, the same clock as the publisher's ``time.time()``).
+  ``Date.now()``, the same clock as the publisher's ``time.time()``).  Two
+  moments: first seen, by any row (the row the alert event carries, put in
+  at once: dashboard/push.py), and in the page's own list (its callback's
+  answer, ``.aj-provisional`` rows left out).
 
 Targets (issue 5): alarm p95 <= 1 s (stretch 300 ms); first render <= 3 s;
 <= 100 KB per tick; median callback <= 100 ms.

@@ -296,10 +296,12 @@
       var d;
       try { d = JSON.parse(ev.data); } catch (e) { return; }
       window.anjianPushed += 1;
-      var shown = d.rows && d.rows.length ? showNewRows(d.rows) : 0;
-      window.anjianPushLog.push({ t: Date.now(), ids: d.ids || [], rows: shown });
-      if (window.anjianPushLog.length > 200) { window.anjianPushLog.shift(); }
+      var t = Date.now();
+      // The callback's request first (it goes out at once), then the event's rows.
       dc.set_props(box.getAttribute("data-store"), { data: { v: d.v, ids: d.ids, n: window.anjianPushed } });
+      var shown = d.rows && d.rows.length ? showNewRows(d.rows) : 0;
+      window.anjianPushLog.push({ t: t, ids: d.ids || [], rows: shown });
+      if (window.anjianPushLog.length > 200) { window.anjianPushLog.shift(); }
     });
     es.onerror = function () {
       if (es.readyState === 2) { window.anjianPush = null; setTimeout(openPush, 5000); }

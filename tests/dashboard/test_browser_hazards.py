@@ -101,7 +101,9 @@ def test_record_rectify_accept_on_a_phone(phone_stack):
             # The waiting item by the enterprise's and the category's names, with its deadline.
             officer.wait_for_function(f"() => document.querySelector('#w-{hid}').textContent.includes('老王餐饮店')")
             item = officer.inner_text(f"#w-{hid}")
-            assert "SC01" not in item and "E1 " not in item and re.search(r"整改期限 \d{4}\u2011\d\d\u2011\d\d\u00a0\d\d:\d\d", item), item  # unbreakable
+            # The deadline in characters that never break (a phone broke "2026-" / "12-04").
+            deadline = re.search(r"整改期限 \d{4}\u2011\d\d\u2011\d\d\u00a0\d\d:\d\d", item)
+            assert "SC01" not in item and "E1 " not in item and deadline, item
             officer.click(f"#accept-{hid}")
             officer.wait_for_function(f"() => !document.querySelector('#accept-{hid}')")
             h = store.get(hid)

@@ -25,10 +25,13 @@ from tests.mqttkit import wait_until
 from tests.servicekit import Mosquitto
 
 
-def _subscriber(port: int, client_id: str, protocol: int, got: list[bytes]) -> mqtt.Client:
+def _subscriber(port: int, client_id: str, protocol: int, got: list[bytes], flags: dict | None = None) -> mqtt.Client:
+    """A client on its persistent session; ``flags`` gets the CONNACK's session_present."""
     c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=protocol,
                     clean_session=None if protocol == mqtt.MQTTv5 else False)
     c.on_message = lambda _c, _u, m: got.append(m.payload)
+    if flags is not None:
+        c.on_connect = lambda _c, _u, f, rc, p: flags.update(session_present=f.session_present, rc=rc)
     kwargs = {}
     if protocol == mqtt.MQTTv5:
         props = Properties(PacketTypes.CONNECT)

@@ -15,11 +15,10 @@ from pathlib import Path
 import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
-from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
 
 from data.live import LiveState
 from tests.appkit import clean_env
+from tests.ingest.test_broker_sessions import _subscriber
 from tests.conftest import TEST_REDIS_URL
 from tests.mqttkit import wait_until
 from tests.servicekit import Mosquitto
@@ -29,17 +28,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def _on_session(port: int, cid: str, protocol: int, got: list[bytes], flags: dict) -> mqtt.Client:
     """A client back on its persistent session (no SUBSCRIBE of its own)."""
-    c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=cid, protocol=protocol,
-                    clean_session=None if protocol == mqtt.MQTTv5 else False)
-    c.on_message = lambda _c, _u, m: got.append(m.payload)
-    c.on_connect = lambda _c, _u, f, rc, p: flags.update(session_present=f.session_present, rc=rc)
-    kwargs = {}
-    if protocol == mqtt.MQTTv5:
-        props = Properties(PacketTypes.CONNECT)
-        props.SessionExpiryInterval = 3600
-        kwargs = {"clean_start": False, "properties": props}
-    c.connect("127.0.0.1", port, **kwargs)
-    c.loop_start()
+    c = _subscriber(port, cid, protocol, got, flags)
     assert wait_until(lambda: "rc" in flags, 5)
     return c
 
