@@ -204,8 +204,10 @@ def outcomes_for(alert_type: str) -> tuple[str, ...]:
     return OUTCOMES.get(alert_type, ())
 
 
-def act(alert_id, action: str, p, **kw) -> tuple[bool, str]:
-    """Run one alert action through the store; (done, message for the user)."""
+def act(alert_id, action: str, p, done_as: str | None = None, **kw) -> tuple[bool, str]:
+    """Run one alert action through the store; (done, message for the user).  ``done_as``
+    names the action in the message when the person did more than the store's step (an
+    officer's takeover is an ``assign``)."""
     lang_ = lang()
     store = alert_store()
     from alerts.lifecycle import TransitionNotAllowed
@@ -216,7 +218,7 @@ def act(alert_id, action: str, p, **kw) -> tuple[bool, str]:
         Conflict = TransitionNotAllowed  # noqa: N806
     kw = {k: v for k, v in kw.items() if v is not None}
     try:
-        store.act(alert_id, action, p, **kw)
+        a = store.act(alert_id, action, p, **kw)
     except TransitionNotAllowed as e:
         return False, t("alert.conflict", lang_, state=label("alert.state", getattr(e, "state", None), lang_))
     except Conflict:
@@ -232,14 +234,14 @@ def act(alert_id, action: str, p, **kw) -> tuple[bool, str]:
         return False, t("alert.gone", lang_)
     except ValueError as e:
         return False, t("alert.failed", lang_, reason=str(e))
-    return True, done_message(alert_id, action, lang_)
+    return True, done_message(a, done_as or action, lang_)
 
 
-def done_message(alert_id, action: str, lang_: str) -> str:
+def done_message(a: dict | None, action: str, lang_: str) -> str:
     """"已执行：确认 · <the alarm>": what was done, and to which alarm (on the console its
-    row may have moved away, an acknowledged alarm sorting lower)."""
+    row may have moved away, an acknowledged alarm sorting lower); ``a`` is the alert as
+    the store's action left it."""
     done = t("alert.done", lang_, action=label("alert.action", action, lang_))
-    a = alert_store().get(alert_id)
     if a is None:
         return done
     from dashboard.pages.layers import alert_subject

@@ -39,7 +39,6 @@ from dashboard.pages.common import (
     alerts_fingerprint,
     allowed_actions,
     city,
-    done_message,
     first_seen_ts,
     fmt_age,
     fmt_distance,
@@ -364,9 +363,8 @@ def perform(trigger: dict, p, pending: dict | None = None) -> tuple[bool | None,
         return None, "", {"alert": alert_id, "action": "resolve", "outcome": trigger.get("outcome") or ""}
     if action == "confirm" and pending and pending.get("alert") == alert_id:
         if pending.get("action") == "takeover":
-            ok, msg = act(alert_id, "assign", p, assignee_id=p.inspector_id, take_over=True)
-            if ok:  # the store's action is an assign; the officer did a takeover
-                msg = done_message(alert_id, "takeover", lang())
+            # The store's action is an assign; the officer did a takeover.
+            ok, msg = act(alert_id, "assign", p, done_as="takeover", assignee_id=p.inspector_id, take_over=True)
         elif pending.get("action") == "resolve":
             ok, msg = act(alert_id, "resolve", p, outcome=pending.get("outcome") or None)
         else:
