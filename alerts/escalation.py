@@ -32,6 +32,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from alerts.model import GAS_ALARM, SYSTEM_ACTOR, AlertState, TransitionRecord
+from geo.timefmt import iso_ms
 
 DEFAULT_T1_S = 60.0
 DEFAULT_T2_S = 300.0
@@ -142,7 +143,7 @@ class Ladder:
         new_level, next_at = due
         deadline = alert.escalate_at
         new = dataclasses.replace(alert, escalation_level=new_level, escalate_at=next_at)
-        note = f"level {new_level}: {self.audience(new_level)} (unacknowledged; due {deadline:.3f})"
+        note = f"level {new_level}: {self.audience(new_level)} (unacknowledged; due {iso_ms(deadline)})"
         return new, TransitionRecord(alert.state, alert.state, "escalate", actor, float(now), note=note)
 
 

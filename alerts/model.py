@@ -17,6 +17,8 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
+from geo.timefmt import iso_ms
+
 # --- vocabularies -------------------------------------------------------------
 
 GAS_ALARM = "gas_alarm"
@@ -76,7 +78,7 @@ def hazard_subject(hazard_id: int) -> str:
 def gps_arrival_note(distance_m: float, ts: float) -> str:
     """The note of an arrival the alert engine saw in the assignee's fixes (rewritten
     through the catalogue on the screens, like the notes below)."""
-    return f"GPS: {float(distance_m):.0f} m from the enterprise at {ts}"
+    return f"GPS: {float(distance_m):.0f} m from the enterprise at {iso_ms(ts)}"
 
 
 # The notes of a hazard_overdue alert's history (the screens rewrite each form through

@@ -41,6 +41,7 @@ from alerts.model import (
     inspector_subject,
     sensor_subject,
 )
+from geo.timefmt import iso_ms
 
 # --- gas level ----------------------------------------------------------------
 
@@ -484,7 +485,7 @@ def evaluate_offline(
             ids = {"sensor_id": device_id} if alert_type == SENSOR_OFFLINE else {"inspector_id": device_id}
             alert, record = new_alert(
                 alert_type, subject, severity=severity_for(alert_type), at=now, actor=SYSTEM_ACTOR,
-                note=f"{why}; last seen {last_seen}", details={"last_seen": last_seen, "why": why},
+                note=f"{why}; last seen {iso_ms(last_seen) or 'never'}", details={"last_seen": last_seen, "why": why},
                 enterprise_id=enterprise_id, street_id=street_id, grid_id=grid_id, **ids,
             )
             return Decision(OPEN_OFFLINE, new_alert=alert, new_record=record, notify=True, reason=why)

@@ -25,7 +25,7 @@ import math
 
 from geo.china import CHINA_TZ
 
-__all__ = ["SHANGHAI", "iso", "local_dt"]
+__all__ = ["SHANGHAI", "iso", "iso_ms", "local_dt", "parse_iso_or_epoch"]
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +68,37 @@ def iso(ts: float | None) -> str | None:
         return None
     x = _seconds(ts)
     return None if x is None else _iso_second(math.floor(x))
+
+
+def iso_ms(ts: float | None) -> str | None:
+    """ISO-8601 in Asia/Shanghai time to the millisecond
+    (``2024-06-10T14:03:22.125+08:00``): the times the system writes into notes that
+    people and programs read back (an escalation's deadline, a device's last message).
+    None for None, NaN and odd values."""
+    x = None if ts is None else _seconds(ts)
+    if x is None:
+        return None
+    try:
+        return dt.datetime.fromtimestamp(x, SHANGHAI).isoformat(timespec="milliseconds")
+    except (OverflowError, ValueError, OSError) as e:
+        _odd(ts, str(e))
+        return None
+
+
+def parse_iso_or_epoch(text: str) -> float | None:
+    """Epoch seconds from what ``iso_ms`` wrote, or from the bare epoch seconds that
+    notes held before it (rows written by earlier versions); None when it is neither."""
+    try:
+        return float(text)
+    except (TypeError, ValueError):
+        pass
+    try:
+        when = dt.datetime.fromisoformat(text)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=SHANGHAI)
+    return when.timestamp()
 
 
 @functools.lru_cache(maxsize=65536)

@@ -49,11 +49,13 @@ from data.engine_streams import EngineStreams
 from data.errors import INFRA_ERRORS
 from data.live import GAS_EVENTS, GAS_LANES, LOST_PENDING, LOST_UNREAD, reported_offline
 from data.registry import Registry
+from geo.timefmt import parse_iso_or_epoch
 from ingest.client import MqttConnection, publisher_client_id
 
 log = logging.getLogger(__name__)
 
-_DUE = re.compile(r"^level (\d+): (.*) \(unacknowledged; due (\d+(?:\.\d+)?)\)$")
+# "due" is ISO-8601 (geo.timefmt.iso_ms); rows written before it hold epoch seconds.
+_DUE = re.compile(r"^level (\d+): (.*) \(unacknowledged; due ([0-9T:.+-]+)\)$")
 
 
 def log_time(ts: float) -> str:
@@ -67,7 +69,9 @@ def escalation_log_entry(alert_id: int, rec) -> str:
     m = _DUE.match(rec.note or "")
     if not m:
         return f"{alert_id} ({rec.note})"
-    due = float(m.group(3))
+    due = parse_iso_or_epoch(m.group(3))
+    if due is None:
+        return f"{alert_id} ({rec.note})"
     return f"{alert_id} (level {m.group(1)}: {m.group(2)}; due {log_time(due)}, fired {rec.at - due:+.2f} s)"
 
 # The alarm lane first: a batch of heartbeats (up to READ_COUNT, ~100 ms) is the

@@ -24,7 +24,7 @@ from dashboard.api import current_principal
 from dashboard.auth_views import HOME_BY_ROLE, current_lang, ensure_csrf
 from dashboard.i18n import has, t
 from geo.china import CHINA_TZ
-from geo.timefmt import local_dt
+from geo.timefmt import local_dt, parse_iso_or_epoch
 
 log = logging.getLogger(__name__)
 
@@ -251,14 +251,16 @@ def done_message(a: dict | None, action: str, lang_: str) -> str:
 
 # --- an alert's history, in the reader's language ------------------------------------------------
 
-_NUM = r"(-?\d+(?:\.\d+)?|None|nan|inf)"
+# A time in a note: ISO-8601 as geo.timefmt.iso_ms writes it, or the epoch seconds
+# (and "None") that rows written by earlier versions hold.
+_NUM = r"(-?\d+(?:\.\d+)?|None|nan|inf|never|\d{4}-\d\d-\d\dT[\d:.]+(?:[+-]\d\d:\d\d|Z)?)"
 
 
 def _when(raw: str) -> str:
-    try:
-        return fmt_time(float(raw), with_date=True)
-    except (TypeError, ValueError):
+    at = parse_iso_or_epoch(raw)
+    if at is None or at != at:
         return "—"
+    return fmt_time(at, with_date=True)
 
 
 def _gas_note(m, lang_: str) -> str:

@@ -4,6 +4,7 @@ deterministic catch-up after a restart."""
 from __future__ import annotations
 
 import dataclasses
+import re
 from types import SimpleNamespace
 
 import pytest
@@ -13,6 +14,7 @@ from hypothesis import strategies as st
 from alerts.escalation import DEFAULT_LADDER, Ladder, Rung, escalate_due
 from alerts.lifecycle import new_alert, transition
 from config.settings import Settings
+from geo.timefmt import iso_ms, parse_iso_or_epoch
 
 T0 = 1_718_000_000.0
 
@@ -59,7 +61,10 @@ def test_timings_grid_street_district():
     a, rec = DEFAULT_LADDER.escalate(a, T0 + 60.4)
     assert (a.escalation_level, a.escalate_at, a.state) == (1, T0 + 300, "open")
     assert (rec.action, rec.from_state, rec.to_state, rec.at) == ("escalate", "open", "open", T0 + 60.4)
-    assert rec.note == f"level 1: street (unacknowledged; due {T0 + 60:.3f})"
+    # The deadline as a person and a program read it: ISO-8601, China time, to the ms.
+    assert rec.note == f"level 1: street (unacknowledged; due {iso_ms(T0 + 60)})"
+    assert re.search(r"due \d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}\+08:00\)$", rec.note)
+    assert parse_iso_or_epoch(rec.note.rsplit("due ", 1)[1][:-1]) == T0 + 60
     assert DEFAULT_LADDER.escalate(a, T0 + 299) is None
     a, rec = DEFAULT_LADDER.escalate(a, T0 + 300.8)
     assert (a.escalation_level, a.escalate_at) == (2, None)
@@ -94,8 +99,8 @@ def test_catch_up_after_a_restart_fires_each_rung_once_in_order():
         a, rec = step
         records.append(rec)
     assert [r.note for r in records] == [
-        f"level 1: street (unacknowledged; due {T0 + 60:.3f})",
-        f"level 2: district (unacknowledged; due {T0 + 300:.3f})",
+        f"level 1: street (unacknowledged; due {iso_ms(T0 + 60)})",
+        f"level 2: district (unacknowledged; due {iso_ms(T0 + 300)})",
     ]
     assert all(r.at == now for r in records)
 
@@ -142,3 +147,17 @@ def test_level_reached_is_the_number_of_deadlines_before_the_ack(t1, gap, ack_af
             a, _ = step
     ack = float("inf") if ack_after is None else ack_after
     assert a.escalation_level == sum(1 for deadline in (t1, t2) if deadline < ack)
+
+
+def test_the_engine_log_reads_the_deadline_of_new_and_old_notes():
+    """The engine logs each fired rung with its deadline and lateness, read back from the
+    note: the ISO deadline written now, and the epoch seconds of rows written before."""
+    from ingest.alert_engine import escalation_log_entry, log_time
+
+    a = DEFAULT_LADDER.arm(gas(), T0)
+    _, rec = DEFAULT_LADDER.escalate(a, T0 + 60.4)
+    old = dataclasses.replace(rec, note=f"level 1: street (unacknowledged; due {T0 + 60:.3f})")
+    for r in (rec, old):
+        assert escalation_log_entry(7, r) == f"7 (level 1: street; due {log_time(T0 + 60)}, fired +0.40 s)"
+    odd = dataclasses.replace(rec, note="level 1: street (unacknowledged; due soon)")
+    assert escalation_log_entry(7, odd) == "7 (level 1: street (unacknowledged; due soon))"

@@ -120,6 +120,16 @@ def test_an_alerts_history_reads_in_chinese_with_local_times():
     rows.append({"action": "open", "actor": "system", "to_state": "open", "at_ts": ts,
                  "note": f"last will; last seen {ts}"})
     rows.append({"action": "open", "actor": "system", "to_state": "open", "at_ts": ts, "note": "silent; last seen None"})
+    # The same notes as the system writes them now (ISO times), and an offline alert's
+    # own note from the rules: each reads as the catalogue's text with a local time.
+    from alerts.rules import evaluate_offline
+
+    rows.append({"action": "escalate", "actor": "system", "to_state": "open", "at_ts": ts + 30,
+                 "note": esc.escalate(esc.arm(alert, ts), ts + 61)[1].note})
+    opened_offline = evaluate_offline("sensor_offline", "S9", ts - 7200, ts, 60, 3, None,
+                                      online=False).new_record
+    assert "T" in opened_offline.note.rsplit("last seen ", 1)[1], opened_offline.note  # ISO, not epoch
+    rows.append({"action": "open", "actor": "system", "to_state": "open", "at_ts": ts, "note": opened_offline.note})
     from alerts.model import gps_arrival_note
 
     rows.append({"action": "arrive", "actor": "system", "to_state": "on_scene", "at_ts": ts + 600,
@@ -132,17 +142,18 @@ def test_an_alerts_history_reads_in_chinese_with_local_times():
                          ("resolve", OVERDUE_SUPERSEDED.format(day="2026-12-04"))):
         rows.append({"action": action, "actor": "system", "to_state": "open", "at_ts": ts, "note": note})
     alert_json = {"history": rows, "outcome": "leak_handled"}
-    zh = history_entries(alert_json, "zh-CN", lambda i: names(i) or i)
+    zh = history_entries(alert_json, "zh-CN", lambda i: names(i) or i, last=50)
     text = " ".join(v for e in zh for k, v in e.items() if k != "actor" or v not in ("disp1", "off1"))
     assert not re.findall(r"[A-Za-z]{3,}", text.replace("LEL", "")), text
     assert "1796315617" not in text and fmt_time(ts, with_date=True) in text
+    assert fmt_time(ts - 7200, with_date=True) in text and fmt_time(ts + 60, with_date=True) in text
     assert "系统" in text and "定位（王强）" in text and "泄漏已处置" in text  # the resolve names its outcome
     assert f"定位到场：距企业 23 米（{fmt_time(ts + 600, with_date=True)}）" in text
-    en = " ".join(v for e in history_entries(alert_json, "en", lambda i: names(i) or i) for v in e.values()
+    en = " ".join(v for e in history_entries(alert_json, "en", lambda i: names(i) or i, last=50) for v in e.values()
                   if v != "王强" and "王强" not in v)
     assert not re.search(r"[\u4e00-\u9fff]", en), en
     # A person by their name when the account has one, not by the login name.
-    people = [e["actor"] for e in history_entries(alert_json, "zh-CN", lambda i: names(i) or i,
+    people = [e["actor"] for e in history_entries(alert_json, "zh-CN", lambda i: names(i) or i, last=50,
                                                   users={"disp1": "周敏"})]
     assert "周敏" in people and "disp1" not in people and "off1" in people
 
