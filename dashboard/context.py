@@ -22,6 +22,7 @@ from data.alert_store import AlertStore
 from data.auth import Principal, TokenAuthenticator, active_user
 from data.live import LiveState, reported_offline
 from dashboard.metrics import WebMetrics
+from dashboard.names import admin_prefixes, short_name
 from dashboard.push import ChangeFeed
 from dashboard.reloading import Reloading
 from geo.timefmt import iso
@@ -56,6 +57,14 @@ class Registry:
     inspectors: dict  # id -> (name, unit_id, unit_name)
     sensors: dict  # id -> (enterprise_id, lat, lon, street_id, grid_id, heartbeat_s)
     enterprise_names: dict
+    # The city and district words nearly every name starts with (dashboard.names):
+    # left out where a list cuts names to its column.
+    name_prefixes: frozenset = frozenset()
+
+    def short_name(self, enterprise_id: str | None) -> str | None:
+        """The enterprise's name without the shared city and district; None if unknown."""
+        name = self.enterprise_names.get(enterprise_id) if enterprise_id else None
+        return None if name is None else short_name(name, self.name_prefixes)
 
 
 class InspectorMirror:
@@ -187,7 +196,8 @@ class WebContext:
         return self._registry.get()
 
     def _load_registry(self) -> Registry:
-        return Registry(*screen_queries.registry_rows(self.engine))
+        insp, sens, names = screen_queries.registry_rows(self.engine)
+        return Registry(insp, sens, names, admin_prefixes(names.values()))
 
     def open_alerts(self, limit: int) -> list[dict]:
         """The store's active alerts (the ``limit`` newest), shared by every poll of

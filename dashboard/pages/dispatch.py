@@ -311,12 +311,13 @@ def queue_row(a: dict, reg, c, lang_: str, now: float, selected, extra_class: st
     sev = a.get("severity")
     state = a.get("state")
     subject = layers.alert_subject(a, reg, c, lang_)
+    full_name = layers.alert_subject(a, reg, c, lang_, full=True)
     area = layers.area_name(a, c, lang_)
     return tag(
         "tr",
         tag("td", tag("span", label("alert.severity", sev, lang_), class_=f"aj-badge aj-sev-{sev}")),
         tag("td", tag("div", label("alert.type", a.get("type"), lang_), class_="aj-muted"),
-            _select_button(a, tag("span", subject, class_="aj-data"), title=subject), class_="aj-clip"),
+            _select_button(a, tag("span", subject, class_="aj-data"), title=full_name), class_="aj-clip"),
         tag("td", area, class_="aj-data aj-clip", title=area),
         tag("td", tag("div", fmt_age(now - first_seen_ts(a), lang_)),
             tag("div", fmt_time(first_seen_ts(a)), class_="aj-muted")),
@@ -546,7 +547,7 @@ def detail_panel(a: dict, nearest: list[dict] | None, reg, c, lang_: str, now: f
         facts.append(t("alert.escalated", lang_, n=a["escalation_level"]))
     if assignee_name:
         facts.append(t("alert.assignee", lang_, name=assignee_name))
-    parts = [tag("h3", layers.alert_subject(a, reg, c, lang_), class_="aj-data"),
+    parts = [tag("h3", layers.alert_subject(a, reg, c, lang_, full=True), class_="aj-data"),
              tag("div", " · ".join(f for f in facts if f), class_="aj-meta")]
     if a.get("enterprise_id"):
         parts.append(tag("a", t("common.open_profile", lang_), href=f"/enterprise/{a['enterprise_id']}"))

@@ -253,11 +253,14 @@ def alarm_features(alarms: list[dict], reg, city: CityMap) -> dict:
     return feature_collection(feats)
 
 
-def alert_subject(a: dict, reg, city: CityMap, lang_: str) -> str:
-    """What an alert is about, in words: the enterprise, else the inspector, else its subject."""
+def alert_subject(a: dict, reg, city: CityMap, lang_: str, full: bool = False) -> str:
+    """What an alert is about, in words: the enterprise, else the inspector, else its
+    subject.  The enterprise's name without the city and district every name shares
+    (the lists cut names to their column), unless ``full`` (a heading, a tooltip)."""
     eid = a.get("enterprise_id")
-    if eid and eid in reg.enterprise_names:
-        return reg.enterprise_names[eid]
+    name = reg.enterprise_names.get(eid) if full and eid else reg.short_name(eid)
+    if name is not None:
+        return name
     iid = a.get("inspector_id")
     if iid and iid in reg.inspectors:
         return reg.inspectors[iid][0]
@@ -267,14 +270,29 @@ def alert_subject(a: dict, reg, city: CityMap, lang_: str) -> str:
 
 
 def area_name(a: dict, city: CityMap, lang_: str) -> str:
+    """The street and the grid, the grid without the street its name repeats
+    ("观湖街道 · 第3网格", not "观湖街道 · 观湖街道第3网格")."""
     sid, gid = a.get("street_id"), a.get("grid_id")
     parts = []
+    street_zh = None
     if sid in city.street_names:
-        zh, en = city.street_names[sid]
-        parts.append(en if lang_ == "en" else zh)
+        street_zh, en = city.street_names[sid]
+        parts.append(en if lang_ == "en" else street_zh)
     if gid in city.grid_names:
-        parts.append(grid_name(city.grid_names[gid], lang_))
+        parts.append(_without_street(grid_name(city.grid_names[gid], lang_), street_zh))
     return " · ".join(parts)
+
+
+def _without_street(grid: str, street_zh: str | None) -> str:
+    """A grid's name without the street it starts with, in full ("观湖街道第3网格") or
+    short ("观湖第3网格"), when the street is shown beside it."""
+    if not street_zh:
+        return grid
+    short = re.sub(r"(街道|镇|乡)$", "", street_zh)
+    for street in (street_zh, short):
+        if len(street) >= 2 and grid.startswith(street) and len(grid) > len(street):
+            return grid[len(street):]
+    return grid
 
 
 _GRID_NO = re.compile(r"第\s*(\d+)\s*网格$")

@@ -1,0 +1,76 @@
+"""Names where room is short (issue 18, third tour): the lists drop the city and district
+every enterprise name starts with, and a grid's place without the street it repeats."""
+
+from __future__ import annotations
+
+import time
+from types import SimpleNamespace
+
+import numpy as np
+
+from dashboard.context import Registry
+from dashboard.names import admin_prefixes, short_name
+from dashboard.pages import dispatch, layers, wall
+from data import demo_city
+
+
+def _demo_names(n: int = 5000) -> list[str]:
+    rng = np.random.default_rng(3)
+    return demo_city._enterprise_names(rng, rng.integers(0, len(demo_city.INDUSTRIES), n))
+
+
+def test_the_demo_registry_teaches_its_own_city_and_district():
+    names = _demo_names()
+    prefixes = admin_prefixes(names)
+    assert prefixes == {"深圳市", "龙华区"}
+    shorts = [short_name(n, prefixes) for n in names]
+    assert not any(s.startswith(("深圳市", "龙华区")) for s in shorts)
+    assert short_name("深圳市龙华区张记川菜馆", prefixes) == "张记川菜馆"
+    assert short_name("深圳市恒达五金有限公司", prefixes) == "恒达五金有限公司"
+    # Another city's name, and one that would be cut to almost nothing, stay whole.
+    assert short_name("广州市天河区张记川菜馆", prefixes) == "广州市天河区张记川菜馆"
+    assert short_name("深圳市龙华区小店", prefixes) == "龙华区小店"
+    assert short_name("", prefixes) == "" and short_name(None, prefixes) == ""
+
+
+def test_a_word_is_learnt_only_when_many_names_share_it():
+    # 30 supermarkets of one chain ("…超市" ends like a city) among 400 names: under a tenth.
+    names = [f"万佳超市{k}号店" for k in range(30)] + [f"深圳市店{k:03d}" for k in range(370)]
+    assert admin_prefixes(names) == {"深圳市"}
+    assert short_name("万佳超市龙华分店", admin_prefixes(names)) == "万佳超市龙华分店"
+    # A registry of a few names teaches nothing: each list shows names as registered.
+    assert admin_prefixes(["深圳市龙华区老王餐饮店", "深圳市华丰电子科技有限公司"]) == frozenset()
+
+
+def test_the_console_and_the_wall_show_the_short_name_and_keep_the_full_one_at_hand(web):
+    ctx, server, _app, users = web
+    base = ctx.registry()
+    names = dict(base.enterprise_names)
+    names.update({f"X{k}": f"深圳市龙华区填充{k:02d}号店" for k in range(40)})
+    reg = Registry(base.inspectors, base.sensors, names, admin_prefixes(names.values()))
+    eid, full = next((k, v) for k, v in base.enterprise_names.items() if v.startswith("深圳市龙华区"))
+    short = full.removeprefix("深圳市龙华区")
+    a = {"id": 7, "type": "gas_alarm", "severity": "critical", "state": "open", "enterprise_id": eid,
+         "street_id": "ST1", "grid_id": "G1", "first_seen_ts": time.time() - 30, "subject": f"enterprise:{eid}"}
+    with server.test_request_context("/"):
+        from dashboard.pages.common import city
+
+        c = city()
+        row = str(dispatch.queue_row(a, reg, c, "zh-CN", time.time(), None))
+        detail = str(dispatch.detail_panel(a, [], reg, c, "zh-CN", time.time()))
+        side = [text for text, _cls in wall.side_parts(a, reg, c, "zh-CN")]
+    assert f'<span class="aj-data">{short}</span>' in row and f'title="{full}"' in row
+    assert short in side and full not in side
+    assert f"<h3 class=\"aj-data\">{full}</h3>" in detail  # the selected alarm's heading: in full
+    # The place: the street once, then the grid's own number.
+    assert layers.area_name(a, c, "zh-CN") == "民治街道 · 第1网格"
+    assert layers.area_name(a, c, "en") == "Minzhi · Grid 1"
+
+
+def test_a_grid_keeps_its_name_when_it_does_not_start_with_its_street():
+    c = SimpleNamespace(street_names={"S": ("观湖街道", "Guanhu")},
+                        grid_names={"G": "观湖街道第03网格", "H": "松元厦社区网格", "K": "观湖"})
+    assert layers.area_name({"street_id": "S", "grid_id": "G"}, c, "zh-CN") == "观湖街道 · 第03网格"
+    assert layers.area_name({"street_id": "S", "grid_id": "H"}, c, "zh-CN") == "观湖街道 · 松元厦社区网格"
+    assert layers.area_name({"street_id": "S", "grid_id": "K"}, c, "zh-CN") == "观湖街道 · 观湖"
+    assert layers.area_name({"grid_id": "G"}, c, "zh-CN") == "观湖街道第03网格"
