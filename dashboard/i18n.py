@@ -131,6 +131,7 @@ CATALOGUE: dict[str, dict[str, str]] = {
     "industry.教育培训": {"zh-CN": "教育培训", "en": "Education and training"},
     "enterprise.rank": {"zh-CN": "第 {rank} 名 / 共 {of} 家{tied} · {date}", "en": "#{rank} of {of}{tied} · {date}"},
     "enterprise.rank_tied": {"zh-CN": "（{n} 家并列）", "en": " ({n} tied)"},
+    "enterprise.rank_tied_share": {"zh-CN": "（与 {pct}% 的企业同分并列）", "en": " (tied with {pct}% of them)"},
     "enterprise.hazards": {"zh-CN": "隐患", "en": "Hazards"},
     "enterprise.hazards.empty": {"zh-CN": "暂无隐患记录", "en": "No hazards recorded"},
     "enterprise.self_inspections": {"zh-CN": "企业自查", "en": "Self-inspections"},

@@ -74,6 +74,9 @@ class ChangeFeed:
         self._seq = 0
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
+        # Streams open that render rows (a wall or a console): with none, a batch's new
+        # alarms are not read (it was one SQL query per batch for nobody).
+        self._previewing = 0
 
     def start(self) -> None:
         with self._cond:
@@ -129,7 +132,7 @@ class ChangeFeed:
     def _attach_new(self, got: list[dict]) -> None:
         """Each event's new alarms (``alerts``), from one read for the batch; an
         error leaves the events as they were (the screens' polls still show them)."""
-        if self.new_alerts is None:
+        if self.new_alerts is None or not self._previewing:
             return
         ids = [i for e in got for i in e["ids"]]
         try:
@@ -154,7 +157,19 @@ class ChangeFeed:
         the event's new alarms this client may see (``register_preview``)."""
         self.start()
         pos = self._seq
-        yield f"retry: {RETRY_MS}\n: anjian alert events\n\n".encode()
+        if preview is not None:
+            with self._cond:
+                self._previewing += 1
+        try:
+            yield f"retry: {RETRY_MS}\n: anjian alert events\n\n".encode()
+            yield from self._events_for(pos, keepalive_s, preview)
+        finally:  # the client went (the server closes the generator)
+            if preview is not None:
+                with self._cond:
+                    self._previewing -= 1
+
+    def _events_for(self, pos: int, keepalive_s: float,
+                    preview: Callable[[list[dict]], list[dict]] | None) -> Iterator[bytes]:
         while not self._stop.is_set():
             events, pos = self.wait(pos, keepalive_s)
             if not events:

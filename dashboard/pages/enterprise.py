@@ -179,10 +179,22 @@ def _fmt_days(seconds: float | None, lang_: str) -> str:
     return t("enterprise.days", lang_, n=f"{seconds / 86400:.1f}")
 
 
+# From this many enterprises sharing a rank, the share of all ranked is shown instead.
+TIED_AS_SHARE = 100
+
+
 def rank_text(face: dict, lang_: str) -> str:
     """The day's rank beside how many were ranked, and how many share it when others do
     ("#1 of 20,018 was every profile's rank when 17,587 scored 100)."""
-    tied = t("enterprise.rank_tied", lang_, n=f"{face['tied']:,}") if (face.get("tied") or 0) > 1 else ""
+    n, of = face.get("tied") or 0, face.get("ranked") or 0
+    if n >= TIED_AS_SHARE and of:
+        # "17,582 tied" says little; "the same score as 88 %" says this one is typical.
+        pct = 100 * n / of
+        tied = t("enterprise.rank_tied_share", lang_, pct=f"{pct:.0f}" if pct >= 10 else f"{pct:.1f}")
+    elif n > 1:
+        tied = t("enterprise.rank_tied", lang_, n=f"{n:,}")
+    else:
+        tied = ""
     return t("enterprise.rank", lang_, rank=face["rank"], of=f"{face.get('ranked') or 0:,}", tied=tied,
              date=face["score_date"])
 

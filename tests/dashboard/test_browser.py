@@ -118,6 +118,23 @@ def browser():
         b.close()
 
 
+# Every visible text node under ``root`` (the tile attribution left out): [px, text, in
+# the queue's badges, states and heads or the history], smallest first.
+SMALLEST_TEXT_JS = """(root) => {
+  const out = [];
+  const walker = document.createTreeWalker(document.querySelector(root), NodeFilter.SHOW_TEXT);
+  while (walker.nextNode()) {
+    const n = walker.currentNode, el = n.parentElement, s = n.textContent.trim();
+    if (!s || !el || el.closest('.leaflet-control-attribution, [hidden]')) continue;
+    const r = el.getBoundingClientRect(), cs = getComputedStyle(el);
+    if (r.width === 0 || r.height === 0 || cs.visibility === 'hidden' || cs.display === 'none') continue;
+    const desk = !!el.closest('.aj-badge, .aj-state, .aj-queue th, .aj-history');
+    out.push([parseFloat(cs.fontSize), s.slice(0, 30), desk]);
+  }
+  out.sort((a, b) => a[0] - b[0]);
+  return out; }"""
+
+
 class Screen:
     """One logged-in browser context, with what went wrong in it recorded."""
 
@@ -474,6 +491,9 @@ def test_officer_phone_lists_the_days_tasks(stack, browser):
         api = scr.api("/api/v1/tasks")
         assert [(x["name"], x["done"]) for x in api] == [(b["name"], False), (a["name"], True)]
         assert page.evaluate("document.scrollingElement.scrollWidth") <= 375
+        # Read at arm's length: no text on the phone under 14 px, its header included (13 px before).
+        sizes = page.evaluate(SMALLEST_TEXT_JS, ".aj-officer")
+        assert sizes and sizes[0][0] >= 14, sizes[:5]
         assert not scr.errors, scr.errors
     finally:
         scr.close()

@@ -18,7 +18,7 @@ import pytest
 from data import audit
 from data.alert_store import SYSTEM, queue_key
 from tests.dashboard import webkit
-from tests.dashboard.test_browser import Screen, browser, stack  # noqa: F401 - fixtures of this module too
+from tests.dashboard.test_browser import SMALLEST_TEXT_JS, Screen, browser, stack  # noqa: F401 - fixtures of this module too
 from tests.mqttkit import wait_until
 
 pytestmark = pytest.mark.browser
@@ -289,6 +289,12 @@ def test_the_console_answers_beside_the_button_keeps_words_whole_and_collapses_e
           }
           return [els.length, out]; }""")
         assert broken[0] > 3 and not broken[1], broken
+        # Nothing on the console is under 12 px, the map's counts included, and the queue's
+        # badges and states, the table heads and the history not under 13 px (the third
+        # tour measured 11.9 px badges and 10.6 px cluster counts at 1920).
+        sizes = page.evaluate(SMALLEST_TEXT_JS, ".aj-page")
+        assert sizes and sizes[0][0] >= 12, sizes[:5]
+        assert not [x for x in sizes if x[0] < 13 and x[2]], [x for x in sizes if x[2]][:5]
         # Every table stays inside its panel and the screen: long unit names, tasks,
         # subjects and places end in "…" (the whole text in the title), and no queue
         # button is cut (the inspector table ran past the screen, the queue's buttons

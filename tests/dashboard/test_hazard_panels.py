@@ -96,6 +96,9 @@ def test_a_shared_rank_says_how_many_share_it():
     from dashboard.pages.enterprise import rank_text
 
     face = {"rank": 1, "ranked": 20018, "tied": 17587, "score_date": "2026-12-05"}
-    assert rank_text(face, "zh-CN") == "第 1 名 / 共 20,018 家（17,587 家并列） · 2026-12-05"
-    assert rank_text(face, "en") == "#1 of 20,018 (17,587 tied) · 2026-12-05"
+    # Thousands tied: the share of all ranked says that this one is typical, not first.
+    assert rank_text(face, "zh-CN") == "第 1 名 / 共 20,018 家（与 88% 的企业同分并列） · 2026-12-05"
+    assert rank_text(face, "en") == "#1 of 20,018 (tied with 88% of them) · 2026-12-05"
+    assert rank_text({**face, "tied": 150}, "en") == "#1 of 20,018 (tied with 0.7% of them) · 2026-12-05"
+    assert rank_text({**face, "tied": 12}, "zh-CN") == "第 1 名 / 共 20,018 家（12 家并列） · 2026-12-05"
     assert rank_text({**face, "rank": 3, "tied": 1}, "en") == "#3 of 20,018 · 2026-12-05"

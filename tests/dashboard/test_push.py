@@ -238,3 +238,40 @@ def test_blocking_reads_stay_under_the_socket_timeout():
     assert block_ms(redis.Redis.from_url(url, socket_timeout=None), 5000) == 5000
     assert block_ms(redis.Redis.from_url(url, socket_timeout=60), 250) == 250
     assert block_ms(redis.Redis.from_url(url, socket_timeout=0.001), 250) == 1, "BLOCK 0 would wait forever"
+
+
+def test_the_feed_reads_new_alarms_only_while_a_screen_renders_rows(redis_client, namespace):
+    """The batch's new alarms are read from SQL for the streams that render rows (a wall,
+    a console); with only id streams, or none, no read is made."""
+    reads: list[list[int]] = []
+
+    def new_alerts(ids):
+        reads.append(list(ids))
+        return [{"id": i, "type": "gas_alarm"} for i in ids]
+
+    feed = ChangeFeed(LiveState(redis_client, namespace), new_alerts)
+    key = feed.live.key("changes")
+    try:
+        feed.start()
+        wait_until(lambda: feed._thread is not None and feed._thread.is_alive(), 5)  # noqa: SLF001
+        plain = feed.stream(keepalive_s=0.2)
+        assert next(plain).startswith(b"retry:")
+        time.sleep(0.3)  # the feed's first read starts from the newest entry
+        redis_client.xadd(key, {"v": 1, "kind": "alert", "ids": "5"})
+        assert b'"ids":[5]' in next(c for c in plain if c.startswith(b"id:"))
+        assert reads == []  # an id-only stream: nothing read
+        rows = feed.stream(keepalive_s=0.2, preview=lambda alerts: [{"id": a["id"], "html": "<li/>"} for a in alerts])
+        assert next(rows).startswith(b"retry:")
+        redis_client.xadd(key, {"v": 2, "kind": "alert", "ids": "6,7"})
+        got = next(c for c in rows if c.startswith(b"id:"))
+        assert b'"rows":[{"id":6' in got and reads == [[6, 7]]
+        plain_got = next(c for c in plain if c.startswith(b"id:"))
+        assert b'"ids":[6,7]' in plain_got and b"rows" not in plain_got  # the same batch, without rows
+        rows.close()  # the console closed: reads stop again
+        redis_client.xadd(key, {"v": 3, "kind": "alert", "ids": "8"})
+        assert b'"ids":[8]' in next(c for c in plain if c.startswith(b"id:"))
+        assert reads == [[6, 7]]
+        plain.close()
+    finally:
+        feed.stop()
+        feed._thread.join(10)  # noqa: SLF001 - its last read ends before the key is deleted
