@@ -23,8 +23,12 @@ run: $(STAMP)
 services:
 	bash scripts/ensure-services.sh
 
+# Two workers (pytest-xdist): a module runs whole in one, the app's own start-ups in
+# one after another (tests/conftest.py). TEST_WORKERS=0 runs in this process.
+TEST_WORKERS ?= 2
+
 test: $(STAMP) services
-	$(PY) -m pytest -q $(PYTEST_ARGS)
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --durations=25 $(PYTEST_ARGS)
 
 bench: $(STAMP) services
 	$(PY) bench/run_all.py $(BENCH_ARGS)

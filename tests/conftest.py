@@ -172,3 +172,54 @@ def settings(tmp_path, namespace, request, mqtt_fast_path):
         mqtt_session_expiry_s=120,
         mqtt_fast_path=mqtt_fast_path,
     )
+
+
+# --- two workers (pytest-xdist: make test) ---------------------------------------------------
+# Each test module runs whole in one worker, so its module-scoped stacks (a web server,
+# an ingest worker, chromium) are built once.  The modules below start the whole app
+# (``python app.py``, ``make run``, gunicorn) whose embedded services and web ports
+# search from the same starts: they run one after another in one worker, and first,
+# being the longest (tests/ports.py has the ports of everything else).
+APP_MODULES = (
+    "tests/test_readme_run.py",
+    "tests/test_parts.py",
+    "tests/test_app.py",
+    "tests/dashboard/test_web_workers.py",
+    "tests/data/test_redis_cluster.py",
+)
+APP_GROUP = "the-whole-app"
+
+
+def _scope_of(nodeid: str) -> str:
+    module = nodeid.split("::", 1)[0]
+    return APP_GROUP if module in APP_MODULES else module
+
+
+def pytest_xdist_make_scheduler(config, log):
+    from xdist.scheduler import LoadScopeScheduling
+
+    class ByModule(LoadScopeScheduling):
+        """xdist's load-by-scope, the scope being the module (the app's in one), in
+        collection order (``pytest_collection_modifyitems`` puts the longest first)."""
+
+        def _split_scope(self, nodeid: str) -> str:
+            return _scope_of(nodeid)
+
+    config.option.loadscopereorder = False
+    return ByModule(config, log)
+
+
+def pytest_collection_modifyitems(config, items):
+    """Under xdist, the app's modules first, then the browser's: the longest work units
+    start first and the two workers end close together (with the app's last, one worker
+    ran on alone for minutes)."""
+    if not os.environ.get("PYTEST_XDIST_WORKER"):
+        return
+
+    def weight(item) -> int:
+        module = item.nodeid.split("::", 1)[0]
+        if module in APP_MODULES:
+            return 0
+        return 1 if "test_browser" in module else 2
+
+    items.sort(key=weight)  # stable: each module's own order is kept

@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 from data.embedded import free_port, mosquitto_conf, wait_listening
+from tests.ports import OFFSET_STEP, spare_port, worker_index
 
 
 class _ServerProcess:
@@ -44,7 +45,7 @@ class Mosquitto(_ServerProcess):
     the embedded broker's configuration (data.embedded.mosquitto_conf)."""
 
     def __init__(self, tmp: Path):
-        self.port = free_port(21883)
+        self.port = spare_port(21883)
         self.dir = tmp / "mosq"
         self.dir.mkdir()
         self.conf = self.dir / "m.conf"
@@ -62,7 +63,7 @@ class RedisServer(_ServerProcess):
     """A private Redis that keeps its data (append-only file) across restarts."""
 
     def __init__(self, tmp: Path):
-        self.port = free_port(26379)
+        self.port = spare_port(26379)
         self.dir = tmp / "redis"
         self.dir.mkdir()
 
@@ -146,7 +147,7 @@ class NatsCluster:
         taken: set[int] = set()
 
         def port(start: int) -> int:
-            p = free_port(start)
+            p = spare_port(start)
             while p in taken:
                 p = free_port(p + 1)
             taken.add(p)
@@ -222,7 +223,7 @@ class RedisCluster:
         # Below 22768, so that the bus ports (+10000) stay below Linux's ephemeral range
         # (32768 and up): a client's outgoing connection could take one between our
         # check and the node's start ("Failed listening on port ... (cluster)").
-        p = 17100
+        p = 17100 + OFFSET_STEP * worker_index()
         for _ in range(masters * 2):
             # a node also listens on port + 10000 (the cluster bus): both must be free
             p = free_port(p)
