@@ -63,6 +63,7 @@ from geo.cells import (
     cells_u64_to_parent,
     cells_u64_to_str,
 )
+from geo.coords import haversine_m
 from geo.coverage import RISK_COLOURS, coverage_pct, next_due_array
 from geo.timefmt import iso
 from geo.heat import (
@@ -593,6 +594,61 @@ def overdue_page(
             "next_due_ts": due_i if known_due else None,
             "overdue_days": round((now - due_i) / DAY_S, 2) if known_due else None,
             "never_inspected": bool(never),
+        })
+    return out, total
+
+
+def due_nearby(
+    engine: Engine,
+    lat: float,
+    lon: float,
+    intervals_d: Mapping[str, float],
+    now: float,
+    radius_m: float = 500.0,
+    within_days: float = 30.0,
+    limit: int = 8,
+    *,
+    exclude: str | None = None,
+    streets: Iterable[str] | None = None,
+    grids: Iterable[str] | None = None,
+) -> tuple[list[dict], int]:
+    """The enterprises within ``radius_m`` of (``lat``, ``lon``) that are overdue or due
+    within ``within_days``: what an inspector at one enterprise could see to next door
+    (the enterprise page).  The most overdue first, then the nearest; (the first
+    ``limit``, how many in all).  ``streets``/``grids``: the caller's scope (an officer's
+    area), so nothing outside it is named."""
+    dlat = radius_m / 111_320.0
+    dlon = radius_m / (111_320.0 * max(0.1, math.cos(math.radians(lat))))
+    stmt = select(Enterprise.id, Enterprise.name, Enterprise.risk, Enterprise.lat, Enterprise.lon,
+                  Enterprise.last_inspected_at, Enterprise.next_due_at).where(
+        Enterprise.lat.between(lat - dlat, lat + dlat), Enterprise.lon.between(lon - dlon, lon + dlon))
+    if exclude is not None:
+        stmt = stmt.where(Enterprise.id != exclude)
+    stmt = _area_filter(stmt, streets=streets, grids=grids)
+    with engine.connect() as conn:
+        rows = conn.execute(stmt).all()
+    if not rows:
+        return [], 0
+    def column(k: int) -> np.ndarray:
+        return np.array([np.nan if r[k] is None else r[k] for r in rows], dtype=np.float64)
+
+    la, lo, last, planned = column(3), column(4), column(5), column(6)
+    risks = np.array([r[2] for r in rows], dtype=object)
+    dist = haversine_m(lon, lat, lo, la)
+    due = due_dates(last, planned, risks, intervals_d)
+    keep = np.flatnonzero((dist <= radius_m) & (due <= now + within_days * DAY_S))
+    total = int(keep.size)
+    order = keep[np.lexsort((dist[keep], due[keep]))][:limit]
+    out = []
+    for i in order.tolist():
+        never = last[i] != last[i]
+        known_due = not (never and planned[i] != planned[i])
+        out.append({
+            "id": rows[i][0], "name": rows[i][1], "risk": rows[i][2], "distance_m": round(float(dist[i])),
+            "never_inspected": bool(never),
+            "due_ts": float(due[i]) if known_due else None,
+            # negative: due in that many days
+            "overdue_days": round((now - float(due[i])) / DAY_S, 1) if known_due else None,
         })
     return out, total
 

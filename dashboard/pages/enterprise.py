@@ -275,6 +275,49 @@ def self_inspections(enterprise_id: str, lang_: str):
                     id="enterprise-self-inspections")
 
 
+# The enterprise page's neighbours: within this distance, overdue or due within this many days.
+NEARBY_M = 500
+NEARBY_DAYS = 30
+NEARBY_MAX = 8
+
+
+def nearby_due(ent: dict, p, lang_: str, now: float):
+    """The enterprises next door that are overdue or soon due (the inspector at this one
+    can take them in on the same round), within the viewer's area; each links to its page."""
+    from data import geo_queries
+
+    ctx = web()
+    scope = {"streets": p.streets, "grids": p.grids} if p.role == "officer" else {}
+    rows, total = geo_queries.due_nearby(ctx.engine, ent["lat"], ent["lon"], ctx.settings.interval_days(), now,
+                                         NEARBY_M, NEARBY_DAYS, NEARBY_MAX, exclude=ent["id"], **scope)
+    title = html.H2(t("enterprise.nearby", lang_, m=NEARBY_M))
+    if not rows:
+        return html.Div([title, html.P(t("enterprise.nearby.empty", lang_, m=NEARBY_M, d=NEARBY_DAYS),
+                                       className="aj-muted")], className="aj-panel", id="enterprise-nearby")
+    reg = ctx.registry()
+
+    def when(r: dict) -> str:
+        if r["overdue_days"] is None or (r["never_inspected"] and r["overdue_days"] >= 0):
+            return t("enterprise.nearby.never", lang_)
+        if r["overdue_days"] >= 0:
+            return t("enterprise.nearby.overdue", lang_, n=f"{r['overdue_days']:.0f}")
+        return t("enterprise.nearby.due_in", lang_, n=f"{-r['overdue_days']:.0f}")
+
+    body = html.Table(html.Tbody([
+        html.Tr([html.Td(html.A(reg.short_name(r["id"]) or r["name"] or r["id"], href=f"/enterprise/{r['id']}",
+                                title=r["name"] or r["id"]), className="aj-data aj-clip"),
+                 html.Td(html.Span(t(f"risk.{r['risk']}", lang_), className=f"aj-risk-chip aj-risk-{r['risk']}")),
+                 html.Td(when(r), className="aj-overdue-flag aj-nowrap" if (r["overdue_days"] or 0) >= 0 else
+                         "aj-nowrap"),
+                 html.Td(t("enterprise.nearby.distance", lang_, m=f"{r['distance_m']:,}"),
+                         className="aj-muted aj-nowrap")])
+        for r in rows]), className="aj-table")
+    parts = [title, body]
+    if total > len(rows):
+        parts.append(html.P(t("enterprise.nearby.more", lang_, n=total - len(rows)), className="aj-muted"))
+    return html.Div(parts, className="aj-panel", id="enterprise-nearby")
+
+
 def build(p, lang_: str, enterprise_id: str | None = None, **_):
     ctx = web()
     ent = screen_queries.enterprise(ctx.engine, enterprise_id) if enterprise_id else None
@@ -335,6 +378,7 @@ def build(p, lang_: str, enterprise_id: str | None = None, **_):
                                                 review=p.role in REVIEW_ROLES),
                                    id=ids.ENTERPRISE_VISITS)], className="aj-panel"),
                 self_inspections(enterprise_id, lang_),
+                nearby_due(ent, p, lang_, now),
             ], className="aj-col"),
         ], className="aj-profile"),
         dcc.Interval(id=ids.ENTERPRISE_TICK, interval=REFRESH_MS),

@@ -442,3 +442,35 @@ def test_closing_someone_elses_alarm_on_the_phone_says_whose_it_is(city_live):
     # The history names who the dispatcher sent.
     history = ctx.alerts.get(alert_id)["history"]
     assert [h["note"] for h in history if h["action"] == "assign"] == ["sent I2"]
+
+
+def test_the_enterprise_page_names_the_neighbours_due_within_the_viewers_area(city_live):
+    """The enterprise page's "due nearby": the enterprises within 500 m that are overdue
+    or soon due, linked to their pages, in the viewer's language; an officer sees only
+    those of their own area."""
+    from sqlalchemy import insert, update
+
+    from data.models import Enterprise
+
+    ctx, server, users = city_live
+    m = 1 / 111_320
+    lat, lon = 22.620, 114.020  # E1 (grid G1)
+    with ctx.engine.begin() as conn:
+        conn.execute(insert(Enterprise), [
+            {"id": "N1", "name": "深圳市龙华区隔壁小吃店", "lat": lat + 150 * m, "lon": lon, "risk": "orange",
+             "street_id": "ST1", "grid_id": "G1", "last_inspected_at": time.time() - 100 * 86400},
+            {"id": "N2", "name": "深圳市别区五金店", "lat": lat - 200 * m, "lon": lon, "risk": "red",
+             "street_id": "ST2", "grid_id": "G2", "last_inspected_at": time.time() - 45 * 86400},
+        ])
+        conn.execute(update(Enterprise).where(Enterprise.id == "E2").values(last_inspected_at=time.time()))
+    with webkit.as_user(server, users["dispatcher"]):
+        page = text_of(enterprise.layout(enterprise_id="E1"))
+    with webkit.as_user(server, users["officer"]):  # grid G1
+        scoped = text_of(enterprise.layout(enterprise_id="E1"))
+    with webkit.as_user(server, users["dispatcher"], lang="en"):
+        english = text_of(enterprise.layout(enterprise_id="E1"))
+    assert "附近待检企业（500 米内）" in page
+    assert "/enterprise/N1" in page and "逾期 10 天" in page and "/enterprise/N2" in page and "逾期 15 天" in page
+    assert "150 米" in page and "200 米" in page
+    assert "/enterprise/N1" in scoped and "/enterprise/N2" not in scoped and "五金店" not in scoped
+    assert "Due nearby (within 500 m)" in english and "10 days overdue" in english

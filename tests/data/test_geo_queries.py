@@ -512,3 +512,39 @@ def test_kpis(city, redis_client, namespace):
     dead = dead_redis()
     k2 = gq.kpis(city, dead, namespace, INTERVALS, NOW)
     assert k2["pings_today"] is None and k2["visiting_now"] is None and k2["visits_today"] == 3
+
+
+# --- due next door (the enterprise page) ------------------------------------------------------
+
+
+def test_due_nearby_lists_overdue_then_soon_due_neighbours_nearest_first_within_the_area(engine):
+    """What an inspector at one enterprise could take in on the same round: the neighbours
+    within the radius that are overdue (most overdue first) or due within the window,
+    never the enterprise itself, nothing farther, nothing outside an officer's area."""
+    write_small_city(engine)  # its streets and grids (its E1 and E2 lie over a kilometre away)
+    lat0, lon0 = 22.6300, 114.0300
+    m = 1 / 111_320  # a metre of latitude, in degrees
+    add_enterprises(engine, [
+        ("HERE", lat0, lon0, "red", "ST1", "G1"),
+        ("RED_LATE", lat0 + 300 * m, lon0, "red", "ST1", "G1"),  # inspected 40 d ago, monthly: 10 d overdue
+        ("BLUE_SOON", lat0 - 100 * m, lon0, "blue", "ST1", "G1"),  # yearly, due in 10 d
+        ("BLUE_FINE", lat0 + 50 * m, lon0, "blue", "ST1", "G1"),  # inspected last week: not due
+        ("NEVER", lat0 + 200 * m, lon0, "yellow", "ST1", "G1"),  # never inspected, no plan: due at once
+        ("FAR", lat0 + 650 * m, lon0, "red", "ST1", "G1"),  # overdue, but 650 m away
+        ("OTHER_AREA", lat0 + 120 * m, lon0, "red", "ST2", "G2"),  # overdue, next door, another grid
+    ])
+    set_inspected(engine, RED_LATE=(NOW - 40 * DAY, None), BLUE_SOON=(NOW - 355 * DAY, None),
+                  BLUE_FINE=(NOW - 7 * DAY, None), FAR=(NOW - 90 * DAY, None), OTHER_AREA=(NOW - 90 * DAY, None),
+                  HERE=(NOW - 90 * DAY, None))
+    rows, total = gq.due_nearby(engine, lat0, lon0, INTERVALS, NOW, 500, 30, 8, exclude="HERE")
+    got = [(r["id"], r["distance_m"], r["overdue_days"], r["never_inspected"]) for r in rows]
+    assert [g[0] for g in got] == ["NEVER", "OTHER_AREA", "RED_LATE", "BLUE_SOON"], got
+    assert total == 4
+    by_id = {r["id"]: r for r in rows}
+    assert abs(by_id["RED_LATE"]["distance_m"] - 300) <= 2 and by_id["RED_LATE"]["overdue_days"] == 10.0
+    assert by_id["BLUE_SOON"]["overdue_days"] == -10.0 and by_id["NEVER"]["never_inspected"]
+    # An officer of grid G1 is not told of the enterprise in G2; the limit counts the rest.
+    rows, total = gq.due_nearby(engine, lat0, lon0, INTERVALS, NOW, 500, 30, 2, exclude="HERE", grids=["G1"])
+    assert [r["id"] for r in rows] == ["NEVER", "RED_LATE"] and total == 3
+    # Nothing due near a lone enterprise.
+    assert gq.due_nearby(engine, lat0 - 0.5, lon0, INTERVALS, NOW) == ([], 0)
