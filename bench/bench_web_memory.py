@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import importlib
 import os
 import subprocess
 import sys
@@ -172,9 +173,9 @@ def main() -> int:
         import redis
 
         from config.settings import load_settings
-        from dashboard.wsgi import build_app  # noqa: F401 - the import is the part measured
-        import dashboard.context  # noqa: F401
-        import dashboard.pages.screens  # noqa: F401
+        from dashboard.wsgi import build_app
+        for name in ("dashboard.context", "dashboard.server", "dashboard.pages.screens"):  # what build_app imports
+            importlib.import_module(name)
         from data.auth import get_user
         from data.db import make_engine
 
@@ -215,7 +216,7 @@ def main() -> int:
         redis_proc.terminate()
         redis_proc.wait(10)
 
-    print(f"\n| part | RSS MB | USS MB | +RSS MB | Python objects |" + (" heap MB |" if args.trace else ""))
+    print("\n| part | RSS MB | USS MB | +RSS MB | Python objects |" + (" heap MB |" if args.trace else ""))
     print("|---|---|---|---|---|" + ("---|" if args.trace else ""))
     prev = None
     for name, m, snap in rows:
