@@ -30,6 +30,7 @@ one to quote; run once without ``--trace`` for that.
 from __future__ import annotations
 
 import argparse
+import contextvars
 import gc
 import importlib
 import os
@@ -120,50 +121,67 @@ def top_sites(snapshot, base=None, n: int = 12) -> list[str]:
     return out
 
 
-def callbacks(server, users: dict, passes: int) -> None:
-    """``passes`` rounds of each screen's polls, as its user."""
+def callbacks(server, users: dict, passes: int, threads: int = 1) -> None:
+    """``passes`` rounds of each screen's polls, as its user, spread over ``threads``
+    threads (a gunicorn gthread worker serves its requests from ``web_threads`` threads)."""
+    if threads <= 1:
+        for k in range(passes):
+            one_round(server, users, k)
+        return
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=threads) as pool:
+        # Each task in a copy of this thread's context (Dash's callback context is a ContextVar).
+        for f in [pool.submit(contextvars.copy_context().run, one_round, server, users, k) for k in range(passes)]:
+            f.result()
+
+
+def one_round(server, users: dict, k: int) -> None:
     from flask import g, session
 
     from dashboard.pages import dispatch, officer, wall
 
     bounds = [[22.60, 113.98], [22.75, 114.12]]
-    for k in range(passes):
-        with server.test_request_context("/_dash-update-component", method="POST"):
-            session["lang"] = "zh-CN"
-            g.principal = users["wall"]
-            out = wall.wall_tick(k, {}, None)
-            wall.wall_slow_tick(k)
-            wall.wall_hazards(k)
-            wall.wall_trails(k)
-            wall.wall_heat(k, "activity", "today", 12, bounds)
-            wall.wall_enterprises(12 + (k % 3), bounds, None)
-        with server.test_request_context("/_dash-update-component", method="POST"):
-            session["lang"] = "zh-CN"
-            g.principal = users["dispatcher"]
-            out = dispatch.dispatch_tick(k, 0, None, {}, None)
-            dispatch.dispatch_hazards(k)
-            dispatch.dispatch_plan_today(k)
-            dispatch.dispatch_enterprises(13, bounds, None)
-        with server.test_request_context("/_dash-update-component", method="POST"):
-            session["lang"] = "zh-CN"
-            g.principal = users["officer"]
-            try:
-                officer.officer_tick(k, 0, None, {})
-            except Exception:  # noqa: BLE001 - PreventUpdate when nothing changed
-                pass
-            officer.officer_tasks(k)
-        del out
+    with server.test_request_context("/_dash-update-component", method="POST"):
+        session["lang"] = "zh-CN"
+        g.principal = users["wall"]
+        out = wall.wall_tick(k, {}, None)
+        wall.wall_slow_tick(k)
+        wall.wall_hazards(k)
+        wall.wall_trails(k)
+        wall.wall_heat(k, "activity", "today", 12, bounds)
+        wall.wall_enterprises(12 + (k % 3), bounds, None)
+    with server.test_request_context("/_dash-update-component", method="POST"):
+        session["lang"] = "zh-CN"
+        g.principal = users["dispatcher"]
+        out = dispatch.dispatch_tick(k, 0, None, {}, None)
+        dispatch.dispatch_hazards(k)
+        dispatch.dispatch_plan_today(k)
+        dispatch.dispatch_enterprises(13, bounds, None)
+    with server.test_request_context("/_dash-update-component", method="POST"):
+        session["lang"] = "zh-CN"
+        g.principal = users["officer"]
+        try:
+            officer.officer_tick(k, 0, None, {})
+        except Exception:  # noqa: BLE001 - PreventUpdate when nothing changed
+            pass
+        officer.officer_tasks(k)
+    del out
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--scale", choices=["tiny", "demo", "city"], default="city")
     ap.add_argument("--passes", type=int, default=40, help="rounds of every screen's callbacks")
+    ap.add_argument("--threads", type=int, default=1,
+                    help="threads the rounds are spread over (gunicorn's web_threads: 32 by default)")
+    ap.add_argument("--workdir", help="keep the city's SQLite file here and use it again in the next run")
     ap.add_argument("--trace", action="store_true", help="the Python heap and its largest sites (tracemalloc)")
     args = ap.parse_args()
 
     rows = [("start", mem(), None)]
-    tmp = Path(tempfile.mkdtemp(prefix="bench-web-memory-"))
+    tmp = Path(args.workdir) if args.workdir else Path(tempfile.mkdtemp(prefix="bench-web-memory-"))
+    tmp.mkdir(parents=True, exist_ok=True)
     db, redis_proc, port = prepare(tmp, args.scale)
     try:
         if args.trace:
@@ -204,13 +222,14 @@ def main() -> int:
                  "officer": get_user(engine, "off-b")}
         t0 = time.perf_counter()
         half = max(1, args.passes // 2)
-        callbacks(server, users, half)
+        callbacks(server, users, half, args.threads)
         gc.collect()
         rows.append((f"screens x{half}", mem(), tracemalloc.take_snapshot() if args.trace else None))
-        callbacks(server, users, args.passes - half)
+        callbacks(server, users, args.passes - half, args.threads)
         gc.collect()
         rows.append((f"screens x{args.passes}", mem(), tracemalloc.take_snapshot() if args.trace else None))
-        print(f"{args.passes} rounds of the screens' callbacks in {time.perf_counter() - t0:.1f} s")
+        print(f"{args.passes} rounds of the screens' callbacks over {args.threads} threads in "
+              f"{time.perf_counter() - t0:.1f} s (MALLOC_ARENA_MAX={os.environ.get('MALLOC_ARENA_MAX', 'unset')})")
         ctx.feed.stop()
     finally:
         redis_proc.terminate()

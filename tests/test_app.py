@@ -102,6 +102,13 @@ def publish_three_formats(demo: Demo, port: int, prefix="anjian", ot="owntracks"
     return own, ot_insp, sensor, (lat, lon)
 
 
+# How long each message of the three formats may take to show in the API.  The test
+# asks whether each arrives, not how fast (bench/ measures that): the whole demo runs
+# here beside the other test worker's chromium on two cores, and an alarm once took
+# over 20 s to open there (CI, 2026-12-06).
+SHOWS_WITHIN_S = 60
+
+
 def check_three_formats(demo: Demo, token: str, own, ot_insp, sensor, latlon):
     lat, lon = latlon
 
@@ -110,18 +117,18 @@ def check_three_formats(demo: Demo, token: str, own, ot_insp, sensor, latlon):
         a, b = insp.get(own), insp.get(ot_insp)
         return a and b and abs(a["lat"] - lat) < 1e-6 and abs(b["lat"] - (lat + 0.001)) < 1e-6 and insp
 
-    insp = wait_until(seen, 20, 0.3)
+    insp = wait_until(seen, SHOWS_WITHIN_S, 0.3)
     assert insp[ot_insp]["source"] == "owntracks"
     sensors = {s["id"]: s for s in get_json(f"{demo.base}/api/v1/sensors", token)}
     wait_until(lambda: {s["id"]: s for s in get_json(f"{demo.base}/api/v1/sensors", token)}[sensor]["state"] == "high",
-               20, 0.3)
+               SHOWS_WITHIN_S, 0.3)
     del sensors
     dead = wait_until(lambda: [d for d in get_json(f"{demo.base}/api/v1/deadletters?limit=200", token)
                                if d["topic"].endswith(f"/inspectors/{own}/location") and d["reason"] == "bad_json"],
-                      20, 0.3)
+                      SHOWS_WITHIN_S, 0.3)
     assert dead[0]["payload_head"].startswith("{this is not json")
     alerts = wait_until(lambda: [a for a in get_json(f"{demo.base}/api/v1/alerts?state=open", token)
-                                 if a["sensor_id"] == sensor and a["type"] == "gas_alarm"], 20, 0.3)
+                                 if a["sensor_id"] == sensor and a["type"] == "gas_alarm"], SHOWS_WITHIN_S, 0.3)
     assert len(alerts) == 1 and alerts[0]["severity"] == "critical"
 
 
