@@ -50,6 +50,8 @@ BENCHES: dict[str, tuple[str, list[str], list[str]]] = {
     "review_stream": ("bench_review_stream.py", ["--opens", "3"], ["--opens", "7"]),
     "escalation_failover": ("bench_escalation.py", ["--alerts", "1000", "--failover"],
                             ["--alerts", "3000", "--failover"]),
+    "web_memory": ("bench_web_memory.py", ["--scale", "demo", "--passes", "40", "--threads", "8"],
+                   ["--scale", "city", "--passes", "400", "--threads", "32"]),
     "overload": ("bench_overload.py", ["--minutes", "1", "--inspectors", "2000", "--no-browser"], ["--minutes", "10"]),
 }
 # Long: only with --full (or named in --only). The overload bench runs ten minutes of
