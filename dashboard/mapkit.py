@@ -47,7 +47,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from data.screen_queries import city_rows
+from data.screen_queries import city_rows, shared
 from dashboard.reloading import Reloading
 from geo import cells as h3cells
 from geo.coords import gcj02_to_wgs84, wgs84_to_gcj02
@@ -405,8 +405,8 @@ def load_city_map(engine, projector: Projector) -> CityMap:
                                    max(b[2] for b in all_b), max(b[3] for b in all_b)))
     risk_index = {c: i for i, c in enumerate(RISK_ORDER)}
     n = len(ents)
-    ids = np.array([e.id for e in ents], dtype=object)
-    ent_names = np.array([e.name for e in ents], dtype=object)
+    ids = np.array([shared(e.id) for e in ents], dtype=object)  # the registry's strings (screen_queries.shared)
+    ent_names = np.array([shared(e.name) for e in ents], dtype=object)
     risk = np.array([risk_index.get(e.risk, 3) for e in ents], dtype=np.int64)
     lat = np.array([e.lat for e in ents], dtype=float) if n else np.empty(0)
     lon = np.array([e.lon for e in ents], dtype=float) if n else np.empty(0)

@@ -11,6 +11,8 @@ last drew; ``read_changes`` follows it for the push feed (dashboard/push.py).
 
 from __future__ import annotations
 
+import sys
+
 from collections import defaultdict
 
 from sqlalchemy import and_, or_, select
@@ -98,11 +100,20 @@ def registry_rows(engine) -> tuple[dict, dict, dict]:
         units = dict(conn.execute(select(Unit.id, Unit.name)).all())
         insp = {r.id: (r.name, r.unit_id, units.get(r.unit_id))
                 for r in conn.execute(select(Inspector.id, Inspector.name, Inspector.unit_id))}
-        sens = {r.id: (r.enterprise_id, r.lat, r.lon, r.street_id, r.grid_id, r.heartbeat_s)
+        sens = {r.id: (shared(r.enterprise_id), r.lat, r.lon, r.street_id, r.grid_id, r.heartbeat_s)
                 for r in conn.execute(select(Sensor.id, Sensor.enterprise_id, Sensor.lat, Sensor.lon,
                                              Sensor.street_id, Sensor.grid_id, Sensor.heartbeat_s))}
-        names = dict(conn.execute(select(Enterprise.id, Enterprise.name)).all())
+        names = {shared(i): shared(n) for i, n in conn.execute(select(Enterprise.id, Enterprise.name))}
     return insp, sens, names
+
+
+def shared(s: str | None) -> str | None:
+    """One string object for every copy of an enterprise's id and name in the process
+    (``sys.intern``): the registry, its sensors and the city map each read them with a
+    query of their own, and 130,000 ids and names held twice were 52 MB of a web
+    worker's heap (docs/benchmarks.md §16).  Interned strings go when nothing else
+    holds them."""
+    return None if s is None else sys.intern(s)
 
 
 def city_rows(engine) -> tuple[list, list, list, list]:

@@ -156,10 +156,14 @@ def test_the_wall_takeover_cycles_the_alarms_returns_to_the_overview_and_labels_
         page.evaluate("""() => {
           window.dash_clientside.set_props('wall-cycle-tick', {interval: 500});
           window.__labels = [];
+          window.__seen = [];  // [ms, label, card shown], at each change of either
 
           const el = document.querySelector('#wall-view-name');
-          new MutationObserver(() => window.__labels.push(el.textContent))
+          const card = document.querySelector('#wall-takeover-card');
+          const note = () => window.__seen.push([performance.now(), el.textContent, card.classList.contains('aj-show')]);
+          new MutationObserver(() => { window.__labels.push(el.textContent); note(); })
             .observe(el, {childList: true, subtree: true, characterData: true});
+          new MutationObserver(note).observe(card, {attributes: true, attributeFilter: ['class']});
         }""")
         older = webkit.open_alert(ctx, sensor_id=stack["a"]["sensor"], at=time.time() - 900)
         newer = webkit.open_alert(ctx, sensor_id=stack["b"]["sensor"])
@@ -185,6 +189,14 @@ def test_the_wall_takeover_cycles_the_alarms_returns_to_the_overview_and_labels_
         second = max(i for i, x in enumerate(labels) if "2/2" in x)
         between = labels[second + 1:next(i for i in range(second + 1, len(labels)) if "1/2" in labels[i])]
         assert between and set(between) == {"全区"}, labels
+        # The label never names an alarm for long once the card has gone (the third tour
+        # saw "紧急报警 6/6" after the card left): within half a second it says what is shown.
+        seen = page.evaluate("window.__seen")
+        went = [ms for k, (ms, _label, shown) in enumerate(seen) if k and seen[k - 1][2] and not shown]
+        assert went, seen  # the round's end was seen
+        for ms in went:
+            label_then = [x[1] for x in seen if x[0] <= ms + 500][-1]
+            assert "/" not in label_then, (label_then, seen)
         # Acknowledged: the wall is the wall again.
         for a in (older, newer):
             _act(ctx, a, "ack")

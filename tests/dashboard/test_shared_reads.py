@@ -77,3 +77,21 @@ def test_with_more_active_alerts_than_a_screen_reads_the_critical_ones_stay(web)
     # Then by severity, newest first (the queue order of every screen, docs/screens.md): the
     # nine newest of the thirty warnings.
     assert [r["first_seen_ts"] for r in rows[1:]] == [now - 60 + k for k in range(29, 20, -1)]
+
+
+def test_the_registry_and_the_city_map_hold_one_copy_of_each_enterprise_name(web):
+    """Each enterprise's id and name is one string object in the web process, however
+    many of its reads hold it (the registry, its sensors, the city map): held twice they
+    were 52 MB of a worker at city scale (docs/benchmarks.md §16)."""
+    ctx, server, _app, _users = web
+    reg = ctx.registry()
+    with server.app_context():
+        from dashboard.pages.common import city
+
+        c = city()
+    assert len(c.ent_ids) >= 2
+    for i, eid in enumerate(c.ent_ids):
+        key = next(k for k in reg.enterprise_names if k == eid)
+        assert key is eid and reg.enterprise_names[eid] is c.ent_names[i], eid
+    sensor_eids = [s[0] for s in reg.sensors.values() if s[0] is not None]
+    assert sensor_eids and all(any(e is k for k in reg.enterprise_names) for e in sensor_eids)
