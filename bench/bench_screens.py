@@ -340,11 +340,21 @@ def alarm_latencies(browser, system: System, n: int, profile_dir: Path | None = 
     with system.engine.connect() as conn:
         rows = conn.execute(select(Sensor.id, Enterprise.name).join(Enterprise, Sensor.enterprise_id == Enterprise.id)
                             .order_by(Sensor.id.desc())).all()
-        names = defaultdict(int)
-        for e_name in conn.execute(select(Enterprise.name)).scalars():
-            names[e_name] += 1
+        all_names = list(conn.execute(select(Enterprise.name)).scalars())
+    # The lists show a name without the city and district all names share (dashboard.names):
+    # the clock stops when that shows.  Older commits show the full name, which contains it.
+    try:
+        from dashboard.names import admin_prefixes, short_name
+
+        prefixes = admin_prefixes(all_names)
+    except ImportError:  # a commit before dashboard/names.py
+        prefixes, short_name = frozenset(), (lambda n, _p: n)  # noqa: E731
+    names = defaultdict(int)
+    for e_name in all_names:
+        names[short_name(e_name, prefixes)] += 1
     picked, used = [], set()
-    for sid, name in rows:  # a name no other enterprise has, so the page shows exactly this alarm
+    for sid, full in rows:  # a name no other enterprise has, so the page shows exactly this alarm
+        name = short_name(full, prefixes)
         if names[name] == 1 and name not in used:
             picked.append((sid, name))
             used.add(name)
