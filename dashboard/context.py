@@ -61,6 +61,10 @@ class Registry:
     # left out where a list cuts names to its column.
     name_prefixes: frozenset = frozenset()
 
+    def short(self, name: str | None) -> str | None:
+        """Any registered name (a unit's, say) without the shared city and district."""
+        return None if name is None else short_name(name, self.name_prefixes)
+
     def short_name(self, enterprise_id: str | None) -> str | None:
         """The enterprise's name without the shared city and district; None if unknown."""
         name = self.enterprise_names.get(enterprise_id) if enterprise_id else None

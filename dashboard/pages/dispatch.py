@@ -222,10 +222,10 @@ def plan_today(lang_: str) -> list:
         name, _unit, unit_name = reg.inspectors.get(v["inspector_id"]) or (v["inspector_id"], None, v["unit_id"])
         rows.append(html.Li([
             html.Span(t("dispatch.plan_unplanned", lang_), className="aj-badge aj-unplanned"), " ",
-            html.A(reg.enterprise_names.get(v["enterprise_id"], v["enterprise_id"]),
-                   href=f"/enterprise/{v['enterprise_id']}", className="aj-data"),
-            " · ", html.Span(f"{name}（{unit_name}）" if lang_ == "zh-CN" else f"{name} ({unit_name})",
-                             className="aj-data"),
+            html.A(reg.short_name(v["enterprise_id"]) or v["enterprise_id"], href=f"/enterprise/{v['enterprise_id']}",
+                   className="aj-data", title=reg.enterprise_names.get(v["enterprise_id"])),
+            " · ", html.Span(f"{name}（{reg.short(unit_name)}）" if lang_ == "zh-CN"
+                             else f"{name} ({reg.short(unit_name)})", className="aj-data"),
             " · ", fmt_time(v["start_ts"])], className="aj-plan-unplanned", **{"data-visit": str(v["visit_id"])}))
     return [html.P(t("dispatch.plan_today_summary", lang_, n=d["items"], done=d["done"],
                      unplanned=d["unplanned_visits"]), className="aj-plan-summary"),
@@ -313,6 +313,8 @@ def queue_row(a: dict, reg, c, lang_: str, now: float, selected, extra_class: st
     subject = layers.alert_subject(a, reg, c, lang_)
     full_name = layers.alert_subject(a, reg, c, lang_, full=True)
     area = layers.area_name(a, c, lang_)
+    if area == subject:  # an area's alert (overdue inspections) is named by its area already
+        area = ""
     return tag(
         "tr",
         tag("td", tag("span", label("alert.severity", sev, lang_), class_=f"aj-badge aj-sev-{sev}")),
@@ -385,13 +387,13 @@ def inspector_table(rows: list[dict], alerts: list[dict], reg, lang_: str, now: 
         st = status_of(d)
         task = tasks.get(d["id"])
         if task is not None:
-            what = f"{label('alert.type', task.get('type'), lang_)}: {reg.enterprise_names.get(task.get('enterprise_id'), task.get('subject'))}"
+            what = f"{label('alert.type', task.get('type'), lang_)}: {reg.short_name(task.get('enterprise_id')) or task.get('subject')}"
         else:
-            what = d.get("visiting_enterprise") or ""
+            what = reg.short(d.get("visiting_enterprise")) or ""
         body.append(tag(
             "tr",
             tag("td", d.get("name"), live_badge((live or {}).get(d["id"]), lang_), class_="aj-data"),
-            tag("td", d.get("unit_name"), class_="aj-data aj-clip", title=d.get("unit_name") or ""),
+            tag("td", reg.short(d.get("unit_name")), class_="aj-data aj-clip", title=d.get("unit_name") or ""),
             tag("td", label("status", st, lang_), class_=f"aj-status-{st}"),
             tag("td", what, class_="aj-data aj-clip", title=what),
             tag("td", fmt_age(now - (d.get("last_fix_ts") or now), lang_), class_="aj-muted"),

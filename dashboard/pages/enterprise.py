@@ -31,7 +31,7 @@ from dashboard.mapkit import (
 )
 from dashboard.pages.callbacks import PageCallbacks
 from dashboard.pages.common import city, fmt_time, guarded_layout, header, label, lang, preset, principal, web
-from dashboard.pages.layers import grid_name
+from dashboard.pages.layers import grid_name, without_street
 from data import screen_queries
 from hazards.review import REVIEW_ROLES
 
@@ -95,7 +95,8 @@ def facts(ent: dict, lang_: str, now: float, visits: list[dict] | None = None):
         html.Dt(t("enterprise.industry", lang_)), html.Dd(label("industry", ent["industry"], lang_) if ent.get("industry") else "—",
                                                         className="aj-data"),
         html.Dt(t("enterprise.area", lang_)),
-        html.Dd(" / ".join(x for x in (street, grid_name(ent.get("grid_name") or "", lang_)) if x) or "—",
+        html.Dd(" / ".join(x for x in (street, without_street(grid_name(ent.get("grid_name") or "", lang_),
+                                                              ent.get("street_name"))) if x) or "—",
                 className="aj-data"),
         html.Dt(t("enterprise.last_inspection", lang_)),
         html.Dd([fmt_time(last, with_date=True),

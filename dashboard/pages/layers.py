@@ -279,11 +279,11 @@ def area_name(a: dict, city: CityMap, lang_: str) -> str:
         street_zh, en = city.street_names[sid]
         parts.append(en if lang_ == "en" else street_zh)
     if gid in city.grid_names:
-        parts.append(_without_street(grid_name(city.grid_names[gid], lang_), street_zh))
+        parts.append(without_street(grid_name(city.grid_names[gid], lang_), street_zh))
     return " · ".join(parts)
 
 
-def _without_street(grid: str, street_zh: str | None) -> str:
+def without_street(grid: str, street_zh: str | None) -> str:
     """A grid's name without the street it starts with, in full ("观湖街道第3网格") or
     short ("观湖第3网格"), when the street is shown beside it."""
     if not street_zh:

@@ -336,6 +336,7 @@ def test_enterprise_profile(city_live):
         page = text_of(enterprise.layout(enterprise_id="E1"))
     assert "深圳市龙华区老王餐饮店" in page and "S1" in page and "燃气报警" in page
     assert "aj-risk-red" in page and "enterprise-visits-table" in page
+    assert "民治街道 / 第1网格" in page  # the grid without the street its name repeats
     assert "重复（见 #1）" in page  # the duplicate visit names the visit it repeats
     with webkit.as_user(server, users["officer2"]):  # E1 is in G1, not officer2's G2
         outside = text_of(enterprise.layout(enterprise_id="E1"))

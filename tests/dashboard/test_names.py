@@ -62,6 +62,14 @@ def test_the_console_and_the_wall_show_the_short_name_and_keep_the_full_one_at_h
     assert f'<span class="aj-data">{short}</span>' in row and f'title="{full}"' in row
     assert short in side and full not in side
     assert f"<h3 class=\"aj-data\">{full}</h3>" in detail  # the selected alarm's heading: in full
+    # An area's alert is named by its area: the place column does not say it again.
+    overdue = {"id": 8, "type": "overdue_inspection", "severity": "warning", "state": "open", "street_id": "ST1",
+               "first_seen_ts": time.time() - 60, "subject": "overdue:ST1"}
+    with server.test_request_context("/"):
+        row = str(dispatch.queue_row(overdue, reg, c, "zh-CN", time.time(), None))
+    assert row.count("民治街道") == 2, row  # the subject, and its tooltip; not a third time as the place
+    # Units share the words too: "龙华区应急管理局执法科" reads "应急管理局执法科".
+    assert reg.short("龙华区应急管理局执法科") == "应急管理局执法科" and reg.short(None) is None
     # The place: the street once, then the grid's own number.
     assert layers.area_name(a, c, "zh-CN") == "民治街道 · 第1网格"
     assert layers.area_name(a, c, "en") == "Minzhi · Grid 1"
