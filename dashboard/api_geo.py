@@ -31,6 +31,10 @@ HEAT_RES_MIN, HEAT_RES_MAX, HEAT_RES_DEFAULT = 5, 12, 8
 # Visits and overdue lists are pages for a screen or an export, not dumps of the table.
 VISITS_LIMIT_DEFAULT, VISITS_LIMIT_MAX = 500, 5000
 OVERDUE_LIMIT_DEFAULT, OVERDUE_LIMIT_MAX = 200, 5000
+# Due nearby: a walk's distance, a month ahead; a list for a phone, not a layer.
+NEARBY_RADIUS_DEFAULT, NEARBY_RADIUS_MAX = 500, 5000
+NEARBY_DAYS_DEFAULT = 30
+NEARBY_LIMIT_DEFAULT, NEARBY_LIMIT_MAX = 20, 200
 # Ids are short strings chosen by the importer (E000123, ST01); anything longer is a mistake.
 ID_MAX_LEN = 64
 # JSON object keys must be strings: the group of enterprises outside every street.
@@ -174,6 +178,39 @@ def overdue():
     resp = jsonify(rows)
     resp.headers["X-Total-Count"] = str(total)
     return resp
+
+
+@api_geo.get("/overdue/nearby")
+@require(*READ_ROLES)
+def overdue_nearby():
+    """The enterprises near a point that are overdue or soon due (the enterprise page's
+    "due nearby", for a phone at its own position): most overdue first, then nearest."""
+    lat, lon = _float_arg("lat", -90.0, 90.0), _float_arg("lon", -180.0, 180.0)
+    ctx, intervals = _ctx()
+    rows, total = geo_queries.due_nearby(
+        ctx.engine, lat, lon, intervals, time.time(),
+        radius_m=int_arg("radius_m", NEARBY_RADIUS_DEFAULT, 1, NEARBY_RADIUS_MAX),
+        within_days=int_arg("days", NEARBY_DAYS_DEFAULT, 0, 366),
+        limit=int_arg("limit", NEARBY_LIMIT_DEFAULT, 1, NEARBY_LIMIT_MAX), exclude=_str_arg("exclude"), **_scope())
+    for r in rows:
+        r["due_at"] = iso(r["due_ts"])
+    resp = jsonify(rows)
+    resp.headers["X-Total-Count"] = str(total)
+    return resp
+
+
+def _float_arg(name: str, lo: float, hi: float) -> float:
+    """A required number in [lo, hi]."""
+    raw = request.args.get(name)
+    if raw is None or raw == "":
+        raise ApiError(400, "bad_parameter", f"{name} is required")
+    try:
+        v = float(raw)
+    except ValueError:
+        raise ApiError(400, "bad_parameter", f"{name} must be a number") from None
+    if not (math.isfinite(v) and lo <= v <= hi):
+        raise ApiError(400, "bad_parameter", f"{name} must be between {lo:g} and {hi:g}")
+    return v
 
 
 @api_geo.get("/overdue/counts")

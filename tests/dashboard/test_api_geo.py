@@ -241,3 +241,41 @@ def test_overdue_coverage_gaps_and_kpis(get, engine, redis_client, namespace):
     assert k["coverage_pct"] == 50.0 and k["enterprises"] == 2
     assert k["pings_today"] == 0 and k["visiting_now"] == 0
     assert k["as_of"].endswith("+08:00")
+
+
+def test_overdue_nearby_lists_the_due_neighbours_of_a_point_in_the_callers_area(get, server, engine):
+    """GET /api/v1/overdue/nearby: the enterprises near a point that are overdue or due
+    soon, most overdue first, the caller's area only, with clear refusals."""
+    now = time.time()
+    m = 1 / 111_320
+    lat, lon = ENTERPRISE_A[1], ENTERPRISE_A[2]  # E1, grid G1, never inspected: due at once
+    with engine.begin() as conn:
+        conn.execute(insert(Enterprise), [
+            {"id": "N1", "name": "隔壁小吃店", "lat": lat + 150 * m, "lon": lon, "risk": "orange", "street_id": "ST1",
+             "grid_id": "G1", "last_inspected_at": now - 100 * DAY},
+            {"id": "N2", "name": "别区五金店", "lat": lat - 200 * m, "lon": lon, "risk": "red", "street_id": "ST2",
+             "grid_id": "G2", "last_inspected_at": now - 25 * DAY},
+            {"id": "N3", "name": "刚查过的店", "lat": lat + 60 * m, "lon": lon, "risk": "blue", "street_id": "ST1",
+             "grid_id": "G1", "last_inspected_at": now - DAY},
+        ])
+    assert server.test_client().get("/api/v1/overdue/nearby?lat=22.6&lon=114").status_code == 401
+    resp = get("/api/v1/overdue/nearby", "dispatcher", lat=lat, lon=lon)
+    assert resp.status_code == 200, resp.get_json()
+    rows = resp.get_json()
+    assert [r["id"] for r in rows] == ["E1", "N1", "N2"] and resp.headers["X-Total-Count"] == "3"
+    n1 = rows[1]
+    assert n1["overdue_days"] == pytest.approx(10, abs=0.1) and abs(n1["distance_m"] - 150) <= 2
+    assert n1["due_at"].endswith("+08:00") and rows[0]["never_inspected"] and rows[0]["due_at"] is None
+    assert rows[2]["overdue_days"] == pytest.approx(-5, abs=0.1)  # red, monthly: due in 5 days
+    # Overdue only, the one at the point left out, one row: the total still counts them all.
+    resp = get("/api/v1/overdue/nearby", "dispatcher", lat=lat, lon=lon, days=0, exclude="E1", limit=1)
+    assert [r["id"] for r in resp.get_json()] == ["N1"] and resp.headers["X-Total-Count"] == "1"
+    # An officer of grid G1 is not told of N2 (grid G2).
+    assert [r["id"] for r in get("/api/v1/overdue/nearby", "officer_g1", lat=lat, lon=lon).get_json()] == ["E1", "N1"]
+    for query, fragment in (({"lon": lon}, "lat is required"), ({"lat": "x", "lon": lon}, "lat must be a number"),
+                            ({"lat": 91, "lon": lon}, "lat must be between"),
+                            ({"lat": lat, "lon": "nan"}, "lon must be between"),
+                            ({"lat": lat, "lon": lon, "radius_m": 0}, "radius_m")):
+        resp = get("/api/v1/overdue/nearby", "dispatcher", **query)
+        assert resp.status_code == 400 and resp.get_json()["error"] == "bad_parameter", (query, resp.get_json())
+        assert fragment in resp.get_json()["message"], (query, resp.get_json())
