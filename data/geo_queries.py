@@ -625,15 +625,11 @@ def due_nearby(
     if exclude is not None:
         stmt = stmt.where(Enterprise.id != exclude)
     stmt = _area_filter(stmt, streets=streets, grids=grids)
-    with engine.connect() as conn:
-        rows = conn.execute(stmt).all()
-    if not rows:
+    ids, names, risk_col, *times = _fetch_columns(engine, stmt)
+    if not ids:
         return [], 0
-    def column(k: int) -> np.ndarray:
-        return np.array([np.nan if r[k] is None else r[k] for r in rows], dtype=np.float64)
-
-    la, lo, last, planned = column(3), column(4), column(5), column(6)
-    risks = np.array([r[2] for r in rows], dtype=object)
+    la, lo, last, planned = (np.array(c, dtype=np.float64) for c in times)  # None -> NaN
+    risks = np.array(risk_col, dtype=object)
     dist = haversine_m(lon, lat, lo, la)
     due = due_dates(last, planned, risks, intervals_d)
     keep = np.flatnonzero((dist <= radius_m) & (due <= now + within_days * DAY_S))
@@ -644,7 +640,7 @@ def due_nearby(
         never = last[i] != last[i]
         known_due = not (never and planned[i] != planned[i])
         out.append({
-            "id": rows[i][0], "name": rows[i][1], "risk": rows[i][2], "distance_m": round(float(dist[i])),
+            "id": ids[i], "name": names[i], "risk": risk_col[i], "distance_m": round(float(dist[i])),
             "never_inspected": bool(never),
             "due_ts": float(due[i]) if known_due else None,
             # negative: due in that many days
