@@ -28,6 +28,7 @@ Streams read, the first first (each XREADGROUP reads them all, in this order):
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import re
 import threading
@@ -109,6 +110,21 @@ STANDBY_POLL_S = 0.5
 PUBLISH_INFLIGHT = 1000
 
 
+def _one_at_a_time(job):
+    """The off-the-loop jobs (``AlertEngine._off_the_loop``) take turns with direct
+    calls of themselves (a test's, an operator's): each reads "is there an open
+    alert?" and then inserts one, which is not serialisable on its own (SQLite reads
+    outside the write transaction; PostgreSQL's read committed lets two readers both
+    see none).  Between engines the leader lease keeps a second from running them."""
+
+    @functools.wraps(job)
+    def run(self, now: float) -> None:
+        with self._job_locks[job.__name__]:
+            job(self, now)
+
+    return run
+
+
 class AlertEngine:
     # engine: the SQLAlchemy engine, redis_client: the Redis client; both handed on to
     # data/ (docs/architecture.md: only data/ imports those libraries).
@@ -135,6 +151,7 @@ class AlertEngine:
         self._heard: dict[str, float] = {}
         self._heard_synced = False
         self._jobs: dict[str, threading.Thread] = {}  # see _off_the_loop
+        self._job_locks = {"roll_up_overdue": threading.Lock(), "sweep_inspectors": threading.Lock()}  # see _one_at_a_time
         self._block_ms: int | None = None
         self.handlers = {
             **{lane: self.on_gas_event for lane in GAS_LANES},
@@ -519,6 +536,7 @@ class AlertEngine:
             self.store.notify(changed)
             log.info("hazard_overdue alerts changed: %s", ", ".join(map(str, changed[:10])))
 
+    @_one_at_a_time
     def sweep_inspectors(self, now: float) -> None:
         """inspector_offline: an inspector on duty whose phone has gone quiet (or sent its last will)."""
         ids = list(self.registry.inspectors)
@@ -579,6 +597,7 @@ class AlertEngine:
         self._jobs[name] = threading.Thread(target=run, name=name, daemon=True)
         self._jobs[name].start()
 
+    @_one_at_a_time
     def roll_up_overdue(self, now: float) -> None:
         """One overdue_inspection alert per street per day, updated as counts change; the
         day's first resolves the street's open ones of earlier days (``superseded``)."""

@@ -258,6 +258,33 @@ def test_overdue_inspections_roll_up_to_one_alert_per_street_per_day(system):
     assert old["history"][-1]["note"] == f"superseded by the roll-up of {st1[0]['details']['day']}"
 
 
+def test_roll_ups_run_at_once_still_open_one_alert_per_street(system):
+    """The engine's own roll-up thread and a direct call (a test, an operator's
+    run) at the same moment: one open roll-up per street, never two."""
+    from data.models import Enterprise
+
+    engine, eng = system["engine"], system["alert_engine"]
+    now = time.time()
+    with engine.begin() as conn:
+        conn.execute(update(Enterprise).where(Enterprise.id == "E1")
+                     .values(last_inspected_at=now - 31 * 86400, next_due_at=now - 86400))
+    for day in range(2, 8):  # each a new day: each run may open that day's roll-up
+        at = now + day * 86400
+        start = threading.Barrier(4)
+
+        def run(at=at, start=start):
+            start.wait()
+            eng.roll_up_overdue(at)
+
+        with ThreadPoolExecutor(4) as pool:
+            for f in [pool.submit(run) for _ in range(4)]:
+                f.result()
+        code, body = api(system["client"], system["tokens"]["dispatcher"], "GET",
+                         "/alerts?state=open&type=overdue_inspection")
+        st1 = [a for a in body if a["street_id"] == "ST1"]
+        assert code == 200 and len(st1) == 1, f"day +{day}: {[(a['id'], a['details']['day']) for a in st1]}"
+
+
 def test_an_inspector_gone_quiet_on_duty_is_an_alert(system):
     s = system["settings"]
     with Publisher(s.mqtt_url) as pub:
@@ -268,3 +295,22 @@ def test_an_inspector_gone_quiet_on_duty_is_an_alert(system):
     system["alert_engine"].sweep_inspectors(time.time())
     code, body = api(system["client"], system["tokens"]["dispatcher"], "GET", "/alerts?state=open&type=inspector_offline")
     assert [a["inspector_id"] for a in body] == ["I1"]
+
+
+def test_inspector_sweeps_run_at_once_open_one_alert(system):
+    s = system["settings"]
+    with Publisher(s.mqtt_url) as pub:
+        pub.publish(f"{s.mqtt_prefix}/v1/inspectors/I1/location",
+                    {"ts": time.time() - 1200, "lat": ENTERPRISE_A[1], "lon": ENTERPRISE_A[2]})
+    wait_until(lambda: LiveState(system["redis"], s.redis_namespace).inspector_fixes(["I1"]))
+    start = threading.Barrier(4)
+
+    def run():
+        start.wait()
+        system["alert_engine"].sweep_inspectors(time.time())
+
+    with ThreadPoolExecutor(4) as pool:
+        for f in [pool.submit(run) for _ in range(4)]:
+            f.result()
+    code, body = api(system["client"], system["tokens"]["dispatcher"], "GET", "/alerts?state=open&type=inspector_offline")
+    assert code == 200 and [a["inspector_id"] for a in body] == ["I1"]
