@@ -161,8 +161,10 @@ def build(p, lang_: str, **_):
     stops = stops_for(c, lang_)
     kiosk = p.role == "wall"
     base_vw = base_font_px(web().settings.wall_viewing_distance_m) / 19.2  # px at 1920 wide -> vw
+    reg = web().registry()  # the units without the city and district the title already names
     legend_units = [html.Li([html.Span(className="aj-dot", style={"background": colour}),
-                             html.Span(c.unit_names.get(uid, uid), className="aj-data")])
+                             html.Span(reg.short(c.unit_names.get(uid, uid)), className="aj-data",
+                                       title=c.unit_names.get(uid, uid))])
                     for uid, colour in sorted(c.unit_colour.items())]
     risk_legend = [html.Li([html.Span(className="aj-dot", style={"background": RISK_HEX[r]}),
                             t(f"risk.{r}", lang_)]) for r in RISK_ORDER]

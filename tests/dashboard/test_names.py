@@ -12,6 +12,7 @@ from dashboard.context import Registry
 from dashboard.names import admin_prefixes, short_name
 from dashboard.pages import dispatch, layers, wall
 from data import demo_city
+from tests.dashboard import webkit
 
 
 def _demo_names(n: int = 5000) -> list[str]:
@@ -82,3 +83,17 @@ def test_a_grid_keeps_its_name_when_it_does_not_start_with_its_street():
     assert layers.area_name({"street_id": "S", "grid_id": "H"}, c, "zh-CN") == "观湖街道 · 松元厦社区网格"
     assert layers.area_name({"street_id": "S", "grid_id": "K"}, c, "zh-CN") == "观湖街道 · 观湖"
     assert layers.area_name({"grid_id": "G"}, c, "zh-CN") == "观湖街道第03网格"
+
+
+def test_the_walls_unit_legend_leaves_out_the_district_its_title_names(web, monkeypatch):
+    """The wall's title names the bureau ("龙华区应急管理局"); its legend of units need
+    not say "龙华区" twelve times, and so its names fit whole at a larger type."""
+    ctx, server, _app, users = web
+    base = ctx.registry()
+    names = dict(base.enterprise_names) | {f"X{k}": f"深圳市龙华区填充{k:02d}号店" for k in range(40)}
+    monkeypatch.setattr(ctx, "registry", lambda: Registry(base.inspectors, base.sensors, names, admin_prefixes(names.values())))
+    with webkit.as_user(server, users["wall"]):
+        page = wall.build(users["wall"], "zh-CN")
+    legend = str(webkit.find(page, "wall-unit-legend"))
+    assert "'应急管理局执法科'" in legend and "title='龙华区应急管理局执法科'" in legend, legend
+    assert "'民治街道安监办'" in legend  # a name without the words stays as it is

@@ -11,22 +11,11 @@ from dashboard import ids
 from dashboard.pages import plans as page
 from data.plans_store import week_now
 from plans.model import week_dates
-from tests.dashboard.webkit import as_user, call_callback, key_of
+from tests.dashboard.webkit import as_user, call_callback, find, key_of
 
 
 def _csv(text: str) -> str:
     return "data:text/csv;base64," + base64.b64encode(text.encode()).decode()
-
-
-def _find(component, cid):
-    if getattr(component, "id", None) == cid:
-        return component
-    children = getattr(component, "children", None)
-    for c in children if isinstance(children, list) else [children] if children is not None else []:
-        hit = _find(c, cid)
-        if hit is not None:
-            return hit
-    return None
 
 
 def test_upload_conflict_and_merge(web):
@@ -43,7 +32,7 @@ def test_upload_conflict_and_merge(web):
         assert page.upload(_csv(f"enterprise_id,date,inspector_ids\nE1,{wed},I2\n"), "p.csv", "U2", week,
                            users["dispatcher"], "en")[0]
         root = page.build(users["dispatcher"], "en")
-        conflicts = _find(root, ids.PLANS_CONFLICTS)
+        conflicts = find(root, ids.PLANS_CONFLICTS)
         text = json.dumps(conflicts.to_plotly_json(), default=str)
         assert "Same week" in text and "Merge into a joint inspection" in text
         cid = page._api().store().conflicts(week, time.time())[0]["id"]
@@ -52,7 +41,7 @@ def test_upload_conflict_and_merge(web):
         assert ok and page._api().store().joint_tasks(week)[0]["lead_unit_id"] == "U1"
         assert page.resolve(cid, "joint", users["dispatcher"])[0] is False  # once
         assert page.resolve(cid, "drop", users["officer"])[0] is False
-        _find(page.build(users["dispatcher"], "zh-CN"), ids.PLANS_MAP)
+        find(page.build(users["dispatcher"], "zh-CN"), ids.PLANS_MAP)
     pub = server.extensions.get("anjian_task_publisher")
     if pub is not None:
         pub.close()
@@ -69,7 +58,7 @@ def test_officer_uploads_only_for_own_unit(web):
         assert page._api().store().list_plans(week) == []
         assert page.upload(_csv(f"enterprise_id,date\nE1,{week_dates(week)[1]}\n"), "p.csv", "U2", week,
                            off, "zh-CN")[0]
-        assert [u["value"] for u in _find(page.upload_panel(off, "en"), ids.PLANS_UNIT).options] == ["U2"]
+        assert [u["value"] for u in find(page.upload_panel(off, "en"), ids.PLANS_UNIT).options] == ["U2"]
 
 
 def test_the_gate_refuses_a_wall_resolving(web, client_as):

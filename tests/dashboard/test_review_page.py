@@ -27,17 +27,6 @@ def _visit(engine, inspector_id="I1", enterprise_id="E1") -> int:
             stay_key=f"{inspector_id}|{enterprise_id}|{now - 600!r}", ended=False).returning(Visit.id)).scalar_one()
 
 
-def _find(component, cid):
-    if getattr(component, "id", None) == cid:
-        return component
-    children = getattr(component, "children", None)
-    for c in children if isinstance(children, list) else [children] if children is not None else []:
-        hit = _find(c, cid)
-        if hit is not None:
-            return hit
-    return None
-
-
 def _text(component) -> str:
     return json.dumps(component.to_plotly_json(), default=str, ensure_ascii=False)
 
@@ -49,15 +38,15 @@ def test_the_page_plays_the_live_stream_and_posts_through_the_same_checks(web, s
     StreamStore(sqlite_engine).apply([StreamNotice("I1", time.time() - 60, "live", hls)])
     with webkit.as_user(server, users["dispatcher"], lang="en"):
         root = page.build(users["dispatcher"], "en", visit_id=str(with_stream))
-        source = _find(root, ids.REVIEW_SOURCE).data
+        source = webkit.find(root, ids.REVIEW_SOURCE).data
         assert (source["url"], source["kind"], source["live"]) == (hls, "hls", True)
         assert "Connecting" in source["texts"]["loading"]
-        assert _find(root, ids.REVIEW_NO_STREAM).style == {"display": "none"}
+        assert webkit.find(root, ids.REVIEW_NO_STREAM).style == {"display": "none"}
 
         empty = page.build(users["dispatcher"], "zh-CN", visit_id=str(without))
-        assert _find(empty, ids.REVIEW_SOURCE).data is None
-        assert "暂无执法记录仪视频流" in _text(_find(empty, ids.REVIEW_NO_STREAM))
-        assert _find(empty, ids.REVIEW_COMMENT_POST).disabled is True
+        assert webkit.find(empty, ids.REVIEW_SOURCE).data is None
+        assert "暂无执法记录仪视频流" in _text(webkit.find(empty, ids.REVIEW_NO_STREAM))
+        assert webkit.find(empty, ids.REVIEW_COMMENT_POST).disabled is True
         assert "review-missing" in _text(page.build(users["dispatcher"], "en", visit_id="999999"))
         assert "review-missing" in _text(page.build(users["dispatcher"], "en", visit_id="x'; drop"))
 
@@ -78,7 +67,7 @@ def test_the_page_plays_the_live_stream_and_posts_through_the_same_checks(web, s
     # The visit's record on the enterprise page links its review, for reviewers.
     for who, linked in (("dispatcher", True), ("officer", False)):
         with webkit.as_user(server, users[who]):
-            table = _text(_find(enterprise.build(users[who], "zh-CN", enterprise_id="E1"), ids.ENTERPRISE_VISITS))
+            table = _text(webkit.find(enterprise.build(users[who], "zh-CN", enterprise_id="E1"), ids.ENTERPRISE_VISITS))
         assert (f"/review/{with_stream}" in table) is linked, who
 
     # The dispatcher console's inspector list links the live stream's visit.

@@ -272,27 +272,15 @@ def test_each_callback_reports_its_server_time(fed, client_as):
     assert 'anjian_web_callback_seconds_bucket{callback="wall.wall_slow_tick",le="+Inf"} 2' in metrics
 
 
-def _find(component, cid):
-    if getattr(component, "id", None) == cid:
-        return component
-    children = getattr(component, "children", None)
-    for child in children if isinstance(children, list) else [children]:
-        if child is not None and hasattr(child, "to_plotly_json"):
-            hit = _find(child, cid)
-            if hit is not None:
-                return hit
-    return None
-
-
 def test_the_page_arrives_with_the_inspectors_drawn_and_the_first_poll_sends_no_layer(fed):
     """At city scale a full inspector layer is 300 KB: it comes with the page, once; the
     first poll draws the alarms and KPIs and sends the inspectors only if one moved."""
     ctx, server, users, info, _now = fed
     with webkit.as_user(server, users["wall"]):
         page = wall.build(users["wall"], "zh-CN")
-    layer = _find(page, "wall-inspectors")
-    order = _find(page, "wall-order").data
-    state = _find(page, "wall-state").data
+    layer = webkit.find(page, "wall-inspectors")
+    order = webkit.find(page, "wall-order").data
+    state = webkit.find(page, "wall-state").data
     assert [f["id"] for f in layer.data["features"]] == order == sorted(info["inspectors"])
     out = tick(server, users["wall"], state, order)
     assert out["inspectors"] is no_update and out["order"] is no_update

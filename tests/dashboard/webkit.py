@@ -252,3 +252,16 @@ def open_alert(ctx, alert_type: str = "gas_alarm", *, sensor_id: str | None = No
         stored = ctx.alerts.insert(conn, alert, rec, now)
     ctx.alerts.notify([stored.id])
     return stored.id
+
+
+def find(component, cid):
+    """The component with id ``cid`` in a page's tree, or None."""
+    if getattr(component, "id", None) == cid:
+        return component
+    children = getattr(component, "children", None)
+    for child in children if isinstance(children, list) else [children]:
+        if child is not None and hasattr(child, "to_plotly_json"):
+            hit = find(child, cid)
+            if hit is not None:
+                return hit
+    return None
