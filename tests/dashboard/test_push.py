@@ -229,6 +229,32 @@ def test_an_idle_change_feed_reads_without_socket_timeouts(redis_client, namespa
         feed._thread.join(10)  # noqa: SLF001 - its last read ends before the key is deleted
 
 
+class _LateFeed(ChangeFeed):
+    """A feed whose thread gets its first turn a second late, as on a busy machine."""
+
+    def _run(self, last=None):
+        time.sleep(1.0)
+        super()._run(last)
+
+
+def test_a_change_right_after_the_retry_hint_arrives_however_late_the_feed_starts(redis_client, namespace):
+    """The first stream starts the feed; an alarm opened as soon as the client has the
+    retry hint is delivered, even when the feed's thread runs late (it read the
+    stream's end itself, after the change, and the CI's busy clone lost the alarm)."""
+    feed = _LateFeed(LiveState(redis_client, namespace))
+    key = feed.live.key("changes")
+    try:
+        redis_client.xadd(key, {"v": 1, "kind": "alert", "ids": "4"})  # before: not this client's
+        body = feed.stream(keepalive_s=5)
+        assert next(body).startswith(b"retry:")
+        redis_client.xadd(key, {"v": 2, "kind": "alert", "ids": "5"})
+        got = next(body)
+        assert got.startswith(b"id:") and b'"ids":[5]' in got, got
+    finally:
+        feed.stop()
+        feed._thread.join(10)  # noqa: SLF001 - its last read ends before the key is deleted
+
+
 def test_blocking_reads_stay_under_the_socket_timeout():
     from data.redis_wait import block_ms
 
@@ -256,7 +282,6 @@ def test_the_feed_reads_new_alarms_only_while_a_screen_renders_rows(redis_client
         wait_until(lambda: feed._thread is not None and feed._thread.is_alive(), 5)  # noqa: SLF001
         plain = feed.stream(keepalive_s=0.2)
         assert next(plain).startswith(b"retry:")
-        time.sleep(0.3)  # the feed's first read starts from the newest entry
         redis_client.xadd(key, {"v": 1, "kind": "alert", "ids": "5"})
         assert b'"ids":[5]' in next(c for c in plain if c.startswith(b"id:"))
         assert reads == []  # an id-only stream: nothing read
