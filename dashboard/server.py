@@ -9,6 +9,7 @@ import secrets
 
 from flask import Flask, g, request
 
+from dashboard import astlock
 from dashboard.api import api, metrics_route, web
 from dashboard.api_geo import api_geo
 from dashboard.api_plans import api_plans
@@ -24,6 +25,7 @@ log = logging.getLogger(__name__)
 
 
 def create_server(ctx: WebContext) -> Flask:
+    astlock.install()  # werkzeug parses each URL rule while background threads may parse their tracebacks
     server = Flask("anjian")
     key = ctx.settings.secret_key
     if not key:

@@ -4,6 +4,7 @@ worker, alert engine, HTTP API together), then looked at where a user looks."""
 from __future__ import annotations
 
 import time
+from contextlib import ExitStack
 
 import pytest
 from sqlalchemy import select
@@ -23,25 +24,28 @@ from tests.mqttkit import Publisher, wait_until
 
 @pytest.fixture
 def system(settings, engine, redis_client):
-    """Ingest worker + alert engine + API, as `python app.py` wires them (SQLite and PostgreSQL)."""
+    """Ingest worker + alert engine + API, as `python app.py` wires them (SQLite and PostgreSQL).
+    What was started is stopped even when a later step of the setup fails (an engine left
+    running would write into the next test's Redis)."""
     write_small_city(engine)
-    worker = IngestWorker(settings, engine, redis_client)
-    worker.start()
-    store = AlertStore(engine, LiveState(redis_client, settings.redis_namespace), Ladder.from_settings(settings),
-                       mqtt_prefix=settings.mqtt_prefix)
-    eng = AlertEngine(settings, engine, redis_client, store, settings.mqtt_url)
-    eng.start()
-    ctx = WebContext(settings, engine, redis_client, settings.mqtt_url)
-    client = create_server(ctx).test_client()
-    token = create_token(engine, "dispatcher")[0]
-    pub = Publisher(settings.mqtt_url)
-    assert worker.conn.subscribed.wait(10)
-    yield {"settings": settings, "engine": engine, "client": client, "token": token, "pub": pub,
-           "live": LiveState(redis_client, settings.redis_namespace), "worker": worker}
-    pub.close()
-    eng.stop()
-    worker.stop()
-    ctx.feed.stop()
+    with ExitStack() as started:
+        worker = IngestWorker(settings, engine, redis_client)
+        worker.start()
+        started.callback(worker.stop)
+        store = AlertStore(engine, LiveState(redis_client, settings.redis_namespace), Ladder.from_settings(settings),
+                           mqtt_prefix=settings.mqtt_prefix)
+        eng = AlertEngine(settings, engine, redis_client, store, settings.mqtt_url)
+        eng.start()
+        started.callback(eng.stop)
+        ctx = WebContext(settings, engine, redis_client, settings.mqtt_url)
+        started.callback(ctx.feed.stop)
+        client = create_server(ctx).test_client()
+        token = create_token(engine, "dispatcher")[0]
+        pub = Publisher(settings.mqtt_url)
+        started.callback(pub.close)
+        assert worker.conn.subscribed.wait(10)
+        yield {"settings": settings, "engine": engine, "client": client, "token": token, "pub": pub,
+               "live": LiveState(redis_client, settings.redis_namespace), "worker": worker}
 
 
 def get(sys_, path):
