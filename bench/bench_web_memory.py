@@ -65,10 +65,19 @@ FILL = textwrap.dedent("""
     from data.auth import create_user
     from geo.types import GasReading, Ping
     db, port, ns, password = sys.argv[1:5]
+    at_least = int(sys.argv[5]) if len(sys.argv) > 5 else 0  # inspectors: more registered up to this many
     engine = make_engine(db)
     with engine.connect() as conn:
         insp = [r.id for r in conn.execute(select(Inspector.id))]
+        units = sorted({r.unit_id for r in conn.execute(select(Inspector.unit_id))})
         sens = conn.execute(select(Sensor.id, Sensor.lat, Sensor.lon)).all()
+    if at_least > len(insp):
+        from sqlalchemy import insert
+        more = [f"X{k:05d}" for k in range(at_least - len(insp))]
+        with engine.begin() as conn:
+            conn.execute(insert(Inspector), [{"id": i, "name": f"巡查员{i}", "unit_id": units[k % len(units)]}
+                                             for k, i in enumerate(more)])
+        insp += more
     live = LiveState(redis.Redis(port=int(port)), ns)
     now = time.time()
     for k in range(0, len(insp), 1000):
@@ -86,7 +95,25 @@ FILL = textwrap.dedent("""
 """)
 
 
-def prepare(tmp: Path, scale: str) -> tuple[str, subprocess.Popen, int]:
+def build_web(tmp: Path, db: str, port: int):
+    """(the Flask server of one web worker, its engine) on the city ``prepare`` wrote."""
+    import redis
+
+    from config.settings import load_settings
+    from dashboard.wsgi import build_app
+    from data.db import make_engine
+
+    settings = load_settings(database_url=db, redis_url=f"redis://127.0.0.1:{port}/0", redis_namespace="bwm",
+                             data_dir=tmp, secret_key="bench", tiles="none")
+    engine = make_engine(db)
+    # No broker: the health probe (in the slow tick) finds the port closed at once.
+    return build_app(settings, engine, redis.Redis(port=port), "mqtt://127.0.0.1:9"), engine
+
+
+def prepare(tmp: Path, scale: str, inspectors: int = 0) -> tuple[str, subprocess.Popen, int]:
+    """The city at ``scale`` in SQLite under ``tmp`` (with more inspectors registered up
+    to ``inspectors``), every fix and detector state in a private redis-server:
+    (the database URL, the Redis process, its port)."""
     from data.embedded import free_port, wait_listening
 
     db = f"sqlite:///{tmp / 'city.sqlite3'}"
@@ -98,7 +125,7 @@ def prepare(tmp: Path, scale: str) -> tuple[str, subprocess.Popen, int]:
     redis_proc = subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
                                    "--appendonly", "no", "--dir", str(tmp)], stdout=subprocess.DEVNULL)
     wait_listening("127.0.0.1", port, proc=redis_proc)
-    out = subprocess.run([sys.executable, "-c", FILL, db, str(port), "bwm", PASSWORD], cwd=ROOT, env=env,
+    out = subprocess.run([sys.executable, "-c", FILL, db, str(port), "bwm", PASSWORD, str(inspectors)], cwd=ROOT, env=env,
                          check=True, capture_output=True, text=True)
     n_insp, n_sens = out.stdout.split()
     print(f"city ({scale}) written and {n_insp} inspectors' fixes, {n_sens} detectors' states in Redis "
@@ -188,23 +215,16 @@ def main() -> int:
             import tracemalloc
 
             tracemalloc.start(1)
-        import redis
-
-        from config.settings import load_settings
-        from dashboard.wsgi import build_app
-        for name in ("dashboard.context", "dashboard.server", "dashboard.pages.screens"):  # what build_app imports
+        # what build_web and build_app import, counted here and not in the app's part
+        for name in ("redis", "config.settings", "dashboard.wsgi", "data.db", "dashboard.context", "dashboard.server",
+                     "dashboard.pages.screens"):
             importlib.import_module(name)
         from data.auth import get_user
-        from data.db import make_engine
 
         snap_imports = tracemalloc.take_snapshot() if args.trace else None
         rows.append(("imports", mem(), snap_imports))
 
-        settings = load_settings(database_url=db, redis_url=f"redis://127.0.0.1:{port}/0", redis_namespace="bwm",
-                                 data_dir=tmp, secret_key="bench", tiles="none")
-        engine = make_engine(db)
-        # No broker: the health probe (in the slow tick) finds the port closed at once.
-        server = build_app(settings, engine, redis.Redis(port=port), "mqtt://127.0.0.1:9")
+        server, engine = build_web(tmp, db, port)
         ctx = server.extensions["anjian"]
         t0 = time.perf_counter()
         ctx.registry()

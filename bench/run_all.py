@@ -52,6 +52,8 @@ BENCHES: dict[str, tuple[str, list[str], list[str]]] = {
                             ["--alerts", "3000", "--failover"]),
     "web_memory": ("bench_web_memory.py", ["--scale", "demo", "--passes", "40", "--threads", "8"],
                    ["--scale", "city", "--passes", "400", "--threads", "32"]),
+    "console_rows": ("bench_console_rows.py", ["--scale", "demo", "--inspectors", "5000", "--rounds", "10"],
+                     ["--inspectors", "20000", "--rounds", "30"]),
     "overload": ("bench_overload.py", ["--minutes", "1", "--inspectors", "2000", "--no-browser"], ["--minutes", "10"]),
 }
 # Long: only with --full (or named in --only). The overload bench runs ten minutes of

@@ -14,6 +14,8 @@ import threading
 import time
 from dataclasses import dataclass
 
+import numpy as np
+
 from config.mqtt import broker_addresses
 from config.settings import Settings, hide_password
 from alerts.escalation import Ladder
@@ -71,9 +73,35 @@ class Registry:
         return None if name is None else short_name(name, self.name_prefixes)
 
 
+def inspector_row(iid: str, fix, entry: tuple, status: str, ent: str | None, names: dict) -> dict:
+    """One inspector's row of ``Snapshot.inspectors_json`` (the API's ``/inspectors``)."""
+    name, unit_id, unit_name = entry
+    return {
+        "id": iid, "name": name, "unit": unit_id, "unit_name": unit_name,
+        "lat": fix.lat, "lon": fix.lon, "acc_m": fix.acc_m, "speed_mps": fix.speed_mps,
+        "batt_pct": fix.batt_pct, "last_fix": iso(fix.ts), "last_fix_ts": fix.ts,
+        "status": status, "visiting_enterprise_id": ent,
+        "visiting_enterprise": names.get(ent) if ent else None,
+        "source": fix.source,
+    }
+
+
+def inspector_status(fix, avail: tuple[bool, float] | None, ent: str | None, now: float) -> str:
+    if now - fix.ts > INSPECTOR_STALE_S or reported_offline(avail, fix.ts):
+        return "offline"
+    return "visiting" if ent else "on_duty"
+
+
+def inspector_rows_anew(reg: Registry, fixes: dict, avail: dict, visiting: dict, now: float) -> list[dict]:
+    """Every inspector's row, built from nothing, by id (what ``InspectorMirror.rows`` keeps)."""
+    names = reg.enterprise_names
+    return [inspector_row(i, fixes[i], reg.inspectors[i], inspector_status(fixes[i], avail.get(i), visiting.get(i), now),
+                          visiting.get(i), names) for i in sorted(fixes)]
+
+
 class InspectorMirror:
-    """Every registered inspector's last fix, kept in the web process and brought
-    up to date from the live change stream.
+    """Every registered inspector's last fix, and its row, kept in the web process and
+    brought up to date from the live change stream.
 
     A screen's poll used to read all 2,000 fixes (one Lua call, 2,000 objects
     built) several times a second across callbacks: the largest share of the
@@ -81,6 +109,13 @@ class InspectorMirror:
     only the inspectors that moved since the last one; the whole set is read
     again every FULL_EVERY_S, when the registry changed, or when the change
     stream no longer reaches back far enough.
+
+    The rows (``rows``) are kept the same way: at ten times a city (20,000
+    inspectors) building every row on each console refresh was its largest cost
+    (bench/bench_console_rows.py, docs/benchmarks.md).  A row is built again only
+    when its fix, last will, visit or staleness changed; the list is handed out as a
+    new list of shared rows, which callers must not change (none does: they filter
+    and copy).
     """
 
     FULL_EVERY_S = 30.0
@@ -92,29 +127,82 @@ class InspectorMirror:
         self._version: int | None = None
         self._full_at = 0.0
         self._ids: object = None  # the registry's inspector dict the mirror was read for
+        # the rows: by id, their order, each one's place and fix time, and what they were built from
+        self._rows: dict[str, dict] = {}
+        self._order: list[str] = []
+        self._list: list[dict] = []
+        self._place: dict[str, int] = {}
+        self._ts = np.empty(0)
+        self._built: tuple | None = None  # (registry, availability, visits, now)
+        self._pending: set[str] | None = None  # fixes changed since the rows were built; None: all
+
+    def _refresh(self, inspectors: dict) -> None:
+        live = self.ctx.live
+        version = live.version()
+        now = time.monotonic()
+        full = (self._version is None or inspectors is not self._ids
+                or now - self._full_at >= self.FULL_EVERY_S)
+        if not full and version != self._version:
+            changed, complete = screen_queries.changes_since(live, self._version, ("inspector",))
+            if complete:
+                wanted = [i for i in changed if i in inspectors]
+                if wanted:
+                    fresh = live.inspector_fixes(wanted)
+                    self._fixes.update(fresh)
+                    if self._pending is not None:
+                        self._pending.update(fresh)
+            else:
+                full = True
+        if full:
+            old, fresh = self._fixes, live.inspector_fixes(inspectors)
+            # Unchanged fixes stay the objects they were, so only the changed rows are built again.
+            moved = {i for i, f in fresh.items() if old.get(i) != f}
+            self._fixes = {i: (f if i in moved else old[i]) for i, f in fresh.items()}
+            if self._pending is not None:
+                self._pending |= moved | (old.keys() - fresh.keys())
+            self._full_at, self._ids = now, inspectors
+        self._version = version
 
     def fixes(self, inspectors: dict) -> dict:
         """inspector id -> InspectorFix (those with a fix), at least as new as the
         live version read when this call started."""
-        live = self.ctx.live
         with self._lock:
-            version = live.version()
-            now = time.monotonic()
-            full = (self._version is None or inspectors is not self._ids
-                    or now - self._full_at >= self.FULL_EVERY_S)
-            if not full and version != self._version:
-                changed, complete = screen_queries.changes_since(live, self._version, ("inspector",))
-                if complete:
-                    wanted = [i for i in changed if i in inspectors]
-                    if wanted:
-                        self._fixes.update(live.inspector_fixes(wanted))
-                else:
-                    full = True
-            if full:
-                self._fixes = live.inspector_fixes(inspectors)
-                self._full_at, self._ids = now, inspectors
-            self._version = version
+            self._refresh(inspectors)
             return dict(self._fixes)
+
+    def rows(self, reg: Registry, avail: dict, visiting: dict, now: float) -> list[dict]:
+        """Every inspector with a fix, its row as ``inspector_rows_anew`` builds it, by id."""
+        with self._lock:
+            self._refresh(reg.inspectors)
+            fixes = self._fixes
+            built = self._built
+            if built is None or built[0] is not reg or self._pending is None or fixes.keys() != self._place.keys():
+                self._list = inspector_rows_anew(reg, fixes, avail, visiting, now)
+                self._order = [d["id"] for d in self._list]
+                self._place = {i: k for k, i in enumerate(self._order)}
+                self._ts = np.fromiter((d["last_fix_ts"] for d in self._list), float, len(self._list))
+            else:
+                _reg, avail0, visiting0, now0 = built
+                todo = self._pending
+                if avail != avail0:
+                    todo |= {i for i in avail.keys() | avail0.keys() if avail.get(i) != avail0.get(i)}
+                if visiting != visiting0:
+                    todo |= {i for i in visiting.keys() | visiting0.keys() if visiting.get(i) != visiting0.get(i)}
+                if now != now0:  # went stale (or, with an earlier clock, fresh) in between
+                    lo, hi = sorted((now0 - INSPECTOR_STALE_S, now - INSPECTOR_STALE_S))
+                    ts = self._ts
+                    todo.update(self._order[k] for k in np.flatnonzero((ts >= lo) & (ts <= hi)).tolist())
+                names, entries, place = reg.enterprise_names, reg.inspectors, self._place
+                for i in todo:
+                    k = place.get(i)
+                    if k is None:
+                        continue
+                    fix, ent = fixes[i], visiting.get(i)
+                    self._list[k] = inspector_row(i, fix, entries[i], inspector_status(fix, avail.get(i), ent, now),
+                                                  ent, names)
+                    self._ts[k] = fix.ts
+            self._built, self._pending = (reg, avail, visiting, now), set()
+            return list(self._list)
 
 
 class Snapshot:
@@ -123,27 +211,8 @@ class Snapshot:
         self.now = time.time()
 
     def inspectors_json(self) -> list[dict]:
-        live = self.ctx.live
-        fixes = self.ctx.mirror.fixes(self.reg.inspectors)
-        avail = live.availability("inspector")
-        visiting = self.ctx.visiting()
-        out = []
-        for iid, fix in fixes.items():
-            name, unit_id, unit_name = self.reg.inspectors[iid]
-            stale = self.now - fix.ts > INSPECTOR_STALE_S
-            ent = visiting.get(iid)
-            offline = reported_offline(avail.get(iid), fix.ts) or stale
-            status = "offline" if offline else ("visiting" if ent else "on_duty")
-            out.append({
-                "id": iid, "name": name, "unit": unit_id, "unit_name": unit_name,
-                "lat": fix.lat, "lon": fix.lon, "acc_m": fix.acc_m, "speed_mps": fix.speed_mps,
-                "batt_pct": fix.batt_pct, "last_fix": iso(fix.ts), "last_fix_ts": fix.ts,
-                "status": status, "visiting_enterprise_id": ent,
-                "visiting_enterprise": self.reg.enterprise_names.get(ent) if ent else None,
-                "source": fix.source,
-            })
-        out.sort(key=lambda d: d["id"])
-        return out
+        """Every inspector with a fix, by id (``InspectorMirror.rows``: shared rows, not to be changed)."""
+        return self.ctx.mirror.rows(self.reg, self.ctx.live.availability("inspector"), self.ctx.visiting(), self.now)
 
     def sensors_json(self, only: set[str] | None = None) -> list[dict]:
         """Every sensor's live state, or only those in ``only`` (one enterprise's, say)."""
@@ -201,6 +270,9 @@ class WebContext:
 
     def _load_registry(self) -> Registry:
         insp, sens, names = screen_queries.registry_rows(self.engine)
+        prev = self._registry.peek()
+        if prev is not None and prev.inspectors == insp and prev.sensors == sens and prev.enterprise_names == names:
+            return prev  # unchanged: the same object, so what was built from it (the mirror's rows) stays
         return Registry(insp, sens, names, admin_prefixes(names.values()))
 
     def open_alerts(self, limit: int) -> list[dict]:

@@ -37,6 +37,10 @@ class Reloading(Generic[T]):
             threading.Thread(target=self._reload, name=f"{self.name}-reload", daemon=True).start()
         return self._value
 
+    def peek(self) -> T | None:
+        """The value loaded last, without loading (None before the first load)."""
+        return self._value
+
     def refresh(self) -> T:
         """Load now, in this thread (what a change that must show at once needs)."""
         with self._lock:

@@ -16,6 +16,7 @@ dispatcher and admin; the gate refuses and audits anyone else.
 
 from __future__ import annotations
 
+import heapq
 import logging
 import time
 
@@ -383,7 +384,9 @@ def inspector_table(rows: list[dict], alerts: list[dict], reg, lang_: str, now: 
     def status_of(d):
         return "on_task" if d["id"] in tasks and d.get("status") != "offline" else d.get("status")
 
-    for d in sorted(rows, key=lambda d: (STATUS_ORDER.get(status_of(d), 9), d.get("name") or ""))[:INSPECTOR_ROWS_MAX]:
+    # sorted(...)[:n] without sorting all of them (20,000 at ten times a city)
+    first = heapq.nsmallest(INSPECTOR_ROWS_MAX, rows, key=lambda d: (STATUS_ORDER.get(status_of(d), 9), d.get("name") or ""))
+    for d in first:
         st = status_of(d)
         task = tasks.get(d["id"])
         if task is not None:

@@ -95,3 +95,61 @@ def test_the_registry_and_the_city_map_hold_one_copy_of_each_enterprise_name(web
         assert key is eid and reg.enterprise_names[eid] is c.ent_names[i], eid
     sensor_eids = [s[0] for s in reg.sensors.values() if s[0] is not None]
     assert sensor_eids and all(any(e is k for k in reg.enterprise_names) for e in sensor_eids)
+
+
+def test_the_kept_inspector_rows_equal_rows_built_anew_after_any_run_of_changes(web):
+    """The mirror keeps each inspector's row between polls (InspectorMirror.rows, 20,000
+    rows at ten times a city): after moves, visits begun and ended, last wills, returns,
+    fixes going stale, a trimmed change stream and a full read, the kept rows must be
+    exactly what a build from nothing gives, and a row nothing touched is not rebuilt."""
+    from dashboard.context import INSPECTOR_STALE_S, Registry, inspector_rows_anew
+
+    ctx = web[0]
+    ids = [f"I{k}" for k in range(1, 41)]
+    reg = Registry(inspectors={i: (f"巡查员{i}", "U1", "执法科") for i in ids}, sensors={},
+                   enterprise_names={"E1": "老王餐饮店", "E2": "华丰电子"})
+    rng = random.Random(11)
+    now = time.time()
+    ctx.live.apply_pings([Ping(inspector_id=i, ts=now - rng.random() * 60, lat=22.6, lon=114.0) for i in ids[:30]])
+
+    def both(at: float) -> list[dict]:
+        avail, visiting = ctx.live.availability("inspector"), ctx.visiting()
+        got = ctx.mirror.rows(reg, avail, visiting, at)
+        assert got == inspector_rows_anew(reg, ctx.live.inspector_fixes(ids), avail, visiting, at)
+        return got
+
+    before = both(now)
+    assert len(before) == 30 and {d["status"] for d in before} == {"on_duty"}
+    for step in range(1, 31):
+        t = now + step
+        moved = rng.sample(ids[:30], 4)
+        if step == 10:
+            moved.append(ids[30])  # a first fix: one more row
+        ctx.live.apply_pings([Ping(inspector_id=i, ts=t, lat=22.6 + rng.random() / 100, lon=114.0) for i in moved])
+        touched = set(moved)
+        if step % 4 == 0:
+            who = rng.choice(ids[:30])
+            ctx.redis.hset(ctx.live.key("visiting"), who, rng.choice(["E1", "E2"]))
+            touched.add(who)
+        if step % 5 == 0:
+            ctx.redis.hdel(ctx.live.key("visiting"), *ids[:10])
+            touched |= set(ids[:10])
+        if step % 6 == 0:
+            who = rng.choice(ids[:30])
+            ctx.live.set_availability("inspector", who, False, t + 0.5)  # a last will
+            touched.add(who)
+        if step == 20:  # a web process asleep for long: the change stream no longer reaches back
+            ctx.redis.xtrim(ctx.live.key("changes"), maxlen=0)
+            ctx.redis.incr(ctx.live.key("ver"))
+        rows = both(t + 1)
+        kept = {d["id"] for d in before} & {d["id"] for d in rows if any(d is b for b in before)}
+        assert not kept & set(moved), f"step {step}: a moved inspector's row was not built again"
+        if step != 10:  # not when the set of inspectors changed (all built again)
+            assert {d["id"] for d in before} - touched - {d["id"] for d in rows if any(d is b for b in before)} == set(), \
+                f"step {step}: an untouched row was built again"
+        before = rows
+    ctx.mirror.FULL_EVERY_S = 0.0  # the periodic full read: unchanged fixes keep their rows
+    again = both(now + 32)
+    assert all(a is b for a, b in zip(before, again)), "a full read of unchanged fixes built rows again"
+    later = both(now + INSPECTOR_STALE_S + 60)  # no fix for ten minutes: offline
+    assert {d["status"] for d in later} == {"offline"}
