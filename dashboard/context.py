@@ -23,6 +23,7 @@ from data import audit, probes, screen_queries
 from data.alert_store import AlertStore
 from data.auth import Principal, TokenAuthenticator, active_user
 from data.live import LiveState, reported_offline
+from dashboard.mapkit import InspectorRows
 from dashboard.metrics import WebMetrics
 from dashboard.names import admin_prefixes, short_name
 from dashboard.push import ChangeFeed
@@ -115,7 +116,8 @@ class InspectorMirror:
     (bench/bench_console_rows.py, docs/benchmarks.md).  A row is built again only
     when its fix, last will, visit or staleness changed; the list is handed out as a
     new list of shared rows, which callers must not change (none does: they filter
-    and copy).
+    and copy), with its columns as arrays beside it (``mapkit.InspectorRows``: the
+    layers filter and count by them).
     """
 
     FULL_EVERY_S = 30.0
@@ -132,7 +134,8 @@ class InspectorMirror:
         self._order: list[str] = []
         self._list: list[dict] = []
         self._place: dict[str, int] = {}
-        self._ts = np.empty(0)
+        self._lat = self._lon = self._ts = np.empty(0)
+        self._on = np.empty(0, dtype=bool)
         self._built: tuple | None = None  # (registry, availability, visits, now)
         self._pending: set[str] | None = None  # fixes changed since the rows were built; None: all
 
@@ -180,7 +183,11 @@ class InspectorMirror:
                 self._list = inspector_rows_anew(reg, fixes, avail, visiting, now)
                 self._order = [d["id"] for d in self._list]
                 self._place = {i: k for k, i in enumerate(self._order)}
-                self._ts = np.fromiter((d["last_fix_ts"] for d in self._list), float, len(self._list))
+                n = len(self._list)
+                self._lat = np.fromiter((d["lat"] for d in self._list), float, n)
+                self._lon = np.fromiter((d["lon"] for d in self._list), float, n)
+                self._ts = np.fromiter((d["last_fix_ts"] for d in self._list), float, n)
+                self._on = np.fromiter((d["status"] != "offline" for d in self._list), bool, n)
             else:
                 _reg, avail0, visiting0, now0 = built
                 todo = self._pending
@@ -198,11 +205,11 @@ class InspectorMirror:
                     if k is None:
                         continue
                     fix, ent = fixes[i], visiting.get(i)
-                    self._list[k] = inspector_row(i, fix, entries[i], inspector_status(fix, avail.get(i), ent, now),
-                                                  ent, names)
-                    self._ts[k] = fix.ts
+                    status = inspector_status(fix, avail.get(i), ent, now)
+                    self._list[k] = inspector_row(i, fix, entries[i], status, ent, names)
+                    self._lat[k], self._lon[k], self._ts[k], self._on[k] = fix.lat, fix.lon, fix.ts, status != "offline"
             self._built, self._pending = (reg, avail, visiting, now), set()
-            return list(self._list)
+            return InspectorRows(self._list, self._lat.copy(), self._lon.copy(), self._ts.copy(), self._on.copy())
 
 
 class Snapshot:

@@ -539,6 +539,35 @@ def inspector_res_for_zoom(zoom: float | None) -> int:
         1 if zoom is not None and zoom >= ENTERPRISE_POINTS_MIN_ZOOM else 0)
 
 
+class InspectorRows(list):
+    """Inspector rows (``Snapshot.inspectors_json``) with their columns beside them, as
+    arrays in the same order: ``lat``, ``lon``, ``ts`` (the fix's time) and ``on`` (not
+    offline).  The layers filter and count 20,000 of them (ten times a city) by array
+    instead of row by row; a plain list of the same rows gives the same layers, slower.
+    """
+
+    __slots__ = ("lat", "lon", "ts", "on")
+
+    def __init__(self, rows, lat: np.ndarray, lon: np.ndarray, ts: np.ndarray, on: np.ndarray):
+        super().__init__(rows)
+        self.lat, self.lon, self.ts, self.on = lat, lon, ts, on
+
+    def take(self, mask: np.ndarray) -> InspectorRows:
+        """The rows where ``mask`` holds, with their columns."""
+        idx = np.flatnonzero(mask)
+        return InspectorRows([self[i] for i in idx.tolist()], self.lat[idx], self.lon[idx], self.ts[idx], self.on[idx])
+
+
+def inspector_columns(rows: Sequence[Mapping]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(lat, lon, fix time, not offline) of the rows: their arrays if they carry them."""
+    if isinstance(rows, InspectorRows):
+        return rows.lat, rows.lon, rows.ts, rows.on
+    n = len(rows)
+    return (np.fromiter((d["lat"] for d in rows), float, n), np.fromiter((d["lon"] for d in rows), float, n),
+            np.fromiter((d.get("last_fix_ts") or 0.0 for d in rows), float, n),
+            np.fromiter((d.get("status") != "offline" for d in rows), bool, n))
+
+
 def inspector_cells(rows: Sequence[Mapping], projector: Projector, res: int, bounds=None,
                     tooltip=None) -> dict:
     """Inspectors counted per H3 cell at ``res``, the cells in (padded) ``bounds``: a
@@ -551,9 +580,7 @@ def inspector_cells(rows: Sequence[Mapping], projector: Projector, res: int, bou
     """
     if not rows:
         return feature_collection([])
-    lat = np.fromiter((d["lat"] for d in rows), float, len(rows))
-    lon = np.fromiter((d["lon"] for d in rows), float, len(rows))
-    on = np.fromiter((d.get("status") != "offline" for d in rows), bool, len(rows))
+    lat, lon, _ts, on = inspector_columns(rows)
     ok = h3cells.valid_point_mask(lat, lon)
     if not ok.any():
         return feature_collection([])

@@ -29,7 +29,9 @@ from dashboard.mapkit import (
     enterprise_layer,
     enterprise_res_for_zoom,
     feature_collection,
+    InspectorRows,
     inspector_cells,
+    inspector_columns,
     inspector_features as _inspector_features,
     inspector_res_for_zoom,
 )
@@ -66,6 +68,9 @@ def fingerprint(obj) -> str:
 
 
 def shown_inspectors(snapshot_rows: list[dict], now: float) -> list[dict]:
+    """The inspectors on shift (a fix in the last OFF_SHIFT_S): drawn and listed."""
+    if isinstance(snapshot_rows, InspectorRows):
+        return snapshot_rows.take(now - snapshot_rows.ts <= OFF_SHIFT_S)
     return [d for d in snapshot_rows if now - (d.get("last_fix_ts") or 0) <= OFF_SHIFT_S]
 
 
@@ -162,9 +167,12 @@ def _in_area(rows: list[dict], city: CityMap, bounds, area) -> tuple[list[dict],
         return rows, None
     if not _covers(area, bounds):
         area = _padded(bounds, VIEW_PAD)
-    xs, ys = city.projector.lonlat([d["lon"] for d in rows], [d["lat"] for d in rows])
+    lat, lon, _ts, _on = inspector_columns(rows)
+    xs, ys = city.projector.lonlat(lon, lat)
     (s, w), (n, e) = area
     inside = (xs >= w) & (xs <= e) & (ys >= s) & (ys <= n)
+    if isinstance(rows, InspectorRows):
+        return rows.take(inside), area
     return [d for d, m in zip(rows, inside.tolist()) if m], area
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import random
 import time
 
+from dashboard.pages import layers
 from data.auth import Principal
 from geo.types import Ping
 from tests.dashboard import webkit
@@ -116,6 +117,10 @@ def test_the_kept_inspector_rows_equal_rows_built_anew_after_any_run_of_changes(
         avail, visiting = ctx.live.availability("inspector"), ctx.visiting()
         got = ctx.mirror.rows(reg, avail, visiting, at)
         assert got == inspector_rows_anew(reg, ctx.live.inspector_fixes(ids), avail, visiting, at)
+        # the columns beside the rows (mapkit.InspectorRows), which the layers filter and count by
+        assert (got.lat.tolist(), got.lon.tolist(), got.ts.tolist(), got.on.tolist()) == (
+            [d["lat"] for d in got], [d["lon"] for d in got], [d["last_fix_ts"] for d in got],
+            [d["status"] != "offline" for d in got])
         return got
 
     before = both(now)
@@ -153,3 +158,8 @@ def test_the_kept_inspector_rows_equal_rows_built_anew_after_any_run_of_changes(
     assert all(a is b for a, b in zip(before, again)), "a full read of unchanged fixes built rows again"
     later = both(now + INSPECTOR_STALE_S + 60)  # no fix for ten minutes: offline
     assert {d["status"] for d in later} == {"offline"}
+    # Off shift (no fix for two hours) by the columns as by the rows: some are, some are not.
+    off = now + layers.OFF_SHIFT_S + 10
+    shown = layers.shown_inspectors(both(off), off)
+    assert [d["id"] for d in shown] == [d["id"] for d in layers.shown_inspectors(list(both(off)), off)]
+    assert 0 < len(shown) < 31 and shown.ts.tolist() == [d["last_fix_ts"] for d in shown]

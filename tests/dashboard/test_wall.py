@@ -10,6 +10,7 @@ import pytest
 from dash import Patch, no_update
 from dash.exceptions import PreventUpdate
 
+from dashboard.mapkit import InspectorRows, inspector_columns
 from dashboard.pages import layers, wall
 from geo.types import Ping
 from tests.dashboard import webkit
@@ -355,7 +356,17 @@ def _spread(n: int, now: float) -> list[dict]:
 WHOLE = [[22.4, 113.8], [22.9, 114.3]]  # the district and around it (Leaflet's [[s, w], [n, e]])
 
 
-def test_more_inspectors_than_a_map_can_draw_are_counted_per_cell(fed):
+@pytest.fixture(params=["list", "columns"])
+def form(request):
+    """The rows as a plain list, or as the web's mirror hands them out: with their
+    columns as arrays beside them (mapkit.InspectorRows), which the layers filter and
+    count by. Both must draw the same."""
+    if request.param == "list":
+        return list
+    return lambda rows: InspectorRows(rows, *inspector_columns(rows))
+
+
+def test_more_inspectors_than_a_map_can_draw_are_counted_per_cell(fed, form):
     """Ten times a city (20,000) drawn one by one held the console's browser for seconds;
     past INSPECTOR_POINTS_MAX the zoomed-out map shows counts per H3 cell instead, every
     inspector counted once, and sends them again only when a count changes."""
@@ -365,8 +376,8 @@ def test_more_inspectors_than_a_map_can_draw_are_counted_per_cell(fed):
     with webkit.as_user(server, users["dispatcher"]):
         from dashboard.pages.common import city
 
-        data, order, state = layers.inspectors_update(ctx, city(), rows, {}, None, 7, now, "zh-CN", tooltips=True,
-                                                      view=(12, WHOLE))
+        data, order, state = layers.inspectors_update(ctx, city(), form(rows), {}, None, 7, now, "zh-CN",
+                                                      tooltips=True, view=(12, WHOLE))
         feats = data["features"]
         assert state["mode"] == "cells" and order == []
         assert sum(f["properties"]["k"] for f in feats) == n
@@ -375,18 +386,18 @@ def test_more_inspectors_than_a_map_can_draw_are_counted_per_cell(fed):
         assert "执法人员" in feats[0]["properties"]["tooltip"]
         assert len(json.dumps(data)) < 100_000
         # Nothing moved into another cell: nothing sent.
-        again, order2, news = layers.inspectors_update(ctx, city(), rows, state, order, 8, now + 4, "zh-CN",
+        again, order2, news = layers.inspectors_update(ctx, city(), form(rows), state, order, 8, now + 4, "zh-CN",
                                                        tooltips=True, view=(12, WHOLE))
         assert again is no_update and order2 is no_update
         # One inspector far away: a new cell with 1 in it, the layer sent whole.
         rows[5] = dict(rows[5], lat=22.80, lon=114.20)
-        moved, _o, _n = layers.inspectors_update(ctx, city(), rows, dict(state, **news), [], 9, now + 8, "zh-CN",
-                                                 tooltips=True, view=(12, WHOLE))
+        moved, _o, _n = layers.inspectors_update(ctx, city(), form(rows), dict(state, **news), [], 9, now + 8,
+                                                 "zh-CN", tooltips=True, view=(12, WHOLE))
     assert sum(f["properties"]["k"] for f in moved["features"]) == n
     assert 1 in [f["properties"]["k"] for f in moved["features"]]
 
 
-def test_zoomed_in_the_inspectors_in_view_are_drawn_one_by_one(fed):
+def test_zoomed_in_the_inspectors_in_view_are_drawn_one_by_one(fed, form):
     """A dispatcher zooming onto an alarm sees each inspector near it, and the layer
     follows the view: inside the drawn area nothing is redrawn, outside it is."""
     ctx, server, users, _info, now = fed
@@ -396,7 +407,7 @@ def test_zoomed_in_the_inspectors_in_view_are_drawn_one_by_one(fed):
         from dashboard.pages.common import city
 
         c = city()
-        data, order, state = layers.inspectors_update(ctx, c, rows, {}, None, 7, now, "zh-CN", view=(16, street))
+        data, order, state = layers.inspectors_update(ctx, c, form(rows), {}, None, 7, now, "zh-CN", view=(16, street))
         assert state["mode"] == "area"
         ids_drawn = {f["id"] for f in data["features"]}
         assert all("k" not in f["properties"] for f in data["features"])
@@ -408,7 +419,7 @@ def test_zoomed_in_the_inspectors_in_view_are_drawn_one_by_one(fed):
         assert not layers.view_left(state, 16, [[22.626, 114.011], [22.636, 114.021]])
         assert layers.view_left(state, 16, [[22.625, 114.030], [22.635, 114.040]])
         # Zoomed out again: counted per cell, and the browser's points replaced whole.
-        cells, order2, news = layers.inspectors_update(ctx, c, rows, state, order, 7, now + 4, "zh-CN",
+        cells, order2, news = layers.inspectors_update(ctx, c, form(rows), state, order, 7, now + 4, "zh-CN",
                                                        view=(12, WHOLE))
     assert news["mode"] == "cells" and order2 == [] and all("k" in f["properties"] for f in cells["features"])
 
