@@ -17,7 +17,12 @@ import redis
 from sqlalchemy import text
 
 from config.settings import load_settings
+from dashboard import astlock
 from data.db import make_engine, migrate
+
+# The suite's own ast.parse calls (tests/test_import_rules.py, tests/geo/test_china.py) meet
+# the background threads' tracebacks as the web server does (dashboard/astlock.py).
+astlock.install()
 
 TEST_MQTT_URL = os.environ.get("ANJIAN_TEST_MQTT_URL", "mqtt://127.0.0.1:1883")
 TEST_REDIS_URL = os.environ.get("ANJIAN_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
