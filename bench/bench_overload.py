@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/bench_overload.py [--minutes 10] [--inspectors 20000] [--fix-every-s 5]
         [--sensors 50000] [--heartbeat-s 60] [--alarm-every-s 1] [--db postgresql|sqlite] [--no-browser]
-        [--nice-alerts -5] [--profile DIR] [--partition]
+        [--nice-alerts -5] [--profile DIR] [--partition [--nice-sensors -5]]
 
 Runs the system as production does, one process per part (docs/architecture.md,
 "Processes"), on the local Mosquitto (1883) and Redis (6379), and on a fresh
@@ -433,6 +433,9 @@ def main() -> int:
                     help="run the alert engine at this nice value: -5, as its systemd unit does "
                          "(config/systemd/anjian-alerts.service), when run as root (a lower value needs root), "
                          "else 0")
+    ap.add_argument("--nice-sensors", type=int, default=None, metavar="N",
+                    help="with --partition, run the gas detectors' ingest process at this nice value (default: as "
+                         "--nice-alerts, as config/systemd/anjian-ingest-sensors@.service does)")
     ap.add_argument("--profile", type=Path, metavar="DIR",
                     help="run ingest and alerts under yappi (every thread, CPU clock; slows them) and write "
                          "their profiles to DIR")
@@ -461,12 +464,13 @@ def main() -> int:
         alarm_sensors, hb_sensors = sensors[-alarm_n:], sensors[: max(0, len(sensors) - alarm_n)][: args.sensors]
         if args.profile:
             args.profile.mkdir(parents=True, exist_ok=True)
-        parts.start(args.profile, {"alerts": args.nice_alerts})
+        nice_sensors = args.nice_alerts if args.nice_sensors is None else args.nice_sensors
+        parts.start(args.profile, {"alerts": args.nice_alerts, "ingest-sensors": nice_sensors})
         settle(engine)
         print(f"city ({len(city.enterprises)} enterprises, {len(city.sensors)} detectors) on {args.db}, parts up, "
               f"in {time.perf_counter() - t0:.0f} s; logs in {tmp}", flush=True)
-        print(f"uptime before: {os.popen('uptime').read().strip()}; alert engine at nice {args.nice_alerts}",
-              flush=True)
+        print(f"uptime before: {os.popen('uptime').read().strip()}; alert engine at nice {args.nice_alerts}"
+              + (f", the detectors' ingest at nice {nice_sensors}" if args.partition else ""), flush=True)
         # The load, from processes of its own.
         hb_started, hb_sent = ctx.Event(), ctx.Value("q", 0, lock=False)
         hb_proc = ctx.Process(target=heartbeat_publisher, args=(BROKER, ns, hb_sensors, args.heartbeat_s, hb_started,
