@@ -23,7 +23,7 @@ from data import audit, probes, screen_queries
 from data.alert_store import AlertStore
 from data.auth import Principal, TokenAuthenticator, active_user
 from data.live import LiveState, reported_offline
-from dashboard.mapkit import InspectorRows
+from dashboard.mapkit import InspectorRows, inspector_columns
 from dashboard.metrics import WebMetrics
 from dashboard.names import admin_prefixes, short_name
 from dashboard.push import ChangeFeed
@@ -129,8 +129,7 @@ class InspectorMirror:
         self._version: int | None = None
         self._full_at = 0.0
         self._ids: object = None  # the registry's inspector dict the mirror was read for
-        # the rows: by id, their order, each one's place and fix time, and what they were built from
-        self._rows: dict[str, dict] = {}
+        # the rows by id, each one's place among them, their columns, and what they were built from
         self._order: list[str] = []
         self._list: list[dict] = []
         self._place: dict[str, int] = {}
@@ -183,11 +182,7 @@ class InspectorMirror:
                 self._list = inspector_rows_anew(reg, fixes, avail, visiting, now)
                 self._order = [d["id"] for d in self._list]
                 self._place = {i: k for k, i in enumerate(self._order)}
-                n = len(self._list)
-                self._lat = np.fromiter((d["lat"] for d in self._list), float, n)
-                self._lon = np.fromiter((d["lon"] for d in self._list), float, n)
-                self._ts = np.fromiter((d["last_fix_ts"] for d in self._list), float, n)
-                self._on = np.fromiter((d["status"] != "offline" for d in self._list), bool, n)
+                self._lat, self._lon, self._ts, self._on = inspector_columns(self._list)
             else:
                 _reg, avail0, visiting0, now0 = built
                 todo = self._pending
