@@ -568,6 +568,13 @@ def inspector_columns(rows: Sequence[Mapping]) -> tuple[np.ndarray, np.ndarray, 
             np.fromiter((d.get("status") != "offline" for d in rows), bool, n))
 
 
+def select_rows(rows: Sequence[Mapping], mask: np.ndarray) -> list:
+    """The rows where ``mask`` holds: with their columns if they carry them."""
+    if isinstance(rows, InspectorRows):
+        return rows.take(mask)
+    return [d for d, m in zip(rows, mask.tolist()) if m]
+
+
 def inspector_cells(rows: Sequence[Mapping], projector: Projector, res: int, bounds=None,
                     tooltip=None) -> dict:
     """Inspectors counted per H3 cell at ``res``, the cells in (padded) ``bounds``: a

@@ -29,11 +29,11 @@ from dashboard.mapkit import (
     enterprise_layer,
     enterprise_res_for_zoom,
     feature_collection,
-    InspectorRows,
     inspector_cells,
     inspector_columns,
     inspector_features as _inspector_features,
     inspector_res_for_zoom,
+    select_rows,
 )
 from dashboard.pages.common import first_seen_ts, fmt_time, label
 from dashboard.i18n import t
@@ -69,9 +69,8 @@ def fingerprint(obj) -> str:
 
 def shown_inspectors(snapshot_rows: list[dict], now: float) -> list[dict]:
     """The inspectors on shift (a fix in the last OFF_SHIFT_S): drawn and listed."""
-    if isinstance(snapshot_rows, InspectorRows):
-        return snapshot_rows.take(now - snapshot_rows.ts <= OFF_SHIFT_S)
-    return [d for d in snapshot_rows if now - (d.get("last_fix_ts") or 0) <= OFF_SHIFT_S]
+    _lat, _lon, ts, _on = inspector_columns(snapshot_rows)
+    return select_rows(snapshot_rows, now - ts <= OFF_SHIFT_S)
 
 
 def inspector_features(rows: list[dict], city: CityMap, lang_: str, tooltips: bool) -> dict[str, dict]:
@@ -171,9 +170,7 @@ def _in_area(rows: list[dict], city: CityMap, bounds, area) -> tuple[list[dict],
     xs, ys = city.projector.lonlat(lon, lat)
     (s, w), (n, e) = area
     inside = (xs >= w) & (xs <= e) & (ys >= s) & (ys <= n)
-    if isinstance(rows, InspectorRows):
-        return rows.take(inside), area
-    return [d for d, m in zip(rows, inside.tolist()) if m], area
+    return select_rows(rows, inside), area
 
 
 def _cells_update(city: CityMap, rows: list[dict], state: dict, zoom, bounds, version: int, now: float,
