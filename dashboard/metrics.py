@@ -65,6 +65,9 @@ class LiveStateCollector:
         yield _labelled(CounterMetricFamily, "anjian_events_lost",
                         "Alert-engine stream events lost before the engine handled them, by reason.", "reason",
                         live.counters("events_lost"))
+        yield _labelled(CounterMetricFamily, "anjian_engine_events_skipped",
+                        "Alert-engine stream events read and not applied, by reason (unknown_sensor: a sensor "
+                        "deleted between the ingest and the engine).", "reason", live.counters("engine_skipped"))
         seq = live.counters("seq")
         yield _labelled(CounterMetricFamily, "anjian_sequence",
                         "Devices' message counters (seq): messages missing in gaps (lost before the ingest), "

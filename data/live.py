@@ -576,6 +576,11 @@ class LiveState:
         pipe.hset(self.key("events_lost"), mapping={"at": repr(time.time()), "reason": reason})
         pipe.execute()
 
+    def count_engine_skipped(self, reason: str, n: int = 1) -> None:
+        """``n`` stream events the alert engine read and did not apply, for ``reason``
+        (``unknown_sensor``: a sensor SQL no longer has): counted (``/metrics``)."""
+        self.r.hincrby(self.key("metrics", "engine_skipped"), reason, n)
+
     def events_lost(self) -> tuple[dict[str, int], float | None]:
         """Lost events by reason, and when the last loss was noticed (None: never)."""
         at = self.r.hget(self.key("events_lost"), "at")

@@ -377,10 +377,22 @@ class AlertEngine:
                           entry_id, late=f.get("late") != "0", lane=lane)
 
     def _sensor_info(self, sid: str):
-        info = self.registry.sensors.get(sid)
+        """The sensor's registry entry; None (logged and counted) for one SQL does not know.
+
+        The ingest let the event in because its registry had the sensor, so a miss
+        here is most often a sensor imported a moment ago: reload at once, even within
+        MIN_RELOAD_INTERVAL_S of the last load when SQL has it (that load may have
+        read SQL just before the import committed), as the ingest does."""
+        reg = self.registry
+        info = reg.sensors.get(sid)
         if info is None:
-            self.registry.maybe_refresh(unknown_seen=True)
-            info = self.registry.sensors.get(sid)
+            if not reg.maybe_refresh(unknown_seen=True) and reg.any_registered(sensors=[sid]):
+                reg.load()
+            info = reg.sensors.get(sid)
+            if info is None:
+                log.warning("alert engine: gas event for sensor %r, which is not registered (deleted since the "
+                            "ingest took it?); not applied", sid)
+                self.live.count_engine_skipped("unknown_sensor")
         return info
 
     def _evaluate_gas(self, info, memory: SensorMemory | None, level: str, lel: float | None, ts: float,

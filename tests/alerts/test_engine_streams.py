@@ -21,7 +21,7 @@ from data.models import Alert
 from ingest.alert_engine import READ_COUNT
 from geo.types import GasReading
 from tests.alerts.test_engine_batch import alerts as alerts_of
-from tests.alerts.test_engine_batch import city, drain, ev, gas_alarms, memory, push  # noqa: F401 - fixture
+from tests.alerts.test_engine_batch import city, drain, ev, gas_alarms, memory, one_by_one, push  # noqa: F401 - fixture
 from tests.conftest import TEST_MQTT_URL
 
 
@@ -140,6 +140,38 @@ def test_events_lost_anyway_are_logged_counted_and_degrade_health(city, caplog):
     metrics = ctx.metrics.exposition().decode()
     assert f'anjian_events_lost_total{{reason="{LOST_PENDING}"}} 2' in metrics
     assert f'anjian_events_lost_total{{reason="{LOST_UNREAD}"}} 2' in metrics
+
+
+@pytest.mark.parametrize("path", ["batch", "one by one"])
+def test_an_alarm_of_a_sensor_imported_just_after_the_engines_reload_opens_its_alert(city, caplog, path):
+    """The README's parts walk (CI, stop 31): `import sensors`, then at once a gas
+    alarm of an imported detector.  The ingest reloaded its registry and took the
+    alarm; the engine had loaded its own less than MIN_RELOAD_INTERVAL_S before
+    (a background refresh that read SQL before the import committed) and dropped
+    the event without a word.  It reloads when SQL has the sensor, and counts and
+    logs an event of a sensor SQL does not have."""
+    from data.models import Sensor
+    from sqlalchemy import insert
+    eng = city["alert_engine"]
+    assert time.monotonic() - eng.registry.loaded_at < 2.0  # the fixture has just loaded it
+    with city["engine"].begin() as conn:
+        conn.execute(insert(Sensor), [{"id": "SAMPLE-S01", "enterprise_id": "E1", "lat": 22.62, "lon": 114.02,
+                                       "street_id": "ST1", "grid_id": "G1"}])
+    t = time.time()
+    events = [ev("SAMPLE-S01", t, "high", 62.0), ev("GONE-S99", t, "high", 70.0)]
+    with caplog.at_level(logging.WARNING, logger="ingest.alert_engine"):
+        if path == "batch":
+            push(city, events)
+            drain(city)
+        else:
+            one_by_one(city, events)
+    assert open_gas_alarms(city) == {"SAMPLE-S01": 1}
+    assert eng.live.counters("engine_skipped") == {"unknown_sensor": 1}
+    assert sum("GONE-S99" in m and "not registered" in m for m in caplog.messages) == 1
+    ctx = _web(city)
+    ctx.live.heartbeat("w1", lag_s=0.0, queue=0)
+    assert ctx.health()["status"] == "ok", "a deleted sensor's event is no loss of the engine's"
+    assert 'anjian_engine_events_skipped_total{reason="unknown_sensor"} 1' in ctx.metrics.exposition().decode()
 
 
 def test_the_writers_memory_ceiling_counts_what_it_trims(city):
