@@ -356,7 +356,8 @@ def test_the_readme_parts_section_line_by_line(tmp_path):
                 procs.check_alive()
                 time.sleep(1)
             if line.startswith("curl"):
-                assert found, ("the gas alarm published with mosquitto_pub is not in", line, out.stdout[-2000:])
+                assert found, ("the gas alarm published with mosquitto_pub is not in", line, out.stdout[-2000:],
+                               {name: procs.output(name)[-1500:] for name in procs.logs})
                 alarm = found[0]
             ran.append((line, out.stdout))
         assert alarm is not None, "the block ends with a curl of the alerts"
