@@ -54,6 +54,7 @@ BENCHES: dict[str, tuple[str, list[str], list[str]]] = {
                    ["--scale", "city", "--passes", "400", "--threads", "32"]),
     "console_rows": ("bench_console_rows.py", ["--scale", "demo", "--inspectors", "5000", "--rounds", "10"],
                      ["--inspectors", "20000", "--rounds", "30"]),
+    "alarm_sql": ("bench_alarm_sql.py", ["--alarms", "40", "--burners", "4"], []),
     "overload": ("bench_overload.py", ["--minutes", "1", "--inspectors", "2000", "--no-browser"], ["--minutes", "10"]),
 }
 # Long: only with --full (or named in --only). The overload bench runs ten minutes of

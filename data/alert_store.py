@@ -188,6 +188,18 @@ class AlertStore:
         ).first()
         return None if row is None else (state_from_row(row), row.version)
 
+    def active_of(self, conn: Connection, alert_types: Iterable[str],
+                  subject: str) -> dict[str, tuple[AlertState, int]]:
+        """``active`` for several types of one subject in one query: type -> (alert, version)."""
+        rows = conn.execute(
+            select(Alert.__table__).where(Alert.type.in_(list(alert_types)), Alert.subject == subject,
+                                          Alert.state.in_(ACTIVE_STATES)).order_by(Alert.id.desc())
+        ).all()
+        out: dict[str, tuple[AlertState, int]] = {}
+        for row in rows:
+            out.setdefault(row.type, (state_from_row(row), row.version))
+        return out
+
     def supersede_overdue(self, conn: Connection, street_id: str, subject: str, day: str, now: float) -> list[int]:
         """Resolve the street's still-open overdue roll-ups of earlier days (outcome
         ``superseded``): the day's new one (``subject``) lists what is overdue now, and

@@ -36,13 +36,15 @@ def append(engine_or_conn: Engine | Connection, actor: str, action: str, target:
     """Append one entry; returns its hash.
 
     Given a Connection, the entry joins that transaction (so the audited change
-    and its entry commit or roll back together); it then cannot retry by itself.
+    and its entry commit or roll back together); it then cannot retry by itself:
+    a lost race raises IntegrityError, and the caller's transaction retries as a
+    whole (no savepoint: two round trips fewer on an alarm's way, which under a
+    shortage of CPU each wait for the database's process, bench/bench_alarm_sql.py).
     """
     at = time.time() if at is None else at
     detail_json = canonical_json(detail or {})
     if isinstance(engine_or_conn, Connection):
-        with engine_or_conn.begin_nested():
-            return _append_once(engine_or_conn, actor, action, target, detail_json, at)
+        return _append_once(engine_or_conn, actor, action, target, detail_json, at)
     for attempt in range(APPEND_RETRIES):
         try:
             with engine_or_conn.begin() as conn:
@@ -57,23 +59,22 @@ def append(engine_or_conn: Engine | Connection, actor: str, action: str, target:
 def append_many(conn: Connection, items: list[tuple[str, str, str | None, dict[str, Any] | None, float]]) -> str | None:
     """Append several entries ``(actor, action, target, detail, at)`` in ``conn``'s
     transaction, in order, chained on the current head: one read of the head and
-    one insert of all of them, where ``append`` costs a savepoint and two round
-    trips each (thousands of escalations due at once: bench/bench_escalation.py).
+    one insert of all of them, where ``append`` costs two round trips each
+    (thousands of escalations due at once: bench/bench_escalation.py).
     Returns the new head's hash (None when ``items`` is empty).  A concurrent
     appender that wins the race makes this insert fail on ``prev_hash``'s unique
     index, and the caller's transaction retries as a whole."""
     if not items:
         return None
-    with conn.begin_nested():
-        prev = conn.execute(select(AuditEntry.hash).order_by(AuditEntry.id.desc()).limit(1)).scalar() or GENESIS
-        rows = []
-        for actor, action, target, detail, at in items:
-            detail_json = canonical_json(detail or {})
-            h = entry_hash(prev, at, actor, action, target, detail_json)
-            rows.append({"at": at, "actor": actor, "action": action, "target": target, "detail": detail_json,
-                         "prev_hash": prev, "hash": h})
-            prev = h
-        conn.execute(insert(AuditEntry), rows)
+    prev = conn.execute(select(AuditEntry.hash).order_by(AuditEntry.id.desc()).limit(1)).scalar() or GENESIS
+    rows = []
+    for actor, action, target, detail, at in items:
+        detail_json = canonical_json(detail or {})
+        h = entry_hash(prev, at, actor, action, target, detail_json)
+        rows.append({"at": at, "actor": actor, "action": action, "target": target, "detail": detail_json,
+                     "prev_hash": prev, "hash": h})
+        prev = h
+    conn.execute(insert(AuditEntry), rows)
     return prev
 
 

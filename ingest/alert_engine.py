@@ -428,8 +428,8 @@ class AlertEngine:
             replayed = entry_id is not None and not self.store.first_time(conn, lane, sid, entry_id)
             if self._mark_readings and not late and not replayed:
                 replayed = not self.store.first_time(conn, "gas:reading", sid, f"{round(ts * 1e6)}-0")
-            gas = self.store.active(conn, GAS_ALARM, subject)
-            fault = self.store.active(conn, SENSOR_FAULT, subject)
+            found = self.store.active_of(conn, (GAS_ALARM, SENSOR_FAULT), subject)
+            gas, fault = found.get(GAS_ALARM), found.get(SENSOR_FAULT)
             versions = {x[0].id: x[1] for x in (gas, fault) if x is not None}
             d = self._evaluate_gas(info, memory, level, lel, ts, gas[0] if gas else None,
                                    fault[0] if fault else None)
@@ -444,16 +444,17 @@ class AlertEngine:
             return d
 
         d = self.store.run_tx(tx)
+        if changed:
+            # The screens first: the memory and the heard-again check below can wait.
+            self.store.notify(changed)
         if replayed:
             log.info("alert engine: gas event %s for %s was applied before; not counted again", entry_id, sid)
         if d.memory is not None:
             remember(d.memory)
         # A still-open offline alert learns the sensor is heard again.
         self._availability(info, ts, online=True, heard=True)
-        if changed:
-            self.store.notify(changed)
-            if d.new_alert is not None:
-                log.info("alert opened: %s for %s (%s)", d.new_alert.type, sid, d.reason)
+        if changed and d.new_alert is not None:
+            log.info("alert opened: %s for %s (%s)", d.new_alert.type, sid, d.reason)
 
     def _availability(self, info, ts: float, online: bool, heard: bool = False, entry_id: str | None = None,
                       lane: str = GAS_EVENTS) -> None:
