@@ -15,7 +15,7 @@ that way alone, repeatably:
   database (a PostgreSQL schema of its own, or a SQLite file) and the local Redis;
 - ``--burners`` processes spinning at nice 0, standing for the ingest, the web,
   the simulator and the browser (section 14's load average was 8-10);
-- ``--heartbeats`` normal readings a second of other sensors, and ``--alarms``
+- ``--heartbeats`` normal readings a second of ``--sensors`` other sensors, and ``--alarms``
   alarms at ``--rate`` a second, one sensor each, written into the lanes as the
   ingest writes them (``LiveState.apply_sensor_readings``).
 
@@ -46,7 +46,6 @@ sys.path.insert(0, str(ROOT))
 PG = os.environ.get("ANJIAN_BENCH_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 REDIS = os.environ.get("ANJIAN_BENCH_REDIS", "redis://127.0.0.1:6379/0")
 MQTT = os.environ.get("ANJIAN_BENCH_MQTT", "mqtt://127.0.0.1:1883")
-HEARTBEAT_SENSORS = 5000
 
 
 def pct(xs: list[float], p: float) -> float:
@@ -71,7 +70,10 @@ def main() -> int:
     ap.add_argument("--burners", type=int, default=8, help="processes spinning at nice 0")
     ap.add_argument("--alarms", type=int, default=120)
     ap.add_argument("--rate", type=float, default=4.0, help="alarms a second")
-    ap.add_argument("--heartbeats", type=float, default=800.0, help="normal readings a second of other sensors")
+    ap.add_argument("--heartbeats", type=float, default=830.0, help="normal readings a second of other sensors")
+    ap.add_argument("--sensors", type=int, default=50000,
+                    help="the other sensors, registered: the city's 50,000 detectors, whose heartbeats the engine "
+                         "reads and whose silence it sweeps")
     ap.add_argument("--nice-alerts", type=int, default=-5 if os.geteuid() == 0 else 0, metavar="N")
     args = ap.parse_args()
 
@@ -99,7 +101,7 @@ def main() -> int:
     r = redis.Redis.from_url(REDIS)
     live = LiveState(r, ns)
     alarm_ids = [f"ALM{i:05d}" for i in range(args.alarms)]
-    beat_ids = [f"HB{i:05d}" for i in range(HEARTBEAT_SENSORS)]
+    beat_ids = [f"HB{i:06d}" for i in range(args.sensors)]
     stop = multiprocessing.Event()
     burners = [multiprocessing.Process(target=burn, args=(stop,), daemon=True) for _ in range(args.burners)]
     proc = None
@@ -141,7 +143,7 @@ def main() -> int:
                 n, credit = int(credit), credit - int(credit)
                 if n:
                     now = time.time()
-                    batch = [GasReading(sensor_id=beat_ids[(k + i) % HEARTBEAT_SENSORS], ts=now, lel_pct=0.0,
+                    batch = [GasReading(sensor_id=beat_ids[(k + i) % len(beat_ids)], ts=now, lel_pct=0.0,
                                         ppm=None, alarm=None, batt_pct=None, source="bench",
                                         msg_id=f"hb-{k + i}") for i in range(n)]
                     hb_live.apply_sensor_readings(batch, ["normal"] * n)

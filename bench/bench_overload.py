@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/bench_overload.py [--minutes 10] [--inspectors 20000] [--fix-every-s 5]
         [--sensors 50000] [--heartbeat-s 60] [--alarm-every-s 1] [--db postgresql|sqlite] [--no-browser]
-        [--nice-alerts -5] [--profile DIR] [--partition [--nice-sensors -5]]
+        [--nice-alerts -5] [--profile DIR] [--partition [--nice-sensors -5]] [--nice-services N]
 
 Runs the system as production does, one process per part (docs/architecture.md,
 "Processes"), on the local Mosquitto (1883) and Redis (6379), and on a fresh
@@ -401,6 +401,38 @@ def prepare_city(db_url: str, ns: str, tmp: Path):
     return s, engine, city, token
 
 
+def renice_services(n: int) -> dict[int, int]:
+    """Set the nice value of every Mosquitto, Redis and PostgreSQL process (the
+    postmaster too, so that new backends inherit it) to ``n``; returns pid -> the
+    value before, for ``restore_nice``."""
+    before = {}
+    for name in ("mosquitto", "redis-server", "postgres"):
+        for pid in map(int, subprocess.run(["pgrep", "-x", name], capture_output=True, text=True).stdout.split()):
+            try:
+                before[pid] = os.getpriority(os.PRIO_PROCESS, pid)
+                os.setpriority(os.PRIO_PROCESS, pid, n)
+            except ProcessLookupError:
+                pass
+    if not before:
+        raise SystemExit("--nice-services: no mosquitto, redis-server or postgres process found")
+    return before
+
+
+def restore_nice(before: dict[int, int]) -> None:
+    for pid, value in before.items():
+        try:
+            os.setpriority(os.PRIO_PROCESS, pid, value)
+        except ProcessLookupError:
+            pass
+    # Backends forked meanwhile inherited the postmaster's value.
+    for pid in map(int, subprocess.run(["pgrep", "-x", "postgres"], capture_output=True, text=True).stdout.split()):
+        if pid not in before:
+            try:
+                os.setpriority(os.PRIO_PROCESS, pid, 0)
+            except ProcessLookupError:
+                pass
+
+
 def dom_latencies(rows: dict, alarms: Alarms) -> tuple[dict[str, float], int]:
     """sensor -> ms from publish to its row in the console (``rows``: the page's
     alert id -> first seen, ms); and rows seen in all."""
@@ -436,6 +468,9 @@ def main() -> int:
     ap.add_argument("--nice-sensors", type=int, default=None, metavar="N",
                     help="with --partition, run the gas detectors' ingest process at this nice value (default: as "
                          "--nice-alerts, as config/systemd/anjian-ingest-sensors@.service does)")
+    ap.add_argument("--nice-services", type=int, default=None, metavar="N",
+                    help="renice this machine's Mosquitto, Redis and PostgreSQL processes (the services on an "
+                         "alarm's way, which every part shares) to N for the run, and back after it (root)")
     ap.add_argument("--profile", type=Path, metavar="DIR",
                     help="run ingest and alerts under yappi (every thread, CPU clock; slows them) and write "
                          "their profiles to DIR")
@@ -455,6 +490,7 @@ def main() -> int:
     load = None
     hb_proc = None
     engine = None
+    reniced: dict[int, int] = {}
     try:
         t0 = time.perf_counter()
         s, engine, city, token = prepare_city(db_url, ns, tmp)
@@ -465,12 +501,15 @@ def main() -> int:
         if args.profile:
             args.profile.mkdir(parents=True, exist_ok=True)
         nice_sensors = args.nice_alerts if args.nice_sensors is None else args.nice_sensors
+        if args.nice_services is not None:
+            reniced = renice_services(args.nice_services)
         parts.start(args.profile, {"alerts": args.nice_alerts, "ingest-sensors": nice_sensors})
         settle(engine)
         print(f"city ({len(city.enterprises)} enterprises, {len(city.sensors)} detectors) on {args.db}, parts up, "
               f"in {time.perf_counter() - t0:.0f} s; logs in {tmp}", flush=True)
         print(f"uptime before: {os.popen('uptime').read().strip()}; alert engine at nice {args.nice_alerts}"
-              + (f", the detectors' ingest at nice {nice_sensors}" if args.partition else ""), flush=True)
+              + (f", the detectors' ingest at nice {nice_sensors}" if args.partition else "")
+              + (f", Mosquitto, Redis and PostgreSQL at nice {args.nice_services}" if reniced else ""), flush=True)
         # The load, from processes of its own.
         hb_started, hb_sent = ctx.Event(), ctx.Value("q", 0, lock=False)
         hb_proc = ctx.Process(target=heartbeat_publisher, args=(BROKER, ns, hb_sensors, args.heartbeat_s, hb_started,
@@ -568,6 +607,7 @@ def main() -> int:
         if load is not None:
             load["stop"].set()
         parts.stop()
+        restore_nice(reniced)
         if engine is not None:
             engine.dispose()
         keys = list(r.scan_iter(match=f"{ns}:*", count=1000))

@@ -21,7 +21,7 @@ import math
 import secrets
 import time
 from collections import Counter, defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 import orjson
@@ -45,6 +45,11 @@ HEAT_RES = 9  # live counters are kept at res 9; coarser ones are rolled up on r
 HEAT_TTL_S = 8 * 86400  # a week of rolling windows plus a day
 STATE_TTL_S = 2 * 86400  # an inspector silent for two days starts afresh
 WATCH_RETRIES = 20  # compare-and-set attempts before a batch gives up
+# One compare-and-set call writes at most this many visit states and bytes: a
+# call blocks Redis for its whole run (~15 ms per MB on a quiet machine), and the
+# alarms wait behind it (docs/benchmarks.md section 18).
+CAS_CHUNK_STATES = 500
+CAS_CHUNK_BYTES = 1 << 20
 # Visit states kept in memory (see GeoStore._load_states): a city's inspectors,
 # a few KB each.
 STATE_CACHE_MAX = 50_000
@@ -110,6 +115,21 @@ for i = 1, #rows do
 end
 return #rows
 """
+
+
+def _cas_chunks(advanced: list) -> Iterator[list]:
+    """``advanced`` (tuples whose sixth item is the state's body) in runs of at most
+    CAS_CHUNK_STATES states and CAS_CHUNK_BYTES bytes (a single larger state alone)."""
+    chunk: list = []
+    size = 0
+    for a in advanced:
+        if chunk and (len(chunk) >= CAS_CHUNK_STATES or size + len(a[5]) > CAS_CHUNK_BYTES):
+            yield chunk
+            chunk, size = [], 0
+        chunk.append(a)
+        size += len(a[5])
+    if chunk:
+        yield chunk
 
 
 def _ts(p: Ping) -> float:
@@ -180,39 +200,65 @@ class GeoStore:
         self._approaches(states, units)
 
     def _advance_all(self, by_insp, units, index):
-        """Fold each inspector's pings into its state; compare-and-set all of them at once.
+        """Fold each inspector's pings into its state; compare-and-set them in chunks.
 
         States are stored as ``"<rev>|<json>"``.  One Lua call reads them (see
-        _load_states); one Lua call writes them all only if every rev is still
-        the one read (else nothing is written, and we read again).  This
-        replaced WATCH/MULTI with a SET per inspector, whose replies cost a
-        third of the geo engine."""
+        _load_states); one Lua call per chunk (``_cas_chunks``: at most
+        CAS_CHUNK_STATES states and CAS_CHUNK_BYTES) writes its states only if
+        every rev is still the one read (else nothing of that chunk is written,
+        and its inspectors are read and advanced again).  This replaced
+        WATCH/MULTI with a SET per inspector, whose replies cost a third of the
+        geo engine.  One call for the whole batch blocked Redis, and every
+        client behind it, for 0.2 s on a quiet machine and up to 0.7 s at ten
+        times a city (3,000 states of ~13 KB); the alarms' way goes through the
+        same Redis (docs/benchmarks.md section 18).
+
+        Each inspector's state is its own: a chunk written stays written.  When a
+        later chunk fails (Redis gone), the events of the chunks written are
+        applied before the error goes up, so that the batch read again (its
+        pings then redeliveries to those states) loses no visit."""
         ids = sorted(by_insp)
-        keys = [self.key("visit", i) for i in ids]
-        ordered = [sorted(by_insp[i], key=_ts) for i in ids]
-        at = self._batch_at(ordered, index)
+        ordered = {i: sorted(by_insp[i], key=_ts) for i in ids}
+        at = dict(zip(ids, self._batch_at([ordered[i] for i in ids], index)))
+        new_states: dict[str, dict] = {}
+        events: list = []
+        pending = ids
         for attempt in range(WATCH_RETRIES):
-            loaded = self._load_states(ids, keys)
-            new_states, events, rows, bodies, revs = {}, [], [], [], []
-            for i, k, (rev, state), ps, ps_at in zip(ids, keys, loaded, ordered, at):
-                st, ev = advance(state, ps, index.nearby, self.params, unit_id=units[i], consume=True, at=ps_at)
-                new_states[i] = st
-                events += ev
+            keys = [self.key("visit", i) for i in pending]
+            loaded = self._load_states(pending, keys)
+            advanced = []
+            for i, k, (rev, state) in zip(pending, keys, loaded):
+                st, ev = advance(state, ordered[i], index.nearby, self.params, unit_id=units[i], consume=True,
+                                 at=at[i])
                 nxt = _next_rev(rev)
-                body = b"%d|%b" % (nxt, orjson.dumps(st))
-                rows.append((k, rev, len(body)))
-                bodies.append(body)
-                revs.append(nxt)
-            conflicts = self._cas(keys=[self.ns], args=[STATE_TTL_S, orjson.dumps(rows), b"".join(bodies)])
-            if not conflicts:
-                now = time.monotonic()
-                if len(self._states) + len(ids) > STATE_CACHE_MAX:
-                    self._states.clear()
-                for i, nxt in zip(ids, revs):
-                    self._states[i] = (nxt, new_states[i], now)
+                advanced.append((i, k, rev, st, ev, b"%d|%b" % (nxt, orjson.dumps(st)), nxt))
+            retry: list[str] = []
+            try:
+                for chunk in _cas_chunks(advanced):
+                    rows = [(k, rev, len(body)) for _, k, rev, _, _, body, _ in chunk]
+                    conflicts = self._cas(keys=[self.ns],
+                                          args=[STATE_TTL_S, orjson.dumps(rows), b"".join(a[5] for a in chunk)])
+                    if conflicts:
+                        retry += [a[0] for a in chunk]
+                        continue
+                    now = time.monotonic()
+                    if len(self._states) + len(chunk) > STATE_CACHE_MAX:
+                        self._states.clear()
+                    for i, _, _, st, ev, _, nxt in chunk:
+                        self._states[i] = (nxt, st, now)
+                        new_states[i] = st
+                        events += ev
+            except Exception:
+                if events:
+                    self._apply_events(events)
+                raise
+            if not retry:
                 return new_states, events
+            pending = retry
             time.sleep(0.001 * (attempt + 1))
-        raise RuntimeError(f"visit state of {len(ids)} inspectors kept changing under {WATCH_RETRIES} retries")
+        if events:
+            self._apply_events(events)
+        raise RuntimeError(f"visit state of {len(pending)} inspectors kept changing under {WATCH_RETRIES} retries")
 
     def _load_states(self, ids: list[str], keys: list[str]) -> list[tuple[int, dict | None]]:
         """(rev, state) per inspector, for ``advance(consume=True)``.
@@ -220,7 +266,7 @@ class GeoStore:
         A state this worker wrote last is used as it is, without asking Redis:
         the compare-and-set that follows checks its rev, and on a conflict the
         next attempt reads every state afresh.  Only the others are read, in
-        one Lua call.  Reading and decoding every state per batch (MGET of
+        one Lua call per CAS_CHUNK_STATES.  Reading and decoding every state per batch (MGET of
         ~500 keys, RESP parsing, orjson) was about a fifth of the geo engine
         in the profile.  Held states are taken out while in use and put back
         only after a successful write, so a failed or conflicting attempt never
@@ -238,9 +284,10 @@ class GeoStore:
             else:
                 out.append(None)
                 missing.append(n)
-        if missing:
-            reply = orjson.loads(self._read(keys=[self.ns], args=[orjson.dumps([keys[n] for n in missing])]))
-            for n, v in zip(missing, reply):
+        for c in range(0, len(missing), CAS_CHUNK_STATES):
+            part = missing[c:c + CAS_CHUNK_STATES]
+            reply = orjson.loads(self._read(keys=[self.ns], args=[orjson.dumps([keys[n] for n in part])]))
+            for n, v in zip(part, reply):
                 if v:
                     head, _, body = v.partition("|")
                     out[n] = (int(head), orjson.loads(body))

@@ -371,8 +371,12 @@ return cjson.encode(out)
 """
 _FIX_FIELDS = ("ts", "lat", "lon", "acc", "speed", "batt", "src")
 _SENSOR_FIELDS = ("ts", "level", "lel", "ppm", "alarm", "batt", "src")
-# Ids per script call: one call blocks Redis for ~1 ms per thousand hashes.
-_READ_CHUNK = 5000
+# Ids per script call, and fixes per call of the ingest's script: a script blocks
+# Redis, and every client behind it (the alarms' way too), for its whole run.
+# 5,000 hashes took 25-34 ms on a quiet machine and up to 0.67 s at ten times a
+# city, a batch of 3,000 fixes up to 0.4 s (docs/benchmarks.md section 18).
+_READ_CHUNK = 500
+_APPLY_CHUNK = 500
 
 
 def _f(v: bytes | str | None) -> float | None:
@@ -456,9 +460,12 @@ class LiveState:
             return []
         rows = [(p.inspector_id, p.ts, p.lat, p.lon, _s(p.acc_m), _s(p.speed_mps), _s(p.batt_pct), p.source,
                  p.msg_id or "") for p in pings]
-        reply = self._apply_pings(keys=[self.ns], args=[self.msg_id_ttl_s, orjson.dumps(rows), self.msg_id_cap,
-                                                        repr(time.time())])
-        return [c - 48 for c in reply]  # b"0012" -> [0, 0, 1, 2]
+        out: list[int] = []
+        for k in range(0, len(rows), _APPLY_CHUNK):
+            reply = self._apply_pings(keys=[self.ns], args=[self.msg_id_ttl_s, orjson.dumps(rows[k:k + _APPLY_CHUNK]),
+                                                            self.msg_id_cap, repr(time.time())])
+            out += [c - 48 for c in reply]  # b"0012" -> [0, 0, 1, 2]
+        return out
 
     # --- durability: replicas (docs/deploy.md, "Redis Cluster") ---------------------
     def primary(self) -> str:

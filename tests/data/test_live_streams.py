@@ -143,3 +143,32 @@ def test_msg_ids_are_remembered_per_device_within_a_bound(settings, redis_client
     assert live.apply_sensor_readings(r, ["normal"])[0][0] == 0
     assert live.apply_sensor_readings(r, ["normal"])[0][0] == DUPLICATE
     assert redis_client.zcard(live.key("msgid", "s", "S1")) == 1
+
+
+def test_a_big_batch_of_fixes_goes_in_short_script_calls_with_the_same_outcome(settings, redis_client):
+    """A script holds Redis, and every client behind it (the alarms too), for its whole
+    run: a batch of 1,200 fixes goes in calls of at most 500, and a fix repeated
+    across a call's edge, or older than one in an earlier call, is told apart as in
+    one call."""
+    from data.live import APPLIED, OLDER
+    live = LiveState(redis_client, settings.redis_namespace)
+    now = time.time()
+    pings = [Ping(inspector_id=f"I{i % 700}", ts=now + i, lat=22.6, lon=114.0, msg_id=f"m{i}") for i in range(1200)]
+    pings[600] = Ping(inspector_id="I10", ts=now + 10, lat=22.6, lon=114.0, msg_id="m10")  # I10's fix again
+    pings[650] = Ping(inspector_id="I0", ts=now - 5, lat=22.7, lon=114.1, msg_id="late")  # older than I0's first
+    sizes: list[int] = []
+    script = live._apply_pings
+
+    def counting(keys, args):
+        import orjson
+        sizes.append(len(orjson.loads(args[1])))
+        return script(keys=keys, args=args)
+
+    live._apply_pings = counting
+    codes = live.apply_pings(pings)
+    assert sizes == [500, 500, 200]
+    assert codes[600] == DUPLICATE and codes[650] == OLDER
+    assert codes.count(APPLIED) == 1198
+    fixes = live.inspector_fixes([f"I{i}" for i in range(700)])  # in reads of at most 500 too
+    assert len(fixes) == 698, "I600 and I650 sent only the fixes replaced above"
+    assert fixes["I0"].ts == now + 700 and fixes["I10"].ts == now + 710

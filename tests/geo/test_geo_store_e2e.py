@@ -281,3 +281,94 @@ def test_a_geo_engine_that_fell_behind_takes_the_waiting_batches_together(settin
     finally:
         geo.gate.set()
         worker.stop()
+
+
+def six_workers_geo(settings, engine, redis_client) -> tuple[GeoStore, GeoStore]:
+    """``two_workers`` with inspectors I3..I6 registered too (units U1 and U2)."""
+    from sqlalchemy import insert
+
+    from data.models import Inspector
+    write_small_city(engine)
+    with engine.begin() as conn:
+        conn.execute(insert(Inspector), [{"id": f"I{n}", "name": f"检查员{n}", "unit_id": f"U{1 + n % 2}",
+                                          "owntracks_id": None} for n in range(3, 7)])
+    reg = Registry(engine)
+    reg.load()
+    return GeoStore(settings, engine, redis_client, reg), GeoStore(settings, engine, redis_client, reg)
+
+
+def _six_stays(t0: float) -> list[list[Ping]]:
+    """Six inspectors at E1 for 12 minutes and then away: batches of one fix each, by time."""
+    tracks = [stay(f"I{n}", t0, 12) + leave(f"I{n}", t0 + 12 * 60) for n in range(1, 7)]
+    return [[track[k] for track in tracks] for k in range(len(tracks[0]))]
+
+
+def test_states_are_written_in_chunks_and_a_conflicting_chunk_alone_goes_again(settings, engine, redis_client,
+                                                                                 monkeypatch):
+    """One compare-and-set call per CAS_CHUNK_STATES states, so that no call holds Redis
+    (and the alarms behind it) for long; a chunk whose state another worker changed is
+    read and advanced again alone, and every inspector still gets its one visit."""
+    import data.geo_store as gs
+    monkeypatch.setattr(gs, "CAS_CHUNK_STATES", 2)
+    a, b = six_workers_geo(settings, engine, redis_client)
+    calls: list[tuple[list[str], bool]] = []
+    cas = a._cas
+
+    def counting(keys, args):
+        out = cas(keys=keys, args=args)
+        calls.append(([row[0].rsplit(":", 1)[1] for row in orjson.loads(args[1])], bool(out)))
+        return out
+
+    a._cas = counting
+    t0 = time.time() - 4 * 3600
+    batches = _six_stays(t0)
+    a.process(batches[0])
+    assert [ids for ids, _ in calls] == [["I1", "I2"], ["I3", "I4"], ["I5", "I6"]]
+    for k, batch in enumerate(batches[1:], 1):
+        if k == 3:
+            b.process([p for p in batches[k] if p.inspector_id == "I3"])  # a's held state of I3 is now stale
+            batch = [p for p in batch if p.inspector_id != "I3"] + [p for p in batches[k + 1] if p.inspector_id == "I3"]
+        if k == 4:
+            batch = [p for p in batch if p.inspector_id != "I3"]
+        calls.clear()
+        a.process(batch)
+        if k == 3:
+            assert calls == [(["I1", "I2"], False), (["I3", "I4"], True), (["I5", "I6"], False),
+                             (["I3", "I4"], False)], "the conflicting chunk alone goes again"
+    rows = visits(engine)
+    assert sorted((r.inspector_id, r.ended) for r in rows) == [(f"I{n}", True) for n in range(1, 7)]
+    assert [r.start_ts for r in rows] == pytest.approx([t0] * 6)
+
+
+def test_a_redis_failure_after_some_chunks_loses_no_visit(settings, engine, redis_client, monkeypatch):
+    """Redis fails on the second chunk's call: the first chunk's states are written, so
+    its visit events are applied before the error goes up; the batch read again then
+    adds each visit once."""
+    import redis as redis_lib
+
+    import data.geo_store as gs
+    monkeypatch.setattr(gs, "CAS_CHUNK_STATES", 2)
+    a, _ = six_workers_geo(settings, engine, redis_client)
+    t0 = time.time() - 4 * 3600
+    batches = _six_stays(t0)
+    last = len(batches) - 1  # the fix far away after the gap ends every stay
+    for batch in batches[:last]:
+        a.process(batch)
+    assert visits(engine) and not any(r.ended for r in visits(engine))
+    cas, n = a._cas, []
+
+    def failing_second(keys, args):
+        n.append(1)
+        if len(n) == 2:
+            raise redis_lib.ConnectionError("the connection dropped")
+        return cas(keys=keys, args=args)
+
+    a._cas = failing_second
+    with pytest.raises(redis_lib.ConnectionError):
+        a.process(batches[last])
+    ended = {r.inspector_id for r in visits(engine) if r.ended}
+    assert ended == {"I1", "I2"}, "the written chunk's visits ended with it"
+    a._cas = cas
+    a.process(batches[last])  # the worker reads the batch again
+    rows = visits(engine)
+    assert sorted((r.inspector_id, r.ended) for r in rows) == [(f"I{n}", True) for n in range(1, 7)]
