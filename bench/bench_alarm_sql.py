@@ -12,7 +12,8 @@ that way alone, repeatably:
 
 - the alert engine as production runs it (``app.py alerts``, a process of its own,
   at ``--nice-alerts``, -5 as its systemd unit when run as root), on a fresh
-  database (a PostgreSQL schema of its own, or a SQLite file) and the local Redis;
+  database (a PostgreSQL database of its own, dropped after, or a SQLite file) and
+  the local Redis;
 - ``--burners`` processes spinning at nice 0, standing for the ingest, the web,
   the simulator and the browser (section 14's load average was 8-10);
 - ``--heartbeats`` normal readings a second of ``--sensors`` other sensors, and ``--alarms``
@@ -43,14 +44,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-PG = os.environ.get("ANJIAN_BENCH_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
-REDIS = os.environ.get("ANJIAN_BENCH_REDIS", "redis://127.0.0.1:6379/0")
-MQTT = os.environ.get("ANJIAN_BENCH_MQTT", "mqtt://127.0.0.1:1883")
-
-
-def pct(xs: list[float], p: float) -> float:
-    xs = sorted(xs)
-    return xs[min(len(xs) - 1, int(round(p / 100 * (len(xs) - 1))))]
+from bench_escalation import MQTT, REDIS, pct  # noqa: E402 - the same services and percentile
+from bench_overload import make_database  # noqa: E402
 
 
 def burn(stop) -> None:
@@ -78,7 +73,7 @@ def main() -> int:
     args = ap.parse_args()
 
     import redis
-    from sqlalchemy import insert, select, text
+    from sqlalchemy import insert, select
 
     from data.db import make_engine, migrate
     from data.live import GAS_ALARMS, LiveState
@@ -88,15 +83,7 @@ def main() -> int:
 
     ns = "bals" + uuid.uuid4().hex[:8]
     tmp = Path(tempfile.mkdtemp(prefix="bench-alarm-sql-"))
-    admin = schema = None
-    if args.db == "postgresql":
-        schema = "s" + ns
-        admin = make_engine(PG)
-        with admin.begin() as c:
-            c.execute(text(f'CREATE SCHEMA "{schema}"'))
-        db_url = f"{PG}?options=-csearch_path%3D{schema}"
-    else:
-        db_url = f"sqlite:///{tmp / 'anjian.sqlite3'}"
+    db_url, drop_db = make_database(args.db, ns, tmp)
     engine = make_engine(db_url)
     r = redis.Redis.from_url(REDIS)
     live = LiveState(r, ns)
@@ -204,10 +191,7 @@ def main() -> int:
             except subprocess.TimeoutExpired:
                 proc.kill()
         engine.dispose()
-        if admin is not None:
-            with admin.begin() as c:
-                c.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-            admin.dispose()
+        drop_db()
         for key in r.scan_iter(f"{ns}:*", count=1000):
             r.delete(key)
 
