@@ -182,11 +182,8 @@ class AlertStore:
         }
 
     def active(self, conn: Connection, alert_type: str, subject: str) -> tuple[AlertState, int] | None:
-        row = conn.execute(
-            select(Alert.__table__).where(Alert.type == alert_type, Alert.subject == subject,
-                                          Alert.state.in_(ACTIVE_STATES)).order_by(Alert.id.desc()).limit(1)
-        ).first()
-        return None if row is None else (state_from_row(row), row.version)
+        """The subject's newest alert of ``alert_type`` in ``ACTIVE_STATES``, and its version."""
+        return self.active_of(conn, (alert_type,), subject).get(alert_type)
 
     def active_of(self, conn: Connection, alert_types: Iterable[str],
                   subject: str) -> dict[str, tuple[AlertState, int]]:
