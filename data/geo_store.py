@@ -265,10 +265,10 @@ class GeoStore:
 
         A state this worker wrote last is used as it is, without asking Redis:
         the compare-and-set that follows checks its rev, and on a conflict the
-        next attempt reads every state afresh.  Only the others are read, in
-        one Lua call per CAS_CHUNK_STATES.  Reading and decoding every state per batch (MGET of
-        ~500 keys, RESP parsing, orjson) was about a fifth of the geo engine
-        in the profile.  Held states are taken out while in use and put back
+        next attempt reads every state afresh.  Only the others are read, one
+        Lua call per CAS_CHUNK_STATES of them.  Reading and decoding every state
+        per batch (MGET of ~500 keys, RESP parsing, orjson) was about a fifth of
+        the geo engine in the profile.  Held states are taken out while in use and put back
         only after a successful write, so a failed or conflicting attempt never
         leaves a half-advanced state behind.  A held state older than the
         states' TTL is not trusted (its key may have expired and started
