@@ -12,12 +12,12 @@ from pathlib import Path
 import time
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import insert, select
 
 from dashboard.context import WebContext
 from data.engine_streams import GROUP
 from data.live import GAS_EVENTS_MAXLEN, LOST_PENDING, LOST_TRIMMED, LOST_UNREAD, LiveState
-from data.models import Alert
+from data.models import Alert, Sensor
 from ingest.alert_engine import READ_COUNT
 from geo.types import GasReading
 from tests.alerts.test_engine_batch import alerts as alerts_of
@@ -150,8 +150,6 @@ def test_an_alarm_of_a_sensor_imported_just_after_the_engines_reload_opens_its_a
     (a background refresh that read SQL before the import committed) and dropped
     the event without a word.  It reloads when SQL has the sensor, and counts and
     logs an event of a sensor SQL does not have."""
-    from data.models import Sensor
-    from sqlalchemy import insert
     eng = city["alert_engine"]
     assert time.monotonic() - eng.registry.loaded_at < 2.0  # the fixture has just loaded it
     with city["engine"].begin() as conn:

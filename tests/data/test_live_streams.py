@@ -8,9 +8,12 @@ from __future__ import annotations
 import threading
 import time
 
+import orjson
+
 from alerts.escalation import Ladder
 from data.alert_store import AlertStore
-from data.live import GAS_EVENTS_GROUP, GAS_EVENTS_MAXLEN, LOST_TRIMMED, MSG_ID_CAP, DUPLICATE, LiveState
+from data.live import (APPLIED, DUPLICATE, GAS_EVENTS_GROUP, GAS_EVENTS_MAXLEN, LOST_TRIMMED, MSG_ID_CAP, OLDER,
+                       LiveState)
 from geo.types import GasReading, Ping
 
 
@@ -150,7 +153,6 @@ def test_a_big_batch_of_fixes_goes_in_short_script_calls_with_the_same_outcome(s
     run: a batch of 1,200 fixes goes in calls of at most 500, and a fix repeated
     across a call's edge, or older than one in an earlier call, is told apart as in
     one call."""
-    from data.live import APPLIED, OLDER
     live = LiveState(redis_client, settings.redis_namespace)
     now = time.time()
     pings = [Ping(inspector_id=f"I{i % 700}", ts=now + i, lat=22.6, lon=114.0, msg_id=f"m{i}") for i in range(1200)]
@@ -160,7 +162,6 @@ def test_a_big_batch_of_fixes_goes_in_short_script_calls_with_the_same_outcome(s
     script = live._apply_pings
 
     def counting(keys, args):
-        import orjson
         sizes.append(len(orjson.loads(args[1])))
         return script(keys=keys, args=args)
 

@@ -8,10 +8,12 @@ import time
 
 import orjson
 import pytest
-from sqlalchemy import func, select
+import redis
+from sqlalchemy import func, insert, select
 
+import data.geo_store as gs
 from data.geo_store import GeoStore
-from data.models import Enterprise
+from data.models import Enterprise, Inspector
 from data.models import Visit as VisitRow
 from data.registry import Registry
 from geo.types import Ping
@@ -283,11 +285,8 @@ def test_a_geo_engine_that_fell_behind_takes_the_waiting_batches_together(settin
         worker.stop()
 
 
-def six_workers_geo(settings, engine, redis_client) -> tuple[GeoStore, GeoStore]:
+def two_workers_six_inspectors(settings, engine, redis_client) -> tuple[GeoStore, GeoStore]:
     """``two_workers`` with inspectors I3..I6 registered too (units U1 and U2)."""
-    from sqlalchemy import insert
-
-    from data.models import Inspector
     write_small_city(engine)
     with engine.begin() as conn:
         conn.execute(insert(Inspector), [{"id": f"I{n}", "name": f"检查员{n}", "unit_id": f"U{1 + n % 2}",
@@ -308,9 +307,8 @@ def test_states_are_written_in_chunks_and_a_conflicting_chunk_alone_goes_again(s
     """One compare-and-set call per CAS_CHUNK_STATES states, so that no call holds Redis
     (and the alarms behind it) for long; a chunk whose state another worker changed is
     read and advanced again alone, and every inspector still gets its one visit."""
-    import data.geo_store as gs
     monkeypatch.setattr(gs, "CAS_CHUNK_STATES", 2)
-    a, b = six_workers_geo(settings, engine, redis_client)
+    a, b = two_workers_six_inspectors(settings, engine, redis_client)
     calls: list[tuple[list[str], bool]] = []
     cas = a._cas
 
@@ -344,11 +342,8 @@ def test_a_redis_failure_after_some_chunks_loses_no_visit(settings, engine, redi
     """Redis fails on the second chunk's call: the first chunk's states are written, so
     its visit events are applied before the error goes up; the batch read again then
     adds each visit once."""
-    import redis as redis_lib
-
-    import data.geo_store as gs
     monkeypatch.setattr(gs, "CAS_CHUNK_STATES", 2)
-    a, _ = six_workers_geo(settings, engine, redis_client)
+    a, _ = two_workers_six_inspectors(settings, engine, redis_client)
     t0 = time.time() - 4 * 3600
     batches = _six_stays(t0)
     last = len(batches) - 1  # the fix far away after the gap ends every stay
@@ -360,11 +355,11 @@ def test_a_redis_failure_after_some_chunks_loses_no_visit(settings, engine, redi
     def failing_second(keys, args):
         n.append(1)
         if len(n) == 2:
-            raise redis_lib.ConnectionError("the connection dropped")
+            raise redis.ConnectionError("the connection dropped")
         return cas(keys=keys, args=args)
 
     a._cas = failing_second
-    with pytest.raises(redis_lib.ConnectionError):
+    with pytest.raises(redis.ConnectionError):
         a.process(batches[last])
     ended = {r.inspector_id for r in visits(engine) if r.ended}
     assert ended == {"I1", "I2"}, "the written chunk's visits ended with it"
