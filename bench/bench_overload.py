@@ -401,36 +401,39 @@ def prepare_city(db_url: str, ns: str, tmp: Path):
     return s, engine, city, token
 
 
+def _pids(name: str) -> list[int]:
+    return [int(p) for p in subprocess.run(["pgrep", "-x", name], capture_output=True, text=True).stdout.split()]
+
+
+def _renice(pid: int, n: int) -> int | None:
+    """Set ``pid``'s nice value to ``n``; its value before (None: it has exited)."""
+    try:
+        before = os.getpriority(os.PRIO_PROCESS, pid)
+        os.setpriority(os.PRIO_PROCESS, pid, n)
+        return before
+    except ProcessLookupError:
+        return None
+
+
 def renice_services(n: int) -> dict[int, int]:
     """Set the nice value of every Mosquitto, Redis and PostgreSQL process (the
     postmaster too, so that new backends inherit it) to ``n``; returns pid -> the
     value before, for ``restore_nice``."""
-    before = {}
-    for name in ("mosquitto", "redis-server", "postgres"):
-        for pid in map(int, subprocess.run(["pgrep", "-x", name], capture_output=True, text=True).stdout.split()):
-            try:
-                before[pid] = os.getpriority(os.PRIO_PROCESS, pid)
-                os.setpriority(os.PRIO_PROCESS, pid, n)
-            except ProcessLookupError:
-                pass
+    before = {pid: v for name in ("mosquitto", "redis-server", "postgres") for pid in _pids(name)
+              if (v := _renice(pid, n)) is not None}
     if not before:
         raise SystemExit("--nice-services: no mosquitto, redis-server or postgres process found")
     return before
 
 
 def restore_nice(before: dict[int, int]) -> None:
+    """Each reniced process back to its value before; backends forked meanwhile (which
+    inherited the postmaster's) to 0."""
     for pid, value in before.items():
-        try:
-            os.setpriority(os.PRIO_PROCESS, pid, value)
-        except ProcessLookupError:
-            pass
-    # Backends forked meanwhile inherited the postmaster's value.
-    for pid in map(int, subprocess.run(["pgrep", "-x", "postgres"], capture_output=True, text=True).stdout.split()):
+        _renice(pid, value)
+    for pid in _pids("postgres"):
         if pid not in before:
-            try:
-                os.setpriority(os.PRIO_PROCESS, pid, 0)
-            except ProcessLookupError:
-                pass
+            _renice(pid, 0)
 
 
 def dom_latencies(rows: dict, alarms: Alarms) -> tuple[dict[str, float], int]:
