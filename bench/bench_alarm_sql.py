@@ -73,7 +73,7 @@ def main() -> int:
     args = ap.parse_args()
 
     import redis
-    from sqlalchemy import insert, select
+    from sqlalchemy import func, insert, select
 
     from data.db import make_engine, migrate
     from data.live import GAS_ALARMS, LiveState
@@ -147,8 +147,8 @@ def main() -> int:
         give_up = time.time() + 60
         while time.time() < give_up:
             with engine.connect() as conn:
-                n = conn.execute(select(Alert.id).where(Alert.type == "gas_alarm")).all()
-            if len(n) >= args.alarms:
+                n = conn.execute(select(func.count()).where(Alert.type == "gas_alarm")).scalar_one()
+            if n >= args.alarms:
                 break
             time.sleep(0.5)
         hb_stop.set()
