@@ -68,6 +68,9 @@ class LiveStateCollector:
         yield _labelled(CounterMetricFamily, "anjian_engine_events_skipped",
                         "Alert-engine stream events read and not applied, by reason (unknown_sensor: a sensor "
                         "deleted between the ingest and the engine).", "reason", live.counters("engine_skipped"))
+        yield _labelled(CounterMetricFamily, "anjian_visit_states_discarded",
+                        "Inspectors' visit states the geo engine could not read and started afresh, by reason.",
+                        "reason", live.counters("visit_states_discarded"))
         seq = live.counters("seq")
         yield _labelled(CounterMetricFamily, "anjian_sequence",
                         "Devices' message counters (seq): messages missing in gaps (lost before the ingest), "

@@ -37,7 +37,7 @@ from geo.duplicates import classify, detect_approach
 from geo.heat import hour_bucket, hour_buckets_of
 from geo.index import EnterpriseIndex
 from geo.types import Ping, Visit
-from geo.visits import VisitParams, advance, recent_pings
+from geo.visits import VisitParams, advance, pack, recent_pings, unpack
 
 log = logging.getLogger(__name__)
 
@@ -231,7 +231,7 @@ class GeoStore:
                 st, ev = advance(state, ordered[i], index.nearby, self.params, unit_id=units[i], consume=True,
                                  at=at[i])
                 nxt = _next_rev(rev)
-                advanced.append((i, k, rev, st, ev, b"%d|%b" % (nxt, orjson.dumps(st)), nxt))
+                advanced.append((i, k, rev, st, ev, b"%d|%b" % (nxt, orjson.dumps(pack(st))), nxt))
             retry: list[str] = []
             try:
                 for chunk in _cas_chunks(advanced):
@@ -290,10 +290,28 @@ class GeoStore:
             for n, v in zip(part, reply):
                 if v:
                     head, _, body = v.partition("|")
-                    out[n] = (int(head), orjson.loads(body))
+                    out[n] = (int(head), self._decode_state(ids[n], body))
                 else:
                     out[n] = (0, None)
         return out  # type: ignore[return-value]
+
+    def _decode_state(self, inspector_id: str, body: str) -> dict | None:
+        """A stored visit state (``geo.visits.unpack``), or None when it cannot be read.
+
+        An unreadable state (damaged, or of a format this version does not know)
+        is logged and counted (``anjian_visit_states_discarded_total``), and the
+        inspector starts afresh: its open stays are lost, not every fix of the
+        next two days (STATE_TTL_S)."""
+        try:
+            state = unpack(orjson.loads(body))
+            if not isinstance(state.get("buf"), list):
+                raise ValueError("no buffer")
+            return state
+        except (ValueError, TypeError, KeyError, AttributeError, IndexError) as e:
+            log.error("visit state of inspector %s is unreadable (%s: %s); it starts afresh",
+                      inspector_id, type(e).__name__, e)
+            self.r.hincrby(self.key("metrics", "visit_states_discarded"), "unreadable", 1)
+            return None
 
     def _batch_at(self, ordered: list[list[Ping]], index: EnterpriseIndex) -> list[list[list[str]]]:
         """For every fix of the batch, the enterprises it is at (``advance``'s ``at``),

@@ -13,10 +13,12 @@ from sqlalchemy import func, insert, select
 
 import data.geo_store as gs
 from data.geo_store import GeoStore
+from data.live import LiveState
 from data.models import Enterprise, Inspector
 from data.models import Visit as VisitRow
 from data.registry import Registry
 from geo.types import Ping
+from geo.visits import advance
 from ingest.worker import IngestWorker
 from tests.citykit import ENTERPRISE_A, write_small_city
 from tests.mqttkit import Publisher, wait_until
@@ -367,3 +369,34 @@ def test_a_redis_failure_after_some_chunks_loses_no_visit(settings, engine, redi
     a.process(batches[last])  # the worker reads the batch again
     rows = visits(engine)
     assert sorted((r.inspector_id, r.ended) for r in rows) == [(f"I{n}", True) for n in range(1, 7)]
+
+
+def test_a_state_stored_by_the_version_before_the_packed_form_is_continued(geo, engine, redis_client, settings):
+    """An upgrade: a visit state written unpacked (as before) is read and its stay goes on."""
+    t0 = time.time() - 4 * 3600
+    fixes = stay("I1", t0, 20) + leave("I1", t0 + 20 * 60)
+    before, _ = advance(None, fixes[:10], geo.ensure_index().nearby, geo.params, unit_id="U1")
+    assert before["buf"] and all(isinstance(e[4], list) for e in before["buf"])
+    key = f"{settings.redis_namespace}:visit:I1"
+    redis_client.set(key, b"7|" + orjson.dumps(before))
+    geo.process(fixes[10:])
+    rows = visits(engine)
+    assert [(r.enterprise_id, r.start_ts, r.end_ts) for r in rows] == [
+        ("E1", pytest.approx(t0), pytest.approx(t0 + 20 * 60))]
+    rev, _, body = redis_client.get(key).partition(b"|")
+    assert int(rev) != 7 and orjson.loads(body)["v"] == 2  # written back packed
+
+
+def test_an_unreadable_state_is_counted_and_the_inspector_starts_afresh(geo, engine, redis_client, settings,
+                                                                        caplog):
+    t0 = time.time() - 4 * 3600
+    key = f"{settings.redis_namespace}:visit:I1"
+    redis_client.set(key, b'3|{"v": 2, "buf": [[1.0, 22.5, 114.0, null, [9]]], "ids": []')  # cut short
+    fixes = stay("I1", t0, 20) + leave("I1", t0 + 20 * 60)
+    with caplog.at_level("ERROR", logger="data.geo_store"):
+        geo.process(fixes)
+    assert any("visit state of inspector I1 is unreadable" in r.getMessage() for r in caplog.records)
+    assert LiveState(redis_client, settings.redis_namespace).counters("visit_states_discarded") == {"unreadable": 1}
+    rows = visits(engine)
+    assert [(r.enterprise_id, r.start_ts) for r in rows] == [("E1", pytest.approx(t0))]
+    assert orjson.loads(redis_client.get(key).partition(b"|")[2])["v"] == 2
