@@ -1,5 +1,6 @@
-"""The visit states' stored size and their encoding cost: unpacked (as stored before)
-vs packed (each enterprise id once, ``geo.visits.pack``), in one run.
+"""The visit states' stored size and their encoding cost: as stored (``geo.visits``'s
+state, JSON) vs a packed form (each enterprise id once per state, ``pack`` below), in
+one run.  The packed form was measured and not adopted (docs/benchmarks.md section 19).
 
     .venv/bin/python bench/bench_visit_state.py [--scale city] [--inspectors 300] [--repeats 7]
 
@@ -9,13 +10,17 @@ dense streets count as often as they hold enterprises), with a fix every 5 s and
 ~10 m of jitter, one fix per ``advance`` call as the ingest sees a phone.  After each
 call, the state is what the geo engine writes to Redis (data/geo_store.py).
 
+The packed form: ``"ids"``, each enterprise id of the buffered fixes' lists once, and
+each fix's list as positions in it (``pack``; ``unpack`` reads it back).  Geo.visits
+stored it this way in commit b52af8d, where the overload pair of section 19 ran.
+
 Reported, for both forms:
 
 - the stored JSON's size over every call after the first two minutes (the buffer is
   full then): median, p95, max;
 - per state, the time to encode it (``orjson.dumps``, with ``pack`` for the packed form)
   and to decode it (``orjson.loads``, with ``unpack``), on the inspectors' last
-  states: the median over ``--repeats`` passes, and the ratio packed / unpacked.
+  states: the median over ``--repeats`` passes, and the ratio packed / as stored.
 
 Both forms are encoded from the same states in the same process, alternately.
 """
@@ -37,6 +42,25 @@ import orjson  # noqa: E402
 STEP_S = 5.0
 STAY_S = 300.0
 FULL_AFTER_S = 120.0  # lateness_max_s: the buffer holds two minutes of fixes
+
+
+def pack(state: dict) -> dict:
+    """The packed form of a visit state (not modified)."""
+    lists = [e[4] for e in state["buf"]]
+    ids = list(set().union(*lists))
+    where = dict(zip(ids, range(len(ids)))).__getitem__
+    # map() with a bound __getitem__ keeps the per-id work in C.
+    buf = [[e[0], e[1], e[2], e[3], list(map(where, e[4]))] for e in state["buf"]]
+    return {**state, "v": 2, "buf": buf, "ids": ids}
+
+
+def unpack(stored: dict) -> dict:
+    """The visit state of a packed form, in place."""
+    ids = stored.pop("ids")
+    for e in stored["buf"]:
+        e[4] = list(map(ids.__getitem__, e[4]))
+    stored["v"] = 1
+    return stored
 
 
 def pct(xs: list[float], q: float) -> float:
@@ -82,7 +106,7 @@ def main() -> int:
 
     from data.demo_city import generate_city
     from geo.index import EnterpriseIndex
-    from geo.visits import VisitParams, advance, pack, unpack
+    from geo.visits import VisitParams, advance
 
     city = generate_city(args.seed, args.scale)
     ent = city.enterprises.dropna(subset=["lat", "lon"])
@@ -109,12 +133,12 @@ def main() -> int:
 
     plain_bodies = [orjson.dumps(s) for s in last_states]
     packed_bodies = [orjson.dumps(pack(s)) for s in last_states]
-    enc = {"unpacked": [], "packed": []}
-    dec = {"unpacked": [], "packed": []}
+    enc = {"stored": [], "packed": []}
+    dec = {"stored": [], "packed": []}
     for _ in range(args.repeats):
-        enc["unpacked"].append(timed(orjson.dumps, last_states))
+        enc["stored"].append(timed(orjson.dumps, last_states))
         enc["packed"].append(timed(lambda s: orjson.dumps(pack(s)), last_states))
-        dec["unpacked"].append(timed(orjson.loads, plain_bodies))
+        dec["stored"].append(timed(orjson.loads, plain_bodies))
         dec["packed"].append(timed(lambda b: unpack(orjson.loads(b)), packed_bodies))
 
     # The packed form reads back to the very state.
@@ -128,15 +152,15 @@ def main() -> int:
     print()
     print("| form | size median | p95 | max | encode / state (median) | decode / state (median) |")
     print("|---|---|---|---|---|---|")
-    for name, sizes in (("unpacked (before)", sizes_plain), ("packed", sizes_packed)):
-        key = name.split()[0]
+    for name, sizes in (("as stored", sizes_plain), ("packed", sizes_packed)):
+        key = "stored" if name == "as stored" else "packed"
         print(f"| {name} | {statistics.median(sizes) / 1000:.1f} KB | {pct(sizes, 0.95) / 1000:.1f} KB | "
               f"{max(sizes) / 1000:.1f} KB | {statistics.median(enc[key]) * 1e6:.1f} µs | "
               f"{statistics.median(dec[key]) * 1e6:.1f} µs |")
-    print(f"| packed / unpacked | {statistics.median(sizes_packed) / statistics.median(sizes_plain):.2f} | "
+    print(f"| packed / as stored | {statistics.median(sizes_packed) / statistics.median(sizes_plain):.2f} | "
           f"{pct(sizes_packed, 0.95) / pct(sizes_plain, 0.95):.2f} | {max(sizes_packed) / max(sizes_plain):.2f} | "
-          f"{statistics.median(enc['packed']) / statistics.median(enc['unpacked']):.2f} | "
-          f"{statistics.median(dec['packed']) / statistics.median(dec['unpacked']):.2f} |")
+          f"{statistics.median(enc['packed']) / statistics.median(enc['stored']):.2f} | "
+          f"{statistics.median(dec['packed']) / statistics.median(dec['stored']):.2f} |")
     return 0
 
 

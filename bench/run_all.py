@@ -55,6 +55,7 @@ BENCHES: dict[str, tuple[str, list[str], list[str]]] = {
     "console_rows": ("bench_console_rows.py", ["--scale", "demo", "--inspectors", "5000", "--rounds", "10"],
                      ["--inspectors", "20000", "--rounds", "30"]),
     "alarm_sql": ("bench_alarm_sql.py", ["--alarms", "40", "--burners", "4"], []),
+    "visit_state": ("bench_visit_state.py", ["--scale", "demo", "--inspectors", "50", "--repeats", "3"], []),
     "overload": ("bench_overload.py", ["--minutes", "1", "--inspectors", "2000", "--no-browser"], ["--minutes", "10"]),
 }
 # Long: only with --full (or named in --only). The overload bench runs ten minutes of

@@ -37,7 +37,7 @@ from geo.duplicates import classify, detect_approach
 from geo.heat import hour_bucket, hour_buckets_of
 from geo.index import EnterpriseIndex
 from geo.types import Ping, Visit
-from geo.visits import VisitParams, advance, pack, recent_pings, unpack
+from geo.visits import STATE_VERSION, VisitParams, advance, recent_pings
 
 log = logging.getLogger(__name__)
 
@@ -231,7 +231,7 @@ class GeoStore:
                 st, ev = advance(state, ordered[i], index.nearby, self.params, unit_id=units[i], consume=True,
                                  at=at[i])
                 nxt = _next_rev(rev)
-                advanced.append((i, k, rev, st, ev, b"%d|%b" % (nxt, orjson.dumps(pack(st))), nxt))
+                advanced.append((i, k, rev, st, ev, b"%d|%b" % (nxt, orjson.dumps(st)), nxt))
             retry: list[str] = []
             try:
                 for chunk in _cas_chunks(advanced):
@@ -296,20 +296,21 @@ class GeoStore:
         return out  # type: ignore[return-value]
 
     def _decode_state(self, inspector_id: str, body: str) -> dict | None:
-        """A stored visit state (``geo.visits.unpack``), or None when it cannot be read.
+        """A stored visit state, or None when it cannot be read.
 
-        An unreadable state (damaged, or of a format this version does not know)
-        is logged and counted (``anjian_visit_states_discarded_total``), and the
-        inspector starts afresh: its open stays are lost, not every fix of the
-        next two days (STATE_TTL_S)."""
+        An unreadable state (damaged, or of a format version this version does
+        not know) is logged and counted (``anjian_visit_states_discarded_total``),
+        and the inspector starts afresh: its open stays are lost, not every fix
+        of the next two days (STATE_TTL_S) to an error."""
         try:
-            state = unpack(orjson.loads(body))
-            if not isinstance(state.get("buf"), list):
-                raise ValueError("no buffer")
+            state = orjson.loads(body)
+            if not isinstance(state, dict) or not isinstance(state.get("buf"), list):
+                raise ValueError("not a visit state")
+            if state.get("v", STATE_VERSION) != STATE_VERSION:
+                raise ValueError(f"format version {state['v']!r}, not {STATE_VERSION}")
             return state
-        except (ValueError, TypeError, KeyError, AttributeError, IndexError) as e:
-            log.error("visit state of inspector %s is unreadable (%s: %s); it starts afresh",
-                      inspector_id, type(e).__name__, e)
+        except ValueError as e:
+            log.error("visit state of inspector %s is unreadable (%s); it starts afresh", inspector_id, e)
             self.r.hincrby(self.key("metrics", "visit_states_discarded"), "unreadable", 1)
             return None
 

@@ -191,54 +191,6 @@ def _copy_state(state: dict) -> dict:
     }
 
 
-# --- the stored form ---------------------------------------------------------------
-#
-# A state is stored (Redis) packed: the enterprise ids of the buffered fixes'
-# lists, mostly the same ids fix after fix, are kept once each in "ids", and each
-# fix's list holds their positions there:
-#
-# {"v": 2, ..., "buf": [[ts, lat, lon, acc|None, [positions in "ids"]], ...],
-#  "ids": [enterprise id, ...]}
-#
-# The ids were three quarters of a state's bytes (docs/benchmarks.md section 19).
-# ``unpack`` also takes the unpacked form (v 1, as stored before).
-
-PACKED_VERSION = 2
-
-
-def pack(state: dict) -> dict:
-    """The stored form of ``state`` (not modified)."""
-    lists = [e[4] for e in state["buf"]]
-    ids = list(set().union(*lists))
-    where = dict(zip(ids, range(len(ids)))).__getitem__
-    # map() with a bound __getitem__: the per-id work stays in C (pack runs for
-    # every state of every batch).
-    buf = [[e[0], e[1], e[2], e[3], list(map(where, e[4]))] for e in state["buf"]]
-    out = dict(state)
-    out["v"] = PACKED_VERSION
-    out["buf"] = buf
-    out["ids"] = ids
-    return out
-
-
-def unpack(stored: dict) -> dict:
-    """The state of a stored form, in place: ``stored`` becomes the state and is returned.
-
-    A state stored unpacked (v 1) is returned as it is.  Raises ValueError when
-    a fix's list names a position that "ids" does not have.
-    """
-    ids = stored.pop("ids", None)
-    if ids is None:
-        return stored
-    try:
-        for e in stored["buf"]:
-            e[4] = list(map(ids.__getitem__, e[4]))
-    except (IndexError, TypeError) as e:
-        raise ValueError(f"stored visit state: a fix's enterprise list is not positions in its ids ({e})") from None
-    stored["v"] = STATE_VERSION
-    return stored
-
-
 # --- the fold ------------------------------------------------------------------------
 
 

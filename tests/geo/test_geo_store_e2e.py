@@ -18,7 +18,6 @@ from data.models import Enterprise, Inspector
 from data.models import Visit as VisitRow
 from data.registry import Registry
 from geo.types import Ping
-from geo.visits import advance
 from ingest.worker import IngestWorker
 from tests.citykit import ENTERPRISE_A, write_small_city
 from tests.mqttkit import Publisher, wait_until
@@ -371,32 +370,24 @@ def test_a_redis_failure_after_some_chunks_loses_no_visit(settings, engine, redi
     assert sorted((r.inspector_id, r.ended) for r in rows) == [(f"I{n}", True) for n in range(1, 7)]
 
 
-def test_a_state_stored_by_the_version_before_the_packed_form_is_continued(geo, engine, redis_client, settings):
-    """An upgrade: a visit state written unpacked (as before) is read and its stay goes on."""
+@pytest.mark.parametrize("stored", [
+    b'3|{"v": 1, "inspector_id": "I1", "buf": [[1.0, 22.5, 114.0, null, ["E1"]]]',  # cut short
+    b'3|{"v": 99, "inspector_id": "I1", "buf": [[1.0, 22.5, 114.0, null, 0]], "ids": ["E1"]}',  # a later format
+    b'3|["I1"]',
+], ids=["damaged", "unknown-version", "not-a-state"])
+def test_an_unreadable_state_is_counted_and_the_inspector_starts_afresh(geo, engine, redis_client, settings,
+                                                                        caplog, stored):
     t0 = time.time() - 4 * 3600
-    fixes = stay("I1", t0, 20) + leave("I1", t0 + 20 * 60)
-    before, _ = advance(None, fixes[:10], geo.ensure_index().nearby, geo.params, unit_id="U1")
-    assert before["buf"] and all(isinstance(e[4], list) for e in before["buf"])
     key = f"{settings.redis_namespace}:visit:I1"
-    redis_client.set(key, b"7|" + orjson.dumps(before))
-    geo.process(fixes[10:])
+    redis_client.set(key, stored)
+    fixes = stay("I1", t0, 20) + leave("I1", t0 + 20 * 60)
+    with caplog.at_level("ERROR", logger="data.geo_store"):
+        geo.process(fixes[:1])
+        geo.process(fixes[1:])
+    logged = [r.getMessage() for r in caplog.records if "unreadable" in r.getMessage()]
+    assert len(logged) == 1 and logged[0].startswith("visit state of inspector I1 is unreadable (")
+    assert LiveState(redis_client, settings.redis_namespace).counters("visit_states_discarded") == {"unreadable": 1}
     rows = visits(engine)
     assert [(r.enterprise_id, r.start_ts, r.end_ts) for r in rows] == [
         ("E1", pytest.approx(t0), pytest.approx(t0 + 20 * 60))]
-    rev, _, body = redis_client.get(key).partition(b"|")
-    assert int(rev) != 7 and orjson.loads(body)["v"] == 2  # written back packed
-
-
-def test_an_unreadable_state_is_counted_and_the_inspector_starts_afresh(geo, engine, redis_client, settings,
-                                                                        caplog):
-    t0 = time.time() - 4 * 3600
-    key = f"{settings.redis_namespace}:visit:I1"
-    redis_client.set(key, b'3|{"v": 2, "buf": [[1.0, 22.5, 114.0, null, [9]]], "ids": []')  # cut short
-    fixes = stay("I1", t0, 20) + leave("I1", t0 + 20 * 60)
-    with caplog.at_level("ERROR", logger="data.geo_store"):
-        geo.process(fixes)
-    assert any("visit state of inspector I1 is unreadable" in r.getMessage() for r in caplog.records)
-    assert LiveState(redis_client, settings.redis_namespace).counters("visit_states_discarded") == {"unreadable": 1}
-    rows = visits(engine)
-    assert [(r.enterprise_id, r.start_ts) for r in rows] == [("E1", pytest.approx(t0))]
-    assert orjson.loads(redis_client.get(key).partition(b"|")[2])["v"] == 2
+    assert orjson.loads(redis_client.get(key).partition(b"|")[2])["v"] == 1  # written afresh, readable

@@ -23,9 +23,7 @@ from geo.visits import (
     detect_visits,
     flush,
     new_state,
-    pack,
     recent_pings,
-    unpack,
 )
 from tests.geo.helpers import destination
 
@@ -54,18 +52,13 @@ def stay(center, t0, n, dt, rng, acc=None):
     return [ping(t0 + i * dt, near(center, rng), acc) for i in range(n)]
 
 
-def stored(state):
-    """``state`` through its stored form, as Redis holds it (``pack``, JSON, ``unpack``)."""
-    return unpack(json.loads(json.dumps(pack(state))))
-
-
 def stream(pings, params=P, batch=1, nearby=NEARBY, roundtrip=True):
     """Feed pings in the given order; return (state, events) after a final flush."""
     state, events = None, []
     for i in range(0, len(pings), batch):
         state, ev = advance(state, pings[i : i + batch], nearby, params)
         if roundtrip:
-            state = stored(state)
+            state = json.loads(json.dumps(state))
         events += ev
     state, ev = flush(state, params)
     return state, events + ev
@@ -364,54 +357,6 @@ def test_state_is_plain_json_and_recent_pings():
     assert recent_pings(None) == [] and current_stays(None) == []
 
 
-def park_state(rng, n_enterprises=40, n_fixes=24):
-    """An inspector two minutes into a stay in an industrial park: 40 enterprises
-    within 30 m, a fix every 5 s (the buffer holds them all), each fix at most of them."""
-    lats, lons = zip(*(destination(*E, float(rng.uniform(0, 30)), float(rng.uniform(0, 360)))
-                       for _ in range(n_enterprises)))
-    index = EnterpriseIndex.from_arrays([f"P{k:04d}" for k in range(n_enterprises)], lats, lons)
-    pings = [ping(T0 + 5 * i, near(E, rng, frac=0.2)) for i in range(n_fixes)]
-    state, _ = advance(None, pings, index.nearby, P)
-    return state, index
-
-
-def test_the_stored_state_keeps_each_enterprise_id_once():
-    state, _index = park_state(np.random.default_rng(31))
-    assert len(state["buf"]) == 24 and max(len(e[4]) for e in state["buf"]) >= 30
-    packed = pack(state)
-    ids = packed["ids"]
-    assert sorted(ids) == sorted({i for e in state["buf"] for i in e[4]})  # each id once
-    assert [e[:4] for e in packed["buf"]] == [e[:4] for e in state["buf"]]
-    assert [[ids[n] for n in e[4]] for e in packed["buf"]] == [e[4] for e in state["buf"]]
-    # The park's ids were most of the bytes: the stored form is a fraction of them.
-    assert len(json.dumps(packed)) < 0.4 * len(json.dumps(state))
-    assert stored(state) == state
-
-
-def test_a_state_read_back_from_its_stored_form_advances_as_the_original():
-    rng = np.random.default_rng(32)
-    state, index = park_state(rng)
-    more = [ping(T0 + 120 + 5 * i, near(E, rng, frac=0.2)) for i in range(100)]
-    expected_state, expected_events = advance(state, more, index.nearby, P)
-    got_state, got_events = advance(stored(state), more, index.nearby, P, consume=True)
-    assert got_state == expected_state and got_events == expected_events
-    assert got_events and {e.kind for e in got_events} == {"confirmed"}  # the dwell completes in it
-
-
-def test_a_state_stored_before_the_packed_form_is_read_as_it_was():
-    state, _index = park_state(np.random.default_rng(33))
-    earlier = json.loads(json.dumps(state))  # stored unpacked (v 1) by an earlier version
-    assert unpack(earlier) == state
-
-
-def test_a_damaged_stored_state_is_refused_with_the_reason():
-    state, _index = park_state(np.random.default_rng(34))
-    packed = json.loads(json.dumps(pack(state)))
-    packed["buf"][3][4].append(len(packed["ids"]))
-    with pytest.raises(ValueError, match="not positions in its ids"):
-        unpack(packed)
-
-
 def test_enterprise_ids_become_strings():
     # The ids are JSON object keys in the state, so they are str throughout.
     index = EnterpriseIndex.from_arrays(np.array([101, 202], dtype=object), [E[0], F[0]], [E[1], F[1]])
@@ -546,7 +491,7 @@ def test_any_arrival_order_gives_the_same_visits(pings, rnd, batch_max):
     state, events = None, []
     for batch in random_batches(shuffled, rnd, batch_max):
         state, ev = advance(state, batch, NEARBY, params)
-        state = stored(state)
+        state = json.loads(json.dumps(state))
         events += ev
     state, ev = flush(state, params)
     events += ev
@@ -563,7 +508,7 @@ def test_reordering_within_the_lateness_gives_the_same_visits(pings, rnd, batch_
     state, events = None, []
     for batch in random_batches(arrival, rnd, batch_max):
         state, ev = advance(state, batch, NEARBY, P)
-        state = stored(state)
+        state = json.loads(json.dumps(state))
         events += ev
     assert state is None or state["late"] == 0
     state, ev = flush(state, P)
@@ -580,12 +525,12 @@ class FakeRedis:
         self.version = 0
 
     def read(self):
-        return self.version, (unpack(json.loads(self.value)) if self.value else None)
+        return self.version, (json.loads(self.value) if self.value else None)
 
     def commit(self, seen_version, state) -> bool:
         if seen_version != self.version:
             return False  # someone else wrote: the transaction aborts
-        self.value = json.dumps(pack(state))
+        self.value = json.dumps(state)
         self.version += 1
         return True
 
