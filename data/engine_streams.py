@@ -89,6 +89,10 @@ class EngineStreams:
         streams = {self.key(s): ids for s in self.streams}
         return self.r.xreadgroup(GROUP, self.consumer, streams, count=count, block=block) or []
 
+    def read_new(self, name: str, count: int) -> list:
+        """XREADGROUP of new entries of the one stream ``name`` (``gas:alarms``), not blocking."""
+        return self.r.xreadgroup(GROUP, self.consumer, {self.key(name): ">"}, count=count) or []
+
     def ack(self, stream: bytes | str, *entry_ids) -> None:
         self.r.xack(stream, GROUP, *entry_ids)
 

@@ -48,7 +48,7 @@ from alerts.rules import Decision, SensorMemory, evaluate_gas, evaluate_offline,
 from data.alert_store import SYSTEM, AlertStore, Conflict
 from data.engine_streams import EngineStreams
 from data.errors import INFRA_ERRORS
-from data.live import GAS_EVENTS, GAS_LANES, LOST_PENDING, LOST_UNREAD, reported_offline
+from data.live import GAS_ALARMS, GAS_EVENTS, GAS_LANES, LOST_PENDING, LOST_UNREAD, reported_offline
 from data.registry import Registry
 from geo.timefmt import parse_iso_or_epoch
 from ingest.client import MqttConnection, publisher_client_id
@@ -85,6 +85,9 @@ STREAMS = (*GAS_LANES, "arrivals", "outbox", "geo:events")
 # takes the per-event path (a few ms each) and the escalation timers wait for
 # the whole batch.
 READ_COUNT = 500
+# While a batch of heartbeats runs, the alarm lane is looked at this often
+# (_alarms_meanwhile): an alarm waits for at most this much of it, not all of it.
+ALARM_LOOK_S = 0.025
 # The alerts one gas event can change: with none of them active for its
 # sensor, a reading that opens nothing needs no SQL (see on_gas_batch).
 SENSOR_ALERT_TYPES = (GAS_ALARM, SENSOR_FAULT, SENSOR_OFFLINE)
@@ -250,7 +253,7 @@ class AlertEngine:
             name = self.streams.name(stream)
             got += len(entries)
             if name in GAS_LANES:
-                self.on_gas_batch(stream, entries)
+                self.on_gas_batch(stream, entries, backlog)
                 continue
             handler = self.handlers[name]
             for entry_id, fields in entries:
@@ -268,7 +271,7 @@ class AlertEngine:
         return backlog and got > 0
 
     # --- gas ------------------------------------------------------------------------
-    def on_gas_batch(self, stream: bytes, entries: list) -> None:
+    def on_gas_batch(self, stream: bytes, entries: list, backlog: bool = False) -> None:
         """Gas events in stream order, with SQL only where an alert may change.
 
         The fast path: the sensor has no active gas_alarm, sensor_fault or
@@ -287,7 +290,6 @@ class AlertEngine:
         acked at once, as a lone event would be, so that a crash does not
         count an alarm twice.
         """
-        batch = _GasBatch(stream, self.streams.name(stream))
         events = [(entry_id, {k.decode(): v.decode() for k, v in fields.items()} if fields else None)
                   for entry_id, fields in entries]
         deleted = sum(1 for _, f in events if f is None)
@@ -295,12 +297,13 @@ class AlertEngine:
             log.error("alert engine: %d gas events were deleted from the stream before they were handled "
                       "(lost: alarms among them open no alert)", deleted)
             self.live.count_lost(LOST_PENDING, deleted)
-        sids = list(dict.fromkeys(f["sensor"] for _, f in events if f and "sensor" in f))
-        if sids:
-            batch.raw = self.streams.memories(sids)
-            batch.active = self.store.active_subjects(SENSOR_ALERT_TYPES, [sensor_subject(x) for x in sids])
+        batch = self._gas_prefetch(stream, events)
+        # Heartbeats (new ones, not the engine's own backlog) look at the alarm
+        # lane every ALARM_LOOK_S while they run; see _alarms_meanwhile.
+        look = batch.lane == GAS_EVENTS and not backlog
+        looked = time.monotonic()
         try:
-            for entry_id, f in events:
+            for n, (entry_id, f) in enumerate(events):
                 slow = False
                 if f is not None:  # None: a deleted entry in the pending list
                     try:
@@ -312,6 +315,10 @@ class AlertEngine:
                 batch.handled.append(entry_id)
                 if slow:
                     self._flush_gas(batch)
+                if look and time.monotonic() - looked >= ALARM_LOOK_S and n + 1 < len(events):
+                    if self._alarms_meanwhile(batch):
+                        batch = self._gas_prefetch(stream, events[n + 1:])
+                    looked = time.monotonic()
         except INFRA_ERRORS:
             try:
                 self._flush_gas(batch)  # what was handled stays handled
@@ -320,6 +327,36 @@ class AlertEngine:
                             len(batch.handled))
             raise
         self._flush_gas(batch)
+
+    def _gas_prefetch(self, stream: bytes, events: list) -> _GasBatch:
+        """A batch for ``events``: their sensors' memories and active alerts, read once."""
+        batch = _GasBatch(stream, self.streams.name(stream))
+        sids = list(dict.fromkeys(f["sensor"] for _, f in events if f and "sensor" in f))
+        if sids:
+            batch.raw = self.streams.memories(sids)
+            batch.active = self.store.active_subjects(SENSOR_ALERT_TYPES, [sensor_subject(x) for x in sids])
+        return batch
+
+    def _alarms_meanwhile(self, batch: _GasBatch) -> bool:
+        """Alarms that came in while a batch of heartbeats runs, handled now; True if any.
+
+        A batch of READ_COUNT heartbeats takes 60-100 ms on two shared cores and
+        several times that when the machine is overloaded, and an alarm arriving
+        meanwhile waited for all of it (docs/benchmarks.md section 19).  So the
+        heartbeat batch looks at the alarm lane (one non-blocking XREADGROUP) every
+        ALARM_LOOK_S.  When there are alarms, what the heartbeats have done so
+        far is written and acked first, and the rest of them are read afresh
+        afterwards (the caller's ``_gas_prefetch``): the alarms may have changed
+        their sensors' memories and alerts.  The order the rules need holds as
+        between two reads: the alarm lane carries every change of a sensor's
+        class, and a heartbeat older than what the engine has seen is late."""
+        resp = self.streams.read_new(GAS_ALARMS, READ_COUNT)
+        if not resp:
+            return False
+        self._flush_gas(batch)
+        for stream, entries in resp:
+            self.on_gas_batch(stream, entries)
+        return True
 
     def _gas_step(self, f: dict, batch: _GasBatch, entry_id: str | None = None) -> bool:
         """One event of a batch; True when it took the per-event path."""

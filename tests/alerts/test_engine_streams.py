@@ -18,6 +18,7 @@ from dashboard.context import WebContext
 from data.engine_streams import GROUP
 from data.live import GAS_EVENTS_MAXLEN, LOST_PENDING, LOST_TRIMMED, LOST_UNREAD, LiveState
 from data.models import Alert, Sensor
+import ingest.alert_engine as ae
 from ingest.alert_engine import READ_COUNT
 from geo.types import GasReading
 from tests.alerts.test_engine_batch import alerts as alerts_of
@@ -88,6 +89,44 @@ def test_an_alarm_does_not_wait_behind_a_backlog_of_heartbeats(city):
         {k: a[k] for k in ("count", "peak_lel", "returned_to_normal_at", "state")}, "older heartbeats change nothing"
     assert memory(city, "A0001").level == "normal" and memory(city, "A0001").last_seen == pytest.approx(t0 + 33)
     assert live.events_lost() == ({}, None)
+
+
+def test_an_alarm_that_comes_while_the_engine_handles_heartbeats_goes_before_the_rest_of_them(city, monkeypatch):
+    """At ten times a city, a batch of heartbeats took the engine several hundred ms,
+    and an alarm arriving meanwhile waited for all of it.  The batch looks at the
+    alarm lane as it goes (here after every heartbeat): the alarm opens its alert
+    before the batch's other heartbeats, and the heartbeats after it, one of them an
+    older one of the alarmed sensor, are read afresh and change nothing it set."""
+    monkeypatch.setattr(ae, "ALARM_LOOK_S", 0.0)
+    live = LiveState(city["redis"], city["settings"].redis_namespace)
+    eng = city["alert_engine"]
+    t0 = time.time() - 600
+    ingest(live, ["A0003"], t0, "normal", 0.0)
+    drain(city)
+    beat = [f"B{i:04d}" for i in range(400)]
+    ingest(live, beat[:200] + ["A0003"] + beat[200:], t0 + 1, "normal", 0.0)  # one batch of heartbeats
+    handled: list[str] = []
+    step = eng._gas_step
+
+    def spy(f, batch, entry_id=None):
+        handled.append(f["sensor"] if batch.lane == "gas:events" else "alarm " + f["sensor"])
+        if len(handled) == 100:  # the alarm comes in while the heartbeats run
+            ingest(live, ["A0003"], t0 + 5, "high", 70.0)
+        return step(f, batch, entry_id)
+
+    monkeypatch.setattr(eng, "_gas_step", spy)
+    eng.read_streams(False)
+    assert handled.index("alarm A0003") == 100, "the alarm went before the other 301 heartbeats"
+    assert len(handled) == 402 and handled[-1] == beat[-1], "and every heartbeat was handled, in order"
+    (a,) = gas_alarms(city, "A0003")
+    assert (a["state"], a["count"], a["peak_lel"]) == ("open", 1, 70.0)
+    m = memory(city, "A0003")
+    assert (m.level, m.last_seen) == ("high", pytest.approx(t0 + 5)), "the older heartbeat after it is late"
+    assert all(memory(city, b).last_seen == pytest.approx(t0 + 1) for b in beat)
+    ns = city["settings"].redis_namespace
+    assert all(city["redis"].xinfo_groups(f"{ns}:{lane}")[0]["pending"] == 0 for lane in ("gas:events", "gas:alarms"))
+    drain(city)
+    assert len(gas_alarms(city, "A0003")) == 1 and live.events_lost() == ({}, None)
 
 
 def test_a_heartbeat_older_than_the_last_will_does_not_bring_a_sensor_back(city):
