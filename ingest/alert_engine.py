@@ -156,6 +156,8 @@ class AlertEngine:
         self._jobs: dict[str, threading.Thread] = {}  # see _off_the_loop
         self._job_locks = {"roll_up_overdue": threading.Lock(), "sweep_inspectors": threading.Lock()}  # see _one_at_a_time
         self._block_ms: int | None = None
+        self._alarms_read_at = 0.0  # time.monotonic() when the alarm lane was last read (alarms_first)
+        self._backlog = True  # reading the engine's own pending entries (see run)
         self.handlers = {
             **{lane: self.on_gas_event for lane in GAS_LANES},
             "arrivals": self.on_arrival,
@@ -208,6 +210,7 @@ class AlertEngine:
                     leader = self._lease()
                     if leader and not was:
                         log.info("alert engine %s is active", self.id)
+                        self._backlog = True  # no alarms_first before the groups and the backlog
                         # The deadlines first: a takeover happens because a leader died,
                         # and the escalations due meanwhile are the late ones.
                         self.fire_escalations(time.time())
@@ -227,8 +230,10 @@ class AlertEngine:
                 if now >= next_sweep:
                     self.registry.maybe_refresh()
                     self.check_gas_loss()
+                    self.alarms_first()
                     self.sweep_offline(time.time())
                     self._off_the_loop("inspector-sweep", self.sweep_inspectors)
+                    self.alarms_first()
                     self.sweep_hazards(time.time())
                     next_sweep = now + OFFLINE_SWEEP_S
                 if now >= next_overdue:
@@ -247,7 +252,9 @@ class AlertEngine:
         if self._block_ms is None:  # under the client's socket timeout (data/redis_wait.py)
             self._block_ms = self.streams.block_ms(int(TIMER_TICK_S * 1000))
         block = None if backlog else self._block_ms
+        self._backlog = backlog
         resp = self.streams.read(backlog, READ_COUNT, block)
+        self._alarms_read_at = time.monotonic()
         got = 0
         for stream, entries in resp:
             name = self.streams.name(stream)
@@ -268,7 +275,8 @@ class AlertEngine:
                 except Exception:  # noqa: BLE001 - one bad event must not stop the engine
                     log.exception("alert engine: %s entry %s failed; skipped", name, entry_id)
                 self.streams.ack(stream, entry_id)
-        return backlog and got > 0
+        self._backlog = backlog and got > 0
+        return self._backlog
 
     # --- gas ------------------------------------------------------------------------
     def on_gas_batch(self, stream: bytes, entries: list, backlog: bool = False) -> None:
@@ -298,10 +306,13 @@ class AlertEngine:
                       "(lost: alarms among them open no alert)", deleted)
             self.live.count_lost(LOST_PENDING, deleted)
         batch = self._gas_prefetch(stream, events)
-        # Heartbeats (new ones, not the engine's own backlog) look at the alarm
-        # lane every ALARM_LOOK_S while they run; see _alarms_meanwhile.
+        # Heartbeats look at the alarm lane as they go (alarms_first); when
+        # alarms came, what the heartbeats did so far is written first, and the
+        # rest of them are read afresh after (the alarms may have changed their
+        # sensors' memories and alerts).  The order the rules need holds as
+        # between two reads: the alarm lane carries every change of a sensor's
+        # class, and a heartbeat older than what the engine has seen is late.
         look = batch.lane == GAS_EVENTS and not backlog
-        looked = time.monotonic()
         try:
             for n, (entry_id, f) in enumerate(events):
                 slow = False
@@ -315,10 +326,8 @@ class AlertEngine:
                 batch.handled.append(entry_id)
                 if slow:
                     self._flush_gas(batch)
-                if look and time.monotonic() - looked >= ALARM_LOOK_S and n + 1 < len(events):
-                    if self._alarms_meanwhile(batch):
-                        batch = self._gas_prefetch(stream, events[n + 1:])
-                    looked = time.monotonic()
+                if look and n + 1 < len(events) and self.alarms_first(lambda: self._flush_gas(batch)):
+                    batch = self._gas_prefetch(stream, events[n + 1:])
         except INFRA_ERRORS:
             try:
                 self._flush_gas(batch)  # what was handled stays handled
@@ -337,23 +346,28 @@ class AlertEngine:
             batch.active = self.store.active_subjects(SENSOR_ALERT_TYPES, [sensor_subject(x) for x in sids])
         return batch
 
-    def _alarms_meanwhile(self, batch: _GasBatch) -> bool:
-        """Alarms that came in while a batch of heartbeats runs, handled now; True if any.
+    def alarms_first(self, before=None) -> bool:
+        """Alarms that came in while the engine does other work, handled now; True if any.
 
-        A batch of READ_COUNT heartbeats takes 60-100 ms on two shared cores and
-        several times that when the machine is overloaded, and an alarm arriving
-        meanwhile waited for all of it (docs/benchmarks.md section 19).  So the
-        heartbeat batch looks at the alarm lane (one non-blocking XREADGROUP) every
-        ALARM_LOOK_S.  When there are alarms, what the heartbeats have done so
-        far is written and acked first, and the rest of them are read afresh
-        afterwards (the caller's ``_gas_prefetch``): the alarms may have changed
-        their sensors' memories and alerts.  The order the rules need holds as
-        between two reads: the alarm lane carries every change of a sensor's
-        class, and a heartbeat older than what the engine has seen is late."""
+        The engine does one thing at a time, and an alarm waited for whatever it
+        was doing: a batch of heartbeats (0.1-0.3 s at ten times a city on two
+        cores), an escalation's transaction (0.03-0.4 s), the offline sweep
+        opening a street's offline alerts one transaction each (up to 1 s)
+        (docs/benchmarks.md section 19).  So that work calls this between its
+        steps, and when ALARM_LOOK_S has passed since the alarm lane was last
+        read, it is read (one non-blocking XREADGROUP) and what came is handled
+        before the next step.  ``before`` runs first when alarms came (the
+        heartbeat batch writes what it did so far).  Not while the engine reads
+        its own pending entries (the backlog, after a start or a takeover): new
+        alarms would go before older pending ones."""
+        if self._backlog or time.monotonic() - self._alarms_read_at < ALARM_LOOK_S:
+            return False
         resp = self.streams.read_new(GAS_ALARMS, READ_COUNT)
+        self._alarms_read_at = time.monotonic()
         if not resp:
             return False
-        self._flush_gas(batch)
+        if before is not None:
+            before()
         for stream, entries in resp:
             self.on_gas_batch(stream, entries)
         return True
@@ -570,8 +584,13 @@ class AlertEngine:
         away = self.store.active_subjects([SENSOR_OFFLINE], [sensor_subject(i.id) for i, _ in silent],
                                           still_away=True)
         for info, ts in silent:
-            if sensor_subject(info.id) not in away:
-                self._availability(info, ts, online=False)
+            if sensor_subject(info.id) in away:
+                continue
+            self.alarms_first()  # each is a transaction: alarms that came meanwhile go first
+            ts = self._heard.get(info.id, ts)
+            if now - ts <= (info.heartbeat_s or default_hb) * after:
+                continue  # heard meanwhile (an alarm of its own, handled by alarms_first)
+            self._availability(info, ts, online=False)
 
     def sweep_hazards(self, now: float) -> None:
         """Overdue hazards escalate (docs/alerts.md, hazard_overdue): one alert per
@@ -684,6 +703,7 @@ class AlertEngine:
         prefix = self.settings.mqtt_prefix
         more = True
         while more and not self._stop.is_set():
+            self.alarms_first()
             try:
                 fired, more = self.store.escalate_due(now)
             except Conflict as e:  # someone acted on one of them meanwhile: all again at the next tick

@@ -129,6 +129,43 @@ def test_an_alarm_that_comes_while_the_engine_handles_heartbeats_goes_before_the
     assert len(gas_alarms(city, "A0003")) == 1 and live.events_lost() == ({}, None)
 
 
+def test_an_alarm_that_comes_during_the_offline_sweep_goes_before_the_rest_of_it(city, monkeypatch):
+    """A street's detectors go silent together (a power cut): the sweep opens an
+    offline alert for each, one transaction each, up to a second at ten times a
+    city.  An alarm that comes meanwhile is handled before the sweep's next one,
+    and a detector whose alarm came meanwhile is not marked offline."""
+    monkeypatch.setattr(ae, "ALARM_LOOK_S", 0.0)
+    live = LiveState(city["redis"], city["settings"].redis_namespace)
+    eng = city["alert_engine"]
+    now = time.time()
+    street = [f"A{i:04d}" for i in range(20, 26)]
+    ingest(live, street, now - 10 * 3600, "normal", 0.0)  # heard, then silent for ten hours
+    drain(city)
+    order: list[str] = []
+    availability, step = eng._availability, eng._gas_step
+
+    def offline_spy(info, ts, online, **kw):
+        order.append(f"{'online' if online else 'offline'} {info.id}")
+        if len(order) == 1:  # the alarm comes in while the sweep runs
+            ingest(live, ["A0023"], time.time(), "high", 70.0)
+        return availability(info, ts, online=online, **kw)
+
+    def alarm_spy(f, batch, entry_id=None):
+        order.append(f"alarm {f['sensor']}")
+        return step(f, batch, entry_id)
+
+    monkeypatch.setattr(eng, "_availability", offline_spy)
+    monkeypatch.setattr(eng, "_gas_step", alarm_spy)
+    eng.sweep_offline(time.time())
+    assert order == ["offline A0020", "alarm A0023", "online A0023", "offline A0021", "offline A0022", "offline A0024",
+                     "offline A0025"], "the alarm before the rest of the sweep, and its detector not offline"
+    assert [a["state"] for a in gas_alarms(city, "A0023")] == ["open"]
+    offline = {a["sensor_id"] for a in alerts_of(city) if a["type"] == "sensor_offline"}
+    assert offline == set(street) - {"A0023"}
+    ns = city["settings"].redis_namespace
+    assert city["redis"].xinfo_groups(f"{ns}:gas:alarms")[0]["pending"] == 0
+
+
 def test_a_heartbeat_older_than_the_last_will_does_not_bring_a_sensor_back(city):
     """The last will takes the alarm lane and the heartbeats before it wait in the
     other: read after it, they are older than what the offline alert saw last."""
