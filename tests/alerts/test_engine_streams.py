@@ -166,6 +166,35 @@ def test_an_alarm_that_comes_during_the_offline_sweep_goes_before_the_rest_of_it
     assert city["redis"].xinfo_groups(f"{ns}:gas:alarms")[0]["pending"] == 0
 
 
+def test_an_alarm_waiting_in_its_lane_goes_before_the_escalations_due(city, monkeypatch):
+    """An escalation is a transaction (up to 0.4 s at ten times a city): an alarm that
+    came while the engine was busy is handled before the escalation batch, not after."""
+    monkeypatch.setattr(ae, "ALARM_LOOK_S", 0.0)
+    live = LiveState(city["redis"], city["settings"].redis_namespace)
+    eng, store = city["alert_engine"], city["store"]
+    ingest(live, ["A0030"], time.time(), "high", 70.0)
+    drain(city)
+    ingest(live, ["A0031"], time.time(), "high", 70.0)  # in the lane, not read yet
+    order: list[str] = []
+    step, escalate_due = eng._gas_step, store.escalate_due
+
+    def alarm_spy(f, batch, entry_id=None):
+        order.append(f"alarm {f['sensor']}")
+        return step(f, batch, entry_id)
+
+    def escalate_spy(now, *a, **kw):
+        fired, more = escalate_due(now, *a, **kw)
+        order.append(f"escalated {len(fired)}")
+        return fired, more
+
+    monkeypatch.setattr(eng, "_gas_step", alarm_spy)
+    monkeypatch.setattr(store, "escalate_due", escalate_spy)
+    eng.fire_escalations(time.time() + 3600)  # their rungs are due by then
+    assert order[:2] == ["alarm A0031", "escalated 2"], "the alarm first, then both alarms' escalations"
+    levels = [a["escalation_level"] for s in ("A0030", "A0031") for a in gas_alarms(city, s)]
+    assert len(levels) == 2 and levels[0] == levels[1] >= 1
+
+
 def test_a_heartbeat_older_than_the_last_will_does_not_bring_a_sensor_back(city):
     """The last will takes the alarm lane and the heartbeats before it wait in the
     other: read after it, they are older than what the offline alert saw last."""
