@@ -29,6 +29,7 @@ def test_metrics_report_the_shared_figures(web, client_as):
     live.count("rejected", "bad_json", 2)
     live.count("dropped", "duplicate", 1)
     live.count_lost("gas_events_trimmed_unread", 3)
+    live.count("visit_states_discarded", "unreadable", 2)  # as data/geo_store.py counts them
     # Three messages stored: 4 ms, 8 ms and 3 s after receipt (cumulative buckets, as ingest/worker.py counts).
     for b in LATENCY_BUCKETS_S:
         n = (b >= 0.005) + (b >= 0.01) + (b >= 5.0)
@@ -51,6 +52,8 @@ def test_metrics_report_the_shared_figures(web, client_as):
         ("anjian_messages_accounted_total", (("outcome", "ignored"),)): 1,
     }
     assert m["anjian_events_lost"] == {("anjian_events_lost_total", (("reason", "gas_events_trimmed_unread"),)): 3}
+    assert m["anjian_visit_states_discarded"] == {
+        ("anjian_visit_states_discarded_total", (("reason", "unreadable"),)): 2}
     lat = m["anjian_processing_latency_seconds"]
     bucket = {dict(k[1])["le"]: v for k, v in lat.items() if k[0].endswith("_bucket")}
     assert bucket["0.005"] == 1 and bucket["0.01"] == 2 and bucket["2.5"] == 2 and bucket["5.0"] == 3
