@@ -85,8 +85,9 @@ STREAMS = (*GAS_LANES, "arrivals", "outbox", "geo:events")
 # takes the per-event path (a few ms each) and the escalation timers wait for
 # the whole batch.
 READ_COUNT = 500
-# While a batch of heartbeats runs, the alarm lane is looked at this often
-# (_alarms_meanwhile): an alarm waits for at most this much of it, not all of it.
+# While the engine does other work (a batch of heartbeats, escalations, the
+# sweeps), the alarm lane is looked at this often (alarms_first): an alarm waits
+# for this much of that work and the step under way, not all of it.
 ALARM_LOOK_S = 0.025
 # The alerts one gas event can change: with none of them active for its
 # sensor, a reading that opens nothing needs no SQL (see on_gas_batch).
@@ -297,6 +298,10 @@ class AlertEngine:
         again.  After a per-event-path entry the batch so far is written and
         acked at once, as a lone event would be, so that a crash does not
         count an alarm twice.
+
+        ``backlog``: the entries are the engine's own pending ones (read again
+        after a start or a takeover); then the heartbeats do not look at the
+        alarm lane (alarms_first).
         """
         events = [(entry_id, {k.decode(): v.decode() for k, v in fields.items()} if fields else None)
                   for entry_id, fields in entries]
