@@ -35,9 +35,12 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
 
 import orjson  # noqa: E402
+from bench_escalation import pct  # noqa: E402 - the same percentile
 
 STEP_S = 5.0
 STAY_S = 300.0
@@ -61,11 +64,6 @@ def unpack(stored: dict) -> dict:
         e[4] = list(map(ids.__getitem__, e[4]))
     stored["v"] = 1
     return stored
-
-
-def pct(xs: list[float], q: float) -> float:
-    xs = sorted(xs)
-    return xs[min(len(xs) - 1, int(round(q * (len(xs) - 1))))]
 
 
 def stays(lats, lons, ids, inspectors: int, seed: int):
@@ -146,7 +144,7 @@ def main() -> int:
 
     print(f"scale {args.scale}: {len(ids):,} enterprises; {args.inspectors} inspectors, "
           f"{len(sizes_plain):,} states sampled with a full buffer")
-    print(f"enterprises at a fix: median {statistics.median(ids_per_fix):.0f}, p95 {pct(ids_per_fix, 0.95):.0f}, "
+    print(f"enterprises at a fix: median {statistics.median(ids_per_fix):.0f}, p95 {pct(ids_per_fix, 95):.0f}, "
           f"max {max(ids_per_fix)}; distinct ids per state (its buffer's {int(FULL_AFTER_S / STEP_S) + 1} fixes): "
           f"median {statistics.median(ids_per_state):.0f}, max {max(ids_per_state)}")
     print()
@@ -154,11 +152,11 @@ def main() -> int:
     print("|---|---|---|---|---|---|")
     for name, sizes in (("as stored", sizes_plain), ("packed", sizes_packed)):
         key = "stored" if name == "as stored" else "packed"
-        print(f"| {name} | {statistics.median(sizes) / 1000:.1f} KB | {pct(sizes, 0.95) / 1000:.1f} KB | "
+        print(f"| {name} | {statistics.median(sizes) / 1000:.1f} KB | {pct(sizes, 95) / 1000:.1f} KB | "
               f"{max(sizes) / 1000:.1f} KB | {statistics.median(enc[key]) * 1e6:.1f} µs | "
               f"{statistics.median(dec[key]) * 1e6:.1f} µs |")
     print(f"| packed / as stored | {statistics.median(sizes_packed) / statistics.median(sizes_plain):.2f} | "
-          f"{pct(sizes_packed, 0.95) / pct(sizes_plain, 0.95):.2f} | {max(sizes_packed) / max(sizes_plain):.2f} | "
+          f"{pct(sizes_packed, 95) / pct(sizes_plain, 95):.2f} | {max(sizes_packed) / max(sizes_plain):.2f} | "
           f"{statistics.median(enc['packed']) / statistics.median(enc['stored']):.2f} | "
           f"{statistics.median(dec['packed']) / statistics.median(dec['stored']):.2f} |")
     return 0
