@@ -312,27 +312,33 @@ class AlertEngine:
             self.live.count_lost(LOST_PENDING, deleted)
         batch = self._gas_prefetch(stream, events)
         # Heartbeats look at the alarm lane as they go (alarms_first); when
-        # alarms came, what the heartbeats did so far is written first, and the
-        # rest of them are read afresh after (the alarms may have changed their
-        # sensors' memories and alerts).  The order the rules need holds as
-        # between two reads: the alarm lane carries every change of a sensor's
-        # class, and a heartbeat older than what the engine has seen is late.
+        # alarms came, the batch's entries of the alarms' sensors go first
+        # (catch_up), what the heartbeats did so far is written, and the rest of
+        # them are read afresh after the alarms (which may have changed their
+        # alerts).  Each sensor's events are applied in stream order, as
+        # between two reads.
         look = batch.lane == GAS_EVENTS and not backlog
+        i = 0
+
+        def catch_up(alarmed: set[str]) -> None:
+            # This batch's entries of the alarms' sensors were read before the
+            # alarms, so they are older: they go first, and each sensor's events
+            # stay in stream order (an older reading after a newer one would
+            # count as applied before: the marks of _gas_reading).
+            rest = events[i:]
+            for entry_id, f in rest:
+                if f is not None and f.get("sensor") in alarmed:
+                    self._gas_entry(batch, entry_id, f)
+            events[i:] = [e for e in rest if e[1] is None or e[1].get("sensor") not in alarmed]
+            self._flush_gas(batch)
+
         try:
-            for n, (entry_id, f) in enumerate(events):
-                slow = False
-                if f is not None:  # None: a deleted entry in the pending list
-                    try:
-                        slow = self._gas_step(f, batch, entry_id.decode())
-                    except INFRA_ERRORS:
-                        raise  # not acked: read again later
-                    except Exception:  # noqa: BLE001 - one bad event must not stop the engine
-                        log.exception("alert engine: %s entry %s failed; skipped", batch.lane, entry_id)
-                batch.handled.append(entry_id)
-                if slow:
-                    self._flush_gas(batch)
-                if look and n + 1 < len(events) and self.alarms_first(lambda: self._flush_gas(batch)):
-                    batch = self._gas_prefetch(stream, events[n + 1:])
+            while i < len(events):
+                entry_id, f = events[i]
+                i += 1
+                self._gas_entry(batch, entry_id, f)
+                if look and i < len(events) and self.alarms_first(catch_up):
+                    batch = self._gas_prefetch(stream, events[i:])
         except INFRA_ERRORS:
             try:
                 self._flush_gas(batch)  # what was handled stays handled
@@ -341,6 +347,20 @@ class AlertEngine:
                             len(batch.handled))
             raise
         self._flush_gas(batch)
+
+    def _gas_entry(self, batch: _GasBatch, entry_id: bytes, f: dict | None) -> None:
+        """One entry of a gas batch: applied (or bad: logged), then counted as handled."""
+        slow = False
+        if f is not None:  # None: a deleted entry in the pending list
+            try:
+                slow = self._gas_step(f, batch, entry_id.decode())
+            except INFRA_ERRORS:
+                raise  # not acked: read again later
+            except Exception:  # noqa: BLE001 - one bad event must not stop the engine
+                log.exception("alert engine: %s entry %s failed; skipped", batch.lane, entry_id)
+        batch.handled.append(entry_id)
+        if slow:
+            self._flush_gas(batch)
 
     def _gas_prefetch(self, stream: bytes, events: list) -> _GasBatch:
         """A batch for ``events``: their sensors' memories and active alerts, read once."""
@@ -361,8 +381,9 @@ class AlertEngine:
         (docs/benchmarks.md section 19).  So that work calls this between its
         steps, and when ALARM_LOOK_S has passed since the alarm lane was last
         read, it is read (one non-blocking XREADGROUP) and what came is handled
-        before the next step.  ``before`` runs first when alarms came (the
-        heartbeat batch writes what it did so far).  Not while the engine reads
+        before the next step.  ``before(sensors)`` runs first when alarms came,
+        with the alarms' sensors (the heartbeat batch applies its entries of
+        those sensors and writes what it did so far).  Not while the engine reads
         its own pending entries (the backlog, after a start or a takeover): new
         alarms would go before older pending ones."""
         if self._backlog or time.monotonic() - self._alarms_read_at < ALARM_LOOK_S:
@@ -372,7 +393,7 @@ class AlertEngine:
         if not resp:
             return False
         if before is not None:
-            before()
+            before({f[b"sensor"].decode() for _, entries in resp for _, f in entries if f and b"sensor" in f})
         for stream, entries in resp:
             self.on_gas_batch(stream, entries)
         return True
