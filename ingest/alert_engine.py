@@ -261,7 +261,7 @@ class AlertEngine:
             name = self.streams.name(stream)
             got += len(entries)
             if name in GAS_LANES:
-                self.on_gas_batch(stream, entries, backlog)
+                self.on_gas_batch(stream, entries)
                 continue
             handler = self.handlers[name]
             for entry_id, fields in entries:
@@ -280,7 +280,7 @@ class AlertEngine:
         return self._backlog
 
     # --- gas ------------------------------------------------------------------------
-    def on_gas_batch(self, stream: bytes, entries: list, backlog: bool = False) -> None:
+    def on_gas_batch(self, stream: bytes, entries: list) -> None:
         """Gas events in stream order, with SQL only where an alert may change.
 
         The fast path: the sensor has no active gas_alarm, sensor_fault or
@@ -298,10 +298,6 @@ class AlertEngine:
         again.  After a per-event-path entry the batch so far is written and
         acked at once, as a lone event would be, so that a crash does not
         count an alarm twice.
-
-        ``backlog``: the entries are the engine's own pending ones (read again
-        after a start or a takeover); then the heartbeats do not look at the
-        alarm lane (alarms_first).
         """
         events = [(entry_id, {k.decode(): v.decode() for k, v in fields.items()} if fields else None)
                   for entry_id, fields in entries]
@@ -317,7 +313,7 @@ class AlertEngine:
         # them are read afresh after the alarms (which may have changed their
         # alerts).  Each sensor's events are applied in stream order, as
         # between two reads.
-        look = batch.lane == GAS_EVENTS and not backlog
+        look = batch.lane == GAS_EVENTS  # (alarms_first itself does not look during the backlog)
         i = 0
 
         def catch_up(alarmed: set[str]) -> None:
