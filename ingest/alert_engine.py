@@ -596,10 +596,14 @@ class AlertEngine:
         sensors = self.registry.sensors
         default_hb = self.settings.sensor_heartbeat_s
         after = self.settings.sensor_offline_after
+
+        def is_silent(info, ts: float) -> bool:
+            return now - ts > (info.heartbeat_s or default_hb) * after
+
         silent = []
         for sid, ts in self._heard.items():
             info = sensors.get(sid)
-            if info is not None and now - ts > (info.heartbeat_s or default_hb) * after:
+            if info is not None and is_silent(info, ts):
                 silent.append((info, ts))
         if not silent:
             return
@@ -610,7 +614,7 @@ class AlertEngine:
                 continue
             self.alarms_first()  # each is a transaction: alarms that came meanwhile go first
             ts = self._heard.get(info.id, ts)
-            if now - ts <= (info.heartbeat_s or default_hb) * after:
+            if not is_silent(info, ts):
                 continue  # heard meanwhile (an alarm of its own, handled by alarms_first)
             self._availability(info, ts, online=False)
 
