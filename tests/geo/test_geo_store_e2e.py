@@ -226,6 +226,7 @@ class HeldGeo:
     def __init__(self, inner: GeoStore):
         self.inner = inner
         self.gate = threading.Event()
+        self.entered = threading.Event()
         self.calls: list[int] = []
 
     def ensure_index(self):
@@ -234,6 +235,7 @@ class HeldGeo:
     def process(self, pings):
         self.calls.append(len(pings))
         if len(self.calls) == 1:
+            self.entered.set()
             assert self.gate.wait(30), "the test never let the geo engine go"
         self.inner.process(pings)
 
@@ -258,10 +260,15 @@ def test_a_geo_engine_that_fell_behind_takes_the_waiting_batches_together(settin
                  + stay("I2", t0 + 3600, 12) + leave("I2", t0 + 3600 + 12 * 60))
         # QoS 0, as phones publish fixes: a QoS 1 fix would wait in the broker (its
         # in-flight window) for the acks that the held geo engine holds back.
+        # The first fix alone, until the geo engine holds it: on a busy machine the
+        # geo thread could otherwise wake only after every fix had come, and take
+        # them all in its first call.
         with Publisher(s.mqtt_url) as pub:
-            for p in pings:
+            for k, p in enumerate(pings):
                 pub.publish(f"{s.mqtt_prefix}/v1/inspectors/{p.inspector_id}/location",
                             {"ts": p.ts, "lat": p.lat, "lon": p.lon, "acc": p.acc_m}, qos=0)
+                if k == 0:
+                    assert geo.entered.wait(20), "the first fix never reached the geo engine"
         # The front thread goes on while the geo engine is held: the live map has every last fix.
         live = LiveState(redis_client, s.redis_namespace)
         assert wait_until(lambda: {i: f.ts for i, f in live.inspector_fixes(["I1", "I2"]).items()}
