@@ -460,8 +460,10 @@ def _decode_own(topic: str, rest: str, payload: bytes, scheme: TopicScheme, rece
             if leaf == "stream":
                 _check_size(payload, scheme)
                 return _own_stream(dev, payload)
-            if leaf == "dispatch":
-                return _OWN_OUTBOUND  # our own outbound assignment (docs/mqtt.md, MQTT out), not input
+            if leaf in ("dispatch", "tasks"):
+                # Our own outbound assignments and inspection tasks (docs/mqtt.md, MQTT out),
+                # not input: each draw or plan approval publishes a tasks message per inspector.
+                return _OWN_OUTBOUND
         elif kind == "sensors":
             if leaf == "state":
                 _check_size(payload, scheme)

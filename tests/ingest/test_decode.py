@@ -457,6 +457,7 @@ def test_whitespace_only_availability_is_bad_json_not_a_cleared_retained_message
         ("owntracks/jane/phone", b"", "cleared_retained"),
         ("zigbee2mqtt/kitchen", b"", "cleared_retained"),
         ("anjian/v1/inspectors/i1/dispatch", b'{"task_id":"t1"}', "own_outbound"),
+        ("anjian/v1/inspectors/i1/tasks", b'{"task_id":"t1"}', "own_outbound"),
         ("anjian/v1/alerts/17/escalation", b'{"alert_id":17}', "own_outbound"),
         ("owntracks/jane/phone", b'{"_type":"waypoint","desc":"home","lat":1,"lon":2,"tst":3}', "not_a_position"),
         ("owntracks/jane/phone", b'{"_type":"card","name":"Jane"}', "not_a_position"),
@@ -472,6 +473,28 @@ def test_every_ignored_message_says_why(topic, payload, reason):
     ev = decode_or_ignored(topic, payload, SCHEME, RECEIVED_AT)
     assert isinstance(ev, Ignored) and ev.reason == reason and reason in IGNORE_REASONS
     assert decode(topic, payload, SCHEME, RECEIVED_AT) is None
+
+
+def test_every_message_the_product_publishes_itself_is_ignored_as_own_outbound():
+    """The ingest subscribes to the topics its own services publish on (docs/mqtt.md,
+    MQTT out): a dispatch, each inspector's task of a draw or an approved plan, an
+    escalation notice.  Built by the product's own builders, each is ignored with a
+    reason, never a dead letter: a draw of 10,000 would otherwise fill the dead
+    letters with 10,000 of them."""
+    from alerts.dispatch import dispatch_payload, dispatch_topic
+    from plans.tasks import task_payload, tasks_topic
+
+    p = SCHEME.prefix
+    own = [
+        (dispatch_topic(p, "I0258"), dispatch_payload("t1", "gas_alarm", "E1", "饭店", 22.6, 114.0,
+                                                      "gas_alarm #7", RECEIVED_AT, "dispatcher")),
+        (tasks_topic(p, "I0258"), task_payload("t2", "draw", "E1", "饭店", 22.6, 114.0, "2024-05-02", "U1",
+                                               ["U1", "U2"], RECEIVED_AT)),
+        (f"{p}/v1/alerts/17/escalation", {"alert_id": 17, "level": 1}),
+    ]
+    for topic, payload in own:
+        ev = decode_or_ignored(topic, orjson.dumps(payload), SCHEME, RECEIVED_AT)
+        assert isinstance(ev, Ignored) and ev.reason == "own_outbound", (topic, ev)
 
 
 # --------------------------------------------------------------------------
