@@ -259,9 +259,32 @@ def _body() -> dict:
     return body
 
 
+NOTE_MAX = 2000  # characters of an action's note (the hazards' and reviews' text fields alike)
+ID_MAX = 64
+
+
+def text_field(body: dict, name: str, max_len: int = NOTE_MAX, required: bool = False) -> str | None:
+    """A string field of a JSON body: None when absent, null or empty (400 ``missing_field``
+    if ``required``); 400 ``bad_field`` for anything but a string, over ``max_len``
+    characters, or holding control characters (NUL cuts text short in SQLite and
+    PostgreSQL cannot store it)."""
+    v = body.get(name)
+    if v is None or v == "":
+        if required:
+            raise ApiError(400, "missing_field", f"{name} is required")
+        return None
+    if not isinstance(v, str):
+        raise ApiError(400, "bad_field", f"{name} must be a string")
+    if len(v) > max_len:
+        raise ApiError(400, "bad_field", f"{name} must be at most {max_len} characters")
+    if any(ord(c) < 32 and c not in "\n\t" or 0x7F <= ord(c) <= 0x9F for c in v):
+        raise ApiError(400, "bad_field", f"{name} must not hold control characters")
+    return v
+
+
 def _act(alert_id: int, action: str, **kw):
     from alerts.lifecycle import TransitionNotAllowed
-    from data.alert_store import Conflict
+    from data.alert_store import Conflict, UnknownReference
 
     p = g.principal
     try:
@@ -273,6 +296,8 @@ def _act(alert_id: int, action: str, **kw):
         raise ApiError(403, "forbidden", str(e)) from None
     except (TransitionNotAllowed, Conflict) as e:
         raise ApiError(409, "conflict", str(e)) from None
+    except UnknownReference as e:
+        raise ApiError(400, e.code, str(e)) from None
     except ValueError as e:
         raise ApiError(400, "bad_request", str(e)) from None
 
@@ -280,24 +305,22 @@ def _act(alert_id: int, action: str, **kw):
 @api.post("/alerts/<int:alert_id>/ack")
 @require(*ACT_ROLES)
 def alert_ack(alert_id: int):
-    return _act(alert_id, "ack", note=_body().get("note"))
+    return _act(alert_id, "ack", note=text_field(_body(), "note"))
 
 
 @api.post("/alerts/<int:alert_id>/assign")
 @require(*ACT_ROLES)
 def alert_assign(alert_id: int):
     body = _body()
-    inspector_id = body.get("inspector_id")
-    if g.principal.role != "officer" and not inspector_id:
-        raise ApiError(400, "missing_field", "inspector_id is required")
-    return _act(alert_id, "assign", assignee_id=inspector_id, note=body.get("note"),
+    inspector_id = text_field(body, "inspector_id", ID_MAX, required=g.principal.role != "officer")
+    return _act(alert_id, "assign", assignee_id=inspector_id, note=text_field(body, "note"),
                 take_over=body.get("take_over") is True)
 
 
 @api.post("/alerts/<int:alert_id>/arrive")
 @require(*ACT_ROLES)
 def alert_arrive(alert_id: int):
-    return _act(alert_id, "arrive", note=_body().get("note"))
+    return _act(alert_id, "arrive", note=text_field(_body(), "note"))
 
 
 @api.post("/alerts/<int:alert_id>/resolve")
@@ -306,7 +329,7 @@ def alert_resolve(alert_id: int):
     body = _body()
     if not body.get("outcome"):
         raise ApiError(400, "missing_field", "outcome is required (leak_handled, false_alarm, device_fault, ...)")
-    return _act(alert_id, "resolve", outcome=body["outcome"], note=body.get("note"))
+    return _act(alert_id, "resolve", outcome=text_field(body, "outcome", ID_MAX), note=text_field(body, "note"))
 
 
 @api.get("/alerts/<int:alert_id>/reassignment")
@@ -325,7 +348,7 @@ def alert_reassign(alert_id: int):
     """One action: move the second team to another enterprise (default: the suggestion),
     dispatch it over MQTT, and resolve the alert with outcome ``reassigned``."""
     body = _body()
-    inspector_id, enterprise_id = body.get("inspector_id"), body.get("enterprise_id")
+    inspector_id, enterprise_id = text_field(body, "inspector_id", ID_MAX), text_field(body, "enterprise_id", ID_MAX)
     if not (inspector_id and enterprise_id):
         s = web().alerts.reassignment(alert_id)
         if s is None:
@@ -333,10 +356,10 @@ def alert_reassign(alert_id: int):
         inspector_id = inspector_id or s["inspector_id"]
         enterprise_id = enterprise_id or s["enterprise_id"]
     return _act(alert_id, "reassign", assignee_id=inspector_id, target_enterprise_id=enterprise_id,
-                note=body.get("note"))
+                note=text_field(body, "note"))
 
 
 @api.post("/alerts/<int:alert_id>/close")
 @require("dispatcher", "admin")
 def alert_close(alert_id: int):
-    return _act(alert_id, "close", note=_body().get("note"))
+    return _act(alert_id, "close", note=text_field(_body(), "note"))

@@ -7,7 +7,11 @@ import logging
 import os
 import secrets
 
-from flask import Flask, g, request
+from flask import Flask, g, jsonify, request
+from flask.json.provider import DefaultJSONProvider
+from werkzeug.exceptions import HTTPException, InternalServerError, NotFound
+
+from dash.exceptions import DependencyException
 
 from dashboard import astlock
 from dashboard.api import api, metrics_route, web
@@ -23,10 +27,34 @@ from dashboard.hazard_views import install_hazard_views
 
 log = logging.getLogger(__name__)
 
+# The largest request body: a plan file through the plans page's upload (10 MB,
+# base64 in a Dash callback: about 14 MB) or a few photos in one multipart POST.
+# Werkzeug answers 413 past it, before anything reads the body.
+MAX_BODY_BYTES = 32 * 1024 * 1024
+# The largest JSON body of an API route (a week's plan of a unit is tens of KB).
+MAX_API_JSON_BYTES = 1024 * 1024
+# The error codes of API answers that Werkzeug raises (docs/api.md, "Errors").
+_HTTP_CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
+               405: "method_not_allowed", 413: "too_large", 415: "unsupported_media_type", 429: "too_many_requests"}
+
+
+class _JSONProvider(DefaultJSONProvider):
+    """Flask's JSON, with a body nested deeper than the parser's recursion limit
+    refused as bad JSON (``request.get_json`` answers 400; ``get_json(silent=True)``
+    gives None) instead of a RecursionError and a 500.  Every API route and Dash's
+    callbacks read their bodies through it."""
+
+    def loads(self, s, **kwargs):
+        try:
+            return super().loads(s, **kwargs)
+        except RecursionError:
+            raise ValueError("the JSON is nested too deeply") from None
+
 
 def create_server(ctx: WebContext) -> Flask:
     astlock.install()  # werkzeug parses each URL rule while background threads may parse their tracebacks
     server = Flask("anjian")
+    server.json = _JSONProvider(server)
     key = ctx.settings.secret_key
     if not key:
         log.warning("ANJIAN_SECRET_KEY is not set: using a random key, so logins end when this process restarts")
@@ -37,6 +65,7 @@ def create_server(ctx: WebContext) -> Flask:
         SESSION_COOKIE_SAMESITE="Lax",
         SESSION_COOKIE_NAME="anjian_session",
         JSON_AS_ASCII=False,
+        MAX_CONTENT_LENGTH=MAX_BODY_BYTES,
     )
     server.json.ensure_ascii = False
     server.extensions["anjian"] = ctx
@@ -50,10 +79,48 @@ def create_server(ctx: WebContext) -> Flask:
     install_hazard_views(server)
     install_discussion_view(server)
     server.add_url_rule("/metrics", "metrics", metrics_route)
+    server.before_request(_api_json_size)
+    server.register_error_handler(HTTPException, _http_error)
+    server.register_error_handler(InternalServerError, _internal_error)
+    server.register_error_handler(DependencyException, _no_such_asset)
     server.after_request(_callback_timing)
     server.after_request(_worker_header)
     server.after_request(_compress)
     return server
+
+
+def _is_api() -> bool:
+    return request.path.startswith("/api/")
+
+
+def _api_json_size():
+    """An API route's JSON body over MAX_API_JSON_BYTES is refused before it is parsed."""
+    if _is_api() and request.mimetype == "application/json" and (request.content_length or 0) > MAX_API_JSON_BYTES:
+        return jsonify({"error": "too_large", "message": f"a JSON body is at most {MAX_API_JSON_BYTES} bytes"}), 413
+    return None
+
+
+def _http_error(e: HTTPException):
+    """Under /api/ every error is JSON, ``{"error": code, "message": ...}``, as the
+    routes' own are (docs/api.md); elsewhere Werkzeug's page."""
+    if not _is_api() or e.code is None:
+        return e
+    return jsonify({"error": _HTTP_CODES.get(e.code, "http_error"), "message": e.description}), e.code
+
+
+def _internal_error(e: InternalServerError):
+    """Flask has logged the traceback; an API caller gets JSON that names no internals."""
+    if not _is_api():
+        return e
+    return jsonify({"error": "internal_error", "message": "the server failed on this request; it is logged"}), 500
+
+
+def _no_such_asset(e: Exception):
+    """A request for a script Dash does not serve (``/_dash-component-suites/...``): 404,
+    one log line.  Dash raises it as an exception, which Flask answered with a 500 and a
+    traceback naming every registered script, for anyone, on every request."""
+    log.info("no such Dash asset: %s", request.path[:200])
+    return NotFound().get_response()
 
 
 # What is worth compressing: the screens' callback answers (JSON, mostly

@@ -82,6 +82,15 @@ class Conflict(Exception):
     """Someone else changed the alert first; reload and try again."""
 
 
+class UnknownReference(ValueError):
+    """An action names an inspector or an enterprise that SQL does not have
+    (``code``: ``unknown_inspector`` or ``unknown_enterprise``)."""
+
+    def __init__(self, code: str, message: str):
+        super().__init__(message)
+        self.code = code
+
+
 def state_from_row(row) -> AlertState:
     d = {k: getattr(row, k) for k in ALERT_FIELDS if k != "details"}
     d["details"] = dict(row.details or {})
@@ -483,6 +492,13 @@ class AlertStore:
             if not principal.sees_area(row.street_id, row.grid_id):
                 raise PermissionError(f"alert {alert_id} is outside {principal.username}'s area")
             alert = state_from_row(row)
+            if action in ("assign", "reassign") and assignee_id is not None and conn.execute(
+                    select(Inspector.id).where(Inspector.id == assignee_id)).first() is None:
+                # Sent to no one: no dispatch would go out, and the alarm would no longer escalate.
+                raise UnknownReference("unknown_inspector", f"no inspector {assignee_id!r}")
+            if action == "reassign" and target_enterprise_id is not None and conn.execute(
+                    select(Enterprise.id).where(Enterprise.id == target_enterprise_id)).first() is None:
+                raise UnknownReference("unknown_enterprise", f"no enterprise {target_enterprise_id!r}")
             taken_from = None
             if principal.role == "officer" and action == "arrive" and row.assignee_id != principal.inspector_id:
                 # Only the officer who was sent reports the arrival; another takes it over first.

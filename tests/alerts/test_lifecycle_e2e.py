@@ -314,3 +314,42 @@ def test_inspector_sweeps_run_at_once_open_one_alert(system):
             f.result()
     code, body = api(system["client"], system["tokens"]["dispatcher"], "GET", "/alerts?state=open&type=inspector_offline")
     assert code == 200 and [a["inspector_id"] for a in body] == ["I1"]
+
+
+def test_an_alarm_is_sent_only_to_a_real_inspector_and_odd_fields_are_refused(system):
+    """What a hostile-input sweep of the demo sent: an alarm "dispatched" to an inspector
+    who does not exist answered 200, sent nobody and stopped escalating; a list where a
+    string belongs, or a nesting 5,000 deep, answered 500.  Each is now refused with a
+    reason, changes nothing, and the alarm goes on escalating until a real inspector
+    is sent."""
+    raise_alarm(system)
+    a = wait_until(lambda: open_alerts(system))[0]
+    client, tok = system["client"], system["tokens"]["dispatcher"]
+    path = f"/alerts/{a['id']}"
+    refused = [
+        ("assign", {"inspector_id": "GHOST"}, 400, "unknown_inspector"),
+        ("assign", {"inspector_id": "I1" * 40}, 400, "bad_field"),
+        ("assign", {"inspector_id": [1]}, 400, "bad_field"),
+        ("assign", {"inspector_id": {"a": 1}}, 400, "bad_field"),
+        ("assign", {"inspector_id": 5}, 400, "bad_field"),
+        ("assign", {"inspector_id": "I1", "note": [1]}, 400, "bad_field"),
+        ("assign", {"inspector_id": "I1", "note": "a\u0000b"}, 400, "bad_field"),
+        ("assign", {"inspector_id": "I1", "note": "x" * 2001}, 400, "bad_field"),
+        ("ack", {"note": {"a": 1}}, 400, "bad_field"),
+        ("resolve", {"outcome": ["false_alarm"]}, 400, "bad_field"),
+        ("reassign", {"inspector_id": "I1", "enterprise_id": "NOPE"}, 400, "unknown_enterprise"),
+    ]
+    for action, body, status, code in refused:
+        got, answer = api(client, tok, "POST", f"{path}/{action}", body)
+        assert (got, answer["error"]) == (status, code), (action, body, answer)
+    deep = "[" * 5000 + "]" * 5000
+    r = client.post(f"/api/v1{path}/ack", data=deep, content_type="application/json",
+                    headers={"Authorization": f"Bearer {tok}"})
+    assert (r.status_code, r.get_json()["error"]) == (400, "bad_json")
+    after = api(client, tok, "GET", path)[1]
+    assert after["state"] == "open" and after["assignee_id"] is None
+    assert [h["action"] for h in after["history"]] == ["open"], "a refused action left a trace in the history"
+    # Nobody was sent, so the alarm still climbs the ladder (escalate_t1_s = 2 s).
+    wait_until(lambda: api(client, tok, "GET", path)[1]["escalation_level"] >= 1, timeout_s=8)
+    code, body = api(client, tok, "POST", f"{path}/assign", {"inspector_id": "I1", "note": "第一行\n第二行"})
+    assert code == 200 and body["state"] == "dispatched" and body["assignee_id"] == "I1"
