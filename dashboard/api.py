@@ -9,6 +9,7 @@ objects; the live-state version rides along in the ``X-Anjian-Version`` header.
 from __future__ import annotations
 
 import functools
+import re
 import threading
 from collections.abc import Callable
 from datetime import datetime
@@ -19,6 +20,7 @@ from dashboard.metrics import CONTENT_TYPE
 from data.screen_queries import dead_letters
 from geo.china import CHINA_TZ as SHANGHAI  # the name _iso_second uses
 from geo.timefmt import iso
+from hazards.review import has_control_characters
 
 api = Blueprint("api", __name__, url_prefix="/api/v1")
 
@@ -92,29 +94,37 @@ def require(*roles: str) -> Callable:
     return deco
 
 
+# Numbers in query parameters as people write them: ASCII digits.  Python's int() and
+# float() also take "5_0", "+5", "１２" and "١٢", which no client means.
+_INT = re.compile(r"-?[0-9]{1,18}")
+_NUMBER = re.compile(r"-?[0-9]{1,18}(\.[0-9]{1,9})?")
+
+
 def int_arg(name: str, default: int, lo: int, hi: int) -> int:
     raw = request.args.get(name)
     if raw is None or raw == "":
         return default
-    try:
-        v = int(raw)
-    except ValueError:
-        raise ApiError(400, "bad_parameter", f"{name} must be an integer") from None
+    if not _INT.fullmatch(raw):
+        raise ApiError(400, "bad_parameter", f"{name} must be an integer")
+    v = int(raw)
     if not lo <= v <= hi:
         raise ApiError(400, "bad_parameter", f"{name} must be between {lo} and {hi}")
     return v
 
 
 def time_arg(name: str) -> float | None:
-    """Epoch seconds or ISO-8601 (no offset: Asia/Shanghai)."""
+    """Epoch seconds or ISO-8601 (no offset: Asia/Shanghai); a finite time ("nan" and
+    "inf" are refused)."""
     raw = request.args.get(name)
     if not raw:
         return None
-    try:
+    if _NUMBER.fullmatch(raw):
         return float(raw)
-    except ValueError:
-        pass
+    if raw.lower().lstrip("+-") in ("nan", "inf", "infinity"):
+        raise ApiError(400, "bad_parameter", f"{name} must be a finite time")
     try:
+        if not raw.isascii():
+            raise ValueError(raw)
         dt = datetime.fromisoformat(raw)
     except ValueError:
         raise ApiError(400, "bad_parameter", f"{name} must be epoch seconds or ISO-8601") from None
@@ -277,7 +287,7 @@ def text_field(body: dict, name: str, max_len: int = NOTE_MAX, required: bool = 
         raise ApiError(400, "bad_field", f"{name} must be a string")
     if len(v) > max_len:
         raise ApiError(400, "bad_field", f"{name} must be at most {max_len} characters")
-    if any(ord(c) < 32 and c not in "\n\t" or 0x7F <= ord(c) <= 0x9F for c in v):
+    if has_control_characters(v):
         raise ApiError(400, "bad_field", f"{name} must not hold control characters")
     return v
 

@@ -111,6 +111,6 @@ def ratings():
     raw = request.args.get("month") or month_of(local_date(now))
     try:
         month = parse_month(raw)
-    except ValueError:
-        return _bad([{"field": "month", "reason": "a month YYYY-MM"}])
+    except ValueError as e:  # a query parameter, as int_arg and time_arg answer theirs
+        raise ApiError(400, "bad_parameter", f"month must be a month YYYY-MM: {e}") from None
     return jsonify({"month": month.key, "agencies": store().ratings(month, now)})

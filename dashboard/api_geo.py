@@ -73,14 +73,6 @@ def _bool_arg(name: str) -> bool:
     raise ApiError(400, "bad_parameter", f"{name} must be true or false")
 
 
-def _time_arg(name: str) -> float | None:
-    """``time_arg`` (epoch seconds or ISO-8601, no offset: Asia/Shanghai), finite only."""
-    v = time_arg(name)
-    if v is not None and not math.isfinite(v):
-        raise ApiError(400, "bad_parameter", f"{name} must be a finite time")
-    return v
-
-
 def _scope() -> dict:
     """An officer sees only their own grids (or streets), as in the alert routes."""
     p = g.principal
@@ -105,7 +97,7 @@ def heatmap():
     kind = _choice_arg("kind", geo_queries.HEAT_KINDS, "pings")
     window = _choice_arg("window", geo_queries.WINDOWS, None)
     source = _choice_arg("source", geo_queries.HEAT_SOURCES, "auto")
-    since, until = _time_arg("since"), _time_arg("until")
+    since, until = time_arg("since"), time_arg("until")
     ctx = web()
     try:
         result = geo_queries.heat_result(
@@ -123,7 +115,7 @@ def heatmap():
 @api_geo.get("/visits")
 @require(*READ_ROLES)
 def visits():
-    since, until = _time_arg("since"), _time_arg("until")
+    since, until = time_arg("since"), time_arg("until")
     if since is not None and until is not None and since >= until:
         raise ApiError(400, "bad_parameter", "since must be before until")
     rows = geo_queries.visits(

@@ -20,9 +20,10 @@ from flask import Blueprint, Response, g, jsonify, request
 from dashboard.api import ApiError, int_arg, iso, per_app, require, web
 from data.hazards_store import Conflict, HazardStore
 from data.photos import PhotoRefused
-from geo.china import CHINA_TZ
+from geo.china import CHINA_TZ, YEAR_MAX, YEAR_MIN
 from hazards.lifecycle import TransitionNotAllowed
 from hazards.model import FINDERS, LEVELS, STATES
+from hazards.review import has_control_characters
 
 api_hazards = Blueprint("api_hazards", __name__, url_prefix="/api/v1")
 
@@ -72,26 +73,40 @@ def _text(body: dict, name: str, errors: list, required: bool = False) -> str | 
     if not isinstance(v, str) or len(v) > TEXT_MAX:
         errors.append({"field": name, "reason": f"a string of at most {TEXT_MAX} characters"})
         return None
+    if has_control_characters(v):  # NUL cut a description short in SQLite
+        errors.append({"field": name, "reason": "control_character"})
+        return None
     return v
 
 
+# The times a deadline may name: the years of geo.china (the API answers a later one
+# as null, and such a hazard could never fall overdue).
+_TIME_MIN = datetime(YEAR_MIN, 1, 1, tzinfo=CHINA_TZ).timestamp()
+_TIME_MAX = datetime(YEAR_MAX + 1, 1, 1, tzinfo=CHINA_TZ).timestamp()
+
+
 def _time(body: dict, name: str, errors: list) -> float | None:
-    """Epoch seconds, or ISO-8601 (a date alone is the end of that day, China time)."""
+    """Epoch seconds, or ISO-8601 (a date alone is the end of that day, China time),
+    within the years YEAR_MIN..YEAR_MAX."""
     v = body.get(name)
     if v is None or v == "":
         return None
+    ts = None
     if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v):
-        return float(v)
-    if isinstance(v, str):
+        ts = float(v)
+    elif isinstance(v, str) and v.isascii():
         try:
             if len(v) == 10:
                 d = datetime.fromisoformat(v).replace(hour=23, minute=59, second=59, tzinfo=CHINA_TZ)
-                return d.timestamp()
-            d = datetime.fromisoformat(v)
-            return (d if d.tzinfo else d.replace(tzinfo=CHINA_TZ)).timestamp()
+                ts = d.timestamp()
+            else:
+                d = datetime.fromisoformat(v)
+                ts = (d if d.tzinfo else d.replace(tzinfo=CHINA_TZ)).timestamp()
         except ValueError:
             pass
-    errors.append({"field": name, "reason": "epoch seconds, YYYY-MM-DD or ISO-8601"})
+    if ts is not None and _TIME_MIN <= ts < _TIME_MAX:
+        return ts
+    errors.append({"field": name, "reason": f"epoch seconds, YYYY-MM-DD or ISO-8601, in {YEAR_MIN}-{YEAR_MAX}"})
     return None
 
 

@@ -18,6 +18,7 @@ from flask import Blueprint, g, jsonify, request
 
 from dashboard.api import READ_ROLES, ApiError, int_arg, per_app, require, web
 from data.plans_store import PlansStore, RowErrors, read_plan_file, week_now
+from geo.china import check_year
 from plans import draw as drawing
 from plans.lifecycle import TransitionNotAllowed
 from plans.model import RISK_COLOURS_ALL, local_date, parse_date, parse_week
@@ -334,7 +335,7 @@ def tasks_of_day():
     dispatcher or admin."""
     raw = request.args.get("date") or local_date(_now())
     try:
-        parse_date(raw)
+        check_year(parse_date(raw).year, raw)  # the day's span would overflow at the calendar's edges
     except ValueError as e:
         raise ApiError(400, "bad_parameter", f"date: {e}") from None
     p = g.principal

@@ -14,6 +14,10 @@ docs/architecture.md).
   for yellow, yearly for blue.  They are the defaults of ``Settings.interval_*_d``;
   code without settings at hand (tests, batch use, the demo city) uses them as
   they are.  Read-only: copy before changing.
+* ``YEAR_MIN``, ``YEAR_MAX``: the years a week, a date, a month or a deadline that
+  people give (a plan, a bulletin's period, a rating, a hazard's deadline) may name.
+  Past them the edges of a week or a month overflow Python's dates (9999-W52 ends
+  in the year 10000), and no bureau plans for them.  ``check_year`` refuses the rest.
 """
 
 from __future__ import annotations
@@ -24,3 +28,11 @@ CHINA_TZ = ZoneInfo("Asia/Shanghai")
 CHINA_UTC_OFFSET_S = 8 * 3600
 
 DEFAULT_INTERVALS_D: dict[str, int] = {"red": 30, "orange": 90, "yellow": 182, "blue": 365}
+
+YEAR_MIN, YEAR_MAX = 2000, 2099
+
+
+def check_year(year: int, what: object) -> None:
+    """ValueError when ``year`` is outside YEAR_MIN..YEAR_MAX; ``what`` names the value."""
+    if not YEAR_MIN <= year <= YEAR_MAX:
+        raise ValueError(f"{what!r}: the year must be between {YEAR_MIN} and {YEAR_MAX}")

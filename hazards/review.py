@@ -35,6 +35,13 @@ COMMENT_MAX = 2000
 AT_S_MAX = 86400.0
 
 
+def has_control_characters(text: str) -> bool:
+    """Whether free text holds control characters other than a newline and a tab: NUL
+    cuts text short in SQLite and PostgreSQL cannot store it; the rest no person types.
+    Every free-text field of the API is checked with it."""
+    return any(ord(c) < 32 and c not in "\n\t" or 0x7F <= ord(c) <= 0x9F for c in text)
+
+
 def check_text(body: dict, name: str, errors: list, required: bool, max_len: int = COMMENT_MAX) -> str | None:
     """A free-text field of a JSON body, stripped; each problem appended to ``errors`` as
     ``{field, reason}`` (required, not_a_string, too_long, control_character)."""
@@ -49,7 +56,7 @@ def check_text(body: dict, name: str, errors: list, required: bool, max_len: int
     if len(v) > max_len:
         errors.append({"field": name, "reason": "too_long"})
         return None
-    if any(ord(c) < 32 and c not in "\n\t" or 0x7F <= ord(c) <= 0x9F for c in v):
+    if has_control_characters(v):
         errors.append({"field": name, "reason": "control_character"})
         return None
     return v.strip()

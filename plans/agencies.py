@@ -23,6 +23,7 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
+from geo.china import check_year
 from plans.model import day_start_ts, week_span_ts
 
 # Points of each part (they sum to 100) and the penalties.
@@ -74,7 +75,7 @@ class AgencyMonth:
     complaints: int = 0
 
 
-_MONTH = re.compile(r"^(\d{4})-(\d{2})$")
+_MONTH = re.compile(r"^(\d{4})-(\d{2})$", re.ASCII)
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,10 +95,11 @@ class Month:
 
 def parse_month(key: str) -> Month:
     """``2026-11``; ValueError for anything else."""
-    m = _MONTH.match(key) if isinstance(key, str) else None
+    m = _MONTH.fullmatch(key) if isinstance(key, str) else None
     if not m or not 1 <= int(m.group(2)) <= 12 or int(m.group(1)) < 1:
         raise ValueError(f"month must look like 2026-11, not {key!r}")
     y, n = int(m.group(1)), int(m.group(2))
+    check_year(y, key)
     first = dt.date(y, n, 1)
     nxt = dt.date(y + 1, 1, 1) if n == 12 else dt.date(y, n + 1, 1)
     return Month(key, first.isoformat(), (nxt - dt.timedelta(days=1)).isoformat())

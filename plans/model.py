@@ -10,7 +10,7 @@ import datetime as dt
 import re
 from dataclasses import dataclass, field
 
-from geo.china import CHINA_UTC_OFFSET_S
+from geo.china import CHINA_UTC_OFFSET_S, check_year
 
 RISK_COLOURS_ALL = ("red", "orange", "yellow", "blue")
 PURPOSES = ("enforcement", "inspection", "service")  # 执法检查, 安全检查, 第三方服务
@@ -21,8 +21,8 @@ CONFLICT_KINDS = ("same_week", "recently_visited", "not_due")
 SUGGESTIONS = ("joint", "shift", "drop")
 DAY_S = 86400
 
-_WEEK = re.compile(r"^(\d{4})-W(\d{2})$")
-_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+_WEEK = re.compile(r"^(\d{4})-W(\d{2})$", re.ASCII)
+_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$", re.ASCII)
 _EPOCH = dt.date(1970, 1, 1)
 
 
@@ -49,10 +49,11 @@ class Plan:
 
 def parse_week(week: str) -> dt.date:
     """The Monday of ISO week ``YYYY-Www``; ValueError for anything else."""
-    m = _WEEK.match(week or "") if isinstance(week, str) else None
+    m = _WEEK.fullmatch(week or "") if isinstance(week, str) else None
     if not m:
         raise ValueError(f"week must look like 2026-W49, not {week!r}")
     year, wk = int(m.group(1)), int(m.group(2))
+    check_year(year, week)
     try:
         return dt.date.fromisocalendar(year, wk, 1)
     except ValueError:
@@ -66,7 +67,7 @@ def week_dates(week: str) -> list[str]:
 
 
 def parse_date(date: str) -> dt.date:
-    if not isinstance(date, str) or not _DATE.match(date):
+    if not isinstance(date, str) or not _DATE.fullmatch(date):
         raise ValueError(f"date must be YYYY-MM-DD, not {date!r}")
     return dt.date.fromisoformat(date)
 

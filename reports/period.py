@@ -11,12 +11,12 @@ import re
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
-from geo.china import CHINA_TZ
+from geo.china import CHINA_TZ, YEAR_MAX, YEAR_MIN
 
 KINDS = ("weekly", "monthly")
 
-_WEEK = re.compile(r"^(\d{4})-W(\d{2})$")
-_MONTH = re.compile(r"^(\d{4})-(\d{2})$")
+_WEEK = re.compile(r"^(\d{4})-W(\d{2})$", re.ASCII)
+_MONTH = re.compile(r"^(\d{4})-(\d{2})$", re.ASCII)
 
 
 class PeriodError(ValueError):
@@ -60,7 +60,13 @@ def local_date(ts: float) -> date:
     return datetime.fromtimestamp(ts, CHINA_TZ).date()
 
 
+def _check_year(year: int, key: str) -> None:
+    if not YEAR_MIN <= year <= YEAR_MAX:
+        raise PeriodError(f"{key}: the year must be between {YEAR_MIN} and {YEAR_MAX}")
+
+
 def week(year: int, week_no: int) -> Period:
+    _check_year(year, f"{year}-W{week_no:02d}")
     try:
         monday = date.fromisocalendar(year, week_no, 1)
     except ValueError as e:
@@ -69,8 +75,9 @@ def week(year: int, week_no: int) -> Period:
 
 
 def month(year: int, month_no: int) -> Period:
-    if not 1 <= month_no <= 12 or not 1 <= year <= 9999:
+    if not 1 <= month_no <= 12:
         raise PeriodError(f"no month {year}-{month_no:02d}")
+    _check_year(year, f"{year}-{month_no:02d}")
     first = date(year, month_no, 1)
     nxt = date(year + 1, 1, 1) if month_no == 12 else date(year, month_no + 1, 1)
     return Period("monthly", f"{year}-{month_no:02d}", first, nxt - timedelta(days=1))
@@ -80,7 +87,7 @@ def parse(kind: str, key: str) -> Period:
     """``parse("weekly", "2026-W49")``, ``parse("monthly", "2026-12")``."""
     if kind not in KINDS:
         raise PeriodError(f"kind must be one of {', '.join(KINDS)}, not {kind!r}")
-    m = (_WEEK if kind == "weekly" else _MONTH).match(key or "")
+    m = (_WEEK if kind == "weekly" else _MONTH).fullmatch(key or "") if isinstance(key, str) else None
     if not m:
         raise PeriodError(f"a {kind} period is named like {'2026-W49' if kind == 'weekly' else '2026-12'}, "
                           f"not {key!r}")

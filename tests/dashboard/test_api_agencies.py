@@ -55,8 +55,10 @@ def test_the_months_ranking_shows_every_part(api, engine, settings):
     assert (parts["detection"]["found"], parts["detection"]["missed"]) == (3, 1)
     listed = {a["id"]: a for a in api("GET", "/api/v1/agencies").get_json()["agencies"]}
     assert (listed["A1"]["kind"], listed["A1"]["contracts"], listed["A2"]["contracts"]) == ("agency", 4, 0)
-    bad = api("GET", "/api/v1/agencies/ratings?month=2026-13")
-    assert bad.status_code == 400 and bad.get_json()["errors"] == [{"field": "month", "reason": "a month YYYY-MM"}]
+    for odd in ("2026-13", "0001-01", "9999-12", "١٢٣٤-01"):
+        bad = api("GET", f"/api/v1/agencies/ratings?month={odd}")
+        assert bad.status_code == 400 and bad.get_json()["error"] == "bad_parameter", (odd, bad.get_json())
+        assert bad.get_json()["message"].startswith("month must be a month YYYY-MM")
     assert api("GET", "/api/v1/agencies/ratings?month=2026-11", role="officer").status_code == 403
 
 

@@ -54,3 +54,48 @@ def test_a_callback_nested_too_deeply_is_refused_not_a_server_error(web, client_
     r = c.post("/_dash-update-component", data=DEEP, content_type="application/json",
                headers={webkit.CSRF_HEADER: webkit.csrf_of(c)})
     assert r.status_code == 403 and r.is_json
+
+
+def test_weeks_months_and_dates_past_the_calendar_are_refused_not_a_server_error(web, client_as):
+    """The sweep's OverflowError/ValueError 500s: a week, a month or a date at the
+    calendar's edges (9999-W52 ends in the year 10000).  Each is a 400 naming the
+    parameter; so are digits that are not ASCII and a trailing newline."""
+    c = client_as("admin")
+    posts = [
+        ("/api/v1/plans", {"unit_id": "U1", "week": "9999-W52", "items": []}),
+        ("/api/v1/plans", {"unit_id": "U1", "week": "0001-W01", "items": []}),
+        ("/api/v1/reports", {"kind": "weekly", "period": "9999-W52"}),
+        ("/api/v1/reports", {"kind": "weekly", "period": "0001-W01"}),
+        ("/api/v1/reports", {"kind": "monthly", "period": "9999-12"}),
+        ("/api/v1/reports", {"kind": "monthly", "period": "٢٠٢٦-11"}),
+    ]
+    for path, body in posts:
+        r = c.post(path, json=body)
+        assert r.status_code == 400 and r.is_json, (path, body, r.status_code, r.get_data(as_text=True)[:300])
+    gets = ["/api/v1/plans/conflicts?week=9999-W52", "/api/v1/plans/conflicts?week=2026-W49%0A",
+            "/api/v1/agencies/ratings?month=0001-01", "/api/v1/tasks?date=0001-01-01&inspector=I1",
+            "/api/v1/tasks?date=9999-12-31&inspector=I1", "/api/v1/alerts?since=nan",
+            "/api/v1/alerts?limit=%EF%BC%91%EF%BC%92", "/api/v1/alerts?limit=5_0", "/api/v1/alerts?limit=+5"]
+    for path in gets:
+        r = c.get(path)
+        assert r.status_code == 400 and r.get_json()["error"] == "bad_parameter", \
+            (path, r.status_code, r.get_data(as_text=True)[:300])
+    assert c.get("/api/v1/alerts?limit=12&since=1718000000.5").status_code == 200
+
+
+def test_a_hazard_takes_only_a_deadline_it_can_show_and_text_without_nul(web, client_as):
+    """The sweep set a deadline of 1e300 (answered as null: the hazard could never fall
+    overdue) and stored "a\\u0000b" as "a"."""
+    c = client_as("dispatcher")
+    r = c.post("/api/v1/hazards", json={"enterprise_id": "E1", "category": "SC01", "level": "major",
+                                        "description": "a\u0000b"})
+    assert r.status_code == 400 and {"field": "description", "reason": "control_character"} in r.get_json()["errors"]
+    r = c.post("/api/v1/hazards", json={"enterprise_id": "E1", "category": "SC01", "level": "major",
+                                        "description": "燃气管道\n老化"})
+    assert r.status_code == 201, r.get_data(as_text=True)[:300]
+    h = r.get_json()
+    for odd in (1e300, 1e15, "9999-12-31", "0001-01-01", -1, "２０２７-01-01"):
+        r = c.post(f"/api/v1/hazards/{h['id']}/assign", json={"deadline": odd})
+        assert r.status_code == 400 and r.get_json()["errors"][0]["field"] == "deadline", (odd, r.get_json())
+    r = c.post(f"/api/v1/hazards/{h['id']}/assign", json={"deadline": "2027-01-31"})
+    assert r.status_code == 200 and r.get_json()["deadline"].startswith("2027-01-31T23:59:59")
