@@ -212,7 +212,7 @@
   //
   // On the wall and the console the stream also carries, in "rows", the row of
   // each new alarm that page shows (rendered and scoped by the server:
-  // dashboard/push.py).  It goes in at the top of the list at once; the list the
+  // dashboard/push.py).  It goes in at once where the one order puts it; the list the
   // tick callback answers with replaces it: the console's queue is rewritten whole
   // (fillHtml), and on the wall the row goes when React's list has its own row for
   // that alarm.  A row the answer leaves out (past the list's length) goes after
@@ -244,12 +244,26 @@
       }
     }
     if (!into) { return 0; }
-    rows.slice().reverse().forEach(function (r) {  // the server's order, most urgent first
+    rows.forEach(function (r) {
       var id = String(r.id);
       var there = view === "wall" ? into.querySelector("[data-alert-id=\"" + id + "\"]")
                                   : document.getElementById("queue-row-" + id);
       if (there || typeof r.html !== "string") { return; }
-      into.insertAdjacentHTML("afterbegin", r.html);
+      // Where the one order puts it (every row has its data-order, dashboard/pages/
+      // common.py order_attr): before the first row that sorts after it.  One that
+      // sorts after every row shown is past the list's end (an older alarm updated):
+      // it stays out, and the tick's list has it if it belongs.
+      var order = String(r.order || ""), shown = into.querySelectorAll(":scope > [data-order]"), before = null;
+      for (var i = 0; i < shown.length; i++) {
+        if (shown[i].getAttribute("data-order") > order) { before = shown[i]; break; }
+      }
+      if (before) {
+        before.insertAdjacentHTML("beforebegin", r.html);
+      } else if (!shown.length) {
+        into.insertAdjacentHTML("afterbegin", r.html);  // an empty list: it stands in for "none"
+      } else {
+        return;
+      }
       added += 1;
     });
     if (!added) { return 0; }

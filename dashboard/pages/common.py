@@ -172,6 +172,17 @@ def urgency_key(a: dict):
     return queue_key(a)
 
 
+def order_attr(a: dict) -> str:
+    """``urgency_key`` as a string that sorts the same way: each row of the wall's list
+    and the console's queue carries it (``data-order``), so that the row of a pushed
+    alarm goes where the one order puts it (assets/anjian.js, showNewRows), not on top
+    of more urgent alarms."""
+    handled, neg_rank, neg_first, neg_id = urgency_key(a)
+    first_ms = round(min(max(-neg_first, 0.0), 9_999_999_999.0) * 1000)
+    aid = min(max(-neg_id, 0), 10**12 - 1)
+    return f"{handled}{neg_rank + 10:02d}{9_999_999_999_999 - first_ms:013d}{10**12 - 1 - aid:012d}"
+
+
 def first_seen_ts(a: dict) -> float:
     v = a.get("first_seen_ts")
     return float(v) if v is not None else (to_ts(a.get("first_seen")) or 0.0)

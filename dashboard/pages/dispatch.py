@@ -51,6 +51,7 @@ from dashboard.pages.common import (
     allowed_actions,
     city,
     first_seen_ts,
+    order_attr,
     fmt_age,
     fmt_distance,
     fill_html,
@@ -327,18 +328,20 @@ def queue_row(a: dict, reg, c, lang_: str, now: float, selected, extra_class: st
         tag("td", label("alert.state", state, lang_), class_=f"aj-state aj-state-{state}"),
         tag("td", *buttons),
         class_=f"aj-row-{sev}" + (" aj-selected" if selected == a["id"] else "") + extra_class,
-        id=f"queue-row-{a['id']}")
+        id=f"queue-row-{a['id']}", data_order=order_attr(a))
 
 
 def new_rows(alerts: list[dict]) -> list[dict]:
     """The queue rows of new alarms an alert event carries (``dashboard.push``): the
-    page puts them at the top of its queue at once, until the tick's queue replaces it."""
+    page puts each in at once where the one order puts it (``order``), until the tick's
+    queue replaces it."""
     lang_ = lang()
     seen = [a for a in new_alarms_for(alerts, ROLES) if a.get("type") not in DUPLICATE_TYPES]
     if not seen:
         return []
     reg, c, now = web().registry(), city(), time.time()
-    return [{"id": a["id"], "html": str(queue_row(a, reg, c, lang_, now, None, " aj-provisional"))} for a in seen]
+    return [{"id": a["id"], "order": order_attr(a),
+             "html": str(queue_row(a, reg, c, lang_, now, None, " aj-provisional"))} for a in seen]
 
 
 push.register_preview("dispatch", new_rows)

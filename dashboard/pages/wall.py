@@ -57,6 +57,7 @@ from dashboard.pages.common import (
     cache,
     city,
     first_seen_ts,
+    order_attr,
     fmt_time,
     guarded_layout,
     label,
@@ -388,7 +389,7 @@ def side_list(alarms: list[dict], reg, c, lang_: str):
     if not alarms:
         return [html.Li(t("common.none", lang_), className="aj-alert-none")]
     out = [html.Li([html.Span(text, className=cls) for text, cls in side_parts(a, reg, c, lang_)],
-                   className="aj-alert-item", **{"data-alert-id": str(a.get("id"))})
+                   className="aj-alert-item", **{"data-alert-id": str(a.get("id")), "data-order": order_attr(a)})
            for a in alarms[:SIDE_ITEMS]]
     out.append(more_item(len(alarms) - SIDE_ITEMS, lang_))
     return out
@@ -405,15 +406,17 @@ def side_parts(a: dict, reg, c, lang_: str) -> list[tuple[str, str]]:
 
 def new_rows(alerts: list[dict]) -> list[dict]:
     """The list rows of new alarms an alert event carries (``dashboard.push``): the page
-    puts them at the top of its list at once, until the tick's list replaces them."""
+    puts each in at once where the one order puts it (``order``: its ``data-order``),
+    until the tick's list replaces them."""
     lang_ = lang()
     seen = new_alarms_for(alerts, ROLES)
     if not seen:
         return []
     reg, c = web().registry(), city()
-    return [{"id": a["id"], "html": str(tag("li", *[tag("span", text, class_=cls)
-                                                      for text, cls in side_parts(a, reg, c, lang_)],
-                                             class_="aj-alert-item aj-provisional", data_alert_id=str(a["id"])))}
+    return [{"id": a["id"], "order": order_attr(a),
+             "html": str(tag("li", *[tag("span", text, class_=cls) for text, cls in side_parts(a, reg, c, lang_)],
+                             class_="aj-alert-item aj-provisional", data_alert_id=str(a["id"]),
+                             data_order=order_attr(a)))}
             for a in seen]
 
 

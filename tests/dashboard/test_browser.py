@@ -421,33 +421,58 @@ def test_gas_alarm_end_to_end(stack, browser):
             scr.close()
 
 
-def test_a_new_alarms_row_from_the_event_goes_in_at_once_and_gives_way(stack, browser):
+def test_a_new_alarms_row_from_the_event_goes_in_at_once_in_its_place_and_gives_way(stack, browser):
     """What the pages do with the rows an alert event carries (dashboard/push.py): the
-    wall puts the row at the top of its list, where it stands in for "none", and takes it
-    out when its own list has that alarm or after 5 s; the console puts it at the top of
-    its queue, where the queue's next answer, or 5 s, ends it.  (Whether an event carries rows,
-    and for whom, is tests/dashboard/test_push.py; here the rows are given to the page.)"""
+    wall puts the row where the one order puts it (each row's ``data-order``), where it
+    stands in for "none", and takes it out when its own list has that alarm or after 5 s;
+    the console does the same in its queue, where the queue's next answer, or 5 s, ends
+    it.  A row that sorts after every row shown stays out: a screen tour saw old alarms,
+    updated, jump from past the list's end to its top, above unacknowledged critical
+    ones.  (Whether an event carries rows, and for whom, is tests/dashboard/test_push.py;
+    here the rows are given to the page.)"""
     wall = Screen(browser, stack["url"]).login("wall1", "/wall")
     disp = Screen(browser, stack["url"]).login("disp1", "/dispatch")
+
+    def li(aid: int, order: str) -> dict:
+        return {"id": aid, "order": order,
+                "html": (f'<li class="aj-alert-item aj-provisional" data-alert-id="{aid}" data-order="{order}">'
+                         f'<span class="aj-badge aj-sev-critical">紧急</span>'
+                         f'<span class="aj-alert-subject">测试餐饮店{aid}</span></li>')}
+
+    def tr(aid: int, order: str) -> dict:
+        return {"id": aid, "order": order,
+                "html": (f'<tr class="aj-row-critical aj-provisional" id="queue-row-{aid}" data-order="{order}">'
+                         f'<td>紧急</td><td>测试餐饮店{aid}</td></tr>')}
+
+    # Orders as order_attr writes them are 28 digits, starting 0-2: "0" sorts before
+    # them all, "00" after "0" and before them, "3" after them all.
+    first, between, last = (987654, "0"), (987655, "00"), (987656, "3")
     try:
         wall.page.wait_for_selector("#wall-alert-list li", timeout=15000)
-        row = ('<li class="aj-alert-item aj-provisional" data-alert-id="987654">'
-               '<span class="aj-badge aj-sev-critical">紧急</span><span class="aj-alert-subject">测试餐饮店</span></li>')
-        added = wall.page.evaluate("r => window.anjianShowNewRows([r])", {"id": 987654, "html": row})
-        assert added == 1
-        first = wall.page.eval_on_selector("#wall-alert-list > li", "li => [li.dataset.alertId, li.textContent]")
-        assert first == ["987654", "紧急测试餐饮店"]
+        add = "r => window.anjianShowNewRows([r])"
+        assert wall.page.evaluate(add, li(*first)) == 1
+        got = wall.page.eval_on_selector("#wall-alert-list > li", "li => [li.dataset.alertId, li.textContent]")
+        assert got == ["987654", "紧急测试餐饮店987654"]
         assert wall.page.locator("#wall-alert-list .aj-alert-none:visible").count() == 0, "it stands in for 'none'"
         # The same row again (a second event for the alarm) is not put in twice.
-        assert wall.page.evaluate("r => window.anjianShowNewRows([r])", {"id": 987654, "html": row}) == 0
-        # No list of the wall's own names alarm 987654: the row goes after 5 s.
+        assert wall.page.evaluate(add, li(*first)) == 0
+        assert wall.page.evaluate(add, li(*last)) == 0, "a row past the list's end was put in"
+        assert wall.page.evaluate(add, li(*between)) == 1
+        ordered = wall.page.eval_on_selector_all("#wall-alert-list > li[data-order]", "els => els.map(e => e.dataset.alertId)")
+        assert ordered[:2] == ["987654", "987655"] and "987656" not in ordered
+        orders = wall.page.eval_on_selector_all("#wall-alert-list > li[data-order]", "els => els.map(e => e.dataset.order)")
+        assert orders == sorted(orders), orders
+        # No list of the wall's own names these alarms: the rows go after 5 s.
         wall.page.wait_for_selector("#wall-alert-list .aj-provisional", state="detached", timeout=8000)
 
         disp.page.wait_for_function("() => !!document.querySelector('#dispatch-queue table, #dispatch-queue .aj-muted')",
                                     timeout=15000)
-        tr = '<tr class="aj-row-critical aj-provisional" id="queue-row-987654"><td>紧急</td><td>测试餐饮店</td></tr>'
-        assert disp.page.evaluate("r => window.anjianShowNewRows([r])", {"id": 987654, "html": tr}) == 1
+        assert disp.page.evaluate(add, tr(*first)) == 1
         assert disp.page.eval_on_selector("#dispatch-queue tbody > tr", "tr => tr.id") == "queue-row-987654"
+        assert disp.page.evaluate(add, tr(*last)) == 0
+        assert disp.page.evaluate(add, tr(*between)) == 1
+        ids = disp.page.eval_on_selector_all("#dispatch-queue tbody > tr", "els => els.map(e => e.id)")
+        assert ids[:2] == ["queue-row-987654", "queue-row-987655"] and "queue-row-987656" not in ids
         disp.page.wait_for_selector("#queue-row-987654", state="detached", timeout=8000)
         for scr in (wall, disp):
             assert not [e for e in scr.errors if "tile" not in e.lower()], scr.errors

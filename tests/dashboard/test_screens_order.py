@@ -50,6 +50,16 @@ def test_the_dispatcher_queue_shows_a_new_critical_alarm_above_acknowledged_ones
     html = out["queue"]
     rows = [html.index(f'id="queue-row-{a}"') for a in expected if f'id="queue-row-{a}"' in html]
     assert len(rows) == len(expected) and rows == sorted(rows)
+    # Each row carries its place in the one order, which sorts as the rows are drawn:
+    # a pushed alarm's row goes in by it (assets/anjian.js, showNewRows).
+    orders = re.findall(r'id="queue-row-\d+" data-order="(\d+)"', html)
+    assert len(orders) == len(expected) and orders == sorted(orders) and len(set(orders)) == len(orders)
+    with webkit.as_user(server, users["wall"]):
+        from dashboard.pages import wall
+
+        items = wall.side_list(ctx.alerts.list(state="open"), ctx.registry(), wall.city(), "zh-CN")
+    assert [i.to_plotly_json()["props"]["data-order"] for i in items if "data-order" in i.to_plotly_json()["props"]] \
+        == orders[:wall.SIDE_ITEMS]
     # The banner flashes for the two critical alarms nobody acknowledged; the sound store names them.
     assert "aj-flash" in out["banner_class"]
     assert out["alarm"] == {"ids": expected[:2]}
