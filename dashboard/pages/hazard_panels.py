@@ -36,20 +36,24 @@ def _open_hazards(level: str | None, overdue: bool) -> list[dict]:
     return cache().get(f"hazards:{level}:{overdue}", TTL_S, read)
 
 
-def _item(h: dict, lang_: str, names: dict, p, compact: bool = False) -> html.Li | None:
+def _item(h: dict, lang_: str, reg, p, compact: bool = False) -> html.Li | None:
     if p is not None and not p.sees_enterprise(h["enterprise_id"], h["street_id"], h["grid_id"]):
         return None
+    # As every list names enterprises: without the city and district all names share
+    # (a tour found four rows of the wall's list all cut to "深圳市龙华区…"); the whole
+    # name in the tooltip.
+    eid = h["enterprise_id"]
+    name, full = reg.short_name(eid) or eid, reg.enterprise_names.get(eid, eid)
     badges = [html.Span(t(f"hz.level.{h['level']}", lang_), className=f"aj-badge aj-hz-{h['level']}")]
     if h["overdue"]:
         badges.append(html.Span(t("hz.overdue", lang_), className="aj-badge aj-hz-overdue"))
     if compact:  # the wall: one line, the name gives way, the state and the deadline's day stay
         due = fmt_time(h["deadline_ts"], with_date=True)[5:10] if h["deadline_ts"] else "—"
         state = t("hz.state." + h["state"], lang_)
-        return html.Li([*badges, html.Span(names.get(h["enterprise_id"], h["enterprise_id"]),
-                                           className="aj-data aj-hz-name"),
+        return html.Li([*badges, html.Span(name, className="aj-data aj-hz-name", title=full),
                         html.Span(f"{state} · {t('hz.deadline', lang_)} {due}", className="aj-hz-due")],
                        className="aj-hz-item aj-hz-compact", **{"data-hazard": str(h["id"])})
-    return html.Li([*badges, " ", html.Span(names.get(h["enterprise_id"], h["enterprise_id"]), className="aj-data"),
+    return html.Li([*badges, " ", html.Span(name, className="aj-data", title=full),
                     " · ", t(f"hz.state.{h['state']}", lang_),
                     " · ", t("hz.deadline", lang_), " ", fmt_time(h["deadline_ts"], with_date=True) if h["deadline_ts"] else "—",
                     # The thread of a disputed hazard, for those who take part (never on the wall's kiosk).
@@ -62,23 +66,23 @@ def major_hazard_items(lang_: str, p=None, with_left_out: bool = False, compact:
     """Open major hazards, the overdue first: the wall's list (it stays until 销号).
     ``with_left_out``: (items, how many past MAX_ITEMS were left out); ``compact``: one
     line each (the wall)."""
-    names = web().registry().enterprise_names
+    reg = web().registry()
     rows = sorted(_open_hazards("major", False), key=lambda h: (not h["overdue"], h["deadline_ts"] or 0, h["id"]))
-    every = [i for i in (_item(h, lang_, names, p, compact) for h in rows) if i is not None]
+    every = [i for i in (_item(h, lang_, reg, p, compact) for h in rows) if i is not None]
     items = every[:MAX_ITEMS] or [html.Li(t("hz.none", lang_), className="aj-muted aj-alert-none")]
     return (items, len(every) - len(every[:MAX_ITEMS])) if with_left_out else items
 
 
 def overdue_and_major_items(lang_: str, p=None) -> list:
     """The dispatcher's list: every overdue hazard and every open major one, most urgent first."""
-    names = web().registry().enterprise_names
+    reg = web().registry()
     seen, rows = set(), []
     for h in _open_hazards(None, True) + _open_hazards("major", False):
         if h["id"] not in seen:
             seen.add(h["id"])
             rows.append(h)
     rows.sort(key=lambda h: (not h["overdue"], h["level"] != "major", h["deadline_ts"] or 0, h["id"]))
-    items = [i for i in (_item(h, lang_, names, p) for h in rows) if i is not None][:MAX_ITEMS * 2]
+    items = [i for i in (_item(h, lang_, reg, p) for h in rows) if i is not None][:MAX_ITEMS * 2]
     return items or [html.Li(t("hz.none", lang_), className="aj-muted aj-alert-none")]
 
 

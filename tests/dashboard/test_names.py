@@ -76,6 +76,27 @@ def test_the_console_and_the_wall_show_the_short_name_and_keep_the_full_one_at_h
     assert layers.area_name(a, c, "en") == "Minzhi · Grid 1"
 
 
+def test_the_hazard_lists_show_the_short_name_with_the_full_one_as_tooltip(web):
+    """The fourth tour: the wall's major-hazard list showed four rows all cut to
+    "深圳市龙华区…".  It names enterprises as the alert lists do."""
+    from dashboard.pages import hazard_panels
+
+    ctx, server, _app, _users = web
+    base = ctx.registry()
+    names = dict(base.enterprise_names)
+    names.update({f"X{k}": f"深圳市龙华区填充{k:02d}号店" for k in range(40)})
+    reg = Registry(base.inspectors, base.sensors, names, admin_prefixes(names.values()))
+    eid, full = next((k, v) for k, v in base.enterprise_names.items() if v.startswith("深圳市龙华区"))
+    short = full.removeprefix("深圳市龙华区")
+    h = {"id": 3, "enterprise_id": eid, "street_id": "ST1", "grid_id": "G1", "level": "major", "overdue": True,
+         "state": "rectifying", "deadline_ts": time.time() - 86400}
+    with server.test_request_context("/"):
+        for compact in (True, False):  # the wall, the console
+            item = hazard_panels._item(h, "zh-CN", reg, None, compact)
+            spans = [c for c in item.children if getattr(c, "className", "") and "aj-data" in c.className]
+            assert [(x.children, x.title) for x in spans] == [(short, full)], compact
+
+
 def test_a_grid_keeps_its_name_when_it_does_not_start_with_its_street():
     c = SimpleNamespace(street_names={"S": ("观湖街道", "Guanhu")},
                         grid_names={"G": "观湖街道第03网格", "H": "松元厦社区网格", "K": "观湖"})
