@@ -172,7 +172,7 @@
     },
     visitPoint: function (feature, latlng) {
       var p = feature.properties || {};
-      return L.circleMarker(latlng, { radius: 7, weight: 2, color: p.dup ? "#ff9500" : "#ffffff",
+      return L.circleMarker(latlng, { radius: 7, weight: 2, color: p.dup ? "#c9a0ff" : "#ffffff",
                                       fillColor: RISK[p.r] || RISK.blue, fillOpacity: 0.9 });
     },
     targetPoint: function (feature, latlng) {

@@ -212,7 +212,7 @@ def credit_face(enterprise_id: str, lang_: str, now: float):
         id="enterprise-score-trend", config={"displayModeBar": False, "staticPlot": True},
         style={"height": "90px"},
         figure={"data": [{"x": [p_["date"] for p_ in trend], "y": [p_["score"] for p_ in trend], "type": "scatter",
-                          "mode": "lines", "line": {"color": "#0a84ff", "width": 2}}],
+                          "mode": "lines", "line": {"color": "#4aa3ff", "width": 2}}],
                 # Dates as numbers (12-05), not plotly's English month names; muted ticks and
                 # faint gridlines on the dark panel.
                 "layout": {"margin": {"l": 28, "r": 6, "t": 4, "b": 18}, "height": 90,

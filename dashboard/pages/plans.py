@@ -96,8 +96,8 @@ def body(p, lang_: str, week: str):
         x, y = c.projector.lonlat([pl[2]], [pl[1]])
         hot = i["id"] in in_conflict
         marks.append(dl.CircleMarker(center=[float(y[0]), float(x[0])], radius=8 if hot else 5,
-                                     color="#ff3b30" if hot else colours.get(unit, "#0a84ff"), weight=3 if hot else 1,
-                                     fillColor=colours.get(unit, "#0a84ff"), fillOpacity=0.8,
+                                     color="#c9a0ff" if hot else colours.get(unit, "#4aa3ff"), weight=3 if hot else 1,
+                                     fillColor=colours.get(unit, "#4aa3ff"), fillOpacity=0.8,
                                      children=dl.Tooltip(f"{pl[0]} · {unit_names.get(unit, unit)} · {i['date']}")))
     pr = preset()
     the_map = dl.Map([*base_children(pr, c, lang_, **offline_ids(ids.PLANS_MAP)), *marks], id=ids.PLANS_MAP,

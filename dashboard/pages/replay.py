@@ -73,7 +73,7 @@ def build(p, lang_: str, inspector=None, day=None, **_):
          dl.Polyline(id=ids.REPLAY_LINE, positions=[], color="#64d2ff", weight=4, opacity=0.8),
          dl.GeoJSON(id=ids.REPLAY_VISITS, data=layers.EMPTY, pointToLayer=js("visitPoint")),
          dl.CircleMarker(id=ids.REPLAY_MARKER, center=[0, 0], radius=9, color="#06101f", weight=2,
-                         fillColor="#ffd60a", fillOpacity=1)],
+                         fillColor="#f4f8ff", fillOpacity=1)],
         id=ids.REPLAY_MAP, style={"height": "100%"}, **map_props(pr, c),
     )
     notice = tiles_notice(pr, lang_, ids.REPLAY_MAP, **offline_ids(ids.REPLAY_MAP))
