@@ -377,11 +377,17 @@
     dc.set_props(store, { data: value });
   });
 
-  // The console's action feedback, as a bubble beside the button that was clicked.
+  // The console's action feedback, as a bubble beside the button that was clicked.  It
+  // goes by itself after FEEDBACK_OK_MS (done) or FEEDBACK_FAILED_MS (refused): after a
+  // resolve its button is gone, and a tour found the bubble left over the search box.
+  var FEEDBACK_OK_MS = 6000, FEEDBACK_FAILED_MS = 12000;
   function placeFeedback(fb) {
     var at = window.anjianActionAt;
+    clearTimeout(fb.anjianHide);
     if (!fb.textContent.trim()) { fb.hidden = true; return; }
     fb.hidden = false;
+    fb.anjianHide = setTimeout(function () { fb.hidden = true; },
+                               fb.classList.contains("aj-ok") ? FEEDBACK_OK_MS : FEEDBACK_FAILED_MS);
     if (!at) { return; }
     if (!fb.classList.contains("aj-bubble")) { fb.classList.add("aj-bubble"); }
     var w = fb.offsetWidth, h = fb.offsetHeight;
@@ -408,6 +414,22 @@
     });
     pageWatch.observe(document.documentElement, { childList: true, subtree: true });
   }
+
+  // --- Leaflet's own controls in the page's language ------------------------------------
+  // Its zoom buttons say "Zoom in" and "Zoom out" whatever the page's language (<html lang>,
+  // set by the server per session); each map's buttons are found once, when they appear.
+  var ZOOM_TITLES = { "zh-CN": ["放大", "缩小"], en: ["Zoom in", "Zoom out"] };
+  function localiseZoom() {
+    var words = ZOOM_TITLES[document.documentElement.lang] || ZOOM_TITLES["zh-CN"];
+    Array.prototype.forEach.call(document.querySelectorAll(".leaflet-control-zoom:not([data-aj-lang])"), function (c) {
+      [".leaflet-control-zoom-in", ".leaflet-control-zoom-out"].forEach(function (sel, i) {
+        var b = c.querySelector(sel);
+        if (b) { b.title = words[i]; b.setAttribute("aria-label", words[i]); }
+      });
+      c.setAttribute("data-aj-lang", document.documentElement.lang);
+    });
+  }
+  setInterval(localiseZoom, 1000);
 
   // --- lists cut at a whole row, with a true "more" -------------------------------------
   // A list with data-fit (the wall's alerts, major hazards and unit legend) shows the rows

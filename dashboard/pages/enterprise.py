@@ -302,6 +302,8 @@ def nearby_due(ent: dict, p, lang_: str, now: float):
             return t("enterprise.nearby.never", lang_)
         if r["overdue_days"] >= 0:
             return t("enterprise.nearby.overdue", lang_, n=f"{r['overdue_days']:.0f}")
+        if -r["overdue_days"] < 1:  # not "0 天后到期"
+            return t("enterprise.nearby.due_today", lang_)
         return t("enterprise.nearby.due_in", lang_, n=f"{-r['overdue_days']:.0f}")
 
     body = html.Table(html.Tbody([

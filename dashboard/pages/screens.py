@@ -15,6 +15,7 @@ from pathlib import Path
 
 import dash
 from dash import ClientsideFunction
+from flask import has_request_context
 
 from dashboard import auth_views
 from dashboard.auth_views import CallbackPolicy, CallbackRule
@@ -119,6 +120,17 @@ def create_dash(server, ctx) -> dash.Dash:
         enable_mcp=False,
         meta_tags=[{"name": "viewport", "content": "width=device-width, initial-scale=1"}],
     )
+    # The page's language on <html lang> (the index string is one for all): the browser's
+    # hyphenation and fonts, screen readers, and anjian.js's words for Leaflet's own
+    # controls follow it.
+    interpolate = app.interpolate_index
+
+    def interpolate_index(**kwargs):
+        page = interpolate(**kwargs)
+        lang = auth_views.current_lang(ctx) if has_request_context() else ctx.settings.language
+        return page.replace('<html lang="zh-CN">', f'<html lang="{lang}">', 1)
+
+    app.interpolate_index = interpolate_index
     policy = CallbackPolicy()
     for module in PAGE_MODULES:
         _register_page(module)
