@@ -63,7 +63,6 @@ from dashboard.pages.common import (
     label,
     lang,
     lang_toggle,
-    last_seen_ts,
     new_alarms_for,
     preset,
     principal,
@@ -380,7 +379,7 @@ def ticker(alarms: list[dict], reg, c, lang_: str):
     if not alarms:
         return [html.Span(t("wall.ticker.empty", lang_), className="aj-ticker-item aj-ticker-calm")]
     items = [html.Span(layers.alert_line(a, reg, c, lang_), className=f"aj-ticker-item aj-sev-{a.get('severity')}")
-             for a in sorted(alarms, key=lambda a: -last_seen_ts(a))[:TICKER_ITEMS]]
+             for a in sorted(alarms, key=urgency_key)[:TICKER_ITEMS]]  # the one order, as every list
     # Twice, so the CSS marquee wraps around without a gap.
     return items + [html.Span(i.children, className=i.className, **{"aria-hidden": "true"}) for i in items]
 

@@ -12,7 +12,7 @@ import time
 from data import audit
 from data.alert_store import SYSTEM, queue_key
 from data.auth import create_token, create_user
-from dashboard.pages import dispatch
+from dashboard.pages import dispatch, layers
 from tests.dashboard import webkit
 
 
@@ -60,6 +60,13 @@ def test_the_dispatcher_queue_shows_a_new_critical_alarm_above_acknowledged_ones
         items = wall.side_list(ctx.alerts.list(state="open"), ctx.registry(), wall.city(), "zh-CN")
     assert [i.to_plotly_json()["props"]["data-order"] for i in items if "data-order" in i.to_plotly_json()["props"]] \
         == orders[:wall.SIDE_ITEMS]
+    # The ticker too (a tour found it by last heard, its first-seen times out of order).
+    with webkit.as_user(server, users["wall"]):
+        reg = ctx.registry()
+        alarms = sorted(ctx.alerts.list(state="open"), key=lambda a: a["id"])  # any order in
+        line = [layers.alert_line(a, reg, wall.city(), "zh-CN") for a in ctx.alerts.list(state="open")]
+        spans = wall.ticker(alarms, reg, wall.city(), "zh-CN")
+    assert [x.children for x in spans[:len(line)]] == line
     # The banner flashes for the two critical alarms nobody acknowledged; the sound store names them.
     assert "aj-flash" in out["banner_class"]
     assert out["alarm"] == {"ids": expected[:2]}
