@@ -390,6 +390,40 @@ def test_the_console_answers_beside_the_button_keeps_words_whole_and_collapses_e
         _resolve_all(stack)
 
 
+def test_the_console_on_a_phone_is_one_column_whose_panels_keep_their_rows(stack, browser):
+    """A tour at 375x812: every panel of the console was squeezed to about one row
+    ("燃…", "观…"), the desktop's 100vh columns shrunk onto a phone.  Now the page
+    scrolls one column: the queue shows its alarms whole, the map has room, and
+    nothing but the nav row (which scrolls sideways by design) is wider than the screen."""
+    _resolve_all(stack)
+    ctx = stack["ctx"]
+    ids_ = [webkit.open_alert(ctx, sensor_id=stack[k]["sensor"]) for k in ("a", "b")]
+    disp = Screen(browser, stack["url"], 375, 812).login("disp1", "/dispatch")
+    try:
+        page = disp.page
+        for i in ids_:
+            page.wait_for_selector(f"#queue-row-{i} button.aj-btn-primary", timeout=15000)
+        got = page.evaluate("""() => {
+          const q = document.querySelector('#dispatch-queue').closest('.aj-panel');
+          const rows = [...document.querySelectorAll('#dispatch-queue tbody > tr')];
+          const seen = rows.filter(r => { const b = r.getBoundingClientRect(), p = q.getBoundingClientRect();
+                                          return b.top >= p.top - 1 && b.bottom <= p.bottom + 1; }).length;
+          const map = document.querySelector('#dispatch-map').getBoundingClientRect();
+          const wide = [...document.querySelectorAll('.aj-dispatch-main *')]
+            .filter(el => el.getBoundingClientRect().right > window.innerWidth + 1 && !el.closest('.leaflet-container'))
+            .map(el => el.className || el.tagName).slice(0, 5);
+          const subject = document.querySelector('#dispatch-queue tbody td.aj-clip .aj-data').getBoundingClientRect();
+          return {rows: rows.length, seen, map: map.height, wide, subject: subject.width,
+                  scroll: document.scrollingElement.scrollWidth}; }""")
+        assert got["rows"] >= 2 and got["seen"] == got["rows"], got
+        assert got["map"] >= 280 and not got["wide"] and got["scroll"] <= 375, got
+        assert got["subject"] >= 60, got  # an enterprise's name, not "燃…"
+        assert not [e for e in disp.errors if "tile" not in e.lower()], disp.errors
+    finally:
+        disp.close()
+        _resolve_all(stack)
+
+
 def test_the_enterprise_page_states_consistent_facts_and_an_honest_area_refusal(stack, browser):
     from sqlalchemy import update
 
