@@ -289,9 +289,16 @@ def _load_object(payload: bytes) -> dict:
 
 
 def _json_kind(obj: object) -> str:
-    return {list: "array", str: "string", bool: "boolean", int: "number", float: "number"}.get(
+    return {list: "array", dict: "object", str: "string", bool: "boolean", int: "number", float: "number"}.get(
         type(obj), "null"
     )
+
+
+# A number written as a string, as devices do ("22.6"): ASCII digits only.  Python's
+# float() also reads "22.6563_0" and Arabic-Indic or full-width digits, which no
+# device means; NaN and infinity stay readable so that they get their own reason.
+_NUMBER_TEXT = re.compile(r"\s*[-+]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][-+]?[0-9]+)?\s*", re.ASCII)
+_NOT_FINITE_TEXT = frozenset({"nan", "inf", "infinity"})
 
 
 def _num(d: dict, key: str, required: bool = False) -> float | None:
@@ -305,10 +312,9 @@ def _num(d: dict, key: str, required: bool = False) -> float | None:
     if t is float or t is int:
         x = float(v)
     elif t is str:
-        try:
-            x = float(v)
-        except ValueError:
-            raise Rejected("bad_type", f"{key}: {_short(v, 40)} is not a number") from None
+        if not (_NUMBER_TEXT.fullmatch(v) or v.strip().lower().lstrip("+-") in _NOT_FINITE_TEXT):
+            raise Rejected("bad_type", f"{key}: {_short(v, 40)} is not a number")
+        x = float(v)
     else:
         raise Rejected("bad_type", f"{key}: expected a number, got {_json_kind(v)}")
     if x != x or x == _INF or x == -_INF:

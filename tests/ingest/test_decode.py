@@ -138,6 +138,13 @@ def test_numeric_strings_are_numbers():
     assert (reading.lel_pct, reading.ppm, reading.batt_pct) == (22.6, 1000.0, 90.0)
 
 
+def test_a_rejection_names_what_came_instead_of_a_number():
+    """A hostile-input sweep read "lat: expected a number, got null" for an object."""
+    with pytest.raises(Rejected) as info:
+        _decode(LOC, _loc(lat={"a": 1}))
+    assert info.value.detail == "lat: expected a number, got object"
+
+
 def test_boolean_is_not_a_number():
     assert _reason(LOC, _loc(lat=True)) == "bad_type"
     assert _reason(LOC, _loc(ts=False)) == "bad_type"
@@ -519,6 +526,10 @@ DECODE_REASON_CASES = [
     ("bad_type", LOC, _loc(lat=[22.6])),
     ("bad_type", LOC, _loc(lon="east")),
     ("bad_type", STATE, b'{"ts": 1714530030, "lel": {"v": 3}}'),
+    # What Python's float() reads and no device means: underscores, other scripts' digits.
+    ("bad_type", LOC, _loc(lat="22.6563_0")),
+    ("bad_type", LOC, _loc(lat="٢٢.6")),
+    ("bad_type", LOC, _loc(lon="１１４")),
     ("nan_value", LOC, b'{"ts": 1714530030, "lat": NaN, "lon": 114.0}'),
     ("nan_value", LOC, b'{"ts": 1714530030, "lat": 22.6, "lon": Infinity}'),
     ("nan_value", LOC, b'{"ts": 1714530030, "lat": 22.6, "lon": -Infinity}'),
