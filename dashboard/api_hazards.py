@@ -367,7 +367,9 @@ def self_inspection_submit():
     items = body.get("items")
     if not isinstance(items, list) or not items:
         raise _bad([{"field": "items", "reason": "the checklist: a non-empty list of {code, ok, note}"}])
-    _enterprise_visible(enterprise_id or "")
+    if not isinstance(enterprise_id, str) or not enterprise_id:
+        raise ApiError(400, "missing_field", "enterprise_id is required (a string)")
+    _enterprise_visible(enterprise_id)
     try:
         return jsonify(store().submit_self_inspection(enterprise_id, p.username, items)), 201
     except ValueError as e:
@@ -379,6 +381,8 @@ def self_inspection_submit():
 def self_inspection_list():
     p = g.principal
     enterprise_id = p.enterprise_id if p.role == "enterprise" else request.args.get("enterprise_id", "")
+    if not enterprise_id:
+        raise ApiError(400, "missing_field", "enterprise_id is required (the enterprise whose self-inspections)")
     _enterprise_visible(enterprise_id)
     rows = store().self_inspections(enterprise_id, int_arg("limit", 20, 1, 500))
     for r in rows:

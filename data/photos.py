@@ -48,16 +48,21 @@ def check_image(data: bytes, max_bytes: int) -> str:
     """The content type of ``data`` when it is an accepted image, else ``PhotoRefused``."""
     if len(data) > max_bytes:
         raise PhotoRefused("too_large", f"the photo has {len(data)} bytes; at most {max_bytes} are accepted")
-    if len(data) < MIN_IMAGE_BYTES:
-        raise PhotoRefused("empty", "the photo is empty or truncated")
+    if not data:
+        raise PhotoRefused("empty", "the photo is empty")
+    # The kind first, then the size: a small GIF is not an image we take, not "truncated".
     if data[:3] == b"\xff\xd8\xff":
-        return "image/jpeg"
-    if data[:8] == b"\x89PNG\r\n\x1a\n":
-        return "image/png"
-    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
-        return "image/webp"
-    raise PhotoRefused("not_an_image", "the file is not a JPEG, PNG or WebP image (its content was checked, "
-                                       "not its name)")
+        kind = "image/jpeg"
+    elif data[:8] == b"\x89PNG\r\n\x1a\n":
+        kind = "image/png"
+    elif data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        kind = "image/webp"
+    else:
+        raise PhotoRefused("not_an_image", "the file is not a JPEG, PNG or WebP image (its content was checked, "
+                                           "not its name)")
+    if len(data) < MIN_IMAGE_BYTES:
+        raise PhotoRefused("empty", "the photo is truncated")
+    return kind
 
 
 def _decode(data: bytes) -> Image.Image:

@@ -99,3 +99,12 @@ def test_a_hazard_takes_only_a_deadline_it_can_show_and_text_without_nul(web, cl
         assert r.status_code == 400 and r.get_json()["errors"][0]["field"] == "deadline", (odd, r.get_json())
     r = c.post(f"/api/v1/hazards/{h['id']}/assign", json={"deadline": "2027-01-31"})
     assert r.status_code == 200 and r.get_json()["deadline"].startswith("2027-01-31T23:59:59")
+
+
+def test_a_missing_enterprise_is_a_bad_request_not_a_404(web, client_as):
+    c = client_as("admin")
+    r = c.get("/api/v1/self-inspections")
+    assert (r.status_code, r.get_json()["error"]) == (400, "missing_field")
+    r = c.post("/api/v1/self-inspections", json={"items": [{"code": "SC01", "ok": True}], "enterprise_id": [1]})
+    assert (r.status_code, r.get_json()["error"]) == (400, "missing_field")
+    assert c.get("/api/v1/self-inspections?enterprise_id=E1").status_code == 200

@@ -92,8 +92,15 @@ def test_a_bureau_catalogue_file(tmp_path, engine, settings):
 def test_a_refused_or_failed_photo_leaves_nothing(store, tmp_path):
     h = store.create("off", enterprise_id="E1", category="SC01", level="general", found_by="inspector", now=NOW)
     store.add_photo(h["id"], "finding", PNG, "off", now=NOW)
-    with pytest.raises(PhotoRefused):
-        store.add_photo(h["id"], "finding", b"GIF89a" + b"\x00" * 40, "off", now=NOW)
+    # A GIF, also a tiny one (the sweep's 35-byte GIF was refused as "empty or truncated").
+    for gif in (b"GIF89a" + b"\x00" * 40, b"GIF89a\x01\x00\x01\x00"):
+        with pytest.raises(PhotoRefused) as e:
+            store.add_photo(h["id"], "finding", gif, "off", now=NOW)
+        assert e.value.code == "not_an_image"
+    for empty in (b"", PNG[:10]):
+        with pytest.raises(PhotoRefused) as e:
+            store.add_photo(h["id"], "finding", empty, "off", now=NOW)
+        assert e.value.code == "empty"
     with pytest.raises(PhotoRefused) as e:
         store.add_photo(h["id"], "rectification", PNG + b"x", "off", now=NOW)  # not rectifying yet
     assert e.value.code == "wrong_state"
