@@ -495,9 +495,27 @@ def cmd_import(settings, args) -> int:
 
 def cmd_token(settings, args) -> int:
     from data import audit
-    from data.auth import create_token
+    from data.auth import create_token, list_tokens, revoke_tokens
+    from geo.timefmt import iso
 
     engine = _engine(settings)
+    if args.token_cmd == "list":
+        rows = list_tokens(engine, args.user)
+        print(f"{'id':>5}  {'user':<24} {'role':<11} {'created':<26} state")
+        for r in rows:
+            state = "revoked" if r["revoked"] else "live" if r["active"] else "live (user deactivated)"
+            print(f"{r['id']:>5}  {r['username']:<24} {r['role']:<11} {iso(r['created_at']) or '?':<26} {state}")
+        return 0
+    if args.token_cmd == "revoke":
+        try:
+            done = revoke_tokens(engine, token_id=args.id, username=args.user)
+        except ValueError as e:
+            raise SystemExit(f"token revoke: {e}") from None
+        for r in done:
+            audit.append(engine, args.actor, "token_revoke", r["username"], {"token_id": r["id"], "role": r["role"]})
+        print(f"{len(done)} token(s) revoked" + ("" if done else " (already revoked)")
+              + "; refused by every web process within 10 s")
+        return 0
     token, principal = create_token(engine, args.role, args.user)
     audit.append(engine, "cli", "token_create", principal.username, {"role": principal.role})
     print(f"token for {principal.username} (role {principal.role}); it is shown only once:")
@@ -509,8 +527,18 @@ def cmd_user(settings, args) -> int:
     import getpass
 
     from data import audit
-    from data.auth import create_user
+    from data.auth import create_user, set_active
 
+    if args.user_cmd in ("deactivate", "activate"):
+        engine = _engine(settings)
+        try:
+            p = set_active(engine, args.username, args.user_cmd == "activate")
+        except ValueError as e:
+            raise SystemExit(f"user {args.user_cmd}: {e}") from None
+        audit.append(engine, args.actor, f"user_{args.user_cmd}", p.username, {"role": p.role})
+        print(f"user {p.username} ({p.role}) {args.user_cmd}d"
+              + ("; their sessions and tokens are refused within 10 s" if args.user_cmd == "deactivate" else ""))
+        return 0
     if (args.role == "enterprise") != (args.enterprise is not None):
         raise SystemExit("user create: an enterprise account needs --enterprise ID (the one enterprise it is "
                          "bound to), and only an enterprise account takes --enterprise")
@@ -691,6 +719,13 @@ def build_parser() -> argparse.ArgumentParser:
     tc = tok_sub.add_parser("create", help="create a bearer token; printed as the last line")
     tc.add_argument("--role", required=True, choices=["wall", "dispatcher", "officer", "admin", "enterprise"])
     tc.add_argument("--user", help="an existing user (default: a new service account)")
+    tl = tok_sub.add_parser("list", help="every token: id, user, role, created, live or revoked (never the token)")
+    tl.add_argument("--user", help="only this user's tokens")
+    tr = tok_sub.add_parser("revoke", help="revoke one token (by its id in `token list`) or every token of a user")
+    tr_which = tr.add_mutually_exclusive_group(required=True)
+    tr_which.add_argument("id", nargs="?", type=int, help="the token's id")
+    tr_which.add_argument("--user", help="every token of this user")
+    tr.add_argument("--actor", default=os.environ.get("USER", "cli"), help="who revokes (for the audit log)")
     usr = sub.add_parser("user", help="users")
     usr_sub = usr.add_subparsers(dest="user_cmd", required=True)
     uc = usr_sub.add_parser("create", help="create or update a user (password from ANJIAN_NEW_USER_PASSWORD or a prompt)")
@@ -700,6 +735,11 @@ def build_parser() -> argparse.ArgumentParser:
     uc.add_argument("--streets", nargs="*")
     uc.add_argument("--grids", nargs="*")
     uc.add_argument("--display-name")
+    for verb, what in (("deactivate", "keep a user out: their sessions and tokens are refused; history stays"),
+                       ("activate", "let a deactivated user in again")):
+        ua = usr_sub.add_parser(verb, help=what)
+        ua.add_argument("username")
+        ua.add_argument("--actor", default=os.environ.get("USER", "cli"), help="who does it (for the audit log)")
     aud = sub.add_parser("audit", help="the audit log")
     aud_sub = aud.add_subparsers(dest="audit_cmd", required=True)
     av = aud_sub.add_parser("verify", help="check the hash chain; names the first broken entry")

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, func, select, update
 
 from data.models import ROLES, ApiToken, Enterprise, User
 
@@ -153,6 +153,43 @@ def create_token(engine: Engine, role: str, username: str | None = None) -> tupl
         conn.execute(ApiToken.__table__.insert().values(token_hash=_token_hash(token), user_id=principal.user_id,
                                                         created_at=time.time(), revoked=False))
     return token, principal
+
+
+def list_tokens(engine: Engine, username: str | None = None) -> list[dict]:
+    """Every token (of ``username``): its id, user, role, creation time and whether it is
+    revoked; never the token, which the server does not keep."""
+    q = (select(ApiToken.id, ApiToken.created_at, ApiToken.revoked, User.username, User.role, User.active)
+         .join(User, User.id == ApiToken.user_id).order_by(ApiToken.id))
+    if username is not None:
+        q = q.where(User.username == username)
+    with engine.connect() as conn:
+        return [dict(r._mapping) for r in conn.execute(q)]
+
+
+def revoke_tokens(engine: Engine, *, token_id: int | None = None, username: str | None = None) -> list[dict]:
+    """Revoke one token (``token_id``) or every token of ``username``; the tokens that were
+    live and are revoked now.  ValueError when neither names anything.  Refused from the
+    next request on, after TOKEN_CACHE_S at most (each web process's cache)."""
+    if (token_id is None) == (username is None):
+        raise ValueError("name one token id or one user")
+    found = [t for t in list_tokens(engine, username) if token_id is None or t["id"] == token_id]
+    if not found:
+        raise ValueError(f"no token {token_id}" if token_id is not None else f"no token of user {username!r}")
+    live = [t for t in found if not t["revoked"]]
+    if live:
+        with engine.begin() as conn:
+            conn.execute(update(ApiToken).where(ApiToken.id.in_([t["id"] for t in live])).values(revoked=True))
+    return live
+
+
+def set_active(engine: Engine, username: str, active: bool) -> Principal | None:
+    """Let a user in again or keep them out (``active``): a deactivated user's login
+    sessions and tokens are refused within TOKEN_CACHE_S; their history stays."""
+    with engine.begin() as conn:
+        n = conn.execute(update(User).where(User.username == username).values(active=active)).rowcount
+    if n != 1:
+        raise ValueError(f"no user {username!r}")
+    return get_user(engine, username)
 
 
 class TokenAuthenticator:
