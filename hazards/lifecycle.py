@@ -6,7 +6,8 @@ state, action) up in ``LIFECYCLE``; a pair that is not there raises
 
 * **assign** (reported -> rectifying) hands the hazard to the enterprise with a
   deadline: given, or ``reported_at``-independent ``at + deadline_days[level]``.
-  assign on a hazard already rectifying moves its deadline (record ``extend``).
+  assign on a hazard already rectifying moves its deadline (record ``extend``),
+  to the deadline given: the default could shorten it.
 * **rectify** (rectifying -> rectified) needs evidence: a note and at least one
   photo of the rectification (``evidence_photos``).
 * **accept** (rectified -> accepted) is made ``on_site`` (the inspector's GPS fix
@@ -150,6 +151,9 @@ def transition(h: Hazard, action: str, *, actor: str, at: float, deadline_days: 
     detail: dict = {}
 
     if step.deadline:
+        if deadline is None and step.record == "extend":
+            # The default (now + the level's days) could shorten the deadline it extends.
+            raise ValueError("extending a deadline needs the new deadline")
         if deadline is None:
             if deadline_days is None:
                 raise ValueError("assign needs a deadline or the deadlines by level")

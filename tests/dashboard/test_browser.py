@@ -526,5 +526,10 @@ def test_officer_phone_lists_the_days_tasks(stack, browser):
         sizes = page.evaluate(SMALLEST_TEXT_JS, ".aj-officer")
         assert sizes and sizes[0][0] >= 14, sizes[:5]
         assert not scr.errors, scr.errors
+        # The same page on a desktop keeps a phone's column (a tour at 1920 px found its
+        # buttons 950 px wide).
+        page.set_viewport_size({"width": 1920, "height": 1080})
+        width = page.eval_on_selector(".aj-officer-body", "el => el.getBoundingClientRect().width")
+        assert width <= 720, width
     finally:
         scr.close()

@@ -111,7 +111,7 @@ def test_the_thread_is_linked_for_those_who_take_part_and_not_on_the_wall(adj_st
     def links(role):
         from data.auth import Principal
 
-        item = _item(h, "zh-CN", {}, Principal(1, "x", role, streets=("ST1",), grids=("G1",)))
+        item = _item(h, "zh-CN", ctx.registry(), Principal(1, "x", role, streets=("ST1",), grids=("G1",)))
         return [c for c in item.children if isinstance(c, html.A)]
 
     assert [a.href for a in links("dispatcher")] == [f"/hazards/{hid}/discussion"]

@@ -20,12 +20,13 @@ pytestmark = pytest.mark.browser
 
 # dashboard/pages/plans.py rings a planned visit in an open collision in this colour; the
 # markers are drawn on Leaflet's canvas (preferCanvas), so the test counts its pixels.
+# The collision ring's colour, --attention #c9a0ff (not the risk red: colour means one thing).
 RINGED_PIXELS_JS = """() => {
   let n = 0;
   for (const c of document.querySelectorAll('#plans-map .leaflet-overlay-pane canvas')) {
     const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
     for (let i = 0; i < d.length; i += 4)
-      if (Math.abs(d[i] - 255) < 12 && Math.abs(d[i + 1] - 59) < 12 && Math.abs(d[i + 2] - 48) < 12 && d[i + 3] > 200) n++;
+      if (Math.abs(d[i] - 201) < 12 && Math.abs(d[i + 1] - 160) < 12 && Math.abs(d[i + 2] - 255) < 12 && d[i + 3] > 200) n++;
   }
   return n; }"""
 

@@ -108,6 +108,16 @@ def test_deadlines_by_level_and_overdue():
         transition(_reported(), "assign", actor="o", at=T0, deadline=T0 - 1)
 
 
+def test_extending_a_deadline_needs_the_new_one():
+    """The hostile-input sweep: assign on a rectifying hazard without a deadline took the
+    default from now, which could shorten the deadline it was meant to extend."""
+    h, _ = transition(_reported(), "assign", actor="o", at=T0, deadline=T0 + 30 * DAY_S)
+    with pytest.raises(ValueError, match="needs the new deadline"):
+        transition(h, "assign", actor="o", at=T0 + DAY_S, deadline_days=DAYS)
+    h2, rec = transition(h, "assign", actor="o", at=T0 + DAY_S, deadline=T0 + 40 * DAY_S)
+    assert h2.deadline == T0 + 40 * DAY_S and rec.action == "extend"
+
+
 @given(st.lists(st.sampled_from(["assign", "rectify", "accept", "reject", "close"]), max_size=12),
        st.sampled_from(ACCEPT_METHODS))
 def test_any_walk_stays_in_the_table(actions, method):
@@ -117,7 +127,8 @@ def test_any_walk_stays_in_the_table(actions, method):
         t += 100
         try:
             new, rec = transition(h, a, actor="x", at=t, deadline_days=DAYS, note="n", evidence_photos=1,
-                                  method=method if a == "accept" else None)
+                                  method=method if a == "accept" else None,
+                                  deadline=t + DAY_S if (h.state, a) == ("rectifying", "assign") else None)
         except TransitionNotAllowed:
             assert (h.state, a) not in LIFECYCLE
             continue
