@@ -43,14 +43,20 @@ def test_a_word_is_learnt_only_when_many_names_share_it():
     assert admin_prefixes(["深圳市龙华区老王餐饮店", "深圳市华丰电子科技有限公司"]) == frozenset()
 
 
-def test_the_console_and_the_wall_show_the_short_name_and_keep_the_full_one_at_hand(web):
-    ctx, server, _app, users = web
+def _district_registry(ctx):
+    """The test city's registry padded with 40 shops of the district, so that the shared
+    "深圳市龙华区" is learnt: (registry, an enterprise id, its full name, its short name)."""
     base = ctx.registry()
     names = dict(base.enterprise_names)
     names.update({f"X{k}": f"深圳市龙华区填充{k:02d}号店" for k in range(40)})
     reg = Registry(base.inspectors, base.sensors, names, admin_prefixes(names.values()))
     eid, full = next((k, v) for k, v in base.enterprise_names.items() if v.startswith("深圳市龙华区"))
-    short = full.removeprefix("深圳市龙华区")
+    return reg, eid, full, full.removeprefix("深圳市龙华区")
+
+
+def test_the_console_and_the_wall_show_the_short_name_and_keep_the_full_one_at_hand(web):
+    ctx, server, _app, users = web
+    reg, eid, full, short = _district_registry(ctx)
     a = {"id": 7, "type": "gas_alarm", "severity": "critical", "state": "open", "enterprise_id": eid,
          "street_id": "ST1", "grid_id": "G1", "first_seen_ts": time.time() - 30, "subject": f"enterprise:{eid}"}
     with server.test_request_context("/"):
@@ -82,12 +88,7 @@ def test_the_hazard_lists_show_the_short_name_with_the_full_one_as_tooltip(web):
     from dashboard.pages import hazard_panels
 
     ctx, server, _app, _users = web
-    base = ctx.registry()
-    names = dict(base.enterprise_names)
-    names.update({f"X{k}": f"深圳市龙华区填充{k:02d}号店" for k in range(40)})
-    reg = Registry(base.inspectors, base.sensors, names, admin_prefixes(names.values()))
-    eid, full = next((k, v) for k, v in base.enterprise_names.items() if v.startswith("深圳市龙华区"))
-    short = full.removeprefix("深圳市龙华区")
+    reg, eid, full, short = _district_registry(ctx)
     h = {"id": 3, "enterprise_id": eid, "street_id": "ST1", "grid_id": "G1", "level": "major", "overdue": True,
          "state": "rectifying", "deadline_ts": time.time() - 86400}
     with server.test_request_context("/"):
