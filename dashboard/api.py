@@ -20,7 +20,7 @@ from dashboard.metrics import CONTENT_TYPE
 from data.screen_queries import dead_letters
 from geo.china import CHINA_TZ as SHANGHAI  # the name _iso_second uses
 from geo.timefmt import iso
-from hazards.review import has_control_characters
+from hazards.review import COMMENT_MAX, has_control_characters
 
 api = Blueprint("api", __name__, url_prefix="/api/v1")
 
@@ -269,7 +269,7 @@ def _body() -> dict:
     return body
 
 
-NOTE_MAX = 2000  # characters of an action's note (the hazards' and reviews' text fields alike)
+NOTE_MAX = COMMENT_MAX  # characters of an action's note, as of every free-text field
 ID_MAX = 64
 
 

@@ -23,7 +23,7 @@ from data.photos import PhotoRefused
 from geo.china import CHINA_TZ, YEAR_MAX, YEAR_MIN
 from hazards.lifecycle import TransitionNotAllowed
 from hazards.model import FINDERS, LEVELS, STATES
-from hazards.review import has_control_characters
+from hazards.review import COMMENT_MAX, has_control_characters
 
 api_hazards = Blueprint("api_hazards", __name__, url_prefix="/api/v1")
 
@@ -32,7 +32,7 @@ REPORT_ROLES = ("dispatcher", "officer", "admin", "enterprise")
 OFFICIAL_ROLES = ("dispatcher", "officer", "admin")  # assign, accept, reject, close
 SCORE_KINDS = ("enterprise", "street", "unit", "agency")
 RISKS = ("red", "orange", "yellow", "blue")
-TEXT_MAX = 2000
+TEXT_MAX = COMMENT_MAX  # every free-text field alike
 ID_MAX = 64
 
 

@@ -7,11 +7,10 @@ import logging
 import os
 import secrets
 
+from dash.exceptions import DependencyException
 from flask import Flask, g, jsonify, request
 from flask.json.provider import DefaultJSONProvider
 from werkzeug.exceptions import HTTPException, InternalServerError, NotFound
-
-from dash.exceptions import DependencyException
 
 from dashboard import astlock
 from dashboard.api import api, metrics_route, web
