@@ -30,6 +30,8 @@ CATALOGUE: dict[str, dict[str, str]] = {
     "nav.replay": {"zh-CN": "轨迹回放", "en": "Replay"},
     "nav.plans": {"zh-CN": "周计划", "en": "Plans"},
     "nav.agencies": {"zh-CN": "服务机构", "en": "Agencies"},
+    "map.zoom_in": {"zh-CN": "放大", "en": "Zoom in"},
+    "map.zoom_out": {"zh-CN": "缩小", "en": "Zoom out"},
     "lang.switch": {"zh-CN": "English", "en": "中文"},
     "lang.switch_title": {"zh-CN": "切换语言", "en": "Switch language"},
     "auth.logout": {"zh-CN": "退出", "en": "Log out"},

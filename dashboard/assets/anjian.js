@@ -416,11 +416,13 @@
   }
 
   // --- Leaflet's own controls in the page's language ------------------------------------
-  // Its zoom buttons say "Zoom in" and "Zoom out" whatever the page's language (<html lang>,
-  // set by the server per session); each map's buttons are found once, when they appear.
-  var ZOOM_TITLES = { "zh-CN": ["放大", "缩小"], en: ["Zoom in", "Zoom out"] };
+  // Its zoom buttons say "Zoom in" and "Zoom out" whatever the page's language; the server
+  // puts the catalogue's words on <html> (data-zoom-in, data-zoom-out, dashboard/pages/
+  // screens.py), and each map's buttons get them once, when they appear.
   function localiseZoom() {
-    var words = ZOOM_TITLES[document.documentElement.lang] || ZOOM_TITLES["zh-CN"];
+    var html = document.documentElement;
+    var words = [html.getAttribute("data-zoom-in"), html.getAttribute("data-zoom-out")];
+    if (!words[0]) { return; }
     Array.prototype.forEach.call(document.querySelectorAll(".leaflet-control-zoom:not([data-aj-lang])"), function (c) {
       [".leaflet-control-zoom-in", ".leaflet-control-zoom-out"].forEach(function (sel, i) {
         var b = c.querySelector(sel);
