@@ -99,6 +99,18 @@ class StreamStore:
         if row.visit_id is None:
             values["visit_id"] = _visit_overlapping(conn, n.inspector_id, row.started_at, n.ts)
         conn.execute(update(StreamRow).where(StreamRow.id == row.id).values(**values))
+        if not n.hls_url:
+            # "The camera stopped", naming no stream: every stream of it still open then
+            # ends, not only the newest (a sweep found three older ones left "live" for
+            # good after a phone announced new URLs without ending the old ones).
+            older = conn.execute(select(StreamRow.id, StreamRow.started_at, StreamRow.visit_id).where(
+                StreamRow.inspector_id == n.inspector_id, StreamRow.ended_at.is_(None),
+                StreamRow.started_at <= n.ts)).all()
+            for o in older:
+                more = {"state": "ended", "ended_at": n.ts, "updated_at": now}
+                if o.visit_id is None:
+                    more["visit_id"] = _visit_overlapping(conn, n.inspector_id, o.started_at, n.ts)
+                conn.execute(update(StreamRow).where(StreamRow.id == o.id).values(**more))
 
     # --- reads (web) ----------------------------------------------------------------------
 

@@ -80,3 +80,22 @@ def test_no_visit_at_the_time_leaves_the_stream_unlinked_and_an_unseen_end_is_ke
     old = by_url["http://cam.example/old.m3u8"]
     assert (old.visit_id, old.state, old.started_at, old.ended_at) == (vid, "ended", T0 + 100, T0 + 100)
     assert [x["hls_url"] for x in s.for_visit(vid)] == ["http://cam.example/old.m3u8"]
+
+
+def test_an_end_that_names_no_stream_ends_every_open_stream_of_the_camera(engine):
+    """The hostile-input sweep: a phone announced three streams (new URLs, no ends), then
+    "ended" with no URL; only the newest ended, and the three older ones stayed live."""
+    write_small_city(engine)
+    s = StreamStore(engine)
+    urls = [f"http://cam.example/I1/{k}.m3u8" for k in range(4)]
+    for k, url in enumerate(urls):
+        s.apply([StreamNotice("I1", T0 + 10 * k, "live", url)])
+    s.apply([StreamNotice("I2", T0 + 5, "live", "http://cam.example/I2/live.m3u8")])  # another camera
+    s.apply([StreamNotice("I1", T0 + 100, "live", "http://cam.example/I1/later.m3u8")])  # after the end
+    s.apply([StreamNotice("I1", T0 + 60, "ended", None, recording_url="https://vod.example/r.mp4")])
+    by_url = {r.hls_url: r for r in rows(engine)}
+    assert [(by_url[u].state, by_url[u].ended_at) for u in urls] == [("ended", T0 + 60)] * 4
+    assert by_url[urls[-1]].recording_url == "https://vod.example/r.mp4"  # the recording: the newest's
+    assert by_url["http://cam.example/I1/later.m3u8"].state == "live"
+    assert by_url["http://cam.example/I2/live.m3u8"].state == "live"
+    assert set(s.live()) == {"I1", "I2"} and s.live()["I1"]["hls_url"] == "http://cam.example/I1/later.m3u8"
