@@ -143,9 +143,17 @@ def versioned(payload, version: int | None = None):
 # --- routes ------------------------------------------------------------------
 
 
+# What health names of the deployment's insides: for a caller with a credential only.
+# A load balancer's probe needs the status, not where the broker and the database are.
+HEALTH_PRIVATE = ("mqtt_url", "database_url", "broker_nodes")
+
+
 @api.get("/health")
 def health():
-    return jsonify(web().health())
+    out = web().health()
+    if current_principal() is None:
+        out = {k: v for k, v in out.items() if k not in HEALTH_PRIVATE}
+    return jsonify(out)
 
 
 @api.get("/inspectors")

@@ -145,7 +145,9 @@ def test_demo_on_embedded_defaults(tmp_path):
         # start-up burst can take longer than that to drain, so allow a minute.
         health = wait_until(lambda: (h := get_json(f"{demo.base}/api/v1/health")) and h["status"] == "ok" and h, 60)
         assert health["redis"] == health["broker"] == health["database"] == "ok"
-        assert health["mqtt_url"].startswith("mqtt://127.0.0.1:")
+        # Where the broker and the database are: for a caller with a credential only.
+        assert "mqtt_url" not in health and "database_url" not in health
+        assert get_json(f"{demo.base}/api/v1/health", token)["mqtt_url"].startswith("mqtt://127.0.0.1:")
         # The ingest workers' GC tuning is for a process of their own: the demo's web
         # app and alert engine share this one, which keeps Python's collector.
         assert "garbage collector: 0 objects frozen, first-generation threshold 700" in Path(demo.log.name).read_text()
@@ -175,7 +177,7 @@ def test_demo_against_mosquitto_redis_and_postgresql(tmp_path):
         demo.wait_healthy()
         token = demo.token()
         assert wait_until(lambda: len(get_json(f"{demo.base}/api/v1/inspectors", token)) >= 50, 60, 0.5)
-        health = get_json(f"{demo.base}/api/v1/health")
+        health = get_json(f"{demo.base}/api/v1/health", token)
         assert health["ingest_workers"] == 2, "two ingest workers share the stream over MQTT 5"
         assert health["database_url"].startswith("postgresql")
         check_three_formats(demo, token, *publish_three_formats(demo, 1883, ns, f"{ns}-ot", f"{ns}-z2m", db_url))
