@@ -282,6 +282,18 @@ NEARBY_DAYS = 30
 NEARBY_MAX = 8
 
 
+def due_words(r: dict, lang_: str) -> str:
+    """How a nearby enterprise stands (``overdue_days``: days past its due date, negative
+    before it): never inspected, overdue N days, due today, or due in N days."""
+    if r["overdue_days"] is None or (r["never_inspected"] and r["overdue_days"] >= 0):
+        return t("enterprise.nearby.never", lang_)
+    if r["overdue_days"] >= 0:
+        return t("enterprise.nearby.overdue", lang_, n=f"{r['overdue_days']:.0f}")
+    if -r["overdue_days"] < 1:  # not "0 天后到期"
+        return t("enterprise.nearby.due_today", lang_)
+    return t("enterprise.nearby.due_in", lang_, n=f"{-r['overdue_days']:.0f}")
+
+
 def nearby_due(ent: dict, p, lang_: str, now: float):
     """The enterprises next door that are overdue or soon due (the inspector at this one
     can take them in on the same round), within the viewer's area; each links to its page."""
@@ -297,20 +309,11 @@ def nearby_due(ent: dict, p, lang_: str, now: float):
                                        className="aj-muted")], className="aj-panel", id="enterprise-nearby")
     reg = ctx.registry()
 
-    def when(r: dict) -> str:
-        if r["overdue_days"] is None or (r["never_inspected"] and r["overdue_days"] >= 0):
-            return t("enterprise.nearby.never", lang_)
-        if r["overdue_days"] >= 0:
-            return t("enterprise.nearby.overdue", lang_, n=f"{r['overdue_days']:.0f}")
-        if -r["overdue_days"] < 1:  # not "0 天后到期"
-            return t("enterprise.nearby.due_today", lang_)
-        return t("enterprise.nearby.due_in", lang_, n=f"{-r['overdue_days']:.0f}")
-
     body = html.Table(html.Tbody([
         html.Tr([html.Td(html.A(reg.short_name(r["id"]) or r["name"] or r["id"], href=f"/enterprise/{r['id']}",
                                 title=r["name"] or r["id"]), className="aj-data aj-clip"),
                  html.Td(html.Span(t(f"risk.{r['risk']}", lang_), className=f"aj-risk-chip aj-risk-{r['risk']}")),
-                 html.Td(when(r), className="aj-overdue-flag aj-nowrap" if (r["overdue_days"] or 0) >= 0 else
+                 html.Td(due_words(r, lang_), className="aj-overdue-flag aj-nowrap" if (r["overdue_days"] or 0) >= 0 else
                          "aj-nowrap"),
                  html.Td(t("enterprise.nearby.distance", lang_, m=f"{r['distance_m']:,}"),
                          className="aj-muted aj-nowrap")])

@@ -179,3 +179,15 @@ def test_an_age_past_two_days_is_told_in_days():
     assert fmt_age(47 * 3600, "zh-CN") == "47.0 小时前"
     assert fmt_age(88.2 * 3600, "zh-CN") == "3.7 天前"
     assert fmt_age(88.2 * 3600, "en") == "3.7 d ago"
+
+
+def test_a_nearby_enterprise_due_within_a_day_is_due_today():
+    """A tour read "0 天后到期" on the enterprise page."""
+    from dashboard.pages.enterprise import due_words
+
+    def words(days, never=False, lang="zh-CN"):
+        return due_words({"overdue_days": days, "never_inspected": never}, lang)
+
+    assert [words(-0.3), words(-0.99), words(-1.2), words(-3.6)] == ["今天到期", "今天到期", "1 天后到期", "4 天后到期"]
+    assert words(2.0) == "逾期 2 天" and words(None) == words(0.5, never=True) != words(0.5)
+    assert words(-0.3, lang="en") == "due today" and words(-3.6, lang="en") == "due in 4 days"
