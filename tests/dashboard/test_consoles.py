@@ -341,14 +341,17 @@ def test_enterprise_profile(city_live):
     with webkit.as_user(server, users["officer2"]):  # E1 is in G1, not officer2's G2
         outside = text_of(enterprise.layout(enterprise_id="E1"))
         missing = text_of(enterprise.layout(enterprise_id="NOPE"))
-    # Honest about the scope, and the same for a firm elsewhere and no firm at all: nothing leaks.
-    assert "您的辖区内没有这家企业" in outside and "老王" not in outside and "S1" not in outside
-    # (The logout form's random CSRF token is blanked first: a token that happened to
-    # contain "E1" once made the two differ.)
+    # The logout form's random CSRF token is blanked first: a token that happened to
+    # contain "E1" once made the two differ, and one containing "S1" once looked like
+    # the sensor's id leaking.
     def blank_csrf(text: str) -> str:
         return re.sub(r'"value": "[A-Za-z0-9_-]+", "type": "hidden", "name": "csrf"', '"value": ""', text)
 
-    assert blank_csrf(outside).replace("E1", "") == blank_csrf(missing).replace("NOPE", "")
+    outside, missing = blank_csrf(outside), blank_csrf(missing)
+    assert '"type": "hidden", "name": "csrf"' not in outside, "the token was not blanked"
+    # Honest about the scope, and the same for a firm elsewhere and no firm at all: nothing leaks.
+    assert "您的辖区内没有这家企业" in outside and "老王" not in outside and "S1" not in outside
+    assert outside.replace("E1", "") == missing.replace("NOPE", "")
     with webkit.as_user(server, users["dispatcher"]):
         assert "没有这家企业" in text_of(enterprise.layout(enterprise_id="NOPE"))
 
