@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
-from geo.china import CHINA_TZ, YEAR_MAX, YEAR_MIN
+from geo.china import CHINA_TZ, check_year
 
 KINDS = ("weekly", "monthly")
 
@@ -61,8 +61,11 @@ def local_date(ts: float) -> date:
 
 
 def _check_year(year: int, key: str) -> None:
-    if not YEAR_MIN <= year <= YEAR_MAX:
-        raise PeriodError(f"{key}: the year must be between {YEAR_MIN} and {YEAR_MAX}")
+    """geo.china.check_year, raising this module's PeriodError."""
+    try:
+        check_year(year, key)
+    except ValueError as e:
+        raise PeriodError(str(e)) from None
 
 
 def week(year: int, week_no: int) -> Period:
