@@ -116,6 +116,7 @@ def main() -> None:
         eng = AlertEngine(s, engine, r, store, s.mqtt_url)
         eng.registry.load()
         eng._ensure_groups()
+        assert eng.streams.lease(eng.id, 3600.0)  # it reads only while it holds the lease; driven by hand here
         stream = f"{ns}:gas:events"
 
         # Baseline: the per-event path over entries read straight from the stream.

@@ -7,6 +7,18 @@ time, keeps each sensor's ``SensorMemory`` (JSON) in the hash ``ns:sensor:memory
 and looks for gas events deleted before it read them. Every one of those Redis
 reads and writes is here; the engine decides, this module stores
 (docs/architecture.md, "Live-state streams and idempotency memory").
+
+Reads are fenced by the lease (``_READ_LEASED``): an engine takes entries from the
+group only while Redis says it holds the lease, in the same script.  The engines
+share one consumer name, so that a new leader's first read (its "own" pending
+entries, ``0``) is every entry the old one took and did not acknowledge, in order,
+before anything newer.  An old leader that went on reading after its lease ran
+out (a Redis failover longer than the lease, a batch slower than it) took newer
+entries from under the new one: the new leader then applied a sensor's later
+readings first, and the earlier ones, when the old leader got to them, counted
+as "applied before" (the per-sensor marks of ``AlertStore.first_time``) and were
+lost from the alarm's count (a clean-clone CI run of the Redis Cluster failover
+test counted 4 of 20 alarms on 9 sensors).
 """
 
 from __future__ import annotations
@@ -19,6 +31,56 @@ from data.live import GAS_EVENTS, GAS_EVENTS_GROUP, GAS_LANES, LiveState
 from data.redis_wait import block_ms
 
 GROUP = GAS_EVENTS_GROUP
+
+
+class LeaseLost(Exception):
+    """The engine asked to read, or to write memories, without the lease: another
+    engine leads now (or the lease ran out).  Nothing was taken from the group."""
+
+
+# XREADGROUP for the lease's holder only (KEYS[1] the lease, the rest the streams;
+# ARGV: holder, count, id (``0`` or ``>``), group, consumer).  {0}: not the holder.
+# {1, reply}: what XREADGROUP read.  {1, {}, newest ids}: nothing new (``>``): the
+# caller waits with XREAD from those ids, which takes nothing from the group.
+_READ_LEASED = """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return {0} end
+local args = {'XREADGROUP', 'GROUP', ARGV[4], ARGV[5], 'COUNT', ARGV[2], 'STREAMS'}
+for i = 2, #KEYS do args[#args + 1] = KEYS[i] end
+for i = 2, #KEYS do args[#args + 1] = ARGV[3] end
+local got = redis.call(unpack(args))
+if got then return {1, got} end
+local newest = {}
+for i = 2, #KEYS do
+  local e = redis.call('XREVRANGE', KEYS[i], '+', '-', 'COUNT', 1)
+  newest[#newest + 1] = e[1] and e[1][1] or '0-0'
+end
+return {1, {}, newest}
+"""
+
+# The acks of handled entries, always (they are applied: acking them is right
+# whoever leads), and the new memories only for the lease's holder: an old leader's
+# memories would overwrite the new one's.  KEYS: lease, memory hash, stream; ARGV:
+# holder, group, number of memories n, then n (sensor, JSON) pairs, then entry ids.
+# Returns 0 when memories were given and not written (not the holder).
+_REMEMBER_AND_ACK = """
+local n = tonumber(ARGV[3])
+local kept = 1
+if n > 0 then
+  if redis.call('GET', KEYS[1]) == ARGV[1] then
+    local args = {'HSET', KEYS[2]}
+    for i = 4, 3 + 2 * n do args[#args + 1] = ARGV[i] end
+    redis.call(unpack(args))
+  else
+    kept = 0
+  end
+end
+if #ARGV > 3 + 2 * n then
+  local args = {'XACK', KEYS[3], ARGV[2]}
+  for i = 4 + 2 * n, #ARGV do args[#args + 1] = ARGV[i] end
+  redis.call(unpack(args))
+end
+return kept
+"""
 
 # How many entries of a stream come after an id, up to a cap, counted inside Redis.
 # The loss check counted them with XRANGE into Python: with the engine behind (ten
@@ -39,13 +101,18 @@ def _sid(entry_id: bytes) -> tuple[int, int]:
 class EngineStreams:
     """``client``: the Redis client; ``live``: the live state whose namespace it uses."""
 
-    def __init__(self, client: redis.Redis, live: LiveState, streams: Sequence[str], consumer: str):
+    def __init__(self, client: redis.Redis, live: LiveState, streams: Sequence[str], consumer: str,
+                 holder: str = ""):
         self.r = client
         self.live = live
         self.streams = tuple(streams)  # names under the namespace, "gas:events", ...
         self.consumer = consumer
+        self.holder = holder  # the engine's id: reads and memories need the lease held by it
         self._memory_key = live.key("sensor", "memory")
+        self._lease_key = live.key("alert-engine", "leader")
         self._count_after = client.register_script(_COUNT_AFTER)
+        self._read_leased = client.register_script(_READ_LEASED)
+        self._remember_and_ack = client.register_script(_REMEMBER_AND_ACK)
 
     def key(self, name: str) -> str:
         """The Redis key of a stream named ``gas:events`` etc."""
@@ -67,7 +134,7 @@ class EngineStreams:
 
     def lease(self, holder: str, lease_s: float) -> bool:
         """Take or renew the leadership lease for ``holder``; False while another holds it."""
-        k = self.live.key("alert-engine", "leader")
+        k = self._lease_key
         if self.r.set(k, holder, nx=True, px=int(lease_s * 1000)):
             return True
         if self.r.get(k) == holder.encode():
@@ -81,17 +148,34 @@ class EngineStreams:
 
     # --- reading and acknowledging ----------------------------------------------------
     def read(self, backlog: bool, count: int, block: int | None) -> list:
-        """XREADGROUP on every stream: the own pending entries (``backlog``) or new ones.
+        """XREADGROUP on every stream, for the lease's holder only (``LeaseLost``
+        otherwise): the own pending entries (``backlog``) or new ones, waiting up to
+        ``block`` ms for new ones when there are none.
 
         [(stream key, [(entry id, fields or {} for a deleted pending entry), ...]), ...]
         """
-        ids = ">" if not backlog else "0"
-        streams = {self.key(s): ids for s in self.streams}
-        return self.r.xreadgroup(GROUP, self.consumer, streams, count=count, block=block) or []
+        keys = [self.key(s) for s in self.streams]
+        got, newest = self._read(keys, "0" if backlog else ">", count)
+        if got or backlog or not block:
+            return got
+        # Nothing new: wait for an entry past the newest (XREAD takes nothing from the
+        # group; the lease is asked again with the read that follows).
+        if self.r.xread(dict(zip(keys, newest, strict=True)), count=1, block=block):
+            got, _ = self._read(keys, ">", count)
+        return got
 
     def read_new(self, name: str, count: int) -> list:
-        """XREADGROUP of new entries of the one stream ``name`` (``gas:alarms``), not blocking."""
-        return self.r.xreadgroup(GROUP, self.consumer, {self.key(name): ">"}, count=count) or []
+        """XREADGROUP of new entries of the one stream ``name`` (``gas:alarms``), not
+        blocking, for the lease's holder only (``LeaseLost`` otherwise)."""
+        return self._read([self.key(name)], ">", count)[0]
+
+    def _read(self, keys: list[str], ids: str, count: int) -> tuple[list, list]:
+        reply = self._read_leased(keys=[self._lease_key, *keys],
+                                  args=[self.holder, count, ids, GROUP, self.consumer])
+        if not reply[0]:
+            raise LeaseLost(f"the alert engine's lease is not held by {self.holder}")
+        got = [(key, [(entry[0], _fields(entry[1])) for entry in entries]) for key, entries in reply[1]]
+        return got, (reply[2] if len(reply) > 2 else [])
 
     def ack(self, stream: bytes | str, *entry_ids) -> None:
         self.r.xack(stream, GROUP, *entry_ids)
@@ -109,14 +193,17 @@ class EngineStreams:
 
     def remember_and_ack(self, memories: Mapping[str, str | bytes], stream: bytes | str,
                          entry_ids: Iterable) -> None:
-        """New memories and the acks of the entries they came from: together or not at all (MULTI)."""
+        """New memories and the acks of the entries they came from, in one script.
+        The acks always; the memories only while the lease is held (``LeaseLost``
+        after the acks otherwise: the new leader keeps its own)."""
         entry_ids = list(entry_ids)
-        pipe = self.r.pipeline(transaction=True)
-        if memories:
-            pipe.hset(self._memory_key, mapping=dict(memories))
-        if entry_ids:
-            pipe.xack(stream, GROUP, *entry_ids)
-        pipe.execute()
+        if not memories and not entry_ids:
+            return
+        pairs = [x for sid, m in memories.items() for x in (sid, m)]
+        kept = self._remember_and_ack(keys=[self._lease_key, self._memory_key, stream],
+                                      args=[self.holder, GROUP, len(memories), *pairs, *entry_ids])
+        if not kept:
+            raise LeaseLost(f"the alert engine's lease is not held by {self.holder}; memories not written")
 
     # --- loss ------------------------------------------------------------------------
     def gas_events_deleted_unread(self, scan_max: int) -> list[tuple[int, int, str, str]]:
@@ -176,6 +263,13 @@ class EngineStreams:
             return None
         self.r.hset(seen_key, field, missing)
         return missing, seen, key, last.decode()
+
+
+def _fields(flat) -> dict:
+    """An entry's fields as a script hands them back ([k, v, ...]; None when deleted)."""
+    if not flat:
+        return {}
+    return dict(zip(flat[::2], flat[1::2], strict=True))
 
 
 def _str_keys(reply: dict) -> dict:

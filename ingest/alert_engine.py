@@ -46,7 +46,7 @@ from alerts.model import (APPROACH_WARNING, GAS_ALARM, INSPECTOR_OFFLINE, OVERDU
 from alerts.overdue import apply_rollup, local_day, overdue_subject
 from alerts.rules import Decision, SensorMemory, evaluate_gas, evaluate_offline, severity_for
 from data.alert_store import SYSTEM, AlertStore, Conflict
-from data.engine_streams import EngineStreams
+from data.engine_streams import EngineStreams, LeaseLost
 from data.errors import INFRA_ERRORS
 from data.live import GAS_ALARMS, GAS_EVENTS, GAS_LANES, LOST_PENDING, LOST_UNREAD, reported_offline
 from data.registry import Registry
@@ -140,7 +140,8 @@ class AlertEngine:
         self.registry = Registry(engine, settings.registry_refresh_s)
         self.id = f"engine-{uuid.uuid4().hex[:8]}"
         self.consumer = "engine"  # stable: a restarted engine re-reads its own pending entries
-        self.streams = EngineStreams(redis_client, self.live, STREAMS, self.consumer)
+        # Reads and memories are the lease holder's only (data/engine_streams.py).
+        self.streams = EngineStreams(redis_client, self.live, STREAMS, self.consumer, holder=self.id)
         self.mqtt_url = mqtt_url
         self.conn: MqttConnection | None = None
         self._hazards = None  # data.hazards_store.HazardStore, made on the first sweep
@@ -241,6 +242,12 @@ class AlertEngine:
                     self._off_the_loop("overdue-rollup", self.roll_up_overdue)
                     next_overdue = now + OVERDUE_EVERY_S
                 backlog = self.read_streams(backlog)
+            except LeaseLost as e:
+                # Another engine leads (or the lease ran out under this one): stop
+                # at once; what was read and not acked is the next leader's first read.
+                log.warning("alert engine %s is no longer active: %s", self.id, e)
+                leader = False
+                next_lease = 0.0
             except INFRA_ERRORS as e:
                 log.warning("alert engine waits: %s", e)
                 leader = False
@@ -335,9 +342,11 @@ class AlertEngine:
                 self._gas_entry(batch, entry_id, f)
                 if look and i < len(events) and self.alarms_first(catch_up):
                     batch = self._gas_prefetch(stream, events[i:])
-        except INFRA_ERRORS:
+        except (*INFRA_ERRORS, LeaseLost):
             try:
                 self._flush_gas(batch)  # what was handled stays handled
+            except LeaseLost:
+                pass  # acked; the memories are the new leader's
             except INFRA_ERRORS:
                 log.warning("alert engine: %d handled gas events not acked; they are read again",
                             len(batch.handled))

@@ -40,6 +40,8 @@ def city(settings, engine, redis_client):
     eng = AlertEngine(settings, engine, redis_client, store, settings.mqtt_url)
     eng.registry.load()
     eng._ensure_groups()
+    # The engine reads only while it holds the lease; driven by hand here, for the whole test.
+    assert eng.streams.lease(eng.id, 3600.0)
     return {"settings": settings, "engine": engine, "redis": redis_client, "store": store, "alert_engine": eng}
 
 

@@ -22,7 +22,7 @@ import ingest.alert_engine as ae
 from ingest.alert_engine import READ_COUNT
 from geo.types import GasReading
 from tests.alerts.test_engine_batch import alerts as alerts_of
-from tests.alerts.test_engine_batch import city, drain, ev, gas_alarms, memory, one_by_one, push  # noqa: F401 - fixture
+from tests.alerts.test_engine_batch import city, drain, ev, gas_alarms, group_info, memory, one_by_one, push  # noqa: F401 - fixture
 from tests.conftest import TEST_MQTT_URL
 
 
@@ -329,6 +329,97 @@ def test_one_by_one_a_redelivered_entry_is_counted_once(city):
     for _ in range(3):
         city["alert_engine"].on_gas_event(f, entry_id.decode())
     assert open_gas_alarms(city) == {"A0007": 1}
+
+
+def _second_engine(city):
+    """Another engine on the same Redis and SQL, as another process would run it."""
+    from ingest.alert_engine import AlertEngine
+
+    other = AlertEngine(city["settings"], city["engine"], city["redis"], city["store"], city["settings"].mqtt_url)
+    other.registry.load()
+    return other
+
+
+def _lease_moves_to(city, new) -> None:
+    """The old leader's lease runs out (a Redis failover longer than it, or a batch
+    slower than it) and ``new`` takes it, as its standby poll does."""
+    live = LiveState(city["redis"], city["settings"].redis_namespace)
+    city["redis"].delete(live.key("alert-engine", "leader"))
+    assert new.streams.lease(new.id, 3600.0)
+
+
+def test_an_engine_whose_lease_ran_out_takes_nothing_more_from_the_streams(city):
+    """The Redis Cluster failover run that counted 4 of 20 alarms: the old leader went
+    on reading after the new one took over, and was slower to apply what it took.  The
+    new one applied a sensor's later alarm first, and the earlier ones then counted as
+    applied before.  Now the old leader's read is refused (in the same Redis script as
+    the lease), nothing leaves the group, and the new leader counts every alarm."""
+    live = LiveState(city["redis"], city["settings"].redis_namespace)
+    old, new = city["alert_engine"], _second_engine(city)
+    t0 = time.time() - 600
+    ingest(live, ["A0000"], t0, "high", 70.0)
+    drain(city)
+    assert open_gas_alarms(city) == {"A0000": 1}
+    _lease_moves_to(city, new)
+    assert new.read_streams(True) is False, "the new leader's first read: nothing pending"
+    for k in range(1, 4):
+        ingest(live, ["A0000"], t0 + k, "high", 70.0)
+    real_batch = old.on_gas_batch
+
+    def slow_old_leader(stream, entries):
+        # What it took, it applies only after the new leader has applied a later alarm.
+        ingest(live, ["A0000"], t0 + 10, "high", 75.0)
+        new.read_streams(False)
+        real_batch(stream, entries)
+
+    old.on_gas_batch = slow_old_leader
+    with pytest.raises(ae.LeaseLost):
+        old.read_streams(False)
+    old._alarms_read_at = 0.0  # its look at the alarm lane is due
+    with pytest.raises(ae.LeaseLost):
+        old.alarms_first()
+    lane = group_info(city, "gas:alarms")
+    assert (lane["pending"], lane["lag"]) == (0, 3), "the old leader took nothing from the group"
+    while group_info(city, "gas:alarms")["lag"]:
+        new.read_streams(False)
+    ingest(live, ["A0000"], t0 + 10, "high", 75.0)
+    new.read_streams(False)
+    assert open_gas_alarms(city) == {"A0000": 5}, "every alarm counted once, in order"
+
+
+def test_what_an_old_leader_had_in_hand_is_the_new_leaders_first_read(city):
+    """The old leader read a batch while it led, then lost the lease before it applied
+    it.  The engines share one consumer, so the new leader's first read (its pending
+    entries) is that batch, before anything newer: every alarm counts once, whichever
+    engine applies it first, and the old leader's memories do not overwrite the new
+    one's (its acks still go: what it applied is applied)."""
+    live = LiveState(city["redis"], city["settings"].redis_namespace)
+    old, new = city["alert_engine"], _second_engine(city)
+    t0 = time.time() - 600
+    ingest(live, ["A0001"], t0, "high", 70.0)
+    drain(city)
+    for k in range(1, 4):
+        ingest(live, ["A0001"], t0 + k, "high", 60.0 + k)
+    real_batch = old.on_gas_batch
+
+    def lease_lost_before_applying(stream, entries):
+        _lease_moves_to(city, new)
+        assert new.read_streams(True) is True, "the new leader's backlog is the old one's batch"
+        ingest(live, ["A0001"], t0 + 10, "high", 80.0)
+        while new.read_streams(False) or group_info(city, "gas:alarms")["lag"]:
+            pass
+        assert open_gas_alarms(city) == {"A0001": 5}
+        mem = memory(city, "A0001")
+        real_batch(stream, entries)  # applied again: each entry found applied
+        assert memory(city, "A0001") == mem, "the old leader's memory does not overwrite the new one's"
+
+    old.on_gas_batch = lease_lost_before_applying
+    with pytest.raises(ae.LeaseLost):
+        old.read_streams(False)
+    assert open_gas_alarms(city) == {"A0001": 5}
+    lane = group_info(city, "gas:alarms")
+    assert (lane["pending"], lane["lag"]) == (0, 0), "every entry acknowledged"
+    assert memory(city, "A0001").last_seen == pytest.approx(t0 + 10)
 
 
 def test_the_fault_run_with_a_real_engine_process(tmp_path):
