@@ -151,6 +151,33 @@ FLAP_MIN_PRIOR_CHANGES = 2
 # bounded so that the JSON in Redis stays small.
 FLAP_HISTORY_MAX = 16
 
+# A reading time more than this beyond the moment the next reading was received is
+# a clock that was fast, not a reading of the future: it does not outrank that next
+# reading when the next one is of the present (``stale_future``).
+FUTURE_SLACK_S = 5.0
+
+
+def stale_future(stored: float, at: float, received_at: float | None) -> bool:
+    """Whether the newest known reading time ``stored`` is a fast clock's, and the
+    reading at ``at`` (received at ``received_at``) is of the present: then the
+    reading replaces it although it is older.
+
+    A detector that boots with its clock minutes fast (the ingest accepts up to
+    ``ingest_max_future_s`` ahead) and then takes the network's time would
+    otherwise make every reading of the next minutes "late": the map kept the
+    sensor as the fast reading left it, and a real alarm opened as already
+    "returned to normal", at a time still to come.  A reading that is itself
+    ahead (a device whose clock is always fast) is compared as usual, so such a
+    device's readings keep their own order.  The price: while a fast clock's time
+    is stored, a buffered reading from before it that arrives then replaces it too
+    (until the next reading of the present); a fast clock's reading outranking the
+    present for minutes was worse.  The ingest's script applies the same rule to
+    the live state (data/live.py, ``_APPLY_SENSORS``)."""
+    if received_at is None:
+        return False
+    edge = received_at + FUTURE_SLACK_S
+    return stored > edge >= at
+
 
 def _klass(level: str) -> str:
     if level in ("low", "high"):
@@ -308,6 +335,7 @@ def evaluate_gas(
     enterprise_id: str | None = None,
     street_id: str | None = None,
     grid_id: str | None = None,
+    received_at: float | None = None,
 ) -> Decision:
     """Decide what one gas reading does.
 
@@ -319,6 +347,9 @@ def evaluate_gas(
     open_fault:  the sensor's active sensor_fault, or None
     sensor_id, enterprise_id, street_id, grid_id: what a new alert is filed
                  under (routing: a street officer sees only their street)
+    received_at: when the ingest received it (epoch s), None when unknown: a
+                 reading of the present is not late after a fast clock's
+                 (``stale_future``)
 
     The rules, in order:
 
@@ -349,7 +380,7 @@ def evaluate_gas(
     _check_open(open_fault, SENSOR_FAULT, "open_fault")
     mem = prev if prev is not None else SensorMemory(sensor_id=sensor_id)
     sid = sensor_id or mem.sensor_id or (open_alert and open_alert.sensor_id) or (open_fault and open_fault.sensor_id)
-    late = mem.last_seen is not None and at < mem.last_seen
+    late = mem.last_seen is not None and at < mem.last_seen and not stale_future(mem.last_seen, at, received_at)
 
     # -- memory ------------------------------------------------------------------
     if level is None or level == "test":

@@ -393,15 +393,21 @@ class AlertStore:
             conn.execute(insert(AlertEvent), events)
         audit.append_many(conn, entries)
 
-    def first_time(self, conn: Connection, stream: str, key: str, entry_id: str) -> bool:
+    def first_time(self, conn: Connection, stream: str, key: str, entry_id: str,
+                   rewind_above: str | None = None) -> bool:
         """Whether stream entry ``entry_id`` for ``key`` is newer than the last one
         applied (then it becomes the last one, in ``conn``'s transaction).  Entries
         of one key are applied in stream order, so "not newer" means "applied":
-        read again after a crash between the commit and the XACK."""
+        read again after a crash between the commit and the XACK.
+
+        ``rewind_above``: a mark above it is a fast clock's, and an entry at or below
+        it is first seen and moves the mark back (alerts.rules.stale_future)."""
         row = conn.execute(select(StreamMark.last_id).where(StreamMark.stream == stream, StreamMark.key == key)
                            ).first()
         if row is not None and _stream_id(entry_id) <= _stream_id(row.last_id):
-            return False
+            edge = None if rewind_above is None else _stream_id(rewind_above)
+            if edge is None or not _stream_id(row.last_id) > edge >= _stream_id(entry_id):
+                return False
         now = time.time()
         if row is None:
             conn.execute(insert(StreamMark).values(stream=stream, key=key, last_id=entry_id, at=now))

@@ -46,6 +46,7 @@ from dataclasses import dataclass
 import orjson
 import redis
 
+from alerts.rules import FUTURE_SLACK_S
 from geo.types import GasReading, Ping
 
 def connect(url: str, cluster: bool = False) -> redis.Redis:
@@ -299,7 +300,10 @@ for i = 0, n - 1 do
     local key = ns .. ':sensor:' .. id
     local cur = redis.call('HMGET', key, 'ts', 'level')
     prev = cur[2] or ''
-    if cur[1] and tonumber(cur[1]) >= tonumber(ts) then
+    local stored, t = tonumber(cur[1] or ''), tonumber(ts)
+    -- Late: no newer than the stored reading, unless that one is a fast clock's and
+    -- this one is of the present (alerts.rules.stale_future, FUTURE_SLACK_S).
+    if stored and stored >= t and not (stored > now + %(future_slack_s)s and t <= now + %(future_slack_s)s) then
       status = 1
     else
       redis.call('HSET', key, 'ts', ts, 'level', level, 'lel', ARGV[b + 4], 'ppm', ARGV[b + 5],
@@ -310,7 +314,7 @@ for i = 0, n - 1 do
     lanes[lane] = true
     redis.call('XADD', ns .. lane, '*',
                'sensor', id, 'ts', ts, 'level', level, 'prev', prev, 'lel', ARGV[b + 4],
-               'alarm', ARGV[b + 6], 'late', tostring(status))
+               'alarm', ARGV[b + 6], 'late', tostring(status), 'rx', ARGV[3])
   end
   res[#res + 1] = {status, prev}
 end
@@ -441,7 +445,7 @@ class LiveState:
         self.msg_id_cap = msg_id_cap
         self.gas_events_max_unread = gas_events_max_unread
         fmt = {"changes_maxlen": CHANGES_MAXLEN, "gas_maxlen": GAS_EVENTS_MAXLEN, "gas_group": GAS_EVENTS_GROUP,
-               "lost_trimmed": LOST_TRIMMED}
+               "lost_trimmed": LOST_TRIMMED, "future_slack_s": repr(FUTURE_SLACK_S)}
         self._apply_pings = client.register_script(_APPLY_PINGS % fmt)
         self._apply_sensors = client.register_script(_APPLY_SENSORS % fmt)
         self._availability = client.register_script(_AVAILABILITY % fmt)

@@ -44,7 +44,8 @@ from alerts.model import (APPROACH_WARNING, GAS_ALARM, INSPECTOR_OFFLINE, OVERDU
                           SENSOR_OFFLINE, AlertState, approach_subject, enterprise_subject, inspector_subject,
                           gps_arrival_note, sensor_subject)
 from alerts.overdue import apply_rollup, local_day, overdue_subject
-from alerts.rules import Decision, SensorMemory, evaluate_gas, evaluate_offline, severity_for
+from alerts.rules import (FUTURE_SLACK_S, Decision, SensorMemory, evaluate_gas, evaluate_offline,
+                          severity_for)
 from data.alert_store import SYSTEM, AlertStore, Conflict
 from data.engine_streams import EngineStreams, LeaseLost
 from data.errors import INFRA_ERRORS
@@ -418,15 +419,16 @@ class AlertEngine:
             return True
         self._heard_at(sid, ts)
         lel = float(f["lel"]) if f.get("lel") else None
+        rx = float(f["rx"]) if f.get("rx") else None
         memory = batch.memory(sid)
         if subject not in batch.active:
-            d = self._evaluate_gas(info, memory, level, lel, ts, None, None)
+            d = self._evaluate_gas(info, memory, level, lel, ts, None, None, rx)
             if d.new_alert is None and not d.updated:
                 if d.memory is not None:
                     batch.remember(sid, d.memory)
                 return False
         self._gas_reading(info, memory, level, lel, ts, lambda m: batch.remember(sid, m), entry_id,
-                          late=f.get("late") != "0", lane=batch.lane)
+                          late=f.get("late") != "0", lane=batch.lane, received_at=rx)
         batch.active.add(subject)
         return True
 
@@ -456,7 +458,8 @@ class AlertEngine:
         raw = self.streams.memory(sid)
         memory = SensorMemory.from_json(raw) if raw else None
         self._gas_reading(info, memory, level, lel, ts, lambda m: self.streams.set_memory(sid, m.to_json()),
-                          entry_id, late=f.get("late") != "0", lane=lane)
+                          entry_id, late=f.get("late") != "0", lane=lane,
+                          received_at=float(f["rx"]) if f.get("rx") else None)
 
     def _sensor_info(self, sid: str):
         """The sensor's registry entry; None (logged and counted) for one SQL does not know.
@@ -478,13 +481,14 @@ class AlertEngine:
         return info
 
     def _evaluate_gas(self, info, memory: SensorMemory | None, level: str, lel: float | None, ts: float,
-                      gas: AlertState | None, fault: AlertState | None) -> Decision:
+                      gas: AlertState | None, fault: AlertState | None, received_at: float | None) -> Decision:
         return evaluate_gas(memory, level, lel, ts, gas, self.settings.flap_window_s, sensor_id=info.id,
                             open_fault=fault, enterprise_id=info.enterprise_id, street_id=info.street_id,
-                            grid_id=info.grid_id)
+                            grid_id=info.grid_id, received_at=received_at)
 
     def _gas_reading(self, info, memory: SensorMemory | None, level: str, lel: float | None, ts: float,
-                     remember, entry_id: str | None = None, late: bool = True, lane: str = GAS_EVENTS) -> None:
+                     remember, entry_id: str | None = None, late: bool = True, lane: str = GAS_EVENTS,
+                     received_at: float | None = None) -> None:
         """A reading against the sensor's alerts as they are now, in one transaction.
 
         ``memory`` is the sensor's memory before this reading; ``remember`` stores
@@ -497,7 +501,9 @@ class AlertEngine:
         again what the old master may not have passed on (ApplyLiveState), as a new
         entry, and a reading the engine had already applied from the old master is
         then known by its time (a sensor's readings that are not late come in
-        strictly increasing time) and not counted twice.
+        strictly increasing time) and not counted twice.  The one exception is a
+        reading of the present after a fast clock's (``received_at``,
+        alerts.rules.stale_future): its time moves the mark back.
         """
         sid = info.id
         subject = sensor_subject(sid)
@@ -509,12 +515,14 @@ class AlertEngine:
             changed.clear()
             replayed = entry_id is not None and not self.store.first_time(conn, lane, sid, entry_id)
             if self._mark_readings and not late and not replayed:
-                replayed = not self.store.first_time(conn, "gas:reading", sid, f"{round(ts * 1e6)}-0")
+                edge = None if received_at is None else f"{round((received_at + FUTURE_SLACK_S) * 1e6)}-0"
+                replayed = not self.store.first_time(conn, "gas:reading", sid, f"{round(ts * 1e6)}-0",
+                                                     rewind_above=edge)
             found = self.store.active_of(conn, (GAS_ALARM, SENSOR_FAULT), subject)
             gas, fault = found.get(GAS_ALARM), found.get(SENSOR_FAULT)
             versions = {x[0].id: x[1] for x in (gas, fault) if x is not None}
             d = self._evaluate_gas(info, memory, level, lel, ts, gas[0] if gas else None,
-                                   fault[0] if fault else None)
+                                   fault[0] if fault else None, received_at)
             if replayed:
                 return d
             now = time.time()

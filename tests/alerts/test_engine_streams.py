@@ -331,11 +331,13 @@ def test_one_by_one_a_redelivered_entry_is_counted_once(city):
     assert open_gas_alarms(city) == {"A0007": 1}
 
 
-def _second_engine(city):
-    """Another engine on the same Redis and SQL, as another process would run it."""
+def _second_engine(city, **settings):
+    """Another engine on the same Redis and SQL, as another process would run it
+    (with ``settings`` changed)."""
     from ingest.alert_engine import AlertEngine
 
-    other = AlertEngine(city["settings"], city["engine"], city["redis"], city["store"], city["settings"].mqtt_url)
+    s = city["settings"].model_copy(update=settings)
+    other = AlertEngine(s, city["engine"], city["redis"], city["store"], s.mqtt_url)
     other.registry.load()
     return other
 
@@ -420,6 +422,47 @@ def test_what_an_old_leader_had_in_hand_is_the_new_leaders_first_read(city):
     lane = group_info(city, "gas:alarms")
     assert (lane["pending"], lane["lag"]) == (0, 0), "every entry acknowledged"
     assert memory(city, "A0001").last_seen == pytest.approx(t0 + 10)
+
+
+@pytest.mark.parametrize("marks", ["one Redis", "replicas: readings marked by their time"])
+def test_a_reading_stamped_minutes_ahead_does_not_hide_the_alarm_after_it(city, marks):
+    """A detector that booted with its clock 200 s fast (within ingest_max_future_s, so
+    accepted) sends "normal", takes the network's time, and then alarms.  Before, the
+    alarm was older than the stored state for the next 200 s: the map kept the sensor
+    normal, the open alert stayed "returned to normal" (at a time still to come), and
+    with replicas the alarm counted as applied before.  A stored time beyond the moment
+    the ingest received the next reading (plus FUTURE_SLACK_S) no longer outranks a
+    reading of the present."""
+    live = LiveState(city["redis"], city["settings"].redis_namespace)
+    eng = city["alert_engine"]
+    if marks != "one Redis":
+        eng = _second_engine(city, redis_replicas_to_wait=1)
+        _lease_moves_to(city, eng)
+    now = time.time()
+    ingest(live, ["A0002"], now - 60, "high", 40.0)
+    while eng.read_streams(False) or group_info(city, "gas:alarms")["lag"]:
+        pass
+    ingest(live, ["A0002"], now + 200, "normal", 0.0)  # the fast clock
+    while eng.read_streams(False) or group_info(city, "gas:alarms")["lag"]:
+        pass
+    (a,) = gas_alarms(city, "A0002")
+    assert a["returned_to_normal_at"] == pytest.approx(now + 200)
+    ingest(live, ["A0002"], now + 1, "high", 55.0)  # the network's time: the present
+    while eng.read_streams(False) or group_info(city, "gas:alarms")["lag"]:
+        pass
+    state = live.sensor_states(["A0002"])["A0002"]
+    assert (state.level, state.lel_pct, state.ts) == ("high", 55.0, pytest.approx(now + 1)), "the map shows the alarm"
+    (a,) = gas_alarms(city, "A0002")
+    assert a["returned_to_normal_at"] is None, "alarming again, not 'returned to normal' in the future"
+    assert (a["count"], a["last_value_lel"]) == (2, 55.0)
+    assert memory(city, "A0002").level == "high"
+    # A reading that really is older still comes late, and changes neither.
+    ingest(live, ["A0002"], now - 30, "normal", 0.0)
+    while eng.read_streams(False) or group_info(city, "gas:alarms")["lag"]:
+        pass
+    assert live.sensor_states(["A0002"])["A0002"].level == "high"
+    (a,) = gas_alarms(city, "A0002")
+    assert a["returned_to_normal_at"] is None
 
 
 def test_the_fault_run_with_a_real_engine_process(tmp_path):

@@ -13,6 +13,7 @@ from alerts.lifecycle import transition
 from alerts.model import AlertState
 from alerts.rules import (
     FLAP_HISTORY_MAX,
+    FUTURE_SLACK_S,
     NOTHING,
     OPEN,
     OPEN_FAULT,
@@ -27,6 +28,7 @@ from alerts.rules import (
     gas_level,
     is_offline,
     severity_for,
+    stale_future,
 )
 
 LOW, HIGH = 20.0, 50.0  # the defaults of settings.gas_low_lel / gas_high_lel
@@ -305,6 +307,27 @@ def test_late_alarm_reading_still_opens_as_history():
     assert s.alerts[0].returned_to_normal_at == T0 + 100 and s.alerts[0].last_value_lel == 30.0
     d = s.feed({"ts": T0 + 70, "lel": 1.0})  # a late normal reading: nothing
     assert d.verdict == NOTHING
+
+
+def test_a_fast_clock_does_not_make_the_present_late():
+    """stale_future: a reading 200 s ahead of when it was received, then one of the
+    present.  The present alarm is not late: it re-alarms the alert the fast reading
+    marked returned (at a time still to come), and becomes the memory."""
+    s = Store()
+    s.feed({"ts": T0, "lel": 40.0})
+    fast = evaluate_gas(s.memory, "normal", 0.0, T0 + 200, s.active("gas_alarm"), FLAP_S, received_at=T0 + 1)
+    assert fast.verdict == RETURNED and fast.updated[0].returned_to_normal_at == T0 + 200
+    assert stale_future(T0 + 200, T0 + 2, received_at=T0 + 2)
+    now = evaluate_gas(fast.memory, "high", 60.0, T0 + 2, fast.updated[0], FLAP_S, received_at=T0 + 2)
+    assert now.verdict == UPDATE and now.updated[0].returned_to_normal_at is None and now.notify
+    assert (now.memory.level, now.memory.last_seen) == ("high", T0 + 2)
+    # Without the time it was received, the order is the readings' own, as before.
+    assert evaluate_gas(fast.memory, "high", 60.0, T0 + 2, fast.updated[0], FLAP_S).updated[0].returned_to_normal_at
+    # A device whose clock is always 200 s fast keeps its own order.
+    assert not stale_future(T0 + 200, T0 + 205, received_at=T0 + 5)
+    assert not stale_future(T0 + 200, T0 + 150, received_at=T0 + 5)
+    # Within FUTURE_SLACK_S of when it came, a time is not a fast clock's.
+    assert not stale_future(T0 + 2 + FUTURE_SLACK_S, T0 + 1, received_at=T0 + 2)
 
 
 def test_flag_only_alarm_without_lel():
