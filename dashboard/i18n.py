@@ -307,7 +307,6 @@ CATALOGUE: dict[str, dict[str, str]] = {
     "wall.takeover.position": {"zh-CN": "第 {i} / {n} 条", "en": "{i} of {n}"},
     "wall.takeover.label": {"zh-CN": "紧急报警 {i}/{n}：{name}", "en": "Critical alarm {i}/{n}: {name}"},
     "wall.takeover.waiting": {"zh-CN": "等待调度确认", "en": "Waiting for a dispatcher"},
-    "wall.units": {"zh-CN": "执法单位", "en": "Units"},
     "wall.tiles_offline": {"zh-CN": "地图瓦片服务不可达，已切换为离线底图", "en": "Tile server unreachable: offline base map"},
     "wall.legend.low": {"zh-CN": "低", "en": "low"},
     "wall.legend.high": {"zh-CN": "高", "en": "high"},

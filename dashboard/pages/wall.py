@@ -235,6 +235,10 @@ def build(p, lang_: str, **_):
                     html.Ul(risk_legend, className="aj-legend"),
                     html.Div([html.Span(className="aj-dot aj-dot-inspector"), t("wall.legend.inspector", lang_)],
                              className="aj-legend-title"),
+                    # The units' colours, the key to the inspectors' dots, under their entry and
+                    # one to a line, each name whole: the side column had room for 6 of 12.
+                    html.Ul([*legend_units, more_item(0, lang_)], id=ids.WALL_UNIT_LEGEND,
+                            className="aj-legend aj-legend-units", **fit_attrs(lang_)),
                     html.Div([html.Span(className="aj-dot aj-dot-alarm"), t("wall.legend.alarm", lang_)],
                              className="aj-legend-title"),
                 ], className="aj-map-legend"),
@@ -246,9 +250,6 @@ def build(p, lang_: str, **_):
                 html.Ul(id=ids.WALL_MAJOR_HAZARDS, className="aj-alert-list aj-hz-list", **fit_attrs(lang_)),
                 html.H2(t("wall.street_ranking", lang_), className="aj-side-title"),
                 html.Ol(id=ids.WALL_STREET_RANKING, className="aj-legend aj-rank-list"),
-                html.H2(t("wall.units", lang_), className="aj-side-title"),
-                html.Ul([*legend_units, more_item(0, lang_)], id=ids.WALL_UNIT_LEGEND,
-                        className="aj-legend aj-legend-units", **fit_attrs(lang_)),
                 html.Div(id=ids.WALL_UPDATED, className="aj-updated"),
             ], className="aj-wall-side"),
         ], className="aj-wall-main"),

@@ -547,8 +547,9 @@ def test_the_wall_reads_at_four_metres_without_controls(stack, browser, width, h
         else:
             assert alerts["more"] is None, shown
         assert shown["wall-major-hazards"]["shown"] >= 1 and shown["wall-major-hazards"]["cut"] == 0, shown
-        # A shorter window: the lists refit, still whole rows and a true count.
-        page.set_viewport_size({"width": width, "height": height * 3 // 4})
+        # A shorter window: the lists refit, still whole rows and a true count (half the
+        # height: at 4K three quarters of it still held the 8 rows the server sends).
+        page.set_viewport_size({"width": width, "height": height // 2})
         time.sleep(0.8)
         low = page.evaluate(WALL_SHOWN_JS)["wall-alert-list"]
         assert low["cut"] == 0 and low["shown"] < alerts["shown"], low
@@ -626,6 +627,75 @@ def test_the_walls_major_hazards_take_a_line_each_and_count_the_rest(stack, brow
             conn.execute(delete(HazardRow).where(HazardRow.id.in_(made)))
 
 
+# Every unit of the legend: whether it is wholly on the screen (not hidden, not cut by its
+# box, the map or the ticker, its name on its lines), and its text's size.
+UNITS_SHOWN_JS = """() => {
+  const ticker = document.querySelector('.aj-ticker').getBoundingClientRect();
+  const ul = document.getElementById('wall-unit-legend');
+  const box = ul.getBoundingClientRect();
+  return [...ul.querySelectorAll('li:not(.aj-alert-more)')].map(li => {
+    const r = li.getBoundingClientRect(), name = li.querySelector('.aj-data');
+    const seen = r.height > 0 && getComputedStyle(li).display !== 'none' && r.top >= box.top - 1
+      && r.bottom <= Math.min(box.bottom, ticker.top, window.innerHeight) + 1
+      && r.left >= 0 && r.right <= window.innerWidth + 1
+      && li.scrollWidth <= li.clientWidth + 1 && name.scrollWidth <= name.clientWidth + 1;
+    return {name: name.textContent, title: name.title, seen: seen,
+            px: parseFloat(getComputedStyle(name).fontSize)};
+  }); }"""
+
+
+def test_the_walls_unit_legend_shows_every_unit_whole_beside_full_lists(stack, browser):
+    """Twelve units, and the side column full (alarms, major hazards, the ranking): every
+    unit of the legend is on the screen, whole and at the wall's type size, at 1080p and
+    4K (a tour saw 6 of the 12 and "另有 6 条" at 1080p)."""
+    from data.hazards_store import HazardStore
+
+    _resolve_all(stack)
+    ctx = stack["ctx"]
+    units = stack["server"].extensions["anjian_city"].get().unit_names
+    store = HazardStore(ctx.engine, ctx.settings)
+    ents = sorted(ctx.registry().enterprise_names)[:8]
+    made = [store.create("disp1", enterprise_id=e, category="SC01", level="major", found_by="inspector")["id"]
+            for e in ents]
+    now = time.time()
+    opened = [webkit.open_alert(ctx, sensor_id=s, at=now - k) for k, s in enumerate(sorted(ctx.registry().sensors)[:12])]
+    try:
+        for (width, height, min_px) in ((1920, 1080, 18), (3840, 2160, 36)):
+            scr = Screen(browser, stack["url"], width, height).login("wall1", "/wall")
+            try:
+                page = scr.page
+                page.wait_for_function("() => document.querySelectorAll('#wall-major-hazards .aj-hz-item').length >= 8"
+                                       " && document.querySelectorAll('#wall-alert-list .aj-alert-item').length >= 8",
+                                       timeout=40000)  # the lists are read every 15 s
+                time.sleep(1.0)
+                legend = page.evaluate(UNITS_SHOWN_JS)
+                assert len(legend) == len(units) >= 12, legend
+                assert [u["name"] for u in legend if not u["seen"]] == [], (width, legend)
+                assert all(u["px"] >= min_px - 0.5 for u in legend), (width, legend)
+                assert all(u["title"].endswith(u["name"]) for u in legend), legend  # the full name in its title
+                # No "more" row: nothing of the legend is left out.
+                more = page.evaluate("""() => { const m = document.querySelector('#wall-unit-legend > .aj-alert-more');
+                  return m && getComputedStyle(m).display !== 'none' ? getComputedStyle(m, '::after').content : null; }""")
+                assert more is None, more
+                # The side column's lists are still there, whole rows, at least as many as before.
+                shown = page.evaluate(WALL_SHOWN_JS)
+                assert shown["wall-alert-list"]["shown"] >= 5 and shown["wall-alert-list"]["cut"] == 0, shown
+                assert shown["wall-major-hazards"]["shown"] >= 3 and shown["wall-major-hazards"]["cut"] == 0, shown
+            finally:
+                scr.close()
+    finally:
+        for a in opened:
+            _act(ctx, a, "ack")
+        _resolve_all(stack)
+        from sqlalchemy import delete
+
+        from data.models import HazardEvent, HazardRow
+
+        with ctx.engine.begin() as conn:
+            conn.execute(delete(HazardEvent).where(HazardEvent.hazard_id.in_(made)))
+            conn.execute(delete(HazardRow).where(HazardRow.id.in_(made)))
+
+
 def test_colour_means_one_thing_heat_has_its_own_ramp_and_every_layer_a_legend(stack, browser):
     scr = Screen(browser, stack["url"]).login("disp1", "/wall")
     try:
@@ -648,16 +718,18 @@ def test_colour_means_one_thing_heat_has_its_own_ramp_and_every_layer_a_legend(s
         # takeover's border) are none of the risk colours either: red means risk here.
         alarm = page.evaluate("""() => {
           const probe = (html) => { const d = document.createElement('div'); d.innerHTML = html;
-            document.body.appendChild(d); return d.firstElementChild; };
+            d.className = 'aj-test-probe'; document.body.appendChild(d); return d.firstElementChild; };
           const rgb = (el, prop) => getComputedStyle(el)[prop].match(/\\d+/g).slice(0, 3).map(Number);
-          return [rgb(document.querySelector('.aj-map-legend .aj-dot-alarm'), 'backgroundColor'),
+          // The probes go once read: the alarm core's absolute box lay over the legend's switches.
+          const gone = (x) => { document.querySelectorAll('.aj-test-probe').forEach(d => d.remove()); return x; };
+          return gone([rgb(document.querySelector('.aj-map-legend .aj-dot-alarm'), 'backgroundColor'),
                   rgb(probe('<span class="aj-badge aj-sev-critical">x</span>'), 'backgroundColor'),
                   rgb(probe('<span class="aj-badge aj-sev-warning">x</span>'), 'backgroundColor'),
                   rgb(probe('<div class="aj-alarm aj-sev-critical"><span class="aj-alarm-core"></span></div>')
                       .firstElementChild, 'backgroundColor'),
                   rgb(probe('<div class="aj-alarm aj-sev-warning"><span class="aj-alarm-core"></span></div>')
                       .firstElementChild, 'backgroundColor'),
-                  rgb(probe('<div class="aj-takeover aj-show">x</div>'), 'borderTopColor')]; }""")
+                  rgb(probe('<div class="aj-takeover aj-show">x</div>'), 'borderTopColor')]); }""")
         for c in alarm:
             for name, r in reserved.items():
                 assert sum((a - b) ** 2 for a, b in zip(c, r)) ** 0.5 > 80, (c, name)
