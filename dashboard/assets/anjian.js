@@ -539,7 +539,7 @@
     goOffline(box);
   }
   // One map's switch to its offline base (also when a vector base cannot be drawn).
-  function goOffline(box) {
+  function goOffline(box, remember) {
     if (!box || !box.id) { return; }
     var st = tileState(box.id);
     var notice = document.querySelector('.aj-tiles-notice[data-map="' + box.id + '"]');
@@ -568,7 +568,7 @@
     });
     box.classList.add("aj-map-offline");
     notice.hidden = false;
-    rememberDead(box);
+    if (remember !== false) { rememberDead(box); }
   }
   // A tile server found dead is remembered for DEAD_TILES_MS in this browser, so the next
   // page (or the wall's reload) draws its offline base at once instead of asking the dead
@@ -607,12 +607,72 @@
         if (st && !st.offline && st.loaded === 0 && st.failed > 0) { goOffline(box); }
       });
       var u = this._url;
-      if (!u || u.indexOf("data:") === 0 || !deadTiles()[u]) { return; }
+      if (!u || u.indexOf("data:") === 0 || sameOrigin(u)) { return; }
       this.anjianUrl = u;
-      this._url = TRANSPARENT;  // no request at all to the server known dead
-      this.once("add", function () {
-        var map = this._map;
-        window.setTimeout(function () { if (map) { goOffline(map.getContainer()); } }, 0);
+      this._url = TRANSPARENT;  // no request to that server yet: known dead, or to be asked first
+      if (deadTiles()[u]) {
+        this.once("add", function () {
+          var map = this._map;
+          window.setTimeout(function () { if (map) { goOffline(map.getContainer()); } }, 0);
+        });
+        return;
+      }
+      this.once("add", function () { askFirst(this, u); });
+    });
+  }
+  // A first visit (nothing remembered) asks the tile server for one tile, the one under the
+  // map's centre, before the layer lays its tiles out: a whole view of tiles to a server the
+  // intranet cannot reach logged 10-36 failed requests in the console before the switch.
+  // Any answer (even a 404: the server is there) lets the layer draw; a failed request
+  // switches the map to its offline base at once and is remembered; no answer within
+  // PROBE_MS switches this page only (a slow server may be alive: the next page asks again).
+  // One request per server template and page, however many maps use it.  The app's own
+  // /tiles (MBTiles) is never asked first: the page came from there.
+  var PROBE_MS = 5000;
+  var probes = {};
+  function sameOrigin(u) {
+    try { return new URL(u, window.location.href).origin === window.location.origin; } catch (e) { return false; }
+  }
+  function probeUrl(layer, u) {
+    var map = layer._map, o = layer.options;
+    var most = o.maxNativeZoom != null ? o.maxNativeZoom : o.maxZoom;
+    var z = Math.max(o.minNativeZoom || o.minZoom || 0, Math.min(Math.round(map.getZoom()), most));
+    var at = map.project(map.getCenter(), z).divideBy(layer.getTileSize().x).floor();
+    var coords = L.point(at.x, at.y);
+    coords.z = z;
+    var y = Math.pow(2, z) - 1 - at.y;
+    var data = { r: L.Browser.retina ? "@2x" : "", s: layer._getSubdomain(coords), x: at.x, y: o.tms ? y : at.y,
+                 z: z + (o.zoomOffset || 0), "-y": y };
+    return L.Util.template(u, L.extend(data, o));
+  }
+  function probe(url, key) {
+    if (!probes[key]) {
+      probes[key] = new Promise(function (resolve) {
+        var timer = window.setTimeout(function () { resolve("slow"); }, PROBE_MS);
+        // no-cors: an opaque answer is enough to know the server is there; a network
+        // error (refused, no route, no name) rejects.
+        fetch(url, { mode: "no-cors", credentials: "omit", cache: "no-store" }).then(
+          function () { window.clearTimeout(timer); resolve("ok"); },
+          function () { window.clearTimeout(timer); resolve("dead"); });
+      });
+    }
+    return probes[key];
+  }
+  function askFirst(layer, u) {
+    var map = layer._map;
+    if (!map) { return; }
+    map.whenReady(function () {
+      var url;
+      try { url = probeUrl(layer, u); } catch (e) { layer.setUrl(u); return; }  // a template we cannot fill: as before
+      probe(url, u).then(function (answer) {
+        if (!layer._map) { return; }  // the layer went meanwhile
+        var box = layer._map.getContainer();
+        if (answer === "ok") {
+          var st = window.anjianTiles[box.id];
+          if (!(st && st.offline)) { layer.setUrl(u); }
+          return;
+        }
+        goOffline(box, answer === "dead");
       });
     });
   }

@@ -811,6 +811,79 @@ def test_when_tiles_fail_every_map_switches_to_its_offline_base(stack, browser, 
         scr.close()
 
 
+@pytest.mark.parametrize("user,path,map_id,notice_id", [
+    ("wall1", "/wall", "wall-map", "wall-tiles-notice"),
+    ("disp1", "/dispatch", "dispatch-map", "dispatch-map-tiles-notice")])
+def test_a_first_visit_with_no_tile_server_asks_it_for_one_tile(stack, browser, user, path, map_id, notice_id):
+    """A browser that never saw the page (a fresh context: nothing remembered) and no tile
+    server reachable: the map asks the server for one tile before it lays its tiles out,
+    and on its failure draws its offline base and says so.  The console shows that one
+    failed request at most (each first visit logged 10-36 before the switch)."""
+    from dashboard.mapkit import TilePreset, TileSpec
+
+    server = stack["server"]
+    saved = server.extensions["anjian_tiles"]
+    server.extensions["anjian_tiles"] = TilePreset("custom", "wgs84", (TileSpec("http://127.0.0.1:9/{z}/{x}/{y}.png",
+                                                                                "© Dead Tiles", (), 18),),
+                                                   requested="custom")
+    scr = Screen(browser, stack["url"])
+    failed: list[str] = []  # console errors of requests to the dead tile server
+    scr.page.on("console", lambda m: failed.append(m.text) if m.type == "error"
+                and ":9/" in (m.location or {}).get("url", "") + m.text else None)
+    try:
+        scr.login(user, path)
+        page = scr.page
+        assert page.evaluate("() => window.localStorage.getItem('anjian.deadTiles')") is None  # a first visit
+        page.wait_for_selector(f"#{notice_id}:not([hidden])", timeout=20000)
+        assert "离线底图" in page.inner_text(f"#{notice_id}")
+        page.wait_for_function(BASE_DRAWN_JS, arg=[map_id, 150], timeout=10000)
+        time.sleep(1.5)
+        asked = [u for u in scr.requests if ":9/" in u]
+        assert len(failed) <= 1 and len(asked) <= 1, (failed, asked)
+        assert "Dead Tiles" not in page.inner_text(f"#{map_id} .leaflet-control-attribution")
+    finally:
+        server.extensions["anjian_tiles"] = saved
+        scr.close()
+
+
+# A 1x1 grey PNG: what a tile server sends (Leaflet stretches it to the tile).
+GREY_PNG = bytes.fromhex("89504e470d0a1a0a0000000d4948445200000001000000010802000000907753de0000000c4944415478"
+                         "9c637070700000018400c1835f69940000000049454e44ae426082")
+
+
+def test_a_first_visit_with_a_tile_server_that_answers_draws_its_tiles(stack, browser):
+    """The other side of asking one tile first: a tile server that answers (another origin,
+    as an online or intranet server is) gets the whole view asked, and the map draws it."""
+    from dashboard.mapkit import TilePreset, TileSpec
+
+    asked: list[str] = []
+
+    def tiles(environ, start_response):
+        asked.append(environ["PATH_INFO"])
+        start_response("200 OK", [("Content-Type", "image/png"), ("Access-Control-Allow-Origin", "*")])
+        return [GREY_PNG]
+
+    server = stack["server"]
+    saved = server.extensions["anjian_tiles"]
+    with webkit.ServerThread(tiles) as tile_server:
+        server.extensions["anjian_tiles"] = TilePreset("custom", "wgs84", (TileSpec(tile_server.url + "/{z}/{x}/{y}.png",
+                                                                                    "© Live Tiles", (), 18),),
+                                                       requested="custom")
+        scr = Screen(browser, stack["url"])
+        try:
+            scr.login("wall1", "/wall")
+            page = scr.page
+            page.wait_for_function(f"""() => [...document.querySelectorAll('#wall-map img.leaflet-tile')]
+              .filter(i => i.src.startsWith({tile_server.url!r}) && i.complete && i.naturalWidth > 0).length >= 6""",
+                                   timeout=20000)
+            assert page.locator("#wall-tiles-notice").is_hidden()
+            assert page.evaluate("() => window.localStorage.getItem('anjian.deadTiles')") is None
+            assert len(asked) >= 6
+        finally:
+            server.extensions["anjian_tiles"] = saved
+            scr.close()
+
+
 def test_the_wall_draws_a_local_mbtiles_basemap_with_no_outside_request(stack, browser, tmp_path):
     from dashboard.mapkit import tile_preset
     from tests.dashboard.mbtileskit import write_mbtiles
