@@ -390,6 +390,55 @@ def test_the_console_answers_beside_the_button_keeps_words_whole_and_collapses_e
         _resolve_all(stack)
 
 
+def test_the_console_at_4k_is_the_1080p_console_twice_as_large(stack, browser):
+    """A dispatcher's 4K screen (3840x2160) showed the console at its 1080p sizes: 13 px
+    text on a screen twice as dense.  Its text outside the map (the panels, the header,
+    the queue) is now twice its 1080p size, and the layout the same: nothing wider than
+    the screen, the queue still most of its column."""
+    _resolve_all(stack)
+    ctx = stack["ctx"]
+    first = webkit.open_alert(ctx, sensor_id=stack["a"]["sensor"])
+    seen = {}
+    try:
+        for width, height in ((1920, 1080), (3840, 2160)):
+            disp = Screen(browser, stack["url"], width, height).login("disp1", "/dispatch")
+            try:
+                page = disp.page
+                page.wait_for_selector(f"#queue-row-{first} button.aj-btn-primary", timeout=15000)
+                page.wait_for_selector("#dispatch-inspector-list table", timeout=15000)
+                sizes = [x for x in page.evaluate(SMALLEST_TEXT_JS, ".aj-page")]
+                outside = page.evaluate("""() => { const out = [];
+                  const w = document.createTreeWalker(document.querySelector('.aj-page'), NodeFilter.SHOW_TEXT);
+                  while (w.nextNode()) { const el = w.currentNode.parentElement, s = w.currentNode.textContent.trim();
+                    if (!s || !el || el.closest('.leaflet-container, [hidden]')) continue;
+                    const r = el.getBoundingClientRect(), cs = getComputedStyle(el);
+                    if (r.width === 0 || r.height === 0 || cs.visibility === 'hidden' || cs.display === 'none') continue;
+                    out.push(parseFloat(cs.fontSize)); }
+                  return out; }""")
+                seen[width] = {
+                    "min": min(outside), "all_min": sizes[0][0],
+                    "body": page.eval_on_selector(".aj-page", "el => parseFloat(getComputedStyle(el).fontSize)"),
+                    "row": page.eval_on_selector(f"#queue-row-{first}", "el => el.getBoundingClientRect().height"),
+                    "wide": page.evaluate("() => document.documentElement.scrollWidth - window.innerWidth"),
+                    "search": page.eval_on_selector("#dispatch-search", "el => el.getBoundingClientRect().height"),
+                    "queue": page.evaluate("""() => document.querySelector('#dispatch-queue').closest('.aj-panel')
+                      .getBoundingClientRect().height / window.innerHeight"""),
+                }
+            finally:
+                disp.close()
+    finally:
+        _resolve_all(stack)
+    hd, k4 = seen[1920], seen[3840]
+    assert hd["min"] >= 12, seen
+    assert 1.9 <= k4["min"] / hd["min"] <= 2.1, seen  # the smallest text, twice as large
+    assert 1.9 <= k4["body"] / hd["body"] <= 2.1, seen
+    assert 1.8 <= k4["row"] / hd["row"] <= 2.2, seen  # a queue row as tall, in screen share
+    assert k4["all_min"] >= 2 * 12, seen  # the map's text too (labels, zoom buttons)
+    assert 1.8 <= k4["search"] / hd["search"] <= 2.2, seen  # the search box's text has its room
+    assert hd["wide"] <= 0 and k4["wide"] <= 0, seen
+    assert abs(k4["queue"] - hd["queue"]) < 0.1, seen
+
+
 def test_the_console_on_a_phone_is_one_column_whose_panels_keep_their_rows(stack, browser):
     """A tour at 375x812: every panel of the console was squeezed to about one row
     ("燃…", "观…"), the desktop's 100vh columns shrunk onto a phone.  Now the page
