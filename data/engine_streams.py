@@ -38,6 +38,13 @@ class LeaseLost(Exception):
     engine leads now (or the lease ran out).  Nothing was taken from the group."""
 
 
+# The lease renewed for its holder only (KEYS[1]; ARGV: holder, ms): 1, or 0 when another
+# holds it or it ran out.
+_RENEW = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+return 0
+"""
+
 # XREADGROUP for the lease's holder only (KEYS[1] the lease, the rest the streams;
 # ARGV: holder, count, id (``0`` or ``>``), group, consumer).  {0}: not the holder.
 # {1, reply}: what XREADGROUP read.  {1, {}, newest ids}: nothing new (``>``): the
@@ -112,6 +119,7 @@ class EngineStreams:
         self._lease_key = live.key("alert-engine", "leader")
         self._count_after = client.register_script(_COUNT_AFTER)
         self._read_leased = client.register_script(_READ_LEASED)
+        self._renew = client.register_script(_RENEW)
         self._remember_and_ack = client.register_script(_REMEMBER_AND_ACK)
 
     def key(self, name: str) -> str:
@@ -141,6 +149,11 @@ class EngineStreams:
             self.r.pexpire(k, int(lease_s * 1000))
             return True
         return False
+
+    def renew(self, holder: str, lease_s: float) -> bool:
+        """Renew the lease if ``holder`` holds it (one script: no renewal of a lease that
+        ran out between a read and the renewal); False when it does not."""
+        return bool(self._renew(keys=[self._lease_key], args=[holder, int(lease_s * 1000)]))
 
     def block_ms(self, wanted_ms: int) -> int:
         """``wanted_ms`` shortened to stay under the client's socket timeout (data/redis_wait.py)."""

@@ -111,6 +111,14 @@ LOSS_SCAN_MAX = 10_000
 # meanwhile fire that late (p95 <= 5 s after a failover, bench_escalation.py).
 LEASE_S = 3.0
 STANDBY_POLL_S = 0.5
+# While it leads, a thread of its own renews the lease every third of it, as long as
+# the loop has moved on within LOOP_STALL_S: a loop slow under load (a batch, a sweep
+# at city scale) keeps the lead, a process that died loses it within LEASE_S, and a
+# loop stuck this long lets it go.  Renewed only by the loop, the lease ran out under
+# a busy engine every few seconds; since its reads are fenced by the lease, each time
+# it stopped, took the lease back and reloaded (bench_screens at city scale, load
+# average 15 on two cores: 54 times in three minutes, alarms unseen for 15 s).
+LOOP_STALL_S = 30.0
 # QoS 1 publishes (escalations, dispatches) in flight to the broker at once.
 PUBLISH_INFLIGHT = 1000
 
@@ -149,6 +157,9 @@ class AlertEngine:
         self._mark_readings = settings.redis_replicas_to_wait > 0  # see _gas_reading
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._renewer: threading.Thread | None = None
+        self._leading = False  # the loop's word: it leads (the renewer renews only then)
+        self._alive_at = time.monotonic()  # when the loop last moved on (see LOOP_STALL_S)
         # sensor id -> newest reading time this engine knows of, for the offline
         # sweep: kept from the gas events it reads anyway, and merged with
         # Redis's (one read of every sensor's ts) at the first sweep and after
@@ -185,11 +196,15 @@ class AlertEngine:
         self.conn.start()
         self._thread = threading.Thread(target=self.run, name="alert-engine", daemon=True)
         self._thread.start()
+        self._renewer = threading.Thread(target=self._keep_lease, name="alert-engine-lease", daemon=True)
+        self._renewer.start()
 
     def stop(self) -> None:
         self._stop.set()
         if self._thread:
             self._thread.join(10)
+        if self._renewer:
+            self._renewer.join(10)
         for t in list(self._jobs.values()):
             t.join(10)
         if self.conn:
@@ -201,16 +216,34 @@ class AlertEngine:
     def _lease(self) -> bool:
         return self.streams.lease(self.id, LEASE_S)
 
+    def _keep_lease(self) -> None:
+        """The lease renewed while the loop leads and moves on (LOOP_STALL_S)."""
+        stalled = False
+        while not self._stop.wait(LEASE_S / 3):
+            if not self._leading:
+                continue
+            if time.monotonic() - self._alive_at > LOOP_STALL_S:
+                if not stalled:
+                    log.error("alert engine %s: its loop has not moved on for %.0f s; the lease is let go",
+                              self.id, LOOP_STALL_S)
+                stalled = True
+                continue
+            stalled = False
+            try:
+                self.streams.renew(self.id, LEASE_S)
+            except INFRA_ERRORS:
+                pass  # Redis away: the loop sees it too; the lease runs out or is renewed next time
+
     def run(self) -> None:
         backlog = True  # first our own pending entries, then new ones
         next_timer = next_sweep = next_lease = next_overdue = 0.0
         leader = False
         while not self._stop.is_set():
             try:
-                now = time.monotonic()
+                now = self._alive_at = time.monotonic()
                 if now >= next_lease:
                     was = leader
-                    leader = self._lease()
+                    leader = self._leading = self._lease()
                     if leader and not was:
                         log.info("alert engine %s is active", self.id)
                         self._backlog = True  # no alarms_first before the groups and the backlog
@@ -247,11 +280,11 @@ class AlertEngine:
                 # Another engine leads (or the lease ran out under this one): stop
                 # at once; what was read and not acked is the next leader's first read.
                 log.warning("alert engine %s is no longer active: %s", self.id, e)
-                leader = False
+                leader = self._leading = False
                 next_lease = 0.0
             except INFRA_ERRORS as e:
                 log.warning("alert engine waits: %s", e)
-                leader = False
+                leader = self._leading = False
                 self._stop.wait(1.0)
             except Exception:  # noqa: BLE001 - the engine must keep running
                 log.exception("alert engine loop error")
@@ -277,6 +310,7 @@ class AlertEngine:
                     log.warning("alert engine: %s entry %s was deleted before it was handled", name, entry_id)
                     self.streams.ack(stream, entry_id)
                     continue
+                self._alive_at = time.monotonic()
                 try:
                     handler({k.decode(): v.decode() for k, v in fields.items()})
                 except INFRA_ERRORS:
@@ -356,6 +390,7 @@ class AlertEngine:
 
     def _gas_entry(self, batch: _GasBatch, entry_id: bytes, f: dict | None) -> None:
         """One entry of a gas batch: applied (or bad: logged), then counted as handled."""
+        self._alive_at = time.monotonic()
         slow = False
         if f is not None:  # None: a deleted entry in the pending list
             try:

@@ -424,6 +424,55 @@ def test_what_an_old_leader_had_in_hand_is_the_new_leaders_first_read(city):
     assert memory(city, "A0001").last_seen == pytest.approx(t0 + 10)
 
 
+@pytest.mark.parametrize("stuck", [False, True], ids=["busy", "stuck"])
+def test_a_busy_engine_keeps_its_lease_and_a_stuck_one_lets_it_go(city, caplog, monkeypatch, stuck):
+    """The loop stalls for twice the lease (a sweep at city scale on a loaded machine).
+    Busy: its own thread renews the lease meanwhile, so the engine still leads after
+    it, and an alarm that came during the stall opens its alert; bench_screens at city
+    scale had the lease run out under a busy engine 54 times in three minutes, each
+    time a stop, a takeover and a reload, with alarms unseen for 15 s.  Stuck (no
+    progress for LOOP_STALL_S): the lease is let go, for a standby to take."""
+    import threading
+
+    from tests.mqttkit import wait_until
+
+    live = LiveState(city["redis"], city["settings"].redis_namespace)
+    lease = live.key("alert-engine", "leader")
+    city["redis"].delete(lease)  # the fixture's engine, driven by hand, is not running
+    if stuck:
+        monkeypatch.setattr(ae, "LOOP_STALL_S", 1.0)
+    eng = _second_engine(city)
+    stalled, went = threading.Event(), []
+    real_sweep = eng.sweep_offline
+
+    def slow_sweep(now):
+        if not stalled.is_set():
+            stalled.set()
+            t_end = time.monotonic() + 2 * ae.LEASE_S
+            while time.monotonic() < t_end:
+                went.append(city["redis"].get(lease) is None)
+                time.sleep(0.1)
+        real_sweep(now)
+
+    eng.sweep_offline = slow_sweep
+    caplog.set_level(logging.INFO, logger="ingest.alert_engine")
+    eng.start()
+    try:
+        assert wait_until(stalled.is_set, 30, 0.05)
+        ingest(live, ["A0003"], time.time() - 1, "high", 50.0)  # comes during the stall
+        assert wait_until(lambda: open_gas_alarms(city).get("A0003") == 1, 30, 0.1)
+        if stuck:
+            assert any(went), "a loop stuck past LOOP_STALL_S lets its lease go"
+            assert "has not moved on" in caplog.text
+        else:
+            assert not any(went), "the lease held through the stall"
+            assert city["redis"].get(lease) == eng.id.encode()
+            assert "no longer active" not in caplog.text
+            assert caplog.text.count(f"alert engine {eng.id} is active") == 1, "one takeover, at the start"
+    finally:
+        eng.stop()
+
+
 @pytest.mark.parametrize("marks", ["one Redis", "replicas: readings marked by their time"])
 def test_a_reading_stamped_minutes_ahead_does_not_hide_the_alarm_after_it(city, marks):
     """A detector that booted with its clock 200 s fast (within ingest_max_future_s, so
