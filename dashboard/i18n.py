@@ -232,6 +232,7 @@ CATALOGUE: dict[str, dict[str, str]] = {
     "alert.action.open": {"zh-CN": "报警", "en": "Raised"},
     "alert.action.escalate": {"zh-CN": "升级", "en": "Escalated"},
     "alert.action.takeover": {"zh-CN": "接管", "en": "Took over"},
+    "alert.action.go": {"zh-CN": "出发", "en": "On my way"},  # the officer's 我已出发 (the store's assign)
     "alert.history.outcome": {"zh-CN": "结果：{outcome}", "en": "outcome: {outcome}"},
     "grid.numbered": {"zh-CN": "第{n}网格", "en": "Grid {n}"},
     "actor.system": {"zh-CN": "系统", "en": "system"},

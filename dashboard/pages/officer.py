@@ -350,7 +350,8 @@ def perform(trigger: dict, p, pending: dict | None = None) -> tuple[bool | None,
         a = store.get(alert_id)
         if a is not None and a.get("assignee_id") and a["assignee_id"] != p.inspector_id:
             return None, "", {"alert": alert_id, "action": "takeover", "outcome": ""}
-        ok, msg = act(alert_id, "assign", p, assignee_id=p.inspector_id)
+        # The store's action is an assign; the officer set off (我已出发).
+        ok, msg = act(alert_id, "assign", p, done_as="go", assignee_id=p.inspector_id)
         return ok, msg, None
     if action in ("ack", "arrive"):
         ok, msg = act(alert_id, action, p)  # the store refuses an arrival not sent to p (audited)

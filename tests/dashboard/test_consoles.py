@@ -244,6 +244,8 @@ def test_officer_buttons_walk_the_lifecycle(city_live):
             ok, msg, _pending = officer.perform({"alert": alert_id, "action": action}, me)
             assert ok, (action, msg)
             assert state_of(ctx, alert_id).state == expect
+            if action == "go":  # what the officer did, not the store's step (a tour read 已执行：派遣)
+                assert msg.startswith("已执行：出发 · "), msg
         assert state_of(ctx, alert_id).assignee_id == "I1"  # "on my way" assigns the alarm to the officer
         # An outcome asks first: nothing changes until it is confirmed.
         ok, msg, pending = officer.perform({"alert": alert_id, "action": "resolve", "outcome": "leak_handled"}, me)
