@@ -236,9 +236,11 @@ def route_of(a: dict | None, p, reg, c, lang_: str):
     return route, me_layer, tgt_layer, dist, view
 
 
-def task_list(tasks: list[dict], unit_names: dict, lang_: str):
+def task_list(tasks: list[dict], unit_names: dict, lang_: str, short=lambda name: name):
     """The day's tasks (``PlansStore.day_tasks``): what is left first, each with its
-    enterprise, purpose, joint lead and whether a visit has done it."""
+    enterprise, purpose, joint lead and whether a visit has done it.  ``short`` leaves
+    out the city and district all names share (``Registry.short``), as the alarm cards
+    above do; the full name is the link's title."""
     done = sum(1 for x in tasks if x["done"])
     rows = []
     for x in tasks:
@@ -249,7 +251,8 @@ def task_list(tasks: list[dict], unit_names: dict, lang_: str):
         rows.append(html.Li([
             html.Span(t("officer.task_done" if x["done"] else "officer.task_todo", lang_),
                       className="aj-badge " + ("aj-task-done" if x["done"] else "aj-task-todo")),
-            html.A(x["name"], href=f"/enterprise/{x['enterprise_id']}", className="aj-name aj-data"),
+            html.A(short(x["name"]) or x["name"], href=f"/enterprise/{x['enterprise_id']}", title=x["name"],
+                   className="aj-name aj-data"),
             html.Span(" · ".join(what), className="aj-muted"),
         ], className="aj-task" + (" aj-task-is-done" if x["done"] else ""), **{"data-task": x["task_id"]}))
     return [html.H2(t("officer.tasks", lang_)),
@@ -271,7 +274,7 @@ def officer_tasks(_n):
     tasks = store.day_tasks(p.inspector_id, local_date(now), now)
     if not tasks:
         return [html.H2(t("officer.tasks", lang_)), html.P(t("officer.tasks_none", lang_), className="aj-empty")]
-    return task_list(tasks, dict(store.units()), lang_)
+    return task_list(tasks, dict(store.units()), lang_, web().registry().short)
 
 
 # --- the poll --------------------------------------------------------------------------------

@@ -518,6 +518,11 @@ def test_officer_phone_lists_the_days_tasks(stack, browser):
         assert len(rows) == 2
         assert b["name"] in rows[0] and "待检查" in rows[0]  # what is left comes first
         assert a["name"] in rows[1] and "已完成" in rows[1] and "执法检查" in rows[1]
+        # Names as the alarm cards above show them, without the shared city and district
+        # (a tour read 深圳市龙华区… here under cards that left it out); the full name in the title.
+        assert a["full_name"] not in rows[1] and b["full_name"] not in rows[0], rows
+        titles = page.eval_on_selector_all("#officer-tasks li.aj-task a.aj-name", "els => els.map(e => e.title)")
+        assert titles == [b["full_name"], a["full_name"]], titles
         assert "今日任务" in page.inner_text("#officer-tasks") and "共 2 项，已完成 1 项" in page.inner_text("#officer-tasks")
         api = scr.api("/api/v1/tasks")
         assert [(x["name"], x["done"]) for x in api] == [(b["full_name"], False), (a["full_name"], True)]
