@@ -467,6 +467,21 @@ def test_the_console_on_a_phone_is_one_column_whose_panels_keep_their_rows(stack
         assert got["rows"] >= 2 and got["seen"] == got["rows"], got
         assert got["map"] >= 280 and not got["wide"] and got["scroll"] <= 375, got
         assert got["subject"] >= 60, got  # an enterprise's name, not "燃…"
+        # The name is read whole in its cell, in both languages: the cell, not the span
+        # inside it, is what clips (a tour at 375 px read 鑫腾… in a 72 px cell, and in
+        # English one character and "…" in 36 px, while the span measured 98 px).
+        for lang in ("zh-CN", "en"):
+            if lang == "en":
+                page.goto(stack["url"] + "/dispatch?lang=en")
+                for i in ids_:
+                    page.wait_for_selector(f"#queue-row-{i} button.aj-btn-primary", timeout=15000)
+            cut = page.evaluate("""() => [...document.querySelectorAll('#dispatch-queue tbody td.aj-clip:has(.aj-data)')]
+              .map(td => { const sp = td.querySelector('.aj-data'), box = td.getBoundingClientRect();
+                return {name: sp.textContent, cell: Math.round(box.width),
+                        cut: sp.getBoundingClientRect().right > box.right + 1 || sp.scrollWidth > sp.clientWidth + 1}; })
+              .filter(x => x.cut || x.cell < 100)""")
+            assert not cut, (lang, cut)
+            assert page.evaluate("document.scrollingElement.scrollWidth") <= 375, lang
         assert not [e for e in disp.errors if "tile" not in e.lower()], disp.errors
     finally:
         disp.close()
