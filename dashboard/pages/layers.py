@@ -318,7 +318,7 @@ def alert_line(a: dict, reg, city: CityMap, lang_: str) -> str:
     bits = [fmt_time(first_seen_ts(a)), label("alert.severity", a.get("severity"), lang_),
             label("alert.type", a.get("type"), lang_), alert_subject(a, reg, city, lang_)]
     where = area_name(a, city, lang_)
-    if where:
+    if where and where != bits[-1]:  # an area's alert is named by its area already
         bits.append(where)
     if a.get("peak_lel") is not None:
         bits.append(t("alert.peak", lang_, n=round(float(a["peak_lel"]))))

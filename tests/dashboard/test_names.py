@@ -74,7 +74,10 @@ def test_the_console_and_the_wall_show_the_short_name_and_keep_the_full_one_at_h
                "first_seen_ts": time.time() - 60, "subject": "overdue:ST1"}
     with server.test_request_context("/"):
         row = str(dispatch.queue_row(overdue, reg, c, "zh-CN", time.time(), None))
+        line = layers.alert_line(overdue, reg, c, "zh-CN")
     assert row.count("民治街道") == 2, row  # the subject, and its tooltip; not a third time as the place
+    # Nor does the wall's ticker (a tour read 检查逾期 · 民治街道 · 民治街道 · 待处理).
+    assert line.count("民治街道") == 1, line
     # Units share the words too: "龙华区应急管理局执法科" reads "应急管理局执法科".
     assert reg.short("龙华区应急管理局执法科") == "应急管理局执法科" and reg.short(None) is None
     # The place: the street once, then the grid's own number.
