@@ -123,6 +123,11 @@ LOOP_STALL_S = 30.0
 PUBLISH_INFLIGHT = 1000
 
 
+def _received_at(f: dict) -> float | None:
+    """When the ingest received a gas event (its ``rx``; None in entries written before it)."""
+    return float(f["rx"]) if f.get("rx") else None
+
+
 def _one_at_a_time(job):
     """The off-the-loop jobs (``AlertEngine._off_the_loop``) take turns with direct
     calls of themselves (a test's, an operator's): each reads "is there an open
@@ -454,7 +459,7 @@ class AlertEngine:
             return True
         self._heard_at(sid, ts)
         lel = float(f["lel"]) if f.get("lel") else None
-        rx = float(f["rx"]) if f.get("rx") else None
+        rx = _received_at(f)
         memory = batch.memory(sid)
         if subject not in batch.active:
             d = self._evaluate_gas(info, memory, level, lel, ts, None, None, rx)
@@ -494,7 +499,7 @@ class AlertEngine:
         memory = SensorMemory.from_json(raw) if raw else None
         self._gas_reading(info, memory, level, lel, ts, lambda m: self.streams.set_memory(sid, m.to_json()),
                           entry_id, late=f.get("late") != "0", lane=lane,
-                          received_at=float(f["rx"]) if f.get("rx") else None)
+                          received_at=_received_at(f))
 
     def _sensor_info(self, sid: str):
         """The sensor's registry entry; None (logged and counted) for one SQL does not know.
