@@ -142,13 +142,9 @@ class EngineStreams:
 
     def lease(self, holder: str, lease_s: float) -> bool:
         """Take or renew the leadership lease for ``holder``; False while another holds it."""
-        k = self._lease_key
-        if self.r.set(k, holder, nx=True, px=int(lease_s * 1000)):
+        if self.r.set(self._lease_key, holder, nx=True, px=int(lease_s * 1000)):
             return True
-        if self.r.get(k) == holder.encode():
-            self.r.pexpire(k, int(lease_s * 1000))
-            return True
-        return False
+        return self.renew(holder, lease_s)
 
     def renew(self, holder: str, lease_s: float) -> bool:
         """Renew the lease if ``holder`` holds it (one script: no renewal of a lease that
