@@ -128,6 +128,11 @@ def _received_at(f: dict) -> float | None:
     return float(f["rx"]) if f.get("rx") else None
 
 
+def _time_mark(t: float) -> str:
+    """A reading time as a mark of ``AlertStore.first_time`` (a stream id: microseconds-0)."""
+    return f"{round(t * 1e6)}-0"
+
+
 def _one_at_a_time(job):
     """The off-the-loop jobs (``AlertEngine._off_the_loop``) take turns with direct
     calls of themselves (a test's, an operator's): each reads "is there an open
@@ -555,9 +560,8 @@ class AlertEngine:
             changed.clear()
             replayed = entry_id is not None and not self.store.first_time(conn, lane, sid, entry_id)
             if self._mark_readings and not late and not replayed:
-                edge = None if received_at is None else f"{round((received_at + FUTURE_SLACK_S) * 1e6)}-0"
-                replayed = not self.store.first_time(conn, "gas:reading", sid, f"{round(ts * 1e6)}-0",
-                                                     rewind_above=edge)
+                edge = None if received_at is None else _time_mark(received_at + FUTURE_SLACK_S)
+                replayed = not self.store.first_time(conn, "gas:reading", sid, _time_mark(ts), rewind_above=edge)
             found = self.store.active_of(conn, (GAS_ALARM, SENSOR_FAULT), subject)
             gas, fault = found.get(GAS_ALARM), found.get(SENSOR_FAULT)
             versions = {x[0].id: x[1] for x in (gas, fault) if x is not None}
