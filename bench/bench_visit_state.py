@@ -40,6 +40,8 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 import orjson  # noqa: E402
+
+from geo.visits import STATE_VERSION  # noqa: E402
 from bench_escalation import pct  # noqa: E402 - the same percentile
 
 STEP_S = 5.0
@@ -53,8 +55,8 @@ def pack(state: dict) -> dict:
     ids = list(set().union(*lists))
     where = dict(zip(ids, range(len(ids)))).__getitem__
     # map() with a bound __getitem__ keeps the per-id work in C.
-    buf = [[e[0], e[1], e[2], e[3], list(map(where, e[4]))] for e in state["buf"]]
-    return {**state, "v": 2, "buf": buf, "ids": ids}
+    buf = [[e[0], e[1], e[2], e[3], list(map(where, e[4])), *e[5:]] for e in state["buf"]]
+    return {**state, "v": "packed", "buf": buf, "ids": ids}
 
 
 def unpack(stored: dict) -> dict:
@@ -62,7 +64,7 @@ def unpack(stored: dict) -> dict:
     ids = stored.pop("ids")
     for e in stored["buf"]:
         e[4] = list(map(ids.__getitem__, e[4]))
-    stored["v"] = 1
+    stored["v"] = STATE_VERSION
     return stored
 
 

@@ -56,6 +56,11 @@ BENCHES: dict[str, tuple[str, list[str], list[str]]] = {
                      ["--inspectors", "20000", "--rounds", "30"]),
     "alarm_sql": ("bench_alarm_sql.py", ["--alarms", "40", "--burners", "4"], []),
     "visit_state": ("bench_visit_state.py", ["--scale", "demo", "--inspectors", "50", "--repeats", "3"], []),
+    "visit_credit": (
+        "bench_visit_credit.py",
+        ["--scale", "demo", "--stops", "100", "--shares", "0,0.25", "--repeats", "1"],
+        ["--scale", "city", "--stops", "400"],
+    ),
     "overload": ("bench_overload.py", ["--minutes", "1", "--inspectors", "2000", "--no-browser"], ["--minutes", "10"]),
 }
 # Long: only with --full (or named in --only). The overload bench runs ten minutes of

@@ -276,6 +276,14 @@ class Settings(BaseSettings):
     visit_gap_max_s: int = _field(
         600, "A gap in fixes shorter than this does not end a visit."
     )
+    visit_credit_share_min: float = _field(
+        0.25,
+        "A stay within reach of an enterprise is a visit to it only when it was the nearest enterprise for this "
+        "share of the stay's fixes: one stop among shops is one visit, not one per shop within reach; "
+        "0 = every enterprise within reach.",
+        ge=0.0,
+        le=1.0,
+    )
     duplicate_window_s: int = _field(
         7 * 86400, "A visit within this time of another unit's visit to the same enterprise is a duplicate."
     )

@@ -37,7 +37,7 @@ from geo.duplicates import classify, detect_approach
 from geo.heat import hour_bucket, hour_buckets_of
 from geo.index import EnterpriseIndex
 from geo.types import Ping, Visit
-from geo.visits import STATE_VERSION, VisitParams, advance, recent_pings
+from geo.visits import READABLE_VERSIONS, VisitParams, advance, recent_pings
 
 log = logging.getLogger(__name__)
 
@@ -229,7 +229,7 @@ class GeoStore:
             advanced = []
             for i, k, (rev, state) in zip(pending, keys, loaded):
                 st, ev = advance(state, ordered[i], index.nearby, self.params, unit_id=units[i], consume=True,
-                                 at=at[i])
+                                 at=at[i][0], near=at[i][1])
                 nxt = _next_rev(rev)
                 advanced.append((i, k, rev, st, ev, b"%d|%b" % (nxt, orjson.dumps(st)), nxt))
             retry: list[str] = []
@@ -306,24 +306,26 @@ class GeoStore:
             state = orjson.loads(body)
             if not isinstance(state, dict) or not isinstance(state.get("buf"), list):
                 raise ValueError("not a visit state")
-            if state.get("v", STATE_VERSION) != STATE_VERSION:
-                raise ValueError(f"format version {state['v']!r}, not {STATE_VERSION}")
+            if state.get("v") not in READABLE_VERSIONS:
+                raise ValueError(f"format version {state.get('v')!r}, not one of {READABLE_VERSIONS}")
             return state
         except ValueError as e:
             log.error("visit state of inspector %s is unreadable (%s); it starts afresh", inspector_id, e)
             self.r.hincrby(self.key("metrics", "visit_states_discarded"), "unreadable", 1)
             return None
 
-    def _batch_at(self, ordered: list[list[Ping]], index: EnterpriseIndex) -> list[list[list[str]]]:
-        """For every fix of the batch, the enterprises it is at (``advance``'s ``at``),
-        from one vectorised lookup of the whole batch (``ids_within_many``; the
-        per-fix lookup was the geo engine's largest cost in the profile)."""
+    def _batch_at(self, ordered: list[list[Ping]], index: EnterpriseIndex) -> list[tuple[list, list[int]]]:
+        """For every fix of the batch, the enterprises it is at and the nearest of
+        them (``advance``'s ``at`` and ``near``), per inspector, from one vectorised
+        lookup of the whole batch (``within_many``; the per-fix lookup was the geo
+        engine's largest cost in the profile)."""
         flat = [p for ps in ordered for p in ps]
         radius_m = self.params.radius_m
-        found = index.ids_within_many([p.lat for p in flat], [p.lon for p in flat], [radius_m(p.acc_m) for p in flat])
+        found, near = index.within_many([p.lat for p in flat], [p.lon for p in flat],
+                                        [radius_m(p.acc_m) for p in flat])
         out, a = [], 0
         for ps in ordered:
-            out.append(found[a:a + len(ps)])
+            out.append((found[a:a + len(ps)], near[a:a + len(ps)]))
             a += len(ps)
         return out
 

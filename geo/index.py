@@ -440,24 +440,48 @@ class EnterpriseIndex:
     def ids_within_many(self, lats: ArrayLike, lons: ArrayLike, radii_m: ArrayLike | float) -> list[list[str]]:
         """For each point, the ids (``str``) of the enterprises within its radius,
         sorted by id: the set ``nearby_many`` finds, without distances or their
-        order (what visit detection needs of every fix of an ingest batch)."""
+        order."""
+        return self.within_many(lats, lons, radii_m)[0]
+
+    def within_many(
+        self, lats: ArrayLike, lons: ArrayLike, radii_m: ArrayLike | float
+    ) -> tuple[list[list[str]], list[int]]:
+        """For each point, the ids (``str``) of the enterprises within its radius,
+        sorted by id, and the position in that list of the nearest of them (ties
+        by id, as ``nearby``; -1 when there is none): what visit detection needs
+        of every fix of an ingest batch (``geo.visits.advance``'s ``at`` and
+        ``near``), without building ``nearby_many``'s pairs."""
         lats = np.asarray(lats, dtype=np.float64).ravel()
         lons = np.asarray(lons, dtype=np.float64).ravel()
         radii = np.broadcast_to(np.asarray(radii_m, dtype=np.float64), lats.shape)
         out: list[list[str]] = [[] for _ in range(lats.size)]
+        near: list[int] = [-1] * lats.size
         if lats.size == 0 or not self._slices:
-            return out
+            return out, near
         pts = np.flatnonzero(valid_point_mask(lats, lons) & (radii >= 0))
         ids = self._ids_list
         rank = self._grid()[3]
+        nearest_of: dict[int, int] = {}  # point -> index position of its nearest
         for a in range(0, pts.size, _MANY_CHUNK):
-            owner, ia, _d = self._hits(lats, lons, radii, pts[a:a + _MANY_CHUNK])
+            owner, ia, d = self._hits(lats, lons, radii, pts[a:a + _MANY_CHUNK])
+            if ia.size == 0:
+                continue
             by = np.lexsort((rank[ia], owner))
             for p, i in zip(owner[by].tolist(), ia[by].tolist()):
                 out[p].append(ids[i])
-        if not self._plain_ids():
+            # Nearest first within each point (ties by id): the first of each run.
+            by_d = np.lexsort((rank[ia], d, owner))
+            o = owner[by_d]
+            first = np.flatnonzero(np.r_[True, o[1:] != o[:-1]])
+            nearest_of.update(zip(o[first].tolist(), ia[by_d][first].tolist()))
+        plain = self._plain_ids()
+        for p, i in nearest_of.items():
+            if not plain:
+                out[p] = sorted({str(e) for e in out[p]})
+            near[p] = out[p].index(str(ids[i]))
+        if not plain:
             out = [sorted({str(e) for e in o}) for o in out]
-        return out
+        return out, near
 
     def _plain_ids(self) -> bool:
         """Whether every id is a distinct ``str`` (then id order is ``str`` order and

@@ -18,6 +18,7 @@ from data.models import Enterprise, Inspector
 from data.models import Visit as VisitRow
 from data.registry import Registry
 from geo.types import Ping
+from geo.visits import STATE_VERSION
 from ingest.worker import IngestWorker
 from tests.citykit import ENTERPRISE_A, write_small_city
 from tests.mqttkit import Publisher, wait_until
@@ -397,4 +398,57 @@ def test_an_unreadable_state_is_counted_and_the_inspector_starts_afresh(geo, eng
     rows = visits(engine)
     assert [(r.enterprise_id, r.start_ts, r.end_ts) for r in rows] == [
         ("E1", pytest.approx(t0), pytest.approx(t0 + 20 * 60))]
-    assert orjson.loads(redis_client.get(key).partition(b"|")[2])["v"] == 1  # written afresh, readable
+    assert orjson.loads(redis_client.get(key).partition(b"|")[2])["v"] == STATE_VERSION  # written afresh, readable
+
+
+def shops_around_e1(engine) -> None:
+    """Four more shops within 15-45 m of E1, as in a street of small restaurants."""
+    rows = []
+    for n, (dlat, dlon) in enumerate([(1.5e-4, 0.0), (0.0, 2.5e-4), (-3e-4, 0.0), (0.0, -4e-4)], start=1):
+        rows.append({"id": f"N{n}", "name": f"邻铺{n}", "credit_code": None, "lat": E1_LAT + dlat, "lon": E1_LON + dlon,
+                     "industry": "餐饮", "risk": "yellow", "street_id": "ST1", "grid_id": "G1"})
+    with engine.begin() as conn:
+        conn.execute(insert(Enterprise), rows)
+
+
+def test_a_stop_in_a_street_of_shops_is_one_visit_to_the_shop_stood_at(settings, engine, redis_client):
+    # The demo's "checks today" rose tenfold in half an hour: every shop within reach
+    # of a stop was counted as inspected.  One stop is one visit now.
+    write_small_city(engine)
+    shops_around_e1(engine)
+    reg = Registry(engine)
+    reg.load()
+    geo = GeoStore(settings, engine, redis_client, reg)
+    t0 = time.time() - 4 * 3600
+    fixes = stay("I1", t0, 20)
+    assert all(len(geo.ensure_index().nearby(p.lat, p.lon, 58.0)) == 5 for p in fixes)
+    for k in range(0, len(fixes), 4):
+        geo.process(fixes[k:k + 4])
+    geo.process(leave("I1", t0 + 20 * 60))
+    rows = visits(engine)
+    assert [(r.enterprise_id, r.ended) for r in rows] == [("E1", True)]
+    with engine.connect() as conn:
+        inspected = conn.execute(select(Enterprise.id).where(Enterprise.last_inspected_at.is_not(None))
+                                 .order_by(Enterprise.id)).scalars().all()
+    assert "E1" in inspected and not {"N1", "N2", "N3", "N4"} & set(inspected)
+
+
+def test_a_visit_state_of_the_previous_version_goes_on_after_an_upgrade(geo, engine, redis_client, settings):
+    # At an upgrade Redis holds the previous release's states (version 1): an open
+    # stay is taken up, not dropped as unreadable.
+    t0 = time.time() - 4 * 3600
+    fixes = stay("I1", t0, 20)
+    geo.process(fixes[:20])
+    key = f"{settings.redis_namespace}:visit:I1"
+    rev, _, body = redis_client.get(key).partition(b"|")
+    v1 = orjson.loads(body)
+    v1["v"] = 1
+    for e in v1["buf"]:
+        del e[5]
+    for v in v1["live"].values():
+        del v[3:]
+    redis_client.set(key, rev + b"|" + orjson.dumps(v1))
+    geo._states.clear()  # as a worker started on the new release: nothing held
+    geo.process(fixes[20:] + leave("I1", t0 + 20 * 60))
+    assert [(r.enterprise_id, r.start_ts, r.ended) for r in visits(engine)] == [("E1", pytest.approx(t0), True)]
+    assert LiveState(redis_client, settings.redis_namespace).counters("visit_states_discarded") == {}

@@ -231,3 +231,24 @@ def test_ids_within_many_is_the_set_of_nearby_many(city):
     # Ids that are not distinct strings: str, sorted, each once.
     odd = EnterpriseIndex.from_arrays([7, 7, 12], [FUTIAN[0]] * 3, [FUTIAN[1]] * 3)
     assert odd.ids_within_many([FUTIAN[0]], [FUTIAN[1]], 10.0) == [["12", "7"]]
+
+
+def test_within_many_names_the_nearest_as_nearby_does(city):
+    idx, _ = city
+    rng = np.random.default_rng(14)
+    lats = np.r_[FUTIAN[0] + rng.normal(0, 0.002, 500), np.nan]
+    lons = np.r_[FUTIAN[1] + rng.normal(0, 0.002, 500), 0.0]
+    radii = rng.uniform(0, 150, 501)
+    at, near = idx.within_many(lats, lons, radii)
+    assert at == idx.ids_within_many(lats, lons, radii)
+    assert (at[-1], near[-1]) == ([], -1)
+    named = 0
+    for lat, lon, r, ids, k in zip(lats[:-1], lons[:-1], radii[:-1], at, near):
+        hits = idx.nearby(float(lat), float(lon), float(r))
+        assert (ids[k] if k >= 0 else None) == (hits[0][0] if hits else None)
+        named += k >= 0
+    assert named > 100
+    # Three firms at one address: the first by id is the nearest, as in nearby.
+    odd = EnterpriseIndex.from_arrays([12, 7, 7], [FUTIAN[0]] * 3, [FUTIAN[1]] * 3)
+    assert odd.within_many([FUTIAN[0]], [FUTIAN[1]], 10.0) == ([["12", "7"]], [1])
+    assert odd.nearby(FUTIAN[0], FUTIAN[1], 10.0)[0][0] == 7
