@@ -23,6 +23,9 @@ per share:
   neighbour's point);
 - the median time of ``detect_visits`` over all stops, over ``--repeats`` passes.
 
+A last run takes the default share with each stop's enterprise on the inspector's plan
+for the day (``planned_of``), as when inspectors follow their task list.
+
 With ``--baseline DIR`` (a checkout of an earlier commit, e.g. a ``git worktree``), the
 ingest's way is timed too, for this checkout and for DIR's ``geo/index.py`` and
 ``geo/visits.py`` loaded beside it, alternately in this one process: each stop's fixes
@@ -107,12 +110,15 @@ def main() -> int:
     print("| credit share | visits / stop: mean | median | p90 | max | stops with no visit "
           "| credited where it went | credited where it stood | detect_visits, median |")
     print("|---|---|---|---|---|---|---|---|---|")
-    for share in [float(x) for x in args.shares.split(",")]:
+    went_to = {iid: {e} for iid, e, _pt, _p in stops}
+    runs = [(float(x), None) for x in args.shares.split(",")]
+    runs.append((VisitParams().credit_share_min, went_to.get))
+    for share, planned_of in runs:
         params = replace(VisitParams(), credit_share_min=share)
         times = []
         for _ in range(args.repeats):
             t = time.perf_counter()
-            got = detect_visits(pings, index, params)
+            got = detect_visits(pings, index, params, planned_of=planned_of)
             times.append(time.perf_counter() - t)
         per: dict[str, set[str]] = {iid: set() for iid, *_ in stops}
         n_per = {iid: 0 for iid, *_ in stops}
@@ -124,6 +130,8 @@ def main() -> int:
         stood = sum(1 for iid, _e, _pt, _p in stops if stood_at[iid] in per[iid])
         n = len(stops)
         label = "0 (every enterprise within reach)" if share == 0 else f"{share:g}"
+        if planned_of:
+            label += ", the enterprise gone to on the day's plan"
         print(f"| {label} | {statistics.mean(counts):.2f} | {statistics.median(counts):g} | {pct(counts, 90):g} "
               f"| {counts[-1]} | {counts.count(0)} ({100 * counts.count(0) / n:.1f} %) "
               f"| {went} ({100 * went / n:.0f} %) | {stood} ({100 * stood / n:.0f} %) "

@@ -22,6 +22,7 @@ import secrets
 import time
 from collections import Counter, defaultdict
 from collections.abc import Iterator, Sequence
+from datetime import datetime
 
 import numpy as np
 import orjson
@@ -29,10 +30,12 @@ import redis
 from sqlalchemy import Engine, delete, insert, select, update
 
 from config.settings import Settings
+from data.city_frames import day_plans
 from data.live import ChangeStream
 from data.models import Enterprise, Visit as VisitRow
 from data.registry import Registry
 from geo.cells import cells_u64_to_str, latlng_to_cell, points_to_cells_u64
+from geo.china import CHINA_TZ
 from geo.duplicates import classify, detect_approach
 from geo.heat import hour_bucket, hour_buckets_of
 from geo.index import EnterpriseIndex
@@ -55,6 +58,10 @@ CAS_CHUNK_BYTES = 1 << 20
 STATE_CACHE_MAX = 50_000
 # The enterprise index is rebuilt this often (new enterprises from imports).
 INDEX_REFRESH_S = 300.0
+# Today's plans (which enterprises each inspector is to inspect: the credit of a stop
+# goes to a planned enterprise within reach, geo.visits.advance's ``planned``) are
+# read again this often: a plan approved or a joint task added counts within a minute.
+PLANS_REFRESH_S = 60.0
 # Early warning fires once per inspector and enterprise in this time.
 APPROACH_REPEAT_S = 1800
 # How stale the list of recently visited enterprises may be for the early warning.
@@ -164,6 +171,8 @@ class GeoStore:
         self.index: EnterpriseIndex | None = None
         self.enterprises: dict[str, tuple] = {}  # id -> (lat, lon, risk, street, grid, name)
         self._index_at = 0.0
+        self._plans: dict[str, frozenset[str]] = {}
+        self._plans_key: tuple[str, float] = ("", -PLANS_REFRESH_S)  # (China date, monotonic time read)
         self._visited: EnterpriseIndex | None = None
         self._visited_units: dict[str, str | None] = {}
         self._visited_at = -VISITED_REFRESH_S
@@ -183,6 +192,16 @@ class GeoStore:
             self.index = index
             self._index_at = time.monotonic()
         return self.index
+
+    def planned(self) -> dict[str, frozenset[str]]:
+        """Each inspector's planned enterprises of today (China time): approved plan
+        items and joint tasks that name them (``data.city_frames.day_plans``)."""
+        today = datetime.now(CHINA_TZ).date().isoformat()
+        day, at = self._plans_key
+        if day != today or time.monotonic() - at > PLANS_REFRESH_S:
+            self._plans = {i: frozenset(e) for i, e in day_plans(self.engine, today).items()}
+            self._plans_key = (today, time.monotonic())
+        return self._plans
 
     # --- the pipeline step ---------------------------------------------------------------
     def process(self, pings: Sequence[Ping]) -> None:
@@ -220,6 +239,7 @@ class GeoStore:
         ids = sorted(by_insp)
         ordered = {i: sorted(by_insp[i], key=_ts) for i in ids}
         at = dict(zip(ids, self._batch_at([ordered[i] for i in ids], index)))
+        plans = self.planned()
         new_states: dict[str, dict] = {}
         events: list = []
         pending = ids
@@ -229,7 +249,7 @@ class GeoStore:
             advanced = []
             for i, k, (rev, state) in zip(pending, keys, loaded):
                 st, ev = advance(state, ordered[i], index.nearby, self.params, unit_id=units[i], consume=True,
-                                 at=at[i][0], near=at[i][1])
+                                 at=at[i][0], near=at[i][1], planned=plans.get(i, ()))
                 nxt = _next_rev(rev)
                 advanced.append((i, k, rev, st, ev, b"%d|%b" % (nxt, orjson.dumps(st)), nxt))
             retry: list[str] = []

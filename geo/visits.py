@@ -5,7 +5,8 @@ Definition
 A fix is *at* enterprise E when E lies within ``visit_radius_m`` plus the fix's
 accuracy (capped at ``acc_cap_m``) of it.  A fix may be at several enterprises
 at once (a row of shops, a building of firms); of those, the fix is *nearest*
-to one (by distance, ties by id).  Taking an inspector's fixes in time order,
+to one (by distance, ties by id), or to the nearest of those on the inspector's
+plan for the day when any is (``planned``).  Taking an inspector's fixes in time order,
 two consecutive fixes at E belong to one *stay* when
 
 * they are at most ``gap_max_s`` apart (a shorter silence does not split), and
@@ -68,9 +69,9 @@ check this with hypothesis.
 
 Limitations
 -----------
-* The credit goes by where the enterprises' points are: an enterprise whose
-  geocoded point is tens of metres off (they often are) loses the credit to a
-  neighbour whose point lies nearer the inspector.  Several firms at one
+* Without a plan, the credit goes by where the enterprises' points are: an
+  enterprise whose geocoded point is tens of metres off (they often are) loses
+  the credit to a neighbour whose point lies nearer the inspector.  Several firms at one
   point are credited to the first by id.  A stay of one stop at two
   enterprises in turn, close enough to be within reach of both throughout,
   credits both when each was nearest for its share of the fixes.
@@ -82,7 +83,7 @@ Limitations
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
 
 from geo.types import Ping, Visit
@@ -308,14 +309,16 @@ def _may_dwell(live: dict, buf: list, params: VisitParams) -> bool:
     return hi - lo >= params.dwell_min_s
 
 
-def _candidates(nearby: NearbyFn, p: Ping, params: VisitParams) -> tuple[list[str], int]:
+def _candidates(nearby: NearbyFn, p: Ping, params: VisitParams, planned: Collection[str] = ()) -> tuple[list[str], int]:
     """The enterprises the fix is at (ids sorted) and the position of the nearest (-1: none)."""
     r = params.radius_m(_acc(p))
-    return _at_and_nearest([(eid, d) for eid, d in nearby(p.lat, p.lon, r) if d <= r])
+    return _at_and_nearest([(eid, d) for eid, d in nearby(p.lat, p.lon, r) if d <= r], planned)
 
 
-def _at_and_nearest(hits: Iterable[tuple[object, float]]) -> tuple[list[str], int]:
-    """``(ids sorted, position of the nearest)`` of ``(id, distance)`` pairs; ties by id."""
+def _at_and_nearest(hits: Iterable[tuple[object, float]], planned: Collection[str] = ()) -> tuple[list[str], int]:
+    """``(ids sorted, position of the nearest)`` of ``(id, distance)`` pairs; ties by id.
+
+    The nearest is the nearest of the ``planned`` ones when any is among them."""
     # str: the ids become JSON object keys in the state.
     best: dict[str, float] = {}
     for eid, d in hits:
@@ -325,8 +328,28 @@ def _at_and_nearest(hits: Iterable[tuple[object, float]]) -> tuple[list[str], in
     if not best:
         return [], -1
     at = sorted(best)
-    nearest = min(at, key=lambda e: (best[e], e))
+    pool = [e for e in at if e in planned] if planned else at
+    nearest = min(pool or at, key=lambda e: (best[e], e))
     return at, at.index(nearest)
+
+
+def prefer_planned(
+    pings: Sequence[Ping], at: Sequence[list[str]], near: Sequence[int], planned: Collection[str],
+    nearby: NearbyFn, params: VisitParams,
+) -> list[int]:
+    """``near`` with each fix that is within reach of a planned enterprise pointing at
+    the nearest planned one (``advance``'s ``planned``, for a caller's ``at``/``near``).
+    Only fixes at a planned enterprise and at least one other are looked up again."""
+    out = list(near)
+    if not planned:
+        return out
+    planned = frozenset(planned)
+    for k, ids in enumerate(at):
+        if len(ids) > 1 and ids[near[k]] not in planned and not planned.isdisjoint(ids):
+            ids2, k2 = _candidates(nearby, pings[k], params, planned)
+            if ids2 == ids:
+                out[k] = k2
+    return out
 
 
 def _valid(p: Ping) -> bool:
@@ -392,6 +415,7 @@ def advance(
     consume: bool = False,
     at: Sequence[list[str]] | None = None,
     near: Sequence[int] | None = None,
+    planned: Collection[str] = (),
 ) -> tuple[dict, list[VisitEvent]]:
     """Fold a batch of one inspector's pings into ``state``; return the new state and events.
 
@@ -409,9 +433,18 @@ def advance(
     every fix of a batch up at once (``EnterpriseIndex.within_many``) passes
     both, and ``nearby`` is not called.  The lists are taken into the state as
     they are: the caller must not change them afterwards.
+
+    ``planned`` are the enterprise ids the inspector has a plan to inspect today
+    (``data.city_frames.day_plans``): a fix within reach of one of them counts it
+    as its nearest (the nearest of them), so a stop at a planned enterprise is
+    credited to it even where a neighbour's point lies nearer.  The visits then
+    depend on the plan too: the same for any arrival order while it is the same.
     """
     if (at is None) != (near is None):
         raise ValueError("advance() takes at= and near= together")
+    planned = frozenset(planned) if planned else ()
+    if at is not None and planned:
+        near = prefer_planned(pings, at, near, planned, nearby, params)
     if state is None:
         st = new_state()
     elif consume and state.keys() == _STATE_KEYS and state["v"] == STATE_VERSION:
@@ -464,7 +497,7 @@ def advance(
         if at is not None:
             new_entries.append([ts, lat, lon, acc, at[k], near[k]])
         else:
-            new_entries.append([ts, lat, lon, acc, *_candidates(nearby, p, params)])
+            new_entries.append([ts, lat, lon, acc, *_candidates(nearby, p, params, planned)])
         tail_new.append([ts, lat, lon, acc])
     if new_entries:
         _extend_sorted(buf, new_entries)
@@ -645,12 +678,14 @@ def detect_visits(
     params: VisitParams = VisitParams(),
     *,
     unit_of: Callable[[str], str | None] | None = None,
+    planned_of: Callable[[str], Collection[str]] | None = None,
 ) -> list[Visit]:
     """All visits in a history of pings (any inspectors, any order).
 
     ``nearby`` is a callable like ``EnterpriseIndex.nearby``, or an object with
     ``nearby_many(lats, lons, radii)`` (an ``EnterpriseIndex``), which is used
-    to look up all fixes at once.  ``unit_of(inspector_id)`` fills ``unit_id``.
+    to look up all fixes at once.  ``unit_of(inspector_id)`` fills ``unit_id``;
+    ``planned_of(inspector_id)`` gives ``advance``'s ``planned``.
     Sorted by (start, inspector, enterprise).  The same visits as the
     streaming path's ``ended`` events.
     """
@@ -663,12 +698,13 @@ def detect_visits(
     out: list[Visit] = []
     for iid, fixes in by_inspector.items():
         ordered = [fixes[k] for k in sorted(fixes)]
+        planned = frozenset(planned_of(iid) or ()) if planned_of else ()
         if many is not None:
             radii = [params.radius_m(_acc(p)) for p in ordered]
             hits = many([p.lat for p in ordered], [p.lon for p in ordered], radii)
-            at_lists = [_at_and_nearest((e, d) for e, d in h if d <= r) for h, r in zip(hits, radii)]
+            at_lists = [_at_and_nearest(((e, d) for e, d in h if d <= r), planned) for h, r in zip(hits, radii)]
         else:
-            at_lists = [_candidates(one, p, params) for p in ordered]
+            at_lists = [_candidates(one, p, params, planned) for p in ordered]
         live: dict = {}
         closed: list = []
         for p, at in zip(ordered, at_lists):

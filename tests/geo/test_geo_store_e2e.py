@@ -452,3 +452,33 @@ def test_a_visit_state_of_the_previous_version_goes_on_after_an_upgrade(geo, eng
     geo.process(fixes[20:] + leave("I1", t0 + 20 * 60))
     assert [(r.enterprise_id, r.start_ts, r.ended) for r in visits(engine)] == [("E1", pytest.approx(t0), True)]
     assert LiveState(redis_client, settings.redis_namespace).counters("visit_states_discarded") == {}
+
+
+def test_a_stop_is_credited_to_the_enterprise_on_the_days_plan(settings, engine, redis_client):
+    # The inspector stands 12 m north of E1, 5 m from the neighbour N1's point: the stop
+    # is N1's by distance.  E1 is on I1's approved plan for today, within reach: E1's.
+    from datetime import datetime
+
+    from data.plans_store import PlansStore
+    from geo.china import CHINA_TZ
+    from plans.model import week_of
+
+    write_small_city(engine)
+    shops_around_e1(engine)
+    reg = Registry(engine)
+    reg.load()
+    t0 = time.time() - 2 * 3600
+    spot = (E1_LAT + 1.08e-4, E1_LON)  # 12 m north of E1; N1 is 16.7 m north
+    fixes = stay("I1", t0, 15, lat=spot[0], lon=spot[1]) + leave("I1", t0 + 15 * 60)
+    fixes_i2 = [Ping("I2", p.ts, p.lat, p.lon, p.acc_m) for p in fixes]
+    today = datetime.now(CHINA_TZ).date().isoformat()
+    plans = PlansStore(engine, duplicate_window_s=86400, intervals_d=settings.interval_days())
+    plan = plans.save_plan("U1", week_of(today), [(1, {"enterprise_id": "E1", "date": today, "inspector_ids": ["I1"]})],
+                           "disp", time.time())
+    for action in ("submit", "approve"):
+        plans.act_on_plan(plan["id"], action, "disp", time.time())
+    geo = GeoStore(settings, engine, redis_client, reg)
+    geo.process(fixes)
+    geo.process(fixes_i2)  # I2, with no plan, at the same spot
+    rows = visits(engine)
+    assert sorted((r.inspector_id, r.enterprise_id) for r in rows) == [("I1", "E1"), ("I2", "N1")]

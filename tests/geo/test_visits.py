@@ -217,6 +217,33 @@ def test_two_stops_in_turn_within_reach_of_each_other_are_two_visits():
     assert ended(events) == got
 
 
+def test_a_planned_enterprise_is_credited_where_a_neighbour_lies_nearer():
+    # The inspector stands 12 m from G and 16 m from E: G is nearest.  With E on the
+    # day's plan, the stop is E's visit (and the plan shows it done).
+    rng = np.random.default_rng(33)
+    spot = destination(*E, 16.0, 90.0)
+    pings = [ping(T0 + 30 * i, near(spot, rng, radius=3.0), acc=5.0) for i in range(30)]
+    assert [v.enterprise_id for v in detect_visits(pings, SHOPS)] == ["G"]
+    got = detect_visits(pings, SHOPS, planned_of={"I1": {"E", "F"}}.get)
+    assert [v.enterprise_id for v in got] == ["E"]
+    for nearby in (SHOPS.nearby, None):  # looked up per fix, and as the geo engine passes them
+        state, events = None, []
+        for a in range(0, len(pings), 4):
+            batch = pings[a:a + 4]
+            if nearby is None:
+                at, near_ = SHOPS.within_many([p.lat for p in batch], [p.lon for p in batch],
+                                              [P.radius_m(p.acc_m) for p in batch])
+                state, ev = advance(state, batch, SHOPS.nearby, P, at=at, near=near_, planned={"E"})
+            else:
+                state, ev = advance(state, batch, nearby, P, planned=["E"])
+            events += ev
+        state, ev = flush(state, P)
+        assert ended(events + ev) == got
+        assert {e.visit.enterprise_id for e in events} == {"E"}
+    # A planned enterprise out of reach changes nothing.
+    assert [v.enterprise_id for v in detect_visits(pings, SHOPS, planned_of=lambda _i: {"F"})] == ["G"]
+
+
 def test_a_state_of_the_previous_version_is_taken_up():
     # Version 1 states (no nearest per fix, no counts per stay) are in Redis at an
     # upgrade: the open stay goes on, and ends as the visit it is.
@@ -549,8 +576,16 @@ def test_jitter_inside_the_radius_never_splits_a_visit(seed, n, dt, outlier_slot
 
 
 # The order properties hold on a lone enterprise and in a street of shops (where
-# the credit rule decides which stays are visits).
-INDEXES = st.sampled_from([NEARBY, SHOPS.nearby])
+# the credit rule decides which stays are visits), with and without a plan (which
+# moves the credit to the planned shop).
+INDEXES = st.sampled_from([NEARBY, SHOPS.nearby, "planned"])
+
+
+def planned_in(nearby):
+    """(nearby, advance's planned, detect_visits' planned_of) of an INDEXES draw."""
+    if nearby == "planned":
+        return SHOPS.nearby, frozenset({"H", "K"}), lambda _i: {"H", "K"}
+    return nearby, (), None
 
 
 @FAST
@@ -558,12 +593,13 @@ INDEXES = st.sampled_from([NEARBY, SHOPS.nearby])
 def test_any_arrival_order_gives_the_same_visits(pings, rnd, batch_max, nearby):
     # With lateness covering the whole trace, any permutation is allowed.
     params = replace(P, lateness_max_s=1e7, buffer_max=10_000)
-    expected = detect_visits(pings, nearby, params)
+    nearby, planned, planned_of = planned_in(nearby)
+    expected = detect_visits(pings, nearby, params, planned_of=planned_of)
     shuffled = list(pings)
     rnd.shuffle(shuffled)
     state, events = None, []
     for batch in random_batches(shuffled, rnd, batch_max):
-        state, ev = advance(state, batch, nearby, params)
+        state, ev = advance(state, batch, nearby, params, planned=planned)
         state = json.loads(json.dumps(state))
         events += ev
     state, ev = flush(state, params)
@@ -576,11 +612,12 @@ def test_any_arrival_order_gives_the_same_visits(pings, rnd, batch_max, nearby):
 @given(traces(), st.randoms(use_true_random=False), st.integers(1, 6), INDEXES)
 def test_reordering_within_the_lateness_gives_the_same_visits(pings, rnd, batch_max, nearby):
     # Default params: every ping arrives less than lateness_max_s behind the newest.
-    expected = detect_visits(pings, nearby, P)
+    nearby, planned, planned_of = planned_in(nearby)
+    expected = detect_visits(pings, nearby, P, planned_of=planned_of)
     arrival = delayed_arrival(pings, P.lateness_max_s, rnd)
     state, events = None, []
     for batch in random_batches(arrival, rnd, batch_max):
-        state, ev = advance(state, batch, nearby, P)
+        state, ev = advance(state, batch, nearby, P, planned=planned)
         state = json.loads(json.dumps(state))
         events += ev
     assert state is None or state["late"] == 0
@@ -618,7 +655,8 @@ def test_two_workers_sharing_the_state_give_the_same_visits(pings, rnd, batch_ma
     attempt's events are dropped).  The race lets a later batch commit first;
     it is simulated only when that keeps every ping within the lateness bound.
     """
-    expected = detect_visits(pings, nearby, P)
+    nearby, planned, planned_of = planned_in(nearby)
+    expected = detect_visits(pings, nearby, P, planned_of=planned_of)
     batches = list(random_batches(delayed_arrival(pings, P.lateness_max_s, rnd), rnd, batch_max))
     redis = FakeRedis()
     events: list[VisitEvent] = []
@@ -627,13 +665,13 @@ def test_two_workers_sharing_the_state_give_the_same_visits(pings, rnd, batch_ma
     i = 0
     while i < len(batches):
         version, state = redis.read()
-        attempt, attempt_events = advance(state, batches[i], nearby, P)
+        attempt, attempt_events = advance(state, batches[i], nearby, P, planned=planned)
         if i + 1 < len(batches) and rnd.random() < 0.3:
             other = batches[i + 1]
             ahead = max(newest, max(p.ts for p in other))
             if min(p.ts for p in batches[i]) > ahead - P.lateness_max_s:
                 v2, s2 = redis.read()
-                s2_new, ev2 = advance(s2, other, nearby, P)
+                s2_new, ev2 = advance(s2, other, nearby, P, planned=planned)
                 assert redis.commit(v2, s2_new)
                 events += ev2
                 newest = ahead
