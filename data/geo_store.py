@@ -29,6 +29,7 @@ import orjson
 import redis
 from sqlalchemy import Engine, delete, insert, select, update
 
+from alerts.rules import FUTURE_SLACK_S
 from config.settings import Settings
 from data.city_frames import day_plans
 from data.live import ChangeStream
@@ -240,6 +241,9 @@ class GeoStore:
         ordered = {i: sorted(by_insp[i], key=_ts) for i in ids}
         at = dict(zip(ids, self._batch_at([ordered[i] for i in ids], index)))
         plans = self.planned()
+        # A fix stamped beyond now is a fast clock's: it must not move the watermark
+        # past the fixes of the present (alerts.rules.stale_future, FUTURE_SLACK_S).
+        clock_edge = time.time() + FUTURE_SLACK_S
         new_states: dict[str, dict] = {}
         events: list = []
         pending = ids
@@ -249,7 +253,7 @@ class GeoStore:
             advanced = []
             for i, k, (rev, state) in zip(pending, keys, loaded):
                 st, ev = advance(state, ordered[i], index.nearby, self.params, unit_id=units[i], consume=True,
-                                 at=at[i][0], near=at[i][1], planned=plans.get(i, ()))
+                                 at=at[i][0], near=at[i][1], planned=plans.get(i, ()), clock_edge=clock_edge)
                 nxt = _next_rev(rev)
                 advanced.append((i, k, rev, st, ev, b"%d|%b" % (nxt, orjson.dumps(st)), nxt))
             retry: list[str] = []

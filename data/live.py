@@ -253,7 +253,9 @@ for i = 1, #rows do
       local cur = redis.call('HGET', ns .. ':insp:' .. id, 'ts')
       b = cur and tonumber(cur) or false
     end
-    if b and b >= ts then
+    -- Older: no newer than the stored fix, unless that one is a fast clock's and this
+    -- one is of the present (alerts.rules.stale_future, FUTURE_SLACK_S).
+    if b and b >= ts and not (b > now + %(future_slack_s)s and ts <= now + %(future_slack_s)s) then
       status = 1
       best[id] = b
     else

@@ -416,6 +416,7 @@ def advance(
     at: Sequence[list[str]] | None = None,
     near: Sequence[int] | None = None,
     planned: Collection[str] = (),
+    clock_edge: float | None = None,
 ) -> tuple[dict, list[VisitEvent]]:
     """Fold a batch of one inspector's pings into ``state``; return the new state and events.
 
@@ -439,6 +440,12 @@ def advance(
     as its nearest (the nearest of them), so a stop at a planned enterprise is
     credited to it even where a neighbour's point lies nearer.  The visits then
     depend on the plan too: the same for any arrival order while it is the same.
+
+    ``clock_edge`` is the latest time a fix can be of (the receipt time plus a
+    slack).  A fix stamped beyond it is a fast clock's (a phone that booted
+    minutes fast): it is kept in order, but does not move the watermark, so the
+    fixes of the present that follow it are not "late" and dropped.  It settles
+    when the newest fix of the present passes it, or at ``flush``.
     """
     if (at is None) != (near is None):
         raise ValueError("advance() takes at= and near= together")
@@ -481,7 +488,7 @@ def advance(
         if wm is not None and ts <= wm:
             st["late"] += 1
             continue
-        if max_ts is None or ts > max_ts:
+        if (max_ts is None or ts > max_ts) and (clock_edge is None or ts <= clock_edge):
             max_ts = ts
         acc = p.acc_m
         if acc is not None and not (isfinite(acc) and acc > 0):
@@ -516,7 +523,7 @@ def advance(
         new_wm = max(new_wm, buf[len(buf) - params.buffer_max - 1][0])
     flush_all = now is not None and now - max_ts >= params.idle_close_s
     if flush_all:
-        new_wm = max_ts
+        new_wm = max(max_ts, buf[-1][0]) if buf else max_ts  # a fast clock's fixes too
     if wm is not None:
         new_wm = max(new_wm, wm)
     return _settle(st, new_wm, params, unit_id, close_all=flush_all)
@@ -530,9 +537,11 @@ def flush(
     Pings at or before the newest ts seen are too late afterwards.
     """
     st = new_state() if state is None else _copy_state(state)
-    if st["max_ts"] is None:
+    # The newest fix seen, a fast clock's ones included (they do not move max_ts).
+    marks = [t for t in (st["max_ts"], st["wm"], st["buf"][-1][0] if st["buf"] else None) if t is not None]
+    if not marks:
         return st, []
-    new_wm = st["max_ts"] if st["wm"] is None else max(st["max_ts"], st["wm"])
+    new_wm = max(marks)
     return _settle(st, new_wm, params, unit_id, close_all=True)
 
 

@@ -244,6 +244,25 @@ def test_a_planned_enterprise_is_credited_where_a_neighbour_lies_nearer():
     assert [v.enterprise_id for v in detect_visits(pings, SHOPS, planned_of=lambda _i: {"F"})] == ["G"]
 
 
+def test_a_fix_from_a_fast_clock_does_not_make_the_present_late():
+    # A phone that booted with its clock 250 s fast sends one fix, then takes the
+    # network's time.  The fixes after it are of the present and must not be "late".
+    rng = np.random.default_rng(34)
+    real = stay(E, T0, 40, 30, rng)  # 19.5 minutes at E
+    fast = ping(T0 + 300 + 250, near(E, rng))  # received at T0 + 300
+    arrival = [(p, p.ts) for p in real[:10]] + [(fast, T0 + 300)] + [(p, p.ts) for p in real[10:]]
+
+    state, events = None, []
+    for p, received in arrival:
+        state, ev = advance(state, [p], NEARBY, P, clock_edge=received + 5.0)
+        events += ev
+    assert state["late"] == 0  # without the edge: the 8 fixes of the next 250 - 120 s
+    assert state["wm"] <= T0 + 39 * 30  # nothing is settled beyond the present...
+    state, ev = flush(state, P)
+    assert state["buf"] == []  # ... and the flush settles the fast clock's fix too
+    assert ended(events + ev) == detect_visits(real + [fast], NEARBY) == [Visit("E", "I1", None, T0, T0 + 39 * 30)]
+
+
 def test_a_state_of_the_previous_version_is_taken_up():
     # Version 1 states (no nearest per fix, no counts per stay) are in Redis at an
     # upgrade: the open stay goes on, and ends as the visit it is.

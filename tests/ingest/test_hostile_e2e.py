@@ -3,6 +3,7 @@ worker, alert engine, HTTP API together), then looked at where a user looks."""
 
 from __future__ import annotations
 
+import json
 import time
 from contextlib import ExitStack
 
@@ -116,6 +117,32 @@ def test_an_owntracks_phone_that_comes_back_after_its_last_will_is_not_offline(s
     pub.publish(topic, {"_type": "location", "tst": int(time.time()), "lat": lat, "lon": lon + 0.0005, "acc": 10})
     wait_until(lambda: system["live"].inspector_fixes(["I2"])["I2"].lon == pytest.approx(lon + 0.0005))
     assert status_of_i2() in ("on_duty", "visiting")
+
+
+def test_a_phone_with_a_fast_clock_does_not_freeze_the_inspector_on_the_map(system, redis_client):
+    """A phone that boots with its clock minutes fast (the ingest accepts up to
+    ``ingest_max_future_s`` ahead) sends a fix, then takes the network's time.  The
+    map used to keep the fast fix for those minutes (every fix of the present was
+    "older"), and the geo engine dropped the present's fixes as late."""
+    s, pub = system["settings"], system["pub"]
+    topic = f"{s.mqtt_prefix}/v1/inspectors/I1/location"
+    lat, lon = ENTERPRISE_B[1], ENTERPRISE_B[2]
+    t = time.time()
+    pub.publish(topic, {"ts": t + 250, "lat": lat, "lon": lon, "acc": 10, "msg_id": "fast-clock"}, qos=1)
+    wait_until(lambda: system["live"].inspector_fixes(["I1"]).get("I1"))
+    for k in range(1, 4):
+        pub.publish(topic, {"ts": t + k, "lat": lat, "lon": lon + 0.0002 * k, "acc": 10, "msg_id": f"now-{k}"}, qos=1)
+    fix = wait_until(lambda: (f := system["live"].inspector_fixes(["I1"])["I1"]) and f.lon == pytest.approx(lon + 0.0006)
+                     and f, timeout_s=10)
+    assert fix.ts == pytest.approx(t + 3)
+
+    def visit_state():
+        raw = redis_client.get(f"{s.redis_namespace}:visit:I1")
+        return raw and json.loads(raw.partition(b"|")[2])
+
+    state = wait_until(lambda: (v := visit_state()) and len(v["buf"]) + (v["wm"] is not None) >= 4 and v)
+    assert state["late"] == 0, "the present's fixes were dropped as late"
+    assert sorted(e[0] for e in state["buf"]) == [pytest.approx(x) for x in (t + 1, t + 2, t + 3, t + 250)]
 
 
 # --- every message accounted for ---------------------------------------------------------------
