@@ -63,6 +63,14 @@ ROLES = ("officer", "admin")
 TICK_MS = 2000
 # The day's tasks change when a plan is approved or a visit ends: a minute is prompt.
 TASKS_TICK_MS = 60_000
+# The map is fitted to the officer and the alarm with room in pixels (Leaflet's fitBounds
+# padding), whatever the distance: a pad in degrees (0.002) was a few pixels at 3 km, and
+# the tiles notice lay over the alarm.  The top of the phone's map holds the zoom buttons
+# (top left, to 74 px) and, with no tile server, the tiles notice (top right, to 58 px at
+# three lines of 12 px, anjian.css); the alarm's marker is 34 px across.  So the points
+# stay 96 px below the top (74 + 17 + 5) and 24 px from the other edges (17 + 7).
+VIEW_PAD_TOP_PX = 96
+VIEW_PAD_PX = 24
 
 cb = PageCallbacks("officer", ROLES)
 
@@ -230,9 +238,9 @@ def route_of(a: dict | None, p, reg, c, lang_: str):
         shown = line_positions(pts, c.projector)
         lats = [q[0] for q in shown]
         lons = [q[1] for q in shown]
-        pad = 0.002
-        view = {"bounds": [[min(lats) - pad, min(lons) - pad], [max(lats) + pad, max(lons) + pad]],
-                "transition": "fitBounds", "options": {"maxZoom": 17}}
+        view = {"bounds": [[min(lats), min(lons)], [max(lats), max(lons)]], "transition": "fitBounds",
+                "options": {"maxZoom": 17, "paddingTopLeft": [VIEW_PAD_PX, VIEW_PAD_TOP_PX],
+                            "paddingBottomRight": [VIEW_PAD_PX, VIEW_PAD_PX]}}
     return route, me_layer, tgt_layer, dist, view
 
 
