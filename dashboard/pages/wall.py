@@ -292,6 +292,14 @@ def takeover_of(alarms: list[dict]) -> dict | None:
     return waiting[0] if waiting else None
 
 
+# The share of its turn (wall_takeover_dwell_s) an alarm must hold the wall to count as
+# shown in the round: half (10 s of the default 20 s) is time to fly to it and read its
+# card twice over.  A whole turn would show the alarms cut short by newer ones again in
+# full, and with a new alarm every 40 s and 16 waiting, four of them would still not have
+# had a turn after 12 minutes (tests/dashboard/test_screens_order.py).
+TAKEOVER_SEEN_SHARE = 0.5
+
+
 def takeover_step(st: dict | None, waiting: list[str], now: float, dwell_s: float, overview_s: float,
                   hold_max_s: float) -> tuple[dict, str | None, float]:
     """The takeover's schedule, one step at ``now``: (its state, the alarm id shown or None
@@ -300,8 +308,13 @@ def takeover_step(st: dict | None, waiting: list[str], now: float, dwell_s: floa
 
     * A round shows each waiting alarm once, ``dwell_s`` each, most urgent first, then the
       whole district for ``overview_s``; then the next round.
-    * A new alarm is shown at once (it counts as shown in the round), unless the overview
-      is on: then right after it.
+    * A new alarm is shown at once, unless the overview is on: then right after it.
+    * An alarm counts as shown in the round (``shown``) once it has held the wall for
+      ``TAKEOVER_SEEN_SHARE`` of its turn, not when it first appears: alarms that come in
+      bursts (a leak sets off several detectors, raised over a few polls) each put the
+      newest on the wall for a second, and counted then, the round skipped them and its
+      card numbered the rest 1, 3, 5.  One cut shorter by a newer alarm (or by the
+      overview that is due) has its turn again, in the order, after it.
     * The alarms never hold the wall longer than ``hold_max_s`` without the overview: past
       it the overview comes, and the round goes on after it with the alarms not yet shown
       (a tour saw a new alarm every 40 s restart the round: the overview never came, and
@@ -316,10 +329,15 @@ def takeover_step(st: dict | None, waiting: list[str], now: float, dwell_s: floa
     shown = [i for i in (st.get("shown") or []) if i in waiting]
     st["known"] = list(waiting)
 
+    cur = st.get("cur")
+    if (st.get("mode") == "alarm" and cur in waiting and cur not in shown
+            and now - st.get("cur_at", now) >= TAKEOVER_SEEN_SHARE * dwell_s):
+        shown.append(cur)  # long enough on the wall: shown in this round
+
     def show(i: str) -> tuple[dict, str, float]:
         if st.get("mode") != "alarm":
             st["hold_at"] = now
-        st.update(mode="alarm", cur=i, cur_at=now, shown=[*shown, i] if i not in shown else shown)
+        st.update(mode="alarm", cur=i, cur_at=now, shown=shown)
         return st, i, now + dwell_s
 
     def overview(round_done: bool) -> tuple[dict, None, float]:
@@ -338,7 +356,6 @@ def takeover_step(st: dict | None, waiting: list[str], now: float, dwell_s: floa
         return overview(not left)
     if new:
         return show(new[0])
-    cur = st.get("cur")
     if st.get("mode") == "alarm" and cur in waiting and now - st.get("cur_at", now) < dwell_s:
         return st, cur, min(st["cur_at"] + dwell_s, st.get("hold_at", now) + hold_max_s)
     if st.get("mode") != "alarm":

@@ -1189,3 +1189,67 @@ def test_the_officers_map_keeps_the_alarm_and_the_officer_clear_of_the_tiles_not
         server.extensions["anjian_tiles"] = saved
         phone.close()
         _resolve_all(stack)
+
+
+def test_the_wall_takeover_counts_its_alarms_one_by_one(stack, browser):
+    """Issue 18, second tour: with five alarms the takeover's card said 第 1 / 5 条, then
+    3, then 5.  The five came in bursts (a leak sets off several detectors, and the engine
+    raises them over a few polls): each burst's newest was shown at once and counted as
+    shown in the round, after a second on the wall, so the round skipped them.  Here they
+    come in three bursts, each while the newest of the one before is on the wall; then,
+    over two rounds, the card and the map's label count 1, 2, 3, 4, 5, the overview, and
+    1, 2, 3 ... again, each alarm named where its number is."""
+    _resolve_all(stack)
+    ctx = stack["ctx"]
+    saved = ctx.settings
+    # The bursts come while the wall holds each newest one (a long turn), then the turns are short.
+    ctx.settings = saved.model_copy(update={"wall_takeover_dwell_s": 600.0, "wall_overview_s": 2.0})
+    wall = Screen(browser, stack["url"]).login("wall1", "/wall")
+    try:
+        page = wall.page
+        page.wait_for_selector("#kpi-on-duty-value:not(:text('—'))", timeout=15000)
+        page.evaluate("""() => {
+          window.__counts = [];  // [card's position text, map label] at each change of either
+          const card = document.querySelector('#wall-takeover-card');
+          const label = document.querySelector('#wall-view-name');
+          const note = () => {
+            const more = card.classList.contains('aj-show') ? card.querySelector('.aj-takeover-more') : null;
+            const now = [more ? more.textContent : '', label.textContent];
+            const last = window.__counts[window.__counts.length - 1];
+            if (!last || last[0] !== now[0] || last[1] !== now[1]) window.__counts.push(now);
+          };
+          for (const el of [card, label]) new MutationObserver(note)
+            .observe(el, {childList: true, subtree: true, characterData: true, attributes: true});
+        }""")
+        reg = ctx.registry()
+        sensors = [s for s in sorted(reg.sensors) if reg.sensors[s][0] in reg.enterprise_names][:5]
+        now = time.time()
+        # The newest is the most urgent: sensors[4] first, sensors[0] last.
+        for burst, n in (((0, 1), 2), ((2, 3), 4), ((4,), 5)):
+            for k in burst:
+                webkit.open_alert(ctx, sensor_id=sensors[k], at=now - 60 + k)
+            page.wait_for_function(f"window.__counts.some(x => x[0] === '第 1 / {n} 条')", timeout=15000)
+        names = [reg.short_name(reg.sensors[sid][0]) for sid in reversed(sensors)]
+        ctx.settings = saved.model_copy(update={"wall_takeover_dwell_s": 2.0, "wall_overview_s": 2.0})
+        page.wait_for_function("""() => window.__counts.map(x => x[0])
+          .filter((x, k, all) => x === '第 1 / 5 条' && all[k - 1] !== x).length >= 3""", timeout=90000)
+        counts = page.evaluate("window.__counts")
+        start = next(k for k, (card, _label) in enumerate(counts) if card == "第 1 / 5 条")
+        cards = [card for card, _label in counts[start:]]
+        numbers = [int(m[1]) for card in cards if (m := re.match(r"第 (\d) / 5 条", card))]
+        numbers = [n for k, n in enumerate(numbers) if not k or n != numbers[k - 1]]  # each change of the card
+        # One up each time, or from 5 back to 1 after the overview (the card gone meanwhile).
+        assert numbers[:11] == [1, 2, 3, 4, 5, 1, 2, 3, 4, 5, 1], counts
+        assert cards.count("") >= 2, counts
+        # The map's label says the same number, and the alarm the card names.
+        for card, label in counts[start:]:
+            m = re.match(r"第 (\d) / 5 条", card)
+            if m and label.startswith(f"紧急报警 {m[1]}/5："):
+                assert names[int(m[1]) - 1] in label, (names, counts)
+        labels = [int(m[1]) for _card, label in counts[start:] if (m := re.match(r"紧急报警 (\d)/5：", label))]
+        labels = [n for k, n in enumerate(labels) if not k or n != labels[k - 1]]
+        assert labels[:10] == [1, 2, 3, 4, 5, 1, 2, 3, 4, 5], counts
+    finally:
+        ctx.settings = saved
+        wall.close()
+        _resolve_all(stack)

@@ -233,6 +233,16 @@ def test_a_new_alarm_is_shown_at_once_while_the_wall_has_not_held_alarms_long():
     assert shown[9] == "a" and shown[10] == "b"  # at once
     assert shown[29] == "b" and shown[30] is None  # both shown: the overview
 
+def test_alarms_that_come_in_bursts_are_shown_in_their_order_each_for_its_turn():
+    """Five alarms in three bursts, a second apart (a leak sets off several detectors): each
+    burst's newest was on the wall for a second and counted as shown, so the round showed
+    n1, n3, n5 and the card counted 1, 3, 5 (issue 18, second tour)."""
+    shown = _walk({0: ["n4", "n5"], 1: ["n2", "n3"], 2: ["n1"]}, 160)
+    turns = [x for k, x in enumerate(shown) if not k or x != shown[k - 1]]
+    assert turns[2:] == ["n1", "n2", "n3", "n4", "n5", None, "n1", "n2", "n3"], turns
+    assert shown[2:22] == ["n1"] * 20 and shown[22:42] == ["n2"] * 20  # each a whole turn
+
+
 def test_the_wall_takes_over_with_the_newest_critical_alarm_and_labels_it(web):
     from dashboard.pages import wall
 
