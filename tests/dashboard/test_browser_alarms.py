@@ -1253,3 +1253,64 @@ def test_the_wall_takeover_counts_its_alarms_one_by_one(stack, browser):
         ctx.settings = saved
         wall.close()
         _resolve_all(stack)
+
+
+# What a person reads of each row's kind in the wall's list: the characters drawn inside the
+# cell, short of the ellipsis that replaces the rest ("Detector fault" read "Detect…").
+VISIBLE_KIND_JS = """() => [...document.querySelectorAll('#wall-alert-list .aj-alert-item')]
+  .filter(li => getComputedStyle(li).display !== 'none').map(li => {
+    const el = li.querySelector('.aj-alert-type'), text = el.textContent;
+    const box = el.getBoundingClientRect(), cs = getComputedStyle(el);
+    const right = box.right - parseFloat(cs.paddingRight);
+    let end = right;
+    if (el.scrollWidth > el.clientWidth + 1) {  // cut: the ellipsis takes the end of the cell
+      const probe = document.createElement('span');
+      probe.textContent = '\u2026';
+      probe.style.font = cs.font;
+      document.body.appendChild(probe);
+      end -= probe.getBoundingClientRect().width;
+      probe.remove();
+    }
+    const range = document.createRange(), node = el.firstChild;
+    let seen = '';
+    for (let i = 0; i < text.length; i++) {
+      range.setStart(node, i); range.setEnd(node, i + 1);
+      if (range.getBoundingClientRect().right > end + 0.5) break;
+      seen += text[i];
+    }
+    return {id: li.dataset.alertId, text: text, seen: seen.trim(), px: el.clientWidth};
+  })"""
+
+
+@pytest.mark.parametrize("lang,words", [("en", ("fault", "offline")), ("zh-CN", ("故障", "离线"))])
+@pytest.mark.parametrize("width,height", [(1920, 1080), (3840, 2160)])
+def test_the_walls_list_tells_a_detectors_fault_from_its_being_offline(stack, browser, width, height, lang, words):
+    """Issue 18, second tour: in the English wall's list of alerts, "Detector fault" and
+    "Detector offline" were both cut to "Detect…" (the kind gives way to the subject), so a
+    fault could not be told from a detector gone silent.  What is read of each kind differs,
+    and says fault or offline, at 1080p and 4K, in both languages, beside a full list."""
+    _resolve_all(stack)
+    ctx = stack["ctx"]
+    now = time.time()
+    sensors = sorted(ctx.registry().sensors)
+    opened = [webkit.open_alert(ctx, sensor_id=s, at=now - 60 - k) for k, s in enumerate(sensors[:10])]
+    fault = webkit.open_alert(ctx, "sensor_fault", sensor_id=sensors[10], at=now)
+    offline = webkit.open_alert(ctx, "sensor_offline", sensor_id=sensors[11], at=now - 1)
+    scr = Screen(browser, stack["url"], width, height).login("wall1", f"/wall?lang={lang}")
+    try:
+        page = scr.page
+        for a in (fault, offline):
+            page.wait_for_selector(f"#wall-alert-list .aj-alert-item[data-alert-id='{a}']:not(.aj-provisional)",
+                                   timeout=15000)
+        page.wait_for_function("() => document.querySelectorAll('#wall-alert-list .aj-alert-item').length >= 8",
+                               timeout=15000)
+        time.sleep(0.8)  # the list fitted to its box
+        rows = {r["id"]: r for r in page.evaluate(VISIBLE_KIND_JS)}
+        seen_fault, seen_offline = rows[str(fault)]["seen"], rows[str(offline)]["seen"]
+        assert seen_fault != seen_offline, rows
+        assert words[0] in seen_fault.lower() and words[1] in seen_offline.lower(), rows
+    finally:
+        scr.close()
+        for a in (*opened, fault, offline):
+            _act(ctx, a, "ack")
+        _resolve_all(stack)
