@@ -81,6 +81,13 @@ def gps_arrival_note(distance_m: float, ts: float) -> str:
     return f"GPS: {float(distance_m):.0f} m from the enterprise at {iso_ms(ts)}"
 
 
+def takeover_note(from_id: str, to_id: str) -> str:
+    """The note of an officer's takeover of an alarm sent to someone else: the lifecycle
+    records it as a reassign (a second assign); the screens name it a takeover from this
+    note (dashboard/pages/common.py, history_entries)."""
+    return f"takeover from {from_id} by {to_id}"
+
+
 # The notes of a hazard_overdue alert's history (the screens rewrite each form through
 # the catalogue: dashboard/pages/common.py, history_note).
 def hazard_overdue_note(hazard_id: int, days: float) -> str:

@@ -237,7 +237,7 @@ CATALOGUE: dict[str, dict[str, str]] = {
     "alert.action.go": {"zh-CN": "出发", "en": "On my way"},  # the officer's 我已出发 (the store's assign)
     "alert.history.outcome": {"zh-CN": "结果：{outcome}", "en": "outcome: {outcome}"},
     "grid.numbered": {"zh-CN": "第{n}网格", "en": "Grid {n}"},
-    "actor.system": {"zh-CN": "系统", "en": "system"},
+    "actor.system": {"zh-CN": "系统", "en": "System"},
     "actor.gps": {"zh-CN": "定位（{name}）", "en": "GPS ({name})"},
     "note.implied": {"zh-CN": "随“{action}”自动完成", "en": "done with “{action}”"},
     "note.offline.last_will": {"zh-CN": "设备断线（遗嘱消息）；最后上报 {time}",
@@ -245,7 +245,7 @@ CATALOGUE: dict[str, dict[str, str]] = {
     "note.offline.silent": {"zh-CN": "设备无响应；最后上报 {time}", "en": "silent; last seen {time}"},
     "note.escalated": {"zh-CN": "升级至第 {n} 级（未确认）", "en": "escalated to level {n} (not acknowledged)"},
     "note.gas": {"zh-CN": "探测器：{level}", "en": "detector: {level}"},
-    "note.gas_lel": {"zh-CN": "探测器：{level}，{lel}% LEL", "en": "detector: {level}, {lel} % LEL"},
+    "note.gas_lel": {"zh-CN": "探测器：{level}，{lel}% LEL", "en": "detector: {level}, {lel}% LEL"},
     "note.overdue": {"zh-CN": "{n} 家企业检查逾期", "en": "{n} enterprises overdue"},
     "note.hazard_overdue": {"zh-CN": "隐患 {id} 已超过整改期限 {days} 天",
                             "en": "hazard {id}: {days} d past its deadline"},

@@ -30,7 +30,7 @@ from alerts.escalation import Ladder
 from alerts.lifecycle import TransitionNotAllowed, new_alert, transition
 from alerts.model import (ACTIVE_STATES, HAZARD_NO_LONGER_OVERDUE, HAZARD_OVERDUE, OVERDUE_INSPECTION,
                           OVERDUE_SUPERSEDED, SEVERITY_RANK, AlertState, TransitionRecord, hazard_escalated_note,
-                          hazard_overdue_note, hazard_subject)
+                          hazard_overdue_note, hazard_subject, takeover_note)
 from alerts.nearest import Candidate, rank_nearest
 from alerts.rules import severity_for
 from data import audit
@@ -514,7 +514,7 @@ class AlertStore:
                 if not take_over:
                     raise Conflict(f"alert {alert_id} is assigned to {row.assignee_id}; confirm the takeover")
                 taken_from = row.assignee_id
-            step_note = note if not taken_from else (note or f"takeover from {taken_from} by {assignee_id}")
+            step_note = note if not taken_from else (note or takeover_note(taken_from, assignee_id))
             if step_note is None and action == "assign" and assignee_id:
                 # The history names who was sent, and whom they replace (history_note renders it).
                 step_note = (f"sent {assignee_id} instead of {row.assignee_id}"

@@ -281,6 +281,10 @@ def _gas_note(m, lang_: str) -> str:
     return t("note.gas_lel", lang_, level=level, lel=m[2])
 
 
+# An officer's takeover of an alarm sent to someone else (alerts.model.takeover_note): the
+# lifecycle records it as a reassign, the history names it a takeover.
+TAKEOVER_NOTE = re.compile(r"^takeover from (\S+) by (\S+)$")
+
 # The notes the system writes (alerts/rules.py, escalation.py, overdue.py, lifecycle.py)
 # are English machine text; each known form is rewritten through the catalogue.
 _NOTES = (
@@ -303,8 +307,7 @@ _NOTES = (
     (re.compile(r"^(\d+) overdue$"), lambda m, lang_, names: t("note.overdue", lang_, n=m[1])),
     (re.compile(r"^GPS: (\d+) m from the enterprise at " + _NUM + r"$"),
      lambda m, lang_, names: t("note.gps_arrival", lang_, m=m[1], time=_when(m[2]))),
-    (re.compile(r"^takeover from (\S+) by (\S+)$"),
-     lambda m, lang_, names: t("note.takeover", lang_, from_name=names(m[1]), to_name=names(m[2]))),
+    (TAKEOVER_NOTE, lambda m, lang_, names: t("note.takeover", lang_, from_name=names(m[1]), to_name=names(m[2]))),
     (re.compile(r"^→ (\S+)(?: .*)?$"), lambda m, lang_, names: t("note.reassign_to", lang_, name=names(m[1]))),
     (re.compile(r"^sent (\S+) instead of (\S+)$"),
      lambda m, lang_, names: t("note.sent_instead", lang_, name=names(m[1]), other=names(m[2]))),
@@ -349,10 +352,13 @@ def user_names() -> dict:
 def history_entries(a: dict, lang_: str, names: Callable[[str], str] = str, last: int = 12,
                     users: dict | None = None) -> list[dict]:
     """An alert's history as the screens show it: time, actor, action, state, note, all in
-    ``lang_`` and through the one time formatter; a resolve names its outcome."""
+    ``lang_`` and through the one time formatter; a resolve names its outcome, and an
+    officer's takeover is named so (the store records a reassign)."""
     out = []
     for h in (a.get("history") or [])[-last:]:
         action = h.get("action")
+        if action in ("assign", "reassign") and TAKEOVER_NOTE.match((h.get("note") or "").strip()):
+            action = "takeover"  # an officer took it over: not the dispatcher's reassignment (改派)
         note = history_note(h.get("note"), lang_, names)
         if action in ("resolve", "reassign") and a.get("outcome") and h.get("to_state") == "resolved":
             outcome = t("alert.history.outcome", lang_, outcome=label("alert.outcome", a["outcome"], lang_))

@@ -265,6 +265,8 @@ def test_the_officer_is_asked_before_a_takeover_and_an_outcome_and_history_reads
         disp.page.wait_for_selector("#dispatch-detail .aj-history li", timeout=10000)
         history = disp.page.inner_text("#dispatch-detail .aj-history")
         assert "系统" in history and "接管" in history and other in history and me in history
+        # The takeover under a name of its own, not the dispatcher's reassignment (改派).
+        assert "接管 → 已派遣" in history and "改派" not in history, history
         words = set(re.findall(r"[A-Za-z]{3,}", history)) - {"LEL", "disp1", "officer"}
         assert not words, history
         page.click(".aj-big-confirm")

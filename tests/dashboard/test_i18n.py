@@ -158,11 +158,47 @@ def test_an_alerts_history_reads_in_chinese_with_local_times():
     assert "周敏" in people and "disp1" not in people and "off1" in people
 
 
+def test_a_takeover_the_system_and_a_reading_read_as_the_other_entries_of_a_history():
+    """The second tour of issue 18 read an officer's takeover of another's alarm under 改派
+    (reassign, the lifecycle's record of a second assign), the English actor "system" in
+    lower case beside people's names and "GPS (…)", and a reading as "62 % LEL" (the
+    screens write 62% LEL)."""
+    from alerts.lifecycle import new_alert, transition
+    from alerts.model import takeover_note
+    from dashboard.pages.common import history_entries
+
+    ts = 1796315617.52
+    names = {"I7": "王强", "I8": "李娜"}.get
+    alert, opened = new_alert("gas_alarm", "sensor:S1", severity="critical", at=ts, actor="system",
+                              note="high 62 % LEL", sensor_id="S1")
+    a2, sent = transition(alert, "assign", actor="disp1", at=ts + 60, assignee_id="I7", note="sent I7")
+    _a3, taken = transition(a2, "assign", actor="off8", at=ts + 120, assignee_id="I8",
+                            note=takeover_note("I7", "I8"))  # what the store writes for a takeover
+    rows = [{"action": r.action, "actor": r.actor, "to_state": r.to_state, "at_ts": r.at, "note": r.note}
+            for r in (opened, *sent.steps(), taken)]
+    assert rows[-1]["action"] == "reassign"  # stored as the lifecycle records it
+
+    def shown(lang):
+        return history_entries({"history": rows}, lang, lambda i: names(i) or i, last=50)
+
+    zh, en = shown("zh-CN"), shown("en")
+    assert [e["action"] for e in zh] == ["报警", "确认", "派遣", "接管"], zh
+    assert zh[-1]["note"] == "从 王强 接管给 李娜", zh
+    assert [e["action"] for e in en] == ["Raised", "Acknowledge", "Assign", "Took over"], en
+    assert zh[0]["actor"] == "系统" and en[0]["actor"] == "System", en
+    assert zh[0]["note"] == "探测器：高报，62% LEL" and en[0]["note"] == "detector: High alarm, 62% LEL", (zh, en)
+    # A second dispatch by a dispatcher is still a reassignment.
+    _a4, again = transition(a2, "assign", actor="disp1", at=ts + 120, assignee_id="I8", note="sent I8 instead of I7")
+    rows[-1] = {"action": again.action, "actor": again.actor, "to_state": again.to_state, "at_ts": again.at,
+                "note": again.note}
+    assert shown("zh-CN")[-1]["action"] == "改派" and shown("en")[-1]["action"] == "Reassign"
+
+
 # Words shown on their own (badges, table cells, "a · b" lists) beside "Critical" and "Open":
 # capitalised in English, or they read like raw codes ("major · reported").
 LABEL_PREFIXES = ("hz.level.", "hz.state.", "hz.overdue", "plans.state.", "plans.kind.", "plans.resolved.",
                   "alert.state.", "alert.severity.", "alert.type.", "alert.outcome.", "risk.", "status.", "industry.",
-                  "dispatch.plan_unplanned")
+                  "dispatch.plan_unplanned", "actor.", "alert.action.")
 
 
 def test_english_labels_shown_alone_are_capitalised():
