@@ -68,15 +68,23 @@ RISK_ORDER = ("red", "orange", "yellow", "blue")
 # Risk colours as drawn: the national 红橙黄蓝 scheme, tuned for a dark map.
 RISK_HEX = {"red": "#ff3b30", "orange": "#ff9500", "yellow": "#ffd60a", "blue": "#0a84ff"}
 
-# Unit colours: 12 hues that stay apart from each other and from the risk
-# colours' meaning on a dark background (no pure red: red means danger here).
-# Units' colours (the inspectors' dots): light enough for the dark map, and each at least
-# 80 (RGB distance) from the four risk colours, the alarm colours and the offline grey,
-# so an inspector is never read as a risk or an alarm (a browser test measures it).
+# Units' colours (the inspectors' dots): 12, light enough for the dark map, and apart as a
+# person sees colour (CIEDE2000, tests/dashboard/colourkit.py): at least 25 from each of the
+# four risk colours, 20 from the alarm colours (critical, warning, info) and the offline
+# grey, and 10 from one another, so an inspector is never read as a risk, an alarm or an
+# inspector offline, and no two units alike.  What those leave on a dark map is mostly
+# greens and cyans, a violet and white.  The second tour of issue 18 read a sand
+# (#f0d070, 8.7 from the risk yellow) and two light blues (#64d2ff and #5ac8fa, 24.6 and
+# 21.8 from the risk blue, 2.8 from each other); the same measure found a tan 21.1 from
+# the risk orange, a lavender 11.3 from the info alarm and two greens 5.9 apart.  Tests:
+# tests/dashboard/test_colours.py (this palette) and test_browser_alarms.py (the legend).
 UNIT_PALETTE = (
-    "#64d2ff", "#30d158", "#bf5af2", "#f0d070", "#5ac8fa", "#a2845e",
-    "#80f000", "#98ff98", "#ffffff", "#c7b9ff", "#00c7be", "#00f000",
+    "#40f0ff", "#30d158", "#bf5af2", "#809010", "#80ffe0", "#80c090",
+    "#80f000", "#98ff98", "#ffffff", "#30a080", "#00c7be", "#20a000",
 )
+# An inspector whose unit is not known, the officer's own dot, the legend's 执法人员 entry
+# and a replayed track: the first unit's colour (the same in assets/anjian.js and .css).
+INSPECTOR_COLOUR = UNIT_PALETTE[0]
 
 # Coordinates go to the browser with 6 decimals: ~0.1 m, far below GPS error,
 # and every dropped digit is a byte per coordinate on each update.
@@ -654,7 +662,7 @@ def trail_features(trails: Mapping[str, Sequence[tuple[float, float]]], colours:
         coords = np.round(np.column_stack([x, y]), TRAIL_DECIMALS).tolist()
         feats.append({"type": "Feature", "id": iid,
                       "geometry": {"type": "LineString", "coordinates": coords},
-                      "properties": {"c": colours.get(iid, UNIT_PALETTE[0])}})
+                      "properties": {"c": colours.get(iid, INSPECTOR_COLOUR)}})
     return feature_collection(feats)
 
 

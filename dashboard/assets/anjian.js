@@ -106,11 +106,11 @@
       var off = p.s === "offline";
       return L.circleMarker(latlng, {
         radius: (p.s === "visiting" ? 7.5 : 5.5) * s, color: off ? OFFLINE : "#06101f", weight: 1.5 * s,
-        fillColor: off ? OFFLINE : (p.c || "#64d2ff"), fillOpacity: off ? 0.45 : 0.95
+        fillColor: off ? OFFLINE : (p.c || "#40f0ff"), fillOpacity: off ? 0.45 : 0.95
       });
     },
     trailStyle: function (feature) {
-      return { color: (feature.properties || {}).c || "#64d2ff", weight: 2.5 * scale(), opacity: 0.5,
+      return { color: (feature.properties || {}).c || "#40f0ff", weight: 2.5 * scale(), opacity: 0.5,
                lineCap: "round", lineJoin: "round" };
     },
     alarmPoint: function (feature, latlng) {

@@ -23,6 +23,7 @@ import re
 from dash import Patch, no_update
 
 from dashboard.mapkit import (
+    INSPECTOR_COLOUR,
     VIEW_PAD,
     CityMap,
     alarm_feature,
@@ -74,7 +75,7 @@ def shown_inspectors(snapshot_rows: list[dict], now: float) -> list[dict]:
 
 
 def inspector_features(rows: list[dict], city: CityMap, lang_: str, tooltips: bool) -> dict[str, dict]:
-    colours = [city.unit_colour.get(d.get("unit"), "#64d2ff") for d in rows]
+    colours = [city.unit_colour.get(d.get("unit"), INSPECTOR_COLOUR) for d in rows]
     labels = [label("status", d.get("status"), lang_) for d in rows] if tooltips else None
     feats = _inspector_features(rows, colours, city.projector, labels)
     return {d["id"]: f for d, f in zip(rows, feats)}

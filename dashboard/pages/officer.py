@@ -21,6 +21,7 @@ from dash.exceptions import PreventUpdate
 from dashboard import ids
 from dashboard.i18n import t
 from dashboard.mapkit import (
+    INSPECTOR_COLOUR,
     base_children,
     feature_collection,
     js,
@@ -222,7 +223,7 @@ def route_of(a: dict | None, p, reg, c, lang_: str):
         tgt_layer = feature_collection([point(float(x[0]), float(y[0]), {"id": str(a["id"])})])
     if me:
         x, y = c.projector.lonlat([me[1]], [me[0]])
-        me_layer = feature_collection([point(float(x[0]), float(y[0]), {"id": iid, "c": "#64d2ff", "s": "on_duty"})])
+        me_layer = feature_collection([point(float(x[0]), float(y[0]), {"id": iid, "c": INSPECTOR_COLOUR, "s": "on_duty"})])
     route = line_positions([me, target], c.projector) if (me and target) else []
     if me and target:
         dist = t("officer.distance", lang_, d=fmt_distance(haversine_m(me[1], me[0], target[1], target[0]), lang_))

@@ -20,6 +20,7 @@ from dash.exceptions import PreventUpdate
 from dashboard import ids
 from dashboard.i18n import t
 from dashboard.mapkit import (
+    INSPECTOR_COLOUR,
     base_children,
     esc,
     feature_collection,
@@ -70,7 +71,7 @@ def build(p, lang_: str, inspector=None, day=None, **_):
     today = datetime.now(CHINA_TZ).date().isoformat()
     the_map = dl.Map(
         [*base_children(pr, c, lang_, **offline_ids(ids.REPLAY_MAP)),
-         dl.Polyline(id=ids.REPLAY_LINE, positions=[], color="#64d2ff", weight=4, opacity=0.8),
+         dl.Polyline(id=ids.REPLAY_LINE, positions=[], color=INSPECTOR_COLOUR, weight=4, opacity=0.8),
          dl.GeoJSON(id=ids.REPLAY_VISITS, data=layers.EMPTY, pointToLayer=js("visitPoint")),
          dl.CircleMarker(id=ids.REPLAY_MARKER, center=[0, 0], radius=9, color="#06101f", weight=2,
                          fillColor="#f4f8ff", fillOpacity=1)],

@@ -36,6 +36,7 @@ from dashboard.i18n import t
 from dashboard.mapkit import (
     ENTERPRISE_PANE,
     HEAT_PANE,
+    INSPECTOR_COLOUR,
     RISK_HEX,
     RISK_ORDER,
     base_children,
@@ -646,7 +647,7 @@ def wall_trails(n, bounds=None, zoom=None):
     ctx = web()
     c = city()
     rows = ctx.snapshot().inspectors_json()
-    colours = {d["id"]: c.unit_colour.get(d.get("unit"), "#64d2ff") for d in rows}
+    colours = {d["id"]: c.unit_colour.get(d.get("unit"), INSPECTOR_COLOUR) for d in rows}
     online = {d["id"] for d in rows if d.get("status") != "offline"}
     trails = cache().get("trails", TRAILS_TTL_S, lambda: screen_queries.trail_points(ctx.engine, time.time()))
     shown = {iid: pts for iid, pts in trails.items() if iid in online and pts}

@@ -800,13 +800,31 @@ def test_colour_means_one_thing_heat_has_its_own_ramp_and_every_layer_a_legend(s
         for c in alarm:
             for name, r in reserved.items():
                 assert sum((a - b) ** 2 for a, b in zip(c, r)) ** 0.5 > 80, (c, name)
-        # The units' colours (the inspectors' dots) are neither a risk colour nor an alarm's.
-        units = page.evaluate("""() => [...document.querySelectorAll('#wall-unit-legend .aj-dot')]
-          .map(el => getComputedStyle(el).backgroundColor.match(/\\d+/g).slice(0, 3).map(Number))""")
-        assert len(units) >= 12
-        for c in units:
-            for r in [*reserved.values(), *alarm]:
-                assert sum((a - b) ** 2 for a, b in zip(c, r)) ** 0.5 > 79, (c, r)
+        # The units' colours (the inspectors' dots, and the inspectors' own colour in the
+        # legend) are neither a risk colour, an alarm's nor the grey of an inspector offline,
+        # and no two units alike, as a person sees colour (colourkit: CIEDE2000).
+        from tests.dashboard.colourkit import unit_colour_faults
+
+        units = page.evaluate("""() => {
+          const rgb = (el) => getComputedStyle(el).backgroundColor.match(/\\d+/g).slice(0, 3).map(Number);
+          const out = {inspectors: rgb(document.querySelector('.aj-map-legend .aj-dot-inspector'))};
+          document.querySelectorAll('#wall-unit-legend li').forEach(li => {
+            const dot = li.querySelector('.aj-dot');
+            if (dot) out[li.textContent.trim()] = rgb(dot); });
+          return out; }""")
+        assert len(units) >= 13, units
+        offline = page.evaluate("""() => window.dashExtensions.anjian.inspectorPoint(
+          {properties: {s: 'offline'}}, L.latLng(22.6, 114.0)).options.fillColor""")
+        info = page.evaluate("""() => { const d = document.createElement('div');
+          d.innerHTML = '<div class="aj-alarm aj-sev-info"><span class="aj-alarm-core"></span></div>';
+          document.body.appendChild(d); const c = getComputedStyle(d.querySelector('.aj-alarm-core')).backgroundColor;
+          d.remove(); return c.match(/\\d+/g).slice(0, 3).map(Number); }""")
+        alarms = {f"alarm {k}": tuple(c) for k, c in enumerate(alarm)}
+        alarms.update({"alarm info": tuple(info), "offline": offline})
+        faults = unit_colour_faults({k: tuple(v) for k, v in units.items()}, reserved, alarms)
+        # The inspectors' own colour is the first unit's: the same colour twice is no fault.
+        faults = [f for f in faults if not (f.startswith("inspectors ") and " is 0.0 from " in f)]
+        assert not faults, "\n".join(faults)
         # A legend for each layer: heat (its ramp follows the mode), enterprises, inspectors, alarms.
         legend = page.inner_text(".aj-map-legend")
         for words in ("热力图", "低", "高", "企业（按风险）", "执法人员", "燃气报警"):

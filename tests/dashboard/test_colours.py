@@ -54,3 +54,47 @@ def test_the_risk_colours_are_used_for_risk_only():
             if hits:
                 found.append(f"{path.relative_to(DASHBOARD)}:{no}: {', '.join(hits)}: {line.strip()[:120]}")
     assert not found, "risk colours outside risk:\n" + "\n".join(found)
+
+
+def test_delta_e_is_ciede2000():
+    """Sharma, Wu and Dalal's test data for CIEDE2000 (pairs 1, 4, 7, 14, 21, 34)."""
+    from tests.dashboard.colourkit import delta_e_lab
+
+    pairs = [((50.0, 2.6772, -79.7751), (50.0, 0.0, -82.7485), 2.0425),
+             ((50.0, -1.3802, -84.2814), (50.0, 0.0, -82.7485), 1.0000),
+             ((50.0, 0.0, 0.0), (50.0, -1.0, 2.0), 2.3669),
+             ((50.0, 2.5, 0.0), (56.0, -27.0, -3.0), 31.9030),
+             ((50.0, 2.5, 0.0), (50.0, 3.1736, 0.5854), 1.0000),
+             ((22.7233, 20.0904, -46.6940), (23.0331, 14.9730, -42.5619), 2.0373)]
+    for a, b, want in pairs:
+        assert abs(delta_e_lab(a, b) - want) < 1e-4, (a, b, want, delta_e_lab(a, b))
+
+
+def _css_colour(name: str) -> str:
+    css = (DASHBOARD / "assets" / "anjian.css").read_text(encoding="utf-8")
+    return re.search(rf"{re.escape(name)}\s*:\s*(#[0-9a-fA-F]{{6}})", css)[1]
+
+
+def test_the_units_colours_stay_apart_from_risk_alarms_offline_and_each_other():
+    """An inspector's dot is coloured by its unit (mapkit.UNIT_PALETTE), or with the
+    inspectors' own colour when its unit is not known (the legend's 执法人员 entry, the
+    officer's own dot).  None may be read as a risk colour, an alarm or an inspector
+    offline, and no two units alike (a tour: a sand dot read as risk yellow, two light
+    blues as the risk blue and as each other), measured as a person sees colour
+    (colourkit, CIEDE2000)."""
+    from dashboard.mapkit import RISK_HEX, UNIT_PALETTE
+    from tests.dashboard.colourkit import unit_colour_faults
+
+    js = (DASHBOARD / "assets" / "anjian.js").read_text(encoding="utf-8")
+    offline = re.search(r'var OFFLINE = "(#[0-9a-fA-F]{6})"', js)[1]
+    alarm = {"alarm": _css_colour("--alarm"), "alarm warning": _css_colour("--alarm-warn"),
+             "alarm info": _css_colour("--alarm-info"), "offline": offline}
+    units = {f"unit {k}": c for k, c in enumerate(UNIT_PALETTE)}
+    assert len(set(UNIT_PALETTE)) == len(UNIT_PALETTE) == 12
+    assert not unit_colour_faults(units, RISK_HEX, alarm), "\n".join(unit_colour_faults(units, RISK_HEX, alarm))
+    # The inspectors' own colour is the first unit's, in the legend and the page script.
+    legend = re.search(r"\.aj-dot-inspector \{ background: (#[0-9a-fA-F]{6});", (
+        DASHBOARD / "assets" / "anjian.css").read_text(encoding="utf-8"))[1]
+    assert legend.lower() == UNIT_PALETTE[0].lower()
+    assert set(re.findall(r'p\.c \|\| "(#[0-9a-fA-F]{6})"|\.c \|\| "(#[0-9a-fA-F]{6})"', js)) <= {
+        (UNIT_PALETTE[0], ""), ("", UNIT_PALETTE[0])}
