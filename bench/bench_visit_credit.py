@@ -21,6 +21,11 @@ per share:
   nearest the point where the inspector stood (the one a person watching would name;
   the two differ where the 0-15 m of wandering brought the inspector nearer a
   neighbour's point);
+- visits confirmed while their stay went on and later taken back (``retracted``), of
+  all confirmed, with the fixes streamed one by one through ``advance`` as the geo
+  engine sees a phone: a share is first run with visits reported at that share, as
+  before ``confirm_share_min``, then the default (credit at a quarter, report at a
+  half);
 - the median time of ``detect_visits`` over all stops, over ``--repeats`` passes.
 
 A last run takes the default share with each stop's enterprise on the inspector's plan
@@ -108,13 +113,17 @@ def main() -> int:
           f"{sum(len(index.nearby(lat, lon, 58.0)) for _i, _e, (lat, lon), _p in stops) / len(stops):.1f} "
           "enterprises within 58 m of a stop on average\n")
     print("| credit share | visits / stop: mean | median | p90 | max | stops with no visit "
-          "| credited where it went | credited where it stood | detect_visits, median |")
-    print("|---|---|---|---|---|---|---|---|---|")
+          "| credited where it went | credited where it stood | confirmed, then taken back | detect_visits, median |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     went_to = {iid: {e} for iid, e, _pt, _p in stops}
-    runs = [(float(x), None) for x in args.shares.split(",")]
-    runs.append((VisitParams().credit_share_min, went_to.get))
-    for share, planned_of in runs:
-        params = replace(VisitParams(), credit_share_min=share)
+    default = VisitParams()
+    # (credit share, planned_of, confirm share): each share first reported at itself
+    # (as before confirm_share_min), then the defaults, then the defaults with a plan.
+    runs = [(float(x), None, float(x)) for x in args.shares.split(",")]
+    runs.append((default.credit_share_min, None, default.confirm_share_min))
+    runs.append((default.credit_share_min, went_to.get, default.confirm_share_min))
+    for share, planned_of, confirm in runs:
+        params = replace(default, credit_share_min=share, confirm_share_min=confirm)
         times = []
         for _ in range(args.repeats):
             t = time.perf_counter()
@@ -130,15 +139,35 @@ def main() -> int:
         stood = sum(1 for iid, _e, _pt, _p in stops if stood_at[iid] in per[iid])
         n = len(stops)
         label = "0 (every enterprise within reach)" if share == 0 else f"{share:g}"
+        label += f", reported at {confirm:g}" if confirm != share else ""
         if planned_of:
             label += ", the enterprise gone to on the day's plan"
+        taken_back, confirmed = churn(stops, index, params, planned_of)
         print(f"| {label} | {statistics.mean(counts):.2f} | {statistics.median(counts):g} | {pct(counts, 90):g} "
               f"| {counts[-1]} | {counts.count(0)} ({100 * counts.count(0) / n:.1f} %) "
               f"| {went} ({100 * went / n:.0f} %) | {stood} ({100 * stood / n:.0f} %) "
-              f"| {statistics.median(times) * 1000:.0f} ms |")
+              f"| {taken_back} of {confirmed} | {statistics.median(times) * 1000:.0f} ms |")
     if args.baseline:
         ingest_way(args, stops, ids, lats, lons)
     return 0
+
+
+def churn(stops, index, params, planned_of) -> tuple[int, int]:
+    """Streamed as the geo engine sees them (each stop's fixes one by one, in order):
+    (visits confirmed while their stay went on and then retracted, visits confirmed)."""
+    from geo.visits import advance, flush
+
+    retracted = confirmed = 0
+    for iid, _e, _pt, pings in stops:
+        planned = planned_of(iid) if planned_of else ()
+        state = None
+        for p in pings:
+            state, ev = advance(state, [p], index.nearby, params, planned=planned)
+            retracted += sum(e.kind == "retracted" for e in ev)
+            confirmed += sum(e.kind == "confirmed" for e in ev)
+        state, ev = flush(state, params)
+        confirmed += sum(e.kind == "confirmed" for e in ev)
+    return retracted, confirmed
 
 
 def load_geo(root: Path, name: str, tag: str):

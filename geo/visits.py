@@ -90,8 +90,8 @@ from geo.types import Ping, Visit
 
 STATE_VERSION = 2
 # Versions ``advance`` reads: a version 1 state (no nearest per fix, no counts per
-# stay) is taken up as it stands, its buffered fixes and open stays counting as
-# nearest nowhere and everywhere respectively (see _upgrade).
+# stay) is taken up as it stands (see _upgrade: its buffered fixes count for no
+# enterprise's share, and its open stays are judged on the fixes after the upgrade).
 READABLE_VERSIONS = (1, 2)
 
 NearbyFn = Callable[[float, float, float], list[tuple[str, float]]]
@@ -143,6 +143,15 @@ class VisitParams:
     # (docs/benchmarks.md section 21) a quarter credited every stop, with 1.2
     # visits a stop, where crediting every enterprise within reach gave 10.9.
     credit_share_min: float = 0.25
+    # A stay still open is first reported (``confirmed``) only when E is the nearest
+    # for this share of its fixes so far; once reported it stays while it is a visit
+    # by ``credit_share_min``.  Reporting at a quarter took back (``retracted``) a
+    # quarter of the confirmations in the demo city's stops as the shares moved
+    # (docs/benchmarks.md section 21), each a visit row written and deleted, and a
+    # duplicate notice that may have gone out.  A stay that is a visit only at a
+    # share between the two is reported when it ends.  The visits that end are the
+    # same whatever this is.
+    confirm_share_min: float = 0.5
 
     @classmethod
     def from_settings(cls, settings) -> VisitParams:
@@ -576,7 +585,10 @@ def _settle(
         for e in buf:
             _step(prov_live, e[0], e[4], e[5], params, prov)
         prov.extend((eid, *s[:2], *s[3:]) for eid, s in prov_live.items())
-        prov_visits = sorted((v[:3] for v in prov if _is_visit(v, params)), key=lambda v: (v[1], v[0]))
+        # (eid, start, end, sure): a provisional visit is first reported only when sure
+        # (see confirm_share_min); one reported already is kept while it is a visit.
+        prov_visits = sorted(((*v[:3], v[4] >= params.confirm_share_min * v[3]) for v in prov if _is_visit(v, params)),
+                             key=lambda v: (v[1], v[0]))
 
     final_visits = sorted((v[:3] for v in final if _is_visit(v, params)), key=lambda v: (v[1], v[0])) if final else []
     events = _reconcile(st, final_visits, prov_visits, params, unit_id)
@@ -628,9 +640,11 @@ def _reconcile(
         events.append(VisitEvent("ended", key, visit(eid, start, end)))
 
     matched = set()
-    for eid, start, end in prov_visits:
+    for eid, start, end, sure in prov_visits:
         hits = [k for k in take_matches(eid, start, end) if k not in matched]
         if not hits:
+            if not sure:
+                continue  # reported when it ends, if it is a visit then
             key = new_key(eid, start)
             rep[key] = [eid, start, end, end]
             matched.add(key)
