@@ -217,12 +217,17 @@ def test_nearby_many_at_a_city_scale_equals_nearby(city):
         assert [g[0] for g in got] == [g[0] for g in idx.nearby(float(lat), float(lon), float(r))]
 
 
-def test_ids_within_many_is_the_set_of_nearby_many(city):
-    idx, _ = city
-    rng = np.random.default_rng(13)
+def points_round_futian(seed: int):
+    """500 points round Futian with radii of 0-150 m, and one invalid point last."""
+    rng = np.random.default_rng(seed)
     lats = np.r_[FUTIAN[0] + rng.normal(0, 0.002, 500), np.nan]
     lons = np.r_[FUTIAN[1] + rng.normal(0, 0.002, 500), 0.0]
-    radii = rng.uniform(0, 150, 501)
+    return lats, lons, rng.uniform(0, 150, 501)
+
+
+def test_ids_within_many_is_the_set_of_nearby_many(city):
+    idx, _ = city
+    lats, lons, radii = points_round_futian(13)
     got = idx.ids_within_many(lats, lons, radii)
     assert got[-1] == []
     for ids, hits in zip(got, idx.nearby_many(lats, lons, radii)):
@@ -235,10 +240,7 @@ def test_ids_within_many_is_the_set_of_nearby_many(city):
 
 def test_within_many_names_the_nearest_as_nearby_does(city):
     idx, _ = city
-    rng = np.random.default_rng(14)
-    lats = np.r_[FUTIAN[0] + rng.normal(0, 0.002, 500), np.nan]
-    lons = np.r_[FUTIAN[1] + rng.normal(0, 0.002, 500), 0.0]
-    radii = rng.uniform(0, 150, 501)
+    lats, lons, radii = points_round_futian(14)
     at, near = idx.within_many(lats, lons, radii)
     assert at == idx.ids_within_many(lats, lons, radii)
     assert (at[-1], near[-1]) == ([], -1)
