@@ -32,6 +32,7 @@ from sqlalchemy import Engine, delete, insert, select, update
 from alerts.rules import FUTURE_SLACK_S
 from config.settings import Settings
 from data.city_frames import day_plans
+from data.errors import INFRA_ERRORS
 from data.live import ChangeStream
 from data.models import Enterprise, Visit as VisitRow
 from data.registry import Registry
@@ -63,6 +64,7 @@ INDEX_REFRESH_S = 300.0
 # goes to a planned enterprise within reach, geo.visits.advance's ``planned``) are
 # read again this often: a plan approved or a joint task added counts within a minute.
 PLANS_REFRESH_S = 60.0
+PLANS_RETRY_S = 5.0  # ... and this soon again when the database did not answer
 # Early warning fires once per inspector and enterprise in this time.
 APPROACH_REPEAT_S = 1800
 # How stale the list of recently visited enterprises may be for the early warning.
@@ -200,8 +202,16 @@ class GeoStore:
         today = datetime.now(CHINA_TZ).date().isoformat()
         day, at = self._plans_key
         if day != today or time.monotonic() - at > PLANS_REFRESH_S:
-            self._plans = {i: frozenset(e) for i, e in day_plans(self.engine, today).items()}
-            self._plans_key = (today, time.monotonic())
+            try:
+                self._plans = {i: frozenset(e) for i, e in day_plans(self.engine, today).items()}
+                self._plans_key = (today, time.monotonic())
+            except INFRA_ERRORS as e:
+                # The database away must not stop the fixes: the plans read last go on
+                # (none on another day), and the read is tried again in a few seconds.
+                log.warning("today's plans could not be read (%s); the visits' credit uses the last ones read", e)
+                if day != today:
+                    self._plans = {}
+                self._plans_key = (today, time.monotonic() - PLANS_REFRESH_S + PLANS_RETRY_S)
         return self._plans
 
     # --- the pipeline step ---------------------------------------------------------------

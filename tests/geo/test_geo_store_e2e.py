@@ -482,3 +482,23 @@ def test_a_stop_is_credited_to_the_enterprise_on_the_days_plan(settings, engine,
     geo.process(fixes_i2)  # I2, with no plan, at the same spot
     rows = visits(engine)
     assert sorted((r.inspector_id, r.enterprise_id) for r in rows) == [("I1", "E1"), ("I2", "N1")]
+
+
+def test_fixes_go_on_while_the_database_cannot_give_the_days_plans(geo, engine, caplog):
+    # The plans are read from SQL every minute.  The database away (a port where
+    # nothing listens) must not fail a batch of fixes that needs no SQL otherwise.
+    from sqlalchemy import create_engine
+
+    from tests.ports import free_port
+
+    t0 = time.time() - 3600
+    geo.process(stay("I1", t0, 2))
+    geo._plans = {"I1": frozenset({"E1"})}
+    geo.engine = create_engine(f"postgresql+psycopg://anjian@127.0.0.1:{free_port()}/anjian",
+                               connect_args={"connect_timeout": 2})
+    geo._plans_key = (geo._plans_key[0], 0.0)  # today's, due for a read
+    with caplog.at_level("WARNING", logger="data.geo_store"):
+        geo.process(stay("I1", t0 + 150, 1))  # a stay still under the dwell: no visit to write
+    assert any("today's plans could not be read" in r.getMessage() for r in caplog.records)
+    assert geo.planned() == {"I1": frozenset({"E1"})}  # the last read go on, until the date changes
+    geo.engine = engine
