@@ -186,9 +186,17 @@ class GeoStore:
     # --- index ---------------------------------------------------------------------
     def ensure_index(self) -> EnterpriseIndex:
         if self.index is None or time.monotonic() - self._index_at > INDEX_REFRESH_S:
-            with self.engine.connect() as conn:
-                rows = conn.execute(select(Enterprise.id, Enterprise.lat, Enterprise.lon, Enterprise.risk,
-                                           Enterprise.street_id, Enterprise.grid_id, Enterprise.name)).all()
+            try:
+                with self.engine.connect() as conn:
+                    rows = conn.execute(select(Enterprise.id, Enterprise.lat, Enterprise.lon, Enterprise.risk,
+                                               Enterprise.street_id, Enterprise.grid_id, Enterprise.name)).all()
+            except INFRA_ERRORS as e:
+                if self.index is None:
+                    raise  # nothing to go on with: the batch waits for the database
+                # As for the plans: the index read last goes on, and is read again soon.
+                log.warning("the enterprises could not be read again (%s); the index read last goes on", e)
+                self._index_at = time.monotonic() - INDEX_REFRESH_S + PLANS_RETRY_S
+                return self.index
             self.enterprises = {r.id: (r.lat, r.lon, r.risk, r.street_id, r.grid_id, r.name) for r in rows}
             index = EnterpriseIndex.from_arrays([r.id for r in rows], [r.lat for r in rows], [r.lon for r in rows])
             index.prepare_many()

@@ -485,8 +485,9 @@ def test_a_stop_is_credited_to_the_enterprise_on_the_days_plan(settings, engine,
 
 
 def test_fixes_go_on_while_the_database_cannot_give_the_days_plans(geo, engine, caplog):
-    # The plans are read from SQL every minute.  The database away (a port where
-    # nothing listens) must not fail a batch of fixes that needs no SQL otherwise.
+    # The plans are read from SQL every minute, the enterprises every five.  The
+    # database away (a port where nothing listens) must not fail a batch of fixes
+    # that needs no SQL otherwise.
     from sqlalchemy import create_engine
 
     from tests.ports import free_port
@@ -497,8 +498,11 @@ def test_fixes_go_on_while_the_database_cannot_give_the_days_plans(geo, engine, 
     geo.engine = create_engine(f"postgresql+psycopg://anjian@127.0.0.1:{free_port()}/anjian",
                                connect_args={"connect_timeout": 2})
     geo._plans_key = (geo._plans_key[0], 0.0)  # today's, due for a read
+    geo._index_at = -gs.INDEX_REFRESH_S  # and the enterprises too
     with caplog.at_level("WARNING", logger="data.geo_store"):
         geo.process(stay("I1", t0 + 150, 1))  # a stay still under the dwell: no visit to write
-    assert any("today's plans could not be read" in r.getMessage() for r in caplog.records)
+    logged = [r.getMessage() for r in caplog.records]
+    assert any("today's plans could not be read" in m for m in logged)
+    assert any("the enterprises could not be read again" in m for m in logged)
     assert geo.planned() == {"I1": frozenset({"E1"})}  # the last read go on, until the date changes
     geo.engine = engine
