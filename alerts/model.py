@@ -81,11 +81,14 @@ def gps_arrival_note(distance_m: float, ts: float) -> str:
     return f"GPS: {float(distance_m):.0f} m from the enterprise at {iso_ms(ts)}"
 
 
-def takeover_note(from_id: str, to_id: str) -> str:
+def takeover_note(from_id: str, to_id: str, typed: str | None = None) -> str:
     """The note of an officer's takeover of an alarm sent to someone else: the lifecycle
     records it as a reassign (a second assign); the screens name it a takeover from this
-    note (dashboard/pages/common.py, history_entries)."""
-    return f"takeover from {from_id} by {to_id}"
+    note (dashboard/pages/common.py, history_entries). What the officer typed, if anything,
+    follows it, so that a takeover with a note is still known as one."""
+    base = f"takeover from {from_id} by {to_id}"
+    typed = (typed or "").strip()
+    return f"{base}: {typed}" if typed else base
 
 
 # The notes of a hazard_overdue alert's history (the screens rewrite each form through

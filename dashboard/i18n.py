@@ -255,6 +255,8 @@ CATALOGUE: dict[str, dict[str, str]] = {
     "note.overdue_superseded": {"zh-CN": "已由 {day} 的逾期汇总取代", "en": "superseded by the roll-up of {day}"},
     "note.gps_arrival": {"zh-CN": "定位到场：距企业 {m} 米（{time}）", "en": "GPS: {m} m from the enterprise ({time})"},
     "note.takeover": {"zh-CN": "从 {from_name} 接管给 {to_name}", "en": "taken over from {from_name} by {to_name}"},
+    "note.takeover_typed": {"zh-CN": "从 {from_name} 接管给 {to_name}：{typed}",  # and what the officer typed
+                            "en": "taken over from {from_name} by {to_name}: {typed}"},
     "note.reassign_to": {"zh-CN": "改派至 {name}", "en": "sent to {name} instead"},
     "note.sent": {"zh-CN": "派遣 {name}", "en": "sent {name}"},
     "note.sent_instead": {"zh-CN": "改派 {name}（原为 {other}）", "en": "sent {name} instead of {other}"},

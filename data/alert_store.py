@@ -514,7 +514,7 @@ class AlertStore:
                 if not take_over:
                     raise Conflict(f"alert {alert_id} is assigned to {row.assignee_id}; confirm the takeover")
                 taken_from = row.assignee_id
-            step_note = note if not taken_from else (note or takeover_note(taken_from, assignee_id))
+            step_note = note if not taken_from else takeover_note(taken_from, assignee_id, note)
             if step_note is None and action == "assign" and assignee_id:
                 # The history names who was sent, and whom they replace (history_note renders it).
                 step_note = (f"sent {assignee_id} instead of {row.assignee_id}"

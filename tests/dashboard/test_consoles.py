@@ -14,6 +14,7 @@ from sqlalchemy import select
 
 from dashboard import ids
 from dashboard.pages import dispatch, enterprise, officer, replay
+from dashboard.pages.common import history_entries
 from data import audit
 from data.alert_store import Conflict
 from data.auth import create_user
@@ -294,6 +295,15 @@ def test_taking_over_an_alarm_asks_first_names_both_and_is_audited(city_live):
     with pytest.raises(Conflict):
         ctx.alerts.act(alert_id, "assign", me)
     assert state_of(ctx, alert_id).assignee_id == "I2"
+    # Confirmed with a note typed, it is still recorded as a takeover: the history reads
+    # 接管 with the note after the system's words, and the audit names both (with the note
+    # alone it read 改派, as a dispatcher's second send).
+    ctx.alerts.act(alert_id, "assign", me, take_over=True, note="我离得更近")
+    assert state_of(ctx, alert_id).assignee_id == "I1"
+    last = history_entries(ctx.alerts.get(alert_id), "zh-CN", {"I1": "王强", "I2": "刘洋"}.get)[-1]
+    assert (last["action"], last["note"]) == ("接管", "从 刘洋 接管给 王强：我离得更近"), last
+    taken = audit.entries(ctx.engine, action="alert.takeover")
+    assert len(taken) == 2 and json.loads(taken[-1].detail) == {"from": "I2", "to": "I1"}
 
 
 def test_an_account_without_an_inspector_cannot_take_an_alarm(city_live):

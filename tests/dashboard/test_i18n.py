@@ -192,6 +192,15 @@ def test_a_takeover_the_system_and_a_reading_read_as_the_other_entries_of_a_hist
     rows[-1] = {"action": again.action, "actor": again.actor, "to_state": again.to_state, "at_ts": again.at,
                 "note": again.note}
     assert shown("zh-CN")[-1]["action"] == "改派" and shown("en")[-1]["action"] == "Reassign"
+    # A takeover with a note the officer typed is still a takeover, the note shown as typed
+    # after the system's words (it read 改派 with the typed note alone).
+    _a5, noted = transition(a2, "assign", actor="off8", at=ts + 120, assignee_id="I8",
+                            note=takeover_note("I7", "I8", "我离得更近 : 2 分钟到"))
+    rows[-1] = {"action": noted.action, "actor": noted.actor, "to_state": noted.to_state, "at_ts": noted.at,
+                "note": noted.note}
+    zh, en = shown("zh-CN")[-1], shown("en")[-1]
+    assert (zh["action"], zh["note"]) == ("接管", "从 王强 接管给 李娜：我离得更近 : 2 分钟到"), zh
+    assert (en["action"], en["note"]) == ("Took over", "taken over from 王强 by 李娜: 我离得更近 : 2 分钟到"), en
 
 
 # Words shown on their own (badges, table cells, "a · b" lists) beside "Critical" and "Open":
