@@ -3,6 +3,7 @@
     .venv/bin/python bench/bench_overload.py [--minutes 10] [--inspectors 20000] [--fix-every-s 5]
         [--sensors 50000] [--heartbeat-s 60] [--alarm-every-s 1] [--db postgresql|sqlite] [--no-browser]
         [--nice-alerts -5] [--profile DIR] [--partition [--nice-sensors -5]] [--nice-services N]
+        [--duplicates N]
 
 Runs the system as production does, one process per part (docs/architecture.md,
 "Processes"), on the local Mosquitto (1883) and Redis (6379), and on a fresh
@@ -39,6 +40,12 @@ detector of its own (QoS 1).  Measured:
 - the drain: from the load's end until the worker's queues are empty, it has
   received nothing for 2 s, and the alert engine has read its whole stream.
 
+``--duplicates N`` also stages N duplicate visits during the load, 30 s into it
+(``bench_alarm_latency.time_duplicates``: two inspectors of different units at
+one enterprise, each staying the dwell), and times each from the fix that
+completes the second stay to the duplicate event: the visit path under the
+load, beside the alarms (target: duplicate detection within 1 s).
+
 ``--profile DIR`` runs ingest and alerts under yappi (every thread; CPU clock, or
 wall with OVL_PROFILE_CLOCK=wall) and writes their profiles there when they stop.
 
@@ -67,7 +74,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from bench_alarm_latency import paced, pct, start_load  # noqa: E402
+from bench_alarm_latency import paced, pct, start_load, time_duplicates  # noqa: E402
 from bench_ingest import BENCH_SESSION_EXPIRY_S, BROKER, PG, REDIS  # noqa: E402
 from bench_screens import CHROMIUM, CHROMIUM_ARGS, PASSWORD, Screen, System  # noqa: E402
 from data.live import GAS_ALARMS, GAS_LANES  # noqa: E402
@@ -216,11 +223,15 @@ runpy.run_path(sys.argv[0], run_name="__main__")
 
 class Sampler(threading.Thread):
     """Every SAMPLE_EVERY_S: RSS and CPU of each part, Redis's memory, the worker's
-    heartbeat and GET /api/v1/health."""
+    heartbeat, GET /api/v1/health, and how old the live map's positions of
+    ``watched`` inspectors are (now minus the time of the fix it shows: what a
+    dispatcher choosing the nearest inspector sees; a fix every 5 s alone makes
+    it up to 5 s)."""
 
-    def __init__(self, parts: Parts, r, ns: str, extra_pids: dict[str, int]):
+    def __init__(self, parts: Parts, r, ns: str, extra_pids: dict[str, int], watched: list[str] = ()):
         super().__init__(daemon=True)
         self.parts, self.r, self.ns, self.extra = parts, r, ns, extra_pids
+        self.watched = list(watched)
         self.samples: list[dict] = []
         self.halt = threading.Event()
         self._ns_at = 0.0
@@ -278,6 +289,9 @@ class Sampler(threading.Thread):
         s["received"] = sum(live.counters("received").values())
         s["in"] = live.counters("in")
         s["dropped"] = live.counters("dropped")
+        if self.watched:
+            ages = sorted(s["t"] - f.ts for f in live.inspector_fixes(self.watched).values())
+            s["map_age_s"] = (statistics.median(ages), pct(ages, 95), ages[-1]) if ages else None
         # How far behind the alert engine is, and how long since the ingest last added a gas event.
         try:
             groups = [g for lane in GAS_LANES for g in self.r.xinfo_groups(f"{self.ns}:{lane}")]
@@ -474,6 +488,8 @@ def main() -> int:
     ap.add_argument("--nice-services", type=int, default=None, metavar="N",
                     help="renice this machine's Mosquitto, Redis and PostgreSQL processes (the services on an "
                          "alarm's way, which every part shares) to N for the run, and back after it (root)")
+    ap.add_argument("--duplicates", type=int, default=0, metavar="N",
+                    help="stage N duplicate visits 30 s into the load and time their detection (0: none)")
     ap.add_argument("--profile", type=Path, metavar="DIR",
                     help="run ingest and alerts under yappi (every thread, CPU clock; slows them) and write "
                          "their profiles to DIR")
@@ -521,7 +537,8 @@ def main() -> int:
         load = start_load(s, engine, city, fix_rate, args.inspectors, args.load_procs, msg_ids=True)
         hb_started.wait(60)
         pids = {f"fixes{k}": p.pid for k, (p, _) in enumerate(load["procs"])} | {"heartbeats": hb_proc.pid}
-        sampler = Sampler(parts, r, ns, pids)
+        watched = [f"ILOAD-{k:04d}" for k in range(0, args.inspectors, max(1, args.inspectors // MAP_WATCHED))]
+        sampler = Sampler(parts, r, ns, pids, watched)
         sampler.start()
         t_load = time.time()
         print(f"load: {args.inspectors} inspectors every {args.fix_every_s:g} s = {fix_rate:.0f} fixes/s (QoS 0), "
@@ -542,6 +559,11 @@ def main() -> int:
                    threading.Thread(target=alarms.poll_loop, daemon=True)]
         for t in threads:
             t.start()
+        dups: dict = {}
+        if args.duplicates:
+            dup_thread = threading.Thread(target=stage_duplicates, args=(s, engine, r, city, args.duplicates, parts.url,
+                                                                         token, dups), daemon=True)
+            dup_thread.start()
         end = t_load + args.minutes * 60
         saved_rows: dict = {}
         last_report = time.time()
@@ -566,7 +588,8 @@ def main() -> int:
                 print(f"  +{(x['t'] - t_load) / 60:4.1f} min: ingest {x['rss_mb']['ingest']:.0f} MB, alerts "
                       f"{x['rss_mb']['alerts']:.0f} MB, web {x['rss_mb']['web']:.0f} MB, Redis {x['redis_mb']:.0f} MB;"
                       f" worker queue {w.get('queue')}, shed {w.get('shed')}, lag {w.get('lag_s', 0):.1f} s; "
-                      f"engine behind {x.get('engine_behind')} events; "
+                      f"engine behind {x.get('engine_behind')} events; map age p50/p95 "
+                      f"{_ages(x.get('map_age_s'))}; "
                       f"alarms {len(got)} listed, p95 {pct(got, 95) if got else 0:.0f} ms; "
                       f"health {x['health'].get('status')} (shed {x['health'].get('ingest_shed')})", flush=True)
         # The load stops; the alarms still awaited are waited for.
@@ -598,6 +621,8 @@ def main() -> int:
         alarms.lane_at = lane_times(sampler.r, sampler.ns, list(alarms.api_ms))
         report(args, sampler.samples + [final], alarms, dom, rows_seen, t_load, t_stop, offered, hb_offered,
                drain_s, drained, engine)
+        if args.duplicates:
+            report_duplicates(dups, args.duplicates, t_load)
         # The web's own time per Dash callback over the run (its /metrics; bench_screens reads them the same way).
         means = System.callback_means(SimpleNamespace(url=parts.url, token=token))
         print("web: mean server time per callback over the run: " + ", ".join(
@@ -617,6 +642,51 @@ def main() -> int:
         for k in range(0, len(keys), 1000):
             r.delete(*keys[k:k + 1000])
         drop_db()
+
+
+DUP_WAIT_S = 180.0
+MAP_WATCHED = 1000  # inspectors of the load whose live position's age is sampled
+
+
+def stage_duplicates(s, engine, r, city, n: int, url: str, token: str, out: dict, after_s: float = 30.0) -> None:
+    """``time_duplicates`` during the load, ``after_s`` into it; what it found in ``out``."""
+    time.sleep(after_s)
+
+    def api_get(path: str):
+        req = urllib.request.Request(f"{url}/api/v1{path}", headers={"Authorization": f"Bearer {token}"})
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            return json.loads(resp.read())
+
+    out["started"] = time.time()
+    try:
+        # Fixes wait behind the load's (alarms have a lane of their own; fixes do not): the
+        # probe and each duplicate are given up to DUP_WAIT_S, and the lag is what is measured.
+        out["ms"], out["missed"], out["listed"] = time_duplicates(s, engine, r, city, n, api_get, wait_s=DUP_WAIT_S,
+                                                                  probe_timeout_s=DUP_WAIT_S)
+    except BaseException as e:  # noqa: BLE001 - reported with the rest, the run goes on
+        out["error"] = repr(e)
+    out["ended"] = time.time()
+
+
+def report_duplicates(dups: dict, n: int, t_load: float) -> None:
+    if "error" in dups or "ms" not in dups:
+        print(f"duplicates: staging failed or did not finish: {dups.get('error', 'still running at the end')}")
+        return
+    ms = dups["ms"]
+    when = f"staged {(dups['started'] - t_load) / 60:.1f}-{(dups['ended'] - t_load) / 60:.1f} min into the load"
+    if ms:
+        print(f"duplicate detection over {len(ms)} of {n} staged duplicates ({when}): p50 {statistics.median(ms):.0f} ms, "
+              f"p95 {pct(ms, 95):.0f} ms, max {max(ms):.0f} ms (target <= 1000 ms)")
+    else:
+        print(f"duplicate detection: none of {n} staged duplicates detected within {DUP_WAIT_S:.0f} s ({when})")
+    print(f"GET /api/v1/visits lists {dups['listed']} of {n} staged duplicates with duplicate_of set to the first "
+          f"unit's visit")
+    for line in dups["missed"]:
+        print(f"missed: {line}")
+
+
+def _ages(a) -> str:
+    return f"{a[0]:.1f}/{a[1]:.1f} s" if a else "-"
 
 
 def settle(engine, timeout_s: float = 180.0) -> None:
@@ -756,6 +826,12 @@ def report(args, samples, alarms: Alarms, dom: dict, rows_seen: int, t_load, t_s
     reasons = next((h.get("reasons") for h in healths if h.get("ingest_shed")), None)
     print(f"health: {degraded} of {len(healths)} samples degraded; ingest_shed up to {max(shed_seen, default=0)} "
           f"(pings shed in the last minute); e.g. reasons {reasons}")
+    ages = [x["map_age_s"] for x in samples if x.get("map_age_s") and t_load + 30 <= x["t"] <= t_stop]
+    if ages:
+        print(f"live map: age of the watched inspectors' positions over {len(ages)} samples of the load (from 30 s "
+              f"in): p50 of the samples' medians {statistics.median(a[0] for a in ages):.1f} s, their p95 "
+              f"{pct([a[1] for a in ages], 95):.1f} s, oldest {max(a[2] for a in ages):.1f} s "
+              f"(a fix every {args.fix_every_s:g} s alone: up to {args.fix_every_s:g} s)")
     print("memory (MB) and CPU (share of one core) over time:")
     parts = list(last["rss_mb"])
     print("| t (min) | " + " | ".join(f"{p} RSS" for p in parts)
