@@ -21,6 +21,7 @@ from data.demo_city import (MANUAL_INSPECTOR, MANUAL_OWNTRACKS_INSPECTOR, MANUAL
                             RESERVED_INSPECTOR_IDS, RESERVED_SENSOR_IDS, generate_city)
 from ingest.simulator import CitySnapshot, Simulator
 from tests.mqttkit import wait_until
+from tests.close import deg
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -133,9 +134,9 @@ def test_each_readme_example_shows_its_effect_through_the_api(settings, sqlite_e
         time.sleep(3.0)  # the simulator goes on; what was published by hand stays
         assert sim.stats.published["location"] > 100, "the simulator drove the others meanwhile"
         insp = objects("/api/v1/inspectors")
-        assert (insp[MANUAL_INSPECTOR]["lat"], insp[MANUAL_INSPECTOR]["lon"]) == pytest.approx((22.6563, 114.0312))
+        assert (insp[MANUAL_INSPECTOR]["lat"], insp[MANUAL_INSPECTOR]["lon"]) == deg((22.6563, 114.0312))
         assert (insp[MANUAL_OWNTRACKS_INSPECTOR]["lat"], insp[MANUAL_OWNTRACKS_INSPECTOR]["lon"]) == \
-            pytest.approx((22.6570, 114.0330))
+            deg((22.6570, 114.0330))
         assert insp[MANUAL_OWNTRACKS_INSPECTOR]["source"] == "owntracks"
         assert {v["state"] for v in objects("/api/v1/sensors").values()} == {"high"}
         assert len([a for a in json.loads(curl("alerts?state=open"))

@@ -24,6 +24,7 @@ from geo.types import GasReading
 from tests.alerts.test_engine_batch import alerts as alerts_of
 from tests.alerts.test_engine_batch import city, drain, ev, gas_alarms, group_info, memory, one_by_one, push  # noqa: F401 - fixture
 from tests.conftest import TEST_MQTT_URL
+from tests.close import at
 
 
 def readings(sensors, ts, lel=None, tag="m"):
@@ -80,14 +81,14 @@ def test_an_alarm_does_not_wait_behind_a_backlog_of_heartbeats(city):
     eng.read_streams(False)
     (a,) = gas_alarms(city, "A0001")
     assert (a["count"], a["peak_lel"], a["severity"]) == (2, 80.0, "critical")
-    assert a["returned_to_normal_at"] == pytest.approx(t0 + 33), "the return to normal is read in order"
+    assert a["returned_to_normal_at"] == at(t0 + 33), "the return to normal is read in order"
     ns = city["settings"].redis_namespace
     assert city["redis"].xinfo_groups(f"{ns}:gas:events")[0]["lag"] > 5 * READ_COUNT, "the heartbeats wait"
     drain(city)
     (again,) = gas_alarms(city, "A0001")
     assert {k: again[k] for k in ("count", "peak_lel", "returned_to_normal_at", "state")} == \
         {k: a[k] for k in ("count", "peak_lel", "returned_to_normal_at", "state")}, "older heartbeats change nothing"
-    assert memory(city, "A0001").level == "normal" and memory(city, "A0001").last_seen == pytest.approx(t0 + 33)
+    assert memory(city, "A0001").level == "normal" and memory(city, "A0001").last_seen == at(t0 + 33)
     assert live.events_lost() == ({}, None)
 
 
@@ -122,8 +123,8 @@ def test_an_alarm_that_comes_while_the_engine_handles_heartbeats_goes_before_the
     (a,) = gas_alarms(city, "A0003")
     assert (a["state"], a["count"], a["peak_lel"]) == ("open", 1, 70.0)
     m = memory(city, "A0003")
-    assert (m.level, m.last_seen) == ("high", pytest.approx(t0 + 5))
-    assert all(memory(city, b).last_seen == pytest.approx(t0 + 1) for b in beat)
+    assert (m.level, m.last_seen) == ("high", at(t0 + 5))
+    assert all(memory(city, b).last_seen == at(t0 + 1) for b in beat)
     ns = city["settings"].redis_namespace
     assert all(city["redis"].xinfo_groups(f"{ns}:{lane}")[0]["pending"] == 0 for lane in ("gas:events", "gas:alarms"))
     drain(city)
@@ -210,7 +211,7 @@ def test_a_heartbeat_older_than_the_last_will_does_not_bring_a_sensor_back(city)
     ingest(live, ["A0002"], t0 + 30, "normal", 0.0)
     drain(city)
     (a,) = [x for x in alerts_of(city, "A0002") if x["type"] == "sensor_offline"]
-    assert a["returned_to_normal_at"] == pytest.approx(t0 + 30)
+    assert a["returned_to_normal_at"] == at(t0 + 30)
 
 
 def _web(city) -> WebContext:
@@ -421,7 +422,7 @@ def test_what_an_old_leader_had_in_hand_is_the_new_leaders_first_read(city):
     assert open_gas_alarms(city) == {"A0001": 5}
     lane = group_info(city, "gas:alarms")
     assert (lane["pending"], lane["lag"]) == (0, 0), "every entry acknowledged"
-    assert memory(city, "A0001").last_seen == pytest.approx(t0 + 10)
+    assert memory(city, "A0001").last_seen == at(t0 + 10)
 
 
 @pytest.mark.parametrize("stuck", [False, True], ids=["busy", "stuck"])
@@ -495,12 +496,12 @@ def test_a_reading_stamped_minutes_ahead_does_not_hide_the_alarm_after_it(city, 
     while eng.read_streams(False) or group_info(city, "gas:alarms")["lag"]:
         pass
     (a,) = gas_alarms(city, "A0002")
-    assert a["returned_to_normal_at"] == pytest.approx(now + 200)
+    assert a["returned_to_normal_at"] == at(now + 200)
     ingest(live, ["A0002"], now + 1, "high", 55.0)  # the network's time: the present
     while eng.read_streams(False) or group_info(city, "gas:alarms")["lag"]:
         pass
     state = live.sensor_states(["A0002"])["A0002"]
-    assert (state.level, state.lel_pct, state.ts) == ("high", 55.0, pytest.approx(now + 1)), "the map shows the alarm"
+    assert (state.level, state.lel_pct, state.ts) == ("high", 55.0, at(now + 1)), "the map shows the alarm"
     (a,) = gas_alarms(city, "A0002")
     assert a["returned_to_normal_at"] is None, "alarming again, not 'returned to normal' in the future"
     assert (a["count"], a["last_value_lel"]) == (2, 55.0)

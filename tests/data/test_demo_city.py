@@ -32,6 +32,7 @@ from data.demo_city import (
     write_city,
 )
 from geo.coords import gcj02_to_wgs84, haversine_m
+from tests.close import deg
 
 NOW = 1_750_000_000.0  # a fixed "now" so that generated dates are reproducible
 
@@ -246,7 +247,7 @@ def test_write_city_and_read_back(engine, tiny):
         e = conn.execute(select(models.Enterprise.__table__).where(models.Enterprise.id == "E000001")).mappings().one()
         want = tiny.enterprises.iloc[0]
         assert e["name"] == want["name"] and e["credit_code"] == want["credit_code"]
-        assert e["lat"] == pytest.approx(want["lat"]) and e["lon"] == pytest.approx(want["lon"])
+        assert e["lat"] == deg(want["lat"]) and e["lon"] == deg(want["lon"])
         assert e["street_id"] == want["street_id"] and e["grid_id"] == want["grid_id"]
         hb = conn.execute(select(models.Sensor.heartbeat_s).where(models.Sensor.heartbeat_s.is_not(None))).scalars().all()
         assert hb and set(hb) <= {600}

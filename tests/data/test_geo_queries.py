@@ -26,6 +26,7 @@ from data.models import Enterprise, PingRow, Street, Visit
 from geo.coverage import DEFAULT_INTERVALS_D
 from geo.heat import HOUR_S, hour_bucket, local_day_start, rollup
 from tests.citykit import SQUARE_A, SQUARE_B, write_small_city
+from tests.close import at
 
 SH = ZoneInfo("Asia/Shanghai")
 # Monday 2024-06-10 10:20 in Shenzhen: "today" has 10 whole hours behind it.
@@ -395,8 +396,8 @@ def test_overdue_list_counts_and_gaps(city):
     assert e1["overdue_days"] == pytest.approx(1.0)
     assert e1["risk"] == "red" and (e1["street_id"], e1["grid_id"]) == ("ST1", "G1")
     assert e1["name"] == "深圳市龙华区老王餐饮店"
-    assert e1["next_due_ts"] == pytest.approx(NOW - DAY) and e1["next_due_at"].endswith("+08:00")
-    assert e1["last_inspected_ts"] == pytest.approx(NOW - 31 * DAY) and not e1["never_inspected"]
+    assert e1["next_due_ts"] == at(NOW - DAY) and e1["next_due_at"].endswith("+08:00")
+    assert e1["last_inspected_ts"] == at(NOW - 31 * DAY) and not e1["never_inspected"]
     assert by_id["E8"]["overdue_days"] == pytest.approx(10.0)
     assert by_id["E4"]["overdue_days"] == pytest.approx(1.0)
     e5 = by_id["E5"]
@@ -477,7 +478,7 @@ def test_visits_with_duplicates(city, redis_client, namespace):
     assert (d["enterprise"], d["enterprise_id"], d["inspector"], d["unit"]) == ("E1", "E1", "I2", "U2")
     assert d["enterprise_name"] == "深圳市龙华区老王餐饮店" and d["inspector_name"] == "刘洋"
     assert d["unit_name"] == "民治街道安监办" and (d["street_id"], d["grid_id"]) == ("ST1", "G1")
-    assert d["start_ts"] == pytest.approx(NOW - 2 * HOUR_S) and d["end_ts"] == pytest.approx(NOW - 60)
+    assert d["start_ts"] == at(NOW - 2 * HOUR_S) and d["end_ts"] == at(NOW - 60)
     assert d["start"] == "2024-06-10T08:20:00+08:00" and d["duration_s"] == pytest.approx(2 * HOUR_S - 60)
     assert rows[2]["same_unit_repeat_of"] == other and rows[2]["duplicate_of"] is None
 

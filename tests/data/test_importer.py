@@ -18,6 +18,7 @@ from data.demo_city import generate_city
 from data.importer import ImportReport, import_file, parse_time
 from geo.areas import AreaIndex
 from geo.coords import gcj02_to_wgs84
+from tests.close import at, deg
 
 FIXTURES = Path(__file__).with_name("fixtures")
 NOW = 1_750_000_000.0
@@ -96,7 +97,7 @@ def test_import_city_from_csv_and_gis_files(base, tiny):
     want_street, want_grid = expected_areas(tiny, src.lon.to_numpy(), src.lat.to_numpy())
     for (_, r), ws, wg in zip(src.iterrows(), want_street, want_grid):
         e = ents[r.id]
-        assert (e["lon"], e["lat"]) == (pytest.approx(r.lon), pytest.approx(r.lat))
+        assert (e["lon"], e["lat"]) == (deg(r.lon), deg(r.lat))
         assert (e["street_id"], e["grid_id"]) == (ws, wg)
         assert ws is not None and wg is not None
     assert [ents[i]["street_id"] for i in ("E900001", "E900002", "E900003", "E900004")] == [
@@ -145,7 +146,7 @@ def test_enterprises_from_gis_formats(sqlite_engine, tmp_path, tiny, fmt):
         assert (e["street_id"], e["grid_id"]) == (r.street_id, r.grid_id)
         assert e["credit_code"] == r.credit_code and e["name"] == r.name and e["risk"] == r.risk
         # Shapefile keeps only 10-character field names (credit_cod, last_inspe): still mapped.
-        assert e["last_inspected_at"] == pytest.approx(r.last_inspected_at)
+        assert e["last_inspected_at"] == at(r.last_inspected_at)
 
 
 # --- failures change nothing ---------------------------------------------------------------------

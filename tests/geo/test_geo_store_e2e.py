@@ -22,6 +22,7 @@ from geo.visits import STATE_VERSION
 from ingest.worker import IngestWorker
 from tests.citykit import ENTERPRISE_A, write_small_city
 from tests.mqttkit import Publisher, wait_until
+from tests.close import at
 
 E1_LAT, E1_LON = ENTERPRISE_A[1], ENTERPRISE_A[2]
 
@@ -74,8 +75,8 @@ def test_two_units_same_day_is_a_duplicate(geo, engine, redis_client, settings):
     with engine.connect() as conn:
         ent = conn.execute(select(Enterprise.last_inspected_at, Enterprise.next_due_at)
                            .where(Enterprise.id == "E1")).one()
-    assert ent.last_inspected_at == pytest.approx(second.end_ts)
-    assert ent.next_due_at == pytest.approx(second.end_ts + 30 * 86400)  # E1 is red
+    assert ent.last_inspected_at == at(second.end_ts)
+    assert ent.next_due_at == at(second.end_ts + 30 * 86400)  # E1 is red
 
 
 def test_same_unit_repeat_is_counted_apart(geo, engine):
@@ -108,7 +109,7 @@ def test_two_workers_give_the_same_visits_as_one(settings, engine, redis_client)
         (a if k % 2 else b).process([p])
     rows = visits(engine)
     assert len(rows) == 1
-    assert rows[0].start_ts == pytest.approx(t0) and rows[0].end_ts == pytest.approx(t0 + 20 * 60)
+    assert rows[0].start_ts == at(t0) and rows[0].end_ts == at(t0 + 20 * 60)
 
 
 def test_held_states_follow_other_workers_and_deleted_keys(settings, engine, redis_client):
@@ -287,7 +288,7 @@ def test_a_geo_engine_that_fell_behind_takes_the_waiting_batches_together(settin
         assert len(geo.calls) >= 2 and max(geo.calls[1:]) > 5, f"no batches taken together: {geo.calls}"
         rows = visits(engine)
         assert [(r.inspector_id, r.enterprise_id) for r in rows] == [("I1", "E1"), ("I2", "E1")]
-        assert rows[0].start_ts == pytest.approx(t0) and rows[0].end_ts == pytest.approx(t0 + 15 * 60)
+        assert rows[0].start_ts == at(t0) and rows[0].end_ts == at(t0 + 15 * 60)
         assert rows[1].duplicate_of == rows[0].id and rows[0].ended and rows[1].ended
     finally:
         geo.gate.set()
@@ -344,7 +345,7 @@ def test_states_are_written_in_chunks_and_a_conflicting_chunk_alone_goes_again(s
                              (["I3", "I4"], False)], "the conflicting chunk alone goes again"
     rows = visits(engine)
     assert sorted((r.inspector_id, r.ended) for r in rows) == [(f"I{n}", True) for n in range(1, 7)]
-    assert [r.start_ts for r in rows] == pytest.approx([t0] * 6)
+    assert [r.start_ts for r in rows] == at([t0] * 6)
 
 
 def test_a_redis_failure_after_some_chunks_loses_no_visit(settings, engine, redis_client, monkeypatch):
@@ -397,7 +398,7 @@ def test_an_unreadable_state_is_counted_and_the_inspector_starts_afresh(geo, eng
     assert LiveState(redis_client, settings.redis_namespace).counters("visit_states_discarded") == {"unreadable": 1}
     rows = visits(engine)
     assert [(r.enterprise_id, r.start_ts, r.end_ts) for r in rows] == [
-        ("E1", pytest.approx(t0), pytest.approx(t0 + 20 * 60))]
+        ("E1", at(t0), at(t0 + 20 * 60))]
     assert orjson.loads(redis_client.get(key).partition(b"|")[2])["v"] == STATE_VERSION  # written afresh, readable
 
 
@@ -450,7 +451,7 @@ def test_a_visit_state_of_the_previous_version_goes_on_after_an_upgrade(geo, eng
     redis_client.set(key, rev + b"|" + orjson.dumps(v1))
     geo._states.clear()  # as a worker started on the new release: nothing held
     geo.process(fixes[20:] + leave("I1", t0 + 20 * 60))
-    assert [(r.enterprise_id, r.start_ts, r.ended) for r in visits(engine)] == [("E1", pytest.approx(t0), True)]
+    assert [(r.enterprise_id, r.start_ts, r.ended) for r in visits(engine)] == [("E1", at(t0), True)]
     assert LiveState(redis_client, settings.redis_namespace).counters("visit_states_discarded") == {}
 
 

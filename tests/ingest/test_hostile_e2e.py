@@ -21,6 +21,7 @@ from ingest.alert_engine import AlertEngine
 from ingest.worker import IngestWorker
 from tests.citykit import ENTERPRISE_B, write_small_city
 from tests.mqttkit import Publisher, wait_until
+from tests.close import at, deg
 
 
 @pytest.fixture
@@ -115,7 +116,7 @@ def test_an_owntracks_phone_that_comes_back_after_its_last_will_is_not_offline(s
     assert wait_until(lambda: "I2" in system["live"].availability("inspector") and status_of_i2()) == "offline"
     time.sleep(1.1)  # the next fix is taken a second after the will was received
     pub.publish(topic, {"_type": "location", "tst": int(time.time()), "lat": lat, "lon": lon + 0.0005, "acc": 10})
-    wait_until(lambda: system["live"].inspector_fixes(["I2"])["I2"].lon == pytest.approx(lon + 0.0005))
+    wait_until(lambda: system["live"].inspector_fixes(["I2"])["I2"].lon == deg(lon + 0.0005))
     assert status_of_i2() in ("on_duty", "visiting")
 
 
@@ -132,9 +133,9 @@ def test_a_phone_with_a_fast_clock_does_not_freeze_the_inspector_on_the_map(syst
     wait_until(lambda: system["live"].inspector_fixes(["I1"]).get("I1"))
     for k in range(1, 4):
         pub.publish(topic, {"ts": t + k, "lat": lat, "lon": lon + 0.0002 * k, "acc": 10, "msg_id": f"now-{k}"}, qos=1)
-    fix = wait_until(lambda: (f := system["live"].inspector_fixes(["I1"])["I1"]) and f.lon == pytest.approx(lon + 0.0006)
+    fix = wait_until(lambda: (f := system["live"].inspector_fixes(["I1"])["I1"]) and f.lon == deg(lon + 0.0006)
                      and f, timeout_s=10)
-    assert fix.ts == pytest.approx(t + 3)
+    assert fix.ts == at(t + 3)
 
     def visit_state():
         raw = redis_client.get(f"{s.redis_namespace}:visit:I1")
@@ -142,7 +143,7 @@ def test_a_phone_with_a_fast_clock_does_not_freeze_the_inspector_on_the_map(syst
 
     state = wait_until(lambda: (v := visit_state()) and len(v["buf"]) + (v["wm"] is not None) >= 4 and v)
     assert state["late"] == 0, "the present's fixes were dropped as late"
-    assert sorted(e[0] for e in state["buf"]) == [pytest.approx(x) for x in (t + 1, t + 2, t + 3, t + 250)]
+    assert sorted(e[0] for e in state["buf"]) == [at(x) for x in (t + 1, t + 2, t + 3, t + 250)]
 
 
 # --- every message accounted for ---------------------------------------------------------------

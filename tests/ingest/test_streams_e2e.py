@@ -14,6 +14,7 @@ from data.models import DeadLetter, StreamRow, Visit
 from ingest.worker import IngestWorker
 from tests.citykit import write_small_city
 from tests.mqttkit import Publisher, wait_until
+from tests.close import at
 
 
 @pytest.fixture
@@ -47,7 +48,7 @@ def test_stream_lands_on_the_visit_and_a_bad_url_is_dead_lettered(settings, engi
 
         (row,) = wait_until(stored)
         assert (row.inspector_id, row.visit_id, row.state, row.hls_url, row.started_at) == (
-            "I1", vid, "live", hls, pytest.approx(now))
+            "I1", vid, "live", hls, at(now))
 
         def dead():
             with engine.connect() as conn:
@@ -60,7 +61,7 @@ def test_stream_lands_on_the_visit_and_a_bad_url_is_dead_lettered(settings, engi
         pub.publish(topic, {"ts": now + 30, "state": "ended", "hls_url": hls,
                             "recording_url": "http://127.0.0.1:8999/rec/I1.mp4"})
         (row,) = wait_until(lambda: (r := stored()) and r[0].state == "ended" and r)
-        assert (row.visit_id, row.ended_at, row.recording_url) == (vid, pytest.approx(now + 30),
+        assert (row.visit_id, row.ended_at, row.recording_url) == (vid, at(now + 30),
                                                                    "http://127.0.0.1:8999/rec/I1.mp4")
     live = LiveState(redis_client, settings.redis_namespace)
     wait_until(lambda: live.counters("in").get("stream") == 2)

@@ -14,6 +14,7 @@ from geo.coords import wgs84_to_gcj02
 from ingest.worker import IngestWorker
 from tests.citykit import ENTERPRISE_A, write_small_city
 from tests.mqttkit import Publisher, both_mqtt_paths, wait_until
+from tests.close import deg
 
 
 @pytest.fixture
@@ -64,7 +65,7 @@ def test_three_formats_reach_live_state_and_history(settings, worker, pub, city_
 
     live = LiveState(redis_client, settings.redis_namespace)
     fixes = wait_until(lambda: (f := live.inspector_fixes(["I1", "I2"])) and len(f) == 2 and f)
-    assert fixes["I1"].lat == pytest.approx(lat) and fixes["I1"].acc_m == 8
+    assert fixes["I1"].lat == deg(lat) and fixes["I1"].acc_m == 8
     assert fixes["I2"].source == "owntracks"
     assert fixes["I2"].speed_mps == pytest.approx(5.0)  # OwnTracks vel is km/h
     states = wait_until(lambda: (s := live.sensor_states(["S1", "S2"])) and len(s) == 2 and s)
@@ -96,7 +97,7 @@ def test_msg_id_applied_once_and_older_fix_never_overwrites(settings, worker, pu
     time.sleep(0.3)
     assert count(city_engine, PingRow) == 2, "the duplicate msg_id was stored twice"
     live = LiveState(redis_client, settings.redis_namespace)
-    assert live.inspector_fixes(["I1"])["I1"].lat == pytest.approx(lat), "an older fix overwrote the newer one"
+    assert live.inspector_fixes(["I1"])["I1"].lat == deg(lat), "an older fix overwrote the newer one"
     # Counters are flushed after the batch is acked: wait for them, then check
     # that the duplicate is counted once.
     wait_until(lambda: live.counters("dropped").get("duplicate_msg_id") == 1)
