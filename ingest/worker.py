@@ -35,8 +35,10 @@ before).
 Two bounded queues sit between them.  Alarms and every other sensor message go
 to the priority queue, which is drained first and never shed: when it is full,
 ``on_message`` blocks, which pushes back on the broker (QoS 1 keeps the
-messages there).  Pings go to the ping queue; when it is full, a ping is shed
-and counted, because the next fix of the same inspector supersedes it anyway.
+messages there).  Pings go to the ping queue; when it is full, the oldest
+waiting ping is shed and counted: the newest fix of each inspector is kept for
+the map (the next fix supersedes a shed one, but the last before a phone falls
+silent has no next), and the pings that wait are the newest received.
 
 A ping is screened in paho's thread before it takes a place in that queue: it
 is decoded and validated there (the work the front thread would do anyway,
@@ -326,8 +328,19 @@ class IngestWorker:
             try:
                 self.ping_q.put_nowait(item)
             except queue.Full:
-                self.shed += 1
-                self.conn.ack(item.mid, item.qos)
+                # The oldest waiting ping gives way, not this one: the map then shows each
+                # inspector's newest fix (the last before a phone falls silent was lost
+                # with the newest shed), and what waits is the last ingest_queue_max pings
+                # received, not those from before the queue filled.  Only this thread puts,
+                # so there is room after the get.
+                try:
+                    old = self.ping_q.get_nowait()
+                except queue.Empty:  # the front thread took them meanwhile
+                    old = None
+                self.ping_q.put_nowait(item)
+                if old is not None:
+                    self.shed += 1
+                    self.conn.ack(old.mid, old.qos)
         else:
             # Never shed: block (back-pressure to the broker) until there is room.
             while not self._stop.is_set():

@@ -20,6 +20,7 @@ from sqlalchemy import func, select
 from data.models import SensorReadingRow
 from ingest.worker import IngestWorker
 from tests.citykit import write_small_city
+from tests.close import at
 from tests.mqttkit import Publisher, both_mqtt_paths, wait_until
 from tests.servicekit import Mosquitto, RedisServer
 
@@ -271,6 +272,42 @@ def test_an_alarm_does_not_wait_for_the_threads_behind_the_front_one(settings, t
         assert w._thread.is_alive() and all(t.is_alive() for t in w.stage_threads.values())
     finally:
         blocker.close()
+        w.stop()
+
+
+def test_shedding_keeps_each_inspectors_newest_fix_on_the_map(settings, sqlite_engine, redis_client):
+    """Overload: the ping queue is full (here: 200 fixes arrive before the worker's
+    threads take any, into a queue of 20).  An inspector sends 200 fixes and then
+    falls silent (a phone in a basement).  The map must show the last fix received,
+    and every fix is either stored or counted as shed.  When the newest ping gave
+    way instead of the oldest, the map showed fix 19 of 0..199 for good: the last
+    fixes received were shed, and nothing came after them to supersede them."""
+    from data.live import LiveState
+    from data.models import PingRow
+    from tests.citykit import ENTERPRISE_A
+
+    write_small_city(sqlite_engine)
+    n, room = 200, 20
+    s = settings.model_copy(update={"ingest_queue_max": room})
+    w = IngestWorker(s, sqlite_engine, redis_client)
+    topic = f"{s.mqtt_prefix}/v1/inspectors/I1/location".encode()
+    t0 = time.time() - 600
+    for k in range(n):  # as paho's thread hands them over, faster than anything takes them
+        body = {"ts": t0 + k, "lat": ENTERPRISE_A[1], "lon": ENTERPRISE_A[2] + k * 1e-5, "msg_id": f"f{k}"}
+        w._on_raw_publish(topic, json.dumps(body).encode(), 0, 0)
+    assert (w.shed, w.ping_q.qsize()) == (n - room, room)
+    w.start()
+    try:
+        wait_until(lambda: count(sqlite_engine, PingRow) == room and w.ping_q.qsize() == 0, 30)
+        shown = LiveState(redis_client, s.redis_namespace).inspector_fixes(["I1"])["I1"]
+        assert shown.ts == at(t0 + n - 1), (
+            f"the map shows fix {shown.ts - t0:.0f} of 0..{n - 1}: the newest fixes were shed")
+        with sqlite_engine.connect() as conn:
+            stored = set(conn.execute(select(PingRow.msg_id)).scalars())
+        # Every fix stored or counted as shed, none twice; those kept were the newest.
+        assert stored == {f"f{k}" for k in range(n - room, n)} and w.shed == n - room
+        assert w._thread.is_alive() and all(t.is_alive() for t in w.stage_threads.values())
+    finally:
         w.stop()
 
 
