@@ -445,7 +445,7 @@ def test_the_console_on_a_phone_is_one_column_whose_panels_keep_their_rows(stack
     """A tour at 375x812: every panel of the console was squeezed to about one row
     ("燃…", "观…"), the desktop's 100vh columns shrunk onto a phone.  Now the page
     scrolls one column: the queue shows its alarms whole, the map has room, and
-    nothing but the nav row (which scrolls sideways by design) is wider than the screen."""
+    nothing is wider than the screen."""
     _resolve_all(stack)
     ctx = stack["ctx"]
     ids_ = [webkit.open_alert(ctx, sensor_id=stack[k]["sensor"]) for k in ("a", "b")]
@@ -488,6 +488,34 @@ def test_the_console_on_a_phone_is_one_column_whose_panels_keep_their_rows(stack
     finally:
         disp.close()
         _resolve_all(stack)
+
+
+@pytest.mark.parametrize("path", ["/dispatch", "/enterprise/{enterprise}"])
+def test_every_header_link_is_in_sight_on_a_phone(stack, browser, path):
+    """A tour at 375x812 read the dispatcher's last link as "服务机" (and "Agenci" in
+    English): the links' row scrolled sideways with its scrollbar hidden, so the cut
+    word was all there was to see.  Now the row wraps: every link whole, on the screen,
+    on one line, in both languages."""
+    scr = Screen(browser, stack["url"], 375, 812).login("disp1", "/dispatch")
+    try:
+        page = scr.page
+        for lang in ("zh-CN", "en"):
+            page.goto(stack["url"] + path.format(enterprise=stack["a"]["enterprise"]) + f"?lang={lang}")
+            page.wait_for_selector(".aj-nav-link", timeout=15000)
+            time.sleep(0.3)
+            links = page.evaluate("""() => [...document.querySelectorAll('.aj-nav-link')].map(a => {
+              const b = a.getBoundingClientRect(), nav = a.parentElement.getBoundingClientRect();
+              return {text: a.textContent, left: b.left, right: b.right, navRight: nav.right,
+                      lines: (() => { const r = document.createRange(); r.selectNodeContents(a);
+                        return new Set([...r.getClientRects()].filter(x => x.width > 0).map(x => Math.round(x.bottom))).size; })(),
+                      cut: a.scrollWidth > a.clientWidth + 1}; })""")
+            assert len(links) >= 5, links
+            out = [x for x in links if x["left"] < -1 or x["right"] > min(375, x["navRight"]) + 1 or x["cut"]
+                   or x["lines"] > 1]
+            assert not out, (lang, out)
+            assert page.evaluate("document.scrollingElement.scrollWidth") <= 375, lang
+    finally:
+        scr.close()
 
 
 def test_the_enterprise_page_states_consistent_facts_and_an_honest_area_refusal(stack, browser):
