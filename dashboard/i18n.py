@@ -32,6 +32,7 @@ CATALOGUE: dict[str, dict[str, str]] = {
     "nav.agencies": {"zh-CN": "服务机构", "en": "Agencies"},
     "map.zoom_in": {"zh-CN": "放大", "en": "Zoom in"},
     "map.zoom_out": {"zh-CN": "缩小", "en": "Zoom out"},
+    "map.leaflet_title": {"zh-CN": "Leaflet：交互式地图的 JavaScript 库", "en": "A JavaScript library for interactive maps"},
     "lang.switch": {"zh-CN": "English", "en": "中文"},
     "lang.switch_title": {"zh-CN": "切换语言", "en": "Switch language"},
     "auth.logout": {"zh-CN": "退出", "en": "Log out"},

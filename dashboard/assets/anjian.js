@@ -432,6 +432,18 @@
     });
   }
   setInterval(localiseZoom, 1000);
+  // Leaflet's credit (its prefix, "Leaflet") links with the title "A JavaScript library for
+  // interactive maps", in English in the Chinese UI too; each map's attribution control
+  // takes the catalogue's title (data-leaflet-title on <html>) when it is made, so the
+  // prefix keeps it whenever the control redraws (a tile server's credit removed).
+  if (window.L && L.Control && L.Control.Attribution && L.Control.Attribution.addInitHook) {
+    L.Control.Attribution.addInitHook(function () {
+      var title = document.documentElement.getAttribute("data-leaflet-title");
+      if (title && typeof this.options.prefix === "string") {
+        this.options.prefix = this.options.prefix.replace(/title="[^"]*"/, 'title="' + escapeHtml(title) + '"');
+      }
+    });
+  }
 
   // --- lists cut at a whole row, with a true "more" -------------------------------------
   // A list with data-fit (the wall's alerts, major hazards and unit legend) shows the rows

@@ -122,14 +122,15 @@ def create_dash(server, ctx) -> dash.Dash:
     )
     # The page's language on <html lang> (the index string is one for all): the browser's
     # hyphenation and fonts and screen readers follow it; and the catalogue's words for
-    # Leaflet's own zoom buttons, which anjian.js puts on them.
+    # Leaflet's own zoom buttons and its credit's title, which anjian.js puts on them.
     interpolate = app.interpolate_index
 
     def interpolate_index(**kwargs):
         page = interpolate(**kwargs)
         lang = auth_views.current_lang(ctx) if has_request_context() else ctx.settings.language
         return page.replace('<html lang="zh-CN">', f'<html lang="{lang}" data-zoom-in="{t("map.zoom_in", lang)}" '
-                                                   f'data-zoom-out="{t("map.zoom_out", lang)}">', 1)
+                                                   f'data-zoom-out="{t("map.zoom_out", lang)}" '
+                                                   f'data-leaflet-title="{t("map.leaflet_title", lang)}">', 1)
 
     app.interpolate_index = interpolate_index
     policy = CallbackPolicy()

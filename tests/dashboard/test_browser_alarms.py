@@ -1140,17 +1140,32 @@ def test_when_the_vector_base_cannot_be_read_the_wall_switches_to_its_offline_ba
         scr.close()
 
 
-@pytest.mark.parametrize("lang,words", [("zh-CN", ["放大", "缩小"]), ("en", ["Zoom in", "Zoom out"])])
-def test_the_pages_language_reaches_html_lang_and_leaflets_own_buttons(stack, browser, lang, words):
+@pytest.mark.parametrize("lang,words,credit", [
+    ("zh-CN", ["放大", "缩小"], "Leaflet：交互式地图的 JavaScript 库"),
+    ("en", ["Zoom in", "Zoom out"], "A JavaScript library for interactive maps")])
+def test_the_pages_language_reaches_html_lang_and_leaflets_own_buttons(stack, browser, lang, words, credit):
     """A tour found Leaflet's zoom buttons saying "Zoom in" in the Chinese UI (console,
-    phone, plans, replay), and every page said <html lang="zh-CN"> in English too."""
-    scr = Screen(browser, stack["url"]).login("disp1", f"/dispatch?lang={lang}")
+    phone, plans, replay), and every page said <html lang="zh-CN"> in English too.  The
+    next tour found the title of Leaflet's credit in English on every Chinese map."""
+    scr = Screen(browser, stack["url"])
+    scr.context.add_init_script(CATCH_MAPS_JS)
+    scr.login("disp1", f"/dispatch?lang={lang}")
     try:
         page = scr.page
         assert page.evaluate("document.documentElement.lang") == lang
         page.wait_for_selector(".leaflet-control-zoom[data-aj-lang]", timeout=15000)
         got = page.eval_on_selector_all(".leaflet-control-zoom a", "els => els.map(a => [a.title, a.ariaLabel])")
         assert got == [[w, w] for w in words], got
+        # The credit's title, also once the control has redrawn (the dead tile server's
+        # credit is removed when the map goes to its offline base).
+        titles = page.eval_on_selector_all(".leaflet-control-attribution a[href*='leafletjs']", "els => els.map(a => a.title)")
+        assert titles == [credit], titles
+        assert page.evaluate("""() => { const el = document.querySelector('#dispatch-map');
+          const m = (window.__maps || []).find(x => x.getContainer() === el);
+          if (!m) return false;
+          m.attributionControl.addAttribution('x'); m.attributionControl.removeAttribution('x'); return true; }""")
+        titles = page.eval_on_selector_all(".leaflet-control-attribution a[href*='leafletjs']", "els => els.map(a => a.title)")
+        assert titles == [credit], titles
     finally:
         scr.close()
 
