@@ -947,7 +947,10 @@
     // move the map, and every move would ask the server for heat and enterprises.  The
     // first view goes through at once; after that, only a view held for 700 ms.
     settleView: function (zoom, bounds) {
-      var view = { zoom: zoom, bounds: bounds };
+      // With the screen's scale: a 4K wall shows the district one zoom level deeper,
+      // and its bins are drawn twice as large; the server picks their resolution for
+      // the zoom a 1080p wall would have (dashboard/pages/wall.py, bins_zoom).
+      var view = { zoom: zoom, bounds: bounds, scale: scale() };
       if (!window.anjianViewSettled) {
         window.anjianViewSettled = true;
         return view;

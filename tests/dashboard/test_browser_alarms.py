@@ -791,6 +791,30 @@ def test_the_walls_unit_legend_shows_every_unit_whole_beside_full_lists(stack, b
             conn.execute(delete(HazardRow).where(HazardRow.id.in_(made)))
 
 
+def test_the_walls_enterprise_bins_at_4k_are_the_1080p_bins_twice_as_large(stack, browser):
+    """A tour's 4K wall drew 277 enterprise bins over the district, where 1080p drew
+    about 60, and they hid the heat layer: the 4K map fits the district one zoom level
+    deeper, which chose the next H3 resolution, while the bins are drawn twice as large.
+    The bins' resolution now follows the zoom less the screen's scale: 4K draws the same
+    bins as 1080p, each twice the size."""
+    _resolve_all(stack)
+    got = {}
+    for width, height in ((1920, 1080), (3840, 2160)):
+        scr = Screen(browser, stack["url"], width, height).login("disp1", "/wall")
+        try:
+            page = scr.page
+            page.wait_for_selector(".aj-bin", timeout=15000)
+            time.sleep(2.5)  # the district fitted, the view settled, its bins drawn
+            got[width] = page.evaluate("""() => { const b = [...document.querySelectorAll('.aj-bin')];
+              return {n: b.length, px: b.length
+                        ? Math.round(b[0].getBoundingClientRect().width) : 0}; }""")
+        finally:
+            scr.close()
+    assert got[1920]["n"] > 0, got
+    assert got[3840]["n"] == got[1920]["n"], got  # the same bins (4K drew the next resolution's)
+    assert got[3840]["px"] >= 1.8 * got[1920]["px"], got  # each twice as large
+
+
 def test_colour_means_one_thing_heat_has_its_own_ramp_and_every_layer_a_legend(stack, browser):
     scr = Screen(browser, stack["url"]).login("disp1", "/wall")
     try:
