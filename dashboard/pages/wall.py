@@ -105,7 +105,10 @@ TRAIL_STEP_PX = 2.0
 CYCLE_MS = 20_000
 IDLE_MS = 120_000
 TICKER_ITEMS = 15
-SIDE_ITEMS = 8
+# The live alerts the server sends at most; the page shows those its box holds
+# (anjian.js fitList) and counts the rest.  8 left a third of the column empty when no
+# major hazard shared it ("另有 6 条" above the gap).
+SIDE_ITEMS = 16
 
 cb = PageCallbacks("wall", ROLES)
 

@@ -686,6 +686,38 @@ def test_the_wall_reads_at_four_metres_without_controls(stack, browser, width, h
 
 
 
+def test_the_walls_alert_list_fills_the_room_it_has(stack, browser):
+    """The screenshots' wall (no open major hazard) showed 8 alerts and "另有 6 条" above a
+    third of the column left empty: the server sent 8 rows at most, whatever the box
+    held.  It sends up to SIDE_ITEMS (16); the page's script still cuts the list at a
+    whole row and counts the rest."""
+    from dashboard.pages import wall
+
+    _resolve_all(stack)
+    ctx = stack["ctx"]
+    now = time.time()
+    sensors = sorted(ctx.registry().sensors)[:14]
+    opened = [webkit.open_alert(ctx, sensor_id=s, at=now - k) for k, s in enumerate(sensors)]
+    scr = Screen(browser, stack["url"], 1920, 2160).login("wall1", "/wall")  # a tall screen: room for more
+    try:
+        page = scr.page
+        page.wait_for_function("() => document.querySelectorAll('#wall-alert-list .aj-alert-item').length >= 8",
+                               timeout=15000)
+        time.sleep(1.0)
+        alerts = page.evaluate(WALL_SHOWN_JS)["wall-alert-list"]
+        assert alerts["cut"] == 0, alerts
+        assert alerts["shown"] > 8, alerts  # 8 and "另有 6 条" above the empty room
+        left = len(opened) - alerts["shown"]
+        if left:
+            assert alerts["more"] and alerts["more"]["seen"] and alerts["more"]["text"] == f'"另有 {left} 条"', alerts
+        assert wall.SIDE_ITEMS >= 16
+    finally:
+        scr.close()
+        for a in opened:
+            _act(ctx, a, "ack")
+        _resolve_all(stack)
+
+
 def test_the_walls_major_hazards_take_a_line_each_and_count_the_rest(stack, browser):
     """Twelve open major hazards (the server sends 12): the wall shows at least three, one
     line each, and counts the rest (two-line rows left room for one at 1080p).  Twelve,
