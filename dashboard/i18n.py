@@ -396,7 +396,6 @@ CATALOGUE: dict[str, dict[str, str]] = {
     "officer.confirm": {"zh-CN": "确定", "en": "Confirm"},
     "officer.cancel": {"zh-CN": "取消", "en": "Cancel"},
     "officer.cannot_take": {"zh-CN": "账号未绑定执法终端，不能接警出发", "en": "This account has no inspector: it cannot take an alarm"},
-    "officer.no_inspector": {"zh-CN": "账号未绑定执法终端", "en": "This account has no inspector device"},
     # --- enterprise profile -------------------------------------------------------------
     "enterprise.title": {"zh-CN": "企业一键全知道", "en": "Enterprise at a glance"},
     "enterprise.not_found": {"zh-CN": "没有这家企业", "en": "No such enterprise"},

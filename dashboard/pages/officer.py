@@ -229,9 +229,9 @@ def route_of(a: dict | None, p, reg, c, lang_: str):
         dist = t("officer.distance", lang_, d=fmt_distance(haversine_m(me[1], me[0], target[1], target[0]), lang_))
     elif target and iid:
         dist = t("officer.no_fix", lang_)
-    elif target:
-        dist = t("officer.no_inspector", lang_)
     else:
+        # No inspector: the line above the buttons says so (officer.cannot_take); here it
+        # was said a second time.
         dist = ""
     pts = [q for q in (me, target) if q]
     view = no_update

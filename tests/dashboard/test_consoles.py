@@ -340,6 +340,9 @@ def test_an_account_without_an_inspector_cannot_take_an_alarm(city_live):
     with webkit.as_user(server, p):
         out = officer.officer_tick(1, 0, None, {})
         assert "账号未绑定执法终端，不能接警出发" in text_of(out["detail"])
+        # Said once: the line under the buttons, where the distance goes, said "账号未绑定执法终端"
+        # again (a tour at 375 px read it twice on one screen).
+        assert text_of(out["detail"]).count("账号未绑定执法终端") == 1
         ok, msg, _ = officer.perform({"alert": alert_id, "action": "go"}, p)
     assert not ok
     assert state_of(ctx, alert_id).assignee_id is None
