@@ -99,11 +99,6 @@ INSPECTOR_LIST_EVERY_S = 5.0
 # held the page's main thread so that a pushed alarm waited behind it.  The
 # wall is the live picture; the console's map is for choosing whom to send.
 INSPECTOR_LAYER_EVERY_S = 4.0
-# A pushed alert event leaves the inspectors to the poll, but Dash drops the answer of a
-# call still running when the same callback is called again (the wall's inspectors stood
-# still for 20 s under a stream of events): a pushed call does the poll's work too when
-# the inspectors are this overdue.
-INSPECTORS_STARVED_S = 2 * INSPECTOR_LAYER_EVERY_S
 STATUS_ORDER = {"on_task": 0, "visiting": 1, "on_duty": 2, "offline": 3}
 # The panels built as HTML strings: box -> the store its HTML goes into.
 HTML_BOXES = {ids.DISPATCH_QUEUE: ids.DISPATCH_QUEUE_HTML,
@@ -473,8 +468,6 @@ def dispatch_tick(n, done, selected, state, order, push=None, zoom=None, bounds=
     # Run by a pushed alert event: the queue at once; the inspector layer and list
     # wait for the next poll (their version stays as drawn, so it catches up).
     pushed = triggered()[0] == ids.DISPATCH_PUSH
-    if pushed and (order is None or now - (state.get("t") or 0) >= INSPECTORS_STARVED_S):
-        pushed = False  # the polls' answers were dropped: this call does their work too
     rows, news = None, {}
     if pushed:
         if afp == state.get("afp"):

@@ -92,13 +92,6 @@ SLOW_TICK_MS = 15_000
 # alarm's DOM update waited behind it (docs/benchmarks.md §4).  An inspector walks
 # about 4 m in 3 s: nothing a wall's district view can show.
 INSPECTOR_LAYER_EVERY_S = 3.0
-# A pushed alert event leaves the inspectors to the poll, but Dash drops the answer of a
-# call still running when the same callback is called again: in a city whose alert
-# events come every second or so, the pushed calls dropped nearly every poll's answer, and
-# a tour's wall showed "在岗执法人员 —" and its inspectors standing still for 20 s and
-# more.  So a pushed call draws the inspectors too when the page has no count yet, or
-# when they are this overdue.
-INSPECTORS_STARVED_S = 2 * INSPECTOR_LAYER_EVERY_S
 # Trail points closer than this many screen pixels to the previous one are left out.
 TRAIL_STEP_PX = 2.0
 # Idle cycle: each street for 20 s, after two minutes without a touch.
@@ -514,8 +507,6 @@ def wall_tick(n, state, order, push=None, zoom=None, bounds=None):
     pushed = triggered()[0] == ids.WALL_PUSH
     news: dict = {}
     on_duty = state.get("on_duty")
-    if pushed and (order is None or on_duty is None or now - (state.get("t") or 0) >= INSPECTORS_STARVED_S):
-        pushed = False  # the polls' answers were dropped: this call does their work too
     if not pushed and (order is None or on_duty is None or now - (state.get("t") or 0) >= INSPECTOR_LAYER_EVERY_S
                        or layers.view_left(state, zoom, bounds)):
         rows = snap.inspectors_json()

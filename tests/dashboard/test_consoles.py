@@ -58,31 +58,6 @@ def test_queue_is_sorted_by_severity_then_age(city_live):
         dispatch.dispatch_tick(2, 0, None, out["state"], out["order"])
 
 
-def test_a_pushed_event_does_the_polls_work_when_the_inspectors_are_overdue(city_live, monkeypatch):
-    """Dash drops the answer of a poll when the same callback is called again before it
-    answers: under a stream of alert events the pushed calls, which leave the inspectors
-    to the poll, dropped the polls' answers (a tour's wall stood still for 20 s).  Past
-    twice the layer's interval a pushed call redraws the inspectors itself; sooner, an
-    event with no alert change is still nothing (204)."""
-    from dash import Patch
-
-    from geo.types import Ping
-
-    ctx, server, users = city_live
-    with webkit.as_user(server, users["dispatcher"]):
-        first = dispatch.dispatch_tick(1, 0, None, {}, None)
-    monkeypatch.setattr(dispatch, "triggered", lambda: (ids.DISPATCH_PUSH, {"id": 1}))
-    mover = first["order"][0]
-    ctx.live.apply_pings([Ping(mover, time.time() + 1, 22.64, 114.04, msg_id="starved-console-1")])
-    with webkit.as_user(server, users["dispatcher"]):
-        due = dict(first["state"], t=first["state"]["t"] - dispatch.INSPECTOR_LAYER_EVERY_S)
-        with pytest.raises(PreventUpdate):
-            dispatch.dispatch_tick(1, 0, None, due, first["order"], push={"id": 1})
-        starved = dict(first["state"], t=first["state"]["t"] - dispatch.INSPECTORS_STARVED_S)
-        out = dispatch.dispatch_tick(1, 0, None, starved, first["order"], push={"id": 2})
-    assert isinstance(out["inspectors"], Patch)
-
-
 def test_a_long_queue_shows_the_most_urgent_and_counts_the_rest(city_live):
     ctx, server, users = city_live
     with webkit.as_user(server, users["dispatcher"]):

@@ -91,29 +91,6 @@ def test_an_alarm_goes_out_at_once_and_the_inspectors_at_their_interval(fed):
     assert isinstance(again["inspectors"], Patch)
 
 
-def test_pushed_events_do_not_starve_the_on_duty_count_and_the_inspectors(fed, monkeypatch):
-    """A tour's wall showed 在岗执法人员 "—" for 20 s and more after it loaded, and its
-    inspectors stood still: the demo city's alert events came every second or so, and
-    Dash drops the answer of a poll when the same callback is called again before it
-    answers, here by the pushed event, whose answer left the inspectors to the poll.  A
-    pushed call now draws them too when the page has no count yet, or when they are
-    overdue by twice their interval (not sooner: an alarm does not wait for them)."""
-    from dashboard import ids
-
-    ctx, server, users, info, now = fed
-    monkeypatch.setattr(wall, "triggered", lambda: (ids.WALL_PUSH, {"id": 1}))
-    with webkit.as_user(server, users["wall"]):
-        _data, order, state = wall.first_inspectors(wall.city(), "zh-CN")  # the page as served
-        out = wall.wall_tick(1, state, order, push={"id": 1})
-        assert out["on_duty"] == "2"  # it stayed "—" (no_update) while events came
-        mover = info["inspectors"][1]
-        ctx.live.apply_pings([Ping(mover, now + 1, 22.64, 114.04, msg_id="starved-1")])
-        due = dict(out["state"], t=out["state"]["t"] - wall.INSPECTOR_LAYER_EVERY_S)
-        assert wall.wall_tick(1, due, order, push={"id": 2})["inspectors"] is no_update
-        starved = dict(out["state"], t=out["state"]["t"] - wall.INSPECTORS_STARVED_S)
-        assert isinstance(wall.wall_tick(1, starved, order, push={"id": 3})["inspectors"], Patch)
-
-
 def test_open_gas_alarm_takes_the_wall_over_until_acknowledged(fed):
     ctx, server, users, _info, _now = fed
     first = tick(server, users["wall"])
