@@ -286,6 +286,7 @@ def _gas_note(m, lang_: str) -> str:
 # typed follows after ": ", shown as typed.
 TAKEOVER_NOTE = re.compile(r"^takeover from (\S+) by (\S+)(?:: (.+))?$", re.S)
 
+
 def _takeover(m, lang_: str, names: Callable[[str], str]) -> str:
     if m[3]:
         return t("note.takeover_typed", lang_, from_name=names(m[1]), to_name=names(m[2]), typed=m[3])
@@ -314,7 +315,7 @@ _NOTES = (
     (re.compile(r"^(\d+) overdue$"), lambda m, lang_, names: t("note.overdue", lang_, n=m[1])),
     (re.compile(r"^GPS: (\d+) m from the enterprise at " + _NUM + r"$"),
      lambda m, lang_, names: t("note.gps_arrival", lang_, m=m[1], time=_when(m[2]))),
-    (TAKEOVER_NOTE, lambda m, lang_, names: _takeover(m, lang_, names)),
+    (TAKEOVER_NOTE, _takeover),
     (re.compile(r"^→ (\S+)(?: .*)?$"), lambda m, lang_, names: t("note.reassign_to", lang_, name=names(m[1]))),
     (re.compile(r"^sent (\S+) instead of (\S+)$"),
      lambda m, lang_, names: t("note.sent_instead", lang_, name=names(m[1]), other=names(m[2]))),
