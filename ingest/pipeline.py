@@ -77,6 +77,9 @@ class Batch:
     # The Redis master that took this batch's live state while its replicas have not
     # yet confirmed it (ApplyLiveState with ``Context.replicas_wanted``); '' when none.
     live_primary: str = ""
+    # (inspector id, seq) of pings the worker shed since the batch before: they reached
+    # the ingest, so TrackSequence counts them as seen, not as a gap.
+    shed_seqs: list[tuple[str, int]] = field(default_factory=list)
 
 
 @dataclass
@@ -373,14 +376,20 @@ class TrackSequence(Step):
     def run(self, batch, items, ctx):
         todo = [i for i in items if not i.seq_tracked and i.status != DUPLICATE
                 and isinstance(i.event, (Ping, GasReading)) and i.event.seq is not None]
-        if not todo:
+        # Only registered inspectors' (what is shed was not resolved: an unknown id stays out).
+        shed = [(d, seq) for d, seq in batch.shed_seqs if d in ctx.registry.inspectors]
+        if not todo and not shed:
+            batch.shed_seqs = []
             return items
-        # One device's messages in counter order (a batch may hold a few out of order).
-        entries = sorted(((("i", i.event.inspector_id) if isinstance(i.event, Ping) else ("s", i.event.sensor_id)),
-                          i.event.seq) for i in todo)
+        # One device's messages in counter order (a batch may hold a few out of order).  The
+        # pings shed meanwhile count as seen: each was older than every ping still queued
+        # (the oldest gives way) and newer than every ping taken before.
+        entries = sorted([((("i", i.event.inspector_id) if isinstance(i.event, Ping) else ("s", i.event.sensor_id)),
+                           i.event.seq) for i in todo] + [(("i", d), seq) for d, seq in shed])
         gap, late, restart = ctx.live.track_sequences([(k, d, s) for (k, d), s in entries])
         for i in todo:
             i.seq_tracked = True
+        batch.shed_seqs = []  # counted (a batch retried after Redis went away counts them then)
         if gap:
             log.warning("sequence gap: %d message(s) missing before they reached the ingest (batch of %d)",
                         gap, len(items))
@@ -638,6 +647,7 @@ def join_held(into: Batch, later: Batch) -> None:
             or into.rejected_stored or later.rejected_stored):
         raise ValueError("only batches at the same step, with nothing stored yet, can be joined")
     into.items.extend(later.items)
+    into.shed_seqs.extend(later.shed_seqs)
     into.rejected.extend(later.rejected)
     into.dropped.update(later.dropped)
     into.kinds.update(later.kinds)

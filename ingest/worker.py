@@ -112,6 +112,9 @@ class WorkerNumberTooHigh(ValueError):
     ``mqtt_shared_subscriptions=auto`` worker 0 would think it is alone)."""
 
 
+# Counters of shed pings kept for sequence tracking, per place in the ping queue.
+SHED_SEQS_PER_QUEUED = 10
+
 # Shedding (and dead letters not kept) within this window make health "degraded".
 SHED_WINDOW_S = 60.0
 # Net new container objects per message of ingest_batch_max before the cyclic
@@ -204,6 +207,12 @@ class IngestWorker:
         self.ping_q: queue.Queue[Item] = queue.Queue(maxsize=settings.ingest_queue_max)
         self.prio_q: queue.Queue[Item] = queue.Queue(maxsize=settings.ingest_priority_queue_max)
         self.shed = 0
+        # The counters (seq) of pings shed, for the next batch's sequence tracking: a shed
+        # ping reached the ingest, and is counted as shed, not again as a gap (docs/mqtt.md).
+        # The front thread takes them with every batch, alarms-only ones too; only while it
+        # is stalled (Redis away) do they pile up, and past this bound the oldest would
+        # count as a gap after all.
+        self.shed_seqs: deque[tuple[str, int]] = deque(maxlen=SHED_SEQS_PER_QUEUED * max(settings.ingest_queue_max, 1))
         # Pings refused in paho's thread (see _screen), waiting for a batch to
         # write their dead letters; and those not kept because it was full.
         self.garbage: deque[DeadLetterRecord] = deque()
@@ -340,6 +349,8 @@ class IngestWorker:
                 self.ping_q.put_nowait(item)
                 if old is not None:
                     self.shed += 1
+                    if isinstance(old.event, Ping) and old.event.seq is not None:
+                        self.shed_seqs.append((old.event.inspector_id, old.event.seq))
                     self.conn.ack(old.mid, old.qos)
         else:
             # Never shed: block (back-pressure to the broker) until there is room.
@@ -380,7 +391,10 @@ class IngestWorker:
         return True
 
     def _take_garbage(self, batch: Batch) -> Batch:
-        """The dead letters refused in paho's thread so far, into ``batch`` (written with it)."""
+        """The dead letters refused in paho's thread so far, into ``batch`` (written with it);
+        and the counters of the pings shed so far (tracked with it)."""
+        while self.shed_seqs:
+            batch.shed_seqs.append(self.shed_seqs.popleft())
         g = self.garbage
         n = min(len(g), max(self.settings.ingest_batch_max, 1))
         if n:
@@ -532,7 +546,7 @@ class IngestWorker:
             else:
                 self._stop.wait(self.settings.ingest_batch_wait_ms / 1000.0)
                 items = []
-            if items or self.garbage or self.dead_letter_overflow:
+            if items or self.garbage or self.dead_letter_overflow or self.shed_seqs:
                 batch = self._run_steps(self._take_garbage(Batch(items=list(items))), self._bounds[0])
                 if batch is not None:
                     if self._bounds[0] is None:

@@ -311,6 +311,46 @@ def test_shedding_keeps_each_inspectors_newest_fix_on_the_map(settings, sqlite_e
         w.stop()
 
 
+def test_a_shed_ping_is_counted_as_shed_not_again_as_a_sequence_gap(settings, sqlite_engine, redis_client):
+    """A phone that numbers its fixes (``seq``) lets the ingest see fixes lost before
+    they reached it (docs/mqtt.md, "Sequence gaps").  Fixes the worker shed itself did
+    reach it: they are counted as shed, once, and are no gap.  Before, each of them was
+    counted twice, and health blamed the network for the ingest's own shedding."""
+    from data.live import LiveState
+    from tests.citykit import ENTERPRISE_A
+
+    write_small_city(sqlite_engine)
+    n, room = 200, 20
+    s = settings.model_copy(update={"ingest_queue_max": room})
+    w = IngestWorker(s, sqlite_engine, redis_client)
+    live = LiveState(redis_client, s.redis_namespace)
+    t0 = time.time() - 600
+    live.track_sequences([("i", "I1", 0)])  # the phone was heard before: its counter stands at 0
+    # Fixes of an inspector nobody registered, shed: no counter is kept for them.
+    for k in range(1, 3):
+        body = {"ts": t0 + k, "lat": ENTERPRISE_A[1], "lon": ENTERPRISE_A[2], "seq": k}
+        w._on_raw_publish(f"{s.mqtt_prefix}/v1/inspectors/NOBODY/location".encode(), json.dumps(body).encode(), 0, 0)
+    for k in range(1, n + 1):
+        body = {"ts": t0 + k, "lat": ENTERPRISE_A[1], "lon": ENTERPRISE_A[2], "seq": k, "msg_id": f"g{k}"}
+        w._on_raw_publish(f"{s.mqtt_prefix}/v1/inspectors/I1/location".encode(), json.dumps(body).encode(), 0, 0)
+    assert w.shed == n + 2 - room
+    w.start()
+    try:
+        wait_until(lambda: w.ping_q.qsize() == 0 and w.processed >= room, 30)
+        time.sleep(0.5)
+        counters, _at, _device = live.sequence_gap()
+        assert counters.get("gap", 0) == 0, counters
+        # A fix lost on the way still shows: seq 201 never comes, 202 does.
+        with Publisher(s.mqtt_url) as pub:
+            assert w.conn.subscribed.wait(10)
+            pub.publish(f"{s.mqtt_prefix}/v1/inspectors/I1/location",
+                        {"ts": t0 + n + 2, "lat": ENTERPRISE_A[1], "lon": ENTERPRISE_A[2], "seq": n + 2}, qos=1)
+        wait_until(lambda: live.sequence_gap()[0].get("gap", 0) == 1, 10)
+        assert not redis_client.hexists(live.key("seq"), "i:NOBODY")
+    finally:
+        w.stop()
+
+
 def test_a_burst_of_readings_while_history_stalls_is_all_stored(settings, tmp_path, redis_client):
     """1,500 QoS 1 readings arrive while the database is locked, so the worker
     acknowledges none of them for a while.  The worker announces its Receive
