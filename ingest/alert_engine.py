@@ -166,6 +166,10 @@ class AlertEngine:
         self._hazards = None  # data.hazards_store.HazardStore, made on the first sweep
         self._mark_readings = settings.redis_replicas_to_wait > 0  # see _gas_reading
         self._stop = threading.Event()
+        # The renewal thread stops after the loop: a loop finishing its step after stop()
+        # still holds the lease (it ran out under a step longer than LEASE_S, and the
+        # fenced read then logged "no longer active" at every slow Ctrl-C).
+        self._renew_stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._renewer: threading.Thread | None = None
         self._leading = False  # the loop's word: it leads (the renewer renews only then)
@@ -213,6 +217,7 @@ class AlertEngine:
         self._stop.set()
         if self._thread:
             self._thread.join(10)
+        self._renew_stop.set()
         if self._renewer:
             self._renewer.join(10)
         for t in list(self._jobs.values()):
@@ -229,7 +234,7 @@ class AlertEngine:
     def _keep_lease(self) -> None:
         """The lease renewed while the loop leads and moves on (LOOP_STALL_S)."""
         stalled = False
-        while not self._stop.wait(LEASE_S / 3):
+        while not self._renew_stop.wait(LEASE_S / 3):
             if not self._leading:
                 continue
             if time.monotonic() - self._alive_at > LOOP_STALL_S:
