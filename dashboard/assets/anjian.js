@@ -867,8 +867,13 @@
       if (takeover && takeover.id != null) {
         // The label names the alarm shown (never "whole district" while an alarm is).
         if (cyc.pinned === takeover.id) { return [nu, takeover.label || nu, nu]; }
+        // A takeover ends the first run too (i 0): Dash drops the answer of a call still
+        // running when the callback is called again, so the first fit's answer, 700 ms
+        // late, is lost to a takeover that comes within that time; left at -1, the
+        // release at the round's end would again wait 700 ms, and the idle cycle's next
+        // tick drop that answer too (the label named the last alarm for seconds).
         return [{ center: [takeover.lat, takeover.lon], zoom: 16, transition: "flyTo", options: { duration: 2 } },
-                takeover.label || nu, Object.assign({}, cyc, { pinned: takeover.id })];
+                takeover.label || nu, Object.assign({}, cyc, { pinned: takeover.id, i: Math.max(cyc.i, 0) })];
       }
       if (!stops || !stops.length) { return [nu, nu, nu]; }
       var released = cyc.pinned !== null && cyc.pinned !== undefined;

@@ -1435,3 +1435,48 @@ def test_the_walls_list_tells_a_detectors_fault_from_its_being_offline(stack, br
         for a in (*opened, fault, offline):
             _act(ctx, a, "ack")
         _resolve_all(stack)
+
+
+def test_a_wall_loaded_during_an_alarm_returns_to_the_overview_at_the_rounds_end(stack, browser):
+    """A wall (re)loaded while an alarm waits: the takeover comes with the first poll,
+    within the 700 ms the page's first fit of the district waits for the layout, and
+    Dash drops the answer of that first fit (the same callback called again).  The page
+    then took each later release for its first run, waited 700 ms again, and the idle
+    cycle's next tick dropped that answer too: at the round's end the card went and the
+    label still named the alarm, for seconds.  Within half a second it says 全区."""
+    _resolve_all(stack)
+    ctx = stack["ctx"]
+    saved = ctx.settings
+    ctx.settings = saved.model_copy(update={"wall_takeover_dwell_s": 3.0, "wall_overview_s": 6.0})
+    alert_id = webkit.open_alert(ctx, sensor_id=stack["a"]["sensor"])
+    wall = Screen(browser, stack["url"])
+    wall.context.add_init_script("""window.addEventListener('DOMContentLoaded', () => {
+      window.__seen = [];
+      const watch = () => {
+        const el = document.querySelector('#wall-view-name'), card = document.querySelector('#wall-takeover-card');
+        if (!el || !card) { setTimeout(watch, 20); return; }
+        const note = () => window.__seen.push([performance.now(), el.textContent, card.classList.contains('aj-show')]);
+        new MutationObserver(note).observe(el, {childList: true, subtree: true, characterData: true});
+        new MutationObserver(note).observe(card, {attributes: true, attributeFilter: ['class']});
+        // The idle cycle every 0.5 s (nobody touches a wall): its ticks come while the page waits.
+        window.dash_clientside.set_props('wall-cycle-tick', {interval: 500});
+      };
+      watch();
+    });""")
+    try:
+        wall.login("wall1", "/wall")
+        page = wall.page
+        page.wait_for_selector("#wall-takeover-card.aj-show", timeout=15000)
+        assert stack["a"]["name"] in page.inner_text("#wall-view-name")
+        page.wait_for_selector("#wall-takeover-card.aj-show", state="detached", timeout=15000)
+        time.sleep(1.0)
+        seen = page.evaluate("window.__seen")
+        went = [ms for k, (ms, _label, shown) in enumerate(seen) if k and seen[k - 1][2] and not shown]
+        assert went, seen
+        label_then = [x[1] for x in seen if x[0] <= went[0] + 500][-1]
+        assert label_then == "全区", (label_then, seen)
+    finally:
+        ctx.settings = saved
+        wall.close()
+        _act(ctx, alert_id, "ack")
+        _resolve_all(stack)
