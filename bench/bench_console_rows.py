@@ -11,7 +11,7 @@ them), and then, timed:
 
 - **rows**: ``Snapshot.inspectors_json()``, every inspector's row (the API's
   ``/inspectors`` and the screens' layers and lists start from it);
-- **refresh**: ``dispatch_tick`` when its inspector layer and list are due (every 4-5 s
+- **refresh**: ``dispatch_inspectors`` when its inspector layer and list are due (every 4-5 s
   on each open console): the rows, the layer (counts per cell at this many) and the
   list's first rows.
 
@@ -84,7 +84,7 @@ def main() -> int:
             with server.test_request_context("/_dash-update-component", method="POST"):
                 session["lang"] = "zh-CN"
                 g.principal = user
-                dispatch.dispatch_tick(k, 0, None, {}, None, None, 12, bounds)
+                dispatch.dispatch_inspectors(k, None, {}, None, 12, bounds)
             return (t1 - t0) * 1000, (time.perf_counter() - t1) * 1000, len(rows)
 
         for k in range(3):  # warm: the mirror's first full read, memos
@@ -107,7 +107,7 @@ def main() -> int:
     print(f"{n} inspectors with a fix, {int(n * args.move)} moved before each of {args.rounds} rounds"
           f"{' (under cProfile)' if prof else ''}")
     print(f"rows (Snapshot.inspectors_json): median {statistics.median(rows_ms):.1f} ms, p95 {pct(rows_ms, .95):.1f} ms")
-    print(f"the console's layer and list refresh (dispatch_tick, its own rows included): "
+    print(f"the console's layer and list refresh (dispatch_inspectors, its own rows included): "
           f"median {statistics.median(tick_ms):.1f} ms, p95 {pct(tick_ms, .95):.1f} ms")
     if prof:
         pstats.Stats(prof).sort_stats("tottime").print_stats(25)

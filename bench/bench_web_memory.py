@@ -172,7 +172,8 @@ def one_round(server, users: dict, k: int) -> None:
     with server.test_request_context("/_dash-update-component", method="POST"):
         session["lang"] = "zh-CN"
         g.principal = users["wall"]
-        out = wall.wall_tick(k, {}, None)
+        out = wall.wall_inspectors(k, {}, None)
+        wall.wall_alerts(k, {})
         wall.wall_slow_tick(k)
         wall.wall_hazards(k)
         wall.wall_trails(k)
@@ -181,7 +182,8 @@ def one_round(server, users: dict, k: int) -> None:
     with server.test_request_context("/_dash-update-component", method="POST"):
         session["lang"] = "zh-CN"
         g.principal = users["dispatcher"]
-        out = dispatch.dispatch_tick(k, 0, None, {}, None)
+        out = dispatch.dispatch_tick(k, 0, None, {})
+        dispatch.dispatch_inspectors(k, None, {}, None)
         dispatch.dispatch_hazards(k)
         dispatch.dispatch_plan_today(k)
         dispatch.dispatch_enterprises(13, bounds, None)

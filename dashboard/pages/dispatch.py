@@ -173,6 +173,7 @@ def build(p, lang_: str, **_):
         dcc.Interval(id=ids.DISPATCH_HAZARDS_TICK, interval=HAZARDS_TICK_MS),
         push_listener(ids.DISPATCH_PUSH),
         dcc.Store(id=ids.DISPATCH_STATE, data={}),
+        dcc.Store(id=ids.DISPATCH_INSPECTOR_STATE, data={}),
         dcc.Store(id=ids.DISPATCH_ORDER, data=None),
         dcc.Store(id=ids.DISPATCH_SELECTED, data=None),
         dcc.Store(id=ids.DISPATCH_ACTION_DONE, data=0),
@@ -415,15 +416,19 @@ def inspector_table(rows: list[dict], alerts: list[dict], reg, lang_: str, now: 
 TICK_OUTPUTS = {
     "queue": Output(ids.DISPATCH_QUEUE_HTML, "data"),
     "duplicates": Output(ids.DISPATCH_DUPLICATES_HTML, "data"),
-    "inspector_list": Output(ids.DISPATCH_INSPECTOR_LIST_HTML, "data"),
     "alarms": Output(ids.DISPATCH_ALARMS, "data"),
-    "inspectors": Output(ids.DISPATCH_INSPECTORS, "data"),
-    "order": Output(ids.DISPATCH_ORDER, "data"),
     "afp": Output(ids.DISPATCH_AFP, "data"),
     "state": Output(ids.DISPATCH_STATE, "data"),
     "alarm": Output(ids.DISPATCH_ALARM, "data"),
     "banner": Output(ids.DISPATCH_ALARM_BANNER, "children"),
     "banner_class": Output(ids.DISPATCH_ALARM_BANNER, "className"),
+}
+
+INSPECTOR_OUTPUTS = {
+    "inspectors": Output(ids.DISPATCH_INSPECTORS, "data"),
+    "order": Output(ids.DISPATCH_ORDER, "data"),
+    "inspector_list": Output(ids.DISPATCH_INSPECTOR_LIST_HTML, "data"),
+    "state": Output(ids.DISPATCH_INSPECTOR_STATE, "data"),
 }
 
 
@@ -448,63 +453,82 @@ def alarm_banner(alerts: list[dict], reg, c, lang_: str) -> tuple[list, str, dic
 @cb.callback(output=TICK_OUTPUTS,
              inputs={"n": Input(ids.DISPATCH_TICK, "n_intervals"), "done": Input(ids.DISPATCH_ACTION_DONE, "data"),
                      "selected": Input(ids.DISPATCH_SELECTED, "data"), "push": Input(ids.DISPATCH_PUSH, "data")},
-             state={"state": State(ids.DISPATCH_STATE, "data"), "order": State(ids.DISPATCH_ORDER, "data"),
-                    "zoom": State(ids.DISPATCH_MAP, "zoom"), "bounds": State(ids.DISPATCH_MAP, "bounds")})
-def dispatch_tick(n, done, selected, state, order, push=None, zoom=None, bounds=None):
+             state={"state": State(ids.DISPATCH_STATE, "data")})
+def dispatch_tick(n, done, selected, state, push=None):
+    """The alarm queue, the duplicates, the alarms on the map and the banner: on the 1 s
+    poll, after an action, on a selection, and at once on an alert event pushed to the
+    page; nothing (204) when nothing changed.  The inspectors are a callback of their
+    own (``dispatch_inspectors``), for the wall's reason (wall.wall_inspectors)."""
     ctx = web()
     state = dict(state or {})
-    now = time.time()
     version = ctx.live.version()
-    if (version == state.get("v") and done == state.get("done") and selected == state.get("selected")
-            and order is not None and not layers.roll_due(state, now) and not layers.view_left(state, zoom, bounds)):
+    if version == state.get("v") and done == state.get("done") and selected == state.get("selected"):
         raise PreventUpdate
-    p = principal()
+    alerts = active_alerts(principal())
+    afp = alerts_fingerprint(alerts)
+    if triggered()[0] == ids.DISPATCH_PUSH and afp == state.get("afp"):
+        raise PreventUpdate  # an event that changed nothing this caller sees
     lang_ = lang()
     c = city()
     snap = ctx.snapshot()
-    alerts = active_alerts(p)
-    afp = alerts_fingerprint(alerts)
     out = dict.fromkeys(TICK_OUTPUTS, no_update)
-    # Run by a pushed alert event: the queue at once; the inspector layer and list
-    # wait for the next poll (their version stays as drawn, so it catches up).
-    pushed = triggered()[0] == ids.DISPATCH_PUSH
-    rows, news = None, {}
-    if pushed:
-        if afp == state.get("afp"):
-            raise PreventUpdate
-    elif (order is None or now - (state.get("t") or 0) >= INSPECTOR_LAYER_EVERY_S
-          or layers.view_left(state, zoom, bounds)):
-        rows = snap.inspectors_json()
-        data, new_order, news = layers.inspectors_update(ctx, c, rows, state, order, version, now, lang_,
-                                                         tooltips=True, view=(zoom, bounds))
-        out["inspectors"], out["order"] = data, new_order
-    redraw_lists = (afp != state.get("afp") or done != state.get("done") or selected != state.get("selected")
-                    or "full_at" in news)
-    if redraw_lists:
+    if afp != state.get("afp") or done != state.get("done") or selected != state.get("selected"):
         queue = [a for a in alerts if a.get("type") not in DUPLICATE_TYPES]
         dups = [a for a in alerts if a.get("type") in DUPLICATE_TYPES]
         # Each panel only when its own alerts changed: a new gas alarm does not
         # re-send (and the browser re-render) the duplicate panel's buttons.
         qfp, dfp = alerts_fingerprint(queue), alerts_fingerprint(dups)
-        every = done != state.get("done") or selected != state.get("selected") or "full_at" in news
+        every = done != state.get("done") or selected != state.get("selected")
         if every or qfp != state.get("qfp"):
-            out["queue"] = str(queue_table(queue, snap.reg, c, lang_, now, selected))
+            out["queue"] = str(queue_table(queue, snap.reg, c, lang_, time.time(), selected))
             out["alarms"] = layers.alarm_features(alerts, snap.reg, c)
         if every or dfp != state.get("dfp"):
             out["duplicates"] = str(duplicates_list(dups, snap.reg, c, lang_))
         state.update(qfp=qfp, dfp=dfp)
         out["banner"], out["banner_class"], out["alarm"] = alarm_banner(queue + dups, snap.reg, c, lang_)
-    if not pushed and (redraw_lists or (version != state.get("v")
-                                        and now - (state.get("il_at") or 0) >= INSPECTOR_LIST_EVERY_S)):
-        # Every inspector's row is built only when the layer or the list is due (20,000 at ten times a city).
-        rows = snap.inspectors_json() if rows is None else rows
-        out["inspector_list"] = str(inspector_table(layers.shown_inspectors(rows, now), alerts, snap.reg, lang_, now,
-                                                    StreamStore(ctx.engine).live()))
-        state["il_at"] = now
     if afp != state.get("afp"):
         out["afp"] = afp
-    state.update(news)
-    state.update({"afp": afp, "done": done, "selected": selected})
+    state.update({"v": version, "afp": afp, "done": done, "selected": selected})
+    out["state"] = state
+    return out
+
+
+@cb.callback(output=INSPECTOR_OUTPUTS,
+             inputs={"n": Input(ids.DISPATCH_TICK, "n_intervals")},
+             state={"afp": State(ids.DISPATCH_AFP, "data"), "state": State(ids.DISPATCH_INSPECTOR_STATE, "data"),
+                    "order": State(ids.DISPATCH_ORDER, "data"),
+                    "zoom": State(ids.DISPATCH_MAP, "zoom"), "bounds": State(ids.DISPATCH_MAP, "bounds")})
+def dispatch_inspectors(n, afp, state, order, zoom=None, bounds=None):
+    """The inspector layer (at most every INSPECTOR_LAYER_EVERY_S, at once when the view
+    left what was drawn) and the inspector list (every INSPECTOR_LIST_EVERY_S when
+    anything moved, at once when the alerts the queue shows changed: ``afp``, its
+    fingerprint; the list names each inspector's task); nothing (204) when neither is
+    due.  Apart from the queue's callback, which every pushed alert event calls: Dash
+    drops the answer of a callback still running when the same callback is called again."""
+    ctx = web()
+    state = dict(state or {})
+    now = time.time()
+    version = ctx.live.version()
+    left = layers.view_left(state, zoom, bounds)
+    moved = version != state.get("v") or layers.roll_due(state, now)
+    layer_due = order is None or left or (moved and now - (state.get("t") or 0) >= INSPECTOR_LAYER_EVERY_S)
+    list_due = (order is None or afp != state.get("list_afp")
+                or (version != state.get("list_v") and now - (state.get("il_at") or 0) >= INSPECTOR_LIST_EVERY_S))
+    if not layer_due and not list_due:
+        raise PreventUpdate
+    lang_ = lang()
+    c = city()
+    snap = ctx.snapshot()
+    rows = snap.inspectors_json()
+    out = dict.fromkeys(INSPECTOR_OUTPUTS, no_update)
+    if layer_due:
+        out["inspectors"], out["order"], news = layers.inspectors_update(
+            ctx, c, rows, state, order, version, now, lang_, tooltips=True, view=(zoom, bounds))
+        state.update(news)
+    if list_due:  # every inspector's row (20,000 at ten times a city): only when due
+        out["inspector_list"] = str(inspector_table(layers.shown_inspectors(rows, now), active_alerts(principal()),
+                                                    snap.reg, lang_, now, StreamStore(ctx.engine).live()))
+        state.update({"il_at": now, "list_v": version, "list_afp": afp})
     out["state"] = state
     return out
 

@@ -68,7 +68,6 @@ from dashboard.pages.common import (
     preset,
     principal,
     push_listener,
-    triggered,
     urgency_key,
     web,
 )
@@ -263,6 +262,7 @@ def build(p, lang_: str, **_):
         dcc.Interval(id=ids.WALL_SLOW_TICK, interval=SLOW_TICK_MS),
         dcc.Interval(id=ids.WALL_CYCLE_TICK, interval=CYCLE_MS),
         dcc.Store(id=ids.WALL_STATE, data=insp_state),
+        dcc.Store(id=ids.WALL_ALERT_STATE, data=None),
         dcc.Store(id=ids.WALL_ORDER, data=insp_order),
         dcc.Store(id=ids.WALL_ENT_STATE, data=None),
         dcc.Store(id=ids.WALL_VIEW, data=None),
@@ -459,64 +459,87 @@ def fit_attrs(lang_: str) -> dict:
     return {"data-fit": t("common.more", lang_, n="{n}")}
 
 
-FAST_OUTPUTS = {
+INSPECTOR_OUTPUTS = {
     "inspectors": Output(ids.WALL_INSPECTORS, "data"),
     "order": Output(ids.WALL_ORDER, "data"),
-    "alarms": Output(ids.WALL_ALARMS, "data"),
     "on_duty": Output(ids.kpi_value(ids.KPI_ON_DUTY), "children"),
+    "state": Output(ids.WALL_STATE, "data"),
+}
+
+
+@cb.callback(output=INSPECTOR_OUTPUTS,
+             inputs={"n": Input(ids.WALL_TICK, "n_intervals")},
+             state={"state": State(ids.WALL_STATE, "data"), "order": State(ids.WALL_ORDER, "data"),
+                    "zoom": State(ids.WALL_MAP, "zoom"), "bounds": State(ids.WALL_MAP, "bounds")})
+def wall_inspectors(n, state, order, zoom=None, bounds=None):
+    """The inspectors and their count, on the 1 s poll: at most every
+    INSPECTOR_LAYER_EVERY_S (at once when the view left what was drawn), nothing (204)
+    when nothing moved.
+
+    A callback of its own, apart from the alerts': Dash drops the answer of a callback
+    still running when the same callback is called again, and the alert events pushed
+    to the page call the alerts' callback at once.  When the two were one callback, a
+    city whose alert events came every second or so lost nearly every poll's inspectors
+    to the events (a tour's wall showed 在岗执法人员 "—" for 12-30 s, its inspectors
+    standing still)."""
+    ctx = web()
+    state = dict(state or {})
+    now = time.time()
+    version = ctx.live.version()
+    since = now - (state.get("t") or 0)
+    drawn = order is not None and state.get("on_duty") is not None
+    # The live version is bumped by every fix and sensor state: unchanged, nothing moved,
+    # unless the rolling refresh or the staleness check is due.
+    if drawn and not layers.view_left(state, zoom, bounds) and (
+            since < INSPECTOR_LAYER_EVERY_S
+            or (version == state.get("v") and not layers.roll_due(state, now) and since < layers.STALE_S / 4)):
+        raise PreventUpdate
+    rows = ctx.snapshot().inspectors_json()
+    out = dict.fromkeys(INSPECTOR_OUTPUTS, no_update)
+    out["inspectors"], out["order"], news = layers.inspectors_update(ctx, city(), rows, state, order, version, now,
+                                                                     lang(), view=(zoom, bounds))
+    on_duty = sum(1 for d in rows if d.get("status") != "offline")
+    if on_duty != state.get("on_duty"):
+        out["on_duty"] = str(on_duty)
+    state.update(news)
+    state["on_duty"] = on_duty
+    out["state"] = state
+    return out
+
+
+ALERT_OUTPUTS = {
+    "alarms": Output(ids.WALL_ALARMS, "data"),
     "open_gas": Output(ids.kpi_value(ids.KPI_OPEN_GAS), "children"),
     "ticker": Output(ids.WALL_TICKER, "children"),
     "takeover": Output(ids.WALL_TAKEOVER, "data"),
     "card": Output(ids.WALL_TAKEOVER_CARD, "children"),
     "card_class": Output(ids.WALL_TAKEOVER_CARD, "className"),
     "side": Output(ids.WALL_ALERT_LIST, "children"),
-    "state": Output(ids.WALL_STATE, "data"),
+    "state": Output(ids.WALL_ALERT_STATE, "data"),
 }
 
 
-@cb.callback(output=FAST_OUTPUTS,
+@cb.callback(output=ALERT_OUTPUTS,
              inputs={"n": Input(ids.WALL_TICK, "n_intervals"), "push": Input(ids.WALL_PUSH, "data")},
-             state={"state": State(ids.WALL_STATE, "data"), "order": State(ids.WALL_ORDER, "data"),
-                    "zoom": State(ids.WALL_MAP, "zoom"), "bounds": State(ids.WALL_MAP, "bounds")})
-def wall_tick(n, state, order, push=None, zoom=None, bounds=None):
-    """The 1 s poll, and at once on an alert event pushed to the page: nothing
-    (204) when nothing changed, else only the parts that did."""
+             state={"state": State(ids.WALL_ALERT_STATE, "data")})
+def wall_alerts(n, state, push=None):
+    """The alarms, their KPI, list and ticker, and the takeover: on the 1 s poll, and at
+    once on an alert event pushed to the page; nothing (204) when nothing changed, else
+    only the parts that did."""
     ctx = web()
     state = dict(state or {})
     now = time.time()
     version = ctx.live.version()
-    p = principal()
-    lang_ = lang()
-    # Cheap exit: the live version is bumped by every fix, sensor state and alert
-    # change (AlertStore.notify), so an unchanged version means nothing to send,
-    # unless a periodic redraw or the staleness check is due.
-    # (The layout draws the inspectors but not the alarms and KPIs: no alarm_fp yet.)
-    quiet = (version == state.get("v") and order is not None and "alarm_fp" in state
-             and not layers.roll_due(state, now) and not layers.view_left(state, zoom, bounds)
-             and (state.get("take_next") is None or now < state["take_next"])  # the takeover's next step
-             and now - (state.get("t") or 0) < layers.STALE_S / 4)
-    if quiet:
+    # Cheap exit: the live version is bumped by every alert change (AlertStore.notify),
+    # so an unchanged version means nothing to send, unless the takeover's next step is due.
+    if (version == state.get("v") and "alarm_fp" in state
+            and (state.get("take_next") is None or now < state["take_next"])):
         raise PreventUpdate
-    alerts = active_alerts(p)
-    afp = alerts_fingerprint(alerts)
+    alarms = active_alerts(principal())
     snap = ctx.snapshot()
     c = city()
-    out = dict.fromkeys(FAST_OUTPUTS, no_update)
-    # Run by a pushed alert event: the alerts only, at once; the inspectors wait
-    # for the next poll (their version stays as drawn, so it catches up).
-    pushed = triggered()[0] == ids.WALL_PUSH
-    news: dict = {}
-    on_duty = state.get("on_duty")
-    if not pushed and (order is None or on_duty is None or now - (state.get("t") or 0) >= INSPECTOR_LAYER_EVERY_S
-                       or layers.view_left(state, zoom, bounds)):
-        rows = snap.inspectors_json()
-        data, new_order, news = layers.inspectors_update(ctx, c, rows, state, order, version, now, lang_,
-                                                         view=(zoom, bounds))
-        out["inspectors"], out["order"] = data, new_order
-        on_duty = sum(1 for d in rows if d.get("status") != "offline")
-        if on_duty != state.get("on_duty"):
-            out["on_duty"] = str(on_duty)
-    alarms = alerts
+    lang_ = lang()
+    out = dict.fromkeys(ALERT_OUTPUTS, no_update)
     gas = [a for a in alarms if a.get("type") == "gas_alarm"]
     alarm_fp = alerts_fingerprint(alarms) + f":{lang_}"
     # The takeover: each critical gas alarm nobody acknowledged in turn, most urgent
@@ -549,10 +572,8 @@ def wall_tick(n, state, order, push=None, zoom=None, bounds=None):
             out["takeover"] = {"id": str(take.get("id")), "lat": lat, "lon": lon, "label": name}
         else:
             out["takeover"] = None
-    state.update(news)
-    state.update({"afp": afp, "alarm_fp": alarm_fp, "on_duty": on_duty, "take_ids": take_ids,
-                  "take": take_state, "take_phase": phase,
-                  "take_next": take_next if math.isfinite(take_next) else None})
+    state.update({"v": version, "alarm_fp": alarm_fp, "take_ids": take_ids, "take": take_state,
+                  "take_phase": phase, "take_next": take_next if math.isfinite(take_next) else None})
     out["state"] = state
     return out
 

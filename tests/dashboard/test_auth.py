@@ -36,7 +36,7 @@ def test_dash_endpoints_need_a_login(web, path):
 
 def test_callbacks_need_a_login(web):
     _ctx, server, _app, _users = web
-    body = webkit.callback_body(webkit.key_of(server, "wall", "wall_tick"),
+    body = webkit.callback_body(webkit.key_of(server, "wall", "wall_alerts"),
                                 [{"id": "wall-tick", "property": "n_intervals", "value": 1}])
     assert webkit.call_callback(server.test_client(), body, csrf=None).status_code == 401
 

@@ -49,13 +49,13 @@ def test_queue_is_sorted_by_severity_then_age(city_live):
     warn = webkit.open_alert(ctx, sensor_id="S2", severity="warning", lel=25, at=now - 600)
     crit = webkit.open_alert(ctx, sensor_id="S1", severity="critical", at=now - 10)
     with webkit.as_user(server, users["dispatcher"]):
-        out = dispatch.dispatch_tick(1, 0, None, {}, None)
+        out = dispatch.dispatch_tick(1, 0, None, {})
     text = text_of(out["queue"])
     assert text.index(f"queue-row-{crit}") < text.index(f"queue-row-{warn}")
     assert "深圳市龙华区老王餐饮店" in text
     # Nothing changed: 204.
     with webkit.as_user(server, users["dispatcher"]), pytest.raises(PreventUpdate):
-        dispatch.dispatch_tick(2, 0, None, out["state"], out["order"])
+        dispatch.dispatch_tick(2, 0, None, out["state"])
 
 
 def test_a_long_queue_shows_the_most_urgent_and_counts_the_rest(city_live):
@@ -132,7 +132,7 @@ def test_the_queue_buttons_carry_commands_the_server_carries_out(city_live):
     ctx, server, users = city_live
     alert_id = webkit.open_alert(ctx, sensor_id="S1")
     with webkit.as_user(server, users["dispatcher"]):
-        out = dispatch.dispatch_tick(1, 0, None, {}, None)
+        out = dispatch.dispatch_tick(1, 0, None, {})
         found = buttons_of(out["queue"])
         ack = [(store, value) for store, value, text in found if text == "确认"]
         assert ack == [(ids.DISPATCH_COMMAND, {"type": ids.ALERT_ACTION_TYPE, "alert": alert_id, "action": "ack",
@@ -181,7 +181,7 @@ def test_duplicate_panel_reassigns_in_one_click(city_live):
     alert_id = webkit.open_alert(ctx, "duplicate_visit", enterprise_id="E2", inspector_id="I2", severity="info",
                                  lel=None)
     with webkit.as_user(server, users["dispatcher"]):
-        out = dispatch.dispatch_tick(1, 0, None, {}, None)
+        out = dispatch.dispatch_tick(1, 0, None, {})
         assert ids.REASSIGN_TYPE in text_of(out["duplicates"])
         ok, msg = dispatch.perform({"type": ids.REASSIGN_TYPE, "alert": alert_id}, users["dispatcher"])
     assert ok, msg
@@ -214,7 +214,7 @@ def test_inspector_list_shows_status_and_current_task(city_live):
     alert_id = webkit.open_alert(ctx, sensor_id="S1")
     ctx.alerts.act(alert_id, "assign", users["dispatcher"], assignee_id="I1")
     with webkit.as_user(server, users["dispatcher"]):
-        out = dispatch.dispatch_tick(1, 0, None, {}, None)
+        out = dispatch.dispatch_inspectors(1, None, {}, None)
     text = text_of(out["inspector_list"])
     assert "执行任务" in text and "燃气报警: 深圳市龙华区老王餐饮店" in text
 

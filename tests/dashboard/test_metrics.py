@@ -68,8 +68,8 @@ def test_metrics_report_the_shared_figures(web, client_as):
 
 def test_callback_times_are_a_histogram_per_callback(web, client_as):
     ctx, _server, _app, _users = web
-    ctx.metrics.observe_callback("wall.wall_tick", 0.03)
-    ctx.metrics.observe_callback("wall.wall_tick", 0.2)
+    ctx.metrics.observe_callback("wall.wall_alerts", 0.03)
+    ctx.metrics.observe_callback("wall.wall_alerts", 0.2)
     ctx.metrics.observe_callback("dispatch.dispatch_tick", 7.0)
     h = scrape(client_as("dispatcher"))["anjian_web_callback_seconds"]
 
@@ -77,12 +77,12 @@ def test_callback_times_are_a_histogram_per_callback(web, client_as):
         labels = {"callback": callback} | ({"le": le} if le else {})
         return h[(f"anjian_web_callback_seconds{suffix}", tuple(sorted(labels.items())))]
 
-    assert sample("_bucket", "wall.wall_tick", "0.025") == 0
-    assert sample("_bucket", "wall.wall_tick", "0.05") == 1
-    assert sample("_bucket", "wall.wall_tick", "0.25") == 2
-    assert sample("_bucket", "wall.wall_tick", "+Inf") == 2
-    assert sample("_count", "wall.wall_tick") == 2
-    assert abs(sample("_sum", "wall.wall_tick") - 0.23) < 1e-9
+    assert sample("_bucket", "wall.wall_alerts", "0.025") == 0
+    assert sample("_bucket", "wall.wall_alerts", "0.05") == 1
+    assert sample("_bucket", "wall.wall_alerts", "0.25") == 2
+    assert sample("_bucket", "wall.wall_alerts", "+Inf") == 2
+    assert sample("_count", "wall.wall_alerts") == 2
+    assert abs(sample("_sum", "wall.wall_alerts") - 0.23) < 1e-9
     assert sample("_bucket", "dispatch.dispatch_tick", "5.0") == 0
     assert sample("_bucket", "dispatch.dispatch_tick", "10.0") == 1
     assert sample("_count", "dispatch.dispatch_tick") == 1

@@ -70,17 +70,26 @@ def test_an_odd_stored_time_answers_200_everywhere_and_is_logged(web, client_as,
     assert inspectors.status_code == 200, inspectors.get_data(as_text=True)[:300]
 
     wall_client = client_as("wall")
-    body = _body(server, "wall", "wall_tick", wall.FAST_OUTPUTS,
-                 [(ids.WALL_TICK, "n_intervals", 1), (ids.WALL_PUSH, "data", None),
-                  (ids.WALL_STATE, "data", None), (ids.WALL_ORDER, "data", None),
+    body = _body(server, "wall", "wall_inspectors", wall.INSPECTOR_OUTPUTS,
+                 [(ids.WALL_TICK, "n_intervals", 1), (ids.WALL_STATE, "data", None), (ids.WALL_ORDER, "data", None),
                   (ids.WALL_MAP, "zoom", 12), (ids.WALL_MAP, "bounds", [[22.6, 113.9], [22.8, 114.1]])])
+    resp = webkit.call_callback(wall_client, body)
+    assert resp.status_code == 200, resp.get_data(as_text=True)[:300]
+    body = _body(server, "wall", "wall_alerts", wall.ALERT_OUTPUTS,
+                 [(ids.WALL_TICK, "n_intervals", 1), (ids.WALL_PUSH, "data", None),
+                  (ids.WALL_ALERT_STATE, "data", None)])
     resp = webkit.call_callback(wall_client, body)
     assert resp.status_code == 200, resp.get_data(as_text=True)[:300]
 
     body = _body(server, "dispatch", "dispatch_tick", dispatch.TICK_OUTPUTS,
                  [(ids.DISPATCH_TICK, "n_intervals", 1), (ids.DISPATCH_ACTION_DONE, "data", None),
                   (ids.DISPATCH_SELECTED, "data", None), (ids.DISPATCH_PUSH, "data", None),
-                  (ids.DISPATCH_STATE, "data", None), (ids.DISPATCH_ORDER, "data", None),
+                  (ids.DISPATCH_STATE, "data", None)])
+    resp = webkit.call_callback(api, body)
+    assert resp.status_code == 200, resp.get_data(as_text=True)[:300]
+    body = _body(server, "dispatch", "dispatch_inspectors", dispatch.INSPECTOR_OUTPUTS,
+                 [(ids.DISPATCH_TICK, "n_intervals", 1), (ids.DISPATCH_AFP, "data", None),
+                  (ids.DISPATCH_INSPECTOR_STATE, "data", None), (ids.DISPATCH_ORDER, "data", None),
                   (ids.DISPATCH_MAP, "zoom", 12), (ids.DISPATCH_MAP, "bounds", [[22.6, 113.9], [22.8, 114.1]])])
     resp = webkit.call_callback(api, body)
     assert resp.status_code == 200, resp.get_data(as_text=True)[:300]

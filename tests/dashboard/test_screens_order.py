@@ -46,7 +46,7 @@ def test_the_dispatcher_queue_shows_a_new_critical_alarm_above_acknowledged_ones
     ctx, server, _app, users = web
     expected = _five_alerts(ctx)
     with webkit.as_user(server, users["dispatcher"]):
-        out = dispatch.dispatch_tick(1, 0, None, {}, None)
+        out = dispatch.dispatch_tick(1, 0, None, {})
     html = out["queue"]
     rows = [html.index(f'id="queue-row-{a}"') for a in expected if f'id="queue-row-{a}"' in html]
     assert len(rows) == len(expected) and rows == sorted(rows)
@@ -82,13 +82,13 @@ def test_a_dispatched_gas_alarm_stays_in_the_queue_under_a_wave_of_notices(web):
     notices = [webkit.open_alert(ctx, "inspector_offline", inspector_id="I1", severity="info", lel=None,
                                  at=now - k) for k in range(dispatch.QUEUE_MAX + 10)]
     with webkit.as_user(server, users["dispatcher"]):
-        html = dispatch.dispatch_tick(1, 0, None, {}, None)["queue"]
+        html = dispatch.dispatch_tick(1, 0, None, {})["queue"]
         drawn = [int(m) for m in re.findall(r'id="queue-row-(\d+)"', html)]
         assert drawn[:dispatch.QUEUE_MAX] == notices[:dispatch.QUEUE_MAX]  # the one order, first
         assert drawn[dispatch.QUEUE_MAX:] == [gas]  # and the gas alarm after them, not lost
         assert "另有 10 条" in html  # the notices not drawn are counted
         # The selected alert is drawn too, wherever it sorts.
-        html = dispatch.dispatch_tick(2, 0, notices[-1], {}, None)["queue"]
+        html = dispatch.dispatch_tick(2, 0, notices[-1], {})["queue"]
         assert f'id="queue-row-{notices[-1]}"' in html and "另有 9 条" in html
 
 
@@ -254,7 +254,7 @@ def test_the_wall_takes_over_with_the_newest_critical_alarm_and_labels_it(web):
 
     def tick(state=None, order=None):
         with webkit.as_user(server, users["wall"]):
-            return wall.wall_tick(1, state or {}, order)
+            return webkit.wall_polls(state, order)
 
     out = tick()
     # The most urgent first: the newest, not the one that has held the wall for 15 minutes.
@@ -267,11 +267,11 @@ def test_the_wall_takes_over_with_the_newest_critical_alarm_and_labels_it(web):
     dwell, overview = ctx.settings.wall_takeover_dwell_s, ctx.settings.wall_overview_s
 
     def after(prev, seconds):
-        state = dict(prev["state"])
-        state["take"] = {k: (v - seconds if k in ("cur_at", "hold_at", "ov_at") else v)
-                         for k, v in state["take"].items()}
-        state["take_next"] = 0  # due: the poll looks again
-        return tick(state, out["order"])
+        alerts = dict(prev["state"]["alerts"])
+        alerts["take"] = {k: (v - seconds if k in ("cur_at", "hold_at", "ov_at") else v)
+                          for k, v in alerts["take"].items()}
+        alerts["take_next"] = 0  # due: the poll looks again
+        return tick(dict(prev["state"], alerts=alerts), out["order"])
 
     nxt = after(out, dwell + 1)
     assert nxt["takeover"]["id"] == str(older) and nxt["takeover"]["label"].startswith("紧急报警 2/2")

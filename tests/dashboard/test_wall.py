@@ -26,12 +26,12 @@ def fed(web):
 
 def tick(server, principal, state=None, order=None, lang="zh-CN"):
     with webkit.as_user(server, principal, lang):
-        return wall.wall_tick(1, state or {}, order)
+        return webkit.wall_polls(state, order)
 
 
 def later(state: dict) -> dict:
     """The wall's state as the next poll after the inspector layer's interval sees it."""
-    return dict(state, t=state["t"] - wall.INSPECTOR_LAYER_EVERY_S)
+    return dict(state, inspectors=dict(state["inspectors"], t=state["inspectors"]["t"] - wall.INSPECTOR_LAYER_EVERY_S))
 
 
 def test_first_tick_draws_everything_then_nothing_until_something_changes(fed):
@@ -241,12 +241,13 @@ def test_stale_inspectors_are_patched_without_a_version_bump(fed):
     """A fix that ages past the offline limit bumps no version; the poll still patches it."""
     ctx, server, users, info, now = fed
     first = tick(server, users["wall"])
-    state = dict(first["state"], t=now - 3600)  # the last poll was long ago
+    drawn = first["state"]["inspectors"]
+    state = dict(drawn, t=now - 3600)  # the last poll was long ago
     aged = [dict(d, last_fix_ts=now - layers.STALE_S - 1, status="offline") for d in ctx.snapshot().inspectors_json()]
     with webkit.as_user(server, users["wall"]):
         from dashboard.pages.common import city
 
-        data, order, _news = layers.inspectors_update(ctx, city(), aged, state, first["order"], first["state"]["v"],
+        data, order, _news = layers.inspectors_update(ctx, city(), aged, state, first["order"], drawn["v"],
                                                       now, "zh-CN")
     ops = data.to_plotly_json()["operations"]
     assert len(ops) == len(info["inspectors"]) and order is no_update
@@ -281,7 +282,7 @@ def test_the_page_arrives_with_the_inspectors_drawn_and_the_first_poll_sends_no_
         page = wall.build(users["wall"], "zh-CN")
     layer = webkit.find(page, "wall-inspectors")
     order = webkit.find(page, "wall-order").data
-    state = webkit.find(page, "wall-state").data
+    state = {"inspectors": webkit.find(page, "wall-state").data, "alerts": webkit.find(page, "wall-alert-state").data}
     assert [f["id"] for f in layer.data["features"]] == order == sorted(info["inspectors"])
     out = tick(server, users["wall"], state, order)
     assert out["inspectors"] is no_update and out["order"] is no_update
@@ -432,12 +433,12 @@ def test_the_wall_and_console_ticks_draw_cells_past_the_limit(fed, monkeypatch):
     from dashboard.pages import dispatch
 
     with webkit.as_user(server, users["dispatcher"]):
-        out = dispatch.dispatch_tick(1, 0, None, {}, None, zoom=12, bounds=WHOLE)
+        out = dispatch.dispatch_inspectors(1, None, {}, None, zoom=12, bounds=WHOLE)
     assert sum(f["properties"]["k"] for f in out["inspectors"]["features"]) == 2
     names = {iid: name for iid, (name, _u, _un) in ctx.registry().inspectors.items()}
     assert all(names[i] in out["inspector_list"] for i in info["inspectors"])
     with webkit.as_user(server, users["wall"]):
-        out = wall.wall_tick(1, {}, None, zoom=12, bounds=WHOLE)
+        out = wall.wall_inspectors(1, {}, None, zoom=12, bounds=WHOLE)
     assert sum(f["properties"]["k"] for f in out["inspectors"]["features"]) == 2
     assert out["state"]["mode"] == "cells"
 

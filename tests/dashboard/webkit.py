@@ -131,6 +131,34 @@ class ServerThread:
 # --- a few minutes of a city, written through the real live-state and history writers ---------
 
 
+def wall_polls(state: dict | None = None, order=None, zoom=None, bounds=None) -> dict:
+    """The wall's two 1 s polls, as its timer calls them (inside ``as_user``): the
+    inspectors' and the alerts' outputs in one dict, their states under "state" as
+    {"inspectors": ..., "alerts": ...} (a poll with nothing to send leaves its own as
+    it was); PreventUpdate when neither had anything."""
+    from dash import no_update
+    from dash.exceptions import PreventUpdate
+
+    from dashboard.pages import wall
+
+    state = state or {}
+    out: dict = {}
+    states, quiet = {}, 0
+    for name, fn, outputs, args in (("inspectors", wall.wall_inspectors, wall.INSPECTOR_OUTPUTS, (order, zoom, bounds)),
+                                    ("alerts", wall.wall_alerts, wall.ALERT_OUTPUTS, ())):
+        try:
+            got = fn(1, state.get(name) or {}, *args)
+        except PreventUpdate:
+            quiet += 1
+            got = dict(dict.fromkeys(outputs, no_update), state=state.get(name) or {})
+        states[name] = got.pop("state")
+        out.update(got)
+    if quiet == 2:
+        raise PreventUpdate
+    out["state"] = states
+    return out
+
+
 def _visit_row(enterprise_id, inspector_id, unit_id, start, end, duplicate_of) -> dict:
     """A visits row as the geo engine writes it (with its stay key, when the schema has one)."""
     from data.models import Visit
