@@ -352,6 +352,17 @@ def start_background(settings, services, stop: threading.Event, *, simulate: boo
         hazards = LiveDemoHazards(services.engine, settings, stop)
         hazards.start()
         threads.append(hazards)
+        if settings.sim_duty_dispatcher:  # the alarms nobody took are answered (data/demo_alerts.py)
+            from alerts.escalation import Ladder
+            from data.alert_store import AlertStore
+            from data.demo_alerts import DutyDispatcher
+            from data.live import LiveState
+
+            store = AlertStore(services.engine, LiveState(services.redis(), settings.redis_prefix),
+                               Ladder.from_settings(settings), mqtt_prefix=settings.mqtt_prefix)
+            duty = DutyDispatcher(services.engine, store, stop, seed=settings.sim_seed + 23)
+            duty.start()
+            threads.append(duty)
     return threads
 
 

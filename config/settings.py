@@ -383,6 +383,10 @@ class Settings(BaseSettings):
     sim_alarm_rate_per_h: float = _field(
         6.0, "Gas alarms per simulated hour across the driven sensors."
     )
+    sim_duty_dispatcher: bool = _field(
+        True, "In the all-in-one demo, a simulated duty dispatcher answers the alarms and detector notices "
+        "nobody took within a few real minutes (data/demo_alerts.py); false leaves them all to people."
+    )
     sim_fault_rate_per_h: float = _field(
         2.0, "Sensor faults per simulated hour across the driven sensors."
     )
