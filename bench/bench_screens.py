@@ -17,6 +17,10 @@ chromium at 1920x1080:
   Dash callback answer the wall receives, summed per 1 s fast tick (the slow
   15 s tick lands in one of them); median, p95 and max; as decoded, and as
   sent on the wire (gzip, ``dashboard/server.py``);
+- **the inspectors kept up**: in the same seconds, and on the wall and the console
+  while the alarms below come, how often the page redrew its inspector layer
+  (each answer it applied; Dash drops an answer when the same callback is called
+  again first), and the longest time without;
 - **server time per callback**: the ``Server-Timing`` header each callback
   answer carries (the callback's own time, measured in the web process);
   median per callback and over all answers;
@@ -256,6 +260,28 @@ def first_renders(browser, url: str, n: int) -> list[float]:
     return out
 
 
+# Each redraw of the wall's inspector layer (dash-leaflet adds every marker again when
+# its data changes), in window.__inspDraws as Date.now(): the answers the page applied,
+# not those Dash dropped (a callback called again before it answered).
+INSPECTOR_DRAWS_JS = """(() => {
+  window.__inspDraws = [];
+  let L_;
+  Object.defineProperty(window, 'L', {configurable: true, get() { return L_; }, set(v) {
+    L_ = v;
+    try {
+      v.Map.addInitHook(function () {
+        this.on('layeradd', (e) => {
+          const p = e.layer && e.layer.feature && e.layer.feature.properties;
+          if (!p || !p.id || p.s === undefined) return;
+          const d = window.__inspDraws, now = Date.now();
+          if (!d.length || now - d[d.length - 1] > 300) d.push(now);
+        });
+      });
+    } catch (e) {}
+  }});
+})();"""
+
+
 def steady_state(browser, url: str, seconds: float) -> tuple:
     """(bytes per 1 s window, the same on the wire, server ms per callback name,
     answer sizes, bytes per callback name) of one wall left alone.  "Bytes" are
@@ -275,17 +301,23 @@ def steady_state(browser, url: str, seconds: float) -> tuple:
             size = wire = 0
         answers.append((time.monotonic(), size, wire, m.group(1) if m else "?", float(m.group(2)) if m else -1))
 
-    scr = Screen(browser, url).login("wall-b", "/wall")
+    scr = Screen(browser, url)
+    scr.context.add_init_script(INSPECTOR_DRAWS_JS)
+    scr.login("wall-b", "/wall")
     try:
         scr.page.wait_for_function(WALL_READY_JS, polling=50, timeout=60_000)
         time.sleep(3)  # past the first full draw: only the steady ticks count
         scr.page.on("response", on_response)
         t0 = time.monotonic()
+        page_t0 = scr.page.evaluate("Date.now()")
         while time.monotonic() - t0 < seconds:
             scr.page.wait_for_timeout(500)
         scr.page.remove_listener("response", on_response)
+        page_t1 = scr.page.evaluate("Date.now()")
+        draws = [d for d in scr.page.evaluate("window.__inspDraws || []") if page_t0 <= d <= page_t1]
     finally:
         scr.close()
+    gaps = [(b - a) / 1000 for a, b in zip([page_t0, *draws], [*draws, page_t1])]
     windows = [0] * int(seconds)
     wire_windows = [0] * int(seconds)
     timings: dict[str, list[float]] = defaultdict(list)
@@ -298,7 +330,7 @@ def steady_state(browser, url: str, seconds: float) -> tuple:
             wire_windows[k] += wire
         if ms >= 0:
             timings[name].append(ms)
-    return windows, wire_windows, timings, [a[1] for a in answers], volume
+    return windows, wire_windows, timings, [a[1] for a in answers], volume, (len(draws), max(gaps))
 
 
 def profile_summary(profile: dict, top: int = 14) -> list[str]:
@@ -360,8 +392,11 @@ def alarm_latencies(browser, system: System, n: int, profile_dir: Path | None = 
             used.add(name)
         if len(picked) == n:
             break
-    wall = Screen(browser, system.url).login("wall-b", "/wall")
-    disp = Screen(browser, system.url).login("disp-b", "/dispatch")
+    wall, disp = Screen(browser, system.url), Screen(browser, system.url)
+    for scr in (wall, disp):
+        scr.context.add_init_script(INSPECTOR_DRAWS_JS)
+    wall.login("wall-b", "/wall")
+    disp.login("disp-b", "/dispatch")
     try:
         wall.page.wait_for_function(WALL_READY_JS, polling=50, timeout=60_000)
         disp.page.wait_for_selector("#dispatch-queue", timeout=60_000)
@@ -381,6 +416,7 @@ def alarm_latencies(browser, system: System, n: int, profile_dir: Path | None = 
         import random
 
         rng = random.Random(5)
+        began = {where: scr.page.evaluate("Date.now()") for where, scr in (("wall", wall), ("dispatch", disp))}
         with Publisher(MQTT) as pub:
             for sid, name in picked:
                 for scr in (wall, disp):
@@ -423,6 +459,11 @@ def alarm_latencies(browser, system: System, n: int, profile_dir: Path | None = 
         for where, scr in (("wall", wall), ("dispatch", disp)):
             longs = scr.page.evaluate("window.__long || []")
             out[f"{where}_longtasks"] = longs
+            # The inspector layer's redraws while the alarms' events came (see steady_state).
+            t0, t1 = began[where], scr.page.evaluate("Date.now()")
+            draws = [d for d in scr.page.evaluate("window.__inspDraws || []") if t0 <= d <= t1]
+            gaps = [(b - a) / 1000 for a, b in zip([t0, *draws], [*draws, t1])]
+            out[f"{where}_draws"] = [len(draws), max(gaps), (t1 - t0) / 1000]
         for where, session in cdp.items():
             profile = session.send("Profiler.stop")["profile"]
             (profile_dir / f"{where}.cpuprofile").write_text(json.dumps(profile))
@@ -461,7 +502,7 @@ def main() -> None:
             browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
             renders = first_renders(browser, system.url, args.renders)
             print(f"first renders (ms): {[round(r) for r in renders]}", flush=True)
-            windows, wire, timings, sizes, volume = steady_state(browser, system.url, args.steady_s)
+            windows, wire, timings, sizes, volume, (draws, gap) = steady_state(browser, system.url, args.steady_s)
             print(f"bytes per 1 s window: {windows}", flush=True)
             print(f"bytes per callback: { {k: v for k, v in sorted(volume.items())} }", flush=True)
             if args.profile_pages:
@@ -485,6 +526,8 @@ def main() -> None:
           f"(target <= 100 KB)")
     print(f"  the same on the wire (gzip): median {statistics.median(wire) / 1024:.1f} KB, "
           f"p95 {pct(wire, 95) / 1024:.1f} KB, max {max(wire) / 1024:.1f} KB")
+    print(f"the wall's inspector layer redrawn {draws} times in {len(windows)} s (it is due every "
+          f"3 s while inspectors move), the longest time without a redraw {gap:.1f} s")
     every = [ms for v in timings.values() for ms in v]
     print(f"server time per callback over {len(every)} answers: median {statistics.median(every):.1f} ms, "
           f"p95 {pct(every, 95):.1f} ms (target median <= 100 ms)")
@@ -495,7 +538,7 @@ def main() -> None:
     for name, (n, ms) in sorted(means.items()):
         print(f"  {name:<28} n={n:<5} mean {ms:7.1f} ms")
     for where, v in lat.items():
-        if "_push" in where or "_longtasks" in where or "_full" in where:
+        if "_push" in where or "_longtasks" in where or "_full" in where or "_draws" in where:
             continue
         if not v:
             print(f"alarm latency, MQTT publish -> {where} DOM: no alarm shown ({missed[where]} missed)")
@@ -509,6 +552,9 @@ def main() -> None:
                   f"p95 {pct(full, 95):.0f} ms; first seen from the event's row for "
                   f"{sum(1 for a, b in zip(v, full) if b - a > 1)} of {len(full)}")
     for page in ("wall", "dispatch"):
+        n, gap, secs = lat[f"{page}_draws"]
+        print(f"  {page}: the inspector layer redrawn {n} times in the {secs:.0f} s of the alarms (due every "
+              f"{3 if page == 'wall' else 4} s while inspectors move), the longest time without a redraw {gap:.1f} s")
         longs = lat.get(f"{page}_longtasks") or []
         if longs:
             print(f"  {page} page main thread during the alarms: {len(longs)} tasks over 50 ms, "
