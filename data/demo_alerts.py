@@ -1,8 +1,8 @@
 """The demo's duty dispatcher: the alarms and detector notices nobody took are answered.
 
 The simulator opens a gas alarm about once a real minute (``sim_alarm_rate_per_h`` 6 a
-simulated hour, at ``sim_speedup`` 10) and a detector fault or an offline detector about
-every 90 s.  In a city people answer them; in the demo nobody did, so they piled up: a
+simulated hour, at ``sim_speedup`` 10), a detector fault or an offline detector about
+every 90 s, and an offline-inspector alert whenever a simulated phone falls silent.  In a city people answer them; in the demo nobody did, so they piled up: a
 screen tour counted 36-38 open gas alarms, and the wall's takeover went round all of
 them.  Here a duty dispatcher of the simulated city (an account of its own,
 ``demo-duty``, "值班调度（模拟）", with no password: nobody logs in as it) answers what
@@ -13,7 +13,9 @@ to take an alarm first and sees the escalation ladder fire meanwhile:
   alarm is sent to an inspector of its street's office in the same step;
 - ``RESOLVE_AFTER_S`` later, once its reading is back to normal, it is resolved with an
   outcome that fits (a critical gas alarm ``leak_handled``, a warning ``false_alarm``;
-  a fault ``repaired``; an offline detector ``back_online``).
+  a fault ``repaired``; an offline detector ``back_online``); an offline inspector's
+  phone, ``back_online`` if it was heard again, else ``off_duty`` (the simulated
+  inspectors' shifts end: 16 such alerts opened in the demo's first five minutes).
 
 An alert a person acted on meanwhile (its state or its assignee not what the duty
 dispatcher left) is left to that person.  Every step goes through ``AlertStore.act``,
@@ -32,7 +34,7 @@ import numpy as np
 from sqlalchemy import select
 from sqlalchemy.engine import Engine
 
-from alerts.model import GAS_ALARM, SENSOR_FAULT, SENSOR_OFFLINE
+from alerts.model import GAS_ALARM, INSPECTOR_OFFLINE, SENSOR_FAULT, SENSOR_OFFLINE
 from data.auth import Principal
 
 log = logging.getLogger(__name__)
@@ -47,8 +49,8 @@ RESOLVE_AFTER_S = (300.0, 900.0)
 # and left alone after GIVE_UP_S.
 RETRY_S = 60.0
 GIVE_UP_S = 3600.0
-OUTCOME = {SENSOR_FAULT: "repaired", SENSOR_OFFLINE: "back_online"}
-ANSWERED = (GAS_ALARM, SENSOR_FAULT, SENSOR_OFFLINE)
+OUTCOME = {SENSOR_FAULT: "repaired", SENSOR_OFFLINE: "back_online", INSPECTOR_OFFLINE: "back_online"}
+ANSWERED = (GAS_ALARM, SENSOR_FAULT, SENSOR_OFFLINE, INSPECTOR_OFFLINE)
 
 
 def gas_outcome(alert: dict) -> str:
@@ -108,10 +110,12 @@ class DutyDispatcher(threading.Thread):
                     done["acknowledged"] += 1
                     self.due[aid] = [now + float(self.rng.uniform(*RESOLVE_AFTER_S)), "resolve",
                                      (after["state"], after.get("assignee_id")), give_up]
-                elif a.get("returned_to_normal_at") is None:
+                elif a.get("returned_to_normal_at") is None and a["type"] != INSPECTOR_OFFLINE:
                     self.due[aid][0] = now + RETRY_S  # still alarming, still offline: not yet
                 else:
-                    outcome = gas_outcome(a) if a["type"] == GAS_ALARM else OUTCOME[a["type"]]
+                    # An inspector still silent was rung up: gone off duty.
+                    outcome = (gas_outcome(a) if a["type"] == GAS_ALARM
+                               else "off_duty" if a.get("returned_to_normal_at") is None else OUTCOME[a["type"]])
                     self.store.act(aid, "resolve", self.me, outcome=outcome, at=now)
                     done["resolved"] += 1
                     del self.due[aid]

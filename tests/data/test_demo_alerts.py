@@ -10,7 +10,7 @@ from sqlalchemy import update
 
 from alerts.escalation import Ladder
 from alerts.lifecycle import new_alert
-from alerts.model import sensor_subject
+from alerts.model import INSPECTOR_OFFLINE, inspector_subject, sensor_subject
 from data import audit, demo_alerts
 from data.alert_store import AlertStore
 from data.auth import Principal, display_names
@@ -40,6 +40,12 @@ def test_the_duty_dispatcher_answers_what_nobody_took_and_leaves_what_a_person_d
     fault = _open(store, sqlite_engine, "sensor_fault", "S1", "ST1", "G1", "warning", now - 10)
     low = _open(store, sqlite_engine, "gas_alarm", "S2", "ST2", "G2", "warning", now - 10)
     taken = _open(store, sqlite_engine, "sensor_offline", "S2", "ST2", "G2", "warning", now - 10)
+    phones = {}
+    for iid in ("I1", "I2"):  # two inspectors' phones fall silent
+        alert, rec = new_alert(INSPECTOR_OFFLINE, inspector_subject(iid), severity="warning", at=now - 10,
+                               inspector_id=iid, details={})
+        with sqlite_engine.begin() as conn:
+            phones[iid] = store.insert(conn, alert, rec, now - 10).id
     duty = DutyDispatcher(sqlite_engine, store, threading.Event(), seed=1)
 
     # A person has minutes to take an alarm first; one does.
@@ -47,7 +53,7 @@ def test_the_duty_dispatcher_answers_what_nobody_took_and_leaves_what_a_person_d
     store.act(taken, "ack", PERSON, at=now + 60)
     lo, hi = demo_alerts.ACK_AFTER_S
     assert duty.step(now + lo - 11)["acknowledged"] == 0
-    assert duty.step(now + hi) == {"acknowledged": 3, "resolved": 0, "left": 1}
+    assert duty.step(now + hi) == {"acknowledged": 5, "resolved": 0, "left": 1}
     # A gas alarm goes to an inspector of its street's office (U2, 民治街道安监办: I2); a street
     # without an office's inspectors, to any office's.
     for aid in (gas, low):
@@ -58,9 +64,13 @@ def test_the_duty_dispatcher_answers_what_nobody_took_and_leaves_what_a_person_d
     assert store.get(taken)["history"][-1]["actor"] == "zhoumin"  # left to the person
 
     # Not resolved while the reading is not back to normal; meanwhile a person sends
-    # someone else to the low alarm, which is theirs from then on.
+    # someone else to the low alarm, which is theirs from then on.  An inspector's phone
+    # heard again is back online; one still silent was rung up: gone off duty.
     later = now + hi + demo_alerts.RESOLVE_AFTER_S[1] + 1
-    assert duty.step(later)["resolved"] == 0
+    with sqlite_engine.begin() as conn:
+        conn.execute(update(Alert).where(Alert.id == phones["I2"]).values(returned_to_normal_at=later - 5))
+    assert duty.step(later)["resolved"] == 2
+    assert [store.get(phones[i])["outcome"] for i in ("I1", "I2")] == ["off_duty", "back_online"]
     store.act(low, "assign", PERSON, assignee_id="I1", at=later + 1)
     with sqlite_engine.begin() as conn:  # the detector reads normal again (what the alert engine marks)
         conn.execute(update(Alert).where(Alert.id.in_([gas, fault, low])).values(returned_to_normal_at=later + 2))
