@@ -336,7 +336,8 @@ class CityMap:
     street_bounds: dict  # id -> [[s, w], [n, e]] (display)
     district_bounds: list | None  # [[s, w], [n, e]] (display), None when no streets
     unit_colour: dict
-    unit_names: dict
+    unit_names: dict  # id -> registered name
+    unit_names_en: dict  # id -> English name, for the units that have one
     # enterprises (WGS-84 and display), parallel arrays
     ent_ids: np.ndarray
     ent_names: np.ndarray
@@ -427,6 +428,7 @@ def load_city_map(engine, projector: Projector) -> CityMap:
         streets=feature_collection(street_feats), grids=feature_collection(grid_feats),
         street_names=names, grid_names=grid_names, street_bounds=street_bounds, district_bounds=district,
         unit_colour=unit_colours(u.id for u in units), unit_names={u.id: u.name for u in units},
+        unit_names_en={u.id: u.name_en for u in units if getattr(u, "name_en", None)},
         ent_ids=ids, ent_names=ent_names, ent_risk=risk, ent_lat=lat, ent_lon=lon, ent_x=x, ent_y=y,
     )
 
@@ -521,10 +523,12 @@ def enterprise_layer(city: CityMap, zoom: float | None, bounds, risk_labels: Map
 
 
 def inspector_features(rows: Sequence[Mapping], colours: Sequence[str], projector: Projector,
-                       status_labels: Sequence[str] | None = None) -> list[dict]:
+                       status_labels: Sequence[str] | None = None,
+                       unit_names: Sequence[str] | None = None) -> list[dict]:
     """Inspectors as points (one projection over all of them); with ``status_labels`` each
     carries a hover tooltip (the wall, which nobody hovers, leaves it out: a third of the
-    bytes per update)."""
+    bytes per update), naming the unit by ``unit_names`` (the page's language) or by the
+    row's ``unit_name``."""
     if not rows:
         return []
     xs, ys = projector.lonlat([d["lon"] for d in rows], [d["lat"] for d in rows])
@@ -532,7 +536,8 @@ def inspector_features(rows: Sequence[Mapping], colours: Sequence[str], projecto
     for k, (d, x, y) in enumerate(zip(rows, xs.tolist(), ys.tolist())):
         props = {"id": d["id"], "c": colours[k], "s": d.get("status")}
         if status_labels is not None:
-            tip = f"{esc(d.get('name'))} · {esc(d.get('unit_name'))} · {esc(status_labels[k])}"
+            unit = unit_names[k] if unit_names is not None else d.get("unit_name")
+            tip = f"{esc(d.get('name'))} · {esc(unit)} · {esc(status_labels[k])}"
             if d.get("visiting_enterprise"):
                 tip += f"<br>{esc(d['visiting_enterprise'])}"
             props["tooltip"] = tip

@@ -65,6 +65,7 @@ STREETS: tuple[tuple[str, str, str, tuple[tuple[float, float], ...]], ...] = (
     ("guanlan", "观澜", "Guanlan", ((114.055, 22.730), (114.035, 22.757), (114.080, 22.752))),
 )
 STREET_NAMES = {sid: name for sid, name, _en, _a in STREETS}
+STREET_NAMES_EN = {sid: en for sid, _name, en, _a in STREETS}
 # Relative density of enterprises per km2: 民治 and 龙华 are the old dense
 # commercial centres, 观澜 and 福城 are greener with more open land.
 STREET_DENSITY = {"guanhu": 0.9, "minzhi": 1.5, "longhua": 1.7, "dalang": 1.0, "fucheng": 0.7, "guanlan": 0.7}
@@ -412,20 +413,24 @@ def _split_counts(n: int, shares: np.ndarray) -> np.ndarray:
 
 
 def _make_units(street_ids: list[str]) -> pd.DataFrame:
+    """The district's sections, a safety office per street and three agencies, each with
+    its English name as the English UI shows it (the district's own words left out, as
+    the Chinese UI leaves out the city and district)."""
     rows = [
-        ("U01", f"{DISTRICT_NAME}应急管理局危险化学品安全监督管理科", "district_section", None),
-        ("U02", f"{DISTRICT_NAME}应急管理局工贸行业安全监督管理科", "district_section", None),
-        ("U03", f"{DISTRICT_NAME}应急管理局安全生产执法监察大队", "district_section", None),
+        ("U01", f"{DISTRICT_NAME}应急管理局危险化学品安全监督管理科", "Hazardous Chemicals Section", "district_section", None),
+        ("U02", f"{DISTRICT_NAME}应急管理局工贸行业安全监督管理科", "Industry and Trade Section", "district_section", None),
+        ("U03", f"{DISTRICT_NAME}应急管理局安全生产执法监察大队", "Enforcement Brigade", "district_section", None),
     ]
     for i, sid in enumerate(street_ids):
-        rows.append((f"U{4 + i:02d}", f"{DISTRICT_NAME}{STREET_NAMES[sid]}街道安全生产监督管理办公室", "street_office", sid))
+        rows.append((f"U{4 + i:02d}", f"{DISTRICT_NAME}{STREET_NAMES[sid]}街道安全生产监督管理办公室",
+                     f"{STREET_NAMES_EN[sid]} Safety Office", "street_office", sid))
     n = len(rows)
     rows += [
-        (f"U{n + 1:02d}", "深圳市龙安安全技术服务有限公司", "third_party", None),
-        (f"U{n + 2:02d}", "深圳市鹏安安全生产咨询有限公司", "third_party", None),
-        (f"U{n + 3:02d}", "广东粤华安全评价技术服务有限公司", "third_party", None),
+        (f"U{n + 1:02d}", "深圳市龙安安全技术服务有限公司", "Long'an Safety Technology", "third_party", None),
+        (f"U{n + 2:02d}", "深圳市鹏安安全生产咨询有限公司", "Peng'an Safety Consulting", "third_party", None),
+        (f"U{n + 3:02d}", "广东粤华安全评价技术服务有限公司", "Yuehua Safety Assessment", "third_party", None),
     ]
-    return pd.DataFrame(rows, columns=["id", "name", "kind", "street_id"])
+    return pd.DataFrame(rows, columns=["id", "name", "name_en", "kind", "street_id"])
 
 
 # Inspectors per unit kind: street offices carry most of the field work.

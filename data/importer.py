@@ -82,7 +82,7 @@ UNIT_KIND_VALUES = {
 SPEC: dict[str, dict[str, Any]] = {
     "streets": {"required": ("id", "name"), "optional": ("name_en",), "geometry": "polygon"},
     "grids": {"required": ("id", "name"), "optional": ("street_id", "staff_name", "staff_phone"), "geometry": "polygon"},
-    "units": {"required": ("id", "name", "kind"), "optional": ("street_id",), "geometry": None},
+    "units": {"required": ("id", "name", "kind"), "optional": ("street_id", "name_en"), "geometry": None},
     "inspectors": {"required": ("id", "name", "unit_id"), "optional": ("phone", "owntracks_id"), "geometry": None},
     "enterprises": {
         "required": ("id", "name", "risk"),

@@ -58,6 +58,7 @@ class Unit(Base):
     __tablename__ = "units"
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
     name: Mapped[str] = mapped_column(String(128))
+    name_en: Mapped[str | None] = mapped_column(String(128))  # shown in the English UI
     kind: Mapped[str] = mapped_column(String(32))  # one of UNIT_KINDS
     street_id: Mapped[str | None] = mapped_column(ForeignKey("streets.id"))
 

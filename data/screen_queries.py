@@ -119,11 +119,11 @@ def shared(s: str | None) -> str | None:
 def city_rows(engine) -> tuple[list, list, list, list]:
     """(streets, grids, units, enterprises) rows the city map is drawn from, each ordered by id:
     streets (id, name, name_en, geometry), grids (id, street_id, name, geometry), units
-    (id, name), enterprises (id, name, risk, lat, lon)."""
+    (id, name, name_en), enterprises (id, name, risk, lat, lon)."""
     with engine.connect() as conn:
         streets = conn.execute(select(Street.id, Street.name, Street.name_en, Street.geometry).order_by(Street.id)).all()
         grids = conn.execute(select(Grid.id, Grid.street_id, Grid.name, Grid.geometry).order_by(Grid.id)).all()
-        units = conn.execute(select(Unit.id, Unit.name)).all()
+        units = conn.execute(select(Unit.id, Unit.name, Unit.name_en)).all()
         ents = conn.execute(select(Enterprise.id, Enterprise.name, Enterprise.risk, Enterprise.lat,
                                    Enterprise.lon).order_by(Enterprise.id)).all()
     return streets, grids, units, ents

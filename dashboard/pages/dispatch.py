@@ -30,6 +30,7 @@ from dashboard.i18n import t
 from dashboard.markup import Markup, button, join, tag
 from dashboard.mapkit import (
     ENTERPRISE_PANE,
+    CityMap,
     base_children,
     esc,
     feature_collection,
@@ -218,17 +219,19 @@ def plan_today(lang_: str) -> list:
 
     d = cache().get("plan_today", PLAN_TODAY_TTL_S, read)
     reg = web().registry()
+    c = city()
     rows = []
     for v in d["recent_unplanned"]:
         if len(rows) == PLAN_TODAY_SHOWN:
             break
-        name, _unit, unit_name = reg.inspectors.get(v["inspector_id"]) or (v["inspector_id"], None, v["unit_id"])
+        name, _unit, _unit_name = reg.inspectors.get(v["inspector_id"]) or (v["inspector_id"], None, v["unit_id"])
+        unit_name = layers.unit_name(c, v["unit_id"], lang_, reg.short)
         rows.append(html.Li([
             html.Span(t("dispatch.plan_unplanned", lang_), className="aj-badge aj-unplanned"), " ",
             html.A(reg.short_name(v["enterprise_id"]) or v["enterprise_id"], href=f"/enterprise/{v['enterprise_id']}",
                    className="aj-data", title=reg.enterprise_names.get(v["enterprise_id"])),
-            " · ", html.Span(f"{name}（{reg.short(unit_name)}）" if lang_ == "zh-CN"
-                             else f"{name} ({reg.short(unit_name)})", className="aj-data"),
+            " · ", html.Span(f"{name}（{unit_name}）" if lang_ == "zh-CN" else f"{name} ({unit_name})",
+                             className="aj-data"),
             " · ", fmt_time(v["start_ts"])], className="aj-plan-unplanned", **{"data-visit": str(v["visit_id"])}))
     return [html.P(t("dispatch.plan_today_summary", lang_, n=d["items"], done=d["done"],
                      unplanned=d["unplanned_visits"]), className="aj-plan-summary"),
@@ -379,10 +382,18 @@ def live_badge(stream: dict | None, lang_: str):
 
 
 def inspector_table(rows: list[dict], alerts: list[dict], reg, lang_: str, now: float,
-                    live: dict | None = None) -> Markup:
+                    live: dict | None = None, c: CityMap | None = None) -> Markup:
+    """The console's inspector list; ``c`` names the units in ``lang_`` (without it, the
+    rows' registered unit names)."""
     if not rows:
         return _muted(t("dispatch.inspectors.empty", lang_))
     tasks = {a.get("assignee_id"): a for a in alerts if a.get("assignee_id") and a.get("state") in ("dispatched", "on_scene")}
+
+    def unit_label(d, short=lambda name: name):
+        if c is None:
+            return short(d.get("unit_name")) or ""
+        return layers.unit_name(c, d.get("unit"), lang_, short, d.get("unit_name"))
+
     body = []
 
     def status_of(d):
@@ -400,7 +411,7 @@ def inspector_table(rows: list[dict], alerts: list[dict], reg, lang_: str, now: 
         body.append(tag(
             "tr",
             tag("td", d.get("name"), live_badge((live or {}).get(d["id"]), lang_), class_="aj-data"),
-            tag("td", reg.short(d.get("unit_name")), class_="aj-data aj-clip", title=d.get("unit_name") or ""),
+            tag("td", unit_label(d, reg.short), class_="aj-data aj-clip", title=unit_label(d)),
             tag("td", label("status", st, lang_), class_=f"aj-status-{st}"),
             tag("td", what, class_="aj-data aj-clip", title=what),
             tag("td", fmt_age(now - (d.get("last_fix_ts") or now), lang_), class_="aj-muted"),
@@ -527,7 +538,7 @@ def dispatch_inspectors(n, afp, state, order, zoom=None, bounds=None):
         state.update(news)
     if list_due:  # every inspector's row (20,000 at ten times a city): only when due
         out["inspector_list"] = str(inspector_table(layers.shown_inspectors(rows, now), active_alerts(principal()),
-                                                    snap.reg, lang_, now, StreamStore(ctx.engine).live()))
+                                                    snap.reg, lang_, now, StreamStore(ctx.engine).live(), c))
         state.update({"il_at": now, "list_v": version, "list_afp": afp})
     out["state"] = state
     return out

@@ -31,7 +31,7 @@ from dashboard.mapkit import (
 )
 from dashboard.pages.callbacks import PageCallbacks
 from dashboard.pages.common import city, fmt_time, guarded_layout, header, label, lang, preset, principal, web
-from dashboard.pages.layers import grid_name, without_street
+from dashboard.pages.layers import grid_name, unit_name, without_street
 from data import screen_queries
 from hazards.review import REVIEW_ROLES
 
@@ -123,7 +123,7 @@ def visits_table(rows: list[dict], lang_: str, registered_last: float | None = N
         html.Td([html.A(f"#{v['id']}", href=f"/review/{v['id']}", className="aj-review-link") if review
                  else f"#{v['id']}", " ", fmt_time(v.get("start_ts"), with_date=True)]),
         html.Td(v.get("inspector_name") or v.get("inspector_id"), className="aj-data"),
-        html.Td(v.get("unit_name") or v.get("unit_id"), className="aj-data"),
+        html.Td(unit_name(city(), v.get("unit_id"), lang_, registered=v.get("unit_name")), className="aj-data"),
         html.Td(_fmt_duration((v.get("end_ts") or 0) - (v.get("start_ts") or 0), lang_)),
         html.Td(t("enterprise.duplicate_of", lang_, id=v["duplicate_of"]) if v.get("duplicate_of") else "",
                 className="aj-dup"),

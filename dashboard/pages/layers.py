@@ -77,7 +77,8 @@ def shown_inspectors(snapshot_rows: list[dict], now: float) -> list[dict]:
 def inspector_features(rows: list[dict], city: CityMap, lang_: str, tooltips: bool) -> dict[str, dict]:
     colours = [city.unit_colour.get(d.get("unit"), INSPECTOR_COLOUR) for d in rows]
     labels = [label("status", d.get("status"), lang_) for d in rows] if tooltips else None
-    feats = _inspector_features(rows, colours, city.projector, labels)
+    units = [unit_name(city, d.get("unit"), lang_, registered=d.get("unit_name")) for d in rows] if tooltips else None
+    feats = _inspector_features(rows, colours, city.projector, labels, units)
     return {d["id"]: f for d, f in zip(rows, feats)}
 
 
@@ -273,6 +274,17 @@ def alert_subject(a: dict, reg, city: CityMap, lang_: str, full: bool = False) -
     if a.get("type") == "overdue_inspection" and a.get("street_id"):
         return area_name(a, city, lang_)
     return str(a.get("subject") or a.get("id"))
+
+
+def unit_name(city: CityMap, unit_id: str | None, lang_: str, short=lambda name: name,
+              registered: str | None = None) -> str:
+    """A unit's name in ``lang_``: in English its ``name_en`` where it has one; else its
+    registered name (``registered`` when the caller has it, e.g. from a join), through
+    ``short`` (``Registry.short``: without the city and district all names share)."""
+    if lang_ == "en" and unit_id in city.unit_names_en:
+        return city.unit_names_en[unit_id]
+    name = registered or city.unit_names.get(unit_id)
+    return short(name) if name else (unit_id or "")
 
 
 def area_name(a: dict, city: CityMap, lang_: str) -> str:

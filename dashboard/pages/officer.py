@@ -283,7 +283,9 @@ def officer_tasks(_n):
     tasks = store.day_tasks(p.inspector_id, local_date(now), now)
     if not tasks:
         return [html.H2(t("officer.tasks", lang_)), html.P(t("officer.tasks_none", lang_), className="aj-empty")]
-    return task_list(tasks, dict(store.units()), lang_, web().registry().short)
+    c = city()
+    names = {uid: layers.unit_name(c, uid, lang_, registered=name) for uid, name in store.units()}
+    return task_list(tasks, names, lang_, web().registry().short)
 
 
 # --- the poll --------------------------------------------------------------------------------

@@ -21,6 +21,7 @@ from dash.exceptions import PreventUpdate
 from dashboard import ids
 from dashboard.i18n import t
 from dashboard.mapkit import base_children, map_props, offline_ids, tiles_notice, unit_colours
+from dashboard.pages import layers
 from dashboard.pages.callbacks import PageCallbacks
 from dashboard.pages.common import city, guarded_layout, header, lang, preset, principal, triggered, web
 
@@ -63,7 +64,8 @@ def body(p, lang_: str, week: str):
         conflicts = [c for c in conflicts if mine & set(c["item_ids"])]
     in_conflict = {i for c in conflicts if not c["resolved"] for i in c["item_ids"]}
     days = week_dates(week)
-    unit_names = dict(st.units())
+    c = city()
+    unit_names = {uid: layers.unit_name(c, uid, lang_, registered=name) for uid, name in st.units()}
     # Every item of the week by id, whoever planned it: a collision names the units and days
     # that meet (not the items' numbers).
     where = {i["id"]: (pl["unit_id"], i["date"]) for pl in st.list_plans(week, None) for i in pl["items"]}

@@ -22,7 +22,8 @@ from dashboard import ids
 from dashboard.api_reviews import store
 from dashboard.i18n import t
 from dashboard.pages.callbacks import PageCallbacks
-from dashboard.pages.common import fmt_time, guarded_layout, header, lang, principal
+from dashboard.pages.common import city, fmt_time, guarded_layout, header, lang, principal
+from dashboard.pages.layers import unit_name
 from hazards.review import REASONS, REVIEW_ROLES, VERDICTS, check_review
 
 PATH = "/review/<visit_id>"
@@ -137,7 +138,8 @@ def build(p, lang_: str, visit_id=None, **_):
         html.Dd(html.A(v["enterprise_name"] or v["enterprise_id"], href=f"/enterprise/{v['enterprise_id']}"),
                 className="aj-data"),
         html.Dt(t("review.inspector", lang_)),
-        html.Dd(f"{v['inspector_name'] or v['inspector_id']} · {v['unit_name'] or v['unit_id']}", className="aj-data"),
+        html.Dd(f"{v['inspector_name'] or v['inspector_id']} · "
+                f"{unit_name(city(), v['unit_id'], lang_, registered=v['unit_name'])}", className="aj-data"),
         html.Dt(t("review.when", lang_)),
         html.Dd(f"{fmt_time(v['start_ts'], with_date=True)} – {fmt_time(v['end_ts'])}"),
     ], className="aj-facts")

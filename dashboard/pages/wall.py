@@ -166,8 +166,8 @@ def build(p, lang_: str, **_):
     base_vw = base_font_px(web().settings.wall_viewing_distance_m) / 19.2  # px at 1920 wide -> vw
     reg = web().registry()  # the units without the city and district the title already names
     legend_units = [html.Li([html.Span(className="aj-dot", style={"background": colour}),
-                             html.Span(reg.short(c.unit_names.get(uid, uid)), className="aj-data",
-                                       title=c.unit_names.get(uid, uid))])
+                             html.Span(layers.unit_name(c, uid, lang_, reg.short), className="aj-data",
+                                       title=layers.unit_name(c, uid, lang_))])
                     for uid, colour in sorted(c.unit_colour.items())]
     risk_legend = [html.Li([html.Span(className="aj-dot", style={"background": RISK_HEX[r]}),
                             t(f"risk.{r}", lang_)]) for r in RISK_ORDER]
