@@ -70,7 +70,8 @@ def load_publisher(url: str, prefix: str, ids: list[str], spots: list[tuple[floa
     fixes with a few metres of jitter, then moves to the next.  ``name`` tells
     several such processes apart (their MQTT client ids); ``sent``, a shared
     counter (multiprocessing.Value), is kept at the fixes handed to paho;
-    ``msg_ids`` gives each fix a msg_id, as the phone app does."""
+    ``msg_ids`` gives each fix a msg_id and a ``seq`` (the fix's number), as the phone
+    app does: a fix lost before the ingest shows as a sequence gap (docs/mqtt.md)."""
     import random
     from urllib.parse import urlsplit
 
@@ -99,6 +100,7 @@ def load_publisher(url: str, prefix: str, ids: list[str], spots: list[tuple[floa
         body = {"ts": time.time(), "lat": lat + rnd.gauss(0, 2e-5), "lon": lon + rnd.gauss(0, 2e-5), "acc": 8}
         if msg_ids:
             body["msg_id"] = f"{ids[k]}-{fixes[k]}"
+            body["seq"] = fixes[k]
         c.publish(topics[k], json.dumps(body), qos=0)
     c.disconnect()
     c.loop_stop()

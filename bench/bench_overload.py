@@ -18,7 +18,7 @@ scale (130,000 enterprises, 2,000 inspectors, 50,000 gas detectors); the
 (multiprocessing, not threads of this one):
 
 - location fixes: each of ``--inspectors`` every ``--fix-every-s`` (QoS 0, with a
-  msg_id, as the phone app sends them), from ``--load-procs`` processes
+  msg_id and a seq, as the phone app sends them), from ``--load-procs`` processes
   (``bench_alarm_latency.load_publisher``);
 - heartbeats: each of the city's ``--sensors`` detectors every ``--heartbeat-s``
   (QoS 1, ``lel`` near 0, ``alarm`` none, a msg_id; 60 s is a mains-powered
@@ -303,7 +303,8 @@ class Sampler(threading.Thread):
         try:
             with urllib.request.urlopen(f"{self.parts.url}/api/v1/health", timeout=5) as resp:
                 h = json.loads(resp.read())
-            s["health"] = {k: h.get(k) for k in ("status", "ingest_shed", "ingest_queue", "ingest_lag_s", "reasons")}
+            s["health"] = {k: h.get(k) for k in ("status", "ingest_shed", "ingest_queue", "ingest_lag_s", "reasons",
+                                                 "sequence_gaps", "broker_dropped")}
         except OSError as e:
             s["health"] = {"error": str(e)}
         return s
@@ -829,6 +830,10 @@ def report(args, samples, alarms: Alarms, dom: dict, rows_seen: int, t_load, t_s
     reasons = next((h.get("reasons") for h in healths if h.get("ingest_shed")), None)
     print(f"health: {degraded} of {len(healths)} samples degraded; ingest_shed up to {max(shed_seen, default=0)} "
           f"(pings shed in the last minute); e.g. reasons {reasons}")
+    if healths:
+        # Lost before the ingest: the fixes' seq gaps, and the broker's own count of its drops (docs/mqtt.md).
+        print(f"lost before the ingest, as health last said: {healths[-1].get('sequence_gaps') or 0} fixes missing "
+              f"in sequence gaps; the broker counted {healths[-1].get('broker_dropped') or 0} messages it dropped")
     ages = [x["map_age_s"] for x in samples if x.get("map_age_s") and t_load + 30 <= x["t"] <= t_stop]
     if ages:
         print(f"live map: age of the watched inspectors' positions over {len(ages)} samples of the load (from 30 s "

@@ -166,6 +166,14 @@ class Settings(BaseSettings):
         "attempt waits up to twice as long (with jitter), up to mqtt_reconnect_max_s.", gt=0,
     )
     mqtt_reconnect_max_s: float = _field(5.0, "Longest wait between reconnect attempts.", gt=0)
+    mqtt_broker_dropped_topic: str = _field(
+        "$SYS/broker/publish/messages/dropped",
+        "The broker's own count of the messages it dropped (a subscriber's queue full: QoS 0 beyond "
+        "max_queued_messages, or a session away too long), which every ingest worker subscribes to. "
+        "When it rises, health turns degraded and /metrics counts the drops (docs/mqtt.md, \"Messages "
+        "the broker dropped\"). The default is Mosquitto's; a broker that refuses or lacks the topic is "
+        "logged once. Empty: not watched.",
+    )
     mqtt_fast_path: bool = _field(
         True,
         "Ingest's MQTT fast path: MQTT 5 PUBLISH packets without properties are read and decoded "

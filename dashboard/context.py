@@ -50,6 +50,8 @@ EVENTS_LOST_DEGRADED_S = 3600.0
 # A gap in a device's message counter (data.live: track_sequences) keeps it
 # "degraded" this long: messages were lost between the devices and the ingest.
 SEQUENCE_GAP_DEGRADED_S = 600.0
+# The broker's own count of dropped messages rose this recently: degraded (docs/mqtt.md).
+BROKER_DROPPED_DEGRADED_S = 600.0
 # The ingest writes how many replicas the live-state master has (at most every 5 s
 # while batches flow); older than this, with no batches, it says nothing now.
 REPLICAS_STALE_S = 60.0
@@ -353,6 +355,12 @@ class WebContext:
             out["sequence_gaps"] = seq.get("gap", 0)
             out["sequence_gap_at"] = iso(gap_at) if gap_at else None
             gap_recently = gap_at is not None and time.time() - gap_at < SEQUENCE_GAP_DEGRADED_S
+        broker_dropped_recently = False
+        if out["redis"] == "ok":
+            dropped, dropped_at, _count = self.live.broker_dropped()
+            out["broker_dropped"] = dropped
+            out["broker_dropped_at"] = iso(dropped_at) if dropped_at else None
+            broker_dropped_recently = dropped_at is not None and time.time() - dropped_at < BROKER_DROPPED_DEGRADED_S
         short_of_replicas = False
         if out["redis"] == "ok":
             rep = self.live.replicas()  # what the ingest last found (LiveState.await_replicas)
@@ -361,7 +369,8 @@ class WebContext:
                 short_of_replicas = rep["have"] < rep["wanted"] and time.time() - rep["at"] < REPLICAS_STALE_S
         ok = (out["broker"] == out["redis"] == out["database"] == "ok" and workers and not short_of_replicas
               and out["ingest_lag_s"] < LAG_DEGRADED_S and not out["ingest_shed"]
-              and not out["ingest_dead_letters_dropped"] and not lost_recently and not gap_recently)
+              and not out["ingest_dead_letters_dropped"] and not lost_recently and not gap_recently
+              and not broker_dropped_recently)
         out["status"] = "ok" if ok else "degraded"
         reasons = []
         if out["ingest_shed"]:
@@ -372,6 +381,9 @@ class WebContext:
         if gap_recently:
             reasons.append(f"devices' message counters show {out['sequence_gaps']} messages lost before the ingest "
                            f"(last gap at {out['sequence_gap_at']}, device {gap_device})")
+        if broker_dropped_recently:
+            reasons.append(f"the MQTT broker dropped {out['broker_dropped']} messages (last at "
+                           f"{out['broker_dropped_at']}): a subscriber's queue was full; the broker's log names it")
         if short_of_replicas:
             r = out["redis_replicas"]
             reasons.append(f"the Redis master holding live state has {r['have']} of the {r['wanted']} replicas the "

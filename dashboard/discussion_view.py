@@ -83,6 +83,7 @@ PAGE = """<!doctype html>
 </main>
 <script>
 const T = {{ texts|tojson }};
+const LANG = {{ lang|tojson }};
 const ID = {{ hazard_id|tojson }};
 const NAMES = {{ names|tojson }};
 function el(tag, props, text) { const e = Object.assign(document.createElement(tag), props || {});
@@ -108,7 +109,7 @@ function draw(th) {
   for (const p of th.posts) {
     const item = el('div', {className: 'post' + (p.kind === 'decision' ? ' decision' : ''), id: `adj-post-${p.id}`});
     item.append(el('div', {className: 'who'}, T['adj.by'].replace('{who}', p.actor_name || p.actor)
-      .replace('{unit}', p.unit_name || T['role.' + p.role] || p.role).replace('{when}', when(p.at))));
+      .replace('{unit}', (LANG === 'en' ? p.unit_name_en : p.unit_name) || T['role.' + p.role] || p.role).replace('{when}', when(p.at))));
     if (p.kind === 'decision') {
       const d = p.decision || {};
       item.append(el('div', {className: 'aj-decision'}, T['adj.decision_line']

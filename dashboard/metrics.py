@@ -76,6 +76,11 @@ class LiveStateCollector:
                         "Devices' message counters (seq): messages missing in gaps (lost before the ingest), "
                         "late messages, device restarts.", "kind",
                         {k: seq.get(k, 0) for k in ("gap", "late", "restart")})
+        yield CounterMetricFamily(
+            "anjian_broker_dropped_messages",
+            "Messages the MQTT broker said it dropped (its own count rising, e.g. Mosquitto's "
+            "$SYS/broker/publish/messages/dropped) since Anjian watched it: a subscriber's queue was full.",
+            value=live.broker_dropped()[0])
         # The workers count cumulative buckets ("<= le") in Redis (ingest/worker.py).
         lat = live.counters("latency")
         total = float(live.r.hget(live.key("metrics", "latency_sum"), "sum") or 0.0)

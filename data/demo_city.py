@@ -35,7 +35,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import shapely
-from sqlalchemy import Engine, func, insert, select
+from sqlalchemy import Engine, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from data import models
@@ -922,10 +922,14 @@ def ensure_demo_city(engine: Engine, settings) -> bool:
     returns False.
     """
     with engine.connect() as conn:
-        if conn.execute(select(func.count()).select_from(models.Enterprise.__table__)).scalar_one():
-            if _is_demo_city(conn):
-                _demo_plans(engine, settings)  # a new week: the week's plans
-            return False
+        has_city = bool(conn.execute(select(func.count()).select_from(models.Enterprise.__table__)).scalar_one())
+        demo = has_city and _is_demo_city(conn)
+    if has_city:
+        if demo:
+            _demo_unit_names_en(engine)  # a demo database written before units had English names
+            _demo_plans(engine, settings)  # a new week: the week's plans
+        return False
+    with engine.connect() as conn:
         others = {
             t: conn.execute(select(func.count()).select_from(models.Base.metadata.tables[t])).scalar_one()
             for t in ("streets", "grids", "units", "inspectors", "sensors")
@@ -944,6 +948,21 @@ def ensure_demo_city(engine: Engine, settings) -> bool:
     _demo_history(engine, settings)
     _demo_plans(engine, settings)
     return True
+
+
+def _demo_unit_names_en(engine: Engine) -> int:
+    """Give the demo's units their English names where the database has none (a demo
+    database written before migration 0009): matched by the registered name, which
+    the generator makes unique.  Returns how many it named."""
+    units = _make_units([s[0] for s in STREETS])
+    named = 0
+    with engine.begin() as conn:
+        for name, name_en in zip(units.name, units.name_en):
+            named += conn.execute(update(models.Unit).where(models.Unit.name == name, models.Unit.name_en.is_(None))
+                                  .values(name_en=name_en)).rowcount
+    if named:
+        log.info("demo city: %d units given their English names", named)
+    return named
 
 
 def _is_demo_city(conn) -> bool:

@@ -30,6 +30,9 @@ tag that keeps every key in one slot, on a Redis Cluster):
 ``ns:events_lost``              hash: when events were last lost (see below)
 ``ns:seq``                      hash: "{i|s}:{id}" -> the device's newest ``seq``
 ``ns:seq_gap``                  hash: when a sequence gap was last seen, and where
+``ns:broker_dropped``           hash: the broker's own count of messages it dropped
+                                (``value``), when it last rose (``at``), and the
+                                rises added up (``total``; see broker_dropped)
 ``ns:metrics:*``                counters shared by all processes (see metrics)
 ``ns:workers``                  hash: worker id -> JSON heartbeat (lag, queue)
 ``ns:replicas``                 hash: replicas the master has and the ingest wants
@@ -100,6 +103,27 @@ end
 if late > 0 then redis.call('HINCRBY', metrics, 'late', late) end
 if restart > 0 then redis.call('HINCRBY', metrics, 'restart', restart) end
 return {gap, late, restart, first}
+"""
+
+# The broker's count of the messages it dropped ($SYS/broker/publish/messages/dropped on
+# Mosquitto), as an ingest worker last received it.  A rise is drops we had not seen:
+# added to ``total`` and stamped ``at``.  A fall is the broker starting over (a restart
+# resets its counters): its new value is all new drops.  With nothing recorded, the
+# value counts from 0: Mosquitto publishes the count only once it is above 0, so the
+# first value a new deployment sees is its first drops (on a broker that dropped
+# messages before Anjian watched it, those are counted once too).  Every worker
+# reports the same number; the second report of one value adds nothing.
+_BROKER_DROPPED = """
+local v, now = tonumber(ARGV[1]), ARGV[2]
+local last = tonumber(redis.call('HGET', KEYS[1], 'value')) or 0
+local rise = 0
+if v > last then rise = v - last elseif v < last then rise = v end
+redis.call('HSET', KEYS[1], 'value', v, 'seen_at', now)
+if rise > 0 then
+  redis.call('HINCRBY', KEYS[1], 'total', rise)
+  redis.call('HSET', KEYS[1], 'at', now)
+end
+return rise
 """
 
 # Statuses the apply scripts return per message.
@@ -453,6 +477,7 @@ class LiveState:
         self._availability = client.register_script(_AVAILABILITY % fmt)
         self._read_hashes = client.register_script(_READ_HASHES)
         self._track_seq = client.register_script(_TRACK_SEQ)
+        self._broker_dropped = client.register_script(_BROKER_DROPPED)
         self.changes = ChangeStream(client, namespace)
         self._replicas_seen: tuple[int, int, float] = (-1, -1, 0.0)  # see await_replicas
 
@@ -571,6 +596,16 @@ class LiveState:
         """Sequence counters (gap, late, restart), when the last gap was seen, and on which device."""
         at, device = self.r.hmget(self.key("seq_gap"), "at", "device")
         return (self.counters("seq"), float(at) if at else None, device.decode() if device else None)
+
+    def report_broker_dropped(self, value: int) -> int:
+        """The broker's own count of dropped messages, as received: returns the drops
+        it adds (0 for a repeat)."""
+        return int(self._broker_dropped(keys=[self.key("broker_dropped")], args=[int(value), repr(time.time())]))
+
+    def broker_dropped(self) -> tuple[int, float | None, int | None]:
+        """(drops seen rising, when they last rose, the broker's own count last received)."""
+        total, at, value = self.r.hmget(self.key("broker_dropped"), "total", "at", "value")
+        return int(total or 0), (float(at) if at else None), (int(value) if value is not None else None)
 
     def set_availability(self, kind: str, device_id: str, online: bool, ts: float) -> None:
         state = "online" if online else "offline"

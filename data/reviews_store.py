@@ -91,9 +91,10 @@ class AlreadyDecided(Exception):
 
 
 def _post(r, unit_names: dict) -> dict:
+    name, name_en = unit_names.get(r.unit_id, (None, None))
     return {"id": r.id, "hazard_id": r.hazard_id, "kind": r.kind, "comment": r.body, "decision": r.decision,
-            "actor": r.actor, "role": r.role, "unit_id": r.unit_id, "unit_name": unit_names.get(r.unit_id),
-            "at_ts": r.at}
+            "actor": r.actor, "role": r.role, "unit_id": r.unit_id, "unit_name": name,
+            "unit_name_en": name_en or name, "at_ts": r.at}
 
 
 class HazardDiscussionStore:
@@ -112,7 +113,8 @@ class HazardDiscussionStore:
             rows = conn.execute(select(HazardDiscussion).where(HazardDiscussion.hazard_id == hazard_id)
                                 .order_by(HazardDiscussion.at, HazardDiscussion.id)).all()
             unit_ids = {r.unit_id for r in rows if r.unit_id}
-            names = dict(conn.execute(select(Unit.id, Unit.name).where(Unit.id.in_(unit_ids))).all()) if unit_ids else {}
+            names = ({uid: (name, name_en) for uid, name, name_en in conn.execute(
+                select(Unit.id, Unit.name, Unit.name_en).where(Unit.id.in_(unit_ids)))} if unit_ids else {})
         posts = [_post(r, names) for r in rows]
         decisions = [p for p in posts if p["kind"] == "decision"]
         return {"hazard": {"id": h.id, "category": h.category, "level": h.level, "advice": h.advice,

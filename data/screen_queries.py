@@ -213,7 +213,7 @@ def visits_of(engine, enterprise_id: str, limit: int = 500) -> list[dict]:
 
 
 def inspectors(engine) -> list[dict]:
-    stmt = (select(Inspector.id, Inspector.name, Unit.name.label("unit_name"))
+    stmt = (select(Inspector.id, Inspector.name, Inspector.unit_id, Unit.name.label("unit_name"))
             .select_from(Inspector.__table__.outerjoin(Unit, Unit.id == Inspector.unit_id))
             .order_by(Inspector.id))
     with engine.connect() as conn:

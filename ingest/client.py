@@ -246,6 +246,7 @@ class MqttConnection:
         fast_path: bool = True,
         clean: bool = False,
         unsubscriptions: Callable[[int], list[str]] | None = None,
+        optional_subscriptions: list[tuple[str, int]] | None = None,
     ):
         self.addrs = broker_addresses(url)
         self.addr = self.addrs[0]  # the node of the current (or next) attempt
@@ -257,6 +258,12 @@ class MqttConnection:
         self.client_id = client_id
         self.subscriptions = subscriptions
         self.unsubscriptions = unsubscriptions
+        # Subscribed on every connect in a SUBSCRIBE of their own: a broker that
+        # refuses one (a $SYS topic it lacks or an ACL denies) is logged once, at
+        # info, and the stream's own subscription is not held up by it.
+        self.optional_subscriptions = optional_subscriptions or []
+        self._optional_mid: int | None = None
+        self._optional_refused_logged = False
         self.session_expiry_s = 0 if clean else session_expiry_s
         self.manual_ack = manual_ack
         self.clean = clean
@@ -395,9 +402,18 @@ class MqttConnection:
             _rc, self._sub_mid = client.subscribe(subs)
         else:
             self.subscribed.set()
+        if self.optional_subscriptions:
+            _rc, self._optional_mid = client.subscribe(self.optional_subscriptions)
         self.connected.set()
 
     def _on_subscribe(self, client, userdata, mid, reason_codes, properties):
+        if mid == self._optional_mid and self._optional_mid is not None:
+            refused = [flt for (flt, _q), rc in zip(self.optional_subscriptions, reason_codes) if rc.is_failure]
+            if refused and not self._optional_refused_logged:
+                self._optional_refused_logged = True
+                log.info("MQTT broker %s:%s refused %s's optional subscription(s) %s: not watched",
+                         self.addr.host, self.addr.port, self.client_id, ", ".join(refused))
+            return
         if mid != self._sub_mid:
             return
         refused = [str(rc) for rc in reason_codes if rc.is_failure]

@@ -247,6 +247,11 @@ class IngestWorker:
         self._held: deque[tuple[Batch, list[Item]]] = deque()
         self._held_items = 0
         self._owntracks_prefix = settings.owntracks_topic + "/"
+        # The broker's own count of the messages it dropped (settings.mqtt_broker_dropped_topic),
+        # newest value not yet reported to Redis (with the heartbeat).
+        dropped_topic = settings.mqtt_broker_dropped_topic
+        self._dropped_topic = dropped_topic.encode() if dropped_topic else None
+        self._broker_dropped: int | None = None
         self.conn = MqttConnection(
             mqtt_url or settings.mqtt_url,
             self.worker_id,
@@ -262,6 +267,7 @@ class IngestWorker:
             on_raw_publish=self._on_raw_publish,
             fast_path=settings.mqtt_fast_path,
             unsubscriptions=self._stale_subscriptions,
+            optional_subscriptions=[(dropped_topic, 0)] if dropped_topic else None,
         )
 
     # --- paho's thread: enqueue only -----------------------------------------
@@ -311,6 +317,10 @@ class IngestWorker:
 
     def _on_raw_publish(self, topic: bytes, payload: bytes, qos: int, mid: int) -> None:
         """``_on_message`` for the client's fast path (no MQTTMessage built)."""
+        if topic == self._dropped_topic:
+            # The broker's statistics, not a device's message: not counted as received.
+            self._take_broker_dropped(payload)
+            return
         self.received += 1
         if self._skip is not None and topic.startswith(self._skip):
             # The catch-all of the locations partition: the sensors partition has it.
@@ -329,6 +339,26 @@ class IngestWorker:
             self._enqueue(item)
         except Exception:  # noqa: BLE001 - never raise in paho's thread
             log.exception("on_message failed for %r", topic[:120])
+
+    def _take_broker_dropped(self, payload: bytes) -> None:
+        try:
+            self._broker_dropped = int(payload.strip())
+        except ValueError:
+            log.warning("broker's dropped-messages count is not a number: %r", payload[:40])
+
+    def _report_broker_dropped(self) -> None:
+        """Hand the broker's count received since the last heartbeat to Redis (health,
+        /metrics).  A failed write is retried with the next heartbeat."""
+        value = self._broker_dropped
+        if value is None:
+            return
+        rise = self.live.report_broker_dropped(value)
+        if self._broker_dropped == value:
+            self._broker_dropped = None
+        if rise:
+            log.warning("the MQTT broker dropped %d more message(s) (its count: %d): a subscriber's queue was "
+                        "full, ours or another client's; the broker's log names it (docs/mqtt.md, \"Messages "
+                        "the broker dropped\")", rise, value)
 
     def _enqueue(self, item: Item) -> None:
         if item.topic_error is None and self._is_ping(item.topic, item.payload):
@@ -750,6 +780,7 @@ class IngestWorker:
             )
             self.last_lag_s = 0.0
             self._flush_counts()
+            self._report_broker_dropped()
         except INFRA_ERRORS:
             log.debug("heartbeat not written (Redis away)")
 

@@ -86,8 +86,9 @@ def build(p, lang_: str, inspector=None, day=None, **_):
                     html.Label(t("replay.inspector", lang_), htmlFor=ids.REPLAY_INSPECTOR),
                     dcc.Dropdown(id=ids.REPLAY_INSPECTOR, value=inspector, clearable=False,
                                  placeholder=t("replay.choose", lang_),
-                                 options=[{"label": f"{i['name']} · {i.get('unit_name') or ''}", "value": i["id"]}
-                                          for i in insp]),
+                                 options=[{"label": f"{i['name']} · "
+                                                    f"{layers.unit_name(c, i['unit_id'], lang_, registered=i['unit_name'])}",
+                                           "value": i["id"]} for i in insp]),
                     html.Label(t("replay.day", lang_), htmlFor=ids.REPLAY_DAY),
                     dcc.DatePickerSingle(id=ids.REPLAY_DAY, date=day or today, display_format="YYYY-MM-DD",
                                          first_day_of_week=1),

@@ -6,10 +6,12 @@ after it the thread is closed on every screen.  The wall's kiosk gets no link to
 from __future__ import annotations
 
 import pytest
+from sqlalchemy import update
 
 from data import audit
 from data.auth import create_user
 from data.hazards_store import HazardStore
+from data.models import Unit
 from data.reviews_store import HazardDiscussionStore
 from tests.citykit import write_small_city
 from tests.dashboard import webkit
@@ -25,6 +27,8 @@ def adj_stack(settings, sqlite_engine, redis_client):
     webkit.make_users(sqlite_engine)
     # An officer of a second unit (inspector I2 is of unit U2) in the same grid.
     create_user(sqlite_engine, "off3", webkit.PASSWORD, "officer", streets=["ST1"], grids=["G1"], inspector_id="I2")
+    with sqlite_engine.begin() as conn:  # U2 (民治街道安监办) has an English name; U1 has none
+        conn.execute(update(Unit).where(Unit.id == "U2").values(name_en="Minzhi Safety Office"))
     ctx, server, _app = webkit.build_web(settings.model_copy(update={"tiles": "none"}), sqlite_engine, redis_client)
     store = HazardStore(sqlite_engine, ctx.settings)
     h = store.create("off1", enterprise_id="E1", category="SC01", level="general", found_by="inspector",
@@ -63,6 +67,15 @@ def test_two_units_discuss_and_the_admin_decides_on_a_phone(adj_stack):
             # The page is dark like the other screens (the tour saw browser-default white boxes).
             bg = pages[0][1].eval_on_selector("#adj-comment", "el => getComputedStyle(el).backgroundColor")
             assert bg == "rgb(7, 18, 35)", bg
+            # In English the second unit is named in English (units.name_en), the first, which has
+            # no English name, by its registered name.
+            officer3 = pages[1][1]
+            officer3.click("#lang-toggle")
+            officer3.wait_for_function("() => document.documentElement.lang === 'en' && "
+                                       "document.querySelectorAll('#adj-posts .post').length === 2")
+            posts = officer3.inner_text("#adj-posts")
+            assert "Minzhi Safety Office" in posts and "民治街道安监办" not in posts, posts
+            assert "龙华区应急管理局执法科" in posts
 
             # The admin decides: major, another category, the advice.
             c, admin, aerr = _phone(browser, url, "admin1", path)

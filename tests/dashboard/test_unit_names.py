@@ -46,8 +46,45 @@ def test_a_unit_is_shown_by_its_english_name_in_the_english_ui(web):
         assert "民治街道安监办" in text and "Minzhi" not in text
 
 
+def test_the_replay_pages_inspector_picker_names_the_unit_in_the_pages_language(web):
+    from dashboard.pages import replay
+
+    ctx, server, _app, users = web
+    with ctx.engine.begin() as conn:
+        conn.execute(update(Unit).where(Unit.id == "U2").values(name_en="Minzhi Safety Office"))
+    webkit.feed_city(ctx.engine, ctx.live, time.time(), n_inspectors=2, visits=0, duplicates=0)  # I1 (U1), I2 (U2)
+    labels = {}
+    for lang in ("en", "zh-CN"):
+        with webkit.as_user(server, users["dispatcher"], lang):
+            picker = webkit.find(replay.build(users["dispatcher"], lang), "replay-inspector")
+        labels[lang] = {o["value"]: o["label"] for o in picker.options}
+    assert labels["en"]["I2"].endswith("· Minzhi Safety Office")
+    assert labels["en"]["I1"].endswith("· 龙华区应急管理局执法科")  # no English name: the registered one
+    assert labels["zh-CN"]["I2"].endswith("· 民治街道安监办")
+
+
 def test_every_demo_unit_has_an_english_name():
     units = _make_units([s[0] for s in STREETS])
     assert units.name_en.notna().all() and len(set(units.name_en)) == len(units)
     assert all(n.isascii() for n in units.name_en)
     assert "Minzhi Safety Office" in set(units.name_en)
+
+
+def test_a_demo_database_written_before_units_had_english_names_gets_them_at_start(sqlite_engine, settings):
+    """The demo writes its city once; one written before migration 0009 had no English unit
+    names, and the English UI named its units in Chinese until the database was thrown away.
+    ensure_demo_city (every start) gives them their names, and leaves a name set by hand."""
+    from sqlalchemy import select
+
+    from data.demo_city import ensure_demo_city, generate_city, write_city
+
+    write_city(sqlite_engine, generate_city(7, "tiny"))
+    with sqlite_engine.begin() as conn:  # as a database of before the migration
+        conn.execute(update(Unit).values(name_en=None))
+        conn.execute(update(Unit).where(Unit.id == "U01").values(name_en="Our own name"))
+    assert ensure_demo_city(sqlite_engine, settings) is False  # the city is there: not written again
+    with sqlite_engine.connect() as conn:
+        names = dict(conn.execute(select(Unit.id, Unit.name_en)).all())
+    assert names["U01"] == "Our own name"
+    assert all(names.values()), names
+    assert "Minzhi Safety Office" in names.values()
