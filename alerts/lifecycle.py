@@ -190,6 +190,7 @@ def transition(
     note: str | None = None,
     assignee_id: str | None = None,
     outcome: str | None = None,
+    note_typed: bool = False,
 ) -> tuple[AlertState, TransitionRecord]:
     """Apply ``action`` to ``alert``; return the new alert and the record of it.
 
@@ -199,7 +200,8 @@ def transition(
     person, an argument the action does not take.
 
     Leaving ``open`` disarms escalation (``escalate_at = None``); the level
-    reached stays as history.
+    reached stays as history.  ``note_typed``: ``note`` is what a person typed (the
+    record's ``note_typed``; the implied steps' notes are the system's).
     """
     table = _table(alert.type)
     step = table.get((alert.state, action))
@@ -255,6 +257,7 @@ def transition(
         assignee_id=assignee_id if step.assignee else None,
         outcome=outcome,
         implied=tuple(implied),
+        note_typed=bool(note_typed and note),
     )
     return new, record
 

@@ -185,6 +185,9 @@ class TransitionRecord:
     assignee_id: str | None = None
     outcome: str | None = None
     implied: tuple[TransitionRecord, ...] = ()
+    # The note is what a person typed, to be shown as typed: never read as one of the
+    # system's own notes ("sent I0103", "takeover from ...") however it is worded.
+    note_typed: bool = False
 
     def steps(self) -> list[TransitionRecord]:
         if not self.implied:

@@ -170,7 +170,7 @@ class AlertStore:
         for e in rows:
             out.setdefault(e.alert_id, []).append({
                 "from_state": e.from_state, "to_state": e.to_state, "action": e.action, "actor": e.actor,
-                "at": iso(e.at), "at_ts": e.at, "note": e.note,
+                "at": iso(e.at), "at_ts": e.at, "note": e.note, "note_typed": e.note_typed,
             })
         return out
 
@@ -271,7 +271,7 @@ class AlertStore:
             for step in rec.steps():
                 conn.execute(insert(AlertEvent).values(
                     alert_id=alert_id, from_state=step.from_state, to_state=step.to_state, action=step.action,
-                    actor=step.actor, at=step.at, note=step.note))
+                    actor=step.actor, at=step.at, note=step.note, note_typed=step.note_typed))
             action, target, detail = alert_audit(alert_id, rec)
             audit.append(conn, rec.actor, action, target, detail, at=rec.at)
 
@@ -385,7 +385,8 @@ class AlertStore:
         for alert_id, records in fired:
             for rec in records:
                 events += [{"alert_id": alert_id, "from_state": st.from_state, "to_state": st.to_state,
-                            "action": st.action, "actor": st.actor, "at": st.at, "note": st.note}
+                            "action": st.action, "actor": st.actor, "at": st.at, "note": st.note,
+                            "note_typed": st.note_typed}
                            for st in rec.steps()]
                 action, target, detail = alert_audit(alert_id, rec)
                 entries.append((rec.actor, action, target, detail, rec.at))
@@ -519,8 +520,11 @@ class AlertStore:
                 # The history names who was sent, and whom they replace (history_note renders it).
                 step_note = (f"sent {assignee_id} instead of {row.assignee_id}"
                              if row.assignee_id and row.assignee_id != assignee_id else f"sent {assignee_id}")
+            # What the person typed, unchanged, is shown as typed; the notes composed here
+            # (a takeover's, "sent ...") are the system's.
             new, rec = transition(alert, action, actor=principal.username, at=now, note=step_note,
-                                  assignee_id=assignee_id, outcome=outcome)
+                                  assignee_id=assignee_id, outcome=outcome,
+                                  note_typed=step_note is not None and step_note == note)
             self.update(conn, new, row.version, [rec], now)
             if taken_from:
                 audit.append(conn, principal.username, "alert.takeover", f"alert:{alert_id}",

@@ -219,6 +219,9 @@ class AlertEvent(Base):
     actor: Mapped[str] = mapped_column(String(64))
     at: Mapped[float] = mapped_column(Float)
     note: Mapped[str | None] = mapped_column(Text)
+    # True: the note is what a person typed, shown as typed (never read as a system note);
+    # False: the system wrote it; None: written before migration 0010, not known.
+    note_typed: Mapped[bool | None] = mapped_column(Boolean)
 
 
 class DispatchTask(Base):

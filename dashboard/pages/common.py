@@ -323,11 +323,14 @@ _NOTES = (
 )
 
 
-def history_note(note: str | None, lang_: str, names: Callable[[str], str] = str) -> str:
+def history_note(note: str | None, lang_: str, names: Callable[[str], str] = str, typed: bool | None = None) -> str:
     """A history note for people: the system's own notes through the catalogue; what a
-    person typed stays as typed."""
+    person typed stays as typed (``typed``: the history entry's ``note_typed``; a note a
+    person typed as "sent I0103" is not shown as a dispatch)."""
     if not note:
         return ""
+    if typed:
+        return note
     for pattern, render in _NOTES:
         m = pattern.match(note.strip())
         if m:
@@ -365,9 +368,10 @@ def history_entries(a: dict, lang_: str, names: Callable[[str], str] = str, last
     out = []
     for h in (a.get("history") or [])[-last:]:
         action = h.get("action")
-        if action in ("assign", "reassign") and TAKEOVER_NOTE.match((h.get("note") or "").strip()):
+        if (action in ("assign", "reassign") and not h.get("note_typed")
+                and TAKEOVER_NOTE.match((h.get("note") or "").strip())):
             action = "takeover"  # an officer took it over: not the dispatcher's reassignment (改派)
-        note = history_note(h.get("note"), lang_, names)
+        note = history_note(h.get("note"), lang_, names, typed=h.get("note_typed"))
         if action in ("resolve", "reassign") and a.get("outcome") and h.get("to_state") == "resolved":
             outcome = t("alert.history.outcome", lang_, outcome=label("alert.outcome", a["outcome"], lang_))
             note = f"{outcome} · {note}" if note else outcome
