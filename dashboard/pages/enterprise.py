@@ -35,7 +35,7 @@ from dashboard.pages.layers import grid_name, unit_name, without_street
 from data import screen_queries
 from hazards.review import REVIEW_ROLES
 
-CHART_AXIS = {"tickfont": {"color": "#8aa0bd", "size": 11}, "gridcolor": "rgba(138, 160, 189, 0.18)",
+CHART_AXIS = {"tickfont": {"color": "#8aa0bd", "size": 12}, "gridcolor": "rgba(138, 160, 189, 0.18)",
               "zeroline": False, "linecolor": "rgba(138, 160, 189, 0.35)"}
 
 PATH = "/enterprise/<enterprise_id>"

@@ -133,7 +133,8 @@ SMALLEST_TEXT_JS = """(root) => {
     const r = el.getBoundingClientRect(), cs = getComputedStyle(el);
     if (r.width === 0 || r.height === 0 || cs.visibility === 'hidden' || cs.display === 'none') continue;
     const desk = !!el.closest('.aj-badge, .aj-state, .aj-queue th, .aj-history');
-    out.push([parseFloat(cs.fontSize), s.slice(0, 30), desk]);
+    // The size on the screen: a CSS zoom (the enterprise page's chart) scales what is computed.
+    out.push([parseFloat(cs.fontSize) * (el.currentCSSZoom || 1), s.slice(0, 30), desk]);
   }
   out.sort((a, b) => a[0] - b[0]);
   return out; }"""

@@ -572,6 +572,61 @@ def test_the_enterprise_page_states_consistent_facts_and_an_honest_area_refusal(
         phone.close()
 
 
+def test_the_enterprise_page_at_4k_is_the_1080p_page_twice_as_large(stack, browser):
+    """The enterprise page on a 4K screen (3840x2160) kept its 1080p sizes: 13 px text on a
+    screen twice as dense (the console had been fixed; this page had not).  Its text is
+    now twice its 1080p size, the trend chart's ticks with it, and the layout the same:
+    the map down to the bottom, nothing wider than the screen."""
+    from sqlalchemy import delete, insert
+
+    from data.models import ScoreRowModel
+
+    a, ctx = stack["a"], stack["ctx"]
+    days = [f"2026-11-{d:02d}" for d in range(20, 30)]
+    with ctx.engine.begin() as conn:  # ten days of scores: the credit face draws its trend
+        conn.execute(insert(ScoreRowModel), [{"date": d, "kind": "enterprise", "subject_id": a["enterprise"],
+                                              "score": 90.0 + k, "rank": 1, "parts": {}} for k, d in enumerate(days)])
+    seen = {}
+    for width, height in ((1920, 1080), (3840, 2160)):
+        scr = Screen(browser, stack["url"], width, height).login("disp1", f"/enterprise/{a['enterprise']}")
+        try:
+            page = scr.page
+            page.wait_for_selector("#enterprise-last-inspection", timeout=15000)
+            page.wait_for_selector("#enterprise-score-trend .main-svg", timeout=15000)
+            sizes = page.evaluate(SMALLEST_TEXT_JS, ".aj-page")
+            seen[width] = {
+                "min": sizes[0][0], "smallest": sizes[:3],
+                "body": page.eval_on_selector(".aj-page", "el => parseFloat(getComputedStyle(el).fontSize)"),
+                "title": page.eval_on_selector(".aj-profile-head h2", "el => parseFloat(getComputedStyle(el).fontSize)"),
+                "ticks": page.evaluate("""() => Math.min(...[...document.querySelectorAll(
+                           '#enterprise-score-trend .xtick text, #enterprise-score-trend .ytick text')]
+                           .filter(t => getComputedStyle(t).display !== 'none')  // plotly hides ticks past the range
+                           .map(t => parseFloat(getComputedStyle(t).fontSize) * (t.currentCSSZoom || 1)))"""),
+                "map_bottom": page.eval_on_selector("#enterprise-map", "el => el.getBoundingClientRect().bottom")
+                / height,
+                "left": page.eval_on_selector(".aj-profile > .aj-col", "el => el.getBoundingClientRect().width") / width,
+                # the trend chart fills its panel's width, no more
+                "chart": page.evaluate("""() => { const c = document.querySelector('#enterprise-score-trend .main-svg')
+                           .getBoundingClientRect(), p = document.querySelector('#enterprise-credit-face')
+                           .getBoundingClientRect(); return [c.width / p.width, c.right <= p.right + 1]; }"""),
+                "wide": page.evaluate("() => document.documentElement.scrollWidth - window.innerWidth"),
+            }
+        finally:
+            scr.close()
+    with ctx.engine.begin() as conn:
+        conn.execute(delete(ScoreRowModel).where(ScoreRowModel.subject_id == a["enterprise"]))
+    hd, k4 = seen[1920], seen[3840]
+    assert hd["min"] >= 12, seen
+    assert 1.9 <= k4["min"] / hd["min"] <= 2.1, seen  # the smallest text, twice as large
+    assert 1.9 <= k4["body"] / hd["body"] <= 2.1, seen
+    assert 1.9 <= k4["title"] / hd["title"] <= 2.1, seen
+    assert 1.9 <= k4["ticks"] / hd["ticks"] <= 2.1, seen  # the chart's dates and scores too
+    assert hd["map_bottom"] > 0.85 and k4["map_bottom"] > 0.85, seen
+    assert abs(k4["left"] - hd["left"]) < 0.03, seen  # the same share of the screen for the left column
+    assert all(x["chart"][1] and x["chart"][0] > 0.8 for x in (hd, k4)), seen
+    assert hd["wide"] <= 0 and k4["wide"] <= 0, seen
+
+
 # The smallest text on the wall: every visible text node (the bins' counts, which sit inside
 # their markers, and the tile attribution are left out) and what it is.
 WALL_FONT_JS = """() => {
