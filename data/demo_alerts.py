@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 
 import numpy as np
 from sqlalchemy import select
@@ -36,6 +35,7 @@ from sqlalchemy.engine import Engine
 
 from alerts.model import GAS_ALARM, INSPECTOR_OFFLINE, SENSOR_FAULT, SENSOR_OFFLINE
 from data.auth import Principal
+from data.demo_loop import every
 
 log = logging.getLogger(__name__)
 
@@ -127,8 +127,4 @@ class DutyDispatcher(threading.Thread):
         return done
 
     def run(self) -> None:
-        while not self.stop_event.wait(EVERY_S):
-            try:
-                self.step(time.time())
-            except Exception:  # noqa: BLE001 - the database away a moment: the next pass
-                log.exception("demo duty dispatcher: pass failed")
+        every(self.stop_event, EVERY_S, self.step, "demo duty dispatcher")

@@ -24,6 +24,7 @@ import numpy as np
 from sqlalchemy import Engine, func, insert, select
 
 from data import audit
+from data.demo_loop import every
 from data.hazards_store import load_catalogue
 from data.models import Enterprise, HazardEvent, HazardRow, Inspector, SelfInspection, Unit
 from data.scores_store import china_day, release_lease, run_day, take_lease
@@ -287,8 +288,4 @@ class LiveDemoHazards(threading.Thread):
         return done
 
     def run(self) -> None:
-        while not self.stop_event.wait(LIVE_EVERY_S):
-            try:
-                self.step(time.time())
-            except Exception:  # noqa: BLE001 - the demo goes on; the next pass tries again
-                log.exception("demo hazards: a pass failed")
+        every(self.stop_event, LIVE_EVERY_S, self.step, "demo hazards")
