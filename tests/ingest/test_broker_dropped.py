@@ -106,7 +106,10 @@ def dropped_metric(live: LiveState) -> float:
 def test_messages_the_broker_dropped_are_counted_and_turn_health_degraded(
         small_queue_broker, settings, sqlite_engine, redis_client):
     write_small_city(sqlite_engine)
-    s = settings.model_copy(update={"mqtt_url": small_queue_broker.url})
+    # The setting's default, which the test fixtures turn off (tests/conftest.py).
+    default_topic = type(settings).model_fields["mqtt_broker_dropped_topic"].default
+    assert default_topic == "$SYS/broker/publish/messages/dropped"
+    s = settings.model_copy(update={"mqtt_url": small_queue_broker.url, "mqtt_broker_dropped_topic": default_topic})
     w = IngestWorker(s, sqlite_engine, redis_client)
     w.start()
     live = LiveState(redis_client, s.redis_prefix)
