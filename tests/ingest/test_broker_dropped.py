@@ -97,6 +97,28 @@ def small_queue_broker(tmp_path):
     b.stop()
 
 
+def flood(port: int, n: int, live: LiveState, seen_before: float) -> int:
+    """``n`` QoS 0 messages for a subscriber that stopped reading, which then reads what
+    it was sent: returns how many the broker dropped, once the worker has reported a
+    count above ``seen_before``."""
+    stalled = StalledSubscriber(port, "screens/flood")
+    pub = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"flood-publisher-{n}")
+    try:
+        pub.connect("127.0.0.1", port)
+        pub.loop_start()
+        for _ in range(n):
+            pub.publish("screens/flood", b"x" * 200, qos=0)
+        assert wait_until(lambda: pub.want_write() is False and dropped_metric(live) > seen_before, 20)
+        time.sleep(3)  # the broker's count settles (sys_interval 1) and the worker reports it
+        received = stalled.drain()
+        assert 0 < received < n
+        return n - received
+    finally:
+        pub.loop_stop()
+        pub.disconnect()
+        stalled.close()
+
+
 def dropped_metric(live: LiveState) -> float:
     text = generate_latest(WebMetrics(live).registry).decode()
     return next(s.value for f in text_string_to_metric_families(text)
@@ -114,8 +136,6 @@ def test_messages_the_broker_dropped_are_counted_and_turn_health_degraded(
     w.start()
     live = LiveState(redis_client, s.redis_prefix)
     web = WebContext(s, sqlite_engine, redis_client, s.mqtt_url)
-    stalled = StalledSubscriber(small_queue_broker.port, "screens/flood")
-    pub = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="flood-publisher")
     try:
         assert w.conn.subscribed.wait(10)
         assert wait_until(lambda: web.health()["ingest_workers"] == 1, 10)
@@ -123,15 +143,7 @@ def test_messages_the_broker_dropped_are_counted_and_turn_health_degraded(
         assert before["broker_dropped"] == 0 and before["status"] == "ok", before
         assert dropped_metric(live) == 0
 
-        pub.connect("127.0.0.1", small_queue_broker.port)
-        pub.loop_start()
-        for _ in range(FLOOD):
-            pub.publish("screens/flood", b"x" * 200, qos=0)
-        assert wait_until(lambda: pub.want_write() is False and dropped_metric(live) > 0, 20)
-        time.sleep(3)  # the broker's count settles (sys_interval 1) and the worker reports it
-        received = stalled.drain()
-        dropped = FLOOD - received
-        assert 0 < received < FLOOD
+        dropped = flood(small_queue_broker.port, FLOOD, live, 0)
         # Counted message by message: what the broker did not send is what /metrics says it dropped.
         assert wait_until(lambda: dropped_metric(live) == dropped, 10), (dropped_metric(live), dropped)
 
@@ -144,8 +156,34 @@ def test_messages_the_broker_dropped_are_counted_and_turn_health_degraded(
         # The broker's statistics are not devices' messages: none was received as one.
         assert live.counters("received").get("total", 0) == 0
     finally:
-        pub.loop_stop()
-        stalled.close()
+        w.stop()
+
+
+def test_drops_after_a_broker_restart_are_counted_on_top_of_those_before(
+        small_queue_broker, settings, sqlite_engine, redis_client):
+    """A restart resets the broker's count: the drops after it are added to those before,
+    message by message, through the worker's reconnect."""
+    write_small_city(sqlite_engine)
+    default_topic = type(settings).model_fields["mqtt_broker_dropped_topic"].default
+    s = settings.model_copy(update={"mqtt_url": small_queue_broker.url, "mqtt_broker_dropped_topic": default_topic})
+    w = IngestWorker(s, sqlite_engine, redis_client)
+    w.start()
+    live = LiveState(redis_client, s.redis_prefix)
+    try:
+        assert w.conn.subscribed.wait(10)
+        first = flood(small_queue_broker.port, FLOOD * 3 // 2, live, 0)
+        assert wait_until(lambda: dropped_metric(live) == first, 10), (dropped_metric(live), first)
+        connects = w.conn.connects
+        small_queue_broker.stop()
+        small_queue_broker.start()
+        assert wait_until(lambda: w.conn.connects > connects and w.conn.subscribed.is_set(), 20)
+        # Fewer than before, so that the broker's new count is below its old one: a restart.
+        # (The sockets between the broker and the stalled subscriber hold some 14,000 of
+        # these messages before the broker's queue fills: a flood smaller than that drops none.)
+        second = flood(small_queue_broker.port, FLOOD, live, first)
+        assert second < first
+        assert wait_until(lambda: dropped_metric(live) == first + second, 10), (dropped_metric(live), first, second)
+    finally:
         w.stop()
 
 
