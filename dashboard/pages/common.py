@@ -357,7 +357,8 @@ def user_names() -> dict:
     a minute per process."""
     from data.auth import display_names
 
-    return cache().get("user_names", USER_NAMES_TTL_S, lambda: display_names(web().engine))
+    engine = web().engine  # the cache refreshes outside the request: no flask globals in the lambda
+    return cache().get("user_names", USER_NAMES_TTL_S, lambda: display_names(engine))
 
 
 def history_entries(a: dict, lang_: str, names: Callable[[str], str] = str, last: int = 12,
