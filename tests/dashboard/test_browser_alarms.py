@@ -1662,3 +1662,39 @@ def test_a_resolve_reaches_the_officers_phone_by_push_not_by_its_poll(stack, bro
     finally:
         phone.close()
         _resolve_all(stack)
+
+
+def test_a_hazards_level_and_its_being_overdue_have_colours_of_their_own(stack, browser):
+    """A phone tour found the hazards' 一般 and 已超期 badges without any colour (no rule for
+    aj-hz-general or aj-hz-overdue): "overdue" read as plain bold text.  Each is now set off
+    from the panel, the three differ, and none is a risk colour or an alarm's."""
+    scr = Screen(browser, stack["url"]).login("disp1", "/dispatch")
+    try:
+        page = scr.page
+        page.wait_for_selector("#dispatch-queue", timeout=15000)
+        got = page.evaluate("""() => {
+          const rgb = (s) => s.match(/\\d+(\\.\\d+)?/g).map(Number);
+          const panel = rgb(getComputedStyle(document.querySelector('.aj-panel')).backgroundColor);
+          const out = {panel: panel.slice(0, 3)};
+          for (const k of ['general', 'major', 'overdue']) {
+            const d = document.createElement('div'); d.className = 'aj-panel';
+            d.innerHTML = `<span class="aj-badge aj-hz-${k}">x</span>`; document.body.appendChild(d);
+            const cs = getComputedStyle(d.firstElementChild);
+            out[k] = {bg: rgb(cs.backgroundColor), fg: rgb(cs.color), edge: cs.boxShadow};
+            d.remove();
+          }
+          out.alarm = rgb(getComputedStyle(document.documentElement).getPropertyValue('--alarm').trim()
+                          .replace(/^#(..)(..)(..)$/, (m, r, g, b) => `${parseInt(r, 16)} ${parseInt(g, 16)} ${parseInt(b, 16)}`));
+          return out; }""")
+        dist = lambda a, b: sum((x - y) ** 2 for x, y in zip(a, b)) ** 0.5  # noqa: E731
+        reserved = {"red": (255, 59, 48), "orange": (255, 149, 0), "yellow": (255, 214, 10), "blue": (10, 132, 255),
+                    "alarm": tuple(got["alarm"][:3])}
+        fills = {k: tuple(got[k]["bg"][:3]) for k in ("general", "major", "overdue")}
+        for k, c in fills.items():
+            assert len(got[k]["bg"]) == 3 or got[k]["bg"][3] > 0, (k, got)  # not transparent
+            assert dist(c, got["panel"]) > 25 or got[k]["edge"] != "none", (k, got)  # set off from the panel
+            for name, r in reserved.items():
+                assert dist(c, r) > 80 and dist(tuple(got[k]["fg"][:3]), r) > 40, (k, name, got)
+        assert len({fills["general"], fills["major"], fills["overdue"]}) == 3, fills
+    finally:
+        scr.close()
