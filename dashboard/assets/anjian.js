@@ -374,8 +374,35 @@
     } else if (fb && store === "dispatch-selected") {
       fb.hidden = true;  // another alert: the last action's answer goes
     }
+    if (store === "dispatch-selected") { revealDetailSoon(); }
     dc.set_props(store, { data: value });
   });
+
+  // On a phone the console is one column, and the selected alert's panel (its details,
+  // its send and resolve buttons) sits two screens below the queue: a tap on an alert
+  // changed nothing in sight.  There the panel is brought into view once it shows the
+  // alert (its content changes), or after a moment when it already did.
+  var PHONE = "(max-width: 700px)", REVEAL_WAIT_MS = 1500;
+  function revealDetail() {
+    var want = window.anjianRevealDetail, box = document.getElementById("dispatch-detail");
+    window.anjianRevealDetail = null;
+    if (!want || !box || Date.now() - want > 5000) { return; }
+    var panel = box.closest(".aj-panel") || box;
+    panel.scrollIntoView({ block: "start", behavior: "auto" });
+  }
+  function revealDetailSoon() {
+    if (!window.matchMedia || !window.matchMedia(PHONE).matches) { return; }
+    var box = document.getElementById("dispatch-detail");
+    if (!box) { return; }
+    window.anjianRevealDetail = Date.now();
+    if (!box.anjianRevealWatch && window.MutationObserver) {
+      box.anjianRevealWatch = new MutationObserver(function () {
+        if (window.anjianRevealDetail) { revealDetail(); }
+      });
+      box.anjianRevealWatch.observe(box, { childList: true, subtree: true });
+    }
+    setTimeout(function () { if (window.anjianRevealDetail) { revealDetail(); } }, REVEAL_WAIT_MS);
+  }
 
   // The console's action feedback, as a bubble beside the button that was clicked.  It
   // goes by itself after FEEDBACK_OK_MS (done) or FEEDBACK_FAILED_MS (refused): after a

@@ -1698,3 +1698,43 @@ def test_a_hazards_level_and_its_being_overdue_have_colours_of_their_own(stack, 
         assert len({fills["general"], fills["major"], fills["overdue"]}) == 3, fills
     finally:
         scr.close()
+
+
+def test_on_a_phone_a_tapped_alert_comes_into_view_and_its_row_keeps_its_bar(stack, browser):
+    """A phone tour: tapping an alert in the console's queue left the page where it was,
+    the alert's panel with its buttons 2,064 px further down; and the selected critical
+    row lost its pink bar, two dark stripes across its colour.  Now the panel comes into
+    view, and the selected row is one colour with its bar."""
+    import io
+
+    from PIL import Image
+
+    _resolve_all(stack)
+    ctx = stack["ctx"]
+    first = webkit.open_alert(ctx, sensor_id=stack["a"]["sensor"])  # critical
+    disp = Screen(browser, stack["url"], 375, 812).login("disp1", "/dispatch")
+    try:
+        page = disp.page
+        page.wait_for_selector(f"#queue-row-{first} button.aj-btn-primary", timeout=15000)
+        assert page.evaluate("window.scrollY") == 0
+        page.click(f"#queue-row-{first} button[data-aj-store='dispatch-selected']")
+        page.wait_for_selector(f"#queue-row-{first}.aj-selected", timeout=10000)
+        page.wait_for_function("""() => { const r = document.querySelector('#dispatch-detail').closest('.aj-panel')
+                                     .getBoundingClientRect(); return r.top >= -1 && r.top < innerHeight / 2; }""",
+                               timeout=5000)
+        assert page.evaluate("window.scrollY") > 300
+        # The row, as drawn: its left edge the alarms' pink, the rest of its background one colour.
+        page.eval_on_selector(f"#queue-row-{first}", "el => el.scrollIntoView({block: 'center'})")
+        box = page.eval_on_selector(f"#queue-row-{first}", """el => { const r = el.getBoundingClientRect();
+                                      return {x: r.left, y: r.top, w: r.width, h: r.height}; }""")
+        shot = Image.open(io.BytesIO(page.screenshot(clip={"x": box["x"], "y": box["y"], "width": box["w"],
+                                                           "height": box["h"]}))).convert("RGB")
+        edge = shot.getpixel((1, shot.height // 2))
+        assert edge[0] > 200 and edge[1] < 90, edge  # #ff2d95, the critical bar
+        # The background between the cells: along the row's top line, clear of text.
+        line = [shot.getpixel((x, 2)) for x in range(6, shot.width - 2)]
+        dark = [x for x, p in enumerate(line) if sum(p) < sum((0x12, 0x29, 0x4a)) - 40]
+        assert not dark, (dark[:10], line[dark[0]] if dark else None)
+    finally:
+        disp.close()
+        _resolve_all(stack)
