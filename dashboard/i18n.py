@@ -240,6 +240,8 @@ CATALOGUE: dict[str, dict[str, str]] = {
     "grid.numbered": {"zh-CN": "第{n}网格", "en": "Grid {n}"},
     "actor.system": {"zh-CN": "系统", "en": "System"},
     "actor.gps": {"zh-CN": "定位（{name}）", "en": "GPS ({name})"},
+    # The demo's simulated duty dispatcher (data/demo_alerts.py): a role, not a person's name.
+    "actor.demo_duty": {"zh-CN": "值班调度（模拟）", "en": "Duty dispatcher (simulated)"},
     "note.implied": {"zh-CN": "随“{action}”自动完成", "en": "done with “{action}”"},
     "note.offline.last_will": {"zh-CN": "设备断线（遗嘱消息）；最后上报 {time}",
                                "en": "connection lost (last will); last seen {time}"},

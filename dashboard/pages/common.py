@@ -23,6 +23,7 @@ from dashboard import ids
 from dashboard.api import current_principal
 from dashboard.auth_views import HOME_BY_ROLE, current_lang, ensure_csrf
 from dashboard.i18n import has, t
+from data.demo_alerts import USERNAME as DEMO_DUTY
 from geo.china import CHINA_TZ
 from geo.timefmt import local_dt, parse_iso_or_epoch
 
@@ -346,6 +347,8 @@ def history_actor(actor: str | None, lang_: str, names: Callable[[str], str] = s
         return t("actor.system", lang_)
     if actor.startswith("gps:"):
         return t("actor.gps", lang_, name=names(actor[4:]))
+    if actor == DEMO_DUTY:  # the demo's simulated dispatcher: a role, named in the page's language
+        return t("actor.demo_duty", lang_)
     return (users or {}).get(actor) or actor
 
 

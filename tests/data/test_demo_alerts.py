@@ -84,3 +84,15 @@ def test_the_duty_dispatcher_answers_what_nobody_took_and_leaves_what_a_person_d
     assert {e.action for e in audit.entries(sqlite_engine) if e.actor == "demo-duty"} >= {"alert.ack", "alert.resolve"}
     assert audit.verify(sqlite_engine) is None
     assert display_names(sqlite_engine)["demo-duty"] == "值班调度（模拟）"
+
+
+def test_the_duty_dispatcher_is_named_in_the_pages_language():
+    """A phone tour read 值班调度（模拟） among the English history's actors: the account's
+    display name is a role's, which the catalogue says in each language."""
+    from dashboard.pages.common import history_entries
+
+    rows = [{"action": "ack", "actor": demo_alerts.USERNAME, "to_state": "acknowledged", "at_ts": time.time(),
+             "note": None}]
+    users = {demo_alerts.USERNAME: demo_alerts.DISPLAY_NAME}
+    assert history_entries({"history": rows}, "en", users=users)[0]["actor"] == "Duty dispatcher (simulated)"
+    assert history_entries({"history": rows}, "zh-CN", users=users)[0]["actor"] == demo_alerts.DISPLAY_NAME
