@@ -1738,3 +1738,29 @@ def test_on_a_phone_a_tapped_alert_comes_into_view_and_its_row_keeps_its_bar(sta
     finally:
         disp.close()
         _resolve_all(stack)
+
+
+def test_on_a_phone_the_inspector_list_shows_each_unit_whole(stack, browser):
+    """A phone tour: the console's inspector list kept its five desktop columns at 375 px;
+    the unit was cut in 100 rows of 100 ("大浪街道安…", "Longhu…") beside a current-task
+    column empty in 99.  Each inspector is now on two lines, the unit whole, and a third
+    line only for a task."""
+    disp = Screen(browser, stack["url"], 375, 812).login("disp1", "/dispatch")
+    try:
+        page = disp.page
+        for lang in ("zh-CN", "en"):
+            if lang == "en":
+                page.goto(stack["url"] + "/dispatch?lang=en")
+            page.wait_for_selector("#dispatch-inspector-list tbody tr", timeout=15000)
+            rows = page.evaluate("""() => [...document.querySelectorAll('#dispatch-inspector-list tbody tr')].map(tr => {
+                const unit = tr.children[1], task = tr.children[3], name = tr.children[0];
+                return {unit: unit.textContent, cut: unit.scrollWidth > unit.clientWidth + 1,
+                        unitW: unit.getBoundingClientRect().width, nameW: name.getBoundingClientRect().width,
+                        emptyTaskH: task.textContent.trim() ? 0 : task.getBoundingClientRect().height,
+                        right: tr.getBoundingClientRect().right}; })""")
+            assert rows, lang
+            assert not [r for r in rows if r["cut"] or r["unitW"] < 200], (lang, rows[:3])
+            assert all(r["emptyTaskH"] == 0 and r["nameW"] >= 80 and r["right"] <= 375 for r in rows), (lang, rows[:3])
+            assert page.evaluate("document.scrollingElement.scrollWidth") <= 375, lang
+    finally:
+        disp.close()
