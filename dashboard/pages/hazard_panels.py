@@ -55,7 +55,10 @@ def _item(h: dict, lang_: str, reg, p, compact: bool = False) -> html.Li | None:
                        className="aj-hz-item aj-hz-compact", **{"data-hazard": str(h["id"])})
     return html.Li([*badges, " ", html.Span(name, className="aj-data", title=full),
                     " · ", t(f"hz.state.{h['state']}", lang_),
-                    " · ", t("hz.deadline", lang_), " ", fmt_time(h["deadline_ts"], with_date=True) if h["deadline_ts"] else "—",
+                    # The deadline and its date stay together (a phone split 整改期限 | 2026-… in 19 rows of 24).
+                    " · ", html.Span(f"{t('hz.deadline', lang_)} "
+                                     f"{fmt_time(h['deadline_ts'], with_date=True) if h['deadline_ts'] else '—'}",
+                                     className="aj-nowrap"),
                     # The thread of a disputed hazard, for those who take part (never on the wall's kiosk).
                     *([" · ", html.A(t("hz.discuss", lang_), href=f"/hazards/{h['id']}/discussion",
                                      className="aj-hz-discuss")] if p is not None and p.role in DISCUSS_ROLES else [])],

@@ -47,7 +47,7 @@ def test_wall_and_dispatcher_show_major_and_overdue_hazards(web):
     from tests.dashboard.test_consoles import text_of
 
     deadline = store.get(late["id"])["deadline_ts"]
-    assert f'"整改期限", " ", "{fmt_time(deadline, with_date=True)}"' in text_of(items)
+    assert f'"整改期限 {fmt_time(deadline, with_date=True)}", "className": "aj-nowrap"' in text_of(items)
 
     # Closed (销号), the major hazard leaves the wall.
     store.act(major["id"], "assign", "off1")
