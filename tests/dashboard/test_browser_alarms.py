@@ -1764,3 +1764,39 @@ def test_on_a_phone_the_inspector_list_shows_each_unit_whole(stack, browser):
             assert page.evaluate("document.scrollingElement.scrollWidth") <= 375, lang
     finally:
         disp.close()
+
+
+def test_on_a_phone_the_queues_columns_line_up_from_row_to_row(stack, browser):
+    """A phone tour: each row of the console's queue sized its own columns (a grid per
+    row), so the alerts' names started at three x positions in Chinese and five in
+    English, and the buttons at two.  The columns now line up, and nothing in a row
+    leaves it."""
+    _resolve_all(stack)
+    ctx = stack["ctx"]
+    ids_ = [webkit.open_alert(ctx, sensor_id=stack["a"]["sensor"]),
+            webkit.open_alert(ctx, "sensor_fault", sensor_id=stack["b"]["sensor"], severity="warning", lel=None)]
+    disp = Screen(browser, stack["url"], 375, 812).login("disp1", "/dispatch")
+    try:
+        page = disp.page
+        for lang in ("zh-CN", "en"):
+            if lang == "en":
+                page.goto(stack["url"] + "/dispatch?lang=en")
+            for i in ids_:
+                page.wait_for_selector(f"#queue-row-{i} button", timeout=15000)
+            if lang == "zh-CN":
+                _act(ctx, ids_[0], "ack")  # rows in two states, with other buttons
+                page.wait_for_function(f"() => document.querySelector('#queue-row-{ids_[0]}').innerText"
+                                       f".includes('已确认')", timeout=10000)
+            rows = page.evaluate("""() => [...document.querySelectorAll('#dispatch-queue tbody > tr')].map(tr => {
+                const c = [...tr.children].map(td => td.getBoundingClientRect()), r = tr.getBoundingClientRect();
+                const inner = [...tr.querySelectorAll('*')].map(el => el.getBoundingClientRect())
+                  .filter(b => b.width > 0);
+                return {name: Math.round(c[1].left), buttons: Math.round(c[5].left),
+                        out: inner.filter(b => b.right > r.right + 1 || b.left < r.left - 1).length}; })""")
+            assert len(rows) >= 2, (lang, rows)
+            assert len({r["name"] for r in rows}) == 1, (lang, rows)
+            assert len({r["buttons"] for r in rows}) == 1, (lang, rows)
+            assert not [r for r in rows if r["out"]], (lang, rows)
+    finally:
+        disp.close()
+        _resolve_all(stack)
