@@ -28,7 +28,8 @@ TEXT_KEYS = (
     "hz.send_back", "hz.reason", "hz.done", "hz.my_hazards", "hz.deadline", "hz.evidence", "hz.submit_rectification",
     "hz.self_inspection", "hz.self_inspection_hint", "hz.submit_self_inspection", "hz.state.reported",
     "hz.state.rectifying", "hz.state.rectified", "hz.state.accepted", "hz.state.closed", "hz.overdue",
-    "hz.officer_title", "hz.my_title", "auth.logout", "hz.discuss",
+    "hz.officer_title", "hz.my_title", "auth.logout", "hz.discuss", "hz.photo.choose", "hz.photo.none",
+    "hz.photo.chosen",
 )
 
 # The frame the plain pages of the hazard loop share (this one and the discussion page,
@@ -45,6 +46,10 @@ FRAME_CSS = """ /* The dark frame of the other screens: the same panel colours, 
  .hz select,.hz input[type=text],.hz input[type=search],.hz textarea,.hz input[type=file]{width:100%;box-sizing:border-box;font-size:16px;padding:10px;
    background:#071223;color:var(--text);border:1px solid var(--line);border-radius:8px}
  .hz input[type=file]::file-selector-button{background:var(--panel-2);color:var(--text);border:1px solid var(--line);border-radius:6px;padding:6px 10px;margin-right:10px}
+ .hz .hz-file{display:flex;align-items:center;gap:10px;border:1px solid var(--line);border-radius:8px;padding:8px 10px;background:#071223}
+ .hz .hz-file button{width:auto;margin:0;padding:6px 12px;font-size:16px;flex:none}
+ .hz .hz-file-name{color:var(--muted);min-width:0;overflow:hidden;text-overflow:ellipsis;white-space:nowrap}
+ .hz input[type=file].hz-file-input{position:absolute;width:1px;height:1px;opacity:0;overflow:hidden;padding:0;border:0}
  .hz .row{display:flex;gap:8px}.hz .row label{flex:1;font-weight:400;border:1px solid var(--line);border-radius:8px;padding:10px;margin:0;background:var(--panel)}
  .hz button{font-size:16px;padding:12px;margin:6px 0;width:100%;border-radius:8px;border:1px solid var(--line);background:var(--panel-2);color:var(--text);cursor:pointer}
 """
@@ -135,6 +140,26 @@ async function upload(id, file, stage) {
   return api('POST', `/hazards/${id}/photos`, fd);
 }
 function el(tag, attrs, text) { const e = document.createElement(tag); Object.assign(e, attrs || {}); if (text) e.textContent = text; return e; }
+// A file input with the catalogue's words: the browser's own control says "Choose File" and
+// "No file chosen" in the browser's language, whatever the page's.  The input stays in the
+// page (its label, the tests' set_input_files), out of sight; a button opens it, and a line
+// beside it names what was chosen.
+function picker(input) {
+  const shown = el('span', {className: 'hz-file-name', id: `${input.id}-name`});
+  const show = () => {
+    const n = input.files ? input.files.length : 0;
+    shown.textContent = !n ? T['hz.photo.none'] : n === 1 ? input.files[0].name : T['hz.photo.chosen'].replace('{n}', n);
+  };
+  const open = el('button', {type: 'button', id: `${input.id}-choose`, onclick: () => input.click()}, T['hz.photo.choose']);
+  const box = el('div', {className: 'hz-file'});
+  input.classList.add('hz-file-input');
+  input.addEventListener('change', show);
+  input.anjianShow = show;
+  input.replaceWith(box);
+  box.append(open, shown, input);
+  show();
+  return box;
+}
 const CATEGORIES = {{ categories|tojson }};
 // A time as the other screens write it: China time, 2026-12-05 14:03.
 function when(ts) {
@@ -229,7 +254,8 @@ async function record() {
     await api('POST', `/hazards/${h.id}/assign`, {});
     status.textContent = T['hz.recorded'] + ` #${h.id}`;
     status.dataset.hazardId = h.id;
-    document.getElementById('hz-note').value = ''; document.getElementById('hz-photo').value = '';
+    const input = document.getElementById('hz-photo');
+    document.getElementById('hz-note').value = ''; input.value = ''; if (input.anjianShow) input.anjianShow();
   } catch (e) { status.textContent = T['hz.failed'] + ': ' + e.message; }
 }
 async function loadMine() {
@@ -255,6 +281,7 @@ async function loadMine() {
         } catch (e) { st.textContent = T['hz.failed'] + ': ' + e.message; }
       };
       item.append(el('label', {htmlFor: file.id}, T['hz.evidence']), file, note, go, st);
+      picker(file);
     }
     box.append(item);
   }
@@ -268,6 +295,7 @@ async function selfInspect() {
 if (ROLE === 'enterprise') {
   document.getElementById('si-submit').onclick = selfInspect; loadMine();
 } else {
+  picker(document.getElementById('hz-photo'));
   document.getElementById('hz-submit').onclick = record; searchEnterprises(); loadWaiting(); setInterval(loadWaiting, 15000);
 }
 </script>

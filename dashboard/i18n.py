@@ -55,6 +55,11 @@ CATALOGUE: dict[str, dict[str, str]] = {
     "hz.level.general": {"zh-CN": "一般", "en": "General"},
     "hz.level.major": {"zh-CN": "重大", "en": "Major"},
     "hz.photo": {"zh-CN": "现场照片", "en": "Photo"},
+    # The photo picker's own words (the browser's said "Choose File" / "No file chosen" in
+    # the browser's language, whatever the page's).
+    "hz.photo.choose": {"zh-CN": "选择照片", "en": "Choose photo"},
+    "hz.photo.none": {"zh-CN": "未选择照片", "en": "No photo chosen"},
+    "hz.photo.chosen": {"zh-CN": "已选 {n} 张", "en": "{n} chosen"},
     "hz.note": {"zh-CN": "说明", "en": "Note"},
     "hz.record": {"zh-CN": "登记并下发整改", "en": "Record and assign for rectification"},
     "hz.recorded": {"zh-CN": "已登记", "en": "Recorded"},

@@ -1740,6 +1740,14 @@ def test_on_a_phone_a_tapped_alert_comes_into_view_and_its_row_keeps_its_bar(sta
         _resolve_all(stack)
 
 
+def _in_each_language(page, url: str, path: str):
+    """The page as loaded (Chinese), then in English: yields each language in turn."""
+    for lang in ("zh-CN", "en"):
+        if lang == "en":
+            page.goto(f"{url}{path}?lang=en")
+        yield lang
+
+
 def test_on_a_phone_the_inspector_list_shows_each_unit_whole(stack, browser):
     """A phone tour: the console's inspector list kept its five desktop columns at 375 px;
     the unit was cut in 100 rows of 100 ("大浪街道安…", "Longhu…") beside a current-task
@@ -1748,9 +1756,7 @@ def test_on_a_phone_the_inspector_list_shows_each_unit_whole(stack, browser):
     disp = Screen(browser, stack["url"], 375, 812).login("disp1", "/dispatch")
     try:
         page = disp.page
-        for lang in ("zh-CN", "en"):
-            if lang == "en":
-                page.goto(stack["url"] + "/dispatch?lang=en")
+        for lang in _in_each_language(page, stack["url"], "/dispatch"):
             page.wait_for_selector("#dispatch-inspector-list tbody tr", timeout=15000)
             rows = page.evaluate("""() => [...document.querySelectorAll('#dispatch-inspector-list tbody tr')].map(tr => {
                 const unit = tr.children[1], task = tr.children[3], name = tr.children[0];
@@ -1778,9 +1784,7 @@ def test_on_a_phone_the_queues_columns_line_up_from_row_to_row(stack, browser):
     disp = Screen(browser, stack["url"], 375, 812).login("disp1", "/dispatch")
     try:
         page = disp.page
-        for lang in ("zh-CN", "en"):
-            if lang == "en":
-                page.goto(stack["url"] + "/dispatch?lang=en")
+        for lang in _in_each_language(page, stack["url"], "/dispatch"):
             for i in ids_:
                 page.wait_for_selector(f"#queue-row-{i} button", timeout=15000)
             if lang == "zh-CN":

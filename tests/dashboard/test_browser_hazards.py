@@ -65,11 +65,16 @@ def test_record_rectify_accept_on_a_phone(phone_stack):
             officer.fill("#hz-enterprise", name)
             officer.select_option("#hz-category", "SC01")
             officer.check("#hz-level-major")
+            # The photo picker speaks the page's language (the browser's own said "Choose File").
+            assert officer.inner_text("#hz-photo-choose") == "选择照片"
+            assert officer.inner_text("#hz-photo-name") == "未选择照片"
             officer.set_input_files("#hz-photo", {"name": "IMG_0001.png", "mimeType": "image/png",
                                                   "buffer": png_bytes()})
+            assert officer.inner_text("#hz-photo-name") == "IMG_0001.png"
             officer.fill("#hz-note", "液化气钢瓶放在地下室")
             officer.click("#hz-submit")
             officer.wait_for_function("() => document.querySelector('#hz-status').dataset.hazardId")
+            assert officer.inner_text("#hz-photo-name") == "未选择照片"  # the form is ready for the next
             hid = int(officer.eval_on_selector("#hz-status", "e => e.dataset.hazardId"))
             from data.hazards_store import HazardStore
 
@@ -82,7 +87,8 @@ def test_record_rectify_accept_on_a_phone(phone_stack):
 
             # The enterprise, from its own account: evidence and a note.
             ectx, ent, eerr = _phone(browser, url, "ent1", "/my")
-            ent.wait_for_selector(f"#ev-photo-{hid}")
+            ent.wait_for_selector(f"#ev-photo-{hid}-choose")
+            assert ent.inner_text(f"#ev-photo-{hid}-name") == "未选择照片"
             ent.set_input_files(f"#ev-photo-{hid}", {"name": "after.png", "mimeType": "image/png",
                                                      "buffer": png_bytes(8, 8)})
             ent.fill(f"#ev-note-{hid}", "钢瓶已移至地面通风处")
@@ -108,6 +114,11 @@ def test_record_rectify_accept_on_a_phone(phone_stack):
             officer.wait_for_function(f"() => !document.querySelector('#accept-{hid}')")
             h = store.get(hid)
             assert (h["state"], h["accept_method"]) == ("accepted", "on_site")
+            # In English, the picker's words too, whatever the browser's own language (zh-CN here).
+            officer.goto(url + "/officer/hazards?lang=en")
+            officer.wait_for_selector("#hz-photo-choose")
+            assert officer.inner_text("#hz-photo-choose") == "Choose photo"
+            assert officer.inner_text("#hz-photo-name") == "No photo chosen"
             assert not oerr and not eerr
             octx.close()
             ectx.close()
