@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/bench_overload.py [--minutes 10] [--inspectors 20000] [--fix-every-s 5]
         [--sensors 50000] [--heartbeat-s 60] [--alarm-every-s 1] [--db postgresql|sqlite] [--no-browser]
-        [--nice-alerts -5] [--profile DIR] [--partition [--nice-sensors -5]] [--nice-services N]
+        [--nice-alerts -5] [--profile DIR] [--partition [--nice-sensors -5] [--nice-locations N]] [--nice-services N]
         [--duplicates N]
 
 Runs the system as production does, one process per part (docs/architecture.md,
@@ -332,6 +332,7 @@ class Alarms:
         self.lock = threading.Lock()
         self.halt = threading.Event()
         self.polls = 0
+        self.poll_ms: list[float] = []  # each poll's own round trip: request to parsed answer
 
     def publish_loop(self) -> None:
         from tests.mqttkit import Publisher
@@ -360,6 +361,7 @@ class Alarms:
             req = urllib.request.Request(
                 f"{self.url}/api/v1/alerts?state=open&type=gas_alarm&limit=2000&since={oldest - 1:.3f}",
                 headers={"Authorization": f"Bearer {self.token}"})
+            t_req = time.time()
             try:
                 with urllib.request.urlopen(req, timeout=10) as resp:
                     rows = json.loads(resp.read())
@@ -367,6 +369,7 @@ class Alarms:
                 rows = []
             now = time.time()
             self.polls += 1
+            self.poll_ms.append((now - t_req) * 1000)
             with self.lock:
                 for a in rows:
                     sid = a.get("sensor_id")
@@ -490,6 +493,9 @@ def main() -> int:
     ap.add_argument("--nice-sensors", type=int, default=None, metavar="N",
                     help="with --partition, run the gas detectors' ingest process at this nice value (default: as "
                          "--nice-alerts, as config/systemd/anjian-ingest-sensors@.service does)")
+    ap.add_argument("--nice-locations", type=int, default=0, metavar="N",
+                    help="with --partition, run the locations' ingest process at this nice value (0: as "
+                         "config/systemd/anjian-ingest@.service does)")
     ap.add_argument("--nice-services", type=int, default=None, metavar="N",
                     help="renice this machine's Mosquitto, Redis and PostgreSQL processes (the services on an "
                          "alarm's way, which every part shares) to N for the run, and back after it (root)")
@@ -543,12 +549,14 @@ def main() -> int:
         nice_sensors = args.nice_alerts if args.nice_sensors is None else args.nice_sensors
         if args.nice_services is not None:
             reniced = renice_services(args.nice_services)
-        parts.start(args.profile, {"alerts": args.nice_alerts, "ingest-sensors": nice_sensors})
+        parts.start(args.profile, {"alerts": args.nice_alerts, "ingest-sensors": nice_sensors,
+                                   "ingest": args.nice_locations if args.partition else 0})
         settle(engine)
         print(f"city ({len(city.enterprises)} enterprises, {len(city.sensors)} detectors) on {args.db}, parts up, "
               f"in {time.perf_counter() - t0:.0f} s; logs in {tmp}", flush=True)
         print(f"uptime before: {os.popen('uptime').read().strip()}; alert engine at nice {args.nice_alerts}"
-              + (f", the detectors' ingest at nice {nice_sensors}" if args.partition else "")
+              + (f", the detectors' ingest at nice {nice_sensors}, the locations' at nice {args.nice_locations}"
+                 if args.partition else "")
               + (f", Mosquitto, Redis and PostgreSQL at nice {args.nice_services}" if reniced else ""), flush=True)
         # The load, from processes of its own.
         hb_started, hb_sent = ctx.Event(), ctx.Value("q", 0, lock=False)
@@ -807,8 +815,13 @@ def breakdown(engine, alarms: Alarms) -> list[str]:
                 legs["received -> in the alarm lane"].append((lane_at[sid] - received[sid]) * 1000)
                 legs["in the lane -> alert inserted"].append((created[sid] - lane_at[sid]) * 1000)
             legs["inserted -> API listed"].append((t_api - created[sid]) * 1000)
-    return ["where the alarm's time went (p50 / p95 / max ms): " + "; ".join(
+    out = ["where the alarm's time went (p50 / p95 / max ms): " + "; ".join(
         f"{k} {statistics.median(v):.0f} / {pct(v, 95):.0f} / {max(v):.0f}" for k, v in legs.items() if v)]
+    if alarms.poll_ms:  # the measuring client's own share of "inserted -> API listed"
+        v = alarms.poll_ms
+        out.append(f"the API poll's own round trip over {len(v)} polls (p50 / p95 / max ms): "
+                   f"{statistics.median(v):.0f} / {pct(v, 95):.0f} / {max(v):.0f}; a poll every 20 ms after the last answer")
+    return out
 
 
 def report(args, samples, alarms: Alarms, dom: dict, rows_seen: int, t_load, t_stop, offered, hb_offered,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     Float,
     ForeignKey,
@@ -101,6 +102,16 @@ class Sensor(Base):
     heartbeat_s: Mapped[int | None] = mapped_column(Integer)
     street_id: Mapped[str | None] = mapped_column(ForeignKey("streets.id"), index=True)
     grid_id: Mapped[str | None] = mapped_column(ForeignKey("grids.id"), index=True)
+
+
+class RegistryVersion(Base):
+    """One row (id 1) whose ``version`` SQL triggers move on every change to
+    ``sensors`` or ``inspectors`` (migration 0011): the device registries in memory
+    (``data.registry``) reload only when it moved."""
+
+    __tablename__ = "registry_version"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    version: Mapped[int] = mapped_column(BigInteger)
 
 
 # --- history ------------------------------------------------------------------
