@@ -260,7 +260,8 @@ class Settings(BaseSettings):
         "this window; a broker redelivers within minutes)."
     )
     registry_refresh_s: float = _field(
-        30.0, "How often a worker reloads the device registry from SQL."
+        30.0, "How often a worker looks whether SQL's device registry changed (one row, registry_version) and "
+        "reloads it if so; it reloads it in full every 10 minutes in any case."
     )
     service_area: tuple[float, float, float, float] = _field(
         (113.70, 22.40, 114.65, 22.90),

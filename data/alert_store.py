@@ -221,9 +221,11 @@ class AlertStore:
             done.append(row.id)
         return done
 
-    def active_subjects(self, alert_types: Iterable[str], subjects: Iterable[str], *,
+    def active_subjects(self, alert_types: Iterable[str], subjects: Iterable[str] | None, *,
                         still_away: bool = False) -> set[str]:
-        """Those of ``subjects`` that have an alert of one of ``alert_types`` in ``ACTIVE_STATES``.
+        """Those of ``subjects`` that have an alert of one of ``alert_types`` in ``ACTIVE_STATES``
+        (``subjects`` None: every subject that has one, in one query; for a caller that
+        would otherwise name tens of thousands).
 
         ``still_away``: only alerts not marked back to normal (an offline device
         not heard again since).
@@ -234,16 +236,16 @@ class AlertStore:
         "look again in a transaction".
         """
         types = list(alert_types)
-        wanted = list(dict.fromkeys(subjects))
+        wanted = None if subjects is None else list(dict.fromkeys(subjects))
         found: set[str] = set()
         with self.engine.connect() as conn:
-            for i in range(0, len(wanted), SUBJECTS_PER_QUERY):
-                q = (select(Alert.subject).distinct()
-                     .where(Alert.type.in_(types), Alert.subject.in_(wanted[i:i + SUBJECTS_PER_QUERY]),
-                            Alert.state.in_(ACTIVE_STATES)))
+            for i in range(0, 1 if wanted is None else len(wanted), SUBJECTS_PER_QUERY):
+                q = select(Alert.subject).distinct().where(Alert.type.in_(types), Alert.state.in_(ACTIVE_STATES))
+                if wanted is not None:
+                    q = q.where(Alert.subject.in_(wanted[i:i + SUBJECTS_PER_QUERY]))
                 if still_away:
                     q = q.where(Alert.returned_to_normal_at.is_(None))
-                found.update(conn.execute(q).scalars())
+                found.update(s for s in conn.execute(q).scalars() if s is not None)
         return found
 
     # --- writes (used by the engine and by act) --------------------------------------

@@ -700,27 +700,31 @@ class AlertEngine:
     @_one_at_a_time
     def sweep_inspectors(self, now: float) -> None:
         """inspector_offline: an inspector on duty whose phone has gone quiet (or sent its last will)."""
-        ids = list(self.registry.inspectors)
-        fixes = self.live.inspector_fixes(ids)
+        # Each inspector's last fix time only, and one query for every inspector_offline
+        # alert still active (there are few), not one naming each inspector: at ten
+        # times a city, reading 20,000 whole fixes and naming 20,000 subjects were a
+        # fifth of the engine's CPU, on a thread that held the interpreter while the
+        # alarms waited (docs/benchmarks.md section 25).
+        heard = self.live.inspector_last_heard(list(self.registry.inspectors))
         avail = self.live.availability("inspector")
-        # One query for who has an inspector_offline alert: an inspector on duty, heard
-        # lately and with none needs no transaction (at city scale 2,000 of them every
-        # sweep held the engine, and so the gas alarms behind it, for seconds).
-        flagged = self.store.active_subjects([INSPECTOR_OFFLINE], [inspector_subject(i) for i in fixes])
-        for iid, fix in fixes.items():
-            if now - fix.ts > ON_DUTY_WINDOW_S:
+        # An inspector on duty, heard lately and with no alert needs no transaction (at
+        # city scale 2,000 of them every sweep held the engine, and so the gas alarms
+        # behind it, for seconds).
+        flagged = self.store.active_subjects([INSPECTOR_OFFLINE], None)
+        for iid, ts in heard.items():
+            if now - ts > ON_DUTY_WINDOW_S:
                 continue  # off duty: silence is expected
-            lwt_offline = reported_offline(avail.get(iid), fix.ts)
+            lwt_offline = reported_offline(avail.get(iid), ts)
             subject = inspector_subject(iid)
-            if subject not in flagged and not (now - fix.ts > INSPECTOR_SILENT_S or lwt_offline):
+            if subject not in flagged and not (now - ts > INSPECTOR_SILENT_S or lwt_offline):
                 continue  # the transaction below would find nothing to do
 
-            def tx(conn, iid=iid, fix=fix, lwt_offline=lwt_offline, subject=subject):
+            def tx(conn, iid=iid, ts=ts, lwt_offline=lwt_offline, subject=subject):
                 cur = self.store.active(conn, INSPECTOR_OFFLINE, subject)
-                silent = now - fix.ts > INSPECTOR_SILENT_S or lwt_offline
+                silent = now - ts > INSPECTOR_SILENT_S or lwt_offline
                 if cur is None and not silent:
                     return None
-                d = evaluate_offline(INSPECTOR_OFFLINE, iid, fix.ts, now, INSPECTOR_SILENT_S, 1,
+                d = evaluate_offline(INSPECTOR_OFFLINE, iid, ts, now, INSPECTOR_SILENT_S, 1,
                                      cur[0] if cur else None, online=False if lwt_offline else None)
                 ids = []
                 if d.new_alert is not None:

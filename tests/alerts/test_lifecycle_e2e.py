@@ -297,6 +297,42 @@ def test_an_inspector_gone_quiet_on_duty_is_an_alert(system):
     assert [a["inspector_id"] for a in body] == ["I1"]
 
 
+def test_an_inspector_heard_again_is_marked_back_and_quiet_again_counted_again(system):
+    """The sweep's whole round on real MQTT, Redis and SQL: quiet on duty opens the alert,
+    a fresh fix marks it back (``returned_to_normal_at``), quiet again counts it again.
+    The sweep finds the alert it has to look at again from one query for every
+    active inspector_offline alert, not from one naming each inspector."""
+    s = system["settings"]
+    live = LiveState(system["redis"], s.redis_namespace)
+    dispatcher = system["tokens"]["dispatcher"]
+
+    def fix(ts: float) -> None:
+        with Publisher(s.mqtt_url) as pub:
+            pub.publish(f"{s.mqtt_prefix}/v1/inspectors/I1/location",
+                        {"ts": ts, "lat": ENTERPRISE_A[1], "lon": ENTERPRISE_A[2]})
+        wait_until(lambda: (f := live.inspector_fixes(["I1"]).get("I1")) and abs(f.ts - ts) < 0.01)
+
+    def shown() -> dict:
+        code, body = api(system["client"], dispatcher, "GET", "/alerts?state=open&type=inspector_offline")
+        assert code == 200 and len(body) == 1, body
+        return body[0]
+
+    t0 = time.time()
+    fix(t0 - 1200)
+    system["alert_engine"].sweep_inspectors(t0)
+    first = shown()
+    assert first["inspector_id"] == "I1" and first["returned_to_normal_at"] is None and first["count"] == 1
+
+    fix(t0 + 5)
+    system["alert_engine"].sweep_inspectors(t0 + 10)
+    back = shown()
+    assert back["id"] == first["id"] and back["returned_to_normal_at"] is not None
+
+    system["alert_engine"].sweep_inspectors(t0 + 5 + 1000)  # quiet again, on duty
+    again = shown()
+    assert again["id"] == first["id"] and again["returned_to_normal_at"] is None and again["count"] == 2
+
+
 def test_inspector_sweeps_run_at_once_open_one_alert(system):
     s = system["settings"]
     with Publisher(s.mqtt_url) as pub:

@@ -173,3 +173,5 @@ def test_a_big_batch_of_fixes_goes_in_short_script_calls_with_the_same_outcome(s
     fixes = live.inspector_fixes([f"I{i}" for i in range(700)])  # in reads of at most 500 too
     assert len(fixes) == 698, "I600 and I650 sent only the fixes replaced above"
     assert fixes["I0"].ts == now + 700 and fixes["I10"].ts == now + 710
+    heard = live.inspector_last_heard([f"I{i}" for i in range(700)] + ["NEVER"])
+    assert heard == {i: f.ts for i, f in fixes.items()}
