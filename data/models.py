@@ -105,9 +105,13 @@ class Sensor(Base):
 
 
 class RegistryVersion(Base):
-    """One row (id 1) whose ``version`` SQL triggers move on every change to
-    ``sensors`` or ``inspectors`` (migration 0011): the device registries in memory
-    (``data.registry``) reload only when it moved."""
+    """Counters SQL triggers move (migration 0011): id 1 (``DEVICES``) on every change
+    to ``sensors`` or ``inspectors``, id 2 (``NAMES``) on every change to ``units`` and
+    on an enterprise added, removed or renamed.  The registries kept in memory (the
+    workers' ``data.registry``, the web's names) are read again only when theirs moved."""
+
+    DEVICES = 1
+    NAMES = 2
 
     __tablename__ = "registry_version"
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)

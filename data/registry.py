@@ -89,7 +89,8 @@ class Registry:
 
     @staticmethod
     def _read_version(conn) -> int | None:
-        return conn.execute(select(RegistryVersion.version).where(RegistryVersion.id == 1)).scalar_one_or_none()
+        return conn.execute(select(RegistryVersion.version)
+                            .where(RegistryVersion.id == RegistryVersion.DEVICES)).scalar_one_or_none()
 
     def changed(self) -> bool:
         """Whether SQL's registry moved since the last load (one read of one row), or a

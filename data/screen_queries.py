@@ -17,7 +17,7 @@ from collections import defaultdict
 
 from sqlalchemy import and_, or_, select
 
-from data.models import DeadLetter, Enterprise, Grid, Inspector, PingRow, Sensor, Street, Unit, Visit
+from data.models import DeadLetter, Enterprise, Grid, Inspector, PingRow, RegistryVersion, Sensor, Street, Unit, Visit
 
 # The wall's trail: ten minutes, at most one point per 50 s.  A simulated or
 # real phone reports every 5-30 s; 12 points draw the same street-level line
@@ -90,6 +90,14 @@ def visiting(live) -> dict[str, str]:
 
 
 # --- the registry and the city map -----------------------------------------------------------
+
+
+def registry_versions(engine) -> tuple[int | None, ...]:
+    """The counters ``registry_rows`` depends on (``RegistryVersion``: the devices and
+    the names): while they stay, so do its rows (one read of two rows)."""
+    with engine.connect() as conn:
+        got = dict(conn.execute(select(RegistryVersion.id, RegistryVersion.version)).all())
+    return got.get(RegistryVersion.DEVICES), got.get(RegistryVersion.NAMES)
 
 
 def registry_rows(engine) -> tuple[dict, dict, dict]:

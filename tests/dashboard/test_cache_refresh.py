@@ -33,3 +33,24 @@ def test_a_new_accounts_name_reaches_the_history_after_a_background_refresh(web,
         assert wait_until(refreshed, 10), [r.getMessage() for r in caplog.records]
         time.sleep(0.2)
     assert not [r for r in caplog.records if "background refresh" in r.getMessage()]
+
+
+def test_the_webs_registry_of_names_is_read_again_only_when_sql_changed(web):
+    """The web's registry (inspectors, sensors, units' and enterprises' names), on the
+    small city: a visit's write to an enterprise leaves it; a rename is read again."""
+    from sqlalchemy import update
+
+    from data.models import Enterprise
+
+    ctx = web[0]
+    first = ctx.registry()
+    reads = ctx.registry_reads
+    eid = next(iter(first.enterprise_names))
+    with ctx.engine.begin() as conn:
+        conn.execute(update(Enterprise).where(Enterprise.id == eid).values(last_inspected_at=1.0))
+    assert ctx._registry.refresh() is first  # noqa: SLF001 - a reload, in this thread
+    assert ctx.registry_reads == reads
+    with ctx.engine.begin() as conn:
+        conn.execute(update(Enterprise).where(Enterprise.id == eid).values(name="改名后的企业"))
+    assert ctx._registry.refresh().enterprise_names[eid] == "改名后的企业"  # noqa: SLF001
+    assert ctx.registry_reads == reads + 1
