@@ -222,11 +222,11 @@ def gc_state() -> str:
     return f"{gc.get_freeze_count()} objects frozen, first-generation threshold {gc.get_threshold()[0]}"
 
 
-def serve_web(settings, services, stop: threading.Event) -> None:
-    """The demo's web server, in this process until ``stop`` (``app.py web`` uses gunicorn)."""
-    from dashboard.wsgi import serve_in_thread
+def demo_web(settings, services):
+    """The demo's web server, built and listening (``app.py web`` uses gunicorn)."""
+    from dashboard.wsgi import demo_server
 
-    serve_in_thread(settings, services.engine, services.redis(), services.mqtt_url, stop)
+    return demo_server(settings, services.engine, services.redis(), services.mqtt_url)
 
 
 def wait_for_signal() -> threading.Event:
@@ -306,13 +306,21 @@ def cmd_run(settings, args) -> int:
         workers.append(start_alert_engine(settings, services))
         log.info("garbage collector: %s", gc_state())
         extra = start_background(settings, services, stop, simulate=not args.no_simulate)
+        # The screens are built and the port bound before the address is printed:
+        # what the banner names answers, and a signal meanwhile stops a quiet start.
+        httpd = demo_web(settings, services)
+        if stop.is_set():
+            httpd.server_close()
+            return 0
         url = f"http://{settings.web_host}:{settings.web_port}"
         print(f"\nAnjian is running: {url}  (API: {url}/api/v1/health)", flush=True)
         print(f"MQTT broker: {services.mqtt_url}   Redis: {services.redis_url}", flush=True)
         print("Demo accounts (username / password):", flush=True)
         for user, pw in accounts.items():
             print(f"  {user:<11} {pw}", flush=True)
-        serve_web(settings, services, stop)
+        from dashboard.wsgi import serve_until
+
+        serve_until(httpd, stop)
     finally:
         stop.set()
         for t in extra:

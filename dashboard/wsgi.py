@@ -24,7 +24,7 @@ them all, and gunicorn's ``child_exit`` hook tells prometheus_client that a
 worker is gone.
 
 The all-in-one demo (``python app.py``) serves the same app from werkzeug in a
-thread of its one process (``serve_in_thread``).
+thread of its one process (``demo_server`` and ``serve_until``).
 """
 
 from __future__ import annotations
@@ -139,12 +139,23 @@ def serve(settings, mqtt_url: str, redis_url: str) -> None:
     WebApplication(settings, mqtt_url, redis_url).run()
 
 
-def serve_in_thread(settings, engine, redis_client, mqtt_url: str, stop: threading.Event) -> None:
-    """The demo's one-process server (werkzeug, threaded), until ``stop`` is set."""
+def demo_server(settings, engine, redis_client, mqtt_url: str):
+    """The demo's one-process server (werkzeug, threaded), built and bound to its
+    port but not yet serving: the demo announces its address only once this
+    returns, so the address it prints answers (connections wait in the listen
+    queue until ``serve_until`` runs)."""
     from werkzeug.serving import make_server
 
     server = build_app(settings, engine, redis_client, mqtt_url)
     httpd = make_server(settings.web_host, settings.web_port, server, threaded=True)
     log.info("web: http://%s:%d", settings.web_host, settings.web_port)
+    return httpd
+
+
+def serve_until(httpd, stop: threading.Event) -> None:
+    """Serve ``httpd`` in this thread until ``stop`` is set (at once if it already is)."""
     threading.Thread(target=lambda: (stop.wait(), httpd.shutdown()), daemon=True).start()
-    httpd.serve_forever()
+    try:
+        httpd.serve_forever()
+    finally:
+        httpd.server_close()

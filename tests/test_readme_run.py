@@ -20,6 +20,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -151,13 +152,19 @@ def test_an_embedded_service_that_dies_at_start_is_named_and_nothing_is_left(tmp
 
 @pytest.mark.slow
 def test_sigterm_stops_the_demo_and_its_children(tmp_path):
-    env = clean_env(ANJIAN_WEB_PORT=free_port(18350), ANJIAN_SIM_SCALE="tiny")
+    port = free_port(18350)
+    base = f"http://127.0.0.1:{port}"
+    env = clean_env(ANJIAN_WEB_PORT=port, ANJIAN_SIM_SCALE="tiny")
     log_path = tmp_path / "app.log"
     with open(log_path, "wb") as log:
         proc = subprocess.Popen([sys.executable, str(ROOT / "app.py")], cwd=tmp_path, env=env, stdout=log,
                                 stderr=subprocess.STDOUT)
     try:
-        wait_until(lambda: proc.poll() is None and "Anjian is running" in log_path.read_text(), 120, 0.5)
+        wait_until(lambda: proc.poll() is None and "Anjian is running" in log_path.read_text(), 120, 0.05)
+        # The address the banner prints answers as soon as it is printed (it once
+        # came before the screens were built, and a signal then met a half-started web).
+        with urllib.request.urlopen(f"{base}/login", timeout=10) as r:
+            assert r.status == 200
         assert processes_under(tmp_path), "the embedded broker and Redis run in ./var"
         time.sleep(2)
         before = len(log_path.read_text())

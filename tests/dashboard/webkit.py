@@ -1,6 +1,6 @@
 """Helpers for dashboard tests: a web stack on the test services, logins, callback calls.
 
-``build_web`` wires what ``app.serve_web`` wires (WebContext, create_server,
+``build_web`` wires what ``app.demo_web`` wires (WebContext, create_server,
 create_dash) on the test Redis and a given engine.  ``login`` logs a Flask test
 client in through the real /login form.  ``call_callback`` POSTs to
 /_dash-update-component the way Dash's renderer does, including the CSRF header.
