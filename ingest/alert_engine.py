@@ -464,7 +464,13 @@ class AlertEngine:
         level = f["level"]
         subject = sensor_subject(sid)
         if level in ("online", "offline"):
-            self._availability(info, ts, online=level == "online", entry_id=entry_id, lane=batch.lane)
+            online = level == "online"
+            if subject not in batch.active and not _changes(self._offline_decision(info, ts, online, None)):
+                # No offline alert to mark back, none to open: nothing for SQL.  When a
+                # broker restarts, every detector says "online" at once in the alarm lane,
+                # and a transaction each (10-20 ms) held the alarms behind them for minutes.
+                return False
+            self._availability(info, ts, online=online, entry_id=entry_id, lane=batch.lane)
             batch.active.add(subject)
             return True
         self._heard_at(sid, ts)
@@ -473,7 +479,7 @@ class AlertEngine:
         memory = batch.memory(sid)
         if subject not in batch.active:
             d = self._evaluate_gas(info, memory, level, lel, ts, None, None, rx)
-            if d.new_alert is None and not d.updated:
+            if not _changes(d):
                 if d.memory is not None:
                     batch.remember(sid, d.memory)
                 return False
@@ -600,7 +606,6 @@ class AlertEngine:
         """``entry_id``: the entry in ns:``lane`` (an availability message), applied
         once as in ``_gas_reading``."""
         subject = sensor_subject(info.id)
-        heartbeat = info.heartbeat_s or self.settings.sensor_heartbeat_s
 
         def tx(conn):
             if entry_id is not None and not self.store.first_time(conn, lane, info.id, entry_id):
@@ -611,10 +616,7 @@ class AlertEngine:
                 # saw last (a heartbeat read after the last will, from the other lane
                 # or delivered late) says nothing about now.
                 return None
-            d = evaluate_offline(SENSOR_OFFLINE, info.id, ts, time.time(), heartbeat,
-                                 self.settings.sensor_offline_after, cur[0] if cur else None,
-                                 online=online, enterprise_id=info.enterprise_id, street_id=info.street_id,
-                                 grid_id=info.grid_id)
+            d = self._offline_decision(info, ts, online, cur[0] if cur else None)
             ids = []
             if d.new_alert is not None:
                 ids.append(self.store.insert(conn, d.new_alert, d.new_record, time.time()).id)
@@ -626,6 +628,14 @@ class AlertEngine:
         ids = self.store.run_tx(tx)
         if ids:
             self.store.notify(ids)
+
+    def _offline_decision(self, info, ts: float, online: bool, cur):
+        """What the sensor's availability message at ``ts`` does to its sensor_offline
+        alert ``cur`` (None: it has none)."""
+        heartbeat = info.heartbeat_s or self.settings.sensor_heartbeat_s
+        return evaluate_offline(SENSOR_OFFLINE, info.id, ts, time.time(), heartbeat, self.settings.sensor_offline_after,
+                                cur, online=online,
+                                enterprise_id=info.enterprise_id, street_id=info.street_id, grid_id=info.grid_id)
 
     def check_gas_loss(self) -> None:
         """Entries of the gas streams deleted before this engine's group read them
@@ -866,6 +876,11 @@ class AlertEngine:
         info = self.conn.client.publish(topic, orjson.dumps(payload), qos=qos, retain=retain)
         if info.rc != mqtt.MQTT_ERR_SUCCESS and info.rc != mqtt.MQTT_ERR_NO_CONN:
             log.warning("publish to %s failed: %s", topic, info.rc)
+
+
+def _changes(d) -> bool:
+    """The decision opens or changes an alert."""
+    return d.new_alert is not None or bool(d.updated)
 
 
 @dataclasses.dataclass(slots=True)

@@ -214,6 +214,47 @@ def test_a_heartbeat_older_than_the_last_will_does_not_bring_a_sensor_back(city)
     assert a["returned_to_normal_at"] == at(t0 + 30)
 
 
+def test_every_detector_back_online_at_once_does_not_hold_the_alarms_back(city):
+    """A broker restart: every detector says "online" again, all at once, in the alarm
+    lane.  For a detector with no offline alert that changes nothing, and asks SQL
+    nothing; each took a transaction of its own (10-20 ms), so at a city's 50,000
+    detectors an alarm behind them waited minutes (the demo's start: 1,100 of them,
+    an alarm 14 s late).  The one detector whose offline alert is open is marked back,
+    the one whose "online" is stamped too long ago for its heartbeat goes offline, and
+    the alarm behind them all opens its alert."""
+    from sqlalchemy import event
+
+    live = LiveState(city["redis"], city["settings"].redis_namespace)
+    t0 = time.time()
+    live.set_availability("sensor", "A0005", False, t0 - 60)  # its last will, before the restart
+    drain(city)
+    (off,) = [x for x in alerts_of(city, "A0005") if x["type"] == "sensor_offline"]
+    assert off["returned_to_normal_at"] is None
+    back = [f"{p}{i:04d}" for p in "AB" for i in range(100, 600)] + ["A0005"]
+    for sid in back:
+        live.set_availability("sensor", sid, True, t0)
+    live.set_availability("sensor", "A0007", True, t0 - 7 * 86400)  # a week-old "online": silent since
+    ingest(live, ["A0006"], t0 + 1, "high", 70.0)
+    transactions = []
+
+    def began(conn):
+        transactions.append(conn)
+
+    event.listen(city["engine"], "begin", began)
+    try:
+        drain(city)
+    finally:
+        event.remove(city["engine"], "begin", began)
+    (a,) = gas_alarms(city, "A0006")
+    assert (a["state"], a["severity"]) == ("open", "critical")
+    (off,) = [x for x in alerts_of(city, "A0005") if x["type"] == "sensor_offline"]
+    assert off["returned_to_normal_at"] == at(t0), "the detector that was offline is marked back"
+    assert [x["type"] for x in alerts_of(city, "A0007")] == ["sensor_offline"]
+    assert not [x for x in alerts_of(city, "B0100")], "an online detector opens nothing"
+    assert len(transactions) < 40, f"{len(transactions)} SQL transactions for {len(back) + 2} availability messages"
+    assert live.events_lost() == ({}, None)
+
+
 def _web(city) -> WebContext:
     return WebContext(city["settings"], city["engine"], city["redis"], TEST_MQTT_URL)
 
