@@ -564,17 +564,17 @@ class AlertEngine:
         sid = info.id
         subject = sensor_subject(sid)
         changed: list[int] = []
-        replayed = False
+        replayed = offline = False
 
         def tx(conn):
-            nonlocal replayed
+            nonlocal replayed, offline
             changed.clear()
             replayed = entry_id is not None and not self.store.first_time(conn, lane, sid, entry_id)
             if self._mark_readings and not late and not replayed:
                 edge = None if received_at is None else _time_mark(received_at + FUTURE_SLACK_S)
                 replayed = not self.store.first_time(conn, "gas:reading", sid, _time_mark(ts), rewind_above=edge)
-            found = self.store.active_of(conn, (GAS_ALARM, SENSOR_FAULT), subject)
-            gas, fault = found.get(GAS_ALARM), found.get(SENSOR_FAULT)
+            found = self.store.active_of(conn, SENSOR_ALERT_TYPES, subject)
+            gas, fault, offline = found.get(GAS_ALARM), found.get(SENSOR_FAULT), SENSOR_OFFLINE in found
             versions = {x[0].id: x[1] for x in (gas, fault) if x is not None}
             d = self._evaluate_gas(info, memory, level, lel, ts, gas[0] if gas else None,
                                    fault[0] if fault else None, received_at)
@@ -596,8 +596,8 @@ class AlertEngine:
             log.info("alert engine: gas event %s for %s was applied before; not counted again", entry_id, sid)
         if d.memory is not None:
             remember(d.memory)
-        # A still-open offline alert learns the sensor is heard again.
-        self._availability(info, ts, online=True, heard=True)
+        if offline:  # a still-open offline alert learns the sensor is heard again (only this engine opens one)
+            self._availability(info, ts, online=True, heard=True)
         if changed and d.new_alert is not None:
             log.info("alert opened: %s for %s (%s)", d.new_alert.type, sid, d.reason)
 
