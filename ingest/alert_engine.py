@@ -181,6 +181,7 @@ class AlertEngine:
         # held the engine, and the alarms behind it, for ~0.5 s at city scale.
         self._heard: dict[str, float] = {}
         self._heard_synced = False
+        self._deaf_logged: set[str] = set()  # topics whose silence was logged as the ingest's (_deaf)
         self._jobs: dict[str, threading.Thread] = {}  # see _off_the_loop
         self._job_locks = {"roll_up_overdue": threading.Lock(), "sweep_inspectors": threading.Lock()}  # see _one_at_a_time
         self._block_ms: int | None = None
@@ -669,12 +670,17 @@ class AlertEngine:
             for sid, ts in self.live.sensor_last_heard(self.registry.sensors).items():
                 self._heard_at(sid, ts)
             self._heard_synced = True
+        since = self._listening_since("sensors")
+        if since is None:
+            self._deaf("sensors")
+            return
         sensors = self.registry.sensors
         default_hb = self.settings.sensor_heartbeat_s
         after = self.settings.sensor_offline_after
 
         def is_silent(info, ts: float) -> bool:
-            return now - ts > (info.heartbeat_s or default_hb) * after
+            # Silent since it was last heard, or since the ingest could hear it again.
+            return now - max(ts, since) > (info.heartbeat_s or default_hb) * after
 
         silent = []
         for sid, ts in self._heard.items():
@@ -693,6 +699,28 @@ class AlertEngine:
             if not is_silent(info, ts):
                 continue  # heard meanwhile (an alarm of its own, handled by alarms_first)
             self._availability(info, ts, online=False)
+
+    def _listening_since(self, topics: str) -> float | None:
+        """Since when the devices of ``topics`` ("sensors", "locations") have been heard
+        without a break: the earliest moment from which an ingest worker that takes
+        them (a live heartbeat) has been subscribed at the broker.  None when none is:
+        the broker is away, or the ingest.  A device's silence is then the system's,
+        not the device's, and it counts only from when the ingest listens again: a
+        broker away for longer than the detectors' offline time would otherwise have
+        opened an offline alert for every detector of the city at once."""
+        since = [w.get("listening_since", 0.0) for w in self.live.workers().values()
+                 if w.get("topics", "all") in ("all", topics) and w.get("connected")]
+        since = [s for s in since if s is not None]
+        if not since:
+            return None
+        self._deaf_logged.discard(topics)
+        return min(since)
+
+    def _deaf(self, topics: str) -> None:
+        if topics not in self._deaf_logged:
+            self._deaf_logged.add(topics)
+            log.warning("alert engine: no ingest worker is listening to the %s' topics at the broker; their "
+                        "silence counts only from when one does again (no offline alerts meanwhile)", topics)
 
     def sweep_hazards(self, now: float) -> None:
         """Overdue hazards escalate (docs/alerts.md, hazard_overdue): one alert per
@@ -715,6 +743,10 @@ class AlertEngine:
         # times a city, reading 20,000 whole fixes and naming 20,000 subjects were a
         # fifth of the engine's CPU, on a thread that held the interpreter while the
         # alarms waited (docs/benchmarks.md section 25).
+        since = self._listening_since("locations")
+        if since is None:
+            self._deaf("locations")
+            return
         heard = self.live.inspector_last_heard(list(self.registry.inspectors))
         avail = self.live.availability("inspector")
         # An inspector on duty, heard lately and with no alert needs no transaction (at
@@ -726,14 +758,15 @@ class AlertEngine:
                 continue  # off duty: silence is expected
             lwt_offline = reported_offline(avail.get(iid), ts)
             subject = inspector_subject(iid)
-            if subject not in flagged and not (now - ts > INSPECTOR_SILENT_S or lwt_offline):
+            quiet = now - max(ts, since) > INSPECTOR_SILENT_S  # since the ingest could hear the phone
+            if subject not in flagged and not (quiet or lwt_offline):
                 continue  # the transaction below would find nothing to do
 
-            def tx(conn, iid=iid, ts=ts, lwt_offline=lwt_offline, subject=subject):
+            def tx(conn, iid=iid, ts=ts, lwt_offline=lwt_offline, subject=subject, quiet=quiet):
                 cur = self.store.active(conn, INSPECTOR_OFFLINE, subject)
-                silent = now - ts > INSPECTOR_SILENT_S or lwt_offline
-                if cur is None and not silent:
-                    return None
+                silent = quiet or lwt_offline
+                if not silent and (cur is None or now - ts > INSPECTOR_SILENT_S):
+                    return None  # nothing to open; not heard again either (or quiet only while the ingest was away)
                 d = evaluate_offline(INSPECTOR_OFFLINE, iid, ts, now, INSPECTOR_SILENT_S, 1,
                                      cur[0] if cur else None, online=False if lwt_offline else None)
                 ids = []

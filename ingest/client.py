@@ -35,6 +35,7 @@ import re
 import socket
 import ssl
 import threading
+import time
 import uuid
 from collections.abc import Callable
 
@@ -273,6 +274,10 @@ class MqttConnection:
         # Set once the broker acknowledged this connection's SUBSCRIBE (SUBACK):
         # from then on nothing published to the filters is missed.
         self.subscribed = threading.Event()
+        # When ``subscribed`` was last set (epoch s), None while it is not: the workers'
+        # heartbeats carry it, and the alert engine counts a device's silence from it
+        # (a broker away is not every device gone quiet).
+        self.listening_since: float | None = None
         self._sub_mid: int | None = None
         self.fatal: str | None = None
         self.stopping = False
@@ -402,6 +407,7 @@ class MqttConnection:
             _rc, self._sub_mid = client.subscribe(subs)
         else:
             self.subscribed.set()
+            self.listening_since = time.time()
         if self.optional_subscriptions:
             _rc, self._optional_mid = client.subscribe(self.optional_subscriptions)
         self.connected.set()
@@ -420,12 +426,14 @@ class MqttConnection:
         if refused:
             log.error("MQTT broker %s:%s refused %d of %s's subscriptions: %s", self.addr.host, self.addr.port,
                       len(refused), self.client_id, ", ".join(sorted(set(refused))))
+        self.listening_since = time.time()
         self.subscribed.set()
 
     def _on_disconnect(self, client, userdata, flags, reason_code, properties):
         was_connected = self.connected.is_set()
         self.connected.clear()
         self.subscribed.clear()
+        self.listening_since = None
         self._lost.set()
         if was_connected:
             self.disconnects += 1

@@ -774,6 +774,7 @@ class IngestWorker:
                 dead_letter_overflow_recent=not_kept - marks[0][2],
                 processed=self.processed,
                 connected=self.conn.connected.is_set(),
+                listening_since=self.conn.listening_since,
                 mqtt="5" if self.conn.is_v5 else "3.1.1",
                 owner=self.owner,
                 topics=self.partition,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 import time
 import uuid
 from urllib.parse import urlsplit
@@ -51,3 +52,35 @@ def wait_until(predicate, timeout_s: float = 10.0, interval_s: float = 0.05):
             return last
         time.sleep(interval_s)
     raise AssertionError(f"condition not met within {timeout_s}s (last value: {last!r})")
+
+
+class IngestListening:
+    """The heartbeat of an ingest worker subscribed at the broker since ``since``
+    (epoch s; 0: for long), for tests that drive the alert engine's offline sweeps
+    with no ingest of their own, or whose devices fell quiet before their ingest
+    started: the engine counts a device's silence only while an ingest listens
+    (``AlertEngine._listening_since``).  Kept fresh every second until ``close``."""
+
+    def __init__(self, redis_client, namespace: str, since: float = 0.0, topics: str = "all",
+                 worker_id: str = "test-ingest-listening"):
+        from data.live import LiveState
+
+        self.live, self.worker_id = LiveState(redis_client, namespace), worker_id
+        self.fields = {"connected": True, "listening_since": since, "topics": topics}
+        self._stop = threading.Event()
+        self.beat()
+        self._thread = threading.Thread(target=self._run, name="test-ingest-heartbeat", daemon=True)
+        self._thread.start()
+
+    def beat(self) -> None:
+        self.live.heartbeat(self.worker_id, **self.fields)
+
+    def _run(self) -> None:
+        while not self._stop.wait(1.0):
+            self.beat()
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(5)
+        self.live.r.hdel(self.live.key("workers"), self.worker_id)
+

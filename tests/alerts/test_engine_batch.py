@@ -21,6 +21,7 @@ from data.models import Alert, AlertEvent, AuditEntry, Sensor
 from geo.types import GasReading
 from ingest.alert_engine import READ_COUNT, AlertEngine
 from tests.citykit import write_small_city
+from tests.mqttkit import IngestListening
 
 # Fields of an alert that come from the wall clock of the run (arming the
 # ladder, the row's bookkeeping), not from the events.
@@ -42,7 +43,10 @@ def city(settings, engine, redis_client):
     eng._ensure_groups()
     # The engine reads only while it holds the lease; driven by hand here, for the whole test.
     assert eng.streams.lease(eng.id, 3600.0)
-    return {"settings": settings, "engine": engine, "redis": redis_client, "store": store, "alert_engine": eng}
+    # And the sweeps count a device's silence only while an ingest listens: one has, for long.
+    listening = IngestListening(redis_client, settings.redis_namespace)
+    yield {"settings": settings, "engine": engine, "redis": redis_client, "store": store, "alert_engine": eng}
+    listening.close()
 
 
 def ev(sensor: str, ts: float, level: str = "normal", lel: float | None = None) -> dict:
