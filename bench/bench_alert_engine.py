@@ -60,23 +60,27 @@ def push(r, stream: str, n: int, n_sensors: int, t0: float) -> None:
     pipe.execute()
 
 
-def alarm_behind(eng, r, engine, ns: str, lane: str, backlog: int, n_sensors: int, t0: float, sid: str) -> float:
-    """Seconds from the engine's next read to the open alert of a high alarm on ``sid``
-    put into ns:``lane`` after ``backlog`` heartbeats in ns:gas:events; then the rest
-    is drained."""
+def read_until_open(eng, engine, sid: str) -> float:
+    """Seconds of the engine's reads until ``sid`` has an open alert in SQL."""
     from sqlalchemy import text
 
-    push(r, f"{ns}:gas:events", backlog, n_sensors, t0)
-    r.xadd(f"{ns}:{lane}", {"sensor": sid, "ts": repr(t0 + backlog + 1), "level": "high", "prev": "normal",
-                            "lel": "60.0", "alarm": "high", "late": "0"})
     q = text("select count(*) from alerts where sensor_id = :s and state = 'open'")
     start = time.perf_counter()
     while True:
         eng.read_streams(False)
         with engine.connect() as c:
             if c.execute(q, {"s": sid}).scalar():
-                break
-    took = time.perf_counter() - start
+                return time.perf_counter() - start
+
+
+def alarm_behind(eng, r, engine, ns: str, lane: str, backlog: int, n_sensors: int, t0: float, sid: str) -> float:
+    """Seconds from the engine's next read to the open alert of a high alarm on ``sid``
+    put into ns:``lane`` after ``backlog`` heartbeats in ns:gas:events; then the rest
+    is drained."""
+    push(r, f"{ns}:gas:events", backlog, n_sensors, t0)
+    r.xadd(f"{ns}:{lane}", {"sensor": sid, "ts": repr(t0 + backlog + 1), "level": "high", "prev": "normal",
+                            "lel": "60.0", "alarm": "high", "late": "0"})
+    took = read_until_open(eng, engine, sid)
     while any(g["pending"] or g.get("lag") for x in ("gas:events", "gas:alarms") for g in r.xinfo_groups(f"{ns}:{x}")):
         eng.read_streams(False)
     return took
@@ -85,9 +89,6 @@ def alarm_behind(eng, r, engine, ns: str, lane: str, backlog: int, n_sensors: in
 def online_behind(eng, r, engine, ns: str, args, t1: float) -> None:
     """An alarm behind ``args.online`` availability messages in its lane, ``args.rounds``
     times, alternating with the per-event baseline over the same number of messages."""
-    from sqlalchemy import text
-
-    q = text("select count(*) from alerts where sensor_id = :s and state = 'open'")
     n = min(args.online, args.sensors - 100)
     fast, slow = [], []
     for k in range(args.rounds):
@@ -99,13 +100,7 @@ def online_behind(eng, r, engine, ns: str, args, t1: float) -> None:
         pipe.xadd(f"{ns}:gas:alarms", {"sensor": sid, "ts": repr(time.time()), "level": "high", "prev": "normal",
                                        "lel": "60.0", "alarm": "high", "late": "0"})
         pipe.execute()
-        start = time.perf_counter()
-        while True:
-            eng.read_streams(False)
-            with engine.connect() as c:
-                if c.execute(q, {"s": sid}).scalar():
-                    break
-        fast.append(time.perf_counter() - start)
+        fast.append(read_until_open(eng, engine, sid))
         infos = {f"B{100 + i:05d}": eng.registry.sensors[f"B{100 + i:05d}"] for i in range(n)}
         start = time.perf_counter()
         for i, info in enumerate(infos.values()):  # before: each one its own transaction
