@@ -19,10 +19,11 @@ from sqlalchemy import select
 
 from alerts.escalation import Ladder
 from data.alert_store import AlertStore
-from data.live import GAS_LANES, LiveState
+from data.live import LiveState
 from data.models import Alert
 from ingest.alert_engine import AlertEngine
 from ingest.worker import IngestWorker
+from tests.alerts.test_engine_batch import drain
 from tests.citykit import write_small_city
 from tests.mqttkit import Publisher, wait_until
 from tests.servicekit import Mosquitto
@@ -57,9 +58,7 @@ def test_a_broker_away_longer_than_the_offline_time_opens_no_offline_alert(setti
         t = time.time() - 1.0
         wait_until(lambda: all(v >= t for v in live.sensor_last_heard(sensors).values())
                    and len(live.sensor_last_heard(sensors)) == len(sensors), 10)
-        while any(g["pending"] or g.get("lag") for lane in GAS_LANES
-                  for g in redis_client.xinfo_groups(f"{s.redis_namespace}:{lane}")):
-            eng.read_streams(False)
+        drain({"settings": s, "redis": redis_client, "alert_engine": eng})
 
     def listening() -> bool:
         beat = live.workers().get(worker.worker_id)
