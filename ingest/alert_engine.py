@@ -708,9 +708,10 @@ class AlertEngine:
         not the device's, and it counts only from when the ingest listens again: a
         broker away for longer than the detectors' offline time would otherwise have
         opened an offline alert for every detector of the city at once."""
+        # An older worker's heartbeat has no listening_since: listening for long, as before.
         since = [w.get("listening_since", 0.0) for w in self.live.workers().values()
-                 if w.get("topics", "all") in ("all", topics) and w.get("connected")]
-        since = [s for s in since if s is not None]
+                 if w.get("topics", "all") in ("all", topics) and w.get("connected")
+                 and w.get("listening_since", 0.0) is not None]
         if not since:
             return None
         self._deaf_logged.discard(topics)
