@@ -29,6 +29,7 @@ import secrets
 import signal
 import sys
 import threading
+import time
 from pathlib import Path
 
 log = logging.getLogger("anjian")
@@ -168,10 +169,27 @@ def open_database(settings):
     return engine
 
 
-def start_alert_engine(settings, services):
-    """Every process that ingests also runs an alert engine; a Redis lease keeps one active."""
+class AlertProcess:
+    """The alert engine and, beside it, the nightly jobs' schedules; stopped together."""
+
+    def __init__(self, engine, jobs, stops: list):
+        self.engine, self.jobs, self.stops = engine, jobs, stops
+
+    def stop(self) -> None:
+        for stop in self.stops:  # the schedules' threads
+            stop()
+        self.jobs.stop()  # a job running in its child is ended; its lease released
+        self.engine.stop()
+
+
+def start_alert_engine(settings, services) -> AlertProcess:
+    """Every process that ingests also runs an alert engine; a Redis lease keeps one active.
+
+    The nightly jobs are scheduled here, and each runs in a child process at a lower
+    priority (data/jobs.py): their seconds of Python must not hold the alarms."""
     from alerts.escalation import Ladder
     from data.alert_store import AlertStore
+    from data.jobs import ChildJobs
     from data.live import LiveState
     from ingest.alert_engine import AlertEngine
 
@@ -180,17 +198,24 @@ def start_alert_engine(settings, services):
                        mqtt_prefix=settings.mqtt_prefix)
     engine = AlertEngine(settings, services.engine, r, store, services.mqtt_url)
     engine.start()
+    jobs = ChildJobs(settings.model_copy(update={"mqtt_url": services.mqtt_url, "redis_url": services.redis_url}))
+    stops = []
     if settings.report_schedule:  # the bulletins' schedule rides along (a Redis lease per bulletin)
         from dashboard.bulletins import BulletinScheduler
 
-        BulletinScheduler(services.engine, r, settings).start()
+        bulletins = BulletinScheduler(services.engine, r, settings, run_job=jobs.run)
+        bulletins.start()
+        stops.append(bulletins.stop.set)
+    from data.retention import Scheduler as RetentionScheduler
     from data.scores_store import Scheduler
 
-    Scheduler(services.engine, settings, r).start()  # daily scores at China midnight; a Redis lease picks one process
-    from data.retention import Scheduler as RetentionScheduler
-
-    RetentionScheduler(services.engine, settings, r).start()  # history retention at 03:00, where set
-    return engine
+    # Daily scores at China midnight (and the days missed, at start); a Redis lease picks one process.
+    # History retention at 03:00, where set.
+    for schedule in (Scheduler(services.engine, settings, r, run_job=lambda: jobs.run("scores")),
+                     RetentionScheduler(services.engine, settings, r, run_job=lambda: jobs.run("retention"))):
+        schedule.start()
+        stops.append(schedule.stop)
+    return AlertProcess(engine, jobs, stops)
 
 
 def start_ingest(settings, services, n: int, first_no: int = 0, *, tune_gc: bool = False) -> list:
@@ -656,6 +681,45 @@ def cmd_scores(settings, args) -> int:
     return 0
 
 
+def cmd_jobs(settings, args) -> int:
+    """One nightly job now, under its lease, as its schedule runs it (data/jobs.py).
+
+    The alert engine's process starts this for each job that falls due, with its own
+    settings on the standard input (``--settings-on-stdin``); by hand it takes the
+    settings as every command does."""
+    if args.settings_on_stdin:
+        from config.settings import Settings
+
+        settings = Settings.model_validate_json(sys.stdin.buffer.read())
+        setup_logging(settings)
+    # SIGTERM (the engine stopping) unwinds like Ctrl-C: the job's lease is released.
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
+    nice = os.nice(settings.jobs_nice) if settings.jobs_nice else os.nice(0)
+    log.info("nightly job %s: process %d, nice %d", args.name, os.getpid(), nice)
+    services = Services(settings, embed=False)
+    try:
+        r = services.redis()
+        if args.name == "scores":
+            from data.scores_store import Scheduler
+
+            done = Scheduler(services.engine, settings, r).run_once()
+            log.info("nightly job scores: %s", "another process holds the lease" if done is None else
+                     f"{len(done)} day(s) scored" + "".join(f"; {d['date']}: {d['rows']} rows" for d in done))
+        elif args.name == "retention":
+            from data.retention import Scheduler as RetentionScheduler
+
+            done = RetentionScheduler(services.engine, settings, r).run_once()
+            log.info("nightly job retention: %s", "another process holds the lease" if done is None else done)
+        else:
+            from dashboard.bulletins import BulletinScheduler
+
+            ids = BulletinScheduler(services.engine, r, settings).run_kind(args.name, time.time())
+            log.info("nightly job %s bulletins: %d written %s", args.name, len(ids), ids)
+    finally:
+        services.close()
+    return 0
+
+
 def cmd_history(settings, args) -> int:
     from data.retention import prune
 
@@ -707,6 +771,8 @@ def cmd_mqtt(settings, args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from data.jobs import NAMES as JOB_NAMES
+
     p = argparse.ArgumentParser(prog="app.py", description="Anjian command map")
     p.add_argument("--config", help="TOML settings file (default: $ANJIAN_CONFIG)")
     sub = p.add_subparsers(dest="cmd")
@@ -780,6 +846,12 @@ def build_parser() -> argparse.ArgumentParser:
     hp = his_sub.add_parser("prune", help="delete history older than the retention settings now (as the daily job)")
     hp.add_argument("--dry-run", action="store_true", help="count what would go, delete nothing")
     hp.add_argument("--actor", default=os.environ.get("USER", "cli"), help="who prunes (for the audit log)")
+    job = sub.add_parser("jobs", help="run a nightly job now, under its lease, as its schedule does "
+                                      "(the alert engine starts each in a process like this)")
+    job.add_argument("name", choices=JOB_NAMES,
+                     help="scores: the days missed up to yesterday; retention: history older than kept; "
+                          "weekly, monthly: the bulletins of the last complete period not yet written")
+    job.add_argument("--settings-on-stdin", action="store_true", help=argparse.SUPPRESS)
     mq = sub.add_parser("mqtt", help="the broker's side of the ingest")
     mq_sub = mq.add_subparsers(dest="mqtt_cmd", required=True)
     mf = mq_sub.add_parser("forget-session", help="end the broker's sessions of retired client ids "
@@ -792,7 +864,7 @@ COMMANDS = {
     None: cmd_run, "run": cmd_run, "ingest": cmd_ingest, "alerts": cmd_alerts, "web": cmd_web, "simulate": cmd_simulate,
     "migrate": cmd_migrate, "demo-city": cmd_demo_city, "import": cmd_import, "token": cmd_token, "user": cmd_user,
     "audit": cmd_audit, "draw": cmd_draw, "report": cmd_report,
-    "scores": cmd_scores, "history": cmd_history, "mqtt": cmd_mqtt,
+    "scores": cmd_scores, "history": cmd_history, "jobs": cmd_jobs, "mqtt": cmd_mqtt,
 }
 
 

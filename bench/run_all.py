@@ -61,6 +61,8 @@ BENCHES: dict[str, tuple[str, list[str], list[str]]] = {
         ["--scale", "demo", "--stops", "100", "--shares", "0,0.25", "--repeats", "1"],
         ["--scale", "city", "--stops", "400"],
     ),
+    "nightly": ("bench_nightly.py", ["--n", "20000", "--db", "/tmp/bench-nightly-20000.sqlite3", "--after", "5"],
+                ["--pg"]),
     "overload": ("bench_overload.py", ["--minutes", "1", "--inspectors", "2000", "--no-browser"], ["--minutes", "10"]),
 }
 # Long: only with --full (or named in --only). The overload bench runs ten minutes of

@@ -355,6 +355,11 @@ class Settings(BaseSettings):
     score_catchup_max_d: int = _field(
         31, "After downtime the daily scoring catches up at most this many missed days.", ge=0)
 
+    jobs_nice: int = _field(
+        10, "The nightly jobs (daily scores, bulletins, history retention) each run in a process of their own, "
+        "started by the alert engine's, at this much lower CPU priority (nice, 0-19): the alarms go first.",
+        ge=0, le=19)
+
     # --- History retention (data/retention.py) -------------------------------
     history_readings_keep_days: int = _field(
         0,

@@ -13,6 +13,7 @@ import logging
 import shutil
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -126,9 +127,11 @@ class BulletinScheduler:
     demand (``python app.py report weekly``).
     """
 
-    def __init__(self, engine, redis, settings, stop: threading.Event | None = None):
+    def __init__(self, engine, redis, settings, stop: threading.Event | None = None,
+                 run_job: Callable[[str], object] | None = None):
         self.engine, self.redis, self.settings = engine, redis, settings
         self.stop = stop or threading.Event()
+        self.run_job = run_job  # a kind's run here (run_kind), or in a child process (data.jobs)
         self._thread: threading.Thread | None = None
 
     def areas(self) -> list[str | None]:
@@ -170,7 +173,11 @@ class BulletinScheduler:
         while not self.stop.wait(TICK_S):
             now = time.time()
             try:
-                self.tick(last, now)
+                if self.run_job is None:
+                    self.tick(last, now)
+                else:
+                    for kind in due_runs(self.settings, last, now):
+                        self.run_job(kind)
             except Exception:  # noqa: BLE001
                 log.exception("bulletin schedule tick failed")
             last = now

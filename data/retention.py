@@ -18,7 +18,8 @@ table and the ingest writes on meanwhile.  Rows are appended in time order, so t
 job stops at the first slice whose rows are all newer than the cutoff.  Each run
 that deleted anything leaves one audit entry (``history.pruned``: per table the
 cutoff and the count).  The daily job runs at ``RUN_AT_H`` China time in one
-process (a Redis lease), beside the scores (``app.py`` ``start_alert_engine``);
+process (a Redis lease), scheduled beside the scores (``app.py`` ``start_alert_engine``) and
+run, as they are, in a child process at a lower priority (``data.jobs``);
 ``app.py history prune`` runs it by hand.
 """
 
@@ -27,6 +28,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 
 from sqlalchemy import and_, delete, func, select
 from sqlalchemy.engine import Engine
@@ -104,9 +106,10 @@ def seconds_to_next_run(now: float) -> float:
 class Scheduler(threading.Thread):
     """The daily run, in the one process that takes the Redis lease."""
 
-    def __init__(self, engine: Engine, settings, redis_client):
+    def __init__(self, engine: Engine, settings, redis_client, *, run_job: Callable[[], object] | None = None):
         super().__init__(name="retention", daemon=True)
         self.engine, self.settings, self.redis = engine, settings, redis_client
+        self.run_job = run_job  # the work here (run_once), or in a child process (data.jobs)
         self.stop_event = threading.Event()
 
     def run_once(self, now: float | None = None) -> dict | None:
@@ -120,7 +123,7 @@ class Scheduler(threading.Thread):
             return
         while not self.stop_event.wait(seconds_to_next_run(time.time())):
             try:
-                self.run_once()
+                (self.run_job or self.run_once)()
             except Exception:  # noqa: BLE001 - tried again the next day; the engine keeps running
                 log.exception("history retention failed; it runs again tomorrow")
 

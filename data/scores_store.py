@@ -8,8 +8,9 @@ digest of its rows; ``catch_up`` scores the days missed since the newest run
 (at most ``score_catchup_max_d``), up to yesterday.
 
 ``Scheduler`` runs ``catch_up`` once at start and then just after every
-midnight, China time.  It runs in the alert engine's process (``app.py``:
-``start_alert_engine``, so also in the all-in-one demo); several such
+midnight, China time.  It is scheduled in the alert engine's process (``app.py``:
+``start_alert_engine``, so also in the all-in-one demo) and does the work in a
+child process of its own at a lower priority (``data.jobs``); several such
 processes may run, so a Redis lease (``SET NX EX``) lets one of them do a
 night's work.
 
@@ -25,6 +26,7 @@ import hashlib
 import logging
 import threading
 import time
+from collections.abc import Callable
 from datetime import date, datetime, timedelta
 
 import orjson
@@ -236,10 +238,14 @@ class Scheduler(threading.Thread):
     """Catch up at start, then score just after each China midnight; one process per night
     holds the Redis lease (``<namespace>:scores:lease``)."""
 
-    def __init__(self, engine: Engine, settings, redis_client, *, delay_s: float = 60.0):
+    def __init__(self, engine: Engine, settings, redis_client, *, delay_s: float = 60.0,
+                 run_job: Callable[[], object] | None = None):
         super().__init__(name="scores", daemon=True)
         self.engine, self.settings, self.redis = engine, settings, redis_client
         self.delay_s = delay_s  # after midnight, so that the day's last writes are in
+        # Where the work is done: here (run_once), or a child process's (data.jobs), started
+        # only when a day is missing.
+        self.run_job = run_job
         self.stop_event = threading.Event()
 
     def run_once(self, now: float | None = None) -> list[dict] | None:
@@ -254,7 +260,10 @@ class Scheduler(threading.Thread):
     def run(self) -> None:
         while not self.stop_event.is_set():
             try:
-                self.run_once()
+                if self.run_job is None:
+                    self.run_once()
+                elif missed_days(self.engine, self.settings, time.time()):
+                    self.run_job()
             except Exception:  # noqa: BLE001 - the job retries at the next midnight; the engine keeps running
                 log.exception("daily scoring failed; it catches up at the next run")
             if self.stop_event.wait(seconds_to_midnight(time.time()) + self.delay_s):
