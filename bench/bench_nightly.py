@@ -108,6 +108,14 @@ def prepare(url: str, n: int, sensors: int) -> None:
         engine.dispose()
 
 
+def revision(app: Path) -> str:
+    def git(*a):
+        return subprocess.run(["git", "-C", str(app), *a], capture_output=True, text=True).stdout.strip()
+
+    return git("rev-parse", "--short", "HEAD") + (" with changes" if git("status", "--porcelain", "--untracked-files=no")
+                                                  else "")
+
+
 def wait_for(path: Path, needle: str, timeout_s: float, procs) -> None:
     t0 = time.monotonic()
     while needle not in path.read_text(errors="replace"):
@@ -198,7 +206,7 @@ def main() -> int:
             rows = conn.execute(select(Alert.id, Alert.subject, Alert.created_at)
                                 .where(Alert.subject.like("sensor:BN%"))).all()
         engine.dispose()
-        print(f"app {args.app} ({subprocess.run(['git', '-C', str(args.app), 'rev-parse', '--short', 'HEAD'], capture_output=True, text=True).stdout.strip()}): "
+        print(f"app {args.app} ({revision(args.app)}): "
               f"{args.n} enterprises on {url.split(':', 1)[0]}; scoring held its lease {scoring_to - scoring_from:.1f} s; "
               f"{len(published)} alarms at {args.rate}/s, {len(rows)} alerts opened")
         if args.verbose:

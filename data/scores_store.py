@@ -2,10 +2,10 @@
 
 ``run_day(engine, settings, "2026-12-02")`` scores every enterprise, street and
 unit for that day (China time) from what happened up to the day's end, within
-``score_window_d`` days, and replaces that day's rows in one transaction: a
-rerun gives identical rows.  ``score_runs`` records each day that ran, with a
-digest of its rows; ``catch_up`` scores the days missed since the newest run
-(at most ``score_catchup_max_d``), up to yesterday.
+``score_window_d`` days, and replaces that day's rows in slices, its
+``score_runs`` row last: a rerun gives identical rows.  ``score_runs`` records
+each day that ran, with a digest of its rows; ``catch_up`` scores the days
+missed since the newest run (at most ``score_catchup_max_d``), up to yesterday.
 
 ``Scheduler`` runs ``catch_up`` once at start and then just after every
 midnight, China time.  It is scheduled in the alert engine's process (``app.py``:
@@ -30,7 +30,7 @@ from collections.abc import Callable
 from datetime import date, datetime, timedelta
 
 import orjson
-from sqlalchemy import Engine, case, delete, func, insert, select
+from sqlalchemy import Engine, case, delete, func, insert, select, tuple_
 
 from data.models import (
     Alert,
@@ -178,17 +178,44 @@ def digest(rows: list[ScoreRow]) -> str:
                                        option=orjson.OPT_SORT_KEYS)).hexdigest()
 
 
+WRITE_SLICE = 2000  # rows a transaction of a day's write
+SQLITE_PAUSE_S = 0.05  # between two slices on SQLite: a waiting writer's turn
+
+
 def run_day(engine: Engine, settings, day: str, now: float | None = None) -> dict:
-    """Score ``day`` and replace its rows (idempotent); returns ``{"date", "rows", "digest"}``."""
+    """Score ``day`` and replace its rows (idempotent); returns ``{"date", "rows", "digest"}``.
+
+    The rows are written in slices of ``WRITE_SLICE``, a transaction each, and the
+    day's ``score_runs`` row last: on SQLite, whose one writer's lock a single
+    transaction of a city's 130,000 rows held for about 2 s, an alarm's commit waits
+    for one slice, not for the day (docs/benchmarks.md, section 27).  Each slice
+    replaces its subjects' rows of the day, so a reader sees a subject's old row or
+    its new one; rows of subjects no longer scored go with the ``score_runs`` row.
+    The day counts as scored (``latest_date``, ``missed_days``) only once that row is
+    written: a run cut short is run again in full by the next catch-up."""
     date.fromisoformat(day)  # ValueError for a malformed date
     rows = compute_day(engine, settings, day)
     dg = digest(rows)
-    with engine.begin() as conn:
-        conn.execute(delete(ScoreRowModel).where(ScoreRowModel.date == day))
-        for i in range(0, len(rows), 5000):
+    key = tuple_(ScoreRowModel.kind, ScoreRowModel.subject_id)
+    with engine.connect() as conn:
+        had = set(conn.execute(select(ScoreRowModel.kind, ScoreRowModel.subject_id)
+                               .where(ScoreRowModel.date == day)).tuples())
+    pause = SQLITE_PAUSE_S if engine.dialect.name == "sqlite" else 0.0
+    for i in range(0, len(rows), WRITE_SLICE):
+        part = rows[i:i + WRITE_SLICE]
+        with engine.begin() as conn:
+            old = [k for k in ((r.kind, r.id) for r in part) if k in had]
+            if old:
+                conn.execute(delete(ScoreRowModel).where(ScoreRowModel.date == day, key.in_(old)))
             conn.execute(insert(ScoreRowModel), [
                 {"date": day, "kind": r.kind, "subject_id": r.id, "score": r.score, "rank": r.rank, "parts": r.parts}
-                for r in rows[i:i + 5000]])
+                for r in part])
+        if pause and i + WRITE_SLICE < len(rows):
+            time.sleep(pause)
+    stale = list(had - {(r.kind, r.id) for r in rows})
+    with engine.begin() as conn:
+        for j in range(0, len(stale), WRITE_SLICE):
+            conn.execute(delete(ScoreRowModel).where(ScoreRowModel.date == day, key.in_(stale[j:j + WRITE_SLICE])))
         conn.execute(delete(ScoreRun).where(ScoreRun.date == day))
         conn.execute(insert(ScoreRun).values(date=day, ran_at=time.time() if now is None else now, rows=len(rows),
                                              digest=dg))

@@ -8,7 +8,7 @@ from datetime import date, timedelta
 
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import insert, select
+from sqlalchemy import event, func, insert, select
 
 from data import scores_store
 from data.hazards_store import HazardStore
@@ -140,8 +140,8 @@ def test_the_cli_scores_a_day_and_reruns_it_identically(tmp_path, monkeypatch, c
     from data.db import make_engine, migrate
 
     monkeypatch.setenv("ANJIAN_DATA_DIR", str(tmp_path))
-    monkeypatch.delenv("ANJIAN_DATABASE_URL", raising=False)
-    monkeypatch.delenv("ANJIAN_CONFIG", raising=False)
+    monkeypatch.delenv("ANJIAN_DATABASE_URL")
+    monkeypatch.delenv("ANJIAN_CONFIG")
     eng = make_engine(f"sqlite:///{tmp_path / 'anjian.sqlite3'}")
     migrate(eng)
     write_small_city(eng)
@@ -151,3 +151,35 @@ def test_the_cli_scores_a_day_and_reruns_it_identically(tmp_path, monkeypatch, c
     assert capsys.readouterr().out == first and f"scores of {DAY}: 6 rows" in first  # 2 enterprises, 2 streets, 2 units
     assert app.main(["scores", "run", "--date", "30/11/2026"]) == 2
     eng.dispose()
+
+
+def test_a_day_is_written_in_slices_and_counts_as_scored_only_once_whole(engine, settings, monkeypatch):
+    """On SQLite one transaction of a city's day held the one writer's lock for about
+    2 s, and every alarm's commit waited behind it.  The day is written a slice a
+    transaction; until its last, the day is not scored (catch-up, the newest day), and
+    a rerun replaces each subject's row in the transaction that writes it."""
+    _city(engine, settings)
+    monkeypatch.setattr(scores_store, "WRITE_SLICE", 2)  # the small city's 6 rows: 3 slices
+    monkeypatch.setattr(scores_store, "SQLITE_PAUSE_S", 0.0)
+    seen = []  # as each commit is made (from another connection): the day's rows, and the newest scored day
+
+    def on_commit(conn):
+        with engine.connect() as c:
+            n = c.execute(select(func.count()).select_from(ScoreRowModel).where(ScoreRowModel.date == DAY)).scalar()
+        seen.append((n, scores_store.latest_date(engine)))
+
+    event.listen(engine, "commit", on_commit)
+    try:
+        first = run_day(engine, settings, DAY, now=1.0)
+    finally:
+        event.remove(engine, "commit", on_commit)
+    # Three slices, then the day's score_runs row: all six rows were in before the day counted.
+    assert first["rows"] == 6 and seen == [(0, None), (2, None), (4, None), (6, None)]
+    assert scores_store.latest_date(engine) == DAY
+    rows = _rows(engine, DAY)
+    # A subject no longer scored (its row from an earlier run) goes with the day's last transaction.
+    with engine.begin() as conn:
+        conn.execute(insert(ScoreRowModel).values(date=DAY, kind="enterprise", subject_id="GONE", score=0.5, rank=3,
+                                                  parts={}))
+    second = run_day(engine, settings, DAY, now=2.0)
+    assert _rows(engine, DAY) == rows and second["digest"] == first["digest"]
