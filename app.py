@@ -715,6 +715,9 @@ def cmd_jobs(settings, args) -> int:
 
             ids = BulletinScheduler(services.engine, r, settings).run_kind(args.name, time.time())
             log.info("nightly job %s bulletins: %d written %s", args.name, len(ids), ids)
+    except Exception:  # noqa: BLE001 - said here, in the log, with its cause; the exit code tells the engine
+        log.exception("nightly job %s failed", args.name)
+        return 1
     finally:
         services.close()
     return 0

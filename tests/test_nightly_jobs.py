@@ -166,3 +166,30 @@ def test_a_job_by_hand_runs_as_its_schedule_does(tmp_path, tiny_city, namespace,
         assert f"nightly job scores: {expected}" in out.stderr, out.stderr
     assert scored_days(db) == [yesterday()]
     assert not redis_client.exists(f"{namespace}:{LEASE_KEY}")
+
+
+def test_a_failing_job_is_logged_and_the_alert_engine_runs_on(tmp_path, tiny_city, namespace, redis_client):
+    """The scores' table gone (an operator's mistake): the job's process fails, the engine
+    says so, frees the lease and goes on answering."""
+    db = tmp_path / "anjian.sqlite3"
+    shutil.copy(tiny_city, db)
+    engine = create_engine(f"sqlite:///{db}")
+    with engine.begin() as conn:
+        conn.exec_driver_sql("DROP TABLE scores")
+    engine.dispose()
+    log = tmp_path / "alerts.log"
+    with log.open("w") as out:
+        p = subprocess.Popen([*APP, "alerts"], env=env_of(tmp_path, db, namespace), cwd=tmp_path, stdout=out,
+                             stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        wait_until(lambda: "nightly job scores failed in its process" in log.read_text(), timeout_s=60)
+        time.sleep(1.0)
+        assert p.poll() is None, log.read_text()[-3000:]
+        assert "no such table: scores" in log.read_text()  # the child's own traceback says why
+        assert not redis_client.exists(f"{namespace}:{LEASE_KEY}")
+        os.kill(p.pid, signal.SIGTERM)
+        assert p.wait(20) == 0, log.read_text()[-3000:]
+    finally:
+        if p.poll() is None:
+            os.killpg(p.pid, signal.SIGKILL)
+            p.wait(10)

@@ -140,8 +140,8 @@ def test_the_cli_scores_a_day_and_reruns_it_identically(tmp_path, monkeypatch, c
     from data.db import make_engine, migrate
 
     monkeypatch.setenv("ANJIAN_DATA_DIR", str(tmp_path))
-    monkeypatch.delenv("ANJIAN_DATABASE_URL")
-    monkeypatch.delenv("ANJIAN_CONFIG")
+    monkeypatch.delenv("ANJIAN_DATABASE_URL", raising=False)
+    monkeypatch.delenv("ANJIAN_CONFIG", raising=False)
     eng = make_engine(f"sqlite:///{tmp_path / 'anjian.sqlite3'}")
     migrate(eng)
     write_small_city(eng)
