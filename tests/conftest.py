@@ -10,6 +10,8 @@ MQTT topic prefix, PostgreSQL schema), so several runs can share one server.
 from __future__ import annotations
 
 import os
+import threading
+import time
 import uuid
 
 import pytest
@@ -85,6 +87,27 @@ def no_keys_left_behind():
                         f"under {len(left)} namespaces of this run: {detail}", pytrace=False)
     finally:
         client.close()
+
+
+# ingest.alert_engine.AlertEngine's threads: its loop, its lease, and its jobs off the loop.
+ENGINE_THREADS = ("alert-engine", "alert-engine-lease", "inspector-sweep", "overdue-rollup")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def no_alert_engine_left_running(request):
+    """Fails a module whose tests leave an alert engine running past its end: one left
+    behind sweeps and logs on into later modules' captures (it once logged to a closed
+    one), and holds connections to the test services.  Its stop may take a moment."""
+    before = {t for t in threading.enumerate() if t.name in ENGINE_THREADS}
+    yield
+    deadline = time.monotonic() + 5.0
+    while True:
+        left = [t.name for t in threading.enumerate() if t.name in ENGINE_THREADS and t not in before]
+        if not left or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    if left:
+        pytest.fail(f"{request.module.__name__} left an alert engine running ({', '.join(left)})", pytrace=False)
 
 
 @pytest.fixture
