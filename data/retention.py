@@ -123,7 +123,10 @@ class Scheduler(threading.Thread):
             return
         while not self.stop_event.wait(seconds_to_next_run(time.time())):
             try:
-                (self.run_job or self.run_once)()
+                if self.run_job is None:
+                    self.run_once()
+                elif not self.redis.exists(f"{self.settings.redis_prefix}:{LEASE_KEY}"):
+                    self.run_job()  # in a child, unless another process ran it already today
             except Exception:  # noqa: BLE001 - tried again the next day; the engine keeps running
                 log.exception("history retention failed; it runs again tomorrow")
 

@@ -284,13 +284,21 @@ class Scheduler(threading.Thread):
         finally:
             release_lease(self.redis, self.settings.redis_prefix, token)
 
+    def tick(self, now: float) -> bool:
+        """One scheduled run: here, or in a child only when a day is missing and no other
+        process holds the lease (a child's start-up is a second of CPU); True when it ran."""
+        if self.run_job is None:
+            return self.run_once(now) is not None
+        if not missed_days(self.engine, self.settings, now) or self.redis.exists(
+                f"{self.settings.redis_prefix}:{LEASE_KEY}"):
+            return False
+        self.run_job()
+        return True
+
     def run(self) -> None:
         while not self.stop_event.is_set():
             try:
-                if self.run_job is None:
-                    self.run_once()
-                elif missed_days(self.engine, self.settings, time.time()):
-                    self.run_job()
+                self.tick(time.time())
             except Exception:  # noqa: BLE001 - the job retries at the next midnight; the engine keeps running
                 log.exception("daily scoring failed; it catches up at the next run")
             if self.stop_event.wait(seconds_to_midnight(time.time()) + self.delay_s):

@@ -121,11 +121,11 @@ def test_the_days_scores_are_worked_out_in_a_child_of_the_alert_engine_at_a_lowe
     assert (parent, nice) == (p.pid, 10)
     assert b"jobs" in Path(f"/proc/{job}/cmdline").read_bytes()
     wait_until(lambda: scored_days(db) == [yesterday()], timeout_s=60)
-    wait_until(lambda: not alive(job), timeout_s=10)  # the job ends; the engine runs on
+    wait_until(lambda: not alive(job), timeout_s=10)  # the job ends; the engine says so, and runs on
+    wait_until(lambda: f"nightly job scores done in its process {job}" in log.read_text(), timeout_s=10)
     assert p.poll() is None
     assert not redis_client.exists(f"{namespace}:{LEASE_KEY}")
     text = log.read_text()
-    assert f"nightly job scores done in its process {job}" in text
     assert " ERROR " not in text and "Traceback" not in text, text[-3000:]
 
 

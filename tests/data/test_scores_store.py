@@ -183,3 +183,20 @@ def test_a_day_is_written_in_slices_and_counts_as_scored_only_once_whole(engine,
                                                   parts={}))
     second = run_day(engine, settings, DAY, now=2.0)
     assert _rows(engine, DAY) == rows and second["digest"] == first["digest"]
+
+
+def test_the_schedule_starts_a_childs_run_only_for_a_missing_day_nobody_is_scoring(engine, settings, redis_client):
+    """With the work in a child process (data/jobs.py), the schedule asks first: a day
+    missing, and no other process holding the night's lease.  Every alert engine of a
+    deployment schedules; only one child need start (each is a second of CPU)."""
+    _city(engine, settings)
+    started = []
+    s = Scheduler(engine, settings, redis_client, run_job=lambda: started.append(1))
+    now = day_end(DAY) + 3600  # an hour into the next day: DAY is yesterday, not scored
+    lease = f"{settings.redis_prefix}:{scores_store.LEASE_KEY}"
+    redis_client.set(lease, "another process", ex=60)
+    assert not s.tick(now) and started == []
+    redis_client.delete(lease)
+    assert s.tick(now) and started == [1]
+    run_day(engine, settings, DAY, now)
+    assert not s.tick(now) and started == [1]  # nothing missing
