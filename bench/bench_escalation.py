@@ -45,6 +45,17 @@ def pct(xs: list[float], p: float) -> float:
     return xs[min(len(xs) - 1, int(round(p / 100 * (len(xs) - 1))))]
 
 
+def stop_processes(procs: list[subprocess.Popen], timeout_s: float) -> None:
+    """SIGTERM to each still running, then SIGKILL to any not gone within ``timeout_s``."""
+    for p in procs:
+        if p.poll() is None:
+            p.terminate()
+            try:
+                p.wait(timeout_s)
+            except subprocess.TimeoutExpired:
+                p.kill()
+
+
 def open_alerts(engine, store, n: int, at: float) -> dict[int, float]:
     """``n`` open gas alarms opened at ``at``, each on a sensor of its own: their
     street escalation falls due together, T1 later.  Written as the engine writes
@@ -194,13 +205,7 @@ def main() -> int:
         print("PASS" if ok else "FAIL")
         return 0 if ok else 1
     finally:
-        for p in procs:
-            if p.poll() is None:
-                p.terminate()
-                try:
-                    p.wait(15)
-                except subprocess.TimeoutExpired:
-                    p.kill()
+        stop_processes(procs, 15)
         if sub is not None:
             sub.loop_stop()
             sub.disconnect()

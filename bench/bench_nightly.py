@@ -47,7 +47,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from bench_escalation import pct  # noqa: E402
+from bench_escalation import pct, stop_processes  # noqa: E402
 from bench_scoring import fill  # noqa: E402
 
 from data.db import make_engine, migrate  # noqa: E402
@@ -228,19 +228,14 @@ def main() -> int:
             if not xs:
                 print(f"  {phase}: no alarms")
                 continue
+            esc = (f"late p50 {statistics.median(late) * 1000:.0f} ms, p95 {pct(late, 95) * 1000:.0f} ms, "
+                   f"max {max(late) * 1000:.0f} ms" if late else "none arrived")
             print(f"  {phase}: {len(xs)} alarms; publish -> opened p50 {statistics.median(opened) * 1000:.0f} ms, "
                   f"p95 {pct(opened, 95) * 1000:.0f} ms, max {max(opened) * 1000:.0f} ms; escalations "
-                  f"{len(late)} of {len(xs)}, late p50 {statistics.median(late) * 1000:.0f} ms, "
-                  f"p95 {pct(late, 95) * 1000:.0f} ms, max {max(late) * 1000:.0f} ms" if late else "")
+                  f"{len(late)} of {len(xs)}, {esc}")
         return 0
     finally:
-        for p in procs:
-            if p.poll() is None:
-                p.terminate()
-                try:
-                    p.wait(20)
-                except subprocess.TimeoutExpired:
-                    p.kill()
+        stop_processes(procs, 20)
         for c in (sub, pub):
             c.loop_stop()
             c.disconnect()
