@@ -207,11 +207,14 @@ def start_alert_engine(settings, services) -> AlertProcess:
         bulletins.start()
         stops.append(bulletins.stop.set)
     from data.retention import Scheduler as RetentionScheduler
-    from data.scores_store import Scheduler
+    from data.scores_store import Scheduler, free_lease_of
+
+    def scores():  # a child killed holding the night's lease would keep it for its hour
+        return jobs.run("scores", on_killed=lambda pid: free_lease_of(r, settings.redis_prefix, pid))
 
     # Daily scores at China midnight (and the days missed, at start); a Redis lease picks one process.
     # History retention at 03:00, where set.
-    for schedule in (Scheduler(services.engine, settings, r, run_job=lambda: jobs.run("scores")),
+    for schedule in (Scheduler(services.engine, settings, r, run_job=scores),
                      RetentionScheduler(services.engine, settings, r, run_job=lambda: jobs.run("retention"))):
         schedule.start()
         stops.append(schedule.stop)

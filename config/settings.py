@@ -359,6 +359,10 @@ class Settings(BaseSettings):
         10, "The nightly jobs (daily scores, bulletins, history retention) each run in a process of their own, "
         "started by the alert engine's, at this much lower CPU priority (nice, 0-19): the alarms go first.",
         ge=0, le=19)
+    jobs_retry_s: float = _field(
+        600.0, "A day's scores whose process failed (killed by the kernel's OOM killer, say) are tried again "
+        "after this many seconds, up to jobs_retries times; then at the next midnight.", gt=0)
+    jobs_retries: int = _field(3, "How often a failed day's scores are tried again before the next midnight.", ge=0)
 
     # --- History retention (data/retention.py) -------------------------------
     history_readings_keep_days: int = _field(

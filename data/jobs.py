@@ -13,8 +13,10 @@ input (the embedded services' addresses, a settings file's values and the
 environment's, exactly as the parent read them; never on the command line, where
 ``ps`` shows it), lowers its priority by ``jobs_nice`` and waits for it.
 
-- A job that fails, or a child that dies, is logged; the job runs again at its next
-  time, as it did in a thread.  The engine is not touched.
+- A job that fails, or a child that dies, is logged; the engine is not touched.  The
+  day's scores are tried again after ``jobs_retry_s`` (a few times; a child killed
+  holding the lease has it freed first, ``on_killed``), the other jobs at their next
+  time, as they were in a thread.
 - Stopping the engine stops a running child (SIGTERM, then SIGKILL after
   ``STOP_GRACE_S``); the child releases its lease on SIGTERM.
 - A ``kill -9`` of the engine leaves a running child to finish its job and exit:
@@ -31,6 +33,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 log = logging.getLogger(__name__)
@@ -50,8 +53,9 @@ class ChildJobs:
         self._lock = threading.Lock()
         self._running: set[subprocess.Popen] = set()
 
-    def run(self, name: str) -> int | None:
-        """Run job ``name`` in a child and wait for it: its exit code, None when stopping."""
+    def run(self, name: str, *, on_killed: Callable[[int], object] | None = None) -> int | None:
+        """Run job ``name`` in a child and wait for it: its exit code, None when stopping.
+        ``on_killed(pid)`` when a signal not of ours ended it (its own clean-up never ran)."""
         if name not in NAMES:
             raise ValueError(f"unknown nightly job {name!r}: one of {', '.join(NAMES)}")
         with self._lock:
@@ -78,11 +82,12 @@ class ChildJobs:
             with self._lock:
                 self._running.discard(p)
         took = time.monotonic() - t0
+        if code < 0 and on_killed is not None and not self.stopping.is_set():
+            on_killed(p.pid)
         if code == 0:
             log.info("nightly job %s done in its process %d (%.1f s)", name, p.pid, took)
         elif not self.stopping.is_set():
-            log.error("nightly job %s failed in its process %d (exit code %s after %.1f s); it runs again at its "
-                      "next time", name, p.pid, code, took)
+            log.error("nightly job %s failed in its process %d (exit code %s after %.1f s)", name, p.pid, code, took)
         return code
 
     def stop(self) -> None:

@@ -24,6 +24,8 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
+import socket
 import threading
 import time
 from collections.abc import Callable
@@ -250,8 +252,9 @@ def seconds_to_midnight(now: float) -> float:
 
 
 def take_lease(redis_client, namespace: str) -> str | None:
-    """The scoring lease (one scorer at a time across processes), or None when another holds it."""
-    token = f"{threading.get_ident()}-{time.time()}"
+    """The scoring lease (one scorer at a time across processes), or None when another holds it.
+    Its value names the holder (host, process), for ``free_lease_of``."""
+    token = f"{socket.gethostname()}:{os.getpid()}:{threading.get_ident()}:{time.time()}"
     return token if redis_client.set(f"{namespace}:{LEASE_KEY}", token, nx=True, ex=LEASE_S) else None
 
 
@@ -261,17 +264,34 @@ def release_lease(redis_client, namespace: str, token: str) -> None:
         redis_client.delete(key)
 
 
+# Deletes KEYS[1] only while its value begins with ARGV[1]: one step, so that a lease
+# another process took meanwhile is never deleted.
+_FREE_IF_HELD_BY = """
+local v = redis.call('GET', KEYS[1])
+if v and string.sub(v, 1, string.len(ARGV[1])) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
+
+def free_lease_of(redis_client, namespace: str, pid: int) -> bool:
+    """Free the lease of process ``pid`` of this host, which died holding it (killed: its
+    ``release_lease`` never ran), so that the night is tried again now, not after the
+    lease's hour.  True when it held it."""
+    held_by = f"{socket.gethostname()}:{pid}:"
+    return bool(redis_client.eval(_FREE_IF_HELD_BY, 1, f"{namespace}:{LEASE_KEY}", held_by))
+
+
 class Scheduler(threading.Thread):
     """Catch up at start, then score just after each China midnight; one process per night
     holds the Redis lease (``<namespace>:scores:lease``)."""
 
     def __init__(self, engine: Engine, settings, redis_client, *, delay_s: float = 60.0,
-                 run_job: Callable[[], object] | None = None):
+                 run_job: Callable[[], int | None] | None = None):
         super().__init__(name="scores", daemon=True)
         self.engine, self.settings, self.redis = engine, settings, redis_client
         self.delay_s = delay_s  # after midnight, so that the day's last writes are in
         # Where the work is done: here (run_once), or a child process's (data.jobs), started
-        # only when a day is missing.
+        # only when a day is missing; it returns the child's exit code.
         self.run_job = run_job
         self.stop_event = threading.Event()
 
@@ -284,24 +304,36 @@ class Scheduler(threading.Thread):
         finally:
             release_lease(self.redis, self.settings.redis_prefix, token)
 
-    def tick(self, now: float) -> bool:
+    def tick(self, now: float) -> bool | None:
         """One scheduled run: here, or in a child only when a day is missing and no other
-        process holds the lease (a child's start-up is a second of CPU); True when it ran."""
+        process holds the lease (a child's start-up is a second of CPU).  True when it
+        ran, False when the child failed, None when there was nothing for it to do."""
         if self.run_job is None:
-            return self.run_once(now) is not None
+            return None if self.run_once(now) is None else True
         if not missed_days(self.engine, self.settings, now) or self.redis.exists(
                 f"{self.settings.redis_prefix}:{LEASE_KEY}"):
-            return False
-        self.run_job()
-        return True
+            return None
+        return self.run_job() == 0
 
     def run(self) -> None:
+        failures = 0
         while not self.stop_event.is_set():
+            ok = None
             try:
-                self.tick(time.time())
+                ok = self.tick(time.time())
             except Exception:  # noqa: BLE001 - the job retries at the next midnight; the engine keeps running
                 log.exception("daily scoring failed; it catches up at the next run")
-            if self.stop_event.wait(seconds_to_midnight(time.time()) + self.delay_s):
+            # A child that failed (killed by the kernel's OOM killer, say) is tried again
+            # soon, a few times; then, or after a run, at the next midnight.
+            failures = failures + 1 if ok is False else 0
+            if 0 < failures <= self.settings.jobs_retries:
+                wait_s = self.settings.jobs_retry_s
+                log.warning("daily scoring is tried again in %.0f s (%d of %d)", wait_s, failures,
+                            self.settings.jobs_retries)
+            else:
+                failures = 0
+                wait_s = seconds_to_midnight(time.time()) + self.delay_s
+            if self.stop_event.wait(wait_s):
                 return
 
     def stop(self) -> None:

@@ -193,3 +193,27 @@ def test_a_failing_job_is_logged_and_the_alert_engine_runs_on(tmp_path, tiny_cit
         if p.poll() is None:
             os.killpg(p.pid, signal.SIGKILL)
             p.wait(10)
+
+
+def test_a_job_killed_holding_the_lease_is_tried_again_soon(tmp_path, tiny_city, namespace, redis_client):
+    """The day's scores' process killed (the kernel's OOM killer takes the largest: at a
+    city's scale, it): its lease would hold the night for an hour and the day would wait
+    for the next midnight.  The engine frees the lease of its dead child and tries again
+    after jobs_retry_s."""
+    db = tmp_path / "anjian.sqlite3"
+    shutil.copy(tiny_city, db)
+    log = tmp_path / "alerts.log"
+    with log.open("w") as out:
+        p = subprocess.Popen([*APP, "alerts"], env={**env_of(tmp_path, db, namespace), "ANJIAN_JOBS_RETRY_S": "1"},
+                             cwd=tmp_path, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        job = job_while_it_holds_the_lease(redis_client, namespace, p.pid, log)
+        os.kill(job, signal.SIGKILL)
+        wait_until(lambda: scored_days(db) == [yesterday()], timeout_s=60)
+        killed = f"nightly job scores failed in its process {job} (exit code -9"
+        wait_until(lambda: "nightly job scores done" in log.read_text().partition(killed)[2], timeout_s=10)
+        assert "daily scoring is tried again in 1 s (1 of 3)" in log.read_text()
+        assert p.poll() is None
+    finally:
+        os.killpg(p.pid, signal.SIGTERM)
+        p.wait(20)

@@ -191,7 +191,7 @@ def test_the_schedule_starts_a_childs_run_only_for_a_missing_day_nobody_is_scori
     deployment schedules; only one child need start (each is a second of CPU)."""
     _city(engine, settings)
     started = []
-    s = Scheduler(engine, settings, redis_client, run_job=lambda: started.append(1))
+    s = Scheduler(engine, settings, redis_client, run_job=lambda: started.append(1) or 0)
     now = day_end(DAY) + 3600  # an hour into the next day: DAY is yesterday, not scored
     lease = f"{settings.redis_prefix}:{scores_store.LEASE_KEY}"
     redis_client.set(lease, "another process", ex=60)
