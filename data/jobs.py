@@ -20,8 +20,8 @@ environment's, exactly as the parent read them; never on the command line, where
 - Stopping the engine stops a running child (SIGTERM, then SIGKILL after
   ``STOP_GRACE_S``); the child releases its lease on SIGTERM.
 - A ``kill -9`` of the engine leaves a running child to finish its job and exit:
-  it holds the job's lease, and a night's scores half written would be rolled
-  back anyway (one transaction a day).
+  it holds the job's lease (a day's scores cut short would be scored again whole,
+  as the day counts only once all its rows are in; ``scores_store.run_day``).
 """
 
 from __future__ import annotations
