@@ -217,3 +217,29 @@ def test_a_job_killed_holding_the_lease_is_tried_again_soon(tmp_path, tiny_city,
     finally:
         os.killpg(p.pid, signal.SIGTERM)
         p.wait(20)
+
+
+def test_the_weekly_bulletin_job_writes_the_last_weeks_bulletin_once(tmp_path, tiny_city, namespace):
+    """`python app.py jobs weekly` (README), as the schedule starts it on Monday morning:
+    the district's bulletin of the last complete week, by the schedule, with its files;
+    run again, nothing more."""
+    from dashboard.bulletins import SCHEDULE_ACTOR
+    from data.models import ReportRow
+
+    db = tmp_path / "anjian.sqlite3"
+    shutil.copy(tiny_city, db)
+    env = {**env_of(tmp_path, db, namespace), "ANJIAN_REPORT_PER_STREET": "false"}
+    for expected in ("1 written", "0 written"):
+        out = subprocess.run([*APP, "jobs", "weekly"], env=env, cwd=tmp_path, capture_output=True, text=True,
+                             timeout=180)
+        assert out.returncode == 0, out.stdout + out.stderr
+        assert f"nightly job weekly bulletins: {expected}" in out.stderr, out.stderr[-3000:]
+    engine = create_engine(f"sqlite:///{db}")
+    try:
+        with engine.connect() as conn:
+            rows = conn.execute(select(ReportRow.kind, ReportRow.street_id, ReportRow.generated_by,
+                                       ReportRow.files)).all()
+    finally:
+        engine.dispose()
+    assert [(r.kind, r.street_id, r.generated_by) for r in rows] == [("weekly", None, SCHEDULE_ACTOR)]
+    assert rows[0].files
