@@ -697,7 +697,7 @@ def cmd_jobs(settings, args) -> int:
         setup_logging(settings)
     # SIGTERM (the engine stopping) unwinds like Ctrl-C: the job's lease is released.
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
-    nice = os.nice(settings.jobs_nice) if settings.jobs_nice else os.nice(0)
+    nice = os.nice(settings.jobs_nice)  # lowers it by jobs_nice (0: as it was), and says where it is now
     log.info("nightly job %s: process %d, nice %d", args.name, os.getpid(), nice)
     services = Services(settings, embed=False)
     try:
